@@ -1,0 +1,198 @@
+"""topfib's configuration: TOML validated by pydantic models that reject unknown keys.
+
+Every key is documented (with its default) in README.md under "Configuration".
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    """``"127.0.0.1:8080"`` / ``"[::]:6343"`` → (host, port); raises ValueError."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    ipaddress.ip_address(host)
+    port = int(port_text)
+    if not 0 < port < 65536:
+        raise ValueError(f"port out of range in {value!r}")
+    return host, port
+
+
+class ApiConfig(_Strict):
+    listen: str = "127.0.0.1:8080"
+    max_body_bytes: int = Field(65536, gt=0)
+    request_batch_max: int = Field(100, gt=0)
+    rate_limit_per_s: float = Field(50.0, gt=0)
+    rate_limit_burst: int = Field(100, gt=0)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        split_host_port(value)
+        return value
+
+
+class CollectorConfig(_Strict):
+    sflow_listen: list[str] = ["0.0.0.0:6343"]
+    receive_buffer_bytes: int = Field(32 * 1024 * 1024, gt=0)
+    fast_half_life_s: float = Field(30.0, gt=0)
+    slow_half_life_s: float = Field(3600.0, gt=0)
+
+    @field_validator("sflow_listen")
+    @classmethod
+    def _listen(cls, value: list[str]) -> list[str]:
+        for item in value:
+            split_host_port(item)
+        return value
+
+
+class StoreConfig(_Strict):
+    url: str = "memory://"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not (value == "memory://" or value.startswith(("redis://", "rediss://", "unix://"))):
+            raise ValueError("must be memory:// or redis://HOST:PORT/DB")
+        return value
+
+
+class ExabgpConfig(_Strict):
+    executable: str = ""
+    reactor_speed: float = Field(0.1, gt=0)
+    restart_backoff_max_s: float = Field(30.0, gt=0)
+
+
+class SwitchConfig(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    neighbor: str
+    local_address: str
+    local_as: int = Field(gt=0, lt=2**32)
+    peer_as: int = Field(gt=0, lt=2**32)
+    router_id: str | None = None
+    bgp_port: int = Field(179, gt=0, lt=65536)
+    passive: bool = False
+    sflow_agents: list[str] = []
+    fib_cap_ipv4: int = Field(gt=0)
+    fib_cap_ipv6: int = Field(gt=0)
+    fib_cap_ipv4_24: int = Field(0, ge=0)
+    loop_period_s: float = Field(1.0, gt=0)
+    rib_file: str | None = None
+    request_ttl_default_s: float = Field(600.0, gt=0)
+    request_ttl_max_s: float = Field(86400.0, gt=0)
+    max_requests_per_ap: int = Field(1000, gt=0)
+    margin: float = Field(0.2, ge=0)
+    min_dwell_s: float = Field(300.0, ge=0)
+
+    @field_validator("neighbor", "local_address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        ipaddress.ip_address(value)
+        return value
+
+    @field_validator("router_id")
+    @classmethod
+    def _router_id(cls, value: str | None) -> str | None:
+        if value is not None:
+            ipaddress.IPv4Address(value)
+        return value
+
+    @field_validator("sflow_agents")
+    @classmethod
+    def _agents(cls, value: list[str]) -> list[str]:
+        return [str(ipaddress.ip_address(a)) for a in value]
+
+    @model_validator(mode="after")
+    def _ttl_bounds(self) -> SwitchConfig:
+        if self.request_ttl_default_s > self.request_ttl_max_s:
+            raise ValueError("request_ttl_default_s must not exceed request_ttl_max_s")
+        return self
+
+
+class TokenConfig(_Strict):
+    name: str = Field(min_length=1)
+    role: Literal["ap", "operator", "viewer"]
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class TopfibConfig(_Strict):
+    api: ApiConfig = ApiConfig()
+    collector: CollectorConfig = CollectorConfig()
+    store: StoreConfig = StoreConfig()
+    exabgp: ExabgpConfig = ExabgpConfig()
+    switch: list[SwitchConfig] = Field(min_length=1)
+    token: list[TokenConfig] = []
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> TopfibConfig:
+        names = [s.name for s in self.switch]
+        if len(set(names)) != len(names):
+            raise ValueError("switch names must be unique")
+        owners: dict[str, str] = {}
+        for sw in self.switch:
+            for agent in sw.sflow_agents:
+                if agent in owners:
+                    raise ValueError(f"sflow agent {agent} listed for {owners[agent]} and {sw.name}")
+                owners[agent] = sw.name
+        api_port = split_host_port(self.api.listen)[1]
+        if any(split_host_port(item)[1] == api_port for item in self.collector.sflow_listen):
+            raise ValueError("api.listen and collector.sflow_listen use the same port")
+        return self
+
+    def switch_named(self, name: str) -> SwitchConfig | None:
+        return next((s for s in self.switch if s.name == name), None)
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; the message names the key."""
+
+
+def _format_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"{key}: {err['msg']}")
+    return "; ".join(lines)
+
+
+def parse_config(text: str) -> TopfibConfig:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}") from None
+    try:
+        return TopfibConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc)) from None
+
+
+def load_config(path: Path) -> TopfibConfig:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    return parse_config(text)
+
+
+def check_config_file(path: Path) -> int:
+    """CLI body of ``topfib check-config``: 0 when valid, 2 with the bad key on stderr."""
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(f"{path}: {exc}", file=sys.stderr)
+        return 2
+    print(f"{path}: ok ({len(config.switch)} switch(es))")
+    return 0

@@ -1,0 +1,26 @@
+# Sourced by scripts/test.sh and scripts/demo.sh: install system packages and the venv, idempotently.
+APT_PACKAGES="bird2 redis-server iproute2 pmacct"
+missing=""
+for pkg in $APT_PACKAGES; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
+done
+if [ -n "$missing" ]; then
+    if [ "$(id -u)" -eq 0 ]; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -q >/dev/null || true
+        apt-get install -y -q --no-install-recommends $missing >/dev/null
+    else
+        sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing >/dev/null
+    fi
+fi
+# Debian starts services on install; topfib's tests start their own on loopback ports.
+systemctl disable --now bird redis-server >/dev/null 2>&1 || true
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
+    .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
+    .venv/bin/pip install -q -e '.[dev]'
+    touch .venv/.installed
+fi

@@ -1,0 +1,17 @@
+"""Shared fixtures: where the corpus lives, and skipping rules for root-only integration tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CORPUS = (REPO_ROOT / ".." / "shared" / "corpus").resolve()
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    if not CORPUS.is_dir():
+        pytest.skip(f"corpus not found at {CORPUS}")
+    return CORPUS
