@@ -52,3 +52,12 @@ class LpmTable:
 
     def lookup_batch(self, family: int, addresses: Sequence[int]) -> list[str | None]:
         return [self.lookup_int(family, a) for a in addresses]
+
+
+class LpmIndex:
+    """Contract for batched lookups used by accounting: prefix ids instead of strings.
+
+    ``lookup_v4_ids`` / ``lookup_v6_ids`` return an int64 array with the id of the longest match
+    for each address, -1 when none; ``prefix_of_id`` maps an id back to its prefix string. Ids
+    are stable for as long as the prefix stays in the table.
+    """
