@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+import numpy as np
+import numpy.typing as npt
+
 from collector.prefixes import IPV4, parse_address, parse_prefix
 
 
@@ -17,6 +20,8 @@ class LpmTable:
     def __init__(self, prefixes: Iterable[str] = ()) -> None:
         self._by_len: dict[int, dict[int, dict[int, str]]] = {4: {}, 6: {}}
         self._count = 0
+        self._ids: dict[str, int] = {}
+        self._prefix_by_id: list[str] = []
         for prefix in prefixes:
             self.add(prefix)
 
@@ -53,11 +58,30 @@ class LpmTable:
     def lookup_batch(self, family: int, addresses: Sequence[int]) -> list[str | None]:
         return [self.lookup_int(family, a) for a in addresses]
 
+    # Batched lookups for accounting: ids instead of strings. An id is stable for as long as
+    # its prefix stays in the table; -1 means no match.
 
-class LpmIndex:
-    """Contract for batched lookups used by accounting: prefix ids instead of strings.
+    def _id_of(self, prefix: str | None) -> int:
+        if prefix is None:
+            return -1
+        found = self._ids.get(prefix)
+        if found is None:
+            found = len(self._prefix_by_id)
+            self._ids[prefix] = found
+            self._prefix_by_id.append(prefix)
+        return found
 
-    ``lookup_v4_ids`` / ``lookup_v6_ids`` return an int64 array with the id of the longest match
-    for each address, -1 when none; ``prefix_of_id`` maps an id back to its prefix string. Ids
-    are stable for as long as the prefix stays in the table.
-    """
+    def prefix_of_id(self, prefix_id: int) -> str:
+        return self._prefix_by_id[prefix_id]
+
+    def lookup_v4_ids(self, addresses: npt.NDArray[np.uint32]) -> npt.NDArray[np.int64]:
+        return np.array([self._id_of(self.lookup_int(4, int(a))) for a in addresses], dtype=np.int64)
+
+    def lookup_v6_ids(
+        self, high: npt.NDArray[np.uint64], low: npt.NDArray[np.uint64]
+    ) -> npt.NDArray[np.int64]:
+        return np.array(
+            [self._id_of(self.lookup_int(6, (int(h) << 64) | int(lo))) for h, lo in zip(high, low, strict=True)],
+            dtype=np.int64,
+        )
+
