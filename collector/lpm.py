@@ -80,8 +80,8 @@ class LpmTable:
     def lookup_v6_ids(
         self, high: npt.NDArray[np.uint64], low: npt.NDArray[np.uint64]
     ) -> npt.NDArray[np.int64]:
+        pairs = zip(high, low, strict=True)
         return np.array(
-            [self._id_of(self.lookup_int(6, (int(h) << 64) | int(lo))) for h, lo in zip(high, low, strict=True)],
-            dtype=np.int64,
+            [self._id_of(self.lookup_int(6, (int(h) << 64) | int(lo))) for h, lo in pairs], dtype=np.int64
         )
 
