@@ -131,9 +131,7 @@ class Registry:
         self._metrics: dict[str, _Metric] = {}
         self._lock = threading.Lock()
 
-    def _register(
-        self, cls: type[_Metric], name: str, help: str, labelnames_in: Sequence[str]
-    ) -> _Metric:
+    def _register(self, cls: type[_Metric], name: str, help: str, labelnames_in: Sequence[str]) -> _Metric:
         labelnames = tuple(labelnames_in)
         if isinstance(labelnames_in, str):
             raise TypeError(f"{name}: labelnames must be a sequence of names, not a string")

@@ -1,0 +1,476 @@
+"""Per (switch, prefix) traffic rates: exponentially decayed byte counters on two half-lives.
+
+What a "rate" is here. A decayed counter D(t) = Σ bᵢ·2^(−(t−tᵢ)/h) fed by a steady stream of r
+bytes/s converges to r·h/ln 2, so the rate estimate is D·ln2/h. Right after the collector starts
+(or a switch is first seen) only T seconds of traffic exist and D has reached r·h/ln2·(1−2^(−T/h));
+dividing by that factor makes both estimates read r from the start on a steady stream, so the 1 h
+rate is usable minutes after a restart instead of hours.
+
+Decay is lazy, with the global-epoch trick: a sample at time t is stored multiplied by
+2^((t−t₀)/h) and read back multiplied by 2^(−(now−t₀)/h). Nothing is touched per tick; when the
+exponent grows large every stored value is rescaled once (a numpy multiply) and t₀ moves.
+
+Accuracy. sFlow's estimate of a class with c samples is within ±196·√(1/c) % at 95 %. For a
+decayed sum the effective sample count is (Σwᵢ)²/Σwᵢ² (wᵢ the decay weights), so Σwᵢ² is kept
+too: it decays with half-life h/2.
+
+All rates are in bytes per second (the ``*_bps`` names say "per second", not "bits").
+Prefix ids come from :class:`collector.lpm.LpmTable` batch lookups; an id → slot cache per switch
+keeps the hot path in numpy (one fancy-index and one ``np.add.at`` per row per batch).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from collector.lpm import LpmTable
+
+UNROUTED = "unrouted"  # the name reported for traffic with no RIB match (it follows the default route)
+
+_UNROUTED_SLOT = 0
+_RESCALE_EXPONENT = 64.0  # rescale when stored values carry more than 2^64 of epoch scaling
+_MIN_WINDOW_S = 1.0  # shortest observation window used for the start-up correction
+_INITIAL_CAPACITY = 1024
+
+# rows of the per-half-life value matrix
+_BYTES, _PACKETS, _SAMPLES = 0, 1, 2
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+def error_pct(effective_samples: float) -> float:
+    """95 % relative error of an sFlow estimate from ``effective_samples`` samples (inf if none)."""
+    return 196.0 / math.sqrt(effective_samples) if effective_samples > 0 else math.inf
+
+
+@dataclass(frozen=True, slots=True)
+class RateSummary:
+    """Decayed rates of one traffic class (bytes/s and packets/s)."""
+
+    fast_bps: float
+    slow_bps: float
+    fast_pps: float
+    slow_pps: float
+    score: float  # max(fast_bps, slow_bps)
+    samples: float  # effective sample count behind ``score``
+    error_pct: float  # ±% at 95 % for ``score``
+
+
+@dataclass(frozen=True, slots=True)
+class PrefixRate:
+    """One prefix's rates on one switch."""
+
+    prefix: str
+    fast_bps: float
+    slow_bps: float
+    fast_pps: float
+    slow_pps: float
+    score: float
+    samples: float
+    error_pct: float
+
+
+class _Decay:
+    """The values of one half-life for one switch, stored epoch-scaled."""
+
+    def __init__(self, half_life_s: float, capacity: int) -> None:
+        self.half_life_s = half_life_s
+        self.epoch: float | None = None  # t₀; set by the first update
+        self.values: FloatArray = np.zeros((3, capacity))  # bytes, packets, samples
+        self.squares: FloatArray = np.zeros(capacity)  # Σw², scaled by the square of the weight
+        self.total: FloatArray = np.zeros(3)  # all traffic of the switch (routed + unrouted)
+        self.total_squares = 0.0
+
+    def grow(self, capacity: int) -> None:
+        values = np.zeros((3, capacity))
+        values[:, : self.values.shape[1]] = self.values
+        squares = np.zeros(capacity)
+        squares[: self.squares.shape[0]] = self.squares
+        self.values, self.squares = values, squares
+
+    def weight(self, now: float) -> float:
+        """The epoch-scaled weight of a sample taken at ``now`` (rescaling first if needed)."""
+        if self.epoch is None:
+            self.epoch = now
+        exponent = (now - self.epoch) / self.half_life_s
+        if exponent > _RESCALE_EXPONENT:
+            self._rescale(now)
+            exponent = 0.0
+        return float(2.0**exponent)
+
+    def _rescale(self, now: float) -> None:
+        assert self.epoch is not None
+        factor = 2.0 ** (-(now - self.epoch) / self.half_life_s)
+        self.values *= factor
+        self.squares *= factor * factor
+        self.total *= factor
+        self.total_squares *= factor * factor
+        # values that decayed below the smallest normal float are noise; flush them to zero
+        self.values[self.values < 1e-300] = 0.0
+        self.squares[self.squares < 1e-300] = 0.0
+        self.epoch = now
+
+    def read_factor(self, now: float) -> float:
+        """Multiply stored values by this to get decayed sums at ``now``."""
+        if self.epoch is None:
+            return 0.0
+        return float(2.0 ** (-(now - self.epoch) / self.half_life_s))
+
+    def rate_factor(self, now: float, since: float) -> float:
+        """Multiply stored values by this to get per-second rates at ``now`` (start-up corrected)."""
+        window = max(now - since, _MIN_WINDOW_S)
+        ln2_over_h = math.log(2.0) / self.half_life_s
+        filled = -math.expm1(-ln2_over_h * window)  # 1 − 2^(−window/h)
+        return self.read_factor(now) * ln2_over_h / filled
+
+
+@dataclass
+class _SwitchRates:
+    fast: _Decay
+    slow: _Decay
+    first_seen: float
+    slot_of_prefix: dict[str, int] = field(default_factory=dict)
+    prefix_of_slot: list[str | None] = field(default_factory=lambda: [UNROUTED])
+    free_slots: list[int] = field(default_factory=list)
+    # id → slot cache for one LpmTable: slot_of_id[id + 1] (index 0 is "no match"), -1 unresolved
+    cached_lpm: LpmTable | None = None
+    slot_of_id: IntArray = field(default_factory=lambda: np.zeros(1, np.int64))
+    id_of_slot: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def capacity(self) -> int:
+        return int(self.fast.values.shape[1])
+
+
+class PrefixRates:
+    """Decayed byte/packet rates per (switch, prefix), plus unrouted and total per switch.
+
+    Thread-safe: the collector writes from its thread, the controller and API read.
+    """
+
+    def __init__(self, fast_half_life_s: float = 30.0, slow_half_life_s: float = 3600.0) -> None:
+        if not (fast_half_life_s > 0 and slow_half_life_s > 0):
+            raise ValueError("half-lives must be positive")
+        self.fast_half_life_s = fast_half_life_s
+        self.slow_half_life_s = slow_half_life_s
+        self._switches: dict[str, _SwitchRates] = {}
+        self._lock = threading.Lock()
+
+    # ----------------------------------------------------------------------------- writing
+
+    def _switch(self, switch: str, now: float) -> _SwitchRates:
+        rates = self._switches.get(switch)
+        if rates is None:
+            rates = _SwitchRates(
+                fast=_Decay(self.fast_half_life_s, _INITIAL_CAPACITY),
+                slow=_Decay(self.slow_half_life_s, _INITIAL_CAPACITY),
+                first_seen=now,
+            )
+            self._switches[switch] = rates
+        return rates
+
+    @staticmethod
+    def _slot_for(rates: _SwitchRates, prefix: str) -> int:
+        slot = rates.slot_of_prefix.get(prefix)
+        if slot is not None:
+            return slot
+        if rates.free_slots:
+            slot = rates.free_slots.pop()
+            rates.prefix_of_slot[slot] = prefix
+        else:
+            slot = len(rates.prefix_of_slot)
+            rates.prefix_of_slot.append(prefix)
+            if slot >= rates.capacity:
+                new_capacity = rates.capacity * 2
+                rates.fast.grow(new_capacity)
+                rates.slow.grow(new_capacity)
+        rates.slot_of_prefix[prefix] = slot
+        return slot
+
+    @staticmethod
+    def _accumulate(
+        rates: _SwitchRates,
+        slots: IntArray,
+        nbytes: FloatArray,
+        npackets: FloatArray,
+        samples: FloatArray,
+        now: float,
+    ) -> None:
+        for decay in (rates.fast, rates.slow):
+            weight = decay.weight(now)
+            np.add.at(decay.values[_BYTES], slots, nbytes * weight)
+            np.add.at(decay.values[_PACKETS], slots, npackets * weight)
+            np.add.at(decay.values[_SAMPLES], slots, samples * weight)
+            # each sample has weight w: Σw² gains w² per sample
+            np.add.at(decay.squares, slots, samples * (weight * weight))
+            decay.total += weight * np.array([nbytes.sum(), npackets.sum(), samples.sum()])
+            decay.total_squares += weight * weight * float(samples.sum())
+
+    def add(
+        self,
+        switch: str,
+        prefix: str | None,
+        nbytes: float,
+        npackets: float,
+        now: float,
+        samples: int = 1,
+    ) -> None:
+        """Account ``samples`` flow samples (already scaled to bytes/packets) to ``prefix``.
+
+        ``prefix`` None means no RIB match: the traffic is counted as unrouted.
+        """
+        with self._lock:
+            rates = self._switch(switch, now)
+            slot = _UNROUTED_SLOT if prefix is None else self._slot_for(rates, prefix)
+            self._accumulate(
+                rates,
+                np.array([slot], np.int64),
+                np.array([nbytes], np.float64),
+                np.array([npackets], np.float64),
+                np.array([samples], np.float64),
+                now,
+            )
+
+    def add_batch(
+        self,
+        switch: str,
+        lpm: LpmTable,
+        prefix_ids: IntArray,
+        nbytes: FloatArray,
+        npackets: FloatArray,
+        now: float,
+    ) -> None:
+        """Account one sample per element: ``prefix_ids`` from ``lpm.lookup_*_ids`` (-1 = unrouted).
+
+        The LpmTable must not give an id to another prefix while this object caches it; when a
+        prefix leaves the RIB call :meth:`forget`.
+        """
+        if len(prefix_ids) == 0:
+            return
+        with self._lock:
+            rates = self._switch(switch, now)
+            slots = self._slots_of_ids(rates, lpm, prefix_ids)
+            self._accumulate(
+                rates,
+                slots,
+                np.asarray(nbytes, np.float64),
+                np.asarray(npackets, np.float64),
+                np.ones(len(slots), np.float64),
+                now,
+            )
+
+    def _slots_of_ids(self, rates: _SwitchRates, lpm: LpmTable, prefix_ids: IntArray) -> IntArray:
+        if rates.cached_lpm is not lpm:
+            # a new table object (RIB reload): ids mean something else now
+            rates.cached_lpm = lpm
+            rates.slot_of_id = np.full(1024, -1, np.int64)
+            rates.slot_of_id[0] = _UNROUTED_SLOT
+            rates.id_of_slot = {}
+        index = prefix_ids.astype(np.int64, copy=False) + 1
+        highest = int(index.max())
+        if highest >= len(rates.slot_of_id):
+            grown = np.full(max(highest + 1, 2 * len(rates.slot_of_id)), -1, np.int64)
+            grown[: len(rates.slot_of_id)] = rates.slot_of_id
+            rates.slot_of_id = grown
+        slots = rates.slot_of_id[index]
+        unresolved = slots < 0
+        if unresolved.any():
+            # first time these ids are seen: resolve each once in Python, then they stay cached
+            for id_plus_one in np.unique(index[unresolved]).tolist():
+                slot = self._slot_for(rates, lpm.prefix_of_id(id_plus_one - 1))
+                rates.slot_of_id[id_plus_one] = slot
+                rates.id_of_slot[slot] = id_plus_one - 1
+            slots = rates.slot_of_id[index]
+        return slots
+
+    def forget(self, switch: str, prefix: str) -> None:
+        """Drop a prefix that left the RIB (its traffic stays in the switch total)."""
+        with self._lock:
+            rates = self._switches.get(switch)
+            if rates is None:
+                return
+            slot = rates.slot_of_prefix.pop(prefix, None)
+            if slot is None:
+                return
+            self._release(rates, slot)
+
+    @staticmethod
+    def _release(rates: _SwitchRates, slot: int) -> None:
+        for decay in (rates.fast, rates.slow):
+            decay.values[:, slot] = 0.0
+            decay.squares[slot] = 0.0
+        rates.prefix_of_slot[slot] = None
+        rates.free_slots.append(slot)
+        prefix_id = rates.id_of_slot.pop(slot, None)
+        if prefix_id is not None:
+            rates.slot_of_id[prefix_id + 1] = -1
+
+    def prune(self, switch: str, now: float, below_bps: float) -> int:
+        """Forget prefixes whose score fell below ``below_bps``; returns how many (frees memory)."""
+        with self._lock:
+            rates = self._switches.get(switch)
+            if rates is None:
+                return 0
+            score = self._score_array(rates, now)
+            score[_UNROUTED_SLOT] = math.inf
+            stale = [s for s in np.flatnonzero(score < below_bps).tolist() if rates.prefix_of_slot[s]]
+            for slot in stale:
+                prefix = rates.prefix_of_slot[slot]
+                assert prefix is not None
+                del rates.slot_of_prefix[prefix]
+                self._release(rates, slot)
+            return len(stale)
+
+    def remove_switch(self, switch: str) -> None:
+        with self._lock:
+            self._switches.pop(switch, None)
+
+    # ----------------------------------------------------------------------------- reading
+
+    def switches(self) -> list[str]:
+        with self._lock:
+            return sorted(self._switches)
+
+    def _score_array(self, rates: _SwitchRates, now: float) -> FloatArray:
+        used = len(rates.prefix_of_slot)
+        fast = rates.fast.values[_BYTES, :used] * rates.fast.rate_factor(now, rates.first_seen)
+        slow = rates.slow.values[_BYTES, :used] * rates.slow.rate_factor(now, rates.first_seen)
+        return np.maximum(fast, slow)
+
+    def scores(self, switch: str, now: float) -> dict[str, float]:
+        """max(fast, slow) decayed bytes/s of every prefix with traffic (unrouted excluded)."""
+        with self._lock:
+            rates = self._switches.get(switch)
+            if rates is None:
+                return {}
+            score = self._score_array(rates, now)
+            score[_UNROUTED_SLOT] = 0.0
+            slots = np.flatnonzero(score > 0.0)
+            return {_name(rates, s): v for s, v in zip(slots.tolist(), score[slots].tolist(), strict=True)}
+
+    def _reading(self, rates: _SwitchRates, slot: int, now: float) -> RateSummary:
+        fast, slow = rates.fast, rates.slow
+        return _summary(
+            fast,
+            slow,
+            fast.values[:, slot],
+            slow.values[:, slot],
+            float(fast.squares[slot]),
+            float(slow.squares[slot]),
+            now,
+            rates.first_seen,
+        )
+
+    def top(self, switch: str, n: int, now: float) -> list[PrefixRate]:
+        """The ``n`` prefixes with the highest score, highest first (ties by prefix string)."""
+        with self._lock:
+            rates = self._switches.get(switch)
+            if rates is None or n <= 0:
+                return []
+            score = self._score_array(rates, now)
+            score[_UNROUTED_SLOT] = 0.0
+            candidates = np.flatnonzero(score > 0.0)
+            if len(candidates) > n:
+                # keep everything tied with the n-th so the tie-break by prefix is deterministic
+                kth = np.partition(score[candidates], len(candidates) - n)[len(candidates) - n]
+                candidates = candidates[score[candidates] >= kth]
+            ordered = sorted(candidates.tolist(), key=lambda s: (-score[s], _name(rates, s)))[:n]
+            return [_with_prefix(_name(rates, s), self._reading(rates, s, now)) for s in ordered]
+
+    def rate(self, switch: str, prefix: str, now: float) -> PrefixRate | None:
+        """One prefix's rates, or None if it has had no traffic (or was forgotten)."""
+        with self._lock:
+            rates = self._switches.get(switch)
+            slot = None if rates is None else rates.slot_of_prefix.get(prefix)
+            if rates is None or slot is None:
+                return None
+            return _with_prefix(prefix, self._reading(rates, slot, now))
+
+    def unrouted(self, switch: str, now: float) -> RateSummary:
+        """Traffic to destinations with no RIB match (it leaves by the default route)."""
+        with self._lock:
+            rates = self._switches.get(switch)
+            if rates is None:
+                return _EMPTY
+            return self._reading(rates, _UNROUTED_SLOT, now)
+
+    def total(self, switch: str, now: float) -> RateSummary:
+        """All traffic of the switch, routed and unrouted."""
+        with self._lock:
+            rates = self._switches.get(switch)
+            if rates is None:
+                return _EMPTY
+            fast, slow = rates.fast, rates.slow
+            return _summary(
+                fast,
+                slow,
+                fast.total,
+                slow.total,
+                fast.total_squares,
+                slow.total_squares,
+                now,
+                rates.first_seen,
+            )
+
+    def prefix_count(self, switch: str) -> int:
+        with self._lock:
+            rates = self._switches.get(switch)
+            return 0 if rates is None else len(rates.slot_of_prefix)
+
+
+def _summary(
+    fast: _Decay,
+    slow: _Decay,
+    fast_values: FloatArray,
+    slow_values: FloatArray,
+    fast_squares: float,
+    slow_squares: float,
+    now: float,
+    since: float,
+) -> RateSummary:
+    """Rates from stored (epoch-scaled) rows: bytes, packets, samples and Σw² per half-life."""
+    fast_rate = fast.rate_factor(now, since)
+    slow_rate = slow.rate_factor(now, since)
+    fast_bps = float(fast_values[_BYTES]) * fast_rate
+    slow_bps = float(slow_values[_BYTES]) * slow_rate
+    # the sample count behind the score: that of the half-life that gives the score
+    sums, squares = (fast_values, fast_squares) if fast_bps >= slow_bps else (slow_values, slow_squares)
+    # (Σw)²/Σw²: the epoch scaling cancels out because Σw² carries the square of Σw's scale
+    samples = float(sums[_SAMPLES]) ** 2 / squares if squares > 0.0 else 0.0
+    return RateSummary(
+        fast_bps=fast_bps,
+        slow_bps=slow_bps,
+        fast_pps=float(fast_values[_PACKETS]) * fast_rate,
+        slow_pps=float(slow_values[_PACKETS]) * slow_rate,
+        score=max(fast_bps, slow_bps),
+        samples=samples,
+        error_pct=error_pct(samples),
+    )
+
+
+def _name(rates: _SwitchRates, slot: int) -> str:
+    prefix = rates.prefix_of_slot[slot]
+    assert prefix is not None, "a free slot has no traffic"
+    return prefix
+
+
+def _with_prefix(prefix: str, reading: RateSummary) -> PrefixRate:
+    return PrefixRate(
+        prefix=prefix,
+        fast_bps=reading.fast_bps,
+        slow_bps=reading.slow_bps,
+        fast_pps=reading.fast_pps,
+        slow_pps=reading.slow_pps,
+        score=reading.score,
+        samples=reading.samples,
+        error_pct=error_pct(reading.samples),
+    )
+
+
+_EMPTY = RateSummary(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, math.inf)
