@@ -1,0 +1,150 @@
+"""NetFlow v9 / IPFIX templates: their field layout, how a data record is split by one, and the cache.
+
+A template is learned per (exporter, version, observation domain / source id, template id): two
+routers, or two line cards of one router, may reuse the same template id for different layouts.
+The cache is bounded; a full cache refuses new templates (counted by the caller) rather than grow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+from collector.netflow_errors import FlowDecodeError
+
+VARIABLE_LENGTH: Final = 0xFFFF  # IPFIX field length meaning "length prefix in the record" (RFC 7011 §7)
+IANA: Final = 0  # enterprise number of the IANA information elements
+REVERSE_PEN: Final = 29305  # RFC 5103 reverse information elements (biflows)
+
+# (exporter, version, observation domain) — the scope of template ids
+DomainKey = tuple[str, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    element_id: int
+    length: int
+    enterprise: int = IANA
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A data or options template.
+
+    ``scope_field_count`` > 0 marks an options template. NetFlow v9 scope fields carry scope
+    *types* (system, interface…), not information elements, so ``scope_is_element`` is False for
+    them and their values are not keyed by element id.
+    """
+
+    template_id: int
+    fields: tuple[FieldSpec, ...]
+    scope_field_count: int = 0
+    scope_is_element: bool = True
+    fixed_length: int | None = field(init=False)  # record length; None with variable-length fields
+    min_length: int = field(init=False)  # shortest possible record (variable fields count 1 byte)
+
+    def __post_init__(self) -> None:
+        variable = any(f.length == VARIABLE_LENGTH for f in self.fields)
+        minimum = sum(1 if f.length == VARIABLE_LENGTH else f.length for f in self.fields)
+        object.__setattr__(self, "fixed_length", None if variable else minimum)
+        object.__setattr__(self, "min_length", minimum)
+
+    @property
+    def is_options(self) -> bool:
+        return self.scope_field_count > 0
+
+
+@dataclass(slots=True)
+class RecordValues:
+    """The IANA (and RFC 5103 reverse) element values of one data record, raw big-endian bytes."""
+
+    values: dict[int, bytes]
+    reverse: dict[int, bytes]
+
+
+def split_records(template: Template, data: bytes, start: int, end: int) -> list[RecordValues]:
+    """Split the records of one data set (``data[start:end]``) by ``template``.
+
+    Trailing bytes too short for a record are padding (RFC 7011 §3.3.1). A variable-length record
+    that runs past the set end raises ``FlowDecodeError("record-overflow")``.
+    """
+    if template.min_length == 0:
+        raise FlowDecodeError("template-empty", f"template {template.template_id} has no data bytes")
+    skip_scope = 0 if template.scope_is_element else template.scope_field_count
+    records: list[RecordValues] = []
+    pos = start
+    while end - pos >= template.min_length:
+        values: dict[int, bytes] = {}
+        reverse: dict[int, bytes] = {}
+        for index, spec in enumerate(template.fields):
+            length = spec.length
+            if length == VARIABLE_LENGTH:
+                length, pos = _variable_length(data, pos, end)
+            if pos + length > end:
+                raise FlowDecodeError("record-overflow", f"template {template.template_id} field {index}")
+            if index >= skip_scope:
+                if spec.enterprise == IANA:
+                    values[spec.element_id] = data[pos : pos + length]
+                elif spec.enterprise == REVERSE_PEN:
+                    reverse[spec.element_id] = data[pos : pos + length]
+            pos += length
+        records.append(RecordValues(values, reverse))
+    return records
+
+
+def _variable_length(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    """(length, position after the length prefix) of a variable-length field (RFC 7011 §7)."""
+    if pos >= end:
+        raise FlowDecodeError("record-overflow", "variable-length prefix past set end")
+    length = data[pos]
+    if length < 255:
+        return length, pos + 1
+    if pos + 3 > end:
+        raise FlowDecodeError("record-overflow", "variable-length prefix past set end")
+    return int.from_bytes(data[pos + 1 : pos + 3], "big"), pos + 3
+
+
+class TemplateCache:
+    """Templates by (domain key, template id), bounded in total."""
+
+    def __init__(self, max_templates: int = 10_000) -> None:
+        self._max_templates = max_templates
+        self._by_domain: dict[DomainKey, dict[int, Template]] = {}
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def get(self, domain: DomainKey, template_id: int) -> Template | None:
+        templates = self._by_domain.get(domain)
+        return None if templates is None else templates.get(template_id)
+
+    def add(self, domain: DomainKey, template: Template) -> bool:
+        """Learn or redefine a template; False when the cache is full and it is new."""
+        templates = self._by_domain.setdefault(domain, {})
+        if template.template_id not in templates:
+            if self._count >= self._max_templates:
+                if not templates:
+                    del self._by_domain[domain]
+                return False
+            self._count += 1
+        templates[template.template_id] = template
+        return True
+
+    def withdraw(self, domain: DomainKey, template_id: int) -> bool:
+        """Forget one template; False when it was not known."""
+        templates = self._by_domain.get(domain)
+        if templates is None or template_id not in templates:
+            return False
+        del templates[template_id]
+        self._count -= 1
+        return True
+
+    def withdraw_all(self, domain: DomainKey, options: bool) -> int:
+        """Forget all data (or all options) templates of a domain (IPFIX all-templates withdrawal)."""
+        templates = self._by_domain.get(domain, {})
+        doomed = [tid for tid, tpl in templates.items() if tpl.is_options == options]
+        for template_id in doomed:
+            del templates[template_id]
+        self._count -= len(doomed)
+        return len(doomed)
