@@ -1,87 +1,439 @@
-"""Longest-prefix match over a changing set of prefixes (IPv4 and IPv6).
+"""Longest-prefix match over a changing set of prefixes (IPv4 and IPv6), single and batched.
 
-Reference implementation: one dict per prefix length. The RIB work replaces its internals with a
-faster batched structure; the public methods below are the contract.
+Layout, chosen for a full table that changes all the time:
+
+* **Per-length hash maps** (network int → prefix id) are the truth. Membership, single IPv6
+  lookups and "which prefix covers this one" questions go through them.
+* **IPv4 batches: DIR-24** (as in Gupta/Lin/McKeown's DIR-24-8): one int32 per /24 block holding
+  ``id + 1`` of the longest prefix of length ≤ 24 covering it (0 = none), plus the owning length.
+  A batch lookup is one gather. Adds and removes repaint only their own range (a /24 is one cell,
+  a /16 256 cells) and are buffered until the next lookup, so a burst of updates is painted with a
+  few vectorised writes. Prefixes longer than /24 are rare; addresses in a /24 block that holds any
+  go through small per-length sorted arrays.
+* **IPv6 batches: per-length sorted arrays** of the high 64 bits, searched longest length first
+  with only the still-unmatched addresses; each length's array is rebuilt only when it changed.
+  Lengths above /64 (rare) are filtered by their high 64 bits, then confirmed in the hash map.
+* **More-specifics index**: a sorted array of ``network << 8 | length`` keys per family, rebuilt
+  only when the table changed since the last query; all prefixes inside P form one contiguous run.
+
+Ids: a prefix keeps the same id for the life of the table (also across remove and re-add), so an
+id never names two different prefixes; ``-1`` means no match.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import bisect
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
-from collector.prefixes import IPV4, parse_address, parse_prefix
+from collector.fastprefix import split_prefix
+from collector.prefixes import IPV4, IPV6, PrefixError, parse_address
+
+_DIR_BITS = 24
+_DIR_SIZE = 1 << _DIR_BITS
+# Above this many buffered removals, repainting the whole DIR-24 table is cheaper than one by one.
+_FULL_REPAINT_REMOVALS = 20_000
+# Temporary index arrays are cut into chunks of this many cells to bound transient memory.
+_PAINT_CHUNK = 1 << 22
+_MASK64 = (1 << 64) - 1
+
+Int64Array = npt.NDArray[np.int64]
+UInt64Array = npt.NDArray[np.uint64]
+
+
+def _sorted_match(keys: UInt64Array, values: Int64Array, query: UInt64Array) -> Int64Array:
+    """values[i] where keys[i] == query, else -1 (keys sorted ascending, non-empty)."""
+    pos = np.searchsorted(keys, query)
+    np.minimum(pos, keys.size - 1, out=pos)
+    return np.where(keys[pos] == query, values[pos], -1)
 
 
 class LpmTable:
     """Prefixes of both families; ``lookup`` returns the longest matching prefix string."""
 
     def __init__(self, prefixes: Iterable[str] = ()) -> None:
-        self._by_len: dict[int, dict[int, dict[int, str]]] = {4: {}, 6: {}}
-        self._count = 0
         self._ids: dict[str, int] = {}
         self._prefix_by_id: list[str] = []
+        self._by_len: dict[int, list[dict[int, int]]] = {
+            IPV4: [{} for _ in range(33)],
+            IPV6: [{} for _ in range(129)],
+        }
+        self._counts = {IPV4: 0, IPV6: 0}
+        self._lengths_desc: dict[int, list[int] | None] = {IPV4: [], IPV6: []}
+        # DIR-24 for IPv4 lengths ≤ 24; zero-filled (calloc) so untouched pages cost nothing.
+        self._dir: npt.NDArray[np.int32] | None = None
+        self._dir_owner: npt.NDArray[np.uint8] | None = None
+        self._pending_add: list[tuple[int, int, int]] = []
+        self._pending_remove: list[tuple[int, int, int]] = []
+        # /24 blocks holding prefixes longer than /24, with how many each holds.
+        self._long_blocks: dict[int, int] = {}
+        self._long_blocks_sorted: UInt64Array | None = None
+        # (family, length) -> (sorted keys, ids); absent = to rebuild.
+        self._sorted: dict[tuple[int, int], tuple[UInt64Array, Int64Array]] = {}
+        self._v4_index_cache: tuple[UInt64Array, Int64Array] | None = None
+        self._v6_index_cache: tuple[list[int], list[int]] | None = None
         for prefix in prefixes:
             self.add(prefix)
 
+    # -- membership -----------------------------------------------------------------------------
+
     def __len__(self) -> int:
-        return self._count
+        return self._counts[IPV4] + self._counts[IPV6]
+
+    def count(self, family: int) -> int:
+        return self._counts[family]
+
+    def __contains__(self, prefix: object) -> bool:
+        return isinstance(prefix, str) and self.id_of(prefix) is not None
+
+    def id_of(self, prefix: str) -> int | None:
+        """The id of ``prefix`` while it is in the table, else None."""
+        prefix_id = self._ids.get(prefix)
+        if prefix_id is None:
+            return None
+        family, network, length = split_prefix(prefix)
+        return prefix_id if self._by_len[family][length].get(network) == prefix_id else None
+
+    def prefixes(self) -> Iterator[str]:
+        for family in (IPV4, IPV6):
+            for table in self._by_len[family]:
+                for prefix_id in table.values():
+                    yield self._prefix_by_id[prefix_id]
 
     def add(self, prefix: str) -> None:
-        family, network, length = parse_prefix(prefix)
-        table = self._by_len[family].setdefault(length, {})
-        if network not in table:
-            self._count += 1
-        table[network] = prefix
+        """Add a canonical prefix string (host bits must be zero). Adding twice is a no-op."""
+        family, network, length = split_prefix(prefix)
+        table = self._by_len[family][length]
+        if network in table:
+            return
+        prefix_id = self._ids.get(prefix)
+        if prefix_id is None:
+            prefix_id = len(self._prefix_by_id)
+            self._ids[prefix] = prefix_id
+            self._prefix_by_id.append(prefix)
+        if not table:
+            self._lengths_desc[family] = None
+        table[network] = prefix_id
+        self._counts[family] += 1
+        self._invalidate_index(family)
+        if family == IPV4 and length <= _DIR_BITS:
+            self._pending_add.append((network, length, prefix_id))
+        else:
+            self._sorted.pop((family, length), None)
+            if family == IPV4:
+                self._count_long_block(network >> 8, +1)
 
     def remove(self, prefix: str) -> None:
-        family, network, length = parse_prefix(prefix)
-        table = self._by_len[family].get(length)
-        if table is not None and table.pop(network, None) is not None:
-            self._count -= 1
-            if not table:
-                del self._by_len[family][length]
+        """Remove a prefix; removing an absent prefix is a no-op."""
+        try:
+            family, network, length = split_prefix(prefix)
+        except PrefixError:
+            return
+        table = self._by_len[family][length]
+        prefix_id = table.pop(network, None)
+        if prefix_id is None:
+            return
+        if not table:
+            self._lengths_desc[family] = None
+        self._counts[family] -= 1
+        self._invalidate_index(family)
+        if family == IPV4 and length <= _DIR_BITS:
+            self._pending_remove.append((network, length, prefix_id))
+        else:
+            self._sorted.pop((family, length), None)
+            if family == IPV4:
+                self._count_long_block(network >> 8, -1)
+
+    def _invalidate_index(self, family: int) -> None:
+        if family == IPV4:
+            self._v4_index_cache = None
+        else:
+            self._v6_index_cache = None
+
+    def _count_long_block(self, block: int, delta: int) -> None:
+        count = self._long_blocks.get(block, 0) + delta
+        if count:
+            self._long_blocks[block] = count
+        else:
+            self._long_blocks.pop(block, None)
+        if count in (0, 1):  # the set of blocks changed
+            self._long_blocks_sorted = None
+
+    def _lengths(self, family: int) -> list[int]:
+        lengths = self._lengths_desc[family]
+        if lengths is None:
+            tables = self._by_len[family]
+            lengths = [length for length in range(len(tables) - 1, -1, -1) if tables[length]]
+            self._lengths_desc[family] = lengths
+        return lengths
+
+    # -- single lookups -------------------------------------------------------------------------
+
+    def lookup_id_int(self, family: int, address: int) -> int:
+        """Id of the longest prefix containing ``address`` (an int of ``family``), or -1."""
+        if family == IPV4:
+            return self._lookup_v4_id(address)
+        tables = self._by_len[IPV6]
+        for length in self._lengths(IPV6):
+            found = tables[length].get((address >> (128 - length)) << (128 - length))
+            if found is not None:
+                return found
+        return -1
+
+    def _lookup_v4_id(self, address: int) -> int:
+        block = address >> 8
+        if block in self._long_blocks:
+            tables = self._by_len[IPV4]
+            for length in self._lengths(IPV4):
+                if length <= _DIR_BITS:
+                    break
+                found = tables[length].get((address >> (32 - length)) << (32 - length))
+                if found is not None:
+                    return found
+        dir_ids = self._dir24()
+        return int(dir_ids[block]) - 1 if dir_ids is not None else -1
 
     def lookup_int(self, family: int, address: int) -> str | None:
-        bits = 32 if family == IPV4 else 128
-        for length in sorted(self._by_len[family], reverse=True):
-            hit = self._by_len[family][length].get(address >> (bits - length) << (bits - length))
-            if hit is not None:
-                return hit
-        return None
+        found = self.lookup_id_int(family, address)
+        return self._prefix_by_id[found] if found >= 0 else None
 
     def lookup(self, address: str) -> str | None:
         family, value = parse_address(address)
         return self.lookup_int(family, value)
 
     def lookup_batch(self, family: int, addresses: Sequence[int]) -> list[str | None]:
-        return [self.lookup_int(family, a) for a in addresses]
-
-    # Batched lookups for accounting: ids instead of strings. An id is stable for as long as
-    # its prefix stays in the table; -1 means no match.
-
-    def _id_of(self, prefix: str | None) -> int:
-        if prefix is None:
-            return -1
-        found = self._ids.get(prefix)
-        if found is None:
-            found = len(self._prefix_by_id)
-            self._ids[prefix] = found
-            self._prefix_by_id.append(prefix)
-        return found
+        if family == IPV4:
+            ids = self.lookup_v4_ids(np.array(addresses, dtype=np.uint32))
+        else:
+            high = np.array([a >> 64 for a in addresses], dtype=np.uint64)
+            low = np.array([a & _MASK64 for a in addresses], dtype=np.uint64)
+            ids = self.lookup_v6_ids(high, low)
+        names = self._prefix_by_id
+        return [names[i] if i >= 0 else None for i in ids.tolist()]
 
     def prefix_of_id(self, prefix_id: int) -> str:
         return self._prefix_by_id[prefix_id]
 
-    def lookup_v4_ids(self, addresses: npt.NDArray[np.uint32]) -> npt.NDArray[np.int64]:
-        return np.array([self._id_of(self.lookup_int(4, int(a))) for a in addresses], dtype=np.int64)
+    # -- batched lookups ------------------------------------------------------------------------
 
-    def lookup_v6_ids(
-        self, high: npt.NDArray[np.uint64], low: npt.NDArray[np.uint64]
-    ) -> npt.NDArray[np.int64]:
-        pairs = zip(high, low, strict=True)
-        return np.array(
-            [self._id_of(self.lookup_int(6, (int(h) << 64) | int(lo))) for h, lo in pairs], dtype=np.int64
-        )
+    def lookup_v4_ids(self, addresses: npt.NDArray[np.uint32]) -> Int64Array:
+        """Ids of the longest matches of IPv4 addresses (uint32), -1 where none."""
+        addresses = np.asarray(addresses, dtype=np.uint32)
+        dir_ids = self._dir24()
+        blocks = addresses >> np.uint32(8)
+        if dir_ids is None:
+            out = np.full(addresses.shape, -1, dtype=np.int64)
+        else:
+            out = dir_ids[blocks].astype(np.int64)
+            out -= 1
+        if self._long_blocks and addresses.size:
+            if self._long_blocks_sorted is None:
+                self._long_blocks_sorted = np.array(sorted(self._long_blocks), dtype=np.uint64)
+            block_keys = self._long_blocks_sorted
+            pos = np.minimum(np.searchsorted(block_keys, blocks), block_keys.size - 1)
+            selected = np.flatnonzero(block_keys[pos] == blocks)
+            if selected.size:
+                found = self._match_long_v4(addresses[selected].astype(np.uint64))
+                hit = found >= 0
+                out[selected[hit]] = found[hit]
+        return out
 
+    def lookup_v6_ids(self, high: npt.NDArray[np.uint64], low: npt.NDArray[np.uint64]) -> Int64Array:
+        """Ids of the longest matches of IPv6 addresses given as (high, low) 64-bit halves."""
+        high = np.asarray(high, dtype=np.uint64)
+        low = np.asarray(low, dtype=np.uint64)
+        if high.shape != low.shape:
+            raise ValueError("high and low halves differ in length")
+        out = np.full(high.shape, -1, dtype=np.int64)
+        remaining = np.arange(high.size)
+        tables = self._by_len[IPV6]
+        for length in self._lengths(IPV6):
+            if not remaining.size:
+                break
+            keys, ids = self._sorted_arrays(IPV6, length)
+            if length > 64:
+                candidates = remaining[np.isin(high[remaining], keys)]
+                table = tables[length]
+                shift = 128 - length
+                for index in candidates.tolist():
+                    address = (int(high[index]) << 64) | int(low[index])
+                    found = table.get((address >> shift) << shift)
+                    if found is not None:
+                        out[index] = found
+                remaining = remaining[out[remaining] < 0]
+                continue
+            mask = np.uint64((_MASK64 << (64 - length)) & _MASK64)
+            matched = _sorted_match(keys, ids, high[remaining] & mask)
+            hit = matched >= 0
+            out[remaining[hit]] = matched[hit]
+            remaining = remaining[~hit]
+        return out
+
+    def _match_long_v4(self, addresses: UInt64Array) -> Int64Array:
+        """Longest match among IPv4 prefixes longer than /24 (the slow path; such prefixes are rare)."""
+        out = np.full(addresses.shape, -1, dtype=np.int64)
+        for length in self._lengths(IPV4):
+            if length <= _DIR_BITS:
+                break
+            keys, ids = self._sorted_arrays(IPV4, length)
+            mask = np.uint64(0xFFFFFFFF ^ ((1 << (32 - length)) - 1))
+            found = _sorted_match(keys, ids, addresses & mask)
+            fill = (out < 0) & (found >= 0)
+            out[fill] = found[fill]
+        return out
+
+    def _sorted_arrays(self, family: int, length: int) -> tuple[UInt64Array, Int64Array]:
+        """Sorted keys of one length (IPv6: high 64 bits) and their ids, rebuilt when changed."""
+        cached = self._sorted.get((family, length))
+        if cached is not None:
+            return cached
+        table = self._by_len[family][length]
+        shift = 64 if family == IPV6 else 0
+        keys = np.fromiter((network >> shift for network in table), dtype=np.uint64, count=len(table))
+        ids = np.fromiter(table.values(), dtype=np.int64, count=len(table))
+        order = np.argsort(keys, kind="stable")
+        cached = (keys[order], ids[order])
+        self._sorted[(family, length)] = cached
+        return cached
+
+    # -- DIR-24 maintenance ---------------------------------------------------------------------
+
+    def _dir24(self) -> npt.NDArray[np.int32] | None:
+        """The DIR-24 table with every buffered change painted in."""
+        if self._pending_add or self._pending_remove:
+            self._flush_dir24()
+        return self._dir
+
+    def _flush_dir24(self) -> None:
+        if self._dir is None or self._dir_owner is None:
+            self._dir = np.zeros(_DIR_SIZE, dtype=np.int32)
+            self._dir_owner = np.zeros(_DIR_SIZE, dtype=np.uint8)
+        if len(self._pending_remove) > _FULL_REPAINT_REMOVALS:
+            self._repaint_all()
+            return
+        tables = self._by_len[IPV4]
+        for network, length, prefix_id in self._pending_remove:
+            if tables[length].get(network) == prefix_id:
+                continue  # removed and added back since: its cells are still right
+            self._unpaint(network, length, prefix_id)
+        self._pending_remove.clear()
+        by_length: dict[int, list[tuple[int, int]]] = {}
+        for network, length, prefix_id in self._pending_add:
+            if tables[length].get(network) == prefix_id:
+                by_length.setdefault(length, []).append((network, prefix_id))
+        self._pending_add.clear()
+        for length in sorted(by_length):
+            pairs = by_length[length]
+            networks = np.fromiter((n for n, _ in pairs), dtype=np.int64, count=len(pairs))
+            ids = np.fromiter((i for _, i in pairs), dtype=np.int64, count=len(pairs))
+            self._paint(networks >> 8, length, ids, only_shorter=True)
+
+    def _repaint_all(self) -> None:
+        assert self._dir is not None and self._dir_owner is not None
+        self._dir.fill(0)
+        self._dir_owner.fill(0)
+        self._pending_add.clear()
+        self._pending_remove.clear()
+        for length in range(_DIR_BITS + 1):
+            table = self._by_len[IPV4][length]
+            if table:
+                networks = np.fromiter(table.keys(), dtype=np.int64, count=len(table))
+                ids = np.fromiter(table.values(), dtype=np.int64, count=len(table))
+                self._paint(networks >> 8, length, ids, only_shorter=False)
+
+    def _paint(self, blocks: Int64Array, length: int, ids: Int64Array, only_shorter: bool) -> None:
+        """Write ``ids`` over the cells of prefixes of one length (≤ 24) starting at ``blocks``.
+
+        With ``only_shorter``, cells owned by a longer prefix keep their owner.
+        """
+        assert self._dir is not None and self._dir_owner is not None
+        dir_ids, owner = self._dir, self._dir_owner
+        span = 1 << (_DIR_BITS - length)
+        owner_value = length + 1
+        if span >= 4096:  # few such prefixes (≤ 4096): slice by slice
+            for block, prefix_id in zip(blocks.tolist(), ids.tolist(), strict=True):
+                window = slice(block, block + span)
+                if only_shorter:
+                    writable = owner[window] <= owner_value
+                    dir_ids[window][writable] = prefix_id + 1
+                    owner[window][writable] = owner_value
+                else:
+                    dir_ids[window] = prefix_id + 1
+                    owner[window] = owner_value
+            return
+        per_chunk = max(1, _PAINT_CHUNK // span)
+        offsets = np.arange(span, dtype=np.int64)
+        for start in range(0, blocks.size, per_chunk):
+            cells = (blocks[start:start + per_chunk, None] + offsets).ravel()
+            values = np.repeat(ids[start:start + per_chunk] + 1, span).astype(np.int32)
+            if only_shorter:
+                writable = owner[cells] <= owner_value
+                cells, values = cells[writable], values[writable]
+            dir_ids[cells] = values
+            owner[cells] = owner_value
+
+    def _unpaint(self, network: int, length: int, prefix_id: int) -> None:
+        """Hand the cells a removed prefix still owns to its longest present cover."""
+        assert self._dir is not None and self._dir_owner is not None
+        cells = slice(network >> 8, (network >> 8) + (1 << (_DIR_BITS - length)))
+        segment = self._dir[cells]
+        owned = segment == prefix_id + 1
+        if not owned.any():
+            return
+        parent_id, parent_owner = -1, 0
+        tables = self._by_len[IPV4]
+        for shorter in range(length - 1, -1, -1):
+            if tables[shorter]:
+                found = tables[shorter].get((network >> (32 - shorter)) << (32 - shorter))
+                if found is not None:
+                    parent_id, parent_owner = found, shorter + 1
+                    break
+        segment[owned] = parent_id + 1
+        self._dir_owner[cells][owned] = parent_owner
+
+    # -- more-specifics -------------------------------------------------------------------------
+
+    def more_specifics(self, prefix: str) -> list[str]:
+        """Every prefix in the table strictly inside ``prefix``, in address order."""
+        family, network, length = split_prefix(prefix)
+        names = self._prefix_by_id
+        if family == IPV4:
+            v4_keys, v4_ids = self._v4_index()
+            last = network | ((1 << (32 - length)) - 1)
+            first_pos = int(np.searchsorted(v4_keys, np.uint64((network << 8) | (length + 1))))
+            end_pos = int(np.searchsorted(v4_keys, np.uint64((last << 8) | 255), side="right"))
+            return [names[i] for i in v4_ids[first_pos:end_pos].tolist()]
+        v6_keys, v6_ids = self._v6_index()
+        last = network | ((1 << (128 - length)) - 1)
+        first_pos = bisect.bisect_left(v6_keys, (network << 8) | (length + 1))
+        end_pos = bisect.bisect_right(v6_keys, (last << 8) | 255)
+        return [names[i] for i in v6_ids[first_pos:end_pos]]
+
+    # Keys are ``network << 8 | length``: sorted, a prefix's more-specifics form one run.
+
+    def _v4_index(self) -> tuple[UInt64Array, Int64Array]:
+        if self._v4_index_cache is None:
+            tables = self._by_len[IPV4]
+            total = self._counts[IPV4]
+            keys = np.fromiter(
+                ((network << 8) | length for length, table in enumerate(tables) for network in table),
+                dtype=np.uint64, count=total,
+            )
+            ids = np.fromiter(
+                (prefix_id for table in tables for prefix_id in table.values()), dtype=np.int64, count=total
+            )
+            order = np.argsort(keys)
+            self._v4_index_cache = (keys[order], ids[order])
+        return self._v4_index_cache
+
+    def _v6_index(self) -> tuple[list[int], list[int]]:
+        if self._v6_index_cache is None:
+            pairs = sorted(
+                ((network << 8) | length, prefix_id)
+                for length, table in enumerate(self._by_len[IPV6])
+                for network, prefix_id in table.items()
+            )
+            self._v6_index_cache = ([key for key, _ in pairs], [prefix_id for _, prefix_id in pairs])
+        return self._v6_index_cache
