@@ -1,0 +1,298 @@
+"""From decoded sample batches to per-prefix rates: agent → switch, prefix lookup, accounting.
+
+:class:`Collector` is the pure core of the sFlow service: the listener feeds it datagrams and
+calls :meth:`Collector.flush` every few tens of milliseconds; everything here is computation on
+the batch plus counters, with ``now`` passed in.
+
+Metrics (all counters):
+
+- ``topfib_sflow_datagrams_total``: datagrams decoded (any agent, malformed ones excluded)
+- ``topfib_sflow_samples_total{switch}``: IP flow samples accounted to a switch
+- ``topfib_sflow_unrouted_samples_total{switch}``: of those, samples with no RIB match
+- ``topfib_sflow_counter_samples_total`` / ``topfib_sflow_non_ip_samples_total``: samples not accounted
+- ``topfib_sflow_unknown_agent_samples_total{agent}``: flow samples dropped, agent not in the config
+- ``topfib_sflow_malformed_datagrams_total{reason,agent}``: datagrams rejected by the decoder
+- ``topfib_sflow_lost_datagrams_total{agent}``: datagrams missing by the agent's sequence numbers
+- ``topfib_sflow_agent_dropped_samples_total{agent}``: samples the agent itself reports dropping
+
+``agent`` label values are bounded (see :class:`LabelBudget`), so spoofed sources cannot grow the
+metrics without limit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from collector.accounting import PrefixRates
+from collector.batch import SampleBatch
+from collector.lpm import LpmTable
+from collector.metrics import REGISTRY, Registry
+
+log = logging.getLogger(__name__)
+
+OTHER_LABEL = "other"
+
+_T = TypeVar("_T", bound=np.generic)
+
+
+class BatchDecoder(Protocol):
+    """What the collector needs from a decoder (``collector.sflow_fast.FastSflowDecoder``)."""
+
+    def feed(self, datagram: bytes, exporter: str) -> None: ...
+
+    def take(self) -> SampleBatch: ...
+
+
+class LabelBudget:
+    """Passes configured values and the first ``max_extra`` others; the rest become ``other``."""
+
+    def __init__(self, known: set[str], max_extra: int = 32) -> None:
+        self._known = set(known)
+        self._extra: set[str] = set()
+        self._max_extra = max_extra
+
+    def __call__(self, value: str) -> str:
+        if value in self._known or value in self._extra:
+            return value
+        if len(self._extra) < self._max_extra:
+            self._extra.add(value)
+            return value
+        return OTHER_LABEL
+
+
+class LogLimiter:
+    """At most one log line per key per ``interval_s``; says how many were suppressed."""
+
+    def __init__(self, interval_s: float = 60.0, max_keys: int = 1024) -> None:
+        self._interval_s = interval_s
+        self._max_keys = max_keys
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def warn(self, key: str, now: float, message: str) -> None:
+        last = self._last.get(key)
+        if last is not None and now - last[0] < self._interval_s:
+            self._last[key] = (last[0], last[1] + 1)
+            return
+        suppressed = 0 if last is None else last[1]
+        if len(self._last) >= self._max_keys and last is None:
+            self._last.clear()  # bounded memory under a flood of distinct keys
+        self._last[key] = (now, 0)
+        suffix = f" ({suppressed} similar suppressed)" if suppressed else ""
+        log.warning("%s%s", message, suffix)
+
+
+@dataclass
+class CollectorTotals:
+    """Running totals since start (the benchmark and status pages read these)."""
+
+    datagrams: int = 0
+    flow_samples: int = 0  # IP flow samples accounted to a known switch
+    unrouted_samples: int = 0
+    unknown_agent_samples: int = 0
+    non_ip_samples: int = 0
+    counter_samples: int = 0
+    malformed_datagrams: int = 0
+    lost_datagrams: int = 0
+    agent_dropped_samples: int = 0
+    bytes: float = 0.0  # scaled bytes accounted (routed + unrouted)
+
+
+class Collector:
+    """Accounts sample batches to (switch, prefix) rates.
+
+    ``agent_switches`` maps sFlow agent addresses to switch names; ``lpm_for(switch)`` gives the
+    switch's current prefix table (an empty table until its RIB is loaded: all traffic unrouted).
+    """
+
+    def __init__(
+        self,
+        decoder: BatchDecoder,
+        agent_switches: Mapping[str, str],
+        lpm_for: Callable[[str], LpmTable],
+        rates: PrefixRates,
+        registry: Registry = REGISTRY,
+    ) -> None:
+        self.decoder = decoder
+        self.rates = rates
+        self.totals = CollectorTotals()
+        self._agent_switches = dict(agent_switches)
+        self._switch_names = sorted(set(self._agent_switches.values()))
+        self._switch_index = {name: i for i, name in enumerate(self._switch_names)}
+        self._lpm_for = lpm_for
+        self._agent_label = LabelBudget(set(self._agent_switches))
+        self._log = LogLimiter()
+        self._m_datagrams = registry.counter("topfib_sflow_datagrams_total", "sFlow datagrams decoded.")
+        self._m_samples = registry.counter(
+            "topfib_sflow_samples_total", "IP flow samples accounted, by switch.", ("switch",)
+        )
+        self._m_unrouted = registry.counter(
+            "topfib_sflow_unrouted_samples_total",
+            "Flow samples whose destination has no RIB match (default route), by switch.",
+            ("switch",),
+        )
+        self._m_counter_samples = registry.counter(
+            "topfib_sflow_counter_samples_total", "sFlow counter samples received (not accounted)."
+        )
+        self._m_non_ip = registry.counter(
+            "topfib_sflow_non_ip_samples_total", "Flow samples without an IPv4/IPv6 destination."
+        )
+        self._m_unknown_agent = registry.counter(
+            "topfib_sflow_unknown_agent_samples_total",
+            "Flow samples dropped because their agent is not in any switch's sflow_agents.",
+            ("agent",),
+        )
+        self._m_malformed = registry.counter(
+            "topfib_sflow_malformed_datagrams_total",
+            "sFlow datagrams rejected as malformed, by reason and agent.",
+            ("reason", "agent"),
+        )
+        self._m_lost = registry.counter(
+            "topfib_sflow_lost_datagrams_total",
+            "sFlow datagrams missing according to the agent's sequence numbers.",
+            ("agent",),
+        )
+        self._m_agent_drops = registry.counter(
+            "topfib_sflow_agent_dropped_samples_total",
+            "Samples the agent reports it dropped (flow sample 'drops' counter deltas).",
+            ("agent",),
+        )
+
+    @property
+    def switches(self) -> list[str]:
+        return list(self._switch_names)
+
+    def feed(self, datagram: bytes, exporter: str) -> None:
+        self.decoder.feed(datagram, exporter)
+
+    def flush(self, now: float) -> int:
+        """Account everything fed since the last flush; returns the flow samples in the batch."""
+        batch = self.decoder.take()
+        self.process(batch, now)
+        return batch.flow_samples
+
+    def process(self, batch: SampleBatch, now: float) -> None:
+        self._count_batch(batch, now)
+        if not len(batch.v4_agent) and not len(batch.v6_agent):
+            return
+        # switch index per agent of this batch; -1 = unknown agent
+        switch_of_agent = np.array(
+            [self._switch_index.get(self._agent_switches.get(a, ""), -1) for a in batch.agents] or [-1],
+            np.int64,
+        )
+        v4_switch = switch_of_agent[batch.v4_agent] if len(batch.v4_agent) else np.empty(0, np.int64)
+        v6_switch = switch_of_agent[batch.v6_agent] if len(batch.v6_agent) else np.empty(0, np.int64)
+        self._count_unknown_agents(batch, v4_switch, v6_switch, now)
+        for index, switch in enumerate(self._switch_names):
+            v4_mask = _mask(v4_switch, index)
+            v6_mask = _mask(v6_switch, index)
+            if v4_mask is not None and v6_mask is not None and not v4_mask.any() and not v6_mask.any():
+                continue
+            self._account_switch(batch, switch, v4_mask, v6_mask, now)
+
+    def _account_switch(
+        self,
+        batch: SampleBatch,
+        switch: str,
+        v4_mask: npt.NDArray[np.bool_] | None,
+        v6_mask: npt.NDArray[np.bool_] | None,
+        now: float,
+    ) -> None:
+        """Look up and account the samples selected by the masks (None: all of that family)."""
+        lpm = self._lpm_for(switch)
+        v4_dst, v4_bytes, v4_packets = (
+            _pick(v4_mask, batch.v4_dst),
+            _pick(v4_mask, batch.v4_bytes),
+            _pick(v4_mask, batch.v4_packets),
+        )
+        v6_hi, v6_lo, v6_bytes, v6_packets = (
+            _pick(v6_mask, batch.v6_dst_hi),
+            _pick(v6_mask, batch.v6_dst_lo),
+            _pick(v6_mask, batch.v6_bytes),
+            _pick(v6_mask, batch.v6_packets),
+        )
+        if len(v4_dst) and len(v6_hi):
+            ids = np.concatenate((lpm.lookup_v4_ids(v4_dst), lpm.lookup_v6_ids(v6_hi, v6_lo)))
+            nbytes = np.concatenate((v4_bytes, v6_bytes))
+            packets = np.concatenate((v4_packets, v6_packets))
+        elif len(v4_dst):
+            ids, nbytes, packets = lpm.lookup_v4_ids(v4_dst), v4_bytes, v4_packets
+        elif len(v6_hi):
+            ids, nbytes, packets = lpm.lookup_v6_ids(v6_hi, v6_lo), v6_bytes, v6_packets
+        else:
+            return
+        self.rates.add_batch(switch, lpm, ids, nbytes, packets, now)
+        samples = len(ids)
+        unrouted = int(np.count_nonzero(ids < 0))
+        self.totals.flow_samples += samples
+        self.totals.unrouted_samples += unrouted
+        self.totals.bytes += float(nbytes.sum())
+        self._m_samples.inc(samples, switch=switch)
+        if unrouted:
+            self._m_unrouted.inc(unrouted, switch=switch)
+
+    def _count_batch(self, batch: SampleBatch, now: float) -> None:
+        totals = self.totals
+        totals.datagrams += batch.datagrams
+        totals.counter_samples += batch.counter_samples
+        totals.non_ip_samples += batch.non_ip_samples
+        if batch.datagrams:
+            self._m_datagrams.inc(batch.datagrams)
+        if batch.counter_samples:
+            self._m_counter_samples.inc(batch.counter_samples)
+        if batch.non_ip_samples:
+            self._m_non_ip.inc(batch.non_ip_samples)
+        for (reason, agent), count in batch.malformed.items():
+            totals.malformed_datagrams += count
+            self._m_malformed.inc(count, reason=reason, agent=self._agent_label(agent))
+            self._log.warn(
+                f"malformed:{agent}:{reason}",
+                now,
+                f"dropped {count} malformed sFlow datagram(s) from {agent}: {reason}",
+            )
+        for agent, count in batch.lost_datagrams.items():
+            if count > 0:
+                totals.lost_datagrams += count
+                self._m_lost.inc(count, agent=self._agent_label(agent))
+        for agent, count in batch.agent_drops.items():
+            if count > 0:
+                totals.agent_dropped_samples += count
+                self._m_agent_drops.inc(count, agent=self._agent_label(agent))
+
+    def _count_unknown_agents(
+        self,
+        batch: SampleBatch,
+        v4_switch: npt.NDArray[np.int64],
+        v6_switch: npt.NDArray[np.int64],
+        now: float,
+    ) -> None:
+        unknown_v4 = batch.v4_agent[v4_switch < 0]
+        unknown_v6 = batch.v6_agent[v6_switch < 0]
+        if not len(unknown_v4) and not len(unknown_v6):
+            return
+        counts = np.bincount(np.concatenate((unknown_v4, unknown_v6)).astype(np.int64))
+        for agent_index in np.flatnonzero(counts).tolist():
+            agent = batch.agents[agent_index]
+            count = int(counts[agent_index])
+            self.totals.unknown_agent_samples += count
+            self._m_unknown_agent.inc(count, agent=self._agent_label(agent))
+            self._log.warn(
+                f"unknown:{agent}",
+                now,
+                f"dropped {count} flow sample(s) from sFlow agent {agent}: not in any switch's sflow_agents",
+            )
+
+
+def _mask(switch_of_sample: npt.NDArray[np.int64], index: int) -> npt.NDArray[np.bool_] | None:
+    """Samples of switch ``index``; None when that is all of them (the common one-switch case)."""
+    mask = switch_of_sample == index
+    return None if mask.all() else mask
+
+
+def _pick(mask: npt.NDArray[np.bool_] | None, values: npt.NDArray[_T]) -> npt.NDArray[_T]:
+    return values if mask is None else values[mask]
