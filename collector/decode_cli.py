@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from collector.netflow_cli import netflow_handlers
 from collector.pcap import PcapError, is_capture, udp_payloads
 from collector.sflow import decode_datagram
 from collector.sflow_types import SflowError
@@ -92,6 +93,8 @@ def _datagrams(path: Path, data: bytes) -> Iterator[tuple[str, bytes]]:
 
 
 def decode_files(files: list[Path], out: TextIO, stats: DecodeStats) -> None:
+    # one NetFlow/IPFIX decoder per run: templates in one file decode data in the next
+    handlers = {**HANDLERS, **netflow_handlers()}
     for path in files:
         try:
             data = path.read_bytes()
@@ -103,7 +106,7 @@ def decode_files(files: list[Path], out: TextIO, stats: DecodeStats) -> None:
         for exporter, payload in datagrams:
             stats.datagrams += 1
             protocol = sniff_protocol(payload)
-            handler = HANDLERS.get(protocol)
+            handler = handlers.get(protocol)
             if handler is None:
                 stats.unsupported[protocol] += 1
             else:

@@ -9,6 +9,7 @@ the order listed.
 from __future__ import annotations
 
 import ipaddress
+import struct
 from dataclasses import dataclass
 from typing import Final
 
@@ -66,6 +67,9 @@ INITIATOR_PACKETS: Final = 298
 SELECTOR_ID: Final = 302
 SAMPLING_PACKET_INTERVAL: Final = 305
 SAMPLING_PACKET_SPACE: Final = 306
+SAMPLING_SIZE: Final = 309
+SAMPLING_POPULATION: Final = 310
+SAMPLING_PROBABILITY: Final = 311
 
 NTP_TO_UNIX_SECONDS: Final = 2_208_988_800  # dateTimeMicro/Nanoseconds are NTP timestamps (RFC 7011 §6.1.9)
 
@@ -155,11 +159,21 @@ def record_sampling_rate(values: dict[int, bytes]) -> int | None:
     interval = _first_int(values, SAMPLING_INTERVAL, SAMPLER_RANDOM_INTERVAL)
     if interval:
         return interval
+    size = _first_int(values, SAMPLING_SIZE)
+    population = _first_int(values, SAMPLING_POPULATION)
+    if size and population:
+        # random n-out-of-N sampling (RFC 5475 §6.1): n = samplingSize, N = samplingPopulation
+        return max(1, round(population / size))
     packet_interval = _first_int(values, SAMPLING_PACKET_INTERVAL)
     packet_space = _first_int(values, SAMPLING_PACKET_SPACE)
     if packet_interval and packet_space is not None:
         # systematic count-based sampling (RFC 5476): select `interval` packets, skip `space`
         return max(1, round((packet_interval + packet_space) / packet_interval))
+    probability = values.get(SAMPLING_PROBABILITY)
+    if probability is not None and len(probability) == 8:
+        chance: float = struct.unpack("!d", probability)[0]
+        if 0.0 < chance <= 1.0:
+            return max(1, round(1 / chance))
     return None
 
 

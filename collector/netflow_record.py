@@ -42,4 +42,4 @@ class FlowRecord:
 
     def to_json(self) -> dict[str, object]:
         """The record as a JSON-ready dict (``None`` fields included, so every line has every key)."""
-        return {"type": "flow", **asdict(self)}
+        return asdict(self)
