@@ -1,0 +1,46 @@
+"""The app factory: everything comes in as arguments, so tests build apps with fakes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from fastapi import FastAPI
+
+from api.auth import AuthMiddleware
+from api.context import ApiContext
+from api.errors import install_error_handlers
+from api.middleware import BodyLimitMiddleware, ResponseCountMiddleware
+from api.rate_limit import RateLimiter
+from api.routes import health, operator, read, requests
+from api.tokens import TokenTable
+from api.view import ControllerView
+from controller.config import TopfibConfig
+from controller.store import Store
+
+DESCRIPTION = """\
+topfib's HTTP API. Every endpoint except `/healthz`, `/readyz` and `/metrics` needs
+`Authorization: Bearer TOKEN` (tokens from `topfib token new`). Roles: `ap` (access points) make
+on-demand requests; `viewer` reads; `operator` reads and changes settings and pins.
+"""
+
+
+def create_app(
+    config: TopfibConfig,
+    store: Store,
+    view: ControllerView,
+    clock: Callable[[], float] = time.monotonic,
+    wall_clock: Callable[[], float] = time.time,
+) -> FastAPI:
+    """The API over ``store`` and ``view``; ``clock`` drives rate limits, ``wall_clock`` expiries."""
+    ctx = ApiContext(config=config, store=store, view=view, wall_clock=wall_clock)
+    app = FastAPI(title="topfib", version="1", description=DESCRIPTION)
+    for module in (health, requests, operator, read):
+        app.include_router(module.build_router(ctx))
+    install_error_handlers(app)
+    limiter = RateLimiter(config.api.rate_limit_per_s, config.api.rate_limit_burst, clock)
+    # add_middleware wraps: the last added runs first. Order of arrival: count, authenticate, limit body.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=config.api.max_body_bytes)
+    app.add_middleware(AuthMiddleware, tokens=TokenTable(config.token), limiter=limiter)
+    app.add_middleware(ResponseCountMiddleware)
+    return app

@@ -1,0 +1,26 @@
+"""The API's counters, registered on the shared Prometheus registry."""
+
+from __future__ import annotations
+
+from collector.metrics import REGISTRY
+
+HTTP_RESPONSES = REGISTRY.counter(
+    "topfib_api_http_responses_total", "HTTP responses by method, route template and status code",
+    ("method", "route", "code"),
+)
+REQUEST_RESULTS = REGISTRY.counter(
+    "topfib_api_request_results_total", "On-demand request answers (per IP and switch) by status",
+    ("status",),
+)
+RATE_LIMITED = REGISTRY.counter(
+    "topfib_api_rate_limited_total", "Calls refused with 429 by client token name", ("client",),
+)
+AUTH_FAILURES = REGISTRY.counter(
+    "topfib_api_auth_failures_total", "Calls refused for authentication (401) or role (403)", ("reason",),
+)
+STORE_UNAVAILABLE = REGISTRY.counter(
+    "topfib_api_store_unavailable_total", "Writes refused with 503 because the state store was unreachable",
+)
+INTERNAL_ERRORS = REGISTRY.counter(
+    "topfib_api_internal_errors_total", "Unhandled exceptions answered with a generic 500",
+)

@@ -1,0 +1,1 @@
+"""Route groups, one module per audience; each exposes ``build_router(ctx) -> APIRouter``."""

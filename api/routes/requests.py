@@ -1,0 +1,128 @@
+"""On-demand requests from access points: create, end early, list."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi.responses import JSONResponse
+
+from api.auth import AP_ROLES, VIEWER_ROLES, require_role
+from api.context import ApiContext
+from api.errors import validation_error
+from api.metrics import REQUEST_RESULTS
+from api.models import (
+    STORE_DOWN_DOC,
+    RequestBatchIn,
+    RequestBatchOut,
+    RequestListOut,
+    RequestOut,
+    RequestResult,
+    canonical_ip,
+    error_doc,
+)
+from api.settings import SwitchSettings
+from api.tokens import Principal
+from controller.store import RequestEntry
+
+
+def _ttl(requested: float | None, settings: SwitchSettings) -> float:
+    return min(requested if requested is not None else settings.request_ttl_default_s,
+               settings.request_ttl_max_s)
+
+
+def _unique(ips: list[str]) -> list[str]:
+    return list(dict.fromkeys(ips))
+
+
+def build_router(ctx: ApiContext) -> APIRouter:
+    router = APIRouter(tags=["requests"])
+    batch_max = ctx.config.api.request_batch_max
+
+    @router.post("/v1/requests", response_model=RequestBatchOut, responses=STORE_DOWN_DOC)
+    async def create_requests(
+        body: RequestBatchIn, principal: Annotated[Principal, Depends(require_role(*AP_ROLES))]
+    ) -> RequestBatchOut:
+        """Ask for the routes of these addresses to be installed for ``ttl_s`` seconds.
+
+        One result per address and switch. ``installed``: in the switch's FIB now; ``pending``:
+        recorded, the controller acts on it within a loop period; ``no-route``: no peer path,
+        traffic uses transit (the request stays recorded in case a path appears); ``rejected``:
+        with the reason, e.g. this access point already holds its maximum of active requests.
+        Asking again for an address refreshes its expiry.
+        """
+        if len(body.ips) > batch_max:
+            raise validation_error(("body", "ips"), f"at most {batch_max} addresses per request",
+                                   "too_long")
+        now = ctx.wall_clock()
+        settings = await ctx.settings()
+        entries: list[RequestEntry] = []
+        prefixes: list[str | None] = []
+        for ip in _unique(body.ips):
+            matched = dict(await ctx.view.resolve(ip))
+            for switch in ctx.switch_names:
+                ttl = _ttl(body.ttl_s, settings[switch])
+                entries.append(RequestEntry(switch, ip, principal.name, now, now + ttl))
+                prefixes.append(matched.get(switch))
+        limits = {name: s.max_requests_per_ap for name, s in settings.items()}
+        accepted = await ctx.store.add_requests(entries, limits, now)
+        results = []
+        for entry, prefix, ok in zip(entries, prefixes, accepted, strict=True):
+            results.append(await _result(ctx, entry, prefix, ok, settings[entry.switch]))
+            REQUEST_RESULTS.inc(status=results[-1].status)
+        return RequestBatchOut(results=results)
+
+    @router.delete("/v1/requests/{ip}", status_code=204, responses={
+        **error_doc(404, "this client holds no request for the address"), **STORE_DOWN_DOC})
+    async def end_request(
+        ip: Annotated[str, Path(max_length=64, examples=["198.51.100.7"])],
+        principal: Annotated[Principal, Depends(require_role(*AP_ROLES))],
+    ) -> Response:
+        """End this client's request for ``ip`` on every switch before its TTL runs out."""
+        removed = await ctx.store.remove_requests(principal.name, _path_ip(ip))
+        if not removed:
+            return _not_found("no active request for this address from this client")
+        return Response(status_code=204)
+
+    @router.get("/v1/requests", response_model=RequestListOut)
+    async def list_requests(
+        principal: Annotated[Principal, Depends(require_role(*AP_ROLES, *VIEWER_ROLES))],
+        switch: Annotated[str | None, Query(max_length=64, description="only this switch")] = None,
+    ) -> RequestListOut:
+        """Active requests, newest first. An access point sees only its own."""
+        entries = await ctx.store.active_requests(switch, ctx.wall_clock())
+        if principal.role == "ap":
+            entries = [e for e in entries if e.ap == principal.name]
+        return RequestListOut(requests=[RequestOut.from_entry(e) for e in entries])
+
+    return router
+
+
+async def _result(
+    ctx: ApiContext, entry: RequestEntry, prefix: str | None, accepted: bool, settings: SwitchSettings
+) -> RequestResult:
+    ttl = entry.expires_at - entry.requested_at
+    if not accepted:
+        return RequestResult(
+            ip=entry.ip, switch=entry.switch, prefix=prefix, status="rejected",
+            reason=f"this client already holds {settings.max_requests_per_ap} active requests "
+                   f"on {entry.switch}",
+        )
+    if prefix is None:
+        return RequestResult(ip=entry.ip, switch=entry.switch, prefix=None, status="no-route",
+                             reason="no peer path for this address; traffic uses transit",
+                             ttl_s=ttl, expires_at=entry.expires_at)
+    status, reason = await ctx.view.request_status(entry.switch, entry.ip, prefix)
+    return RequestResult(ip=entry.ip, switch=entry.switch, prefix=prefix, status=status, reason=reason,
+                         ttl_s=ttl, expires_at=entry.expires_at)
+
+
+def _path_ip(text: str) -> str:
+    try:
+        return canonical_ip(text)
+    except ValueError:
+        raise validation_error(("path", "ip"), "not an IPv4 or IPv6 address") from None
+
+
+def _not_found(detail: str) -> Response:
+    return JSONResponse({"detail": detail}, status_code=404)

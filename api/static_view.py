@@ -1,0 +1,84 @@
+"""A ControllerView over fixed data, for tests, benchmarks and API-only demos.
+
+Not a controller: nothing is ever installed by asking. Routes are given per switch as
+``{prefix: next_hop}``; lookups are linear scans, fine for the few hundred prefixes it is meant for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from api.view import (
+    CollectorStatus,
+    FamilyOccupancy,
+    FibRoute,
+    RequestStatus,
+    RibMatch,
+    RibPath,
+    StatusReport,
+    SwitchStatus,
+    TopEntry,
+)
+from collector.paths import Path
+from collector.prefixes import parse_address, parse_prefix
+
+
+def _longest_match(prefixes: Mapping[str, str], ip: str) -> str | None:
+    family, address = parse_address(ip)
+    bits = 32 if family == 4 else 128
+    best: tuple[int, str] | None = None
+    for prefix in prefixes:
+        pf, network, length = parse_prefix(prefix)
+        if pf == family and (address >> (bits - length) if length else 0) == (
+            network >> (bits - length) if length else 0
+        ) and (best is None or length > best[0]):
+            best = (length, prefix)
+    return best[1] if best else None
+
+
+@dataclass
+class StaticView:
+    routes: dict[str, dict[str, str]]
+    installed: dict[str, list[FibRoute]] = field(default_factory=dict)
+    ranking: dict[str, list[TopEntry]] = field(default_factory=dict)
+    rejected: dict[tuple[str, str], str] = field(default_factory=dict)  # (switch, prefix) → reason
+    is_ready: bool = True
+
+    async def resolve(self, ip: str) -> list[tuple[str, str | None]]:
+        return [(switch, _longest_match(prefixes, ip)) for switch, prefixes in self.routes.items()]
+
+    async def request_status(self, switch: str, ip: str, prefix: str) -> tuple[RequestStatus, str | None]:
+        if any(r.prefix == prefix for r in self.installed.get(switch, [])):
+            return "installed", None
+        reason = self.rejected.get((switch, prefix))
+        if reason is not None:
+            return "rejected", reason
+        return "pending", None
+
+    async def fib(self, switch: str) -> list[FibRoute]:
+        return list(self.installed.get(switch, []))
+
+    async def top(self, switch: str, n: int) -> list[TopEntry]:
+        return self.ranking.get(switch, [])[:n]
+
+    async def rib_lookup(self, ip: str) -> list[RibMatch]:
+        matches = []
+        for switch, prefixes in self.routes.items():
+            prefix = _longest_match(prefixes, ip)
+            paths = [RibPath.from_path(Path(next_hop=prefixes[prefix]), best=True)] if prefix else []
+            matches.append(RibMatch(switch=switch, prefix=prefix, paths=paths))
+        return matches
+
+    async def status(self) -> StatusReport:
+        switches = [
+            SwitchStatus(
+                name=switch, session_state="up", active=True,
+                occupancy={"ipv4": FamilyOccupancy(installed=len(self.installed.get(switch, [])), cap=0)},
+            )
+            for switch in self.routes
+        ]
+        return StatusReport(switches=switches, collector=CollectorStatus())
+
+    async def ready(self) -> bool:
+        return self.is_ready
