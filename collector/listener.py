@@ -1,0 +1,274 @@
+"""The sFlow UDP listener: receives datagrams in batches and hands them to the :class:`Collector`.
+
+A dedicated receiver thread drains the sockets (non-blocking ``recvfrom`` in a loop after each
+poll), feeds the decoder, and flushes decoded samples to accounting every ``flush_interval_s`` or
+``flush_datagrams`` datagrams, whichever comes first. A thread rather than the event loop: a long
+controller step on the loop must not leave the socket unread (at 10⁶ samples/s a 32 MB receive
+buffer holds only ~0.1 s of traffic).
+
+The constructor does no I/O; :meth:`SflowListener.start` binds (raising ``OSError`` if it cannot)
+and starts the thread, :meth:`SflowListener.stop` stops it and flushes what was received.
+
+IPv6 sockets are bound IPV6_V6ONLY, so ``0.0.0.0:6343`` and ``[::]:6343`` can both be listed and
+IPv4 agents keep their plain addresses (never ``::ffff:a.b.c.d``).
+
+Metrics: ``topfib_sflow_received_datagrams_total{listen}``, ``topfib_sflow_receive_errors_total{listen}``,
+``topfib_sflow_socket_dropped_datagrams_total{listen}`` (kernel receive-queue overflows, read from
+/proc/net/udp*), ``topfib_sflow_receive_buffer_bytes{listen}`` (the buffer the kernel granted).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from collector.metrics import REGISTRY, Registry
+from collector.pipeline import Collector, LogLimiter
+
+log = logging.getLogger(__name__)
+
+MAX_DATAGRAM = 65535
+_DRAIN_LIMIT = 4096  # datagrams per socket per wake-up, so one busy socket cannot starve a flush
+_SOCKET_DROPS_PERIOD_S = 5.0
+
+
+@dataclass
+class _Endpoint:
+    listen: str
+    sock: socket.socket
+    received: int = 0
+    reported_drops: int = field(default=0)
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``"0.0.0.0:6343"`` / ``"[::]:6343"`` → (host, port); port 0 (any free port) allowed."""
+    host, sep, port_text = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ipaddress.ip_address(host)
+        port = int(port_text)
+    except ValueError:
+        port = -1
+    if not sep or not 0 <= port < 65536:
+        raise ValueError(f"expected IP:PORT or [IPv6]:PORT, got {value!r}")
+    return host, port
+
+
+def open_udp_socket(listen: str, receive_buffer_bytes: int) -> tuple[socket.socket, int]:
+    """A bound, non-blocking UDP socket for ``HOST:PORT`` and the receive buffer it got."""
+    host, port = parse_listen(listen)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        granted = set_receive_buffer(sock, receive_buffer_bytes)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock, granted
+
+
+def set_receive_buffer(sock: socket.socket, size: int) -> int:
+    """Ask for ``size`` bytes of receive buffer; root may exceed net.core.rmem_max (SO_RCVBUFFORCE)."""
+    force = getattr(socket, "SO_RCVBUFFORCE", 33)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, force, size)
+    except OSError:  # not root: capped at net.core.rmem_max
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    # Linux reports twice the requested size (it counts its bookkeeping overhead)
+    return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)) // 2
+
+
+def socket_drops(sock: socket.socket) -> int | None:
+    """The kernel's drop counter for this UDP socket (/proc/net/udp 'drops'), None if not found."""
+    inode = str(os.fstat(sock.fileno()).st_ino)
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(table) as lines:
+                next(lines, None)  # header
+                for line in lines:
+                    fields = line.split()
+                    if len(fields) >= 13 and fields[9] == inode:
+                        return int(fields[12])
+        except OSError:
+            continue
+    return None
+
+
+class SflowListener:
+    """Receives sFlow on ``listen`` addresses and feeds ``collector`` from a receiver thread."""
+
+    def __init__(
+        self,
+        collector: Collector,
+        listen: list[str],
+        receive_buffer_bytes: int = 32 * 1024 * 1024,
+        clock: Callable[[], float] = time.monotonic,
+        flush_interval_s: float = 0.05,
+        flush_datagrams: int = 4096,
+        registry: Registry = REGISTRY,
+    ) -> None:
+        for item in listen:
+            parse_listen(item)  # fail early on a bad address, without touching the network
+        self.collector = collector
+        self._listen = list(listen)
+        self._receive_buffer_bytes = receive_buffer_bytes
+        self._clock = clock
+        self._flush_interval_s = flush_interval_s
+        self._flush_datagrams = flush_datagrams
+        self._endpoints: list[_Endpoint] = []
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._wake_r, self._wake_w = -1, -1
+        self._log = LogLimiter()
+        self._m_received = registry.counter(
+            "topfib_sflow_received_datagrams_total", "UDP datagrams received on sFlow sockets.", ("listen",)
+        )
+        self._m_errors = registry.counter(
+            "topfib_sflow_receive_errors_total", "recvfrom errors on sFlow sockets.", ("listen",)
+        )
+        self._m_socket_drops = registry.counter(
+            "topfib_sflow_socket_dropped_datagrams_total",
+            "Datagrams the kernel dropped because the socket's receive buffer was full.",
+            ("listen",),
+        )
+        self._m_internal = registry.counter(
+            "topfib_sflow_internal_errors_total",
+            "Datagrams or batches lost to an unexpected error in decoding or accounting (a bug).",
+            ("stage",),
+        )
+        self._m_buffer = registry.gauge(
+            "topfib_sflow_receive_buffer_bytes", "Receive buffer granted by the kernel.", ("listen",)
+        )
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """(host, port) actually bound, e.g. to learn the port after listening on port 0."""
+        return [ep.sock.getsockname()[:2] for ep in self._endpoints]
+
+    @property
+    def received(self) -> int:
+        return sum(ep.received for ep in self._endpoints)
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("listener already started")
+        try:
+            for listen in self._listen:
+                sock, granted = open_udp_socket(listen, self._receive_buffer_bytes)
+                self._endpoints.append(_Endpoint(listen, sock))
+                self._m_buffer.set(granted, listen=listen)
+                if granted < self._receive_buffer_bytes:
+                    log.warning(
+                        "sFlow socket %s: receive buffer %d bytes, asked for %d (raise net.core.rmem_max)",
+                        listen,
+                        granted,
+                        self._receive_buffer_bytes,
+                    )
+        except OSError:
+            self._close_sockets()
+            raise
+        self._wake_r, self._wake_w = os.pipe()
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name="sflow-listener", daemon=True)
+        self._thread.start()
+        log.info("sFlow listener on %s", ", ".join(f"{h}:{p}" for h, p in self.addresses))
+
+    def stop(self) -> None:
+        """Stop receiving, account what was received, close the sockets. Idempotent."""
+        thread = self._thread
+        if thread is None:
+            return
+        self._stopping.set()
+        os.write(self._wake_w, b"x")
+        thread.join()
+        self._thread = None
+        self.collector.flush(self._clock())
+        self._update_socket_drops()
+        self._close_sockets()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        self._wake_r, self._wake_w = -1, -1
+
+    def _close_sockets(self) -> None:
+        for ep in self._endpoints:
+            ep.sock.close()
+        self._endpoints = []
+
+    def _run(self) -> None:
+        poller = select.poll()
+        by_fd = {ep.sock.fileno(): ep for ep in self._endpoints}
+        for fd in by_fd:
+            poller.register(fd, select.POLLIN)
+        poller.register(self._wake_r, select.POLLIN)
+        pending = 0
+        next_flush = self._clock() + self._flush_interval_s
+        next_drops = self._clock() + _SOCKET_DROPS_PERIOD_S
+        while not self._stopping.is_set():
+            timeout_ms = max(0.0, (next_flush - self._clock()) * 1000.0)
+            for fd, _ in poller.poll(timeout_ms if pending else max(timeout_ms, 50.0)):
+                endpoint = by_fd.get(fd)
+                if endpoint is not None:
+                    pending += self._drain(endpoint)
+            now = self._clock()
+            if pending >= self._flush_datagrams or (now >= next_flush and pending):
+                self._flush(now)
+                pending = 0
+            if now >= next_flush:
+                next_flush = now + self._flush_interval_s
+            if now >= next_drops:
+                self._update_socket_drops()
+                next_drops = now + _SOCKET_DROPS_PERIOD_S
+
+    def _flush(self, now: float) -> None:
+        try:
+            self.collector.flush(now)
+        except Exception as exc:  # a bug in accounting must not kill the receiver
+            self._m_internal.inc(stage="accounting")
+            self._log.warn("accounting", now, f"sFlow batch accounting failed, batch dropped: {exc!r}")
+
+    def _drain(self, endpoint: _Endpoint) -> int:
+        """Read everything queued on one socket (up to a limit); returns datagrams read."""
+        recvfrom = endpoint.sock.recvfrom
+        feed = self.collector.feed
+        count = 0
+        errors = 0
+        while count < _DRAIN_LIMIT:
+            try:
+                data, address = recvfrom(MAX_DATAGRAM)
+            except BlockingIOError:
+                break
+            except OSError:
+                errors += 1
+                if errors > 16:
+                    break
+                continue
+            count += 1
+            try:
+                feed(data, address[0])
+            except Exception as exc:  # the decoder counts bad input itself; this is a decoder bug
+                self._m_internal.inc(stage="decoder")
+                self._log.warn("decoder", self._clock(), f"sFlow decoder failed on {address[0]}: {exc!r}")
+        endpoint.received += count
+        if count:
+            self._m_received.inc(count, listen=endpoint.listen)
+        if errors:
+            self._m_errors.inc(errors, listen=endpoint.listen)
+        return count
+
+    def _update_socket_drops(self) -> None:
+        for ep in self._endpoints:
+            drops = socket_drops(ep.sock)
+            if drops is not None and drops > ep.reported_drops:
+                self._m_socket_drops.inc(drops - ep.reported_drops, listen=ep.listen)
+                ep.reported_drops = drops

@@ -1,0 +1,177 @@
+"""SflowListener over loopback UDP: batching, both families, flush triggers, failure handling."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+
+import pytest
+
+from collector.accounting import PrefixRates
+from collector.batch import SampleBatch
+from collector.listener import SflowListener, open_udp_socket, parse_listen, set_receive_buffer, socket_drops
+from collector.lpm import LpmTable
+from collector.metrics import Registry
+from collector.pipeline import Collector
+
+
+class RecordingDecoder:
+    """Keeps what it is fed; each take() reports the datagrams fed since the last one."""
+
+    def __init__(self, fail_on: bytes | None = None) -> None:
+        self.fed: list[tuple[bytes, str]] = []
+        self.takes: list[int] = []
+        self._since_take = 0
+        self._fail_on = fail_on
+
+    def feed(self, datagram: bytes, exporter: str) -> None:
+        if datagram == self._fail_on:
+            raise RuntimeError("decoder bug")
+        self.fed.append((datagram, exporter))
+        self._since_take += 1
+
+    def take(self) -> SampleBatch:
+        self.takes.append(self._since_take)
+        batch = SampleBatch(datagrams=self._since_take)
+        self._since_take = 0
+        return batch
+
+
+def make_listener(
+    listen: list[str], decoder: RecordingDecoder, registry: Registry, **kwargs: float
+) -> SflowListener:
+    collector = Collector(decoder, {}, lambda _: LpmTable(), PrefixRates(), registry)
+    return SflowListener(collector, listen, receive_buffer_bytes=1 << 20, registry=registry, **kwargs)  # type: ignore[arg-type]
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.005)
+
+
+def send(payloads: list[bytes], host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as client:
+        for payload in payloads:
+            client.sendto(payload, (host, port))
+
+
+def test_receives_ipv4_and_ipv6_and_flushes_on_stop() -> None:
+    decoder, registry = RecordingDecoder(), Registry()
+    listener = make_listener(["127.0.0.1:0", "[::1]:0"], decoder, registry, flush_interval_s=60.0)
+    listener.start()
+    try:
+        (v4_host, v4_port), (v6_host, v6_port) = listener.addresses
+        send([b"four-%d" % i for i in range(50)], v4_host, v4_port)
+        send([b"six-%d" % i for i in range(30)], v6_host, v6_port)
+        wait_for(lambda: listener.received == 80)
+    finally:
+        listener.stop()
+    assert sorted(decoder.fed) == sorted(
+        [(b"four-%d" % i, "127.0.0.1") for i in range(50)] + [(b"six-%d" % i, "::1") for i in range(30)]
+    )
+    assert sum(decoder.takes) == 80  # everything reached accounting, the last part at stop
+    assert listener.collector.totals.datagrams == 80
+    received = registry.get("topfib_sflow_received_datagrams_total")
+    assert received is not None
+    assert received.value(listen="127.0.0.1:0") == 50
+    assert received.value(listen="[::1]:0") == 30
+    listener.stop()  # idempotent
+
+
+def test_flushes_by_count_and_by_time_while_running() -> None:
+    decoder = RecordingDecoder()
+    listener = make_listener(["127.0.0.1:0"], decoder, Registry(), flush_interval_s=0.05, flush_datagrams=10)
+    listener.start()
+    try:
+        host, port = listener.addresses[0]
+        send([b"x"] * 3, host, port)
+        wait_for(lambda: sum(decoder.takes) == 3)  # by time: 3 < 10 datagrams
+        send([b"y"] * 100, host, port)
+        wait_for(lambda: sum(decoder.takes) == 103)
+    finally:
+        listener.stop()
+    assert max(decoder.takes) <= 100
+    assert len([t for t in decoder.takes if t]) >= 2
+
+
+def test_a_decoder_exception_is_counted_and_receiving_continues() -> None:
+    decoder, registry = RecordingDecoder(fail_on=b"poison"), Registry()
+    listener = make_listener(["127.0.0.1:0"], decoder, registry)
+    listener.start()
+    try:
+        host, port = listener.addresses[0]
+        send([b"ok1", b"poison", b"ok2"], host, port)
+        wait_for(lambda: listener.received == 3)
+    finally:
+        listener.stop()
+    assert [d for d, _ in decoder.fed] == [b"ok1", b"ok2"]
+    errors = registry.get("topfib_sflow_internal_errors_total")
+    assert errors is not None and errors.value(stage="decoder") == 1
+
+
+def test_bind_failure_raises_and_leaves_nothing_running() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        listener = make_listener(["127.0.0.1:0", f"127.0.0.1:{port}"], RecordingDecoder(), Registry())
+        with pytest.raises(OSError):
+            listener.start()
+        assert listener.addresses == []
+        listener.stop()  # nothing to stop
+
+
+def test_start_twice_is_an_error() -> None:
+    listener = make_listener(["127.0.0.1:0"], RecordingDecoder(), Registry())
+    listener.start()
+    try:
+        with pytest.raises(RuntimeError):
+            listener.start()
+    finally:
+        listener.stop()
+
+
+def test_constructor_is_inert_but_validates_addresses() -> None:
+    listener = make_listener(["127.0.0.1:6343"], RecordingDecoder(), Registry())
+    assert listener.addresses == []
+    with pytest.raises(ValueError):
+        make_listener(["not-an-address"], RecordingDecoder(), Registry())
+
+
+def test_receive_buffer_is_granted_and_socket_drops_are_read() -> None:
+    sock, granted = open_udp_socket("127.0.0.1:0", 8 << 20)
+    try:
+        if os.geteuid() == 0:  # SO_RCVBUFFORCE passes net.core.rmem_max
+            assert granted == 8 << 20
+            assert set_receive_buffer(sock, 3 << 20) == 3 << 20
+        else:
+            assert 0 < granted <= 8 << 20
+        assert socket_drops(sock) == 0
+    finally:
+        sock.close()
+
+
+def test_socket_drops_counts_kernel_overflows() -> None:
+    sock, _ = open_udp_socket("127.0.0.1:0", 4096)  # tiny buffer, never read
+    try:
+        send([b"z" * 1000] * 200, *sock.getsockname()[:2])
+        drops = socket_drops(sock)
+        assert drops is not None and drops > 0
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize("value", ["127.0.0.1", "127.0.0.1:x", "[::1]:70000", "host:1", ":1"])
+def test_parse_listen_rejects_bad_addresses(value: str) -> None:
+    with pytest.raises(ValueError):
+        parse_listen(value)
+
+
+def test_parse_listen_accepts_both_families() -> None:
+    assert parse_listen("[::]:6343") == ("::", 6343)
+    assert parse_listen("0.0.0.0:0") == ("0.0.0.0", 0)
