@@ -1,0 +1,104 @@
+"""Render ExaBGP 5's configuration for one switch from ``exabgp/topfib.conf.template``.
+
+One ExaBGP per switch, one BGP session per ExaBGP: the session both reads the switch's paths
+(ADD-PATH receive, JSON) and carries topfib's announcements. Graceful restart stays off so the
+switch drops topfib's routes at once when topfib or ExaBGP dies and falls back to its default.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+from controller.config import SwitchConfig
+
+EXABGP_DIR = Path(__file__).resolve().parent.parent / "exabgp"
+TEMPLATE_PATH = EXABGP_DIR / "topfib.conf.template"
+BRIDGE_PATH = EXABGP_DIR / "bridge.py"
+
+DEFAULT_HOLD_TIME_S = 90
+# ExaBGP's tokeniser splits on whitespace and treats these as syntax: keep them out of paths.
+_UNSAFE_TOKEN = re.compile(r"[\s;{}\[\]\"'#]")
+
+
+class ExabgpConfigError(ValueError):
+    """A switch that cannot be turned into an ExaBGP configuration; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeCommand:
+    """How ExaBGP starts the bridge: interpreter, script, and the socket it connects to."""
+
+    socket_path: Path
+    python: Path = Path(sys.executable)
+    script: Path = BRIDGE_PATH
+
+    def argv(self) -> list[str]:
+        return [str(self.python), str(self.script), str(self.socket_path)]
+
+
+def process_name(switch: SwitchConfig) -> str:
+    return f"topfib-bridge-{switch.name}"
+
+
+def _router_id(switch: SwitchConfig) -> str:
+    if switch.router_id is not None:
+        return switch.router_id
+    local = ipaddress.ip_address(switch.local_address)
+    if local.version == 4:
+        return str(local)
+    raise ExabgpConfigError(f"switch {switch.name}: router_id is required when local_address is IPv6")
+
+
+def _transport(switch: SwitchConfig) -> str:
+    # Passive: the switch dials us on bgp_port. Active: we dial the switch on bgp_port.
+    if switch.passive:
+        return f"    passive;\n    listen {switch.bgp_port};"
+    return f"    connect {switch.bgp_port};"
+
+
+def _safe_token(value: str, what: str) -> str:
+    if not value or _UNSAFE_TOKEN.search(value):
+        raise ExabgpConfigError(f"{what} {value!r} contains characters ExaBGP cannot parse")
+    return value
+
+
+def render_exabgp_config(
+    switch: SwitchConfig,
+    bridge: BridgeCommand,
+    *,
+    hold_time_s: int = DEFAULT_HOLD_TIME_S,
+    template_text: str | None = None,
+) -> str:
+    """The ExaBGP configuration text for ``switch``, with ``bridge`` as its API process."""
+    if hold_time_s != 0 and not 3 <= hold_time_s <= 65535:
+        raise ExabgpConfigError(f"hold time {hold_time_s} must be 0 or 3..65535 s")
+    command = " ".join(_safe_token(arg, "bridge argument") for arg in bridge.argv())
+    text = template_text if template_text is not None else TEMPLATE_PATH.read_text()
+    return Template(text).substitute(
+        switch_name=switch.name,
+        process_name=process_name(switch),
+        bridge_command=command,
+        neighbor=switch.neighbor,
+        router_id=_router_id(switch),
+        local_address=switch.local_address,
+        local_as=switch.local_as,
+        peer_as=switch.peer_as,
+        hold_time=hold_time_s,
+        transport=_transport(switch),
+    )
+
+
+def write_exabgp_config(
+    switch: SwitchConfig, bridge: BridgeCommand, path: Path, *, hold_time_s: int = DEFAULT_HOLD_TIME_S
+) -> Path:
+    """Render and write atomically (ExaBGP may be reading the old file while we replace it)."""
+    text = render_exabgp_config(switch, bridge, hold_time_s=hold_time_s)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path
