@@ -250,9 +250,10 @@ def record(output: Path) -> int:
             try:
                 bird = subprocess.Popen(in_ns(NS_SW, "bird", "-f", "-c", str(workdir / "bird.conf"),
                                               "-s", str(sock), "-P", str(workdir / "bird.pid")))
+                exabgp_bin = str(REPO / ".venv" / "bin" / "exabgp")
                 exabgp = subprocess.Popen(
-                    in_ns(NS_CTL, str(REPO / ".venv" / "bin" / "exabgp"), "server", str(workdir / "exabgp.conf")),
-                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    in_ns(NS_CTL, exabgp_bin, "server", str(workdir / "exabgp.conf")), env=env,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 wait_for(raw, "both sessions up and End-of-RIB for both families",
                          lambda m: count(m, '"up"') >= 2 and count(m, '"eor"') >= 2)
                 time.sleep(1.0)
