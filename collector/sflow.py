@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Iterator
 from typing import Any, Final
 
 from collector.sflow_packet import format_mac, parse_header
@@ -136,6 +137,17 @@ def _format_name(data_format: int) -> str:
     return f"{data_format >> 12}:{data_format & 0xFFF}"
 
 
+def peek_agent(data: bytes) -> str | None:
+    """The agent address of a datagram whose header starts well, even if the rest is malformed."""
+    reader = _Reader(data, 0, len(data))
+    try:
+        if reader.u32("version") != SFLOW_VERSION:
+            return None
+        return _address(reader, "agent", allow_unknown=False)
+    except SflowError:
+        return None
+
+
 def decode_datagram(data: bytes) -> SflowDatagram:
     """Decode one sFlow v5 UDP payload, or raise :class:`SflowError`."""
     reader = _Reader(data, 0, len(data))
@@ -175,14 +187,16 @@ def decode_datagram(data: bytes) -> SflowDatagram:
     return SflowDatagram(header, tuple(flows), tuple(counters), tuple(discards), skipped, length_mismatch)
 
 
-def _records(body: _Reader) -> list[tuple[int, _Reader]]:
-    """The (format, reader) of each record of a sample, after checking their lengths."""
+def _records(body: _Reader) -> Iterator[tuple[int, _Reader]]:
+    """The (format, reader) of each record of a sample, each length checked as it is reached.
+
+    Lazy on purpose: a record's contents are decoded before the next record's header is read,
+    the order the C fast path follows, so both report the same first error.
+    """
     count = body.count(8, "records")
-    records: list[tuple[int, _Reader]] = []
     for _ in range(count):
         record_format = body.u32("record format")
-        records.append((record_format, body.sub(body.u32("record length"), "record")))
-    return records
+        yield record_format, body.sub(body.u32("record length"), "record")
 
 
 def _flow_sample(body: _Reader, header: DatagramHeader, expanded: bool) -> FlowSample:

@@ -42,15 +42,15 @@ def test_decode_raw_payload_and_capture(
 def test_malformed_and_unsupported_are_counted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     truncated = tmp_path / "cut.dat"
     truncated.write_bytes(b"\x00\x00\x00\x05\x00\x00\x00\x01\x7f")
-    netflow = tmp_path / "nf.dump"
-    netflow.write_bytes(b"\x00\x09" + b"\x00" * 18)
-    status = run_decode([truncated, netflow])
+    garbage = tmp_path / "garbage.dump"
+    garbage.write_bytes(b"\x12\x34" + b"\x00" * 18)
+    status = run_decode([truncated, garbage])
     out, err = capsys.readouterr()
     assert status == 0 and out == ""
     assert "malformed sFlow datagram" in err and "truncated" in err
     assert err.strip().splitlines()[-1] == (
         "datagrams=2 flow_samples=0 counter_samples=0 discard_samples=0 malformed=1 "
-        "malformed.truncated=1 unsupported.netflow9=1"
+        "malformed.truncated=1 unsupported.unknown=1"
     )
 
 
