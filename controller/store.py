@@ -64,8 +64,8 @@ class Store(Protocol):
         """
         ...
 
-    async def remove_requests(self, ap: str, ip: str) -> int:
-        """End ``ap``'s requests for ``ip`` on every switch; the number of entries removed."""
+    async def remove_requests(self, ap: str, ip: str, now: float) -> int:
+        """End ``ap``'s requests for ``ip`` on every switch; the number of active entries ended."""
         ...
 
     async def active_requests(self, switch: str | None, now: float) -> list[RequestEntry]:
@@ -146,7 +146,8 @@ class MemoryStore:
             accepted.append(True)
         return accepted
 
-    async def remove_requests(self, ap: str, ip: str) -> int:
+    async def remove_requests(self, ap: str, ip: str, now: float) -> int:
+        self._purge(now)
         keys = [k for k in self._requests if k[1] == ap and k[2] == ip]
         for key in keys:
             self._drop(key)

@@ -79,7 +79,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
         principal: Annotated[Principal, Depends(require_role(*AP_ROLES))],
     ) -> Response:
         """End this client's request for ``ip`` on every switch before its TTL runs out."""
-        removed = await ctx.store.remove_requests(principal.name, _path_ip(ip))
+        removed = await ctx.store.remove_requests(principal.name, _path_ip(ip), ctx.wall_clock())
         if not removed:
             return _not_found("no active request for this address from this client")
         return Response(status_code=204)
