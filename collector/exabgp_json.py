@@ -1,0 +1,412 @@
+"""ExaBGP's JSON encoder output (4.x and 5.x) → typed RIB events.
+
+What a ``process`` with ``encoder json`` and ``receive { parsed; update; notification; }`` plus
+``neighbor-changes`` reads, one JSON object per line::
+
+    {"exabgp": "5.0.0", "type": "update", "neighbor": {"address": {"peer": P, ...}, "message":
+      {"update": {"attribute": {...},
+                  "announce": {"ipv4 unicast": {NEXT_HOP: [{"nlri": PFX, "path-information": ID}]}},
+                  "withdraw": {"ipv4 unicast": [{"nlri": PFX, "path-information": ID}]}}}}}
+    {"type": "update", ... "message": {"eor": {"afi": "ipv4", "safi": "unicast"}}}
+    {"type": "state", "neighbor": {..., "state": "up" | "connected" | "down", "reason": R}}
+    {"type": "notification", "neighbor": {..., "notification": {"code", "subcode", "data", ...}}}
+    {"type": "notification", "notification": "shutdown"}
+
+Differences handled: ExaBGP 5 writes the AS path as segments (``{"0": {"element": "as-sequence",
+"value": [...]}}``), 4.x as a plain list; an NLRI may be an object or (compact mode) a bare
+string; a path-id is dotted-quad ("0.0.0.3") or a number.
+
+Parsing never raises: a line that is not what we expect is counted by reason, logged at a limited
+rate, and skipped (the rest of a partly bad update is kept). ``done``/``error`` acks are the
+link's business; should one reach us it is counted as ``ack``, not as an error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from collector.fastprefix import canonical
+from collector.paths import Path
+from collector.pipeline import LogLimiter
+from collector.prefixes import IPV4, IPV6, PrefixError
+
+log = logging.getLogger(__name__)
+
+# The families topfib keeps; others (flow, vpn, evpn…) are counted and skipped.
+FAMILIES: dict[str, int] = {"ipv4 unicast": IPV4, "ipv6 unicast": IPV6}
+SESSION_STATES = frozenset({"connected", "up", "down"})
+
+
+@dataclass(frozen=True, slots=True)
+class RouteUpdate:
+    """One (prefix, path-id) of a neighbor: announced with ``path``, or withdrawn (``path`` None)."""
+
+    neighbor: str
+    family: str
+    prefix: str
+    path_id: int
+    path: Path | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionState:
+    """A neighbor's session went ``connected``, ``up`` or ``down`` (with ExaBGP's reason)."""
+
+    neighbor: str
+    state: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfRib:
+    """The neighbor has sent its whole table for ``family``."""
+
+    neighbor: str
+    family: str
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """A BGP NOTIFICATION (``neighbor`` None and code 0 for ExaBGP's own shutdown notice)."""
+
+    neighbor: str | None
+    direction: str
+    code: int
+    subcode: int
+    data: str = ""
+    message: str = ""
+
+
+Event = RouteUpdate | SessionState | EndOfRib | Notification
+
+
+class _Skip(Exception):
+    """Drop this piece of the line and count ``reason``."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+class ExabgpJsonParser:
+    """Turns lines into events. Keeps counters; holds no routing state.
+
+    ``counters`` counts lines and problems by reason: ``lines``, ``ack`` (a done/error that
+    reached us), ``ignored_type`` (keepalive, open… not for the RIB), and the bad-input reasons
+    ``not_json``, ``not_object``, ``bad_neighbor``, ``bad_update``, ``bad_attribute``,
+    ``bad_nlri``, ``bad_prefix``, ``bad_next_hop``, ``unsupported_family``, ``bad_state``,
+    ``bad_notification``, ``unknown_type``.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, log_interval_s: float = 60.0) -> None:
+        self.counters: Counter[str] = Counter()
+        self._clock = clock
+        self._log = LogLimiter(interval_s=log_interval_s)
+        # Attribute sets repeat across lines; parse each distinct one once.
+        self._attribute_cache: dict[str, tuple[tuple[int, ...], str, int, int, tuple[str, ...],
+                                               tuple[str, ...]]] = {}
+
+    def _bad(self, reason: str, detail: str) -> None:
+        self.counters[reason] += 1
+        self._log.warn(f"exabgp-json:{reason}", self._clock(), f"ExaBGP JSON skipped ({reason}): {detail}")
+
+    def parse_line(self, line: str | bytes) -> list[Event]:
+        """Events of one line (possibly none). Never raises."""
+        self.counters["lines"] += 1
+        try:
+            text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+            text = text.strip()
+            if not text:
+                return []
+            if text in ("done", "error"):
+                self.counters["ack"] += 1
+                return []
+            try:
+                message = json.loads(text)
+            except ValueError as exc:
+                self._bad("not_json", f"{exc}: {text[:120]!r}")
+                return []
+            if not isinstance(message, dict):
+                self._bad("not_object", text[:120])
+                return []
+            return self._message(message)
+        except _Skip as skip:
+            self._bad(skip.reason, str(skip))
+            return []
+        except Exception as exc:  # a shape we did not foresee must not stop the feed
+            self._bad("unexpected", f"{type(exc).__name__}: {exc}")
+            return []
+
+    def _message(self, message: dict[str, Any]) -> list[Event]:
+        kind = message.get("type")
+        if kind == "update":
+            return self._update(message)
+        if kind == "state":
+            return self._state(message)
+        if kind == "notification":
+            return self._notification(message)
+        if kind in ("keepalive", "open", "refresh", "negotiated", "fsm", "signal", "operational"):
+            self.counters["ignored_type"] += 1
+            return []
+        raise _Skip("unknown_type", f"type {kind!r}")
+
+    # -- neighbor, state, notification ----------------------------------------------------------
+
+    @staticmethod
+    def _neighbor(message: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        neighbor = message.get("neighbor")
+        if not isinstance(neighbor, dict):
+            raise _Skip("bad_neighbor", "no neighbor object")
+        address = neighbor.get("address")
+        peer = address.get("peer") if isinstance(address, dict) else None
+        if not isinstance(peer, str) or not peer:
+            raise _Skip("bad_neighbor", "no neighbor.address.peer")
+        return peer, neighbor
+
+    def _state(self, message: dict[str, Any]) -> list[Event]:
+        peer, neighbor = self._neighbor(message)
+        state = neighbor.get("state")
+        if state not in SESSION_STATES:
+            raise _Skip("bad_state", f"state {state!r} from {peer}")
+        reason = neighbor.get("reason", "")
+        return [SessionState(peer, state, reason if isinstance(reason, str) else str(reason))]
+
+    def _notification(self, message: dict[str, Any]) -> list[Event]:
+        if message.get("notification") == "shutdown":
+            return [Notification(None, "local", 0, 0, "", "shutdown")]
+        peer, neighbor = self._neighbor(message)
+        body = neighbor.get("notification")
+        if not isinstance(body, dict):
+            raise _Skip("bad_notification", f"no notification object from {peer}")
+        code, subcode = body.get("code"), body.get("subcode")
+        if not isinstance(code, int) or not isinstance(subcode, int):
+            raise _Skip("bad_notification", f"code/subcode not integers from {peer}")
+        return [Notification(peer, str(neighbor.get("direction", "")), code, subcode,
+                             str(body.get("data", "")), str(body.get("message", "")))]
+
+    # -- updates --------------------------------------------------------------------------------
+
+    def _update(self, message: dict[str, Any]) -> list[Event]:
+        peer, neighbor = self._neighbor(message)
+        body = neighbor.get("message")
+        if not isinstance(body, dict):
+            raise _Skip("bad_update", f"no message object from {peer}")
+        eor = body.get("eor")
+        if eor is not None:
+            return self._eor(peer, eor)
+        update = body.get("update")
+        if not isinstance(update, dict):
+            raise _Skip("bad_update", f"no update object from {peer}")
+        events: list[Event] = []
+        withdraw = update.get("withdraw")
+        if withdraw is not None:
+            self._withdraws(peer, withdraw, events)
+        announce = update.get("announce")
+        if announce is not None:
+            attributes = update.get("attribute", {})
+            if isinstance(attributes, dict) and "error" in attributes:
+                # RFC 7606 treat-as-withdraw: ExaBGP flags the attribute set as broken.
+                self._bad("treat_as_withdraw", f"{attributes['error']!r} from {peer}")
+                self._announces(peer, announce, None, events, as_withdraw=True)
+            else:
+                self._announces(peer, announce, self._attributes(attributes), events)
+        return events
+
+    def _eor(self, peer: str, eor: Any) -> list[Event]:
+        if not isinstance(eor, dict) or not isinstance(eor.get("afi"), str) or not isinstance(
+                eor.get("safi"), str):
+            raise _Skip("bad_update", f"malformed eor from {peer}")
+        return [EndOfRib(peer, f"{eor['afi']} {eor['safi']}")]
+
+    def _family(self, family: Any, peer: str) -> str | None:
+        if family in FAMILIES:
+            return str(family)
+        self._bad("unsupported_family", f"family {family!r} from {peer}")
+        return None
+
+    def _withdraws(self, peer: str, withdraw: Any, events: list[Event]) -> None:
+        if not isinstance(withdraw, dict):
+            raise _Skip("bad_update", f"withdraw is not an object from {peer}")
+        for family, nlris in withdraw.items():
+            if self._family(family, peer) is None:
+                continue
+            if not isinstance(nlris, list):
+                self._bad("bad_nlri", f"withdraw {family} is not a list from {peer}")
+                continue
+            for nlri in nlris:
+                parsed = self._nlri(nlri, peer)
+                if parsed is not None:
+                    events.append(RouteUpdate(peer, family, parsed[0], parsed[1], None))
+
+    def _announces(self, peer: str, announce: Any, attributes: tuple[Any, ...] | None,
+                   events: list[Event], as_withdraw: bool = False) -> None:
+        if not isinstance(announce, dict):
+            raise _Skip("bad_update", f"announce is not an object from {peer}")
+        for family, by_next_hop in announce.items():
+            if self._family(family, peer) is None:
+                continue
+            if not isinstance(by_next_hop, dict):
+                self._bad("bad_nlri", f"announce {family} is not an object from {peer}")
+                continue
+            for next_hop, nlris in by_next_hop.items():
+                if not as_withdraw and not _valid_next_hop(next_hop):
+                    self._bad("bad_next_hop", f"next-hop {next_hop!r} for {family} from {peer}")
+                    continue
+                if not isinstance(nlris, list):
+                    self._bad("bad_nlri", f"announce {family} {next_hop} is not a list from {peer}")
+                    continue
+                for nlri in nlris:
+                    parsed = self._nlri(nlri, peer)
+                    if parsed is None:
+                        continue
+                    prefix, path_id = parsed
+                    path = None if attributes is None else _path(attributes, next_hop, peer, path_id)
+                    events.append(RouteUpdate(peer, family, prefix, path_id, path))
+
+    def _nlri(self, nlri: Any, peer: str) -> tuple[str, int] | None:
+        """(canonical prefix, path-id) of one NLRI entry, or None (counted)."""
+        text: Any
+        path_info: Any = None
+        if isinstance(nlri, str):
+            text = nlri
+        elif isinstance(nlri, dict):
+            text, path_info = nlri.get("nlri"), nlri.get("path-information")
+        else:
+            self._bad("bad_nlri", f"nlri {nlri!r} from {peer}")
+            return None
+        if not isinstance(text, str):
+            self._bad("bad_nlri", f"nlri {nlri!r} from {peer}")
+            return None
+        try:
+            prefix = canonical(text)
+        except PrefixError as exc:
+            self._bad("bad_prefix", f"{exc} from {peer}")
+            return None
+        path_id = _path_id(path_info)
+        if path_id is None:
+            self._bad("bad_nlri", f"path-information {path_info!r} from {peer}")
+            return None
+        return prefix, path_id
+
+    def _attributes(self, attributes: Any) -> tuple[Any, ...]:
+        """(as_path, origin, local_pref, med, communities, large_communities), cached by content."""
+        if not isinstance(attributes, dict):
+            raise _Skip("bad_attribute", "attribute is not an object")
+        key = json.dumps(attributes, sort_keys=True)
+        cached = self._attribute_cache.get(key)
+        if cached is not None:
+            return cached
+        try:
+            parsed = (
+                _as_path(attributes.get("as-path", [])),
+                _origin(attributes.get("origin", "igp")),
+                _uint32(attributes.get("local-preference", 100), "local-preference"),
+                _uint32(attributes.get("med", 0), "med"),
+                _communities(attributes.get("community", []), 2),
+                _communities(attributes.get("large-community", []), 3),
+            )
+        except ValueError as exc:
+            raise _Skip("bad_attribute", str(exc)) from None
+        if len(self._attribute_cache) >= 100_000:
+            self._attribute_cache.clear()  # bounded: a peer may send a distinct set per prefix
+        self._attribute_cache[key] = parsed
+        return parsed
+
+
+def _path(attributes: tuple[Any, ...], next_hop: str, peer: str, path_id: int) -> Path:
+    as_path, origin, local_pref, med, communities, large = attributes
+    return Path(next_hop=next_hop, as_path=as_path, origin=origin, local_pref=local_pref, med=med,
+                communities=communities, large_communities=large, peer=peer, path_id=path_id)
+
+
+def _valid_next_hop(next_hop: Any) -> bool:
+    if not isinstance(next_hop, str) or not next_hop or next_hop == "null":
+        return False
+    return all(c in "0123456789abcdefABCDEF.:" for c in next_hop)
+
+
+def _path_id(value: Any) -> int | None:
+    """ADD-PATH id: dotted quad (ExaBGP's rendering), a number, or absent (0)."""
+    if value is None:
+        return 0
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if 0 <= value < 1 << 32 else None
+    if isinstance(value, str):
+        parts = value.split(".")
+        if len(parts) == 4 and all(p.isascii() and p.isdigit() and int(p) < 256 for p in parts):
+            return (int(parts[0]) << 24) | (int(parts[1]) << 16) | (int(parts[2]) << 8) | int(parts[3])
+        if value.isascii() and value.isdigit() and int(value) < 1 << 32:
+            return int(value)
+    return None
+
+
+def _uint32(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 32:
+        raise ValueError(f"{name} {value!r} is not a 32-bit unsigned integer")
+    return value
+
+
+def _origin(value: Any) -> str:
+    if value not in ("igp", "egp", "incomplete"):
+        raise ValueError(f"origin {value!r}")
+    return str(value)
+
+
+def _asn_list(values: Any) -> list[int]:
+    if not isinstance(values, list):
+        raise ValueError(f"AS list {values!r}")
+    return [_uint32(v, "ASN") for v in values]
+
+
+def _as_path(value: Any) -> tuple[int, ...]:
+    """The AS path as one tuple: sequences in order, each AS_SET's members sorted.
+
+    ExaBGP 4 gives a list; ExaBGP 5 gives ``{"0": {"element": "as-sequence", "value": [...]}}``
+    in segment order. An AS_SET (from aggregation) has no order, so it is sorted to keep equal
+    paths equal.
+    """
+    if isinstance(value, list):
+        return tuple(_asn_list(value))
+    if not isinstance(value, dict):
+        raise ValueError(f"as-path {value!r}")
+    out: list[int] = []
+    try:
+        order = sorted(value, key=int)
+    except ValueError:
+        raise ValueError(f"as-path segment keys {list(value)!r}") from None
+    for index in order:
+        segment = value[index]
+        if not isinstance(segment, dict):
+            raise ValueError(f"as-path segment {segment!r}")
+        members = _asn_list(segment.get("value"))
+        element = segment.get("element")
+        if element == "as-set":
+            out.extend(sorted(members))
+        elif element == "as-sequence":
+            out.extend(members)
+        else:
+            raise ValueError(f"as-path element {element!r}")
+    return tuple(out)
+
+
+def _communities(value: Any, width: int) -> tuple[str, ...]:
+    """Standard ([a, b] → "a:b") or large ([a, b, c] → "a:b:c") communities, in received order."""
+    if not isinstance(value, list):
+        raise ValueError(f"communities {value!r}")
+    out = []
+    for item in value:
+        if not isinstance(item, list) or len(item) != width:
+            raise ValueError(f"community {item!r}")
+        limit = 1 << (16 if width == 2 else 32)
+        if any(isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < limit for v in item):
+            raise ValueError(f"community {item!r}")
+        out.append(":".join(str(v) for v in item))
+    return tuple(out)

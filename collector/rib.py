@@ -1,0 +1,252 @@
+"""One switch's RIB: per session, per (prefix, peer, path-id), the path; the best path per prefix.
+
+Sessions are named by the caller: a BGP neighbor's address for live paths, ``"file"`` for a
+preloaded MRT/pfx2as table. A session's paths are keyed by (prefix, path.peer, path.path_id), so
+one file session can hold many MRT peers' paths.
+
+Changes come back as :class:`RibChange` (new best path, or ``None`` when the prefix is gone) and
+also accumulate in a drainable set, for a consumer that polls. The :class:`LpmTable` holds exactly
+the prefixes that have at least one path.
+
+Memory, for a full table: per prefix one dict entry and one small tuple of (session, path)
+pairs; ``Path`` objects and the pairs are interned (refcounted, so churn does not leak), and a
+prefix's entries are kept sorted best-first so ``best`` is an index, not a computation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from collector.exabgp_json import EndOfRib, Event, Notification, RouteUpdate, SessionState
+from collector.lpm import LpmTable
+from collector.paths import Path, best_path_key
+from collector.prefixes import IPV4, IPV6, prefix_family
+
+PRELOAD_SESSION = "file"
+
+_Entry = tuple[str, Path]  # (session, path)
+_SortKey = tuple[tuple[int, int, int, int, int, int, int], str]
+
+
+@dataclass(frozen=True, slots=True)
+class RibChange:
+    """The best path of ``prefix`` is now ``best`` (None: the prefix has no path left)."""
+
+    prefix: str
+    best: Path | None
+
+
+@dataclass(frozen=True, slots=True)
+class RibCounts:
+    ipv4_prefixes: int
+    ipv6_prefixes: int
+    ipv4_paths: int
+    ipv6_paths: int
+
+    @property
+    def paths(self) -> int:
+        return self.ipv4_paths + self.ipv6_paths
+
+
+class _Interned:
+    """A shared (session, path) pair, its best-path sort key and how many routes use it."""
+
+    __slots__ = ("entry", "key", "refs")
+
+    def __init__(self, entry: _Entry) -> None:
+        self.entry = entry
+        self.key: _SortKey = (best_path_key(entry[1]), entry[0])
+        self.refs = 0
+
+
+class Rib:
+    """Paths of every session of one switch, best path per prefix, and the prefix LPM table."""
+
+    def __init__(self, preload_session: str = PRELOAD_SESSION) -> None:
+        self.lpm = LpmTable()
+        self.preload_session = preload_session
+        self._routes: dict[str, tuple[_Entry, ...]] = {}
+        self._interned: dict[_Entry, _Interned] = {}
+        self._path_counts = {IPV4: 0, IPV6: 0}
+        self._session_paths: dict[str, int] = {}
+        self._changed: set[str] = set()
+
+    # -- queries --------------------------------------------------------------------------------
+
+    def best(self, prefix: str) -> Path | None:
+        entries = self._routes.get(prefix)
+        return entries[0][1] if entries else None
+
+    def paths(self, prefix: str) -> list[Path]:
+        """All paths of ``prefix``, best first."""
+        return [path for _, path in self._routes.get(prefix, ())]
+
+    def sessions_of(self, prefix: str) -> list[tuple[str, Path]]:
+        """(session, path) pairs of ``prefix``, best first."""
+        return list(self._routes.get(prefix, ()))
+
+    def longest_match(self, ip: str) -> str | None:
+        return self.lpm.lookup(ip)
+
+    def more_specifics(self, prefix: str) -> list[str]:
+        """Every RIB prefix strictly inside ``prefix``, in address order."""
+        return self.lpm.more_specifics(prefix)
+
+    def __contains__(self, prefix: object) -> bool:
+        return prefix in self._routes
+
+    def __len__(self) -> int:
+        return len(self._routes)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._routes)
+
+    def counts(self) -> RibCounts:
+        return RibCounts(self.lpm.count(IPV4), self.lpm.count(IPV6),
+                         self._path_counts[IPV4], self._path_counts[IPV6])
+
+    def session_path_counts(self) -> dict[str, int]:
+        return dict(self._session_paths)
+
+    def drain_changed(self) -> set[str]:
+        """Prefixes whose best path changed (or which disappeared) since the last drain."""
+        changed, self._changed = self._changed, set()
+        return changed
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def apply(self, event: Event) -> list[RibChange]:
+        """Apply one parsed ExaBGP event.
+
+        A session going ``down`` (or coming ``up``: a new session starts empty) drops its paths
+        at once. End-of-RIB from a live session drops the preloaded file paths of that family:
+        the live table has fully replaced them, with no gap in between.
+        """
+        if isinstance(event, RouteUpdate):
+            if event.path is None:
+                change = self.withdraw(event.neighbor, event.prefix, event.neighbor, event.path_id)
+            else:
+                change = self.announce(event.neighbor, event.prefix, event.path)
+            return [change] if change is not None else []
+        if isinstance(event, SessionState):
+            if event.state in ("up", "down"):
+                return self.drop_session(event.neighbor)
+            return []
+        if isinstance(event, EndOfRib):
+            family = IPV6 if event.family.startswith("ipv6") else IPV4
+            if event.neighbor != self.preload_session:
+                return self.drop_session(self.preload_session, family)
+            return []
+        if isinstance(event, Notification):
+            return []  # the session's "down" state follows and does the work
+        raise TypeError(f"not a RIB event: {event!r}")
+
+    def apply_all(self, events: Iterable[Event]) -> list[RibChange]:
+        changes: list[RibChange] = []
+        for event in events:
+            changes.extend(self.apply(event))
+        return changes
+
+    def announce(self, session: str, prefix: str, path: Path) -> RibChange | None:
+        """Add or replace the path (session, prefix, path.peer, path.path_id).
+
+        ``prefix`` must be canonical (the loaders and the JSON parser ensure it).
+        """
+        entries = self._routes.get(prefix)
+        if entries is None:
+            self.lpm.add(prefix)  # validates the prefix before anything is stored
+            interned = self._intern((session, path))
+            self._routes[prefix] = (interned.entry,)
+            self._count_path(prefix, session, +1)
+            return self._changed_to(prefix, path)
+        interned = self._intern((session, path))
+        old_best = entries[0][1]
+        kept: list[_Entry] = []
+        replaced = False
+        for entry in entries:
+            other_session, other = entry
+            if other_session == session and other.peer == path.peer and other.path_id == path.path_id:
+                replaced = True
+                if entry is interned.entry:  # the same path again: nothing changes
+                    self._release(interned)
+                    return None
+                self._release(self._interned[entry])
+            else:
+                kept.append(entry)
+        if not replaced:
+            self._count_path(prefix, session, +1)
+        key = interned.key
+        position = 0
+        while position < len(kept) and self._interned[kept[position]].key < key:
+            position += 1
+        kept.insert(position, interned.entry)
+        self._routes[prefix] = tuple(kept)
+        return self._changed_to(prefix, kept[0][1]) if kept[0][1] != old_best else None
+
+    def withdraw(self, session: str, prefix: str, peer: str, path_id: int) -> RibChange | None:
+        """Remove one path; the prefix goes when its last path does. Unknown paths are ignored."""
+        entries = self._routes.get(prefix)
+        if entries is None:
+            return None
+        position = next((i for i, (owner, path) in enumerate(entries)
+                         if owner == session and path.peer == peer and path.path_id == path_id), -1)
+        if position < 0:
+            return None
+        entry = entries[position]
+        self._release(self._interned[entry])
+        self._count_path(prefix, session, -1)
+        rest = entries[:position] + entries[position + 1:]
+        if not rest:
+            del self._routes[prefix]
+            self.lpm.remove(prefix)
+            return self._changed_to(prefix, None)
+        self._routes[prefix] = rest
+        return self._changed_to(prefix, rest[0][1]) if position == 0 else None
+
+    def drop_session(self, session: str, family: int | None = None) -> list[RibChange]:
+        """Remove every path of ``session`` (of one family, if given)."""
+        if not self._session_paths.get(session):
+            return []
+        changes: list[RibChange] = []
+        doomed = [
+            prefix for prefix, entries in self._routes.items()
+            if (family is None or prefix_family(prefix) == family)
+            and any(entry[0] == session for entry in entries)
+        ]
+        for prefix in doomed:
+            entries = self._routes[prefix]
+            for entry in [e for e in entries if e[0] == session]:
+                change = self.withdraw(session, prefix, entry[1].peer, entry[1].path_id)
+                if change is not None:
+                    changes.append(change)
+        return changes
+
+    # -- bookkeeping ----------------------------------------------------------------------------
+
+    def _changed_to(self, prefix: str, best: Path | None) -> RibChange:
+        self._changed.add(prefix)
+        return RibChange(prefix, best)
+
+    def _intern(self, entry: _Entry) -> _Interned:
+        interned = self._interned.get(entry)
+        if interned is None:
+            interned = _Interned(entry)
+            self._interned[entry] = interned
+        interned.refs += 1
+        return interned
+
+    def _release(self, interned: _Interned) -> None:
+        interned.refs -= 1
+        if interned.refs <= 0:
+            del self._interned[interned.entry]
+
+    def _count_path(self, prefix: str, session: str, delta: int) -> None:
+        family = IPV6 if ":" in prefix else IPV4
+        self._path_counts[family] += delta
+        left = self._session_paths.get(session, 0) + delta
+        if left:
+            self._session_paths[session] = left
+        else:
+            self._session_paths.pop(session, None)
+
