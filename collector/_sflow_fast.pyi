@@ -1,0 +1,27 @@
+"""Type stub for the C fast path (collector/_sflow_fast.c); see collector/sflow_fast.py."""
+
+RawBatch = tuple[
+    list[str],  # agents of this batch
+    bytearray,  # v4 agent index (uint32)
+    bytearray,  # v4 destination (uint32)
+    bytearray,  # v4 bytes (float64)
+    bytearray,  # v4 packets (float64)
+    bytearray,  # v6 agent index (uint32)
+    bytearray,  # v6 destination, high 64 bits (uint64)
+    bytearray,  # v6 destination, low 64 bits (uint64)
+    bytearray,  # v6 bytes (float64)
+    bytearray,  # v6 packets (float64)
+    int,  # datagrams
+    int,  # flow samples
+    int,  # counter samples
+    int,  # non-IP flow samples
+    dict[tuple[str, str], int],  # (reason, agent) -> malformed datagrams
+    dict[str, int],  # agent -> lost datagrams
+    dict[str, int],  # agent -> agent-reported drops
+]
+
+class Decoder:
+    def __init__(self) -> None: ...
+    def feed(self, datagram: bytes, exporter: str, /) -> None: ...
+    def feed_many(self, datagrams: list[tuple[bytes, str]], /) -> None: ...
+    def take(self) -> RawBatch: ...

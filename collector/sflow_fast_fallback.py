@@ -1,0 +1,140 @@
+"""Pure-Python twin of the C fast path (``_sflow_fast.c``), used when the extension is not built.
+
+It runs the typed decoder and keeps only what accounting needs, so it is the executable
+specification of the fast path's rules; the equivalence tests hold the C code to it:
+
+* a datagram that raises :class:`SflowError` contributes nothing but a malformed count, keyed by
+  (reason, agent address if the header got that far, else the exporter);
+* a flow sample whose records give a destination address adds one row: bytes = frame length ×
+  sampling rate, packets = sampling rate; one without an address counts as non-IP;
+* lost datagrams per (agent, sub-agent): a forward sequence jump of d counts d - 1; a sequence
+  that goes back while uptime went back by more than a second is an agent restart (state reset);
+  any other step back is a duplicate or a late datagram and is ignored;
+* agent drops: the increase of each data source's ``drops`` counter since its previous sample
+  (the first sample of a source only sets the baseline; a decrease is a counter reset).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Final
+
+import numpy as np
+
+from collector.batch import SampleBatch
+from collector.sflow import decode_datagram, peek_agent
+from collector.sflow_types import SflowError
+
+HALF_RANGE: Final = 1 << 31
+U32: Final = 0xFFFFFFFF
+RESTART_UPTIME_STEP_MS: Final = 1000
+
+
+def forward_step(previous: int, current: int) -> int:
+    """How far a 32-bit counter moved forward (0 when it did not, or went back)."""
+    delta = (current - previous) & U32
+    return delta if delta < HALF_RANGE else 0
+
+
+class PythonFastDecoder:
+    """Accumulates flow samples of many datagrams into one :class:`SampleBatch` per ``take``."""
+
+    def __init__(self) -> None:
+        self._sequences: dict[tuple[str, int], tuple[int, int]] = {}  # -> (sequence, uptime)
+        self._drops: dict[tuple[str, int, int, int], int] = {}
+        self._reset_batch()
+
+    def _reset_batch(self) -> None:
+        self._batch = SampleBatch()
+        self._agent_index: dict[str, int] = {}
+        self._v4: tuple[list[int], list[int], list[float], list[float]] = ([], [], [], [])
+        self._v6: tuple[list[int], list[int], list[int], list[float], list[float]] = ([], [], [], [], [])
+
+    def feed(self, datagram: bytes, exporter: str) -> None:
+        batch = self._batch
+        batch.datagrams += 1
+        try:
+            decoded = decode_datagram(datagram)
+        except SflowError as exc:
+            key = (exc.reason, peek_agent(datagram) or exporter)
+            batch.malformed[key] = batch.malformed.get(key, 0) + 1
+            return
+        header = decoded.header
+        agent = header.agent
+        index = self._agent_index.get(agent)
+        if index is None:
+            index = self._agent_index[agent] = len(batch.agents)
+            batch.agents.append(agent)
+        batch.flow_samples += len(decoded.flow_samples)
+        batch.counter_samples += len(decoded.counter_samples)
+        for sample in decoded.flow_samples:
+            self._count_drops(
+                agent, header.sub_agent, sample.source_id_type, sample.source_id_index, sample.drops
+            )
+            if sample.dst is None or sample.frame_length is None:
+                batch.non_ip_samples += 1
+                continue
+            rate = float(sample.sampling_rate)
+            address = int(ipaddress.ip_address(sample.dst))
+            if ":" in sample.dst:
+                agents6, hi, lo, bytes6, packets6 = self._v6
+                agents6.append(index)
+                hi.append(address >> 64)
+                lo.append(address & 0xFFFFFFFFFFFFFFFF)
+                bytes6.append(float(sample.frame_length) * rate)
+                packets6.append(rate)
+            else:
+                agents4, dst4, bytes4, packets4 = self._v4
+                agents4.append(index)
+                dst4.append(address)
+                bytes4.append(float(sample.frame_length) * rate)
+                packets4.append(rate)
+        self._count_sequence(agent, header.sub_agent, header.sequence, header.uptime_ms)
+
+    def feed_many(self, datagrams: list[tuple[bytes, str]]) -> None:
+        for datagram, exporter in datagrams:
+            self.feed(datagram, exporter)
+
+    def _count_sequence(self, agent: str, sub_agent: int, sequence: int, uptime_ms: int) -> None:
+        key = (agent, sub_agent)
+        previous = self._sequences.get(key)
+        if previous is None:
+            self._sequences[key] = (sequence, uptime_ms)
+            return
+        last_sequence, last_uptime = previous
+        step = forward_step(last_sequence, sequence)
+        if step:
+            if step > 1:
+                lost = self._batch.lost_datagrams
+                lost[agent] = lost.get(agent, 0) + step - 1
+            self._sequences[key] = (sequence, uptime_ms)
+        elif uptime_ms + RESTART_UPTIME_STEP_MS < last_uptime:
+            self._sequences[key] = (sequence, uptime_ms)
+
+    def _count_drops(
+        self, agent: str, sub_agent: int, source_type: int, source_index: int, drops: int
+    ) -> None:
+        key = (agent, sub_agent, source_type, source_index)
+        previous = self._drops.get(key)
+        self._drops[key] = drops
+        if previous is not None:
+            step = forward_step(previous, drops)
+            if step:
+                agent_drops = self._batch.agent_drops
+                agent_drops[agent] = agent_drops.get(agent, 0) + step
+
+    def take(self) -> SampleBatch:
+        batch = self._batch
+        agents4, dst4, bytes4, packets4 = self._v4
+        batch.v4_agent = np.array(agents4, dtype=np.uint32)
+        batch.v4_dst = np.array(dst4, dtype=np.uint32)
+        batch.v4_bytes = np.array(bytes4, dtype=np.float64)
+        batch.v4_packets = np.array(packets4, dtype=np.float64)
+        agents6, hi, lo, bytes6, packets6 = self._v6
+        batch.v6_agent = np.array(agents6, dtype=np.uint32)
+        batch.v6_dst_hi = np.array(hi, dtype=np.uint64)
+        batch.v6_dst_lo = np.array(lo, dtype=np.uint64)
+        batch.v6_bytes = np.array(bytes6, dtype=np.float64)
+        batch.v6_packets = np.array(packets6, dtype=np.float64)
+        self._reset_batch()
+        return batch
