@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -67,6 +68,16 @@ class _Connection:
     closed: bool = False
 
 
+# ExaBGP schedules these and acks them in order; it answers anything else at once.
+_PIPELINED = re.compile(
+    r"^(?:neighbor \S+(?: [\w-]+ \S+)* )?(?:announce|withdraw) (?:route|attributes?|ipv4|ipv6) \S"
+)
+
+
+def is_pipelined_command(command: str) -> bool:
+    return _PIPELINED.match(command) is not None
+
+
 def parse_hello(line: str) -> dict[str, int]:
     """``#topfib-bridge pid=1 pgid=1 dropped=0`` → {"pid": 1, "pgid": 1, "dropped": 0}."""
     fields: dict[str, int] = {}
@@ -98,6 +109,7 @@ class ExabgpLink:
         self._server: asyncio.Server | None = None
         self._conn: _Connection | None = None
         self._connected_event = asyncio.Event()
+        self._exclusive = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -152,30 +164,64 @@ class ExabgpLink:
     async def send(self, lines: list[str]) -> list[bool]:
         """Write commands; one result per line: True on ``done``, False on ``error``.
 
+        Route commands (``[neighbor X] announce|withdraw route|attribute(s)|ipv4|ipv6 …``) are
+        pipelined: ExaBGP acks them in order. Any other line is sent alone once every earlier
+        ack is in, because ExaBGP answers those (and lines it does not understand) at once,
+        ahead of route commands still queued. So prefer route commands in bulk.
+
         A line is also False when the bridge goes away or ExaBGP acks nothing for
-        ``ack_stall_s`` before its ack (the connection is then dropped, so later acks cannot be
-        misattributed; the bridge reconnects by itself). Check :attr:`connected` afterwards: False
-        there means the outcome of the unconfirmed lines is unknown. Raises
-        :class:`ExabgpLinkDown` when no bridge is connected.
+        ``ack_stall_s`` (the connection is then dropped, so no later ack can be misattributed;
+        the bridge reconnects by itself). When :attr:`connected` is False afterwards, the outcome
+        of the unconfirmed lines is unknown. Raises :class:`ExabgpLinkDown` when no bridge is
+        connected at the call.
         """
         conn = self._conn
         if conn is None or conn.closed:
             raise ExabgpLinkDown(f"switch {self.switch_name}: no ExaBGP bridge connected")
         commands = [line.strip() for line in lines]
-        if any(not c or "\n" in c for c in commands):
+        if any(not c or "\n" in c or "\r" in c for c in commands):
             raise ValueError("commands must be non-empty single lines")
+        results: list[bool] = []
+        start = 0
+        while start < len(commands):
+            end = start
+            while end < len(commands) and is_pipelined_command(commands[end]):
+                end += 1
+            if end > start:
+                async with self._exclusive:  # not while a stop-and-wait command is in flight
+                    futures = self._write(conn, commands[start:end])
+                results += await self._collect(conn, futures)
+                start = end
+            else:
+                async with self._exclusive:
+                    await self._quiesce(conn)
+                    futures = self._write(conn, [commands[start]])
+                    results += await self._collect(conn, futures)
+                start += 1
+        return results
+
+    def _write(self, conn: _Connection, commands: list[str]) -> list[asyncio.Future[bool]]:
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[bool]] = []
         for command in commands:
             future: asyncio.Future[bool] = loop.create_future()
-            conn.pending.append((command, future))
+            if conn.closed:
+                self.stats.commands_unconfirmed += 1
+                future.set_result(False)
+            else:
+                conn.pending.append((command, future))
             futures.append(future)
-        # One write, so concurrent senders never interleave inside each other's batches.
-        conn.writer.write("".join(c + "\n" for c in commands).encode())
-        try:
-            await conn.writer.drain()
-        except (ConnectionError, RuntimeError):
-            self._drop(conn, "write failed")
+        if not conn.closed:
+            # One write, so concurrent senders never interleave inside each other's batches.
+            conn.writer.write("".join(c + "\n" for c in commands).encode())
+        return futures
+
+    async def _collect(self, conn: _Connection, futures: list[asyncio.Future[bool]]) -> list[bool]:
+        if not conn.closed:
+            try:
+                await conn.writer.drain()
+            except (ConnectionError, RuntimeError):
+                self._drop(conn, "write failed")
         results: list[bool] = []
         for future in futures:
             if not future.done():
@@ -185,6 +231,15 @@ class ExabgpLink:
                     self._drop(conn, f"no ack from ExaBGP for {self._ack_stall_s:g} s")
             results.append(future.result())
         return results
+
+    async def _quiesce(self, conn: _Connection) -> None:
+        """Wait until every command already written has its ack (or the connection is gone)."""
+        while conn.pending and not conn.closed:
+            _, last = conn.pending[-1]
+            try:
+                await asyncio.wait_for(asyncio.shield(last), self._ack_stall_s)
+            except TimeoutError:
+                self._drop(conn, f"no ack from ExaBGP for {self._ack_stall_s:g} s")
 
     # --- receiving -------------------------------------------------------------------------
 

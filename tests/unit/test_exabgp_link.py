@@ -12,9 +12,18 @@ from pathlib import Path
 import pytest
 
 from controller.exabgp_config import BRIDGE_PATH
-from controller.exabgp_link import ConnectionHandler, ExabgpLink, ExabgpLinkDown
+from controller.exabgp_link import (
+    ConnectionHandler,
+    ExabgpLink,
+    ExabgpLinkDown,
+    is_pipelined_command,
+)
 
 TIMEOUT_S = 5.0
+A1 = "neighbor 10.0.0.2 announce attributes next-hop 192.0.2.1 nlri 16.0.1.0/24 16.0.2.0/24"
+A2 = "neighbor 10.0.0.2 withdraw attributes next-hop 192.0.2.1 nlri 16.0.3.0/24"
+A3 = "neighbor 10.0.0.2 announce route 16.0.4.0/24 next-hop 192.0.2.2"
+BAD = "neighbor 10.0.0.2 announce attributes next-hop 192.0.2.1 nlri 16.0.0.0/33"
 
 
 class FakeBridge:
@@ -71,8 +80,8 @@ def test_acks_are_matched_in_order_and_errors_logged(sock: Path, caplog: pytest.
         bridge = await FakeBridge.connect(sock)
         assert await link.wait_connected(TIMEOUT_S)
         assert link.bridge is not None and link.bridge.pid == 4242
-        sending = asyncio.create_task(link.send(["announce one", "announce bad", "announce three"]))
-        assert await bridge.commands(3) == ["announce one", "announce bad", "announce three"]
+        sending = asyncio.create_task(link.send([A1, BAD, A3]))
+        assert await bridge.commands(3) == [A1, BAD, A3]
         await bridge.say("done", '{"type": "update"}', "error", "done")
         assert await sending == [True, False, True]
         assert messages == ['{"type": "update"}']
@@ -81,16 +90,16 @@ def test_acks_are_matched_in_order_and_errors_logged(sock: Path, caplog: pytest.
 
     with caplog.at_level(logging.ERROR, logger="controller.exabgp_link"):
         _run(scenario, sock)
-    assert any("announce bad" in r.getMessage() for r in caplog.records)
+    assert any("16.0.0.0/33" in r.getMessage() for r in caplog.records)
 
 
 def test_concurrent_senders_each_get_their_own_acks(sock: Path) -> None:
     async def scenario(link: ExabgpLink, messages: list[str]) -> None:
         bridge = await FakeBridge.connect(sock)
         await link.wait_connected(TIMEOUT_S)
-        first = asyncio.create_task(link.send(["a1", "a2"]))
-        second = asyncio.create_task(link.send(["b1"]))
-        assert await bridge.commands(3) == ["a1", "a2", "b1"]
+        first = asyncio.create_task(link.send([A1, A2]))
+        second = asyncio.create_task(link.send([A3]))
+        assert await bridge.commands(3) == [A1, A2, A3]
         await bridge.say("error", "done", "error")
         assert await first == [False, True]
         assert await second == [False]
@@ -106,14 +115,14 @@ def test_disconnect_fails_pending_commands_and_shows_state(sock: Path) -> None:
         bridge = await FakeBridge.connect(sock)
         await link.wait_connected(TIMEOUT_S)
         assert link.connected
-        sending = asyncio.create_task(link.send(["x1", "x2"]))
+        sending = asyncio.create_task(link.send([A1, A2]))
         await bridge.commands(2)
         await bridge.say("done")
         await bridge.close()
         assert await sending == [True, False]
         assert not link.connected
         with pytest.raises(ExabgpLinkDown):
-            await link.send(["x3"])
+            await link.send([A3])
 
     _run(scenario, sock, on_connection=changes.append)
     assert changes == [True, False]
@@ -123,7 +132,7 @@ def test_stalled_exabgp_fails_the_send_and_drops_the_connection(sock: Path) -> N
     async def scenario(link: ExabgpLink, messages: list[str]) -> None:
         bridge = await FakeBridge.connect(sock)
         await link.wait_connected(TIMEOUT_S)
-        assert await link.send(["never acked"]) == [False]
+        assert await link.send([A1]) == [False]
         assert not link.connected
         assert link.stats.commands_unconfirmed == 1
         await bridge.close()
@@ -135,7 +144,7 @@ def test_new_bridge_replaces_the_old_and_reports_drops(sock: Path) -> None:
     async def scenario(link: ExabgpLink, messages: list[str]) -> None:
         old = await FakeBridge.connect(sock, pid=1)
         await link.wait_connected(TIMEOUT_S)
-        pending = asyncio.create_task(link.send(["old"]))
+        pending = asyncio.create_task(link.send([A1]))
         await old.commands(1)
         new = await FakeBridge.connect(sock, pid=2, dropped=7)
         assert await pending == [False]
@@ -204,9 +213,9 @@ def test_with_the_real_bridge_process(sock: Path) -> None:
             assert await link.wait_connected(TIMEOUT_S)
             assert link.bridge is not None and link.bridge.pid == proc.pid
             assert link.bridge.pgid == os.getpgid(proc.pid)
-            sending = asyncio.create_task(link.send(["c1", "c2"]))
+            sending = asyncio.create_task(link.send([A1, A2]))
             got = [(await asyncio.wait_for(proc.stdout.readline(), TIMEOUT_S)).decode() for _ in range(2)]
-            assert got == ["c1\n", "c2\n"]
+            assert got == [A1 + "\n", A2 + "\n"]
             proc.stdin.write(b'{"type": "state"}\ndone\nerror\n')
             await proc.stdin.drain()
             assert await sending == [True, False]
@@ -217,5 +226,39 @@ def test_with_the_real_bridge_process(sock: Path) -> None:
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
+
+    _run(scenario, sock)
+
+
+@pytest.mark.parametrize(("command", "pipelined"), [
+    (A1, True), (A2, True), (A3, True), (BAD, True),
+    ("announce route 16.0.0.0/24 next-hop self", True),
+    ("neighbor 10.0.0.2 local-as 65000 announce ipv6 unicast 2001:db8::/32 next-hop ::1", True),
+    ("show neighbor summary", False),
+    ("neighbor 10.0.0.2 announce eor", False),
+    ("neighbor 10.0.0.2 announce nonsense 16.0.0.0/24", False),
+    ("neighbor 10.0.0.2 teardown 2", False),
+])
+def test_which_commands_are_pipelined(command: str, pipelined: bool) -> None:
+    assert is_pipelined_command(command) is pipelined
+
+
+def test_other_commands_wait_for_earlier_acks_and_go_alone(sock: Path) -> None:
+    """ExaBGP answers non-route commands at once: they must not overtake queued route commands."""
+
+    async def scenario(link: ExabgpLink, messages: list[str]) -> None:
+        bridge = await FakeBridge.connect(sock)
+        await link.wait_connected(TIMEOUT_S)
+        sending = asyncio.create_task(link.send([A1, "bogus command", A2]))
+        assert await bridge.commands(1) == [A1]
+        with pytest.raises(TimeoutError):  # nothing more is written until A1 is acked
+            await asyncio.wait_for(bridge.reader.readline(), 0.2)
+        await bridge.say("done")
+        assert await bridge.commands(1) == ["bogus command"]
+        await bridge.say("error")
+        assert await bridge.commands(1) == [A2]
+        await bridge.say("done")
+        assert await sending == [True, False, True]
+        await bridge.close()
 
     _run(scenario, sock)
