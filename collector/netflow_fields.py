@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
+from collector.netflow_packet_section import DATALINK_FRAME_SIZE, summarise_section
 from collector.netflow_record import FlowRecord
+from collector.sflow_packet import PacketSummary
 
 OCTET_DELTA: Final = 1
 PACKET_DELTA: Final = 2
@@ -186,6 +188,32 @@ def record_sampler_id(values: dict[int, bytes]) -> int:
 
 def build_flow_record(values: dict[int, bytes], context: RecordContext, sampling_rate: int) -> FlowRecord:
     """One FlowRecord from the IANA element values of a data record."""
+    record = _fields_record(values, context, sampling_rate)
+    if record.src is None and record.dst is None:
+        section = summarise_section(values)
+        if section is not None:
+            return _section_record(record, section, values)
+    return record
+
+
+def _section_record(record: FlowRecord, section: PacketSummary, values: dict[int, bytes]) -> FlowRecord:
+    """A packet-section record: one sampled packet, described by its own headers."""
+    return replace(
+        record,
+        bytes=record.bytes or _first_int(values, DATALINK_FRAME_SIZE) or section.ip_length or 0,
+        packets=record.packets or 1,
+        src=section.src,
+        dst=section.dst,
+        protocol=section.protocol,
+        src_port=section.src_port,
+        dst_port=section.dst_port,
+        src_vlan=record.src_vlan if record.src_vlan is not None else section.vlan,
+        tcp_flags=section.tcp_flags,
+        tos=section.tos,
+    )
+
+
+def _fields_record(values: dict[int, bytes], context: RecordContext, sampling_rate: int) -> FlowRecord:
     return FlowRecord(
         exporter=context.exporter,
         version=context.version,

@@ -229,3 +229,36 @@ def test_goflow2_v9_header_fields(corpus: Path) -> None:
     records = group_records(corpus, "goflow2-v9")
     assert {(r.version, r.observation_domain) for r in records} == {(9, 256)}
     assert records[0].sequence == 838987420  # data datagram; the template one is 838987416 (goflow2)
+
+
+def test_akvorado_packet_sections(corpus: Path) -> None:
+    # akvorado reports the IP length as Bytes; we keep dataLinkFrameSize, the bytes on the wire
+    # (as sFlow accounting uses the frame length): Ethernet 14 + 802.1Q 4 (+ MPLS/PW overhead)
+    [datalink] = group_records(corpus, "akvorado-datalink")
+    assert (datalink.src, datalink.dst, datalink.input_if, datalink.protocol) == (
+        "51.51.51.51",
+        "52.52.52.52",
+        582,
+        17,
+    )
+    assert (datalink.src_port, datalink.dst_port, datalink.packets, datalink.bytes - 14 - 4) == (
+        55501,
+        11777,
+        1,
+        96,
+    )
+    [cpid] = group_records(corpus, "akvorado-juniper-cpid")
+    assert (cpid.input_if, cpid.src, cpid.dst, cpid.bytes - 14) == (
+        737,
+        "fc30:2200:1b::f",
+        "fc30:2200:23:e009::",
+        104,
+    )
+    eompls = group_records(corpus, "akvorado-eompls")[3]
+    # outer Ethernet 14 + 2 MPLS labels 8 + control word 4 + inner Ethernet 14 = 40
+    assert (eompls.input_if, eompls.src, eompls.dst, eompls.bytes - 40) == (
+        1022,
+        "198.51.100.1",
+        "198.51.100.2",
+        1492,
+    )
