@@ -1,0 +1,448 @@
+"""A two-namespace lab: topfib's side (``ctl``) and a BIRD 2 switch (``sw``), joined by a veth.
+
+    ctl (tf<pid>ctl)                      sw (tf<pid>sw)
+    tfc0 10.99.0.1/30 fd99::1/64  ══veth══  tfs0 10.99.0.2/30 fd99::2/64     BIRD 2, AS 65000
+                                            lan0 192.168.50.1/24 fd50::1/64 ══veth══ lan1
+                                            (peering LAN: next-hops .11/.12/.13, fd50::11/12/13)
+                                            default via 192.168.50.254 (transit, not from BIRD)
+
+BIRD's "peer" routes are static routes (preference 50, one static protocol per peer next-hop, so
+a prefix can have several paths) sent to topfib with ``add paths tx``; routes from topfib are
+imported with ``import limit N action block`` and are the only ones its kernel protocol exports,
+so ``ip -n SW route show proto bird`` is exactly what topfib installed.
+
+Cleanup is by PID and by the namespace names this lab created, never by process name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from controller.config import SwitchConfig
+from controller.exabgp_config import BridgeCommand, write_exabgp_config
+from controller.exabgp_link import ExabgpLink
+from controller.exabgp_runner import ExabgpRunner
+
+CTL_V4, SW_V4 = "10.99.0.1", "10.99.0.2"
+CTL_V6, SW_V6 = "fd99::1", "fd99::2"
+LAN_V4, LAN_V6 = "192.168.50.1/24", "fd50::1/64"
+NEXT_HOPS_V4 = ("192.168.50.11", "192.168.50.12", "192.168.50.13")
+NEXT_HOPS_V6 = ("fd50::11", "fd50::12", "fd50::13")
+TRANSIT_V4, TRANSIT_V6 = "192.168.50.254", "fd50::254"
+LOCAL_AS = PEER_AS = 65000
+BGP_PROTOCOL = "topfib"
+
+_instances = 0
+
+
+def lab_unavailable_reason() -> str | None:
+    """Why the lab cannot run here (None when it can): it needs root, ip and BIRD 2."""
+    if os.geteuid() != 0:
+        return "the namespace lab needs root"
+    for tool in ("ip", "bird", "birdc"):
+        if shutil.which(tool) is None:
+            return f"{tool} not installed"
+    return None
+
+
+def peer_prefixes(count: int, family: int) -> list[str]:
+    """``count`` distinct prefixes: /24s (IPv4) or /48s (IPv6), plus a covering /16 or /32 for
+    every 256 of them so that nested prefixes exist."""
+    prefixes: list[str] = []
+    if family == 4:
+        base = int(ipaddress.IPv4Address("16.0.0.0"))
+        for i in range(count):
+            if i % 257 == 0:
+                prefixes.append(f"{ipaddress.IPv4Address(base + (i // 257) * 65536)}/16")
+            else:
+                prefixes.append(f"{ipaddress.IPv4Address(base + (i // 257) * 65536 + (i % 257) * 256)}/24")
+        return prefixes
+    base6 = int(ipaddress.IPv6Address("2001:db8::"))
+    for i in range(count):
+        block = base6 + (i // 257) * (1 << 96)
+        if i % 257 == 0:
+            prefixes.append(f"{ipaddress.IPv6Address(block)}/32")
+        else:
+            prefixes.append(f"{ipaddress.IPv6Address(block + (i % 257) * (1 << 80))}/48")
+    return prefixes
+
+
+def paths_of(index: int) -> int:
+    """How many peer next-hops prefix number ``index`` has: 1, 2 or 3 (cycling)."""
+    return index % 3 + 1
+
+
+def run(argv: list[str], check: bool = True, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed ({result.returncode}): {result.stderr.strip()}")
+    return result
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, interval_s: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if condition():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval_s)
+
+
+async def async_wait_until(condition: Callable[[], bool], timeout_s: float, interval_s: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if condition():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(interval_s)
+
+
+@dataclass
+class Lab:
+    """Namespaces, links and a BIRD switch. Use as a context manager; root only."""
+
+    routes_v4: int = 50
+    routes_v6: int = 20
+    import_limit: int = 100_000
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="topfib-lab-")))
+    ctl: str = ""
+    sw: str = ""
+    bird_pid: int | None = None
+    prefixes_v4: list[str] = field(default_factory=list)
+    prefixes_v6: list[str] = field(default_factory=list)
+    _bird: subprocess.Popen[bytes] | None = None
+    _namespaces_created: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        global _instances
+        tag = "" if _instances == 0 else f"x{_instances}"
+        _instances += 1
+        self.ctl = self.ctl or f"tf{os.getpid()}{tag}ctl"
+        self.sw = self.sw or f"tf{os.getpid()}{tag}sw"
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def __enter__(self) -> Lab:
+        try:
+            self._build_network()
+            self.write_peer_routes(peer_prefixes(self.routes_v4, 4), peer_prefixes(self.routes_v6, 6))
+            self._write_bird_config()
+            self.start_bird()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Kill BIRD by PID, kill whatever is left in our namespaces, delete them. Idempotent."""
+        self.stop_bird()
+        for ns in reversed(self._namespaces_created):
+            self._kill_namespace_pids(ns)
+            run(["ip", "netns", "del", ns], check=False)
+        self._namespaces_created.clear()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def namespace_pids(self, ns: str) -> list[int]:
+        result = run(["ip", "netns", "pids", ns], check=False)
+        return [int(p) for p in result.stdout.split()] if result.returncode == 0 else []
+
+    def _kill_namespace_pids(self, ns: str) -> None:
+        for pid in self.namespace_pids(ns):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not self.namespace_pids(ns), 2.0)
+
+    # --- network -----------------------------------------------------------------------------
+
+    def _build_network(self) -> None:
+        for ns in (self.ctl, self.sw):
+            run(["ip", "netns", "add", ns])
+            self._namespaces_created.append(ns)
+            self.ip(ns, "link", "set", "lo", "up")
+        run(["ip", "link", "add", "tfc0", "netns", self.ctl, "type", "veth", "peer", "name", "tfs0",
+             "netns", self.sw])
+        self.ip(self.ctl, "addr", "add", f"{CTL_V4}/30", "dev", "tfc0")
+        self.ip(self.ctl, "addr", "add", f"{CTL_V6}/64", "dev", "tfc0", "nodad")
+        self.ip(self.sw, "addr", "add", f"{SW_V4}/30", "dev", "tfs0")
+        self.ip(self.sw, "addr", "add", f"{SW_V6}/64", "dev", "tfs0", "nodad")
+        # The peering LAN: a veth pair with both ends in sw (dummy interfaces are unavailable).
+        self.ip(self.sw, "link", "add", "lan0", "type", "veth", "peer", "name", "lan1")
+        self.ip(self.sw, "addr", "add", LAN_V4, "dev", "lan0")
+        self.ip(self.sw, "addr", "add", LAN_V6, "dev", "lan0", "nodad")
+        for ns, dev in ((self.ctl, "tfc0"), (self.sw, "tfs0"), (self.sw, "lan0"), (self.sw, "lan1")):
+            self.ip(ns, "link", "set", dev, "up")
+        self.ip(self.sw, "route", "add", "default", "via", TRANSIT_V4, "proto", "static")
+        self.ip(self.sw, "-6", "route", "add", "default", "via", TRANSIT_V6, "proto", "static")
+
+    def ip(self, ns: str, *args: str) -> str:
+        family = [a for a in args if a in ("-4", "-6")]
+        rest = [a for a in args if a not in ("-4", "-6")]
+        return run(["ip", *family, "-n", ns, *rest]).stdout
+
+    # --- BIRD ----------------------------------------------------------------------------------
+
+    @property
+    def bird_socket(self) -> Path:
+        return self.workdir / "bird.ctl"
+
+    @property
+    def bird_log(self) -> Path:
+        return self.workdir / "bird.log"
+
+    def _write_bird_config(self) -> None:
+        peers4 = "\n".join(f'include "{self.workdir}/peer4_{i}.conf";' for i in range(len(NEXT_HOPS_V4)))
+        peers6 = "\n".join(f'include "{self.workdir}/peer6_{i}.conf";' for i in range(len(NEXT_HOPS_V6)))
+        limit = self.import_limit
+        channel = f"""
+        add paths tx;
+        import limit {limit} action block;
+        import all;
+        export where source = RTS_STATIC;
+        gateway direct;
+        next hop keep;"""
+        (self.workdir / "bird.conf").write_text(f"""
+log "{self.bird_log}" all;
+router id {SW_V4};
+protocol device {{ scan time 10; }}
+protocol kernel kernel4 {{
+    ipv4 {{ import none; export where source = RTS_BGP; }};
+}}
+protocol kernel kernel6 {{
+    ipv6 {{ import none; export where source = RTS_BGP; }};
+}}
+{peers4}
+{peers6}
+protocol bgp {BGP_PROTOCOL} {{
+    local {SW_V4} as {PEER_AS};
+    neighbor {CTL_V4} as {LOCAL_AS};
+    direct;
+    connect retry time 1;
+    error wait time 1, 5;
+    ipv4 {{{channel}
+    }};
+    ipv6 {{{channel}
+        next hop address {SW_V6};
+    }};
+}}
+""")
+
+    def write_peer_routes(self, prefixes_v4: list[str], prefixes_v6: list[str]) -> None:
+        """(Re)write the static "peer" routes: prefix i gets paths_of(i) next-hops."""
+        for family, prefixes, hops in ((4, prefixes_v4, NEXT_HOPS_V4), (6, prefixes_v6, NEXT_HOPS_V6)):
+            for peer, hop in enumerate(hops):
+                routes = "".join(f"    route {p} via {hop};\n"
+                                 for i, p in enumerate(prefixes) if paths_of(i) > peer)
+                (self.workdir / f"peer{family}_{peer}.conf").write_text(
+                    f"protocol static peer{family}_{peer} {{\n"
+                    f"    ipv{family} {{ preference 50; }};\n{routes}}}\n")
+        self.prefixes_v4 = list(prefixes_v4)
+        self.prefixes_v6 = list(prefixes_v6)
+
+    def replace_peer_routes(self, prefixes_v4: list[str], prefixes_v6: list[str]) -> None:
+        """New static routes, then ``birdc configure`` (the session stays up)."""
+        self.write_peer_routes(prefixes_v4, prefixes_v6)
+        out = self.birdc("configure")
+        if "Reconfigured" not in out and "Reconfiguration in progress" not in out:
+            raise RuntimeError(f"birdc configure: {out}")
+
+    def start_bird(self) -> None:
+        argv = ["ip", "netns", "exec", self.sw, "bird", "-f", "-c", str(self.workdir / "bird.conf"),
+                "-s", str(self.bird_socket), "-P", str(self.workdir / "bird.pid")]
+        self._bird = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE, start_new_session=True)
+        self.bird_pid = self._bird.pid  # `ip netns exec` execs in place: this is BIRD's PID
+        if not wait_until(lambda: self._bird_ready(), 10.0):
+            err = b""
+            if self._bird.poll() is not None and self._bird.stderr is not None:
+                err = self._bird.stderr.read()
+            self.stop_bird()
+            raise RuntimeError(f"BIRD did not start: {err.decode(errors='replace')}")
+
+    def _bird_ready(self) -> bool:
+        if self._bird is None or self._bird.poll() is not None:
+            return True  # let the caller see the failure
+        return self.bird_socket.exists() and run(["birdc", "-s", str(self.bird_socket), "show", "status"],
+                                                 check=False).returncode == 0
+
+    def stop_bird(self) -> None:
+        proc, self._bird = self._bird, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+        self.bird_pid = None
+
+    def restart_bird(self) -> None:
+        self.stop_bird()
+        self.start_bird()
+
+    def birdc(self, *command: str) -> str:
+        return run(["birdc", "-s", str(self.bird_socket), *command]).stdout
+
+    def disable_session(self) -> None:
+        self.birdc("disable", BGP_PROTOCOL)
+
+    def enable_session(self) -> None:
+        self.birdc("enable", BGP_PROTOCOL)
+
+    def session_established(self) -> bool:
+        return "Established" in self.birdc("show", "protocols", BGP_PROTOCOL)
+
+    def import_limit_fired(self) -> bool:
+        """True if BIRD ever hit the import limit on the topfib session (it logs each time)."""
+        try:
+            text = self.bird_log.read_text(errors="replace")
+        except FileNotFoundError:
+            return False
+        return "import limit" in text.lower() and BGP_PROTOCOL in text
+
+    # --- the switch's kernel FIB ---------------------------------------------------------------
+
+    def _bird_routes(self, family: int) -> list[dict[str, object]]:
+        out = run(["ip", f"-{family}", "-j", "-n", self.sw, "route", "show", "proto", "bird"],
+                  timeout=60).stdout
+        routes: list[dict[str, object]] = json.loads(out) if out.strip() else []
+        return routes
+
+    def fib_routes(self, family: int = 4) -> set[str]:
+        """Prefixes BIRD installed in sw's kernel FIB (only routes learned from topfib)."""
+        return {str(ipaddress.ip_network(str(r["dst"]))) for r in self._bird_routes(family)}
+
+    def fib_next_hops(self) -> dict[str, str]:
+        """prefix → gateway, both families."""
+        return {str(ipaddress.ip_network(str(r["dst"]))): str(r.get("gateway", ""))
+                for family in (4, 6) for r in self._bird_routes(family)}
+
+    async def wait_fib(self, condition: Callable[[dict[str, str]], bool], timeout_s: float,
+                       interval_s: float = 0.05) -> bool:
+        """Poll :meth:`fib_next_hops` (off the event loop) until ``condition`` holds."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if condition(await asyncio.to_thread(self.fib_next_hops)):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(interval_s)
+
+    def default_routes(self) -> list[str]:
+        return [self.ip(self.sw, "route", "show", "default").strip(),
+                self.ip(self.sw, "-6", "route", "show", "default").strip()]
+
+    # --- topfib's side -------------------------------------------------------------------------
+
+    def switch_config(self, **overrides: object) -> SwitchConfig:
+        fields: dict[str, object] = {
+            "name": "labsw",
+            "neighbor": SW_V4,
+            "local_address": CTL_V4,
+            "local_as": LOCAL_AS,
+            "peer_as": PEER_AS,
+            "fib_cap_ipv4": self.import_limit,
+            "fib_cap_ipv6": self.import_limit,
+        }
+        fields.update(overrides)
+        return SwitchConfig.model_validate(fields)
+
+    @contextlib.asynccontextmanager
+    async def exabgp(self, reactor_speed: float | None = None, stop_grace_s: float = 5.0,
+                     backoff_min_s: float = 0.2) -> AsyncIterator[ExabgpSession]:
+        """ExaBGP (runner) + bridge + link in ``ctl``, peering with BIRD; stopped on exit."""
+        switch = self.switch_config()
+        sock = self.workdir / f"{switch.name}.sock"
+        conf = write_exabgp_config(switch, BridgeCommand(sock), self.workdir / f"{switch.name}.conf")
+        session = ExabgpSession()
+        link = ExabgpLink(sock, session.messages.append, switch_name=switch.name)
+        runner = ExabgpRunner(conf, switch_name=switch.name, reactor_speed=reactor_speed, netns=self.ctl,
+                              log_path=self.workdir / "exabgp.log", stop_grace_s=stop_grace_s,
+                              backoff_min_s=backoff_min_s, backoff_max_s=max(2.0, backoff_min_s),
+                              bridge_group=lambda: link.bridge.pgid if link.bridge else None)
+        session.link, session.runner = link, runner
+        await link.start()
+        try:
+            await runner.start()
+            yield session
+        finally:
+            await runner.stop()
+            await link.stop()
+
+
+@dataclass
+class ExabgpSession:
+    """What a lab test talks to: the link (send, messages) and the runner (PIDs, restarts)."""
+
+    messages: list[str] = field(default_factory=list)
+    link: ExabgpLink = field(init=False)
+    runner: ExabgpRunner = field(init=False)
+
+    def decoded(self) -> Iterator[dict[str, object]]:
+        for line in self.messages:
+            with contextlib.suppress(ValueError):
+                message = json.loads(line)
+                if isinstance(message, dict):
+                    yield message
+
+    def states(self) -> list[str]:
+        """Neighbor state changes seen so far (``connected``, ``up``, ``down``)."""
+        return [str(m["neighbor"]["state"]) for m in self.decoded()  # type: ignore[index]
+                if m.get("type") == "state"]
+
+    def is_up(self) -> bool:
+        states = self.states()
+        return bool(states) and states[-1] == "up"
+
+    async def wait_up(self, timeout_s: float = 15.0) -> bool:
+        return await async_wait_until(lambda: self.link.connected and self.is_up(), timeout_s)
+
+    def received_paths(self) -> dict[tuple[str, str], dict[str, str]]:
+        """(family, prefix) → {path-id: next-hop}, replaying announces and withdraws in order."""
+        paths: dict[tuple[str, str], dict[str, str]] = {}
+        for message in self.decoded():
+            if message.get("type") != "update":
+                continue
+            update = message["neighbor"]["message"].get("update", {})  # type: ignore[index]
+            for family, by_next_hop in update.get("announce", {}).items():
+                for next_hop, nlris in by_next_hop.items():
+                    for nlri in nlris:
+                        key = (family, nlri["nlri"])
+                        paths.setdefault(key, {})[nlri.get("path-information", "0.0.0.0")] = next_hop
+            for family, nlris in update.get("withdraw", {}).items():
+                for nlri in nlris:
+                    known = paths.get((family, nlri["nlri"]), {})
+                    known.pop(nlri.get("path-information", "0.0.0.0"), None)
+                    if not known:
+                        paths.pop((family, nlri["nlri"]), None)
+        return paths
+
+    def end_of_rib(self) -> set[str]:
+        """Families for which End-of-RIB arrived: {"ipv4 unicast", "ipv6 unicast"}."""
+        families: set[str] = set()
+        for message in self.decoded():
+            if message.get("type") == "update":
+                eor = message["neighbor"]["message"].get("eor")  # type: ignore[index]
+                if isinstance(eor, dict):
+                    families.add(f"{eor['afi']} {eor['safi']}")
+        return families
