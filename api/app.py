@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from fastapi import FastAPI
 
-from api.auth import AuthMiddleware
+from api.auth import AuthMiddleware, document_bearer_auth
 from api.context import ApiContext
 from api.errors import install_error_handlers
 from api.middleware import BodyLimitMiddleware, ResponseCountMiddleware
@@ -33,11 +33,12 @@ def create_app(
     wall_clock: Callable[[], float] = time.time,
 ) -> FastAPI:
     """The API over ``store`` and ``view``; ``clock`` drives rate limits, ``wall_clock`` expiries."""
-    ctx = ApiContext(config=config, store=store, view=view, wall_clock=wall_clock)
+    ctx = ApiContext(config=config, store=store, view=view, wall_clock=wall_clock, clock=clock)
     app = FastAPI(title="topfib", version="1", description=DESCRIPTION)
     for module in (health, requests, operator, read):
         app.include_router(module.build_router(ctx))
     install_error_handlers(app)
+    document_bearer_auth(app)
     limiter = RateLimiter(config.api.rate_limit_per_s, config.api.rate_limit_burst, clock)
     # add_middleware wraps: the last added runs first. Order of arrival: count, authenticate, limit body.
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.api.max_body_bytes)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from api.errors import validation_error
 from api.settings import SwitchSettings, effective_settings
@@ -12,12 +12,18 @@ from controller.config import SwitchConfig, TopfibConfig
 from controller.store import Store
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ApiContext:
     config: TopfibConfig
     store: Store
     view: ControllerView
     wall_clock: Callable[[], float]
+    clock: Callable[[], float]
+    # Reading the overrides is a store round trip and validating them costs more than the rest
+    # of a request, while they change only when an operator says so: reuse them for a second.
+    # (Another replica's change is seen within that second; this replica's at once.)
+    settings_max_age_s: float = 1.0
+    _settings_cache: tuple[float, dict[str, SwitchSettings]] | None = field(default=None, repr=False)
 
     @property
     def switch_names(self) -> list[str]:
@@ -27,12 +33,22 @@ class ApiContext:
         return self.config.switch_named(name)
 
     async def settings(self) -> dict[str, SwitchSettings]:
-        """Each switch's settings in force now (file values with the stored overrides)."""
+        """Each switch's settings in force (file values with the stored overrides)."""
+        now = self.clock()
+        cached = self._settings_cache
+        if cached is not None and 0 <= now - cached[0] < self.settings_max_age_s:
+            return cached[1]
         overrides = await self.store.config_overrides()
-        return {
+        settings = {
             sw.name: effective_settings(sw, self.config.collector, overrides.get(sw.name, {}))
             for sw in self.config.switch
         }
+        self._settings_cache = (now, settings)
+        return settings
+
+    def forget_settings(self) -> None:
+        """Drop the cached settings (after this replica changed them)."""
+        self._settings_cache = None
 
     def pick_switch(self, requested: str | None) -> str | None:
         """The switch a read names; the only one when none is named. None: unknown switch."""

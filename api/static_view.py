@@ -1,7 +1,8 @@
 """A ControllerView over fixed data, for tests, benchmarks and API-only demos.
 
 Not a controller: nothing is ever installed by asking. Routes are given per switch as
-``{prefix: next_hop}``; lookups are linear scans, fine for the few hundred prefixes it is meant for.
+``{prefix: next_hop}`` and fixed after construction; lookups are linear scans over pre-parsed
+prefixes, fine for the few hundred prefixes it is meant for.
 """
 
 from __future__ import annotations
@@ -23,18 +24,25 @@ from api.view import (
 from collector.paths import Path
 from collector.prefixes import parse_address, parse_prefix
 
+ParsedPrefix = tuple[int, int, int, str]  # family, shift (host bits), network >> shift, prefix
 
-def _longest_match(prefixes: Mapping[str, str], ip: str) -> str | None:
-    family, address = parse_address(ip)
-    bits = 32 if family == 4 else 128
-    best: tuple[int, str] | None = None
+
+def _parse_all(prefixes: Mapping[str, str]) -> list[ParsedPrefix]:
+    parsed = []
     for prefix in prefixes:
-        pf, network, length = parse_prefix(prefix)
-        if pf == family and (address >> (bits - length) if length else 0) == (
-            network >> (bits - length) if length else 0
-        ) and (best is None or length > best[0]):
-            best = (length, prefix)
-    return best[1] if best else None
+        family, network, length = parse_prefix(prefix)
+        shift = (32 if family == 4 else 128) - length
+        parsed.append((family, shift, network >> shift, prefix))
+    # Longest first, so the first hit is the longest match.
+    return sorted(parsed, key=lambda p: p[1])
+
+
+def _longest_match(parsed: list[ParsedPrefix], ip: str) -> str | None:
+    family, address = parse_address(ip)
+    for pf, shift, network, prefix in parsed:
+        if pf == family and address >> shift == network:
+            return prefix
+    return None
 
 
 @dataclass
@@ -44,9 +52,13 @@ class StaticView:
     ranking: dict[str, list[TopEntry]] = field(default_factory=dict)
     rejected: dict[tuple[str, str], str] = field(default_factory=dict)  # (switch, prefix) → reason
     is_ready: bool = True
+    _parsed: dict[str, list[ParsedPrefix]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._parsed = {switch: _parse_all(prefixes) for switch, prefixes in self.routes.items()}
 
     async def resolve(self, ip: str) -> list[tuple[str, str | None]]:
-        return [(switch, _longest_match(prefixes, ip)) for switch, prefixes in self.routes.items()]
+        return [(switch, _longest_match(parsed, ip)) for switch, parsed in self._parsed.items()]
 
     async def request_status(self, switch: str, ip: str, prefix: str) -> tuple[RequestStatus, str | None]:
         if any(r.prefix == prefix for r in self.installed.get(switch, [])):
@@ -65,7 +77,7 @@ class StaticView:
     async def rib_lookup(self, ip: str) -> list[RibMatch]:
         matches = []
         for switch, prefixes in self.routes.items():
-            prefix = _longest_match(prefixes, ip)
+            prefix = _longest_match(self._parsed[switch], ip)
             paths = [RibPath.from_path(Path(next_hop=prefixes[prefix]), best=True)] if prefix else []
             matches.append(RibMatch(switch=switch, prefix=prefix, paths=paths))
         return matches

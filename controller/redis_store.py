@@ -43,8 +43,10 @@ from controller.store import (
 T = TypeVar("T")
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
 
-# KEYS: exp, at, ap-set. ARGV: now, limit, then (ip, member, requested_at, expires_at) per entry.
+# KEYS: exp, at, ap-set, switches. ARGV: now, limit, switch, then (ip, member, requested_at,
+# expires_at) per entry.
 _ADD_SCRIPT = """
+redis.call('SADD', KEYS[4], ARGV[3])
 local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
@@ -53,7 +55,7 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 local count = redis.call('ZCARD', KEYS[3])
 local accepted = {}
-for i = 3, #ARGV, 4 do
+for i = 4, #ARGV, 4 do
   local ip, member = ARGV[i], ARGV[i + 1]
   local held = redis.call('ZSCORE', KEYS[3], ip)
   if held or count < limit then
@@ -140,14 +142,13 @@ class RedisStore:
 
         async def run() -> list[bool]:
             accepted = [False] * len(entries)
-            if groups:
-                await self._redis.sadd(f"{self._p}req:switches", *{switch for switch, _ in groups})
             for (switch, ap), indexes in groups.items():
-                args: list[str] = [_score(now), str(max_per_ap[switch])]
+                args: list[str] = [_score(now), str(max_per_ap[switch]), switch]
                 for i in indexes:
                     e = entries[i]
                     args += [e.ip, _member(e.ap, e.ip), _score(e.requested_at), _score(e.expires_at)]
-                flags = await self._add(keys=self._req_keys(switch, ap), args=args)
+                keys = [*self._req_keys(switch, ap), f"{self._p}req:switches"]
+                flags = await self._add(keys=keys, args=args)
                 for i, flag in zip(indexes, flags, strict=True):
                     accepted[i] = bool(int(flag))
             return accepted

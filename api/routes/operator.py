@@ -74,6 +74,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
             field = str(first["loc"][0]) if first["loc"] else "request_ttl_default_s"
             raise validation_error(("body", field), first["msg"]) from None
         overrides = await ctx.store.update_config_overrides(name, to_set, to_clear)
+        ctx.forget_settings()
         settings = effective_settings(switch, ctx.config.collector, overrides)
         return SwitchConfigOut(name=name, settings=settings, overrides=overrides)
 
