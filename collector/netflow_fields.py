@@ -3,7 +3,8 @@
 Integers may arrive in fewer bytes than their nominal size (RFC 7011 §6.2 reduced-size encoding),
 so every integer is read with ``int.from_bytes`` whatever its length. Where several elements can
 carry one quantity (ingress/egress counters, IPFIX time formats), the first present one wins in
-the order listed.
+the order listed. An element a template lists twice (tunnel then inner header, IOS XR) keeps its
+last, inner, value.
 """
 
 from __future__ import annotations
@@ -104,13 +105,15 @@ def _first_int(values: dict[int, bytes], *elements: int) -> int | None:
 
 
 def _address(values: dict[int, bytes], v4: int, v6: int) -> str | None:
-    raw = values.get(v4)
-    if raw is not None and len(raw) == 4:
-        return str(ipaddress.IPv4Address(raw))
-    raw = values.get(v6)
-    if raw is not None and len(raw) == 16:
-        return str(ipaddress.IPv6Address(raw))
-    return None
+    """The IPv4 or IPv6 element, whichever is set: dual-stack templates (IOS XR) carry both,
+    the other family zeroed."""
+    raw4 = values.get(v4)
+    raw4 = raw4 if raw4 is not None and len(raw4) == 4 else None
+    raw6 = values.get(v6)
+    raw6 = raw6 if raw6 is not None and len(raw6) == 16 else None
+    if raw6 is not None and (raw4 is None or (not any(raw4) and any(raw6))):
+        return str(ipaddress.IPv6Address(raw6))
+    return None if raw4 is None else str(ipaddress.IPv4Address(raw4))
 
 
 def uptime_ago_ms(now_uptime_ms: int, then_uptime_ms: int) -> int:

@@ -7,7 +7,10 @@ keep as ``bgp_next_hop`` / ``next_hop`` as the exporter sent them.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import pytest
 
 from collector.netflow import FlowRecord
 from tests.unit.test_netflow_corpus import GROUPS, decode_group
@@ -185,33 +188,65 @@ def test_logstash_asserted_fields(corpus: Path) -> None:
     assert group_records(corpus, "logstash-v9-0length")[9].src == "192.168.1.33"
 
 
-# pmacct golden aggregates (README §4.4): Σpackets, Σbytes; renormalised only where nfacctd_renormalize
-PMACCT_TOTALS = {
-    "pmacct-100": (34, 34172, False),
-    "pmacct-101": (56, 4500, False),
-    "pmacct-102": (107, 7594, False),  # output-flow-00: before the sampling-map reload
-    "pmacct-103": (34, 34172, False),
-    "pmacct-104": (30976, 2721792, True),  # renormalised by the sampling options (1 out of 256)
-    "pmacct-106": (1227, 284557, True),
-    "pmacct-111": (27, 10775, False),
-    "pmacct-112": (19, 1197, False),
-    "pmacct-400": (332598, 62555647, False),
-    "pmacct-401": (613581, 112953938, False),
-    "pmacct-403": (208972, 37595573, False),
-    "pmacct-500": (558, 53644, False),
-    "pmacct-501": (27813, 5141109, False),
-    "pmacct-502": (26562, 4989084, False),
+# pmacct golden outputs (README §4.4): group -> (test directory, renormalised by sampling?)
+PMACCT_TESTS = {
+    "pmacct-100": ("100-IPFIXv10-CISCO", False),
+    "pmacct-101": ("101-NFv9-CISCO-cust_primitives", False),
+    "pmacct-102": ("102-NFv9-CISCO-f2rd-pretag-sampling-reload", False),  # output-flow-00: before the reload
+    "pmacct-103": ("103-IPFIXv10-CISCO-pretag-JSON_encoding", False),
+    "pmacct-104": ("104-IPFIXv10-IPv6-CISCO-sampling_option", True),  # 1 out of 256, from options data
+    "pmacct-106": ("106-IPFIXv10-HUAWEI-vrf_name", True),
+    "pmacct-111": ("111-IPFIXv10-NFv9-IPv6-IPv4-mix_sources", False),
+    "pmacct-112": ("112-IPFIXv10-CISCO-options-map-reassignment", False),
+    "pmacct-400": ("400-IPFIXv10-BMP-CISCO-SRv6-multiple-sources", False),
+    "pmacct-401": ("401-IPFIXv10-BMP-IPv6-CISCO-MPLS-multiple-sources", False),
+    "pmacct-403": ("403-IPFIXv10-BMP-IPv6-CISCO-locrib-peerdown-vrf", False),
+    "pmacct-500": ("500-IPFIXv10-BGP-CISCO-SRv6", False),
+    "pmacct-501": ("501-IPFIXv10-BGP-IPv6-CISCO-MPLS", False),
+    "pmacct-502": ("502-IPFIXv10-BGP-IPv6-CISCO-SRv6-lcomms", False),
 }
+# the README's Σpackets, Σbytes of each golden file, checked against the files themselves
+PMACCT_README_TOTALS = {
+    "pmacct-100": (34, 34172), "pmacct-101": (56, 4500), "pmacct-102": (107, 7594), "pmacct-103": (34, 34172),
+    "pmacct-104": (30976, 2721792), "pmacct-106": (1227, 284557), "pmacct-111": (27, 10775),
+    "pmacct-112": (19, 1197), "pmacct-400": (332598, 62555647), "pmacct-401": (613581, 112953938),
+    "pmacct-403": (208972, 37595573), "pmacct-500": (558, 53644), "pmacct-501": (27813, 5141109),
+    "pmacct-502": (26562, 4989084),
+}  # fmt: skip
+
+Totals = dict[tuple[str | None, str | None], tuple[int, int]]
 
 
-def test_pmacct_aggregate_totals(corpus: Path) -> None:
-    for group, (packets, octets, renormalise) in PMACCT_TOTALS.items():
-        records = group_records(corpus, group)
-        scale = [r.sampling_rate if renormalise else 1 for r in records]
-        assert (
-            sum(r.packets * s for r, s in zip(records, scale, strict=True)),
-            sum(r.bytes * s for r, s in zip(records, scale, strict=True)),
-        ) == (packets, octets), group
+def pmacct_golden(corpus: Path, directory: str) -> Totals:
+    """(packets, bytes) by (src, dst) summed over nfacctd's aggregates."""
+    totals: Totals = {}
+    with (corpus / "expected" / "pmacct" / directory / "output-flow-00.json").open() as lines:
+        for line in lines:
+            aggregate = json.loads(line)
+            key = (aggregate["ip_src"], aggregate["ip_dst"])
+            packets, octets = totals.get(key, (0, 0))
+            totals[key] = (packets + aggregate["packets"], octets + aggregate["bytes"])
+    return totals
+
+
+def our_totals(records: list[FlowRecord], renormalise: bool) -> Totals:
+    totals: Totals = {}
+    for record in records:
+        scale = record.sampling_rate if renormalise else 1
+        packets, octets = totals.get((record.src, record.dst), (0, 0))
+        totals[(record.src, record.dst)] = (packets + record.packets * scale, octets + record.bytes * scale)
+    return totals
+
+
+@pytest.mark.parametrize("group", sorted(PMACCT_TESTS))
+def test_pmacct_golden_traffic_by_address_pair(corpus: Path, group: str) -> None:
+    directory, renormalise = PMACCT_TESTS[group]
+    golden = pmacct_golden(corpus, directory)
+    ours = our_totals(group_records(corpus, group), renormalise)
+    assert ours == golden
+    assert (sum(p for p, _ in golden.values()), sum(b for _, b in golden.values())) == PMACCT_README_TOTALS[
+        group
+    ]
 
 
 def test_pktvisor_totals(corpus: Path) -> None:

@@ -1,0 +1,194 @@
+"""The NetFlow v9 / IPFIX collection state machine, shared by the typed and the fast decoders.
+
+:class:`FlowSetDispatcher` parses message headers and sets, keeps the state the protocols
+require — templates per (exporter, version, domain), sampler rates and system init times from
+options data, data sets waiting for their template — and hands every *flow* data set, with the
+template that describes it, to a sink. The typed decoder's sink builds FlowRecords; the fast
+path's sink fills numpy columns. NetFlow v5 datagrams, which need no state, go to the sink whole.
+
+Errors: a datagram whose header or set framing is broken raises ``FlowDecodeError`` after it is
+counted; a broken set inside an otherwise sound datagram is counted and skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from collector import ipfix, netflow_v9
+from collector.flow_templates import DomainKey, Template, TemplateCache, split_records
+from collector.netflow_errors import FlowDecodeError
+from collector.netflow_fields import SYSTEM_INIT_MILLISECONDS, record_sampler_id, record_sampling_rate, to_int
+from collector.netflow_message import MIN_DATA_SET_ID, MessageHeader, SetSpan, Withdrawal, frame_sets
+from collector.netflow_pending import PendingSet, PendingSets
+from collector.netflow_sampling import SamplerTable
+from collector.netflow_v5 import NETFLOW_V5_VERSION
+
+VERSIONS = (NETFLOW_V5_VERSION, netflow_v9.NETFLOW_V9_VERSION, ipfix.IPFIX_VERSION)
+
+
+def is_netflow(payload: bytes) -> bool:
+    """True when the datagram starts like NetFlow v5 (00 05), v9 (00 09) or IPFIX (00 0a)."""
+    return len(payload) >= 2 and payload[0] == 0 and payload[1] in VERSIONS
+
+
+@dataclass(slots=True)
+class FlowDecoderCounters:
+    datagrams: int = 0
+    records: int = 0  # flow records produced
+    templates: int = 0  # data templates learned or redefined
+    options_templates: int = 0
+    template_withdrawals: int = 0
+    templates_refused: int = 0  # template cache full
+    options_records: int = 0
+    pending_sets_held: int = 0  # data sets that arrived before their template
+    pending_sets_decoded: int = 0  # …and were decoded once it came
+    pending_template_drops: int = 0  # …or were dropped, the template never came in time
+    unknown_sampling: int = 0  # flow records with no known sampling rate (reported as 1)
+    reserved_sets: int = 0  # sets with a reserved id, skipped
+    malformed: dict[tuple[str, str], int] = field(default_factory=dict)  # (reason, exporter)
+
+
+class FlowSink(Protocol):
+    def netflow_v5(self, payload: bytes, exporter: str) -> None:
+        """A whole NetFlow v5 datagram; raises FlowDecodeError when malformed."""
+
+    def flow_set(
+        self, domain: DomainKey, header: MessageHeader, template: Template, data: bytes, start: int, end: int
+    ) -> None:
+        """The records of ``data[start:end]``, described by the flow (non-options) ``template``."""
+
+
+class FlowSetDispatcher:
+    def __init__(
+        self,
+        sink: FlowSink,
+        max_templates: int = 10_000,
+        max_samplers: int = 10_000,
+        max_pending_sets: int = 256,
+        pending_max_age_datagrams: int = 64,
+    ) -> None:
+        self.counters = FlowDecoderCounters()
+        self.samplers = SamplerTable(max_samplers)
+        self._sink = sink
+        self._templates = TemplateCache(max_templates)
+        self._pending = PendingSets(max_pending_sets, pending_max_age_datagrams)
+        self._max_domains = max_templates
+        self._system_init_ms: dict[DomainKey, int] = {}
+
+    def system_init_ms(self, domain: DomainKey) -> int | None:
+        """IPFIX systemInitTimeMilliseconds the domain announced in options data, if any."""
+        return self._system_init_ms.get(domain)
+
+    def dispatch(self, payload: bytes, exporter: str) -> None:
+        counters = self.counters
+        counters.datagrams += 1
+        counters.pending_template_drops += self._pending.expire(counters.datagrams)
+        try:
+            version = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else -1
+            if version == NETFLOW_V5_VERSION:
+                self._sink.netflow_v5(payload, exporter)
+            elif version == netflow_v9.NETFLOW_V9_VERSION:
+                header = netflow_v9.parse_header(payload)
+                self._sets(payload, exporter, header, netflow_v9.HEADER_LENGTH, len(payload))
+            elif version == ipfix.IPFIX_VERSION:
+                header, end = ipfix.parse_header(payload)
+                self._sets(payload, exporter, header, ipfix.HEADER_LENGTH, end)
+            else:
+                raise FlowDecodeError("version", f"version {version}")
+        except FlowDecodeError as error:
+            self.count_malformed(error, exporter)
+            raise
+
+    def count_malformed(self, error: FlowDecodeError, exporter: str) -> None:
+        key = (error.reason, exporter)
+        self.counters.malformed[key] = self.counters.malformed.get(key, 0) + 1
+
+    def _sets(self, payload: bytes, exporter: str, header: MessageHeader, start: int, end: int) -> None:
+        domain: DomainKey = (exporter, header.version, header.observation_domain)
+        for span in frame_sets(payload, start, end):
+            try:
+                if span.set_id >= MIN_DATA_SET_ID:
+                    self._data_set(domain, header, payload, span)
+                else:
+                    self._template_set(domain, payload, span)
+            except FlowDecodeError as error:
+                self.count_malformed(error, exporter)
+
+    def _template_set(self, domain: DomainKey, payload: bytes, span: SetSpan) -> None:
+        version = domain[1]
+        if version == netflow_v9.NETFLOW_V9_VERSION and span.set_id == netflow_v9.TEMPLATE_SET_ID:
+            events = netflow_v9.parse_template_set(payload, span.start, span.end)
+        elif version == netflow_v9.NETFLOW_V9_VERSION and span.set_id == netflow_v9.OPTIONS_TEMPLATE_SET_ID:
+            events = netflow_v9.parse_options_template_set(payload, span.start, span.end)
+        elif version == ipfix.IPFIX_VERSION and span.set_id in (
+            ipfix.TEMPLATE_SET_ID,
+            ipfix.OPTIONS_TEMPLATE_SET_ID,
+        ):
+            options = span.set_id == ipfix.OPTIONS_TEMPLATE_SET_ID
+            events = ipfix.parse_template_set(payload, span.start, span.end, options)
+        else:
+            self.counters.reserved_sets += 1
+            return
+        for event in events:
+            if isinstance(event, Withdrawal):
+                self._withdraw(domain, event)
+            elif self._learn(domain, event):
+                self._release_pending(domain, event)
+
+    def _learn(self, domain: DomainKey, template: Template) -> bool:
+        if not self._templates.add(domain, template):
+            self.counters.templates_refused += 1
+            return False
+        if template.is_options:
+            self.counters.options_templates += 1
+        else:
+            self.counters.templates += 1
+        return True
+
+    def _withdraw(self, domain: DomainKey, withdrawal: Withdrawal) -> None:
+        if withdrawal.template_id is None:
+            withdrawn = self._templates.withdraw_all(domain, withdrawal.options)
+        else:
+            withdrawn = int(self._templates.withdraw(domain, withdrawal.template_id))
+        self.counters.template_withdrawals += withdrawn
+
+    def _release_pending(self, domain: DomainKey, template: Template) -> None:
+        for pending in self._pending.release(domain, template.template_id):
+            self.counters.pending_sets_decoded += 1
+            try:
+                self._records(domain, pending.header, template, pending.body, 0, len(pending.body))
+            except FlowDecodeError as error:
+                self.count_malformed(error, domain[0])
+
+    def _data_set(self, domain: DomainKey, header: MessageHeader, payload: bytes, span: SetSpan) -> None:
+        template = self._templates.get(domain, span.set_id)
+        if template is None:
+            body = payload[span.start : span.end]
+            self.counters.pending_sets_held += 1
+            self.counters.pending_template_drops += self._pending.hold(
+                PendingSet(domain, span.set_id, body, header, self.counters.datagrams)
+            )
+            return
+        self._records(domain, header, template, payload, span.start, span.end)
+
+    def _records(
+        self, domain: DomainKey, header: MessageHeader, template: Template, data: bytes, start: int, end: int
+    ) -> None:
+        if not template.is_options:
+            self._sink.flow_set(domain, header, template, data, start, end)
+            return
+        split = split_records(template, data, start, end)
+        for record in split:
+            self._learn_options(domain, record.values)
+        self.counters.options_records += len(split)
+
+    def _learn_options(self, domain: DomainKey, values: dict[int, bytes]) -> None:
+        rate = record_sampling_rate(values)
+        if rate is not None:
+            self.samplers.learn(domain, record_sampler_id(values), rate)
+        system_init = values.get(SYSTEM_INIT_MILLISECONDS)
+        if system_init is not None and (
+            domain in self._system_init_ms or len(self._system_init_ms) < self._max_domains
+        ):
+            self._system_init_ms[domain] = to_int(system_init)
