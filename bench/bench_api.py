@@ -12,6 +12,7 @@ validation, the store write and the status lookup cost, whatever the machine. Ba
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import socket
 import subprocess
@@ -52,10 +53,22 @@ class Run:
     p99_ms: float
     non_2xx: int
     socket_errors: int
+    server_cpu_s: float = 0.0
 
     @property
     def rate(self) -> float:
         return self.requests / self.duration_s
+
+    @property
+    def cpu_us(self) -> float:
+        """Server CPU per request: unlike the rate, barely moved by other load on the machine."""
+        return self.server_cpu_s / self.requests * 1e6
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -113,14 +126,16 @@ sha256 = "{hash_token(token)}"
 """
 
 
-def run_wrk(url: str, script: Path, duration_s: float, connections: int) -> Run:
+def run_wrk(url: str, script: Path, duration_s: float, connections: int, server_pid: int) -> Run:
+    cpu_before = cpu_seconds(server_pid)
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{duration_s:g}s", "-s", str(script), url],
         capture_output=True, text=True, check=True,
     ).stdout
     line = next(x for x in out.splitlines() if x.startswith("RESULT "))
     requests, duration_us, p50, p99, status_errors, socket_errors = (int(v) for v in line.split()[1:])
-    return Run(requests, duration_us / 1e6, p50 / 1000, p99 / 1000, status_errors, socket_errors)
+    return Run(requests, duration_us / 1e6, p50 / 1000, p99 / 1000, status_errors, socket_errors,
+               cpu_seconds(server_pid) - cpu_before)
 
 
 def measure(store_url: str, workdir: Path, duration_s: float, connections: int) -> tuple[Run, Run]:
@@ -136,9 +151,10 @@ def measure(store_url: str, workdir: Path, duration_s: float, connections: int) 
                                "--port", str(port)])
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")
-        run_wrk(f"http://127.0.0.1:{port}/v1/requests", post_script, 1, connections)  # warm-up
-        baseline = run_wrk(f"http://127.0.0.1:{port}/healthz", get_script, duration_s, connections)
-        posts = run_wrk(f"http://127.0.0.1:{port}/v1/requests", post_script, duration_s, connections)
+        base = f"http://127.0.0.1:{port}"
+        run_wrk(f"{base}/v1/requests", post_script, 1, connections, server.pid)  # warm-up
+        baseline = run_wrk(f"{base}/healthz", get_script, duration_s, connections, server.pid)
+        posts = run_wrk(f"{base}/v1/requests", post_script, duration_s, connections, server.pid)
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -146,7 +162,8 @@ def measure(store_url: str, workdir: Path, duration_s: float, connections: int) 
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
     parser.add_argument("--connections", type=int, default=16)
     args = parser.parse_args()
@@ -169,14 +186,18 @@ def main() -> int:
         finally:
             redis.terminate()
             redis.wait(timeout=10)
-    print(f"POST /v1/requests (1 IP), 1 uvicorn worker, wrk -t1 -c{args.connections} -d{args.duration:g}s")
+    load = os.getloadavg()[0]
+    print(f"POST /v1/requests (1 IP), 1 uvicorn worker, wrk -t1 -c{args.connections} -d{args.duration:g}s; "
+          f"load average: {load:.1f} on {os.cpu_count()} CPUs")
     print(f"{'store':8} {'healthz/s':>10} {'POST/s':>9} {'POST/healthz':>13} {'p50 ms':>7} {'p99 ms':>7} "
-          f"{'non-2xx':>8} {'vs memory':>10}")
+          f"{'non-2xx':>8} {'vs memory':>10} {'CPU us/POST':>12} {'CPU us/healthz':>15} "
+          f"{'POST/s per CPU':>15}")
     memory_rate = results["memory"][1].rate
     for name, (baseline, posts) in results.items():
         print(f"{name:8} {baseline.rate:10.0f} {posts.rate:9.0f} {posts.rate / baseline.rate:13.2f} "
               f"{posts.p50_ms:7.1f} {posts.p99_ms:7.1f} {posts.non_2xx + posts.socket_errors:8d} "
-              f"{posts.rate / memory_rate:10.2f}")
+              f"{posts.rate / memory_rate:10.2f} {posts.cpu_us:12.0f} {baseline.cpu_us:15.0f} "
+              f"{1e6 / posts.cpu_us:15.0f}")
     memory = results["memory"][1]
     ok = memory.rate >= 2000 and memory.p99_ms <= 50 and memory.non_2xx == 0
     print(f"bar (memory ≥ 2000/s, p99 ≤ 50 ms, no errors): {'met' if ok else 'NOT met'}")
