@@ -50,6 +50,8 @@ RECORD_EGRESS_QUEUE: Final = 1036
 RECORD_EXTENDED_ACL: Final = 1037
 RECORD_EXTENDED_FUNCTION: Final = 1038
 
+_DROP_RECORD_FIELDS: Final = ("egress_queue", "acl_number", "acl_name", "acl_direction", "function_symbol")
+
 _U32: Final = struct.Struct("!I")
 _COMPACT_FLOW: Final = struct.Struct("!8I")  # seq, source id, rate, pool, drops, input, output, records
 _EXPANDED_FLOW: Final = struct.Struct("!11I")
@@ -218,6 +220,8 @@ def _flow_sample(body: _Reader, header: DatagramHeader, expanded: bool) -> FlowS
     if "frame_length" not in fields and "fallback_frame_length" in fields:
         fields["frame_length"] = fields["fallback_frame_length"]
     fields.pop("fallback_frame_length", None)
+    for name in _DROP_RECORD_FIELDS:  # drop records in a flow sample: valid, but not ours to report
+        fields.pop(name, None)
     return FlowSample(
         agent=header.agent,
         sub_agent=header.sub_agent,
@@ -346,8 +350,7 @@ def _discard_sample(body: _Reader) -> DiscardSample:
     for record_format, record in _records(body):
         names.append(_format_name(record_format))
         _flow_record(record_format, record, fields)
-    drop_fields = ("egress_queue", "acl_number", "acl_name", "acl_direction", "function_symbol")
     return DiscardSample(
         seq, source_type, source_index, drops, input_if, output_if, reason, tuple(names),
-        **{name: fields[name] for name in drop_fields if name in fields},
+        **{name: fields[name] for name in _DROP_RECORD_FIELDS if name in fields},
     )  # fmt: skip

@@ -130,3 +130,19 @@ def test_error_message_names_the_reason() -> None:
 
 def test_sflow_error_is_a_value_error() -> None:
     assert issubclass(SflowError, ValueError)
+
+
+def test_drop_records_inside_a_flow_sample_are_validated_but_not_reported() -> None:
+    # found by bench/fuzz_sflow.py: a 1036 (egress queue) record in a flow sample
+    one = encode_datagram("192.0.2.1", 0, 1, 1, [SPEC])
+    body = one[HEADER_V4 + 8 :]
+    records = struct.unpack_from("!I", body, 28)[0]
+    queue_record = struct.pack("!III", 1036, 4, 42)
+    new_body = body[:28] + struct.pack("!I", records + 1) + queue_record + body[32:]
+    datagram = one[:HEADER_V4] + struct.pack("!II", 1, len(new_body)) + new_body
+    (sample,) = decode_datagram(datagram).flow_samples
+    assert sample.records == ("0:1036", "0:1", "0:1001") and sample.dst == "203.0.113.9"
+    truncated_queue = struct.pack("!II", 1036, 0)
+    bad_body = body[:28] + struct.pack("!I", records + 1) + truncated_queue + body[32:]
+    with pytest.raises(SflowError, match="truncated"):
+        decode_datagram(one[:HEADER_V4] + struct.pack("!II", 1, len(bad_body)) + bad_body)
