@@ -9,7 +9,9 @@ import pytest
 from controller.redis_store import RedisStore
 from controller.store import MemoryStore, Pin, RequestEntry, Store
 from tests.api_support import anyio_backend  # noqa: F401
-from tests.redis_fixture import redis_server, redis_url  # noqa: F401
+
+# Until tests/conftest.py registers it for every test.
+pytest_plugins = ["tests.redis_fixture"]
 
 pytestmark = pytest.mark.anyio
 T0 = 1_700_000_000.0
