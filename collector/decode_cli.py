@@ -21,6 +21,7 @@ from collector.sflow import decode_datagram
 from collector.sflow_types import SflowError
 
 RAW_PAYLOAD_SUFFIXES = frozenset((".bin", ".dat", ".dump"))
+MAX_REPORTS_PER_KIND = 10
 
 
 @dataclass
@@ -32,6 +33,12 @@ class DecodeStats:
     malformed: Counter[str] = field(default_factory=Counter)  # reason -> datagrams
     unsupported: Counter[str] = field(default_factory=Counter)  # protocol -> datagrams
     unreadable_files: int = 0
+    reported: Counter[str] = field(default_factory=Counter)  # messages printed per kind
+
+    def should_report(self, kind: str) -> bool:
+        """Limit error lines: the first few of each kind are printed, the rest only counted."""
+        self.reported[kind] += 1
+        return self.reported[kind] <= MAX_REPORTS_PER_KIND
 
     def summary(self) -> str:
         parts = [
@@ -71,7 +78,8 @@ def decode_sflow(exporter: str, payload: bytes, out: TextIO, stats: DecodeStats)
         datagram = decode_datagram(payload)
     except SflowError as exc:
         stats.malformed[exc.reason] += 1
-        print(f"malformed sFlow datagram from {exporter or 'file'}: {exc}", file=sys.stderr)
+        if stats.should_report(f"sflow:{exc.reason}"):
+            print(f"malformed sFlow datagram from {exporter or 'file'}: {exc}", file=sys.stderr)
         return
     stats.flow_samples += len(datagram.flow_samples)
     stats.counter_samples += len(datagram.counter_samples)

@@ -67,3 +67,17 @@ def test_whole_corpus_through_the_cli(corpus: Path, capsys: pytest.CaptureFixtur
     assert err.strip().splitlines()[-1] == (
         "datagrams=35 flow_samples=50 counter_samples=22 discard_samples=3 malformed=0"
     )
+
+
+def test_malformed_messages_are_limited_per_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = []
+    for index in range(25):
+        path = tmp_path / f"bad{index}.bin"
+        path.write_bytes(b"\x00\x00\x00\x05\x00\x00\x00\x09")
+        files.append(path)
+    assert run_decode(files) == 0
+    err = capsys.readouterr().err
+    assert err.count("malformed sFlow datagram") == 10
+    assert err.strip().splitlines()[-1].endswith("malformed=25 malformed.bad_address_type=25")
