@@ -1,0 +1,262 @@
+"""Selection: which routes one switch should hold, from scores, requests, pins and the RIB.
+
+Pure: values in, a :class:`Selection` out; ``now`` is passed in. The rules (DESIGN.md, "Selection
+rules"), in the order they are applied:
+
+1. pins, in prefix order; 2. active requests, newest first; 3. incumbents still inside their
+minimum dwell; 4. TopN by score, incumbents' scores raised by the margin so a challenger must beat
+them by it. Every candidate is installed as a unit with the more-specifics no cache-hiding needs
+(:mod:`controller.closure`) or not at all, and only if the unit fits every table's cap. A
+candidate without a live path is never selected, whatever protects it.
+
+TopN is a lazy greedy over score per route slot: a candidate's own score bounds the density of
+its unit from above, so units are only built for candidates that reach the top, and a 200k-score
+call touches the RIB for about as many prefixes as fit. Equal keys fall back to incumbents first,
+then prefix order, so the result does not depend on mapping order (active and standby agree).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+from controller.closure import prefix_sort_key, unit_of
+from controller.selection_types import (
+    AnswerStatus,
+    OnDemandRequest,
+    PinAnswer,
+    Reason,
+    RequestAnswer,
+    RibView,
+    SelectedRoute,
+    Selection,
+    SelectionPolicy,
+)
+
+__all__ = [
+    "OnDemandRequest",
+    "PinAnswer",
+    "RequestAnswer",
+    "RibView",
+    "SelectedRoute",
+    "Selection",
+    "SelectionPolicy",
+    "select",
+]
+
+
+class _Fib:
+    """The selection being built: chosen routes and per-table usage under the caps."""
+
+    def __init__(
+        self,
+        rib: RibView,
+        policy: SelectionPolicy,
+        scores: Mapping[str, float],
+        incumbents: Mapping[str, SelectedRoute],
+        now: float,
+    ) -> None:
+        self.rib = rib
+        self.policy = policy
+        self.scores = scores
+        self.incumbents = incumbents
+        self.now = now
+        self.caps = policy.caps()
+        self.usage = dict.fromkeys(self.caps, 0)
+        self.full_tables = {table for table, cap in self.caps.items() if cap <= 0}
+        self.routes: dict[str, SelectedRoute] = {}
+        self._next_hops: dict[str, str | None] = {}
+
+    def next_hop_of(self, prefix: str) -> str | None:
+        if prefix not in self._next_hops:
+            path = self.rib.best(prefix)
+            self._next_hops[prefix] = path.next_hop if path is not None else None
+        return self._next_hops[prefix]
+
+    def all_full(self) -> bool:
+        return len(self.full_tables) == len(self.caps)
+
+    def unit(self, root: str, next_hop: str) -> dict[str, str]:
+        more_specifics = self.rib.more_specifics(root)
+        if not more_specifics:
+            return {root: next_hop}
+        return unit_of(root, next_hop, more_specifics, self.next_hop_of)
+
+    def cost(self, unit: Mapping[str, str]) -> dict[str, int]:
+        cost: dict[str, int] = {}
+        for prefix in unit:
+            if prefix not in self.routes:
+                table = self.policy.table_of(prefix)
+                cost[table] = cost.get(table, 0) + 1
+        return cost
+
+    def shortfall(self, cost: Mapping[str, int]) -> str:
+        """Why ``cost`` does not fit, or "" when it does."""
+        for table, needed in sorted(cost.items()):
+            free = self.caps[table] - self.usage[table]
+            if needed > free:
+                return f"{table} table full: needs {needed} route(s), {free} of {self.caps[table]} free"
+        return ""
+
+    def install(self, unit: Mapping[str, str], root: str, reason: Reason) -> None:
+        for prefix, next_hop in unit.items():
+            if prefix in self.routes:
+                continue
+            incumbent = self.incumbents.get(prefix)
+            self.routes[prefix] = SelectedRoute(
+                prefix=prefix,
+                next_hop=next_hop,
+                reason=reason if prefix == root else "dependency",
+                since=incumbent.since if incumbent is not None else self.now,
+                score=float(self.scores.get(prefix, 0.0)),
+            )
+            table = self.policy.table_of(prefix)
+            self.usage[table] += 1
+            if self.usage[table] >= self.caps[table]:
+                self.full_tables.add(table)
+
+    def try_install(self, root: str, reason: Reason) -> tuple[bool, str]:
+        """Install ``root``'s unit if it has a live path and fits: (installed, why not)."""
+        if root in self.routes:
+            return True, ""
+        next_hop = self.next_hop_of(root)
+        if next_hop is None:
+            return False, "no live path"
+        unit = self.unit(root, next_hop)
+        why_not = self.shortfall(self.cost(unit))
+        if why_not:
+            return False, why_not
+        self.install(unit, root, reason)
+        return True, ""
+
+
+def _place_pins(fib: _Fib, pins: Iterable[str]) -> tuple[PinAnswer, ...]:
+    answers = []
+    for prefix in sorted(set(pins), key=prefix_sort_key):
+        installed, why_not = fib.try_install(prefix, "pinned")
+        if installed:
+            answers.append(PinAnswer(prefix, "installed"))
+        elif fib.next_hop_of(prefix) is None:
+            answers.append(PinAnswer(prefix, "no-route", why_not))
+        else:
+            answers.append(PinAnswer(prefix, "rejected", why_not))
+    return tuple(answers)
+
+
+def _place_requests(fib: _Fib, requests: Iterable[OnDemandRequest], now: float) -> tuple[RequestAnswer, ...]:
+    given = list(requests)
+    answers: list[RequestAnswer | None] = [None] * len(given)
+    active = []
+    for index, request in enumerate(given):
+        if request.expires_at <= now:
+            answers[index] = RequestAnswer(request.ip, "expired", None, "request expired", request.request_id)
+        else:
+            active.append(index)
+    # newest first; equal times in address order so the answer does not depend on input order
+    active.sort(key=lambda i: (-given[i].created_at, given[i].ip, given[i].request_id))
+    for index in active:
+        request = given[index]
+        prefix = fib.rib.longest_match(request.ip)
+        if prefix is None or fib.next_hop_of(prefix) is None:
+            answer = RequestAnswer(request.ip, "no-route", prefix, "no peer path", request.request_id)
+        else:
+            installed, why_not = fib.try_install(prefix, "request")
+            status: AnswerStatus = "installed" if installed else "rejected"
+            answer = RequestAnswer(request.ip, status, prefix, why_not, request.request_id)
+        answers[index] = answer
+    return tuple(a for a in answers if a is not None)
+
+
+def _keep_dwelling(fib: _Fib, min_dwell_s: float) -> None:
+    """Incumbents selected less than ``min_dwell_s`` ago stay (dependencies follow their root)."""
+    dwelling = [
+        route
+        for route in fib.incumbents.values()
+        if route.reason != "dependency" and fib.now - route.since < min_dwell_s
+    ]
+    dwelling.sort(key=lambda r: (-float(fib.scores.get(r.prefix, 0.0)), prefix_sort_key(r.prefix)))
+    for route in dwelling:
+        fib.try_install(route.prefix, "topn")
+
+
+# heap entry: (-density, 0 for an incumbent / 1 for a challenger, prefix order, prefix, value)
+_Entry = tuple[float, int, tuple[int, int, int], str, float]
+
+
+def _fill_topn(fib: _Fib, margin: float) -> None:
+    names = [prefix for prefix, score in fib.scores.items() if score > 0.0 and prefix not in fib.routes]
+    if not names:
+        return
+    adjusted = np.fromiter((fib.scores[p] for p in names), np.float64, len(names))
+    incumbent = np.fromiter((p in fib.incumbents for p in names), np.bool_, len(names))
+    adjusted[incumbent] *= 1.0 + margin
+    order = np.argsort(-adjusted, kind="stable").tolist()
+    values = adjusted.tolist()
+    heap: list[_Entry] = []
+    position = 0
+
+    def entry(index: int, density: float) -> _Entry:
+        prefix = names[index]
+        rank = 0 if prefix in fib.incumbents else 1
+        return (-density, rank, prefix_sort_key(prefix), prefix, values[index])
+
+    while not fib.all_full():
+        # pull from the sorted stream every candidate that may beat the heap's best, ties whole
+        while position < len(order) and (not heap or values[order[position]] >= -heap[0][0]):
+            tied = values[order[position]]
+            while position < len(order) and values[order[position]] == tied:
+                heapq.heappush(heap, entry(order[position], tied))
+                position += 1
+        if not heap:
+            return
+        _, rank, key, prefix, value = heapq.heappop(heap)
+        if prefix in fib.routes or fib.policy.table_of(prefix) in fib.full_tables:
+            continue
+        next_hop = fib.next_hop_of(prefix)
+        if next_hop is None:
+            continue
+        unit = fib.unit(prefix, next_hop)
+        cost = fib.cost(unit)
+        if fib.shortfall(cost):
+            continue  # it never fits later: free room shrinks at least as fast as its cost
+        density = value / sum(cost.values())
+        best_waiting = max(
+            -heap[0][0] if heap else 0.0,
+            values[order[position]] if position < len(order) else 0.0,
+        )
+        if density < best_waiting:
+            heapq.heappush(heap, (-density, rank, key, prefix, value))
+            continue
+        fib.install(unit, prefix, "topn")
+
+
+def select(
+    *,
+    scores: Mapping[str, float],
+    rib: RibView,
+    policy: SelectionPolicy,
+    now: float,
+    requests: Iterable[OnDemandRequest] = (),
+    pins: Iterable[str] = (),
+    incumbents: Mapping[str, SelectedRoute] | None = None,
+) -> Selection:
+    """The routes one switch should hold at ``now``.
+
+    ``scores``: decayed bytes/s per prefix (the collector's ``PrefixRates.scores``).
+    ``incumbents``: the previous call's ``Selection.routes``; it carries ``since`` forward and
+    drives the margin and the dwell time.
+    """
+    fib = _Fib(rib, policy, scores, incumbents or {}, now)
+    pin_answers = _place_pins(fib, pins)
+    request_answers = _place_requests(fib, requests, now)
+    _keep_dwelling(fib, policy.min_dwell_s)
+    _fill_topn(fib, policy.margin)
+    return Selection(
+        routes=fib.routes,
+        requests=request_answers,
+        pins=pin_answers,
+        usage=dict(fib.usage),
+        caps=dict(fib.caps),
+    )
