@@ -1,0 +1,162 @@
+"""The API's window on the running controller (implements ``api.view.ControllerView``)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+
+from api.view import (
+    CollectorStatus,
+    FamilyOccupancy,
+    FibRoute,
+    RequestStatus,
+    RibMatch,
+    RibPath,
+    StatusReport,
+    SwitchStatus,
+    TopEntry,
+    sampling_error_pct,
+)
+from collector.pipeline import Collector
+from controller.switch_controller import SwitchController
+
+BITS_PER_BYTE = 8.0
+
+
+class LiveView:
+    """Reads the switch controllers' state; every call is cheap and never awaits I/O."""
+
+    def __init__(
+        self,
+        controllers: Mapping[str, SwitchController],
+        collector: Collector | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._controllers = controllers
+        self._collector = collector
+        self._clock = clock
+        self._rate_base: tuple[float, int, int, int] | None = None
+        self._last_rates = CollectorStatus()
+
+    async def resolve(self, ip: str) -> list[tuple[str, str | None]]:
+        out: list[tuple[str, str | None]] = []
+        for name, ctl in self._controllers.items():
+            with ctl.rib_lock:
+                out.append((name, ctl.rib.longest_match(ip)))
+        return out
+
+    async def request_status(self, switch: str, ip: str, prefix: str) -> tuple[RequestStatus, str | None]:
+        ctl = self._controllers.get(switch)
+        if ctl is None:
+            return "rejected", f"unknown switch {switch}"
+        if prefix in ctl.installed:
+            return "installed", None
+        selection = ctl.selection
+        if selection is not None:
+            for answer in selection.requests:
+                if answer.ip == ip:
+                    if answer.status == "no-route":
+                        return "no-route", answer.reason or "no peer path: traffic uses the default route"
+                    if answer.status == "rejected":
+                        return "rejected", answer.reason
+        return "pending", None
+
+    async def fib(self, switch: str) -> list[FibRoute]:
+        ctl = self._controllers.get(switch)
+        if ctl is None:
+            return []
+        selected = ctl.selection.routes if ctl.selection else {}
+        routes = []
+        for prefix, next_hop in sorted(ctl.installed.items()):
+            chosen = selected.get(prefix)
+            reason = chosen.reason if chosen else "topn"
+            routes.append(
+                FibRoute(
+                    prefix=prefix,
+                    next_hop=next_hop,
+                    reason="topn" if reason == "dependency" else reason,
+                    since=chosen.since if chosen else 0.0,
+                    score=chosen.score * BITS_PER_BYTE if chosen else None,
+                )
+            )
+        return routes
+
+    async def top(self, switch: str, n: int) -> list[TopEntry]:
+        ctl = self._controllers.get(switch)
+        if ctl is None:
+            return []
+        with ctl.rib_lock:
+            ranked = ctl.rates.top(switch, n, self._clock())
+        return [
+            TopEntry(
+                prefix=item.prefix,
+                rate_fast_bps=item.fast_bps * BITS_PER_BYTE,
+                rate_slow_bps=item.slow_bps * BITS_PER_BYTE,
+                score=item.score * BITS_PER_BYTE,
+                samples=int(item.samples),
+                error_pct=sampling_error_pct(int(item.samples)),
+                installed=item.prefix in ctl.installed,
+            )
+            for item in ranked
+        ]
+
+    async def rib_lookup(self, ip: str) -> list[RibMatch]:
+        matches = []
+        for name, ctl in self._controllers.items():
+            with ctl.rib_lock:
+                prefix = ctl.rib.longest_match(ip)
+                paths = ctl.rib.paths(prefix) if prefix else []
+                best = ctl.rib.best(prefix) if prefix else None
+            matches.append(
+                RibMatch(
+                    switch=name,
+                    prefix=prefix,
+                    paths=[RibPath.from_path(path, path == best) for path in paths],
+                )
+            )
+        return matches
+
+    async def status(self) -> StatusReport:
+        switches = []
+        now = self._clock()
+        for name, ctl in self._controllers.items():
+            with ctl.rib_lock:
+                scores = ctl.rates.scores(name, now)
+            occupancy = {
+                table.replace("/", "_"): FamilyOccupancy(installed=used, cap=cap)
+                for table, (used, cap) in ctl.occupancy().items()
+            }
+            requests_active = len(ctl.selection.requests) if ctl.selection else 0
+            switches.append(
+                SwitchStatus(
+                    name=name,
+                    session_state=ctl.session.state,
+                    session_since=ctl.session.since,
+                    active=ctl.active,
+                    occupancy=occupancy,
+                    coverage=ctl.coverage(scores),
+                    churn_per_hour=ctl.churn_per_hour(),
+                    requests_active=requests_active,
+                )
+            )
+        return StatusReport(switches=switches, collector=self._collector_rates(now))
+
+    def _collector_rates(self, now: float) -> CollectorStatus:
+        if self._collector is None:
+            return CollectorStatus()
+        totals = self._collector.totals
+        current = (now, totals.datagrams, totals.flow_samples, totals.malformed_datagrams)
+        base = self._rate_base
+        if base is None or now - base[0] >= 5.0:
+            if base is not None and now > base[0]:
+                span = now - base[0]
+                self._last_rates = CollectorStatus(
+                    datagrams_per_s=(current[1] - base[1]) / span,
+                    samples_per_s=(current[2] - base[2]) / span,
+                    bad_datagrams_per_s=(current[3] - base[3]) / span,
+                )
+            self._rate_base = current
+        return self._last_rates
+
+    async def ready(self) -> bool:
+        return all(ctl.selection is not None for ctl in self._controllers.values())

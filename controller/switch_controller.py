@@ -1,0 +1,338 @@
+"""One switch's control loop: its RIB from ExaBGP, selection every period, changes to ExaBGP.
+
+The shell around the pure parts: JSON lines from the bridge go through the parser into the RIB;
+each :meth:`SwitchController.tick` reads requests, pins and overrides from the store, selects,
+plans against what ExaBGP has acknowledged, sends the commands and publishes snapshots.
+
+What counts as installed is only what ExaBGP acknowledged with ``done`` on a session that is up.
+A session going down (or the bridge going away) empties it: the switch drops our routes then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from collector.accounting import PrefixRates
+from collector.exabgp_json import EndOfRib, ExabgpJsonParser, Notification, RouteUpdate, SessionState
+from collector.metrics import REGISTRY
+from collector.rib import Rib
+from controller.config import SwitchConfig, TopfibConfig
+from controller.exabgp_config import BridgeCommand, write_exabgp_config
+from controller.exabgp_link import ExabgpLink, ExabgpLinkDown
+from controller.exabgp_runner import ExabgpRunner
+from controller.plan import plan, render_commands
+from controller.select import OnDemandRequest, Selection, SelectionPolicy, select
+from controller.store import Store, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+# Start programming this long after the session came up even without End-of-RIB from the switch.
+EOR_WAIT_S = 10.0
+CHURN_WINDOW_S = 3600.0
+
+_m_changes = REGISTRY.counter(
+    "topfib_fib_changes_total", "Routes announced or withdrawn, by switch and action.", ("switch", "action")
+)
+_m_errors = REGISTRY.counter(
+    "topfib_exabgp_command_errors_total", "Commands ExaBGP answered with error, by switch.", ("switch",)
+)
+_m_installed = REGISTRY.gauge(
+    "topfib_fib_installed_routes", "Routes installed (acknowledged by ExaBGP), by switch and table.",
+    ("switch", "table"),
+)
+_m_cap = REGISTRY.gauge(
+    "topfib_fib_cap_routes", "FIB cap in effect, by switch and table.", ("switch", "table")
+)
+_m_session = REGISTRY.gauge(
+    "topfib_bgp_session_up", "1 when the BGP session with the switch is up.", ("switch",)
+)
+_m_desired = REGISTRY.gauge(
+    "topfib_fib_desired_routes", "Routes selection wants, by switch and table.", ("switch", "table")
+)
+_m_coverage = REGISTRY.gauge(
+    "topfib_coverage_ratio",
+    "Share of routed traffic (bytes/s, fast rate) going to installed prefixes, by switch.",
+    ("switch",),
+)
+_m_loop = REGISTRY.counter("topfib_control_loops_total", "Control-loop iterations, by switch.", ("switch",))
+
+
+@dataclass(slots=True)
+class SessionInfo:
+    state: str = "down"
+    since: float | None = None
+    up_at: float | None = None  # monotonic time the session came up
+    eor_families: set[str] = field(default_factory=set)
+
+
+class SwitchController:
+    """Everything topfib runs for one switch. Inert until :meth:`start`."""
+
+    def __init__(
+        self,
+        switch: SwitchConfig,
+        config: TopfibConfig,
+        rates: PrefixRates,
+        store: Store,
+        rib_lock: threading.Lock,
+        runtime_dir: Path,
+        *,
+        netns: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.switch = switch
+        self.name = switch.name
+        self.config = config
+        self.rates = rates
+        self.store = store
+        self.rib = Rib()
+        self.rib_lock = rib_lock
+        self.parser = ExabgpJsonParser()
+        self.session = SessionInfo()
+        self.installed: dict[str, str] = {}  # prefix → next-hop, acknowledged by ExaBGP
+        self.selection: Selection | None = None
+        self.policy = SelectionPolicy.from_switch(switch)
+        self.active = True  # holds the switch's lease (always, with the memory store)
+        self.changes: deque[tuple[float, str, str, str]] = deque(maxlen=1000)  # (wall, action, prefix, nh)
+        self._change_times: deque[float] = deque()
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._netns = netns
+        self._runtime_dir = runtime_dir
+        socket_path = runtime_dir / f"{self.name}.sock"
+        self.link = ExabgpLink(
+            socket_path, self._on_message, on_connection=self._on_connection, switch_name=self.name
+        )
+        self.exabgp_config_path = runtime_dir / f"{self.name}.exabgp.conf"
+        self.runner = ExabgpRunner(
+            self.exabgp_config_path,
+            switch_name=self.name,
+            executable=config.exabgp.executable,
+            reactor_speed=config.exabgp.reactor_speed,
+            backoff_max_s=config.exabgp.restart_backoff_max_s,
+            netns=netns,
+            log_path=runtime_dir / f"{self.name}.exabgp.log",
+            bridge_group=lambda: self.link.bridge.pgid if self.link.bridge else None,
+        )
+        self._tick_lock = asyncio.Lock()
+        self._needs_full_sync = False
+        self._last_requests: list[OnDemandRequest] = []
+        self._last_pins: list[str] = []
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._runtime_dir.mkdir(parents=True, exist_ok=True)
+        if self.switch.rib_file:
+            from collector.ribfile import load_rib_file
+
+            with self.rib_lock:
+                load_rib_file(Path(self.switch.rib_file), self.rib, session=self.rib.preload_session)
+        bridge = BridgeCommand(socket_path=self.link.socket_path)
+        write_exabgp_config(self.switch, bridge, self.exabgp_config_path)
+        await self.link.start()
+        await self.runner.start()
+
+    async def stop(self) -> None:
+        await self.runner.stop()
+        await self.link.stop()
+        self._session_lost("topfib stopping")
+
+    # --- ExaBGP input --------------------------------------------------------------------------
+
+    def _on_message(self, line: str) -> None:
+        events = self.parser.parse_line(line)
+        updates: list[RouteUpdate] = []
+        for event in events:
+            if isinstance(event, RouteUpdate):
+                updates.append(event)
+            elif isinstance(event, SessionState):
+                self._apply_updates(updates)
+                updates = []
+                self._on_session_state(event)
+            elif isinstance(event, EndOfRib):
+                self.session.eor_families.add(event.family)
+            elif isinstance(event, Notification):
+                log.warning("switch %s: BGP notification %s/%s %s", self.name, event.code, event.subcode,
+                            event.message)
+        self._apply_updates(updates)
+
+    def _apply_updates(self, updates: list[RouteUpdate]) -> None:
+        if not updates:
+            return
+        with self.rib_lock:
+            self.rib.apply_all(updates)
+
+    def _on_session_state(self, event: SessionState) -> None:
+        if event.neighbor != self.switch.neighbor:
+            return
+        if event.state == "up":
+            self.session = SessionInfo(state="up", since=self._wall_clock(), up_at=self._clock())
+            self.installed = {}  # a fresh session: the switch holds none of our routes
+            self._needs_full_sync = True
+            log.info("switch %s: BGP session up", self.name)
+        elif event.state == "down":
+            self._session_lost(event.reason or "session down")
+        else:
+            self.session.state = event.state
+            self.session.since = self._wall_clock()
+
+    def _on_connection(self, connected: bool) -> None:
+        if connected:
+            bridge = self.link.bridge
+            if bridge is not None:
+                self.runner.note_bridge_group(bridge.pgid)
+        else:
+            self._session_lost("ExaBGP bridge disconnected")
+
+    def _session_lost(self, reason: str) -> None:
+        if self.session.state != "down":
+            log.warning("switch %s: BGP session down (%s); nothing counts as installed", self.name, reason)
+        self.session = SessionInfo(state="down", since=self._wall_clock())
+        self.installed = {}
+        with self.rib_lock:
+            for session in list(self.rib.session_path_counts()):
+                if session != self.rib.preload_session:
+                    self.rib.drop_session(session)
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def ready_to_program(self) -> bool:
+        info = self.session
+        if info.state != "up" or not self.link.connected or info.up_at is None:
+            return False
+        families_done = {"ipv4 unicast", "ipv6 unicast"} <= info.eor_families
+        return families_done or self._clock() - info.up_at >= EOR_WAIT_S
+
+    async def _effective_policy(self) -> SelectionPolicy:
+        try:
+            overrides = (await self.store.config_overrides()).get(self.name, {})
+        except StoreUnavailable:
+            return self.policy
+        fields = {
+            "fib_cap_ipv4": "cap_ipv4", "fib_cap_ipv6": "cap_ipv6", "fib_cap_ipv4_24": "cap_ipv4_24",
+            "margin": "margin", "min_dwell_s": "min_dwell_s",
+        }
+        base = SelectionPolicy.from_switch(self.switch)
+        changes = {target: overrides[key] for key, target in fields.items() if key in overrides}
+        for key in ("fib_cap_ipv4", "fib_cap_ipv6", "fib_cap_ipv4_24"):
+            if key in changes:
+                changes[fields[key]] = int(changes.pop(fields[key]))  # type: ignore[call-overload]
+        return replace(base, **changes) if changes else base  # type: ignore[arg-type]
+
+    async def _inputs(self, wall_now: float) -> tuple[list[OnDemandRequest], list[str]]:
+        try:
+            entries = await self.store.active_requests(self.name, wall_now)
+            pins = [pin.prefix for pin in await self.store.pins()]
+        except StoreUnavailable:
+            # keep deciding on the last inputs: a store outage must not flush requests out of the FIB
+            return self._last_requests, self._last_pins
+        newest: dict[str, OnDemandRequest] = {}
+        for entry in entries:
+            known = newest.get(entry.ip)
+            if known is None or entry.requested_at > known.created_at:
+                newest[entry.ip] = OnDemandRequest(
+                    ip=entry.ip, expires_at=entry.expires_at, created_at=entry.requested_at
+                )
+        self._last_requests, self._last_pins = list(newest.values()), pins
+        return self._last_requests, self._last_pins
+
+    async def tick(self) -> None:
+        """One control-loop iteration."""
+        async with self._tick_lock:
+            now = self._clock()
+            wall_now = self._wall_clock()
+            self.policy = await self._effective_policy()
+            requests, pins = await self._inputs(wall_now)
+            with self.rib_lock:
+                scores = self.rates.scores(self.name, now)
+                previous = self.selection.routes if self.selection else None
+                self.selection = select(
+                    scores=scores, rib=self.rib, policy=self.policy, now=wall_now,
+                    requests=requests, pins=pins, incumbents=previous,
+                )
+            _m_loop.inc(switch=self.name)
+            if self.ready_to_program():
+                await self._program(self.selection.desired())
+            self._publish_gauges(scores)
+            await self._publish_snapshots()
+
+    async def _program(self, desired: dict[str, str]) -> None:
+        changes = plan(desired, self.installed, caps=self.policy.caps(), table_of=self.policy.table_of)
+        if not changes.steps:
+            return
+        lines, steps = render_commands(changes, self.switch.neighbor)
+        try:
+            results = await self.link.send(lines)
+        except ExabgpLinkDown:
+            return
+        wall_now = self._wall_clock()
+        for line, step, ok in zip(lines, steps, results, strict=True):
+            if not ok:
+                _m_errors.inc(switch=self.name)
+                log.error("switch %s: ExaBGP refused %r", self.name, line[:200])
+                continue
+            for prefix in step.prefixes:
+                if step.action == "withdraw":
+                    self.installed.pop(prefix, None)
+                else:
+                    self.installed[prefix] = step.next_hop
+                self.changes.append((wall_now, step.action, prefix, step.next_hop))
+                self._change_times.append(wall_now)
+            _m_changes.inc(len(step.prefixes), switch=self.name, action=step.action)
+        if not self.link.connected:
+            self._session_lost("ExaBGP link lost while programming")
+
+    # --- reporting -----------------------------------------------------------------------------
+
+    def churn_per_hour(self) -> float:
+        horizon = self._wall_clock() - CHURN_WINDOW_S
+        while self._change_times and self._change_times[0] < horizon:
+            self._change_times.popleft()
+        return float(len(self._change_times))
+
+    def coverage(self, scores: dict[str, float]) -> float | None:
+        routed = sum(scores.values())
+        if routed <= 0:
+            return None
+        return sum(scores.get(prefix, 0.0) for prefix in self.installed) / routed
+
+    def occupancy(self) -> dict[str, tuple[int, int]]:
+        caps = self.policy.caps()
+        usage = {table: 0 for table in caps}
+        for prefix in self.installed:
+            table = self.policy.table_of(prefix)
+            usage[table] = usage.get(table, 0) + 1
+        return {table: (usage.get(table, 0), cap) for table, cap in caps.items()}
+
+    def _publish_gauges(self, scores: dict[str, float]) -> None:
+        _m_session.set(1.0 if self.session.state == "up" else 0.0, switch=self.name)
+        for table, (used, cap) in self.occupancy().items():
+            _m_installed.set(used, switch=self.name, table=table)
+            _m_cap.set(cap, switch=self.name, table=table)
+        if self.selection is not None:
+            for table, used in self.selection.usage.items():
+                _m_desired.set(used, switch=self.name, table=table)
+        coverage = self.coverage(scores)
+        if coverage is not None:
+            _m_coverage.set(coverage, switch=self.name)
+
+    async def _publish_snapshots(self) -> None:
+        if self.selection is None:
+            return
+        try:
+            await self.store.put_snapshot(self.name, "desired_fib", json.dumps(self.selection.to_dict()))
+            await self.store.put_snapshot(
+                self.name, "installed_fib", json.dumps(dict(sorted(self.installed.items())))
+            )
+        except StoreUnavailable:
+            pass
