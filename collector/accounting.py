@@ -141,7 +141,7 @@ class _SwitchRates:
     # id → slot cache for one LpmTable: slot_of_id[id + 1] (index 0 is "no match"), -1 unresolved
     cached_lpm: LpmTable | None = None
     slot_of_id: IntArray = field(default_factory=lambda: np.zeros(1, np.int64))
-    id_of_slot: dict[int, int] = field(default_factory=dict)
+    id_of_slot: IntArray = field(default_factory=lambda: np.full(_INITIAL_CAPACITY, -1, np.int64))
 
     @property
     def capacity(self) -> int:
@@ -178,20 +178,29 @@ class PrefixRates:
     @staticmethod
     def _slot_for(rates: _SwitchRates, prefix: str) -> int:
         slot = rates.slot_of_prefix.get(prefix)
-        if slot is not None:
-            return slot
-        if rates.free_slots:
-            slot = rates.free_slots.pop()
-            rates.prefix_of_slot[slot] = prefix
-        else:
-            slot = len(rates.prefix_of_slot)
-            rates.prefix_of_slot.append(prefix)
-            if slot >= rates.capacity:
-                new_capacity = rates.capacity * 2
-                rates.fast.grow(new_capacity)
-                rates.slow.grow(new_capacity)
-        rates.slot_of_prefix[prefix] = slot
+        if slot is None:
+            slot = PrefixRates._allocate(rates, [prefix])[0]
         return slot
+
+    @staticmethod
+    def _allocate(rates: _SwitchRates, prefixes: list[str]) -> list[int]:
+        """Slots for prefixes that have none (free slots first, then new ones at the end)."""
+        reused = rates.free_slots[-len(prefixes) :] if prefixes else []
+        del rates.free_slots[len(rates.free_slots) - len(reused) :]
+        for slot, prefix in zip(reused, prefixes, strict=False):
+            rates.prefix_of_slot[slot] = prefix
+        start = len(rates.prefix_of_slot)
+        rates.prefix_of_slot.extend(prefixes[len(reused) :])
+        slots = reused + list(range(start, len(rates.prefix_of_slot)))
+        if len(rates.prefix_of_slot) > rates.capacity:
+            capacity = max(rates.capacity * 2, len(rates.prefix_of_slot))
+            rates.fast.grow(capacity)
+            rates.slow.grow(capacity)
+            grown = np.full(capacity, -1, np.int64)
+            grown[: len(rates.id_of_slot)] = rates.id_of_slot
+            rates.id_of_slot = grown
+        rates.slot_of_prefix.update(zip(prefixes, slots, strict=True))
+        return slots
 
     @staticmethod
     def _accumulate(
@@ -267,11 +276,11 @@ class PrefixRates:
 
     def _slots_of_ids(self, rates: _SwitchRates, lpm: LpmTable, prefix_ids: IntArray) -> IntArray:
         if rates.cached_lpm is not lpm:
-            # a new table object (RIB reload): ids mean something else now
+            # a new table object (RIB reload): its ids mean other prefixes
             rates.cached_lpm = lpm
             rates.slot_of_id = np.full(1024, -1, np.int64)
             rates.slot_of_id[0] = _UNROUTED_SLOT
-            rates.id_of_slot = {}
+            rates.id_of_slot[:] = -1
         index = prefix_ids.astype(np.int64, copy=False) + 1
         highest = int(index.max())
         if highest >= len(rates.slot_of_id):
@@ -281,11 +290,16 @@ class PrefixRates:
         slots = rates.slot_of_id[index]
         unresolved = slots < 0
         if unresolved.any():
-            # first time these ids are seen: resolve each once in Python, then they stay cached
-            for id_plus_one in np.unique(index[unresolved]).tolist():
-                slot = self._slot_for(rates, lpm.prefix_of_id(id_plus_one - 1))
-                rates.slot_of_id[id_plus_one] = slot
-                rates.id_of_slot[slot] = id_plus_one - 1
+            # ids seen for the first time: name them in one pass, then they stay cached
+            new_index = np.unique(index[unresolved])
+            names = list(map(lpm.prefix_of_id, (new_index - 1).tolist()))
+            known = rates.slot_of_prefix
+            found = [known.get(name, -1) for name in names]
+            fresh = [name for name, slot in zip(names, found, strict=True) if slot < 0]
+            fresh_slots = iter(self._allocate(rates, fresh))
+            new_slots = np.array([slot if slot >= 0 else next(fresh_slots) for slot in found], np.int64)
+            rates.slot_of_id[new_index] = new_slots
+            rates.id_of_slot[new_slots] = new_index - 1
             slots = rates.slot_of_id[index]
         return slots
 
@@ -307,9 +321,10 @@ class PrefixRates:
             decay.squares[slot] = 0.0
         rates.prefix_of_slot[slot] = None
         rates.free_slots.append(slot)
-        prefix_id = rates.id_of_slot.pop(slot, None)
-        if prefix_id is not None:
+        prefix_id = int(rates.id_of_slot[slot])
+        if prefix_id >= 0:
             rates.slot_of_id[prefix_id + 1] = -1
+            rates.id_of_slot[slot] = -1
 
     def prune(self, switch: str, now: float, below_bps: float) -> int:
         """Forget prefixes whose score fell below ``below_bps``; returns how many (frees memory)."""
