@@ -238,12 +238,12 @@ class SflowListener:
             self._log.warn("accounting", now, f"sFlow batch accounting failed, batch dropped: {exc!r}")
 
     def _drain(self, endpoint: _Endpoint) -> int:
-        """Read everything queued on one socket (up to a limit); returns datagrams read."""
+        """Read everything queued on one socket (up to a limit) and decode it; returns datagrams read."""
         recvfrom = endpoint.sock.recvfrom
-        feed = self.collector.feed
-        count = 0
+        received: list[tuple[bytes, str]] = []
+        append = received.append
         errors = 0
-        while count < _DRAIN_LIMIT:
+        while len(received) < _DRAIN_LIMIT:
             try:
                 data, address = recvfrom(MAX_DATAGRAM)
             except BlockingIOError:
@@ -253,18 +253,28 @@ class SflowListener:
                 if errors > 16:
                     break
                 continue
-            count += 1
-            try:
-                feed(data, address[0])
-            except Exception as exc:  # the decoder counts bad input itself; this is a decoder bug
-                self._m_internal.inc(stage="decoder")
-                self._log.warn("decoder", self._clock(), f"sFlow decoder failed on {address[0]}: {exc!r}")
+            append((data, address[0]))
+        count = len(received)
         endpoint.received += count
         if count:
             self._m_received.inc(count, listen=endpoint.listen)
+            self._decode(received)
         if errors:
             self._m_errors.inc(errors, listen=endpoint.listen)
         return count
+
+    def _decode(self, received: list[tuple[bytes, str]]) -> None:
+        try:
+            self.collector.feed_many(received)
+        except Exception:
+            # The decoder counts bad input itself, so this is a decoder bug: retry one by one
+            # to lose only the datagram that triggers it.
+            for data, exporter in received:
+                try:
+                    self.collector.feed(data, exporter)
+                except Exception as exc:
+                    self._m_internal.inc(stage="decoder")
+                    self._log.warn("decoder", self._clock(), f"sFlow decoder failed on {exporter}: {exc!r}")
 
     def _update_socket_drops(self) -> None:
         for ep in self._endpoints:

@@ -46,6 +46,8 @@ class BatchDecoder(Protocol):
 
     def feed(self, datagram: bytes, exporter: str) -> None: ...
 
+    def feed_many(self, datagrams: list[tuple[bytes, str]]) -> None: ...
+
     def take(self) -> SampleBatch: ...
 
 
@@ -169,6 +171,10 @@ class Collector:
 
     def feed(self, datagram: bytes, exporter: str) -> None:
         self.decoder.feed(datagram, exporter)
+
+    def feed_many(self, datagrams: list[tuple[bytes, str]]) -> None:
+        """(payload, exporter address) pairs, in arrival order."""
+        self.decoder.feed_many(datagrams)
 
     def flush(self, now: float) -> int:
         """Account everything fed since the last flush; returns the flow samples in the batch."""

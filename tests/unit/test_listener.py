@@ -32,6 +32,12 @@ class RecordingDecoder:
         self.fed.append((datagram, exporter))
         self._since_take += 1
 
+    def feed_many(self, datagrams: list[tuple[bytes, str]]) -> None:
+        if any(d == self._fail_on for d, _ in datagrams):
+            raise RuntimeError("decoder bug")
+        for datagram, exporter in datagrams:
+            self.feed(datagram, exporter)
+
     def take(self) -> SampleBatch:
         self.takes.append(self._since_take)
         batch = SampleBatch(datagrams=self._since_take)

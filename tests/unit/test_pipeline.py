@@ -26,6 +26,9 @@ class ListDecoder:
     def feed(self, datagram: bytes, exporter: str) -> None:
         self.fed.append((datagram, exporter))
 
+    def feed_many(self, datagrams: list[tuple[bytes, str]]) -> None:
+        self.fed.extend(datagrams)
+
     def take(self) -> SampleBatch:
         return self.batches.pop(0) if self.batches else SampleBatch()
 
@@ -144,9 +147,10 @@ def test_decoder_counts_become_metrics_and_totals() -> None:
 def test_feed_passes_datagrams_to_the_decoder_and_empty_flush_is_harmless() -> None:
     collector, rates, _ = make_collector([])
     collector.feed(b"\x00\x00\x00\x05", "127.0.0.1")
+    collector.feed_many([(b"a", "::1"), (b"b", "::1")])
     assert collector.flush(now=1.0) == 0
     assert isinstance(collector.decoder, ListDecoder)
-    assert collector.decoder.fed == [(b"\x00\x00\x00\x05", "127.0.0.1")]
+    assert collector.decoder.fed == [(b"\x00\x00\x00\x05", "127.0.0.1"), (b"a", "::1"), (b"b", "::1")]
     assert rates.switches() == []
     assert collector.switches == ["edge1", "edge2"]
 
