@@ -43,6 +43,7 @@ NEXT_HOPS_V6 = ("fd50::11", "fd50::12", "fd50::13")
 TRANSIT_V4, TRANSIT_V6 = "192.168.50.254", "fd50::254"
 LOCAL_AS = PEER_AS = 65000
 BGP_PROTOCOL = "topfib"
+EXABGP_PORT = 1790
 
 _instances = 0
 
@@ -118,6 +119,8 @@ class Lab:
     routes_v4: int = 50
     routes_v6: int = 20
     import_limit: int = 100_000
+    # True: ExaBGP listens (passive) on EXABGP_PORT and BIRD dials it; False: ExaBGP dials BIRD.
+    topfib_passive: bool = False
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="topfib-lab-")))
     ctl: str = ""
     sw: str = ""
@@ -210,6 +213,7 @@ class Lab:
         peers4 = "\n".join(f'include "{self.workdir}/peer4_{i}.conf";' for i in range(len(NEXT_HOPS_V4)))
         peers6 = "\n".join(f'include "{self.workdir}/peer6_{i}.conf";' for i in range(len(NEXT_HOPS_V6)))
         limit = self.import_limit
+        port = f" port {EXABGP_PORT}" if self.topfib_passive else ""
         channel = f"""
         add paths tx;
         import limit {limit} action block;
@@ -231,7 +235,7 @@ protocol kernel kernel6 {{
 {peers6}
 protocol bgp {BGP_PROTOCOL} {{
     local {SW_V4} as {PEER_AS};
-    neighbor {CTL_V4} as {LOCAL_AS};
+    neighbor {CTL_V4}{port} as {LOCAL_AS};
     direct;
     connect retry time 1;
     error wait time 1, 5;
@@ -348,6 +352,28 @@ protocol bgp {BGP_PROTOCOL} {{
                 return False
             await asyncio.sleep(interval_s)
 
+    @contextlib.asynccontextmanager
+    async def watch_fib(self) -> AsyncIterator[FibWatcher]:
+        """Follow sw's kernel FIB by ``ip monitor route`` events: cheap enough to time big changes
+        (re-dumping 30k routes every few ms would itself eat the CPU being measured)."""
+        proc = await asyncio.create_subprocess_exec(
+            "ip", "-n", self.sw, "monitor", "route", stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
+        watcher = FibWatcher(await asyncio.to_thread(self.fib_next_hops))
+        assert proc.stdout is not None
+        reader = asyncio.create_task(watcher.follow(proc.stdout))
+        await asyncio.sleep(0.1)  # let ip subscribe before the caller changes anything
+        watcher.routes = await asyncio.to_thread(self.fib_next_hops)  # events from here on apply
+        try:
+            yield watcher
+        finally:
+            reader.cancel()
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
     def default_routes(self) -> list[str]:
         return [self.ip(self.sw, "route", "show", "default").strip(),
                 self.ip(self.sw, "-6", "route", "show", "default").strip()]
@@ -364,6 +390,8 @@ protocol bgp {BGP_PROTOCOL} {{
             "fib_cap_ipv4": self.import_limit,
             "fib_cap_ipv6": self.import_limit,
         }
+        if self.topfib_passive:
+            fields.update(passive=True, bgp_port=EXABGP_PORT)
         fields.update(overrides)
         return SwitchConfig.model_validate(fields)
 
@@ -388,6 +416,45 @@ protocol bgp {BGP_PROTOCOL} {{
         finally:
             await runner.stop()
             await link.stop()
+
+
+class FibWatcher:
+    """prefix → next-hop of the routes BIRD installed, kept current from ``ip monitor route``."""
+
+    def __init__(self, routes: dict[str, str]) -> None:
+        self.routes = routes
+        self.changed = asyncio.Event()
+
+    async def follow(self, stream: asyncio.StreamReader) -> None:
+        while line := await stream.readline():
+            self.apply(line.decode(errors="replace"))
+
+    def apply(self, line: str) -> None:
+        words = line.split()
+        if "proto" not in words or words[words.index("proto") + 1:words.index("proto") + 2] != ["bird"]:
+            return
+        deleted = words[0] == "Deleted"
+        if deleted:
+            words = words[1:]
+        prefix = words[0]
+        if "/" not in prefix:
+            prefix += "/128" if ":" in prefix else "/32"
+        if deleted:
+            self.routes.pop(prefix, None)
+        else:
+            self.routes[prefix] = words[words.index("via") + 1] if "via" in words else ""
+        self.changed.set()
+
+    async def wait_for(self, condition: Callable[[dict[str, str]], bool], timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not condition(self.routes):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), min(remaining, 0.5))
+        return True
 
 
 @dataclass

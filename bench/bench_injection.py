@@ -1,0 +1,159 @@
+"""Route injection through ExaBGP into a BIRD switch's kernel FIB, at two reactor speeds.
+
+    sudo .venv/bin/python -m bench.bench_injection [--routes 30000] [--replace 1000] [--batch 1000]
+
+Uses the integration lab (two network namespaces, BIRD 2 holding ``routes + replace`` peer
+prefixes with up to three paths each). For ExaBGP's default reactor speed (the baseline) and
+for ``exabgp_reactor_speed=0.1``, in one run:
+
+1. program ``routes`` prefixes from an empty FIB (bar: ≤ 10 s for 30,000);
+2. replace ``replace`` of them: that many withdraws plus that many announces (bar: ≤ 2 s for 1,000).
+
+Time runs from the first command written until ``ip route show proto bird`` in the switch
+namespace holds exactly the expected set. ExaBGP's CPU seconds are read from /proc.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.integration.lab import (
+    NEXT_HOPS_V4,
+    SW_V4,
+    ExabgpSession,
+    Lab,
+    async_wait_until,
+    lab_unavailable_reason,
+    run,
+)
+
+PROGRAM_BAR_S = 10.0
+REPLACE_BAR_S = 2.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Result:
+    label: str
+    program_s: float
+    program_cpu_s: float
+    replace_s: float
+    replace_cpu_s: float
+
+
+def cpu_seconds(pid: int | None) -> float:
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+
+def fib_prefixes(lab: Lab) -> set[str]:
+    """Fast path for big tables: the first token of each line (/32s have no length)."""
+    out = run(["ip", "-4", "-n", lab.sw, "route", "show", "proto", "bird"], timeout=60).stdout
+    return {line.split(None, 1)[0] for line in out.splitlines() if line}
+
+
+def commands(verb: str, prefixes: list[str], batch: int) -> list[str]:
+    """Batched ``announce|withdraw attributes`` lines, next-hops spread over the peering LAN."""
+    lines = []
+    for start in range(0, len(prefixes), batch):
+        chunk = prefixes[start:start + batch]
+        hop = NEXT_HOPS_V4[(start // batch) % len(NEXT_HOPS_V4)]
+        lines.append(f"neighbor {SW_V4} {verb} attributes next-hop {hop} nlri {' '.join(chunk)}")
+    return lines
+
+
+async def timed(lab: Lab, session: ExabgpSession, lines: list[str], expected: set[str],
+                timeout_s: float) -> tuple[float, float]:
+    """Send ``lines``; seconds until the FIB equals ``expected``, and ExaBGP CPU seconds used."""
+    async with lab.watch_fib() as fib:
+        cpu_before = cpu_seconds(session.runner.pid)
+        started = time.monotonic()
+        sending = asyncio.create_task(session.link.send(lines))
+        if not await fib.wait_for(lambda routes: routes.keys() == expected, timeout_s):
+            raise RuntimeError(f"FIB did not reach the expected {len(expected)} routes in {timeout_s} s")
+        elapsed = time.monotonic() - started
+        cpu_used = cpu_seconds(session.runner.pid) - cpu_before
+        results = await sending
+    if not all(results):
+        raise RuntimeError(f"{results.count(False)} command(s) failed")
+    if await asyncio.to_thread(fib_prefixes, lab) != expected:  # the event view agrees with a dump
+        raise RuntimeError("FIB dump disagrees with the monitored view")
+    return elapsed, cpu_used
+
+
+async def measure(lab: Lab, label: str, speed: float | None, routes: int, replace: int,
+                  batch: int) -> Result:
+    installed = lab.prefixes_v4[:routes]
+    leaving = installed[:replace]
+    arriving = lab.prefixes_v4[routes:routes + replace]
+    async with lab.exabgp(reactor_speed=speed) as session:
+        if not await session.wait_up(30):
+            raise RuntimeError("BGP session did not come up")
+        # Let ExaBGP digest the switch's full table first: we time injection, not the RIB download.
+        if not await async_wait_until(lambda: session.end_of_rib() >= {"ipv4 unicast", "ipv6 unicast"}, 120):
+            raise RuntimeError("no End-of-RIB from the switch")
+        if await asyncio.to_thread(fib_prefixes, lab):
+            raise RuntimeError("FIB not empty at start")
+        program_s, program_cpu = await timed(lab, session, commands("announce", installed, batch),
+                                             set(installed), 120)
+        target = (set(installed) - set(leaving)) | set(arriving)
+        # Withdraw first, then announce: the order a capped FIB needs.
+        replace_lines = commands("withdraw", leaving, batch) + commands("announce", arriving, batch)
+        replace_s, replace_cpu = await timed(lab, session, replace_lines, target, 60)
+    if not await lab.wait_fib(lambda fib: not fib, 10):
+        raise RuntimeError("FIB not emptied after ExaBGP stopped")
+    return Result(label, program_s, program_cpu, replace_s, replace_cpu)
+
+
+def report(baseline: Result, fast: Result, routes: int, replace: int) -> None:
+    def row(name: str, base: float, other: float, bar: float | None) -> str:
+        ratio = base / other if other > 0 else float("inf")
+        verdict = "" if bar is None else ("ok" if other <= bar else "OVER BAR") + f" (bar {bar:g} s, fast)"
+        return f"{name:<38} {base:>10.2f} {other:>10.2f} {ratio:>8.2f}x  {verdict}"
+
+    print(f"{'work':<38} {baseline.label:>10} {fast.label:>10} {'ratio':>9}")
+    print(row(f"program {routes:,} routes from empty (s)", baseline.program_s, fast.program_s, PROGRAM_BAR_S))
+    print(row("  ExaBGP CPU (s)", baseline.program_cpu_s, fast.program_cpu_s, None))
+    print(row(f"replace {replace:,} ({replace:,} wd + {replace:,} ann) (s)",
+              baseline.replace_s, fast.replace_s, REPLACE_BAR_S))
+    print(row("  ExaBGP CPU (s)", baseline.replace_cpu_s, fast.replace_cpu_s, None))
+    print(f"default speed vs bars: program {'ok' if baseline.program_s <= PROGRAM_BAR_S else 'OVER BAR'}, "
+          f"replace {'ok' if baseline.replace_s <= REPLACE_BAR_S else 'OVER BAR'}")
+    print(f"rate at 0.1: {routes / fast.program_s:,.0f} routes/s programming; "
+          f"default: {routes / baseline.program_s:,.0f} routes/s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--routes", type=int, default=30_000)
+    parser.add_argument("--replace", type=int, default=1_000)
+    parser.add_argument("--batch", type=int, default=1_000, help="prefixes per command line")
+    args = parser.parse_args(argv)
+    reason = lab_unavailable_reason()
+    if reason is not None:
+        print(f"cannot run: {reason}", file=sys.stderr)
+        return 2
+    peer_routes = args.routes + args.replace
+    with Lab(routes_v4=peer_routes, routes_v6=100, import_limit=peer_routes) as lab:
+        baseline = asyncio.run(measure(lab, "default", None, args.routes, args.replace, args.batch))
+        fast = asyncio.run(measure(lab, "speed 0.1", 0.1, args.routes, args.replace, args.batch))
+        if lab.import_limit_fired():
+            print("warning: the switch's import limit fired", file=sys.stderr)
+    report(baseline, fast, args.routes, args.replace)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
