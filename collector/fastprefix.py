@@ -9,6 +9,7 @@ cheaper path for IPv4 and must reject, not repair, a prefix with host bits set: 
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 from collector.prefixes import IPV4, IPV6, PrefixError
 
@@ -17,46 +18,32 @@ V6_BITS = 128
 
 
 def split_prefix(text: str) -> tuple[int, int, int]:
-    """(family, network as int, length) of a canonical prefix string; host bits must be zero.
+    """(family, network as int, length) of a prefix string; host bits must be zero.
 
-    Raises :class:`PrefixError` for anything that is not a valid prefix.
+    Addresses are parsed by the C library's strict ``inet_pton`` (no leading zeros, exactly four
+    IPv4 octets). Raises :class:`PrefixError` for anything that is not a valid prefix.
     """
     address, slash, length_text = text.partition("/")
-    if not slash or not length_text.isdigit() or len(length_text) > 3:
+    if not slash or not length_text.isascii() or not length_text.isdigit() or len(length_text) > 3:
         raise PrefixError(f"invalid prefix {text!r}: expected ADDRESS/LENGTH")
     length = int(length_text)
     if ":" in address:
-        if length > V6_BITS:
-            raise PrefixError(f"invalid prefix {text!r}: length {length} > 128")
-        try:
-            network = int(ipaddress.IPv6Address(address))
-        except ValueError:
-            raise PrefixError(f"invalid prefix {text!r}: bad IPv6 address") from None
-        if network & ((1 << (V6_BITS - length)) - 1):
-            raise PrefixError(f"invalid prefix {text!r}: host bits set")
-        return IPV6, network, length
-    if length > V4_BITS:
-        raise PrefixError(f"invalid prefix {text!r}: length {length} > 32")
-    network = _v4_int(address, text)
-    if network & ((1 << (V4_BITS - length)) - 1):
+        family, bits, packed = IPV6, V6_BITS, _pton(socket.AF_INET6, address, text)
+    else:
+        family, bits, packed = IPV4, V4_BITS, _pton(socket.AF_INET, address, text)
+    if length > bits:
+        raise PrefixError(f"invalid prefix {text!r}: length {length} > {bits}")
+    network = int.from_bytes(packed, "big")
+    if network & ((1 << (bits - length)) - 1):
         raise PrefixError(f"invalid prefix {text!r}: host bits set")
-    return IPV4, network, length
+    return family, network, length
 
 
-def _v4_int(address: str, context: str) -> int:
-    parts = address.split(".")
-    if len(parts) != 4:
-        raise PrefixError(f"invalid address in {context!r}: expected 4 octets")
-    value = 0
-    for part in parts:
-        # isdigit() also accepts non-ASCII digits; isascii() keeps "١٢" out.
-        if not part.isascii() or not part.isdigit() or len(part) > 3 or (len(part) > 1 and part[0] == "0"):
-            raise PrefixError(f"invalid address in {context!r}: bad octet {part!r}")
-        octet = int(part)
-        if octet > 255:
-            raise PrefixError(f"invalid address in {context!r}: octet {octet} > 255")
-        value = (value << 8) | octet
-    return value
+def _pton(family: int, address: str, context: str) -> bytes:
+    try:
+        return socket.inet_pton(family, address)
+    except (OSError, ValueError):  # ValueError: embedded NUL
+        raise PrefixError(f"invalid address in {context!r}") from None
 
 
 def canonical(text: str) -> str:
