@@ -1,0 +1,54 @@
+"""Planning properties over random installed/desired FIBs."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from controller.plan import plan, render_commands
+
+PREFIXES = [f"10.0.{i}.0/24" for i in range(12)] + [f"10.1.0.0/{n}" for n in (16, 20)] + ["2001:db8::/32"]
+HOPS = ["192.0.2.1", "192.0.2.2", "2001:db8::1"]
+fibs = st.dictionaries(st.sampled_from(PREFIXES), st.sampled_from(HOPS), max_size=len(PREFIXES))
+
+
+@given(fibs, fibs)
+@settings(max_examples=150, deadline=None)
+def test_steps_reach_desired_without_ever_holding_more_than_either_end(
+    desired: dict[str, str], installed: dict[str, str]
+) -> None:
+    result = plan(desired, installed)
+    states = list(result.states(installed))
+    assert (states[-1] if states else installed) == desired
+    bound = max(len(installed), len(desired))
+    for family in (4, 6):
+        fam_bound = max(
+            sum(1 for p in installed if (":" in p) == (family == 6)),
+            sum(1 for p in desired if (":" in p) == (family == 6)),
+        )
+        for state in states:
+            assert sum(1 for p in state if (":" in p) == (family == 6)) <= fam_bound
+    for state in states:
+        assert len(state) <= bound
+    actions = [s.action for s in result.steps]
+    assert actions == sorted(actions, key=lambda a: a != "withdraw")  # all withdraws first
+
+
+@given(fibs, fibs)
+@settings(max_examples=150, deadline=None)
+def test_each_prefix_changes_once_and_a_next_hop_change_is_one_announce(
+    desired: dict[str, str], installed: dict[str, str]
+) -> None:
+    result = plan(desired, installed)
+    touched = [p for step in result.steps for p in step.prefixes]
+    assert len(touched) == len(set(touched))
+    expected = {p for p in installed if p not in desired} | {
+        p for p, h in desired.items() if installed.get(p) != h
+    }
+    assert set(touched) == expected
+    for step in result.steps:
+        assert all((":" in p) == (step.family == 6) for p in step.prefixes)
+        if step.action == "announce":
+            assert all(desired[p] == step.next_hop for p in step.prefixes)
+    lines = render_commands(result, "10.0.0.2", chunk=3)
+    assert sum(len(line.split(" nlri ")[1].split()) for line in lines) == len(touched)
