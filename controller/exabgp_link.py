@@ -21,7 +21,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from collector.metrics import REGISTRY
+
 log = logging.getLogger(__name__)
+
+COMMANDS = REGISTRY.counter("topfib_exabgp_commands_total",
+                            "Commands sent to ExaBGP by outcome (done, error, unconfirmed)",
+                            ("switch", "result"))
+MESSAGES = REGISTRY.counter("topfib_exabgp_messages_total", "Messages received from ExaBGP", ("switch",))
+BRIDGE_CONNECTIONS = REGISTRY.counter("topfib_exabgp_bridge_connections_total",
+                                      "Bridge connections accepted", ("switch",))
+BRIDGE_CONNECTED = REGISTRY.gauge("topfib_exabgp_bridge_connected",
+                                  "1 while ExaBGP's bridge is connected", ("switch",))
+BRIDGE_DROPPED = REGISTRY.counter("topfib_exabgp_bridge_dropped_total",
+                                  "ExaBGP messages the bridge dropped while topfib was not reading",
+                                  ("switch",))
 
 HELLO_PREFIX = "#topfib-bridge"
 READ_CHUNK = 256 * 1024
@@ -110,6 +124,7 @@ class ExabgpLink:
         self._conn: _Connection | None = None
         self._connected_event = asyncio.Event()
         self._exclusive = asyncio.Lock()
+        self._dropped_by_bridge: dict[int, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -207,6 +222,7 @@ class ExabgpLink:
             future: asyncio.Future[bool] = loop.create_future()
             if conn.closed:
                 self.stats.commands_unconfirmed += 1
+                COMMANDS.inc(switch=self.switch_name, result="unconfirmed")
                 future.set_result(False)
             else:
                 conn.pending.append((command, future))
@@ -250,6 +266,7 @@ class ExabgpLink:
             self._drop(self._conn, "replaced by a new bridge connection")
         self._conn = conn
         self.stats.connections += 1
+        BRIDGE_CONNECTIONS.inc(switch=self.switch_name)
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
@@ -295,6 +312,7 @@ class ExabgpLink:
             self._hello(conn, line)
         else:
             self.stats.messages += 1
+            MESSAGES.inc(switch=self.switch_name)
             try:
                 self._on_message(line)
             except Exception:
@@ -307,6 +325,7 @@ class ExabgpLink:
             log.warning("switch %s: ack %r with no command pending", self.switch_name, done)
             return
         command, future = conn.pending.popleft()
+        COMMANDS.inc(switch=self.switch_name, result="done" if done else "error")
         if done:
             self.stats.acks_done += 1
         else:
@@ -317,17 +336,24 @@ class ExabgpLink:
 
     def _hello(self, conn: _Connection, line: str) -> None:
         fields = parse_hello(line)
-        dropped = fields.get("dropped", 0)
-        if dropped > self.stats.bridge_dropped:
-            log.error("switch %s: bridge dropped %d ExaBGP messages while topfib was not reading "
-                      "(the RIB may be incomplete)", self.switch_name, dropped)
-            self.stats.bridge_dropped = dropped
         if "pid" in fields and conn.info is None:
-            conn.info = BridgeInfo(fields["pid"], fields.get("pgid", fields["pid"]), dropped)
+            conn.info = BridgeInfo(fields["pid"], fields.get("pgid", fields["pid"]), fields.get("dropped", 0))
             log.info("switch %s: bridge connected (pid %d)", self.switch_name, fields["pid"])
             self._connected_event.set()
+            BRIDGE_CONNECTED.set(1, switch=self.switch_name)
             if self._on_connection is not None:
                 self._on_connection(True)
+        if conn.info is None or "dropped" not in fields:
+            return
+        # The bridge reports a running total per bridge process; count only what is new.
+        seen = self._dropped_by_bridge.get(conn.info.pid, 0)
+        if fields["dropped"] > seen:
+            new = fields["dropped"] - seen
+            log.error("switch %s: bridge dropped %d ExaBGP messages while topfib was not reading "
+                      "(the RIB may be incomplete)", self.switch_name, new)
+            BRIDGE_DROPPED.inc(new, switch=self.switch_name)
+            self.stats.bridge_dropped += new
+            self._dropped_by_bridge[conn.info.pid] = fields["dropped"]
 
     def _drop(self, conn: _Connection, reason: str) -> None:
         """Close one connection and fail what it still owes; idempotent."""
@@ -340,11 +366,13 @@ class ExabgpLink:
         while conn.pending:
             _, future = conn.pending.popleft()
             self.stats.commands_unconfirmed += 1
+            COMMANDS.inc(switch=self.switch_name, result="unconfirmed")
             if not future.done():
                 future.set_result(False)
         conn.writer.close()
         if self._conn is conn:
             self.stats.disconnects += 1
             self._connected_event.clear()
+            BRIDGE_CONNECTED.set(0, switch=self.switch_name)
             if conn.info is not None and self._on_connection is not None:
                 self._on_connection(False)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from collector.metrics import REGISTRY
 from controller.exabgp_config import BRIDGE_PATH
 from controller.exabgp_link import (
     ConnectionHandler,
@@ -262,3 +263,34 @@ def test_other_commands_wait_for_earlier_acks_and_go_alone(sock: Path) -> None:
         await bridge.close()
 
     _run(scenario, sock)
+
+
+def test_drop_reports_count_only_what_is_new_per_bridge(sock: Path) -> None:
+    metric = REGISTRY.counter("topfib_exabgp_bridge_dropped_total", "", ("switch",))
+    before = metric.value(switch="edge1")
+
+    async def scenario(link: ExabgpLink, messages: list[str]) -> None:
+        first = await FakeBridge.connect(sock, pid=10, dropped=7)
+        await link.wait_connected(TIMEOUT_S)
+        await first.say("#topfib-bridge dropped=9", '{"n": 1}')
+        assert await async_until(lambda: bool(messages))
+        assert link.stats.bridge_dropped == 9
+        await first.close()
+        again = await FakeBridge.connect(sock, pid=10, dropped=9)  # same process reconnecting
+        second = await FakeBridge.connect(sock, pid=11, dropped=2)  # a new bridge process
+        await second.say('{"n": 2}')
+        assert await async_until(lambda: len(messages) == 2)
+        assert link.stats.bridge_dropped == 11
+        await again.close()
+        await second.close()
+
+    _run(scenario, sock)
+    assert metric.value(switch="edge1") - before == 11
+
+
+async def async_until(condition: Callable[[], bool], timeout_s: float = TIMEOUT_S) -> bool:
+    for _ in range(int(timeout_s / 0.01)):
+        if condition():
+            return True
+        await asyncio.sleep(0.01)
+    return condition()
