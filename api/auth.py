@@ -82,17 +82,22 @@ class AuthMiddleware:
         await self._app(scope, receive, send)
 
 
+def authorize(request: Request, roles: tuple[Role, ...]) -> Principal:
+    """The caller's principal if its role is among ``roles``; 403 otherwise."""
+    principal = request.scope.get(_PRINCIPAL_KEY)
+    if not isinstance(principal, Principal):  # only if a route was made public by mistake
+        raise HTTPException(401, "missing or invalid bearer token", {"WWW-Authenticate": "Bearer"})
+    if principal.role not in roles:
+        AUTH_FAILURES.inc(reason="forbidden")
+        raise HTTPException(403, f"role {principal.role!r} may not use this endpoint")
+    return principal
+
+
 def require_role(*roles: Role) -> Callable[..., Awaitable[Principal]]:
-    """A route dependency: the caller's principal if its role is among ``roles``, else 403."""
+    """A route dependency doing :func:`authorize`."""
 
     async def dependency(request: Request) -> Principal:
-        principal = request.scope.get(_PRINCIPAL_KEY)
-        if not isinstance(principal, Principal):  # only if a route was made public by mistake
-            raise HTTPException(401, "missing or invalid bearer token", {"WWW-Authenticate": "Bearer"})
-        if principal.role not in roles:
-            AUTH_FAILURES.inc(reason="forbidden")
-            raise HTTPException(403, f"role {principal.role!r} may not use this endpoint")
-        return principal
+        return authorize(request, roles)
 
     return dependency
 

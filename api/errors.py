@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
 from api.metrics import INTERNAL_ERRORS, STORE_UNAVAILABLE
 from controller.store import StoreUnavailable
@@ -32,6 +33,14 @@ def validation_error(
 ) -> RequestValidationError:
     """A 422 raised by a handler, shaped like the ones FastAPI produces."""
     return RequestValidationError([{"loc": loc, "msg": msg, "type": kind}])
+
+
+def body_validation_error(exc: ValidationError) -> RequestValidationError:
+    """A pydantic error from validating a request body, located under ``body`` as FastAPI does."""
+    return RequestValidationError([
+        {"loc": ("body", *e["loc"]), "msg": e["msg"], "type": e["type"]}
+        for e in exc.errors(include_url=False, include_input=False, include_context=False)
+    ])
 
 
 def _validation_body(errors: Sequence[Any]) -> list[dict[str, Any]]:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
-from api.auth import AP_ROLES, VIEWER_ROLES, require_role
+from api.auth import AP_ROLES, VIEWER_ROLES, authorize, require_role
 from api.context import ApiContext
-from api.errors import validation_error
+from api.errors import body_validation_error, validation_error
 from api.metrics import REQUEST_RESULTS
 from api.models import (
     STORE_DOWN_DOC,
@@ -39,10 +40,12 @@ def build_router(ctx: ApiContext) -> APIRouter:
     router = APIRouter(tags=["requests"])
     batch_max = ctx.config.api.request_batch_max
 
-    @router.post("/v1/requests", response_model=RequestBatchOut, responses=STORE_DOWN_DOC)
-    async def create_requests(
-        body: RequestBatchIn, principal: Annotated[Principal, Depends(require_role(*AP_ROLES))]
-    ) -> Response:
+    # The hot path: the body is validated by pydantic straight from the JSON bytes and the role
+    # checked inline, which halves FastAPI's per-request work; OpenAPI gets the same schema.
+    @router.post("/v1/requests", response_model=RequestBatchOut, responses=STORE_DOWN_DOC,
+                 openapi_extra={"requestBody": {"required": True, "content": {
+                     "application/json": {"schema": RequestBatchIn.model_json_schema()}}}})
+    async def create_requests(request: Request) -> Response:
         """Ask for the routes of these addresses to be installed for ``ttl_s`` seconds.
 
         One result per address and switch. ``installed``: in the switch's FIB now; ``pending``:
@@ -51,6 +54,11 @@ def build_router(ctx: ApiContext) -> APIRouter:
         with the reason, e.g. this access point already holds its maximum of active requests.
         Asking again for an address refreshes its expiry.
         """
+        principal = authorize(request, AP_ROLES)
+        try:
+            body = RequestBatchIn.model_validate_json(await request.body())
+        except ValidationError as exc:
+            raise body_validation_error(exc) from None
         if len(body.ips) > batch_max:
             raise validation_error(("body", "ips"), f"at most {batch_max} addresses per request",
                                    "too_long")
