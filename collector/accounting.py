@@ -433,6 +433,22 @@ class PrefixRates:
                 rates.first_seen,
             )
 
+    def byte_sums(self, switch: str, now: float, slow: bool = True) -> dict[str, float]:
+        """Decayed byte sums (not rates) per prefix, unrouted included under ``unrouted``.
+
+        With half-lives far longer than the observation these are plain byte totals, which is
+        how the benchmark checks accounting against another collector.
+        """
+        with self._lock:
+            rates = self._switches.get(switch)
+            if rates is None:
+                return {}
+            decay = rates.slow if slow else rates.fast
+            used = len(rates.prefix_of_slot)
+            sums = decay.values[_BYTES, :used] * decay.read_factor(now)
+            slots = np.flatnonzero(sums > 0.0)
+            return {_name(rates, s): v for s, v in zip(slots.tolist(), sums[slots].tolist(), strict=True)}
+
     def prefix_count(self, switch: str) -> int:
         with self._lock:
             rates = self._switches.get(switch)

@@ -160,6 +160,10 @@ class SflowListener:
     def received(self) -> int:
         return sum(ep.received for ep in self._endpoints)
 
+    def kernel_drops(self) -> int:
+        """Datagrams the kernel dropped on our sockets so far (receive buffer full)."""
+        return sum(socket_drops(ep.sock) or 0 for ep in self._endpoints)
+
     def start(self) -> None:
         if self._thread is not None:
             raise RuntimeError("listener already started")

@@ -103,6 +103,7 @@ class CollectorTotals:
     lost_datagrams: int = 0
     agent_dropped_samples: int = 0
     bytes: float = 0.0  # scaled bytes accounted (routed + unrouted)
+    packets: float = 0.0  # scaled packets accounted
 
 
 class Collector:
@@ -238,6 +239,7 @@ class Collector:
         self.totals.flow_samples += samples
         self.totals.unrouted_samples += unrouted
         self.totals.bytes += float(nbytes.sum())
+        self.totals.packets += float(packets.sum())
         self._m_samples.inc(samples, switch=switch)
         if unrouted:
             self._m_unrouted.inc(unrouted, switch=switch)

@@ -239,3 +239,17 @@ def test_splitting_a_batch_does_not_change_the_result(
     split.add_batch("sw", lpm, ids[cut:], nbytes[cut:], packets[cut:], 3.0)
     assert split.scores("sw", 4.0) == pytest.approx(whole.scores("sw", 4.0))
     assert split.total("sw", 4.0).fast_pps == pytest.approx(whole.total("sw", 4.0).fast_pps)
+
+
+def test_byte_sums_are_totals_with_long_half_lives() -> None:
+    rates = PrefixRates(fast_half_life_s=1e12, slow_half_life_s=1e12)
+    rates.add("sw", "192.0.2.0/24", 1000.0, 1.0, 0.0)
+    rates.add("sw", "192.0.2.0/24", 500.0, 1.0, 100.0)
+    rates.add("sw", None, 7.0, 1.0, 100.0)
+    assert rates.byte_sums("sw", 200.0) == pytest.approx({"192.0.2.0/24": 1500.0, "unrouted": 7.0})
+    assert rates.byte_sums("sw", 200.0, slow=False) == pytest.approx({"192.0.2.0/24": 1500.0, "unrouted": 7.0})
+    assert rates.byte_sums("nope", 1.0) == {}
+    halving = PrefixRates(fast_half_life_s=10.0, slow_half_life_s=20.0)
+    halving.add("sw", "192.0.2.0/24", 1000.0, 1.0, 0.0)
+    assert halving.byte_sums("sw", 20.0) == pytest.approx({"192.0.2.0/24": 500.0})
+    assert halving.byte_sums("sw", 20.0, slow=False) == pytest.approx({"192.0.2.0/24": 250.0})

@@ -82,6 +82,7 @@ def test_receives_ipv4_and_ipv6_and_flushes_on_stop() -> None:
         [(b"four-%d" % i, "127.0.0.1") for i in range(50)] + [(b"six-%d" % i, "::1") for i in range(30)]
     )
     assert sum(decoder.takes) == 80  # everything reached accounting, the last part at stop
+    assert listener.kernel_drops() == 0  # sockets closed: nothing to read
     assert listener.collector.totals.datagrams == 80
     received = registry.get("topfib_sflow_received_datagrams_total")
     assert received is not None

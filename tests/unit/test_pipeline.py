@@ -93,6 +93,7 @@ def test_one_switch_both_families_routed_and_unrouted() -> None:
     assert collector.totals.flow_samples == 5
     assert collector.totals.unrouted_samples == 2
     assert collector.totals.bytes == 7800.0
+    assert collector.totals.packets == 5.0
     samples = registry.get("topfib_sflow_samples_total")
     unrouted = registry.get("topfib_sflow_unrouted_samples_total")
     assert samples is not None and unrouted is not None

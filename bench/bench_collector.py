@@ -1,0 +1,482 @@
+"""topfib's sFlow collector against pmacct's sfacctd, side by side on the same datagrams.
+
+Both daemons run with the full table (~1M IPv4 + IPv6 prefixes), each pinned to one core with
+taskset; this process sends over loopback UDP from another core. sfacctd aggregates by
+``dst_net, dst_mask`` with the prefixes in ``networks_file``, ``sfacctd_renormalize: true``, the
+memory plugin (read back with the ``pmacct`` client), 64 KB plugin buffer and 64 MB plugin pipe.
+topfib runs ``bench.collector_sink``: the real listener + pipeline in a subprocess.
+
+1. Warm-up: the whole stream once at a gentle rate to both (so both measure steady state: table
+   structures built, per-prefix entries created). Its per-prefix IPv4 byte totals are compared.
+2. For each rate: counters reset (sfacctd) or snapshotted (topfib), the stream sent at that rate,
+   then sent vs counted (scaled packets, so loss anywhere in the daemon shows, not just socket
+   drops) and CPU seconds (utime+stime of all the daemon's processes from /proc) per million
+   samples.
+
+sfacctd's core process passes records to its plugin in 64 KB buffers, so a trailing partial
+buffer would wait for more traffic: after each stream a few marker datagrams (to 192.0.2.0/24,
+a prefix only sfacctd's networks_file has) are sent until they show up, which proves everything
+before them was accounted.
+
+    .venv/bin/python -m bench.bench_collector [--samples 1000000] [--rates 250000,500000,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from bench.gen_traffic import V4_TABLE, V6_TABLE, Traffic, generate, load_pfx2as
+from bench.sflow_encode import FlowSampleSpec, encode_datagram
+from collector.replay import replay
+
+WORKDIR = Path("/tmp/topfib-bench")
+MARKER_PREFIX = "192.0.2.0/24"
+MARKER_AGENT = "198.51.100.250"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+REPO = Path(__file__).resolve().parent.parent
+
+
+# ----------------------------------------------------------------------------- process helpers
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (from /proc/PID/task/*/children)."""
+    pids, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        pids.append(current)
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as children:
+                    todo.extend(int(child) for child in children.read().split())
+        except OSError:
+            continue
+    return pids
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` and its descendants (all threads), in seconds."""
+    ticks = 0
+    for member in process_tree(pid):
+        try:
+            with open(f"/proc/{member}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return ticks / CLK_TCK
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str, step: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(step)
+
+
+def wait_cpu_idle(pid: int, timeout: float = 120.0, quiet_s: float = 0.5) -> None:
+    """Until the process tree stops burning CPU (start-up table loading done)."""
+    deadline = time.monotonic() + timeout
+    last = cpu_seconds(pid)
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        now = cpu_seconds(pid)
+        if now - last < 0.02:
+            return
+        last = now
+    raise TimeoutError("daemon never went idle")
+
+
+def stop_process(process: subprocess.Popen[Any], sig: int = signal.SIGINT) -> None:
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# ----------------------------------------------------------------------------- the two daemons
+
+
+@dataclass
+class Count:
+    """What a daemon counted for one stream."""
+
+    packets: float  # scaled by sampling rate
+    bytes: float
+    cpu_s: float
+    samples: float | None = None  # exact sample count where the daemon reports one
+
+
+class Sfacctd:
+    def __init__(self, networks_file: Path, port: int, receive_buffer: int, core: int) -> None:
+        self.port = port
+        self.pipe = WORKDIR / "sfacctd.imt"
+        self.log = WORKDIR / "sfacctd.log"
+        conf = WORKDIR / "sfacctd.conf"
+        conf.write_text(
+            "\n".join(
+                [
+                    "daemonize: false",
+                    "sfacctd_ip: 127.0.0.1",
+                    f"sfacctd_port: {port}",
+                    "sfacctd_renormalize: true",
+                    "sfacctd_net: file",
+                    f"networks_file: {networks_file}",
+                    "aggregate: dst_net, dst_mask",
+                    "plugins: memory",
+                    f"imt_path: {self.pipe}",
+                    "imt_buckets: 65537",
+                    "imt_mem_pools_number: 0",
+                    "plugin_buffer_size: 65536",
+                    "plugin_pipe_size: 67108864",
+                    f"sfacctd_pipe_size: {receive_buffer}",
+                    f"logfile: {self.log}",
+                    "",
+                ]
+            )
+        )
+        for stale in (self.pipe, self.log):
+            stale.unlink(missing_ok=True)
+        self.process = subprocess.Popen(["taskset", "-c", str(core), "sfacctd", "-f", str(conf)])
+        wait_until(self.pipe.exists, 120, "sfacctd's memory plugin pipe")
+        wait_until(lambda: "waiting for sFlow data" in self.log.read_text(), 120, "sfacctd start")
+        wait_cpu_idle(self.process.pid)
+        self.marker = Marker(port)
+
+    def client(self, *args: str) -> str:
+        return subprocess.run(
+            ["pmacct", "-p", str(self.pipe), *args], check=True, capture_output=True, text=True, timeout=300
+        ).stdout
+
+    def table(self) -> dict[str, tuple[int, int]]:
+        """prefix → (packets, bytes) of everything in the memory table."""
+        rows: dict[str, tuple[int, int]] = {}
+        for line in self.client("-s", "-O", "csv").splitlines()[1:]:
+            parts = line.split(",")
+            if len(parts) == 4:
+                rows[f"{parts[0]}/{parts[1]}"] = (int(parts[2]), int(parts[3]))
+        return rows
+
+    def marker_packets(self) -> int:
+        network, length = MARKER_PREFIX.split("/")
+        out = self.client("-c", "dst_net,dst_mask", "-M", f"{network},{length}", "-O", "csv").splitlines()
+        return int(out[1].split(",")[2]) if len(out) > 1 else 0
+
+    def begin(self) -> float:
+        self.client("-e")
+        return cpu_seconds(self.process.pid)
+
+    def finish(self, cpu_before: float) -> tuple[Count, dict[str, tuple[int, int]]]:
+        self.marker.flush_through(self.marker_packets)
+        cpu = cpu_seconds(self.process.pid) - cpu_before
+        table = self.table()
+        table.pop(MARKER_PREFIX, None)
+        packets = sum(p for p, _ in table.values())
+        nbytes = sum(b for _, b in table.values())
+        return Count(packets, nbytes, cpu), table
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+class Marker:
+    """Sends marker datagrams until ``seen()`` reports them (bounded)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.sent = 0
+        spec = FlowSampleSpec(src="198.51.100.1", dst="192.0.2.77", frame_length=100, sampling_rate=1)
+        self.datagram = encode_datagram(MARKER_AGENT, 0, 1, 1, [spec] * 7)
+
+    def flush_through(self, seen: Callable[[], int]) -> None:
+        before = seen()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for _ in range(400):  # up to 400 × 50 datagrams: far more than one 64 KB buffer
+                for _ in range(50):
+                    sock.sendto(self.datagram, ("127.0.0.1", self.port))
+                time.sleep(0.02)
+                if seen() > before:
+                    return
+        raise TimeoutError("marker datagrams never reached sfacctd's table")
+
+
+class TopfibSink:
+    def __init__(self, port: int, receive_buffer: int, core: int) -> None:
+        self.port = port
+        self.process = subprocess.Popen(
+            [
+                "taskset",
+                "-c",
+                str(core),
+                sys.executable,
+                "-m",
+                "bench.collector_sink",
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--receive-buffer",
+                str(receive_buffer),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        line = self._stdout().readline()
+        if not line.startswith("READY "):
+            raise RuntimeError(f"collector_sink did not start: {line!r}")
+        self.ready = json.loads(line[6:])
+        self.pid = int(self.ready["pid"])
+        wait_cpu_idle(self.pid)
+
+    def _stdout(self) -> IO[str]:
+        assert self.process.stdout is not None
+        return self.process.stdout
+
+    def command(self, text: str) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        self.process.stdin.write(text + "\n")
+        self.process.stdin.flush()
+        answer: dict[str, Any] = json.loads(self._stdout().readline())
+        return answer
+
+    def begin(self) -> tuple[float, dict[str, Any]]:
+        return cpu_seconds(self.pid), self.command("snapshot")
+
+    def finish(self, begun: tuple[float, dict[str, Any]]) -> Count:
+        cpu_before, before = begun
+        last: dict[str, Any] = {}
+        stable = 0
+        for _ in range(600):  # up to ~60 s for the backlog to drain
+            current = self.command("snapshot")
+            settled = current["datagrams"] == last.get("datagrams") and current["received"] == last.get(
+                "received"
+            )
+            stable = stable + 1 if settled else 0
+            if stable >= 3:
+                break
+            last = current
+            time.sleep(0.1)
+        cpu = cpu_seconds(self.pid) - cpu_before
+        samples = sum(
+            current[k] - before[k] for k in ("flow_samples", "unknown_agent_samples", "non_ip_samples")
+        )
+        return Count(current["packets"] - before["packets"], current["bytes"] - before["bytes"], cpu, samples)
+
+    def dump(self, path: Path) -> dict[str, float]:
+        self.command(f"dump {path}")
+        sums: dict[str, float] = {}
+        for line in path.read_text().splitlines():
+            prefix, value = line.split("\t")
+            sums[prefix] = float(value)
+        return sums
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            assert self.process.stdin is not None
+            self.process.stdin.write("quit\n")
+            self.process.stdin.flush()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                stop_process(self.process, signal.SIGKILL)
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def send(traffic: Traffic, port: int, rate: float) -> tuple[int, float]:
+    """Send the whole stream at ``rate`` samples/s; returns (samples sent, achieved rate)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        sock.connect(("127.0.0.1", port))
+        stats = replay(traffic.datagrams, sock.send, rate, range(1))
+    return stats.samples, stats.samples / stats.seconds if stats.seconds else 0.0
+
+
+@dataclass
+class Trial:
+    daemon: str
+    target: float
+    achieved: float
+    sent_samples: int
+    expected_packets: int
+    count: Count
+
+    @property
+    def counted_samples(self) -> float:
+        if self.count.samples is not None:
+            return self.count.samples
+        return self.sent_samples * self.count.packets / self.expected_packets
+
+    @property
+    def lossless(self) -> bool:
+        return round(self.count.packets) == self.expected_packets
+
+    @property
+    def loss_pct(self) -> float:
+        return 100.0 * (1.0 - self.count.packets / self.expected_packets)
+
+    @property
+    def cpu_per_million(self) -> float:
+        return self.count.cpu_s / (self.counted_samples / 1e6) if self.counted_samples else float("inf")
+
+
+def compare_prefixes(sfacctd: dict[str, tuple[int, int]], topfib: dict[str, float]) -> str:
+    """Per-prefix IPv4 byte totals: how many agree exactly, the worst relative difference."""
+    v4_sf = {p: b for p, (_, b) in sfacctd.items() if ":" not in p and p != "0.0.0.0/0"}
+    v4_tf = {p: b for p, b in topfib.items() if ":" not in p and p != "unrouted"}
+    both = v4_sf.keys() & v4_tf.keys()
+    equal = sum(1 for p in both if abs(v4_sf[p] - v4_tf[p]) < 0.5)
+    worst = max((abs(v4_sf[p] - v4_tf[p]) / max(v4_sf[p], 1) for p in both), default=0.0)
+    only_sf, only_tf = len(v4_sf.keys() - both), len(v4_tf.keys() - both)
+    total_sf, total_tf = sum(v4_sf.values()), sum(v4_tf.values())
+    return (
+        f"IPv4 prefixes: sfacctd {len(v4_sf)}, topfib {len(v4_tf)}, in both {len(both)}, "
+        f"equal bytes {equal} ({100.0 * equal / max(len(both), 1):.2f} %), worst relative difference "
+        f"{worst:.2e}, only in sfacctd {only_sf}, only in topfib {only_tf}; routed IPv4 bytes "
+        f"sfacctd/topfib = {total_sf / max(total_tf, 1):.6f}"
+    )
+
+
+def write_networks_file(path: Path) -> int:
+    v4 = load_pfx2as(V4_TABLE, 4).prefix_strings(4)
+    v6 = load_pfx2as(V6_TABLE, 6).prefix_strings(6)
+    path.write_text("\n".join([*v4, *v6, MARKER_PREFIX]) + "\n")
+    return len(v4) + len(v6)
+
+
+def load_traffic(samples: int, seed: int) -> Traffic:
+    cache = WORKDIR / f"traffic-{samples}-{seed}.npz"
+    if cache.exists():
+        return Traffic.load(cache)
+    print(f"generating {samples} samples (cached in {cache}) ...", flush=True)
+    traffic = generate(samples, seed=seed)
+    traffic.save(cache)
+    return traffic
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--rates", default="250000,500000,750000,1000000,1250000")
+    parser.add_argument("--warmup-rate", type=float, default=150_000)
+    parser.add_argument("--daemon-core", type=int, default=1)
+    parser.add_argument("--sender-core", type=int, default=0)
+    args = parser.parse_args()
+    if shutil.which("sfacctd") is None or shutil.which("pmacct") is None:
+        print("sfacctd/pmacct not installed (Debian package pmacct)", file=sys.stderr)
+        return 2
+    WORKDIR.mkdir(parents=True, exist_ok=True)
+    os.sched_setaffinity(0, {args.sender_core})
+    rates = [float(r) for r in args.rates.split(",")]
+
+    traffic = load_traffic(args.samples, args.seed)
+    expected_packets = int(traffic.scaled_packets.sum())
+    n_prefixes = write_networks_file(WORKDIR / "networks.txt")
+    # same effective receive buffer for both: sfacctd cannot exceed net.core.rmem_max
+    receive_buffer = int(Path("/proc/sys/net/core/rmem_max").read_text())
+    print(
+        f"stream: {len(traffic.datagrams)} datagrams, {int(traffic.samples.sum())} samples; table "
+        f"{n_prefixes} prefixes; receive buffer {receive_buffer} B each; daemons on core "
+        f"{args.daemon_core}, sender on core {args.sender_core}",
+        flush=True,
+    )
+
+    started = time.monotonic()
+    sfacctd = Sfacctd(WORKDIR / "networks.txt", free_udp_port(), receive_buffer, args.daemon_core)
+    print(f"sfacctd ready in {time.monotonic() - started:.1f} s", flush=True)
+    started = time.monotonic()
+    topfib = TopfibSink(free_udp_port(), receive_buffer, args.daemon_core)
+    print(f"topfib sink ready in {time.monotonic() - started:.1f} s ({topfib.ready})", flush=True)
+    trials: list[Trial] = []
+    try:
+        # 1. warm-up, and the per-prefix comparison
+        cpu0 = sfacctd.begin()
+        sent, achieved = send(traffic, sfacctd.port, args.warmup_rate)
+        sf_count, sf_table = sfacctd.finish(cpu0)
+        begun = topfib.begin()
+        send(traffic, topfib.port, args.warmup_rate)
+        tf_count = topfib.finish(begun)
+        tf_sums = topfib.dump(WORKDIR / "topfib-sums.tsv")
+        for name, count in (("sfacctd", sf_count), ("topfib", tf_count)):
+            trial = Trial(name, args.warmup_rate, achieved, sent, expected_packets, count)
+            print(
+                f"warm-up {name}: loss {trial.loss_pct:.3f} %, "
+                f"{trial.cpu_per_million:.2f} CPU-s per 1M samples",
+                flush=True,
+            )
+        print(compare_prefixes(sf_table, tf_sums), flush=True)
+
+        # 2. the rate ladder
+        for rate in rates:
+            cpu0 = sfacctd.begin()
+            sent, achieved = send(traffic, sfacctd.port, rate)
+            sf_count, _ = sfacctd.finish(cpu0)
+            trials.append(Trial("sfacctd", rate, achieved, sent, expected_packets, sf_count))
+            begun = topfib.begin()
+            sent, achieved_tf = send(traffic, topfib.port, rate)
+            trials.append(Trial("topfib", rate, achieved_tf, sent, expected_packets, topfib.finish(begun)))
+            for trial in trials[-2:]:
+                print(
+                    f"{trial.daemon:8s} target {trial.target:>9.0f}/s sent {trial.achieved:>9.0f}/s "
+                    f"loss {trial.loss_pct:7.3f} % CPU {trial.count.cpu_s:6.2f} s = "
+                    f"{trial.cpu_per_million:5.2f} CPU-s per 1M samples",
+                    flush=True,
+                )
+    finally:
+        sfacctd.stop()
+        topfib.stop()
+
+    print("\nsummary")
+    best: dict[str, float] = {}
+    for daemon in ("sfacctd", "topfib"):
+        ok = [t.achieved for t in trials if t.daemon == daemon and t.lossless]
+        best[daemon] = max(ok, default=0.0)
+        print(f"  {daemon}: highest rate with zero loss {best[daemon]:,.0f} samples/s")
+    for rate in rates:
+        pair = {t.daemon: t for t in trials if t.target == rate}
+        sf, tf = pair["sfacctd"], pair["topfib"]
+        print(
+            f"  at {rate:>9,.0f}/s: CPU-s per 1M samples topfib {tf.cpu_per_million:.2f} / sfacctd "
+            f"{sf.cpu_per_million:.2f} = {tf.cpu_per_million / sf.cpu_per_million:.2f}"
+            f"  (loss topfib {tf.loss_pct:.3f} %, sfacctd {sf.loss_pct:.3f} %)"
+        )
+    both_ok = [r for r in rates if all(t.lossless for t in trials if t.target == r)]
+    if both_ok:
+        pair = {t.daemon: t for t in trials if t.target == max(both_ok)}
+        ratio = pair["topfib"].cpu_per_million / pair["sfacctd"].cpu_per_million
+        verdict = "meets" if ratio <= 1.0 else "misses"
+        print(
+            f"  bar (topfib CPU per sample <= sfacctd's, both lossless at {max(both_ok):,.0f}/s): "
+            f"ratio {ratio:.2f}, {verdict}"
+        )
+    if best["sfacctd"]:
+        print(f"  zero-loss rate topfib / sfacctd = {best['topfib'] / best['sfacctd']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
