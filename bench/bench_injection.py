@@ -116,6 +116,14 @@ async def measure(lab: Lab, label: str, speed: float | None, routes: int, replac
     return Result(label, program_s, program_cpu, replace_s, replace_cpu)
 
 
+def best(results: list[Result]) -> Result:
+    """Least disturbed run of each phase (the machine may be shared)."""
+    program = min(results, key=lambda r: r.program_s)
+    replace = min(results, key=lambda r: r.replace_s)
+    return Result(program.label, program.program_s, program.program_cpu_s, replace.replace_s,
+                  replace.replace_cpu_s)
+
+
 def report(baseline: Result, fast: Result, routes: int, replace: int) -> None:
     def row(name: str, base: float, other: float, bar: float | None) -> str:
         ratio = base / other if other > 0 else float("inf")
@@ -132,6 +140,10 @@ def report(baseline: Result, fast: Result, routes: int, replace: int) -> None:
           f"replace {'ok' if baseline.replace_s <= REPLACE_BAR_S else 'OVER BAR'}")
     print(f"rate at 0.1: {routes / fast.program_s:,.0f} routes/s programming; "
           f"default: {routes / baseline.program_s:,.0f} routes/s")
+    # ExaBGP is CPU-bound: on a shared machine its wall time stretches by 1/share.
+    print(f"ExaBGP CPU share while programming: default {baseline.program_cpu_s / baseline.program_s:.0%}, "
+          f"0.1 {fast.program_cpu_s / fast.program_s:.0%}; load average {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} CPUs")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--routes", type=int, default=30_000)
     parser.add_argument("--replace", type=int, default=1_000)
     parser.add_argument("--batch", type=int, default=1_000, help="prefixes per command line")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="alternate the speeds this often; keep the best")
     args = parser.parse_args(argv)
     reason = lab_unavailable_reason()
     if reason is not None:
@@ -147,8 +161,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     peer_routes = args.routes + args.replace
     with Lab(routes_v4=peer_routes, routes_v6=100, import_limit=peer_routes) as lab:
-        baseline = asyncio.run(measure(lab, "default", None, args.routes, args.replace, args.batch))
-        fast = asyncio.run(measure(lab, "speed 0.1", 0.1, args.routes, args.replace, args.batch))
+        baselines: list[Result] = []
+        fasts: list[Result] = []
+        work = (args.routes, args.replace, args.batch)
+        for _ in range(max(1, args.rounds)):
+            baselines.append(asyncio.run(measure(lab, "default", None, *work)))
+            fasts.append(asyncio.run(measure(lab, "speed 0.1", 0.1, *work)))
+        baseline, fast = best(baselines), best(fasts)
         if lab.import_limit_fired():
             print("warning: the switch's import limit fired", file=sys.stderr)
     report(baseline, fast, args.routes, args.replace)
