@@ -16,14 +16,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from collector.batch import SampleBatch
+from collector.pcap import PcapError, udp_payloads
 from collector.sflow import decode_datagram
 from collector.sflow_fast import FastSflowDecoder, c_extension_available
 from collector.sflow_types import REASONS, SflowDatagram, SflowError
+from tests.conftest import CORPUS
 
 pytestmark = pytest.mark.fuzz
 
 SEEDS = sorted((Path(__file__).parent / "seeds" / "sflow").glob("*.bin"))
 SEED_BYTES = [path.read_bytes() for path in SEEDS]
+CAPTURE_DIR = CORPUS / "sflow"
+CAPTURES = [path.read_bytes() for path in sorted(CAPTURE_DIR.glob("*.pcap"))] if CAPTURE_DIR.is_dir() else []
 # 32-bit values that break length and count checks: zero, one, off-by-a-bit, huge, sign bit
 INTERESTING_WORDS = [
     0,
@@ -144,3 +148,21 @@ def test_fast_path_counts_match_the_typed_decoder(datagram: bytes) -> None:
     assert len(batch.v4_dst) + len(batch.v6_dst_hi) == len(with_address)
     expected_bytes = sum(float(s.frame_length or 0) * s.sampling_rate for s in with_address)
     assert float(batch.v4_bytes.sum() + batch.v6_bytes.sum()) == pytest.approx(expected_bytes)
+
+
+@pytest.mark.skipif(not CAPTURES, reason="corpus not found")
+@FUZZ_SETTINGS
+@given(st.data())
+def test_pcap_reader_raises_only_pcap_error(data: st.DataObject) -> None:
+    capture = bytearray(data.draw(st.sampled_from(CAPTURES)))
+    for _ in range(data.draw(st.integers(1, 4))):
+        at = data.draw(st.integers(0, len(capture) - 1)) if capture else 0
+        if data.draw(st.booleans()) and capture:
+            capture[at] = data.draw(st.integers(0, 255))
+        else:
+            del capture[at:]
+    try:
+        for source, payload in udp_payloads(bytes(capture)):
+            assert isinstance(source, str) and isinstance(payload, bytes)
+    except PcapError:
+        pass
