@@ -111,7 +111,6 @@ class Service:
             self.app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"
         )
         self._server = uvicorn.Server(server_config)
-        self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self._tasks.append(asyncio.create_task(self._serve_api(), name="api"))
 
     async def _serve_api(self) -> None:

@@ -28,7 +28,7 @@ from controller.config import SwitchConfig, TopfibConfig
 from controller.exabgp_config import BridgeCommand, write_exabgp_config
 from controller.exabgp_link import ExabgpLink, ExabgpLinkDown
 from controller.exabgp_runner import ExabgpRunner
-from controller.plan import plan, render_commands
+from controller.plan import Plan, Step, plan, render_commands
 from controller.select import OnDemandRequest, Selection, SelectionPolicy, select
 from controller.store import Store, StoreUnavailable
 
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 # Start programming this long after the session came up even without End-of-RIB from the switch.
 EOR_WAIT_S = 10.0
 CHURN_WINDOW_S = 3600.0
+COMMAND_CHUNK = 1000  # prefixes per ExaBGP command line
 
 _m_changes = REGISTRY.counter(
     "topfib_fib_changes_total", "Routes announced or withdrawn, by switch and action.", ("switch", "action")
@@ -218,16 +219,15 @@ class SwitchController:
             overrides = (await self.store.config_overrides()).get(self.name, {})
         except StoreUnavailable:
             return self.policy
-        fields = {
-            "fib_cap_ipv4": "cap_ipv4", "fib_cap_ipv6": "cap_ipv6", "fib_cap_ipv4_24": "cap_ipv4_24",
-            "margin": "margin", "min_dwell_s": "min_dwell_s",
-        }
         base = SelectionPolicy.from_switch(self.switch)
-        changes = {target: overrides[key] for key, target in fields.items() if key in overrides}
-        for key in ("fib_cap_ipv4", "fib_cap_ipv6", "fib_cap_ipv4_24"):
-            if key in changes:
-                changes[fields[key]] = int(changes.pop(fields[key]))  # type: ignore[call-overload]
-        return replace(base, **changes) if changes else base  # type: ignore[arg-type]
+        return replace(
+            base,
+            cap_ipv4=int(overrides.get("fib_cap_ipv4", base.cap_ipv4)),
+            cap_ipv6=int(overrides.get("fib_cap_ipv6", base.cap_ipv6)),
+            cap_ipv4_24=int(overrides.get("fib_cap_ipv4_24", base.cap_ipv4_24)),
+            margin=float(overrides.get("margin", base.margin)),
+            min_dwell_s=float(overrides.get("min_dwell_s", base.min_dwell_s)),
+        )
 
     async def _inputs(self, wall_now: float) -> tuple[list[OnDemandRequest], list[str]]:
         try:
@@ -267,30 +267,72 @@ class SwitchController:
             await self._publish_snapshots()
 
     async def _program(self, desired: dict[str, str]) -> None:
-        changes = plan(desired, self.installed, caps=self.policy.caps(), table_of=self.policy.table_of)
-        if not changes.steps:
+        with self.rib_lock:
+            changes = plan(desired, self.installed, rib=self.rib)
+        withdraws = [step for step in changes.steps if step.action == "withdraw"]
+        announces = [step for step in changes.steps if step.action == "announce"]
+        # Withdraws go first and are confirmed before any announce, so the switch never holds
+        # more than the cap even when ExaBGP refuses a withdraw.
+        if withdraws and not await self._send_steps(withdraws):
             return
-        lines, steps = render_commands(changes, self.switch.neighbor)
+        if announces:
+            await self._send_steps(self._within_caps(announces))
+
+    def _within_caps(self, steps: list[Step]) -> list[Step]:
+        """Announce steps trimmed so that new prefixes never take a table past its cap."""
+        caps = self.policy.caps()
+        room = {table: cap for table, cap in caps.items()}
+        for prefix in self.installed:
+            table = self.policy.table_of(prefix)
+            room[table] = room.get(table, 0) - 1
+        kept: list[Step] = []
+        for step in steps:
+            prefixes = []
+            for prefix in step.prefixes:
+                if prefix in self.installed:  # a next-hop change replaces in place
+                    prefixes.append(prefix)
+                    continue
+                table = self.policy.table_of(prefix)
+                if room.get(table, 0) > 0:
+                    room[table] -= 1
+                    prefixes.append(prefix)
+            if prefixes:
+                kept.append(replace(step, prefixes=tuple(prefixes)))
+        return kept
+
+    async def _send_steps(self, steps: list[Step]) -> bool:
+        """Send ``steps``; apply what ExaBGP acknowledged. False when anything was not done."""
+        lines: list[str] = []
+        chunks: list[tuple[Step, tuple[str, ...]]] = []
+        for step in steps:
+            for start, line in enumerate(render_commands(Plan((step,)), self.switch.neighbor, COMMAND_CHUNK)):
+                lines.append(line)
+                chunks.append((step, step.prefixes[start * COMMAND_CHUNK : (start + 1) * COMMAND_CHUNK]))
         try:
             results = await self.link.send(lines)
         except ExabgpLinkDown:
-            return
+            return False
         wall_now = self._wall_clock()
-        for line, step, ok in zip(lines, steps, results, strict=True):
+        all_done = True
+        for line, (step, prefixes), ok in zip(lines, chunks, results, strict=True):
             if not ok:
+                all_done = False
                 _m_errors.inc(switch=self.name)
-                log.error("switch %s: ExaBGP refused %r", self.name, line[:200])
+                log.error("switch %s: ExaBGP did not confirm %r", self.name, line[:200])
                 continue
-            for prefix in step.prefixes:
+            for prefix in prefixes:
                 if step.action == "withdraw":
                     self.installed.pop(prefix, None)
                 else:
+                    assert step.next_hop is not None
                     self.installed[prefix] = step.next_hop
-                self.changes.append((wall_now, step.action, prefix, step.next_hop))
+                self.changes.append((wall_now, step.action, prefix, step.next_hop or ""))
                 self._change_times.append(wall_now)
-            _m_changes.inc(len(step.prefixes), switch=self.name, action=step.action)
+            _m_changes.inc(len(prefixes), switch=self.name, action=step.action)
         if not self.link.connected:
             self._session_lost("ExaBGP link lost while programming")
+            return False
+        return all_done
 
     # --- reporting -----------------------------------------------------------------------------
 

@@ -94,7 +94,8 @@ def _send_sflow(service: Service, destinations: list[str], rounds: int = 20) -> 
         for _ in range(rounds):
             for dst in destinations:
                 sequence += 1
-                specs = [FlowSampleSpec(src="198.51.100.7", dst=dst, sampling_rate=1000) for _ in range(5)]
+                src = "2001:db8:ffff::7" if ":" in dst else "198.51.100.7"
+                specs = [FlowSampleSpec(src=src, dst=dst, sampling_rate=1000) for _ in range(5)]
                 sock.sendto(encode_datagram(AGENT, 0, sequence, sequence * 10, specs), (host, int(port)))
 
 
@@ -106,27 +107,34 @@ def _host_in(prefix: str) -> str:
     return f"{a}.{b}.{c}.99"
 
 
+async def _ready(service: Service) -> None:
+    """Wait until the session is up and the switch's table is in the RIB (traffic before that is
+    unrouted: it goes to the default route and is not counted for any prefix)."""
+    ctl = next(iter(service.controllers.values()))
+    assert await async_wait_until(ctl.ready_to_program, 30.0), f"session not ready: {ctl.session}"
+
+
+async def _hot(lab: Lab, service: Service, prefixes: list[str], timeout_s: float = 20.0) -> None:
+    await _ready(service)
+    _send_sflow(service, [_host_in(p) for p in prefixes])
+    installed = await lab.wait_fib(lambda fib: set(prefixes) <= set(fib), timeout_s)
+    assert installed, f"hot prefixes {prefixes} not installed; FIB {sorted(lab.fib_next_hops())}"
+
+
 def _desired(service: Service) -> dict[str, str]:
     ctl = next(iter(service.controllers.values()))
     return ctl.selection.desired() if ctl.selection else {}
 
 
 async def _converged(lab: Lab, service: Service, timeout_s: float = 15.0) -> bool:
-    def same() -> bool:
-        desired = _desired(service)
-        return bool(desired) and lab.fib_next_hops() == desired
-
-    return await async_wait_until(same, timeout_s, interval_s=0.1)
+    return await lab.wait_fib(lambda fib: bool(fib) and fib == _desired(service), timeout_s, interval_s=0.1)
 
 
 async def _hot_prefixes_reach_the_switch_fib_under_the_cap(lab: Lab) -> None:
     async with running(lab, cap_v4=8, cap_v6=4) as service:
         hot = [p for p in lab.prefixes_v4 if p.endswith("/24")][:3] + lab.prefixes_v6[1:2]
         with CapWatch(lab) as watch:
-            _send_sflow(service, [_host_in(p) for p in hot])
-            assert await async_wait_until(lambda: set(hot) <= set(lab.fib_next_hops()), 20.0), (
-                f"hot prefixes {hot} not installed; FIB {sorted(lab.fib_next_hops())}"
-            )
+            await _hot(lab, service, hot)
             assert await _converged(lab, service)
         assert watch.max_v4 <= 8 and watch.max_v6 <= 4
         assert not lab.import_limit_fired()
@@ -141,8 +149,7 @@ async def _request_through_the_api_installs_its_prefix(lab: Lab) -> None:
     async with running(lab) as service:
         target = lab.prefixes_v4[5]
         url = f"http://{service.config.api.listen}"
-        ctl = next(iter(service.controllers.values()))
-        assert await async_wait_until(ctl.ready_to_program, 20.0)
+        await _ready(service)
         headers = {"Authorization": f"Bearer {AP_TOKEN}"}
         async with httpx.AsyncClient(base_url=url, headers=headers) as client:
             started = time.monotonic()
@@ -150,24 +157,23 @@ async def _request_through_the_api_installs_its_prefix(lab: Lab) -> None:
             assert response.status_code == 200, response.text
             body = response.json()
             assert body["results"][0]["prefix"] == target
-            assert await async_wait_until(lambda: target in lab.fib_routes(4), 10.0)
+            assert await lab.wait_fib(lambda fib: target in fib, 10.0)
             assert time.monotonic() - started < 5.0
             response = await client.delete(f"/v1/requests/{_host_in(target)}")
             assert response.status_code in (200, 204)
-        assert await async_wait_until(lambda: target not in lab.fib_routes(4), 10.0)
+        assert await lab.wait_fib(lambda fib: target not in fib, 10.0)
 
 
 async def _withdrawn_and_changed_peer_routes_are_followed(lab: Lab) -> None:
     async with running(lab, cap_v4=20) as service:
         hot = [p for p in lab.prefixes_v4 if p.endswith("/24")][:6]
-        _send_sflow(service, [_host_in(p) for p in hot])
-        assert await async_wait_until(lambda: set(hot) <= lab.fib_routes(4), 20.0)
+        await _hot(lab, service, hot)
         # prefix index 1 has 2 paths, index 3 has 1 path (paths_of: i % 3 + 1)
         gone = lab.prefixes_v4[3]
         assert gone in hot
         remaining = [p for p in lab.prefixes_v4 if p != gone]
         lab.replace_peer_routes(remaining, lab.prefixes_v6)
-        assert await async_wait_until(lambda: gone not in lab.fib_routes(4), 5.0), "withdrawn route stayed"
+        assert await lab.wait_fib(lambda fib: gone not in fib, 5.0), "withdrawn route stayed"
         # next-hop change: prefix 1 has two peer paths; take away the one installed
         changed = lab.prefixes_v4[1]
         assert changed in hot
@@ -175,8 +181,8 @@ async def _withdrawn_and_changed_peer_routes_are_followed(lab: Lab) -> None:
         peer_file = lab.workdir / f"peer4_{NEXT_HOPS_V4.index(before)}.conf"
         peer_file.write_text(peer_file.read_text().replace(f"    route {changed} via {before};\n", ""))
         lab.birdc("configure")
-        assert await async_wait_until(
-            lambda: lab.fib_next_hops().get(changed) not in (None, before), 5.0
+        assert await lab.wait_fib(
+            lambda fib: fib.get(changed) not in (None, before), 5.0
         ), "next-hop change not followed"
         assert await _converged(lab, service)
 
@@ -184,33 +190,30 @@ async def _withdrawn_and_changed_peer_routes_are_followed(lab: Lab) -> None:
 async def _exabgp_killed_is_restarted_and_fib_rebuilt(lab: Lab) -> None:
     async with running(lab) as service:
         hot = [p for p in lab.prefixes_v4 if p.endswith("/24")][:4]
-        _send_sflow(service, [_host_in(p) for p in hot])
-        assert await async_wait_until(lambda: set(hot) <= lab.fib_routes(4), 20.0)
+        await _hot(lab, service, hot)
         ctl = next(iter(service.controllers.values()))
         pid = ctl.runner.pid
         assert pid is not None
         os.killpg(pid, signal.SIGKILL)
-        assert await async_wait_until(lambda: not lab.fib_routes(4), 10.0), "switch kept stale routes"
+        assert await lab.wait_fib(lambda fib: not fib, 10.0), "switch kept stale routes"
         assert await async_wait_until(lambda: ctl.runner.pid not in (None, pid), 15.0)
-        assert await async_wait_until(lambda: set(hot) <= lab.fib_routes(4), 30.0), "FIB not rebuilt"
+        assert await lab.wait_fib(lambda fib: set(hot) <= set(fib), 30.0), "FIB not rebuilt"
         assert not lab.import_limit_fired()
 
 
 async def _bird_restart_resyncs(lab: Lab) -> None:
     async with running(lab) as service:
         hot = [p for p in lab.prefixes_v4 if p.endswith("/24")][:4]
-        _send_sflow(service, [_host_in(p) for p in hot])
-        assert await async_wait_until(lambda: set(hot) <= lab.fib_routes(4), 20.0)
+        await _hot(lab, service, hot)
         await asyncio.to_thread(lab.restart_bird)
-        assert await async_wait_until(lambda: set(hot) <= lab.fib_routes(4), 30.0), "no resync after restart"
+        assert await lab.wait_fib(lambda fib: set(hot) <= set(fib), 30.0), "no resync after restart"
         assert await _converged(lab, service)
 
 
 async def _stopping_topfib_empties_the_fib_and_keeps_the_default(lab: Lab) -> None:
     async with running(lab) as service:
         hot = [p for p in lab.prefixes_v4 if p.endswith("/24")][:3]
-        _send_sflow(service, [_host_in(p) for p in hot])
-        assert await async_wait_until(lambda: set(hot) <= lab.fib_routes(4), 20.0)
+        await _hot(lab, service, hot)
         runner = next(iter(service.controllers.values())).runner
         pid = runner.pid
     assert await async_wait_until(lambda: not lab.fib_routes(4) and not lab.fib_routes(6), 5.0)
