@@ -172,6 +172,7 @@ class ExabgpRunner:
             _signal_group(proc.pid, signal.SIGKILL)  # whatever of its group is left
             with contextlib.suppress(ProcessLookupError):
                 await proc.wait()
+            self._proc = None  # a second stop must not signal a group id that may be reused
         if self._supervisor is not None:
             self._supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):

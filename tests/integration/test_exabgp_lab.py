@@ -192,3 +192,35 @@ def test_import_limit_blocks_extra_routes_and_is_detected() -> None:
             assert small.session_established()  # `action block` keeps the session up
 
         in_session(small, body)
+
+
+def test_switch_side_changes_reach_topfib(lab: Lab) -> None:
+    """The lab's switch controls: new peer routes, a session flap and a BIRD restart."""
+    v4 = peer_prefixes(30, 4)
+
+    async def body(session: ExabgpSession) -> None:
+        assert await async_wait_until(lambda: session.end_of_rib() >= {"ipv4 unicast", "ipv6 unicast"},
+                                      FIB_TIMEOUT_S)
+        # Peer routes change: the removed prefixes are withdrawn towards topfib, new ones announced.
+        lab.replace_peer_routes(v4[10:], lab.prefixes_v6)
+        assert await async_wait_until(
+            lambda: {p for f, p in session.received_paths() if f == "ipv4 unicast"} == set(v4[10:]),
+            FIB_TIMEOUT_S), sorted(p for f, p in session.received_paths() if f == "ipv4 unicast")
+        # Session flap from the switch's side: ExaBGP (adj-rib-out) re-sends our routes by itself.
+        assert await session.link.send([announce(NEXT_HOPS_V4[0], v4[:3])]) == [True]
+        assert await lab.wait_fib(lambda fib: set(fib) == set(v4[:3]), FIB_TIMEOUT_S)
+        downs = session.states().count("down")
+        lab.disable_session()
+        assert await lab.wait_fib(lambda fib: not fib, FIB_TIMEOUT_S)
+        assert await async_wait_until(lambda: session.states().count("down") > downs, FIB_TIMEOUT_S)
+        lab.enable_session()
+        assert await async_wait_until(session.is_up, UP_TIMEOUT_S)
+        assert await lab.wait_fib(lambda fib: set(fib) == set(v4[:3]), UP_TIMEOUT_S), lab.fib_next_hops()
+        # BIRD restarts: same again, and the switch's peer routes come back to topfib.
+        old_bird = lab.bird_pid
+        await asyncio.to_thread(lab.restart_bird)
+        assert lab.bird_pid != old_bird
+        assert await async_wait_until(lambda: session.is_up() and lab.session_established(), UP_TIMEOUT_S)
+        assert await lab.wait_fib(lambda fib: set(fib) == set(v4[:3]), UP_TIMEOUT_S), lab.fib_next_hops()
+
+    in_session(lab, body)
