@@ -129,7 +129,8 @@ class Bridge:
     def disconnect(self, now: float) -> None:
         if self.sock is None:
             return
-        self.selector.unregister(self.sock)
+        if self.sock in self.selector.get_map():
+            self.selector.unregister(self.sock)
         self.sock.close()
         self.sock = None
         self.sock_partial = b""
@@ -192,13 +193,16 @@ class Bridge:
         if self.sock is not None:
             events = 0
             if len(self.to_exabgp) < STDOUT_PAUSE_BYTES:
-                events |= selectors.EVENT_READ
+                events |= selectors.EVENT_READ  # else: ExaBGP is slow, let topfib wait
             if self.to_topfib:
                 events |= selectors.EVENT_WRITE
-            if events:
+            registered = self.sock in self.selector.get_map()
+            if events and registered:
                 self.selector.modify(self.sock, events, "sock")
-            else:
-                self.selector.modify(self.sock, selectors.EVENT_READ, "sock")
+            elif events:
+                self.selector.register(self.sock, events, "sock")
+            elif registered:
+                self.selector.unregister(self.sock)
         stdout_registered = 1 in self.selector.get_map()
         if self.to_exabgp and not stdout_registered:
             self.selector.register(1, selectors.EVENT_WRITE, "stdout")

@@ -199,3 +199,34 @@ def test_usage_error_without_socket_path() -> None:
                             timeout=TIMEOUT_S, check=False)
     assert result.returncode == 2
     assert b"usage" in result.stderr
+
+
+def test_a_slow_exabgp_stdout_never_stops_the_stdin_drain(sock_path: Path,
+                                                          bridge: subprocess.Popen[bytes]) -> None:
+    """ExaBGP not reading our commands (full stdout pipe) must not stall its messages to topfib."""
+    topfib = Topfib(sock_path)
+    try:
+        topfib.accept()
+        assert topfib.conn is not None
+        topfib.conn.setblocking(False)
+        command = "neighbor 10.0.0.2 announce attributes next-hop 192.0.2.1 nlri" + " 16.0.0.0/24" * 80
+        payload = (command + "\n").encode() * 100
+        sent, stalled_since = 0, None
+        deadline = time.monotonic() + TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                sent += topfib.conn.send(payload)
+                stalled_since = None
+            except BlockingIOError:
+                stalled_since = stalled_since or time.monotonic()
+                if time.monotonic() - stalled_since > 0.3:
+                    break  # the bridge stopped reading commands: backpressure, not unbounded memory
+                time.sleep(0.001)
+        topfib.conn.settimeout(TIMEOUT_S)
+        assert stalled_since is not None, "the bridge never pushed back"
+        assert sent > 1024 * 1024  # it buffered well past the 64 KiB pipe before pushing back
+        _exabgp_says(bridge, '{"type": "keepalive-time"}')
+        assert topfib.readline() == '{"type": "keepalive-time"}'
+        assert _exabgp_reads(bridge) == command  # and the commands are still all there, in order
+    finally:
+        topfib.close()
