@@ -51,6 +51,7 @@ class LiveView:
             return "rejected", f"unknown switch {switch}"
         if prefix in ctl.installed:
             return "installed", None
+        ctl.wake()  # the API asks right after storing a request: decide on it now, not next period
         selection = ctl.selection
         if selection is not None:
             for answer in selection.requests:

@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -24,6 +27,7 @@ from collector.accounting import PrefixRates
 from collector.lpm import LpmTable
 from collector.pipeline import Collector
 from controller.config import ConfigError, TopfibConfig, load_config, split_host_port
+from controller.lease import RedisLease
 from controller.live_view import LiveView
 from controller.store import MemoryStore, Store
 from controller.switch_controller import SwitchController
@@ -55,6 +59,15 @@ def _fast_decoder() -> object:
     from collector.sflow_fast import FastSflowDecoder
 
     return FastSflowDecoder()
+
+
+async def _wait_any(events: tuple[asyncio.Event, ...], timeout_s: float) -> None:
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 class Service:
@@ -94,6 +107,23 @@ class Service:
         self._server: uvicorn.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
+        self.leases = self._make_leases()
+
+    def _make_leases(self) -> dict[str, RedisLease]:
+        """One lease per switch when state is shared in Redis: only its holder runs ExaBGP."""
+        url = self.config.store.url
+        if url == "memory://":
+            return {}
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis.from_url(url, decode_responses=True, socket_timeout=1.0,
+                                         socket_connect_timeout=1.0)
+        self._lease_client: aioredis.Redis[str] = client
+        holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        return {
+            sw.name: RedisLease(client, sw.name, holder, ttl_s=max(3.0, 3 * sw.loop_period_s))
+            for sw in self.config.switch
+        }
 
     async def start(self) -> None:
         from collector.listener import SflowListener
@@ -104,7 +134,7 @@ class Service:
         listener.start()
         self._listener = listener
         for ctl in self.controllers.values():
-            await ctl.start()
+            await ctl.start(active=not self.leases)
             self._tasks.append(asyncio.create_task(self._loop(ctl), name=f"loop-{ctl.name}"))
         host, port = split_host_port(self.config.api.listen)
         server_config = uvicorn.Config(
@@ -122,12 +152,18 @@ class Service:
         while not self._stopping.is_set():
             started = time.monotonic()
             try:
+                lease = self.leases.get(ctl.name)
+                if lease is not None:
+                    if await lease.hold():
+                        await ctl.activate()
+                    else:
+                        await ctl.deactivate("another controller holds the switch's lease")
                 await ctl.tick()
             except Exception:  # the loop must outlive any one bad iteration
                 log.exception("switch %s: control loop iteration failed", ctl.name)
             elapsed = time.monotonic() - started
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), max(0.0, period - elapsed))
+            ctl.wake_event.clear()
+            await _wait_any((self._stopping, ctl.wake_event), max(0.0, period - elapsed))
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -135,12 +171,18 @@ class Service:
             self._server.should_exit = True
         for ctl in self.controllers.values():
             await ctl.stop()
+            lease = self.leases.get(ctl.name)
+            if lease is not None:
+                with contextlib.suppress(Exception):
+                    await lease.release()  # the standby need not wait for the TTL
         for task in self._tasks:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(task, 5.0)
         if self._listener is not None:
             self._listener.stop()  # type: ignore[attr-defined]
         await self.store.aclose()
+        if self.leases:
+            await self._lease_client.aclose()  # type: ignore[attr-defined,unused-ignore]
 
 
 async def serve(config: TopfibConfig) -> None:

@@ -102,7 +102,7 @@ class SwitchController:
         self.installed: dict[str, str] = {}  # prefix → next-hop, acknowledged by ExaBGP
         self.selection: Selection | None = None
         self.policy = SelectionPolicy.from_switch(switch)
-        self.active = True  # holds the switch's lease (always, with the memory store)
+        self.active = False  # runs ExaBGP for the switch (holds its lease when there is one)
         self.changes: deque[tuple[float, str, str, str]] = deque(maxlen=1000)  # (wall, action, prefix, nh)
         self._change_times: deque[float] = deque()
         self._clock = clock
@@ -114,24 +114,30 @@ class SwitchController:
             socket_path, self._on_message, on_connection=self._on_connection, switch_name=self.name
         )
         self.exabgp_config_path = runtime_dir / f"{self.name}.exabgp.conf"
-        self.runner = ExabgpRunner(
-            self.exabgp_config_path,
-            switch_name=self.name,
-            executable=config.exabgp.executable,
-            reactor_speed=config.exabgp.reactor_speed,
-            backoff_max_s=config.exabgp.restart_backoff_max_s,
-            netns=netns,
-            log_path=runtime_dir / f"{self.name}.exabgp.log",
-            bridge_group=lambda: self.link.bridge.pgid if self.link.bridge else None,
-        )
+        self.runner = self._new_runner()
+        self._runner_started = False
         self._tick_lock = asyncio.Lock()
+        self.wake_event = asyncio.Event()  # set to run the next loop iteration now
         self._needs_full_sync = False
         self._last_requests: list[OnDemandRequest] = []
         self._last_pins: list[str] = []
 
+    def _new_runner(self) -> ExabgpRunner:
+        return ExabgpRunner(
+            self.exabgp_config_path,
+            switch_name=self.name,
+            executable=self.config.exabgp.executable,
+            reactor_speed=self.config.exabgp.reactor_speed,
+            backoff_max_s=self.config.exabgp.restart_backoff_max_s,
+            netns=self._netns,
+            log_path=self._runtime_dir / f"{self.name}.exabgp.log",
+            bridge_group=lambda: self.link.bridge.pgid if self.link.bridge else None,
+        )
+
     # --- lifecycle -----------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, active: bool = True) -> None:
+        """Load the preloaded RIB and listen for the bridge; with ``active``, start ExaBGP too."""
         self._runtime_dir.mkdir(parents=True, exist_ok=True)
         if self.switch.rib_file:
             from collector.ribfile import load_rib_file
@@ -141,10 +147,32 @@ class SwitchController:
         bridge = BridgeCommand(socket_path=self.link.socket_path)
         write_exabgp_config(self.switch, bridge, self.exabgp_config_path)
         await self.link.start()
+        self.active = False
+        if active:
+            await self.activate()
+
+    async def activate(self) -> None:
+        """Take the switch: run ExaBGP (the session comes up, then the FIB is rebuilt)."""
+        if self.active:
+            return
+        if self._runner_started:
+            self.runner = self._new_runner()
+        self.active = True
+        self._runner_started = True
         await self.runner.start()
+        log.info("switch %s: active", self.name)
+
+    async def deactivate(self, reason: str) -> None:
+        """Let go of the switch: stop ExaBGP (the switch drops our routes without graceful restart)."""
+        if not self.active:
+            return
+        self.active = False
+        await self.runner.stop()
+        self._session_lost(reason)
+        log.warning("switch %s: standby (%s)", self.name, reason)
 
     async def stop(self) -> None:
-        await self.runner.stop()
+        await self.deactivate("topfib stopping")
         await self.link.stop()
         self._session_lost("topfib stopping")
 
@@ -207,8 +235,14 @@ class SwitchController:
 
     # --- the loop ------------------------------------------------------------------------------
 
+    def wake(self) -> None:
+        """Run the next iteration now instead of at the end of the period (a new request)."""
+        self.wake_event.set()
+
     def ready_to_program(self) -> bool:
         info = self.session
+        if not self.active:
+            return False
         if info.state != "up" or not self.link.connected or info.up_at is None:
             return False
         families_done = {"ipv4 unicast", "ipv6 unicast"} <= info.eor_families
