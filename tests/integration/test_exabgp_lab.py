@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from tests.integration.lab import (
+    CTL_V4,
     NEXT_HOPS_V4,
     NEXT_HOPS_V6,
     SW_V4,
@@ -63,6 +64,16 @@ def test_peer_paths_arrive_as_json_with_several_path_ids(lab: Lab) -> None:
     async def body(session: ExabgpSession) -> None:
         assert await async_wait_until(lambda: session.end_of_rib() >= {"ipv4 unicast", "ipv6 unicast"},
                                       FIB_TIMEOUT_S)
+        # The raw shape topfib's parser relies on (ExaBGP 5): family → next-hop → [{nlri, path-id}].
+        update = next(m for m in session.decoded() if m.get("type") == "update"
+                      and "announce" in m["neighbor"]["message"]["update"])  # type: ignore[index]
+        assert update["neighbor"]["address"] == {"local": CTL_V4, "peer": SW_V4}  # type: ignore[index]
+        announce_block = update["neighbor"]["message"]["update"]["announce"]  # type: ignore[index]
+        family_block = announce_block["ipv4 unicast"]
+        next_hop, entries = next(iter(family_block.items()))
+        assert next_hop in NEXT_HOPS_V4
+        assert set(entries[0]) == {"nlri", "path-information"}
+        assert update["neighbor"]["message"]["update"]["attribute"]["local-preference"] == 100  # type: ignore[index]
         paths = session.received_paths()
         for family, prefixes, hops in (("ipv4 unicast", lab.prefixes_v4, NEXT_HOPS_V4),
                                        ("ipv6 unicast", lab.prefixes_v6, NEXT_HOPS_V6)):
