@@ -13,7 +13,7 @@ import struct
 from collections.abc import Iterator
 from typing import Any, Final
 
-from collector.sflow_packet import format_mac, parse_header
+from collector.sflow_packet import format_mac, parse_header_fields
 from collector.sflow_types import (
     REASON_BAD_ADDRESS_TYPE,
     REASON_BAD_VERSION,
@@ -79,10 +79,11 @@ class _Reader:
             raise SflowError(REASON_TRUNCATED, f"{what} needs {size} bytes, {self.remaining} left")
 
     def u32(self, what: str) -> int:
-        self.need(4, what)
-        (value,) = _U32.unpack_from(self.data, self.offset)
-        self.offset += 4
-        return int(value)
+        offset = self.offset
+        if self.end - offset < 4:
+            raise SflowError(REASON_TRUNCATED, f"{what} needs 4 bytes, {self.end - offset} left")
+        self.offset = offset + 4
+        return int(_U32.unpack_from(self.data, offset)[0])
 
     def unpack(self, layout: struct.Struct, what: str) -> tuple[int, ...]:
         self.need(layout.size, what)
@@ -254,12 +255,12 @@ def _flow_record(record_format: int, record: _Reader, fields: dict[str, Any]) ->
         header = record.opaque("sampled header")
         if have_addresses:
             return
-        summary = parse_header(header_protocol, header)
+        packet = parse_header_fields(header_protocol, header)
         fields.setdefault("fallback_frame_length", frame_length)
         fields.update(header_protocol=header_protocol, header_length=len(header), stripped=stripped)
-        if summary.dst is not None:
+        if "dst" in packet:
             fields["frame_length"] = frame_length
-        fields.update((name, value) for name, value in _summary_items(summary) if value is not None)
+        fields.update(packet)
     elif record_format == RECORD_ETHERNET:
         length, src_mac, dst_mac, ethertype = _ethernet(record)
         fields.setdefault("fallback_frame_length", length)
@@ -288,10 +289,6 @@ def _flow_record(record_format: int, record: _Reader, fields: dict[str, Any]) ->
         )  # fmt: skip
     elif record_format == RECORD_EXTENDED_FUNCTION:
         fields["function_symbol"] = record.string("function symbol")
-
-
-def _summary_items(summary: Any) -> list[tuple[str, Any]]:
-    return [(name, getattr(summary, name)) for name in summary.__slots__]
 
 
 def _ethernet(record: _Reader) -> tuple[int, str, str, int]:

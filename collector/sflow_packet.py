@@ -8,6 +8,7 @@ The fast decoder (``_sflow_fast.c``) applies the same rules to find the destinat
 from __future__ import annotations
 
 import socket
+import struct
 from dataclasses import dataclass
 from typing import Final
 
@@ -25,6 +26,10 @@ PROTO_UDP: Final = 17
 PROTO_SCTP: Final = 132
 PROTO_ICMPV6: Final = 58
 PORT_PROTOCOLS: Final = frozenset((PROTO_TCP, PROTO_UDP, PROTO_SCTP))
+
+
+# Fields parse_header_fields may set; absent keys mean the header did not reach that far.
+PacketFields = dict[str, int | str]
 
 
 @dataclass(slots=True)
@@ -46,75 +51,83 @@ class PacketSummary:
     icmp_code: int | None = None
 
 
+_ETHERNET: Final = struct.Struct("!6s6sH")
+_TAG: Final = struct.Struct("!HH")
+_IPV4: Final = struct.Struct("!BBHHHBBH4s4s")
+_IPV6: Final = struct.Struct("!HHHBB16s16s")
+_PORTS: Final = struct.Struct("!HH")
+
+
 def format_mac(raw: bytes) -> str:
-    return ":".join(f"{b:02x}" for b in raw)
+    return raw.hex(":")
 
 
 def parse_header(header_protocol: int, header: bytes) -> PacketSummary:
     """Summarise a sampled header of the given sFlow header protocol; never raises."""
-    summary = PacketSummary()
+    return PacketSummary(**parse_header_fields(header_protocol, header))  # type: ignore[arg-type]
+
+
+def parse_header_fields(header_protocol: int, header: bytes) -> PacketFields:
+    """The same as a dict holding only the fields found (the typed decoder merges it as is)."""
+    fields: PacketFields = {}
     if header_protocol == HEADER_PROTOCOL_ETHERNET:
-        _parse_ethernet(header, summary)
+        _parse_ethernet(header, fields)
     elif header_protocol == HEADER_PROTOCOL_IPV4:
-        _parse_ipv4(header, 0, summary)
+        _parse_ipv4(header, 0, fields)
     elif header_protocol == HEADER_PROTOCOL_IPV6:
-        _parse_ipv6(header, 0, summary)
-    return summary
+        _parse_ipv6(header, 0, fields)
+    return fields
 
 
-def _parse_ethernet(frame: bytes, summary: PacketSummary) -> None:
+def _parse_ethernet(frame: bytes, fields: PacketFields) -> None:
     if len(frame) < 14:
         return
-    summary.dst_mac = format_mac(frame[0:6])
-    summary.src_mac = format_mac(frame[6:12])
-    ethertype = int.from_bytes(frame[12:14], "big")
+    dst_mac, src_mac, ethertype = _ETHERNET.unpack_from(frame, 0)
+    fields["dst_mac"] = dst_mac.hex(":")
+    fields["src_mac"] = src_mac.hex(":")
     offset = 14
     # each tag consumes 4 bytes, so the loop ends with the header
     while ethertype in VLAN_ETHERTYPES and offset + 4 <= len(frame):
-        summary.vlan = int.from_bytes(frame[offset : offset + 2], "big") & 0x0FFF
-        ethertype = int.from_bytes(frame[offset + 2 : offset + 4], "big")
+        tci, ethertype = _TAG.unpack_from(frame, offset)
+        fields["vlan"] = tci & 0x0FFF
         offset += 4
-    summary.ethertype = ethertype
+    fields["ethertype"] = ethertype
     if ethertype == ETHERTYPE_IPV4:
-        _parse_ipv4(frame, offset, summary)
+        _parse_ipv4(frame, offset, fields)
     elif ethertype == ETHERTYPE_IPV6:
-        _parse_ipv6(frame, offset, summary)
+        _parse_ipv6(frame, offset, fields)
 
 
-def _parse_ipv4(packet: bytes, offset: int, summary: PacketSummary) -> None:
+def _parse_ipv4(packet: bytes, offset: int, fields: PacketFields) -> None:
     if len(packet) < offset + 20 or packet[offset] >> 4 != 4:
         return
-    header_length = (packet[offset] & 0x0F) * 4
-    summary.tos = packet[offset + 1]
-    summary.ip_length = int.from_bytes(packet[offset + 2 : offset + 4], "big")
-    fragment_offset = int.from_bytes(packet[offset + 6 : offset + 8], "big") & 0x1FFF
-    summary.ttl = packet[offset + 8]
-    summary.protocol = packet[offset + 9]
-    summary.src = socket.inet_ntop(socket.AF_INET, packet[offset + 12 : offset + 16])
-    summary.dst = socket.inet_ntop(socket.AF_INET, packet[offset + 16 : offset + 20])
-    if fragment_offset == 0 and header_length >= 20:
-        _parse_transport(packet, offset + header_length, summary.protocol, summary)
+    version_ihl, tos, length, _, fragment, ttl, protocol, _, src, dst = _IPV4.unpack_from(packet, offset)
+    fields.update(
+        tos=tos, ip_length=length, ttl=ttl, protocol=protocol,
+        src=socket.inet_ntop(socket.AF_INET, src), dst=socket.inet_ntop(socket.AF_INET, dst),
+    )  # fmt: skip
+    header_length = (version_ihl & 0x0F) * 4
+    if fragment & 0x1FFF == 0 and header_length >= 20:
+        _parse_transport(packet, offset + header_length, protocol, fields)
 
 
-def _parse_ipv6(packet: bytes, offset: int, summary: PacketSummary) -> None:
+def _parse_ipv6(packet: bytes, offset: int, fields: PacketFields) -> None:
     if len(packet) < offset + 40 or packet[offset] >> 4 != 6:
         return
-    summary.tos = (int.from_bytes(packet[offset : offset + 2], "big") >> 4) & 0xFF
-    summary.ip_length = int.from_bytes(packet[offset + 4 : offset + 6], "big") + 40
-    summary.protocol = packet[offset + 6]
-    summary.ttl = packet[offset + 7]
-    summary.src = socket.inet_ntop(socket.AF_INET6, packet[offset + 8 : offset + 24])
-    summary.dst = socket.inet_ntop(socket.AF_INET6, packet[offset + 24 : offset + 40])
+    first, _, payload_length, protocol, hop_limit, src, dst = _IPV6.unpack_from(packet, offset)
+    fields.update(
+        tos=(first >> 4) & 0xFF, ip_length=payload_length + 40, protocol=protocol, ttl=hop_limit,
+        src=socket.inet_ntop(socket.AF_INET6, src), dst=socket.inet_ntop(socket.AF_INET6, dst),
+    )  # fmt: skip
     # extension headers are not walked: ports only when the transport header follows directly
-    _parse_transport(packet, offset + 40, summary.protocol, summary)
+    _parse_transport(packet, offset + 40, protocol, fields)
 
 
-def _parse_transport(packet: bytes, offset: int, protocol: int, summary: PacketSummary) -> None:
+def _parse_transport(packet: bytes, offset: int, protocol: int, fields: PacketFields) -> None:
     if protocol in PORT_PROTOCOLS and len(packet) >= offset + 4:
-        summary.src_port = int.from_bytes(packet[offset : offset + 2], "big")
-        summary.dst_port = int.from_bytes(packet[offset + 2 : offset + 4], "big")
+        fields["src_port"], fields["dst_port"] = _PORTS.unpack_from(packet, offset)
         if protocol == PROTO_TCP and len(packet) >= offset + 14:
-            summary.tcp_flags = packet[offset + 13]
+            fields["tcp_flags"] = packet[offset + 13]
     elif protocol in (PROTO_ICMP, PROTO_ICMPV6) and len(packet) >= offset + 2:
-        summary.icmp_type = packet[offset]
-        summary.icmp_code = packet[offset + 1]
+        fields["icmp_type"] = packet[offset]
+        fields["icmp_code"] = packet[offset + 1]
