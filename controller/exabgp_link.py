@@ -41,6 +41,7 @@ HELLO_PREFIX = "#topfib-bridge"
 READ_CHUNK = 256 * 1024
 MAX_LINE_BYTES = 16 * 1024 * 1024  # far above any JSON UPDATE ExaBGP can produce
 DEFAULT_ACK_STALL_S = 60.0
+MAX_COMMAND_BYTES = 512 * 1024  # ExaBGP's own limit is 1 MiB per line; stay well under it
 
 MessageHandler = Callable[[str], None]
 ConnectionHandler = Callable[[bool], None]
@@ -196,6 +197,9 @@ class ExabgpLink:
         commands = [line.strip() for line in lines]
         if any(not c or "\n" in c or "\r" in c for c in commands):
             raise ValueError("commands must be non-empty single lines")
+        if any(len(c) > MAX_COMMAND_BYTES for c in commands):
+            # ExaBGP treats a line over 1 MiB as a broken helper and restarts the bridge.
+            raise ValueError(f"command over {MAX_COMMAND_BYTES} bytes: split its prefixes over more lines")
         results: list[bool] = []
         start = 0
         while start < len(commands):

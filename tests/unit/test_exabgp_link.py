@@ -197,6 +197,8 @@ def test_rejects_multi_line_commands(sock: Path) -> None:
             await link.send(["a\nb"])
         with pytest.raises(ValueError):
             await link.send(["  "])
+        with pytest.raises(ValueError, match="split"):
+            await link.send([A1 + " 16.0.0.0/24" * 50_000])
         await bridge.close()
 
     _run(scenario, sock)
