@@ -148,34 +148,42 @@
     return Math.max(280, el.clientWidth - 4);
   }
 
-  function utcDate(ts) {
-    return uPlot.tzDate(new Date(ts * 1000), "Etc/UTC");
+  // Time axes and legends in UTC, 24 h: what the logs and the other NOC tools say.
+  function utcTicks(u, splits) {
+    const span = u.scales.x.max - u.scales.x.min;
+    return splits.map((ts) => new Date(ts * 1000).toISOString().slice(11, span > 600 ? 16 : 19));
   }
+
+  const timeSeries = {
+    label: "time (UTC)",
+    value: (u, ts) => (ts === null ? "–" : new Date(ts * 1000).toISOString().slice(11, 19)),
+  };
+  const timeAxis = { values: utcTicks, space: 60 };
 
   function makeOccupancyChart() {
     const el = $("chart-occupancy");
-    const series = [{ label: "time (UTC)" }];
+    const series = [timeSeries];
     for (const [, label, color] of FAMILIES) {
       series.push({ label: `${label} installed`, stroke: color, width: 2, spanGaps: false });
       series.push({ label: `${label} cap`, stroke: color, width: 1, dash: [6, 4], spanGaps: false });
     }
     return new uPlot({
-      width: chartWidth(el), height: 240, tzDate: utcDate, series,
+      width: chartWidth(el), height: 240, series,
       scales: { y: { range: (u, min, max) => [0, Math.max(10, (max ?? 0) * 1.05)] } },
-      axes: [{}, { label: "routes", size: 70, values: (u, splits) => splits.map(formatCount) }],
+      axes: [timeAxis, { label: "routes", size: 70, values: (u, splits) => splits.map(formatCount) }],
       legend: { live: true },
     }, emptyTimeData(series.length), el);
   }
 
   function makeCoverageChart() {
     const el = $("chart-coverage");
-    const series = [{ label: "time (UTC)" },
+    const series = [timeSeries,
       { label: "coverage", stroke: "#d62728", fill: "rgba(214,39,40,0.08)", width: 2,
         value: (u, v) => (v === null ? "–" : `${v.toFixed(2)} %`) }];
     return new uPlot({
-      width: chartWidth(el), height: 240, tzDate: utcDate, series,
+      width: chartWidth(el), height: 240, series,
       scales: { y: { range: (u, min, max) => [Math.max(0, Math.min(min ?? 0, 90) - 5), 100] } },
-      axes: [{}, { label: "%", size: 60 }],
+      axes: [timeAxis, { label: "%", size: 60 }],
     }, emptyTimeData(series.length), el);
   }
 
@@ -376,7 +384,7 @@
     let note = `${formatCount(curve.ranked)} prefixes ranked, ${formatBps(curve.total_bps)} in all`;
     if (curve.truncated) note += " (ranking cut: shares are of the top prefixes only)";
     if (cap > 0 && xs.length > 0) {
-      note += `; the current cap (${formatCount(cap)} routes, dashed line) carries `
+      note += `; the current caps (IPv4 + IPv6: ${formatCount(cap)} routes, dashed line) carry `
         + `${shareAt(xs, ys, cap).toFixed(1)} %`;
     }
     $("curve-note").textContent = note;

@@ -10,7 +10,9 @@ downloads a browser.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
+import re
 import shutil
 import threading
 import time
@@ -24,7 +26,15 @@ import uvicorn
 
 from controller.store import MemoryStore
 from tests.api_support import AP_TOKEN, VIEWER_TOKEN
-from tests.dashboard_support import CAP_IPV4, SWITCHES, add_demo_requests, dashboard_app, demo_config, demo_view
+from tests.dashboard_support import (
+    CAP_IPV4,
+    CAP_IPV6,
+    SWITCHES,
+    add_demo_requests,
+    dashboard_app,
+    demo_config,
+    demo_view,
+)
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -37,7 +47,9 @@ CHROMIUM_FLAGS = [
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 # The series colours in dashboard.js, to find each chart's line among its pixels.
-SERIES_COLOURS = {"occupancy": (0x1F, 0x77, 0xB4), "coverage": (0xD6, 0x27, 0x28), "curve": (0xFF, 0x7F, 0x0E)}
+SERIES_COLOURS = {
+    "occupancy": (0x1F, 0x77, 0xB4), "coverage": (0xD6, 0x27, 0x28), "curve": (0xFF, 0x7F, 0x0E),
+}
 
 
 @dataclass
@@ -173,7 +185,13 @@ def test_dashboard_renders_live_data_without_errors(served: Server, browser: Bro
     assert "pinned" in page.locator("#top tbody").inner_text()
     assert "withdraw" in page.locator("#changes tbody").inner_text()
     assert page.locator("#requests tbody").inner_text().count("ap1") == 2
-    assert "carries" in page.locator("#curve-note").inner_text()
+    note = page.locator("#curve-note").inner_text()
+    match = re.search(r"\(IPv4 \+ IPv6: ([\d,]+) routes, dashed line\) carry ([\d.]+) %", note)
+    assert match, note
+    cap = CAP_IPV4 + CAP_IPV6
+    assert int(match.group(1).replace(",", "")) == cap
+    scores = sorted((e.score for e in demo_view(time.time()).ranking[SWITCHES[0]]), reverse=True)
+    assert float(match.group(2)) == pytest.approx(100 * math.fsum(scores[:cap]) / math.fsum(scores), abs=0.3)
     assert page.locator("#freshness").inner_text().startswith("live")
 
     # The token went from the address bar to this tab's session storage only.
