@@ -18,8 +18,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +36,7 @@ from tests.integration.lab import (
 )
 
 PROGRAM_BAR_S = 10.0
+SINGLE_TRIALS = 20
 REPLACE_BAR_S = 2.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -45,6 +48,8 @@ class Result:
     program_cpu_s: float
     replace_s: float
     replace_cpu_s: float
+    single_announce_s: float = 0.0  # median, one route, command written → in the FIB
+    single_withdraw_s: float = 0.0  # median, one route, command written → gone from the FIB
 
 
 def cpu_seconds(pid: int | None) -> float:
@@ -111,9 +116,31 @@ async def measure(lab: Lab, label: str, speed: float | None, routes: int, replac
         # Withdraw first, then announce: the order a capped FIB needs.
         replace_lines = commands("withdraw", leaving, batch) + commands("announce", arriving, batch)
         replace_s, replace_cpu = await timed(lab, session, replace_lines, target, 60)
+        single_announce, single_withdraw = await single_route_latency(lab, session, leaving[:SINGLE_TRIALS])
     if not await lab.wait_fib(lambda fib: not fib, 10):
         raise RuntimeError("FIB not emptied after ExaBGP stopped")
-    return Result(label, program_s, program_cpu, replace_s, replace_cpu)
+    return Result(label, program_s, program_cpu, replace_s, replace_cpu, single_announce, single_withdraw)
+
+
+def _presence(prefix: str, present: bool) -> Callable[[dict[str, str]], bool]:
+    return lambda routes: (prefix in routes) == present
+
+
+async def single_route_latency(lab: Lab, session: ExabgpSession, prefixes: list[str]) -> tuple[float, float]:
+    """Median seconds for one announce to reach the FIB and one withdraw to leave it (full FIB)."""
+    announce_s: list[float] = []
+    withdraw_s: list[float] = []
+    async with lab.watch_fib() as fib:
+        for prefix in prefixes:
+            for verb, samples, present in (("announce", announce_s, True), ("withdraw", withdraw_s, False)):
+                started = time.monotonic()
+                sending = asyncio.create_task(session.link.send(commands(verb, [prefix], 1)))
+                if not await fib.wait_for(_presence(prefix, present), 10):
+                    raise RuntimeError(f"{verb} of {prefix} did not reach the FIB")
+                samples.append(time.monotonic() - started)
+                if not all(await sending):
+                    raise RuntimeError(f"{verb} of {prefix} failed")
+    return statistics.median(announce_s), statistics.median(withdraw_s)
 
 
 def best(results: list[Result]) -> Result:
@@ -121,7 +148,8 @@ def best(results: list[Result]) -> Result:
     program = min(results, key=lambda r: r.program_s)
     replace = min(results, key=lambda r: r.replace_s)
     return Result(program.label, program.program_s, program.program_cpu_s, replace.replace_s,
-                  replace.replace_cpu_s)
+                  replace.replace_cpu_s, min(r.single_announce_s for r in results),
+                  min(r.single_withdraw_s for r in results))
 
 
 def report(baseline: Result, fast: Result, routes: int, replace: int) -> None:
@@ -136,6 +164,10 @@ def report(baseline: Result, fast: Result, routes: int, replace: int) -> None:
     print(row(f"replace {replace:,} ({replace:,} wd + {replace:,} ann) (s)",
               baseline.replace_s, fast.replace_s, REPLACE_BAR_S))
     print(row("  ExaBGP CPU (s)", baseline.replace_cpu_s, fast.replace_cpu_s, None))
+    print(row(f"one announce → FIB, median of {SINGLE_TRIALS} (ms)", baseline.single_announce_s * 1000,
+              fast.single_announce_s * 1000, None))
+    print(row(f"one withdraw → gone, median of {SINGLE_TRIALS} (ms)", baseline.single_withdraw_s * 1000,
+              fast.single_withdraw_s * 1000, None))
     print(f"default speed vs bars: program {'ok' if baseline.program_s <= PROGRAM_BAR_S else 'OVER BAR'}, "
           f"replace {'ok' if baseline.replace_s <= REPLACE_BAR_S else 'OVER BAR'}")
     print(f"rate at 0.1: {routes / fast.program_s:,.0f} routes/s programming; "
