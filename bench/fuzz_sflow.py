@@ -8,6 +8,18 @@ see every datagram; per datagram they must agree on valid/malformed, on the reas
 number of flow samples and address rows. Prints counts by outcome and reason, disagreements
 and unexpected exceptions (the first of each kind is written to artifacts/fuzz_sflow/).
 Exit status 1 if anything other than SflowError escaped or the decoders disagreed.
+
+Memory safety of the C path: build it with sanitizers into a copy of the tree and run this loop:
+
+    mkdir -p /tmp/asan/tests/fuzz && cp -r collector bench /tmp/asan/
+    cp -r tests/fuzz/seeds /tmp/asan/tests/fuzz/ && rm /tmp/asan/collector/*.so
+    gcc -shared -fPIC -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+        -I"$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \
+        collector/_sflow_fast.c -o /tmp/asan/collector/_sflow_fast$(.venv/bin/python -c \
+        'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+    cd /tmp/asan && ASAN_OPTIONS=detect_leaks=0 PYTHONPATH=/tmp/asan \
+        LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)" \
+        /work/main/.venv/bin/python -m bench.fuzz_sflow --count 200000
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """Type stub for the C fast path (collector/_sflow_fast.c); see collector/sflow_fast.py."""
 
-RawBatch = tuple[
+from typing import final
+
+_RawBatch = tuple[
     list[str],  # agents of this batch
     bytearray,  # v4 agent index (uint32)
     bytearray,  # v4 destination (uint32)
@@ -20,8 +22,9 @@ RawBatch = tuple[
     dict[str, int],  # agent -> agent-reported drops
 ]
 
+@final
 class Decoder:
     def __init__(self) -> None: ...
     def feed(self, datagram: bytes, exporter: str, /) -> None: ...
     def feed_many(self, datagrams: list[tuple[bytes, str]], /) -> None: ...
-    def take(self) -> RawBatch: ...
+    def take(self) -> _RawBatch: ...
