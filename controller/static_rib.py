@@ -22,11 +22,12 @@ class StaticRib:
     """Best paths of a fixed set of prefixes (both families)."""
 
     def __init__(self, routes: Mapping[str, Sequence[Path]]) -> None:
+        """``routes``: prefix → its paths (a prefix without paths is left out)."""
         self._best: dict[str, Path] = {}
         entries: dict[int, list[tuple[int, str]]] = {4: [], 6: []}
         self._by_length: dict[int, dict[int, dict[int, str]]] = {4: {}, 6: {}}
         for prefix, paths in routes.items():
-            best = best_path(list(paths))
+            best = paths[0] if len(paths) == 1 else best_path(list(paths))
             if best is None:
                 continue
             family, network, length = split_prefix(prefix)

@@ -1,0 +1,348 @@
+"""``topfib simulate``: replay traffic through accounting and selection, report coverage per cap.
+
+Simulated time runs in control-loop periods. In each period the traffic is sampled (sFlow-like:
+a sample budget per second, each sample standing for frame × sampling-rate bytes), fed to the
+collector's :class:`collector.accounting.PrefixRates`, and judged against the FIB selected at the
+*start* of the period — coverage is out-of-sample. At the end of the period selection runs again
+on the decayed scores, and :func:`controller.plan.plan` counts the announces and withdraws.
+
+After a warm-up (so churn is steady-state), per cap:
+
+* coverage = bytes forwarded by an installed route / bytes to prefixes with a peer path;
+* oracle coverage = the same for the best FIB in hindsight: selection run once on the bytes each
+  prefix actually received over the measured window (no margin, no dwell);
+* churn per hour = announces + withdraws per simulated hour;
+* max installed = the largest FIB seen.
+
+A prefix is "forwarded by an installed route" when it or a covering prefix is installed: selection
+never hides a more-specific with another exit, so the covering route sends it the right way.
+
+The RIB comes from a pfx2as/MRT file via :func:`collector.ribfile.load_rib_file`. A pfx2as table has
+no next-hops, so each prefix is given one of a few synthetic peers by its origin AS, which makes
+nested prefixes with different exits (and so no-cache-hiding units) as common as in a real table.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path as FilePath
+
+import numpy as np
+import numpy.typing as npt
+
+from collector.accounting import PrefixRates
+from collector.fastprefix import split_prefix
+from collector.lpm import LpmTable
+from collector.paths import Path
+from controller.plan import plan
+from controller.select import SelectedRoute, SelectionPolicy, select
+from controller.static_rib import StaticRib
+from controller.zipf import ZipfTraffic, parse_zipf
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+SWITCH = "sim"
+SYNTHETIC_PEERS = 8  # next-hop of a prefix = peer (origin AS mod 8)
+
+
+@dataclass(frozen=True)
+class SimulationSettings:
+    """Everything a run depends on besides the RIB, the traffic and the caps (all stated in output)."""
+
+    duration_s: float = 3600.0  # measured simulated time
+    warmup_s: float = 3600.0  # simulated before measuring, so rates and the FIB are in steady state
+    loop_period_s: float = 30.0  # one selection per period
+    slice_s: float = 5.0  # samples are accounted at this granularity within a period
+    samples_per_s: float = 5000.0  # sFlow sample budget of the switch
+    sampling_rate: int = 4096  # 1 in N packets
+    fast_half_life_s: float = 30.0
+    slow_half_life_s: float = 3600.0
+    margin: float = 0.2
+    min_dwell_s: float = 300.0
+    seed: int = 1
+
+    def describe(self) -> str:
+        return (
+            f"{self.samples_per_s:g} samples/s at 1:{self.sampling_rate}, selection every "
+            f"{self.loop_period_s:g} s, half-lives {self.fast_half_life_s:g}/{self.slow_half_life_s:g} s, "
+            f"margin {self.margin:g}, dwell {self.min_dwell_s:g} s, {self.warmup_s:g} s warm-up then "
+            f"{self.duration_s:g} s measured, seed {self.seed}"
+        )
+
+
+@dataclass(frozen=True)
+class CapResult:
+    cap: int
+    coverage: float
+    oracle_coverage: float
+    churn_per_hour: float
+    max_installed: int
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {
+            "cap": self.cap,
+            "coverage": self.coverage,
+            "oracle_coverage": self.oracle_coverage,
+            "churn_per_hour": self.churn_per_hour,
+            "max_installed": self.max_installed,
+        }
+
+
+class SimulationRib:
+    """A RIB's prefixes by index (prefix order), with each prefix's covering prefixes as arrays."""
+
+    def __init__(self, rib: StaticRib) -> None:
+        self.rib = rib
+        self.prefixes: list[str] = list(rib)
+        self.index = {prefix: i for i, prefix in enumerate(self.prefixes)}
+        self.ancestors = _ancestor_rows(self.prefixes)
+
+    def __len__(self) -> int:
+        return len(self.prefixes)
+
+    def covered(self, installed: Sequence[str]) -> BoolArray:
+        """Per prefix index: is it, or a prefix covering it, installed."""
+        mask = np.zeros(len(self.prefixes) + 1, np.bool_)  # the extra slot stands for "no ancestor"
+        mask[[self.index[p] for p in installed]] = True
+        covered = mask[:-1].copy()
+        for row in self.ancestors:
+            covered |= mask[row]
+        return covered
+
+
+def _ancestor_rows(prefixes: Sequence[str]) -> list[IntArray]:
+    """Row d holds each prefix's (d+1)-th closest covering prefix index (len(prefixes): none).
+
+    ``prefixes`` must be in prefix order, where a prefix comes right before what it contains.
+    """
+    count = len(prefixes)
+    chains: list[list[int]] = []
+    stack: list[tuple[int, int, int]] = []  # (family, end of range, index)
+    for index, prefix in enumerate(prefixes):
+        family, network, length = split_prefix(prefix)
+        while stack and (stack[-1][0] != family or stack[-1][1] <= network):
+            stack.pop()
+        chain = [entry[2] for entry in reversed(stack)]
+        for depth, ancestor in enumerate(chain):
+            if depth == len(chains):
+                chains.append([count] * count)
+            chains[depth][index] = ancestor
+        stack.append((family, network + (1 << ((32 if family == 4 else 128) - length)), index))
+    return [np.array(row, np.int64) for row in chains]
+
+
+def synthetic_peer_rib(routes: dict[str, Path]) -> StaticRib:
+    """Re-home each prefix's best path onto one of :data:`SYNTHETIC_PEERS` peers by origin AS."""
+    hops_v4 = [f"192.0.2.{i + 1}" for i in range(SYNTHETIC_PEERS)]
+    hops_v6 = [f"2001:db8::{i + 1}" for i in range(SYNTHETIC_PEERS)]
+    interned: dict[tuple[str, tuple[int, ...]], tuple[Path, ...]] = {}
+    rehomed: dict[str, tuple[Path, ...]] = {}
+    for prefix, best in routes.items():
+        hops = hops_v6 if ":" in prefix else hops_v4
+        next_hop = hops[(best.origin_as or 0) % SYNTHETIC_PEERS]
+        key = (next_hop, best.as_path)
+        if key not in interned:
+            interned[key] = (Path(next_hop=next_hop, as_path=best.as_path, peer=next_hop),)
+        rehomed[prefix] = interned[key]
+    return StaticRib(rehomed)
+
+
+def load_simulation_rib(path: FilePath) -> SimulationRib:
+    from collector.rib import Rib
+    from collector.ribfile import load_rib_file
+
+    rib = Rib()
+    load_rib_file(path, rib)
+    best: dict[str, Path] = {}
+    for prefix in rib:
+        path_now = rib.best(prefix)
+        if path_now is not None:
+            best[prefix] = path_now
+    return SimulationRib(synthetic_peer_rib(best))
+
+
+class _PrefixIds(LpmTable):
+    """Names simulation prefix indices for ``PrefixRates.add_batch`` (id = index in the RIB)."""
+
+    def __init__(self, prefixes: Sequence[str]) -> None:
+        super().__init__()
+        self._names = prefixes
+
+    def prefix_of_id(self, prefix_id: int) -> str:
+        return self._names[prefix_id]
+
+
+@dataclass
+class _CapRun:
+    policy: SelectionPolicy
+    routes: dict[str, SelectedRoute] = field(default_factory=dict)
+    covered: BoolArray | None = None
+    covered_bytes: float = 0.0
+    changes: int = 0
+    max_installed: int = 0
+
+
+def simulate(
+    sim_rib: SimulationRib,
+    traffic: ZipfTraffic,
+    caps: Sequence[int],
+    settings: SimulationSettings,
+) -> tuple[list[CapResult], FloatArray]:
+    """Results per cap, and the bytes each prefix received during the measured window."""
+    rng = np.random.default_rng(settings.seed)
+    rates = PrefixRates(settings.fast_half_life_s, settings.slow_half_life_s)
+    ids = _PrefixIds(sim_rib.prefixes)
+    runs = [_CapRun(SelectionPolicy(cap, cap, 0, settings.margin, settings.min_dwell_s)) for cap in caps]
+    window_bytes = np.zeros(len(sim_rib), np.float64)
+    periods = math.ceil((settings.warmup_s + settings.duration_s) / settings.loop_period_s)
+    slices = max(1, round(settings.loop_period_s / settings.slice_s))
+    now = 0.0
+    for period in range(periods):
+        measuring = period * settings.loop_period_s >= settings.warmup_s
+        for _ in range(slices):
+            span = settings.loop_period_s / slices
+            now += span
+            count = int(rng.poisson(settings.samples_per_s * span))
+            prefix_ids, nbytes = traffic.sample(count, settings.sampling_rate, rng)
+            packets = np.full(count, float(settings.sampling_rate))
+            rates.add_batch(SWITCH, ids, prefix_ids, nbytes, packets, now)
+            if measuring:
+                window_bytes += np.bincount(prefix_ids, nbytes, minlength=len(sim_rib))
+                for run in runs:
+                    if run.covered is not None:
+                        run.covered_bytes += float(nbytes[run.covered[prefix_ids]].sum())
+        scores = rates.scores(SWITCH, now)
+        for run in runs:
+            selection = select(
+                scores=scores, rib=sim_rib.rib, policy=run.policy, now=now, incumbents=run.routes
+            )
+            desired = selection.desired()
+            if measuring:
+                changes = plan(desired, {p: r.next_hop for p, r in run.routes.items()})
+                run.changes += changes.announces + changes.withdraws
+                run.max_installed = max(run.max_installed, len(desired))
+            run.routes = dict(selection.routes)
+            run.covered = sim_rib.covered(list(desired))
+    total = float(window_bytes.sum())
+    results = []
+    for run in runs:
+        oracle = _oracle_covered(sim_rib, window_bytes, run.policy)
+        hours = settings.duration_s / 3600.0
+        results.append(
+            CapResult(
+                cap=run.policy.cap_ipv4,
+                coverage=run.covered_bytes / total if total else 0.0,
+                oracle_coverage=float(window_bytes[oracle].sum()) / total if total else 0.0,
+                churn_per_hour=run.changes / hours if hours else 0.0,
+                max_installed=run.max_installed,
+            )
+        )
+    return results, window_bytes
+
+
+def _oracle_covered(sim_rib: SimulationRib, window_bytes: FloatArray, policy: SelectionPolicy) -> BoolArray:
+    """Coverage mask of the best FIB in hindsight: selection on the bytes actually received."""
+    received = np.flatnonzero(window_bytes > 0)
+    scores = {sim_rib.prefixes[i]: float(window_bytes[i]) for i in received.tolist()}
+    hindsight = SelectionPolicy(policy.cap_ipv4, policy.cap_ipv6, policy.cap_ipv4_24, 0.0, 0.0)
+    selection = select(scores=scores, rib=sim_rib.rib, policy=hindsight, now=0.0)
+    return sim_rib.covered(list(selection.routes))
+
+
+def traffic_curve(window_bytes: FloatArray) -> FloatArray:
+    """Cumulative share of the traffic carried by the top-k prefixes, k = 1, 2, …"""
+    ordered = np.sort(window_bytes[window_bytes > 0])[::-1]
+    total = ordered.sum()
+    return np.cumsum(ordered) / total if total else ordered
+
+
+def write_plot(out: FilePath, window_bytes: FloatArray, results: Sequence[CapResult], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curve = traffic_curve(window_bytes)
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    if len(curve):
+        axes.plot(np.arange(1, len(curve) + 1), curve * 100.0, label="top-k prefixes in hindsight")
+    for result in results:
+        axes.scatter([result.cap], [result.coverage * 100.0], color="tab:red", zorder=3)
+        axes.annotate(
+            f"N={result.cap}: {result.coverage:.1%}",
+            (result.cap, result.coverage * 100.0),
+            textcoords="offset points",
+            xytext=(6, -12),
+            fontsize=8,
+        )
+    axes.set_xscale("log")
+    axes.set_xlabel("routes installed")
+    axes.set_ylabel("% of traffic")
+    axes.set_ylim(0, 100)
+    axes.grid(True, which="both", alpha=0.3)
+    axes.set_title(title, fontsize=9)
+    axes.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(out, dpi=120)
+    plt.close(figure)
+
+
+def run_simulate(
+    rib: FilePath,
+    traffic: str,
+    caps: list[int],
+    as_json: bool,
+    plot: FilePath | None,
+    duration: float,
+    seed: int,
+) -> int:
+    """CLI body of ``topfib simulate``: 0 on success, 2 on bad arguments or an unreadable RIB."""
+    try:
+        alpha = parse_zipf(traffic)
+    except ValueError as exc:
+        print(f"--traffic: {exc}", file=sys.stderr)
+        return 2
+    if alpha is None:
+        print(f"--traffic: {traffic!r}: only zipf:ALPHA is supported so far", file=sys.stderr)
+        return 2
+    if not caps or min(caps) < 1:
+        print("--cap: give one or more caps >= 1", file=sys.stderr)
+        return 2
+    if not duration > 0:
+        print("--duration: must be > 0", file=sys.stderr)
+        return 2
+    from collector.ribfile import RibFileError
+
+    try:
+        sim_rib = load_simulation_rib(rib)
+    except (RibFileError, OSError) as exc:
+        print(f"--rib: {exc}", file=sys.stderr)
+        return 2
+    if not len(sim_rib):
+        print(f"--rib: {rib}: no prefixes", file=sys.stderr)
+        return 2
+    settings = SimulationSettings(duration_s=duration, warmup_s=min(duration, 3600.0), seed=seed)
+    zipf = ZipfTraffic.build(len(sim_rib), alpha, seed)
+    results, window_bytes = simulate(sim_rib, zipf, caps, settings)
+    if as_json:
+        for result in results:
+            print(json.dumps(result.to_dict()))
+    else:
+        print(f"{rib.name}: {len(sim_rib)} prefixes, zipf α={alpha:g}; {settings.describe()}")
+        header = ("cap", "coverage", "oracle", "ratio", "churn/h", "% of N/h", "max FIB")
+        print("{:>8} {:>9} {:>9} {:>7} {:>9} {:>9} {:>8}".format(*header))
+        for r in results:
+            ratio = r.coverage / r.oracle_coverage if r.oracle_coverage else 0.0
+            print(
+                f"{r.cap:>8} {r.coverage:>9.4f} {r.oracle_coverage:>9.4f} {ratio:>7.4f} "
+                f"{r.churn_per_hour:>9.1f} {100 * r.churn_per_hour / r.cap:>8.2f}% {r.max_installed:>8}"
+            )
+    if plot is not None:
+        write_plot(plot, window_bytes, results, f"{rib.name}, zipf α={alpha:g}")
+    return 0

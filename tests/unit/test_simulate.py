@@ -1,0 +1,163 @@
+"""The simulator: RIB indexing, Zipf traffic, coverage bookkeeping and the CLI body."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path as FilePath
+
+import numpy as np
+import pytest
+
+from collector.paths import Path
+from collector.prefixes import contains
+from controller.simulate import (
+    SimulationRib,
+    SimulationSettings,
+    run_simulate,
+    simulate,
+    synthetic_peer_rib,
+    traffic_curve,
+)
+from controller.zipf import ZipfTraffic, parse_zipf
+
+PREFIXES = [
+    "10.0.0.0/8",
+    "10.1.0.0/16",
+    "10.1.2.0/24",
+    "10.1.3.0/24",
+    "10.2.0.0/16",
+    "11.0.0.0/8",
+    "11.0.0.0/9",
+    "2001:db8::/32",
+    "2001:db8:1::/48",
+]
+
+
+def sim_rib(prefixes: list[str]) -> SimulationRib:
+    routes = {p: Path(next_hop="0.0.0.0", as_path=(64500 + i,)) for i, p in enumerate(prefixes)}
+    return SimulationRib(synthetic_peer_rib(routes))
+
+
+def test_ancestors_and_covered_match_brute_force() -> None:
+    rib = sim_rib(PREFIXES)
+    for index, prefix in enumerate(rib.prefixes):
+        expected = sorted(
+            (p for p in rib.prefixes if p != prefix and contains(p, prefix)),
+            key=lambda p: -int(p.split("/")[1]),
+        )
+        found = [rib.prefixes[int(row[index])] for row in rib.ancestors if row[index] < len(rib)]
+        assert found == expected
+    covered = rib.covered(["10.1.0.0/16", "2001:db8::/32"])
+    assert {rib.prefixes[i] for i in np.flatnonzero(covered)} == {
+        "10.1.0.0/16",
+        "10.1.2.0/24",
+        "10.1.3.0/24",
+        "2001:db8::/32",
+        "2001:db8:1::/48",
+    }
+
+
+def test_synthetic_peers_follow_the_origin_as() -> None:
+    rib = synthetic_peer_rib(
+        {"10.0.0.0/8": Path("0.0.0.0", as_path=(3, 9)), "2001:db8::/32": Path("::", (17,))}
+    )
+    best = rib.best("10.0.0.0/8")
+    assert best is not None and best.next_hop == "192.0.2.2"
+    best6 = rib.best("2001:db8::/32")
+    assert best6 is not None and best6.next_hop == "2001:db8::2"
+
+
+def test_zipf_shares_and_samples() -> None:
+    zipf = ZipfTraffic.build(1000, 1.0, seed=3)
+    share = zipf.share()
+    assert share.sum() == pytest.approx(1.0)
+    assert share.max() == pytest.approx(1.0 / sum(1.0 / r for r in range(1, 1001)))
+    ids, nbytes = zipf.sample(200_000, 1000, np.random.default_rng(5))
+    top = int(np.argmax(share))
+    assert np.mean(ids == top) == pytest.approx(share[top], rel=0.05)
+    assert set(np.unique(nbytes).tolist()) <= {64_000.0, 576_000.0, 1_500_000.0}
+    assert parse_zipf("zipf:1.2") == 1.2
+    assert parse_zipf("capture.pcap") is None
+    with pytest.raises(ValueError):
+        parse_zipf("zipf:-1")
+
+
+def test_traffic_curve_is_the_cumulative_top_k_share() -> None:
+    assert traffic_curve(np.array([1.0, 0.0, 3.0])).tolist() == [0.75, 1.0]
+
+
+FAST = SimulationSettings(duration_s=300.0, warmup_s=300.0, loop_period_s=30.0, samples_per_s=2000.0)
+
+
+def test_a_cap_holding_every_prefix_covers_everything() -> None:
+    rib = sim_rib(PREFIXES)
+    results, window = simulate(rib, ZipfTraffic.build(len(rib), 1.0, 1), [100], FAST)
+    (result,) = results
+    assert result.coverage == 1.0 and result.oracle_coverage == 1.0
+    assert result.max_installed == len(PREFIXES)
+    assert result.churn_per_hour == 0.0
+    assert window.sum() > 0
+
+
+def test_small_caps_cover_less_than_large_ones_and_stay_within_the_cap() -> None:
+    prefixes = [f"10.{i // 256}.{i % 256}.0/24" for i in range(400)]
+    rib = sim_rib(prefixes)
+    results, _ = simulate(rib, ZipfTraffic.build(len(rib), 1.2, 1), [5, 50], FAST)
+    small, large = results
+    assert small.max_installed <= 5 and large.max_installed <= 50
+    assert 0.0 < small.coverage < large.coverage < 1.0
+    assert small.oracle_coverage < large.oracle_coverage
+    assert small.coverage <= small.oracle_coverage * 1.05
+
+
+def _pfx2as(tmp_path: FilePath) -> FilePath:
+    path = tmp_path / "rib.pfx2as.gz"
+    lines = [f"10.{i // 256}.{i % 256}.0\t24\t{64500 + i}" for i in range(300)] + ["10.0.0.0\t16\t64499"]
+    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    return path
+
+
+def test_cli_json_one_object_per_cap_and_plot(tmp_path: FilePath, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "curve.png"
+    assert run_simulate(_pfx2as(tmp_path), "zipf:1.1", [10, 400], True, out, 120.0, 7) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [sorted(r) for r in rows] == [
+        ["cap", "churn_per_hour", "coverage", "max_installed", "oracle_coverage"]
+    ] * 2
+    assert [r["cap"] for r in rows] == [10, 400]
+    assert rows[0]["max_installed"] <= 10 < rows[1]["max_installed"]
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_text_report_states_its_assumptions(
+    tmp_path: FilePath, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_simulate(_pfx2as(tmp_path), "zipf:1.0", [20], False, None, 60.0, 1) == 0
+    text = capsys.readouterr().out
+    assert "samples/s" in text and "zipf α=1" in text and "ratio" in text
+
+
+@pytest.mark.parametrize(
+    ("traffic", "caps", "duration", "message"),
+    [
+        ("zipf:x", [10], 60.0, "--traffic"),
+        ("zipf:1.0", [0], 60.0, "--cap"),
+        ("zipf:1.0", [10], 0.0, "--duration"),
+    ],
+)
+def test_cli_rejects_bad_arguments(
+    tmp_path: FilePath,
+    capsys: pytest.CaptureFixture[str],
+    traffic: str,
+    caps: list[int],
+    duration: float,
+    message: str,
+) -> None:
+    assert run_simulate(_pfx2as(tmp_path), traffic, caps, False, None, duration, 1) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_rejects_a_missing_rib(tmp_path: FilePath, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_simulate(tmp_path / "nope.gz", "zipf:1.0", [10], False, None, 60.0, 1) == 2
+    assert "--rib" in capsys.readouterr().err
