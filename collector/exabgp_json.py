@@ -23,6 +23,7 @@ link's business; should one reach us it is counted as ``ack``, not as an error.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -85,6 +86,21 @@ class Notification:
 
 Event = RouteUpdate | SessionState | EndOfRib | Notification
 
+_MAX_CACHED = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Attributes:
+    """One parsed attribute set; ``serial`` identifies it in the path cache."""
+
+    serial: int
+    as_path: tuple[int, ...]
+    origin: str
+    local_pref: int
+    med: int
+    communities: tuple[str, ...]
+    large_communities: tuple[str, ...]
+
 
 class _Skip(Exception):
     """Drop this piece of the line and count ``reason``."""
@@ -104,13 +120,20 @@ class ExabgpJsonParser:
     ``bad_notification``, ``unknown_type``.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic, log_interval_s: float = 60.0) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, log_interval_s: float = 60.0,
+                 known_prefix: Callable[[str], bool] | None = None) -> None:
+        """``known_prefix`` (e.g. ``rib.lpm.knows``) says a string is a canonical prefix already
+        validated: re-announcements of known prefixes then skip parsing the prefix again."""
         self.counters: Counter[str] = Counter()
         self._clock = clock
         self._log = LogLimiter(interval_s=log_interval_s)
-        # Attribute sets repeat across lines; parse each distinct one once.
-        self._attribute_cache: dict[str, tuple[tuple[int, ...], str, int, int, tuple[str, ...],
-                                               tuple[str, ...]]] = {}
+        self._known_prefix = known_prefix
+        # Attribute sets repeat across lines: each distinct one is parsed once, and each
+        # (attributes, next hop, peer, path-id) is one shared Path object (the RIB interns by
+        # identity, so sharing here is what keeps a full table small).
+        self._attribute_cache: dict[str, _Attributes] = {}
+        self._path_cache: dict[tuple[int, str, str, int], Path] = {}
+        self._path_ids: dict[str, int] = {}
 
     def _bad(self, reason: str, detail: str) -> None:
         self.counters[reason] += 1
@@ -135,7 +158,7 @@ class ExabgpJsonParser:
             if not isinstance(message, dict):
                 self._bad("not_object", text[:120])
                 return []
-            return self._message(message)
+            return self._message(message, text)
         except _Skip as skip:
             self._bad(skip.reason, str(skip))
             return []
@@ -143,10 +166,10 @@ class ExabgpJsonParser:
             self._bad("unexpected", f"{type(exc).__name__}: {exc}")
             return []
 
-    def _message(self, message: dict[str, Any]) -> list[Event]:
+    def _message(self, message: dict[str, Any], text: str) -> list[Event]:
         kind = message.get("type")
         if kind == "update":
-            return self._update(message)
+            return self._update(message, text)
         if kind == "state":
             return self._state(message)
         if kind == "notification":
@@ -192,7 +215,7 @@ class ExabgpJsonParser:
 
     # -- updates --------------------------------------------------------------------------------
 
-    def _update(self, message: dict[str, Any]) -> list[Event]:
+    def _update(self, message: dict[str, Any], text: str) -> list[Event]:
         peer, neighbor = self._neighbor(message)
         body = neighbor.get("message")
         if not isinstance(body, dict):
@@ -215,7 +238,7 @@ class ExabgpJsonParser:
                 self._bad("treat_as_withdraw", f"{attributes['error']!r} from {peer}")
                 self._announces(peer, announce, None, events, as_withdraw=True)
             else:
-                self._announces(peer, announce, self._attributes(attributes), events)
+                self._announces(peer, announce, self._attributes(attributes, text), events)
         return events
 
     def _eor(self, peer: str, eor: Any) -> list[Event]:
@@ -244,7 +267,7 @@ class ExabgpJsonParser:
                 if parsed is not None:
                     events.append(RouteUpdate(peer, family, parsed[0], parsed[1], None))
 
-    def _announces(self, peer: str, announce: Any, attributes: tuple[Any, ...] | None,
+    def _announces(self, peer: str, announce: Any, attributes: _Attributes | None,
                    events: list[Event], as_withdraw: bool = False) -> None:
         if not isinstance(announce, dict):
             raise _Skip("bad_update", f"announce is not an object from {peer}")
@@ -266,8 +289,21 @@ class ExabgpJsonParser:
                     if parsed is None:
                         continue
                     prefix, path_id = parsed
-                    path = None if attributes is None else _path(attributes, next_hop, peer, path_id)
+                    path = None if attributes is None else self._path(attributes, next_hop, peer, path_id)
                     events.append(RouteUpdate(peer, family, prefix, path_id, path))
+
+    def _path(self, attributes: _Attributes, next_hop: str, peer: str, path_id: int) -> Path:
+        key = (attributes.serial, next_hop, peer, path_id)
+        path = self._path_cache.get(key)
+        if path is None:
+            path = Path(next_hop=next_hop, as_path=attributes.as_path, origin=attributes.origin,
+                        local_pref=attributes.local_pref, med=attributes.med,
+                        communities=attributes.communities, large_communities=attributes.large_communities,
+                        peer=peer, path_id=path_id)
+            if len(self._path_cache) >= _MAX_CACHED:
+                self._path_cache.clear()
+            self._path_cache[key] = path
+        return path
 
     def _nlri(self, nlri: Any, peer: str) -> tuple[str, int] | None:
         """(canonical prefix, path-id) of one NLRI entry, or None (counted)."""
@@ -283,47 +319,57 @@ class ExabgpJsonParser:
         if not isinstance(text, str):
             self._bad("bad_nlri", f"nlri {nlri!r} from {peer}")
             return None
-        try:
-            prefix = canonical(text)
-        except PrefixError as exc:
-            self._bad("bad_prefix", f"{exc} from {peer}")
-            return None
-        path_id = _path_id(path_info)
+        if self._known_prefix is not None and self._known_prefix(text):
+            prefix = text
+        else:
+            try:
+                prefix = canonical(text)
+            except PrefixError as exc:
+                self._bad("bad_prefix", f"{exc} from {peer}")
+                return None
+        if path_info is None:
+            return prefix, 0
+        path_id = self._path_ids.get(path_info) if isinstance(path_info, str) else None
+        if path_id is None:
+            path_id = _path_id(path_info)
+            if path_id is not None and isinstance(path_info, str) and len(self._path_ids) < _MAX_CACHED:
+                self._path_ids[path_info] = path_id
         if path_id is None:
             self._bad("bad_nlri", f"path-information {path_info!r} from {peer}")
             return None
         return prefix, path_id
 
-    def _attributes(self, attributes: Any) -> tuple[Any, ...]:
-        """(as_path, origin, local_pref, med, communities, large_communities), cached by content."""
+    def _attributes(self, attributes: Any, text: str) -> _Attributes:
+        """The parsed attribute set, cached by its text in the line (ExaBGP writes it before
+        "announce"; identical text is an identical set)."""
         if not isinstance(attributes, dict):
             raise _Skip("bad_attribute", "attribute is not an object")
-        key = json.dumps(attributes, sort_keys=True)
+        start = text.find('"attribute"')
+        end = text.find('"announce"', start)
+        key = text[start:end] if 0 <= start < end else json.dumps(attributes, sort_keys=True)
         cached = self._attribute_cache.get(key)
         if cached is not None:
             return cached
         try:
-            parsed = (
-                _as_path(attributes.get("as-path", [])),
-                _origin(attributes.get("origin", "igp")),
-                _uint32(attributes.get("local-preference", 100), "local-preference"),
-                _uint32(attributes.get("med", 0), "med"),
-                _communities(attributes.get("community", []), 2),
-                _communities(attributes.get("large-community", []), 3),
+            parsed = _Attributes(
+                serial=len(self._attribute_cache),
+                as_path=_as_path(attributes.get("as-path", [])),
+                origin=_origin(attributes.get("origin", "igp")),
+                local_pref=_uint32(attributes.get("local-preference", 100), "local-preference"),
+                med=_uint32(attributes.get("med", 0), "med"),
+                communities=_communities(attributes.get("community", []), 2),
+                large_communities=_communities(attributes.get("large-community", []), 3),
             )
         except ValueError as exc:
             raise _Skip("bad_attribute", str(exc)) from None
-        if len(self._attribute_cache) >= 100_000:
-            self._attribute_cache.clear()  # bounded: a peer may send a distinct set per prefix
+        if len(self._attribute_cache) >= _MAX_CACHED:
+            # Bounded: a peer may send a distinct set per prefix. Paths are keyed by the serial,
+            # so they must go too.
+            self._attribute_cache.clear()
+            self._path_cache.clear()
+            parsed = dataclasses.replace(parsed, serial=0)
         self._attribute_cache[key] = parsed
         return parsed
-
-
-def _path(attributes: tuple[Any, ...], next_hop: str, peer: str, path_id: int) -> Path:
-    as_path, origin, local_pref, med, communities, large = attributes
-    return Path(next_hop=next_hop, as_path=as_path, origin=origin, local_pref=local_pref, med=med,
-                communities=communities, large_communities=large, peer=peer, path_id=path_id)
-
 
 def _valid_next_hop(next_hop: Any) -> bool:
     if not isinstance(next_hop, str) or not next_hop or next_hop == "null":
@@ -349,7 +395,7 @@ def _path_id(value: Any) -> int | None:
 
 
 def _uint32(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 32:
+    if type(value) is not int or not 0 <= value < 1 << 32:  # bool is not int here, on purpose
         raise ValueError(f"{name} {value!r} is not a 32-bit unsigned integer")
     return value
 
@@ -361,9 +407,9 @@ def _origin(value: Any) -> str:
 
 
 def _asn_list(values: Any) -> list[int]:
-    if not isinstance(values, list):
+    if type(values) is not list or not all(type(v) is int and 0 <= v < 1 << 32 for v in values):
         raise ValueError(f"AS list {values!r}")
-    return [_uint32(v, "ASN") for v in values]
+    return values
 
 
 def _as_path(value: Any) -> tuple[int, ...]:
@@ -399,14 +445,13 @@ def _as_path(value: Any) -> tuple[int, ...]:
 
 def _communities(value: Any, width: int) -> tuple[str, ...]:
     """Standard ([a, b] → "a:b") or large ([a, b, c] → "a:b:c") communities, in received order."""
-    if not isinstance(value, list):
+    if type(value) is not list:
         raise ValueError(f"communities {value!r}")
-    out = []
+    limit = 1 << (16 if width == 2 else 32)
     for item in value:
-        if not isinstance(item, list) or len(item) != width:
+        if type(item) is not list or len(item) != width or not all(
+                type(v) is int and 0 <= v < limit for v in item):
             raise ValueError(f"community {item!r}")
-        limit = 1 << (16 if width == 2 else 32)
-        if any(isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < limit for v in item):
-            raise ValueError(f"community {item!r}")
-        out.append(":".join(str(v) for v in item))
-    return tuple(out)
+    if width == 2:
+        return tuple([f"{a}:{b}" for a, b in value])
+    return tuple([f"{a}:{b}:{c}" for a, b, c in value])

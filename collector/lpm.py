@@ -88,6 +88,10 @@ class LpmTable:
     def __contains__(self, prefix: object) -> bool:
         return isinstance(prefix, str) and self.id_of(prefix) is not None
 
+    def knows(self, prefix: str) -> bool:
+        """True if ``prefix`` was ever added: it is then a valid canonical prefix string."""
+        return prefix in self._ids
+
     def id_of(self, prefix: str) -> int | None:
         """The id of ``prefix`` while it is in the table, else None."""
         prefix_id = self._ids.get(prefix)

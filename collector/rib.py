@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import cast
 
 from collector.exabgp_json import EndOfRib, Event, Notification, RouteUpdate, SessionState
 from collector.lpm import LpmTable
@@ -25,8 +26,21 @@ from collector.prefixes import IPV4, IPV6, prefix_family
 
 PRELOAD_SESSION = "file"
 
-_Entry = tuple[str, Path]  # (session, path)
+_Entry = tuple[str, Path]  # (session, path), shared between prefixes
+# One path is stored as its entry itself (no 1-tuple around it: a full table is mostly single-path
+# prefixes); several as a tuple of entries, best first.
+_Stored = _Entry | tuple[_Entry, ...]
 _SortKey = tuple[tuple[int, int, int, int, int, int, int], str]
+
+
+def _entries(stored: _Stored) -> tuple[_Entry, ...]:
+    if type(stored[0]) is str:
+        return (stored,)
+    return cast(tuple[_Entry, ...], stored)
+
+
+def _pack(entries: list[_Entry] | tuple[_Entry, ...]) -> _Stored:
+    return entries[0] if len(entries) == 1 else tuple(entries)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,14 +64,27 @@ class RibCounts:
 
 
 class _Interned:
-    """A shared (session, path) pair, its best-path sort key and how many routes use it."""
+    """A shared (session, path) pair, how many routes use it, and its best-path sort key.
 
-    __slots__ = ("entry", "key", "refs")
+    Pairs are interned by the path object's identity: producers (the JSON parser, the file
+    loaders) already share one Path per distinct attribute set, and an identity lookup costs no
+    hashing of the path's fields. An entry keeps its path alive, so the id cannot be reused while
+    the pair is interned.
+    """
+
+    __slots__ = ("_key", "entry", "refs")
 
     def __init__(self, entry: _Entry) -> None:
         self.entry = entry
-        self.key: _SortKey = (best_path_key(entry[1]), entry[0])
         self.refs = 0
+        self._key: _SortKey | None = None
+
+    @property
+    def key(self) -> _SortKey:
+        """Sort key, computed only when the prefix has several paths to order."""
+        if self._key is None:
+            self._key = (best_path_key(self.entry[1]), self.entry[0])
+        return self._key
 
 
 class Rib:
@@ -66,8 +93,8 @@ class Rib:
     def __init__(self, preload_session: str = PRELOAD_SESSION) -> None:
         self.lpm = LpmTable()
         self.preload_session = preload_session
-        self._routes: dict[str, tuple[_Entry, ...]] = {}
-        self._interned: dict[_Entry, _Interned] = {}
+        self._routes: dict[str, _Stored] = {}
+        self._interned: dict[tuple[str, int], _Interned] = {}
         self._path_counts = {IPV4: 0, IPV6: 0}
         self._session_paths: dict[str, int] = {}
         self._changed: set[str] = set()
@@ -75,16 +102,18 @@ class Rib:
     # -- queries --------------------------------------------------------------------------------
 
     def best(self, prefix: str) -> Path | None:
-        entries = self._routes.get(prefix)
-        return entries[0][1] if entries else None
+        stored = self._routes.get(prefix)
+        return _entries(stored)[0][1] if stored is not None else None
 
     def paths(self, prefix: str) -> list[Path]:
         """All paths of ``prefix``, best first."""
-        return [path for _, path in self._routes.get(prefix, ())]
+        stored = self._routes.get(prefix)
+        return [path for _, path in _entries(stored)] if stored is not None else []
 
     def sessions_of(self, prefix: str) -> list[tuple[str, Path]]:
         """(session, path) pairs of ``prefix``, best first."""
-        return list(self._routes.get(prefix, ()))
+        stored = self._routes.get(prefix)
+        return list(_entries(stored)) if stored is not None else []
 
     def longest_match(self, ip: str) -> str | None:
         return self.lpm.lookup(ip)
@@ -151,57 +180,61 @@ class Rib:
     def announce(self, session: str, prefix: str, path: Path) -> RibChange | None:
         """Add or replace the path (session, prefix, path.peer, path.path_id).
 
-        ``prefix`` must be canonical (the loaders and the JSON parser ensure it).
+        ``prefix`` must be canonical (the loaders and the JSON parser ensure it); a new prefix is
+        validated by the LPM table before anything is stored (:class:`PrefixError`).
         """
-        entries = self._routes.get(prefix)
-        if entries is None:
-            self.lpm.add(prefix)  # validates the prefix before anything is stored
-            interned = self._intern((session, path))
-            self._routes[prefix] = (interned.entry,)
+        stored = self._routes.get(prefix)
+        if stored is None:
+            self.lpm.add(prefix)
+            self._routes[prefix] = self._intern(session, path).entry
             self._count_path(prefix, session, +1)
             return self._changed_to(prefix, path)
-        interned = self._intern((session, path))
+        entries = _entries(stored)
         old_best = entries[0][1]
         kept: list[_Entry] = []
         replaced = False
         for entry in entries:
             other_session, other = entry
             if other_session == session and other.peer == path.peer and other.path_id == path.path_id:
-                replaced = True
-                if entry is interned.entry:  # the same path again: nothing changes
-                    self._release(interned)
+                if other is path:  # the same path again: nothing changes
                     return None
-                self._release(self._interned[entry])
+                replaced = True
+                self._release(entry)
             else:
                 kept.append(entry)
         if not replaced:
             self._count_path(prefix, session, +1)
-        key = interned.key
-        position = 0
-        while position < len(kept) and self._interned[kept[position]].key < key:
-            position += 1
-        kept.insert(position, interned.entry)
-        self._routes[prefix] = tuple(kept)
-        return self._changed_to(prefix, kept[0][1]) if kept[0][1] != old_best else None
+        interned = self._intern(session, path)
+        if kept:
+            key = interned.key
+            position = 0
+            while position < len(kept) and self._sort_key(kept[position]) < key:
+                position += 1
+            kept.insert(position, interned.entry)
+        else:
+            kept.append(interned.entry)
+        self._routes[prefix] = _pack(kept)
+        best = kept[0][1]
+        return self._changed_to(prefix, best) if best != old_best else None
 
     def withdraw(self, session: str, prefix: str, peer: str, path_id: int) -> RibChange | None:
         """Remove one path; the prefix goes when its last path does. Unknown paths are ignored."""
-        entries = self._routes.get(prefix)
-        if entries is None:
+        stored = self._routes.get(prefix)
+        if stored is None:
             return None
+        entries = _entries(stored)
         position = next((i for i, (owner, path) in enumerate(entries)
                          if owner == session and path.peer == peer and path.path_id == path_id), -1)
         if position < 0:
             return None
-        entry = entries[position]
-        self._release(self._interned[entry])
+        self._release(entries[position])
         self._count_path(prefix, session, -1)
         rest = entries[:position] + entries[position + 1:]
         if not rest:
             del self._routes[prefix]
             self.lpm.remove(prefix)
             return self._changed_to(prefix, None)
-        self._routes[prefix] = rest
+        self._routes[prefix] = _pack(rest)
         return self._changed_to(prefix, rest[0][1]) if position == 0 else None
 
     def drop_session(self, session: str, family: int | None = None) -> list[RibChange]:
@@ -210,16 +243,16 @@ class Rib:
             return []
         changes: list[RibChange] = []
         doomed = [
-            prefix for prefix, entries in self._routes.items()
+            prefix for prefix, stored in self._routes.items()
             if (family is None or prefix_family(prefix) == family)
-            and any(entry[0] == session for entry in entries)
+            and any(entry[0] == session for entry in _entries(stored))
         ]
         for prefix in doomed:
-            entries = self._routes[prefix]
-            for entry in [e for e in entries if e[0] == session]:
-                change = self.withdraw(session, prefix, entry[1].peer, entry[1].path_id)
-                if change is not None:
-                    changes.append(change)
+            for owner, path in _entries(self._routes[prefix]):
+                if owner == session:
+                    change = self.withdraw(session, prefix, path.peer, path.path_id)
+                    if change is not None:
+                        changes.append(change)
         return changes
 
     # -- bookkeeping ----------------------------------------------------------------------------
@@ -228,18 +261,24 @@ class Rib:
         self._changed.add(prefix)
         return RibChange(prefix, best)
 
-    def _intern(self, entry: _Entry) -> _Interned:
-        interned = self._interned.get(entry)
+    def _intern(self, session: str, path: Path) -> _Interned:
+        key = (session, id(path))
+        interned = self._interned.get(key)
         if interned is None:
-            interned = _Interned(entry)
-            self._interned[entry] = interned
+            interned = _Interned((session, path))
+            self._interned[key] = interned
         interned.refs += 1
         return interned
 
-    def _release(self, interned: _Interned) -> None:
+    def _sort_key(self, entry: _Entry) -> _SortKey:
+        return self._interned[(entry[0], id(entry[1]))].key
+
+    def _release(self, entry: _Entry) -> None:
+        key = (entry[0], id(entry[1]))
+        interned = self._interned[key]
         interned.refs -= 1
         if interned.refs <= 0:
-            del self._interned[interned.entry]
+            del self._interned[key]
 
     def _count_path(self, prefix: str, session: str, delta: int) -> None:
         family = IPV6 if ":" in prefix else IPV4

@@ -128,11 +128,13 @@ def test_counts_more_specifics_and_lookup() -> None:
 def test_interned_paths_are_shared_and_released() -> None:
     rib = Rib()
     prefixes = [f"10.{i}.0.0/16" for i in range(50)]
+    shared = path("10.0.0.1", as_path=(1, 2, 3))  # producers share one Path per attribute set
     for prefix in prefixes:
-        rib.announce("10.0.0.1", prefix, path("10.0.0.1", as_path=(1, 2, 3)))
-    first = rib.paths(prefixes[0])[0]
-    assert all(rib.paths(p)[0] is first for p in prefixes)
+        rib.announce("10.0.0.1", prefix, shared)
+    assert all(rib.paths(p)[0] is shared for p in prefixes)
     assert len(rib._interned) == 1
+    rib.announce("10.0.0.1", prefixes[0], path("10.0.0.1", as_path=(1, 2, 3)))  # equal, not shared
+    assert rib.paths(prefixes[0]) == [shared] and len(rib._interned) == 2
     for prefix in prefixes:
         rib.withdraw("10.0.0.1", prefix, "10.0.0.1", 0)
     assert len(rib._interned) == 0
