@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from bench.gen_traffic import V4_TABLE, V6_TABLE, Traffic, generate, load_pfx2as
-from bench.sflow_encode import FlowSampleSpec, encode_datagram
 from collector.replay import replay
+from collector.sflow_encode import FlowSampleSpec, encode_datagram
 
 WORKDIR = Path("/tmp/topfib-bench")
 MARKER_PREFIX = "192.0.2.0/24"

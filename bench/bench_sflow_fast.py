@@ -15,8 +15,8 @@ import argparse
 import time
 from collections.abc import Callable
 
-from bench.sflow_encode import realistic_mix
 from collector.sflow import decode_datagram
+from collector.sflow_encode import realistic_mix
 from collector.sflow_fast import FastSflowDecoder, c_extension_available
 
 SAMPLES_PER_DATAGRAM = 7

@@ -4,7 +4,7 @@ Destinations are Zipf-distributed over the prefixes of the full IPv4 and IPv6 ta
 seeded ranking of the prefixes; a random host inside the chosen prefix), ``v6_share`` of samples
 IPv6, a small ``unrouted_share`` to addresses outside every table (100.64.0.0/10, fc00::/7), about
 7 samples per datagram, from two agents with different sampling rates (so per-sample scaling is
-exercised). Flow samples are encoded once per template with ``bench.sflow_encode`` and then
+exercised). Flow samples are encoded once per template with ``collector.sflow_encode`` and then
 patched (destination, sequence numbers, sample pool): 10⁶ samples take seconds, not minutes.
 
     .venv/bin/python -m bench.gen_traffic --samples 1000000 --out /tmp/topfib-bench/traffic.npz
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from bench.sflow_encode import (
+from collector.sflow_encode import (
     PROTO_TCP,
     PROTO_UDP,
     FlowSampleSpec,

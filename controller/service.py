@@ -151,6 +151,7 @@ class Service:
         period = ctl.switch.loop_period_s
         while not self._stopping.is_set():
             started = time.monotonic()
+            ctl.wake_event.clear()  # before the tick: a request stored during it wakes the next one
             try:
                 lease = self.leases.get(ctl.name)
                 if lease is not None:
@@ -162,7 +163,6 @@ class Service:
             except Exception:  # the loop must outlive any one bad iteration
                 log.exception("switch %s: control loop iteration failed", ctl.name)
             elapsed = time.monotonic() - started
-            ctl.wake_event.clear()
             await _wait_any((self._stopping, ctl.wake_event), max(0.0, period - elapsed))
 
     async def stop(self) -> None:

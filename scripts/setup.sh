@@ -1,5 +1,5 @@
 # Sourced by scripts/test.sh and scripts/demo.sh: install system packages and the venv, idempotently.
-APT_PACKAGES="bird2 redis-server iproute2 pmacct"
+APT_PACKAGES="bird2 redis-server iproute2 pmacct chromium"
 missing=""
 for pkg in $APT_PACKAGES; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
@@ -19,7 +19,11 @@ PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
-if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
+stale=0
+for f in pyproject.toml setup.py collector/_sflow_fast.c; do
+    [ -f .venv/.installed ] && [ ! "$f" -nt .venv/.installed ] || stale=1
+done
+if [ "$stale" -eq 1 ]; then
     .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
     .venv/bin/pip install -q -e '.[dev]'
     touch .venv/.installed

@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 
-from bench.sflow_encode import FlowSampleSpec, encode_datagram
+from collector.sflow_encode import FlowSampleSpec, encode_datagram
 from controller.config import TopfibConfig
 from controller.service import Service
 from tests.integration.lab import NEXT_HOPS_V4, Lab, async_wait_until

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from bench.sflow_encode import FlowSampleSpec, encode_datagram
 from collector.replay import (
     Pacer,
     flow_payloads,
@@ -18,6 +17,7 @@ from collector.replay import (
     run_replay,
     sample_count,
 )
+from collector.sflow_encode import FlowSampleSpec, encode_datagram
 
 SPEC = FlowSampleSpec(src="198.51.100.1", dst="192.0.2.1")
 

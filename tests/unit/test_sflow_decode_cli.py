@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.sflow_encode import FlowSampleSpec, encode_datagram
 from collector.decode_cli import run_decode, sniff_protocol
+from collector.sflow_encode import FlowSampleSpec, encode_datagram
 
 
 def test_sniff_protocol_versions() -> None:

@@ -6,8 +6,8 @@ import struct
 
 import pytest
 
-from bench.sflow_encode import FlowSampleSpec, encode_datagram
 from collector.sflow import decode_datagram
+from collector.sflow_encode import FlowSampleSpec, encode_datagram
 from collector.sflow_types import (
     REASON_BAD_ADDRESS_TYPE,
     REASON_BAD_VERSION,

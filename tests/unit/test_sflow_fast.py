@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.sflow_encode import FlowSampleSpec, encode_datagram, realistic_mix
 from collector.batch import SampleBatch
 from collector.pcap import is_capture, udp_payloads
 from collector.sflow import decode_datagram
+from collector.sflow_encode import FlowSampleSpec, encode_datagram, realistic_mix
 from collector.sflow_fast import FastSflowDecoder, Implementation, c_extension_available
 from collector.sflow_types import SflowError
 

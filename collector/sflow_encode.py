@@ -1,4 +1,4 @@
-"""A small sFlow v5 encoder for benchmarks and tests: realistic flow samples as a switch sends them.
+"""A small sFlow v5 encoder (the demo, benchmarks and tests): realistic flow samples as a switch sends them.
 
 Each flow sample carries what a commodity switch (Broadcom/Mellanox class) exports: a raw packet
 header record (the first 128 bytes of the Ethernet frame, optionally 802.1Q-tagged, IPv4 or IPv6,
