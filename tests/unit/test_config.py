@@ -68,7 +68,7 @@ def test_duplicate_switch_names_and_agents_are_refused() -> None:
     with pytest.raises(ConfigError, match="switch names must be unique"):
         parse_config(GOOD + second)
     renamed = second.replace('name = "edge1"', 'name = "edge2"')
-    with pytest.raises(ConfigError, match="sflow agent 10.0.0.2"):
+    with pytest.raises(ConfigError, match=r"sflow agent 10\.0\.0\.2"):
         parse_config(GOOD + renamed)
 
 
