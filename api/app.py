@@ -7,10 +7,11 @@ from collections.abc import Callable
 
 from fastapi import FastAPI
 
-from api.auth import AuthMiddleware, document_bearer_auth
+from api.auth import AuthMiddleware
 from api.context import ApiContext
 from api.errors import install_error_handlers
 from api.middleware import BodyLimitMiddleware, ResponseCountMiddleware
+from api.openapi import install_openapi
 from api.rate_limit import RateLimiter
 from api.routes import health, operator, read, requests
 from api.tokens import TokenTable
@@ -38,7 +39,7 @@ def create_app(
     for module in (health, requests, operator, read):
         app.include_router(module.build_router(ctx))
     install_error_handlers(app)
-    document_bearer_auth(app)
+    install_openapi(app)
     limiter = RateLimiter(config.api.rate_limit_per_s, config.api.rate_limit_burst, clock)
     # add_middleware wraps: the last added runs first. Order of arrival: count, authenticate, limit body.
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.api.max_body_bytes)

@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.openapi.utils import get_openapi
+from fastapi import HTTPException, Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -38,7 +36,6 @@ OPERATOR_ROLES: tuple[Role, ...] = ("operator",)
 AP_ROLES: tuple[Role, ...] = ("ap",)
 _PRINCIPAL_KEY = "topfib.principal"
 
-BEARER_SCHEME = {"type": "http", "scheme": "bearer", "description": "a token from `topfib token new`"}
 
 
 def _bearer_token(scope: Scope) -> str | None:
@@ -101,30 +98,3 @@ def require_role(*roles: Role) -> Callable[..., Awaitable[Principal]]:
 
     return dependency
 
-
-def document_bearer_auth(app: FastAPI) -> None:
-    """Declare the bearer scheme in OpenAPI on every operation outside PUBLIC_PATHS.
-
-    Done once on the generated schema rather than with a security dependency per route: the
-    middleware already checks tokens, and a dependency would cost every request a header parse.
-    """
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, description=app.description,
-                                 routes=app.routes)
-            schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = BEARER_SCHEME
-            for path, operations in schema.get("paths", {}).items():
-                if path in PUBLIC_PATHS:
-                    continue
-                for operation in operations.values():
-                    operation["security"] = [{"bearer": []}]
-                    operation.setdefault("responses", {}).update({
-                        "401": {"description": "missing or invalid bearer token"},
-                        "403": {"description": "the token's role may not use this endpoint"},
-                        "429": {"description": "rate limit exceeded for this token"},
-                    })
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
