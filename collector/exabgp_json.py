@@ -29,10 +29,10 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from collector.fastprefix import canonical
+from collector.fastprefix import format_network, split_prefix
 from collector.paths import Path
 from collector.pipeline import LogLimiter
 from collector.prefixes import IPV4, IPV6, PrefixError
@@ -53,6 +53,9 @@ class RouteUpdate:
     prefix: str
     path_id: int
     path: Path | None
+    # (family, network, length) when the parser had to parse the prefix: spares the RIB a
+    # second parse of a new prefix. Not part of the event's value.
+    parsed: tuple[int, int, int] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,9 +291,9 @@ class ExabgpJsonParser:
                     parsed = self._nlri(nlri, peer)
                     if parsed is None:
                         continue
-                    prefix, path_id = parsed
+                    prefix, path_id, key = parsed
                     path = None if attributes is None else self._path(attributes, next_hop, peer, path_id)
-                    events.append(RouteUpdate(peer, family, prefix, path_id, path))
+                    events.append(RouteUpdate(peer, family, prefix, path_id, path, key))
 
     def _path(self, attributes: _Attributes, next_hop: str, peer: str, path_id: int) -> Path:
         key = (attributes.serial, next_hop, peer, path_id)
@@ -305,8 +308,8 @@ class ExabgpJsonParser:
             self._path_cache[key] = path
         return path
 
-    def _nlri(self, nlri: Any, peer: str) -> tuple[str, int] | None:
-        """(canonical prefix, path-id) of one NLRI entry, or None (counted)."""
+    def _nlri(self, nlri: Any, peer: str) -> tuple[str, int, tuple[int, int, int] | None] | None:
+        """(canonical prefix, path-id, parsed prefix or None) of one NLRI entry, or None (counted)."""
         text: Any
         path_info: Any = None
         if isinstance(nlri, str):
@@ -319,16 +322,19 @@ class ExabgpJsonParser:
         if not isinstance(text, str):
             self._bad("bad_nlri", f"nlri {nlri!r} from {peer}")
             return None
+        key: tuple[int, int, int] | None = None
         if self._known_prefix is not None and self._known_prefix(text):
             prefix = text
         else:
             try:
-                prefix = canonical(text)
+                key = split_prefix(text)
             except PrefixError as exc:
                 self._bad("bad_prefix", f"{exc} from {peer}")
                 return None
+            # inet_pton refuses leading zeros, so a valid IPv4 text is canonical unless its length is.
+            prefix = text if key[0] == IPV4 and text.endswith(f"/{key[2]}") else format_network(*key)
         if path_info is None:
-            return prefix, 0
+            return prefix, 0, key
         path_id = self._path_ids.get(path_info) if isinstance(path_info, str) else None
         if path_id is None:
             path_id = _path_id(path_info)
@@ -337,7 +343,7 @@ class ExabgpJsonParser:
         if path_id is None:
             self._bad("bad_nlri", f"path-information {path_info!r} from {peer}")
             return None
-        return prefix, path_id
+        return prefix, path_id, key
 
     def _attributes(self, attributes: Any, text: str) -> _Attributes:
         """The parsed attribute set, cached by its text in the line (ExaBGP writes it before

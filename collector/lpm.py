@@ -23,6 +23,7 @@ id never names two different prefixes; ``-1`` means no match.
 from __future__ import annotations
 
 import bisect
+from array import array
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -41,6 +42,16 @@ _MASK64 = (1 << 64) - 1
 
 Int64Array = npt.NDArray[np.int64]
 UInt64Array = npt.NDArray[np.uint64]
+
+
+def _pack_pending(network: int, length: int, prefix_id: int) -> int:
+    # 26 bits of id: room for 67M distinct prefixes over a table's life.
+    return (prefix_id << 38) | (length << 32) | network
+
+
+def _unpack_pending(packed: array[int]) -> Iterator[tuple[int, int, int]]:
+    for value in packed:
+        yield value & 0xFFFFFFFF, (value >> 32) & 63, value >> 38
 
 
 def _sorted_match(keys: UInt64Array, values: Int64Array, query: UInt64Array) -> Int64Array:
@@ -65,8 +76,10 @@ class LpmTable:
         # DIR-24 for IPv4 lengths ≤ 24; zero-filled (calloc) so untouched pages cost nothing.
         self._dir: npt.NDArray[np.int32] | None = None
         self._dir_owner: npt.NDArray[np.uint8] | None = None
-        self._pending_add: list[tuple[int, int, int]] = []
-        self._pending_remove: list[tuple[int, int, int]] = []
+        # Buffered IPv4 (≤ /24) changes, packed id << 38 | length << 32 | network: 8 bytes each,
+        # so a full table's worth waiting for its first lookup costs 8 MB, not 100.
+        self._pending_add = array("Q")
+        self._pending_remove = array("Q")
         # /24 blocks holding prefixes longer than /24, with how many each holds.
         self._long_blocks: dict[int, int] = {}
         self._long_blocks_sorted: UInt64Array | None = None
@@ -106,9 +119,12 @@ class LpmTable:
                 for prefix_id in table.values():
                     yield self._prefix_by_id[prefix_id]
 
-    def add(self, prefix: str) -> None:
-        """Add a canonical prefix string (host bits must be zero). Adding twice is a no-op."""
-        family, network, length = split_prefix(prefix)
+    def add(self, prefix: str, parsed: tuple[int, int, int] | None = None) -> None:
+        """Add a canonical prefix string (host bits must be zero). Adding twice is a no-op.
+
+        ``parsed`` is ``split_prefix(prefix)`` when the caller has it already (trusted as given).
+        """
+        family, network, length = parsed if parsed is not None else split_prefix(prefix)
         table = self._by_len[family][length]
         if network in table:
             return
@@ -123,7 +139,7 @@ class LpmTable:
         self._counts[family] += 1
         self._invalidate_index(family)
         if family == IPV4 and length <= _DIR_BITS:
-            self._pending_add.append((network, length, prefix_id))
+            self._pending_add.append(_pack_pending(network, length, prefix_id))
         else:
             self._sorted.pop((family, length), None)
             if family == IPV4:
@@ -144,7 +160,7 @@ class LpmTable:
         self._counts[family] -= 1
         self._invalidate_index(family)
         if family == IPV4 and length <= _DIR_BITS:
-            self._pending_remove.append((network, length, prefix_id))
+            self._pending_remove.append(_pack_pending(network, length, prefix_id))
         else:
             self._sorted.pop((family, length), None)
             if family == IPV4:
@@ -318,28 +334,37 @@ class LpmTable:
             self._repaint_all()
             return
         tables = self._by_len[IPV4]
-        for network, length, prefix_id in self._pending_remove:
+        removed_ids = []
+        for network, length, prefix_id in _unpack_pending(self._pending_remove):
             if tables[length].get(network) == prefix_id:
                 continue  # removed and added back since: its cells are still right
             self._unpaint(network, length, prefix_id)
-        self._pending_remove.clear()
-        by_length: dict[int, list[tuple[int, int]]] = {}
-        for network, length, prefix_id in self._pending_add:
-            if tables[length].get(network) == prefix_id:
-                by_length.setdefault(length, []).append((network, prefix_id))
-        self._pending_add.clear()
-        for length in sorted(by_length):
-            pairs = by_length[length]
-            networks = np.fromiter((n for n, _ in pairs), dtype=np.int64, count=len(pairs))
-            ids = np.fromiter((i for _, i in pairs), dtype=np.int64, count=len(pairs))
-            self._paint(networks >> 8, length, ids, only_shorter=True)
+            removed_ids.append(prefix_id)
+        del self._pending_remove[:]
+        packed = np.frombuffer(self._pending_add, dtype=np.uint64).copy()
+        del self._pending_add[:]
+        if not packed.size:
+            return
+        networks = (packed & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        lengths = ((packed >> np.uint64(32)) & np.uint64(63)).astype(np.int64)
+        ids = (packed >> np.uint64(38)).astype(np.int64)
+        if removed_ids:
+            # An add followed by a remove before this flush: paint only what is still present.
+            maybe_gone = np.flatnonzero(np.isin(ids, np.array(removed_ids, dtype=np.int64)))
+            keep = np.ones(ids.size, dtype=bool)
+            for index in maybe_gone.tolist():
+                keep[index] = tables[int(lengths[index])].get(int(networks[index])) == int(ids[index])
+            networks, lengths, ids = networks[keep], lengths[keep], ids[keep]
+        for length in np.unique(lengths).tolist():
+            selected = lengths == length
+            self._paint(networks[selected] >> 8, length, ids[selected], only_shorter=True)
 
     def _repaint_all(self) -> None:
         assert self._dir is not None and self._dir_owner is not None
         self._dir.fill(0)
         self._dir_owner.fill(0)
-        self._pending_add.clear()
-        self._pending_remove.clear()
+        del self._pending_add[:]
+        del self._pending_remove[:]
         for length in range(_DIR_BITS + 1):
             table = self._by_len[IPV4][length]
             if table:

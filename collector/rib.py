@@ -156,7 +156,7 @@ class Rib:
             if event.path is None:
                 change = self.withdraw(event.neighbor, event.prefix, event.neighbor, event.path_id)
             else:
-                change = self.announce(event.neighbor, event.prefix, event.path)
+                change = self.announce(event.neighbor, event.prefix, event.path, event.parsed)
             return [change] if change is not None else []
         if isinstance(event, SessionState):
             if event.state in ("up", "down"):
@@ -177,15 +177,17 @@ class Rib:
             changes.extend(self.apply(event))
         return changes
 
-    def announce(self, session: str, prefix: str, path: Path) -> RibChange | None:
+    def announce(self, session: str, prefix: str, path: Path,
+                 parsed: tuple[int, int, int] | None = None) -> RibChange | None:
         """Add or replace the path (session, prefix, path.peer, path.path_id).
 
         ``prefix`` must be canonical (the loaders and the JSON parser ensure it); a new prefix is
-        validated by the LPM table before anything is stored (:class:`PrefixError`).
+        validated by the LPM table before anything is stored (:class:`PrefixError`), unless the
+        caller passes ``parsed`` (its ``split_prefix`` result).
         """
         stored = self._routes.get(prefix)
         if stored is None:
-            self.lpm.add(prefix)
+            self.lpm.add(prefix, parsed)
             self._routes[prefix] = self._intern(session, path).entry
             self._count_path(prefix, session, +1)
             return self._changed_to(prefix, path)
