@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import sys
@@ -50,6 +51,14 @@ class Result:
     replace_cpu_s: float
     single_announce_s: float = 0.0  # median, one route, command written → in the FIB
     single_withdraw_s: float = 0.0  # median, one route, command written → gone from the FIB
+
+
+def prioritize(pid: int, niceness: int) -> None:
+    """Nice ``pid``'s process group and its scheduler autogroup (each of these daemons leads its
+    own session, and with autogroups the kernel shares the CPU between sessions first)."""
+    os.setpriority(os.PRIO_PGRP, os.getpgid(pid), niceness)
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{pid}/autogroup").write_text(str(niceness))
 
 
 def cpu_seconds(pid: int | None) -> float:
@@ -98,13 +107,19 @@ async def timed(lab: Lab, session: ExabgpSession, lines: list[str], expected: se
 
 
 async def measure(lab: Lab, label: str, speed: float | None, routes: int, replace: int,
-                  batch: int) -> Result:
+                  batch: int, niceness: int) -> Result:
     installed = lab.prefixes_v4[:routes]
     leaving = installed[:replace]
     arriving = lab.prefixes_v4[routes:routes + replace]
     async with lab.exabgp(reactor_speed=speed) as session:
         if not await session.wait_up(30):
             raise RuntimeError("BGP session did not come up")
+        if niceness:
+            # A shared machine: give ExaBGP, its bridge and BIRD the CPU first.
+            for pid in (session.runner.pid, session.link.bridge.pid if session.link.bridge else None,
+                        lab.bird_pid):
+                if pid is not None:
+                    prioritize(pid, niceness)
         # Let ExaBGP digest the switch's full table first: we time injection, not the RIB download.
         if not await async_wait_until(lambda: session.end_of_rib() >= {"ipv4 unicast", "ipv6 unicast"}, 120):
             raise RuntimeError("no End-of-RIB from the switch")
@@ -184,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--routes", type=int, default=30_000)
     parser.add_argument("--replace", type=int, default=1_000)
     parser.add_argument("--batch", type=int, default=1_000, help="prefixes per command line")
+    parser.add_argument("--nice", type=int, default=-10,
+                        help="niceness (and autogroup niceness) for ExaBGP and BIRD (0: leave as is)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="alternate the speeds this often; keep the best")
     args = parser.parse_args(argv)
@@ -195,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     with Lab(routes_v4=peer_routes, routes_v6=100, import_limit=peer_routes) as lab:
         baselines: list[Result] = []
         fasts: list[Result] = []
-        work = (args.routes, args.replace, args.batch)
+        work = (args.routes, args.replace, args.batch, args.nice)
         for _ in range(max(1, args.rounds)):
             baselines.append(asyncio.run(measure(lab, "default", None, *work)))
             fasts.append(asyncio.run(measure(lab, "speed 0.1", 0.1, *work)))
@@ -203,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         if lab.import_limit_fired():
             print("warning: the switch's import limit fired", file=sys.stderr)
     report(baseline, fast, args.routes, args.replace)
+    print(f"ExaBGP and BIRD ran at nice {args.nice}; batches of {args.batch} prefixes per command")
     return 0
 
 
