@@ -177,6 +177,10 @@ class Collector:
         """(payload, exporter address) pairs, in arrival order."""
         self.decoder.feed_many(datagrams)
 
+    def take(self) -> SampleBatch:
+        """Everything decoded since the last take (to be passed to :meth:`process`)."""
+        return self.decoder.take()
+
     def flush(self, now: float) -> int:
         """Account everything fed since the last flush; returns the flow samples in the batch."""
         batch = self.decoder.take()
@@ -294,6 +298,40 @@ class Collector:
                 now,
                 f"dropped {count} flow sample(s) from sFlow agent {agent}: not in any switch's sflow_agents",
             )
+
+
+def merge_batches(batches: list[SampleBatch]) -> SampleBatch:
+    """One batch holding all of ``batches`` (agent indices renumbered, counters summed)."""
+    if len(batches) == 1:
+        return batches[0]
+    merged = SampleBatch()
+    index: dict[str, int] = {}
+    v4_agents, v6_agents = [], []
+    for batch in batches:
+        remap = np.array([index.setdefault(a, len(index)) for a in batch.agents] or [0], np.uint32)
+        v4_agents.append(remap[batch.v4_agent] if len(batch.v4_agent) else batch.v4_agent)
+        v6_agents.append(remap[batch.v6_agent] if len(batch.v6_agent) else batch.v6_agent)
+        merged.datagrams += batch.datagrams
+        merged.flow_samples += batch.flow_samples
+        merged.counter_samples += batch.counter_samples
+        merged.non_ip_samples += batch.non_ip_samples
+        for reason_agent, count in batch.malformed.items():
+            merged.malformed[reason_agent] = merged.malformed.get(reason_agent, 0) + count
+        for agent, count in batch.lost_datagrams.items():
+            merged.lost_datagrams[agent] = merged.lost_datagrams.get(agent, 0) + count
+        for agent, count in batch.agent_drops.items():
+            merged.agent_drops[agent] = merged.agent_drops.get(agent, 0) + count
+    merged.agents = list(index)
+    merged.v4_agent = np.concatenate(v4_agents).astype(np.uint32, copy=False)
+    merged.v6_agent = np.concatenate(v6_agents).astype(np.uint32, copy=False)
+    merged.v4_dst = np.concatenate([b.v4_dst for b in batches])
+    merged.v4_bytes = np.concatenate([b.v4_bytes for b in batches])
+    merged.v4_packets = np.concatenate([b.v4_packets for b in batches])
+    merged.v6_dst_hi = np.concatenate([b.v6_dst_hi for b in batches])
+    merged.v6_dst_lo = np.concatenate([b.v6_dst_lo for b in batches])
+    merged.v6_bytes = np.concatenate([b.v6_bytes for b in batches])
+    merged.v6_packets = np.concatenate([b.v6_packets for b in batches])
+    return merged
 
 
 def _mask(switch_of_sample: npt.NDArray[np.int64], index: int) -> npt.NDArray[np.bool_] | None:

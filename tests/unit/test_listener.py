@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 
@@ -40,7 +41,7 @@ class RecordingDecoder:
 
     def take(self) -> SampleBatch:
         self.takes.append(self._since_take)
-        batch = SampleBatch(datagrams=self._since_take)
+        batch = SampleBatch(datagrams=self._since_take, flow_samples=self._since_take)
         self._since_take = 0
         return batch
 
@@ -182,3 +183,62 @@ def test_parse_listen_rejects_bad_addresses(value: str) -> None:
 def test_parse_listen_accepts_both_families() -> None:
     assert parse_listen("[::]:6343") == ("::", 6343)
     assert parse_listen("0.0.0.0:0") == ("0.0.0.0", 0)
+
+
+class GatedCollector(Collector):
+    """Accounting that waits for a gate (to back up the queue) and fails on request."""
+
+    def __init__(self, decoder: RecordingDecoder, registry: Registry) -> None:
+        super().__init__(decoder, {}, lambda _: LpmTable(), PrefixRates(), registry)
+        self.gate = threading.Event()
+        self.fail_next = False
+        self.processed = 0
+
+    def process(self, batch: SampleBatch, now: float) -> None:
+        self.gate.wait(10.0)
+        if self.fail_next:
+            self.fail_next = False
+            raise RuntimeError("accounting bug")
+        self.processed += batch.datagrams
+
+
+def test_accounting_failure_is_counted_and_accounting_continues() -> None:
+    registry = Registry()
+    collector = GatedCollector(RecordingDecoder(), registry)
+    collector.gate.set()
+    collector.fail_next = True
+    listener = SflowListener(collector, ["127.0.0.1:0"], flush_interval_s=0.02, registry=registry)
+    listener.start()
+    try:
+        host, port = listener.addresses[0]
+        send([b"a"], host, port)
+        wait_for(lambda: not collector.fail_next)
+        send([b"b", b"c"], host, port)
+        wait_for(lambda: collector.processed == 2)
+    finally:
+        listener.stop()
+    errors = registry.get("topfib_sflow_internal_errors_total")
+    assert errors is not None and errors.value(stage="accounting") == 1
+
+
+def test_a_full_hand_over_queue_drops_batches_and_counts_them() -> None:
+    registry = Registry()
+    decoder = RecordingDecoder()
+    collector = GatedCollector(decoder, registry)
+    listener = SflowListener(
+        collector, ["127.0.0.1:0"], flush_interval_s=0.01, max_queued_batches=1, registry=registry
+    )
+    listener.start()
+    try:
+        host, port = listener.addresses[0]
+        for _ in range(6):  # six hand-overs while accounting is stuck: the queue holds one
+            taken = len([t for t in decoder.takes if t])
+            send([b"x"], host, port)
+            wait_for(lambda taken=taken: len([t for t in decoder.takes if t]) > taken)  # type: ignore[misc]
+    finally:
+        collector.gate.set()
+        listener.stop()
+    dropped = registry.get("topfib_sflow_backlog_dropped_samples_total")
+    assert dropped is not None
+    assert dropped.value() >= 3  # at most two being accounted and one queued: the rest dropped
+    assert collector.processed + dropped.value() == 6

@@ -11,7 +11,7 @@ from collector.accounting import PrefixRates
 from collector.batch import SampleBatch
 from collector.lpm import LpmTable
 from collector.metrics import Registry
-from collector.pipeline import OTHER_LABEL, Collector, LabelBudget, LogLimiter
+from collector.pipeline import OTHER_LABEL, Collector, LabelBudget, LogLimiter, merge_batches
 
 V6_2001_DB8 = 0x20010DB8_00000000
 
@@ -184,3 +184,44 @@ def test_log_limiter_suppresses_repeats_within_the_interval(caplog: pytest.LogCa
         limiter.warn("other", 0.0, "bang")
     messages = [r.getMessage() for r in caplog.records]
     assert messages == ["boom", "boom (5 similar suppressed)", "bang"]
+
+
+def test_merge_batches_renumbers_agents_and_sums_counters() -> None:
+    first = make_batch(
+        ["192.0.2.1", "2001:db8::2"],
+        v4=[(0, 0x0A010101, 10.0), (1, 0xC0000201, 20.0)],
+        malformed={("truncated", "x"): 1},
+        lost_datagrams={"192.0.2.1": 2},
+    )
+    second = make_batch(
+        ["2001:db8::2", "203.0.113.9"],
+        v4=[(0, 0xC0000202, 30.0), (1, 0x0A000001, 40.0)],
+        v6=[(0, V6_2001_DB8, 5, 50.0)],
+        malformed={("truncated", "x"): 2},
+        lost_datagrams={"192.0.2.1": 1},
+        agent_drops={"203.0.113.9": 4},
+    )
+    merged = merge_batches([first, second])
+    assert merged.agents == ["192.0.2.1", "2001:db8::2", "203.0.113.9"]
+    assert [merged.agents[i] for i in merged.v4_agent.tolist()] == [
+        "192.0.2.1",
+        "2001:db8::2",
+        "2001:db8::2",
+        "203.0.113.9",
+    ]
+    assert merged.v4_bytes.tolist() == [10.0, 20.0, 30.0, 40.0]
+    assert [merged.agents[i] for i in merged.v6_agent.tolist()] == ["2001:db8::2"]
+    assert (merged.datagrams, merged.flow_samples) == (2, 5)
+    assert merged.malformed == {("truncated", "x"): 3}
+    assert merged.lost_datagrams == {"192.0.2.1": 3}
+    assert merged.agent_drops == {"203.0.113.9": 4}
+    assert merge_batches([first]) is first
+
+    separately, _, _ = make_collector([])
+    together, _, _ = make_collector([])
+    separately.process(first, 1.0)
+    separately.process(second, 1.0)
+    together.process(merged, 1.0)
+    assert separately.rates.scores("edge1", 1.0) == pytest.approx(together.rates.scores("edge1", 1.0))
+    assert separately.rates.scores("edge2", 1.0) == pytest.approx(together.rates.scores("edge2", 1.0))
+    assert separately.totals == together.totals
