@@ -6,6 +6,7 @@ Nothing internal reaches the client: exception text and tracebacks go to the log
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,9 +59,30 @@ async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": _validation_body(exc.errors())}, status_code=422)
 
 
+class _OutageLog:
+    """One warning per interval while the store is down (each refusal is counted in the metric)."""
+
+    def __init__(self, interval_s: float = 10.0) -> None:
+        self._interval_s = interval_s
+        self._last = float("-inf")
+        self._suppressed = 0
+
+    def warn(self, request: Request, exc: Exception) -> None:
+        now = time.monotonic()
+        if now - self._last < self._interval_s:
+            self._suppressed += 1
+            return
+        log.warning("%s %s refused, store unavailable: %s (%d similar refusals not logged)",
+                    request.method, request.url.path, exc, self._suppressed)
+        self._last, self._suppressed = now, 0
+
+
+_outage_log = _OutageLog()
+
+
 async def _on_store_unavailable(request: Request, exc: Exception) -> JSONResponse:
     STORE_UNAVAILABLE.inc()
-    log.warning("%s %s: store unavailable: %s", request.method, request.url.path, exc)
+    _outage_log.warn(request, exc)
     return JSONResponse({"detail": STORE_DOWN_DETAIL}, status_code=503, headers={"Retry-After": "1"})
 
 
