@@ -24,9 +24,14 @@ class BodyLimitMiddleware:
             await self._app(scope, receive, send)
             return
         for name, value in scope["headers"]:
-            if name == b"content-length" and (not value.isdigit() or int(value) > self._max):
-                await self._too_large(scope, receive, send)
-                return
+            if name == b"content-length":
+                if not value.isdigit():  # servers reject this first; never trust it here either
+                    response = JSONResponse({"detail": "invalid Content-Length"}, status_code=400)
+                    await response(scope, receive, send)
+                    return
+                if int(value) > self._max:
+                    await self._too_large(scope, receive, send)
+                    return
         received = 0
 
         async def limited_receive() -> Message:

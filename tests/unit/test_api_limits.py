@@ -55,3 +55,22 @@ async def test_unauthenticated_oversize_body_is_401_not_read() -> None:
     async with client(app) as c:
         response = await c.post("/v1/requests", content=b"x" * 100)
     assert response.status_code == 401
+
+
+async def test_invalid_content_length_is_400() -> None:
+    app = build()
+    scope_headers = [(b"host", b"x"), (b"authorization", f"Bearer {AP_TOKEN}".encode()),
+                     (b"content-length", b"12abc")]
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "path": "/v1/requests", "raw_path": b"/v1/requests", "query_string": b"", "root_path": "",
+             "scheme": "http", "headers": scope_headers, "client": ("127.0.0.1", 1), "server": ("x", 80)}
+    await app(scope, receive, send)  # type: ignore[arg-type]
+    assert sent[0]["status"] == 400
