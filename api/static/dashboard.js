@@ -118,11 +118,16 @@
 
   async function api(path) {
     // Relative URLs: the dashboard also works behind a reverse proxy under a sub-path.
-    const response = await fetch(path, {
-      headers: { Authorization: `Bearer ${state.token}`, Accept: "application/json" },
-      cache: "no-store",
-      credentials: "omit",
-    });
+    let response;
+    try {
+      response = await fetch(path, {
+        headers: { Authorization: `Bearer ${state.token}`, Accept: "application/json" },
+        cache: "no-store",
+        credentials: "omit",
+      });
+    } catch (_) {
+      throw new Error("API unreachable (no answer from the server)");
+    }
     if (!response.ok) {
       let detail = response.statusText;
       try {
@@ -264,6 +269,18 @@
         for (const key of Object.keys(h)) h[key].shift();
       }
     }
+  }
+
+  // A failed poll leaves a gap in the over-time charts instead of a line drawn across the outage.
+  function recordGap(nowSeconds) {
+    for (const h of state.history.values()) {
+      if (h.t.length === 0) continue;
+      for (const key of Object.keys(h)) h[key].push(key === "t" ? nowSeconds : null);
+      while (h.t.length > HISTORY_POINTS) {
+        for (const key of Object.keys(h)) h[key].shift();
+      }
+    }
+    if (state.switchName) redrawHistory();
   }
 
   function redrawHistory() {
@@ -506,6 +523,7 @@
       }
       if (err instanceof HttpError && err.status === 429) delay = STATUS_EVERY_MS * 5;
       showAlert(`Last poll failed: ${err.message}. Retrying.`);
+      recordGap(Date.now() / 1000);
       // The first poll after a switch appears may lack it: let the next tick fetch tables again.
       state.lastTablesAt = 0;
     }

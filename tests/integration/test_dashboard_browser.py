@@ -252,3 +252,24 @@ def test_a_refused_token_is_dropped_and_said_so(served: Server, browser: Browser
 
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard-refused-token.png"))
+
+
+def test_when_the_api_goes_away_the_page_says_so(served: Server, browser: Browser) -> None:
+    page = browser.page
+    page.goto(f"{served.url}/#token={VIEWER_TOKEN}")
+    _wait_for_data(page)
+    served.server.should_exit = True
+    served.thread.join(timeout=10)
+    assert not served.thread.is_alive()
+    page.wait_for_selector("#alert:not([hidden])", timeout=10_000)
+    assert page.locator("#alert").inner_text().startswith("Last poll failed: API unreachable")
+    page.wait_for_selector("#freshness.stale", timeout=15_000)  # numbers on screen are now old: said loudly
+    assert page.locator("#freshness").inner_text().startswith("STALE: last update")
+    assert page.locator("#token-form").is_hidden()  # the token is kept: it will reconnect
+    # The outage is a gap in the over-time charts, not a line drawn across it.
+    tail = page.evaluate("() => window.topfibDashboard.charts.occupancy.data[1].slice(-2)")
+    assert tail[-1] is None
+    assert browser.page_errors == []
+    assert all("ERR_CONNECTION_REFUSED" in error for error in browser.console_errors), browser.console_errors
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-stale.png"))
