@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import functools
 import logging
 import os
 import pwd
@@ -63,6 +65,24 @@ def exabgp_environment(reactor_speed: float | None, base: dict[str, str] | None 
     if reactor_speed is not None:
         env["exabgp_reactor_speed"] = repr(float(reactor_speed))
     return env
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(topfib_pid: int) -> None:
+    """Runs in the child before exec: SIGKILL it when topfib dies, however topfib dies.
+
+    An ExaBGP outliving topfib would keep the session and the switch would keep routes nobody
+    manages; dead, the switch drops them (no graceful restart) and falls back to its default.
+    The setting survives ``ip netns exec`` (no setuid) and is not inherited by the bridge, which
+    exits on its own when ExaBGP's pipe closes. It fires when the *thread* that started ExaBGP
+    ends: run the runner on the event loop of topfib's main thread.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != topfib_pid:  # topfib died before prctl took effect
+        os._exit(1)
 
 
 def _signal_group(pgid: int, sig: int) -> bool:
@@ -213,6 +233,7 @@ class ExabgpRunner:
                 stderr=write_fd,
                 env=exabgp_environment(self.reactor_speed),
                 start_new_session=True,
+                preexec_fn=functools.partial(_die_with_parent, os.getpid()),
             )
         except OSError as exc:
             os.close(read_fd)

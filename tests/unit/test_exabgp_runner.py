@@ -8,7 +8,10 @@ child in a new process group, the way ExaBGP starts its helper, whose group the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,8 +34,6 @@ helper = subprocess.Popen([sys.executable, "-c", body, "bridge.py"], stdin=subpr
 open({helper_file!r}, "a").write(f"{{helper.pid}}\\n")
 if mode == "crash":
     sys.exit(3)
-if mode == "stubborn":
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 time.sleep(60)
 """
 
@@ -63,6 +64,12 @@ def _setup(tmp_path: Path, mode: str) -> tuple[Path, Path, Path]:
 
 def _helpers(helper_file: Path) -> list[int]:
     return [int(line) for line in helper_file.read_text().split()]
+
+
+def _kill_helpers(helper_file: Path) -> None:
+    for pid in _helpers(helper_file):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 async def _until(condition: object, timeout_s: float = 5.0) -> None:
@@ -123,7 +130,7 @@ def test_output_is_captured_and_stop_kills_exabgp_and_the_bridge_group(tmp_path:
 
 
 def test_exabgp_ignoring_sigterm_is_killed_after_the_grace_period(tmp_path: Path) -> None:
-    exe, _, _ = _setup(tmp_path, "stubborn")
+    exe, _, helper_file = _setup(tmp_path, "stubborn")
 
     async def main() -> None:
         runner = ExabgpRunner(tmp_path / "c", switch_name="edge1", executable=str(exe), stop_grace_s=0.3)
@@ -137,7 +144,10 @@ def test_exabgp_ignoring_sigterm_is_killed_after_the_grace_period(tmp_path: Path
         assert not _alive(pid)
         assert runner.restarts == 0
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        _kill_helpers(helper_file)
 
 
 def test_missing_executable_is_retried_not_fatal(tmp_path: Path) -> None:
@@ -155,3 +165,42 @@ def test_netns_prefixes_the_command(tmp_path: Path) -> None:
     runner = ExabgpRunner(tmp_path / "c.conf", switch_name="s", executable="/x/exabgp", netns="tf1ctl")
     conf = str(tmp_path / "c.conf")
     assert runner.command() == ["ip", "netns", "exec", "tf1ctl", "/x/exabgp", "server", conf]
+
+
+def test_exabgp_dies_with_topfib_even_on_sigkill(tmp_path: Path) -> None:
+    """An ExaBGP outliving topfib would keep routes nobody manages on the switch."""
+    exe, _, helper_file = _setup(tmp_path, "run")
+    pid_file = tmp_path / "exabgp.pid"
+    topfib = subprocess.Popen([sys.executable, "-c", f"""
+import asyncio, sys
+sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+from pathlib import Path
+from controller.exabgp_runner import ExabgpRunner
+async def main():
+    runner = ExabgpRunner(Path("c"), switch_name="s", executable={str(exe)!r})
+    await runner.start()
+    Path({str(pid_file)!r}).write_text(str(runner.pid))
+    await asyncio.sleep(60)
+asyncio.run(main())
+"""])
+    try:
+        deadline = time.monotonic() + 10
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline, "runner did not start"
+            time.sleep(0.02)
+        exabgp_pid = int(pid_file.read_text())
+        while not _helpers(helper_file):  # past its start-up output: only a signal can end it now
+            assert time.monotonic() < deadline, "stand-in did not start"
+            time.sleep(0.02)
+        assert _alive(exabgp_pid)
+        topfib.kill()
+        topfib.wait()
+        deadline = time.monotonic() + 5
+        while _alive(exabgp_pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not _alive(exabgp_pid)
+    finally:
+        if topfib.poll() is None:
+            topfib.kill()
+            topfib.wait()
+        _kill_helpers(helper_file)  # its "wedged bridge": nobody else knows this one
