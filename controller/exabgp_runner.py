@@ -68,6 +68,7 @@ def exabgp_environment(reactor_speed: float | None, base: dict[str, str] | None 
 
 
 _PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here: no dlopen in the forked child
 
 
 def _die_with_parent(topfib_pid: int) -> None:
@@ -79,8 +80,7 @@ def _die_with_parent(topfib_pid: int) -> None:
     exits on its own when ExaBGP's pipe closes. It fires when the *thread* that started ExaBGP
     ends: run the runner on the event loop of topfib's main thread.
     """
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != topfib_pid:  # topfib died before prctl took effect
         os._exit(1)
 
