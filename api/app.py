@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from api.auth import AuthMiddleware
 from api.context import ApiContext
+from api.dashboard import install_dashboard
 from api.errors import install_error_handlers
 from api.middleware import BodyLimitMiddleware, ResponseCountMiddleware
 from api.openapi import install_openapi
@@ -32,8 +33,12 @@ def create_app(
     view: ControllerView,
     clock: Callable[[], float] = time.monotonic,
     wall_clock: Callable[[], float] = time.time,
+    dashboard: bool = True,
 ) -> FastAPI:
-    """The API over ``store`` and ``view``; ``clock`` drives rate limits, ``wall_clock`` expiries."""
+    """The API over ``store`` and ``view``; ``clock`` drives rate limits, ``wall_clock`` expiries.
+
+    ``dashboard`` mounts the operator dashboard (api.dashboard): the page at ``/`` and its reads.
+    """
     ctx = ApiContext(config=config, store=store, view=view, wall_clock=wall_clock, clock=clock)
     app = FastAPI(title="topfib", version="1", description=DESCRIPTION)
     for module in (health, requests, operator, read):
@@ -45,4 +50,6 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.api.max_body_bytes)
     app.add_middleware(AuthMiddleware, tokens=TokenTable(config.token), limiter=limiter)
     app.add_middleware(ResponseCountMiddleware)
+    if dashboard:
+        install_dashboard(app, ctx)  # last: its page must be served ahead of token auth
     return app

@@ -13,9 +13,20 @@ from hypothesis import HealthCheck, settings
 from schemathesis.generation.case import Case
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
-from tests.api_support import ROLE_TOKENS, auth, build, make_config
+from api.dashboard import FibChange
+from api.static_view import StaticView
+from tests.api_support import ROLE_TOKENS, auth, build, make_config, make_view
 
-APP = build(config=make_config(api={"rate_limit_per_s": 1e9, "rate_limit_burst": 10**9}))
+
+class ViewWithChanges(StaticView):
+    """Also a DashboardSource, so /v1/changes answers instead of a 501."""
+
+    async def recent_changes(self, switch: str, n: int) -> list[FibChange]:
+        return []
+
+
+APP = build(config=make_config(api={"rate_limit_per_s": 1e9, "rate_limit_burst": 10**9}),
+            view=ViewWithChanges(routes=make_view().routes))
 SCHEMA = schemathesis.openapi.from_asgi("/openapi.json", APP)
 
 # Who may use what (None: public). Written out here, not read from the app, so it checks the app.
@@ -32,6 +43,9 @@ ALLOWED: dict[tuple[str, str], set[str] | None] = {
     ("GET", "/v1/top"): {"viewer", "operator"},
     ("GET", "/v1/rib/{ip}"): {"viewer", "operator"},
     ("GET", "/v1/status"): {"viewer", "operator"},
+    ("GET", "/v1/dashboard/top"): {"viewer", "operator"},
+    ("GET", "/v1/dashboard/curve"): {"viewer", "operator"},
+    ("GET", "/v1/changes"): {"viewer", "operator"},
     ("GET", "/healthz"): None,
     ("GET", "/readyz"): None,
     ("GET", "/metrics"): None,
