@@ -12,9 +12,20 @@ Endpoints added here (viewer or operator token, like every other read):
   its next-hop and why it is installed, plus how many FIB routes each reason holds. Joined here
   rather than in the browser: the full FIB can be 100k routes.
 - ``GET /v1/dashboard/curve?switch=&points=``: what a cap of N would buy — the share of the
-  ranked traffic carried by the top N prefixes, downsampled to at most ``points`` points.
-- ``GET /v1/changes?switch=&n=``: the switch's most recent announces and withdraws, from a
-  :class:`DashboardSource` (the live controller). Without one: 501.
+  ranked traffic carried by the top N prefixes, downsampled to at most ``points`` points and
+  computed at most once per :data:`CURVE_MAX_AGE_S` per switch, however many dashboards are open.
+- ``GET /v1/changes?switch=&n=``: the switch's most recent announces and withdraws.
+
+The controller view can make these cheap by also implementing the small protocols below (the
+live controller does; :class:`DashboardSource` is all of them). Without them the dashboard still
+works from :class:`api.view.ControllerView` alone, at a cost that grows with the FIB and the
+ranking (``/v1/changes`` then answers 501):
+
+- :class:`FibChangeLog` — ``recent_changes``: a bounded log of what was sent to the switch.
+- :class:`RankedScores` — ``ranked_scores``: every ranked prefix's score, for the curve (else the
+  top :data:`CURVE_FALLBACK_PREFIXES` from ``top()``).
+- :class:`FibIndex` — ``installed_routes`` for a few prefixes and ``reason_counts`` (else the
+  whole ``fib()`` on each call).
 
 The page and its files must load before anyone has typed a token, while the API's auth middleware
 answers 401 to any path not on its public list. :class:`DashboardAssets` is therefore an ASGI
@@ -26,24 +37,27 @@ untouched. :func:`install_dashboard` mounts both; call it last in ``create_app``
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Annotated, Literal, Protocol, runtime_checkable
 
+import numpy as np
+import numpy.typing as npt
 from fastapi import APIRouter, Depends, FastAPI, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.auth import VIEWER_ROLES, require_role
 from api.context import ApiContext
 from api.models import UNKNOWN_SWITCH_DOC, error_doc
-from api.view import RouteReason, TopEntry
+from api.view import FibRoute, RouteReason, TopEntry
 
 UPLOT_VERSION = "1.6.32"  # scripts/vendor_chart_lib.sh; the version is in the vendored files' names
-CURVE_MAX_PREFIXES = 100_000  # as many as GET /v1/top hands out
+CURVE_MAX_AGE_S = 10.0  # a curve is recomputed at most this often per switch, for all clients
+CURVE_FALLBACK_PREFIXES = 10_000  # without RankedScores: the curve covers this many from top()
 # Vendored files carry their version in their names, so their URLs never change meaning.
 IMMUTABLE_CACHE = "public, max-age=31536000, immutable"
 # The page and topfib's own scripts change with topfib: cached, but revalidated (ETag) on every use.
@@ -57,6 +71,7 @@ _CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; 
                   ".css": "text/css; charset=utf-8"}
 
 ChangeAction = Literal["announce", "withdraw"]
+ReasonCounts = dict[RouteReason, int]
 
 
 class FibChange(BaseModel):
@@ -94,50 +109,71 @@ class CurvePoint(BaseModel):
 class CurveOut(BaseModel):
     switch: str
     ranked: int = Field(ge=0, description="prefixes ranked (the curve's last point)")
-    truncated: bool = Field(description=f"the ranking was cut at {CURVE_MAX_PREFIXES} prefixes: shares "
-                            "are of the traffic of those only")
+    truncated: bool = Field(description="the ranking was cut (the controller gave only its top prefixes): "
+                            "shares are of the traffic of those only")
     total_bps: float = Field(description="sum of the ranked prefixes' scores, bits/s")
     points: list[CurvePoint]
 
 
 @runtime_checkable
-class DashboardSource(Protocol):
-    """What the dashboard needs from the controller beyond :class:`api.view.ControllerView`."""
-
+class FibChangeLog(Protocol):
     async def recent_changes(self, switch: str, n: int) -> list[FibChange]:
         """The switch's last ``n`` announces and withdraws, newest first (a bounded in-memory log)."""
         ...
 
 
-def traffic_curve(scores: Sequence[float], max_points: int) -> list[CurvePoint]:
+@runtime_checkable
+class RankedScores(Protocol):
+    async def ranked_scores(self, switch: str) -> Sequence[float]:
+        """The score (bits/s) of every prefix with traffic on the switch, in any order.
+
+        Called at most once per CURVE_MAX_AGE_S per switch; a numpy array is fine (and cheap).
+        """
+        ...
+
+
+@runtime_checkable
+class FibIndex(Protocol):
+    async def installed_routes(self, switch: str, prefixes: Sequence[str]) -> dict[str, FibRoute]:
+        """The installed routes among ``prefixes`` (a page's worth), by prefix."""
+        ...
+
+    async def reason_counts(self, switch: str) -> dict[RouteReason, int]:
+        """How many installed routes each reason holds."""
+        ...
+
+
+@runtime_checkable
+class DashboardSource(FibChangeLog, RankedScores, FibIndex, Protocol):
+    """Everything the dashboard can use beyond :class:`api.view.ControllerView`."""
+
+
+def traffic_curve(scores: Sequence[float] | npt.NDArray[np.float64], max_points: int) -> list[CurvePoint]:
     """Cumulative share of ``scores`` (taken largest first) at up to ``max_points`` route counts.
 
     The counts are spread both evenly and geometrically over 1..len(scores), so the steep start
     (the first few hundred prefixes) is drawn as faithfully as the long tail; the last count is
-    always all of them. No scores, or all zero: no points.
+    always all of them. Zero, negative and non-finite scores are left out. None left: no points.
     """
-    ranked = sorted((s for s in scores if s > 0 and math.isfinite(s)), reverse=True)
+    values = np.asarray(scores, dtype=np.float64)
+    ranked = -np.sort(-values[np.isfinite(values) & (values > 0)])
     count = len(ranked)
-    total = math.fsum(ranked)
-    if count == 0 or total <= 0 or max_points < 2:
+    if count == 0 or max_points < 2:
         return []
+    cumulative = np.cumsum(ranked)
+    total = float(cumulative[-1])
     half = max(1, max_points // 2)
-    counts = {count}
-    for i in range(half):
-        counts.add(max(1, round(count * (i + 1) / half)))
-        counts.add(max(1, round(count ** (i / max(1, half - 1)))))
-    chosen = sorted(counts)
-    if len(chosen) > max_points:  # rounding duplicates make this rare; thin evenly, keep the last
-        step = len(chosen) / max_points
-        chosen = sorted({chosen[int(i * step)] for i in range(max_points - 1)} | {count})
-    points = []
-    running = 0.0
-    taken = 0
-    for n in chosen:
-        running += math.fsum(ranked[taken:n])
-        taken = n
-        points.append(CurvePoint(routes=n, share=min(1.0, running / total)))
-    return points
+    steps = np.arange(half, dtype=np.float64)
+    counts = np.concatenate([
+        np.rint(count * (steps + 1) / half),  # even
+        np.rint(count ** (steps / max(1, half - 1))),  # geometric
+        [count],
+    ])
+    chosen = np.unique(np.clip(counts, 1, count).astype(np.int64))
+    if len(chosen) > max_points:  # rounding makes this rare; thin evenly, keep the last
+        picks = np.unique(np.floor(np.arange(max_points - 1) * len(chosen) / max_points).astype(np.int64))
+        chosen = np.unique(np.append(chosen[picks], count))
+    return [CurvePoint(routes=int(n), share=min(1.0, float(cumulative[n - 1]) / total)) for n in chosen]
 
 
 SwitchQuery = Annotated[str | None, Query(max_length=64, description="switch name; may be omitted when "
@@ -148,9 +184,42 @@ def _unknown_switch() -> JSONResponse:
     return JSONResponse({"detail": "unknown switch"}, status_code=404)
 
 
-def build_dashboard_router(ctx: ApiContext, source: DashboardSource | None = None) -> APIRouter:
-    """The dashboard's JSON reads (viewer role). The page itself is served by :class:`DashboardAssets`."""
+def build_dashboard_router(ctx: ApiContext, source: object | None = None) -> APIRouter:
+    """The dashboard's JSON reads (viewer role). The page itself is served by :class:`DashboardAssets`.
+
+    ``source`` (usually ``ctx.view``) is used for whichever of :class:`FibChangeLog`,
+    :class:`RankedScores` and :class:`FibIndex` it implements.
+    """
     router = APIRouter(tags=["dashboard"], dependencies=[Depends(require_role(*VIEWER_ROLES))])
+    change_log = source if isinstance(source, FibChangeLog) else None
+    score_list = source if isinstance(source, RankedScores) else None
+    fib_index = source if isinstance(source, FibIndex) else None
+    curves: dict[str, tuple[float, int, CurveOut]] = {}  # switch → (when, points, curve): one per switch
+
+    async def installed(switch: str, prefixes: list[str]) -> tuple[dict[str, FibRoute], ReasonCounts]:
+        by_reason: ReasonCounts = {"pinned": 0, "request": 0, "topn": 0}
+        if fib_index is not None:
+            by_reason.update(await fib_index.reason_counts(switch))
+            return await fib_index.installed_routes(switch, prefixes), by_reason
+        routes = await ctx.view.fib(switch)
+        for route in routes:
+            by_reason[route.reason] += 1
+        wanted = set(prefixes)
+        return {route.prefix: route for route in routes if route.prefix in wanted}, by_reason
+
+    async def compute_curve(switch: str, points: int) -> CurveOut:
+        if score_list is not None:
+            scores: Sequence[float] = await score_list.ranked_scores(switch)
+            truncated = False
+        else:
+            scores = [entry.score for entry in await ctx.view.top(switch, CURVE_FALLBACK_PREFIXES)]
+            truncated = len(scores) >= CURVE_FALLBACK_PREFIXES
+        values = np.asarray(scores, dtype=np.float64)
+        values = values[np.isfinite(values) & (values > 0)]
+        # Sorting a million scores takes a few hundred ms: not on the event loop the controller shares.
+        curve = await run_in_threadpool(traffic_curve, values, points)
+        return CurveOut(switch=switch, ranked=len(values), truncated=truncated,
+                        total_bps=float(values.sum()), points=curve)
 
     @router.get("/v1/dashboard/top", response_model=TopOut, responses=UNKNOWN_SWITCH_DOC)
     async def get_dashboard_top(
@@ -162,19 +231,15 @@ def build_dashboard_router(ctx: ApiContext, source: DashboardSource | None = Non
         if name is None:
             return _unknown_switch()
         ranking = await ctx.view.top(name, n)
-        routes = await ctx.view.fib(name)
-        by_prefix = {route.prefix: route for route in routes}
-        by_reason: dict[RouteReason, int] = {"pinned": 0, "request": 0, "topn": 0}
-        for route in routes:
-            by_reason[route.reason] += 1
+        routes, by_reason = await installed(name, [entry.prefix for entry in ranking])
         rows = []
         for entry in ranking:
-            installed = by_prefix.get(entry.prefix)
+            route = routes.get(entry.prefix)
             rows.append(TopRow(
                 **entry.model_dump(),
-                next_hop=installed.next_hop if installed else None,
-                reason=installed.reason if installed else None,
-                installed_since=installed.since if installed else None,
+                next_hop=route.next_hop if route else None,
+                reason=route.reason if route else None,
+                installed_since=route.since if route else None,
             ))
         return TopOut(switch=name, prefixes=rows, fib_by_reason=by_reason)
 
@@ -187,13 +252,13 @@ def build_dashboard_router(ctx: ApiContext, source: DashboardSource | None = Non
         name = ctx.pick_switch(switch)
         if name is None:
             return _unknown_switch()
-        ranking = await ctx.view.top(name, CURVE_MAX_PREFIXES)
-        scores = [entry.score for entry in ranking]
-        curve = traffic_curve(scores, points)
-        return CurveOut(
-            switch=name, ranked=len(ranking), truncated=len(ranking) >= CURVE_MAX_PREFIXES,
-            total_bps=math.fsum(s for s in scores if s > 0 and math.isfinite(s)), points=curve,
-        )
+        now = ctx.clock()
+        cached = curves.get(name)
+        if cached is not None and cached[1] == points and 0 <= now - cached[0] < CURVE_MAX_AGE_S:
+            return cached[2]
+        curve = await compute_curve(name, points)
+        curves[name] = (now, points, curve)
+        return curve
 
     @router.get("/v1/changes", response_model=ChangesOut, responses={
         **UNKNOWN_SWITCH_DOC, **error_doc(501, "this controller keeps no log of FIB changes")})
@@ -205,9 +270,9 @@ def build_dashboard_router(ctx: ApiContext, source: DashboardSource | None = Non
         name = ctx.pick_switch(switch)
         if name is None:
             return _unknown_switch()
-        if source is None:
+        if change_log is None:
             return JSONResponse({"detail": "this controller keeps no log of FIB changes"}, status_code=501)
-        return ChangesOut(switch=name, changes=(await source.recent_changes(name, n))[:n])
+        return ChangesOut(switch=name, changes=(await change_log.recent_changes(name, n))[:n])
 
     return router
 
@@ -288,11 +353,10 @@ def install_dashboard(app: FastAPI, ctx: ApiContext) -> None:
     """Mount the dashboard on ``app``: its JSON reads, and the page's files ahead of token auth.
 
     Call after the app's own ``add_middleware`` calls (the last added runs first): the asset layer
-    must wrap the auth middleware, or the page would need a token to load. ``ctx.view`` serves
-    ``/v1/changes`` when it is also a :class:`DashboardSource`.
+    must wrap the auth middleware, or the page would need a token to load. ``ctx.view`` is used
+    for whatever parts of :class:`DashboardSource` it implements.
     """
-    source = ctx.view if isinstance(ctx.view, DashboardSource) else None
-    app.include_router(build_dashboard_router(ctx, source))
+    app.include_router(build_dashboard_router(ctx, ctx.view))
     app.add_middleware(DashboardAssets, assets=load_assets())
 
 

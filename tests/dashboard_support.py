@@ -7,7 +7,8 @@ Used by the dashboard's unit tests and by its browser test (served by uvicorn on
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from fastapi import FastAPI
@@ -68,13 +69,14 @@ def _reason(rank: int) -> RouteReason:
 
 @dataclass
 class DemoView(StaticView):
-    """StaticView with caps, coverage, session states and a FIB change log (a DashboardSource).
+    """StaticView with caps, coverage, session states, and all of DashboardSource.
 
     Each status() call is one step of a slowly moving controller, so over-time charts have shape.
     """
 
     changes: dict[str, list[FibChange]] = field(default_factory=dict)
     calls: int = 0
+    score_calls: int = 0
     started_at: float = field(default_factory=time.time)
 
     async def status(self) -> StatusReport:
@@ -104,6 +106,21 @@ class DemoView(StaticView):
 
     async def recent_changes(self, switch: str, n: int) -> list[FibChange]:
         return self.changes.get(switch, [])[:n]
+
+    async def ranked_scores(self, switch: str) -> Sequence[float]:
+        self.score_calls += 1
+        return [entry.score for entry in self.ranking.get(switch, [])]
+
+    async def installed_routes(self, switch: str, prefixes: Sequence[str]) -> dict[str, FibRoute]:
+        by_prefix = {route.prefix: route for route in self.installed.get(switch, [])}
+        return {prefix: by_prefix[prefix] for prefix in prefixes if prefix in by_prefix}
+
+    async def reason_counts(self, switch: str) -> dict[RouteReason, int]:
+        return dict(Counter(route.reason for route in self.installed.get(switch, [])))
+
+    def plain(self) -> StaticView:
+        """The same data as a plain StaticView: no change log, scores list nor FIB index."""
+        return StaticView(routes=self.routes, installed=self.installed, ranking=self.ranking)
 
 
 def demo_view(now: float) -> DemoView:

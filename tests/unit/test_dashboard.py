@@ -11,7 +11,18 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 
-from api.dashboard import IMMUTABLE_CACHE, UPLOT_VERSION, load_assets, traffic_curve
+from api import dashboard
+from api.dashboard import (
+    IMMUTABLE_CACHE,
+    UPLOT_VERSION,
+    DashboardSource,
+    FibChangeLog,
+    FibIndex,
+    RankedScores,
+    load_assets,
+    traffic_curve,
+)
+from api.static_view import StaticView
 from controller.store import MemoryStore
 from tests.api_support import (
     AP_TOKEN,
@@ -203,11 +214,24 @@ async def test_reads_need_a_viewer_or_operator_token(path: str) -> None:
         assert (await c.get(path, headers=VIEW)).status_code == 422  # two switches: must name one
 
 
+def _app_over(view: StaticView, clock: FakeClock | None = None) -> FastAPI:
+    return dashboard_app(demo_config(), MemoryStore(), view, clock=clock or FakeClock(),
+                         wall_clock=FakeClock(NOW))
+
+
+def test_the_demo_view_has_every_capability_and_a_static_view_none() -> None:
+    demo = demo_view(NOW)
+    assert isinstance(demo, DashboardSource)
+    plain = demo.plain()
+    assert not isinstance(plain, FibChangeLog | RankedScores | FibIndex)
+
+
 @pytest.mark.anyio
-async def test_top_joins_the_ranking_with_the_fib() -> None:
-    async with client(demo_app()) as c:
-        body = (await c.get("/v1/dashboard/top?switch=edge1&n=1000", headers=VIEW)).json()
+@pytest.mark.parametrize("capable", [True, False], ids=["fib-index", "whole-fib"])
+async def test_top_joins_the_ranking_with_the_fib(capable: bool) -> None:
     view = demo_view(NOW)
+    async with client(_app_over(view if capable else view.plain())) as c:
+        body = (await c.get("/v1/dashboard/top?switch=edge1&n=1000", headers=VIEW)).json()
     installed = {r.prefix: r for r in view.installed["edge1"]}
     rows = body["prefixes"]
     assert body["switch"] == "edge1" and len(rows) == 1000
@@ -227,11 +251,13 @@ async def test_top_joins_the_ranking_with_the_fib() -> None:
 
 
 @pytest.mark.anyio
-async def test_curve_endpoint_from_the_ranking() -> None:
-    async with client(demo_app()) as c:
+@pytest.mark.parametrize("capable", [True, False], ids=["ranked-scores", "top"])
+async def test_curve_endpoint_from_the_ranking(capable: bool) -> None:
+    view = demo_view(NOW)
+    async with client(_app_over(view if capable else view.plain())) as c:
         body = (await c.get("/v1/dashboard/curve?switch=edge2&points=50", headers=VIEW)).json()
         assert (await c.get("/v1/dashboard/curve?switch=edge2&points=1", headers=VIEW)).status_code == 422
-    scores = sorted((e.score for e in demo_view(NOW).ranking["edge2"]), reverse=True)
+    scores = sorted((e.score for e in view.ranking["edge2"]), reverse=True)
     assert body["ranked"] == RANKED and body["truncated"] is False
     assert body["total_bps"] == pytest.approx(math.fsum(scores))
     points = body["points"]
@@ -239,6 +265,43 @@ async def test_curve_endpoint_from_the_ranking() -> None:
     assert points[-1] == {"routes": RANKED, "share": pytest.approx(1.0)}
     at_cap = next(p for p in points if p["routes"] >= CAP_IPV4)
     assert at_cap["share"] == pytest.approx(math.fsum(scores[:at_cap["routes"]]) / math.fsum(scores))
+
+
+@pytest.mark.anyio
+async def test_curve_from_top_alone_says_when_it_was_cut(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dashboard, "CURVE_FALLBACK_PREFIXES", 100)
+    view = demo_view(NOW)
+    async with client(_app_over(view.plain())) as c:
+        body = (await c.get("/v1/dashboard/curve?switch=edge1", headers=VIEW)).json()
+    assert body["ranked"] == 100 and body["truncated"] is True
+    assert body["points"][-1] == {"routes": 100, "share": 1.0}
+
+
+@pytest.mark.anyio
+async def test_curve_is_computed_at_most_once_per_max_age_per_switch() -> None:
+    view = demo_view(NOW)
+    clock = FakeClock()
+    async with client(_app_over(view, clock)) as c:
+        async def curve(switch: str = "edge1", points: int = 200) -> None:
+            response = await c.get(f"/v1/dashboard/curve?switch={switch}&points={points}", headers=VIEW)
+            assert response.status_code == 200
+
+        await curve()
+        await curve()
+        assert view.score_calls == 1
+        clock.advance(dashboard.CURVE_MAX_AGE_S - 0.1)
+        await curve()
+        assert view.score_calls == 1
+        await curve("edge2")  # per switch
+        assert view.score_calls == 2
+        await curve(points=20)  # another resolution: recomputed, and replaces the cached one
+        assert view.score_calls == 3
+        clock.advance(0.2)
+        await curve(points=20)
+        assert view.score_calls == 3
+        clock.advance(dashboard.CURVE_MAX_AGE_S)
+        await curve(points=20)
+        assert view.score_calls == 4
 
 
 @pytest.mark.anyio
