@@ -24,6 +24,7 @@ import uvicorn
 
 from api.app import create_app
 from collector.accounting import PrefixRates
+from collector.batch import SampleBatch
 from collector.lpm import LpmTable
 from collector.pipeline import Collector
 from controller.config import ConfigError, TopfibConfig, load_config, split_host_port
@@ -40,11 +41,9 @@ class LockedCollector(Collector):
 
     lock: threading.Lock
 
-    def flush(self, now: float) -> int:
-        batch = self.decoder.take()
+    def process(self, batch: SampleBatch, now: float) -> None:
         with self.lock:
-            self.process(batch, now)
-        return batch.flow_samples
+            super().process(batch, now)
 
 
 def make_store(url: str) -> Store:
