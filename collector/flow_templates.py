@@ -7,7 +7,9 @@ The cache is bounded; a full cache refuses new templates (counted by the caller)
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Final
 
 from collector.netflow_errors import FlowDecodeError
@@ -27,9 +29,9 @@ class FieldSpec:
     enterprise: int = IANA
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Template:
-    """A data or options template.
+    """A data or options template (compared and hashed by identity: a cheap per-set cache key).
 
     ``scope_field_count`` > 0 marks an options template. NetFlow v9 scope fields carry scope
     *types* (system, interface…), not information elements, so ``scope_is_element`` is False for
@@ -104,6 +106,9 @@ def _variable_length(data: bytes, pos: int, end: int) -> tuple[int, int]:
     return int.from_bytes(data[pos + 1 : pos + 3], "big"), pos + 3
 
 
+_NO_TEMPLATES: Mapping[int, Template] = MappingProxyType({})
+
+
 class TemplateCache:
     """Templates by (domain key, template id), bounded in total."""
 
@@ -119,10 +124,24 @@ class TemplateCache:
         templates = self._by_domain.get(domain)
         return None if templates is None else templates.get(template_id)
 
+    def of_domain(self, domain: DomainKey) -> Mapping[int, Template]:
+        return self._by_domain.get(domain, _NO_TEMPLATES)
+
     def add(self, domain: DomainKey, template: Template) -> bool:
-        """Learn or redefine a template; False when the cache is full and it is new."""
+        """Learn or redefine a template; False when the cache is full and it is new.
+
+        A refresh (the same layout again, as exporters re-send every few seconds) keeps the
+        cached object, so whatever is derived from it per template stays valid.
+        """
         templates = self._by_domain.setdefault(domain, {})
-        if template.template_id not in templates:
+        known = templates.get(template.template_id)
+        if (
+            known is not None
+            and known.fields == template.fields
+            and (known.scope_field_count == template.scope_field_count)
+        ):
+            return True
+        if known is None:
             if self._count >= self._max_templates:
                 if not templates:
                     del self._by_domain[domain]

@@ -12,6 +12,7 @@ counted; a broken set inside an otherwise sound datagram is counted and skipped.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -80,10 +81,24 @@ class FlowSetDispatcher:
         """IPFIX systemInitTimeMilliseconds the domain announced in options data, if any."""
         return self._system_init_ms.get(domain)
 
+    def templates_of(self, domain: DomainKey) -> Mapping[int, Template]:
+        """The domain's templates by id (read-only view of the live cache)."""
+        return self._templates.of_domain(domain)
+
     def dispatch(self, payload: bytes, exporter: str) -> None:
+        """Decode one datagram: templates and options into the state, flow data sets to the sink."""
+        self.begin_datagram()
+        self.dispatch_counted(payload, exporter)
+
+    def begin_datagram(self) -> None:
+        """Count a datagram and age the held data sets (the decoder's clock)."""
         counters = self.counters
         counters.datagrams += 1
-        counters.pending_template_drops += self._pending.expire(counters.datagrams)
+        if self._pending:
+            counters.pending_template_drops += self._pending.expire(counters.datagrams)
+
+    def dispatch_counted(self, payload: bytes, exporter: str) -> None:
+        """``dispatch`` for a datagram already counted by ``begin_datagram``."""
         try:
             version = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else -1
             if version == NETFLOW_V5_VERSION:

@@ -20,9 +20,10 @@ rate from options data, else the exporter-wide one, else 1 (counted as unknown).
 from __future__ import annotations
 
 import ipaddress
+import struct
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -60,6 +61,9 @@ from collector.netflow_fields import (
 from collector.netflow_message import MessageHeader
 from collector.netflow_packet_section import DATALINK_FRAME_SECTION, IP_HEADER_SECTION
 
+_IPFIX_LENGTH_AND_DOMAIN = struct.Struct("!2xH8xI")
+_V9_SOURCE_ID = struct.Struct("!I")
+_SET_HEADER = struct.Struct("!HH")
 V5_HEADER_LENGTH: Final = 24
 V5_RECORD_LENGTH: Final = 48
 # elements whose presence in a data record needs the typed builder
@@ -77,7 +81,7 @@ MAX_LAYOUTS: Final = 4096
 Field = tuple[int, int]  # (offset, length) in the record
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class ColumnLayout:
     """Where accounting's fields sit in a fixed-length record."""
 
@@ -88,6 +92,30 @@ class ColumnLayout:
     packets: Field | None = None
     interval: Field | None = None  # the record's own sampling interval
     sampler: Field | None = None  # the sampler (or selector) id that names its rate
+    dtype: np.dtype[np.void] = field(init=False)  # the fields above as a numpy record
+    rate_per_record: bool = field(init=False)  # interval or sampler id: rates resolved per record
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rate_per_record", self.interval is not None or self.sampler is not None)
+        names, formats, offsets = [], [], []
+        columns: list[tuple[str, Field | None]] = [
+            ("dst_v4", None if self.dst_v4 is None else (self.dst_v4, 4)),
+            ("dst_v6_hi", None if self.dst_v6 is None else (self.dst_v6, 8)),
+            ("dst_v6_lo", None if self.dst_v6 is None else (self.dst_v6 + 8, 8)),
+            ("octets", self.octets),
+            ("packets", self.packets),
+            ("interval", self.interval),
+            ("sampler", self.sampler),
+        ]
+        for name, where in columns:
+            if where is not None:
+                names.append(name)
+                offsets.append(where[0])
+                # reduced-size integers of odd widths are read as bytes and assembled
+                formats.append(f">u{where[1]}" if where[1] in (1, 2, 4, 8) else f"({where[1]},)u1")
+        layout: dict[str, Any] = {"names": names, "formats": formats, "offsets": offsets}
+        layout["itemsize"] = self.record_length
+        object.__setattr__(self, "dtype", np.dtype(cast(Any, layout)))
 
 
 V5_LAYOUT: Final = ColumnLayout(V5_RECORD_LENGTH, dst_v4=4, octets=(20, 4), packets=(16, 4))
@@ -139,15 +167,8 @@ class _NotColumnar(Exception):
     """A counter or id wider than 8 bytes: leave the template to the typed path."""
 
 
-@dataclass(slots=True)
-class _Queue:
-    """Data sets of one layout waiting for ``take``."""
-
-    chunks: list[bytes] = field(default_factory=list)
-    counts: list[int] = field(default_factory=list)
-    agents: list[int] = field(default_factory=list)
-    rates: list[int] = field(default_factory=list)  # 0: resolve per record at take
-    domains: list[DomainKey] = field(default_factory=list)
+# a queued data set: (records' bytes, record count, agent index, rate or 0 to resolve per record, domain)
+_Queued = tuple[bytes, int, int, int, DomainKey]
 
 
 @dataclass(slots=True)
@@ -182,18 +203,59 @@ class FastFlowDecoder:
     def _reset(self) -> None:
         self._agents: list[str] = []
         self._agent_index: dict[str, int] = {}
-        self._queues: dict[ColumnLayout, _Queue] = {}
+        self._queues: dict[ColumnLayout, list[_Queued]] = {}
         self._typed = _TypedColumns()
         self._datagrams = 0
         self._non_ip = 0
 
     def feed(self, datagram: bytes, exporter: str) -> None:
         """Decode one UDP payload received from ``exporter`` (its source address)."""
-        try:
-            self._dispatcher.dispatch(datagram, exporter)
-        except FlowDecodeError:
-            return  # counted by the dispatcher, reported by take
+        self._dispatcher.begin_datagram()
+        if not self._data_only(datagram, exporter):
+            try:
+                self._dispatcher.dispatch_counted(datagram, exporter)
+            except FlowDecodeError:
+                return  # counted by the dispatcher, reported by take
         self._datagrams += 1
+
+    def _data_only(self, datagram: bytes, exporter: str) -> bool:
+        """Queue a datagram made only of data sets with known columnar templates; False otherwise.
+
+        Most datagrams are exactly that, and this path skips the general machinery; anything
+        else (templates, options, unknown templates, odd framing) returns False untouched, for
+        the dispatcher to handle — and to judge, if it is malformed.
+        """
+        if len(datagram) < 20 or datagram[0] != 0:
+            return False
+        version = datagram[1]
+        if version == 10:
+            end, observation_domain = _IPFIX_LENGTH_AND_DOMAIN.unpack_from(datagram)
+            pos = 16
+            if end > len(datagram):
+                return False
+        elif version == 9:
+            (observation_domain,) = _V9_SOURCE_ID.unpack_from(datagram, 16)
+            pos, end = 20, len(datagram)
+        else:
+            return False
+        domain = (exporter, version, observation_domain)
+        templates = self._dispatcher.templates_of(domain)
+        layouts = self._layouts
+        found: list[tuple[ColumnLayout, int, int]] = []
+        while end - pos >= 4:
+            set_id, set_length = _SET_HEADER.unpack_from(datagram, pos)
+            if set_id < 256 or set_length < 4 or pos + set_length > end:
+                return False
+            template = templates.get(set_id)
+            layout = None if template is None else layouts.get(template)
+            if layout is None or not layout.record_length:
+                return False
+            found.append((layout, pos + 4, pos + set_length))
+            pos += set_length
+        agent = self._agent(exporter)
+        for layout, set_start, set_end in found:
+            self._queue_set(layout, domain, agent, datagram, set_start, set_end)
+        return True
 
     def feed_many(self, datagrams: list[tuple[bytes, str]]) -> None:
         for datagram, exporter in datagrams:
@@ -206,17 +268,26 @@ class FastFlowDecoder:
             self._agents.append(exporter)
         return index
 
-    def _queue(
-        self, layout: ColumnLayout, agent: int, body: bytes, count: int, rate: int, domain: DomainKey
+    def _queue_set(
+        self, layout: ColumnLayout, domain: DomainKey, agent: int, data: bytes, start: int, end: int
     ) -> None:
+        length = layout.record_length
+        count = (end - start) // length  # the rest is padding
+        if count == 0:
+            return
+        rate = 0
+        if not layout.rate_per_record:
+            rate = self._dispatcher.samplers.rate_for(domain, 0) or 0
+            if not rate:
+                self.counters.unknown_sampling += count
+                rate = 1
+        item = (data[start : start + count * length], count, agent, rate, domain)
         queue = self._queues.get(layout)
         if queue is None:
-            queue = self._queues[layout] = _Queue()
-        queue.chunks.append(body)
-        queue.counts.append(count)
-        queue.agents.append(agent)
-        queue.rates.append(rate)
-        queue.domains.append(domain)
+            self._queues[layout] = [item]
+        else:
+            queue.append(item)
+        self.counters.records += count
 
     # FlowSink
 
@@ -231,7 +302,9 @@ class FastFlowDecoder:
             raise FlowDecodeError("record-overflow", f"v5 count {count} in {len(payload)} bytes")
         rate = (int.from_bytes(payload[22:24], "big") & 0x3FFF) or 1
         domain = (exporter, 5, 0)
-        self._queue(V5_LAYOUT, self._agent(exporter), payload[V5_HEADER_LENGTH:end], count, rate, domain)
+        item = (payload[V5_HEADER_LENGTH:end], count, self._agent(exporter), rate, domain)
+        self._queues.setdefault(V5_LAYOUT, []).append(item)
+        self.counters.records += count
 
     def flow_set(
         self, domain: DomainKey, header: MessageHeader, template: Template, data: bytes, start: int, end: int
@@ -239,26 +312,16 @@ class FastFlowDecoder:
         layout = self._layouts.get(template, False)
         if layout is False:
             layout = column_layout(template)
-            if len(self._layouts) < MAX_LAYOUTS:
-                self._layouts[template] = layout
+            if len(self._layouts) >= MAX_LAYOUTS:
+                self._layouts.clear()  # redefined and withdrawn templates: rebuild what is live
+            self._layouts[template] = layout
         if layout is None:
             self._typed_set(domain, header, template, data, start, end)
             return
         assert isinstance(layout, ColumnLayout)
         if layout.record_length == 0:
             raise FlowDecodeError("template-empty", f"template {template.template_id} has no data bytes")
-        count = (end - start) // layout.record_length  # the rest is padding
-        if count == 0:
-            return
-        rate = 0
-        if layout.interval is None and layout.sampler is None:
-            rate = self._dispatcher.samplers.rate_for(domain, 0) or 0
-            if not rate:
-                self.counters.unknown_sampling += count
-                rate = 1
-        body = data[start : start + count * layout.record_length]
-        self._queue(layout, self._agent(domain[0]), body, count, rate, domain)
-        self.counters.records += count
+        self._queue_set(layout, domain, self._agent(domain[0]), data, start, end)
 
     def _typed_set(
         self, domain: DomainKey, header: MessageHeader, template: Template, data: bytes, start: int, end: int
@@ -296,10 +359,14 @@ class FastFlowDecoder:
         v6_parts: list[_Columns] = []
         for layout, queue in self._queues.items():
             v4, v6 = self._columns(layout, queue)
-            v4_parts.append(v4)
-            v6_parts.append(v6)
-        v4_parts.append(_typed_columns(self._typed.v4, v6=False))
-        v6_parts.append(_typed_columns(self._typed.v6, v6=True))
+            if v4 is not None:
+                v4_parts.append(v4)
+            if v6 is not None:
+                v6_parts.append(v6)
+        if self._typed.v4 or not v4_parts:
+            v4_parts.append(_typed_columns(self._typed.v4, v6=False))
+        if self._typed.v6 or not v6_parts:
+            v6_parts.append(_typed_columns(self._typed.v6, v6=True))
         v4_all = _concat(v4_parts)
         v6_all = _concat(v6_parts)
         malformed = Counter(self.counters.malformed)
@@ -324,69 +391,63 @@ class FastFlowDecoder:
         self._reset()
         return batch
 
-    def _columns(self, layout: ColumnLayout, queue: _Queue) -> tuple[_Columns, _Columns]:
-        rows = np.frombuffer(b"".join(queue.chunks), np.uint8).reshape(-1, layout.record_length)
-        counts = np.array(queue.counts, np.int64)
-        agent = np.repeat(np.array(queue.agents, np.uint32), counts)
-        rate = np.repeat(np.array(queue.rates, np.float64), counts)
-        if layout.interval is not None or layout.sampler is not None:
-            rate = self._resolve_rates(layout, queue, rows, counts)
-        octets = _uint(rows, layout.octets).astype(np.float64) * rate
-        packets = _uint(rows, layout.packets).astype(np.float64) * rate
-        present = layout.dst_v4 is not None or layout.dst_v6 is not None
-        v4_dst = _uint(rows, None if layout.dst_v4 is None else (layout.dst_v4, 4))
-        if layout.dst_v6 is None:
-            hi = lo = np.zeros(len(rows), np.uint64)
-            is_v6 = np.zeros(len(rows), bool)
+    def _columns(self, layout: ColumnLayout, queue: list[_Queued]) -> tuple[_Columns | None, _Columns | None]:
+        """(IPv4, IPv6) columns of one layout's queued sets."""
+        chunks, counts, agents, rates, domains = zip(*queue, strict=True)
+        rows = np.frombuffer(b"".join(chunks), layout.dtype)
+        agent = _per_record(agents, counts, np.uint32)
+        if layout.rate_per_record:
+            rate: npt.NDArray[np.float64] | float = self._resolve_rates(rows, counts, domains)
         else:
-            hi = _uint(rows, (layout.dst_v6, 8))
-            lo = _uint(rows, (layout.dst_v6 + 8, 8))
-            # dual-stack templates carry both families, the unused one zeroed
-            is_v6 = (
-                np.ones(len(rows), bool) if layout.dst_v4 is None else (v4_dst == 0) & ((hi != 0) | (lo != 0))
-            )
-        if not present:
+            rate = _per_record(rates, counts, np.float64)
+        octets = _column(rows, "octets").astype(np.float64) * rate
+        packets = _column(rows, "packets").astype(np.float64) * rate
+        if layout.dst_v4 is None and layout.dst_v6 is None:
             self._non_ip += len(rows)
-            is_v6[:] = False
-        v4 = ~is_v6 if present else np.zeros(len(rows), bool)
+            return None, None
+        if layout.dst_v6 is None:
+            return _Columns(agent, _column(rows, "dst_v4"), octets, packets), None
+        hi, lo = _column(rows, "dst_v6_hi"), _column(rows, "dst_v6_lo")
+        if layout.dst_v4 is None:
+            return None, _Columns(agent, hi, octets, packets, lo)
+        # dual-stack templates carry both families, the unused one zeroed
+        v4_dst = _column(rows, "dst_v4")
+        is_v6 = (v4_dst == 0) & ((hi != 0) | (lo != 0))
+        v4 = ~is_v6
         return (
             _Columns(agent[v4], v4_dst[v4], octets[v4], packets[v4]),
             _Columns(agent[is_v6], hi[is_v6], octets[is_v6], packets[is_v6], lo[is_v6]),
         )
 
     def _resolve_rates(
-        self,
-        layout: ColumnLayout,
-        queue: _Queue,
-        rows: npt.NDArray[np.uint8],
-        counts: npt.NDArray[np.int64],
-    ) -> npt.NDArray[np.float64]:
+        self, rows: npt.NDArray[np.void], counts: tuple[int, ...], domains: tuple[DomainKey, ...]
+    ) -> npt.NDArray[np.float64] | float:
         """Per-record rates: the record's interval, else its sampler's (looked up per distinct id)."""
-        own = (
-            _uint(rows, layout.interval).astype(np.float64)
-            if layout.interval is not None
-            else np.zeros(len(rows))
-        )
+        names = rows.dtype.names or ()
+        own = _column(rows, "interval").astype(np.float64) if "interval" in names else np.zeros(len(rows))
         need = own == 0
-        if need.any():
-            sampler = (
-                _uint(rows, layout.sampler) if layout.sampler is not None else np.zeros(len(rows), np.uint64)
-            )
-            domain_of_chunk = {d: i for i, d in enumerate(dict.fromkeys(queue.domains))}
-            domain_index = np.repeat(np.array([domain_of_chunk[d] for d in queue.domains], np.uint64), counts)
-            keys = (domain_index << np.uint64(32)) | (sampler & np.uint64(0xFFFFFFFF))
-            unique, inverse = np.unique(keys[need], return_inverse=True)
-            domains = list(domain_of_chunk)
-            looked_up = np.array(
-                [
-                    self._dispatcher.samplers.rate_for(domains[int(k) >> 32], int(k) & 0xFFFFFFFF) or 0
-                    for k in unique
-                ],
-                np.float64,
-            )
-            resolved = looked_up[inverse]
-            self.counters.unknown_sampling += int((resolved == 0).sum())
-            own[need] = np.where(resolved == 0, 1.0, resolved)
+        if not need.any():
+            return own
+        sampler = _column(rows, "sampler") if "sampler" in names else np.zeros(len(rows), np.uint64)
+        samplers = self._dispatcher.samplers
+        distinct_domains = list(dict.fromkeys(domains))
+        if len(distinct_domains) == 1 and need.all() and (sampler == sampler[0]).all():
+            # the usual batch: one exporter, one sampler
+            rate = samplers.rate_for(domains[0], int(sampler[0]) & 0xFFFFFFFF)
+            if rate is None:
+                self.counters.unknown_sampling += len(rows)
+            return float(rate or 1)
+        index_of = {domain: index for index, domain in enumerate(distinct_domains)}
+        domain_index = _per_record(tuple(index_of[d] for d in domains), counts, np.uint64)
+        keys = (np.asarray(domain_index, np.uint64) << np.uint64(32)) | (sampler & np.uint64(0xFFFFFFFF))
+        unique, inverse = np.unique(keys[need], return_inverse=True)
+        looked_up = np.array(
+            [samplers.rate_for(distinct_domains[int(k) >> 32], int(k) & 0xFFFFFFFF) or 0 for k in unique],
+            np.float64,
+        )
+        resolved = looked_up[inverse]
+        self.counters.unknown_sampling += int((resolved == 0).sum())
+        own[need] = np.where(resolved == 0, 1.0, resolved)
         return own
 
 
@@ -399,18 +460,26 @@ class _Columns:
     dst_lo: npt.NDArray[np.uint64] = field(default_factory=lambda: np.empty(0, np.uint64))
 
 
-def _uint(rows: npt.NDArray[np.uint8], where: Field | None) -> npt.NDArray[np.uint64]:
-    """A big-endian unsigned column (1 to 8 bytes) of every row; zeros when absent."""
-    if where is None:
+def _column(rows: npt.NDArray[np.void], name: str) -> npt.NDArray[np.uint64]:
+    """A big-endian unsigned column as uint64; zeros when the layout lacks it."""
+    if name not in (rows.dtype.names or ()):
         return np.zeros(len(rows), np.uint64)
-    offset, length = where
-    if length in (1, 2, 4, 8):
-        raw = np.ascontiguousarray(rows[:, offset : offset + length])
-        return raw.view(f">u{length}").ravel().astype(np.uint64)
+    raw = rows[name]
+    if raw.ndim == 1:
+        return raw.astype(np.uint64)
     value = np.zeros(len(rows), np.uint64)
-    for index in range(length):  # reduced-size encodings (3, 5, 6, 7 bytes)
-        value = (value << np.uint64(8)) | rows[:, offset + index].astype(np.uint64)
+    for index in range(raw.shape[1]):  # reduced-size encodings (3, 5, 6, 7 bytes)
+        value = (value << np.uint64(8)) | raw[:, index].astype(np.uint64)
     return value
+
+
+def _per_record(
+    values: tuple[int, ...], counts: tuple[int, ...], dtype: type[np.generic]
+) -> npt.NDArray[Any]:
+    """One value per queued set, expanded to one per record (a constant fill when all agree)."""
+    if values.count(values[0]) == len(values):
+        return np.full(sum(counts), values[0], dtype)
+    return np.repeat(np.array(values, dtype), np.array(counts, np.int64))
 
 
 def _typed_columns(rows: list[tuple[int, int, float, float]], v6: bool) -> _Columns:
@@ -425,6 +494,8 @@ def _typed_columns(rows: list[tuple[int, int, float, float]], v6: bool) -> _Colu
 
 
 def _concat(parts: list[_Columns]) -> _Columns:
+    if len(parts) == 1:
+        return parts[0]
     return _Columns(
         np.concatenate([p.agent for p in parts]).astype(np.uint32),
         np.concatenate([p.dst for p in parts]).astype(np.uint64),
