@@ -16,8 +16,8 @@ Endpoints added here (viewer or operator token, like every other read):
   computed at most once per :data:`CURVE_MAX_AGE_S` per switch, however many dashboards are open.
 - ``GET /v1/changes?switch=&n=``: the switch's most recent announces and withdraws.
 
-The controller view can make these cheap by also implementing the small protocols below (the
-live controller does; :class:`DashboardSource` is all of them). Without them the dashboard still
+The controller view can make these cheap by also implementing the small protocols below (meant
+for the live controller; :class:`DashboardSource` is all of them). Without them the dashboard still
 works from :class:`api.view.ControllerView` alone, at a cost that grows with the FIB and the
 ranking (``/v1/changes`` then answers 501):
 
