@@ -35,10 +35,11 @@ from dataclasses import dataclass, field
 from collector.batch import SampleBatch
 from collector.metrics import REGISTRY, Registry
 from collector.pipeline import Collector, LogLimiter, merge_batches
+from collector.udp_batch import BatchReceiver, batch_receiver
 
 log = logging.getLogger(__name__)
 
-MAX_DATAGRAM = 65535
+MAX_DATAGRAM = 9216  # jumbo frame; sFlow agents send ≤ 1500 bytes by default
 _DRAIN_LIMIT = 4096  # datagrams per socket per wake-up, so one busy socket cannot starve a flush
 _SOCKET_DROPS_PERIOD_S = 5.0
 
@@ -47,8 +48,10 @@ _SOCKET_DROPS_PERIOD_S = 5.0
 class _Endpoint:
     listen: str
     sock: socket.socket
+    batch: BatchReceiver | None = None  # recvmmsg where available
     received: int = 0
     reported_drops: int = field(default=0)
+    reported_truncated: int = 0
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -154,6 +157,11 @@ class SflowListener:
             "Datagrams or batches lost to an unexpected error in decoding or accounting (a bug).",
             ("stage",),
         )
+        self._m_truncated = registry.counter(
+            "topfib_sflow_truncated_datagrams_total",
+            f"Datagrams longer than {MAX_DATAGRAM} bytes, dropped.",
+            ("listen",),
+        )
         self._m_backlog = registry.counter(
             "topfib_sflow_backlog_dropped_samples_total",
             "Decoded flow samples dropped because accounting fell too far behind.",
@@ -181,7 +189,9 @@ class SflowListener:
         try:
             for listen in self._listen:
                 sock, granted = open_udp_socket(listen, self._receive_buffer_bytes)
-                self._endpoints.append(_Endpoint(listen, sock))
+                self._endpoints.append(
+                    _Endpoint(listen, sock, batch_receiver(sock, max_datagram=MAX_DATAGRAM))
+                )
                 self._m_buffer.set(granted, listen=listen)
                 if granted < self._receive_buffer_bytes:
                     log.warning(
@@ -285,21 +295,7 @@ class SflowListener:
 
     def _drain(self, endpoint: _Endpoint) -> int:
         """Read everything queued on one socket (up to a limit) and decode it; returns datagrams read."""
-        recvfrom = endpoint.sock.recvfrom
-        received: list[tuple[bytes, str]] = []
-        append = received.append
-        errors = 0
-        while len(received) < _DRAIN_LIMIT:
-            try:
-                data, address = recvfrom(MAX_DATAGRAM)
-            except BlockingIOError:
-                break
-            except OSError:
-                errors += 1
-                if errors > 16:
-                    break
-                continue
-            append((data, address[0]))
+        received, errors = self._receive_batch(endpoint) if endpoint.batch else self._receive_each(endpoint)
         count = len(received)
         endpoint.received += count
         if count:
@@ -308,6 +304,43 @@ class SflowListener:
         if errors:
             self._m_errors.inc(errors, listen=endpoint.listen)
         return count
+
+    @staticmethod
+    def _receive_batch(endpoint: _Endpoint) -> tuple[list[tuple[bytes, str]], int]:
+        assert endpoint.batch is not None
+        received: list[tuple[bytes, str]] = []
+        errors = 0
+        while len(received) < _DRAIN_LIMIT:
+            try:
+                got = endpoint.batch.receive()
+            except OSError:
+                errors += 1
+                if errors > 16:
+                    break
+                continue
+            if not got:
+                break
+            received += got
+        return received, errors
+
+    @staticmethod
+    def _receive_each(endpoint: _Endpoint) -> tuple[list[tuple[bytes, str]], int]:
+        recvfrom = endpoint.sock.recvfrom
+        received: list[tuple[bytes, str]] = []
+        append = received.append
+        errors = 0
+        while len(received) < _DRAIN_LIMIT:
+            try:
+                data, address = recvfrom(65535)  # no truncation flag here: take any size
+            except BlockingIOError:
+                break
+            except OSError:
+                errors += 1
+                if errors > 16:
+                    break
+                continue
+            append((data, address[0]))
+        return received, errors
 
     def _decode(self, received: list[tuple[bytes, str]]) -> None:
         try:
@@ -324,6 +357,9 @@ class SflowListener:
 
     def _update_socket_drops(self) -> None:
         for ep in self._endpoints:
+            if ep.batch is not None and ep.batch.truncated > ep.reported_truncated:
+                self._m_truncated.inc(ep.batch.truncated - ep.reported_truncated, listen=ep.listen)
+                ep.reported_truncated = ep.batch.truncated
             drops = socket_drops(ep.sock)
             if drops is not None and drops > ep.reported_drops:
                 self._m_socket_drops.inc(drops - ep.reported_drops, listen=ep.listen)

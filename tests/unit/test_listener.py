@@ -68,7 +68,10 @@ def send(payloads: list[bytes], host: str, port: int) -> None:
             client.sendto(payload, (host, port))
 
 
-def test_receives_ipv4_and_ipv6_and_flushes_on_stop() -> None:
+@pytest.mark.parametrize("recvmmsg", [True, False])
+def test_receives_ipv4_and_ipv6_and_flushes_on_stop(recvmmsg: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not recvmmsg:  # the portable recvfrom path
+        monkeypatch.setattr("collector.listener.batch_receiver", lambda *args, **kwargs: None)
     decoder, registry = RecordingDecoder(), Registry()
     listener = make_listener(["127.0.0.1:0", "[::1]:0"], decoder, registry, flush_interval_s=60.0)
     listener.start()
