@@ -10,7 +10,9 @@ Clock safety: a holder counts its lease as valid until ``ttl_s`` after it *sent*
 command (on its own monotonic clock), which is never later than Redis expires the key. When Redis
 cannot be reached, :meth:`hold` answers from that local validity: the holder keeps acting until its
 lease would have run out, then stops, so two controllers never act at once as long as process
-pauses stay shorter than the TTL (there is no fencing token on the BGP side).
+pauses stay shorter than the TTL (there is no fencing token on the BGP side). A Redis that
+restarts empty forgets the lease: a standby may take it at once, and the old holder learns so at
+its next :meth:`hold` (its renew finds another holder), so the overlap is at most one loop period.
 """
 
 from __future__ import annotations
