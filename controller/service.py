@@ -81,7 +81,10 @@ class Service:
         store: Store | None = None,
     ) -> None:
         self.config = config
+        if runtime_dir is None and config.exabgp.runtime_dir:
+            runtime_dir = Path(config.exabgp.runtime_dir)
         self.runtime_dir = runtime_dir or Path(tempfile.mkdtemp(prefix="topfib-"))
+        netns = netns or config.exabgp.netns
         self.store = store or make_store(config.store.url)
         self.lock = threading.Lock()
         self.rates = PrefixRates(config.collector.fast_half_life_s, config.collector.slow_half_life_s)
