@@ -198,7 +198,7 @@ class ExabgpJsonParser:
     def _state(self, message: dict[str, Any]) -> list[Event]:
         peer, neighbor = self._neighbor(message)
         state = neighbor.get("state")
-        if state not in SESSION_STATES:
+        if not isinstance(state, str) or state not in SESSION_STATES:
             raise _Skip("bad_state", f"state {state!r} from {peer}")
         reason = neighbor.get("reason", "")
         return [SessionState(peer, state, reason if isinstance(reason, str) else str(reason))]
