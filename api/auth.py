@@ -4,12 +4,13 @@ Roles and what they may do:
 
 - ``viewer``: every read — ``GET /v1/fib``, ``/v1/top``, ``/v1/requests`` (all APs' entries),
   ``/v1/rib/{ip}``, ``/v1/status``, ``/v1/pins``.
-- ``operator``: everything a viewer may, plus ``GET /v1/config``, ``PUT /v1/config/switches/{name}``
-  and ``PUT``/``DELETE /v1/pins/{prefix}``.
+- ``operator``: everything a viewer may, plus ``GET /v1/config``, ``PUT /v1/config/switches/{name}``,
+  ``PUT``/``DELETE /v1/pins/{prefix}``, and making requests as an AP does (to try one out; the
+  per-client request cap applies to it too).
 - ``ap`` (an access point): ``POST /v1/requests``, ``DELETE /v1/requests/{ip}`` and
   ``GET /v1/requests``, which shows it only its own entries. Nothing else: an AP has no need to
-  see the FIB, the traffic ranking or other clients' requests, and an AP's token sits on a
-  less-trusted device than an operator's. Operators do not make requests; they pin.
+  see the FIB, the traffic ranking, the pins or other clients' requests, and an AP's token sits on
+  a less-trusted device than an operator's.
 
 Without a valid token only ``/healthz``, ``/readyz``, ``/metrics`` and the API docs answer (401
 otherwise, even for unknown paths, so routes cannot be probed). Authentication and the rate limit
@@ -33,7 +34,7 @@ PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/docs/oau
                           "/openapi.json", "/redoc"})
 VIEWER_ROLES: tuple[Role, ...] = ("viewer", "operator")
 OPERATOR_ROLES: tuple[Role, ...] = ("operator",)
-AP_ROLES: tuple[Role, ...] = ("ap",)
+REQUEST_ROLES: tuple[Role, ...] = ("ap", "operator")
 _PRINCIPAL_KEY = "topfib.principal"
 
 

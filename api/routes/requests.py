@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from api.auth import AP_ROLES, VIEWER_ROLES, authorize, require_role
+from api.auth import REQUEST_ROLES, VIEWER_ROLES, authorize, require_role
 from api.context import ApiContext
 from api.errors import body_validation_error, validation_error
 from api.metrics import REQUEST_RESULTS
@@ -61,7 +61,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
         with the reason, e.g. this access point already holds its maximum of active requests.
         Asking again for an address refreshes its expiry.
         """
-        principal = authorize(request, AP_ROLES)
+        principal = authorize(request, REQUEST_ROLES)
         try:
             body = RequestBatchIn.model_validate_json(await request.body())
         except ValidationError as exc:
@@ -92,7 +92,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
         **error_doc(404, "this client holds no request for the address"), **STORE_DOWN_DOC})
     async def end_request(
         ip: Annotated[str, Path(max_length=64, examples=["198.51.100.7"])],
-        principal: Annotated[Principal, Depends(require_role(*AP_ROLES))],
+        principal: Annotated[Principal, Depends(require_role(*REQUEST_ROLES))],
     ) -> Response:
         """End this client's request for ``ip`` on every switch before its TTL runs out."""
         removed = await ctx.store.remove_requests(principal.name, _path_ip(ip), ctx.wall_clock())
@@ -102,7 +102,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
 
     @router.get("/v1/requests", response_model=RequestListOut)
     async def list_requests(
-        principal: Annotated[Principal, Depends(require_role(*AP_ROLES, *VIEWER_ROLES))],
+        principal: Annotated[Principal, Depends(require_role("ap", *VIEWER_ROLES))],
         switch: Annotated[str | None, Query(max_length=64, description="only this switch")] = None,
     ) -> RequestListOut:
         """Active requests, newest first. An access point sees only its own."""

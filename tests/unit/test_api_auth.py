@@ -21,8 +21,8 @@ pytestmark = pytest.mark.anyio
 
 # (method, path, body, roles allowed)
 ENDPOINTS: list[tuple[str, str, Any, set[str]]] = [
-    ("POST", "/v1/requests", {"ips": ["198.51.100.7"]}, {"ap"}),
-    ("DELETE", "/v1/requests/198.51.100.7", None, {"ap"}),
+    ("POST", "/v1/requests", {"ips": ["198.51.100.7"]}, {"ap", "operator"}),
+    ("DELETE", "/v1/requests/198.51.100.7", None, {"ap", "operator"}),
     ("GET", "/v1/requests", None, {"ap", "viewer", "operator"}),
     ("GET", "/v1/config", None, {"operator"}),
     ("PUT", "/v1/config/switches/edge1", {"margin": 0.5}, {"operator"}),
