@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
+from api.dashboard import FibChange
 from api.view import (
     CollectorStatus,
     FamilyOccupancy,
@@ -12,6 +13,7 @@ from api.view import (
     RequestStatus,
     RibMatch,
     RibPath,
+    RouteReason,
     StatusReport,
     SwitchStatus,
     TopEntry,
@@ -66,21 +68,7 @@ class LiveView:
         ctl = self._controllers.get(switch)
         if ctl is None:
             return []
-        selected = ctl.selection.routes if ctl.selection else {}
-        routes = []
-        for prefix, next_hop in sorted(ctl.installed.items()):
-            chosen = selected.get(prefix)
-            reason = chosen.reason if chosen else "topn"
-            routes.append(
-                FibRoute(
-                    prefix=prefix,
-                    next_hop=next_hop,
-                    reason="topn" if reason == "dependency" else reason,
-                    since=chosen.since if chosen else 0.0,
-                    score=chosen.score * BITS_PER_BYTE if chosen else None,
-                )
-            )
-        return routes
+        return [self._route(ctl, prefix) for prefix in sorted(ctl.installed)]
 
     async def top(self, switch: str, n: int) -> list[TopEntry]:
         ctl = self._controllers.get(switch)
@@ -158,6 +146,54 @@ class LiveView:
                 )
             self._rate_base = current
         return self._last_rates
+
+    # --- what the dashboard uses beyond ControllerView (api.dashboard.DashboardSource) ----------
+
+    async def recent_changes(self, switch: str, n: int) -> list[FibChange]:
+        ctl = self._controllers.get(switch)
+        if ctl is None:
+            return []
+        newest = list(ctl.changes)[-n:][::-1] if n > 0 else []
+        return [
+            FibChange(at=at, action="withdraw" if action == "withdraw" else "announce", prefix=prefix,
+                      next_hop=next_hop or None, reason=reason)
+            for at, action, prefix, next_hop, reason in newest
+        ]
+
+    async def ranked_scores(self, switch: str) -> Sequence[float]:
+        ctl = self._controllers.get(switch)
+        if ctl is None:
+            return []
+        with ctl.rib_lock:
+            scores = ctl.rates.scores(switch, self._clock())
+        return [score * BITS_PER_BYTE for score in scores.values()]
+
+    async def installed_routes(self, switch: str, prefixes: Sequence[str]) -> dict[str, FibRoute]:
+        ctl = self._controllers.get(switch)
+        if ctl is None:
+            return {}
+        return {prefix: self._route(ctl, prefix) for prefix in prefixes if prefix in ctl.installed}
+
+    async def reason_counts(self, switch: str) -> dict[RouteReason, int]:
+        ctl = self._controllers.get(switch)
+        counts: dict[RouteReason, int] = {"pinned": 0, "request": 0, "topn": 0}
+        if ctl is None:
+            return counts
+        for prefix in ctl.installed:
+            counts[self._route(ctl, prefix).reason] += 1
+        return counts
+
+    @staticmethod
+    def _route(ctl: SwitchController, prefix: str) -> FibRoute:
+        chosen = ctl.selection.routes.get(prefix) if ctl.selection else None
+        reason = chosen.reason if chosen else "topn"
+        return FibRoute(
+            prefix=prefix,
+            next_hop=ctl.installed[prefix],
+            reason="topn" if reason == "dependency" else reason,
+            since=chosen.since if chosen else 0.0,
+            score=chosen.score * BITS_PER_BYTE if chosen else None,
+        )
 
     async def ready(self) -> bool:
         return all(ctl.selection is not None for ctl in self._controllers.values())

@@ -103,7 +103,8 @@ class SwitchController:
         self.selection: Selection | None = None
         self.policy = SelectionPolicy.from_switch(switch)
         self.active = False  # runs ExaBGP for the switch (holds its lease when there is one)
-        self.changes: deque[tuple[float, str, str, str]] = deque(maxlen=1000)  # (wall, action, prefix, nh)
+        # recent FIB changes for the dashboard: (wall time, action, prefix, next-hop, reason)
+        self.changes: deque[tuple[float, str, str, str, str]] = deque(maxlen=1000)
         self._change_times: deque[float] = deque()
         self._clock = clock
         self._wall_clock = wall_clock
@@ -355,18 +356,29 @@ class SwitchController:
                 log.error("switch %s: ExaBGP did not confirm %r", self.name, line[:200])
                 continue
             for prefix in prefixes:
+                reason = self._change_reason(step.action, prefix)
                 if step.action == "withdraw":
                     self.installed.pop(prefix, None)
                 else:
                     assert step.next_hop is not None
                     self.installed[prefix] = step.next_hop
-                self.changes.append((wall_now, step.action, prefix, step.next_hop or ""))
+                self.changes.append((wall_now, step.action, prefix, step.next_hop or "", reason))
                 self._change_times.append(wall_now)
             _m_changes.inc(len(prefixes), switch=self.name, action=step.action)
         if not self.link.connected:
             self._session_lost("ExaBGP link lost while programming")
             return False
         return all_done
+
+    def _change_reason(self, action: str, prefix: str) -> str:
+        if action == "announce":
+            if prefix in self.installed:
+                return "next-hop changed"
+            chosen = self.selection.routes.get(prefix) if self.selection else None
+            return chosen.reason if chosen else "topn"
+        with self.rib_lock:
+            alive = self.rib.best(prefix) is not None
+        return "displaced" if alive else "no live path"
 
     # --- reporting -----------------------------------------------------------------------------
 
