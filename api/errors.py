@@ -21,6 +21,7 @@ from controller.store import StoreUnavailable
 log = logging.getLogger(__name__)
 
 STORE_DOWN_DETAIL = "state store unavailable: the change was not recorded; retry later"
+STORE_DOWN_READ_DETAIL = "state store unavailable and no earlier state to serve; retry later"
 
 
 def field_name(loc: Sequence[int | str]) -> str:
@@ -83,7 +84,9 @@ _outage_log = _OutageLog()
 async def _on_store_unavailable(request: Request, exc: Exception) -> JSONResponse:
     STORE_UNAVAILABLE.inc()
     _outage_log.warn(request, exc)
-    return JSONResponse({"detail": STORE_DOWN_DETAIL}, status_code=503, headers={"Retry-After": "1"})
+    # Reads fail only when nothing was cached yet (e.g. Redis down since start-up).
+    detail = STORE_DOWN_READ_DETAIL if request.method in ("GET", "HEAD") else STORE_DOWN_DETAIL
+    return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "1"})
 
 
 async def _on_unhandled(request: Request, exc: Exception) -> JSONResponse:

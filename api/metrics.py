@@ -19,7 +19,7 @@ AUTH_FAILURES = REGISTRY.counter(
     "topfib_api_auth_failures_total", "Calls refused for authentication (401) or role (403)", ("reason",),
 )
 STORE_UNAVAILABLE = REGISTRY.counter(
-    "topfib_api_store_unavailable_total", "Writes refused with 503 because the state store was unreachable",
+    "topfib_api_store_unavailable_total", "Calls answered 503 because the state store was unreachable",
 )
 INTERNAL_ERRORS = REGISTRY.counter(
     "topfib_api_internal_errors_total", "Unhandled exceptions answered with a generic 500",

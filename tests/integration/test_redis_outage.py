@@ -98,3 +98,17 @@ async def test_store_cache_still_expires_requests_during_an_outage(redis_server_
             await store.snapshot("edge1", "top")
     finally:
         await store.aclose()
+
+
+async def test_reads_with_nothing_cached_say_so(redis_server_own: RedisServer) -> None:
+    redis_server_own.stop()  # down from the start: nothing was ever read
+    store = RedisStore.from_url(redis_server_own.url, timeout_s=0.5)
+    try:
+        async with client(build(store=store)) as c:
+            response = await c.get("/v1/requests", headers=VIEW)
+            assert response.status_code == 503
+            detail = "state store unavailable and no earlier state to serve; retry later"
+            assert response.json() == {"detail": detail}
+            assert (await c.get("/v1/fib", headers=VIEW)).status_code == 200  # live data needs no store
+    finally:
+        await store.aclose()
