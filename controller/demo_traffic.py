@@ -16,6 +16,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,7 +95,9 @@ class SflowGenerator:
         v6_share: float = 0.2,
         sampling_rate: int = 4096,
         seed: int = 1,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._clock = clock
         self.table = table
         self.agent = ipaddress.ip_address(agent)
         self.target = target
@@ -153,7 +156,7 @@ class SflowGenerator:
             self.sent_datagrams += 1
             header = struct.pack("!II", 5, 1 if self.agent.version == 4 else 2) + self.agent.packed
             header += struct.pack("!IIII", 0, self.sent_datagrams & 0xFFFFFFFF,
-                                  int(time.monotonic() * 1000) & 0xFFFFFFFF, len(encoded))
+                                  int(self._clock() * 1000) & 0xFFFFFFFF, len(encoded))
             datagrams.append(header + b"".join(encoded))
         return datagrams
 
