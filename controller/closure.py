@@ -16,14 +16,22 @@ member, so Q agrees with X.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterable
 
 from collector.fastprefix import split_prefix
 
 
 def prefix_sort_key(prefix: str) -> tuple[int, int, int]:
-    """The canonical prefix order: family, then network, then length (shorter first)."""
-    return split_prefix(prefix)
+    """The canonical prefix order: family, then network, then length (shorter first).
+
+    For canonical prefixes (what the RIB holds) only; ``inet_pton`` keeps it cheap enough to key
+    every candidate that selection looks at.
+    """
+    address, _, length = prefix.partition("/")
+    if ":" in address:
+        return 6, int.from_bytes(socket.inet_pton(socket.AF_INET6, address)), int(length)
+    return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, address)), int(length)
 
 
 def unit_of(

@@ -21,9 +21,13 @@ import heapq
 from collections.abc import Iterable, Mapping
 
 import numpy as np
+import numpy.typing as npt
 
 from controller.closure import prefix_sort_key, unit_of
 from controller.selection_types import (
+    TABLE_IPV4,
+    TABLE_IPV4_24,
+    TABLE_IPV6,
     AnswerStatus,
     OnDemandRequest,
     PinAnswer,
@@ -185,51 +189,110 @@ def _keep_dwelling(fib: _Fib, min_dwell_s: float) -> None:
 _Entry = tuple[float, int, tuple[int, int, int], str, float]
 
 
+def _table_ids(names: list[str], tables: list[str], policy: SelectionPolicy) -> npt.NDArray[np.int64]:
+    """Index into ``tables`` of each name's table: :meth:`SelectionPolicy.table_of`, vectorised."""
+    is_v6 = np.fromiter((":" in p for p in names), np.bool_, len(names))
+    ids = np.where(is_v6, tables.index(TABLE_IPV6), tables.index(TABLE_IPV4)).astype(np.int64)
+    if TABLE_IPV4_24 in tables:
+        is_24 = np.fromiter((p.endswith("/24") for p in names), np.bool_, len(names)) & ~is_v6
+        ids[is_24] = tables.index(TABLE_IPV4_24)
+    return ids
+
+
+class _Stream:
+    """Candidate indices by descending adjusted score; a table that fills leaves the stream."""
+
+    def __init__(
+        self,
+        adjusted: npt.NDArray[np.float64],
+        table_ids: npt.NDArray[np.int64],
+        open_tables: npt.NDArray[np.bool_],
+    ) -> None:
+        self.table_ids = table_ids
+        self.values: list[float] = adjusted.tolist()
+        candidates = np.flatnonzero((adjusted > 0.0) & open_tables[table_ids])
+        self.order: list[int] = candidates[np.argsort(-adjusted[candidates], kind="stable")].tolist()
+        self.position = 0
+
+    def head(self) -> float | None:
+        return self.values[self.order[self.position]] if self.position < len(self.order) else None
+
+    def tied_with_next(self) -> bool:
+        after = self.position + 1
+        return (
+            after < len(self.order)
+            and self.values[self.order[after]] == self.values[self.order[self.position]]
+        )
+
+    def take(self) -> int:
+        self.position += 1
+        return self.order[self.position - 1]
+
+    def keep_tables(self, open_tables: npt.NDArray[np.bool_]) -> None:
+        rest = np.array(self.order[self.position :], np.int64)
+        self.order = rest[open_tables[self.table_ids[rest]]].tolist()
+        self.position = 0
+
+
 def _fill_topn(fib: _Fib, margin: float) -> None:
-    names = [prefix for prefix, score in fib.scores.items() if score > 0.0 and prefix not in fib.routes]
+    names = list(fib.scores)
     if not names:
         return
-    adjusted = np.fromiter((fib.scores[p] for p in names), np.float64, len(names))
+    tables = list(fib.caps)
     incumbent = np.fromiter((p in fib.incumbents for p in names), np.bool_, len(names))
-    adjusted[incumbent] *= 1.0 + margin
-    order = np.argsort(-adjusted, kind="stable").tolist()
-    values = adjusted.tolist()
-    heap: list[_Entry] = []
-    position = 0
+    raw = np.fromiter(fib.scores.values(), np.float64, len(names))
+    adjusted = np.where(incumbent, raw * (1.0 + margin), raw)
 
-    def entry(index: int, density: float) -> _Entry:
-        prefix = names[index]
+    def open_tables() -> npt.NDArray[np.bool_]:
+        return np.array([t not in fib.full_tables for t in tables], np.bool_)
+
+    table_ids = _table_ids(names, tables, fib.policy)
+    stream = _Stream(adjusted, table_ids, open_tables())
+    # tables no candidate can use (no IPv6 traffic, say) must not keep the loop going
+    used = set(table_ids[stream.order].tolist())
+    fib.full_tables.update(t for i, t in enumerate(tables) if i not in used)
+    heap: list[_Entry] = []
+
+    def entry(prefix: str, density: float, value: float) -> _Entry:
         rank = 0 if prefix in fib.incumbents else 1
-        return (-density, rank, prefix_sort_key(prefix), prefix, values[index])
+        return (-density, rank, prefix_sort_key(prefix), prefix, value)
 
     while not fib.all_full():
-        # pull from the sorted stream every candidate that may beat the heap's best, ties whole
-        while position < len(order) and (not heap or values[order[position]] >= -heap[0][0]):
-            tied = values[order[position]]
-            while position < len(order) and values[order[position]] == tied:
-                heapq.heappush(heap, entry(order[position], tied))
-                position += 1
-        if not heap:
+        head = stream.head()
+        if heap and (head is None or -heap[0][0] >= head):
+            _, _, _, prefix, value = heapq.heappop(heap)
+        elif head is not None:
+            if stream.tied_with_next():
+                # equal scores: let the heap order them by incumbency, then prefix order
+                while stream.head() == head:
+                    tied = names[stream.take()]
+                    heapq.heappush(heap, entry(tied, head, head))
+                continue
+            prefix, value = names[stream.take()], head
+        else:
             return
-        _, rank, key, prefix, value = heapq.heappop(heap)
         if prefix in fib.routes or fib.policy.table_of(prefix) in fib.full_tables:
             continue
         next_hop = fib.next_hop_of(prefix)
         if next_hop is None:
             continue
-        unit = fib.unit(prefix, next_hop)
-        cost = fib.cost(unit)
-        if fib.shortfall(cost):
-            continue  # it never fits later: free room shrinks at least as fast as its cost
-        density = value / sum(cost.values())
-        best_waiting = max(
-            -heap[0][0] if heap else 0.0,
-            values[order[position]] if position < len(order) else 0.0,
-        )
-        if density < best_waiting:
-            heapq.heappush(heap, (-density, rank, key, prefix, value))
-            continue
-        fib.install(unit, prefix, "topn")
+        full_before = len(fib.full_tables)
+        more_specifics = fib.rib.more_specifics(prefix)
+        if not more_specifics:
+            fib.install({prefix: next_hop}, prefix, "topn")  # the common case: a unit of one
+        else:
+            unit = unit_of(prefix, next_hop, more_specifics, fib.next_hop_of)
+            cost = fib.cost(unit)
+            if fib.shortfall(cost):
+                continue  # it never fits later: free room shrinks at least as fast as its cost
+            density = value / sum(cost.values())
+            waiting = max(-heap[0][0] if heap else 0.0, stream.head() or 0.0)
+            if density < waiting:
+                heapq.heappush(heap, entry(prefix, density, value))
+                continue
+            fib.install(unit, prefix, "topn")
+        if len(fib.full_tables) != full_before:
+            stream.keep_tables(open_tables())
 
 
 def select(

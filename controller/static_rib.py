@@ -24,6 +24,8 @@ class StaticRib:
     def __init__(self, routes: Mapping[str, Sequence[Path]]) -> None:
         """``routes``: prefix → its paths (a prefix without paths is left out)."""
         self._best: dict[str, Path] = {}
+        # prefix → (family, network, length, index in its family's sorted list)
+        self._position: dict[str, tuple[int, int, int, int]] = {}
         entries: dict[int, list[tuple[int, str]]] = {4: [], 6: []}
         self._by_length: dict[int, dict[int, dict[int, str]]] = {4: {}, 6: {}}
         for prefix, paths in routes.items():
@@ -40,6 +42,8 @@ class StaticRib:
             rows.sort()
             self._keys[family] = [key for key, _ in rows]
             self._prefixes[family] = [prefix for _, prefix in rows]
+            for index, (key, prefix) in enumerate(rows):
+                self._position[prefix] = (family, key >> _LENGTH_BITS, key & 0xFF, index)
         self._lengths = {f: sorted(table, reverse=True) for f, table in self._by_length.items()}
 
     def __len__(self) -> int:
@@ -67,9 +71,19 @@ class StaticRib:
         return None
 
     def more_specifics(self, prefix: str) -> list[str]:
-        family, network, length = split_prefix(prefix)
+        position = self._position.get(prefix)
+        keys = self._keys[4]
+        if position is not None:
+            family, network, length, index = position
+            keys = self._keys[family]
+            start = index + 1
+        else:
+            family, network, length = split_prefix(prefix)
+            keys = self._keys[family]
+            start = bisect.bisect_left(keys, (network << _LENGTH_BITS) | (length + 1))
         bits = 32 if family == IPV4 else 128
-        keys = self._keys[family]
-        start = bisect.bisect_left(keys, (network << _LENGTH_BITS) | (length + 1))
-        end = bisect.bisect_left(keys, (network + (1 << (bits - length))) << _LENGTH_BITS, lo=start)
+        limit = (network + (1 << (bits - length))) << _LENGTH_BITS
+        if start >= len(keys) or keys[start] >= limit:
+            return []  # most prefixes: nothing inside, no search needed
+        end = bisect.bisect_left(keys, limit, lo=start)
         return self._prefixes[family][start:end]
