@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import bisect
 from array import array
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -83,6 +84,14 @@ class LpmTable:
         # /24 blocks holding prefixes longer than /24, with how many each holds.
         self._long_blocks: dict[int, int] = {}
         self._long_blocks_sorted: UInt64Array | None = None
+        # IPv6 length filters, so a batch searches a length's array only with the addresses whose
+        # block holds a prefix of that length: per /16 block a bit per length /16../31 (dense
+        # array), per /32 block a bit per length /32../64 and bit 33 for anything longer (sorted
+        # blocks, rebuilt when the set of (block, length) pairs changed).
+        self._v6_pairs16: Counter[tuple[int, int]] = Counter()
+        self._v6_mask16 = np.zeros(1 << 16, dtype=np.uint64)
+        self._v6_pairs32: Counter[tuple[int, int]] = Counter()
+        self._v6_mask32: tuple[UInt64Array, UInt64Array] | None = None
         # (family, length) -> (sorted keys, ids); absent = to rebuild.
         self._sorted: dict[tuple[int, int], tuple[UInt64Array, Int64Array]] = {}
         self._v4_index_cache: tuple[UInt64Array, Int64Array] | None = None
@@ -144,6 +153,8 @@ class LpmTable:
             self._sorted.pop((family, length), None)
             if family == IPV4:
                 self._count_long_block(network >> 8, +1)
+            elif length >= 16:
+                self._count_v6_block(network, length, +1)
 
     def remove(self, prefix: str) -> None:
         """Remove a prefix; removing an absent prefix is a no-op."""
@@ -165,6 +176,8 @@ class LpmTable:
             self._sorted.pop((family, length), None)
             if family == IPV4:
                 self._count_long_block(network >> 8, -1)
+            elif length >= 16:
+                self._count_v6_block(network, length, -1)
 
     def _invalidate_index(self, family: int) -> None:
         if family == IPV4:
@@ -180,6 +193,43 @@ class LpmTable:
             self._long_blocks.pop(block, None)
         if count in (0, 1):  # the set of blocks changed
             self._long_blocks_sorted = None
+
+    def _count_v6_block(self, network: int, length: int, delta: int) -> None:
+        if length < 32:
+            key, bit = (network >> 112, length - 16), length - 16
+            pairs = self._v6_pairs16
+        else:
+            key, bit = (network >> 96, min(length, 65) - 32), min(length, 65) - 32
+            pairs = self._v6_pairs32
+        count = pairs[key] + delta
+        if count > 0:
+            pairs[key] = count
+        else:
+            del pairs[key]
+        if count not in (0, 1):
+            return  # the set of pairs is unchanged
+        if length < 32:
+            if count:
+                self._v6_mask16[key[0]] |= np.uint64(1 << bit)
+            else:
+                self._v6_mask16[key[0]] &= ~np.uint64(1 << bit)
+        else:
+            self._v6_mask32 = None
+
+    def _v6_masks32(self, high: UInt64Array) -> UInt64Array:
+        """Per address, the length bits (/32 and longer) of its /32 block (0: no such prefix)."""
+        if self._v6_mask32 is None:
+            masks: dict[int, int] = {}
+            for block, bit in self._v6_pairs32:
+                masks[block] = masks.get(block, 0) | (1 << bit)
+            blocks = np.array(sorted(masks), dtype=np.uint64)
+            self._v6_mask32 = (blocks, np.array([masks[b] for b in blocks.tolist()], dtype=np.uint64))
+        blocks, bits = self._v6_mask32
+        if not blocks.size:
+            return np.zeros(high.shape, dtype=np.uint64)
+        query = high >> np.uint64(32)
+        pos = np.minimum(np.searchsorted(blocks, query), blocks.size - 1)
+        return np.where(blocks[pos] == query, bits[pos], np.uint64(0))
 
     def _lengths(self, family: int) -> list[int]:
         lengths = self._lengths_desc[family]
@@ -261,35 +311,70 @@ class LpmTable:
         return out
 
     def lookup_v6_ids(self, high: npt.NDArray[np.uint64], low: npt.NDArray[np.uint64]) -> Int64Array:
-        """Ids of the longest matches of IPv6 addresses given as (high, low) 64-bit halves."""
+        """Ids of the longest matches of IPv6 addresses given as (high, low) 64-bit halves.
+
+        Each address carries the set of lengths its /16 and /32 blocks hold (bit L-16; bit 49 for
+        lengths above /64). Rounds try every address's longest remaining candidate length, grouped
+        by length, and drop the bit on a miss; the work is the candidates an address really has,
+        not the lengths of the whole table. Lengths below /16 are tried last.
+        """
         high = np.asarray(high, dtype=np.uint64)
         low = np.asarray(low, dtype=np.uint64)
         if high.shape != low.shape:
             raise ValueError("high and low halves differ in length")
         out = np.full(high.shape, -1, dtype=np.int64)
-        remaining = np.arange(high.size)
+        if not high.size:
+            return out
+        candidates = self._v6_mask16[(high >> np.uint64(48)).astype(np.intp)] | (
+            self._v6_masks32(high) << np.uint64(16))
+        pending = np.flatnonzero(candidates)
+        while pending.size:
+            # frexp gives floor(log2(x)) + 1: the highest set bit (all bits < 53, exact in a double)
+            top = np.frexp(candidates[pending].astype(np.float64))[1] - 1
+            order = np.argsort(top, kind="stable")
+            pending, top = pending[order], top[order]
+            bits, starts = np.unique(top, return_index=True)
+            ends = [*starts[1:].tolist(), pending.size]
+            for bit, start, end in zip(bits.tolist(), starts.tolist(), ends, strict=True):
+                group = pending[start:end]
+                found = self._match_v6_group(bit, group, high, low)
+                out[group] = np.where(found >= 0, found, out[group])
+                candidates[group] &= ~np.uint64(1 << bit)
+            pending = pending[(out[pending] < 0) & (candidates[pending] != 0)]
+        short = [length for length in self._lengths(IPV6) if length < 16]
+        if short:
+            unmatched = np.flatnonzero(out < 0)
+            for length in short:
+                if not unmatched.size:
+                    break
+                keys, ids = self._sorted_arrays(IPV6, length)
+                mask = np.uint64((_MASK64 << (64 - length)) & _MASK64) if length else np.uint64(0)
+                found = _sorted_match(keys, ids, high[unmatched] & mask)
+                hit = found >= 0
+                out[unmatched[hit]] = found[hit]
+                unmatched = unmatched[~hit]
+        return out
+
+    def _match_v6_group(self, bit: int, group: Int64Array, high: UInt64Array, low: UInt64Array) -> Int64Array:
+        """Matches of the addresses ``group`` at the length(s) of candidate bit ``bit``."""
+        if bit < 49:
+            length = bit + 16
+            keys, ids = self._sorted_arrays(IPV6, length)
+            mask = np.uint64((_MASK64 << (64 - length)) & _MASK64)
+            return _sorted_match(keys, ids, high[group] & mask)
+        # Bit 49: some prefix longer than /64 in the block; try those lengths, longest first.
+        found = np.full(group.size, -1, dtype=np.int64)
         tables = self._by_len[IPV6]
         for length in self._lengths(IPV6):
-            if not remaining.size:
+            if length <= 64:
                 break
-            keys, ids = self._sorted_arrays(IPV6, length)
-            if length > 64:
-                candidates = remaining[np.isin(high[remaining], keys)]
-                table = tables[length]
-                shift = 128 - length
-                for index in candidates.tolist():
-                    address = (int(high[index]) << 64) | int(low[index])
-                    found = table.get((address >> shift) << shift)
-                    if found is not None:
-                        out[index] = found
-                remaining = remaining[out[remaining] < 0]
-                continue
-            mask = np.uint64((_MASK64 << (64 - length)) & _MASK64)
-            matched = _sorted_match(keys, ids, high[remaining] & mask)
-            hit = matched >= 0
-            out[remaining[hit]] = matched[hit]
-            remaining = remaining[~hit]
-        return out
+            keys, _ = self._sorted_arrays(IPV6, length)
+            shift = 128 - length
+            for position in np.flatnonzero((found < 0) & np.isin(high[group], keys)).tolist():
+                index = int(group[position])
+                address = (int(high[index]) << 64) | int(low[index])
+                found[position] = tables[length].get((address >> shift) << shift, -1)
+        return found
 
     def _match_long_v4(self, addresses: UInt64Array) -> Int64Array:
         """Longest match among IPv4 prefixes longer than /24 (the slow path; such prefixes are rare)."""
