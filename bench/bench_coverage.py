@@ -1,0 +1,74 @@
+"""Coverage and churn on the full IPv4 table under stationary Zipf traffic, against the oracle.
+
+    .venv/bin/python -m bench.bench_coverage [--alphas 1.0,1.2,1.4] [--caps 1000,16000,30000]
+                                             [--duration 3600] [--warmup 3600]
+
+The baseline is the oracle, computed in the same run on the same traffic: the best FIB in
+hindsight (selection on the bytes each prefix actually received over the measured window).
+Printed per (α, cap): out-of-sample coverage, oracle coverage, their ratio, churn per hour as a
+share of N. The issue's bars: ratio ≥ 0.98 and churn ≤ 2 % of N per hour.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path as FilePath
+
+from controller.simulate import SimulationSettings, load_simulation_rib, simulate
+from controller.zipf import ZipfTraffic
+
+CORPUS_RIB = (
+    FilePath(__file__).resolve().parents[2]
+    / "shared/corpus/bgp"
+    / "mccurtain__routeviews-rv2-20240406.pfx2as.gz"
+)
+
+
+def _numbers(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rib", type=FilePath, default=CORPUS_RIB)
+    parser.add_argument("--alphas", type=_numbers, default=[1.0, 1.2, 1.4])
+    parser.add_argument("--caps", type=_numbers, default=[1000, 16000, 30000])
+    parser.add_argument("--duration", type=float, default=3600.0)
+    parser.add_argument("--warmup", type=float, default=3600.0)
+    parser.add_argument("--samples-per-s", type=float, default=SimulationSettings.samples_per_s)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    sim_rib = load_simulation_rib(args.rib)
+    print(f"{args.rib.name}: {len(sim_rib)} prefixes loaded in {time.perf_counter() - started:.1f} s")
+    settings = dataclasses.replace(
+        SimulationSettings(),
+        duration_s=args.duration,
+        warmup_s=args.warmup,
+        samples_per_s=args.samples_per_s,
+        seed=args.seed,
+    )
+    print(settings.describe())
+    header = ("alpha", "cap", "coverage", "oracle", "ratio", "churn/h", "% of N/h", "bars", "seconds")
+    print("{:>5} {:>7} {:>9} {:>9} {:>7} {:>9} {:>9} {:>5} {:>8}".format(*header))
+    caps = [int(c) for c in args.caps]
+    for alpha in args.alphas:
+        started = time.perf_counter()
+        traffic = ZipfTraffic.build(len(sim_rib), alpha, args.seed)
+        results, _ = simulate(sim_rib, traffic, caps, settings)
+        seconds = time.perf_counter() - started
+        for r in results:
+            ratio = r.coverage / r.oracle_coverage if r.oracle_coverage else 0.0
+            churn_share = 100.0 * r.churn_per_hour / r.cap
+            ok = "ok" if ratio >= 0.98 and churn_share <= 2.0 else "MISS"
+            print(
+                f"{alpha:>5.2f} {r.cap:>7} {r.coverage:>9.4f} {r.oracle_coverage:>9.4f} {ratio:>7.4f} "
+                f"{r.churn_per_hour:>9.1f} {churn_share:>8.2f}% {ok:>5} {seconds:>8.0f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
