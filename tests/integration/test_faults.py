@@ -1,0 +1,195 @@
+"""Faults in the namespace lab, topfib in this process: ExaBGP SIGKILLed mid-programming, the BGP
+session flapped ten times, a peer withdrawing thousands of routes at once.
+
+Each test follows the switch's kernel FIB by ``ip monitor route`` (every route the kernel adds is
+counted as it happens) and asserts that it never held more than the cap and that BIRD's
+``import limit`` safety net never fired. Route counts are CI-sized; set TOPFIB_FAULT_ROUTES to run
+them at full scale (figures in docs/reliability.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+
+import pytest
+
+from controller.config import TopfibConfig
+from controller.service import Service
+from controller.store import Pin
+from tests.integration.fault_support import PeakWatcher, free_port, scale, watch_fib_peak
+from tests.integration.lab import Lab, async_wait_until, lab_unavailable_reason
+
+pytestmark = pytest.mark.integration
+
+
+def _lab(**kwargs: int) -> Iterator[Lab]:
+    reason = lab_unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    with Lab(**kwargs) as built:  # type: ignore[arg-type]
+        yield built
+
+
+@asynccontextmanager
+async def running(lab: Lab, cap_v4: int, cap_v6: int) -> AsyncIterator[Service]:
+    switch = lab.switch_config(fib_cap_ipv4=cap_v4, fib_cap_ipv6=cap_v6, loop_period_s=0.2, min_dwell_s=0.0)
+    config = TopfibConfig.model_validate({
+        "api": {"listen": f"127.0.0.1:{free_port()}"},
+        "collector": {"sflow_listen": [f"127.0.0.1:{free_port()}"], "receive_buffer_bytes": 1 << 20},
+        "switch": [switch.model_dump()],
+    })
+    service = Service(config, runtime_dir=lab.workdir / "topfib", netns=lab.ctl)
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.stop()
+
+
+async def _pin(service: Service, prefixes: list[str]) -> None:
+    now = time.time()
+    for prefix in prefixes:
+        await service.store.set_pin(Pin(prefix, "ops", now))
+    next(iter(service.controllers.values())).wake()
+
+
+def _desired(service: Service) -> dict[str, str]:
+    ctl = next(iter(service.controllers.values()))
+    return ctl.selection.desired() if ctl.selection else {}
+
+
+async def _converged(watch: PeakWatcher, service: Service, timeout_s: float) -> bool:
+    """The FIB equals what selection wants (same prefixes, same next-hops), and that is not empty."""
+    return await watch.wait_for(lambda fib: bool(fib) and fib == _desired(service), timeout_s)
+
+
+def _assert_within_cap(lab: Lab, watch: PeakWatcher, cap_v4: int, cap_v6: int) -> None:
+    assert watch.peak_v4 <= cap_v4, f"IPv4 FIB reached {watch.peak_v4} > cap {cap_v4}"
+    assert watch.peak_v6 <= cap_v6, f"IPv6 FIB reached {watch.peak_v6} > cap {cap_v6}"
+    assert not lab.import_limit_fired(), "BIRD's import limit fired: topfib sent more than the cap"
+
+
+# --- ExaBGP SIGKILLed while it programs the switch --------------------------------------------
+
+KILL_ROUTES = scale(3000)
+KILL_CAP = KILL_ROUTES * 2 // 3
+
+
+@pytest.fixture
+def kill_lab() -> Iterator[Lab]:
+    yield from _lab(routes_v4=KILL_ROUTES, routes_v6=20, import_limit=KILL_CAP)
+
+
+async def _exabgp_sigkill_mid_programming(lab: Lab) -> None:
+    cap_v6 = 10
+    wanted = [p for p in lab.prefixes_v4 if p.endswith("/24")]  # more than the cap: selection trims
+    async with running(lab, KILL_CAP, cap_v6) as service, watch_fib_peak(lab) as watch:
+        ctl = next(iter(service.controllers.values()))
+        assert await async_wait_until(ctl.ready_to_program, 30.0), "session never came up"
+        await _pin(service, wanted + lab.prefixes_v6[1:15])
+        # Kill ExaBGP's whole group as soon as the first routes reach the kernel.
+        assert await watch.wait_for(lambda fib: len(fib) >= 1, 30.0), "programming never started"
+        pid = ctl.runner.pid
+        assert pid is not None
+        os.killpg(pid, signal.SIGKILL)
+        at_kill = len(watch.routes)
+        killed_at = time.monotonic()
+        assert at_kill < KILL_CAP, f"programming had finished ({at_kill} routes) before the kill"
+        assert await watch.wait_for(lambda fib: not fib, 10.0), "switch kept routes of a dead ExaBGP"
+        emptied_s = time.monotonic() - killed_at
+        assert await async_wait_until(lambda: ctl.runner.pid not in (None, pid), 15.0), "not restarted"
+        assert await _converged(watch, service, 60.0), "FIB not rebuilt to the desired set"
+        rebuilt_s = time.monotonic() - killed_at
+        assert watch.count(4) == KILL_CAP and watch.count(6) == cap_v6
+        _assert_within_cap(lab, watch, KILL_CAP, cap_v6)
+        print(f"\nexabgp-sigkill: routes={KILL_ROUTES} cap={KILL_CAP} at_kill={at_kill} "
+              f"emptied={emptied_s:.2f}s rebuilt={rebuilt_s:.2f}s peak_v4={watch.peak_v4}")
+
+
+def test_exabgp_sigkill_mid_programming_rebuilds_without_exceeding_the_cap(kill_lab: Lab) -> None:
+    asyncio.run(_exabgp_sigkill_mid_programming(kill_lab))
+
+
+# --- the BGP session flapped ten times -----------------------------------------------------------
+
+FLAP_CAP_V4, FLAP_CAP_V6 = 40, 8
+
+
+@pytest.fixture
+def flap_lab() -> Iterator[Lab]:
+    yield from _lab(routes_v4=300, routes_v6=40, import_limit=FLAP_CAP_V4)
+
+
+async def _ten_flaps(lab: Lab) -> None:
+    # import_limit is per channel in BIRD: the v6 channel gets the v4 figure; the watcher checks v6.
+    async with running(lab, FLAP_CAP_V4, FLAP_CAP_V6) as service, watch_fib_peak(lab) as watch:
+        ctl = next(iter(service.controllers.values()))
+        assert await async_wait_until(ctl.ready_to_program, 30.0)
+        await _pin(service, [p for p in lab.prefixes_v4 if p.endswith("/24")][:60] + lab.prefixes_v6[1:12])
+        assert await _converged(watch, service, 20.0)
+        started = time.monotonic()
+        times = []
+        for flap in range(10):
+            flapped_at = time.monotonic()
+            if flap % 2 == 0:
+                await asyncio.to_thread(lab.disable_session)
+                assert await watch.wait_for(lambda fib: not fib, 5.0), f"flap {flap}: routes stayed"
+                await asyncio.to_thread(lab.enable_session)
+            else:
+                await asyncio.to_thread(lab.restart_bird)
+            assert await _converged(watch, service, 20.0), f"flap {flap}: did not converge"
+            fib = dict(watch.routes)
+            assert fib == _desired(service), f"flap {flap}: stray or missing routes"
+            assert len([p for p in fib if ":" not in p]) == FLAP_CAP_V4
+            times.append(time.monotonic() - flapped_at)
+        total = time.monotonic() - started
+        _assert_within_cap(lab, watch, FLAP_CAP_V4, FLAP_CAP_V6)
+        # Stray routes: everything installed has a live peer path (the switch's own static routes).
+        live = set(lab.prefixes_v4) | set(lab.prefixes_v6)
+        assert set(lab.fib_next_hops()) <= live
+        print(f"\nflaps: 10 in {total:.1f}s, convergence max {max(times):.2f}s "
+              f"median {sorted(times)[5]:.2f}s peak_v4={watch.peak_v4} peak_v6={watch.peak_v6}")
+        assert total < 60.0, f"ten flaps took {total:.1f} s"
+
+
+def test_ten_session_flaps_in_a_minute_converge_every_time(flap_lab: Lab) -> None:
+    asyncio.run(_ten_flaps(flap_lab))
+
+
+# --- a peer withdraws thousands of routes at once -------------------------------------------------
+
+WITHDRAW_ROUTES = scale(3000)
+
+
+@pytest.fixture
+def withdraw_lab() -> Iterator[Lab]:
+    yield from _lab(routes_v4=WITHDRAW_ROUTES, routes_v6=20, import_limit=WITHDRAW_ROUTES)
+
+
+async def _mass_withdraw(lab: Lab) -> None:
+    slash24 = [p for p in lab.prefixes_v4 if p.endswith("/24")]
+    async with running(lab, WITHDRAW_ROUTES, 20) as service, watch_fib_peak(lab) as watch:
+        ctl = next(iter(service.controllers.values()))
+        assert await async_wait_until(ctl.ready_to_program, 30.0)
+        await _pin(service, slash24)
+        assert await watch.wait_for(lambda fib: set(slash24) <= set(fib), 60.0), "pins not installed"
+        keep = slash24[:10]
+        gone = set(slash24) - set(keep)
+        remaining = [p for p in lab.prefixes_v4 if p not in gone]
+        started = time.monotonic()
+        await asyncio.to_thread(lab.replace_peer_routes, remaining, lab.prefixes_v6)
+        assert await watch.wait_for(lambda fib: not (gone & set(fib)), 5.0), (
+            f"{len(gone & set(watch.routes))} withdrawn routes still in the FIB after 5 s (blackholes)")
+        took = time.monotonic() - started
+        assert set(keep) <= set(watch.routes), "routes that kept their peer path were withdrawn too"
+        _assert_within_cap(lab, watch, WITHDRAW_ROUTES, 20)
+        print(f"\nmass-withdraw: {len(gone)} routes gone from the FIB in {took:.2f}s")
+
+
+def test_peer_withdrawing_thousands_of_routes_leaves_no_blackhole(withdraw_lab: Lab) -> None:
+    asyncio.run(_mass_withdraw(withdraw_lab))
