@@ -62,6 +62,7 @@ class RequestOut(BaseModel):
 
 class RequestListOut(BaseModel):
     requests: list[RequestOut]
+    total: int = Field(description="active requests matching the filters, before the limit")
 
 
 class PinIn(_Body):

@@ -104,12 +104,17 @@ def build_router(ctx: ApiContext) -> APIRouter:
     async def list_requests(
         principal: Annotated[Principal, Depends(require_role("ap", *VIEWER_ROLES))],
         switch: Annotated[str | None, Query(max_length=64, description="only this switch")] = None,
+        ap: Annotated[str | None, Query(max_length=256, description="only this client's")] = None,
+        limit: Annotated[int, Query(ge=1, le=100_000, description="at most this many, newest first")] = 1000,
     ) -> RequestListOut:
-        """Active requests, newest first. An access point sees only its own."""
+        """Active requests, newest first; ``total`` counts them all. An access point sees only its own."""
         entries = await ctx.store.active_requests(switch, ctx.wall_clock())
         if principal.role == "ap":
-            entries = [e for e in entries if e.ap == principal.name]
-        return RequestListOut(requests=[RequestOut.from_entry(e) for e in entries])
+            ap = principal.name
+        if ap is not None:
+            entries = [e for e in entries if e.ap == ap]
+        shown = [RequestOut.from_entry(e) for e in entries[:limit]]
+        return RequestListOut(requests=shown, total=len(entries))
 
     return router
 

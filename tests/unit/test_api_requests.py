@@ -142,8 +142,12 @@ async def test_listing_shows_an_ap_only_its_own_and_a_viewer_everything() -> Non
         await c.post("/v1/requests", json={"ips": ["198.51.100.1"]}, headers=auth(AP_TOKEN))
         await c.post("/v1/requests", json={"ips": ["198.51.100.2"]}, headers=auth(AP2_TOKEN))
         own = (await c.get("/v1/requests", headers=auth(AP_TOKEN))).json()["requests"]
+        # An AP cannot widen its view by naming another client.
+        widened = await c.get("/v1/requests?ap=ap2", headers=auth(AP_TOKEN))
+        own_filtered_by_other_ap = widened.json()["requests"]
         every = (await c.get("/v1/requests", headers=auth(VIEWER_TOKEN))).json()["requests"]
     assert [(r["ap"], r["ip"]) for r in own] == [("ap1", "198.51.100.1")]
+    assert own_filtered_by_other_ap == own
     assert sorted((r["ap"], r["ip"]) for r in every) == [("ap1", "198.51.100.1"), ("ap2", "198.51.100.2")]
 
 
@@ -176,3 +180,15 @@ async def test_unexpected_errors_are_a_generic_500() -> None:
             response = await c.post("/v1/requests", json={"ips": ["198.51.100.1"]}, headers=auth(AP_TOKEN))
     assert response.status_code == 500
     assert response.json() == {"detail": "internal error"}
+
+
+async def test_listing_filters_by_client_and_limits_newest_first() -> None:
+    wall = FakeClock(T0)
+    async with client(build(wall_clock=wall)) as c:
+        for i in range(3):
+            await c.post("/v1/requests", json={"ips": [f"198.51.100.{i}"]}, headers=auth(AP_TOKEN))
+            wall.advance(1)
+        await c.post("/v1/requests", json={"ips": ["198.51.100.9"]}, headers=auth(AP2_TOKEN))
+        listed = (await c.get("/v1/requests?ap=ap1&limit=2", headers=auth(VIEWER_TOKEN))).json()
+    assert [r["ip"] for r in listed["requests"]] == ["198.51.100.2", "198.51.100.1"]
+    assert listed["total"] == 3
