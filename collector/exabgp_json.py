@@ -23,14 +23,13 @@ link's business; should one reach us it is counted as ``ack``, not as an error.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from collector.fastprefix import format_network, split_prefix
 from collector.paths import Path
@@ -92,9 +91,9 @@ Event = RouteUpdate | SessionState | EndOfRib | Notification
 _MAX_CACHED = 100_000
 
 
-@dataclass(frozen=True, slots=True)
-class _Attributes:
-    """One parsed attribute set; ``serial`` identifies it in the path cache."""
+class _Attributes(NamedTuple):
+    """One parsed attribute set; ``serial`` identifies it in the path cache (a NamedTuple:
+    built once per distinct set, on the hot path when every update carries its own)."""
 
     serial: int
     as_path: tuple[int, ...]
@@ -373,7 +372,7 @@ class ExabgpJsonParser:
             # so they must go too.
             self._attribute_cache.clear()
             self._path_cache.clear()
-            parsed = dataclasses.replace(parsed, serial=0)
+            parsed = parsed._replace(serial=0)
         self._attribute_cache[key] = parsed
         return parsed
 
