@@ -40,15 +40,12 @@ BUNDLED_TABLE = Path(__file__).resolve().parent / "data" / "demo-table.pfx2as.gz
 
 
 def corpus_dir() -> Path | None:
-    """``$TOPFIB_CORPUS``, else ``../shared/corpus`` beside the repository, if it holds the tables."""
-    candidates = []
-    if os.environ.get(CORPUS_ENV):
-        candidates.append(Path(os.environ[CORPUS_ENV]))
-    candidates.append(Path(__file__).resolve().parent.parent.parent / "shared" / "corpus")
-    for candidate in candidates:
-        if (candidate / CORPUS_V4).is_file():
-            return candidate
-    return None
+    """``$TOPFIB_CORPUS`` when set, else ``../shared/corpus`` beside the repository; None when that
+    directory does not hold the full table (then the bundled extract is used)."""
+    configured = os.environ.get(CORPUS_ENV)
+    beside_repo = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"
+    candidate = Path(configured) if configured else beside_repo
+    return candidate if (candidate / CORPUS_V4).is_file() else None
 
 
 def read_pfx2as(path: Path) -> Iterator[tuple[str, int]]:

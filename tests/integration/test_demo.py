@@ -1,0 +1,123 @@
+"""`topfib demo` end to end, as a user runs it: a subprocess, stopped by --duration or by Ctrl-C.
+
+Each run must get routes into the BIRD switch's kernel FIB within the cap, answer the access-point
+requests, measure coverage, and leave nothing behind: no namespace, no process whose command line
+names the run's work directory (BIRD, ExaBGP and the bridge all do), ExaBGP's PID gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from controller.demo import CAP_V4, CAP_V6, SUMMARY_TAG
+from controller.netns_lab import unavailable_reason
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _needs_root_and_bird() -> None:
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"the namespace demo needs root, ip and BIRD 2: {reason}")
+
+
+def _start(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", "from controller.cli import main; main()", "demo", *args],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def _summary(output: str) -> dict[str, Any]:
+    lines = [line for line in output.splitlines() if line.startswith(SUMMARY_TAG)]
+    assert len(lines) == 1, output[-3000:]
+    summary: dict[str, Any] = json.loads(lines[0].removeprefix(SUMMARY_TAG))
+    return summary
+
+
+def _processes_naming(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if text.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def _assert_worked_and_left_nothing(summary: dict[str, Any], output: str) -> None:
+    assert summary["session_state"] == "up", output[-3000:]
+    fib = summary["max_switch_fib"]
+    assert 0 < fib["ipv4"] <= CAP_V4 and 0 < fib["ipv6"] <= CAP_V6, summary
+    assert summary["max_installed"]["ipv4"] <= CAP_V4 and summary["max_installed"]["ipv6"] <= CAP_V6
+    assert not summary["cap_guard_fired"], "BIRD's import limit fired: topfib exceeded the cap"
+    assert summary["max_coverage"] > 0.3, summary
+    assert 0.0 < summary["routed_share"] < 1.0, "some traffic has a peer path, the rest goes by default"
+    statuses = sorted(summary["requests"].values())
+    assert statuses.count("installed") == 3 and statuses.count("no-route") == 1, summary["requests"]
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    for namespace in summary["namespaces"]:
+        assert namespace not in listed, f"namespace {namespace} left behind"
+    assert _processes_naming(summary["workdir"]) == [], "processes of the demo left behind"
+    assert not Path(f"/proc/{summary['exabgp_pid']}").exists()
+
+
+def test_demo_with_duration_on_the_bundled_table(tmp_path: Path) -> None:
+    """--duration ends it; TOPFIB_CORPUS without the table falls back to the bundled extract."""
+    proc = _start(["--duration", "25"], env={"TOPFIB_CORPUS": str(tmp_path)})
+    output, _ = proc.communicate(timeout=150)
+    assert proc.returncode == 0, output[-3000:]
+    assert "bundled extract" in output
+    _assert_worked_and_left_nothing(_summary(output), output)
+
+
+def _settled(line: str) -> bool:
+    """A status line showing routes in the switch's FIB and all four requests answered for good."""
+    if "switch_fib=v4:" not in line or "switch_fib=v4:0," in line or "requests=" not in line:
+        return False
+    answers = [item.rsplit(":", 1)[1] for item in line.rsplit("requests=", 1)[1].strip().split(",")]
+    return len(answers) == 4 and all(answer in ("installed", "no-route") for answer in answers)
+
+
+def _read_until_settled(stream: IO[str], seen: list[str], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = stream.readline()
+        if not line:
+            return False
+        seen.append(line)
+        if _settled(line):
+            return True
+    return False
+
+
+def test_demo_on_the_full_table_stops_cleanly_on_ctrl_c() -> None:
+    proc = _start([])
+    assert proc.stdout is not None
+    seen: list[str] = []
+    try:
+        ready = _read_until_settled(proc.stdout, seen, timeout_s=150)
+        assert ready, "".join(seen)[-3000:]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+    output = "".join(seen) + rest
+    assert proc.returncode == 0, output[-3000:]
+    assert "full table" in output
+    _assert_worked_and_left_nothing(_summary(output), output)
