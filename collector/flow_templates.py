@@ -116,6 +116,9 @@ class TemplateCache:
         self._max_templates = max_templates
         self._by_domain: dict[DomainKey, dict[int, Template]] = {}
         self._count = 0
+        # bumped whenever a template is learned, redefined or withdrawn (not on a refresh), so
+        # whatever callers derive from the cache can tell when it is stale
+        self.generation = 0
 
     def __len__(self) -> int:
         return self._count
@@ -148,6 +151,7 @@ class TemplateCache:
                 return False
             self._count += 1
         templates[template.template_id] = template
+        self.generation += 1
         return True
 
     def withdraw(self, domain: DomainKey, template_id: int) -> bool:
@@ -157,6 +161,7 @@ class TemplateCache:
             return False
         del templates[template_id]
         self._count -= 1
+        self.generation += 1
         return True
 
     def withdraw_all(self, domain: DomainKey, options: bool) -> int:
@@ -166,4 +171,5 @@ class TemplateCache:
         for template_id in doomed:
             del templates[template_id]
         self._count -= len(doomed)
+        self.generation += 1
         return len(doomed)

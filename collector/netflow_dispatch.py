@@ -81,6 +81,11 @@ class FlowSetDispatcher:
         """IPFIX systemInitTimeMilliseconds the domain announced in options data, if any."""
         return self._system_init_ms.get(domain)
 
+    @property
+    def template_generation(self) -> int:
+        """Changes whenever any template is learned, redefined or withdrawn."""
+        return self._templates.generation
+
     def templates_of(self, domain: DomainKey) -> Mapping[int, Template]:
         """The domain's templates by id (read-only view of the live cache)."""
         return self._templates.of_domain(domain)

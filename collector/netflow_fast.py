@@ -77,6 +77,7 @@ TYPED_ONLY: Final = frozenset(
     )
 )
 MAX_LAYOUTS: Final = 4096
+MAX_SHAPES: Final = 4096
 
 Field = tuple[int, int]  # (offset, length) in the record
 
@@ -122,8 +123,9 @@ V5_LAYOUT: Final = ColumnLayout(V5_RECORD_LENGTH, dst_v4=4, octets=(20, 4), pack
 
 
 def column_layout(template: Template) -> ColumnLayout | None:
-    """The layout of a fixed-length flow template, or None when only the typed path fits it."""
-    if template.fixed_length is None:
+    """The layout of a fixed-length flow template, or None when only the typed path fits it
+    (options templates included: their records are state, handled by the dispatcher)."""
+    if template.fixed_length is None or template.is_options:
         return None
     offsets: dict[int, Field] = {}
     offset = 0
@@ -171,6 +173,18 @@ class _NotColumnar(Exception):
 _Queued = tuple[bytes, int, int, int, DomainKey]
 
 
+@dataclass(slots=True, eq=False)
+class _Shape:
+    """Datagrams of one exporter domain with the same data sets: one numpy record per datagram."""
+
+    domain: DomainKey
+    generation: int  # template cache generation it was built against
+    dtype: np.dtype[np.void]  # one sub-array field per data set: set0, set1…
+    sets: tuple[tuple[ColumnLayout, int], ...]  # (layout, records) per data set
+    records: int
+    datagrams: list[bytes] = field(default_factory=list)
+
+
 @dataclass(slots=True)
 class _TypedColumns:
     """Records decoded by the typed builder, as Python lists until ``take``."""
@@ -193,6 +207,7 @@ class FastFlowDecoder:
             self, max_templates, max_samplers, max_pending_sets, pending_max_age_datagrams
         )
         self._layouts: dict[Template, ColumnLayout | None] = {}
+        self._shapes: dict[tuple[str, int, int, tuple[int, ...]], _Shape] = {}
         self._malformed_seen: Counter[tuple[str, str]] = Counter()
         self._reset()
 
@@ -221,41 +236,87 @@ class FastFlowDecoder:
     def _data_only(self, datagram: bytes, exporter: str) -> bool:
         """Queue a datagram made only of data sets with known columnar templates; False otherwise.
 
-        Most datagrams are exactly that, and this path skips the general machinery; anything
-        else (templates, options, unknown templates, odd framing) returns False untouched, for
-        the dispatcher to handle — and to judge, if it is malformed.
+        Most datagrams are exactly that, and most have one of a few shapes (the same sets, of
+        the same lengths): a shape, once seen, is a numpy record type for the whole datagram, so
+        queuing costs a walk over the set headers and an append. Anything else (templates,
+        options, unknown templates, odd framing) returns False untouched, for the dispatcher to
+        handle — and to judge, if it is malformed.
         """
         if len(datagram) < 20 or datagram[0] != 0:
             return False
         version = datagram[1]
         if version == 10:
             end, observation_domain = _IPFIX_LENGTH_AND_DOMAIN.unpack_from(datagram)
-            pos = 16
-            if end > len(datagram):
-                return False
+            start = pos = 16
         elif version == 9:
             (observation_domain,) = _V9_SOURCE_ID.unpack_from(datagram, 16)
-            pos, end = 20, len(datagram)
+            start = pos = 20
+            end = len(datagram)
         else:
             return False
-        domain = (exporter, version, observation_domain)
-        templates = self._dispatcher.templates_of(domain)
-        layouts = self._layouts
-        found: list[tuple[ColumnLayout, int, int]] = []
+        if end != len(datagram):
+            return False
+        headers = []
         while end - pos >= 4:
             set_id, set_length = _SET_HEADER.unpack_from(datagram, pos)
             if set_id < 256 or set_length < 4 or pos + set_length > end:
                 return False
-            template = templates.get(set_id)
-            layout = None if template is None else layouts.get(template)
-            if layout is None or not layout.record_length:
-                return False
-            found.append((layout, pos + 4, pos + set_length))
+            headers.append(set_id << 16 | set_length)
             pos += set_length
-        agent = self._agent(exporter)
-        for layout, set_start, set_end in found:
-            self._queue_set(layout, domain, agent, datagram, set_start, set_end)
+        if pos != end:
+            return False
+        key = (exporter, version, observation_domain, tuple(headers))
+        shape = self._shapes.get(key)
+        if shape is None or shape.generation != self._dispatcher.template_generation:
+            shape = self._shape((exporter, version, observation_domain), key[3], start, end)
+            if shape is None:
+                return False
+            if len(self._shapes) >= MAX_SHAPES and key not in self._shapes:
+                return False  # a shape storm: let the per-set path take it
+            self._shapes[key] = shape
+        shape.datagrams.append(datagram)
+        self.counters.records += shape.records
         return True
+
+    def _layout(self, template: Template) -> ColumnLayout | None:
+        if template in self._layouts:
+            return self._layouts[template]
+        layout = column_layout(template)
+        if len(self._layouts) >= MAX_LAYOUTS:
+            self._layouts.clear()  # redefined and withdrawn templates: rebuild what is live
+        self._layouts[template] = layout
+        return layout
+
+    def _shape(self, domain: DomainKey, headers: tuple[int, ...], start: int, end: int) -> _Shape | None:
+        templates = self._dispatcher.templates_of(domain)
+        sets: list[tuple[ColumnLayout, int]] = []
+        names, formats, offsets = [], [], []
+        pos = start
+        for header in headers:
+            template = templates.get(header >> 16)
+            layout = None if template is None else self._layout(template)
+            if layout is None or not layout.record_length:
+                return None
+            count = ((header & 0xFFFF) - 4) // layout.record_length
+            if count:
+                names.append(f"set{len(sets)}")
+                formats.append((layout.dtype, (count,)))
+                offsets.append(pos + 4)
+                sets.append((layout, count))
+            pos += header & 0xFFFF
+        record_type: dict[str, Any] = {
+            "names": names,
+            "formats": formats,
+            "offsets": offsets,
+            "itemsize": end,
+        }
+        return _Shape(
+            domain=domain,
+            generation=self._dispatcher.template_generation,
+            dtype=np.dtype(cast(Any, record_type)),
+            sets=tuple(sets),
+            records=sum(count for _, count in sets),
+        )
 
     def feed_many(self, datagrams: list[tuple[bytes, str]]) -> None:
         for datagram, exporter in datagrams:
@@ -309,16 +370,10 @@ class FastFlowDecoder:
     def flow_set(
         self, domain: DomainKey, header: MessageHeader, template: Template, data: bytes, start: int, end: int
     ) -> None:
-        layout = self._layouts.get(template, False)
-        if layout is False:
-            layout = column_layout(template)
-            if len(self._layouts) >= MAX_LAYOUTS:
-                self._layouts.clear()  # redefined and withdrawn templates: rebuild what is live
-            self._layouts[template] = layout
+        layout = self._layout(template)
         if layout is None:
             self._typed_set(domain, header, template, data, start, end)
             return
-        assert isinstance(layout, ColumnLayout)
         if layout.record_length == 0:
             raise FlowDecodeError("template-empty", f"template {template.template_id} has no data bytes")
         self._queue_set(layout, domain, self._agent(domain[0]), data, start, end)
@@ -357,8 +412,12 @@ class FastFlowDecoder:
         """Everything accumulated since the previous ``take``; templates and rates persist."""
         v4_parts: list[_Columns] = []
         v6_parts: list[_Columns] = []
-        for layout, queue in self._queues.items():
-            v4, v6 = self._columns(layout, queue)
+        parts = [self._columns(layout, queue) for layout, queue in self._queues.items()]
+        for shape in self._shapes.values():
+            if shape.datagrams:
+                parts.extend(self._shape_columns(shape))
+                shape.datagrams = []
+        for v4, v6 in parts:
             if v4 is not None:
                 v4_parts.append(v4)
             if v6 is not None:
@@ -400,6 +459,33 @@ class FastFlowDecoder:
             rate: npt.NDArray[np.float64] | float = self._resolve_rates(rows, counts, domains)
         else:
             rate = _per_record(rates, counts, np.float64)
+        return self._layout_columns(layout, rows, agent, rate)
+
+    def _shape_columns(self, shape: _Shape) -> list[tuple[_Columns | None, _Columns | None]]:
+        datagrams = np.frombuffer(b"".join(shape.datagrams), shape.dtype)
+        agent = self._agent(shape.domain[0])
+        parts = []
+        for index, (layout, _) in enumerate(shape.sets):
+            rows = datagrams[f"set{index}"].reshape(-1)
+            if layout.rate_per_record:
+                rate: npt.NDArray[np.float64] | float = self._resolve_rates(
+                    rows, (len(rows),), (shape.domain,)
+                )
+            else:
+                known = self._dispatcher.samplers.rate_for(shape.domain, 0)
+                if known is None:
+                    self.counters.unknown_sampling += len(rows)
+                rate = float(known or 1)
+            parts.append(self._layout_columns(layout, rows, np.full(len(rows), agent, np.uint32), rate))
+        return parts
+
+    def _layout_columns(
+        self,
+        layout: ColumnLayout,
+        rows: npt.NDArray[np.void],
+        agent: npt.NDArray[np.uint32],
+        rate: npt.NDArray[np.float64] | float,
+    ) -> tuple[_Columns | None, _Columns | None]:
         octets = _column(rows, "octets").astype(np.float64) * rate
         packets = _column(rows, "packets").astype(np.float64) * rate
         if layout.dst_v4 is None and layout.dst_v6 is None:
