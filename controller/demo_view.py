@@ -77,7 +77,7 @@ def render(snapshot: DemoSnapshot) -> RenderableType:
     head.add_row("BGP session", Text(snapshot.session_state, style=state_style))
     head.add_row("peer prefixes in RIB",
                  f"{snapshot.rib_prefixes.get(4, 0):,} IPv4, {snapshot.rib_prefixes.get(6, 0):,} IPv6")
-    head.add_row("dashboard", snapshot.dashboard_url)
+    head.add_row("dashboard", Text(snapshot.dashboard_url, overflow="fold"))
 
     fib = Table(title="FIB", expand=False)
     fib.add_column("table")

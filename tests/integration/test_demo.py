@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import IO, Any
 
@@ -107,6 +110,25 @@ def _read_until_settled(stream: IO[str], seen: list[str], timeout_s: float) -> b
     return False
 
 
+def _dashboard_is_served(output: str) -> None:
+    """The printed dashboard URL serves the page, and its viewer token reads the live status."""
+    match = re.search(r"dashboard: (http://[^/]+)/#token=(\S+)", output)
+    assert match is not None, output[-3000:]
+    base, token = match[1], match[2]
+    with urllib.request.urlopen(f"{base}/", timeout=10) as page:
+        assert page.status == 200 and "text/html" in page.headers["Content-Type"]
+    request = urllib.request.Request(f"{base}/v1/status", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        status = json.loads(response.read())
+    (switch,) = status["switches"]
+    assert switch["session_state"] == "up"
+    assert switch["occupancy"]["ipv4"]["installed"] > 0
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{base}/v1/status", timeout=10)
+    refused.value.close()
+    assert refused.value.code == 401
+
+
 def test_demo_on_the_full_table_stops_cleanly_on_ctrl_c() -> None:
     proc = _start([])
     assert proc.stdout is not None
@@ -114,6 +136,7 @@ def test_demo_on_the_full_table_stops_cleanly_on_ctrl_c() -> None:
     try:
         ready = _read_until_settled(proc.stdout, seen, timeout_s=150)
         assert ready, "".join(seen)[-3000:]
+        _dashboard_is_served("".join(seen))
     finally:
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)
