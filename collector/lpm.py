@@ -13,8 +13,9 @@ Layout, chosen for a full table that changes all the time:
 * **IPv6 batches: per-length sorted arrays** of the high 64 bits, searched longest length first
   with only the still-unmatched addresses; each length's array is rebuilt only when it changed.
   Lengths above /64 (rare) are filtered by their high 64 bits, then confirmed in the hash map.
-* **More-specifics index**: a sorted array of ``network << 8 | length`` keys per family, rebuilt
-  only when the table changed since the last query; all prefixes inside P form one contiguous run.
+* **More-specifics index** (:mod:`collector.more_specifics`): sorted ``network << 8 | length``
+  keys per family, in which the prefixes inside P form one run; route churn goes to a small
+  overlay instead of forcing a rebuild.
 
 Ids: a prefix keeps the same id for the life of the table (also across remove and re-add), so an
 id never names two different prefixes; ``-1`` means no match.
@@ -22,15 +23,15 @@ id never names two different prefixes; ``-1`` means no match.
 
 from __future__ import annotations
 
-import bisect
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
 from collector.fastprefix import split_prefix
+from collector.more_specifics import MoreSpecificsIndex
 from collector.prefixes import IPV4, IPV6, PrefixError, parse_address
 
 _DIR_BITS = 24
@@ -94,8 +95,8 @@ class LpmTable:
         self._v6_mask32: tuple[UInt64Array, UInt64Array] | None = None
         # (family, length) -> (sorted keys, ids); absent = to rebuild.
         self._sorted: dict[tuple[int, int], tuple[UInt64Array, Int64Array]] = {}
-        self._v4_index_cache: tuple[UInt64Array, Int64Array] | None = None
-        self._v6_index_cache: tuple[list[int], list[int]] | None = None
+        self._more_specifics = {family: MoreSpecificsIndex(family == IPV6, self._key_id_pairs(family))
+                                for family in (IPV4, IPV6)}
         for prefix in prefixes:
             self.add(prefix)
 
@@ -146,7 +147,7 @@ class LpmTable:
             self._lengths_desc[family] = None
         table[network] = prefix_id
         self._counts[family] += 1
-        self._invalidate_index(family)
+        self._more_specifics[family].added((network << 8) | length, prefix_id)
         if family == IPV4 and length <= _DIR_BITS:
             self._pending_add.append(_pack_pending(network, length, prefix_id))
         else:
@@ -169,7 +170,7 @@ class LpmTable:
         if not table:
             self._lengths_desc[family] = None
         self._counts[family] -= 1
-        self._invalidate_index(family)
+        self._more_specifics[family].removed((network << 8) | length)
         if family == IPV4 and length <= _DIR_BITS:
             self._pending_remove.append(_pack_pending(network, length, prefix_id))
         else:
@@ -178,12 +179,6 @@ class LpmTable:
                 self._count_long_block(network >> 8, -1)
             elif length >= 16:
                 self._count_v6_block(network, length, -1)
-
-    def _invalidate_index(self, family: int) -> None:
-        if family == IPV4:
-            self._v4_index_cache = None
-        else:
-            self._v6_index_cache = None
 
     def _count_long_block(self, block: int, delta: int) -> None:
         count = self._long_blocks.get(block, 0) + delta
@@ -512,42 +507,18 @@ class LpmTable:
     def more_specifics(self, prefix: str) -> list[str]:
         """Every prefix in the table strictly inside ``prefix``, in address order."""
         family, network, length = split_prefix(prefix)
+        bits = 32 if family == IPV4 else 128
+        last = network | ((1 << (bits - length)) - 1)
+        ids = self._more_specifics[family].between((network << 8) | (length + 1), (last << 8) | 255)
         names = self._prefix_by_id
-        if family == IPV4:
-            v4_keys, v4_ids = self._v4_index()
-            last = network | ((1 << (32 - length)) - 1)
-            first_pos = int(np.searchsorted(v4_keys, np.uint64((network << 8) | (length + 1))))
-            end_pos = int(np.searchsorted(v4_keys, np.uint64((last << 8) | 255), side="right"))
-            return [names[i] for i in v4_ids[first_pos:end_pos].tolist()]
-        v6_keys, v6_ids = self._v6_index()
-        last = network | ((1 << (128 - length)) - 1)
-        first_pos = bisect.bisect_left(v6_keys, (network << 8) | (length + 1))
-        end_pos = bisect.bisect_right(v6_keys, (last << 8) | 255)
-        return [names[i] for i in v6_ids[first_pos:end_pos]]
+        return [names[i] for i in ids]
 
-    # Keys are ``network << 8 | length``: sorted, a prefix's more-specifics form one run.
+    def _key_id_pairs(self, family: int) -> Callable[[], Iterator[tuple[int, int]]]:
+        tables = self._by_len[family]
 
-    def _v4_index(self) -> tuple[UInt64Array, Int64Array]:
-        if self._v4_index_cache is None:
-            tables = self._by_len[IPV4]
-            total = self._counts[IPV4]
-            keys = np.fromiter(
-                ((network << 8) | length for length, table in enumerate(tables) for network in table),
-                dtype=np.uint64, count=total,
-            )
-            ids = np.fromiter(
-                (prefix_id for table in tables for prefix_id in table.values()), dtype=np.int64, count=total
-            )
-            order = np.argsort(keys)
-            self._v4_index_cache = (keys[order], ids[order])
-        return self._v4_index_cache
+        def pairs() -> Iterator[tuple[int, int]]:
+            for length, table in enumerate(tables):
+                for network, prefix_id in table.items():
+                    yield (network << 8) | length, prefix_id
 
-    def _v6_index(self) -> tuple[list[int], list[int]]:
-        if self._v6_index_cache is None:
-            pairs = sorted(
-                ((network << 8) | length, prefix_id)
-                for length, table in enumerate(self._by_len[IPV6])
-                for network, prefix_id in table.items()
-            )
-            self._v6_index_cache = ([key for key, _ in pairs], [prefix_id for _, prefix_id in pairs])
-        return self._v6_index_cache
+        return pairs
