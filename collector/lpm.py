@@ -10,9 +10,10 @@ Layout, chosen for a full table that changes all the time:
   a /16 256 cells) and are buffered until the next lookup, so a burst of updates is painted with a
   few vectorised writes. Prefixes longer than /24 are rare; addresses in a /24 block that holds any
   go through small per-length sorted arrays.
-* **IPv6 batches: per-length sorted arrays** of the high 64 bits, searched longest length first
-  with only the still-unmatched addresses; each length's array is rebuilt only when it changed.
-  Lengths above /64 (rare) are filtered by their high 64 bits, then confirmed in the hash map.
+* **IPv6 batches: per-length sorted arrays** of the high 64 bits (each rebuilt only when its
+  length changed), and per /16 and /32 block the set of lengths the block holds. Each address
+  tries only its own block's lengths, longest first, in rounds grouped by length. Lengths above
+  /64 (rare) are filtered by their high 64 bits, then confirmed in the hash map.
 * **More-specifics index** (:mod:`collector.more_specifics`): sorted ``network << 8 | length``
   keys per family, in which the prefixes inside P form one run; route churn goes to a small
   overlay instead of forcing a rebuild.

@@ -8,9 +8,13 @@ Changes come back as :class:`RibChange` (new best path, or ``None`` when the pre
 also accumulate in a drainable set, for a consumer that polls. The :class:`LpmTable` holds exactly
 the prefixes that have at least one path.
 
-Memory, for a full table: per prefix one dict entry and one small tuple of (session, path)
-pairs; ``Path`` objects and the pairs are interned (refcounted, so churn does not leak), and a
-prefix's entries are kept sorted best-first so ``best`` is an index, not a computation.
+Memory, for a full table: per prefix one dict entry holding its (session, path) pair, or a tuple
+of pairs best-first when it has several (so ``best`` is an index, not a computation). Pairs are
+interned by path identity and refcounted (churn does not leak); producers share one ``Path`` per
+distinct attribute set, so a million prefixes hold tens of thousands of paths.
+
+Wiring for the service: parse with ``ExabgpJsonParser(known_prefix=rib.lpm.knows)`` and feed
+every event to :meth:`Rib.apply`; preload ``rib_file`` with :func:`collector.ribfile.load_rib_file`.
 """
 
 from __future__ import annotations
