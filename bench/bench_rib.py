@@ -297,6 +297,14 @@ def bench_churn(rib: Rib) -> None:
         rib.lpm.lookup_v4_ids(probe)
     print(f"\nchurn: withdraw + re-announce {len(sample):,} prefixes with a 100k batch lookup after each "
           f"phase: {churn} ({2 * len(sample) / churn.cpu / 1e3:.0f}k changes/CPU-s)")
+    with timed() as more:
+        sizes = [len(rib.more_specifics(p)) for p in ("8.0.0.0/8", "1.0.0.0/8", "193.0.0.0/16")]
+    print(f"more_specifics after churn (base + overlay): {sizes} in {more}")
+    with timed() as down:
+        changes = rib.drop_session(V6_PEERS[0])
+    moved = sum(change.best is not None for change in changes)
+    print(f"session down (IPv6 peer 1 of 2): {len(changes):,} best-path changes ({moved:,} moved to peer 2) "
+          f"in {down}")
 
 
 def main() -> int:
