@@ -19,6 +19,7 @@ rate from options data, else the exporter-wide one, else 1 (counted as unknown).
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import struct
 from collections import Counter
@@ -226,12 +227,10 @@ class FastFlowDecoder:
     def feed(self, datagram: bytes, exporter: str) -> None:
         """Decode one UDP payload received from ``exporter`` (its source address)."""
         self._dispatcher.begin_datagram()
+        self._datagrams += 1  # every datagram, malformed ones too, as the sFlow fast path counts
         if not self._data_only(datagram, exporter):
-            try:
+            with contextlib.suppress(FlowDecodeError):  # counted by the dispatcher, reported by take
                 self._dispatcher.dispatch_counted(datagram, exporter)
-            except FlowDecodeError:
-                return  # counted by the dispatcher, reported by take
-        self._datagrams += 1
 
     def _data_only(self, datagram: bytes, exporter: str) -> bool:
         """Queue a datagram made only of data sets with known columnar templates; False otherwise.
