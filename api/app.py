@@ -21,9 +21,10 @@ from controller.config import TopfibConfig
 from controller.store import Store
 
 DESCRIPTION = """\
-topfib's HTTP API. Every endpoint except `/healthz`, `/readyz` and `/metrics` needs
-`Authorization: Bearer TOKEN` (tokens from `topfib token new`). Roles: `ap` (access points) make
-on-demand requests; `viewer` reads; `operator` reads and changes settings and pins.
+topfib's HTTP API. Every endpoint except `/healthz`, `/readyz`, `/metrics`, these docs and the
+dashboard page needs `Authorization: Bearer TOKEN` (tokens from `topfib token new`). Roles: `ap`
+(access points) make on-demand requests and see their own; `viewer` reads everything; `operator`
+reads, changes switch settings and pins, and may make requests too.
 """
 
 

@@ -81,3 +81,15 @@ async def test_metrics_are_prometheus_text_with_api_counters() -> None:
 def test_sampling_error_bound() -> None:
     assert sampling_error_pct(0) is None
     assert sampling_error_pct(1000) == pytest.approx(6.198, abs=1e-3)
+
+
+async def test_dashboard_is_mounted_unless_left_out() -> None:
+    from api.app import create_app
+    from controller.store import MemoryStore
+
+    async with client(build()) as c:
+        assert (await c.get("/")).status_code == 200
+    bare = create_app(make_config(), MemoryStore(), make_view(), dashboard=False)
+    async with client(bare) as c:
+        assert (await c.get("/")).status_code == 401
+        assert (await c.get("/", headers=VIEW)).status_code == 404
