@@ -8,7 +8,8 @@ namespace, API with the dashboard) with the in-memory store. An in-process sFlow
 traffic over the whole table at a switch's rate (:mod:`controller.demo_traffic`), and a few
 access-point requests go through the HTTP API once routes flow.
 
-Without root the switch stand-in is a second ExaBGP on 127.0.0.2 (:mod:`controller.demo_loopback`).
+Without root (or BIRD), or with ``TOPFIB_DEMO_SWITCH=exabgp``, the switch stand-in is a second
+ExaBGP on 127.0.0.2 that records what it receives (:mod:`controller.demo_loopback`).
 
 Ctrl-C, SIGTERM or ``--duration`` stop everything: the service (ExaBGP and its bridge by process
 group), BIRD by PID, whatever is left in the namespaces this run created, then the namespaces.
@@ -60,11 +61,12 @@ SEED = 1
 REQUEST_TTL_S = 600.0
 PREFERRED_API_PORT = 8080
 SUMMARY_TAG = "topfib demo summary:"
+SWITCH_ENV = "TOPFIB_DEMO_SWITCH"  # "exabgp": the loopback stand-in even as root
 
 FibCounts = Callable[[], "dict[int, int] | None"]  # family → routes the switch holds
 
 
-def _free_port(kind: int, preferred: int = 0) -> int:
+def free_port(kind: int, preferred: int = 0) -> int:
     """``preferred`` when it is free on 127.0.0.1, else a port the kernel picks."""
     for port in (preferred, 0) if preferred else (0,):
         with socket.socket(socket.AF_INET, kind) as probe:
@@ -151,8 +153,11 @@ class Totals:
 class Snapshotter:
     """Builds a :class:`DemoSnapshot` from the running service each second."""
 
-    def __init__(self, service: Service, switch_label: str, dashboard_url: str, duration_s: float) -> None:
+    def __init__(
+        self, service: Service, switch_label: str, cap_guard_label: str, dashboard_url: str, duration_s: float
+    ) -> None:
         self.service = service
+        self.cap_guard_label = cap_guard_label
         self.ctl: SwitchController = service.controllers[SWITCH_NAME]
         self.switch_label = switch_label
         self.dashboard_url = dashboard_url
@@ -218,6 +223,7 @@ class Snapshotter:
             malformed=totals.malformed_datagrams,
             top=[TopLine(t.prefix, t.fast_bps * 8.0, int(t.samples), t.prefix in ctl.installed) for t in top],
             cap_guard_fired=cap_guard_fired,
+            cap_guard_label=self.cap_guard_label,
             dashboard_url=self.dashboard_url,
         )
 
@@ -313,20 +319,20 @@ async def _namespace_demo(duration: float, console: Console, workdir: Path, stop
         config = demo_config(
             {"neighbor": SW_V4, "local_address": CTL_V4, "local_as": SWITCH_AS, "peer_as": SWITCH_AS,
              "sflow_agents": [SW_V4]},
-            tokens, _free_port(socket.SOCK_STREAM, PREFERRED_API_PORT), _free_port(socket.SOCK_DGRAM),
+            tokens, free_port(socket.SOCK_STREAM, PREFERRED_API_PORT), free_port(socket.SOCK_DGRAM),
         )
-        return await _run_service(
+        return await run_with_view(
             config, console, workdir, stop, duration, table, peers_v4, peers_v6, tokens, agent=SW_V4,
             switch_label=f"BIRD 2 in netns {switch.sw} → kernel FIB",
             fib_counts=lambda: {4: switch.fib_routes(4), 6: switch.fib_routes(6)},
-            cap_guard=switch.import_limit_fired,
+            cap_guard=switch.import_limit_fired, cap_guard_label="BIRD's import limit (the cap's safety net)",
             extra={"namespaces": [switch.ctl, switch.sw]}, netns=switch.ctl,
         )
     finally:
         await asyncio.to_thread(switch.close)
 
 
-async def _run_service(
+async def run_with_view(
     config: TopfibConfig,
     console: Console,
     workdir: Path,
@@ -341,6 +347,7 @@ async def _run_service(
     switch_label: str,
     fib_counts: FibCounts,
     cap_guard: Callable[[], bool],
+    cap_guard_label: str,
     extra: dict[str, object],
     netns: str | None = None,
 ) -> int:
@@ -356,7 +363,7 @@ async def _run_service(
         console.print(f"viewer token: {tokens.viewer}   access-point token: {tokens.ap}   "
                       f"operator token: {tokens.operator}")
         console.print(f"API: http://{api}/docs   metrics: http://{api}/metrics   logs: {workdir}/demo.log")
-        snapshotter = Snapshotter(service, switch_label, dashboard, duration)
+        snapshotter = Snapshotter(service, switch_label, cap_guard_label, dashboard, duration)
         deadline = time.monotonic() + duration if duration > 0 else None
         totals = await _watch(console, snapshotter, stop, deadline, fib_counts, cap_guard,
                               request_targets(table, peers_v4, peers_v6), tokens.ap)
@@ -401,6 +408,8 @@ def run_demo(duration: float) -> int:
         print("--duration must be ≥ 0", file=sys.stderr)
         return 2
     reason = unavailable_reason()
+    if os.environ.get(SWITCH_ENV) == "exabgp":
+        reason = f"{SWITCH_ENV}=exabgp"
     if reason is not None:
         print(f"no namespace lab ({reason}): the switch stand-in is a second ExaBGP on 127.0.0.2",
               file=sys.stderr)

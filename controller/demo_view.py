@@ -49,6 +49,7 @@ class DemoSnapshot:
     malformed: int
     top: list[TopLine] = field(default_factory=list)
     cap_guard_fired: bool = False
+    cap_guard_label: str = "switch over the cap"
     dashboard_url: str = ""
 
 
@@ -98,7 +99,7 @@ def render(snapshot: DemoSnapshot) -> RenderableType:
     traffic.add_row("churn", f"{snapshot.churn_per_hour:,.0f} changes/h")
     traffic.add_row("sFlow", f"{snapshot.samples_per_s:,.0f} samples/s, {snapshot.datagrams_per_s:,.0f} "
                     f"datagrams/s, {snapshot.samples_total:,} samples, {snapshot.malformed} malformed")
-    traffic.add_row("cap safety net (BIRD import limit)",
+    traffic.add_row(snapshot.cap_guard_label,
                     Text("FIRED", style="red bold") if snapshot.cap_guard_fired else "never hit")
 
     requests = Table(title="access-point requests")
