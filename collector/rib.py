@@ -34,7 +34,9 @@ _Entry = tuple[str, Path]  # (session, path), shared between prefixes
 # One path is stored as its entry itself (no 1-tuple around it: a full table is mostly single-path
 # prefixes); several as a tuple of entries, best first.
 _Stored = _Entry | tuple[_Entry, ...]
-_SortKey = tuple[tuple[int, int, int, int, int, int, int], str]
+# (preloaded?, best_path_key, session): a live path always beats a preloaded file path (whose
+# next hop may be synthetic); among live paths the order is exactly collector.paths.best_path.
+_SortKey = tuple[bool, tuple[int, int, int, int, int, int, int], str]
 
 
 def _entries(stored: _Stored) -> tuple[_Entry, ...]:
@@ -76,18 +78,19 @@ class _Interned:
     the pair is interned.
     """
 
-    __slots__ = ("_key", "entry", "refs")
+    __slots__ = ("_key", "_preloaded", "entry", "refs")
 
-    def __init__(self, entry: _Entry) -> None:
+    def __init__(self, entry: _Entry, preloaded: bool) -> None:
         self.entry = entry
         self.refs = 0
+        self._preloaded = preloaded
         self._key: _SortKey | None = None
 
     @property
     def key(self) -> _SortKey:
         """Sort key, computed only when the prefix has several paths to order."""
         if self._key is None:
-            self._key = (best_path_key(self.entry[1]), self.entry[0])
+            self._key = (self._preloaded, best_path_key(self.entry[1]), self.entry[0])
         return self._key
 
 
@@ -271,7 +274,7 @@ class Rib:
         key = (session, id(path))
         interned = self._interned.get(key)
         if interned is None:
-            interned = _Interned((session, path))
+            interned = _Interned((session, path), session == self.preload_session)
             self._interned[key] = interned
         interned.refs += 1
         return interned

@@ -86,15 +86,16 @@ def test_session_down_and_up_drop_its_paths_only() -> None:
 
 def test_end_of_rib_replaces_the_preloaded_file_paths_per_family() -> None:
     rib = Rib()
-    file_v4 = path("203.0.113.1", local_pref=300)  # best until the live table is complete
+    file_v4 = path("203.0.113.1", local_pref=300)
     file_v6 = path("2001:db8::1", next_hop="2001:db8::1")
     rib.announce("file", P, file_v4)
     rib.announce("file", "10.0.0.0/8", file_v4)
     rib.announce("file", "2001:db8::/32", file_v6)
     live = path("10.0.0.1")
-    rib.apply(RouteUpdate("10.0.0.1", "ipv4 unicast", P, 0, live))
+    # A live path wins at once, even against a "better" preloaded one.
+    assert rib.apply(RouteUpdate("10.0.0.1", "ipv4 unicast", P, 0, live)) == [RibChange(P, live)]
     changes = rib.apply(EndOfRib("10.0.0.1", "ipv4 unicast"))
-    assert sorted(changes, key=lambda c: c.prefix) == [RibChange("10.0.0.0/8", None), RibChange(P, live)]
+    assert changes == [RibChange("10.0.0.0/8", None)]
     assert rib.paths(P) == [live]
     assert rib.best("2001:db8::/32") == file_v6  # IPv6 waits for its own End-of-RIB
     assert rib.session_path_counts() == {"10.0.0.1": 1, "file": 1}
@@ -165,3 +166,15 @@ def test_random_churn_keeps_lpm_and_best_in_sync() -> None:
         assert rib.best(prefix) == best_path(expected)
         assert (prefix in rib.lpm) == bool(expected)
     assert rib.counts().paths == len(truth)
+
+
+def test_a_live_path_beats_a_preloaded_file_path() -> None:
+    rib = Rib()
+    preloaded = Path(next_hop="0.0.0.0", as_path=(64500,))  # pfx2as: short AS path, synthetic next hop
+    live = path("10.0.0.1", as_path=(64501, 64502, 64500))
+    rib.announce("file", P, preloaded)
+    assert rib.best(P) == preloaded  # nothing better yet
+    assert rib.announce("10.0.0.1", P, live) == RibChange(P, live)
+    assert rib.paths(P) == [live, preloaded]
+    rib.withdraw("10.0.0.1", P, "10.0.0.1", 0)
+    assert rib.best(P) == preloaded
