@@ -38,10 +38,11 @@ from collector.accounting import PrefixRates
 from collector.fastprefix import split_prefix
 from collector.lpm import LpmTable
 from collector.paths import Path
+from controller.guarded_scores import GuardedRates
 from controller.plan import plan
 from controller.select import SelectedRoute, SelectionPolicy, select
 from controller.static_rib import StaticRib
-from controller.zipf import ZipfTraffic, parse_zipf
+from controller.zipf import FRAME_BYTES, ZipfTraffic, parse_zipf
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -63,6 +64,7 @@ class SimulationSettings:
     sampling_rate: int = 4096  # 1 in N packets
     fast_half_life_s: float = 30.0
     slow_half_life_s: float = 3600.0
+    min_fast_samples: float = 4.0  # the fast rate counts from this many samples in its window (0: always)
     margin: float = 0.2
     min_dwell_s: float = 300.0
     seed: int = 1
@@ -70,7 +72,8 @@ class SimulationSettings:
     def describe(self) -> str:
         return (
             f"{self.samples_per_s:g} samples/s at 1:{self.sampling_rate}, selection every "
-            f"{self.loop_period_s:g} s, half-lives {self.fast_half_life_s:g}/{self.slow_half_life_s:g} s, "
+            f"{self.loop_period_s:g} s, half-lives {self.fast_half_life_s:g}/{self.slow_half_life_s:g} s "
+            f"(fast from {self.min_fast_samples:g} samples), "
             f"margin {self.margin:g}, dwell {self.min_dwell_s:g} s, {self.warmup_s:g} s warm-up then "
             f"{self.duration_s:g} s measured, seed {self.seed}"
         )
@@ -167,7 +170,7 @@ def load_simulation_rib(path: FilePath) -> SimulationRib:
     return SimulationRib(synthetic_peer_rib(best))
 
 
-class _PrefixIds(LpmTable):
+class PrefixIds(LpmTable):
     """Names simulation prefix indices for ``PrefixRates.add_batch`` (id = index in the RIB)."""
 
     def __init__(self, prefixes: Sequence[str]) -> None:
@@ -196,8 +199,8 @@ def simulate(
 ) -> tuple[list[CapResult], FloatArray]:
     """Results per cap, and the bytes each prefix received during the measured window."""
     rng = np.random.default_rng(settings.seed)
-    rates = PrefixRates(settings.fast_half_life_s, settings.slow_half_life_s)
-    ids = _PrefixIds(sim_rib.prefixes)
+    rates = _rates(settings)
+    ids = PrefixIds(sim_rib.prefixes)
     runs = [_CapRun(SelectionPolicy(cap, cap, 0, settings.margin, settings.min_dwell_s)) for cap in caps]
     window_bytes = np.zeros(len(sim_rib), np.float64)
     periods = math.ceil((settings.warmup_s + settings.duration_s) / settings.loop_period_s)
@@ -244,6 +247,15 @@ def simulate(
             )
         )
     return results, window_bytes
+
+
+def _rates(settings: SimulationSettings) -> PrefixRates | GuardedRates:
+    if settings.min_fast_samples <= 0:
+        return PrefixRates(settings.fast_half_life_s, settings.slow_half_life_s)
+    smallest = float(FRAME_BYTES.min()) * settings.sampling_rate
+    return GuardedRates(
+        settings.fast_half_life_s, settings.slow_half_life_s, settings.min_fast_samples, smallest
+    )
 
 
 def _oracle_covered(sim_rib: SimulationRib, window_bytes: FloatArray, policy: SelectionPolicy) -> BoolArray:
