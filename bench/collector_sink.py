@@ -78,8 +78,13 @@ def main() -> int:
     parser.add_argument("--v4-table", type=Path, default=V4_TABLE)
     parser.add_argument("--v6-table", type=Path, default=V6_TABLE)
     parser.add_argument("--flush-interval", type=float, default=0.05)
+    parser.add_argument(
+        "--switch-interval", type=float, default=0.0, help="sys.setswitchinterval (0: Python's default)"
+    )
     args = parser.parse_args()
 
+    if args.switch_interval > 0:
+        sys.setswitchinterval(args.switch_interval)
     started = time.monotonic()
     table = load_table(args.v4_table, args.v6_table)
     # the table's ~10⁶ long-lived objects: keep the cyclic GC from rescanning them (pauses)
