@@ -94,6 +94,7 @@ class LpmTable:
         self._v6_mask16 = np.zeros(1 << 16, dtype=np.uint64)
         self._v6_pairs32: Counter[tuple[int, int]] = Counter()
         self._v6_mask32: tuple[UInt64Array, UInt64Array] | None = None
+        self._v6_mask32_by_block: dict[int, int] = {}
         # (family, length) -> (sorted keys, ids); absent = to rebuild.
         self._sorted: dict[tuple[int, int], tuple[UInt64Array, Int64Array]] = {}
         self._more_specifics = {family: MoreSpecificsIndex(family == IPV6, self._key_id_pairs(family))
@@ -220,6 +221,7 @@ class LpmTable:
                 masks[block] = masks.get(block, 0) | (1 << bit)
             blocks = np.array(sorted(masks), dtype=np.uint64)
             self._v6_mask32 = (blocks, np.array([masks[b] for b in blocks.tolist()], dtype=np.uint64))
+            self._v6_mask32_by_block = masks
         blocks, bits = self._v6_mask32
         if not blocks.size:
             return np.zeros(high.shape, dtype=np.uint64)
@@ -241,11 +243,24 @@ class LpmTable:
         """Id of the longest prefix containing ``address`` (an int of ``family``), or -1."""
         if family == IPV4:
             return self._lookup_v4_id(address)
+        # Only the lengths the address's /16 and /32 blocks hold, longest first (as in batches).
+        self._v6_masks32(np.empty(0, dtype=np.uint64))  # brings the per-block dict up to date
+        candidates = int(self._v6_mask16[address >> 112])
+        candidates |= self._v6_mask32_by_block.get(address >> 96, 0) << 16
         tables = self._by_len[IPV6]
+        while candidates:
+            bit = candidates.bit_length() - 1
+            candidates ^= 1 << bit
+            lengths = [bit + 16] if bit < 49 else [n for n in self._lengths(IPV6) if n > 64]
+            for length in lengths:
+                found = tables[length].get((address >> (128 - length)) << (128 - length))
+                if found is not None:
+                    return found
         for length in self._lengths(IPV6):
-            found = tables[length].get((address >> (128 - length)) << (128 - length))
-            if found is not None:
-                return found
+            if length < 16:
+                found = tables[length].get((address >> (128 - length)) << (128 - length))
+                if found is not None:
+                    return found
         return -1
 
     def _lookup_v4_id(self, address: int) -> int:
