@@ -244,7 +244,8 @@ class LpmTable:
         if family == IPV4:
             return self._lookup_v4_id(address)
         # Only the lengths the address's /16 and /32 blocks hold, longest first (as in batches).
-        self._v6_masks32(np.empty(0, dtype=np.uint64))  # brings the per-block dict up to date
+        if self._v6_mask32 is None:
+            self._v6_masks32(np.empty(0, dtype=np.uint64))  # brings the per-block dict up to date
         candidates = int(self._v6_mask16[address >> 112])
         candidates |= self._v6_mask32_by_block.get(address >> 96, 0) << 16
         tables = self._by_len[IPV6]
