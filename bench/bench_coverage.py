@@ -16,7 +16,7 @@ import dataclasses
 import time
 from pathlib import Path as FilePath
 
-from controller.simulate import SimulationSettings, load_simulation_rib, simulate
+from controller.simulate import SimulationSettings, ZipfStream, load_simulation_rib, simulate
 from controller.zipf import ZipfTraffic
 
 CORPUS_RIB = (
@@ -57,7 +57,8 @@ def main() -> None:
     caps = [int(c) for c in args.caps]
     for alpha in args.alphas:
         started = time.perf_counter()
-        traffic = ZipfTraffic.build(len(sim_rib), alpha, args.seed)
+        zipf = ZipfTraffic.build(len(sim_rib), alpha, args.seed)
+        traffic = ZipfStream(zipf, settings.samples_per_s, settings.sampling_rate)
         results, _ = simulate(sim_rib, traffic, caps, settings)
         seconds = time.perf_counter() - started
         for r in results:

@@ -1,7 +1,8 @@
 """``topfib simulate``: replay traffic through accounting and selection, report coverage per cap.
 
 Simulated time runs in control-loop periods. In each period the traffic is sampled (sFlow-like:
-a sample budget per second, each sample standing for frame × sampling-rate bytes), fed to the
+a sample budget per second, each sample standing for frame × sampling-rate bytes; or the flow
+samples of a capture, see :mod:`controller.capture_traffic`), fed to the
 collector's :class:`collector.accounting.PrefixRates`, and judged against the FIB selected at the
 *start* of the period — coverage is out-of-sample. At the end of the period selection runs again
 on the decayed scores, and :func:`controller.plan.plan` counts the announces and withdraws.
@@ -13,6 +14,8 @@ After a warm-up (so churn is steady-state), per cap:
   prefix actually received over the measured window (no margin, no dwell);
 * churn per hour = announces + withdraws per simulated hour;
 * max installed = the largest FIB seen.
+
+A cap N applies to each address family (the switch's IPv4 and IPv6 tables).
 
 A prefix is "forwarded by an installed route" when it or a covering prefix is installed: selection
 never hides a more-specific with another exit, so the covering route sends it the right way.
@@ -27,9 +30,10 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path as FilePath
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -191,9 +195,28 @@ class _CapRun:
     max_installed: int = 0
 
 
+class TrafficSource(Protocol):
+    def draw(self, start: float, end: float, rng: np.random.Generator) -> tuple[IntArray, FloatArray]:
+        """(prefix index or -1 for no RIB match, bytes) of each sample in [start, end)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ZipfStream:
+    """Zipf traffic at a sample budget: a Poisson number of samples per interval."""
+
+    zipf: ZipfTraffic
+    samples_per_s: float
+    sampling_rate: int
+
+    def draw(self, start: float, end: float, rng: np.random.Generator) -> tuple[IntArray, FloatArray]:
+        count = int(rng.poisson(self.samples_per_s * (end - start)))
+        return self.zipf.sample(count, self.sampling_rate, rng)
+
+
 def simulate(
     sim_rib: SimulationRib,
-    traffic: ZipfTraffic,
+    traffic: TrafficSource,
     caps: Sequence[int],
     settings: SimulationSettings,
 ) -> tuple[list[CapResult], FloatArray]:
@@ -211,10 +234,11 @@ def simulate(
         for _ in range(slices):
             span = settings.loop_period_s / slices
             now += span
-            count = int(rng.poisson(settings.samples_per_s * span))
-            prefix_ids, nbytes = traffic.sample(count, settings.sampling_rate, rng)
-            packets = np.full(count, float(settings.sampling_rate))
+            prefix_ids, nbytes = traffic.draw(now - span, now, rng)
+            packets = np.ones(len(prefix_ids))
             rates.add_batch(SWITCH, ids, prefix_ids, nbytes, packets, now)
+            routed = prefix_ids >= 0  # no RIB match: default route, not in the denominator
+            prefix_ids, nbytes = prefix_ids[routed], nbytes[routed]
             if measuring:
                 window_bytes += np.bincount(prefix_ids, nbytes, minlength=len(sim_rib))
                 for run in runs:
@@ -305,6 +329,17 @@ def write_plot(out: FilePath, window_bytes: FloatArray, results: Sequence[CapRes
     plt.close(figure)
 
 
+def _index_of(sim_rib: SimulationRib) -> Callable[[str], int]:
+    def index_of(address: str) -> int:
+        try:
+            prefix = sim_rib.rib.longest_match(address)
+        except ValueError:
+            return -1
+        return -1 if prefix is None else sim_rib.index[prefix]
+
+    return index_of
+
+
 def run_simulate(
     rib: FilePath,
     traffic: str,
@@ -314,14 +349,14 @@ def run_simulate(
     duration: float,
     seed: int,
 ) -> int:
-    """CLI body of ``topfib simulate``: 0 on success, 2 on bad arguments or an unreadable RIB."""
+    """CLI body of ``topfib simulate``: 0 on success, 2 on bad arguments or unreadable input."""
     try:
         alpha = parse_zipf(traffic)
     except ValueError as exc:
         print(f"--traffic: {exc}", file=sys.stderr)
         return 2
-    if alpha is None:
-        print(f"--traffic: {traffic!r}: only zipf:ALPHA is supported so far", file=sys.stderr)
+    if alpha is None and not FilePath(traffic).is_file():
+        print(f"--traffic: {traffic!r} is neither zipf:ALPHA nor a capture file", file=sys.stderr)
         return 2
     if not caps or min(caps) < 1:
         print("--cap: give one or more caps >= 1", file=sys.stderr)
@@ -340,13 +375,35 @@ def run_simulate(
         print(f"--rib: {rib}: no prefixes", file=sys.stderr)
         return 2
     settings = SimulationSettings(duration_s=duration, warmup_s=min(duration, 3600.0), seed=seed)
-    zipf = ZipfTraffic.build(len(sim_rib), alpha, seed)
-    results, window_bytes = simulate(sim_rib, zipf, caps, settings)
+    source: TrafficSource
+    if alpha is not None:
+        zipf = ZipfTraffic.build(len(sim_rib), alpha, seed)
+        source = ZipfStream(zipf, settings.samples_per_s, settings.sampling_rate)
+        what = f"zipf α={alpha:g}; {settings.describe()}"
+    else:
+        from controller.capture_traffic import load_capture
+
+        total_s = settings.warmup_s + settings.duration_s
+        try:
+            capture = load_capture(FilePath(traffic), _index_of(sim_rib), total_s)
+        except OSError as exc:
+            print(f"--traffic: {exc}", file=sys.stderr)
+            return 2
+        if not len(capture.prefix_ids):
+            print(f"--traffic: {traffic}: no flow samples with a destination", file=sys.stderr)
+            return 2
+        source = capture
+        skipped = f", skipped {dict(capture.problems)}" if capture.problems else ""
+        what = (
+            f"capture {FilePath(traffic).name}: {len(capture.prefix_ids)} samples spread over {total_s:g} s"
+        )
+        what += f"{skipped}; " + settings.describe().split(", selection", 1)[1].lstrip(", ")
+    results, window_bytes = simulate(sim_rib, source, caps, settings)
     if as_json:
         for result in results:
             print(json.dumps(result.to_dict()))
     else:
-        print(f"{rib.name}: {len(sim_rib)} prefixes, zipf α={alpha:g}; {settings.describe()}")
+        print(f"{rib.name}: {len(sim_rib)} prefixes, {what}")
         header = ("cap", "coverage", "oracle", "ratio", "churn/h", "% of N/h", "max FIB")
         print("{:>8} {:>9} {:>9} {:>7} {:>9} {:>9} {:>8}".format(*header))
         for r in results:
@@ -356,5 +413,8 @@ def run_simulate(
                 f"{r.churn_per_hour:>9.1f} {100 * r.churn_per_hour / r.cap:>8.2f}% {r.max_installed:>8}"
             )
     if plot is not None:
-        write_plot(plot, window_bytes, results, f"{rib.name}, zipf α={alpha:g}")
+        title = (
+            f"{rib.name}, zipf α={alpha:g}" if alpha is not None else f"{rib.name}, {FilePath(traffic).name}"
+        )
+        write_plot(plot, window_bytes, results, title)
     return 0

@@ -14,6 +14,7 @@ from collector.prefixes import contains
 from controller.simulate import (
     SimulationRib,
     SimulationSettings,
+    ZipfStream,
     run_simulate,
     simulate,
     synthetic_peer_rib,
@@ -87,12 +88,16 @@ def test_traffic_curve_is_the_cumulative_top_k_share() -> None:
     assert traffic_curve(np.array([1.0, 0.0, 3.0])).tolist() == [0.75, 1.0]
 
 
-FAST = SimulationSettings(duration_s=300.0, warmup_s=300.0, loop_period_s=30.0, samples_per_s=2000.0)
+FAST = SimulationSettings(duration_s=300.0, warmup_s=300.0, loop_period_s=30.0)
+
+
+def stream(prefix_count: int, alpha: float) -> ZipfStream:
+    return ZipfStream(ZipfTraffic.build(prefix_count, alpha, 1), samples_per_s=2000.0, sampling_rate=1000)
 
 
 def test_a_cap_holding_every_prefix_covers_everything() -> None:
     rib = sim_rib(PREFIXES)
-    results, window = simulate(rib, ZipfTraffic.build(len(rib), 1.0, 1), [100], FAST)
+    results, window = simulate(rib, stream(len(rib), 1.0), [100], FAST)
     (result,) = results
     assert result.coverage == 1.0 and result.oracle_coverage == 1.0
     assert result.max_installed == len(PREFIXES)
@@ -103,7 +108,7 @@ def test_a_cap_holding_every_prefix_covers_everything() -> None:
 def test_small_caps_cover_less_than_large_ones_and_stay_within_the_cap() -> None:
     prefixes = [f"10.{i // 256}.{i % 256}.0/24" for i in range(400)]
     rib = sim_rib(prefixes)
-    results, _ = simulate(rib, ZipfTraffic.build(len(rib), 1.2, 1), [5, 50], FAST)
+    results, _ = simulate(rib, stream(len(rib), 1.2), [5, 50], FAST)
     small, large = results
     assert small.max_installed <= 5 and large.max_installed <= 50
     assert 0.0 < small.coverage < large.coverage < 1.0
@@ -161,3 +166,31 @@ def test_cli_rejects_bad_arguments(
 def test_cli_rejects_a_missing_rib(tmp_path: FilePath, capsys: pytest.CaptureFixture[str]) -> None:
     assert run_simulate(tmp_path / "nope.gz", "zipf:1.0", [10], False, None, 60.0, 1) == 2
     assert "--rib" in capsys.readouterr().err
+
+
+def test_capture_replay_maps_destinations_and_spreads_samples(
+    corpus: FilePath, tmp_path: FilePath, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from controller.capture_traffic import load_capture
+
+    capture = corpus / "sflow" / "akvorado__data-1140.pcap"
+    rib = sim_rib(["45.90.160.0/22", "2a0c:8880::/32"])
+    traffic = load_capture(capture, lambda ip: -1 if rib.rib.longest_match(ip) is None else 0, total_s=50.0)
+    # 5 samples: 3 to the IPv6 host (1518-byte frames), one to 45.90.161.46 (439), one unrouted (64)
+    assert traffic.prefix_ids.tolist() == [0, 0, 0, -1, 0]
+    assert traffic.nbytes.tolist() == [1518 * 1024, 439 * 1024, 1518 * 1024, 64 * 1024, 1518 * 1024]
+    rng = np.random.default_rng(0)
+    assert sum(len(traffic.draw(t, t + 10.0, rng)[0]) for t in range(0, 50, 10)) == 5
+
+    pfx2as = tmp_path / "rib.pfx2as"
+    pfx2as.write_text("45.90.160.0\t22\t64500\n2a0c:8880::\t32\t64501\n")
+    assert run_simulate(pfx2as, str(capture), [1], True, None, 60.0, 1) == 0
+    (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert row["cap"] == 1 and row["max_installed"] == 2  # the cap holds per address family
+
+
+def test_cli_rejects_traffic_that_is_neither_zipf_nor_a_file(
+    tmp_path: FilePath, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_simulate(_pfx2as(tmp_path), str(tmp_path / "missing.pcap"), [10], False, None, 60.0, 1) == 2
+    assert "neither zipf" in capsys.readouterr().err
