@@ -82,9 +82,9 @@ class FlowSetDispatcher:
         return self._system_init_ms.get(domain)
 
     @property
-    def template_generation(self) -> int:
-        """Changes whenever any template is learned, redefined or withdrawn."""
-        return self._templates.generation
+    def templates(self) -> TemplateCache:
+        """The template cache (read it; only the dispatcher changes it)."""
+        return self._templates
 
     def templates_of(self, domain: DomainKey) -> Mapping[int, Template]:
         """The domain's templates by id (read-only view of the live cache)."""
@@ -99,7 +99,8 @@ class FlowSetDispatcher:
         """Count a datagram and age the held data sets (the decoder's clock)."""
         counters = self.counters
         counters.datagrams += 1
-        if self._pending:
+        # cheaper than asking the pending store on every datagram: is anything held at all?
+        if counters.pending_sets_held > counters.pending_sets_decoded + counters.pending_template_drops:
             counters.pending_template_drops += self._pending.expire(counters.datagrams)
 
     def dispatch_counted(self, payload: bytes, exporter: str) -> None:

@@ -207,6 +207,7 @@ class FastFlowDecoder:
         self._dispatcher = FlowSetDispatcher(
             self, max_templates, max_samplers, max_pending_sets, pending_max_age_datagrams
         )
+        self._template_cache = self._dispatcher.templates
         self._layouts: dict[Template, ColumnLayout | None] = {}
         self._shapes: dict[tuple[str, int, int, tuple[int, ...]], _Shape] = {}
         self._malformed_seen: Counter[tuple[str, str]] = Counter()
@@ -266,7 +267,7 @@ class FastFlowDecoder:
             return False
         key = (exporter, version, observation_domain, tuple(headers))
         shape = self._shapes.get(key)
-        if shape is None or shape.generation != self._dispatcher.template_generation:
+        if shape is None or shape.generation != self._template_cache.generation:
             shape = self._shape((exporter, version, observation_domain), key[3], start, end)
             if shape is None:
                 return False
@@ -311,7 +312,7 @@ class FastFlowDecoder:
         }
         return _Shape(
             domain=domain,
-            generation=self._dispatcher.template_generation,
+            generation=self._template_cache.generation,
             dtype=np.dtype(cast(Any, record_type)),
             sets=tuple(sets),
             records=sum(count for _, count in sets),

@@ -8,21 +8,12 @@ exporters appear in ``agents`` by their UDP source address, as sFlow agents do b
 
 from __future__ import annotations
 
-from typing import Protocol
-
-import numpy as np
-
 from collector.batch import SampleBatch
 from collector.netflow_dispatch import is_netflow
 from collector.netflow_fast import FastFlowDecoder
+from collector.pipeline import BatchDecoder, merge_batches
 
 SFLOW_V5 = b"\x00\x00\x00\x05"
-
-
-class BatchDecoder(Protocol):
-    def feed(self, datagram: bytes, exporter: str) -> None: ...
-
-    def take(self) -> SampleBatch: ...
 
 
 class FlowBatchMux:
@@ -43,37 +34,4 @@ class FlowBatchMux:
             self.feed(datagram, exporter)
 
     def take(self) -> SampleBatch:
-        return merge_batches(self.sflow.take(), self.netflow.take())
-
-
-def merge_batches(first: SampleBatch, second: SampleBatch) -> SampleBatch:
-    """One batch with the rows of both; ``second``'s agent indices shift past ``first``'s agents."""
-    offset = np.uint32(len(first.agents))
-    malformed = dict(first.malformed)
-    for key, count in second.malformed.items():
-        malformed[key] = malformed.get(key, 0) + count
-    lost = dict(first.lost_datagrams)
-    for agent, count in second.lost_datagrams.items():
-        lost[agent] = lost.get(agent, 0) + count
-    drops = dict(first.agent_drops)
-    for agent, count in second.agent_drops.items():
-        drops[agent] = drops.get(agent, 0) + count
-    return SampleBatch(
-        agents=[*first.agents, *second.agents],
-        v4_agent=np.concatenate([first.v4_agent, second.v4_agent + offset]).astype(np.uint32),
-        v4_dst=np.concatenate([first.v4_dst, second.v4_dst]).astype(np.uint32),
-        v4_bytes=np.concatenate([first.v4_bytes, second.v4_bytes]),
-        v4_packets=np.concatenate([first.v4_packets, second.v4_packets]),
-        v6_agent=np.concatenate([first.v6_agent, second.v6_agent + offset]).astype(np.uint32),
-        v6_dst_hi=np.concatenate([first.v6_dst_hi, second.v6_dst_hi]).astype(np.uint64),
-        v6_dst_lo=np.concatenate([first.v6_dst_lo, second.v6_dst_lo]).astype(np.uint64),
-        v6_bytes=np.concatenate([first.v6_bytes, second.v6_bytes]),
-        v6_packets=np.concatenate([first.v6_packets, second.v6_packets]),
-        datagrams=first.datagrams + second.datagrams,
-        flow_samples=first.flow_samples + second.flow_samples,
-        counter_samples=first.counter_samples + second.counter_samples,
-        non_ip_samples=first.non_ip_samples + second.non_ip_samples,
-        malformed=malformed,
-        lost_datagrams=lost,
-        agent_drops=drops,
-    )
+        return merge_batches([self.sflow.take(), self.netflow.take()])
