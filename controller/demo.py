@@ -29,6 +29,7 @@ import secrets
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -393,6 +394,10 @@ async def _demo(duration: float, loopback: bool) -> int:
 
             return await loopback_demo(duration, console, workdir, stop)
         return await _namespace_demo(duration, console, workdir, stop)
+    except (OSError, RuntimeError, ValueError, subprocess.SubprocessError) as exc:
+        log.exception("demo failed")
+        console.print(f"[red]demo failed:[/red] {exc}")
+        return 1
     finally:
         for child in ("switch", "topfib"):
             shutil.rmtree(workdir / child, ignore_errors=True)

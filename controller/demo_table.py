@@ -118,24 +118,31 @@ class DemoTable:
 
 
 def load_demo_table(alpha: float, seed: int) -> DemoTable:
-    """The corpus's full table when present, else the bundled extract."""
+    """The corpus's full table when present, else the bundled extract (also for a family the
+    corpus lacks)."""
     corpus = corpus_dir()
-    rows: dict[int, list[tuple[str, int]]] = {4: [], 6: []}
-    if corpus is not None:
-        files = [corpus / CORPUS_V4, corpus / CORPUS_V6]
-        source = f"full table from {corpus}"
-    else:
-        files = [BUNDLED_TABLE]
-        source = f"bundled extract {BUNDLED_TABLE.name} (set {CORPUS_ENV} for the full table)"
-    for path in files:
-        if not path.is_file():
-            continue
-        for prefix, origin in read_pfx2as(path):
-            rows[6 if ":" in prefix else 4].append((prefix, origin))
+    files = [corpus / CORPUS_V4, corpus / CORPUS_V6] if corpus is not None else []
+    rows = _rows([path for path in files if path.is_file()])
+    sources = {family: f"full table from {corpus}" for family in (4, 6) if rows[family]}
     if not rows[4] or not rows[6]:
-        raise FileNotFoundError(f"no IPv4 and IPv6 routing table found ({', '.join(map(str, files))})")
+        bundled = _rows([BUNDLED_TABLE])
+        for family in (4, 6):
+            if not rows[family]:
+                rows[family] = bundled[family]
+                sources[family] = f"bundled extract {BUNDLED_TABLE.name} ({CORPUS_ENV}: the full table)"
+    if not rows[4] or not rows[6]:
+        raise FileNotFoundError(f"no IPv4 and IPv6 routing table in {BUNDLED_TABLE}")
+    source = sources[4] if sources[4] == sources[6] else f"IPv4: {sources[4]}; IPv6: {sources[6]}"
     return DemoTable(
         source,
         FamilyTable.build(4, rows[4], alpha, seed),
         FamilyTable.build(6, rows[6], alpha, seed + 1),
     )
+
+
+def _rows(paths: list[Path]) -> dict[int, list[tuple[str, int]]]:
+    rows: dict[int, list[tuple[str, int]]] = {4: [], 6: []}
+    for path in paths:
+        for prefix, origin in read_pfx2as(path):
+            rows[6 if ":" in prefix else 4].append((prefix, origin))
+    return rows

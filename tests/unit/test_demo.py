@@ -312,3 +312,15 @@ def test_recorder_follows_exabgps_json() -> None:
     recorder.apply(json.dumps({"type": "state", "neighbor": {"state": "down"}}))
     assert recorder.state == "down" and not recorder.routes["ipv4"] and not recorder.routes["ipv6"]
     assert recorder.status()["max_routes"] == {"ipv4": len(before["ipv4"]), "ipv6": len(before["ipv6"])}
+
+
+def test_a_corpus_without_ipv6_takes_the_bundled_ipv6(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "bgp").mkdir()
+    lines = "".join(f"10.{i}.0.0\t16\t{64500 + i}\n" for i in range(50))
+    (tmp_path / demo_table.CORPUS_V4).write_bytes(gzip.compress(lines.encode()))
+    monkeypatch.setenv(demo_table.CORPUS_ENV, str(tmp_path))
+    table = load_demo_table(alpha=1.0, seed=1)
+    assert sorted(table.v4.prefixes) == sorted(f"10.{i}.0.0/16" for i in range(50))
+    assert len(table.v6.prefixes) == 2000
+    assert "IPv4: full table" in table.source and "IPv6: bundled" in table.source
