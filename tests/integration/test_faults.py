@@ -15,6 +15,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 
@@ -181,14 +182,44 @@ async def _mass_withdraw(lab: Lab) -> None:
         keep = slash24[:10]
         gone = set(slash24) - set(keep)
         remaining = [p for p in lab.prefixes_v4 if p not in gone]
+        stages: dict[str, float] = {}
+
+        async def follow_stages() -> None:  # where the time goes: RIB, ExaBGP's acks, the FIB
+            while len(stages) < 2:
+                with service.lock:
+                    if "rib" not in stages and not any(p in ctl.rib for p in gone):
+                        stages["rib"] = time.monotonic() - started
+                if "acked" not in stages and not gone & ctl.installed.keys():
+                    stages["acked"] = time.monotonic() - started
+                await asyncio.sleep(0.02)
+
+        sends: list[tuple[float, str, int, float]] = []
+        if os.environ.get("TOPFIB_FAULT_DEBUG"):
+            original = ctl._send_steps
+
+            async def timed(steps: list[Any]) -> bool:
+                t0 = time.monotonic()
+                ok = await original(steps)
+                sends.append((round(t0 - started, 2), steps[0].action, sum(len(st.prefixes) for st in steps),
+                              round(time.monotonic() - t0, 2)))
+                return ok
+
+            ctl._send_steps = timed  # type: ignore[method-assign]
         started = time.monotonic()
+        follower = asyncio.create_task(follow_stages())
         await asyncio.to_thread(lab.replace_peer_routes, remaining, lab.prefixes_v6)
-        assert await watch.wait_for(lambda fib: not (gone & set(fib)), 5.0), (
-            f"{len(gone & set(watch.routes))} withdrawn routes still in the FIB after 5 s (blackholes)")
+        configured = time.monotonic() - started  # BIRD has dropped the routes and sends withdraws
+        withdrawn = await watch.wait_for(lambda fib: not (gone & set(fib)), 30.0)
         took = time.monotonic() - started
+        await asyncio.wait_for(follower, 30.0) if withdrawn else follower.cancel()
+        print(f"\nmass-withdraw: {len(gone)} routes; birdc configure returned {configured:.2f}s, "
+              f"stages {stages}, FIB {'clear' if withdrawn else 'NOT clear'} at {took:.2f}s")
+        if sends:
+            print("sends (start s, action, prefixes, took s):", sends)
+        assert withdrawn, f"{len(gone & set(watch.routes))} withdrawn routes still in the FIB (blackholes)"
+        assert took - configured <= 5.0, f"withdrawn routes took {took - configured:.2f} s to leave the FIB"
         assert set(keep) <= set(watch.routes), "routes that kept their peer path were withdrawn too"
         _assert_within_cap(lab, watch, WITHDRAW_ROUTES, 20)
-        print(f"\nmass-withdraw: {len(gone)} routes gone from the FIB in {took:.2f}s")
 
 
 def test_peer_withdrawing_thousands_of_routes_leaves_no_blackhole(withdraw_lab: Lab) -> None:
