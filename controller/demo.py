@@ -357,8 +357,8 @@ async def run_with_view(
     generator = SflowGenerator(table, agent, (sflow_host, int(sflow_port)), SAMPLES_PER_S, seed=SEED)
     api = config.api.listen
     dashboard = f"http://{api}/#token={tokens.viewer}"
-    await service.start()
     try:
+        await service.start()  # inside: a start that fails half-way is stopped like a full one
         generator.start()
         console.print(f"dashboard: {dashboard}")
         console.print(f"viewer token: {tokens.viewer}   access-point token: {tokens.ap}   "
