@@ -145,7 +145,9 @@ class SflowListener:
             "topfib_sflow_received_datagrams_total", "UDP datagrams received on sFlow sockets.", ("listen",)
         )
         self._m_errors = registry.counter(
-            "topfib_sflow_receive_errors_total", "recvfrom errors on sFlow sockets.", ("listen",)
+            "topfib_sflow_receive_errors_total",
+            f"Receive errors on sFlow sockets (datagrams over {MAX_DATAGRAM} bytes included: dropped).",
+            ("listen",),
         )
         self._m_socket_drops = registry.counter(
             "topfib_sflow_socket_dropped_datagrams_total",
@@ -156,11 +158,6 @@ class SflowListener:
             "topfib_sflow_internal_errors_total",
             "Datagrams or batches lost to an unexpected error in decoding or accounting (a bug).",
             ("stage",),
-        )
-        self._m_truncated = registry.counter(
-            "topfib_sflow_truncated_datagrams_total",
-            f"Datagrams longer than {MAX_DATAGRAM} bytes, dropped.",
-            ("listen",),
         )
         self._m_backlog = registry.counter(
             "topfib_sflow_backlog_dropped_samples_total",
@@ -358,7 +355,7 @@ class SflowListener:
     def _update_socket_drops(self) -> None:
         for ep in self._endpoints:
             if ep.batch is not None and ep.batch.truncated > ep.reported_truncated:
-                self._m_truncated.inc(ep.batch.truncated - ep.reported_truncated, listen=ep.listen)
+                self._m_errors.inc(ep.batch.truncated - ep.reported_truncated, listen=ep.listen)
                 ep.reported_truncated = ep.batch.truncated
             drops = socket_drops(ep.sock)
             if drops is not None and drops > ep.reported_drops:

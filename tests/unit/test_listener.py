@@ -12,10 +12,18 @@ import pytest
 
 from collector.accounting import PrefixRates
 from collector.batch import SampleBatch
-from collector.listener import SflowListener, open_udp_socket, parse_listen, set_receive_buffer, socket_drops
+from collector.listener import (
+    MAX_DATAGRAM,
+    SflowListener,
+    open_udp_socket,
+    parse_listen,
+    set_receive_buffer,
+    socket_drops,
+)
 from collector.lpm import LpmTable
 from collector.metrics import Registry
 from collector.pipeline import Collector
+from collector.udp_batch import batch_receiver
 
 
 class RecordingDecoder:
@@ -245,3 +253,21 @@ def test_a_full_hand_over_queue_drops_batches_and_counts_them() -> None:
     assert dropped is not None
     assert dropped.value() >= 3  # at most two being accounted and one queued: the rest dropped
     assert collector.processed + dropped.value() == 6
+
+
+def test_oversized_datagrams_are_counted_as_receive_errors() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        if batch_receiver(probe) is None:
+            pytest.skip("recvmmsg not available: the recvfrom fallback takes any size")
+    decoder, registry = RecordingDecoder(), Registry()
+    listener = make_listener(["127.0.0.1:0"], decoder, registry)
+    listener.start()
+    try:
+        host, port = listener.addresses[0]
+        send([b"small", b"x" * (MAX_DATAGRAM + 1), b"small2"], host, port)
+        wait_for(lambda: len(decoder.fed) == 2)
+    finally:
+        listener.stop()
+    errors = registry.get("topfib_sflow_receive_errors_total")
+    assert errors is not None and errors.value(listen="127.0.0.1:0") == 1
+    assert [d for d, _ in decoder.fed] == [b"small", b"small2"]
