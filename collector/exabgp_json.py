@@ -136,6 +136,7 @@ class ExabgpJsonParser:
         self._attribute_cache: dict[str, _Attributes] = {}
         self._path_cache: dict[tuple[int, str, str, int], Path] = {}
         self._path_ids: dict[str, int] = {}
+        self._next_hops: set[str] = set()
 
     def _bad(self, reason: str, detail: str) -> None:
         self.counters[reason] += 1
@@ -280,7 +281,7 @@ class ExabgpJsonParser:
                 self._bad("bad_nlri", f"announce {family} is not an object from {peer}")
                 continue
             for next_hop, nlris in by_next_hop.items():
-                if not as_withdraw and not _valid_next_hop(next_hop):
+                if not as_withdraw and next_hop not in self._next_hops and not self._new_next_hop(next_hop):
                     self._bad("bad_next_hop", f"next-hop {next_hop!r} for {family} from {peer}")
                     continue
                 if not isinstance(nlris, list):
@@ -293,6 +294,15 @@ class ExabgpJsonParser:
                     prefix, path_id, key = parsed
                     path = None if attributes is None else self._path(attributes, next_hop, peer, path_id)
                     events.append(RouteUpdate(peer, family, prefix, path_id, path, key))
+
+    def _new_next_hop(self, next_hop: Any) -> bool:
+        """Check a next hop not seen before; remember it when valid (a peer has few)."""
+        if not _valid_next_hop(next_hop):
+            return False
+        if len(self._next_hops) >= _MAX_CACHED:
+            self._next_hops.clear()
+        self._next_hops.add(next_hop)
+        return True
 
     def _path(self, attributes: _Attributes, next_hop: str, peer: str, path_id: int) -> Path:
         key = (attributes.serial, next_hop, peer, path_id)
