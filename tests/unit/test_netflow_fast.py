@@ -119,3 +119,22 @@ def test_reduced_size_counters_and_per_record_intervals() -> None:
     assert list(batch.v4_packets) == [500.0, 500.0]
     typed = FlowDecoder().decode(payload, "x")
     assert [(r.bytes * r.sampling_rate, r.packets * r.sampling_rate) for r in typed] == [(7_000_000, 500)] * 2
+
+
+def test_redefinition_and_withdrawal_invalidate_known_shapes() -> None:
+    from tests.unit.test_netflow_decoder import FLOW_FIELDS, flow_data, ipfix, ipfix_set, ipfix_template
+
+    data = ipfix(ipfix_set(256, flow_data("192.0.2.1", "198.51.100.1", 1000)))
+    decoder = FastFlowDecoder()
+    decoder.feed(ipfix(ipfix_set(2, ipfix_template(256, FLOW_FIELDS))), "x")
+    for _ in range(3):  # the second and third take the known-shape lane
+        decoder.feed(data, "x")
+    assert [str(ipaddress.IPv4Address(int(d))) for d in decoder.take().v4_dst] == ["198.51.100.1"] * 3
+    swapped = [(12, 4), (8, 4), *FLOW_FIELDS[2:]]
+    decoder.feed(ipfix(ipfix_set(2, ipfix_template(256, swapped))), "x")
+    decoder.feed(data, "x")
+    assert [str(ipaddress.IPv4Address(int(d))) for d in decoder.take().v4_dst] == ["192.0.2.1"]
+    decoder.feed(ipfix(ipfix_set(2, struct.pack("!HH", 256, 0))), "x")  # withdrawn
+    decoder.feed(data, "x")
+    assert decoder.take().flow_samples == 0
+    assert decoder.counters.pending_sets_held == 1
