@@ -127,13 +127,35 @@ class Service:
             for sw in self.config.switch
         }
 
+    def _bind_api(self) -> socket.socket:
+        """The API's listening socket, bound before anything else starts (a taken port must not
+        leave ExaBGP running with no API); ConfigError naming ``api.listen`` when it cannot be."""
+        host, port = split_host_port(self.config.api.listen)
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            listen = self.config.api.listen
+            raise ConfigError(f"api.listen: cannot listen on {listen}: {exc.strerror}") from None
+        return sock
+
     async def start(self) -> None:
+        """Bind the API and sFlow sockets, then start the controllers (and ExaBGP). Raises
+        ConfigError naming the key, with nothing left running, when a socket cannot be bound."""
         from collector.listener import SflowListener
 
+        api_socket = self._bind_api()
         listener = SflowListener(
             self.collector, self.config.collector.sflow_listen, self.config.collector.receive_buffer_bytes
         )
-        listener.start()
+        try:
+            listener.start()
+        except OSError as exc:
+            api_socket.close()
+            listen = ",".join(self.config.collector.sflow_listen)
+            raise ConfigError(f"collector.sflow_listen: cannot listen on {listen}: {exc.strerror}") from None
         self._listener = listener
         for ctl in self.controllers.values():
             await ctl.start(active=not self.leases)
@@ -143,11 +165,11 @@ class Service:
             self.app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"
         )
         self._server = uvicorn.Server(server_config)
-        self._tasks.append(asyncio.create_task(self._serve_api(), name="api"))
+        self._tasks.append(asyncio.create_task(self._serve_api(api_socket), name="api"))
 
-    async def _serve_api(self) -> None:
+    async def _serve_api(self, sock: socket.socket) -> None:
         assert self._server is not None
-        await self._server.serve()
+        await self._server.serve(sockets=[sock])
 
     async def _loop(self, ctl: SwitchController) -> None:
         period = ctl.switch.loop_period_s
@@ -210,5 +232,9 @@ def run_service(config_path: Path) -> int:
     except ConfigError as exc:
         print(f"{config_path}: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(serve(config))
+    try:
+        asyncio.run(serve(config))
+    except ConfigError as exc:  # a socket the config names cannot be bound; nothing was started
+        print(f"{config_path}: {exc}", file=sys.stderr)
+        return 2
     return 0
