@@ -13,7 +13,7 @@ fibs = st.dictionaries(st.sampled_from(PREFIXES), st.sampled_from(HOPS), max_siz
 
 
 @given(fibs, fibs)
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 def test_steps_reach_desired_without_ever_holding_more_than_either_end(
     desired: dict[str, str], installed: dict[str, str]
 ) -> None:
@@ -35,7 +35,7 @@ def test_steps_reach_desired_without_ever_holding_more_than_either_end(
 
 
 @given(fibs, fibs)
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 def test_each_prefix_changes_once_and_a_next_hop_change_is_one_announce(
     desired: dict[str, str], installed: dict[str, str]
 ) -> None:

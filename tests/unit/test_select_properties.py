@@ -19,7 +19,7 @@ from controller.select import OnDemandRequest, Selection, SelectionPolicy, selec
 from controller.static_rib import StaticRib
 
 NEXT_HOPS = ["192.0.2.1", "192.0.2.2", "192.0.2.3"]
-SETTINGS = settings(max_examples=40, deadline=None)
+SETTINGS = settings(max_examples=25, deadline=None)
 
 
 @dataclass
@@ -102,10 +102,7 @@ def best_hop(case: Case, prefix: str) -> str | None:
     return path.next_hop if path else None
 
 
-@given(cases())
-@SETTINGS
-def test_caps_are_never_exceeded(case: Case) -> None:
-    selection = run(case)
+def check_caps_are_never_exceeded(case: Case, selection: Selection) -> None:
     per_table: dict[str, int] = {}
     for prefix in selection.routes:
         table = case.policy.table_of(prefix)
@@ -115,20 +112,15 @@ def test_caps_are_never_exceeded(case: Case) -> None:
     assert {t: n for t, n in selection.usage.items() if n} == per_table
 
 
-@given(cases())
-@SETTINGS
-def test_every_route_is_live_and_carries_its_best_next_hop(case: Case) -> None:
-    for prefix, route in run(case).routes.items():
+def check_every_route_is_live_and_carries_its_best_next_hop(case: Case, selection: Selection) -> None:
+    for prefix, route in selection.routes.items():
         assert route.prefix == prefix
         assert best_hop(case, prefix) is not None
         assert route.next_hop == best_hop(case, prefix)
 
 
-@given(cases())
-@SETTINGS
-def test_no_cache_hiding(case: Case) -> None:
+def check_no_cache_hiding(case: Case, selection: Selection) -> None:
     """Every live RIB prefix under an installed one is forwarded as the RIB would forward it."""
-    selection = run(case)
     installed = list(selection.routes)
     for prefix in case.routes:
         hop = best_hop(case, prefix)
@@ -140,10 +132,7 @@ def test_no_cache_hiding(case: Case) -> None:
             assert selection.routes[longest].next_hop == hop, (prefix, longest)
 
 
-@given(cases())
-@SETTINGS
-def test_requests_are_answered_by_their_covering_prefix(case: Case) -> None:
-    selection = run(case)
+def check_requests_are_answered_by_their_covering_prefix(case: Case, selection: Selection) -> None:
     assert [a.request_id for a in selection.requests] == [r.request_id for r in case.requests]
     for request, answer in zip(case.requests, selection.requests, strict=True):
         live = [
@@ -159,6 +148,17 @@ def test_requests_are_answered_by_their_covering_prefix(case: Case) -> None:
             assert answer.status in ("installed", "rejected")
             assert (answer.status == "installed") == (longest in selection.routes)
             assert (answer.reason == "") == (answer.status == "installed")
+
+
+@given(cases())
+@settings(max_examples=60, deadline=None)
+def test_core_rules_hold(case: Case) -> None:
+    """Cap, live paths with their best next-hop, no cache-hiding, request answers: one case, four rules."""
+    selection = run(case)
+    check_caps_are_never_exceeded(case, selection)
+    check_every_route_is_live_and_carries_its_best_next_hop(case, selection)
+    check_no_cache_hiding(case, selection)
+    check_requests_are_answered_by_their_covering_prefix(case, selection)
 
 
 @given(cases())

@@ -125,7 +125,7 @@ def _pfx2as(tmp_path: FilePath) -> FilePath:
 
 def test_cli_json_one_object_per_cap_and_plot(tmp_path: FilePath, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "curve.png"
-    assert run_simulate(_pfx2as(tmp_path), "zipf:1.1", [10, 400], True, out, 120.0, 7) == 0
+    assert run_simulate(_pfx2as(tmp_path), "zipf:1.1", [10, 400], True, out, 60.0, 7) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [sorted(r) for r in rows] == [
         ["cap", "churn_per_hour", "coverage", "max_installed", "oracle_coverage"]
