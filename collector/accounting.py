@@ -237,14 +237,13 @@ class PrefixRates:
         with self._lock:
             rates = self._switch(switch, now)
             slot = _UNROUTED_SLOT if prefix is None else self._slot_for(rates, prefix)
-            self._accumulate(
-                rates,
-                np.array([slot], np.int64),
-                np.array([nbytes], np.float64),
-                np.array([npackets], np.float64),
-                np.array([samples], np.float64),
-                now,
-            )
+            for decay in (rates.fast, rates.slow):
+                weight = decay.weight(now)
+                increment = np.array((nbytes, npackets, samples), np.float64) * weight
+                decay.values[:, slot] += increment
+                decay.squares[slot] += samples * weight * weight
+                decay.total += increment
+                decay.total_squares += samples * weight * weight
 
     def add_batch(
         self,
