@@ -25,13 +25,17 @@ from collector.fastprefix import split_prefix
 def prefix_sort_key(prefix: str) -> tuple[int, int, int]:
     """The canonical prefix order: family, then network, then length (shorter first).
 
-    For canonical prefixes (what the RIB holds) only; ``inet_pton`` keeps it cheap enough to key
-    every candidate that selection looks at.
+    ``inet_pton`` keeps it cheap enough to key every candidate selection looks at. Something that
+    is not a prefix sorts after every prefix (family 99) instead of raising: ordering must not
+    be where a stray string stops the control loop.
     """
     address, _, length = prefix.partition("/")
-    if ":" in address:
-        return 6, int.from_bytes(socket.inet_pton(socket.AF_INET6, address)), int(length)
-    return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, address)), int(length)
+    try:
+        if ":" in address:
+            return 6, int.from_bytes(socket.inet_pton(socket.AF_INET6, address)), int(length)
+        return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, address)), int(length)
+    except (OSError, ValueError):
+        return 99, 0, 0
 
 
 def unit_of(

@@ -23,6 +23,8 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import numpy.typing as npt
 
+from collector.fastprefix import split_prefix
+from collector.prefixes import PrefixError
 from controller.closure import prefix_sort_key, unit_of
 from controller.selection_types import (
     TABLE_IPV4,
@@ -138,7 +140,12 @@ class _Fib:
 
 def _place_pins(fib: _Fib, pins: Iterable[str]) -> tuple[PinAnswer, ...]:
     answers = []
-    for prefix in sorted(set(pins), key=prefix_sort_key):
+    for prefix in sorted(set(pins), key=lambda p: (prefix_sort_key(p), p)):
+        try:
+            split_prefix(prefix)
+        except PrefixError as exc:
+            answers.append(PinAnswer(prefix, "rejected", f"invalid prefix: {exc}"))
+            continue
         installed, why_not = fib.try_install(prefix, "pinned")
         if installed:
             answers.append(PinAnswer(prefix, "installed"))
@@ -162,7 +169,13 @@ def _place_requests(fib: _Fib, requests: Iterable[OnDemandRequest], now: float) 
     active.sort(key=lambda i: (-given[i].created_at, given[i].ip, given[i].request_id))
     for index in active:
         request = given[index]
-        prefix = fib.rib.longest_match(request.ip)
+        try:
+            prefix = fib.rib.longest_match(request.ip)
+        except ValueError:  # the API validates addresses; a stray one must not stop selection
+            answers[index] = RequestAnswer(
+                request.ip, "rejected", None, "invalid address", request.request_id
+            )
+            continue
         if prefix is None or fib.next_hop_of(prefix) is None:
             answer = RequestAnswer(request.ip, "no-route", prefix, "no peer path", request.request_id)
         else:

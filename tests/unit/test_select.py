@@ -251,3 +251,21 @@ def test_static_rib_lookups() -> None:
     assert rib.more_specifics("10.1.2.0/24") == []
     assert rib.more_specifics("0.0.0.0/0") == ["10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/24", "11.0.0.0/8"]
     assert list(rib)[-1] == "2001:db8::/32"
+
+
+def test_malformed_requests_and_pins_are_answered_not_raised() -> None:
+    rib = rib_of({"10.0.0.0/24": A})
+    selection = select(
+        scores={"not-a-prefix": 5.0, "10.0.0.0/24": 5.0},
+        rib=rib,
+        policy=policy(),
+        now=0.0,
+        requests=[OnDemandRequest("10.0.0.300", expires_at=10.0, request_id="bad")],
+        pins=["10.0.0.0/33", "10.0.0.0/24"],
+    )
+    assert [(a.status, a.reason) for a in selection.requests] == [("rejected", "invalid address")]
+    assert {a.prefix: a.status for a in selection.pins} == {
+        "10.0.0.0/33": "rejected",
+        "10.0.0.0/24": "installed",
+    }
+    assert set(selection.routes) == {"10.0.0.0/24"}
