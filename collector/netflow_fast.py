@@ -183,6 +183,7 @@ class _Shape:
     dtype: np.dtype[np.void]  # one sub-array field per data set: set0, set1…
     sets: tuple[tuple[ColumnLayout, int], ...]  # (layout, records) per data set
     records: int
+    checks: tuple[tuple[int, bytes], ...]  # (offset, set header bytes) that identify the shape
     datagrams: list[bytes] = field(default_factory=list)
 
 
@@ -210,6 +211,7 @@ class FastFlowDecoder:
         self._template_cache = self._dispatcher.templates
         self._layouts: dict[Template, ColumnLayout | None] = {}
         self._shapes: dict[tuple[str, int, int, tuple[int, ...]], _Shape] = {}
+        self._recent: dict[tuple[str, int, int, int], _Shape] = {}  # by (domain, datagram length)
         self._malformed_seen: Counter[tuple[str, str]] = Counter()
         self._reset()
 
@@ -256,6 +258,17 @@ class FastFlowDecoder:
             return False
         if end != len(datagram):
             return False
+        # the usual case: the same shape as this exporter's last datagram of this length
+        recent_key = (exporter, version, observation_domain, end)
+        recent = self._recent.get(recent_key)
+        if recent is not None and recent.generation == self._template_cache.generation:
+            for at, header in recent.checks:
+                if datagram[at : at + 4] != header:
+                    break
+            else:
+                recent.datagrams.append(datagram)
+                self.counters.records += recent.records
+                return True
         headers = []
         while end - pos >= 4:
             set_id, set_length = _SET_HEADER.unpack_from(datagram, pos)
@@ -274,6 +287,9 @@ class FastFlowDecoder:
             if len(self._shapes) >= MAX_SHAPES and key not in self._shapes:
                 return False  # a shape storm: let the per-set path take it
             self._shapes[key] = shape
+        if len(self._recent) >= MAX_SHAPES and recent_key not in self._recent:
+            self._recent.clear()
+        self._recent[recent_key] = shape
         shape.datagrams.append(datagram)
         self.counters.records += shape.records
         return True
@@ -291,8 +307,10 @@ class FastFlowDecoder:
         templates = self._dispatcher.templates_of(domain)
         sets: list[tuple[ColumnLayout, int]] = []
         names, formats, offsets = [], [], []
+        checks = []
         pos = start
         for header in headers:
+            checks.append((pos, header.to_bytes(4, "big")))
             template = templates.get(header >> 16)
             layout = None if template is None else self._layout(template)
             if layout is None or not layout.record_length:
@@ -316,6 +334,7 @@ class FastFlowDecoder:
             dtype=np.dtype(cast(Any, record_type)),
             sets=tuple(sets),
             records=sum(count for _, count in sets),
+            checks=tuple(checks),
         )
 
     def feed_many(self, datagrams: list[tuple[bytes, str]]) -> None:
