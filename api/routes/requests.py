@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from api.auth import REQUEST_ROLES, VIEWER_ROLES, authorize, require_role
 from api.context import ApiContext
+from api.direct_route import DirectRoute
 from api.errors import body_validation_error, validation_error
 from api.metrics import REQUEST_RESULTS
 from api.models import (
@@ -41,17 +42,14 @@ def build_router(ctx: ApiContext) -> APIRouter:
     router = APIRouter(tags=["requests"])
     batch_max = ctx.config.api.request_batch_max
 
-    # The hot path: the body is validated by pydantic straight from the JSON bytes and the role
-    # checked inline, which halves FastAPI's per-request work; OpenAPI gets the same schema.
+    # The hot path: a DirectRoute, with the body validated by pydantic straight from the JSON
+    # bytes and the role checked inline; OpenAPI gets the same schema as a declared body would.
     body_schema = RequestBatchIn.model_json_schema()
     body_schema["properties"]["ips"]["maxItems"] = batch_max
     invalid_schema = {"$ref": "#/components/schemas/HTTPValidationError"}
     invalid_doc: OpenApiResponses = {422: {"description": "Validation Error", "content": {
         "application/json": {"schema": invalid_schema}}}}
 
-    @router.post("/v1/requests", response_model=RequestBatchOut, responses={**STORE_DOWN_DOC, **invalid_doc},
-                 openapi_extra={"requestBody": {"required": True, "content": {
-                     "application/json": {"schema": body_schema}}}})
     async def create_requests(request: Request) -> Response:
         """Ask for the routes of these addresses to be installed for ``ttl_s`` seconds.
 
@@ -87,6 +85,13 @@ def build_router(ctx: ApiContext) -> APIRouter:
             REQUEST_RESULTS.inc(status=results[-1].status)
         # Serialised here: the hot path skips FastAPI's re-validation of the response model.
         return Response(RequestBatchOut(results=results).model_dump_json(), media_type="application/json")
+
+    router.add_api_route(
+        "/v1/requests", create_requests, methods=["POST"], route_class_override=DirectRoute,
+        response_model=RequestBatchOut, responses={**STORE_DOWN_DOC, **invalid_doc},
+        openapi_extra={"requestBody": {"required": True,
+                                       "content": {"application/json": {"schema": body_schema}}}},
+    )
 
     @router.delete("/v1/requests/{ip}", status_code=204, responses={
         **error_doc(404, "this client holds no request for the address"), **STORE_DOWN_DOC})
