@@ -400,9 +400,12 @@ async def _demo(duration: float, loopback: bool) -> int:
         return 1
     finally:
         for child in ("switch", "topfib"):
+            for log_file in (workdir / child).glob("*.log"):  # ExaBGP's and BIRD's logs stay for a look
+                with contextlib.suppress(OSError):
+                    log_file.replace(workdir / f"{child}-{log_file.name}")
             shutil.rmtree(workdir / child, ignore_errors=True)
         console.print("stopped: every process and namespace this demo started is gone "
-                      f"(log: {workdir}/demo.log)")
+                      f"(logs: {workdir}/)")
 
 
 def run_demo(duration: float) -> int:
