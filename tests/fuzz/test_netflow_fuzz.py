@@ -7,6 +7,7 @@ nothing but FlowDecodeError may escape, and the decoder must keep working afterw
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from collector.netflow import FlowDecodeError, FlowDecoder
+from collector.netflow_fast import FastFlowDecoder
 from tests.conftest import CORPUS
 from tests.unit.test_netflow_corpus import GROUPS, INVALID, payloads
 
@@ -72,7 +74,7 @@ def check(decoder: FlowDecoder, exporter: str, payload: bytes) -> None:
 
 
 @pytest.mark.fuzz
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_mutated_datagrams_raise_only_the_typed_error(data: st.DataObject) -> None:
     assert CASES, "no corpus"
@@ -91,3 +93,25 @@ def test_mutated_datagrams_raise_only_the_typed_error(data: st.DataObject) -> No
 @given(payload=st.binary(max_size=200), version=st.sampled_from([b"\x00\x05", b"\x00\x09", b"\x00\x0a"]))
 def test_random_bytes_after_a_version_raise_only_the_typed_error(payload: bytes, version: bytes) -> None:
     check(FlowDecoder(), "192.0.2.1", version + payload)
+
+
+@pytest.mark.fuzz
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_fast_path_takes_mutated_datagrams_and_counts_what_the_typed_decoder_decodes(
+    data: st.DataObject,
+) -> None:
+    assert CASES, "no corpus"
+    datagrams, target = data.draw(st.sampled_from(CASES))
+    exporter, payload = datagrams[target]
+    stream = [*datagrams[:target], (exporter, data.draw(mutated(payload))), *datagrams[target + 1 :]]
+    typed, fast = FlowDecoder(), FastFlowDecoder()
+    records = 0
+    for source, datagram in stream:
+        with contextlib.suppress(FlowDecodeError):
+            records += len(typed.decode(datagram, source))
+        fast.feed(datagram, source)  # never raises: bad input is counted
+    batch = fast.take()
+    assert batch.flow_samples + batch.non_ip_samples == records
+    assert batch.datagrams == len(stream)
+    assert sum(batch.malformed.values()) == sum(typed.counters.malformed.values())
