@@ -247,7 +247,8 @@ class Rib:
         return self._changed_to(prefix, rest[0][1]) if position == 0 else None
 
     def drop_session(self, session: str, family: int | None = None) -> list[RibChange]:
-        """Remove every path of ``session`` (of one family, if given)."""
+        """Remove every path of ``session`` (of one family, if given): one change per prefix
+        whose best path moved, however many of its paths the session held."""
         if not self._session_paths.get(session):
             return []
         changes: list[RibChange] = []
@@ -257,11 +258,21 @@ class Rib:
             and any(entry[0] == session for entry in _entries(stored))
         ]
         for prefix in doomed:
-            for owner, path in _entries(self._routes[prefix]):
-                if owner == session:
-                    change = self.withdraw(session, prefix, path.peer, path.path_id)
-                    if change is not None:
-                        changes.append(change)
+            entries = _entries(self._routes[prefix])
+            old_best = entries[0][1]
+            kept = [entry for entry in entries if entry[0] != session]
+            for entry in entries:
+                if entry[0] == session:
+                    self._release(entry)
+                    self._count_path(prefix, session, -1)
+            if not kept:
+                del self._routes[prefix]
+                self.lpm.remove(prefix)
+                changes.append(self._changed_to(prefix, None))
+                continue
+            self._routes[prefix] = _pack(kept)
+            if kept[0][1] != old_best:
+                changes.append(self._changed_to(prefix, kept[0][1]))
         return changes
 
     # -- bookkeeping ----------------------------------------------------------------------------

@@ -178,3 +178,15 @@ def test_a_live_path_beats_a_preloaded_file_path() -> None:
     assert rib.paths(P) == [live, preloaded]
     rib.withdraw("10.0.0.1", P, "10.0.0.1", 0)
     assert rib.best(P) == preloaded
+
+
+def test_session_down_reports_one_change_per_prefix() -> None:
+    rib = Rib()
+    for path_id, local_pref in ((1, 300), (2, 200)):  # the going session holds the two best paths
+        rib.announce("10.0.0.1", P, path("10.0.0.1", path_id=path_id, local_pref=local_pref))
+    survivor = path("10.0.0.2")
+    rib.announce("10.0.0.2", P, survivor)
+    rib.drain_changed()
+    assert rib.drop_session("10.0.0.1") == [RibChange(P, survivor)]
+    assert rib.drain_changed() == {P}
+    assert rib.session_path_counts() == {"10.0.0.2": 1} and rib.counts().ipv4_paths == 1
