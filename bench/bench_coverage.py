@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import time
 from pathlib import Path as FilePath
 
@@ -40,6 +41,7 @@ def main() -> None:
     parser.add_argument("--samples-per-s", type=float, default=SimulationSettings.samples_per_s)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress when piped
 
     started = time.perf_counter()
     sim_rib = load_simulation_rib(args.rib)

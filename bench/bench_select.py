@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import heapq
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from functools import partial
@@ -56,6 +57,7 @@ def main() -> None:
     parser.add_argument("--rib", type=FilePath, default=CORPUS_RIB)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress when piped
 
     started = time.perf_counter()
     live_rib = Rib()
