@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 MAX_DATAGRAM = 9216  # jumbo frame; sFlow agents send ≤ 1500 bytes by default
 _DRAIN_LIMIT = 4096  # datagrams per socket per wake-up, so one busy socket cannot starve a flush
 _SOCKET_DROPS_PERIOD_S = 5.0
+_MERGE_SAMPLES = 65536  # most samples merged into one accounting call
 
 
 @dataclass
@@ -267,20 +268,27 @@ class SflowListener:
 
     def _account_loop(self) -> None:
         while True:
-            item = self._batches.get()
-            if item is None:
+            first = self._batches.get()
+            if first is None:
                 return
-            items = [item]
-            while True:  # take whatever queued up meanwhile: one bigger batch is cheaper
+            items = [first]
+            samples = first[0].flow_samples
+            stopping = False
+            # merge what queued up meanwhile (bigger batches are cheaper), but only up to a size
+            # whose numpy calls do not hold the GIL long enough to starve the receiver
+            while samples < _MERGE_SAMPLES:
                 try:
                     more = self._batches.get_nowait()
                 except queue.Empty:
                     break
                 if more is None:
-                    self._account(items)
-                    return
+                    stopping = True
+                    break
                 items.append(more)
+                samples += more[0].flow_samples
             self._account(items)
+            if stopping:
+                return
 
     def _account(self, items: list[tuple[SampleBatch, float]]) -> None:
         now = items[-1][1]
