@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.redis_fixture"]
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CORPUS = (REPO_ROOT / ".." / "shared" / "corpus").resolve()
 
