@@ -4,8 +4,8 @@
 
 Baseline, measured in the same run: a bare TopN (``heapq.nlargest`` over the scores) — what any
 selection must at least do. Selection adds RIB lookups, no-cache-hiding units, requests, margin
-and dwell. Printed: median wall and CPU time per call, and the ratio to the baseline. The issue's
-bar is ≤ 250 ms per call.
+and dwell. Printed: median CPU (and wall) time per call and the CPU ratio to the baseline; the
+bar (≤ 250 ms per call) is judged on CPU time, which a busy machine distorts less than wall time.
 
 RIB backends: ``StaticRib`` (the simulator's, synthetic peers so nested prefixes have other
 exits) and ``collector.rib.Rib`` (the service's live RIB, loaded from the same file; a pfx2as
@@ -76,14 +76,20 @@ def main() -> None:
         network = prefixes[i].split("/")[0]
         requests.append(OnDemandRequest(network, expires_at=1e9, created_at=float(n), request_id=str(n)))
 
-    print(f"{SCORED} scored prefixes, {REQUESTS} requests, median of {args.repeat}; times in ms")
-    header = ("rib", "cap", "baseline", "first", "steady", "cpu", "ratio", "≤250ms")
-    print("{:>10} {:>7} {:>9} {:>8} {:>8} {:>7} {:>7} {:>7}".format(*header))
+    print(f"{SCORED} scored prefixes, {REQUESTS} requests, median of {args.repeat}; ms of CPU (wall)")
+    header = ("rib", "cap", "baseline", "first", "steady", "ratio", "≤250ms")
+    print("{:>10} {:>7} {:>16} {:>16} {:>16} {:>6} {:>7}".format(*header))
     backends: list[tuple[str, RibView]] = [("StaticRib", static_rib), ("Rib", live_rib)]
     for name, rib in backends:
         for cap in CAPS:
-            row = bench_one(rib, cap, scores, requests, args.repeat, rng)
-            print("{:>10} {:>7} {:>9.1f} {:>8.1f} {:>8.1f} {:>7.1f} {:>7.2f} {:>7}".format(name, cap, *row))
+            baseline, first, steady = bench_one(rib, cap, scores, requests, args.repeat, rng)
+            ratio = steady[1] / baseline[1]
+            ok = "yes" if max(first[1], steady[1]) <= 0.25 else "NO"
+            cells = [f"{cpu * 1e3:.0f} ({wall * 1e3:.0f})" for wall, cpu in (baseline, first, steady)]
+            print("{:>10} {:>7} {:>16} {:>16} {:>16} {:>6.2f} {:>7}".format(name, cap, *cells, ratio, ok))
+
+
+Timing = tuple[float, float]
 
 
 def bench_one(
@@ -93,10 +99,10 @@ def bench_one(
     requests: list[OnDemandRequest],
     repeat: int,
     rng: np.random.Generator,
-) -> tuple[float, float, float, float, float, str]:
-    """(baseline, first call, steady call, steady CPU) in ms, steady/baseline, within the bar."""
+) -> tuple[Timing, Timing, Timing]:
+    """(wall, CPU) seconds of the baseline, a first call and a steady-state call."""
     policy = SelectionPolicy(cap_ipv4=cap, cap_ipv6=cap, margin=0.2, min_dwell_s=300.0)
-    baseline, _ = timed(partial(heapq.nlargest, cap, scores.items(), key=itemgetter(1)), repeat)
+    baseline = timed(partial(heapq.nlargest, cap, scores.items(), key=itemgetter(1)), repeat)
     first = partial(select, scores=scores, rib=rib, policy=policy, now=0.0, requests=requests)
     previous = select(scores=scores, rib=rib, policy=policy, now=0.0, requests=requests)
     # the next loop: the same prefixes, scores moved by up to ±10 %, the previous FIB incumbent
@@ -105,11 +111,7 @@ def bench_one(
     steady = partial(
         select, scores=moved, rib=rib, policy=policy, now=400.0, requests=requests, incumbents=previous.routes
     )
-    first_wall, _ = timed(first, repeat)
-    steady_wall, steady_cpu = timed(steady, repeat)
-    ok = "yes" if max(first_wall, steady_wall) <= 0.25 else "NO"
-    ms = 1e3
-    return baseline * ms, first_wall * ms, steady_wall * ms, steady_cpu * ms, steady_wall / baseline, ok
+    return baseline, timed(first, repeat), timed(steady, repeat)
 
 
 if __name__ == "__main__":

@@ -19,8 +19,6 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable, Iterable
 
-from collector.fastprefix import split_prefix
-
 
 def prefix_sort_key(prefix: str) -> tuple[int, int, int]:
     """The canonical prefix order: family, then network, then length (shorter first).
@@ -49,7 +47,7 @@ def unit_of(
     ``more_specifics`` are the RIB's prefixes strictly inside ``root``; ``next_hop_of`` gives a
     prefix's best next-hop, or None when it has no live path (such a prefix forwards nothing).
     """
-    family, root_network, root_length = split_prefix(root)
+    family, root_network, root_length = prefix_sort_key(root)
     bits = 32 if family == 4 else 128
     members: dict[str, str] = {root: root_next_hop}
     # network (masked to its own length) → next-hop, per member length; the root first
@@ -59,7 +57,7 @@ def unit_of(
         next_hop = next_hop_of(prefix)
         if next_hop is None:
             continue
-        _, network, length = split_prefix(prefix)
+        _, network, length = prefix_sort_key(prefix)  # RIB prefixes: canonical, cheap to parse
         if length > root_length:
             live.append((length, network, prefix, next_hop))
     live.sort()

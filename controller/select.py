@@ -265,6 +265,7 @@ def _fill_topn(fib: _Fib, margin: float) -> None:
     used = set(table_ids[stream.order].tolist())
     fib.full_tables.update(t for i, t in enumerate(tables) if i not in used)
     heap: list[_Entry] = []
+    units: dict[str, dict[str, str]] = {}
 
     def entry(prefix: str, density: float, value: float) -> _Entry:
         rank = 0 if prefix in fib.incumbents else 1
@@ -294,13 +295,14 @@ def _fill_topn(fib: _Fib, margin: float) -> None:
         if not more_specifics:
             fib.install({prefix: next_hop}, prefix, "topn")  # the common case: a unit of one
         else:
-            unit = unit_of(prefix, next_hop, more_specifics, fib.next_hop_of)
+            unit = units.get(prefix) or unit_of(prefix, next_hop, more_specifics, fib.next_hop_of)
             cost = fib.cost(unit)
             if fib.shortfall(cost):
                 continue  # it never fits later: free room shrinks at least as fast as its cost
             density = value / sum(cost.values())
             waiting = max(-heap[0][0] if heap else 0.0, stream.head() or 0.0)
             if density < waiting:
+                units[prefix] = unit  # the RIB does not change within a call: build it once
                 heapq.heappush(heap, entry(prefix, density, value))
                 continue
             fib.install(unit, prefix, "topn")
