@@ -86,7 +86,8 @@ def main() -> None:
             ratio = steady[1] / baseline[1]
             ok = "yes" if max(first[1], steady[1]) <= 0.25 else "NO"
             cells = [f"{cpu * 1e3:.0f} ({wall * 1e3:.0f})" for wall, cpu in (baseline, first, steady)]
-            print("{:>10} {:>7} {:>16} {:>16} {:>16} {:>6} {:>7}".format(name, cap, *cells, f"{ratio:.2f}", ok))
+            row = (name, cap, *cells, f"{ratio:.2f}", ok)
+            print("{:>10} {:>7} {:>16} {:>16} {:>16} {:>6} {:>7}".format(*row))
 
 
 Timing = tuple[float, float]
