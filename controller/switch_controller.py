@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from collector.accounting import PrefixRates
-from collector.exabgp_json import EndOfRib, ExabgpJsonParser, Notification, RouteUpdate, SessionState
+from collector.exabgp_json import EndOfRib, ExabgpJsonParser, Notification, SessionState
 from collector.metrics import REGISTRY
 from collector.rib import Rib
 from controller.config import SwitchConfig, TopfibConfig
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 EOR_WAIT_S = 10.0
 CHURN_WINDOW_S = 3600.0
 COMMAND_CHUNK = 1000  # prefixes per ExaBGP command line
+UNUSABLE_NEXT_HOPS = frozenset({"", "0.0.0.0", "::"})
 
 _m_changes = REGISTRY.counter(
     "topfib_fib_changes_total", "Routes announced or withdrawn, by switch and action.", ("switch", "action")
@@ -97,7 +98,7 @@ class SwitchController:
         self.store = store
         self.rib = Rib()
         self.rib_lock = rib_lock
-        self.parser = ExabgpJsonParser()
+        self.parser = ExabgpJsonParser(known_prefix=self.rib.lpm.knows)
         self.session = SessionInfo()
         self.installed: dict[str, str] = {}  # prefix → next-hop, acknowledged by ExaBGP
         self.selection: Selection | None = None
@@ -180,27 +181,20 @@ class SwitchController:
     # --- ExaBGP input --------------------------------------------------------------------------
 
     def _on_message(self, line: str) -> None:
-        events = self.parser.parse_line(line)
-        updates: list[RouteUpdate] = []
+        # The RIB takes every event in order: paths, a session's up/down (drops its paths), and
+        # End-of-RIB (drops the preloaded file paths of that family once the live table is in).
+        # The parser asks the LPM table whether a prefix is known: under the lock as well.
+        with self.rib_lock:
+            events = self.parser.parse_line(line)
+            self.rib.apply_all(events)
         for event in events:
-            if isinstance(event, RouteUpdate):
-                updates.append(event)
-            elif isinstance(event, SessionState):
-                self._apply_updates(updates)
-                updates = []
+            if isinstance(event, SessionState):
                 self._on_session_state(event)
             elif isinstance(event, EndOfRib):
                 self.session.eor_families.add(event.family)
             elif isinstance(event, Notification):
                 log.warning("switch %s: BGP notification %s/%s %s", self.name, event.code, event.subcode,
                             event.message)
-        self._apply_updates(updates)
-
-    def _apply_updates(self, updates: list[RouteUpdate]) -> None:
-        if not updates:
-            return
-        with self.rib_lock:
-            self.rib.apply_all(updates)
 
     def _on_session_state(self, event: SessionState) -> None:
         if event.neighbor != self.switch.neighbor:
@@ -302,6 +296,8 @@ class SwitchController:
             await self._publish_snapshots()
 
     async def _program(self, desired: dict[str, str]) -> None:
+        # Preloaded (file) paths carry no real next-hop: they rank traffic but are never announced.
+        desired = {prefix: nh for prefix, nh in desired.items() if nh not in UNUSABLE_NEXT_HOPS}
         with self.rib_lock:
             changes = plan(desired, self.installed, rib=self.rib)
         withdraws = [step for step in changes.steps if step.action == "withdraw"]
