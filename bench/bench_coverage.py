@@ -1,7 +1,8 @@
 """Coverage and churn on the full IPv4 table under stationary Zipf traffic, against the oracle.
 
     .venv/bin/python -m bench.bench_coverage [--alphas 1.0,1.2,1.4] [--caps 1000,16000,30000]
-                                             [--duration 3600] [--warmup 3600]
+                                             [--duration 3600] [--warmup 3600] [--loop-period 30]
+                                             [--min-fast-samples 8] [--samples-per-s 5000]
 
 The baseline is the oracle, computed in the same run on the same traffic: the best FIB in
 hindsight (selection on the bytes each prefix actually received over the measured window).
@@ -39,6 +40,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=3600.0)
     parser.add_argument("--warmup", type=float, default=3600.0)
     parser.add_argument("--samples-per-s", type=float, default=SimulationSettings.samples_per_s)
+    parser.add_argument("--loop-period", type=float, default=SimulationSettings.loop_period_s)
+    parser.add_argument("--min-fast-samples", type=float, default=SimulationSettings.min_fast_samples)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress when piped
@@ -51,6 +54,8 @@ def main() -> None:
         duration_s=args.duration,
         warmup_s=args.warmup,
         samples_per_s=args.samples_per_s,
+        loop_period_s=args.loop_period,
+        min_fast_samples=args.min_fast_samples,
         seed=args.seed,
     )
     print(settings.describe())

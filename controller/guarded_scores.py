@@ -5,8 +5,12 @@ makes a fast rate of (frame × sampling rate) · ln2 / h_fast. At 5,000 samples/
 half-life that beats the true rate of the 16,000th prefix of a Zipf(1.0) full table: every sample
 landing in the long tail would look like a hot prefix, displace an incumbent once its dwell is
 over, and sit in the FIB for a dwell of its own. So the fast rate only counts once the fast
-window holds ``min_fast_samples`` samples (±196/√k % at 95 %: k = 4 → ±98 %, i.e. "clearly
-there"); below that the slow rate alone speaks.
+window holds ``min_fast_samples`` samples; below that the slow rate alone speaks. The simulator
+uses k = 8 (±69 % at 95 %): a prefix whose steady rate gives it 0.5 samples per fast window —
+the 30,000th of a Zipf(1.0) table at 5,000 samples/s — reaches 8 by chance about once in 10⁷
+windows, while a genuinely hot one (≥ 0.2 samples/s) gets there in about 40 s. With
+k = 4 the same prefix gets there once in ~600 windows: thousands of false "hot" entries an hour
+across the tens of thousands of prefixes near the cap.
 
 Built from three :class:`collector.accounting.PrefixRates` (slow bytes, fast bytes, fast sample
 count) through their public API only. The fast ones are pruned below one sample's worth, so they

@@ -68,7 +68,7 @@ class SimulationSettings:
     sampling_rate: int = 4096  # 1 in N packets
     fast_half_life_s: float = 30.0
     slow_half_life_s: float = 3600.0
-    min_fast_samples: float = 4.0  # the fast rate counts from this many samples in its window (0: always)
+    min_fast_samples: float = 8.0  # the fast rate counts from this many samples in its window (0: always)
     margin: float = 0.2
     min_dwell_s: float = 300.0
     seed: int = 1
