@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -58,7 +59,14 @@ def make_listener(
     listen: list[str], decoder: RecordingDecoder, registry: Registry, **kwargs: float
 ) -> SflowListener:
     collector = Collector(decoder, {}, lambda _: LpmTable(), PrefixRates(), registry)
-    return SflowListener(collector, listen, receive_buffer_bytes=1 << 20, registry=registry, **kwargs)  # type: ignore[arg-type]
+    return SflowListener(
+        collector,
+        listen,
+        receive_buffer_bytes=1 << 20,
+        gil_switch_interval_s=None,  # leave the test process's GIL settings alone
+        registry=registry,
+        **kwargs,  # type: ignore[arg-type]
+    )
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -218,7 +226,9 @@ def test_accounting_failure_is_counted_and_accounting_continues() -> None:
     collector = GatedCollector(RecordingDecoder(), registry)
     collector.gate.set()
     collector.fail_next = True
-    listener = SflowListener(collector, ["127.0.0.1:0"], flush_interval_s=0.02, registry=registry)
+    listener = SflowListener(
+        collector, ["127.0.0.1:0"], flush_interval_s=0.02, gil_switch_interval_s=None, registry=registry
+    )
     listener.start()
     try:
         host, port = listener.addresses[0]
@@ -237,7 +247,12 @@ def test_a_full_hand_over_queue_drops_batches_and_counts_them() -> None:
     decoder = RecordingDecoder()
     collector = GatedCollector(decoder, registry)
     listener = SflowListener(
-        collector, ["127.0.0.1:0"], flush_interval_s=0.01, max_queued_batches=1, registry=registry
+        collector,
+        ["127.0.0.1:0"],
+        flush_interval_s=0.01,
+        max_queued_batches=1,
+        gil_switch_interval_s=None,
+        registry=registry,
     )
     listener.start()
     try:
@@ -271,3 +286,20 @@ def test_oversized_datagrams_are_counted_as_receive_errors() -> None:
     errors = registry.get("topfib_sflow_receive_errors_total")
     assert errors is not None and errors.value(listen="127.0.0.1:0") == 1
     assert [d for d, _ in decoder.fed] == [b"small", b"small2"]
+
+
+def test_start_lowers_the_gil_switch_interval_only() -> None:
+    original = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)
+        collector = Collector(RecordingDecoder(), {}, lambda _: LpmTable(), PrefixRates(), Registry())
+        listener = SflowListener(collector, ["127.0.0.1:0"], gil_switch_interval_s=0.002, registry=Registry())
+        listener.start()
+        listener.stop()
+        assert sys.getswitchinterval() == pytest.approx(0.002)
+        listener = SflowListener(collector, ["127.0.0.1:0"], gil_switch_interval_s=0.004, registry=Registry())
+        listener.start()
+        listener.stop()
+        assert sys.getswitchinterval() == pytest.approx(0.002)
+    finally:
+        sys.setswitchinterval(original)

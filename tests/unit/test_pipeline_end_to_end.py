@@ -97,7 +97,9 @@ def test_corpus_and_generated_traffic_end_to_end(corpus: Path) -> None:
     rates = PrefixRates(fast_half_life_s=1e12, slow_half_life_s=1e12)
     registry = Registry()
     collector = Collector(FastSflowDecoder(), {a: "sw" for a in agents}, lambda _: lpm, rates, registry)
-    listener = SflowListener(collector, ["127.0.0.1:0"], flush_interval_s=0.01, registry=registry)
+    listener = SflowListener(
+        collector, ["127.0.0.1:0"], flush_interval_s=0.01, gil_switch_interval_s=None, registry=registry
+    )
     listener.start()
     try:
         host, port = listener.addresses[0]
@@ -121,7 +123,9 @@ def test_topfib_replay_into_the_listener(corpus: Path) -> None:
     payloads = flow_payloads(capture, capture.read_bytes())
     agents = {decode_datagram(p).header.agent for p in payloads}
     collector = Collector(FastSflowDecoder(), {a: "sw" for a in agents}, lambda _: lpm, rates, Registry())
-    listener = SflowListener(collector, ["[::1]:0"], flush_interval_s=0.01, registry=Registry())
+    listener = SflowListener(
+        collector, ["[::1]:0"], flush_interval_s=0.01, gil_switch_interval_s=None, registry=Registry()
+    )
     listener.start()
     try:
         port = listener.addresses[0][1]
