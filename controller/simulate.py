@@ -68,7 +68,7 @@ class SimulationSettings:
     sampling_rate: int = 4096  # 1 in N packets
     fast_half_life_s: float = 30.0
     slow_half_life_s: float = 3600.0
-    min_fast_samples: float = 8.0  # the fast rate counts from this many samples in its window (0: always)
+    min_fast_samples: float = 4.0  # fast rate: from this many samples, its 95 % lower bound (0: max)
     margin: float = 0.2
     min_dwell_s: float = 300.0
     seed: int = 1
@@ -77,7 +77,7 @@ class SimulationSettings:
         return (
             f"{self.samples_per_s:g} samples/s at 1:{self.sampling_rate}, selection every "
             f"{self.loop_period_s:g} s, half-lives {self.fast_half_life_s:g}/{self.slow_half_life_s:g} s "
-            f"(fast from {self.min_fast_samples:g} samples), "
+            f"(fast: 95 % lower bound, from {self.min_fast_samples:g} samples), "
             f"margin {self.margin:g}, dwell {self.min_dwell_s:g} s, {self.warmup_s:g} s warm-up then "
             f"{self.duration_s:g} s measured, seed {self.seed}"
         )
