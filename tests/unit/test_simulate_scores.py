@@ -40,14 +40,28 @@ def test_one_sample_does_not_make_a_prefix_hot() -> None:
     assert plain.scores("sw", 7200.0)[HOT] > 50 * slow_only  # what the guard prevents
 
 
-def test_enough_samples_let_the_fast_rate_through() -> None:
+def test_enough_samples_let_the_fast_rate_in_through_its_lower_bound() -> None:
     guarded, plain = both()
     for second in range(6):
         for rates in (guarded, plain):
             feed(rates, 0, 1e6, 7200.0 + second)
-    scores = guarded.scores("sw", 7205.0)
-    assert scores[HOT] == pytest.approx(plain.scores("sw", 7205.0)[HOT])
-    assert scores[HOT] > 6e6 * math.log(2) / 30 * 0.8
+    fast = plain.scores("sw", 7205.0)[HOT]  # the plain max is the fast rate here
+    samples = sum(2 ** (-(5 - second) / 30) for second in range(6))  # decayed sample count
+    assert guarded.scores("sw", 7205.0)[HOT] == pytest.approx(
+        fast * (1 - 1.96 / math.sqrt(samples)), rel=0.01
+    )
+    assert fast * (1 - 1.96 / math.sqrt(samples)) > 3 * slow_rate(6e6, 0.0, 7205.0)
+
+
+def test_a_steady_prefix_keeps_its_slow_rate() -> None:
+    guarded, plain = both()
+    for second in range(0, 3600, 4):  # one sample every 4 s for an hour: about 11 per fast window
+        for rates in (guarded, plain):
+            feed(rates, 0, 1e6, 3600.0 + second)
+    now = 7199.0
+    slow = slow_rate(1e6, 0.0, now) * sum(2 ** (-(3599 - s) / 3600) for s in range(0, 3600, 4))
+    assert guarded.scores("sw", now)[HOT] == pytest.approx(slow, rel=0.01)
+    assert plain.scores("sw", now)[HOT] > guarded.scores("sw", now)[HOT]  # plain max: the fast window
 
 
 def test_pruning_the_fast_tables_keeps_slow_history() -> None:
