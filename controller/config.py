@@ -47,11 +47,12 @@ class ApiConfig(_Strict):
 
 class CollectorConfig(_Strict):
     sflow_listen: list[str] = ["0.0.0.0:6343"]
+    netflow_listen: list[str] = []
     receive_buffer_bytes: int = Field(32 * 1024 * 1024, gt=0)
     fast_half_life_s: float = Field(30.0, gt=0)
     slow_half_life_s: float = Field(3600.0, gt=0)
 
-    @field_validator("sflow_listen")
+    @field_validator("sflow_listen", "netflow_listen")
     @classmethod
     def _listen(cls, value: list[str]) -> list[str]:
         for item in value:
@@ -152,6 +153,11 @@ class TopfibConfig(_Strict):
         api_port = split_host_port(self.api.listen)[1]
         if any(split_host_port(item)[1] == api_port for item in self.collector.sflow_listen):
             raise ValueError("api.listen and collector.sflow_listen use the same port")
+        if any(split_host_port(item)[1] == api_port for item in self.collector.netflow_listen):
+            raise ValueError("api.listen and collector.netflow_listen use the same port")
+        flow = [split_host_port(item) for item in self.collector.sflow_listen + self.collector.netflow_listen]
+        if len(set(flow)) != len(flow):
+            raise ValueError("collector.sflow_listen and collector.netflow_listen repeat an address")
         return self
 
     def switch_named(self, name: str) -> SwitchConfig | None:

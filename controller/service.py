@@ -54,10 +54,14 @@ def make_store(url: str) -> Store:
     return RedisStore.from_url(url)
 
 
-def _fast_decoder() -> object:
+def _fast_decoder(with_netflow: bool) -> object:
     from collector.sflow_fast import FastSflowDecoder
 
-    return FastSflowDecoder()
+    if not with_netflow:
+        return FastSflowDecoder()  # the C path takes whole batches: no per-datagram dispatch
+    from collector.netflow_mux import FlowBatchMux
+
+    return FlowBatchMux(FastSflowDecoder())
 
 
 async def _wait_any(events: tuple[asyncio.Event, ...], timeout_s: float) -> None:
@@ -97,7 +101,7 @@ class Service:
         agents = {agent: sw.name for sw in config.switch for agent in sw.sflow_agents}
         empty = LpmTable()
         self.collector = LockedCollector(
-            _fast_decoder(),  # type: ignore[arg-type]
+            _fast_decoder(bool(config.collector.netflow_listen)),  # type: ignore[arg-type]
             agents,
             lambda name: self.controllers[name].rib.lpm if name in self.controllers else empty,
             self.rates,
@@ -148,7 +152,9 @@ class Service:
 
         api_socket = self._bind_api()
         listener = SflowListener(
-            self.collector, self.config.collector.sflow_listen, self.config.collector.receive_buffer_bytes
+            self.collector,
+            self.config.collector.sflow_listen + self.config.collector.netflow_listen,
+            self.config.collector.receive_buffer_bytes,
         )
         try:
             listener.start()

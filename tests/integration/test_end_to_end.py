@@ -11,6 +11,7 @@ import asyncio
 import os
 import signal
 import socket
+import struct
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -35,17 +36,33 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _netflow_v5(sequence: int, destinations: list[str]) -> bytes:
+    """One NetFlow v5 export datagram, a flow of 1,000 packets / 1.5 MB per destination (v4 only)."""
+    header = struct.pack("!HHIIIIBBH", 5, len(destinations), 1000, 1_700_000_000, 0, sequence, 0, 0, 0)
+    records = b"".join(
+        struct.pack("!4s4s4sHHIIIIHHxBBBHHBBxx", socket.inet_aton("198.51.100.7"), socket.inet_aton(dst),
+                    socket.inet_aton("0.0.0.0"), 1, 2, 1000, 1_500_000, 0, 900, 443, 50000, 0x10, 6, 0,
+                    0, 0, 24, 24)
+        for dst in destinations
+    )
+    return header + records
+
+
 def _config(lab: Lab, cap_v4: int, cap_v6: int) -> TopfibConfig:
     import hashlib
 
     switch = lab.switch_config(
-        fib_cap_ipv4=cap_v4, fib_cap_ipv6=cap_v6, sflow_agents=[AGENT], loop_period_s=0.2,
+        fib_cap_ipv4=cap_v4, fib_cap_ipv6=cap_v6, sflow_agents=[AGENT, "127.0.0.1"], loop_period_s=0.2,
         min_dwell_s=0.0, margin=0.1,
     )
     return TopfibConfig.model_validate(
         {
             "api": {"listen": f"127.0.0.1:{_free_port()}"},
-            "collector": {"sflow_listen": [f"127.0.0.1:{_free_port()}"], "fast_half_life_s": 5.0},
+            "collector": {
+                "sflow_listen": [f"127.0.0.1:{_free_port()}"],
+                "netflow_listen": [f"127.0.0.1:{_free_port()}"],
+                "fast_half_life_s": 5.0,
+            },
             "switch": [switch.model_dump()],
             "token": [{"name": "ap1", "role": "ap", "sha256": hashlib.sha256(AP_TOKEN.encode()).hexdigest()}],
         }
@@ -201,6 +218,18 @@ async def _exabgp_killed_is_restarted_and_fib_rebuilt(lab: Lab) -> None:
         assert not lab.import_limit_fired()
 
 
+async def _netflow_traffic_is_accounted_too(lab: Lab) -> None:
+    async with running(lab) as service:
+        await _ready(service)
+        hot = [p for p in lab.prefixes_v4 if p.endswith("/24")][5:7]
+        host, port = service.config.collector.netflow_listen[0].rsplit(":", 1)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for sequence in range(20):
+                # the exporter's source address is 127.0.0.1: map it like an sFlow agent
+                sock.sendto(_netflow_v5(sequence, [_host_in(p) for p in hot]), (host, int(port)))
+        assert await lab.wait_fib(lambda fib: set(hot) <= set(fib), 20.0), "NetFlow-hot prefixes missing"
+
+
 async def _bird_restart_resyncs(lab: Lab) -> None:
     async with running(lab) as service:
         hot = [p for p in lab.prefixes_v4 if p.endswith("/24")][:4]
@@ -236,6 +265,10 @@ def test_withdrawn_and_changed_peer_routes_are_followed(lab: Lab) -> None:
 
 def test_exabgp_killed_is_restarted_and_fib_rebuilt(lab: Lab) -> None:
     asyncio.run(_exabgp_killed_is_restarted_and_fib_rebuilt(lab))
+
+
+def test_netflow_traffic_is_accounted_too(lab: Lab) -> None:
+    asyncio.run(_netflow_traffic_is_accounted_too(lab))
 
 
 def test_bird_restart_resyncs(lab: Lab) -> None:
