@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--samples-per-s", type=float, default=SimulationSettings.samples_per_s)
     parser.add_argument("--loop-period", type=float, default=SimulationSettings.loop_period_s)
     parser.add_argument("--min-fast-samples", type=float, default=SimulationSettings.min_fast_samples)
+    parser.add_argument("--min-slow-samples", type=float, default=SimulationSettings.min_slow_samples)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress when piped
@@ -56,6 +57,7 @@ def main() -> None:
         samples_per_s=args.samples_per_s,
         loop_period_s=args.loop_period,
         min_fast_samples=args.min_fast_samples,
+        min_slow_samples=args.min_slow_samples,
         seed=args.seed,
     )
     print(settings.describe())
