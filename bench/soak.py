@@ -208,7 +208,11 @@ async def soak(args: argparse.Namespace, lab: Lab) -> bool:
         f"FIB peak {peak} (cap {args.cap}); import limit fired: {lab.import_limit_fired()}"
     )
     ok &= growth < 10.0
-    ok &= end["fds"] <= warm["fds"] and end["threads"] <= warm["threads"]
+    # HTTP keep-alive connections come and go: a leak is growth past the early maximum, not ±1.
+    early = [f for at, f, _ in samples if at <= 120] or [warm]
+    ok &= end["fds"] <= max(f["fds"] for f in early) + 2 and end["threads"] <= max(
+        f["threads"] for f in early
+    )
     ok &= p99(last) <= 1.5 * p99(first) + 0.05
     ok &= peak <= args.cap and not lab.import_limit_fired()
     ok &= not errors
