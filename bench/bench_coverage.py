@@ -42,7 +42,8 @@ def main() -> None:
     parser.add_argument("--samples-per-s", type=float, default=SimulationSettings.samples_per_s)
     parser.add_argument("--loop-period", type=float, default=SimulationSettings.loop_period_s)
     parser.add_argument("--min-fast-samples", type=float, default=SimulationSettings.min_fast_samples)
-    parser.add_argument("--min-slow-samples", type=float, default=SimulationSettings.min_slow_samples)
+    parser.add_argument("--margin", type=float, default=SimulationSettings.margin)
+    parser.add_argument("--dwell", type=float, default=SimulationSettings.min_dwell_s)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress when piped
@@ -57,7 +58,8 @@ def main() -> None:
         samples_per_s=args.samples_per_s,
         loop_period_s=args.loop_period,
         min_fast_samples=args.min_fast_samples,
-        min_slow_samples=args.min_slow_samples,
+        margin=args.margin,
+        min_dwell_s=args.dwell,
         seed=args.seed,
     )
     print(settings.describe())

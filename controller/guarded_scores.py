@@ -14,10 +14,6 @@ samples in the fast window (DESIGN's "±196·√(1/c) %"), and only from ``min_f
 steady prefix's lower bound stays below its slow rate; a burst of ten times the usual rate
 clears it within seconds of having a handful of samples.
 
-Optionally, a slow rate backed by fewer than ``min_slow_samples`` (average-sized) samples in its
-window is dropped: near a large cap under a steep Zipf the FIB's last places go to prefixes seen
-a handful of times an hour, whose estimates are mostly noise; ranking them only makes churn.
-
 Built from three :class:`collector.accounting.PrefixRates` (slow bytes, fast bytes, fast sample
 count) through their public API only. The fast ones are pruned below one sample's worth, so they
 hold just the recently active prefixes. The same rule belongs in ``PrefixRates.scores`` for the
@@ -44,8 +40,6 @@ class GuardedRates:
         slow_half_life_s: float,
         min_fast_samples: float,
         smallest_sample_bytes: float,
-        min_slow_samples: float = 0.0,
-        mean_sample_bytes: float = 0.0,
     ) -> None:
         self.slow = PrefixRates(slow_half_life_s, slow_half_life_s)
         self.fast = PrefixRates(fast_half_life_s, fast_half_life_s)
@@ -55,9 +49,6 @@ class GuardedRates:
         self._samples_per_rate = fast_half_life_s / math.log(2.0)
         self._one_sample_rate = 1.0 / self._samples_per_rate
         self._one_sample_bps = smallest_sample_bytes / self._samples_per_rate
-        # evidence floor: a slow rate worth fewer than min_slow_samples average samples in its
-        # window is not a candidate (its ±196/√c % noise would only reshuffle the FIB's tail)
-        self._slow_floor_bps = min_slow_samples * mean_sample_bytes * math.log(2.0) / slow_half_life_s
 
     def add_batch(
         self,
@@ -78,9 +69,6 @@ class GuardedRates:
         self.fast_samples.prune(switch, now, self._one_sample_rate)
         self.fast.prune(switch, now, self._one_sample_bps)
         scores = self.slow.scores(switch, now)
-        if self._slow_floor_bps > 0:
-            floor = self._slow_floor_bps
-            scores = {prefix: bps for prefix, bps in scores.items() if bps >= floor}
         fast = self.fast.scores(switch, now)
         for prefix, sample_rate in self.fast_samples.scores(switch, now).items():
             samples = sample_rate * self._samples_per_rate
