@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--min-fast-samples", type=float, default=SimulationSettings.min_fast_samples)
     parser.add_argument("--margin", type=float, default=SimulationSettings.margin)
     parser.add_argument("--dwell", type=float, default=SimulationSettings.min_dwell_s)
+    parser.add_argument("--no-evidence", action="store_true", help="selection compares scores only")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress when piped
@@ -60,6 +61,7 @@ def main() -> None:
         min_fast_samples=args.min_fast_samples,
         margin=args.margin,
         min_dwell_s=args.dwell,
+        use_evidence=not args.no_evidence,
         seed=args.seed,
     )
     print(settings.describe())

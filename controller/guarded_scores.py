@@ -40,6 +40,7 @@ class GuardedRates:
         slow_half_life_s: float,
         min_fast_samples: float,
         smallest_sample_bytes: float,
+        mean_sample_bytes: float = 0.0,
     ) -> None:
         self.slow = PrefixRates(slow_half_life_s, slow_half_life_s)
         self.fast = PrefixRates(fast_half_life_s, fast_half_life_s)
@@ -49,6 +50,9 @@ class GuardedRates:
         self._samples_per_rate = fast_half_life_s / math.log(2.0)
         self._one_sample_rate = 1.0 / self._samples_per_rate
         self._one_sample_bps = smallest_sample_bytes / self._samples_per_rate
+        self._slow_samples_per_bps = (
+            slow_half_life_s / math.log(2.0) / mean_sample_bytes if mean_sample_bytes else 0.0
+        )
 
     def add_batch(
         self,
@@ -63,6 +67,15 @@ class GuardedRates:
         self.fast.add_batch(switch, lpm, prefix_ids, nbytes, npackets, now)
         ones = np.ones(len(prefix_ids), np.float64)
         self.fast_samples.add_batch(switch, lpm, prefix_ids, ones, ones, now)
+
+    def evidence(self, scores: dict[str, float]) -> dict[str, float]:
+        """Samples behind each score, estimated from the slow rate and the mean sample size.
+
+        An estimate (sample sizes vary); PrefixRates keeps exact per-prefix counts and could
+        expose them next to the scores.
+        """
+        per_bps = self._slow_samples_per_bps
+        return {prefix: bps * per_bps for prefix, bps in scores.items()}
 
     def scores(self, switch: str, now: float) -> dict[str, float]:
         # keep the fast tables small: forget what has less than one sample left in its window

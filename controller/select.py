@@ -247,14 +247,40 @@ class _Stream:
         self.position = 0
 
 
-def _fill_topn(fib: _Fib, margin: float) -> None:
+# z of a two-sided 95 % interval: an sFlow estimate from c samples is within ±1.96/√c
+Z_95 = 1.96
+
+
+def _adjusted_scores(
+    names: list[str],
+    raw: npt.NDArray[np.float64],
+    incumbent: npt.NDArray[np.bool_],
+    margin: float,
+    evidence: Mapping[str, float] | None,
+) -> npt.NDArray[np.float64]:
+    """What candidates compete on: incumbents' scores raised by the margin.
+
+    With ``evidence`` (samples behind each score), a challenger competes with the lower end of
+    its 95 % interval and an incumbent with the upper end: sampling noise alone never swaps two
+    prefixes, however few samples they have — what the margin cannot promise near a large cap.
+    """
+    if evidence is None:
+        return np.where(incumbent, raw * (1.0 + margin), raw)
+    samples = np.fromiter((evidence.get(p, 0.0) for p in names), np.float64, len(names))
+    spread = Z_95 / np.sqrt(np.maximum(samples, 1e-12))
+    upper = raw * (1.0 + spread) * (1.0 + margin)
+    lower = raw * np.clip(1.0 - spread, 0.0, None)
+    return np.where(incumbent, upper, lower)
+
+
+def _fill_topn(fib: _Fib, margin: float, evidence: Mapping[str, float] | None) -> None:
     names = list(fib.scores)
     if not names:
         return
     tables = list(fib.caps)
     incumbent = np.fromiter((p in fib.incumbents for p in names), np.bool_, len(names))
     raw = np.fromiter(fib.scores.values(), np.float64, len(names))
-    adjusted = np.where(incumbent, raw * (1.0 + margin), raw)
+    adjusted = _adjusted_scores(names, raw, incumbent, margin, evidence)
 
     def open_tables() -> npt.NDArray[np.bool_]:
         return np.array([t not in fib.full_tables for t in tables], np.bool_)
@@ -319,18 +345,21 @@ def select(
     requests: Iterable[OnDemandRequest] = (),
     pins: Iterable[str] = (),
     incumbents: Mapping[str, SelectedRoute] | None = None,
+    evidence: Mapping[str, float] | None = None,
 ) -> Selection:
     """The routes one switch should hold at ``now``.
 
     ``scores``: decayed bytes/s per prefix (the collector's ``PrefixRates.scores``).
     ``incumbents``: the previous call's ``Selection.routes``; it carries ``since`` forward and
     drives the margin and the dwell time.
+    ``evidence``: optional samples behind each score (a prefix missing has none); with it, a
+    challenger must beat an incumbent beyond both their 95 % sampling intervals and the margin.
     """
     fib = _Fib(rib, policy, scores, incumbents or {}, now)
     pin_answers = _place_pins(fib, pins)
     request_answers = _place_requests(fib, requests, now)
     _keep_dwelling(fib, policy.min_dwell_s)
-    _fill_topn(fib, policy.margin)
+    _fill_topn(fib, policy.margin, evidence)
     return Selection(
         routes=fib.routes,
         requests=request_answers,

@@ -46,7 +46,7 @@ from controller.guarded_scores import GuardedRates
 from controller.plan import plan
 from controller.select import SelectedRoute, SelectionPolicy, select
 from controller.static_rib import StaticRib
-from controller.zipf import FRAME_BYTES, ZipfTraffic, parse_zipf
+from controller.zipf import FRAME_BYTES, FRAME_SHARE, ZipfTraffic, parse_zipf
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -69,6 +69,7 @@ class SimulationSettings:
     fast_half_life_s: float = 30.0
     slow_half_life_s: float = 3600.0
     min_fast_samples: float = 4.0  # fast rate: from this many samples, its 95 % lower bound (0: max)
+    use_evidence: bool = True  # selection compares 95 % sampling intervals, not just scores
     margin: float = 0.2
     min_dwell_s: float = 300.0
     seed: int = 1
@@ -78,6 +79,7 @@ class SimulationSettings:
             f"{self.samples_per_s:g} samples/s at 1:{self.sampling_rate}, selection every "
             f"{self.loop_period_s:g} s, half-lives {self.fast_half_life_s:g}/{self.slow_half_life_s:g} s "
             f"(fast: 95 % lower bound, from {self.min_fast_samples:g} samples), "
+            f"{'evidence-aware ' if self.use_evidence else ''}"
             f"margin {self.margin:g}, dwell {self.min_dwell_s:g} s, {self.warmup_s:g} s warm-up then "
             f"{self.duration_s:g} s measured, seed {self.seed}"
         )
@@ -282,6 +284,7 @@ def _rates(settings: SimulationSettings) -> PrefixRates | GuardedRates:
         settings.slow_half_life_s,
         settings.min_fast_samples,
         smallest,
+        float(FRAME_BYTES @ FRAME_SHARE) * settings.sampling_rate,
     )
 
 

@@ -269,3 +269,20 @@ def test_malformed_requests_and_pins_are_answered_not_raised() -> None:
         "10.0.0.0/24": "installed",
     }
     assert set(selection.routes) == {"10.0.0.0/24"}
+
+
+def test_with_evidence_sampling_noise_alone_does_not_swap_routes() -> None:
+    rib = rib_of({"10.0.0.0/24": A, "10.0.1.0/24": A})
+    strict = policy(cap4=1, margin=0.2)
+    first = select(scores={"10.0.0.0/24": 10.0}, rib=rib, policy=strict, now=0.0)
+    scores = {"10.0.0.0/24": 10.0, "10.0.1.0/24": 20.0}  # twice the incumbent: beyond the margin
+    # 9 samples each: ±65 %; the challenger's 7.0 lower bound is under the incumbent's 19.8 upper bound
+    few = {"10.0.0.0/24": 9.0, "10.0.1.0/24": 9.0}
+    kept = select(scores=scores, rib=rib, policy=strict, now=1.0, incumbents=first.routes, evidence=few)
+    assert set(kept.routes) == {"10.0.0.0/24"}
+    many = {"10.0.0.0/24": 10_000.0, "10.0.1.0/24": 10_000.0}  # ±2 %: the lead is real
+    beaten = select(scores=scores, rib=rib, policy=strict, now=1.0, incumbents=first.routes, evidence=many)
+    assert set(beaten.routes) == {"10.0.1.0/24"}
+    assert set(select(scores=scores, rib=rib, policy=strict, now=1.0, incumbents=first.routes).routes) == {
+        "10.0.1.0/24"
+    }

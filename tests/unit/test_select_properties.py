@@ -229,3 +229,40 @@ def test_dwelling_incumbents_stay_and_keep_their_since(case: Case) -> None:
             assert prefix in selection.routes
         if prefix in selection.routes:
             assert selection.routes[prefix].since == route.since
+
+
+@given(cases(flat=True), st.data())
+@SETTINGS
+def test_with_evidence_a_challenger_must_clear_both_intervals(case: Case, data: st.DataObject) -> None:
+    previous = run(case, requests=[], pins=[], now=0.0)
+    levels = st.sampled_from([0.0, 10.0, 11.0, 12.0, 13.0, 15.0, 20.0, 40.0])
+    drawn = data.draw(st.lists(levels, min_size=len(case.routes), max_size=len(case.routes)))
+    new_scores = dict(zip(case.routes, drawn, strict=True))
+    counts = data.draw(
+        st.lists(st.sampled_from([1.0, 4.0, 25.0, 1e4]), min_size=len(drawn), max_size=len(drawn))
+    )
+    evidence = dict(zip(case.routes, counts, strict=True))
+    selection = run(
+        case,
+        requests=[],
+        pins=[],
+        scores=new_scores,
+        now=100.0,
+        incumbents=previous.routes,
+        evidence=evidence,
+    )
+    for table in case.policy.caps():
+        dropped = [
+            p for p in previous.routes if p not in selection.routes and case.policy.table_of(p) == table
+        ]
+        newcomers = [
+            p for p in selection.routes if p not in previous.routes and case.policy.table_of(p) == table
+        ]
+        for incumbent in dropped:
+            upper = (
+                new_scores.get(incumbent, 0.0)
+                * (1 + 1.96 / evidence[incumbent] ** 0.5)
+                * (1 + case.policy.margin)
+            )
+            for challenger in newcomers:
+                assert new_scores[challenger] * max(0.0, 1 - 1.96 / evidence[challenger] ** 0.5) > upper
