@@ -104,7 +104,13 @@ async def _exabgp_sigkill_mid_programming(lab: Lab) -> None:
         assert await watch.wait_for(lambda fib: not fib, 10.0), "switch kept routes of a dead ExaBGP"
         emptied_s = time.monotonic() - killed_at
         assert await async_wait_until(lambda: ctl.runner.pid not in (None, pid), 15.0), "not restarted"
-        assert await _converged(watch, service, 60.0), "FIB not rebuilt to the desired set"
+        rebuilt = await _converged(watch, service, 30.0 + KILL_ROUTES / 200)
+        desired = _desired(service)
+        assert rebuilt, (f"FIB not rebuilt to the desired set: FIB {len(watch.routes)}, "
+                         f"desired {len(desired)}, "
+                         f"acked {len(ctl.installed)}, missing {len(desired.keys() - watch.routes.keys())}, "
+                         f"extra {len(watch.routes.keys() - desired.keys())}, session {ctl.session.state}, "
+                         f"peak {watch.peak_v4}")
         rebuilt_s = time.monotonic() - killed_at
         assert watch.count(4) == KILL_CAP and watch.count(6) == cap_v6
         _assert_within_cap(lab, watch, KILL_CAP, cap_v6)
