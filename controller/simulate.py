@@ -247,9 +247,16 @@ def simulate(
                     if run.covered is not None:
                         run.covered_bytes += float(nbytes[run.covered[prefix_ids]].sum())
         scores = rates.scores(SWITCH, now)
+        use_evidence = isinstance(rates, GuardedRates) and settings.use_evidence
+        evidence = rates.evidence(scores) if isinstance(rates, GuardedRates) and use_evidence else None
         for run in runs:
             selection = select(
-                scores=scores, rib=sim_rib.rib, policy=run.policy, now=now, incumbents=run.routes
+                scores=scores,
+                rib=sim_rib.rib,
+                policy=run.policy,
+                now=now,
+                incumbents=run.routes,
+                evidence=evidence,
             )
             desired = selection.desired()
             if measuring:
