@@ -247,8 +247,9 @@ def simulate(
                     if run.covered is not None:
                         run.covered_bytes += float(nbytes[run.covered[prefix_ids]].sum())
         scores = rates.scores(SWITCH, now)
-        use_evidence = isinstance(rates, GuardedRates) and settings.use_evidence
-        evidence = rates.evidence(scores) if isinstance(rates, GuardedRates) and use_evidence else None
+        evidence = None
+        if isinstance(rates, GuardedRates) and settings.use_evidence:
+            evidence = rates.evidence(scores)
         for run in runs:
             selection = select(
                 scores=scores,
