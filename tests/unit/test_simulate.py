@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 from pathlib import Path as FilePath
+from typing import Any
 
 import numpy as np
 import pytest
@@ -194,3 +196,23 @@ def test_cli_rejects_traffic_that_is_neither_zipf_nor_a_file(
 ) -> None:
     assert run_simulate(_pfx2as(tmp_path), str(tmp_path / "missing.pcap"), [10], False, None, 60.0, 1) == 2
     assert "neither zipf" in capsys.readouterr().err
+
+
+def test_selection_gets_the_evidence_unless_told_not_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    import controller.simulate as simulate_module
+
+    seen: list[bool] = []
+    real_select = simulate_module.select
+
+    def spy(**kwargs: Any) -> Any:
+        seen.append(kwargs.get("evidence") is not None)
+        return real_select(**kwargs)
+
+    monkeypatch.setattr(simulate_module, "select", spy)
+    rib = sim_rib(PREFIXES)
+    short = dataclasses.replace(FAST, duration_s=60.0, warmup_s=60.0)
+    simulate(rib, stream(len(rib), 1.0), [5], short)
+    assert seen and all(seen)
+    seen.clear()
+    simulate(rib, stream(len(rib), 1.0), [5], dataclasses.replace(short, use_evidence=False))
+    assert seen and not any(seen)
