@@ -3,8 +3,10 @@
 Simulated time runs in control-loop periods. In each period the traffic is sampled (sFlow-like:
 a sample budget per second, each sample standing for frame × sampling-rate bytes; or the flow
 samples of a capture, see :mod:`controller.capture_traffic`), fed to the
-collector's :class:`collector.accounting.PrefixRates`, and judged against the FIB selected at the
-*start* of the period — coverage is out-of-sample. At the end of the period selection runs again
+collector's :class:`collector.accounting.PrefixRates` (through
+:class:`controller.guarded_scores.GuardedRates`, which admits the fast rate on evidence and
+estimates the samples behind each score for selection), and judged against the FIB selected at
+the *start* of the period — coverage is out-of-sample. At the end of the period selection runs again
 on the decayed scores, and :func:`controller.plan.plan` counts the announces and withdraws.
 
 After a warm-up (so churn is steady-state), per cap:
