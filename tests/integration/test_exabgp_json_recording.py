@@ -16,7 +16,7 @@ from pathlib import Path as FilePath
 
 import pytest
 
-from collector.exabgp_json import Event, ExabgpJsonParser, RouteUpdate
+from collector.exabgp_json import Event, ExabgpJsonParser, RouteUpdate, SessionState
 from tests.unit.test_exabgp_json_golden import EXPECTED, GOLDEN
 
 pytestmark = pytest.mark.integration
@@ -37,7 +37,27 @@ def per_neighbor(lines: list[list[Event]]) -> dict[str | None, list[tuple[object
                 out[event.neighbor].append(("update", event.family, event.prefix, attributes))
             else:
                 out[event.neighbor].append((event,))
-    return dict(out)
+    return {neighbor: _without_retries(events) for neighbor, events in out.items()}
+
+
+def _without_retries(events: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
+    """Drop ExaBGP's reconnect attempts after a session went down (``connected`` then ``down``
+    again): how many fit before the recording stops depends on timing."""
+    kept: list[tuple[object, ...]] = []
+    i = 0
+    while i < len(events):
+        if (i + 1 < len(events) and kept and _state(kept[-1]) == "down"
+                and _state(events[i]) == "connected" and _state(events[i + 1]) == "down"):
+            i += 2
+            continue
+        kept.append(events[i])
+        i += 1
+    return kept
+
+
+def _state(item: tuple[object, ...]) -> str | None:
+    event = item[0]
+    return event.state if isinstance(event, SessionState) else None
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
