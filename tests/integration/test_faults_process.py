@@ -90,6 +90,9 @@ def _listed(proc: TopfibProcess) -> tuple[set[str], set[str]]:
 
 
 def _assert_within_cap(lab: Lab, watch: PeakWatcher) -> None:
+    assert not lab.import_limit_fired(), "BIRD's import limit fired"
+    dumped = lab.fib_next_hops()  # the peak counts only if the event stream ends where the kernel is
+    assert watch.routes == dumped, f"ip monitor lost events: {len(watch.routes)} ≠ kernel {len(dumped)}"
     assert watch.peak_v4 <= CAP_V4, f"IPv4 FIB reached {watch.peak_v4} > cap {CAP_V4}"
     assert watch.peak_v6 <= CAP_V6, f"IPv6 FIB reached {watch.peak_v6} > cap {CAP_V6}"
     assert not lab.import_limit_fired(), "BIRD's import limit fired"
