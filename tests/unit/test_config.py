@@ -55,6 +55,7 @@ def test_good_config_parses_with_documented_defaults() -> None:
         (lambda t: t.replace("local_as = 65000", "local_as = 4294967296"), "switch.0.local_as"),
         (lambda t: t.replace('sflow_agents = ["10.0.0.2"]', 'sflow_agents = ["x"]'), "switch.0.sflow_agents"),
         (lambda t: t.replace("[[switch]]", "[switch]"), "switch"),
+        (lambda t: t.replace("peer_as = 65000", 'peer_as = "65000"'), "switch.0.peer_as"),  # no coercion
     ],
 )
 def test_bad_config_names_the_key(change: Callable[[str], str], key: str) -> None:
