@@ -6,7 +6,6 @@ Everything started here is ended by PID (or process group) only, never by name.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import os
@@ -16,7 +15,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -82,27 +80,10 @@ class PeakWatcher(FibWatcher):
         return v6 if family == 6 else len(self.routes) - v6
 
 
-@contextlib.asynccontextmanager
-async def watch_fib_peak(lab: Lab) -> AsyncIterator[PeakWatcher]:
-    """Like ``lab.watch_fib`` (``ip monitor route`` in sw), with a peak per family: every route the
-    kernel adds is counted at once, so a cap overshoot of even one route for a moment is seen."""
-    proc = await asyncio.create_subprocess_exec(
-        "ip", "-n", lab.sw, "monitor", "route", stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
-    watcher = PeakWatcher(await asyncio.to_thread(lab.fib_next_hops))
-    assert proc.stdout is not None
-    reader = asyncio.create_task(watcher.follow(proc.stdout))
-    await asyncio.sleep(0.1)  # let ip subscribe before anything changes
-    watcher.reset(await asyncio.to_thread(lab.fib_next_hops))
-    try:
-        yield watcher
-    finally:
-        reader.cancel()
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reader
+def watch_fib_peak(lab: Lab) -> contextlib.AbstractAsyncContextManager[PeakWatcher]:
+    """``lab.watch_fib`` (``ip monitor route`` in sw) with a peak per family: every route the kernel
+    adds is counted at once, so a cap overshoot of even one route for a moment is seen."""
+    return lab.watch_fib(PeakWatcher)
 
 
 # --- redis-server that survives a restart with its data -----------------------------------------

@@ -29,6 +29,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar, overload
 
 from controller.config import SwitchConfig
 from controller.exabgp_config import BridgeCommand, write_exabgp_config
@@ -46,6 +47,7 @@ BGP_PROTOCOL = "topfib"
 EXABGP_PORT = 1790
 
 _instances = 0
+W = TypeVar("W", bound="FibWatcher")
 
 
 def lab_unavailable_reason() -> str | None:
@@ -110,6 +112,49 @@ async def async_wait_until(condition: Callable[[], bool], timeout_s: float, inte
         if time.monotonic() >= deadline:
             return False
         await asyncio.sleep(interval_s)
+
+
+class FibWatcher:
+    """prefix → next-hop of the routes BIRD installed, kept current from ``ip monitor route``."""
+
+    def __init__(self, routes: dict[str, str]) -> None:
+        self.routes = routes
+        self.changed = asyncio.Event()
+
+    def reset(self, routes: dict[str, str]) -> None:
+        """Start again from a kernel dump."""
+        self.routes = routes
+
+    async def follow(self, stream: asyncio.StreamReader) -> None:
+        while line := await stream.readline():
+            self.apply(line.decode(errors="replace"))
+
+    def apply(self, line: str) -> None:
+        words = line.split()
+        if "proto" not in words or words[words.index("proto") + 1:words.index("proto") + 2] != ["bird"]:
+            return
+        deleted = words[0] == "Deleted"
+        if deleted:
+            words = words[1:]
+        prefix = words[0]
+        if "/" not in prefix:
+            prefix += "/128" if ":" in prefix else "/32"
+        if deleted:
+            self.routes.pop(prefix, None)
+        else:
+            self.routes[prefix] = words[words.index("via") + 1] if "via" in words else ""
+        self.changed.set()
+
+    async def wait_for(self, condition: Callable[[dict[str, str]], bool], timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not condition(self.routes):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), min(remaining, 0.5))
+        return True
 
 
 @dataclass
@@ -352,18 +397,30 @@ protocol bgp {BGP_PROTOCOL} {{
                 return False
             await asyncio.sleep(interval_s)
 
-    @contextlib.asynccontextmanager
-    async def watch_fib(self) -> AsyncIterator[FibWatcher]:
+    @overload
+    def watch_fib(self) -> contextlib.AbstractAsyncContextManager[FibWatcher]: ...
+
+    @overload
+    def watch_fib(self, watcher_type: type[W]) -> contextlib.AbstractAsyncContextManager[W]: ...
+
+    def watch_fib(
+        self, watcher_type: type[FibWatcher] = FibWatcher
+    ) -> contextlib.AbstractAsyncContextManager[FibWatcher]:
         """Follow sw's kernel FIB by ``ip monitor route`` events: cheap enough to time big changes
-        (re-dumping 30k routes every few ms would itself eat the CPU being measured)."""
+        (re-dumping 30k routes every few ms would itself eat the CPU being measured).
+        ``watcher_type`` may be a FibWatcher subclass that keeps more (e.g. peaks)."""
+        return self._watch_fib(watcher_type)
+
+    @contextlib.asynccontextmanager
+    async def _watch_fib(self, watcher_type: type[W]) -> AsyncIterator[W]:
         proc = await asyncio.create_subprocess_exec(
             "ip", "-n", self.sw, "monitor", "route", stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
-        watcher = FibWatcher(await asyncio.to_thread(self.fib_next_hops))
+        watcher = watcher_type(await asyncio.to_thread(self.fib_next_hops))
         assert proc.stdout is not None
         reader = asyncio.create_task(watcher.follow(proc.stdout))
         await asyncio.sleep(0.1)  # let ip subscribe before the caller changes anything
-        watcher.routes = await asyncio.to_thread(self.fib_next_hops)  # events from here on apply
+        watcher.reset(await asyncio.to_thread(self.fib_next_hops))  # events from here on apply
         try:
             yield watcher
         finally:
@@ -416,45 +473,6 @@ protocol bgp {BGP_PROTOCOL} {{
         finally:
             await runner.stop()
             await link.stop()
-
-
-class FibWatcher:
-    """prefix → next-hop of the routes BIRD installed, kept current from ``ip monitor route``."""
-
-    def __init__(self, routes: dict[str, str]) -> None:
-        self.routes = routes
-        self.changed = asyncio.Event()
-
-    async def follow(self, stream: asyncio.StreamReader) -> None:
-        while line := await stream.readline():
-            self.apply(line.decode(errors="replace"))
-
-    def apply(self, line: str) -> None:
-        words = line.split()
-        if "proto" not in words or words[words.index("proto") + 1:words.index("proto") + 2] != ["bird"]:
-            return
-        deleted = words[0] == "Deleted"
-        if deleted:
-            words = words[1:]
-        prefix = words[0]
-        if "/" not in prefix:
-            prefix += "/128" if ":" in prefix else "/32"
-        if deleted:
-            self.routes.pop(prefix, None)
-        else:
-            self.routes[prefix] = words[words.index("via") + 1] if "via" in words else ""
-        self.changed.set()
-
-    async def wait_for(self, condition: Callable[[dict[str, str]], bool], timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while not condition(self.routes):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            self.changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.changed.wait(), min(remaining, 0.5))
-        return True
 
 
 @dataclass
