@@ -25,8 +25,9 @@ import uvicorn
 from api.app import create_app
 from collector.accounting import PrefixRates
 from collector.batch import SampleBatch
+from collector.listener import SflowListener
 from collector.lpm import LpmTable
-from collector.pipeline import Collector
+from collector.pipeline import BatchDecoder, Collector
 from controller.config import ConfigError, TopfibConfig, load_config, split_host_port
 from controller.lease import RedisLease
 from controller.live_view import LiveView
@@ -54,7 +55,7 @@ def make_store(url: str) -> Store:
     return RedisStore.from_url(url)
 
 
-def _fast_decoder(with_netflow: bool) -> object:
+def _fast_decoder(with_netflow: bool) -> BatchDecoder:
     from collector.sflow_fast import FastSflowDecoder
 
     if not with_netflow:
@@ -101,7 +102,7 @@ class Service:
         agents = {agent: sw.name for sw in config.switch for agent in sw.sflow_agents}
         empty = LpmTable()
         self.collector = LockedCollector(
-            _fast_decoder(bool(config.collector.netflow_listen)),  # type: ignore[arg-type]
+            _fast_decoder(bool(config.collector.netflow_listen)),
             agents,
             lambda name: self.controllers[name].rib.lpm if name in self.controllers else empty,
             self.rates,
@@ -109,7 +110,7 @@ class Service:
         self.collector.lock = self.lock
         self.view = LiveView(self.controllers, self.collector)
         self.app = create_app(config, self.store, self.view)
-        self._listener: object | None = None
+        self._listener: SflowListener | None = None
         self._server: uvicorn.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
@@ -148,8 +149,6 @@ class Service:
     async def start(self) -> None:
         """Bind the API and sFlow sockets, then start the controllers (and ExaBGP). Raises
         ConfigError naming the key, with nothing left running, when a socket cannot be bound."""
-        from collector.listener import SflowListener
-
         api_socket = self._bind_api()
         listener = SflowListener(
             self.collector,
@@ -209,7 +208,7 @@ class Service:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(task, 5.0)
         if self._listener is not None:
-            self._listener.stop()  # type: ignore[attr-defined]
+            self._listener.stop()
         await self.store.aclose()
         if self.leases:
             await self._lease_client.aclose()  # type: ignore[attr-defined,unused-ignore]

@@ -123,7 +123,6 @@ class SwitchController:
         self._runner_started = False
         self._tick_lock = asyncio.Lock()
         self.wake_event = asyncio.Event()  # set to run the next loop iteration now
-        self._needs_full_sync = False
         self._last_requests: list[OnDemandRequest] = []
         self._last_prune = clock()
         self._last_pins: list[str] = []
@@ -207,7 +206,6 @@ class SwitchController:
         if event.state == "up":
             self.session = SessionInfo(state="up", since=self._wall_clock(), up_at=self._clock())
             self.installed = {}  # a fresh session: the switch holds none of our routes
-            self._needs_full_sync = True
             log.info("switch %s: BGP session up", self.name)
         elif event.state == "down":
             self._session_lost(event.reason or "session down")
