@@ -131,11 +131,40 @@ class TokenConfig(_Strict):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
+class MatrixConfig(_Strict):
+    """The traffic matrix: bytes and packets per interval by (switch, input interface, BGP
+    next-hop, peer destination ASN), in memory for ``GET /v1/matrix`` and, when ``directory`` is
+    set, written to rotated JSON-lines or CSV files."""
+
+    enabled: bool = True
+    interval_s: int = Field(60, ge=1, le=86400)
+    keep_intervals: int = Field(60, ge=1, le=10_000)
+    max_rows: int = Field(10_000, ge=1, le=1_000_000)  # per switch and interval, "other" row included
+    directory: str | None = Field(None, min_length=1)
+    format: Literal["jsonl", "csv"] = "jsonl"
+    file_interval_s: int | None = Field(None, ge=1, le=7 * 86400)  # None: one file per interval
+    keep_files: int = Field(1440, ge=1, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MatrixConfig:
+        if self.directory is not None and not self.enabled:
+            raise ValueError("matrix.directory is set but matrix.enabled is false")
+        if self.file_interval_s is not None and self.file_interval_s % self.interval_s:
+            raise ValueError(f"matrix.file_interval_s must be a multiple of matrix.interval_s "
+                             f"({self.interval_s})")
+        return self
+
+    @property
+    def effective_file_interval_s(self) -> int:
+        return self.file_interval_s if self.file_interval_s is not None else self.interval_s
+
+
 class TopfibConfig(_Strict):
     api: ApiConfig = ApiConfig()
     collector: CollectorConfig = CollectorConfig()
     store: StoreConfig = StoreConfig()
     exabgp: ExabgpConfig = ExabgpConfig()
+    matrix: MatrixConfig = MatrixConfig()
     switch: list[SwitchConfig] = Field(min_length=1)
     token: list[TokenConfig] = []
 
