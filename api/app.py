@@ -14,9 +14,10 @@ from api.errors import install_error_handlers
 from api.middleware import BodyLimitMiddleware, ResponseCountMiddleware
 from api.openapi import install_openapi
 from api.rate_limit import RateLimiter
-from api.routes import health, operator, read, requests
+from api.routes import health, matrix, operator, read, requests
 from api.tokens import TokenTable
 from api.view import ControllerView
+from collector.matrix import TrafficMatrix
 from controller.config import TopfibConfig
 from controller.store import Store
 
@@ -35,15 +36,20 @@ def create_app(
     clock: Callable[[], float] = time.monotonic,
     wall_clock: Callable[[], float] = time.time,
     dashboard: bool = True,
+    traffic_matrix: TrafficMatrix | None = None,
 ) -> FastAPI:
     """The API over ``store`` and ``view``; ``clock`` drives rate limits, ``wall_clock`` expiries.
 
     ``dashboard`` mounts the operator dashboard (api.dashboard): the page at ``/`` and its reads.
+    ``traffic_matrix`` adds ``GET /v1/matrix`` (absent when the matrix is disabled); its ``now``
+    is read from ``clock``.
     """
     ctx = ApiContext(config=config, store=store, view=view, wall_clock=wall_clock, clock=clock)
     app = FastAPI(title="topfib", version="1", description=DESCRIPTION)
     for module in (health, requests, operator, read):
         app.include_router(module.build_router(ctx))
+    if traffic_matrix is not None:
+        app.include_router(matrix.build_router(ctx, traffic_matrix))
     install_error_handlers(app)
     install_openapi(app)
     limiter = RateLimiter(config.api.rate_limit_per_s, config.api.rate_limit_burst, clock)
