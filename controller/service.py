@@ -27,6 +27,8 @@ from collector.accounting import PrefixRates
 from collector.batch import SampleBatch
 from collector.listener import SflowListener
 from collector.lpm import LpmTable
+from collector.matrix import MatrixInterval, TrafficMatrix, monotonic_to_wall
+from collector.matrix_writer import MatrixFileWriter
 from collector.pipeline import BatchDecoder, Collector
 from controller.config import ConfigError, TopfibConfig, load_config, split_host_port
 from controller.lease import RedisLease
@@ -108,8 +110,10 @@ class Service:
             self.rates,
         )
         self.collector.lock = self.lock
+        self.matrix, self.matrix_writer = _make_matrix(config)
+        self.collector.matrix = self.matrix
         self.view = LiveView(self.controllers, self.collector)
-        self.app = create_app(config, self.store, self.view)
+        self.app = create_app(config, self.store, self.view, traffic_matrix=self.matrix)
         self._listener: SflowListener | None = None
         self._server: uvicorn.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -148,7 +152,15 @@ class Service:
 
     async def start(self) -> None:
         """Bind the API and sFlow sockets, then start the controllers (and ExaBGP). Raises
-        ConfigError naming the key, with nothing left running, when a socket cannot be bound."""
+        ConfigError naming the key, with nothing left running, when a socket cannot be bound
+        (or the traffic matrix directory cannot be written)."""
+        if self.matrix_writer is not None:
+            try:
+                await asyncio.to_thread(self.matrix_writer.prepare)
+            except OSError as exc:
+                reason = exc.strerror or str(exc)
+                raise ConfigError(f"matrix.directory: cannot write to {self.config.matrix.directory}: "
+                                  f"{reason}") from None
         api_socket = self._bind_api()
         listener = SflowListener(
             self.collector,
@@ -171,6 +183,8 @@ class Service:
         )
         self._server = uvicorn.Server(server_config)
         self._tasks.append(asyncio.create_task(self._serve_api(api_socket), name="api"))
+        if self.matrix is not None:
+            self._tasks.append(asyncio.create_task(self._roll_matrix(self.matrix), name="matrix"))
 
     async def _serve_api(self, sock: socket.socket) -> None:
         assert self._server is not None
@@ -194,6 +208,27 @@ class Service:
             elapsed = time.monotonic() - started
             await _wait_any((self._stopping, ctl.wake_event), max(0.0, period - elapsed))
 
+    async def _roll_matrix(self, matrix: TrafficMatrix) -> None:
+        """Close each traffic matrix interval when it is due and hand it to the file writer."""
+        while not self._stopping.is_set():
+            await _wait_any((self._stopping,), matrix.seconds_until_next_roll(time.monotonic()))
+            if self._stopping.is_set():
+                break
+            try:
+                # building the rows of a big interval takes milliseconds: off the event loop too
+                await self._write_matrix(await asyncio.to_thread(matrix.roll, time.monotonic()))
+            except Exception:  # the loop must outlive any one bad interval
+                log.exception("traffic matrix: closing an interval failed")
+
+    async def _write_matrix(self, closed: list[MatrixInterval], final: bool = False) -> None:
+        writer = self.matrix_writer
+        if writer is None:
+            return
+        if closed:
+            await asyncio.to_thread(writer.write, closed)  # file I/O off the event loop
+        if final:
+            await asyncio.to_thread(writer.close)
+
     async def stop(self) -> None:
         self._stopping.set()
         if self._server is not None:
@@ -209,9 +244,24 @@ class Service:
                 await asyncio.wait_for(task, 5.0)
         if self._listener is not None:
             self._listener.stop()
+        if self.matrix is not None:  # after the listener: its last batches are in the flush
+            await self._write_matrix(self.matrix.flush(time.monotonic()), final=True)
         await self.store.aclose()
         if self.leases:
             await self._lease_client.aclose()  # type: ignore[attr-defined,unused-ignore]
+
+
+def _make_matrix(config: TopfibConfig) -> tuple[TrafficMatrix | None, MatrixFileWriter | None]:
+    settings = config.matrix
+    if not settings.enabled:
+        return None, None
+    matrix = TrafficMatrix(settings.interval_s, settings.max_rows, settings.keep_intervals,
+                           to_wall=monotonic_to_wall)
+    if settings.directory is None:
+        return matrix, None
+    writer = MatrixFileWriter(Path(settings.directory), settings.format, settings.effective_file_interval_s,
+                              settings.keep_files)
+    return matrix, writer
 
 
 async def serve(config: TopfibConfig) -> None:
