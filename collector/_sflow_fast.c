@@ -29,6 +29,7 @@ static const char *const REASON_NAMES[E_COUNT] = {
 
 #define RESTART_UPTIME_STEP_MS 1000u
 #define HALF_RANGE 0x80000000u
+#define INTERFACE_AGENT 0x3FFFFFFFu /* ifIndex value meaning "the agent itself" */
 
 /* ---------- growable column buffers ---------- */
 
@@ -144,6 +145,28 @@ typedef struct {
     uint64_t drops;
 } AgentState;
 
+/* One row's next-hop address, interned into the batch's next-hop table once its datagram is
+ * known to be valid (so a malformed datagram leaves no name behind, as in the fallback). */
+typedef struct {
+    size_t row;     /* row in its family's columns */
+    uint8_t v6_row; /* 1: the row is in the v6 columns */
+    uint8_t type;   /* sFlow address type: 1 IPv4, 2 IPv6 */
+    uint8_t addr[16];
+} PendingHop;
+
+/* The batch's next-hop names: open addressing on (type, address) -> index into next_hops. */
+typedef struct {
+    uint32_t index_plus_one; /* 0: empty */
+    uint8_t type;
+    uint8_t addr[16];
+} HopEntry;
+
+typedef struct {
+    HopEntry *entries;
+    size_t mask;
+    size_t used;
+} HopTable;
+
 /* One flow sample's data source, kept until its datagram is known to be valid. */
 typedef struct {
     uint32_t source_type;
@@ -165,11 +188,15 @@ typedef struct {
     DropTable drop_table;
     PendingDrops *pending;
     size_t pending_cap;
+    PendingHop *hops;
+    size_t hops_cap;
     /* per batch */
     PyObject *batch_agents; /* list of str */
+    PyObject *batch_hops;   /* list of str: next-hop names, indexed by the next-hop columns */
+    HopTable hop_table;
     PyObject *malformed;    /* (reason, agent) -> int */
-    Column v4_agent, v4_dst, v4_bytes, v4_packets;
-    Column v6_agent, v6_hi, v6_lo, v6_bytes, v6_packets;
+    Column v4_agent, v4_dst, v4_bytes, v4_packets, v4_in, v4_hop;
+    Column v6_agent, v6_hi, v6_lo, v6_bytes, v6_packets, v6_in, v6_hop;
     uint64_t datagrams, flow_samples, counter_samples, non_ip_samples;
     /* last source looked up: consecutive datagrams usually come from the same agent */
     uint8_t cached_key[24];
@@ -254,6 +281,9 @@ typedef struct {
     int family; /* 0 none, 4, 6 */
     const uint8_t *dst;
     uint32_t frame_length;
+    /* next hops of the last extended router / gateway record (NULL: none, or address type 0) */
+    uint32_t router_type, gateway_type;
+    const uint8_t *router_hop, *gateway_hop;
 } PacketDst;
 
 static int ip_dst(const uint8_t *h, size_t len, size_t off, int version, PacketDst *out) {
@@ -320,10 +350,14 @@ static int flow_record(uint32_t format, Cursor *r, PacketDst *found) {
         return skip(r, 16);
     case 1002: /* extended router */
         if ((rc = address(r, 1, &type, &addr))) return rc;
+        found->router_type = type;
+        found->router_hop = type ? addr : NULL;
         return skip(r, 8);
     case 1003: { /* extended gateway */
         uint32_t segments, length, communities;
         if ((rc = address(r, 1, &type, &addr))) return rc;
+        found->gateway_type = type;
+        found->gateway_hop = type ? addr : NULL;
         if ((rc = skip(r, 12))) return rc;
         if ((rc = count(r, 8, &segments))) return rc;
         for (uint32_t s = 0; s < segments; s++) {
@@ -384,31 +418,80 @@ static int push_pending(Decoder *d, size_t *n_pending, uint32_t type, uint32_t i
     return 0;
 }
 
-/* Rows are appended with agent index 0 and patched once the datagram is known to be valid. */
-static int push_row(Decoder *d, const PacketDst *found, uint32_t rate) {
-    double bytes = (double)found->frame_length * (double)rate;
-    double packets = (double)rate;
-    uint32_t zero = 0;
-    if (found->family == 4) {
-        uint32_t dst = rd32(found->dst);
-        if (column_push(&d->v4_agent, &zero, 4) || column_push(&d->v4_dst, &dst, 4) ||
-            column_push(&d->v4_bytes, &bytes, 8) || column_push(&d->v4_packets, &packets, 8))
-            return -1;
-    } else {
-        uint64_t hi = ((uint64_t)rd32(found->dst) << 32) | rd32(found->dst + 4);
-        uint64_t lo = ((uint64_t)rd32(found->dst + 8) << 32) | rd32(found->dst + 12);
-        if (column_push(&d->v6_agent, &zero, 4) || column_push(&d->v6_hi, &hi, 8) ||
-            column_push(&d->v6_lo, &lo, 8) || column_push(&d->v6_bytes, &bytes, 8) ||
-            column_push(&d->v6_packets, &packets, 8))
-            return -1;
+typedef struct {
+    uint64_t flow, counter, non_ip;
+    size_t pending, hops;
+} DatagramTally;
+
+static int all_zero(const uint8_t *addr, size_t size) {
+    for (size_t i = 0; i < size; i++)
+        if (addr[i]) return 0;
+    return 1;
+}
+
+/* The sample's next hop: the gateway's (BGP) if it names one, else the router's; 0 if none. */
+static inline uint32_t pick_hop(const PacketDst *found, const uint8_t **addr) {
+    if (found->gateway_hop && !all_zero(found->gateway_hop, found->gateway_type == 1 ? 4 : 16)) {
+        *addr = found->gateway_hop;
+        return found->gateway_type;
+    }
+    if (found->router_hop && !all_zero(found->router_hop, found->router_type == 1 ? 4 : 16)) {
+        *addr = found->router_hop;
+        return found->router_type;
     }
     return 0;
 }
 
-typedef struct {
-    uint64_t flow, counter, non_ip;
-    size_t pending;
-} DatagramTally;
+static int push_hop(Decoder *d, DatagramTally *tally, size_t row, int v6_row, uint32_t type, const uint8_t *addr) {
+    if (tally->hops == d->hops_cap) {
+        size_t cap = d->hops_cap ? d->hops_cap * 2 : 64;
+        PendingHop *h = PyMem_Realloc(d->hops, cap * sizeof(PendingHop));
+        if (!h) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        d->hops = h;
+        d->hops_cap = cap;
+    }
+    PendingHop *h = &d->hops[tally->hops++];
+    h->row = row;
+    h->v6_row = (uint8_t)v6_row;
+    h->type = (uint8_t)type;
+    memset(h->addr, 0, sizeof h->addr);
+    memcpy(h->addr, addr, type == 1 ? 4 : 16);
+    return 0;
+}
+
+/* Rows are appended with agent index 0 and next hop -1, patched once the datagram is known to be
+ * valid. input_if is the ingress ifIndex (0: unknown, not a single interface, or the agent). */
+static int push_row(Decoder *d, DatagramTally *tally, const PacketDst *found, uint32_t rate, uint32_t input_if) {
+    double bytes = (double)found->frame_length * (double)rate;
+    double packets = (double)rate;
+    uint32_t zero = 0;
+    int32_t no_hop = -1;
+    const uint8_t *hop = NULL;
+    uint32_t hop_type = pick_hop(found, &hop);
+    if (found->family == 4) {
+        uint32_t dst = rd32(found->dst);
+        size_t row = d->v4_agent.len / 4;
+        if (column_push(&d->v4_agent, &zero, 4) || column_push(&d->v4_dst, &dst, 4) ||
+            column_push(&d->v4_bytes, &bytes, 8) || column_push(&d->v4_packets, &packets, 8) ||
+            column_push(&d->v4_in, &input_if, 4) || column_push(&d->v4_hop, &no_hop, 4))
+            return -1;
+        if (hop_type && push_hop(d, tally, row, 0, hop_type, hop) < 0) return -1;
+    } else {
+        uint64_t hi = ((uint64_t)rd32(found->dst) << 32) | rd32(found->dst + 4);
+        uint64_t lo = ((uint64_t)rd32(found->dst + 8) << 32) | rd32(found->dst + 12);
+        size_t row = d->v6_agent.len / 4;
+        if (column_push(&d->v6_agent, &zero, 4) || column_push(&d->v6_hi, &hi, 8) ||
+            column_push(&d->v6_lo, &lo, 8) || column_push(&d->v6_bytes, &bytes, 8) ||
+            column_push(&d->v6_packets, &packets, 8) || column_push(&d->v6_in, &input_if, 4) ||
+            column_push(&d->v6_hop, &no_hop, 4))
+            return -1;
+        if (hop_type && push_hop(d, tally, row, 1, hop_type, hop) < 0) return -1;
+    }
+    return 0;
+}
 
 /* Walks the samples; returns a reason code, or -1 with a Python error set. */
 static int walk_samples(Decoder *d, Cursor *c, DatagramTally *tally) {
@@ -423,7 +506,7 @@ static int walk_samples(Decoder *d, Cursor *c, DatagramTally *tally) {
             length = (uint32_t)(c->end - c->off); /* tolerated, as in sflow.py */
         if ((rc = sub(c, length, &body))) return rc;
         if (format == 1 || format == 3) {
-            uint32_t type, index, rate, drops;
+            uint32_t type, index, rate, drops, in_format, in_value;
             const uint8_t *q = body.p + body.off;
             if (format == 1) {
                 NEED(&body, 32);
@@ -431,6 +514,8 @@ static int walk_samples(Decoder *d, Cursor *c, DatagramTally *tally) {
                 index = rd32(q + 4) & 0xFFFFFF;
                 rate = rd32(q + 8);
                 drops = rd32(q + 16);
+                in_format = rd32(q + 20) >> 30;
+                in_value = rd32(q + 20) & 0x3FFFFFFF;
                 body.off += 28;
             } else {
                 NEED(&body, 44);
@@ -438,15 +523,18 @@ static int walk_samples(Decoder *d, Cursor *c, DatagramTally *tally) {
                 index = rd32(q + 8);
                 rate = rd32(q + 12);
                 drops = rd32(q + 20);
+                in_format = rd32(q + 24);
+                in_value = rd32(q + 28);
                 body.off += 40;
             }
-            PacketDst found = {0, NULL, 0};
+            uint32_t input_if = (in_format == 0 && in_value != INTERFACE_AGENT) ? in_value : 0;
+            PacketDst found = {0, NULL, 0, 0, 0, NULL, NULL};
             if ((rc = walk_records(&body, &found))) return rc;
             tally->flow++;
             if (push_pending(d, &tally->pending, type, index, drops) < 0) return -1;
             if (!found.family) {
                 tally->non_ip++;
-            } else if (push_row(d, &found, rate) < 0) {
+            } else if (push_row(d, tally, &found, rate, input_if) < 0) {
                 return -1;
             }
         } else if (format == 2 || format == 4) {
@@ -456,7 +544,7 @@ static int walk_samples(Decoder *d, Cursor *c, DatagramTally *tally) {
             if ((rc = walk_records(&body, NULL))) return rc;
             tally->counter++;
         } else if (format == 5) {
-            PacketDst ignored = {0, NULL, 0};
+            PacketDst ignored = {0, NULL, 0, 0, 0, NULL, NULL};
             NEED(&body, 32);
             body.off += 28;
             if ((rc = walk_records(&body, &ignored))) return rc;
@@ -603,11 +691,63 @@ static void rollback(Decoder *d, const Marks *m) {
     d->v4_dst.len = m->v4_rows * 4;
     d->v4_bytes.len = m->v4_rows * 8;
     d->v4_packets.len = m->v4_rows * 8;
+    d->v4_in.len = m->v4_rows * 4;
+    d->v4_hop.len = m->v4_rows * 4;
     d->v6_agent.len = m->v6_rows * 4;
+    d->v6_in.len = m->v6_rows * 4;
+    d->v6_hop.len = m->v6_rows * 4;
     d->v6_hi.len = m->v6_rows * 8;
     d->v6_lo.len = m->v6_rows * 8;
     d->v6_bytes.len = m->v6_rows * 8;
     d->v6_packets.len = m->v6_rows * 8;
+}
+
+/* The batch index of a next-hop address, named on first sight; -1 with a Python error set. */
+static int32_t hop_id(Decoder *d, uint8_t type, const uint8_t *addr) {
+    HopTable *t = &d->hop_table;
+    if (!t->entries || (t->used + 1) * 2 > t->mask + 1) {
+        size_t capacity = t->entries ? (t->mask + 1) * 2 : 64;
+        HopEntry *entries = PyMem_Calloc(capacity, sizeof(HopEntry));
+        if (!entries) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        if (t->entries) {
+            for (size_t i = 0; i <= t->mask; i++) {
+                HopEntry *e = &t->entries[i];
+                if (!e->index_plus_one) continue;
+                uint64_t a, b;
+                memcpy(&a, e->addr, 8);
+                memcpy(&b, e->addr + 8, 8);
+                size_t j = drop_hash(a ^ e->type, b) & (capacity - 1);
+                while (entries[j].index_plus_one) j = (j + 1) & (capacity - 1);
+                entries[j] = *e;
+            }
+            PyMem_Free(t->entries);
+        }
+        t->entries = entries;
+        t->mask = capacity - 1;
+    }
+    uint64_t a, b;
+    memcpy(&a, addr, 8);
+    memcpy(&b, addr + 8, 8);
+    size_t i = drop_hash(a ^ type, b) & t->mask;
+    while (t->entries[i].index_plus_one) {
+        HopEntry *e = &t->entries[i];
+        if (e->type == type && !memcmp(e->addr, addr, 16)) return (int32_t)(e->index_plus_one - 1);
+        i = (i + 1) & t->mask;
+    }
+    PyObject *name = format_address(type, addr);
+    if (!name) return -1;
+    Py_ssize_t index = PyList_GET_SIZE(d->batch_hops);
+    int rc = PyList_Append(d->batch_hops, name);
+    Py_DECREF(name);
+    if (rc < 0) return -1;
+    t->entries[i].index_plus_one = (uint32_t)index + 1;
+    t->entries[i].type = type;
+    memcpy(t->entries[i].addr, addr, 16);
+    t->used++;
+    return (int32_t)index;
 }
 
 static int commit(Decoder *d, int64_t slot, int slot_is_new, uint32_t sequence, uint32_t uptime,
@@ -623,6 +763,13 @@ static int commit(Decoder *d, int64_t slot, int slot_is_new, uint32_t sequence, 
     for (size_t i = m->v4_rows; i < d->v4_agent.len / 4; i++) rows4[i] = index;
     uint32_t *rows6 = (uint32_t *)d->v6_agent.data;
     for (size_t i = m->v6_rows; i < d->v6_agent.len / 4; i++) rows6[i] = index;
+    for (size_t i = 0; i < tally->hops; i++) {
+        const PendingHop *h = &d->hops[i];
+        int32_t id = hop_id(d, h->type, h->addr);
+        if (id < 0) return -1;
+        int32_t *column = (int32_t *)(h->v6_row ? d->v6_hop.data : d->v4_hop.data);
+        column[h->row] = id;
+    }
     d->flow_samples += tally->flow;
     d->counter_samples += tally->counter;
     d->non_ip_samples += tally->non_ip;
@@ -664,7 +811,7 @@ static int feed_one(Decoder *d, const uint8_t *data, size_t len, PyObject *expor
     int rc;
     int header_ok = 0;
     Marks marks = {d->v4_agent.len / 4, d->v6_agent.len / 4};
-    DatagramTally tally = {0, 0, 0, 0};
+    DatagramTally tally = {0, 0, 0, 0, 0};
     d->datagrams++;
 
     if ((rc = u32(&c, &version))) goto malformed;
@@ -764,28 +911,43 @@ static PyObject *per_agent_counts(Decoder *d, int lost) {
 }
 
 /* take() -> (agents, v4 agent/dst/bytes/packets, v6 agent/hi/lo/bytes/packets (bytearrays),
- *            datagrams, flow samples, counter samples, non-IP samples, malformed, lost, drops) */
+ *            datagrams, flow samples, counter samples, non-IP samples, malformed, lost, drops,
+ *            next hops, v4 input_if/next hop, v6 input_if/next hop (bytearrays)) */
 static PyObject *Decoder_take(Decoder *d, PyObject *Py_UNUSED(ignored)) {
     PyObject *lost = per_agent_counts(d, 1);
     PyObject *drops = per_agent_counts(d, 0);
     PyObject *new_agents = PyList_New(0);
+    PyObject *new_hops = PyList_New(0);
     PyObject *new_malformed = PyDict_New();
-    if (!lost || !drops || !new_agents || !new_malformed) {
+    if (!lost || !drops || !new_agents || !new_hops || !new_malformed) {
         Py_XDECREF(lost);
         Py_XDECREF(drops);
         Py_XDECREF(new_agents);
+        Py_XDECREF(new_hops);
         Py_XDECREF(new_malformed);
         return NULL;
     }
+    HopTable *hop_table = &d->hop_table;
+    if (hop_table->entries && hop_table->mask >= 4096) { /* a batch of many next hops: don't keep its size */
+        PyMem_Free(hop_table->entries);
+        hop_table->entries = NULL;
+        hop_table->mask = 0;
+    } else if (hop_table->entries) {
+        memset(hop_table->entries, 0, (hop_table->mask + 1) * sizeof(HopEntry));
+    }
+    hop_table->used = 0;
     Py_ssize_t n = PyList_GET_SIZE(d->agent_names);
     for (Py_ssize_t i = 0; i < n; i++) d->agents[i].batch_index = -1;
     PyObject *result = Py_BuildValue(
-        "(NNNNNNNNNNKKKKNNN)", d->batch_agents, column_take(&d->v4_agent), column_take(&d->v4_dst),
+        "(NNNNNNNNNNKKKKNNNNNNNN)", d->batch_agents, column_take(&d->v4_agent), column_take(&d->v4_dst),
         column_take(&d->v4_bytes), column_take(&d->v4_packets), column_take(&d->v6_agent), column_take(&d->v6_hi),
         column_take(&d->v6_lo), column_take(&d->v6_bytes), column_take(&d->v6_packets),
         (unsigned long long)d->datagrams, (unsigned long long)d->flow_samples,
-        (unsigned long long)d->counter_samples, (unsigned long long)d->non_ip_samples, d->malformed, lost, drops);
+        (unsigned long long)d->counter_samples, (unsigned long long)d->non_ip_samples, d->malformed, lost, drops,
+        d->batch_hops, column_take(&d->v4_in), column_take(&d->v4_hop), column_take(&d->v6_in),
+        column_take(&d->v6_hop));
     d->batch_agents = new_agents;
+    d->batch_hops = new_hops;
     d->malformed = new_malformed;
     d->datagrams = d->flow_samples = d->counter_samples = d->non_ip_samples = 0;
     return result;
@@ -798,13 +960,17 @@ static void Decoder_dealloc(Decoder *d) {
     Py_XDECREF(d->agent_names);
     Py_XDECREF(d->source_ids);
     Py_XDECREF(d->batch_agents);
+    Py_XDECREF(d->batch_hops);
     Py_XDECREF(d->malformed);
+    PyMem_Free(d->hop_table.entries);
+    PyMem_Free(d->hops);
     PyMem_Free(d->agents);
     PyMem_Free(d->sources);
     PyMem_Free(d->drop_table.entries);
     PyMem_Free(d->pending);
-    Column *columns[] = {&d->v4_agent, &d->v4_dst, &d->v4_bytes, &d->v4_packets, &d->v6_agent,
-                         &d->v6_hi, &d->v6_lo, &d->v6_bytes, &d->v6_packets};
+    Column *columns[] = {&d->v4_agent, &d->v4_dst,   &d->v4_bytes, &d->v4_packets, &d->v4_in,
+                         &d->v4_hop,   &d->v6_agent, &d->v6_hi,    &d->v6_lo,      &d->v6_bytes,
+                         &d->v6_packets, &d->v6_in,  &d->v6_hop};
     for (size_t i = 0; i < sizeof columns / sizeof columns[0]; i++) PyMem_Free(columns[i]->data);
     Py_TYPE(d)->tp_free((PyObject *)d);
 }
@@ -820,9 +986,10 @@ static PyObject *Decoder_new(PyTypeObject *type, PyObject *args, PyObject *kwarg
     d->agent_names = PyList_New(0);
     d->source_ids = PyDict_New();
     d->batch_agents = PyList_New(0);
+    d->batch_hops = PyList_New(0);
     d->malformed = PyDict_New();
     d->cached_source = -1;
-    if (!d->agent_ids || !d->agent_names || !d->source_ids || !d->batch_agents || !d->malformed) {
+    if (!d->agent_ids || !d->agent_names || !d->source_ids || !d->batch_agents || !d->batch_hops || !d->malformed) {
         Py_DECREF(d);
         return NULL;
     }

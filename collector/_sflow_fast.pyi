@@ -20,6 +20,11 @@ _RawBatch = tuple[
     dict[tuple[str, str], int],  # (reason, agent) -> malformed datagrams
     dict[str, int],  # agent -> lost datagrams
     dict[str, int],  # agent -> agent-reported drops
+    list[str],  # next hops of this batch
+    bytearray,  # v4 ingress ifIndex (uint32)
+    bytearray,  # v4 next-hop index (int32, -1: none)
+    bytearray,  # v6 ingress ifIndex (uint32)
+    bytearray,  # v6 next-hop index (int32, -1: none)
 ]
 
 @final

@@ -20,6 +20,12 @@ class SampleBatch:
     ``*_agent`` holds an index into ``agents`` (the exporter/agent address strings seen in this
     batch) so samples can be mapped to switches. Byte and packet counts are already scaled by
     each sample's sampling rate (frame length × rate, and rate).
+
+    ``*_input_if`` is the ingress ifIndex (0: unknown) and ``*_next_hop`` an index into
+    ``next_hops`` (the next-hop address strings of this batch; -1: none): the BGP next hop the
+    exporter reported (sFlow extended gateway, NetFlow/IPFIX bgpNextHop), else its IP next hop
+    (sFlow extended router, NetFlow ipNextHop). A decoder that does not fill them may leave them
+    empty; :meth:`complete` sizes them to the rows.
     """
 
     agents: list[str] = field(default_factory=list)
@@ -32,6 +38,11 @@ class SampleBatch:
     v6_dst_lo: npt.NDArray[np.uint64] = field(default_factory=lambda: np.empty(0, np.uint64))
     v6_bytes: npt.NDArray[np.float64] = field(default_factory=lambda: np.empty(0, np.float64))
     v6_packets: npt.NDArray[np.float64] = field(default_factory=lambda: np.empty(0, np.float64))
+    next_hops: list[str] = field(default_factory=list)
+    v4_input_if: npt.NDArray[np.uint32] = field(default_factory=lambda: np.empty(0, np.uint32))
+    v4_next_hop: npt.NDArray[np.int32] = field(default_factory=lambda: np.empty(0, np.int32))
+    v6_input_if: npt.NDArray[np.uint32] = field(default_factory=lambda: np.empty(0, np.uint32))
+    v6_next_hop: npt.NDArray[np.int32] = field(default_factory=lambda: np.empty(0, np.int32))
     datagrams: int = 0
     flow_samples: int = 0
     counter_samples: int = 0
@@ -43,3 +54,16 @@ class SampleBatch:
     lost_datagrams: dict[str, int] = field(default_factory=dict)
     # agent -> drops reported by the agent itself (flow sample 'drops' deltas)
     agent_drops: dict[str, int] = field(default_factory=dict)
+
+    def complete(self) -> SampleBatch:
+        """Fill per-sample columns a decoder left empty (ingress 0, no next hop); returns self."""
+        rows4, rows6 = len(self.v4_dst), len(self.v6_dst_hi)
+        if len(self.v4_input_if) != rows4:
+            self.v4_input_if = np.zeros(rows4, np.uint32)
+        if len(self.v4_next_hop) != rows4:
+            self.v4_next_hop = np.full(rows4, -1, np.int32)
+        if len(self.v6_input_if) != rows6:
+            self.v6_input_if = np.zeros(rows6, np.uint32)
+        if len(self.v6_next_hop) != rows6:
+            self.v6_next_hop = np.full(rows6, -1, np.int32)
+        return self

@@ -2,7 +2,7 @@
 
 The typed decoder builds a Python object per sample, which costs more than the whole accounting
 budget at 10^6 samples/s. :class:`FastSflowDecoder` keeps only what accounting needs (destination,
-scaled bytes and packets, agent) in flat columns, decoded by a small C extension
+scaled bytes and packets, agent, ingress interface, next hop) in flat columns, decoded by a small C extension
 (``collector/_sflow_fast.c``, built at ``pip install -e .``). Without the extension it uses the
 pure-Python fallback, whose docstring states the rules both follow.
 
@@ -70,6 +70,7 @@ class FastSflowDecoder:
             v6_agent, v6_hi, v6_lo, v6_bytes, v6_packets,
             datagrams, flow_samples, counter_samples, non_ip_samples,
             malformed, lost, drops,
+            next_hops, v4_input_if, v4_next_hop, v6_input_if, v6_next_hop,
         ) = self._c.take()  # fmt: skip
         return SampleBatch(
             agents=agents,
@@ -89,4 +90,9 @@ class FastSflowDecoder:
             malformed=malformed,
             lost_datagrams=lost,
             agent_drops=drops,
+            next_hops=next_hops,
+            v4_input_if=np.frombuffer(v4_input_if, dtype=np.uint32),
+            v4_next_hop=np.frombuffer(v4_next_hop, dtype=np.int32),
+            v6_input_if=np.frombuffer(v6_input_if, dtype=np.uint32),
+            v6_next_hop=np.frombuffer(v6_next_hop, dtype=np.int32),
         )

@@ -7,6 +7,10 @@ specification of the fast path's rules; the equivalence tests hold the C code to
   (reason, agent address if the header got that far, else the exporter);
 * a flow sample whose records give a destination address adds one row: bytes = frame length ×
   sampling rate, packets = sampling rate; one without an address counts as non-IP;
+* a row's ingress interface is the sample's input ifIndex when that is a single interface other
+  than the agent itself (0x3FFFFFFF), else 0; its next hop is the last extended gateway record's
+  BGP next hop, else the last extended router record's next hop (an unknown or all-zero address
+  counts as none), named in ``next_hops`` in order of first appearance in valid datagrams;
 * lost datagrams per (agent, sub-agent): a forward sequence jump of d counts d - 1; a sequence
   that goes back while uptime went back by more than a second is an agent restart (state reset);
   any other step back is a duplicate or a late datagram and is ignored;
@@ -23,11 +27,13 @@ import numpy as np
 
 from collector.batch import SampleBatch
 from collector.sflow import decode_datagram, peek_agent
-from collector.sflow_types import SflowError
+from collector.sflow_types import INTERFACE_SINGLE, FlowSample, SflowError
 
 HALF_RANGE: Final = 1 << 31
 U32: Final = 0xFFFFFFFF
 RESTART_UPTIME_STEP_MS: Final = 1000
+INTERFACE_AGENT: Final = 0x3FFFFFFF  # ifIndex value meaning "the agent itself"
+UNSPECIFIED: Final = frozenset(("0.0.0.0", "::"))
 
 
 def forward_step(previous: int, current: int) -> int:
@@ -47,8 +53,14 @@ class PythonFastDecoder:
     def _reset_batch(self) -> None:
         self._batch = SampleBatch()
         self._agent_index: dict[str, int] = {}
-        self._v4: tuple[list[int], list[int], list[float], list[float]] = ([], [], [], [])
-        self._v6: tuple[list[int], list[int], list[int], list[float], list[float]] = ([], [], [], [], [])
+        self._hop_index: dict[str, int] = {}
+        # agent, destination, bytes, packets, input_if, next hop (v6: destination high, low)
+        self._v4: tuple[list[int], list[int], list[float], list[float], list[int], list[int]] = (
+            [], [], [], [], [], [],
+        )  # fmt: skip
+        self._v6: tuple[list[int], list[int], list[int], list[float], list[float], list[int], list[int]] = (
+            [], [], [], [], [], [], [],
+        )  # fmt: skip
 
     def feed(self, datagram: bytes, exporter: str) -> None:
         batch = self._batch
@@ -76,20 +88,37 @@ class PythonFastDecoder:
                 continue
             rate = float(sample.sampling_rate)
             address = int(ipaddress.ip_address(sample.dst))
+            input_if = _input_if(sample)
+            hop = self._hop(sample)
             if ":" in sample.dst:
-                agents6, hi, lo, bytes6, packets6 = self._v6
+                agents6, hi, lo, bytes6, packets6, input6, hops6 = self._v6
                 agents6.append(index)
                 hi.append(address >> 64)
                 lo.append(address & 0xFFFFFFFFFFFFFFFF)
                 bytes6.append(float(sample.frame_length) * rate)
                 packets6.append(rate)
+                input6.append(input_if)
+                hops6.append(hop)
             else:
-                agents4, dst4, bytes4, packets4 = self._v4
+                agents4, dst4, bytes4, packets4, input4, hops4 = self._v4
                 agents4.append(index)
                 dst4.append(address)
                 bytes4.append(float(sample.frame_length) * rate)
                 packets4.append(rate)
+                input4.append(input_if)
+                hops4.append(hop)
         self._count_sequence(agent, header.sub_agent, header.sequence, header.uptime_ms)
+
+    def _hop(self, sample: FlowSample) -> int:
+        """Index of the sample's next hop in the batch's ``next_hops`` (-1: none)."""
+        for hop in (sample.bgp_next_hop, sample.next_hop):
+            if hop is not None and hop not in UNSPECIFIED:
+                index = self._hop_index.get(hop)
+                if index is None:
+                    index = self._hop_index[hop] = len(self._batch.next_hops)
+                    self._batch.next_hops.append(hop)
+                return index
+        return -1
 
     def feed_many(self, datagrams: list[tuple[bytes, str]]) -> None:
         for datagram, exporter in datagrams:
@@ -125,12 +154,16 @@ class PythonFastDecoder:
 
     def take(self) -> SampleBatch:
         batch = self._batch
-        agents4, dst4, bytes4, packets4 = self._v4
+        agents4, dst4, bytes4, packets4, input4, hops4 = self._v4
         batch.v4_agent = np.array(agents4, dtype=np.uint32)
         batch.v4_dst = np.array(dst4, dtype=np.uint32)
         batch.v4_bytes = np.array(bytes4, dtype=np.float64)
         batch.v4_packets = np.array(packets4, dtype=np.float64)
-        agents6, hi, lo, bytes6, packets6 = self._v6
+        batch.v4_input_if = np.array(input4, dtype=np.uint32)
+        batch.v4_next_hop = np.array(hops4, dtype=np.int32)
+        agents6, hi, lo, bytes6, packets6, input6, hops6 = self._v6
+        batch.v6_input_if = np.array(input6, dtype=np.uint32)
+        batch.v6_next_hop = np.array(hops6, dtype=np.int32)
         batch.v6_agent = np.array(agents6, dtype=np.uint32)
         batch.v6_dst_hi = np.array(hi, dtype=np.uint64)
         batch.v6_dst_lo = np.array(lo, dtype=np.uint64)
@@ -138,3 +171,10 @@ class PythonFastDecoder:
         batch.v6_packets = np.array(packets6, dtype=np.float64)
         self._reset_batch()
         return batch
+
+
+def _input_if(sample: FlowSample) -> int:
+    """The ingress ifIndex, 0 when unknown (discarded, multiple, or the agent itself)."""
+    if sample.input_format == INTERFACE_SINGLE and sample.input_if != INTERFACE_AGENT:
+        return sample.input_if
+    return 0
