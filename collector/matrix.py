@@ -99,11 +99,10 @@ class _SwitchTable:
     def add(self, keys: list[MatrixKey], nbytes: NDArray[np.float64], packets: NDArray[np.float64],
             samples: NDArray[np.int64]) -> None:
         """Per unique key of a batch: its sums. Keys that find no room go to the other row."""
-        index = self.index
-        if len(index) + len(keys) > self.capacity and sum(key not in index for key in keys) > (
-            self.capacity - len(index)
-        ):
+        free = self.capacity - len(self.index)
+        if len(keys) > free and sum(key not in self.index for key in keys) > free:
             self._compact(self.max_rows)
+        index = self.index
         rows = np.empty(len(keys), np.int64)
         for position, key in enumerate(keys):  # one pass per unique key, not per sample
             row = index.get(key)
