@@ -98,3 +98,34 @@ def test_check_config_accepts_a_good_file(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60, check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_matrix_defaults_to_memory_and_api_only() -> None:
+    matrix = parse_config(GOOD).matrix
+    assert (matrix.enabled, matrix.interval_s, matrix.directory, matrix.format) == (True, 60, None, "jsonl")
+    assert (matrix.keep_intervals, matrix.max_rows, matrix.keep_files) == (60, 10_000, 1440)
+    assert matrix.effective_file_interval_s == 60
+    hourly = parse_config(GOOD + '\n[matrix]\ndirectory = "/tmp/m"\nformat = "csv"\nfile_interval_s = 3600\n')
+    assert (hourly.matrix.directory, hourly.matrix.effective_file_interval_s) == ("/tmp/m", 3600)
+
+
+@pytest.mark.parametrize(
+    ("matrix", "key"),
+    [
+        ('format = "xml"', "matrix.format"),
+        ("interval_s = 0", "matrix.interval_s"),
+        ('interval_s = "60"', "matrix.interval_s"),  # no coercion
+        ("interval_s = 90.5", "matrix.interval_s"),
+        ("max_rows = 0", "matrix.max_rows"),
+        ("keep_intervals = 0", "matrix.keep_intervals"),
+        ("keep_files = 0", "matrix.keep_files"),
+        ('directory = ""', "matrix.directory"),
+        ("file_interval_s = 90", "matrix.file_interval_s"),  # not a multiple of interval_s
+        ('enabled = false\ndirectory = "/tmp/m"', "matrix.directory"),
+        ("surprise = 1", "matrix.surprise"),
+    ],
+)
+def test_bad_matrix_settings_name_the_key(matrix: str, key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(GOOD + f"\n[matrix]\n{matrix}\n")
+    assert key in str(info.value)
