@@ -1,11 +1,14 @@
 """The NetFlow v5/v9 and IPFIX fast path feeding accounting: many datagrams in, one SampleBatch out.
 
-Accounting needs three things per flow record: destination, bytes and packets (scaled by the
-sampling rate), and the exporter. Building a Python object per record would cost far more than
-that, so :class:`FastFlowDecoder` keeps the shared collection state (templates, options,
-pending sets: :class:`~collector.netflow_dispatch.FlowSetDispatcher`) and, per fixed-length
-template, only queues the raw bytes of each data set. ``take`` joins the queued sets of one
-layout and cuts columns out of them with numpy, once per batch rather than once per record.
+Accounting needs a few things per flow record: destination, bytes and packets (scaled by the
+sampling rate), the exporter, and for per-path accounting and the traffic matrix the ingress
+interface and the next hop (BGP next hop, else IP next hop; an all-zero address is none).
+Building a Python object per record would cost far more than that, so :class:`FastFlowDecoder`
+keeps the shared collection state (templates, options, pending sets:
+:class:`~collector.netflow_dispatch.FlowSetDispatcher`) and, per fixed-length template, only
+queues the raw bytes of each data set. ``take`` joins the queued sets of one layout and cuts
+columns out of them with numpy, once per batch rather than once per record; next hops are
+named once per distinct address per batch.
 
 Records the column path cannot describe — variable-length fields, packet sections, RFC 5103
 biflows, unusual field sizes — go through the typed record builder instead; they are rare in
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import socket
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
@@ -34,10 +38,16 @@ from collector.flow_templates import IANA, DomainKey, Template, split_records
 from collector.netflow_dispatch import FlowDecoderCounters, FlowSetDispatcher
 from collector.netflow_errors import FlowDecodeError
 from collector.netflow_fields import (
+    BGP_NEXT_HOP_V4,
+    BGP_NEXT_HOP_V6,
     DST_IPV4,
     DST_IPV6,
     INITIATOR_OCTETS,
     INITIATOR_PACKETS,
+    INPUT_IF,
+    INPUT_PHYSICAL_IF,
+    IP_NEXT_HOP_V4,
+    IP_NEXT_HOP_V6,
     OCTET_DELTA,
     OCTET_TOTAL,
     PACKET_DELTA,
@@ -59,6 +69,7 @@ from collector.netflow_fields import (
     record_sampling_rate,
     reverse_flow_record,
 )
+from collector.netflow_hops import HopResolver
 from collector.netflow_message import MessageHeader
 from collector.netflow_packet_section import DATALINK_FRAME_SECTION, IP_HEADER_SECTION
 
@@ -94,6 +105,11 @@ class ColumnLayout:
     packets: Field | None = None
     interval: Field | None = None  # the record's own sampling interval
     sampler: Field | None = None  # the sampler (or selector) id that names its rate
+    input_if: Field | None = None  # ingress ifIndex
+    bgp_hop_v4: int | None = None  # offsets of 4-/16-byte next-hop addresses
+    bgp_hop_v6: int | None = None
+    ip_hop_v4: int | None = None
+    ip_hop_v6: int | None = None
     dtype: np.dtype[np.void] = field(init=False)  # the fields above as a numpy record
     rate_per_record: bool = field(init=False)  # interval or sampler id: rates resolved per record
 
@@ -108,7 +124,15 @@ class ColumnLayout:
             ("packets", self.packets),
             ("interval", self.interval),
             ("sampler", self.sampler),
+            ("input_if", self.input_if),
         ]
+        for name, v4, v6 in (
+            ("bgp_hop", self.bgp_hop_v4, self.bgp_hop_v6),
+            ("ip_hop", self.ip_hop_v4, self.ip_hop_v6),
+        ):
+            columns.append((f"{name}_v4", None if v4 is None else (v4, 4)))
+            columns.append((f"{name}_v6_hi", None if v6 is None else (v6, 8)))
+            columns.append((f"{name}_v6_lo", None if v6 is None else (v6 + 8, 8)))
         for name, where in columns:
             if where is not None:
                 names.append(name)
@@ -120,7 +144,9 @@ class ColumnLayout:
         object.__setattr__(self, "dtype", np.dtype(cast(Any, layout)))
 
 
-V5_LAYOUT: Final = ColumnLayout(V5_RECORD_LENGTH, dst_v4=4, octets=(20, 4), packets=(16, 4))
+V5_LAYOUT: Final = ColumnLayout(
+    V5_RECORD_LENGTH, dst_v4=4, octets=(20, 4), packets=(16, 4), input_if=(12, 2), ip_hop_v4=8
+)
 
 
 def column_layout(template: Template) -> ColumnLayout | None:
@@ -161,6 +187,11 @@ def column_layout(template: Template) -> ColumnLayout | None:
             packets=first(PACKET_DELTA, POST_PACKET_DELTA, INITIATOR_PACKETS, PACKET_TOTAL),
             interval=first(SAMPLING_INTERVAL, SAMPLER_RANDOM_INTERVAL),
             sampler=first(SAMPLER_ID, SELECTOR_ID),
+            input_if=first(INPUT_IF, INPUT_PHYSICAL_IF),
+            bgp_hop_v4=address(BGP_NEXT_HOP_V4, 4),
+            bgp_hop_v6=address(BGP_NEXT_HOP_V6, 16),
+            ip_hop_v4=address(IP_NEXT_HOP_V4, 4),
+            ip_hop_v6=address(IP_NEXT_HOP_V6, 16),
         )
     except _NotColumnar:
         return None
@@ -187,12 +218,16 @@ class _Shape:
     datagrams: list[bytes] = field(default_factory=list)
 
 
+# a record decoded by the typed builder: agent, destination, bytes, packets, input_if, next-hop index
+_TypedRow = tuple[int, int, float, float, int, int]
+
+
 @dataclass(slots=True)
 class _TypedColumns:
     """Records decoded by the typed builder, as Python lists until ``take``."""
 
-    v4: list[tuple[int, int, float, float]] = field(default_factory=list)
-    v6: list[tuple[int, int, float, float]] = field(default_factory=list)
+    v4: list[_TypedRow] = field(default_factory=list)
+    v6: list[_TypedRow] = field(default_factory=list)
 
 
 class FastFlowDecoder:
@@ -213,6 +248,7 @@ class FastFlowDecoder:
         self._shapes: dict[tuple[str, int, int, tuple[int, ...]], _Shape] = {}
         self._recent: dict[tuple[str, int, int, int], _Shape] = {}  # by (domain, datagram length)
         self._malformed_seen: Counter[tuple[str, str]] = Counter()
+        self._hop_resolver = HopResolver()
         self._reset()
 
     @property
@@ -224,6 +260,8 @@ class FastFlowDecoder:
         self._agent_index: dict[str, int] = {}
         self._queues: dict[ColumnLayout, list[_Queued]] = {}
         self._typed = _TypedColumns()
+        self._hop_resolver.begin_batch()
+        self._hops = self._hop_resolver.names
         self._datagrams = 0
         self._non_ip = 0
 
@@ -422,7 +460,13 @@ class FastFlowDecoder:
                     self._non_ip += 1
                     continue
                 address = int(ipaddress.ip_address(record.dst))
-                row = (agent, address, float(record.bytes * rate), float(record.packets * rate))
+                hop = next(
+                    (h for h in (record.bgp_next_hop, record.next_hop) if h and h not in UNSPECIFIED), None
+                )
+                row = (
+                    agent, address, float(record.bytes * rate), float(record.packets * rate),
+                    (record.input_if or 0) & 0xFFFFFFFF, -1 if hop is None else self._hops.index(hop),
+                )  # fmt: skip
                 (self._typed.v6 if ":" in record.dst else self._typed.v4).append(row)
 
     # hand-over
@@ -461,6 +505,11 @@ class FastFlowDecoder:
             v6_dst_lo=v6_all.dst_lo,
             v6_bytes=v6_all.octets,
             v6_packets=v6_all.packets,
+            next_hops=self._hops.names,
+            v4_input_if=v4_all.input_if,
+            v4_next_hop=v4_all.hop,
+            v6_input_if=v6_all.input_if,
+            v6_next_hop=v6_all.hop,
             datagrams=self._datagrams,
             flow_samples=len(v4_all.agent) + len(v6_all.agent),
             non_ip_samples=self._non_ip,
@@ -510,19 +559,51 @@ class FastFlowDecoder:
         if layout.dst_v4 is None and layout.dst_v6 is None:
             self._non_ip += len(rows)
             return None, None
+        input_if = (_column(rows, "input_if") & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+        hop = self._hop_column(layout, rows)
         if layout.dst_v6 is None:
-            return _Columns(agent, _column(rows, "dst_v4"), octets, packets), None
+            return _Columns(agent, _column(rows, "dst_v4"), octets, packets, input_if=input_if, hop=hop), None
         hi, lo = _column(rows, "dst_v6_hi"), _column(rows, "dst_v6_lo")
         if layout.dst_v4 is None:
-            return None, _Columns(agent, hi, octets, packets, lo)
+            return None, _Columns(agent, hi, octets, packets, lo, input_if, hop)
         # dual-stack templates carry both families, the unused one zeroed
         v4_dst = _column(rows, "dst_v4")
         is_v6 = (v4_dst == 0) & ((hi != 0) | (lo != 0))
         v4 = ~is_v6
         return (
-            _Columns(agent[v4], v4_dst[v4], octets[v4], packets[v4]),
-            _Columns(agent[is_v6], hi[is_v6], octets[is_v6], packets[is_v6], lo[is_v6]),
+            _Columns(agent[v4], v4_dst[v4], octets[v4], packets[v4], input_if=input_if[v4], hop=hop[v4]),
+            _Columns(
+                agent[is_v6], hi[is_v6], octets[is_v6], packets[is_v6], lo[is_v6], input_if[is_v6], hop[is_v6]
+            ),
         )
+
+    def _hop_column(self, layout: ColumnLayout, rows: npt.NDArray[np.void]) -> npt.NDArray[np.int32]:
+        """Next-hop index per record: its BGP next hop, else its IP next hop (zero: none), -1: none."""
+        candidates = [
+            (family, name)
+            for family, name, offset in (
+                (4, "bgp_hop_v4", layout.bgp_hop_v4),
+                (6, "bgp_hop_v6", layout.bgp_hop_v6),
+                (4, "ip_hop_v4", layout.ip_hop_v4),
+                (6, "ip_hop_v6", layout.ip_hop_v6),
+            )
+            if offset is not None
+        ]
+        if not candidates:
+            return np.full(len(rows), -1, np.int32)
+        family = np.zeros(len(rows), np.uint8)
+        v4 = hi = lo = np.zeros(len(rows), np.uint64)
+        for candidate_family, name in reversed(candidates):  # the first candidate wins: written last
+            if candidate_family == 4:
+                value = _column(rows, name)
+                has = value != 0
+                v4 = value if len(candidates) == 1 else np.where(has, value, v4)
+            else:
+                h6, l6 = _column(rows, f"{name}_hi"), _column(rows, f"{name}_lo")
+                has = (h6 != 0) | (l6 != 0)
+                hi, lo = np.where(has, h6, hi), np.where(has, l6, lo)
+            family[has] = candidate_family
+        return self._hop_resolver.resolve(family, v4, hi, lo)
 
     def _resolve_rates(
         self, rows: npt.NDArray[np.void], counts: tuple[int, ...], domains: tuple[DomainKey, ...]
@@ -556,6 +637,18 @@ class FastFlowDecoder:
         return own
 
 
+UNSPECIFIED: Final = frozenset(("0.0.0.0", "::"))
+
+
+def _record_hop(bgp_next_hop: str | None, next_hop: str | None) -> str | None:
+    """The BGP next hop if the record names one, else its IP next hop (all-zero: none), written
+    as the column path writes it (``inet_ntop``: IPv4-mapped IPv6 in dotted form)."""
+    hop = next((hop for hop in (bgp_next_hop, next_hop) if hop and hop not in UNSPECIFIED), None)
+    if hop is not None and ":" in hop:
+        return socket.inet_ntop(socket.AF_INET6, socket.inet_pton(socket.AF_INET6, hop))
+    return hop
+
+
 @dataclass(slots=True)
 class _Columns:
     agent: npt.NDArray[np.uint32]
@@ -563,6 +656,8 @@ class _Columns:
     octets: npt.NDArray[np.float64]
     packets: npt.NDArray[np.float64]
     dst_lo: npt.NDArray[np.uint64] = field(default_factory=lambda: np.empty(0, np.uint64))
+    input_if: npt.NDArray[np.uint32] = field(default_factory=lambda: np.empty(0, np.uint32))
+    hop: npt.NDArray[np.int32] = field(default_factory=lambda: np.empty(0, np.int32))
 
 
 def _column(rows: npt.NDArray[np.void], name: str) -> npt.NDArray[np.uint64]:
@@ -587,15 +682,18 @@ def _per_record(
     return np.repeat(np.array(values, dtype), np.array(counts, np.int64))
 
 
-def _typed_columns(rows: list[tuple[int, int, float, float]], v6: bool) -> _Columns:
+def _typed_columns(rows: list[_TypedRow], v6: bool) -> _Columns:
     agent = np.array([r[0] for r in rows], np.uint32)
     octets = np.array([r[2] for r in rows], np.float64)
     packets = np.array([r[3] for r in rows], np.float64)
+    input_if = np.array([r[4] for r in rows], np.uint32)
+    hop = np.array([r[5] for r in rows], np.int32)
     if v6:
         hi = np.array([r[1] >> 64 for r in rows], np.uint64)
         lo = np.array([r[1] & 0xFFFFFFFFFFFFFFFF for r in rows], np.uint64)
-        return _Columns(agent, hi, octets, packets, lo)
-    return _Columns(agent, np.array([r[1] for r in rows], np.uint64), octets, packets)
+        return _Columns(agent, hi, octets, packets, lo, input_if, hop)
+    dst = np.array([r[1] for r in rows], np.uint64)
+    return _Columns(agent, dst, octets, packets, input_if=input_if, hop=hop)
 
 
 def _concat(parts: list[_Columns]) -> _Columns:
@@ -607,4 +705,6 @@ def _concat(parts: list[_Columns]) -> _Columns:
         np.concatenate([p.octets for p in parts]).astype(np.float64),
         np.concatenate([p.packets for p in parts]).astype(np.float64),
         np.concatenate([p.dst_lo for p in parts]).astype(np.uint64),
+        np.concatenate([p.input_if for p in parts]).astype(np.uint32),
+        np.concatenate([p.hop for p in parts]).astype(np.int32),
     )
