@@ -19,7 +19,7 @@ The commands are ExaBGP 5 API lines (checked against its parser, ``exabgp.config
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -86,18 +86,20 @@ def plan(
     installed: Mapping[str, str],
     *,
     rib: RibView | None = None,
+    unusable: Collection[str] = (),
 ) -> Plan:
     """Steps from ``installed`` to ``desired`` (both prefix → next-hop).
 
     With ``rib``, ``desired`` is checked against it first: a prefix whose last path vanished
     since selection is withdrawn (never left pointing at a dead exit), and one whose best path
-    changed is announced with the new next-hop.
+    changed is announced with the new next-hop — unless that next-hop is in ``unusable`` (e.g. a
+    preloaded path's placeholder): then it is withdrawn as well.
     """
     if rib is not None:
         current: dict[str, str] = {}
         for prefix in desired:
             path = rib.best(prefix)
-            if path is not None:
+            if path is not None and path.next_hop not in unusable:
                 current[prefix] = path.next_hop
         desired = current
     withdraw: dict[int, list[str]] = {}

@@ -11,6 +11,7 @@ A session going down (or the bridge going away) empties it: the switch drops our
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import logging
@@ -24,7 +25,7 @@ from pathlib import Path
 from collector.accounting import PrefixRates
 from collector.exabgp_json import EndOfRib, ExabgpJsonParser, Notification, SessionState
 from collector.metrics import REGISTRY
-from collector.rib import Rib
+from collector.rib import Rib, RibChange
 from controller.config import SwitchConfig, TopfibConfig
 from controller.exabgp_config import BridgeCommand, write_exabgp_config
 from controller.exabgp_link import ExabgpLink, ExabgpLinkDown
@@ -35,11 +36,42 @@ from controller.store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
-# Start programming this long after the session came up even without End-of-RIB from the switch.
-EOR_WAIT_S = 10.0
+# Without End-of-RIB for both families, the switch's table counts as complete once no best path
+# changed for READY_QUIET_S, and programming starts READY_MAX_WAIT_S after the session came up
+# whatever happens. (BIRD 2 sends End-of-RIB even without graceful restart: normally it decides.)
+READY_QUIET_S = 2.0
+READY_MAX_WAIT_S = 120.0
+# A prefix whose best path moved is re-announced once the update burst touching installed
+# prefixes has been quiet this long (or this long after the burst began): in a mass withdraw the
+# other paths usually go too, and re-pointing first would double ExaBGP's work.
+SETTLE_QUIET_S = 0.1
+SETTLE_MAX_S = 1.0
+# Announce lines sent per window: between windows the program lock is free, so withdraws of
+# prefixes that lost their last path never wait behind a long programming run.
+ANNOUNCE_WINDOW_LINES = 4
+MAX_DEFER_S = 2.0  # longest a loop iteration's selection waits for the reactor (see tick)
 CHURN_WINDOW_S = 3600.0
 COMMAND_CHUNK = 1000  # prefixes per ExaBGP command line
 UNUSABLE_NEXT_HOPS = frozenset({"", "0.0.0.0", "::"})
+
+
+def _windows(steps: list[Step], size: int) -> list[list[Step]]:
+    """``steps`` cut into windows of at most ``size`` prefixes (a step may be split)."""
+    windows: list[list[Step]] = []
+    current: list[Step] = []
+    room = size
+    for step in steps:
+        prefixes = step.prefixes
+        while prefixes:
+            taken, prefixes = prefixes[:room], prefixes[room:]
+            current.append(replace(step, prefixes=taken))
+            room -= len(taken)
+            if room == 0:
+                windows.append(current)
+                current, room = [], size
+    if current:
+        windows.append(current)
+    return windows
 PRUNE_EVERY_S = 60.0
 PRUNE_BELOW_BYTES_PER_S = 1.0  # ~1 sampled 1500-byte packet per 25 min at 1:1: nothing to rank
 
@@ -76,6 +108,25 @@ class SessionInfo:
     since: float | None = None
     up_at: float | None = None  # monotonic time the session came up
     eor_families: set[str] = field(default_factory=set)
+    ready: bool = False  # the switch's table was complete once: programming may go on
+
+
+def table_complete(info: SessionInfo, now: float, last_rib_change: float | None, *,
+                   quiet_s: float = READY_QUIET_S, max_wait_s: float = READY_MAX_WAIT_S) -> bool:
+    """Whether the switch has sent its whole table on the session ``info`` describes.
+
+    End-of-RIB for both families says so; without it, no best-path change for ``quiet_s`` (since
+    the session came up or since the last change, whichever is later), or ``max_wait_s`` after
+    the session came up.
+    """
+    if info.state != "up" or info.up_at is None:
+        return False
+    if {"ipv4 unicast", "ipv6 unicast"} <= info.eor_families:
+        return True
+    if now - info.up_at >= max_wait_s:
+        return True
+    last = info.up_at if last_rib_change is None else max(info.up_at, last_rib_change)
+    return now - last >= quiet_s
 
 
 class SwitchController:
@@ -93,6 +144,10 @@ class SwitchController:
         netns: str | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        ready_quiet_s: float = READY_QUIET_S,
+        ready_max_wait_s: float = READY_MAX_WAIT_S,
+        settle_quiet_s: float = SETTLE_QUIET_S,
+        settle_max_s: float = SETTLE_MAX_S,
     ) -> None:
         self.switch = switch
         self.name = switch.name
@@ -126,6 +181,20 @@ class SwitchController:
         self._last_requests: list[OnDemandRequest] = []
         self._last_prune = clock()
         self._last_pins: list[str] = []
+        self._ready_quiet_s = ready_quiet_s
+        self._ready_max_wait_s = ready_max_wait_s
+        self._settle_quiet_s = settle_quiet_s
+        self._settle_max_s = settle_max_s
+        self._last_rib_change: float | None = None
+        self._last_selection = clock()
+        # Installed prefixes whose best path changed since the last reaction, and when the
+        # current burst of such changes began / last touched one.
+        self._touched: set[str] = set()
+        self._burst_began: float | None = None
+        self._last_touch = 0.0
+        self._reaction = asyncio.Event()
+        self._reactor: asyncio.Task[None] | None = None
+        self._program_lock = asyncio.Lock()  # every command batch to ExaBGP goes out under it
 
     def _new_runner(self) -> ExabgpRunner:
         return ExabgpRunner(
@@ -153,6 +222,7 @@ class SwitchController:
         bridge = BridgeCommand(socket_path=self.link.socket_path)
         write_exabgp_config(self.switch, bridge, self.exabgp_config_path)
         await self.link.start()
+        self._reactor = asyncio.create_task(self._react(), name=f"react-{self.name}")
         self.active = False
         if active:
             await self.activate()
@@ -179,6 +249,11 @@ class SwitchController:
 
     async def stop(self) -> None:
         await self.deactivate("topfib stopping")
+        if self._reactor is not None:
+            self._reactor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reactor
+            self._reactor = None
         await self.link.stop()
         self._session_lost("topfib stopping")
 
@@ -190,15 +265,35 @@ class SwitchController:
         # The parser asks the LPM table whether a prefix is known: under the lock as well.
         with self.rib_lock:
             events = self.parser.parse_line(line)
-            self.rib.apply_all(events)
+            changes = self.rib.apply_all(events)
+        if changes:
+            self._note_rib_changes(changes)
         for event in events:
             if isinstance(event, SessionState):
                 self._on_session_state(event)
             elif isinstance(event, EndOfRib):
                 self.session.eor_families.add(event.family)
+                if self.ready_to_program():
+                    self.wake()  # the table is in: program now, not at the end of the period
             elif isinstance(event, Notification):
                 log.warning("switch %s: BGP notification %s/%s %s", self.name, event.code, event.subcode,
                             event.message)
+
+    def _note_rib_changes(self, changes: list[RibChange]) -> None:
+        """Remember installed prefixes whose best path changed; wake the reactor for them."""
+        now = self._clock()
+        self._last_rib_change = now
+        installed = self.installed
+        if not installed:
+            return
+        touched = [change.prefix for change in changes if change.prefix in installed]
+        if not touched:
+            return
+        if not self._touched:
+            self._burst_began = now
+        self._touched.update(touched)
+        self._last_touch = now
+        self._reaction.set()
 
     def _on_session_state(self, event: SessionState) -> None:
         if event.neighbor != self.switch.neighbor:
@@ -226,6 +321,7 @@ class SwitchController:
             log.warning("switch %s: BGP session down (%s); nothing counts as installed", self.name, reason)
         self.session = SessionInfo(state="down", since=self._wall_clock())
         self.installed = {}
+        self._touched.clear()
         with self.rib_lock:
             for session in list(self.rib.session_path_counts()):
                 if session != self.rib.preload_session:
@@ -238,13 +334,14 @@ class SwitchController:
         self.wake_event.set()
 
     def ready_to_program(self) -> bool:
+        """Active, session up, and the switch's table complete (see :func:`table_complete`)."""
         info = self.session
-        if not self.active:
+        if not self.active or info.state != "up" or not self.link.connected:
             return False
-        if info.state != "up" or not self.link.connected or info.up_at is None:
-            return False
-        families_done = {"ipv4 unicast", "ipv6 unicast"} <= info.eor_families
-        return families_done or self._clock() - info.up_at >= EOR_WAIT_S
+        if not info.ready:
+            info.ready = table_complete(info, self._clock(), self._last_rib_change,
+                                        quiet_s=self._ready_quiet_s, max_wait_s=self._ready_max_wait_s)
+        return info.ready
 
     async def _effective_policy(self) -> SelectionPolicy:
         try:
@@ -278,10 +375,22 @@ class SwitchController:
         self._last_requests, self._last_pins = list(newest.values()), pins
         return self._last_requests, self._last_pins
 
+    def _defer_selection(self, now: float) -> bool:
+        """Skip this iteration's selection: the reactor is withdrawing (the program lock is
+        taken) or a burst of changes to installed prefixes is still settling. Selection blocks
+        the event loop — ExaBGP's messages and acks wait behind it — and its result could not
+        be programmed before the reactor is done anyway. Never for longer than MAX_DEFER_S."""
+        if self.selection is None or now - self._last_selection >= MAX_DEFER_S:
+            return False
+        return self._program_lock.locked() or self._settle_delay() > 0
+
     async def tick(self) -> None:
         """One control-loop iteration."""
         async with self._tick_lock:
             now = self._clock()
+            if self._defer_selection(now):
+                return
+            self._last_selection = now
             wall_now = self._wall_clock()
             self.policy = await self._effective_policy()
             requests, pins = await self._inputs(wall_now)
@@ -306,16 +415,101 @@ class SwitchController:
     async def _program(self, desired: dict[str, str]) -> None:
         # Preloaded (file) paths carry no real next-hop: they rank traffic but are never announced.
         desired = {prefix: nh for prefix, nh in desired.items() if nh not in UNUSABLE_NEXT_HOPS}
-        with self.rib_lock:
-            changes = plan(desired, self.installed, rib=self.rib)
-        withdraws = [step for step in changes.steps if step.action == "withdraw"]
-        announces = [step for step in changes.steps if step.action == "announce"]
-        # Withdraws go first and are confirmed before any announce, so the switch never holds
-        # more than the cap even when ExaBGP refuses a withdraw.
-        if withdraws and not await self._send_steps(withdraws):
-            return
-        if announces:
-            await self._send_steps(self._within_caps(announces))
+        # Mid-burst, a plan would re-point prefixes whose other paths are about to go as well.
+        await self._until_settled()
+        async with self._program_lock:
+            with self.rib_lock:
+                changes = plan(desired, self.installed, rib=self.rib, unusable=UNUSABLE_NEXT_HOPS)
+            withdraws = [step for step in changes.steps if step.action == "withdraw"]
+            announces = [step for step in changes.steps if step.action == "announce"]
+            # Withdraws go first and are confirmed before any announce, so the switch never holds
+            # more than the cap even when ExaBGP refuses a withdraw.
+            if withdraws and not await self._send_steps(withdraws):
+                return
+            announces = self._within_caps(announces)
+        # Announces go out a window at a time; between windows the reactor may withdraw (which
+        # only makes room), and each window is checked against the RIB again before it is sent.
+        for window in _windows(announces, ANNOUNCE_WINDOW_LINES * COMMAND_CHUNK):
+            async with self._program_lock:
+                if not self.ready_to_program():
+                    return
+                with self.rib_lock:
+                    live = [step for step in map(self._still_wanted, window) if step.prefixes]
+                if live and not await self._send_steps(live):
+                    return
+
+    def _still_wanted(self, step: Step) -> Step:
+        """``step`` (an announce) without the prefixes whose best next-hop is no longer its own."""
+        kept = []
+        for prefix in step.prefixes:
+            best = self.rib.best(prefix)
+            if best is not None and best.next_hop == step.next_hop:
+                kept.append(prefix)
+        return step if len(kept) == len(step.prefixes) else replace(step, prefixes=tuple(kept))
+
+    # --- reacting to the switch's withdraws between loop iterations -----------------------------
+
+    def _settle_delay(self) -> float:
+        """Seconds until the burst of changes to installed prefixes counts as settled (0: now)."""
+        if not self._touched or self._burst_began is None:
+            return 0.0
+        now = self._clock()
+        quiet = self._last_touch + self._settle_quiet_s - now
+        cap = self._burst_began + self._settle_max_s - now
+        return max(0.0, min(quiet, cap))
+
+    async def _until_settled(self) -> None:
+        while (delay := self._settle_delay()) > 0:
+            await asyncio.sleep(delay)
+
+    async def _react(self) -> None:
+        """Withdraw installed prefixes that lost their last path at once; re-point those whose
+        best path moved once the burst has settled. No selection runs for either."""
+        while True:
+            await self._reaction.wait()
+            self._reaction.clear()
+            try:
+                delay = await self._react_once()
+            except Exception:  # the reactor must outlive one bad batch; the loop repairs the rest
+                log.exception("switch %s: reacting to RIB changes failed", self.name)
+                continue
+            if delay > 0:
+                asyncio.get_running_loop().call_later(delay, self._reaction.set)
+
+    async def _react_once(self) -> float:
+        """One reaction; returns how long until re-pointing may be done (0: nothing left)."""
+        async with self._program_lock:
+            if not self._touched:
+                return 0.0
+            if not self.ready_to_program():
+                self._touched.clear()  # the first full plan covers them
+                return 0.0
+            settled = self._settle_delay() <= 0
+            touched, self._touched = self._touched, set()
+            gone: dict[str, str] = {}
+            moved: dict[str, str] = {}
+            with self.rib_lock:
+                for prefix in touched:
+                    installed = self.installed.get(prefix)
+                    if installed is None:
+                        continue
+                    best = self.rib.best(prefix)
+                    if best is None or best.next_hop in UNUSABLE_NEXT_HOPS:
+                        gone[prefix] = installed
+                    elif best.next_hop != installed:
+                        moved[prefix] = best.next_hop
+            if not settled:
+                self._touched.update(moved)  # kept for later: their other paths may go too
+                moved = {}
+            part = {prefix: self.installed[prefix] for prefix in (*gone, *moved)}
+            changes = plan(moved, part)
+            withdraws = [step for step in changes.steps if step.action == "withdraw"]
+            announces = [step for step in changes.steps if step.action == "announce"]
+            if withdraws and not await self._send_steps(withdraws):
+                return 0.0
+            if announces:
+                await self._send_steps(announces)
+        return self._settle_delay()
 
     def _within_caps(self, steps: list[Step]) -> list[Step]:
         """Announce steps trimmed so that new prefixes never take a table past its cap."""

@@ -48,36 +48,42 @@ def scale(default: int, env: str = "TOPFIB_FAULT_ROUTES") -> int:
 
 
 class PeakWatcher(FibWatcher):
-    """A :class:`FibWatcher` that also remembers the largest FIB per family it ever saw."""
+    """A :class:`FibWatcher` that also remembers the largest FIB per family it ever saw.
+
+    Counts per family are kept as routes come and go (recounting 30k routes on each event would
+    make the watcher itself the busiest process in a burst)."""
 
     def __init__(self, routes: dict[str, str]) -> None:
         super().__init__(routes)
         self.peak_v4 = 0
         self.peak_v6 = 0
         self.events = 0
+        self._v6 = 0
+        self.reset(routes)
+
+    def reset(self, routes: dict[str, str]) -> None:
+        super().reset(routes)
+        self._v6 = sum(1 for prefix in routes if ":" in prefix)
         self._note()
 
     def _note(self) -> None:
-        v6 = sum(1 for prefix in self.routes if ":" in prefix)
-        self.peak_v4 = max(self.peak_v4, len(self.routes) - v6)
-        self.peak_v6 = max(self.peak_v6, v6)
+        self.peak_v4 = max(self.peak_v4, len(self.routes) - self._v6)
+        self.peak_v6 = max(self.peak_v6, self._v6)
 
     def apply(self, line: str) -> None:
         before = len(self.routes)
-        super().apply(line)
-        if len(self.routes) > before:
-            self.events += 1
+        prefix = super().apply(line)
+        after = len(self.routes)
+        if after == before or prefix is None:
+            return
+        self.events += 1
+        if ":" in prefix:
+            self._v6 += after - before
+        if after > before:
             self._note()
-        elif len(self.routes) < before:
-            self.events += 1
-
-    def reset(self, routes: dict[str, str]) -> None:
-        self.routes = routes
-        self._note()
 
     def count(self, family: int) -> int:
-        v6 = sum(1 for prefix in self.routes if ":" in prefix)
-        return v6 if family == 6 else len(self.routes) - v6
+        return self._v6 if family == 6 else len(self.routes) - self._v6
 
 
 def watch_fib_peak(lab: Lab) -> contextlib.AbstractAsyncContextManager[PeakWatcher]:

@@ -45,6 +45,7 @@ TRANSIT_V4, TRANSIT_V6 = "192.168.50.254", "fd50::254"
 LOCAL_AS = PEER_AS = 65000
 BGP_PROTOCOL = "topfib"
 EXABGP_PORT = 1790
+MONITOR_RCVBUF = 32 * 1024 * 1024  # ip monitor's netlink receive buffer (the kernel caps it)
 
 _instances = 0
 W = TypeVar("W", bound="FibWatcher")
@@ -114,12 +115,37 @@ async def async_wait_until(condition: Callable[[], bool], timeout_s: float, inte
         await asyncio.sleep(interval_s)
 
 
+def _apply_line(routes: dict[str, str], line: str) -> str | None:
+    words = line.split()
+    if "proto" not in words or words[words.index("proto") + 1:words.index("proto") + 2] != ["bird"]:
+        return None
+    deleted = words[0] == "Deleted"
+    if deleted:
+        words = words[1:]
+    prefix = words[0]
+    if "/" not in prefix:
+        prefix += "/128" if ":" in prefix else "/32"
+    if deleted:
+        routes.pop(prefix, None)
+    else:
+        routes[prefix] = words[words.index("via") + 1] if "via" in words else ""
+    return prefix
+
+
 class FibWatcher:
-    """prefix → next-hop of the routes BIRD installed, kept current from ``ip monitor route``."""
+    """prefix → next-hop of the routes BIRD installed, kept current from ``ip monitor route``.
+
+    When ``ip monitor`` reports that the kernel dropped events (ENOBUFS in a burst of ~20k
+    routes) the watcher starts again from a kernel dump and replays the events that arrived while
+    the dump was taken (each event sets its prefix's state, so replaying them in order onto a dump
+    taken in between ends where the kernel is)."""
 
     def __init__(self, routes: dict[str, str]) -> None:
         self.routes = routes
         self.changed = asyncio.Event()
+        self.overflows = 0  # times ip monitor reported lost events
+        self.resyncs = 0
+        self._recording: list[str] | None = None
 
     def reset(self, routes: dict[str, str]) -> None:
         """Start again from a kernel dump."""
@@ -127,23 +153,30 @@ class FibWatcher:
 
     async def follow(self, stream: asyncio.StreamReader) -> None:
         while line := await stream.readline():
-            self.apply(line.decode(errors="replace"))
+            text = line.decode(errors="replace")
+            if self._recording is not None:
+                self._recording.append(text)
+            self.apply(text)
 
-    def apply(self, line: str) -> None:
-        words = line.split()
-        if "proto" not in words or words[words.index("proto") + 1:words.index("proto") + 2] != ["bird"]:
-            return
-        deleted = words[0] == "Deleted"
-        if deleted:
-            words = words[1:]
-        prefix = words[0]
-        if "/" not in prefix:
-            prefix += "/128" if ":" in prefix else "/32"
-        if deleted:
-            self.routes.pop(prefix, None)
-        else:
-            self.routes[prefix] = words[words.index("via") + 1] if "via" in words else ""
+    async def resync(self, dump: Callable[[], dict[str, str]]) -> None:
+        """Replace the state by ``dump()`` (run in a thread) plus the events seen meanwhile."""
+        self._recording = []
+        try:
+            routes = await asyncio.to_thread(dump)
+            for line in self._recording:
+                _apply_line(routes, line)
+        finally:
+            self._recording = None
+        self.resyncs += 1
+        self.reset(routes)
         self.changed.set()
+
+    def apply(self, line: str) -> str | None:
+        """Apply one ``ip monitor`` line; the prefix it changed (None: not a BIRD route)."""
+        prefix = _apply_line(self.routes, line)
+        if prefix is not None:
+            self.changed.set()
+        return prefix
 
     async def wait_for(self, condition: Callable[[dict[str, str]], bool], timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -413,23 +446,34 @@ protocol bgp {BGP_PROTOCOL} {{
 
     @contextlib.asynccontextmanager
     async def _watch_fib(self, watcher_type: type[W]) -> AsyncIterator[W]:
+        # A large receive buffer (capped by net.core.rmem_max) makes lost events rare; when the
+        # kernel still drops some, ip says so on stderr and the watcher resyncs from a dump.
         proc = await asyncio.create_subprocess_exec(
-            "ip", "-n", self.sw, "monitor", "route", stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
-        watcher = watcher_type(await asyncio.to_thread(self.fib_next_hops))
-        assert proc.stdout is not None
+            "ip", "-rcvbuf", str(MONITOR_RCVBUF), "-n", self.sw, "monitor", "route",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True)
+        watcher = watcher_type({})
+        assert proc.stdout is not None and proc.stderr is not None
         reader = asyncio.create_task(watcher.follow(proc.stdout))
+        errors = asyncio.create_task(self._resync_on_overflow(watcher, proc.stderr))
         await asyncio.sleep(0.1)  # let ip subscribe before the caller changes anything
-        watcher.reset(await asyncio.to_thread(self.fib_next_hops))  # events from here on apply
+        await watcher.resync(self.fib_next_hops)
         try:
             yield watcher
         finally:
             reader.cancel()
+            errors.cancel()
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            for task in (reader, errors):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _resync_on_overflow(self, watcher: FibWatcher, stderr: asyncio.StreamReader) -> None:
+        while line := await stderr.readline():
+            if b"No buffer space" in line or b"ENOBUFS" in line:
+                watcher.overflows += 1
+                await watcher.resync(self.fib_next_hops)
 
     def default_routes(self) -> list[str]:
         return [self.ip(self.sw, "route", "show", "default").strip(),
