@@ -116,6 +116,28 @@ class SelectedRoute:
         }
 
 
+_new_object = object.__new__
+_set_route_fields = tuple(
+    SelectedRoute.__dict__[name].__set__ for name in ("prefix", "next_hop", "reason", "since", "score")
+)
+
+
+def new_route(prefix: str, next_hop: str, reason: Reason, since: float, score: float) -> SelectedRoute:
+    """``SelectedRoute(...)`` at half the cost: selection builds tens of thousands per call.
+
+    The frozen dataclass ``__init__`` goes through ``object.__setattr__`` per field; writing the
+    slots directly is the same object, still immutable to everyone else.
+    """
+    route = _new_object(SelectedRoute)
+    set_prefix, set_next_hop, set_reason, set_since, set_score = _set_route_fields
+    set_prefix(route, prefix)
+    set_next_hop(route, next_hop)
+    set_reason(route, reason)
+    set_since(route, since)
+    set_score(route, score)
+    return route
+
+
 @dataclass(frozen=True, slots=True)
 class RequestAnswer:
     """What became of one on-demand request."""

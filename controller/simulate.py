@@ -46,7 +46,7 @@ from collector.lpm import LpmTable
 from collector.paths import Path
 from controller.guarded_scores import GuardedRates
 from controller.plan import plan
-from controller.select import SelectedRoute, SelectionPolicy, select
+from controller.select import SelectedRoute, SelectionPolicy, UnitCache, select
 from controller.static_rib import StaticRib
 from controller.zipf import FRAME_BYTES, FRAME_SHARE, ZipfTraffic, parse_zipf
 
@@ -230,6 +230,7 @@ def simulate(
     ids = PrefixIds(sim_rib.prefixes)
     runs = [_CapRun(SelectionPolicy(cap, cap, 0, settings.margin, settings.min_dwell_s)) for cap in caps]
     window_bytes = np.zeros(len(sim_rib), np.float64)
+    cache = UnitCache()  # the simulation RIB never changes: RIB answers stay valid throughout
     periods = math.ceil((settings.warmup_s + settings.duration_s) / settings.loop_period_s)
     slices = max(1, round(settings.loop_period_s / settings.slice_s))
     now = 0.0
@@ -260,6 +261,7 @@ def simulate(
                 now=now,
                 incumbents=run.routes,
                 evidence=evidence,
+                cache=cache,
             )
             desired = selection.desired()
             if measuring:

@@ -1,0 +1,237 @@
+"""TopN: fill the room pins, requests and dwelling incumbents left, best contest key per route slot.
+
+Contest keys. A challenger competes with its score, an incumbent with its score raised by the
+margin, so a challenger must beat it by the margin. With ``evidence`` (the samples behind each
+score) a challenger competes with the lower end of its 95 % sampling interval and an incumbent
+with the upper end: sampling noise alone does not swap two prefixes, which the margin cannot
+promise near a large cap, where neighbouring ranks differ by less than their noise.
+
+Lazy greedy. Candidates come out of a stream in descending key order; a candidate whose unit
+(:mod:`controller.closure`) takes more than one slot is worth its key per slot, which its key
+bounds from above, so it waits in a heap until that density is the best on offer. Units are
+only built for candidates that reach the top: a 200k-score call touches the RIB for about as
+many prefixes as fit. The stream sorts only what is needed (partial sorts in growing chunks),
+and an incumbent is a second entry with its own key rather than a flag looked up per score, so
+the 200k scores cost numpy work only. Equal keys are ordered by the heap, incumbents first, then
+prefix order, so the result does not depend on mapping order (active and standby agree).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from controller.closure import prefix_sort_key
+from controller.fib_draft import FibDraft
+from controller.selection_types import TABLE_IPV4, TABLE_IPV4_24, TABLE_IPV6, SelectionPolicy
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+# z of a two-sided 95 % interval: an sFlow estimate from c samples is within ±1.96/√c
+Z_95 = 1.96
+
+# heap entry: (-key, 0 for an incumbent / 1 for a challenger, prefix order, prefix, is the key
+# already per slot (a unit's density) rather than the candidate's own)
+_Entry = tuple[float, int, tuple[int, int, int], str, bool]
+_Push = Callable[[str, float, bool, bool], None]
+
+
+def contest_keys(
+    raw: FloatArray, samples: FloatArray | None, incumbent: bool, margin: float
+) -> FloatArray:
+    """What candidates compete on (see the module doc); ``samples`` None: no evidence."""
+    if samples is None:
+        return raw * (1.0 + margin) if incumbent else raw
+    spread = Z_95 / np.sqrt(np.maximum(samples, 1e-12))
+    if incumbent:
+        return raw * (1.0 + spread) * (1.0 + margin)
+    return raw * np.clip(1.0 - spread, 0.0, None)
+
+
+def _samples(names: list[str], evidence: Mapping[str, float] | None) -> FloatArray | None:
+    """Evidence per name (0 where missing); one numpy pass when it is in the order of ``names``."""
+    if evidence is None:
+        return None
+    if len(evidence) == len(names) and list(evidence) == names:
+        return np.fromiter(evidence.values(), np.float64, len(names))
+    return np.array([evidence.get(p, 0.0) for p in names], np.float64)
+
+
+def _table_ids(names: Sequence[str], tables: list[str], policy: SelectionPolicy) -> IntArray:
+    """Index into ``tables`` of each name's table: :meth:`SelectionPolicy.table_of`, in bulk."""
+    is_v6 = np.array([":" in p for p in names], np.bool_)
+    ids = np.where(is_v6, tables.index(TABLE_IPV6), tables.index(TABLE_IPV4)).astype(np.int64)
+    if TABLE_IPV4_24 in tables:
+        is_24 = np.array([p.endswith("/24") for p in names], np.bool_) & ~is_v6
+        ids[is_24] = tables.index(TABLE_IPV4_24)
+    return ids
+
+
+class _Stream:
+    """Candidate indices by descending key, sorted a chunk at a time; full tables drop out."""
+
+    def __init__(self, keys: FloatArray, candidates: IntArray, table_ids: IntArray, chunk: int) -> None:
+        self.keys = keys
+        self.table_ids = table_ids  # per candidate index (same length as keys)
+        self.remaining = candidates
+        self.chunk = max(chunk, 256)
+        self.order: list[int] = []
+        self.values: list[float] = []
+        self.position = 0
+
+    def _refill(self) -> None:
+        rest = self.remaining
+        rest_keys = self.keys[rest]
+        if len(rest) > self.chunk:
+            kth = len(rest) - self.chunk
+            threshold = np.partition(rest_keys, kth)[kth]
+            upper = rest_keys >= threshold  # all ties with the threshold: no tie spans two chunks
+            taken, taken_keys, self.remaining = rest[upper], rest_keys[upper], rest[~upper]
+        else:
+            taken, taken_keys, self.remaining = rest, rest_keys, rest[:0]
+        ordering = np.argsort(-taken_keys)
+        self.order = taken[ordering].tolist()
+        self.values = taken_keys[ordering].tolist()
+        self.position = 0
+        self.chunk *= 2  # a long tail is sorted in few pieces
+
+    def head(self) -> float | None:
+        if self.position == len(self.order):
+            if not len(self.remaining):
+                return None
+            self._refill()
+        return self.values[self.position]
+
+    def tied_with_next(self) -> bool:
+        after = self.position + 1
+        return after < len(self.order) and self.values[after] == self.values[self.position]
+
+    def take(self) -> int:
+        self.position += 1
+        return self.order[self.position - 1]
+
+    def keep_tables(self, open_tables: BoolArray) -> None:
+        rest = np.array(self.order[self.position :], np.int64)
+        kept = open_tables[self.table_ids[rest]]
+        self.order = rest[kept].tolist()
+        self.values = self.keys[rest[kept]].tolist()
+        self.position = 0
+        self.remaining = self.remaining[open_tables[self.table_ids[self.remaining]]]
+
+
+def fill_topn(fib: FibDraft, margin: float, evidence: Mapping[str, float] | None) -> None:
+    """Fill ``fib``'s free room by contest key, incumbents protected by margin and evidence."""
+    names = list(fib.scores)
+    challengers = len(names)
+    raw = np.fromiter(fib.scores.values(), np.float64, challengers)
+    # incumbents not placed yet get a second entry with the incumbent's key
+    rivals = [p for p in fib.incumbents if p not in fib.routes]
+    rival_raw = np.array([fib.scores.get(p, 0.0) for p in rivals], np.float64)
+    rival_samples = None if evidence is None else np.array([evidence.get(p, 0.0) for p in rivals])
+    keys = np.concatenate(
+        (
+            contest_keys(raw, _samples(names, evidence), False, margin),
+            contest_keys(rival_raw, rival_samples, True, margin),
+        )
+    )
+    entries = names + rivals
+    candidates = np.flatnonzero(keys > 0.0)
+    if not len(candidates):
+        return
+    tables = list(fib.caps)
+    table_ids = np.zeros(len(entries), np.int64)
+    table_ids[candidates] = _table_ids([entries[i] for i in candidates.tolist()], tables, fib.policy)
+
+    def open_tables() -> BoolArray:
+        return np.array([t not in fib.full_tables for t in tables], np.bool_)
+
+    # tables no candidate can use (no IPv6 traffic, say) must not keep the loop going
+    used = set(np.unique(table_ids[candidates]).tolist())
+    fib.full_tables.update(t for i, t in enumerate(tables) if i not in used)
+    candidates = candidates[open_tables()[table_ids[candidates]]]
+    free = sum(fib.caps[t] - fib.usage[t] for t in tables if t not in fib.full_tables)
+    stream = _Stream(keys, candidates, table_ids, 2 * free + 64)
+    _greedy(fib, stream, entries, challengers, open_tables)
+
+
+def _greedy(
+    fib: FibDraft,
+    stream: _Stream,
+    entries: list[str],
+    challengers: int,
+    open_tables: Callable[[], BoolArray],
+) -> None:
+    heap: list[_Entry] = []
+    incumbents, routes, full_tables = fib.incumbents, fib.routes, fib.full_tables
+    table_of, next_hop_of, unit_of = fib.policy.table_of, fib.next_hop_of, fib.cache.unit
+
+    def push(prefix: str, key: float, is_incumbent: bool, per_slot: bool) -> None:
+        heapq.heappush(heap, (-key, 0 if is_incumbent else 1, prefix_sort_key(prefix), prefix, per_slot))
+
+    while not fib.all_full():
+        head = stream.head()
+        per_slot = False
+        if heap and (head is None or -heap[0][0] >= head):
+            if head is not None and -heap[0][0] == head:
+                _push_tied(stream, head, entries, challengers, incumbents, push)
+            entry = heapq.heappop(heap)
+            key, prefix, is_incumbent, per_slot = -entry[0], entry[3], entry[1] == 0, entry[4]
+        elif head is None:
+            return
+        elif stream.tied_with_next():
+            _push_tied(stream, head, entries, challengers, incumbents, push)  # the heap orders them
+            continue
+        else:
+            index = stream.take()
+            key, prefix, is_incumbent = head, entries[index], index >= challengers
+            if not is_incumbent and prefix in incumbents:
+                continue  # its incumbent entry, with the higher key, speaks for it
+        if prefix in routes:
+            continue
+        table = table_of(prefix)
+        if table in full_tables:
+            continue
+        next_hop = next_hop_of(prefix)
+        if next_hop is None:
+            continue
+        full_before = len(full_tables)
+        unit = unit_of(prefix, next_hop)
+        if unit is None:
+            fib.install_one(prefix, next_hop, "topn", table)  # the common case: a unit of one
+        else:
+            cost = fib.cost(unit)
+            if fib.shortfall(cost):
+                continue  # it never fits later: free room shrinks at least as fast as its cost
+            size = sum(cost.values())
+            if not per_slot and size > 1:
+                density = key / size
+                waiting = max(-heap[0][0] if heap else 0.0, stream.head() or 0.0)
+                if density < waiting:
+                    push(prefix, density, is_incumbent, True)
+                    continue
+            fib.install(unit, prefix, "topn")
+        if len(full_tables) != full_before:
+            stream.keep_tables(open_tables())
+
+
+def _push_tied(
+    stream: _Stream,
+    head: float,
+    entries: list[str],
+    challengers: int,
+    incumbents: Mapping[str, object],
+    push: _Push,
+) -> None:
+    """Move every stream candidate keyed ``head`` to the heap, which orders equal keys."""
+    while stream.head() == head:
+        index = stream.take()
+        prefix = entries[index]
+        if index >= challengers:
+            push(prefix, head, True, False)
+        elif prefix not in incumbents:
+            push(prefix, head, False, False)

@@ -1,0 +1,108 @@
+"""What selection asks the RIB, remembered across selections: next-hops and no-cache-hiding units.
+
+A selection over a full table asks the same few tens of thousands of prefixes the same two
+questions every loop: the best next-hop, and the unit the prefix must be installed with
+(:func:`controller.closure.unit_of`, which needs the RIB's more-specifics, ~15 µs a call on the
+live RIB). Both only change when the RIB does, so a :class:`UnitCache` kept by the caller answers
+them from dicts while the RIB stands still.
+
+Invalidation is the caller's job and must be exact: every prefix whose best path changed, appeared
+or disappeared goes to :meth:`UnitCache.forget` (``Rib.drain_changed()`` gives exactly that set)
+before the next selection. A changed prefix also voids the units of every cached prefix covering
+it (their closures may now need it, or no longer need it). Without a cache passed in, selection
+uses a fresh one per call, which is the old per-call memo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from collector.fastprefix import format_network, split_prefix
+from collector.prefixes import PrefixError
+from controller.closure import unit_of
+from controller.selection_types import RibView
+
+# More changes than this in one go (a session reset): dropping everything is cheaper than
+# working out which units they touch.
+FORGET_ALL_ABOVE = 5_000
+# Entries kept before the cache starts over: bounds memory when the scored set wanders (a full
+# table cached would hold a million next-hops). Steady state touches about 2-3 N prefixes.
+MAX_ENTRIES = 400_000
+
+Unit = dict[str, str]  # prefix → next-hop, the root included
+
+
+class UnitCache:
+    """Best next-hop and unit per prefix of one RIB, valid until :meth:`forget` says otherwise."""
+
+    def __init__(self) -> None:
+        self._rib: RibView | None = None
+        self._next_hops: dict[str, str | None] = {}
+        # root → its unit, None when the unit is the root alone (most prefixes)
+        self._units: dict[str, Unit | None] = {}
+        # lengths of the cached unit roots per family: where a change can have covering roots
+        self._root_lengths: dict[int, set[int]] = {4: set(), 6: set()}
+
+    def __len__(self) -> int:
+        return len(self._next_hops)
+
+    def bind(self, rib: RibView) -> None:
+        """Use this cache for ``rib``; another RIB object than last time starts it over."""
+        if rib is not self._rib or len(self._next_hops) > MAX_ENTRIES:
+            self.clear()
+            self._rib = rib
+
+    def clear(self) -> None:
+        self._next_hops.clear()
+        self._units.clear()
+        self._root_lengths = {4: set(), 6: set()}
+
+    def next_hop(self, prefix: str) -> str | None:
+        """The best next-hop of ``prefix``, None when it has no live path."""
+        try:
+            return self._next_hops[prefix]
+        except KeyError:
+            assert self._rib is not None, "bind() first"
+            path = self._rib.best(prefix)
+            next_hop = path.next_hop if path is not None else None
+            self._next_hops[prefix] = next_hop
+            return next_hop
+
+    def unit(self, root: str, next_hop: str) -> Unit | None:
+        """``root``'s unit (:func:`controller.closure.unit_of`), None when it is ``root`` alone.
+
+        ``next_hop`` must be :meth:`next_hop` of ``root``.
+        """
+        try:
+            return self._units[root]
+        except KeyError:
+            pass
+        assert self._rib is not None, "bind() first"
+        more_specifics = self._rib.more_specifics(root)
+        unit = unit_of(root, next_hop, more_specifics, self.next_hop) if more_specifics else None
+        if unit is not None and len(unit) == 1:
+            unit = None
+        self._units[root] = unit
+        family = 6 if ":" in root else 4
+        self._root_lengths[family].add(int(root[root.rindex("/") + 1 :]))
+        return unit
+
+    def forget(self, changed: Iterable[str]) -> None:
+        """The RIB changed at these prefixes: drop what depended on them."""
+        changed = list(changed)
+        if len(changed) > FORGET_ALL_ABOVE:
+            self.clear()
+            return
+        for prefix in changed:
+            self._next_hops.pop(prefix, None)
+            self._units.pop(prefix, None)
+            try:
+                family, network, length = split_prefix(prefix)
+            except PrefixError:
+                self.clear()  # not ours to judge; being safe costs one cold selection
+                return
+            bits = 32 if family == 4 else 128
+            for root_length in self._root_lengths[family]:
+                if root_length < length:
+                    shift = bits - root_length
+                    self._units.pop(format_network(family, network >> shift << shift, root_length), None)
