@@ -77,6 +77,16 @@ def test_a_prefix_whose_last_path_vanished_is_withdrawn_and_a_changed_best_is_fo
     assert (result.withdraws, result.announces) == (1, 1)
 
 
+def test_a_best_path_with_an_unusable_next_hop_is_withdrawn_not_announced() -> None:
+    rib = StaticRib({"10.1.0.0/16": [Path(next_hop="0.0.0.0", peer="file")],
+                     "10.2.0.0/16": [Path(next_hop=NH2, peer=NH2)]})
+    installed = {"10.1.0.0/16": NH1, "10.2.0.0/16": NH1}
+    result = plan(dict(installed), installed, rib=rib, unusable={"", "0.0.0.0", "::"})
+    assert result == Plan((Step("withdraw", 4, None, ("10.1.0.0/16",)),
+                           Step("announce", 4, NH2, ("10.2.0.0/16",))))
+    assert plan(dict(installed), installed, rib=rib).announces == 2  # unfiltered, it would be announced
+
+
 def test_malformed_tokens_are_refused_not_rendered() -> None:
     with pytest.raises(PrefixError):
         render_commands(Plan((Step("withdraw", 4, None, ("10.0.0.0/8\nneighbor * teardown",)),)), SWITCH)

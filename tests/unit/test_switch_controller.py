@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import gzip
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from collector.accounting import PrefixRates
 from controller.config import TopfibConfig
+from controller.plan import Step
 from controller.store import MemoryStore, Pin, RequestEntry
-from controller.switch_controller import SwitchController
+from controller.switch_controller import SessionInfo, SwitchController, _windows, table_complete
 
 TABLE = "\n".join(
     ["10.0.0.0\t16\t64500", "10.0.1.0\t24\t64501", "10.0.2.0\t24\t64502", "192.0.2.0\t24\t64503",
@@ -73,3 +76,214 @@ def test_preloaded_table_ranks_traffic_but_nothing_is_programmed_without_a_sessi
             await ctl.stop()
 
     asyncio.run(scenario())
+
+
+# --- reacting to the switch between loop iterations, readiness ----------------------------------
+
+NEIGHBOR = "10.99.0.2"
+HEAD = ('{ "exabgp": "5.0.0", "time": 1.0, "host": "t", "pid": 1, "ppid": 1, "counter": 1, "type": "%s", '
+        '"neighbor": { "address": { "local": "10.99.0.1", "peer": "10.99.0.2" }, '
+        '"asn": { "local": 65000, "peer": 65000 }, "router-id": "10.99.0.1", %s } }')
+
+
+def _state(state: str) -> str:
+    return HEAD % ("state", f'"state": "{state}"')
+
+
+def _update(body: str) -> str:
+    return HEAD % ("update", f'"direction": "receive", "message": {{ {body} }}')
+
+
+def _announce(next_hop: str, *paths: tuple[str, int]) -> str:
+    nlri = ", ".join(f'{{ "nlri": "{p}", "path-information": "0.0.0.{i}" }}' for p, i in paths)
+    return _update('"update": { "attribute": { "origin": "igp", "as-path": {}, "local-preference": 100 }, '
+                   f'"announce": {{ "ipv4 unicast": {{ "{next_hop}": [ {nlri} ] }} }} }}')
+
+
+def _withdraw(*paths: tuple[str, int]) -> str:
+    nlri = ", ".join(f'{{ "nlri": "{p}", "path-information": "0.0.0.{i}" }}' for p, i in paths)
+    return _update(f'"update": {{ "withdraw": {{ "ipv4 unicast": [ {nlri} ] }} }}')
+
+
+def _eor(afi: str) -> str:
+    return _update(f'"eor": {{ "afi": "{afi}", "safi": "unicast" }}')
+
+
+class Switch:
+    """The bridge's socket end, playing ExaBGP: sends messages, acks every command with done."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.commands: list[str] = []
+        self.acking = asyncio.Event()
+        self.acking.set()
+        self._task = asyncio.create_task(self._ack_all())
+
+    @classmethod
+    async def connect(cls, path: Path) -> Switch:
+        reader, writer = await asyncio.open_unix_connection(str(path))
+        switch = cls(reader, writer)
+        await switch.say("#topfib-bridge pid=4242 pgid=4242 dropped=0")
+        return switch
+
+    async def say(self, *lines: str) -> None:
+        self.writer.write("".join(line + "\n" for line in lines).encode())
+        await self.writer.drain()
+
+    async def _ack_all(self) -> None:
+        while line := await self.reader.readline():
+            await self.acking.wait()
+            self.commands.append(line.decode().strip())
+            await self.say("done")
+
+    async def close(self) -> None:
+        self._task.cancel()
+        self.writer.close()
+
+
+async def _wait(condition: Callable[[], bool], timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+def _live_controller(tmp_path: Path, **timing: float) -> SwitchController:
+    config = TopfibConfig.model_validate({
+        "switch": [{
+            "name": "sw1", "neighbor": NEIGHBOR, "local_address": "10.99.0.1", "local_as": 65000,
+            "peer_as": 65000, "fib_cap_ipv4": 10, "fib_cap_ipv6": 2, "min_dwell_s": 0,
+        }],
+    })
+    rates = PrefixRates(fast_half_life_s=30.0, slow_half_life_s=3600.0)
+    ctl = SwitchController(config.switch[0], config, rates, MemoryStore(), threading.Lock(), tmp_path / "run",
+                           **timing)
+    ctl.active = True  # as if ExaBGP ran: the test plays it through the link
+    return ctl
+
+
+P1, P2, P3 = "16.0.1.0/24", "16.0.2.0/24", "16.0.3.0/24"
+NH1, NH2 = "192.168.50.11", "192.168.50.12"
+
+
+async def _installed(ctl: SwitchController, switch: Switch) -> None:
+    """Session up, P1 (paths via NH1 and NH2), P2 (NH1 only), P3 (NH2), all pinned and installed."""
+    await switch.say(_state("up"), _announce(NH1, (P1, 1), (P2, 1)), _announce(NH2, (P1, 2), (P3, 2)),
+                     _eor("ipv4"), _eor("ipv6"))
+    assert await _wait(ctl.ready_to_program)
+    for prefix in (P1, P2, P3):
+        await ctl.store.set_pin(Pin(prefix=prefix, by="op", since=0.0))
+    await ctl.tick()
+    assert ctl.installed == {P1: NH1, P2: NH1, P3: NH2}
+    switch.commands.clear()
+
+
+def test_a_prefix_losing_its_last_path_is_withdrawn_without_a_loop_iteration(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        ctl = _live_controller(tmp_path)
+        await ctl.start(active=False)
+        ctl.active = True
+        switch = await Switch.connect(ctl.link.socket_path)
+        try:
+            await _installed(ctl, switch)
+            loops = ctl.selection
+            await switch.say(_withdraw((P2, 1)))
+            assert await _wait(lambda: P2 not in ctl.installed), "never withdrawn"
+            assert switch.commands == [f"neighbor {NEIGHBOR} withdraw attributes nlri {P2}"]
+            assert ctl.selection is loops  # no selection ran for it
+            assert ctl.installed == {P1: NH1, P3: NH2}
+        finally:
+            await switch.close()
+            await ctl.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_moved_best_path_is_re_pointed_once_the_burst_settles_and_never_if_the_prefix_goes(
+        tmp_path: Path) -> None:
+    async def scenario() -> None:
+        ctl = _live_controller(tmp_path, settle_quiet_s=0.3, settle_max_s=2.0)
+        await ctl.start(active=False)
+        ctl.active = True
+        switch = await Switch.connect(ctl.link.socket_path)
+        try:
+            await _installed(ctl, switch)
+            # P1 loses its best path (NH1): re-pointed to NH2, but only after 0.3 s of quiet
+            began = time.monotonic()
+            await switch.say(_withdraw((P1, 1)))
+            assert await _wait(lambda: ctl.installed.get(P1) == NH2), "never re-pointed"
+            assert time.monotonic() - began >= 0.25
+            assert switch.commands == [f"neighbor {NEIGHBOR} announce attributes next-hop {NH2} nlri {P1}"]
+            switch.commands.clear()
+            # a burst: P3 loses its only path at once (withdrawn at once), P1 its best, then its last
+            await switch.say(_announce(NH1, (P1, 1)))  # P1 back on NH1 (best again)
+            assert await _wait(lambda: ctl.installed.get(P1) == NH1)
+            switch.commands.clear()
+            await switch.say(_withdraw((P3, 2), (P1, 1)))
+            assert await _wait(lambda: P3 not in ctl.installed)
+            await asyncio.sleep(0.1)
+            await switch.say(_withdraw((P1, 2)))
+            assert await _wait(lambda: P1 not in ctl.installed)
+            await asyncio.sleep(0.5)  # past the settle time: nothing else may follow
+            assert all("announce" not in command for command in switch.commands), switch.commands
+            assert ctl.installed == {P2: NH1}
+        finally:
+            await switch.close()
+            await ctl.stop()
+
+    asyncio.run(scenario())
+
+
+def test_no_programming_before_end_of_rib_or_quiet_and_eor_wakes_the_loop(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        ctl = _live_controller(tmp_path, ready_quiet_s=60.0)
+        await ctl.start(active=False)
+        ctl.active = True
+        switch = await Switch.connect(ctl.link.socket_path)
+        try:
+            await switch.say(_state("up"), _announce(NH1, (P1, 1)))
+            await ctl.store.set_pin(Pin(prefix=P1, by="op", since=0.0))
+            assert await _wait(lambda: P1 in ctl.rib)
+            await ctl.tick()
+            assert not ctl.ready_to_program() and ctl.installed == {} and switch.commands == []
+            ctl.wake_event.clear()
+            await switch.say(_eor("ipv4"))
+            await asyncio.sleep(0.05)
+            assert not ctl.ready_to_program()  # one family is not the table
+            await switch.say(_eor("ipv6"))
+            assert await _wait(ctl.wake_event.is_set), "End-of-RIB did not wake the loop"
+            assert ctl.ready_to_program()
+            await ctl.tick()
+            assert ctl.installed == {P1: NH1}
+        finally:
+            await switch.close()
+            await ctl.stop()
+
+    asyncio.run(scenario())
+
+
+def test_the_table_counts_as_complete_on_eor_on_quiet_or_after_the_longest_wait() -> None:
+    up = SessionInfo(state="up", up_at=100.0)
+    assert not table_complete(SessionInfo(), 1000.0, None)
+    assert not table_complete(up, 100.5, None, quiet_s=1.0)
+    assert table_complete(up, 101.0, None, quiet_s=1.0)  # nothing came at all
+    assert not table_complete(up, 101.5, 100.8, quiet_s=1.0)  # updates still flowing
+    assert table_complete(up, 101.8, 100.8, quiet_s=1.0)
+    assert not table_complete(up, 101.8, 99.0, quiet_s=5.0)  # a change before the session counts as none
+    assert table_complete(up, 160.0, 159.9, quiet_s=1.0, max_wait_s=60.0)  # never quiet: the longest wait
+    both = SessionInfo(state="up", up_at=100.0, eor_families={"ipv4 unicast", "ipv6 unicast"})
+    assert table_complete(both, 100.0, 100.0, quiet_s=1.0)
+    one = SessionInfo(state="up", up_at=100.0, eor_families={"ipv4 unicast"})
+    assert not table_complete(one, 100.5, 100.4, quiet_s=1.0)
+
+
+def test_announce_windows_split_steps_and_keep_their_order() -> None:
+    steps = [Step("announce", 4, NH1, tuple(f"16.0.{i}.0/24" for i in range(5))),
+             Step("announce", 4, NH2, tuple(f"16.1.{i}.0/24" for i in range(4)))]
+    windows = _windows(steps, 3)
+    assert [[len(s.prefixes) for s in w] for w in windows] == [[3], [2, 1], [3]]
+    flat = [(s.next_hop, p) for w in windows for s in w for p in s.prefixes]
+    assert flat == [(s.next_hop, p) for s in steps for p in s.prefixes]
+    assert _windows([], 3) == []
