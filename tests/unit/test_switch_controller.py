@@ -150,7 +150,8 @@ async def _wait(condition: Callable[[], bool], timeout_s: float = 5.0) -> bool:
     return True
 
 
-def _live_controller(tmp_path: Path, **timing: float) -> SwitchController:
+def _live_controller(tmp_path: Path, *, settle_quiet_s: float = 0.1, settle_max_s: float = 1.0,
+                     ready_quiet_s: float = 2.0) -> SwitchController:
     config = TopfibConfig.model_validate({
         "switch": [{
             "name": "sw1", "neighbor": NEIGHBOR, "local_address": "10.99.0.1", "local_as": 65000,
@@ -159,7 +160,7 @@ def _live_controller(tmp_path: Path, **timing: float) -> SwitchController:
     })
     rates = PrefixRates(fast_half_life_s=30.0, slow_half_life_s=3600.0)
     ctl = SwitchController(config.switch[0], config, rates, MemoryStore(), threading.Lock(), tmp_path / "run",
-                           **timing)
+                           settle_quiet_s=settle_quiet_s, settle_max_s=settle_max_s, ready_quiet_s=ready_quiet_s)
     ctl.active = True  # as if ExaBGP ran: the test plays it through the link
     return ctl
 
