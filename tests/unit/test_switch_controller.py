@@ -160,7 +160,8 @@ def _live_controller(tmp_path: Path, *, settle_quiet_s: float = 0.1, settle_max_
     })
     rates = PrefixRates(fast_half_life_s=30.0, slow_half_life_s=3600.0)
     ctl = SwitchController(config.switch[0], config, rates, MemoryStore(), threading.Lock(), tmp_path / "run",
-                           settle_quiet_s=settle_quiet_s, settle_max_s=settle_max_s, ready_quiet_s=ready_quiet_s)
+                           settle_quiet_s=settle_quiet_s, settle_max_s=settle_max_s,
+                           ready_quiet_s=ready_quiet_s)
     ctl.active = True  # as if ExaBGP ran: the test plays it through the link
     return ctl
 
