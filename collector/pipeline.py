@@ -17,6 +17,11 @@ Metrics (all counters):
 
 ``agent`` label values are bounded (see :class:`LabelBudget`), so spoofed sources cannot grow the
 metrics without limit.
+
+Given ``rib_for`` (the switch's RIB), each routed sample is also attributed to one of its prefix's
+paths — the one whose next hop the sample names, else the best (``collector.path_attribution``)
+— and accounted per path into ``path_rates`` and, when the service sets ``matrix``, into the
+traffic matrix (by ingress interface, attributed next hop and peer AS).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +38,11 @@ from collector.accounting import PrefixRates
 from collector.batch import SampleBatch
 from collector.lpm import LpmTable
 from collector.metrics import REGISTRY, Registry
+from collector.path_accounting import PathRates
+from collector.path_attribution import DEFAULT_REFRESH_S, Attribution, PathAttributor, PathSource
+
+if TYPE_CHECKING:
+    from collector.matrix import TrafficMatrix
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +121,9 @@ class Collector:
 
     ``agent_switches`` maps sFlow agent addresses to switch names; ``lpm_for(switch)`` gives the
     switch's current prefix table (an empty table until its RIB is loaded: all traffic unrouted).
+    ``rib_for(switch)`` gives the switch's RIB (whose ``lpm`` ``lpm_for`` returns) for path
+    attribution; without it there is none (per-path rates stay empty, the matrix gets no next
+    hops). ``process`` must run while the RIB does not change (the service holds its lock).
     """
 
     def __init__(
@@ -120,9 +133,16 @@ class Collector:
         lpm_for: Callable[[str], LpmTable],
         rates: PrefixRates,
         registry: Registry = REGISTRY,
+        *,
+        rib_for: Callable[[str], PathSource | None] | None = None,
+        path_rates: PathRates | None = None,
+        attribution_refresh_s: float = DEFAULT_REFRESH_S,
     ) -> None:
         self.decoder = decoder
         self.rates = rates
+        self.path_rates = path_rates
+        self.matrix: TrafficMatrix | None = None  # set by the service when the matrix is enabled
+        self._attributor = None if rib_for is None else PathAttributor(rib_for, attribution_refresh_s)
         self.totals = CollectorTotals()
         self._agent_switches = dict(agent_switches)
         self._switch_names = sorted(set(self._agent_switches.values()))
@@ -188,6 +208,7 @@ class Collector:
         return batch.flow_samples
 
     def process(self, batch: SampleBatch, now: float) -> None:
+        batch.complete()
         self._count_batch(batch, now)
         if not len(batch.v4_agent) and not len(batch.v6_agent):
             return
@@ -216,28 +237,39 @@ class Collector:
     ) -> None:
         """Look up and account the samples selected by the masks (None: all of that family)."""
         lpm = self._lpm_for(switch)
-        v4_dst, v4_bytes, v4_packets = (
+        v4_dst, v6_hi, v6_lo = (
             _pick(v4_mask, batch.v4_dst),
-            _pick(v4_mask, batch.v4_bytes),
-            _pick(v4_mask, batch.v4_packets),
-        )
-        v6_hi, v6_lo, v6_bytes, v6_packets = (
             _pick(v6_mask, batch.v6_dst_hi),
             _pick(v6_mask, batch.v6_dst_lo),
-            _pick(v6_mask, batch.v6_bytes),
-            _pick(v6_mask, batch.v6_packets),
         )
         if len(v4_dst) and len(v6_hi):
             ids = np.concatenate((lpm.lookup_v4_ids(v4_dst), lpm.lookup_v6_ids(v6_hi, v6_lo)))
-            nbytes = np.concatenate((v4_bytes, v6_bytes))
-            packets = np.concatenate((v4_packets, v6_packets))
         elif len(v4_dst):
-            ids, nbytes, packets = lpm.lookup_v4_ids(v4_dst), v4_bytes, v4_packets
+            ids = lpm.lookup_v4_ids(v4_dst)
         elif len(v6_hi):
-            ids, nbytes, packets = lpm.lookup_v6_ids(v6_hi, v6_lo), v6_bytes, v6_packets
+            ids = lpm.lookup_v6_ids(v6_hi, v6_lo)
         else:
             return
+        nbytes = _both(v4_mask, batch.v4_bytes, v6_mask, batch.v6_bytes)
+        packets = _both(v4_mask, batch.v4_packets, v6_mask, batch.v6_packets)
         self.rates.add_batch(switch, lpm, ids, nbytes, packets, now)
+        if self.path_rates is not None or self.matrix is not None:
+            attribution = self._attribute(batch, switch, lpm, ids, v4_mask, v6_mask, now)
+            if self.path_rates is not None and attribution is not None:
+                self.path_rates.add_batch(
+                    switch, ids, attribution.hop_ids, lpm.prefix_of_id, attribution.hop_names,
+                    nbytes, packets, now, naming=attribution.hop_names,
+                )  # fmt: skip
+            if self.matrix is not None:
+                input_if = _both(v4_mask, batch.v4_input_if, v6_mask, batch.v6_input_if)
+                if attribution is None:
+                    attribution = Attribution(
+                        np.full(len(ids), -1, np.int64), np.zeros(len(ids), np.uint32), []
+                    )
+                self.matrix.add(
+                    switch, input_if, attribution.hop_ids, attribution.hop_names, attribution.peer_asn,
+                    nbytes, packets, now,
+                )  # fmt: skip
         samples = len(ids)
         unrouted = int(np.count_nonzero(ids < 0))
         self.totals.flow_samples += samples
@@ -247,6 +279,22 @@ class Collector:
         self._m_samples.inc(samples, switch=switch)
         if unrouted:
             self._m_unrouted.inc(unrouted, switch=switch)
+
+    def _attribute(
+        self,
+        batch: SampleBatch,
+        switch: str,
+        lpm: LpmTable,
+        ids: npt.NDArray[np.int64],
+        v4_mask: npt.NDArray[np.bool_] | None,
+        v6_mask: npt.NDArray[np.bool_] | None,
+        now: float,
+    ) -> Attribution | None:
+        """The path of each sample (None without a RIB to ask)."""
+        if self._attributor is None:
+            return None
+        hops = _both(v4_mask, batch.v4_next_hop, v6_mask, batch.v6_next_hop)
+        return self._attributor.attribute(switch, lpm, ids, hops, batch.next_hops, now)
 
     def _count_batch(self, batch: SampleBatch, now: float) -> None:
         totals = self.totals
@@ -306,11 +354,19 @@ def merge_batches(batches: list[SampleBatch]) -> SampleBatch:
         return batches[0]
     merged = SampleBatch()
     index: dict[str, int] = {}
-    v4_agents, v6_agents = [], []
+    hop_index: dict[str, int] = {}
+    v4_agents, v6_agents, v4_hops, v6_hops = [], [], [], []
     for batch in batches:
+        batch.complete()
         remap = np.array([index.setdefault(a, len(index)) for a in batch.agents] or [0], np.uint32)
         v4_agents.append(remap[batch.v4_agent] if len(batch.v4_agent) else batch.v4_agent)
         v6_agents.append(remap[batch.v6_agent] if len(batch.v6_agent) else batch.v6_agent)
+        # next-hop indices renumbered; -1 (none) maps to the last element, -1
+        hop_remap = np.array(
+            [hop_index.setdefault(h, len(hop_index)) for h in batch.next_hops] + [-1], np.int32
+        )
+        v4_hops.append(hop_remap[batch.v4_next_hop])
+        v6_hops.append(hop_remap[batch.v6_next_hop])
         merged.datagrams += batch.datagrams
         merged.flow_samples += batch.flow_samples
         merged.counter_samples += batch.counter_samples
@@ -331,6 +387,11 @@ def merge_batches(batches: list[SampleBatch]) -> SampleBatch:
     merged.v6_dst_lo = np.concatenate([b.v6_dst_lo for b in batches])
     merged.v6_bytes = np.concatenate([b.v6_bytes for b in batches])
     merged.v6_packets = np.concatenate([b.v6_packets for b in batches])
+    merged.next_hops = list(hop_index)
+    merged.v4_next_hop = np.concatenate(v4_hops).astype(np.int32, copy=False)
+    merged.v6_next_hop = np.concatenate(v6_hops).astype(np.int32, copy=False)
+    merged.v4_input_if = np.concatenate([b.v4_input_if for b in batches])
+    merged.v6_input_if = np.concatenate([b.v6_input_if for b in batches])
     return merged
 
 
@@ -342,3 +403,18 @@ def _mask(switch_of_sample: npt.NDArray[np.int64], index: int) -> npt.NDArray[np
 
 def _pick(mask: npt.NDArray[np.bool_] | None, values: npt.NDArray[_T]) -> npt.NDArray[_T]:
     return values if mask is None else values[mask]
+
+
+def _both(
+    v4_mask: npt.NDArray[np.bool_] | None,
+    v4: npt.NDArray[_T],
+    v6_mask: npt.NDArray[np.bool_] | None,
+    v6: npt.NDArray[_T],
+) -> npt.NDArray[_T]:
+    """A per-sample column of the switch's samples, IPv4 then IPv6 (the order of the ids)."""
+    picked4, picked6 = _pick(v4_mask, v4), _pick(v6_mask, v6)
+    if not len(picked6):
+        return picked4
+    if not len(picked4):
+        return picked6
+    return np.concatenate((picked4, picked6))

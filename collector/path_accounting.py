@@ -1,0 +1,376 @@
+"""Per (switch, prefix, next hop) traffic rates: which of a prefix's paths the traffic takes.
+
+Same semantics as :class:`collector.accounting.PrefixRates`: exponentially decayed bytes,
+packets and samples on a fast and a slow half-life, read as per-second rates corrected for a
+short observation window, stored epoch-scaled so nothing is touched per tick. A path is named by
+its prefix and next hop (the attributes of a path may change; its next hop names where the
+traffic goes). Memory is bounded per switch: :meth:`PathRates.prune` forgets quiet paths, and a
+switch that reaches ``max_paths`` evicts its quietest tenth before taking new ones.
+
+Samples come in as (prefix id, next-hop id) pairs from the collector's attribution, with the
+functions that name them; an id pair → slot cache keeps a batch to one ``np.unique`` and a few
+numpy operations. The cache is valid for one naming (``naming`` token): a new LPM table or a
+reset next-hop table invalidates it.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+_BYTES, _PACKETS, _SAMPLES = 0, 1, 2
+_RESCALE_EXPONENT = 64.0
+_MIN_WINDOW_S = 1.0
+_INITIAL_CAPACITY = 256
+HOP_BITS = 24  # next-hop ids below 2^24 (the attribution bounds its table far below)
+EVICT_SHARE = 0.1  # share of a full switch's paths evicted (the quietest) to make room
+
+# minimum evidence before a next hop counts as dominant (see dominant_next_hops)
+DOMINANT_MIN_SHARE = 0.6
+DOMINANT_MIN_SAMPLES = 8.0
+
+
+@dataclass(frozen=True, slots=True)
+class PathRate:
+    """One path's traffic: bytes/s and packets/s (fast and slow), and its decayed sample count."""
+
+    prefix: str
+    next_hop: str
+    fast_bps: float
+    slow_bps: float
+    fast_pps: float
+    slow_pps: float
+    score: float  # max(fast_bps, slow_bps)
+    samples: float  # decayed sample count on the half-life giving the score
+
+
+class _Decay:
+    """Epoch-scaled values of one half-life: rows bytes, packets, samples; one column per slot."""
+
+    def __init__(self, half_life_s: float, capacity: int) -> None:
+        self.half_life_s = half_life_s
+        self.epoch: float | None = None
+        self.values: FloatArray = np.zeros((3, capacity))
+
+    def grow(self, capacity: int) -> None:
+        values = np.zeros((3, capacity))
+        values[:, : self.values.shape[1]] = self.values
+        self.values = values
+
+    def weight(self, now: float) -> float:
+        if self.epoch is None:
+            self.epoch = now
+        exponent = (now - self.epoch) / self.half_life_s
+        if exponent > _RESCALE_EXPONENT:
+            self.values *= 2.0**-exponent
+            self.values[self.values < 1e-300] = 0.0
+            self.epoch = now
+            exponent = 0.0
+        return float(2.0**exponent)
+
+    def read_factor(self, now: float) -> float:
+        if self.epoch is None:
+            return 0.0
+        return float(2.0 ** (-(now - self.epoch) / self.half_life_s))
+
+    def rate_factor(self, now: float, since: float) -> float:
+        window = max(now - since, _MIN_WINDOW_S)
+        ln2_over_h = math.log(2.0) / self.half_life_s
+        return self.read_factor(now) * ln2_over_h / -math.expm1(-ln2_over_h * window)
+
+
+@dataclass
+class _SwitchPaths:
+    fast: _Decay
+    slow: _Decay
+    first_seen: float
+    path_of_slot: list[tuple[str, str] | None] = field(default_factory=list)
+    slot_of_path: dict[tuple[str, str], int] = field(default_factory=dict)
+    slots_of_prefix: dict[str, dict[str, int]] = field(default_factory=dict)  # prefix → next hop → slot
+    free_slots: list[int] = field(default_factory=list)
+    naming: object = None  # the naming the key cache was built for
+    slot_of_key: dict[int, int] = field(default_factory=dict)
+    key_of_slot: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def capacity(self) -> int:
+        return int(self.fast.values.shape[1])
+
+
+class PathRates:
+    """Decayed byte/packet rates per (switch, prefix, next hop). Thread-safe."""
+
+    def __init__(
+        self, fast_half_life_s: float = 30.0, slow_half_life_s: float = 3600.0, max_paths: int = 1_000_000
+    ) -> None:
+        if not (fast_half_life_s > 0 and slow_half_life_s > 0):
+            raise ValueError("half-lives must be positive")
+        if max_paths < 1:
+            raise ValueError("max_paths must be positive")
+        self.fast_half_life_s = fast_half_life_s
+        self.slow_half_life_s = slow_half_life_s
+        self.max_paths = max_paths
+        self.evicted = 0  # paths evicted because a switch was full
+        self._switches: dict[str, _SwitchPaths] = {}
+        self._lock = threading.Lock()
+
+    # ----------------------------------------------------------------------------- writing
+
+    def add_batch(
+        self,
+        switch: str,
+        prefix_ids: IntArray,
+        hop_ids: IntArray,
+        prefix_of_id: Callable[[int], str],
+        hop_names: Sequence[str],
+        nbytes: FloatArray,
+        packets: FloatArray,
+        now: float,
+        naming: object,
+    ) -> None:
+        """Account one sample per element to path (``prefix_of_id(id)``, ``hop_names[hop]``).
+
+        Elements with a negative prefix or next-hop id (unrouted, no path) are skipped. ``naming``
+        identifies the id spaces (e.g. the LPM table and next-hop table objects): ids are cached
+        for as long as the same object is passed.
+        """
+        keep = (prefix_ids >= 0) & (hop_ids >= 0)
+        if not keep.all():
+            prefix_ids, hop_ids, nbytes, packets = (
+                prefix_ids[keep],
+                hop_ids[keep],
+                nbytes[keep],
+                packets[keep],
+            )
+        if not len(prefix_ids):
+            return
+        keys = (prefix_ids.astype(np.int64) << HOP_BITS) | hop_ids.astype(np.int64)
+        unique, inverse = np.unique(keys, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        sums: FloatArray = np.stack(
+            (
+                np.bincount(inverse, nbytes, len(unique)),
+                np.bincount(inverse, packets, len(unique)),
+                np.bincount(inverse, minlength=len(unique)).astype(np.float64),
+            )
+        )
+        with self._lock:
+            paths = self._switch(switch, now)
+            if paths.naming is not naming:
+                paths.naming = naming
+                paths.slot_of_key.clear()
+                paths.key_of_slot.clear()
+            slots = self._slots(paths, unique.tolist(), prefix_of_id, hop_names, now)
+            for decay in (paths.fast, paths.slow):
+                weighted: FloatArray = sums * decay.weight(now)
+                decay.values[:, slots] += weighted
+
+    def _switch(self, switch: str, now: float) -> _SwitchPaths:
+        paths = self._switches.get(switch)
+        if paths is None:
+            paths = _SwitchPaths(
+                _Decay(self.fast_half_life_s, _INITIAL_CAPACITY),
+                _Decay(self.slow_half_life_s, _INITIAL_CAPACITY),
+                first_seen=now,
+            )
+            self._switches[switch] = paths
+        return paths
+
+    def _slots(
+        self,
+        paths: _SwitchPaths,
+        keys: list[int],
+        prefix_of_id: Callable[[int], str],
+        hop_names: Sequence[str],
+        now: float,
+    ) -> IntArray:
+        cached = paths.slot_of_key
+        misses = sum(1 for key in keys if key not in cached)
+        overflow = len(paths.slot_of_path) + misses - self.max_paths
+        if overflow > 0:
+            # make room before any slot of this batch is looked up, so none is reused under it
+            self._evict_quietest(paths, now, max(overflow, int(self.max_paths * EVICT_SHARE)))
+        slots = [cached.get(key, -1) for key in keys]
+        if -1 in slots:
+            mask = (1 << HOP_BITS) - 1
+            for index, key in enumerate(keys):
+                if slots[index] >= 0:
+                    continue
+                path = (prefix_of_id(key >> HOP_BITS), hop_names[key & mask])
+                slot = paths.slot_of_path.get(path)
+                if slot is None:
+                    slot = self._allocate(paths, path)
+                slots[index] = cached[key] = slot
+                paths.key_of_slot[slot] = key
+        return np.array(slots, np.int64)
+
+    @staticmethod
+    def _allocate(paths: _SwitchPaths, path: tuple[str, str]) -> int:
+        if paths.free_slots:
+            slot = paths.free_slots.pop()
+            paths.path_of_slot[slot] = path
+        else:
+            slot = len(paths.path_of_slot)
+            paths.path_of_slot.append(path)
+            if slot >= paths.capacity:
+                capacity = paths.capacity * 2
+                paths.fast.grow(capacity)
+                paths.slow.grow(capacity)
+        paths.slot_of_path[path] = slot
+        paths.slots_of_prefix.setdefault(path[0], {})[path[1]] = slot
+        return slot
+
+    def _evict_quietest(self, paths: _SwitchPaths, now: float, count: int) -> None:
+        score = self._score_array(paths, now)
+        used = np.array([slot for slot, path in enumerate(paths.path_of_slot) if path is not None], np.int64)
+        quietest = used[np.argsort(score[used], kind="stable")[:count]]
+        for slot in quietest.tolist():
+            self._release(paths, slot)
+        self.evicted += len(quietest)
+
+    @staticmethod
+    def _release(paths: _SwitchPaths, slot: int) -> None:
+        path = paths.path_of_slot[slot]
+        assert path is not None
+        for decay in (paths.fast, paths.slow):
+            decay.values[:, slot] = 0.0
+        del paths.slot_of_path[path]
+        hops = paths.slots_of_prefix[path[0]]
+        del hops[path[1]]
+        if not hops:
+            del paths.slots_of_prefix[path[0]]
+        paths.path_of_slot[slot] = None
+        paths.free_slots.append(slot)
+        key = paths.key_of_slot.pop(slot, None)
+        if key is not None:
+            paths.slot_of_key.pop(key, None)
+
+    def prune(self, switch: str, now: float, below_bps: float) -> int:
+        """Forget paths whose score fell below ``below_bps``; returns how many."""
+        with self._lock:
+            paths = self._switches.get(switch)
+            if paths is None:
+                return 0
+            score = self._score_array(paths, now)
+            quiet = np.flatnonzero(score < below_bps).tolist()
+            stale = [slot for slot in quiet if paths.path_of_slot[slot] is not None]
+            for slot in stale:
+                self._release(paths, slot)
+            return len(stale)
+
+    def forget(self, switch: str, prefix: str) -> None:
+        """Drop every path of a prefix that left the RIB."""
+        with self._lock:
+            paths = self._switches.get(switch)
+            if paths is None:
+                return
+            for slot in list(paths.slots_of_prefix.get(prefix, {}).values()):
+                self._release(paths, slot)
+
+    def remove_switch(self, switch: str) -> None:
+        with self._lock:
+            self._switches.pop(switch, None)
+
+    # ----------------------------------------------------------------------------- reading
+
+    def _score_array(self, paths: _SwitchPaths, now: float) -> FloatArray:
+        used = len(paths.path_of_slot)
+        fast = paths.fast.values[_BYTES, :used] * paths.fast.rate_factor(now, paths.first_seen)
+        slow = paths.slow.values[_BYTES, :used] * paths.slow.rate_factor(now, paths.first_seen)
+        return np.maximum(fast, slow)
+
+    def _reading(self, paths: _SwitchPaths, slot: int, now: float) -> PathRate:
+        path = paths.path_of_slot[slot]
+        assert path is not None
+        fast_rate = paths.fast.rate_factor(now, paths.first_seen)
+        slow_rate = paths.slow.rate_factor(now, paths.first_seen)
+        fast, slow = paths.fast.values[:, slot], paths.slow.values[:, slot]
+        fast_bps, slow_bps = float(fast[_BYTES]) * fast_rate, float(slow[_BYTES]) * slow_rate
+        on_fast = fast_bps >= slow_bps
+        samples = float(fast[_SAMPLES]) * paths.fast.read_factor(now) if on_fast else (
+            float(slow[_SAMPLES]) * paths.slow.read_factor(now)
+        )  # fmt: skip
+        return PathRate(
+            prefix=path[0],
+            next_hop=path[1],
+            fast_bps=fast_bps,
+            slow_bps=slow_bps,
+            fast_pps=float(fast[_PACKETS]) * fast_rate,
+            slow_pps=float(slow[_PACKETS]) * slow_rate,
+            score=max(fast_bps, slow_bps),
+            samples=samples,
+        )
+
+    def paths_of(self, switch: str, prefix: str, now: float) -> list[PathRate]:
+        """The prefix's paths with traffic, highest score first (ties by next hop)."""
+        with self._lock:
+            paths = self._switches.get(switch)
+            hops = {} if paths is None else paths.slots_of_prefix.get(prefix, {})
+            assert paths is not None or not hops
+            readings = [self._reading(paths, slot, now) for slot in hops.values()] if paths else []
+        return sorted(readings, key=lambda r: (-r.score, r.next_hop))
+
+    def path_count(self, switch: str) -> int:
+        with self._lock:
+            paths = self._switches.get(switch)
+            return 0 if paths is None else len(paths.slot_of_path)
+
+    def dominant_next_hops(
+        self,
+        switch: str,
+        now: float,
+        prefixes: Iterable[str] | None = None,
+        min_share: float = DOMINANT_MIN_SHARE,
+        min_samples: float = DOMINANT_MIN_SAMPLES,
+    ) -> dict[str, str]:
+        """Per prefix with traffic (of ``prefixes``, default all), the next hop carrying most of it.
+
+        Evidence rules, so sampling noise does not flip a choice: the next hop must carry at
+        least ``min_share`` of the prefix's bytes and have at least ``min_samples`` (decayed)
+        samples behind it. Bytes and samples are read on the slow half-life, which settles, once
+        the prefix has ``min_samples`` there; before that on the fast one. Prefixes without a
+        dominant next hop are absent: the caller keeps its default (the best path) for them.
+        Cost: linear in the switch's paths (or in the paths of ``prefixes``).
+        """
+        with self._lock:
+            paths = self._switches.get(switch)
+            if paths is None:
+                return {}
+            names: list[str] = []
+            hops: list[str] = []
+            slots: list[int] = []
+            groups: list[int] = []
+            known = paths.slots_of_prefix
+            chosen = known if prefixes is None else {p: known[p] for p in prefixes if p in known}
+            for prefix, by_hop in chosen.items():
+                group = len(names)
+                names.append(prefix)
+                for hop, slot in by_hop.items():
+                    hops.append(hop)
+                    slots.append(slot)
+                    groups.append(group)
+            if not slots:
+                return {}
+            slot_array, group_of = np.array(slots, np.int64), np.array(groups, np.int64)
+            slow_bytes = paths.slow.values[_BYTES, slot_array]
+            slow_samples = paths.slow.values[_SAMPLES, slot_array] * paths.slow.read_factor(now)
+            fast_bytes = paths.fast.values[_BYTES, slot_array]
+            fast_samples = paths.fast.values[_SAMPLES, slot_array] * paths.fast.read_factor(now)
+        use_slow = (np.bincount(group_of, slow_samples, len(names)) >= min_samples)[group_of]
+        nbytes = np.where(use_slow, slow_bytes, fast_bytes)
+        samples = np.where(use_slow, slow_samples, fast_samples)
+        total = np.bincount(group_of, nbytes, len(names))
+        order = np.lexsort((-nbytes, group_of))  # by prefix, most bytes first
+        first = order[np.r_[True, group_of[order][1:] != group_of[order][:-1]]]
+        dominant = (nbytes[first] > 0.0) & (nbytes[first] >= min_share * total[group_of[first]]) & (
+            samples[first] >= min_samples
+        )  # fmt: skip
+        return {names[int(group_of[i])]: hops[int(i)] for i in first[dominant].tolist()}
