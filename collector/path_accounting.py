@@ -335,9 +335,11 @@ class PathRates:
 
         Evidence rules, so sampling noise does not flip a choice: the next hop must carry at
         least ``min_share`` of the prefix's bytes and have at least ``min_samples`` (decayed)
-        samples behind it. Bytes and samples are read on the slow half-life, which settles, once
-        the prefix has ``min_samples`` there; before that on the fast one. Prefixes without a
-        dominant next hop are absent: the caller keeps its default (the best path) for them.
+        samples behind it. Bytes and samples are read on the fast half-life, which follows a
+        router that moved the traffic within a few half-lives, while the prefix has
+        ``min_samples`` there; on the slow one when its traffic is too thin for the fast one.
+        Between two next hops carrying similar shares, none is dominant (no flapping): prefixes
+        without a dominant next hop are absent and the caller keeps its default (the best path).
         Cost: linear in the switch's paths (or in the paths of ``prefixes``).
         """
         with self._lock:
@@ -364,7 +366,7 @@ class PathRates:
             slow_samples = paths.slow.values[_SAMPLES, slot_array] * paths.slow.read_factor(now)
             fast_bytes = paths.fast.values[_BYTES, slot_array]
             fast_samples = paths.fast.values[_SAMPLES, slot_array] * paths.fast.read_factor(now)
-        use_slow = (np.bincount(group_of, slow_samples, len(names)) >= min_samples)[group_of]
+        use_slow = (np.bincount(group_of, fast_samples, len(names)) < min_samples)[group_of]
         nbytes = np.where(use_slow, slow_bytes, fast_bytes)
         samples = np.where(use_slow, slow_samples, fast_samples)
         total = np.bincount(group_of, nbytes, len(names))

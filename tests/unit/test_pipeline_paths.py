@@ -76,7 +76,7 @@ def v4(text: str) -> int:
     return int(ipaddress.IPv4Address(text))
 
 
-def batch_of(rows: list[tuple[str, str | None, int, float]], next_hops: list[str]) -> SampleBatch:
+def batch_of(rows: Sequence[tuple[str, str | None, int, float]], next_hops: list[str]) -> SampleBatch:
     """IPv4 rows (destination, sample next hop, ingress ifIndex, bytes) from one agent."""
     return SampleBatch(
         agents=[AGENT],
