@@ -45,6 +45,7 @@ def main() -> None:
     parser.add_argument("--margin", type=float, default=SimulationSettings.margin)
     parser.add_argument("--dwell", type=float, default=SimulationSettings.min_dwell_s)
     parser.add_argument("--no-evidence", action="store_true", help="selection compares scores only")
+    parser.add_argument("--evidence-z", type=float, default=SimulationSettings.evidence_z)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress when piped
@@ -62,6 +63,7 @@ def main() -> None:
         margin=args.margin,
         min_dwell_s=args.dwell,
         use_evidence=not args.no_evidence,
+        evidence_z=args.evidence_z,
         seed=args.seed,
     )
     print(settings.describe())

@@ -40,7 +40,6 @@ class GuardedRates:
         slow_half_life_s: float,
         min_fast_samples: float,
         smallest_sample_bytes: float,
-        mean_sample_bytes: float = 0.0,
     ) -> None:
         self.slow = PrefixRates(slow_half_life_s, slow_half_life_s)
         self.fast = PrefixRates(fast_half_life_s, fast_half_life_s)
@@ -50,9 +49,7 @@ class GuardedRates:
         self._samples_per_rate = fast_half_life_s / math.log(2.0)
         self._one_sample_rate = 1.0 / self._samples_per_rate
         self._one_sample_bps = smallest_sample_bytes / self._samples_per_rate
-        self._slow_samples_per_bps = (
-            slow_half_life_s / math.log(2.0) / mean_sample_bytes if mean_sample_bytes else 0.0
-        )
+        self._lifted: dict[str, float] = {}  # prefix → fast-window samples, where fast gave the score
 
     def add_batch(
         self,
@@ -68,14 +65,15 @@ class GuardedRates:
         ones = np.ones(len(prefix_ids), np.float64)
         self.fast_samples.add_batch(switch, lpm, prefix_ids, ones, ones, now)
 
-    def evidence(self, scores: dict[str, float]) -> dict[str, float]:
-        """Samples behind each score, estimated from the slow rate and the mean sample size.
+    def evidence(self, switch: str, now: float) -> dict[str, float]:
+        """Samples behind each score of the last :meth:`scores` call, in its order.
 
-        An estimate (sample sizes vary); PrefixRates keeps exact per-prefix counts and could
-        expose them next to the scores.
+        The slow rate's effective sample count (PrefixRates keeps it exactly), or for a score the
+        fast rate lifted, the samples in the fast window: each score's own evidence.
         """
-        per_bps = self._slow_samples_per_bps
-        return {prefix: bps * per_bps for prefix, bps in scores.items()}
+        evidence = self.slow.evidence(switch, now)
+        evidence.update(self._lifted)
+        return evidence
 
     def scores(self, switch: str, now: float) -> dict[str, float]:
         # keep the fast tables small: forget what has less than one sample left in its window
@@ -83,10 +81,12 @@ class GuardedRates:
         self.fast.prune(switch, now, self._one_sample_bps)
         scores = self.slow.scores(switch, now)
         fast = self.fast.scores(switch, now)
+        self._lifted = {}
         for prefix, sample_rate in self.fast_samples.scores(switch, now).items():
             samples = sample_rate * self._samples_per_rate
             if samples >= self.min_fast_samples:
                 lower_bound = fast.get(prefix, 0.0) * (1.0 - 1.96 / math.sqrt(samples))
                 if lower_bound > scores.get(prefix, 0.0):
                     scores[prefix] = lower_bound
+                    self._lifted[prefix] = samples
         return scores

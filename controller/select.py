@@ -141,7 +141,7 @@ def select(
     pin_answers = _place_pins(fib, pins)
     request_answers = _place_requests(fib, requests, now)
     _keep_dwelling(fib, policy.min_dwell_s)
-    fill_topn(fib, policy.margin, evidence)
+    fill_topn(fib, evidence)
     return Selection(
         routes=fib.routes,
         requests=request_answers,

@@ -23,6 +23,9 @@ TABLE_IPV4 = "ipv4"
 TABLE_IPV4_24 = "ipv4/24"
 TABLE_IPV6 = "ipv6"
 
+# z of a two-sided 95 % interval: an sFlow estimate from c samples is within ±1.96/√c
+DEFAULT_EVIDENCE_Z = 1.96
+
 
 class RibView(Protocol):
     """What selection needs from the RIB (collector.rib.Rib fits; tests use small fakes)."""
@@ -53,12 +56,15 @@ class SelectionPolicy:
     cap_ipv4_24: int = 0
     margin: float = 0.2  # a challenger must score above (1 + margin) × an incumbent's score
     min_dwell_s: float = 300.0  # an installed TopN route stays at least this long
+    # with evidence: a challenger's score counts at its lower and an incumbent's at its upper
+    # confidence bound, score · (1 ∓ evidence_z/√samples)
+    evidence_z: float = DEFAULT_EVIDENCE_Z
 
     def __post_init__(self) -> None:
         if min(self.cap_ipv4, self.cap_ipv6, self.cap_ipv4_24) < 0:
             raise ValueError("caps must be >= 0")
-        if self.margin < 0 or self.min_dwell_s < 0:
-            raise ValueError("margin and min_dwell_s must be >= 0")
+        if self.margin < 0 or self.min_dwell_s < 0 or self.evidence_z < 0:
+            raise ValueError("margin, min_dwell_s and evidence_z must be >= 0")
 
     @classmethod
     def from_switch(cls, switch: SwitchConfig) -> SelectionPolicy:

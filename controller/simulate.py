@@ -5,7 +5,7 @@ a sample budget per second, each sample standing for frame × sampling-rate byte
 samples of a capture, see :mod:`controller.capture_traffic`), fed to the
 collector's :class:`collector.accounting.PrefixRates` (through
 :class:`controller.guarded_scores.GuardedRates`, which admits the fast rate on evidence and
-estimates the samples behind each score for selection), and judged against the FIB selected at
+gives the samples behind each score for selection), and judged against the FIB selected at
 the *start* of the period — coverage is out-of-sample. At the end of the period selection runs again
 on the decayed scores, and :func:`controller.plan.plan` counts the announces and withdraws.
 
@@ -47,8 +47,9 @@ from collector.paths import Path
 from controller.guarded_scores import GuardedRates
 from controller.plan import plan
 from controller.select import SelectedRoute, SelectionPolicy, UnitCache, select
+from controller.selection_types import DEFAULT_EVIDENCE_Z
 from controller.static_rib import StaticRib
-from controller.zipf import FRAME_BYTES, FRAME_SHARE, ZipfTraffic, parse_zipf
+from controller.zipf import FRAME_BYTES, ZipfTraffic, parse_zipf
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -71,7 +72,8 @@ class SimulationSettings:
     fast_half_life_s: float = 30.0
     slow_half_life_s: float = 3600.0
     min_fast_samples: float = 4.0  # fast rate: from this many samples, its 95 % lower bound (0: max)
-    use_evidence: bool = True  # selection compares 95 % sampling intervals, not just scores
+    use_evidence: bool = True  # selection compares sampling intervals, not just scores
+    evidence_z: float = DEFAULT_EVIDENCE_Z  # their width: score · (1 ± z/√samples)
     margin: float = 0.2
     min_dwell_s: float = 300.0
     seed: int = 1
@@ -81,7 +83,7 @@ class SimulationSettings:
             f"{self.samples_per_s:g} samples/s at 1:{self.sampling_rate}, selection every "
             f"{self.loop_period_s:g} s, half-lives {self.fast_half_life_s:g}/{self.slow_half_life_s:g} s "
             f"(fast: 95 % lower bound, from {self.min_fast_samples:g} samples), "
-            f"{'evidence-aware ' if self.use_evidence else ''}"
+            f"{f'evidence-aware (z {self.evidence_z:g}) ' if self.use_evidence else ''}"
             f"margin {self.margin:g}, dwell {self.min_dwell_s:g} s, {self.warmup_s:g} s warm-up then "
             f"{self.duration_s:g} s measured, seed {self.seed}"
         )
@@ -228,7 +230,10 @@ def simulate(
     rng = np.random.default_rng(settings.seed)
     rates = _rates(settings)
     ids = PrefixIds(sim_rib.prefixes)
-    runs = [_CapRun(SelectionPolicy(cap, cap, 0, settings.margin, settings.min_dwell_s)) for cap in caps]
+    runs = [
+        _CapRun(SelectionPolicy(cap, cap, 0, settings.margin, settings.min_dwell_s, settings.evidence_z))
+        for cap in caps
+    ]
     window_bytes = np.zeros(len(sim_rib), np.float64)
     cache = UnitCache()  # the simulation RIB never changes: RIB answers stay valid throughout
     periods = math.ceil((settings.warmup_s + settings.duration_s) / settings.loop_period_s)
@@ -249,10 +254,12 @@ def simulate(
                 for run in runs:
                     if run.covered is not None:
                         run.covered_bytes += float(nbytes[run.covered[prefix_ids]].sum())
-        scores = rates.scores(SWITCH, now)
-        evidence = None
-        if isinstance(rates, GuardedRates) and settings.use_evidence:
-            evidence = rates.evidence(scores)
+        if isinstance(rates, GuardedRates):
+            scores = rates.scores(SWITCH, now)
+            samples = rates.evidence(SWITCH, now) if settings.use_evidence else {}
+        else:
+            scores, samples = rates.scores_and_evidence(SWITCH, now)
+        evidence = samples if settings.use_evidence else None
         for run in runs:
             selection = select(
                 scores=scores,
@@ -292,11 +299,7 @@ def _rates(settings: SimulationSettings) -> PrefixRates | GuardedRates:
         return PrefixRates(settings.fast_half_life_s, settings.slow_half_life_s)
     smallest = float(FRAME_BYTES.min()) * settings.sampling_rate
     return GuardedRates(
-        settings.fast_half_life_s,
-        settings.slow_half_life_s,
-        settings.min_fast_samples,
-        smallest,
-        float(FRAME_BYTES @ FRAME_SHARE) * settings.sampling_rate,
+        settings.fast_half_life_s, settings.slow_half_life_s, settings.min_fast_samples, smallest
     )
 
 

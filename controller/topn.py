@@ -32,9 +32,6 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
-# z of a two-sided 95 % interval: an sFlow estimate from c samples is within ±1.96/√c
-Z_95 = 1.96
-
 # heap entry: (-key, 0 for an incumbent / 1 for a challenger, prefix order, prefix, is the key
 # already per slot (a unit's density) rather than the candidate's own)
 _Entry = tuple[float, int, tuple[int, int, int], str, bool]
@@ -42,12 +39,13 @@ _Push = Callable[[str, float, bool, bool], None]
 
 
 def contest_keys(
-    raw: FloatArray, samples: FloatArray | None, incumbent: bool, margin: float
+    raw: FloatArray, samples: FloatArray | None, incumbent: bool, policy: SelectionPolicy
 ) -> FloatArray:
     """What candidates compete on (see the module doc); ``samples`` None: no evidence."""
+    margin = policy.margin
     if samples is None:
         return raw * (1.0 + margin) if incumbent else raw
-    spread = Z_95 / np.sqrt(np.maximum(samples, 1e-12))
+    spread = policy.evidence_z / np.sqrt(np.maximum(samples, 1e-12))
     if incumbent:
         return raw * (1.0 + spread) * (1.0 + margin)
     return raw * np.clip(1.0 - spread, 0.0, None)
@@ -124,24 +122,33 @@ class _Stream:
         self.remaining = self.remaining[open_tables[self.table_ids[self.remaining]]]
 
 
-def fill_topn(fib: FibDraft, margin: float, evidence: Mapping[str, float] | None) -> None:
-    """Fill ``fib``'s free room by contest key, incumbents protected by margin and evidence."""
+def fill_topn(fib: FibDraft, evidence: Mapping[str, float] | None) -> None:
+    """Fill ``fib``'s free room by contest key, incumbents protected by margin and evidence.
+
+    With evidence, room the contest leaves (too few candidates whose lower bound is above zero)
+    goes to incumbents without traffic first, then to the rest by score: neither side is
+    distinguishable from zero, so the one in place stays.
+    """
     names = list(fib.scores)
-    challengers = len(names)
-    raw = np.fromiter(fib.scores.values(), np.float64, challengers)
+    raw = np.fromiter(fib.scores.values(), np.float64, len(names))
     # incumbents not placed yet get a second entry with the incumbent's key
     rivals = [p for p in fib.incumbents if p not in fib.routes]
     rival_raw = np.array([fib.scores.get(p, 0.0) for p in rivals], np.float64)
     rival_samples = None if evidence is None else np.array([evidence.get(p, 0.0) for p in rivals])
-    keys = np.concatenate(
-        (
-            contest_keys(raw, _samples(names, evidence), False, margin),
-            contest_keys(rival_raw, rival_samples, True, margin),
-        )
-    )
-    entries = names + rivals
+    challenger_keys = contest_keys(raw, _samples(names, evidence), False, fib.policy)
+    keys = np.concatenate((challenger_keys, contest_keys(rival_raw, rival_samples, True, fib.policy)))
+    _fill(fib, keys, names + rivals, len(names))
+    if evidence is not None and not fib.all_full():
+        idle = [p for p, score in zip(rivals, rival_raw.tolist(), strict=True) if not score > 0.0]
+        _fill(fib, np.ones(len(idle)), idle, 0)
+        _fill(fib, np.where(challenger_keys > 0.0, 0.0, raw), names, len(names))
+
+
+def _fill(fib: FibDraft, keys: FloatArray, entries: list[str], challengers: int) -> None:
+    """Place ``entries`` (challengers, then incumbents from index ``challengers``) by ``keys``;
+    a key of 0 or less is no candidate."""
     candidates = np.flatnonzero(keys > 0.0)
-    if not len(candidates):
+    if not len(candidates) or fib.all_full():
         return
     tables = list(fib.caps)
     table_ids = np.zeros(len(entries), np.int64)
@@ -150,13 +157,16 @@ def fill_topn(fib: FibDraft, margin: float, evidence: Mapping[str, float] | None
     def open_tables() -> BoolArray:
         return np.array([t not in fib.full_tables for t in tables], np.bool_)
 
-    # tables no candidate can use (no IPv6 traffic, say) must not keep the loop going
+    # tables no candidate can use (no IPv6 traffic, say) must not keep the loop going: they are
+    # closed for this pass only
     used = set(np.unique(table_ids[candidates]).tolist())
-    fib.full_tables.update(t for i, t in enumerate(tables) if i not in used)
+    unused = {t for i, t in enumerate(tables) if i not in used and t not in fib.full_tables}
+    fib.full_tables.update(unused)
     candidates = candidates[open_tables()[table_ids[candidates]]]
     free = sum(fib.caps[t] - fib.usage[t] for t in tables if t not in fib.full_tables)
     stream = _Stream(keys, candidates, table_ids, 2 * free + 64)
     _greedy(fib, stream, entries, challengers, open_tables)
+    fib.full_tables.difference_update(t for t in unused if fib.usage[t] < fib.caps[t])
 
 
 def _greedy(

@@ -106,6 +106,29 @@ def test_effective_samples_of_a_steady_sample_stream() -> None:
     assert reading.samples == pytest.approx(2 * 10 * winner_h / math.log(2), rel=0.02)
 
 
+def test_evidence_is_the_sample_count_behind_each_score_in_score_order() -> None:
+    rates = PrefixRates(fast_half_life_s=30.0, slow_half_life_s=3600.0)
+    rng = np.random.default_rng(3)
+    prefixes = [f"10.0.{i}.0/24" for i in range(20)]
+    for second in range(600):
+        # a steady mix, and one prefix that turns hot at the end (its score is the fast rate)
+        for i in rng.choice(20, 3, p=np.arange(20, 0, -1) / 210).tolist():
+            rates.add("sw", prefixes[i], 1500.0, 1.0, float(second))
+        if second > 560:
+            rates.add("sw", prefixes[19], 1500.0, 1.0, float(second), samples=5)
+    rates.add("sw", None, 1500.0, 1.0, 600.0)  # unrouted: never in scores nor evidence
+    scores, evidence = rates.scores_and_evidence("sw", 600.0)
+    assert list(evidence) == list(scores) == list(rates.scores("sw", 600.0))
+    assert evidence == rates.evidence("sw", 600.0)
+    for prefix, samples in evidence.items():
+        reading = rates.rate("sw", prefix, 600.0)
+        assert reading is not None
+        assert samples == pytest.approx(reading.samples)
+    hot = rates.rate("sw", prefixes[19], 600.0)
+    assert hot is not None and hot.fast_bps > hot.slow_bps
+    assert rates.scores_and_evidence("nobody", 1.0) == ({}, {})
+
+
 def test_add_batch_matches_add_and_handles_unrouted_ids() -> None:
     lpm = LpmTable(["10.0.0.0/8", "10.1.0.0/16", "192.0.2.0/24"])
     addresses = np.array([0x0A010203, 0x0A020304, 0xC0000201, 0x08080808, 0x0A010101], np.uint32)
