@@ -29,7 +29,6 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from bench.bench_injection import cpu_seconds
@@ -37,20 +36,10 @@ from controller.config import TopfibConfig
 from controller.service import Service
 from controller.store import Pin
 from tests.integration.fault_support import free_port, watch_fib_peak
-from tests.integration.lab import Lab, async_wait_until, lab_unavailable_reason
+from tests.integration.lab import Lab, async_wait_until, lab_unavailable_reason, runqueue_wait_s
 
 BAR_S = 5.0
 KEEP = 10
-
-
-def runqueue_wait_s(pid: int | None) -> float:
-    """Seconds ``pid`` has spent runnable but waiting for a CPU (/proc/PID/schedstat)."""
-    if pid is None:
-        return 0.0
-    try:
-        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
-    except (OSError, IndexError, ValueError):
-        return 0.0
 
 
 @dataclass

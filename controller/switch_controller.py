@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 # whatever happens. (BIRD 2 sends End-of-RIB even without graceful restart: normally it decides.)
 READY_QUIET_S = 2.0
 READY_MAX_WAIT_S = 120.0
+# Quiet is observed by checks this far apart; a longer gap (the event loop was busy, e.g. with a
+# big selection, and messages may sit unread) adds nothing: a stalled topfib is not a quiet switch.
+QUIET_CHECK_S = 0.1
 # A prefix whose best path moved is re-announced once the update burst touching installed
 # prefixes has been quiet this long (or this long after the burst began): in a mass withdraw the
 # other paths usually go too, and re-pointing first would double ExaBGP's work.
@@ -111,22 +114,45 @@ class SessionInfo:
     ready: bool = False  # the switch's table was complete once: programming may go on
 
 
-def table_complete(info: SessionInfo, now: float, last_rib_change: float | None, *,
+def table_complete(info: SessionInfo, now: float, quiet_for: float, *,
                    quiet_s: float = READY_QUIET_S, max_wait_s: float = READY_MAX_WAIT_S) -> bool:
     """Whether the switch has sent its whole table on the session ``info`` describes.
 
-    End-of-RIB for both families says so; without it, no best-path change for ``quiet_s`` (since
-    the session came up or since the last change, whichever is later), or ``max_wait_s`` after
-    the session came up.
+    End-of-RIB for both families says so; without it, ``quiet_for`` (seconds observed without a
+    best-path change, see :class:`QuietClock`) reaching ``quiet_s``, or ``max_wait_s`` after the
+    session came up.
     """
     if info.state != "up" or info.up_at is None:
         return False
     if {"ipv4 unicast", "ipv6 unicast"} <= info.eor_families:
         return True
-    if now - info.up_at >= max_wait_s:
-        return True
-    last = info.up_at if last_rib_change is None else max(info.up_at, last_rib_change)
-    return now - last >= quiet_s
+    return now - info.up_at >= max_wait_s or quiet_for >= quiet_s
+
+
+class QuietClock:
+    """How long the RIB has been seen without a change, by checks at most ``max_gap_s`` apart.
+
+    A gap between checks longer than that (the event loop was blocked, so messages from ExaBGP may
+    be waiting unread) does not count as quiet; a change resets the count.
+    """
+
+    def __init__(self, max_gap_s: float = 3 * QUIET_CHECK_S) -> None:
+        self.max_gap_s = max_gap_s
+        self.quiet_for = 0.0
+        self._checked: float | None = None
+        self._changes_seen = 0
+
+    def check(self, now: float, changes: int) -> float:
+        """Note a check at ``now`` with ``changes`` (a running count) changes so far."""
+        if self._checked is None or changes != self._changes_seen:
+            self.quiet_for = 0.0
+        elif now - self._checked <= self.max_gap_s:
+            self.quiet_for += now - self._checked
+        self._checked, self._changes_seen = now, changes
+        return self.quiet_for
+
+    def restart(self) -> None:
+        self.quiet_for, self._checked = 0.0, None
 
 
 class SwitchController:
@@ -185,7 +211,9 @@ class SwitchController:
         self._ready_max_wait_s = ready_max_wait_s
         self._settle_quiet_s = settle_quiet_s
         self._settle_max_s = settle_max_s
-        self._last_rib_change: float | None = None
+        self._rib_changes = 0  # best-path changes applied so far (a running count)
+        self._quiet = QuietClock()
+        self._quiet_watch: asyncio.Task[None] | None = None
         self._last_selection = clock()
         # Installed prefixes whose best path changed since the last reaction, and when the
         # current burst of such changes began / last touched one.
@@ -223,6 +251,7 @@ class SwitchController:
         write_exabgp_config(self.switch, bridge, self.exabgp_config_path)
         await self.link.start()
         self._reactor = asyncio.create_task(self._react(), name=f"react-{self.name}")
+        self._quiet_watch = asyncio.create_task(self._watch_quiet(), name=f"quiet-{self.name}")
         self.active = False
         if active:
             await self.activate()
@@ -249,11 +278,12 @@ class SwitchController:
 
     async def stop(self) -> None:
         await self.deactivate("topfib stopping")
-        if self._reactor is not None:
-            self._reactor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reactor
-            self._reactor = None
+        for task in (self._reactor, self._quiet_watch):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._reactor = self._quiet_watch = None
         await self.link.stop()
         self._session_lost("topfib stopping")
 
@@ -281,14 +311,14 @@ class SwitchController:
 
     def _note_rib_changes(self, changes: list[RibChange]) -> None:
         """Remember installed prefixes whose best path changed; wake the reactor for them."""
-        now = self._clock()
-        self._last_rib_change = now
+        self._rib_changes += len(changes)
         installed = self.installed
         if not installed:
             return
         touched = [change.prefix for change in changes if change.prefix in installed]
         if not touched:
             return
+        now = self._clock()
         if not self._touched:
             self._burst_began = now
         self._touched.update(touched)
@@ -300,6 +330,7 @@ class SwitchController:
             return
         if event.state == "up":
             self.session = SessionInfo(state="up", since=self._wall_clock(), up_at=self._clock())
+            self._quiet.restart()
             self.installed = {}  # a fresh session: the switch holds none of our routes
             log.info("switch %s: BGP session up", self.name)
         elif event.state == "down":
@@ -339,9 +370,20 @@ class SwitchController:
         if not self.active or info.state != "up" or not self.link.connected:
             return False
         if not info.ready:
-            info.ready = table_complete(info, self._clock(), self._last_rib_change,
+            info.ready = table_complete(info, self._clock(), self._quiet.quiet_for,
                                         quiet_s=self._ready_quiet_s, max_wait_s=self._ready_max_wait_s)
         return info.ready
+
+    async def _watch_quiet(self) -> None:
+        """Measure how long the switch's table has been quiet while the session waits for it."""
+        while True:
+            await asyncio.sleep(QUIET_CHECK_S)
+            if self.session.state != "up" or self.session.ready:
+                self._quiet.restart()
+                continue
+            self._quiet.check(self._clock(), self._rib_changes)
+            if self.ready_to_program():
+                self.wake()
 
     async def _effective_policy(self) -> SelectionPolicy:
         try:

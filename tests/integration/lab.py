@@ -105,6 +105,16 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, interval_s: floa
         time.sleep(interval_s)
 
 
+def runqueue_wait_s(pid: int | None) -> float:
+    """Seconds ``pid`` has been runnable but waiting for a CPU (/proc/PID/schedstat); 0 if gone."""
+    if pid is None:
+        return 0.0
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 async def async_wait_until(condition: Callable[[], bool], timeout_s: float, interval_s: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout_s
     while True:

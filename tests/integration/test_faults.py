@@ -23,7 +23,7 @@ from controller.config import TopfibConfig
 from controller.service import Service
 from controller.store import Pin
 from tests.integration.fault_support import PeakWatcher, free_port, scale, watch_fib_peak
-from tests.integration.lab import Lab, async_wait_until, lab_unavailable_reason
+from tests.integration.lab import Lab, async_wait_until, lab_unavailable_reason, runqueue_wait_s
 
 pytestmark = pytest.mark.integration
 
@@ -109,9 +109,27 @@ async def _exabgp_sigkill_mid_programming(lab: Lab) -> None:
         assert at_kill < KILL_CAP, f"programming had finished ({at_kill} routes) before the kill"
         assert await watch.wait_for(lambda fib: not fib, 10.0), "switch kept routes of a dead ExaBGP"
         emptied_s = time.monotonic() - killed_at
+        stages: dict[str, float] = {}
+        rib_at_ready: list[int] = []
+
+        async def follow_restart() -> None:  # where the rebuild time goes
+            while "first route" not in stages:
+                now = time.monotonic() - killed_at
+                if "restarted" not in stages and ctl.runner.pid not in (None, pid):
+                    stages["restarted"] = now
+                if "session up" not in stages and ctl.session.state == "up":
+                    stages["session up"] = now
+                if "ready" not in stages and ctl.session.ready:
+                    stages["ready"] = now
+                    with service.lock:
+                        rib_at_ready.append(ctl.rib.counts().ipv4_prefixes)
+                if "ready" in stages and watch.routes:
+                    stages["first route"] = now
+                await asyncio.sleep(0.02)
+
+        follower = asyncio.create_task(follow_restart())
         assert await async_wait_until(lambda: ctl.runner.pid not in (None, pid), 15.0), "not restarted"
-        # Full: at 30k routes the RIB is still filling when programming starts (EOR_WAIT_S), so
-        # the desired set grows for a while; wait for it to reach the cap and the FIB to match.
+        # Programming starts once the switch's table is complete (End-of-RIB), in one plan.
         rebuilt = await watch.wait_for(
             lambda fib: fib == _desired(service) and watch.count(4) == KILL_CAP and watch.count(6) == cap_v6,
             30.0 + KILL_ROUTES / 200)
@@ -126,7 +144,10 @@ async def _exabgp_sigkill_mid_programming(lab: Lab) -> None:
                          f"extra {len(watch.routes.keys() - desired.keys())}, session {ctl.session.state}, "
                          f"peak {watch.peak_v4}")
         rebuilt_s = time.monotonic() - killed_at
-        print(f"\nrebuilt {rebuilt_s:.1f}s after the kill")
+        follower.cancel()
+        print(f"\nrebuilt {rebuilt_s:.1f}s after the kill; stages {stages}")
+        # The RIB was complete when programming began: every peer prefix was in it.
+        assert rib_at_ready == [KILL_ROUTES], f"programming began with {rib_at_ready} of {KILL_ROUTES} routes"
         in_kernel = await asyncio.to_thread(lab.fib_next_hops)
         v6 = sum(1 for prefix in in_kernel if ":" in prefix)
         assert (len(in_kernel) - v6, v6) == (KILL_CAP, cap_v6)
@@ -187,7 +208,7 @@ def test_ten_session_flaps_in_a_minute_converge_every_time(flap_lab: Lab) -> Non
 
 # --- a peer withdraws thousands of routes at once -------------------------------------------------
 
-WITHDRAW_ROUTES = scale(3000)
+WITHDRAW_ROUTES = scale(10000)  # the figure: 10k withdrawn, the FIB clear within 5 s
 
 
 @pytest.fixture
@@ -230,17 +251,23 @@ async def _mass_withdraw(lab: Lab) -> None:
             ctl._send_steps = timed  # type: ignore[method-assign]
         started = time.monotonic()
         follower = asyncio.create_task(follow_stages())
+        exabgp_pid = ctl.runner.pid
+        waited_before = runqueue_wait_s(exabgp_pid)
         await asyncio.to_thread(lab.replace_peer_routes, remaining, lab.prefixes_v6)
         configured = time.monotonic() - started  # BIRD has dropped the routes and sends withdraws
-        withdrawn = await watch.wait_for(lambda fib: not (gone & set(fib)), 30.0)
+        withdrawn = await watch.wait_for(lambda fib: not (gone & fib.keys()), 30.0)
         took = time.monotonic() - started
+        # On a shared machine ExaBGP (single-threaded, the bottleneck) may wait for a CPU: say so.
+        starved = runqueue_wait_s(exabgp_pid) - waited_before
         await asyncio.wait_for(follower, 30.0) if withdrawn else follower.cancel()
         print(f"\nmass-withdraw: {len(gone)} routes; birdc configure returned {configured:.2f}s, "
-              f"stages {stages}, FIB {'clear' if withdrawn else 'NOT clear'} at {took:.2f}s")
+              f"stages {stages}, FIB {'clear' if withdrawn else 'NOT clear'} at {took:.2f}s; ExaBGP waited "
+              f"{starved:.2f}s for a CPU")
         if sends:
             print("sends (start s, action, prefixes, took s):", sends)
         assert withdrawn, f"{len(gone & set(watch.routes))} withdrawn routes still in the FIB (blackholes)"
-        assert took - configured <= 5.0, f"withdrawn routes took {took - configured:.2f} s to leave the FIB"
+        assert took - configured <= 5.0, (f"withdrawn routes took {took - configured:.2f} s to leave the FIB "
+                                          f"(ExaBGP waited {starved:.2f} s of it for a CPU)")
         assert set(keep) <= set(watch.routes), "routes that kept their peer path were withdrawn too"
         _assert_within_cap(lab, watch, WITHDRAW_ROUTES, 20)
 

@@ -9,11 +9,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from collector.accounting import PrefixRates
 from controller.config import TopfibConfig
 from controller.plan import Step
 from controller.store import MemoryStore, Pin, RequestEntry
-from controller.switch_controller import SessionInfo, SwitchController, _windows, table_complete
+from controller.switch_controller import QuietClock, SessionInfo, SwitchController, _windows, table_complete
 
 TABLE = "\n".join(
     ["10.0.0.0\t16\t64500", "10.0.1.0\t24\t64501", "10.0.2.0\t24\t64502", "192.0.2.0\t24\t64503",
@@ -266,19 +268,52 @@ def test_no_programming_before_end_of_rib_or_quiet_and_eor_wakes_the_loop(tmp_pa
     asyncio.run(scenario())
 
 
+def test_without_end_of_rib_a_quiet_table_starts_programming(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        ctl = _live_controller(tmp_path, ready_quiet_s=0.4)
+        await ctl.start(active=False)
+        ctl.active = True
+        switch = await Switch.connect(ctl.link.socket_path)
+        try:
+            await switch.say(_state("up"))
+            for i in range(6):  # a table trickling in: never quiet for 0.4 s
+                await switch.say(_announce(NH1, (f"16.0.{i}.0/24", 1)))
+                await asyncio.sleep(0.15)
+                assert not ctl.ready_to_program(), f"ready while routes still came ({i})"
+            began = time.monotonic()
+            assert await _wait(ctl.wake_event.is_set), "quiet did not wake the loop"
+            assert ctl.ready_to_program() and time.monotonic() - began >= 0.2
+        finally:
+            await switch.close()
+            await ctl.stop()
+
+    asyncio.run(scenario())
+
+
 def test_the_table_counts_as_complete_on_eor_on_quiet_or_after_the_longest_wait() -> None:
     up = SessionInfo(state="up", up_at=100.0)
-    assert not table_complete(SessionInfo(), 1000.0, None)
-    assert not table_complete(up, 100.5, None, quiet_s=1.0)
-    assert table_complete(up, 101.0, None, quiet_s=1.0)  # nothing came at all
-    assert not table_complete(up, 101.5, 100.8, quiet_s=1.0)  # updates still flowing
-    assert table_complete(up, 101.8, 100.8, quiet_s=1.0)
-    assert not table_complete(up, 101.8, 99.0, quiet_s=5.0)  # a change before the session counts as none
-    assert table_complete(up, 160.0, 159.9, quiet_s=1.0, max_wait_s=60.0)  # never quiet: the longest wait
+    assert not table_complete(SessionInfo(), 1000.0, 999.0)
+    assert not table_complete(up, 101.0, 0.9, quiet_s=1.0)
+    assert table_complete(up, 101.0, 1.0, quiet_s=1.0)
+    assert table_complete(up, 160.0, 0.0, quiet_s=1.0, max_wait_s=60.0)  # never quiet: the longest wait
     both = SessionInfo(state="up", up_at=100.0, eor_families={"ipv4 unicast", "ipv6 unicast"})
-    assert table_complete(both, 100.0, 100.0, quiet_s=1.0)
+    assert table_complete(both, 100.0, 0.0, quiet_s=1.0)
     one = SessionInfo(state="up", up_at=100.0, eor_families={"ipv4 unicast"})
-    assert not table_complete(one, 100.5, 100.4, quiet_s=1.0)
+    assert not table_complete(one, 100.5, 0.0, quiet_s=1.0)
+
+
+def test_quiet_is_only_what_checks_close_together_saw_without_a_change() -> None:
+    quiet = QuietClock(max_gap_s=0.3)
+    assert quiet.check(0.0, 0) == 0.0
+    assert quiet.check(0.1, 0) == pytest.approx(0.1)
+    assert quiet.check(0.3, 0) == pytest.approx(0.3)
+    assert quiet.check(0.4, 5) == 0.0  # a change: start again
+    assert quiet.check(0.5, 5) == pytest.approx(0.1)
+    # the event loop was blocked for 2 s: messages may be waiting unread, so that is not quiet
+    assert quiet.check(2.5, 5) == pytest.approx(0.1)
+    assert quiet.check(2.6, 9) == 0.0  # ... and indeed they were
+    quiet.restart()
+    assert quiet.check(3.0, 9) == 0.0
 
 
 def test_announce_windows_split_steps_and_keep_their_order() -> None:
