@@ -97,8 +97,35 @@ class _SwitchPaths:
     slots_of_prefix: dict[str, dict[str, int]] = field(default_factory=dict)  # prefix → next hop → slot
     free_slots: list[int] = field(default_factory=list)
     naming: object = None  # the naming the key cache was built for
-    slot_of_key: dict[int, int] = field(default_factory=dict)
-    key_of_slot: dict[int, int] = field(default_factory=dict)
+    # id pair key → slot cache: sorted keys and their slots (searched in numpy)
+    cache_keys: IntArray = field(default_factory=lambda: np.empty(0, np.int64))
+    cache_slots: IntArray = field(default_factory=lambda: np.empty(0, np.int64))
+    released: list[int] = field(default_factory=list)  # slots freed since the cache was filtered
+
+    def clear_cache(self) -> None:
+        self.cache_keys = np.empty(0, np.int64)
+        self.cache_slots = np.empty(0, np.int64)
+        self.released.clear()
+
+    def filter_cache(self) -> None:
+        """Drop cached keys whose slot was freed (it may now hold another path)."""
+        if self.released:
+            keep = ~np.isin(self.cache_slots, np.array(self.released, np.int64))
+            self.cache_keys, self.cache_slots = self.cache_keys[keep], self.cache_slots[keep]
+            self.released.clear()
+
+    def cached(self, keys: IntArray) -> IntArray:
+        """The cached slot of each key, -1 when not cached."""
+        if not len(self.cache_keys):
+            return np.full(len(keys), -1, np.int64)
+        position = np.minimum(np.searchsorted(self.cache_keys, keys), len(self.cache_keys) - 1)
+        return np.where(self.cache_keys[position] == keys, self.cache_slots[position], -1)
+
+    def remember(self, keys: IntArray, slots: IntArray) -> None:
+        merged_keys = np.concatenate((self.cache_keys, keys))
+        order = np.argsort(merged_keys, kind="stable")
+        self.cache_keys = merged_keys[order]
+        self.cache_slots = np.concatenate((self.cache_slots, slots))[order]
 
     @property
     def capacity(self) -> int:
@@ -166,9 +193,8 @@ class PathRates:
             paths = self._switch(switch, now)
             if paths.naming is not naming:
                 paths.naming = naming
-                paths.slot_of_key.clear()
-                paths.key_of_slot.clear()
-            slots = self._slots(paths, unique.tolist(), prefix_of_id, hop_names, now)
+                paths.clear_cache()
+            slots = self._slots(paths, unique, prefix_of_id, hop_names, now)
             for decay in (paths.fast, paths.slow):
                 weighted: FloatArray = sums * decay.weight(now)
                 decay.values[:, slots] += weighted
@@ -187,30 +213,33 @@ class PathRates:
     def _slots(
         self,
         paths: _SwitchPaths,
-        keys: list[int],
+        keys: IntArray,
         prefix_of_id: Callable[[int], str],
         hop_names: Sequence[str],
         now: float,
     ) -> IntArray:
-        cached = paths.slot_of_key
-        misses = sum(1 for key in keys if key not in cached)
-        overflow = len(paths.slot_of_path) + misses - self.max_paths
+        paths.filter_cache()
+        slots = paths.cached(keys)
+        missing = np.flatnonzero(slots < 0)
+        if not len(missing):
+            return slots
+        overflow = len(paths.slot_of_path) + len(missing) - self.max_paths
         if overflow > 0:
-            # make room before any slot of this batch is looked up, so none is reused under it
+            # make room before any slot of this batch is used, so none is reused under it
             self._evict_quietest(paths, now, max(overflow, int(self.max_paths * EVICT_SHARE)))
-        slots = [cached.get(key, -1) for key in keys]
-        if -1 in slots:
-            mask = (1 << HOP_BITS) - 1
-            for index, key in enumerate(keys):
-                if slots[index] >= 0:
-                    continue
-                path = (prefix_of_id(key >> HOP_BITS), hop_names[key & mask])
-                slot = paths.slot_of_path.get(path)
-                if slot is None:
-                    slot = self._allocate(paths, path)
-                slots[index] = cached[key] = slot
-                paths.key_of_slot[slot] = key
-        return np.array(slots, np.int64)
+            paths.filter_cache()
+            slots = paths.cached(keys)
+            missing = np.flatnonzero(slots < 0)
+        mask = (1 << HOP_BITS) - 1
+        fresh = []
+        for key in keys[missing].tolist():
+            path = (prefix_of_id(key >> HOP_BITS), hop_names[key & mask])
+            slot = paths.slot_of_path.get(path)
+            fresh.append(self._allocate(paths, path) if slot is None else slot)
+        fresh_slots = np.array(fresh, np.int64)
+        slots[missing] = fresh_slots
+        paths.remember(keys[missing], fresh_slots)
+        return slots
 
     @staticmethod
     def _allocate(paths: _SwitchPaths, path: tuple[str, str]) -> int:
@@ -249,9 +278,7 @@ class PathRates:
             del paths.slots_of_prefix[path[0]]
         paths.path_of_slot[slot] = None
         paths.free_slots.append(slot)
-        key = paths.key_of_slot.pop(slot, None)
-        if key is not None:
-            paths.slot_of_key.pop(key, None)
+        paths.released.append(slot)
 
     def prune(self, switch: str, now: float, below_bps: float) -> int:
         """Forget paths whose score fell below ``below_bps``; returns how many."""

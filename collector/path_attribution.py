@@ -34,6 +34,8 @@ U32Array = npt.NDArray[np.uint32]
 DEFAULT_REFRESH_S: Final = 5.0
 MAX_HOPS: Final = 1 << 16
 _INITIAL_IDS = 1024
+_INITIAL_ROWS = 256
+ROW_PATHS: Final = 4  # paths of a prefix matched in numpy; more go through a Python lookup
 
 
 class PathSource(Protocol):
@@ -71,19 +73,22 @@ class _SwitchCache:
     resolved: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(_INITIAL_IDS, np.bool_))
     best_hop: npt.NDArray[np.int32] = field(default_factory=lambda: np.full(_INITIAL_IDS, -1, np.int32))
     best_asn: U32Array = field(default_factory=lambda: np.zeros(_INITIAL_IDS, np.uint32))
-    multi: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(_INITIAL_IDS, np.bool_))
-    # prefix id → (next-hop id, peer AS) of each path, best first (multi-path prefixes only)
-    paths: dict[int, tuple[tuple[int, int], ...]] = field(default_factory=dict)
-    # (prefix id << 32 | sample next-hop id) → (next-hop id, peer AS) decided this refresh
-    decisions: dict[int, tuple[int, int]] = field(default_factory=dict)
+    # multi-path prefixes: row of their paths in row_hops/row_asn (-1: single path)
+    multi_row: npt.NDArray[np.int32] = field(default_factory=lambda: np.full(_INITIAL_IDS, -1, np.int32))
+    row_hops: IntArray = field(default_factory=lambda: np.full((_INITIAL_ROWS, ROW_PATHS), -1, np.int64))
+    row_asn: U32Array = field(default_factory=lambda: np.zeros((_INITIAL_ROWS, ROW_PATHS), np.uint32))
+    rows_used: int = 0
+    # prefixes with more paths than a row holds: all their (next-hop id, peer AS), best first
+    overflow: dict[int, tuple[tuple[int, int], ...]] = field(default_factory=dict)
     hop_names: list[str] = field(default_factory=list)
     hop_index: dict[str, int] = field(default_factory=dict)  # canonical name → id
     rib_hop: dict[str, int] = field(default_factory=dict)  # a RIB next hop as written → id
 
     def forget_decisions(self) -> None:
         self.resolved[:] = False
-        self.paths.clear()
-        self.decisions.clear()
+        self.multi_row[:] = -1
+        self.rows_used = 0
+        self.overflow.clear()
 
     def restart_hops(self) -> None:
         self.hop_names, self.hop_index, self.rib_hop = [], {}, {}
@@ -96,7 +101,22 @@ class _SwitchCache:
         self.resolved = np.concatenate((self.resolved, np.zeros(size - len(self.resolved), np.bool_)))
         self.best_hop = np.concatenate((self.best_hop, np.full(size - len(self.best_hop), -1, np.int32)))
         self.best_asn = np.concatenate((self.best_asn, np.zeros(size - len(self.best_asn), np.uint32)))
-        self.multi = np.concatenate((self.multi, np.zeros(size - len(self.multi), np.bool_)))
+        self.multi_row = np.concatenate((self.multi_row, np.full(size - len(self.multi_row), -1, np.int32)))
+
+    def add_row(self, prefix_id: int, described: tuple[tuple[int, int], ...]) -> None:
+        if self.rows_used == len(self.row_hops):
+            grown = len(self.row_hops) * 2
+            self.row_hops = np.concatenate((self.row_hops, np.full_like(self.row_hops, -1)))[:grown]
+            self.row_asn = np.concatenate((self.row_asn, np.zeros_like(self.row_asn)))[:grown]
+        row = self.rows_used
+        self.rows_used += 1
+        self.row_hops[row] = -1
+        for k, (hop, asn) in enumerate(described[:ROW_PATHS]):
+            self.row_hops[row, k] = hop
+            self.row_asn[row, k] = asn
+        self.multi_row[prefix_id] = row
+        if len(described) > ROW_PATHS:
+            self.overflow[prefix_id] = described
 
 
 class PathAttributor:
@@ -172,29 +192,43 @@ class PathAttributor:
     ) -> None:
         """Overwrite the best path with the path the sample names, for multi-path prefixes."""
         hops = sample_hops[routed]
-        choose = cache.multi[ids] & (hops >= 0)
-        if not choose.any():
+        rows = cache.multi_row[ids]
+        chosen = np.flatnonzero((rows >= 0) & (hops >= 0))
+        if not len(chosen):
             return
-        # the batch's next-hop numbering → the switch's (the batch names few next hops)
+        # the batch's next-hop numbering → the switch's (a batch names few next hops)
         switch_hop = np.array([self._hop_id(cache, name) for name in batch_hops], np.int64)
-        chosen = np.flatnonzero(choose)
-        keys = (ids[chosen].astype(np.int64) << 32) | switch_hop[hops[chosen]]
-        unique, inverse = np.unique(keys, return_inverse=True)
-        picked = [self._decide(cache, key) for key in unique.tolist()]
-        picked_hop = np.array([hop for hop, _ in picked], np.int64)[inverse.reshape(-1)]
-        picked_asn = np.array([asn for _, asn in picked], np.uint32)[inverse.reshape(-1)]
+        named = switch_hop[hops[chosen]]
+        candidates = cache.row_hops[rows[chosen]]
+        match = candidates == named[:, None]
+        found = match.any(axis=1)
+        column = np.where(found, match.argmax(axis=1), 0)  # no match: column 0, the best path
+        row_index = rows[chosen]
+        picked_hop = candidates[np.arange(len(chosen)), column]
+        picked_asn = cache.row_asn[row_index, column]
+        if cache.overflow:
+            self._overflow(cache, ids[chosen], named, found, picked_hop, picked_asn)
         hop_ids[routed[chosen]] = picked_hop
         peer_asn[routed[chosen]] = picked_asn
 
     @staticmethod
-    def _decide(cache: _SwitchCache, key: int) -> tuple[int, int]:
-        decided = cache.decisions.get(key)
-        if decided is None:
-            paths = cache.paths[key >> 32]
-            sample_hop = key & 0xFFFFFFFF
-            decided = next((path for path in paths if path[0] == sample_hop), paths[0])
-            cache.decisions[key] = decided
-        return decided
+    def _overflow(
+        cache: _SwitchCache,
+        ids: IntArray,
+        named: IntArray,
+        found: npt.NDArray[np.bool_],
+        picked_hop: IntArray,
+        picked_asn: U32Array,
+    ) -> None:
+        """Samples naming a path beyond the first ROW_PATHS of a prefix that has more."""
+        for index in np.flatnonzero(~found).tolist():
+            described = cache.overflow.get(int(ids[index]))
+            if described is None:
+                continue
+            hop = int(named[index])
+            path = next((path for path in described[ROW_PATHS:] if path[0] == hop), None)
+            if path is not None:
+                picked_hop[index], picked_asn[index] = path
 
     def _hop_id(self, cache: _SwitchCache, name: str) -> int:
         found = cache.hop_index.get(name)
@@ -216,13 +250,11 @@ class PathAttributor:
             if not paths:  # the LPM table and the RIB disagree for a moment: no path to name
                 cache.best_hop[prefix_id] = -1
                 cache.best_asn[prefix_id] = 0
-                cache.multi[prefix_id] = False
                 continue
             described = tuple(
                 (self._rib_hop_id(cache, path.next_hop), path.as_path[0] if path.as_path else 0)
                 for path in paths
             )
             cache.best_hop[prefix_id], cache.best_asn[prefix_id] = described[0]
-            cache.multi[prefix_id] = len(described) > 1
             if len(described) > 1:
-                cache.paths[prefix_id] = described
+                cache.add_row(prefix_id, described)

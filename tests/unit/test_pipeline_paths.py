@@ -199,3 +199,18 @@ def test_merge_batches_renumbers_next_hops_and_keeps_interfaces() -> None:
     assert names == ["192.0.2.2", None, "192.0.2.9", "192.0.2.2", None]
     assert merged.next_hops == ["192.0.2.2", "192.0.2.9"]
     assert merged.v4_input_if.tolist() == [1, 2, 3, 4, 0]
+
+
+def test_prefixes_with_many_paths_match_every_one() -> None:
+    rib = Rib()
+    hops = [f"192.0.2.{i}" for i in range(1, 8)]  # more paths than a cache row holds
+    for rank, hop in enumerate(hops):
+        rib.announce(hop, MULTI, Path(next_hop=hop, as_path=(64500 + rank,), local_pref=300 - rank, peer=hop))
+    rows: list[tuple[str, str | None, int, float]] = [("198.51.100.1", hop, 1, 1.0) for hop in hops[::-1]]
+    rows.append(("198.51.100.1", "10.0.0.1", 1, 1.0))  # names no path: the best
+    collector, path_rates, matrix = make_collector([batch_of(rows, [*hops, "10.0.0.1"])], rib)
+    collector.flush(0.0)
+    [call] = matrix.calls
+    assert call.next_hops == [*hops[::-1], hops[0]]
+    assert call.peer_asn == [*range(64500 + len(hops) - 1, 64499, -1), 64500]
+    assert byte_split(path_rates, MULTI) == {hop: 2 if hop == hops[0] else 1 for hop in hops}
