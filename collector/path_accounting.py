@@ -31,6 +31,7 @@ _RESCALE_EXPONENT = 64.0
 _MIN_WINDOW_S = 1.0
 _INITIAL_CAPACITY = 256
 HOP_BITS = 24  # next-hop ids below 2^24 (the attribution bounds its table far below)
+MAX_PATHS = 200_000  # per switch: ~50 MB at most (arrays, names and dict entries)
 EVICT_SHARE = 0.1  # share of a full switch's paths evicted (the quietest) to make room
 
 # minimum evidence before a next hop counts as dominant (see dominant_next_hops)
@@ -136,7 +137,7 @@ class PathRates:
     """Decayed byte/packet rates per (switch, prefix, next hop). Thread-safe."""
 
     def __init__(
-        self, fast_half_life_s: float = 30.0, slow_half_life_s: float = 3600.0, max_paths: int = 1_000_000
+        self, fast_half_life_s: float = 30.0, slow_half_life_s: float = 3600.0, max_paths: int = MAX_PATHS
     ) -> None:
         if not (fast_half_life_s > 0 and slow_half_life_s > 0):
             raise ValueError("half-lives must be positive")

@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OTHER_LABEL = "other"
+PATH_PRUNE_EVERY_S = 60.0
+PATH_PRUNE_BELOW_BYTES_PER_S = 1.0  # as the controller prunes prefix rates: nothing to report
 
 _T = TypeVar("_T", bound=np.generic)
 
@@ -143,6 +145,7 @@ class Collector:
         self.path_rates = path_rates
         self.matrix: TrafficMatrix | None = None  # set by the service when the matrix is enabled
         self._attributor = None if rib_for is None else PathAttributor(rib_for, attribution_refresh_s)
+        self._paths_pruned_at: float | None = None
         self.totals = CollectorTotals()
         self._agent_switches = dict(agent_switches)
         self._switch_names = sorted(set(self._agent_switches.values()))
@@ -210,6 +213,7 @@ class Collector:
     def process(self, batch: SampleBatch, now: float) -> None:
         batch.complete()
         self._count_batch(batch, now)
+        self._prune_paths(now)
         if not len(batch.v4_agent) and not len(batch.v6_agent):
             return
         # switch index per agent of this batch; -1 = unknown agent
@@ -279,6 +283,17 @@ class Collector:
         self._m_samples.inc(samples, switch=switch)
         if unrouted:
             self._m_unrouted.inc(unrouted, switch=switch)
+
+    def _prune_paths(self, now: float) -> None:
+        """Forget quiet paths now and then (per-path rates are the collector's to bound)."""
+        if self.path_rates is None:
+            return
+        if self._paths_pruned_at is None:
+            self._paths_pruned_at = now
+        elif now - self._paths_pruned_at >= PATH_PRUNE_EVERY_S:
+            self._paths_pruned_at = now
+            for switch in self._switch_names:
+                self.path_rates.prune(switch, now, PATH_PRUNE_BELOW_BYTES_PER_S)
 
     def _attribute(
         self,

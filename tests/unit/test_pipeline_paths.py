@@ -214,3 +214,18 @@ def test_prefixes_with_many_paths_match_every_one() -> None:
     assert call.next_hops == [*hops[::-1], hops[0]]
     assert call.peer_asn == [*range(64500 + len(hops) - 1, 64499, -1), 64500]
     assert byte_split(path_rates, MULTI) == {hop: 2 if hop == hops[0] else 1 for hop in hops}
+
+
+def test_quiet_paths_are_pruned_by_the_collector() -> None:
+    rib = make_rib()
+    rows: list[tuple[str, str | None, int, float]] = [("198.51.100.7", "192.0.2.2", 3, 1000.0)]
+    path_rates = PathRates(fast_half_life_s=1.0, slow_half_life_s=1.0)
+    collector = Collector(
+        ListDecoder([batch_of(rows, ["192.0.2.2"]), SampleBatch(), SampleBatch()]), {AGENT: "edge1"},
+        lambda _: rib.lpm, PrefixRates(), Registry(), rib_for=lambda _: rib, path_rates=path_rates,
+    )  # fmt: skip
+    collector.flush(0.0)
+    collector.flush(30.0)  # too soon to prune
+    assert path_rates.path_count("edge1") == 1
+    collector.flush(61.0)
+    assert path_rates.path_count("edge1") == 0
