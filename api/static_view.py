@@ -14,6 +14,7 @@ from api.view import (
     CollectorStatus,
     FamilyOccupancy,
     FibRoute,
+    PathTraffic,
     RequestStatus,
     RibMatch,
     RibPath,
@@ -50,6 +51,7 @@ class StaticView:
     routes: dict[str, dict[str, str]]
     installed: dict[str, list[FibRoute]] = field(default_factory=dict)
     ranking: dict[str, list[TopEntry]] = field(default_factory=dict)
+    path_traffic: dict[str, dict[str, list[PathTraffic]]] = field(default_factory=dict)  # switch → prefix →
     rejected: dict[tuple[str, str], str] = field(default_factory=dict)  # (switch, prefix) → reason
     is_ready: bool = True
     _parsed: dict[str, list[ParsedPrefix]] = field(init=False, repr=False)
@@ -73,6 +75,10 @@ class StaticView:
 
     async def top(self, switch: str, n: int) -> list[TopEntry]:
         return self.ranking.get(switch, [])[:n]
+
+    async def top_paths(self, switch: str, prefixes: list[str]) -> dict[str, list[PathTraffic]]:
+        known = self.path_traffic.get(switch, {})
+        return {prefix: list(known[prefix]) for prefix in prefixes if prefix in known}
 
     async def rib_lookup(self, ip: str) -> list[RibMatch]:
         matches = []

@@ -28,6 +28,28 @@ class FibRoute(BaseModel):
     score: float | None = Field(None, description="TopN score (bits/s) when known")
 
 
+class PathTraffic(BaseModel):
+    """One path of a ranked prefix and the traffic attributed to it (``GET /v1/top?per_path=true``).
+
+    A flow sample naming a next hop (NetFlow/IPFIX BGP or IP next hop, sFlow extended gateway or
+    router) is attributed to the prefix's path with that next hop, any other to the best path.
+    """
+
+    next_hop: str = Field(examples=["192.0.2.1"])
+    peer: str | None = Field(description="BGP peer the path comes from; null: no longer in the RIB")
+    peer_as: int | None = Field(description="first AS of the AS path (the neighbour's); null: empty AS "
+                                "path (iBGP) or no longer in the RIB")
+    as_path: list[int]
+    best: bool = Field(description="the RIB's best path for the prefix")
+    in_rib: bool = Field(description="false: traffic was attributed to this next hop, the path is gone")
+    rate_fast_bps: float = Field(description="fast-decayed rate, bits/s")
+    rate_slow_bps: float = Field(description="slow-decayed rate, bits/s")
+    packets_fast_per_s: float
+    packets_slow_per_s: float
+    share: float | None = Field(description="share of the prefix's attributed traffic (by score), 0..1; "
+                                "null: the prefix has no attributed traffic")
+
+
 class TopEntry(BaseModel):
     prefix: str
     rate_fast_bps: float = Field(description="fast-decayed rate, bits/s")
@@ -38,6 +60,10 @@ class TopEntry(BaseModel):
         description="95 % relative error of the estimate, ±196·√(1/samples) %; null with no samples"
     )
     installed: bool
+    paths: list[PathTraffic] | None = Field(
+        None, description="with per_path=true: the prefix's paths, best first, then next hops no longer in "
+        "the RIB; null otherwise"
+    )
 
 
 class RibPath(BaseModel):
@@ -115,6 +141,10 @@ class ControllerView(Protocol):
     async def fib(self, switch: str) -> list[FibRoute]: ...
 
     async def top(self, switch: str, n: int) -> list[TopEntry]: ...
+
+    async def top_paths(self, switch: str, prefixes: list[str]) -> dict[str, list[PathTraffic]]:
+        """Per prefix (of ``prefixes``), its paths with the traffic attributed to each."""
+        ...
 
     async def rib_lookup(self, ip: str) -> list[RibMatch]: ...
 

@@ -10,6 +10,7 @@ from api.view import (
     CollectorStatus,
     FamilyOccupancy,
     FibRoute,
+    PathTraffic,
     RequestStatus,
     RibMatch,
     RibPath,
@@ -19,6 +20,9 @@ from api.view import (
     TopEntry,
     sampling_error_pct,
 )
+from collector.path_accounting import PathRate
+from collector.path_attribution import canonical_address
+from collector.paths import Path
 from collector.pipeline import Collector
 from controller.switch_controller import SwitchController
 
@@ -88,6 +92,20 @@ class LiveView:
             )
             for item in ranked
         ]
+
+    async def top_paths(self, switch: str, prefixes: list[str]) -> dict[str, list[PathTraffic]]:
+        ctl = self._controllers.get(switch)
+        if ctl is None:
+            return {}
+        path_rates = self._collector.path_rates if self._collector is not None else None
+        now = self._clock()
+        out: dict[str, list[PathTraffic]] = {}
+        for prefix in prefixes:
+            with ctl.rib_lock:
+                paths = ctl.rib.paths(prefix)
+                traffic = path_rates.paths_of(switch, prefix, now) if path_rates is not None else []
+            out[prefix] = _path_traffic(paths, traffic)
+        return out
 
     async def rib_lookup(self, ip: str) -> list[RibMatch]:
         matches = []
@@ -197,3 +215,35 @@ class LiveView:
 
     async def ready(self) -> bool:
         return all(ctl.selection is not None for ctl in self._controllers.values())
+
+
+def _path_traffic(paths: list[Path], traffic: list[PathRate]) -> list[PathTraffic]:
+    """The RIB's paths (best first) joined by next hop with their traffic, then next hops that
+    carried traffic but have no path any more."""
+    by_hop = {rate.next_hop: rate for rate in traffic}
+    total = sum(rate.score for rate in traffic)
+    out = []
+    seen: set[str] = set()
+    for rank, path in enumerate(paths):
+        hop = canonical_address(path.next_hop)
+        rate = None if hop in seen else by_hop.get(hop)  # two paths, one next hop: traffic shown once
+        seen.add(hop)
+        out.append(_entry(path.next_hop, path, rank == 0, rate, total))
+    out += [_entry(rate.next_hop, None, False, rate, total) for rate in traffic if rate.next_hop not in seen]
+    return out
+
+
+def _entry(next_hop: str, path: Path | None, best: bool, rate: PathRate | None, total: float) -> PathTraffic:
+    return PathTraffic(
+        next_hop=next_hop,
+        peer=path.peer if path is not None else None,
+        peer_as=path.as_path[0] if path is not None and path.as_path else None,
+        as_path=list(path.as_path) if path is not None else [],
+        best=best,
+        in_rib=path is not None,
+        rate_fast_bps=rate.fast_bps * BITS_PER_BYTE if rate else 0.0,
+        rate_slow_bps=rate.slow_bps * BITS_PER_BYTE if rate else 0.0,
+        packets_fast_per_s=rate.fast_pps if rate else 0.0,
+        packets_slow_per_s=rate.slow_pps if rate else 0.0,
+        share=(rate.score / total if rate else 0.0) if total > 0 else None,
+    )

@@ -52,12 +52,19 @@ def build_router(ctx: ApiContext) -> APIRouter:
     async def get_top(
         switch: SwitchQuery = None,
         n: Annotated[int, Query(ge=1, le=100_000, description="how many prefixes")] = 100,
+        per_path: Annotated[bool, Query(description="add each prefix's paths and the traffic attributed "
+                                        "to each (next hop named by the flow, else the best path)")] = False,
     ) -> TopOut | JSONResponse:
-        """Prefixes ranked by score, with their rates and the sampling error bound."""
+        """Prefixes ranked by score, with their rates and the sampling error bound; with
+        ``per_path=true`` also each prefix's paths (next hop, peer, AS path) and their traffic."""
         name = ctx.pick_switch(switch)
         if name is None:
             return _unknown_switch()
-        return TopOut(switch=name, prefixes=await ctx.view.top(name, n))
+        ranked = await ctx.view.top(name, n)
+        if per_path:
+            paths = await ctx.view.top_paths(name, [entry.prefix for entry in ranked])
+            ranked = [entry.model_copy(update={"paths": paths.get(entry.prefix, [])}) for entry in ranked]
+        return TopOut(switch=name, prefixes=ranked)
 
     @router.get("/v1/rib/{ip}", response_model=RibOut)
     async def get_rib(ip: Annotated[str, Path(max_length=64, examples=["198.51.100.7"])]) -> RibOut:
