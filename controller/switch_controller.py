@@ -53,6 +53,7 @@ SETTLE_MAX_S = 1.0
 # prefixes that lost their last path never wait behind a long programming run.
 ANNOUNCE_WINDOW_LINES = 4
 MAX_DEFER_S = 2.0  # longest a loop iteration's selection waits for the reactor (see tick)
+TABLE_WAIT_SELECT_S = 5.0  # selection period while the switch's table is still coming in
 CHURN_WINDOW_S = 3600.0
 COMMAND_CHUNK = 1000  # prefixes per ExaBGP command line
 UNUSABLE_NEXT_HOPS = frozenset({"", "0.0.0.0", "::"})
@@ -215,6 +216,9 @@ class SwitchController:
         self._quiet = QuietClock()
         self._quiet_watch: asyncio.Task[None] | None = None
         self._last_selection = clock()
+        self._selection_cost = 0.0  # seconds the last selection (with its snapshots) took
+        self._programming_time = 0.0
+        self._selected_on_partial_table = True
         # Installed prefixes whose best path changed since the last reaction, and when the
         # current burst of such changes began / last touched one.
         self._touched: set[str] = set()
@@ -418,13 +422,28 @@ class SwitchController:
         return self._last_requests, self._last_pins
 
     def _defer_selection(self, now: float) -> bool:
-        """Skip this iteration's selection: the reactor is withdrawing (the program lock is
-        taken) or a burst of changes to installed prefixes is still settling. Selection blocks
-        the event loop — ExaBGP's messages and acks wait behind it — and its result could not
-        be programmed before the reactor is done anyway. Never for longer than MAX_DEFER_S."""
-        if self.selection is None or now - self._last_selection >= MAX_DEFER_S:
+        """Skip this iteration: selection blocks the event loop (ExaBGP's messages and acks, the
+        reactor, the API all wait behind it), so it runs only when it is worth it.
+
+        - At most half the time: after a selection (and its snapshots) that took c seconds, the
+          next one waits until 2c after the last began (a 20k-route selection can take seconds).
+        - Not while the reactor withdraws (the program lock is taken) or a burst of changes to
+          installed prefixes settles: its result could not be programmed before that anyway.
+        - Only every TABLE_WAIT_SELECT_S while the switch's table is still coming in (nothing can
+          be programmed; the dashboard still gets a view), and at once when the table is in.
+        The last two never for longer than MAX_DEFER_S / TABLE_WAIT_SELECT_S.
+        """
+        if self.selection is None:
             return False
-        return self._program_lock.locked() or self._settle_delay() > 0
+        since = now - self._last_selection
+        table_in = self.ready_to_program()
+        if self.session.state == "up" and not table_in:
+            return since < TABLE_WAIT_SELECT_S
+        fresh_table = table_in and self._selected_on_partial_table  # select on the full table now
+        if since < 2 * self._selection_cost and not fresh_table:
+            return True
+        busy = self._program_lock.locked() or self._settle_delay() > 0
+        return busy and since < MAX_DEFER_S
 
     async def tick(self) -> None:
         """One control-loop iteration."""
@@ -433,26 +452,36 @@ class SwitchController:
             if self._defer_selection(now):
                 return
             self._last_selection = now
-            wall_now = self._wall_clock()
-            self.policy = await self._effective_policy()
-            requests, pins = await self._inputs(wall_now)
+            self._selected_on_partial_table = not self.ready_to_program()
+            try:
+                await self._select_and_program(now)
+            finally:
+                self._selection_cost = self._clock() - now - self._programming_time
+
+    async def _select_and_program(self, now: float) -> None:
+        self._programming_time = 0.0
+        wall_now = self._wall_clock()
+        self.policy = await self._effective_policy()
+        requests, pins = await self._inputs(wall_now)
+        with self.rib_lock:
+            scores = self.rates.scores(self.name, now)
+            previous = self.selection.routes if self.selection else None
+            self.selection = select(
+                scores=scores, rib=self.rib, policy=self.policy, now=wall_now,
+                requests=requests, pins=pins, incumbents=previous,
+            )
+        _m_loop.inc(switch=self.name)
+        if now - self._last_prune >= PRUNE_EVERY_S:
+            # withdrawn and long-quiet prefixes would otherwise stay in the rate table forever
+            self._last_prune = now
             with self.rib_lock:
-                scores = self.rates.scores(self.name, now)
-                previous = self.selection.routes if self.selection else None
-                self.selection = select(
-                    scores=scores, rib=self.rib, policy=self.policy, now=wall_now,
-                    requests=requests, pins=pins, incumbents=previous,
-                )
-            _m_loop.inc(switch=self.name)
-            if now - self._last_prune >= PRUNE_EVERY_S:
-                # withdrawn and long-quiet prefixes would otherwise stay in the rate table forever
-                self._last_prune = now
-                with self.rib_lock:
-                    self.rates.prune(self.name, now, PRUNE_BELOW_BYTES_PER_S)
-            if self.ready_to_program():
-                await self._program(self.selection.desired())
-            self._publish_gauges(scores)
-            await self._publish_snapshots()
+                self.rates.prune(self.name, now, PRUNE_BELOW_BYTES_PER_S)
+        if self.ready_to_program():
+            began = self._clock()
+            await self._program(self.selection.desired())
+            self._programming_time = self._clock() - began  # waiting on ExaBGP: the loop was free
+        self._publish_gauges(scores)
+        await self._publish_snapshots()
 
     async def _program(self, desired: dict[str, str]) -> None:
         # Preloaded (file) paths carry no real next-hop: they rank traffic but are never announced.

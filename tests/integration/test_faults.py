@@ -117,9 +117,13 @@ async def _exabgp_sigkill_mid_programming(lab: Lab) -> None:
                 now = time.monotonic() - killed_at
                 if "restarted" not in stages and ctl.runner.pid not in (None, pid):
                     stages["restarted"] = now
-                if "session up" not in stages and ctl.session.state == "up":
+                if "session down" not in stages and ctl.session.state == "down":
+                    stages["session down"] = now
+                if "session down" not in stages:
+                    pass  # the old session's state until topfib has seen it go
+                elif "session up" not in stages and ctl.session.state == "up":
                     stages["session up"] = now
-                if "ready" not in stages and ctl.session.ready:
+                elif "session up" in stages and "ready" not in stages and ctl.session.ready:
                     stages["ready"] = now
                     with service.lock:
                         rib_at_ready.append(ctl.rib.counts().ipv4_prefixes)
