@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import struct
 
 from collector.prefixes import IPV4, IPV6, PrefixError
 
@@ -37,6 +38,39 @@ def split_prefix(text: str) -> tuple[int, int, int]:
     if network & ((1 << (bits - length)) - 1):
         raise PrefixError(f"invalid prefix {text!r}: host bits set")
     return family, network, length
+
+
+_inet_pton = socket.inet_pton
+_unpack_v4 = struct.Struct("!I").unpack
+
+
+def split_canonical(text: str) -> tuple[str, tuple[int, int, int]] | None:
+    """(canonical string, ``split_prefix(text)``), or None where :func:`split_prefix` raises.
+
+    The ingest hot path: an IPv4 prefix is parsed inline (no exception on the way for a good
+    one) and is its own canonical string unless its length has a leading zero (``inet_pton``
+    refuses leading zeros in the address).
+    """
+    address, slash, length_text = text.partition("/")
+    if not slash or not length_text.isdigit() or not length_text.isascii() or len(length_text) > 3:
+        return None
+    length = int(length_text)
+    if ":" in address:
+        try:
+            key = split_prefix(text)
+        except PrefixError:
+            return None
+        return format_network(*key), key
+    try:
+        (network,) = _unpack_v4(_inet_pton(socket.AF_INET, address))
+    except (OSError, ValueError):  # ValueError: embedded NUL
+        return None
+    if length > V4_BITS or network & ((1 << (V4_BITS - length)) - 1):
+        return None
+    key = (IPV4, network, length)
+    if len(length_text) > 1 and length_text[0] == "0":  # "/024" is /24, written "/24"
+        return format_network(IPV4, network, length), key
+    return text, key
 
 
 def _pton(family: int, address: str, context: str) -> bytes:

@@ -69,6 +69,18 @@ class RibCounts:
         return self.ipv4_paths + self.ipv6_paths
 
 
+_new_object = object.__new__
+_set_change_prefix, _set_change_best = (getattr(RibChange, name).__set__ for name in RibChange.__slots__)
+
+
+def _rib_change(prefix: str, best: Path | None) -> RibChange:
+    """``RibChange(prefix, best)`` without the frozen dataclass ``__init__`` (one per new prefix)."""
+    change: RibChange = _new_object(RibChange)
+    _set_change_prefix(change, prefix)
+    _set_change_best(change, best)
+    return change
+
+
 class _Interned:
     """A shared (session, path) pair, how many routes use it, and its best-path sort key.
 
@@ -179,9 +191,20 @@ class Rib:
         raise TypeError(f"not a RIB event: {event!r}")
 
     def apply_all(self, events: Iterable[Event]) -> list[RibChange]:
+        """:meth:`apply` each event in order; the changes of all of them."""
         changes: list[RibChange] = []
+        announce, withdraw = self.announce, self.withdraw
         for event in events:
-            changes.extend(self.apply(event))
+            if type(event) is RouteUpdate:  # nearly every event: dispatched inline
+                path = event.path
+                if path is None:
+                    change = withdraw(event.neighbor, event.prefix, event.neighbor, event.path_id)
+                else:
+                    change = announce(event.neighbor, event.prefix, path, event.parsed)
+                if change is not None:
+                    changes.append(change)
+            else:
+                changes.extend(self.apply(event))
         return changes
 
     def announce(self, session: str, prefix: str, path: Path,
@@ -193,11 +216,19 @@ class Rib:
         caller passes ``parsed`` (its ``split_prefix`` result).
         """
         stored = self._routes.get(prefix)
-        if stored is None:
+        if stored is None:  # a new prefix (a whole table is loaded this way): inlined bookkeeping
             self.lpm.add(prefix, parsed)
-            self._routes[prefix] = self._intern(session, path).entry
-            self._count_path(prefix, session, +1)
-            return self._changed_to(prefix, path)
+            pair = (session, id(path))
+            interned = self._interned.get(pair)
+            if interned is None:
+                interned = self._interned[pair] = _Interned((session, path), session == self.preload_session)
+            interned.refs += 1
+            self._routes[prefix] = interned.entry
+            self._path_counts[IPV6 if ":" in prefix else IPV4] += 1
+            session_paths = self._session_paths
+            session_paths[session] = session_paths.get(session, 0) + 1
+            self._changed.add(prefix)
+            return _rib_change(prefix, path)
         entries = _entries(stored)
         old_best = entries[0][1]
         kept: list[_Entry] = []
@@ -279,7 +310,7 @@ class Rib:
 
     def _changed_to(self, prefix: str, best: Path | None) -> RibChange:
         self._changed.add(prefix)
-        return RibChange(prefix, best)
+        return _rib_change(prefix, best)
 
     def _intern(self, session: str, path: Path) -> _Interned:
         key = (session, id(path))
