@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -393,7 +394,8 @@ class PrefixRates:
             score = self._score_array(rates, now)
             score[_UNROUTED_SLOT] = 0.0
             slots = np.flatnonzero(score > 0.0)
-            names = [_name(rates, s) for s in slots.tolist()]
+            prefix_of_slot = rates.prefix_of_slot  # a slot with traffic always has a name
+            names = [cast(str, prefix_of_slot[s]) for s in slots.tolist()]
             samples = self._evidence_array(rates, now)[slots]
             return (
                 dict(zip(names, score[slots].tolist(), strict=True)),

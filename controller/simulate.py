@@ -275,8 +275,9 @@ def simulate(
                 changes = plan(desired, {p: r.next_hop for p, r in run.routes.items()})
                 run.changes += changes.announces + changes.withdraws
                 run.max_installed = max(run.max_installed, len(desired))
+            if run.covered is None or desired.keys() != run.routes.keys():
+                run.covered = sim_rib.covered(list(desired))
             run.routes = dict(selection.routes)
-            run.covered = sim_rib.covered(list(desired))
     total = float(window_bytes.sum())
     results = []
     for run in runs:

@@ -24,7 +24,6 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from controller.closure import prefix_sort_key
 from controller.fib_draft import FibDraft
 from controller.selection_types import TABLE_IPV4, TABLE_IPV4_24, TABLE_IPV6, SelectionPolicy
 
@@ -179,9 +178,10 @@ def _greedy(
     heap: list[_Entry] = []
     incumbents, routes, full_tables = fib.incumbents, fib.routes, fib.full_tables
     table_of, next_hop_of, unit_of = fib.policy.table_of, fib.next_hop_of, fib.cache.unit
+    sort_key = fib.cache.sort_key
 
     def push(prefix: str, key: float, is_incumbent: bool, per_slot: bool) -> None:
-        heapq.heappush(heap, (-key, 0 if is_incumbent else 1, prefix_sort_key(prefix), prefix, per_slot))
+        heapq.heappush(heap, (-key, 0 if is_incumbent else 1, sort_key(prefix), prefix, per_slot))
 
     while not fib.all_full():
         head = stream.head()

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 
 from collector.fastprefix import format_network, split_prefix
 from collector.prefixes import PrefixError
-from controller.closure import unit_of
+from controller.closure import prefix_sort_key, unit_of
 from controller.selection_types import RibView
 
 # More changes than this in one go (a session reset): dropping everything is cheaper than
@@ -42,20 +42,31 @@ class UnitCache:
         self._units: dict[str, Unit | None] = {}
         # lengths of the cached unit roots per family: where a change can have covering roots
         self._root_lengths: dict[int, set[int]] = {4: set(), 6: set()}
+        # prefix → prefix_sort_key: ties are ordered by it, and a Zipf tail ties by the thousand
+        self._sort_keys: dict[str, tuple[int, int, int]] = {}
 
     def __len__(self) -> int:
         return len(self._next_hops)
 
     def bind(self, rib: RibView) -> None:
         """Use this cache for ``rib``; another RIB object than last time starts it over."""
-        if rib is not self._rib or len(self._next_hops) > MAX_ENTRIES:
+        if rib is not self._rib or max(len(self._next_hops), len(self._sort_keys)) > MAX_ENTRIES:
             self.clear()
             self._rib = rib
 
     def clear(self) -> None:
+        self._sort_keys.clear()
         self._next_hops.clear()
         self._units.clear()
         self._root_lengths = {4: set(), 6: set()}
+
+    def sort_key(self, prefix: str) -> tuple[int, int, int]:
+        """:func:`controller.closure.prefix_sort_key`, remembered (it does not depend on the RIB)."""
+        try:
+            return self._sort_keys[prefix]
+        except KeyError:
+            key = self._sort_keys[prefix] = prefix_sort_key(prefix)
+            return key
 
     def next_hop(self, prefix: str) -> str | None:
         """The best next-hop of ``prefix``, None when it has no live path."""
