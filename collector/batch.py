@@ -54,6 +54,9 @@ class SampleBatch:
     lost_datagrams: dict[str, int] = field(default_factory=dict)
     # agent -> drops reported by the agent itself (flow sample 'drops' deltas)
     agent_drops: dict[str, int] = field(default_factory=dict)
+    # (exporter, unit) -> NetFlow/IPFIX export loss by sequence numbers; unit: "flows" (v5),
+    # "packets" (v9 export packets) or "records" (IPFIX data records)
+    export_lost: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def complete(self) -> SampleBatch:
         """Fill per-sample columns a decoder left empty (ingress 0, no next hop); returns self."""

@@ -8,6 +8,9 @@ path's sink fills numpy columns. NetFlow v5 datagrams, which need no state, go t
 
 Errors: a datagram whose header or set framing is broken raises ``FlowDecodeError`` after it is
 counted; a broken set inside an otherwise sound datagram is counted and skipped.
+
+Every sound message also goes to the :class:`~collector.netflow_sequence.SequenceTracker`, which
+counts export loss from sequence numbers (``counters.lost``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collector.netflow_fields import SYSTEM_INIT_MILLISECONDS, record_sampler_id
 from collector.netflow_message import MIN_DATA_SET_ID, MessageHeader, SetSpan, Withdrawal, frame_sets
 from collector.netflow_pending import PendingSet, PendingSets
 from collector.netflow_sampling import SamplerTable
+from collector.netflow_sequence import SequenceTracker
 from collector.netflow_v5 import NETFLOW_V5_VERSION
 
 VERSIONS = (NETFLOW_V5_VERSION, netflow_v9.NETFLOW_V9_VERSION, ipfix.IPFIX_VERSION)
@@ -48,6 +52,8 @@ class FlowDecoderCounters:
     unknown_sampling: int = 0  # flow records with no known sampling rate (reported as 1)
     reserved_sets: int = 0  # sets with a reserved id, skipped
     malformed: dict[tuple[str, str], int] = field(default_factory=dict)  # (reason, exporter)
+    # (exporter, unit) → missing by sequence numbers: v5 "flows", v9 "packets", IPFIX "records"
+    lost: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 class FlowSink(Protocol):
@@ -76,6 +82,7 @@ class FlowSetDispatcher:
         self._pending = PendingSets(max_pending_sets, pending_max_age_datagrams)
         self._max_domains = max_templates
         self._system_init_ms: dict[DomainKey, int] = {}
+        self._sequences = SequenceTracker(lost=self.counters.lost)
 
     def system_init_ms(self, domain: DomainKey) -> int | None:
         """IPFIX systemInitTimeMilliseconds the domain announced in options data, if any."""
@@ -109,6 +116,7 @@ class FlowSetDispatcher:
             version = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else -1
             if version == NETFLOW_V5_VERSION:
                 self._sink.netflow_v5(payload, exporter)
+                self.observe_v5(payload, exporter)
             elif version == netflow_v9.NETFLOW_V9_VERSION:
                 header = netflow_v9.parse_header(payload)
                 self._sets(payload, exporter, header, netflow_v9.HEADER_LENGTH, len(payload))
@@ -121,20 +129,38 @@ class FlowSetDispatcher:
             self.count_malformed(error, exporter)
             raise
 
+    def observe_v5(self, payload: bytes, exporter: str) -> None:
+        """Sequence accounting of a sound NetFlow v5 datagram (flows, per engine type and id)."""
+        engine = payload[20] << 8 | payload[21]
+        count = int.from_bytes(payload[2:4], "big")
+        sequence = int.from_bytes(payload[16:20], "big")
+        self._sequences.observe((exporter, NETFLOW_V5_VERSION, engine), sequence, count)
+
+    def observe_message(
+        self, domain: DomainKey, sequence: int, records: int | None, uptime_ms: int | None
+    ) -> None:
+        """Sequence accounting of a sound v9/IPFIX message (``records``: its data records, IPFIX)."""
+        count = 1 if domain[1] == netflow_v9.NETFLOW_V9_VERSION else records
+        self._sequences.observe(domain, sequence, count, uptime_ms)
+
     def count_malformed(self, error: FlowDecodeError, exporter: str) -> None:
         key = (error.reason, exporter)
         self.counters.malformed[key] = self.counters.malformed.get(key, 0) + 1
 
     def _sets(self, payload: bytes, exporter: str, header: MessageHeader, start: int, end: int) -> None:
         domain: DomainKey = (exporter, header.version, header.observation_domain)
+        records: int | None = 0
         for span in frame_sets(payload, start, end):
             try:
                 if span.set_id >= MIN_DATA_SET_ID:
-                    self._data_set(domain, header, payload, span)
+                    count = self._data_set(domain, header, payload, span)
+                    records = None if records is None or count is None else records + count
                 else:
                     self._template_set(domain, payload, span)
             except FlowDecodeError as error:
                 self.count_malformed(error, exporter)
+                records = None
+        self.observe_message(domain, header.sequence, records, header.sys_uptime_ms)
 
     def _template_set(self, domain: DomainKey, payload: bytes, span: SetSpan) -> None:
         version = domain[1]
@@ -182,7 +208,10 @@ class FlowSetDispatcher:
             except FlowDecodeError as error:
                 self.count_malformed(error, domain[0])
 
-    def _data_set(self, domain: DomainKey, header: MessageHeader, payload: bytes, span: SetSpan) -> None:
+    def _data_set(
+        self, domain: DomainKey, header: MessageHeader, payload: bytes, span: SetSpan
+    ) -> int | None:
+        """Hand the set on; returns its record count when the template says it (else None)."""
         template = self._templates.get(domain, span.set_id)
         if template is None:
             body = payload[span.start : span.end]
@@ -190,8 +219,11 @@ class FlowSetDispatcher:
             self.counters.pending_template_drops += self._pending.hold(
                 PendingSet(domain, span.set_id, body, header, self.counters.datagrams)
             )
-            return
+            return None
         self._records(domain, header, template, payload, span.start, span.end)
+        if template.fixed_length:
+            return (span.end - span.start) // template.fixed_length
+        return None
 
     def _records(
         self, domain: DomainKey, header: MessageHeader, template: Template, data: bytes, start: int, end: int

@@ -14,6 +14,8 @@ Metrics (all counters):
 - ``topfib_sflow_malformed_datagrams_total{reason,agent}``: datagrams rejected by the decoder
 - ``topfib_sflow_lost_datagrams_total{agent}``: datagrams missing by the agent's sequence numbers
 - ``topfib_sflow_agent_dropped_samples_total{agent}``: samples the agent itself reports dropping
+- ``topfib_netflow_lost_total{exporter,unit}``: NetFlow/IPFIX export loss by sequence numbers
+  (unit ``flows`` for v5, ``packets`` for v9 export packets, ``records`` for IPFIX data records)
 
 ``agent`` label values are bounded (see :class:`LabelBudget`), so spoofed sources cannot grow the
 metrics without limit.
@@ -183,6 +185,11 @@ class Collector:
             "sFlow datagrams missing according to the agent's sequence numbers.",
             ("agent",),
         )
+        self._m_export_lost = registry.counter(
+            "topfib_netflow_lost_total",
+            "NetFlow/IPFIX export loss by sequence numbers: v5 flows, v9 export packets, IPFIX data records.",
+            ("exporter", "unit"),
+        )
         self._m_agent_drops = registry.counter(
             "topfib_sflow_agent_dropped_samples_total",
             "Samples the agent reports it dropped (flow sample 'drops' counter deltas).",
@@ -338,6 +345,9 @@ class Collector:
             if count > 0:
                 totals.agent_dropped_samples += count
                 self._m_agent_drops.inc(count, agent=self._agent_label(agent))
+        for (exporter, unit), count in batch.export_lost.items():
+            if count > 0:
+                self._m_export_lost.inc(count, exporter=self._agent_label(exporter), unit=unit)
 
     def _count_unknown_agents(
         self,
@@ -392,6 +402,8 @@ def merge_batches(batches: list[SampleBatch]) -> SampleBatch:
             merged.lost_datagrams[agent] = merged.lost_datagrams.get(agent, 0) + count
         for agent, count in batch.agent_drops.items():
             merged.agent_drops[agent] = merged.agent_drops.get(agent, 0) + count
+        for key, count in batch.export_lost.items():
+            merged.export_lost[key] = merged.export_lost.get(key, 0) + count
     merged.agents = list(index)
     merged.v4_agent = np.concatenate(v4_agents).astype(np.uint32, copy=False)
     merged.v6_agent = np.concatenate(v6_agents).astype(np.uint32, copy=False)

@@ -1,0 +1,74 @@
+"""Export loss from NetFlow v5 / v9 and IPFIX sequence numbers, per exporter stream.
+
+Each version numbers something different, so loss is counted in that unit:
+
+* v5: ``flow_sequence`` counts flows; a datagram of n flows moves the next expected value by n.
+* v9: ``sequence`` counts export packets, per (exporter, source id): the next one is +1.
+* IPFIX: ``sequence`` counts data records, per (exporter, observation domain): a message of n
+  data records (options records included) moves it by n. When a message's record count is not
+  known (a data set waiting for its template, variable-length records) the stream re-baselines
+  on the next message instead of guessing.
+
+A forward jump of d (modulo 2^32) counts d missing. A step back within :data:`REORDER_WINDOW` is
+a late or duplicated datagram and is ignored; a larger one (or, for v9, one whose uptime went
+back by more than a second) is an exporter restart: the stream starts over from there. Streams
+are bounded in number; past the bound the tracker starts over (and counts nothing for that one
+message).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+HALF_RANGE: Final = 1 << 31
+U32: Final = 0xFFFFFFFF
+MAX_STREAMS: Final = 10_000
+UNIT_BY_VERSION: Final = {5: "flows", 9: "packets", 10: "records"}
+# steps back tolerated as reordering, in each version's unit
+REORDER_WINDOW: Final = {5: 30 * 64, 9: 64, 10: 64 * 64}
+RESTART_UPTIME_STEP_MS: Final = 1000  # v9: a step back with the uptime back this far is a restart
+
+StreamKey = tuple[str, int, int]  # (exporter, version, source id / observation domain / v5 engine)
+
+
+@dataclass(slots=True)
+class _Stream:
+    expected: int | None  # next sequence number; None: re-baseline on the next message
+    uptime_ms: int | None
+
+
+@dataclass(slots=True)
+class SequenceTracker:
+    max_streams: int = MAX_STREAMS
+    # (exporter, unit) → missing count since the tracker started
+    lost: dict[tuple[str, str], int] = field(default_factory=dict)
+    _streams: dict[StreamKey, _Stream] = field(default_factory=dict)
+
+    def observe(self, key: StreamKey, sequence: int, count: int | None, uptime_ms: int | None = None) -> int:
+        """One message of stream ``key``: its sequence number and how many units it carries
+        (None: unknown). Returns the units found missing before it."""
+        stream = self._streams.get(key)
+        following = None if count is None else (sequence + count) & U32
+        if stream is None:
+            if len(self._streams) >= self.max_streams:
+                self._streams.clear()
+            self._streams[key] = _Stream(following, uptime_ms)
+            return 0
+        if stream.expected is None:
+            stream.expected, stream.uptime_ms = following, uptime_ms
+            return 0
+        step = (sequence - stream.expected) & U32
+        if step >= HALF_RANGE:  # behind what was expected: late, or the exporter restarted
+            uptime_back = uptime_ms is not None and stream.uptime_ms is not None and (
+                uptime_ms + RESTART_UPTIME_STEP_MS < stream.uptime_ms
+            )  # fmt: skip
+            if uptime_back or (stream.expected - sequence) & U32 > REORDER_WINDOW.get(key[1], 0):
+                stream.expected, stream.uptime_ms = following, uptime_ms
+            return 0
+        stream.uptime_ms = uptime_ms
+        stream.expected = following
+        if step:
+            unit_key = (key[0], UNIT_BY_VERSION.get(key[1], "records"))
+            self.lost[unit_key] = self.lost.get(unit_key, 0) + step
+        return step
