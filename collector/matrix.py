@@ -10,9 +10,10 @@ the last ``keep_intervals`` closed ones. Intervals are aligned to wall-clock mul
 boundary but accounted just after still lands in its own interval. A batch later than that is
 counted in the oldest open interval (``topfib_matrix_late_samples_total``) so totals still add up.
 
-Each switch's table in an interval holds at most ``max_rows`` keys; traffic of further keys goes
-to an ``other`` row, and when an interval closes with such traffic its smallest rows are folded
-into ``other`` too, so a closed interval has at most ``max_rows`` rows per switch, "other" included.
+Each switch's table in an interval (``collector.matrix_table``) tracks a bounded number of keys;
+traffic of further keys goes to an ``other`` row, and when an interval closes its smallest rows are
+folded into ``other`` too, so a closed interval has at most ``max_rows`` rows per switch, "other"
+included.
 
 Metrics:
 
@@ -34,10 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from collector.matrix_table import CellTable, group_batch
 from collector.metrics import REGISTRY, Registry
-
-# (input interface, BGP next-hop or None when unrouted, peer destination ASN; 0 = unknown)
-MatrixKey = tuple[int, str | None, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,107 +76,24 @@ def _identity(now: float) -> float:
     return now
 
 
-class _SwitchTable:
-    """One switch's cells in one interval: a key → row index map over growing numpy columns.
-
-    It tracks up to ``2 * max_rows`` keys. When a batch brings more, the table first keeps only its
-    ``max_rows`` largest cells (the rest are folded into "other"), so a key that turns heavy late in
-    the interval still gets a row; what does not fit even then goes to "other" directly.
-    """
-
-    def __init__(self, max_rows: int) -> None:
-        self.max_rows = max_rows
-        self.capacity = 2 * max_rows
-        self.index: dict[MatrixKey, int] = {}
-        self.bytes = np.zeros(64, np.float64)
-        self.packets = np.zeros(64, np.float64)
-        self.samples = np.zeros(64, np.int64)
-        self.other_bytes = 0.0
-        self.other_packets = 0.0
-        self.other_samples = 0
-
-    def add(self, keys: list[MatrixKey], nbytes: NDArray[np.float64], packets: NDArray[np.float64],
-            samples: NDArray[np.int64]) -> None:
-        """Per unique key of a batch: its sums. Keys that find no room go to the other row."""
-        free = self.capacity - len(self.index)
-        if len(keys) > free and sum(key not in self.index for key in keys) > free:
-            self._compact(self.max_rows)
-        index = self.index
-        rows = np.empty(len(keys), np.int64)
-        for position, key in enumerate(keys):  # one pass per unique key, not per sample
-            row = index.get(key)
-            if row is None:
-                row = len(index) if len(index) < self.capacity else -1
-                if row >= 0:
-                    index[key] = row
-            rows[position] = row
-        self._grow(len(index))
-        tracked = rows >= 0
-        if not tracked.all():
-            spill = ~tracked
-            self._fold(nbytes[spill], packets[spill], samples[spill])
-            rows, nbytes = rows[tracked], nbytes[tracked]
-            packets, samples = packets[tracked], samples[tracked]
-        # rows are distinct (one per unique key), so fancy-index addition is exact
-        self.bytes[rows] += nbytes
-        self.packets[rows] += packets
-        self.samples[rows] += samples
-
-    def _fold(self, nbytes: NDArray[np.float64], packets: NDArray[np.float64],
-              samples: NDArray[np.int64]) -> None:
-        self.other_bytes += float(nbytes.sum())
-        self.other_packets += float(packets.sum())
-        self.other_samples += int(samples.sum())
-
-    def _order(self) -> list[int]:
-        """Row indices, largest bytes first (then packets)."""
-        count = len(self.index)
-        order: list[int] = np.lexsort((-self.packets[:count], -self.bytes[:count])).tolist()
-        return order
-
-    def _compact(self, keep: int) -> None:
-        """Keep the ``keep`` largest cells, fold the others into "other", renumber."""
-        order = self._order()
-        kept, folded = order[:keep], order[keep:]
-        if not folded:
-            return
-        self._fold(self.bytes[folded], self.packets[folded], self.samples[folded])
-        keys = list(self.index)
-        self.index = {keys[row]: position for position, row in enumerate(kept)}
-        count = len(kept)
-        for column in (self.bytes, self.packets, self.samples):
-            column[:count] = column[kept]
-            column[count:] = 0
-
-    def _grow(self, needed: int) -> None:
-        capacity = len(self.bytes)
-        if needed <= capacity:
-            return
-        new_capacity = max(needed, 2 * capacity)
-        for name in ("bytes", "packets", "samples"):
-            column = getattr(self, name)
-            grown = np.zeros(new_capacity, column.dtype)
-            grown[:capacity] = column
-            setattr(self, name, grown)
-
-    def rows(self, switch: str) -> list[MatrixRow]:
-        """The cells, largest first, at most ``max_rows`` with the "other" row (no change made)."""
-        order = self._order()
-        other_bytes, other_packets, other_samples = self.other_bytes, self.other_packets, self.other_samples
-        if other_samples or len(order) > self.max_rows:
-            order, folded = order[: self.max_rows - 1], order[self.max_rows - 1:]
-            other_bytes += float(self.bytes[folded].sum())
-            other_packets += float(self.packets[folded].sum())
-            other_samples += int(self.samples[folded].sum())
-        keys = list(self.index)
-        out = [
-            MatrixRow(switch, keys[i][0], keys[i][1], keys[i][2], float(self.bytes[i]),
-                      float(self.packets[i]), int(self.samples[i]))
-            for i in order
-        ]
-        if other_samples:
-            out.append(MatrixRow(switch, None, None, None, other_bytes, other_packets, other_samples, True))
-        return out
+def _table_rows(table: CellTable, switch: str) -> list[MatrixRow]:
+    """A table's cells, largest first, at most ``max_rows`` with the "other" row (no change made)."""
+    order = table.order()
+    other_bytes, other_packets, other_samples = table.other_bytes, table.other_packets, table.other_samples
+    if other_samples or len(order) > table.max_rows:
+        order, folded = order[: table.max_rows - 1], order[table.max_rows - 1:]
+        other_bytes += float(table.bytes[folded].sum())
+        other_packets += float(table.packets[folded].sum())
+        other_samples += int(table.samples[folded].sum())
+    rows = []
+    for row, nbytes, packets, samples in zip(order.tolist(), table.bytes[order].tolist(),
+                                             table.packets[order].tolist(), table.samples[order].tolist(),
+                                             strict=True):
+        input_if, next_hop, peer_asn = table.key(row)
+        rows.append(MatrixRow(switch, input_if, next_hop, peer_asn, nbytes, packets, samples))
+    if other_samples:
+        rows.append(MatrixRow(switch, None, None, None, other_bytes, other_packets, other_samples, True))
+    return rows
 
 
 class TrafficMatrix:
@@ -204,7 +120,7 @@ class TrafficMatrix:
         self.close_delay_s = close_delay_s
         self._to_wall = to_wall
         self._lock = threading.Lock()
-        self._open: dict[int, dict[str, _SwitchTable]] = {}
+        self._open: dict[int, dict[str, CellTable]] = {}
         self._closed: deque[MatrixInterval] = deque(maxlen=keep_intervals)
         self._closed_until: int | None = None  # intervals starting before this are closed
         self._first_seen: float | None = None  # wall time of the first add/roll: earlier is unseen
@@ -248,8 +164,7 @@ class TrafficMatrix:
             raise ValueError("matrix.add: per-sample arrays differ in length")
         if not count:
             return
-        keys, sum_bytes, sum_packets, sum_samples = _group(input_if, next_hop_ids, next_hops, peer_asn,
-                                                           nbytes, packets)
+        cells = group_batch(input_if, next_hop_ids, next_hops, peer_asn, nbytes, packets)
         wall = self._to_wall(now)
         start = self.align(wall)
         with self._lock:
@@ -261,8 +176,8 @@ class TrafficMatrix:
             tables = self._open.setdefault(start, {})
             table = tables.get(switch)
             if table is None:
-                table = tables[switch] = _SwitchTable(self.max_rows)
-            table.add(keys, sum_bytes, sum_packets, sum_samples)
+                table = tables[switch] = CellTable(self.max_rows)
+            table.add(cells)
 
     def roll(self, now: float) -> list[MatrixInterval]:
         """Close the intervals that ended ``close_delay_s`` or more ago; returns them, oldest first
@@ -302,7 +217,7 @@ class TrafficMatrix:
             if self._closed_until is not None:
                 start = max(start, self._closed_until)
             tables = self._open.get(start, {})
-            rows = [row for switch in sorted(tables) for row in tables[switch].rows(switch)]
+            rows = [row for switch in sorted(tables) for row in _table_rows(tables[switch], switch)]
         return MatrixInterval(start, start + self.interval_s, False, tuple(rows))
 
     def _close_before(self, boundary: int, wall: float) -> list[MatrixInterval]:
@@ -337,45 +252,13 @@ class TrafficMatrix:
         for switch in self._gauged_switches:
             self._m_rows.set(counts.get(switch, 0), switch=switch)
 
-    def _build(self, start: int, tables: dict[str, _SwitchTable], first_seen: float,
+    def _build(self, start: int, tables: dict[str, CellTable], first_seen: float,
                wall: float) -> MatrixInterval:
         end = start + self.interval_s
         rows: list[MatrixRow] = []
         for switch in sorted(tables):
-            switch_rows = tables[switch].rows(switch)
+            switch_rows = _table_rows(tables[switch], switch)
             if switch_rows and switch_rows[-1].other:
                 self._m_other.inc(switch_rows[-1].samples, switch=switch)
             rows.extend(switch_rows)
         return MatrixInterval(start, end, start >= first_seen and end <= wall, tuple(rows))
-
-
-def _group(
-    input_if: NDArray[np.uint32],
-    next_hop_ids: NDArray[np.int64],
-    next_hops: Sequence[str],
-    peer_asn: NDArray[np.uint32],
-    nbytes: NDArray[np.float64],
-    packets: NDArray[np.float64],
-) -> tuple[list[MatrixKey], NDArray[np.float64], NDArray[np.float64], NDArray[np.int64]]:
-    """Sum a batch per distinct key, vectorised: returns the keys and their sums."""
-    hop_ids, hop_of_sample = np.unique(np.asarray(next_hop_ids, np.int64), return_inverse=True)
-    hop_list = hop_ids.tolist()
-    if hop_list and hop_list[-1] >= len(next_hops):
-        raise ValueError(f"matrix.add: next-hop id {hop_list[-1]} past the {len(next_hops)} next-hops given")
-    hop_names: list[str | None] = [next_hops[i] if i >= 0 else None for i in hop_list]
-    # (input_if, peer_asn) packed in 64 bits, then combined with the batch-local next-hop index
-    wide_if, wide_asn = np.asarray(input_if).astype(np.uint64), np.asarray(peer_asn).astype(np.uint64)
-    if_asn = (wide_if << np.uint64(32)) | wide_asn
-    if_asn_ids, if_asn_of_sample = np.unique(if_asn, return_inverse=True)
-    combined = if_asn_of_sample.astype(np.int64) * len(hop_list) + hop_of_sample.astype(np.int64)
-    cells, cell_of_sample = np.unique(combined, return_inverse=True)
-    size = len(cells)
-    sum_bytes = np.bincount(cell_of_sample, weights=nbytes, minlength=size).astype(np.float64, copy=False)
-    sum_packets = np.bincount(cell_of_sample, weights=packets, minlength=size).astype(np.float64, copy=False)
-    sum_samples = np.bincount(cell_of_sample, minlength=size).astype(np.int64)
-    cell_if_asn = if_asn_ids[cells // len(hop_list)]
-    interfaces = (cell_if_asn >> np.uint64(32)).tolist()
-    asns = (cell_if_asn & np.uint64(0xFFFFFFFF)).tolist()
-    hops = (cells % len(hop_list)).tolist()
-    keys: list[MatrixKey] = [(i, hop_names[h], a) for i, h, a in zip(interfaces, hops, asns, strict=True)]
-    return keys, sum_bytes, sum_packets, sum_samples
