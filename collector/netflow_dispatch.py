@@ -137,11 +137,19 @@ class FlowSetDispatcher:
         self._sequences.observe((exporter, NETFLOW_V5_VERSION, engine), sequence, count)
 
     def observe_message(
-        self, domain: DomainKey, sequence: int, records: int | None, uptime_ms: int | None
+        self,
+        domain: DomainKey,
+        sequence: int,
+        records: int | None,
+        uptime_ms: int | None,
+        flow_records: int | None = None,
     ) -> None:
-        """Sequence accounting of a sound v9/IPFIX message (``records``: its data records, IPFIX)."""
-        count = 1 if domain[1] == netflow_v9.NETFLOW_V9_VERSION else records
-        self._sequences.observe(domain, sequence, count, uptime_ms)
+        """Sequence accounting of a sound v9/IPFIX message (IPFIX: ``records`` its data records,
+        ``flow_records`` those of them not options records, when they differ)."""
+        if domain[1] == netflow_v9.NETFLOW_V9_VERSION:
+            self._sequences.observe(domain, sequence, 1, uptime_ms)
+        else:
+            self._sequences.observe(domain, sequence, records, uptime_ms, flow_records)
 
     def count_malformed(self, error: FlowDecodeError, exporter: str) -> None:
         key = (error.reason, exporter)
@@ -150,17 +158,20 @@ class FlowSetDispatcher:
     def _sets(self, payload: bytes, exporter: str, header: MessageHeader, start: int, end: int) -> None:
         domain: DomainKey = (exporter, header.version, header.observation_domain)
         records: int | None = 0
+        options_records = 0
         for span in frame_sets(payload, start, end):
             try:
                 if span.set_id >= MIN_DATA_SET_ID:
-                    count = self._data_set(domain, header, payload, span)
+                    count, options = self._data_set(domain, header, payload, span)
                     records = None if records is None or count is None else records + count
+                    options_records += count if options and count is not None else 0
                 else:
                     self._template_set(domain, payload, span)
             except FlowDecodeError as error:
                 self.count_malformed(error, exporter)
                 records = None
-        self.observe_message(domain, header.sequence, records, header.sys_uptime_ms)
+        flow_records = None if records is None else records - options_records
+        self.observe_message(domain, header.sequence, records, header.sys_uptime_ms, flow_records)
 
     def _template_set(self, domain: DomainKey, payload: bytes, span: SetSpan) -> None:
         version = domain[1]
@@ -210,8 +221,9 @@ class FlowSetDispatcher:
 
     def _data_set(
         self, domain: DomainKey, header: MessageHeader, payload: bytes, span: SetSpan
-    ) -> int | None:
-        """Hand the set on; returns its record count when the template says it (else None)."""
+    ) -> tuple[int | None, bool]:
+        """Hand the set on; returns its record count when the template says it (else None), and
+        whether they are options records."""
         template = self._templates.get(domain, span.set_id)
         if template is None:
             body = payload[span.start : span.end]
@@ -219,11 +231,11 @@ class FlowSetDispatcher:
             self.counters.pending_template_drops += self._pending.hold(
                 PendingSet(domain, span.set_id, body, header, self.counters.datagrams)
             )
-            return None
+            return None, False
         self._records(domain, header, template, payload, span.start, span.end)
         if template.fixed_length:
-            return (span.end - span.start) // template.fixed_length
-        return None
+            return (span.end - span.start) // template.fixed_length, template.is_options
+        return None, template.is_options
 
     def _records(
         self, domain: DomainKey, header: MessageHeader, template: Template, data: bytes, start: int, end: int

@@ -5,7 +5,8 @@ Each version numbers something different, so loss is counted in that unit:
 * v5: ``flow_sequence`` counts flows; a datagram of n flows moves the next expected value by n.
 * v9: ``sequence`` counts export packets, per (exporter, source id): the next one is +1.
 * IPFIX: ``sequence`` counts data records, per (exporter, observation domain): a message of n
-  data records (options records included) moves it by n. When a message's record count is not
+  data records moves it by n. RFC 7011 counts options data records too, some exporters do not:
+  a message is in order when it follows either count. When a message's record count is not
   known (a data set waiting for its template, variable-length records) the stream re-baselines
   on the next message instead of guessing.
 
@@ -36,6 +37,7 @@ StreamKey = tuple[str, int, int]  # (exporter, version, source id / observation 
 class _Stream:
     expected: int | None  # next sequence number; None: re-baseline on the next message
     uptime_ms: int | None
+    expected_alt: int | None = None  # the same without options records (IPFIX)
 
 
 @dataclass(slots=True)
@@ -45,29 +47,42 @@ class SequenceTracker:
     lost: dict[tuple[str, str], int] = field(default_factory=dict)
     _streams: dict[StreamKey, _Stream] = field(default_factory=dict)
 
-    def observe(self, key: StreamKey, sequence: int, count: int | None, uptime_ms: int | None = None) -> int:
+    def observe(
+        self,
+        key: StreamKey,
+        sequence: int,
+        count: int | None,
+        uptime_ms: int | None = None,
+        count_without_options: int | None = None,
+    ) -> int:
         """One message of stream ``key``: its sequence number and how many units it carries
-        (None: unknown). Returns the units found missing before it."""
+        (None: unknown; for IPFIX also without options records). Returns the units found missing
+        before it."""
         stream = self._streams.get(key)
         following = None if count is None else (sequence + count) & U32
+        alt_count = count if count_without_options is None else count_without_options
+        following_alt = None if alt_count is None or following is None else (sequence + alt_count) & U32
         if stream is None:
             if len(self._streams) >= self.max_streams:
                 self._streams.clear()
-            self._streams[key] = _Stream(following, uptime_ms)
+            self._streams[key] = _Stream(following, uptime_ms, following_alt)
             return 0
         if stream.expected is None:
-            stream.expected, stream.uptime_ms = following, uptime_ms
+            stream.expected, stream.uptime_ms, stream.expected_alt = following, uptime_ms, following_alt
             return 0
-        step = (sequence - stream.expected) & U32
+        steps = [(sequence - stream.expected) & U32]
+        if stream.expected_alt is not None:
+            steps.append((sequence - stream.expected_alt) & U32)
+        step = min(steps)
         if step >= HALF_RANGE:  # behind what was expected: late, or the exporter restarted
             uptime_back = uptime_ms is not None and stream.uptime_ms is not None and (
                 uptime_ms + RESTART_UPTIME_STEP_MS < stream.uptime_ms
             )  # fmt: skip
-            if uptime_back or (stream.expected - sequence) & U32 > REORDER_WINDOW.get(key[1], 0):
-                stream.expected, stream.uptime_ms = following, uptime_ms
+            behind = min((stream.expected - sequence) & U32, ((stream.expected_alt or 0) - sequence) & U32)
+            if uptime_back or behind > REORDER_WINDOW.get(key[1], 0):
+                stream.expected, stream.uptime_ms, stream.expected_alt = following, uptime_ms, following_alt
             return 0
-        stream.uptime_ms = uptime_ms
-        stream.expected = following
+        stream.expected, stream.uptime_ms, stream.expected_alt = following, uptime_ms, following_alt
         if step:
             unit_key = (key[0], UNIT_BY_VERSION.get(key[1], "records"))
             self.lost[unit_key] = self.lost.get(unit_key, 0) + step

@@ -96,3 +96,22 @@ def test_fast_decoder_reports_v9_and_v5_loss() -> None:
     for sequence in (1, 3):
         typed.decode(v9_message(sequence, 1000 * sequence, template, data), "192.0.2.9")
     assert typed.counters.lost == {("192.0.2.9", "packets"): 1}
+
+
+def test_ipfix_options_records_may_or_may_not_be_counted() -> None:
+    from tests.unit.test_netflow_decoder import ipfix_options_template
+
+    options = ipfix_set(3, ipfix_options_template(300, 1, [(302, 4), (34, 4)]))
+    options_data = ipfix_set(300, struct.pack("!II", 1, 100))
+    template = ipfix_set(2, ipfix_template(256, FLOW_FIELDS))
+    for counts_options in (True, False):
+        decoder = FastFlowDecoder()
+        sequence = 0
+        for _ in range(3):
+            decoder.feed(ipfix(template, options, options_data, sequence=sequence), "192.0.2.10")
+            sequence += 1 if counts_options else 0
+            decoder.feed(ipfix_data(sequence, 2), "192.0.2.10")
+            sequence += 2
+        assert decoder.take().export_lost == {}, counts_options
+        decoder.feed(ipfix_data(sequence + 5, 2), "192.0.2.10")
+        assert decoder.take().export_lost == {("192.0.2.10", "records"): 5}
