@@ -108,6 +108,8 @@ class Service:
             agents,
             lambda name: self.controllers[name].rib.lpm if name in self.controllers else empty,
             self.rates,
+            # the RIB's paths name each sample's next hop and peer AS (the traffic matrix's keys)
+            rib_for=lambda name: self.controllers[name].rib if name in self.controllers else None,
         )
         self.collector.lock = self.lock
         self.matrix, self.matrix_writer = _make_matrix(config)
