@@ -1,6 +1,6 @@
 """CPU cost of topfib's NetFlow v9 / IPFIX fast path against pmacct's nfacctd, over loopback.
 
-    .venv/bin/python -m bench.bench_netflow [--datagrams N] [--rate DATAGRAMS_PER_S]
+    .venv/bin/python -m bench.bench_netflow [--datagrams N] [--rate DATAGRAMS_PER_S] [--next-hops N]
 
 Both collectors receive the same streams (``bench.netflow_encode``: a NetFlow v9 and an IPFIX
 export, 1:1000 sampling announced in options data) from a sender process on 127.0.0.1:
@@ -11,6 +11,10 @@ export, 1:1000 sampling announced in options data) from a sender process on 127.
 * nfacctd: aggregating everything into one ``peer_src_ip`` bucket of the print plugin, the
   cheapest accounting it has; CPU = its core and plugin processes (utime + stime, children
   included), read from /proc.
+
+The generated next hops (IPv4 15/18, IPv6 62/63) are random per record, a worst case for the
+per-record next-hop column (topfib names at most 1024 distinct next hops per batch and gives the
+rest none); ``--next-hops N`` rewrites them to N peers' addresses, as a router exports.
 
 Each side's totals are checked against the stream (a collector that dropped datagrams is
 reported, not compared). Printed: CPU-seconds per million flow records and the ratio
@@ -36,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.netflow_encode import ipfix_stream, netflow_v9_stream
+from bench.netflow_encode import IPFIX_V4_FIELDS, IPFIX_V6_FIELDS, V9_FIELDS, ipfix_stream, netflow_v9_stream
 from collector.netflow import FlowDecoder
 from collector.netflow_fast import FastFlowDecoder
 from collector.udp_batch import BatchReceiver, batch_receiver
@@ -274,6 +278,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--datagrams", type=int, default=20_000, help="data datagrams per stream")
     parser.add_argument("--rate", type=float, default=5_000.0, help="datagrams per second sent")
+    parser.add_argument("--next-hops", type=int, default=0, help="next hops: this many peers (0: random)")
     parser.add_argument("--send", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -282,10 +287,13 @@ def main() -> None:
         return
 
     have_nfacctd = shutil.which("nfacctd") is not None
-    streams = [
-        build_stream("netflow-v9", list(netflow_v9_stream(args.datagrams))),
-        build_stream("ipfix", list(ipfix_stream(args.datagrams))),
-    ]
+    v9 = list(netflow_v9_stream(args.datagrams))
+    ipfix = list(ipfix_stream(args.datagrams))
+    if args.next_hops > 0:
+        v9 = [with_next_hops(d, 20, {256: V9_FIELDS}, args.next_hops) for d in v9]
+        ipfix_fields = {256: IPFIX_V4_FIELDS, 257: IPFIX_V6_FIELDS}
+        ipfix = [with_next_hops(d, 16, ipfix_fields, args.next_hops) for d in ipfix]
+    streams = [build_stream("netflow-v9", v9), build_stream("ipfix", ipfix)]
     print(f"{'stream':12} {'records':>9} {'collector':28} {'CPU-s per 1M records':>21} {'vs nfacctd':>11}")
     with tempfile.TemporaryDirectory(prefix="bench_netflow_") as tmp:
         workdir = Path(tmp)
@@ -309,6 +317,35 @@ def main() -> None:
             _row(stream, "topfib FlowDecoder (typed)", typed_cpu_per_record(stream) * 1e6, baseline, "")
     if not have_nfacctd:
         print("nfacctd not installed (Debian: apt-get install pmacct): no baseline")
+
+
+NEXT_HOP_ELEMENTS = {15: 4, 18: 4, 62: 16, 63: 16}
+
+
+def with_next_hops(
+    datagram: bytes, header_length: int, templates: dict[int, list[tuple[int, int]]], peers: int
+) -> bytes:
+    """``datagram`` with the next hops of its data records set to one of ``peers`` addresses
+    (192.0.2.1… / 2001:db8::1…), the record's index choosing which."""
+    out = bytearray(datagram)
+    pos = header_length
+    while pos + 4 <= len(out):
+        set_id, length = struct.unpack_from("!HH", out, pos)
+        fields = templates.get(set_id)
+        if fields is not None and length >= 4:
+            offsets, record_length = [], 0
+            for element, size in fields:
+                if NEXT_HOP_ELEMENTS.get(element) == size:
+                    offsets.append((record_length, size))
+                record_length += size
+            for index, start in enumerate(range(pos + 4, pos + length - record_length + 1, record_length)):
+                peer = 1 + index % peers
+                for offset, size in offsets:
+                    v6 = bytes.fromhex("20010db8") + bytes(11) + bytes([peer])
+                    address = bytes([192, 0, 2, peer]) if size == 4 else v6
+                    out[start + offset : start + offset + size] = address
+        pos += max(length, 4)
+    return bytes(out)
 
 
 def _row(stream: Stream, collector: str, per_million: float, baseline: float | None, note: str) -> None:
