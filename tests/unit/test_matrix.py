@@ -209,8 +209,9 @@ def test_bad_batches_are_refused() -> None:
     with pytest.raises(ValueError, match="differ in length"):
         matrix.add("edge1", np.zeros(2, np.uint32), np.zeros(1, np.int64), HOPS, np.zeros(2, np.uint32),
                    np.zeros(2), np.zeros(2), 1000.0)
-    with pytest.raises(ValueError, match="next-hop id 3"):
-        feed(matrix, "edge1", [(1, 3, 1, 10, 1)], 1000.0)
+    for bad_id in (3, -2):
+        with pytest.raises(ValueError, match=r"next-hop ids must lie in -1 \.\. 2"):
+            feed(matrix, "edge1", [(1, bad_id, 1, 10, 1)], 1000.0)
     feed(matrix, "edge1", [], 1000.0)  # an empty batch is fine and opens nothing
     assert matrix.flush(1001.0) == [MatrixInterval(960, 1020, False, ())]
 
@@ -236,3 +237,24 @@ def test_adds_from_another_thread_while_rolling_lose_nothing() -> None:
     assert sum(r.bytes for i in closed for r in i.rows) == 100 * 200 * len(times)
     starts = [i.start for i in closed]
     assert starts == sorted(set(starts))
+
+
+def test_large_sparse_batches_take_the_sorting_paths_with_the_same_sums() -> None:
+    """Next-hop tables far larger than the batch, and pairs × next-hops past the dense span."""
+    rng = np.random.default_rng(3)
+    count = 3000
+    hops = [f"10.{i // 65536}.{i // 256 % 256}.{i % 256}" for i in range(50_000)]
+    input_if = rng.integers(0, 2**32, count, dtype=np.uint64).astype(np.uint32)
+    hop_ids = rng.integers(-1, len(hops), count).astype(np.int64)
+    peer_asn = rng.integers(0, 2**32, count, dtype=np.uint64).astype(np.uint32)
+    nbytes = rng.integers(1, 1000, count).astype(np.float64)
+    matrix = make()
+    for half in (slice(0, count // 2), slice(count // 2, count)):
+        matrix.add("edge1", input_if[half], hop_ids[half], hops, peer_asn[half], nbytes[half],
+                   np.ones(count)[half], 1000.0)
+    (interval,) = matrix.flush(1001.0)
+    expected: dict[Hashable, float] = defaultdict(float)
+    columns = (input_if.tolist(), hop_ids.tolist(), peer_asn.tolist(), nbytes.tolist())
+    for i, h, a, b in zip(*columns, strict=True):
+        expected[(i, hops[h] if h >= 0 else None, a)] += b
+    assert {(r.input_if, r.next_hop, r.peer_asn): r.bytes for r in interval.rows} == expected
