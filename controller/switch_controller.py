@@ -45,14 +45,19 @@ READY_MAX_WAIT_S = 120.0
 # big selection, and messages may sit unread) adds nothing: a stalled topfib is not a quiet switch.
 QUIET_CHECK_S = 0.1
 # A prefix whose best path moved is re-announced once the update burst touching installed
-# prefixes has been quiet this long (or this long after the burst began): in a mass withdraw the
-# other paths usually go too, and re-pointing first would double ExaBGP's work.
-SETTLE_QUIET_S = 0.1
-SETTLE_MAX_S = 1.0
+# prefixes has been quiet this long and no installed prefix lost its last path in the meantime
+# (or this long after the burst began): in a mass withdraw the other paths usually go too, and
+# re-pointing first would double ExaBGP's work.
+SETTLE_QUIET_S = 0.3
+SETTLE_MAX_S = 3.0
 # Announce lines sent per window: between windows the program lock is free, so withdraws of
 # prefixes that lost their last path never wait behind a long programming run.
 ANNOUNCE_WINDOW_LINES = 4
-MAX_DEFER_S = 2.0  # longest a loop iteration's selection waits for the reactor (see tick)
+MAX_DEFER_S = 10.0  # longest a loop iteration's selection waits for the reactor (see tick)
+# A reactor batch this big marks a burst (a peer or session dropping many routes): selection
+# keeps out of the way for BURST_HOLD_S after it, so the next batch is not stuck behind it.
+BURST_PREFIXES = 100
+BURST_HOLD_S = 0.5
 TABLE_WAIT_SELECT_S = 5.0  # selection period while the switch's table is still coming in
 CHURN_WINDOW_S = 3600.0
 COMMAND_CHUNK = 1000  # prefixes per ExaBGP command line
@@ -219,6 +224,7 @@ class SwitchController:
         self._selection_cost = 0.0  # seconds the last selection (with its snapshots) took
         self._programming_time = 0.0
         self._selected_on_partial_table = True
+        self._burst_until = 0.0  # see BURST_PREFIXES
         # Installed prefixes whose best path changed since the last reaction, and when the
         # current burst of such changes began / last touched one.
         self._touched: set[str] = set()
@@ -427,8 +433,9 @@ class SwitchController:
 
         - At most half the time: after a selection (and its snapshots) that took c seconds, the
           next one waits until 2c after the last began (a 20k-route selection can take seconds).
-        - Not while the reactor withdraws (the program lock is taken) or a burst of changes to
-          installed prefixes settles: its result could not be programmed before that anyway.
+        - Not while the reactor withdraws (the program lock is taken, or a big batch ended less
+          than BURST_HOLD_S ago) or a burst of changes to installed prefixes settles: its result
+          could not be programmed before that anyway.
         - Only every TABLE_WAIT_SELECT_S while the switch's table is still coming in (nothing can
           be programmed; the dashboard still gets a view), and at once when the table is in.
         The last two never for longer than MAX_DEFER_S / TABLE_WAIT_SELECT_S.
@@ -442,7 +449,7 @@ class SwitchController:
         fresh_table = table_in and self._selected_on_partial_table  # select on the full table now
         if since < 2 * self._selection_cost and not fresh_table:
             return True
-        busy = self._program_lock.locked() or self._settle_delay() > 0
+        busy = self._program_lock.locked() or self._settle_delay() > 0 or now < self._burst_until
         return busy and since < MAX_DEFER_S
 
     async def tick(self) -> None:
@@ -548,39 +555,54 @@ class SwitchController:
                 asyncio.get_running_loop().call_later(delay, self._reaction.set)
 
     async def _react_once(self) -> float:
-        """One reaction; returns how long until re-pointing may be done (0: nothing left)."""
+        """React until no new change comes in during a batch (the program lock is held all
+        along, so a mass withdraw goes out batch after batch with nothing in between); returns
+        how long until re-pointing may be done (0: nothing left)."""
         async with self._program_lock:
-            if not self._touched:
-                return 0.0
-            if not self.ready_to_program():
-                self._touched.clear()  # the first full plan covers them
-                return 0.0
-            settled = self._settle_delay() <= 0
-            touched, self._touched = self._touched, set()
-            gone: dict[str, str] = {}
-            moved: dict[str, str] = {}
-            with self.rib_lock:
-                for prefix in touched:
-                    installed = self.installed.get(prefix)
-                    if installed is None:
-                        continue
-                    best = self.rib.best(prefix)
-                    if best is None or best.next_hop in UNUSABLE_NEXT_HOPS:
-                        gone[prefix] = installed
-                    elif best.next_hop != installed:
-                        moved[prefix] = best.next_hop
-            if not settled:
-                self._touched.update(moved)  # kept for later: their other paths may go too
-                moved = {}
-            part = {prefix: self.installed[prefix] for prefix in (*gone, *moved)}
-            changes = plan(moved, part)
-            withdraws = [step for step in changes.steps if step.action == "withdraw"]
-            announces = [step for step in changes.steps if step.action == "announce"]
-            if withdraws and not await self._send_steps(withdraws):
-                return 0.0
-            if announces:
-                await self._send_steps(announces)
+            while self._touched:
+                if not self.ready_to_program():
+                    self._touched.clear()  # the first full plan covers them
+                    return 0.0
+                if not await self._react_batch():
+                    return 0.0
+                if not self._reaction.is_set():
+                    break
+                self._reaction.clear()  # more came in while that batch was out: go on now
         return self._settle_delay()
+
+    async def _react_batch(self) -> bool:
+        """Withdraw touched prefixes without a path; re-point moved ones if the burst settled.
+        False when ExaBGP did not confirm everything."""
+        unsettled = self._settle_delay() > 0
+        began = self._burst_began
+        capped = began is not None and self._clock() - began >= self._settle_max_s
+        touched, self._touched = self._touched, set()
+        gone: dict[str, str] = {}
+        moved: dict[str, str] = {}
+        with self.rib_lock:
+            for prefix in touched:
+                installed = self.installed.get(prefix)
+                if installed is None:
+                    continue
+                best = self.rib.best(prefix)
+                if best is None or best.next_hop in UNUSABLE_NEXT_HOPS:
+                    gone[prefix] = installed
+                elif best.next_hop != installed:
+                    moved[prefix] = best.next_hop
+        if unsettled or (gone and not capped):  # prefixes still lose their last path: a burst
+            self._touched.update(moved)  # kept for later: their other paths may go too
+            moved = {}
+        part = {prefix: self.installed[prefix] for prefix in (*gone, *moved)}
+        changes = plan(moved, part)
+        withdraws = [step for step in changes.steps if step.action == "withdraw"]
+        announces = [step for step in changes.steps if step.action == "announce"]
+        try:
+            if withdraws and not await self._send_steps(withdraws):
+                return False
+            return not announces or await self._send_steps(announces)
+        finally:
+            if changes.withdraws + changes.announces >= BURST_PREFIXES:
+                self._burst_until = self._clock() + BURST_HOLD_S
 
     def _within_caps(self, steps: list[Step]) -> list[Step]:
         """Announce steps trimmed so that new prefixes never take a table past its cap."""
