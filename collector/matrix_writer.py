@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import re
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -130,6 +131,8 @@ class MatrixFileWriter:
         self.file_interval_s = file_interval_s
         self.keep_files = keep_files
         self._part: _PartFile | None = None
+        # one caller at a time: a write stuck on a slow disk may still run when stop() flushes
+        self._lock = threading.Lock()
         self._m_written = registry.counter("topfib_matrix_files_written_total",
                                            "Traffic matrix files completed (renamed to their final name).")
         self._m_deleted = registry.counter("topfib_matrix_files_deleted_total",
@@ -155,25 +158,30 @@ class MatrixFileWriter:
 
     def write(self, intervals: Sequence[MatrixInterval]) -> None:
         """Append closed intervals (oldest first) to their files; completes files whose span ended."""
-        for interval in intervals:
-            window = interval.start - interval.start % self.file_interval_s
-            if self._part is not None and self._part.window != window:
-                self._complete_part()
-            if self._part is None:
-                stamp = _file_stamp(window)
-                self._part = _PartFile(window, self.directory / f".matrix-{stamp}.{self.file_format}.part")
-            try:
-                self._append(self._part.path, interval)
-            except OSError as exc:
-                self._failed("write", self._part.path, exc)
-                continue
-            if interval.end >= window + self.file_interval_s:
-                self._complete_part()
+        with self._lock:
+            for interval in intervals:
+                self._write_one(interval)
+
+    def _write_one(self, interval: MatrixInterval) -> None:
+        window = interval.start - interval.start % self.file_interval_s
+        if self._part is not None and self._part.window != window:
+            self._complete_part()
+        if self._part is None:
+            stamp = _file_stamp(window)
+            self._part = _PartFile(window, self.directory / f".matrix-{stamp}.{self.file_format}.part")
+        try:
+            self._append(self._part.path, interval)
+        except OSError as exc:
+            self._failed("write", self._part.path, exc)
+            return
+        if interval.end >= window + self.file_interval_s:
+            self._complete_part()
 
     def close(self) -> None:
         """Complete the file being written (shutdown)."""
-        if self._part is not None:
-            self._complete_part()
+        with self._lock:
+            if self._part is not None:
+                self._complete_part()
 
     def _append(self, path: Path, interval: MatrixInterval) -> None:
         records = interval_records(interval)
