@@ -1,6 +1,7 @@
 """RIB scale benchmark: full IPv4 pfx2as table + IPv6 table with two peers' paths per prefix.
 
-    .venv/bin/python -m bench.bench_rib [--addresses 1000000] [--ingest 200000]
+    .venv/bin/python -m bench.bench_rib [--addresses 1000000] [--ingest 200000] [--per-line 1,4,10,100]
+    .venv/bin/python -m bench.bench_rib --ingest-only [--ingest 200000]   # ingest rates only, ~1 min
 
 Reports load time, resident memory, longest-match rates (single and batched) side by side with
 pytricia (C patricia trie) in the same run, correctness against an independent reference on
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import gzip
 import ipaddress
 import json
 import random
@@ -81,6 +83,18 @@ def load_tables() -> Rib:
     print(f"load IPv6 (2 peers): {counts.ipv6_prefixes:,} prefixes, {counts.ipv6_paths:,} paths in {t6}")
     rib.drain_changed()
     return rib
+
+
+def table_prefixes(count: int) -> list[str]:
+    """The first ``count`` distinct prefixes of the IPv4 pfx2as table, in file order."""
+    seen: dict[str, None] = {}
+    with gzip.open(V4_TABLE, "rt", encoding="ascii") as table:
+        for line in table:
+            network, length, _ = line.split("\t")
+            seen[f"{network}/{length}"] = None
+            if len(seen) >= count:
+                break
+    return list(seen)
 
 
 def random_v4(rng: np.random.Generator, count: int) -> npt.NDArray[np.uint32]:
@@ -217,9 +231,32 @@ def bench_lookups(rib: Rib, count: int) -> None:
         raise SystemExit("LOOKUP MISMATCH")
 
 
+def _exabgp5_json(value: object) -> str:
+    """A value as ExaBGP 5 writes it in an update's attributes (spaces inside brackets)."""
+    if isinstance(value, list):
+        return "[ " + ", ".join(_exabgp5_json(v) for v in value) + " ]" if value else "[ ]"
+    return json.dumps(value)
+
+
+def exabgp5_update(counter: int, peer: str, body: str) -> str:
+    """One update line with the header ExaBGP 5.0 writes (as in tests/golden/exabgp/)."""
+    return ('{ "exabgp": "5.0.0", "time": 1795632255.2692747, "host" : "bench", "pid" : 13644, '
+            f'"ppid" : 13616, "counter": {counter}, "type": "update", "neighbor": {{ "address": '
+            f'{{ "local": "192.0.2.2", "peer": "{peer}" }}, "asn": {{ "local": 65000, "peer": 65001 }}, '
+            f'"router-id": "192.0.2.2" , "direction": "receive", '
+            f'"message": {{ "update": {{ {body} }} }} }} }}')
+
+
+def _nlris(prefixes: list[str], first: int) -> str:
+    """ADD-PATH NLRIs; the path-id of the n-th prefix of the table is 1 + n % 3."""
+    return ", ".join(f'{{ "nlri": "{prefix}", "path-information": "0.0.0.{1 + (first + n) % 3}" }}'
+                     for n, prefix in enumerate(prefixes))
+
+
 def synthetic_updates(prefixes: list[str], per_line: int, peer: str = "192.0.2.1",
                       attribute_sets: int = 0) -> list[str]:
-    """ExaBGP 5 JSON update lines shaped like the recorded ones (ADD-PATH ids, AS path segments).
+    """ExaBGP 5 update lines, written as ExaBGP 5.0 writes them (header, spacing, AS path as
+    segments, ADD-PATH ids: see tests/golden/exabgp/), ``per_line`` NLRIs each.
 
     Every line carries its own attribute set, unless ``attribute_sets`` > 0: then lines draw
     from that many distinct sets (a peer's table repeats its AS paths).
@@ -227,56 +264,69 @@ def synthetic_updates(prefixes: list[str], per_line: int, peer: str = "192.0.2.1
     rng = random.Random(5)
     lines = []
     for start in range(0, len(prefixes), per_line):
-        group = prefixes[start:start + per_line]
-        rng_attributes = random.Random(rng.randrange(attribute_sets)) if attribute_sets else rng
-        origin = rng_attributes.randrange(1, 400_000)
-        attributes = {"origin": "igp",
-                      "as-path": {"0": {"element": "as-sequence",
-                                        "value": [64500, rng_attributes.randrange(1, 65000), origin]}},
-                      "med": rng_attributes.choice([0, 10, 20]), "local-preference": 100,
-                      "community": [[64500, rng_attributes.randrange(1000)]]}
-        next_hop = f"192.0.2.{rng_attributes.randrange(1, 250)}"
-        nlri = [{"nlri": p, "path-information": f"0.0.0.{rng.randrange(1, 4)}"} for p in group]
-        message = {"exabgp": "5.0.0", "time": 1.0, "host": "bench", "pid": 1, "ppid": 1, "counter": start,
-                   "type": "update",
-                   "neighbor": {"address": {"local": "192.0.2.2", "peer": peer},
-                                "asn": {"local": 1, "peer": 2}, "direction": "receive",
-                                "message": {"update": {"attribute": attributes,
-                                                       "announce": {"ipv4 unicast": {next_hop: nlri}}}}}}
-        lines.append(json.dumps(message))
+        draw = random.Random(rng.randrange(attribute_sets)) if attribute_sets else rng
+        as_path = json.dumps([64500, draw.randrange(1, 65000), draw.randrange(1, 400_000)])
+        community = _exabgp5_json([[64500, draw.randrange(1000)]])
+        segments = f'{{"0": {{"element": "as-sequence", "value": {as_path}}}}}'
+        attributes = (f'"origin": "igp", "as-path": {segments}, "med": {draw.choice([0, 10, 20])}, '
+                      f'"local-preference": 100, "community": {community}')
+        next_hop = f"192.0.2.{draw.randrange(1, 250)}"
+        nlris = _nlris(prefixes[start:start + per_line], start)
+        announce = f'"announce": {{ "ipv4 unicast": {{ "{next_hop}": [ {nlris} ] }} }}'
+        lines.append(exabgp5_update(start, peer, f'"attribute": {{ {attributes} }}, {announce}'))
     return lines
 
 
-def bench_ingest(prefixes: list[str]) -> None:
-    print(f"\nExaBGP JSON ingest (parse + RIB apply) of {len(prefixes):,} IPv4 prefixes into an empty RIB:")
+def synthetic_withdraws(prefixes: list[str], per_line: int, peer: str = "192.0.2.1") -> list[str]:
+    """ExaBGP 5 withdraw lines for the paths :func:`synthetic_updates` announced."""
+    return [exabgp5_update(start, peer, f'"withdraw": {{ "ipv4 unicast": [ '
+                                        f'{_nlris(prefixes[start:start + per_line], start)} ] }}')
+            for start in range(0, len(prefixes), per_line)]
+
+
+def bench_ingest(prefixes: list[str], cases: list[int]) -> None:
+    """Rates of ``parse_line`` + ``Rib.apply_all`` per line, as the switch controller calls them."""
+    print(f"\nExaBGP JSON ingest (parse + RIB apply) of {len(prefixes):,} IPv4 prefixes into an empty "
+          "RIB,\nlines as ExaBGP 5 writes them (header, spacing, AS path segments, ADD-PATH ids):")
     pool = len(prefixes) // 4
-    cases = [(1, 0, "own attribute set per line (worst case)"),
-             (1, pool, f"{pool:,} attribute sets shared by the lines"),
-             (4, 0, "own attribute set per line (as BIRD sent in the recording)"),
-             (10, 0, "own attribute set per line"),
-             (100, 0, "own attribute set per line")]
-    for per_line, attribute_sets, label in cases:
+    runs = [(per_line, 0, "own attribute set per line" + (" (worst case)" if per_line == 1 else ""))
+            for per_line in cases]
+    if 1 in cases:
+        runs.insert(1, (1, pool, f"{pool:,} attribute sets shared by the lines"))
+    for per_line, attribute_sets, label in runs:
         lines = synthetic_updates(prefixes, per_line, attribute_sets=attribute_sets)
         with timed() as baseline:
             for line in lines:
                 json.loads(line)
         rib = Rib()
         parser = ExabgpJsonParser(known_prefix=rib.lpm.knows)
-        apply = rib.apply
+        apply_all = rib.apply_all
         parse = parser.parse_line
         gc.collect()
         with timed() as ingest:
             for line in lines:
-                for event in parse(line):
-                    apply(event)
+                apply_all(parse(line))
             rib.lpm.lookup_v4_ids(np.zeros(1, dtype=np.uint32))  # include painting the LPM
         assert rib.counts().ipv4_prefixes == len(prefixes), rib.counts()
+        assert set(parser.counters) == {"lines"}, parser.counters
         per_second = rate(len(prefixes), ingest)
         verdict = "ok" if per_second >= INGEST_BAR else "BELOW BAR"
         print(f"  {per_line:4d} NLRI/line, {label}:\n"
               f"       {per_second / 1e3:8.1f} k prefixes/s ({ingest}); "
               f"json.loads alone {rate(len(prefixes), baseline) / 1e3:8.1f} k/s; "
               f"ingest costs {ingest.cpu / max(baseline.cpu, 1e-9):.1f}x json.loads   [{verdict}]")
+        if per_line == 1 and not attribute_sets:
+            withdraws = synthetic_withdraws(prefixes, 1)
+            gc.collect()
+            with timed() as withdraw:
+                for line in withdraws:
+                    apply_all(parse(line))
+                rib.lpm.lookup_v4_ids(np.zeros(1, dtype=np.uint32))
+            assert len(rib) == 0 and set(parser.counters) == {"lines"}, (len(rib), parser.counters)
+            withdraw_rate = rate(len(prefixes), withdraw)
+            print(f"     1 NLRI/line, withdraw of all of them: {withdraw_rate / 1e3:8.1f} k prefixes/s "
+                  f"({withdraw})")
+        del rib, parser, lines
 
 
 def bench_churn(rib: Rib) -> None:
@@ -311,7 +361,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="RIB scale benchmark")
     parser.add_argument("--addresses", type=int, default=1_000_000)
     parser.add_argument("--ingest", type=int, default=200_000, help="prefixes for the ingest benchmark")
+    parser.add_argument("--per-line", type=lambda text: [int(n) for n in text.split(",")],
+                        default=[1, 4, 10, 100], help="NLRIs per update line, comma-separated")
+    parser.add_argument("--ingest-only", action="store_true",
+                        help="only the ingest benchmark (prefixes read from the IPv4 table, no RIB load)")
     args = parser.parse_args()
+    if args.ingest_only:
+        bench_ingest(table_prefixes(args.ingest), args.per_line)
+        return 0
     baseline_rss = rss_mb()
     rib = load_tables()
     rib.lpm.lookup_v4_ids(np.zeros(1, dtype=np.uint32))
@@ -331,7 +388,7 @@ def main() -> int:
     prefixes = [p for p in rib if ":" not in p][: args.ingest]
     del rib
     gc.collect()
-    bench_ingest(prefixes)
+    bench_ingest(prefixes, args.per_line)
     return 0
 
 

@@ -177,6 +177,9 @@ class ExabgpJsonParser:
         self._path_cache: dict[tuple[int, str, str, int], Path] = {}
         self._path_ids: dict[str, int] = {}
         self._next_hops: set[str] = set()
+        # One str object per distinct next hop / peer shared by all Paths (a line's strings are
+        # new objects each time: a full table would hold a million copies).
+        self._strings: dict[str, str] = {}
 
     def _bad(self, reason: str, detail: str) -> None:
         self.counters[reason] += 1
@@ -484,12 +487,17 @@ class ExabgpJsonParser:
         key = (attributes.serial, next_hop, peer, path_id)
         path = self._path_cache.get(key)
         if path is None:
+            strings = self._strings
+            if len(strings) >= _MAX_CACHED:
+                strings.clear()
+            next_hop = strings.setdefault(next_hop, next_hop)
+            peer = strings.setdefault(peer, peer)
             path = new_path(next_hop, attributes.as_path, attributes.origin, attributes.local_pref,
                             attributes.med, attributes.communities, attributes.large_communities, peer,
                             path_id)
             if len(self._path_cache) >= _MAX_CACHED:
                 self._path_cache.clear()
-            self._path_cache[key] = path
+            self._path_cache[(attributes.serial, next_hop, peer, path_id)] = path
         return path
 
     def _nlri(self, nlri: Any, peer: str) -> tuple[str, int, tuple[int, int, int] | None] | None:

@@ -81,31 +81,6 @@ def _rib_change(prefix: str, best: Path | None) -> RibChange:
     return change
 
 
-class _Interned:
-    """A shared (session, path) pair, how many routes use it, and its best-path sort key.
-
-    Pairs are interned by the path object's identity: producers (the JSON parser, the file
-    loaders) already share one Path per distinct attribute set, and an identity lookup costs no
-    hashing of the path's fields. An entry keeps its path alive, so the id cannot be reused while
-    the pair is interned.
-    """
-
-    __slots__ = ("_key", "_preloaded", "entry", "refs")
-
-    def __init__(self, entry: _Entry, preloaded: bool) -> None:
-        self.entry = entry
-        self.refs = 0
-        self._preloaded = preloaded
-        self._key: _SortKey | None = None
-
-    @property
-    def key(self) -> _SortKey:
-        """Sort key, computed only when the prefix has several paths to order."""
-        if self._key is None:
-            self._key = (self._preloaded, best_path_key(self.entry[1]), self.entry[0])
-        return self._key
-
-
 class Rib:
     """Paths of every session of one switch, best path per prefix, and the prefix LPM table."""
 
@@ -113,7 +88,13 @@ class Rib:
         self.lpm = LpmTable()
         self.preload_session = preload_session
         self._routes: dict[str, _Stored] = {}
-        self._interned: dict[tuple[str, int], _Interned] = {}
+        # Shared (session, path) pairs, by (session, id(path)): producers already share one Path
+        # per distinct attribute set, and an identity lookup hashes none of its fields (an entry
+        # keeps its path alive, so the id cannot be reused while the pair is here). Refcounted
+        # so churn does not leak; sort keys only for pairs that were ever ordered.
+        self._interned: dict[tuple[str, int], _Entry] = {}
+        self._refs: dict[tuple[str, int], int] = {}
+        self._sort_keys: dict[tuple[str, int], _SortKey] = {}
         self._path_counts = {IPV4: 0, IPV6: 0}
         self._session_paths: dict[str, int] = {}
         self._changed: set[str] = set()
@@ -219,11 +200,13 @@ class Rib:
         if stored is None:  # a new prefix (a whole table is loaded this way): inlined bookkeeping
             self.lpm.add(prefix, parsed)
             pair = (session, id(path))
-            interned = self._interned.get(pair)
-            if interned is None:
-                interned = self._interned[pair] = _Interned((session, path), session == self.preload_session)
-            interned.refs += 1
-            self._routes[prefix] = interned.entry
+            entry = self._interned.get(pair)
+            if entry is None:
+                entry = self._interned[pair] = (session, path)
+                self._refs[pair] = 1
+            else:
+                self._refs[pair] += 1
+            self._routes[prefix] = entry
             self._path_counts[IPV6 if ":" in prefix else IPV4] += 1
             session_paths = self._session_paths
             session_paths[session] = session_paths.get(session, 0) + 1
@@ -246,13 +229,13 @@ class Rib:
             self._count_path(prefix, session, +1)
         interned = self._intern(session, path)
         if kept:
-            key = interned.key
+            key = self._sort_key(interned)
             position = 0
             while position < len(kept) and self._sort_key(kept[position]) < key:
                 position += 1
-            kept.insert(position, interned.entry)
+            kept.insert(position, interned)
         else:
-            kept.append(interned.entry)
+            kept.append(interned)
         self._routes[prefix] = _pack(kept)
         best = kept[0][1]
         return self._changed_to(prefix, best) if best != old_best else None
@@ -312,24 +295,33 @@ class Rib:
         self._changed.add(prefix)
         return _rib_change(prefix, best)
 
-    def _intern(self, session: str, path: Path) -> _Interned:
-        key = (session, id(path))
-        interned = self._interned.get(key)
-        if interned is None:
-            interned = _Interned((session, path), session == self.preload_session)
-            self._interned[key] = interned
-        interned.refs += 1
-        return interned
+    def _intern(self, session: str, path: Path) -> _Entry:
+        pair = (session, id(path))
+        entry = self._interned.get(pair)
+        if entry is None:
+            entry = self._interned[pair] = (session, path)
+            self._refs[pair] = 1
+        else:
+            self._refs[pair] += 1
+        return entry
 
     def _sort_key(self, entry: _Entry) -> _SortKey:
-        return self._interned[(entry[0], id(entry[1]))].key
+        """(preloaded?, best_path_key, session), computed once per pair that gets ordered."""
+        pair = (entry[0], id(entry[1]))
+        key = self._sort_keys.get(pair)
+        if key is None:
+            key = (entry[0] == self.preload_session, best_path_key(entry[1]), entry[0])
+            self._sort_keys[pair] = key
+        return key
 
     def _release(self, entry: _Entry) -> None:
-        key = (entry[0], id(entry[1]))
-        interned = self._interned[key]
-        interned.refs -= 1
-        if interned.refs <= 0:
-            del self._interned[key]
+        pair = (entry[0], id(entry[1]))
+        refs = self._refs[pair] - 1
+        if refs > 0:
+            self._refs[pair] = refs
+        else:
+            del self._refs[pair], self._interned[pair]
+            self._sort_keys.pop(pair, None)
 
     def _count_path(self, prefix: str, session: str, delta: int) -> None:
         family = IPV6 if ":" in prefix else IPV4
