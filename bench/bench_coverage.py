@@ -46,6 +46,9 @@ def main() -> None:
     parser.add_argument("--dwell", type=float, default=SimulationSettings.min_dwell_s)
     parser.add_argument("--no-evidence", action="store_true", help="selection compares scores only")
     parser.add_argument("--evidence-z", type=float, default=SimulationSettings.evidence_z)
+    parser.add_argument(
+        "--evidence-min-samples", type=float, default=SimulationSettings.evidence_min_samples
+    )
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress when piped
@@ -64,6 +67,7 @@ def main() -> None:
         min_dwell_s=args.dwell,
         use_evidence=not args.no_evidence,
         evidence_z=args.evidence_z,
+        evidence_min_samples=args.evidence_min_samples,
         seed=args.seed,
     )
     print(settings.describe())

@@ -25,6 +25,10 @@ TABLE_IPV6 = "ipv6"
 
 # z of a two-sided 95 % interval: an sFlow estimate from c samples is within ±1.96/√c
 DEFAULT_EVIDENCE_Z = 1.96
+# ±z/√c is the normal approximation of a Poisson count, sound from about 30 samples. Below that,
+# and with tens of thousands of prefixes contesting the last slots every loop, some fewer-sample
+# challenger always looks far ahead of some unlucky incumbent by chance alone.
+DEFAULT_EVIDENCE_MIN_SAMPLES = 30.0
 
 
 class RibView(Protocol):
@@ -59,12 +63,15 @@ class SelectionPolicy:
     # with evidence: a challenger's score counts at its lower and an incumbent's at its upper
     # confidence bound, score · (1 ∓ evidence_z/√samples)
     evidence_z: float = DEFAULT_EVIDENCE_Z
+    # with evidence: a challenger needs this many samples to displace an incumbent (with fewer it
+    # only takes room nobody else claims)
+    evidence_min_samples: float = DEFAULT_EVIDENCE_MIN_SAMPLES
 
     def __post_init__(self) -> None:
         if min(self.cap_ipv4, self.cap_ipv6, self.cap_ipv4_24) < 0:
             raise ValueError("caps must be >= 0")
-        if self.margin < 0 or self.min_dwell_s < 0 or self.evidence_z < 0:
-            raise ValueError("margin, min_dwell_s and evidence_z must be >= 0")
+        if min(self.margin, self.min_dwell_s, self.evidence_z, self.evidence_min_samples) < 0:
+            raise ValueError("margin, min_dwell_s, evidence_z and evidence_min_samples must be >= 0")
 
     @classmethod
     def from_switch(cls, switch: SwitchConfig) -> SelectionPolicy:

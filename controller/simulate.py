@@ -47,7 +47,7 @@ from collector.paths import Path
 from controller.guarded_scores import GuardedRates
 from controller.plan import plan
 from controller.select import SelectedRoute, SelectionPolicy, UnitCache, select
-from controller.selection_types import DEFAULT_EVIDENCE_Z
+from controller.selection_types import DEFAULT_EVIDENCE_MIN_SAMPLES, DEFAULT_EVIDENCE_Z
 from controller.static_rib import StaticRib
 from controller.zipf import FRAME_BYTES, ZipfTraffic, parse_zipf
 
@@ -74,16 +74,22 @@ class SimulationSettings:
     min_fast_samples: float = 4.0  # fast rate: from this many samples, its 95 % lower bound (0: max)
     use_evidence: bool = True  # selection compares sampling intervals, not just scores
     evidence_z: float = DEFAULT_EVIDENCE_Z  # their width: score · (1 ± z/√samples)
+    evidence_min_samples: float = DEFAULT_EVIDENCE_MIN_SAMPLES  # to displace an incumbent
     margin: float = 0.2
     min_dwell_s: float = 300.0
     seed: int = 1
+
+    def _evidence(self) -> str:
+        if not self.use_evidence:
+            return ""
+        return f"evidence-aware (z {self.evidence_z:g}, from {self.evidence_min_samples:g} samples) "
 
     def describe(self) -> str:
         return (
             f"{self.samples_per_s:g} samples/s at 1:{self.sampling_rate}, selection every "
             f"{self.loop_period_s:g} s, half-lives {self.fast_half_life_s:g}/{self.slow_half_life_s:g} s "
             f"(fast: 95 % lower bound, from {self.min_fast_samples:g} samples), "
-            f"{f'evidence-aware (z {self.evidence_z:g}) ' if self.use_evidence else ''}"
+            f"{self._evidence()}"
             f"margin {self.margin:g}, dwell {self.min_dwell_s:g} s, {self.warmup_s:g} s warm-up then "
             f"{self.duration_s:g} s measured, seed {self.seed}"
         )
@@ -231,7 +237,17 @@ def simulate(
     rates = _rates(settings)
     ids = PrefixIds(sim_rib.prefixes)
     runs = [
-        _CapRun(SelectionPolicy(cap, cap, 0, settings.margin, settings.min_dwell_s, settings.evidence_z))
+        _CapRun(
+            SelectionPolicy(
+                cap,
+                cap,
+                0,
+                settings.margin,
+                settings.min_dwell_s,
+                settings.evidence_z,
+                settings.evidence_min_samples,
+            )
+        )
         for cap in caps
     ]
     window_bytes = np.zeros(len(sim_rib), np.float64)

@@ -4,7 +4,10 @@ Contest keys. A challenger competes with its score, an incumbent with its score 
 margin, so a challenger must beat it by the margin. With ``evidence`` (the samples behind each
 score) a challenger competes with the lower end of its 95 % sampling interval and an incumbent
 with the upper end: sampling noise alone does not swap two prefixes, which the margin cannot
-promise near a large cap, where neighbouring ranks differ by less than their noise.
+promise near a large cap, where neighbouring ranks differ by less than their noise. And only a
+challenger with ``evidence_min_samples`` behind it contests at all: in a Zipf tail every prefix
+has a handful of samples, and the luckiest of a hundred thousand challengers beats the unluckiest
+of thirty thousand incumbents by any normal-approximation interval, every loop.
 
 Lazy greedy. Candidates come out of a stream in descending key order; a candidate whose unit
 (:mod:`controller.closure`) takes more than one slot is worth its key per slot, which its key
@@ -25,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from controller.fib_draft import FibDraft
-from controller.selection_types import TABLE_IPV4, TABLE_IPV4_24, TABLE_IPV6, SelectionPolicy
+from controller.selection_types import TABLE_IPV4, TABLE_IPV4_24, TABLE_IPV6, SelectionPolicy, new_route
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -47,7 +50,8 @@ def contest_keys(
     spread = policy.evidence_z / np.sqrt(np.maximum(samples, 1e-12))
     if incumbent:
         return raw * (1.0 + spread) * (1.0 + margin)
-    return raw * np.clip(1.0 - spread, 0.0, None)
+    lower = raw * np.clip(1.0 - spread, 0.0, None)
+    return np.where(samples >= policy.evidence_min_samples, lower, 0.0)
 
 
 def _samples(names: list[str], evidence: Mapping[str, float] | None) -> FloatArray | None:
@@ -175,29 +179,43 @@ def _greedy(
     challengers: int,
     open_tables: Callable[[], BoolArray],
 ) -> None:
+    """The lazy greedy. The hot loop runs once per candidate over the stream's current chunk, so
+    the stream's position lives in locals, written back before anything else touches the stream."""
     heap: list[_Entry] = []
-    incumbents, routes, full_tables = fib.incumbents, fib.routes, fib.full_tables
+    incumbents, routes, full_tables, scores = fib.incumbents, fib.routes, fib.full_tables, fib.scores
+    caps, usage, now, table_count = fib.caps, fib.usage, fib.now, len(fib.caps)
     table_of, next_hop_of, unit_of = fib.policy.table_of, fib.next_hop_of, fib.cache.unit
     sort_key = fib.cache.sort_key
 
     def push(prefix: str, key: float, is_incumbent: bool, per_slot: bool) -> None:
         heapq.heappush(heap, (-key, 0 if is_incumbent else 1, sort_key(prefix), prefix, per_slot))
 
-    while not fib.all_full():
-        head = stream.head()
+    order, values, position = stream.order, stream.values, stream.position
+    while len(full_tables) < table_count:
+        if position == len(order):
+            stream.position = position
+            head = stream.head()  # the next chunk, if any
+            order, values, position = stream.order, stream.values, stream.position
+        else:
+            head = values[position]
         per_slot = False
         if heap and (head is None or -heap[0][0] >= head):
             if head is not None and -heap[0][0] == head:
+                stream.position = position
                 _push_tied(stream, head, entries, challengers, incumbents, push)
+                order, values, position = stream.order, stream.values, stream.position
             entry = heapq.heappop(heap)
             key, prefix, is_incumbent, per_slot = -entry[0], entry[3], entry[1] == 0, entry[4]
         elif head is None:
             return
-        elif stream.tied_with_next():
+        elif position + 1 < len(order) and values[position + 1] == head:
+            stream.position = position
             _push_tied(stream, head, entries, challengers, incumbents, push)  # the heap orders them
+            order, values, position = stream.order, stream.values, stream.position
             continue
         else:
-            index = stream.take()
+            index = order[position]
+            position += 1
             key, prefix, is_incumbent = head, entries[index], index >= challengers
             if not is_incumbent and prefix in incumbents:
                 continue  # its incumbent entry, with the higher key, speaks for it
@@ -211,8 +229,13 @@ def _greedy(
             continue
         full_before = len(full_tables)
         unit = unit_of(prefix, next_hop)
-        if unit is None:
-            fib.install_one(prefix, next_hop, "topn", table)  # the common case: a unit of one
+        if unit is None:  # the common case, a unit of one: FibDraft.install_one, inlined
+            incumbent = incumbents.get(prefix)
+            since = incumbent.since if incumbent is not None else now
+            routes[prefix] = new_route(prefix, next_hop, "topn", since, float(scores.get(prefix, 0.0)))
+            usage[table] += 1
+            if usage[table] >= caps[table]:
+                full_tables.add(table)
         else:
             cost = fib.cost(unit)
             if fib.shortfall(cost):
@@ -220,13 +243,17 @@ def _greedy(
             size = sum(cost.values())
             if not per_slot and size > 1:
                 density = key / size
+                stream.position = position
                 waiting = max(-heap[0][0] if heap else 0.0, stream.head() or 0.0)
+                order, values, position = stream.order, stream.values, stream.position
                 if density < waiting:
                     push(prefix, density, is_incumbent, True)
                     continue
             fib.install(unit, prefix, "topn")
         if len(full_tables) != full_before:
+            stream.position = position
             stream.keep_tables(open_tables())
+            order, values, position = stream.order, stream.values, stream.position
 
 
 def _push_tied(
