@@ -157,7 +157,8 @@ async def _exabgp_sigkill_mid_programming(lab: Lab) -> None:
         assert (len(in_kernel) - v6, v6) == (KILL_CAP, cap_v6)
         _assert_within_cap(lab, watch, KILL_CAP, cap_v6)
         print(f"\nexabgp-sigkill: routes={KILL_ROUTES} cap={KILL_CAP} at_kill={at_kill} "
-              f"emptied={emptied_s:.2f}s rebuilt={rebuilt_s:.2f}s peak_v4={watch.peak_v4}")
+              f"emptied={emptied_s:.2f}s rebuilt={rebuilt_s:.2f}s peak_v4={watch.peak_v4} "
+              f"watcher overflows={watch.overflows} resyncs={watch.resyncs}")
 
 
 def test_exabgp_sigkill_mid_programming_rebuilds_without_exceeding_the_cap(kill_lab: Lab) -> None:
