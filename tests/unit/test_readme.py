@@ -12,6 +12,7 @@ from controller.config import (
     ApiConfig,
     CollectorConfig,
     ExabgpConfig,
+    MatrixConfig,
     StoreConfig,
     SwitchConfig,
     TokenConfig,
@@ -24,6 +25,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("collector", CollectorConfig),
     ("store", StoreConfig),
     ("exabgp", ExabgpConfig),
+    ("matrix", MatrixConfig),
     ("switch[]", SwitchConfig),
     ("token[]", TokenConfig),
 ]
