@@ -62,6 +62,9 @@ class CollectorConfig(_Strict):
 
 class StoreConfig(_Strict):
     url: str = "memory://"
+    # With Redis: hold a per-switch lease so only one of several topfib processes programs a switch.
+    # A lone controller may turn it off to keep programming through a Redis outage.
+    lease: bool = True
 
     @field_validator("url")
     @classmethod

@@ -125,7 +125,7 @@ class Service:
     def _make_leases(self) -> dict[str, RedisLease]:
         """One lease per switch when state is shared in Redis: only its holder runs ExaBGP."""
         url = self.config.store.url
-        if url == "memory://":
+        if url == "memory://" or not self.config.store.lease:
             return {}
         import redis.asyncio as aioredis
 

@@ -1,0 +1,44 @@
+"""Which switches a service leases: all of them with Redis, none with `store.lease = false` or memory://."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from controller.config import TopfibConfig
+from controller.service import Service
+
+
+def config(store: dict[str, object]) -> TopfibConfig:
+    """A port nothing listens on: constructing the service connects to nothing."""
+    return TopfibConfig.model_validate({
+        "api": {"listen": "127.0.0.1:18081"},
+        "collector": {"sflow_listen": ["127.0.0.1:16344"]},
+        "store": store,
+        "switch": [{"name": name, "neighbor": "10.0.0.2", "local_address": "10.0.0.1", "local_as": 65000,
+                    "peer_as": 65000, "fib_cap_ipv4": 10, "fib_cap_ipv6": 10} for name in ("edge1", "edge2")],
+    })
+
+
+async def _close(service: Service) -> None:
+    if service.leases:
+        await service._lease_client.aclose()  # type: ignore[attr-defined,unused-ignore]
+
+
+@pytest.mark.parametrize(("store", "leased"), [
+    ({"url": "redis://127.0.0.1:1/0"}, {"edge1", "edge2"}),
+    ({"url": "redis://127.0.0.1:1/0", "lease": True}, {"edge1", "edge2"}),
+    ({"url": "redis://127.0.0.1:1/0", "lease": False}, set()),
+    ({"url": "memory://"}, set()),
+])
+def test_switches_leased(tmp_path: Path, store: dict[str, object], leased: set[str]) -> None:
+    service = Service(config(store), runtime_dir=tmp_path)
+    assert set(service.leases) == leased
+    asyncio.run(_close(service))
+
+
+def test_a_quoted_boolean_is_refused_naming_the_key() -> None:
+    with pytest.raises(ValueError, match=r"store\.lease|lease"):
+        config({"url": "redis://127.0.0.1:1/0", "lease": "no"})
