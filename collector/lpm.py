@@ -151,7 +151,7 @@ class LpmTable:
         self._counts[family] += 1
         self._more_specifics[family].added((network << 8) | length, prefix_id)
         if family == IPV4 and length <= _DIR_BITS:
-            self._pending_add.append(_pack_pending(network, length, prefix_id))
+            self._pending_add.append((prefix_id << 38) | (length << 32) | network)  # _pack_pending, inlined
         else:
             self._sorted.pop((family, length), None)
             if family == IPV4:

@@ -245,6 +245,15 @@ class Rib:
         stored = self._routes.get(prefix)
         if stored is None:
             return None
+        if type(stored[0]) is str:  # one path (most prefixes): no search, nothing left after
+            owner, path = stored
+            if owner != session or path.peer != peer or path.path_id != path_id:
+                return None
+            self._release(stored)
+            self._count_path(prefix, session, -1)
+            del self._routes[prefix]
+            self.lpm.remove(prefix)
+            return self._changed_to(prefix, None)
         entries = _entries(stored)
         position = next((i for i, (owner, path) in enumerate(entries)
                          if owner == session and path.peer == peer and path.path_id == path_id), -1)
