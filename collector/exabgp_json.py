@@ -699,18 +699,22 @@ def _as_path(value: Any) -> tuple[int, ...]:
 
 
 def _communities(value: Any, width: int) -> tuple[str, ...]:
-    """Standard ([a, b] → "a:b") or large ([a, b, c] → "a:b:c") communities, in received order."""
+    """Standard ([a, b] → "a:b") or large ([a, b, c] → "a:b:c") communities, in received order.
+
+    Checked and written in one loop (no comprehension: in 3.11 each is a function call); the
+    first bad item raises, naming itself.
+    """
     if type(value) is not list:
         raise ValueError(f"communities {value!r}")
     if not value:
         return ()
     limit = 1 << (16 if width == 2 else 32)
+    texts: list[str] = []
     for item in value:
         if type(item) is not list or len(item) != width:
             raise ValueError(f"community {item!r}")
         for number in item:
             if type(number) is not int or not 0 <= number < limit:
                 raise ValueError(f"community {item!r}")
-    if width == 2:
-        return tuple([f"{a}:{b}" for a, b in value])
-    return tuple([f"{a}:{b}:{c}" for a, b, c in value])
+        texts.append(f"{item[0]}:{item[1]}" if width == 2 else f"{item[0]}:{item[1]}:{item[2]}")
+    return tuple(texts)
