@@ -51,7 +51,8 @@ class StaticView:
     routes: dict[str, dict[str, str]]
     installed: dict[str, list[FibRoute]] = field(default_factory=dict)
     ranking: dict[str, list[TopEntry]] = field(default_factory=dict)
-    path_traffic: dict[str, dict[str, list[PathTraffic]]] = field(default_factory=dict)  # switch → prefix →
+    # switch → prefix → its paths and their traffic (GET /v1/top?per_path=true)
+    path_traffic: dict[str, dict[str, list[PathTraffic]]] = field(default_factory=dict)
     rejected: dict[tuple[str, str], str] = field(default_factory=dict)  # (switch, prefix) → reason
     is_ready: bool = True
     _parsed: dict[str, list[ParsedPrefix]] = field(init=False, repr=False)
