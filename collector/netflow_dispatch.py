@@ -82,7 +82,7 @@ class FlowSetDispatcher:
         self._pending = PendingSets(max_pending_sets, pending_max_age_datagrams)
         self._max_domains = max_templates
         self._system_init_ms: dict[DomainKey, int] = {}
-        self._sequences = SequenceTracker(lost=self.counters.lost)
+        self.sequences = SequenceTracker(lost=self.counters.lost)
 
     def system_init_ms(self, domain: DomainKey) -> int | None:
         """IPFIX systemInitTimeMilliseconds the domain announced in options data, if any."""
@@ -134,7 +134,7 @@ class FlowSetDispatcher:
         engine = payload[20] << 8 | payload[21]
         count = int.from_bytes(payload[2:4], "big")
         sequence = int.from_bytes(payload[16:20], "big")
-        self._sequences.observe((exporter, NETFLOW_V5_VERSION, engine), sequence, count)
+        self.sequences.observe((exporter, NETFLOW_V5_VERSION, engine), sequence, count)
 
     def observe_message(
         self,
@@ -147,9 +147,9 @@ class FlowSetDispatcher:
         """Sequence accounting of a sound v9/IPFIX message (IPFIX: ``records`` its data records,
         ``flow_records`` those of them not options records, when they differ)."""
         if domain[1] == netflow_v9.NETFLOW_V9_VERSION:
-            self._sequences.observe(domain, sequence, 1, uptime_ms)
+            self.sequences.observe(domain, sequence, 1, uptime_ms)
         else:
-            self._sequences.observe(domain, sequence, records, uptime_ms, flow_records)
+            self.sequences.observe(domain, sequence, records, uptime_ms, flow_records)
 
     def count_malformed(self, error: FlowDecodeError, exporter: str) -> None:
         key = (error.reason, exporter)

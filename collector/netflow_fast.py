@@ -251,6 +251,7 @@ class FastFlowDecoder:
         self._recent: dict[tuple[str, int, int, int], _Shape] = {}  # by (domain, datagram length)
         self._malformed_seen: Counter[tuple[str, str]] = Counter()
         self._lost_seen: Counter[tuple[str, str]] = Counter()
+        self._observe = self._dispatcher.sequences.observe
         self._hop_resolver = HopResolver()
         self._reset()
 
@@ -339,12 +340,12 @@ class FastFlowDecoder:
 
     def _observe_sequence(self, datagram: bytes, shape: _Shape) -> None:
         """Sequence accounting of a datagram the fast lane took (the dispatcher never sees it)."""
-        if shape.domain[1] == 9:
+        if shape.domain[1] == 9:  # v9 counts export packets
             uptime_ms, _, sequence = _V9_UPTIME_SEQUENCE.unpack_from(datagram, 4)
-            self._dispatcher.observe_message(shape.domain, sequence, None, uptime_ms)
-        else:
+            self._observe(shape.domain, sequence, 1, uptime_ms)
+        else:  # IPFIX counts data records (a fast-lane datagram has no options records)
             (sequence,) = _IPFIX_SEQUENCE.unpack_from(datagram, 8)
-            self._dispatcher.observe_message(shape.domain, sequence, shape.records, None)
+            self._observe(shape.domain, sequence, shape.records)
 
     def _layout(self, template: Template) -> ColumnLayout | None:
         if template in self._layouts:

@@ -59,6 +59,12 @@ class SequenceTracker:
         (None: unknown; for IPFIX also without options records). Returns the units found missing
         before it."""
         stream = self._streams.get(key)
+        if stream is not None and sequence == stream.expected and count is not None:  # in order: most
+            stream.expected = (sequence + count) & U32
+            without = count if count_without_options is None else count_without_options
+            stream.expected_alt = (sequence + without) & U32
+            stream.uptime_ms = uptime_ms
+            return 0
         following = None if count is None else (sequence + count) & U32
         alt_count = count if count_without_options is None else count_without_options
         following_alt = None if alt_count is None or following is None else (sequence + alt_count) & U32
