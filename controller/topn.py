@@ -74,11 +74,21 @@ def _table_ids(names: Sequence[str], tables: list[str], policy: SelectionPolicy)
 
 
 class _Stream:
-    """Candidate indices by descending key, sorted a chunk at a time; full tables drop out."""
+    """Candidate indices by descending key, sorted a chunk at a time; full tables drop out.
 
-    def __init__(self, keys: FloatArray, candidates: IntArray, table_ids: IntArray, chunk: int) -> None:
+    A candidate's table is only worked out (a look at its name) when a table fills and the rest
+    of the stream must be filtered: touching 200k scattered strings is the costliest thing a
+    selection can do, so it is done at most once per filling table, on what is left.
+    """
+
+    def __init__(
+        self, keys: FloatArray, candidates: IntArray, entries: list[str], policy: SelectionPolicy, chunk: int
+    ) -> None:
         self.keys = keys
-        self.table_ids = table_ids  # per candidate index (same length as keys)
+        self.entries = entries
+        self.policy = policy
+        self.tables = list(policy.caps())
+        self.table_ids = np.full(len(keys), -1, np.int64)  # per entry; -1: not worked out yet
         self.remaining = candidates
         self.chunk = max(chunk, 256)
         self.order: list[int] = []
@@ -108,21 +118,26 @@ class _Stream:
             self._refill()
         return self.values[self.position]
 
-    def tied_with_next(self) -> bool:
-        after = self.position + 1
-        return after < len(self.order) and self.values[after] == self.values[self.position]
-
     def take(self) -> int:
         self.position += 1
         return self.order[self.position - 1]
 
-    def keep_tables(self, open_tables: BoolArray) -> None:
+    def _ids(self, indices: IntArray) -> IntArray:
+        unknown = indices[self.table_ids[indices] < 0]
+        if len(unknown):
+            names = [self.entries[i] for i in unknown.tolist()]
+            self.table_ids[unknown] = _table_ids(names, self.tables, self.policy)
+        return self.table_ids[indices]
+
+    def keep_tables(self, full_tables: set[str]) -> None:
+        """Drop the candidates of ``full_tables``."""
+        open_tables = np.array([t not in full_tables for t in self.tables], np.bool_)
         rest = np.array(self.order[self.position :], np.int64)
-        kept = open_tables[self.table_ids[rest]]
-        self.order = rest[kept].tolist()
-        self.values = self.keys[rest[kept]].tolist()
+        kept = rest[open_tables[self._ids(rest)]]
+        self.order = kept.tolist()
+        self.values = self.keys[kept].tolist()
         self.position = 0
-        self.remaining = self.remaining[open_tables[self.table_ids[self.remaining]]]
+        self.remaining = self.remaining[open_tables[self._ids(self.remaining)]]
 
 
 def fill_topn(fib: FibDraft, evidence: Mapping[str, float] | None) -> None:
@@ -153,23 +168,11 @@ def _fill(fib: FibDraft, keys: FloatArray, entries: list[str], challengers: int)
     candidates = np.flatnonzero(keys > 0.0)
     if not len(candidates) or fib.all_full():
         return
-    tables = list(fib.caps)
-    table_ids = np.zeros(len(entries), np.int64)
-    table_ids[candidates] = _table_ids([entries[i] for i in candidates.tolist()], tables, fib.policy)
-
-    def open_tables() -> BoolArray:
-        return np.array([t not in fib.full_tables for t in tables], np.bool_)
-
-    # tables no candidate can use (no IPv6 traffic, say) must not keep the loop going: they are
-    # closed for this pass only
-    used = set(np.unique(table_ids[candidates]).tolist())
-    unused = {t for i, t in enumerate(tables) if i not in used and t not in fib.full_tables}
-    fib.full_tables.update(unused)
-    candidates = candidates[open_tables()[table_ids[candidates]]]
-    free = sum(fib.caps[t] - fib.usage[t] for t in tables if t not in fib.full_tables)
-    stream = _Stream(keys, candidates, table_ids, 2 * free + 64)
-    _greedy(fib, stream, entries, challengers, open_tables)
-    fib.full_tables.difference_update(t for t in unused if fib.usage[t] < fib.caps[t])
+    free = max(fib.caps[t] - fib.usage[t] for t in fib.caps if t not in fib.full_tables)
+    stream = _Stream(keys, candidates, entries, fib.policy, 2 * free + 64)
+    if fib.full_tables:
+        stream.keep_tables(fib.full_tables)
+    _greedy(fib, stream, entries, challengers)
 
 
 def _greedy(
@@ -177,7 +180,6 @@ def _greedy(
     stream: _Stream,
     entries: list[str],
     challengers: int,
-    open_tables: Callable[[], BoolArray],
 ) -> None:
     """The lazy greedy. The hot loop runs once per candidate over the stream's current chunk, so
     the stream's position lives in locals, written back before anything else touches the stream."""
@@ -252,7 +254,7 @@ def _greedy(
             fib.install(unit, prefix, "topn")
         if len(full_tables) != full_before:
             stream.position = position
-            stream.keep_tables(open_tables())
+            stream.keep_tables(full_tables)
             order, values, position = stream.order, stream.values, stream.position
 
 
