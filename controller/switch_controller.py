@@ -59,6 +59,7 @@ MAX_DEFER_S = 10.0  # longest a loop iteration's selection waits for the reactor
 BURST_PREFIXES = 100
 BURST_HOLD_S = 0.5
 TABLE_WAIT_SELECT_S = 5.0  # selection period while the switch's table is still coming in
+BUSY_RECHECK_S = 0.1  # a loop iteration deferred for the reactor looks again this soon
 CHURN_WINDOW_S = 3600.0
 COMMAND_CHUNK = 1000  # prefixes per ExaBGP command line
 UNUSABLE_NEXT_HOPS = frozenset({"", "0.0.0.0", "::"})
@@ -225,6 +226,7 @@ class SwitchController:
         self._programming_time = 0.0
         self._selected_on_partial_table = True
         self._burst_until = 0.0  # see BURST_PREFIXES
+        self._rewake: asyncio.TimerHandle | None = None  # a deferred iteration's return
         # Installed prefixes whose best path changed since the last reaction, and when the
         # current burst of such changes began / last touched one.
         self._touched: set[str] = set()
@@ -294,6 +296,8 @@ class SwitchController:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._reactor = self._quiet_watch = None
+        if self._rewake is not None:
+            self._rewake.cancel()
         await self.link.stop()
         self._session_lost("topfib stopping")
 
@@ -427,9 +431,9 @@ class SwitchController:
         self._last_requests, self._last_pins = list(newest.values()), pins
         return self._last_requests, self._last_pins
 
-    def _defer_selection(self, now: float) -> bool:
-        """Skip this iteration: selection blocks the event loop (ExaBGP's messages and acks, the
-        reactor, the API all wait behind it), so it runs only when it is worth it.
+    def _selection_delay(self, now: float) -> float:
+        """Seconds this iteration waits (0: select now). Selection blocks the event loop (ExaBGP's
+        messages and acks, the reactor, the API all wait behind it): it runs when worth it.
 
         - At most half the time: after a selection (and its snapshots) that took c seconds, the
           next one waits until 2c after the last began (a 20k-route selection can take seconds).
@@ -438,25 +442,30 @@ class SwitchController:
           could not be programmed before that anyway.
         - Only every TABLE_WAIT_SELECT_S while the switch's table is still coming in (nothing can
           be programmed; the dashboard still gets a view), and at once when the table is in.
-        The last two never for longer than MAX_DEFER_S / TABLE_WAIT_SELECT_S.
+        The last two never for longer than MAX_DEFER_S / TABLE_WAIT_SELECT_S. A deferred
+        iteration comes back by itself when the wait is over (a wake-up is never lost).
         """
         if self.selection is None:
-            return False
+            return 0.0
         since = now - self._last_selection
         table_in = self.ready_to_program()
         if self.session.state == "up" and not table_in:
-            return since < TABLE_WAIT_SELECT_S
+            return max(0.0, TABLE_WAIT_SELECT_S - since)
         fresh_table = table_in and self._selected_on_partial_table  # select on the full table now
         if since < 2 * self._selection_cost and not fresh_table:
-            return True
+            return 2 * self._selection_cost - since
         busy = self._program_lock.locked() or self._settle_delay() > 0 or now < self._burst_until
-        return busy and since < MAX_DEFER_S
+        return min(BUSY_RECHECK_S, MAX_DEFER_S - since) if busy and since < MAX_DEFER_S else 0.0
 
     async def tick(self) -> None:
         """One control-loop iteration."""
         async with self._tick_lock:
             now = self._clock()
-            if self._defer_selection(now):
+            delay = self._selection_delay(now)
+            if delay > 0:
+                if self._rewake is not None:
+                    self._rewake.cancel()
+                self._rewake = asyncio.get_running_loop().call_later(delay, self.wake)
                 return
             self._last_selection = now
             self._selected_on_partial_table = not self.ready_to_program()
