@@ -578,7 +578,7 @@ class FastFlowDecoder:
         if layout.dst_v4 is None and layout.dst_v6 is None:
             self._non_ip += len(rows)
             return None, None
-        input_if = (_column(rows, "input_if") & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+        input_if = _u32_column(rows, "input_if")
         hop = self._hop_column(layout, rows)
         if layout.dst_v6 is None:
             return _Columns(agent, _column(rows, "dst_v4"), octets, packets, input_if=input_if, hop=hop), None
@@ -690,6 +690,16 @@ def _column(rows: npt.NDArray[np.void], name: str) -> npt.NDArray[np.uint64]:
     for index in range(raw.shape[1]):  # reduced-size encodings (3, 5, 6, 7 bytes)
         value = (value << np.uint64(8)) | raw[:, index].astype(np.uint64)
     return value
+
+
+def _u32_column(rows: npt.NDArray[np.void], name: str) -> npt.NDArray[np.uint32]:
+    """A big-endian unsigned column as uint32 (wider values keep their low 32 bits); zeros when absent."""
+    if name not in (rows.dtype.names or ()):
+        return np.zeros(len(rows), np.uint32)
+    raw = rows[name]
+    if raw.ndim == 1 and raw.dtype.itemsize <= 4:
+        return raw.astype(np.uint32)
+    return (_column(rows, name) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
 
 
 def _per_record(
