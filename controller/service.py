@@ -29,6 +29,7 @@ from collector.listener import SflowListener
 from collector.lpm import LpmTable
 from collector.matrix import MatrixInterval, TrafficMatrix, monotonic_to_wall
 from collector.matrix_writer import MatrixFileWriter
+from collector.path_accounting import PathRates
 from collector.pipeline import BatchDecoder, Collector
 from controller.config import ConfigError, TopfibConfig, load_config, split_host_port
 from controller.lease import RedisLease
@@ -95,6 +96,7 @@ class Service:
         self.store = store or make_store(config.store.url)
         self.lock = threading.Lock()
         self.rates = PrefixRates(config.collector.fast_half_life_s, config.collector.slow_half_life_s)
+        self.path_rates = PathRates(config.collector.fast_half_life_s, config.collector.slow_half_life_s)
         self.controllers = {
             sw.name: SwitchController(
                 sw, config, self.rates, self.store, self.lock, self.runtime_dir, netns=netns
@@ -110,6 +112,8 @@ class Service:
             self.rates,
             # the RIB's paths name each sample's next hop and peer AS (the traffic matrix's keys)
             rib_for=lambda name: self.controllers[name].rib if name in self.controllers else None,
+            # per-path traffic for GET /v1/top?per_path=true and for following observed paths
+            path_rates=self.path_rates,
         )
         self.collector.lock = self.lock
         self.matrix, self.matrix_writer = _make_matrix(config)

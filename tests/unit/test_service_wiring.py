@@ -1,4 +1,4 @@
-"""Which switches a service leases: all of them with Redis, none with `store.lease = false` or memory://."""
+"""Service wiring: leased switches (all with Redis, none with `store.lease = false`), per-path rates."""
 
 from __future__ import annotations
 
@@ -42,3 +42,9 @@ def test_switches_leased(tmp_path: Path, store: dict[str, object], leased: set[s
 def test_a_quoted_boolean_is_refused_naming_the_key() -> None:
     with pytest.raises(ValueError, match=r"store\.lease|lease"):
         config({"url": "redis://127.0.0.1:1/0", "lease": "no"})
+
+
+def test_the_collector_accounts_per_path_rates_the_api_reads(tmp_path: Path) -> None:
+    service = Service(config({}), runtime_dir=tmp_path)
+    assert service.collector.path_rates is service.path_rates
+    assert service.path_rates.fast_half_life_s == service.config.collector.fast_half_life_s
