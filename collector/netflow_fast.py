@@ -610,13 +610,26 @@ class FastFlowDecoder:
         ]
         if not candidates:
             return np.full(len(rows), -1, np.int32)
+        families = {family for family, _ in candidates}
+        if families == {4}:  # the usual template: one family, BGP and/or IP next hop
+            v4 = _column(rows, candidates[0][1])
+            for _, name in candidates[1:]:
+                v4 = np.where(v4 != 0, v4, _column(rows, name))
+            return self._hop_resolver.resolve_v4(v4)
+        if families == {6}:
+            hi, lo = _column(rows, f"{candidates[0][1]}_hi"), _column(rows, f"{candidates[0][1]}_lo")
+            for _, name in candidates[1:]:
+                has = (hi != 0) | (lo != 0)
+                hi = np.where(has, hi, _column(rows, f"{name}_hi"))
+                lo = np.where(has, lo, _column(rows, f"{name}_lo"))
+            return self._hop_resolver.resolve_v6(hi, lo)
         family = np.zeros(len(rows), np.uint8)
         v4 = hi = lo = np.zeros(len(rows), np.uint64)
         for candidate_family, name in reversed(candidates):  # the first candidate wins: written last
             if candidate_family == 4:
                 value = _column(rows, name)
                 has = value != 0
-                v4 = value if len(candidates) == 1 else np.where(has, value, v4)
+                v4 = np.where(has, value, v4)
             else:
                 h6, l6 = _column(rows, f"{name}_hi"), _column(rows, f"{name}_lo")
                 has = (h6 != 0) | (l6 != 0)
@@ -729,11 +742,11 @@ def _concat(parts: list[_Columns]) -> _Columns:
     if len(parts) == 1:
         return parts[0]
     return _Columns(
-        np.concatenate([p.agent for p in parts]).astype(np.uint32),
-        np.concatenate([p.dst for p in parts]).astype(np.uint64),
-        np.concatenate([p.octets for p in parts]).astype(np.float64),
-        np.concatenate([p.packets for p in parts]).astype(np.float64),
-        np.concatenate([p.dst_lo for p in parts]).astype(np.uint64),
-        np.concatenate([p.input_if for p in parts]).astype(np.uint32),
-        np.concatenate([p.hop for p in parts]).astype(np.int32),
+        np.concatenate([p.agent for p in parts], dtype=np.uint32),
+        np.concatenate([p.dst for p in parts], dtype=np.uint64),
+        np.concatenate([p.octets for p in parts], dtype=np.float64),
+        np.concatenate([p.packets for p in parts], dtype=np.float64),
+        np.concatenate([p.dst_lo for p in parts], dtype=np.uint64),
+        np.concatenate([p.input_if for p in parts], dtype=np.uint32),
+        np.concatenate([p.hop for p in parts], dtype=np.int32),
     )

@@ -1,10 +1,11 @@
 """Next-hop addresses of flow records, as raw integers in, as indices into a batch's names out.
 
 A router exports few distinct next hops (its peers and neighbours) in many records, so the
-decoder keeps the IPv4 ones it has named in a sorted array and resolves a column of them with
-one ``searchsorted``; only addresses it has not seen are named (``inet_ntoa``), once each. IPv6
-next hops, rarer, are named once per distinct address per batch. Names are written as
-``inet_ntop`` writes them, like the sFlow fast path.
+decoder keeps the next hops it has named, per family, in a sorted array of 64-bit keys (the
+IPv4 address itself; for IPv6 a mix of its two halves, checked against the halves) and resolves
+a column of them with one ``searchsorted``; only addresses it has not seen are named
+(``inet_ntoa`` / ``inet_ntop``, as the sFlow fast path writes them), once each. No per-record
+Python and no ``np.unique`` on the usual path (its first call also imports ``numpy.ma``).
 
 A batch names at most :data:`MAX_NAMES_PER_BATCH` next hops; records beyond that get none (-1,
 so attribution falls back to the best path). Real exports stay far below it; a stream of random
@@ -19,8 +20,12 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-MAX_KNOWN_V4: Final = 4096  # named IPv4 next hops kept across batches (a flood of distinct ones resets it)
+MAX_KNOWN_V4: Final = 4096  # named next hops kept across batches, per family (a flood resets it)
 MAX_NAMES_PER_BATCH: Final = 1024
+_V6_MIX: Final = np.uint64(0x9E3779B97F4A7C15)  # odd: spreads the high half over the key
+
+U64 = npt.NDArray[np.uint64]
+I32 = npt.NDArray[np.int32]
 
 
 class HopNames:
@@ -47,8 +52,8 @@ class HopNames:
             self.names.append(name)
         return found
 
-    def indices(self, names: list[str]) -> npt.NDArray[np.int32]:
-        """``index`` of each of ``names`` (distinct names, as np.unique gives them)."""
+    def indices(self, names: list[str]) -> I32:
+        """``index`` of each of ``names`` (distinct names)."""
         known = self._index
         out = [known.get(name, -1) for name in names]
         if -1 in out:
@@ -56,89 +61,148 @@ class HopNames:
         return np.array(out, np.int32)
 
 
+class _KnownHops:
+    """The named next hops of one family kept across batches, sorted by key.
+
+    Entry 0 is key 0, the all-zero address: no next hop, never named (batch index -1).
+    """
+
+    def __init__(self, v6: bool, max_known: int) -> None:
+        self.v6 = v6
+        self.max_known = max_known
+        self.clear()
+
+    def clear(self) -> None:
+        self.keys = np.zeros(1, np.uint64)
+        self.hi = np.zeros(1, np.uint64)  # IPv6 halves, to tell keys that collide apart
+        self.lo = np.zeros(1, np.uint64)
+        self.names: list[str] = [""]
+        self.batch_index = np.full(1, -1, np.int32)  # -1: not used in this batch yet
+
+    def positions(self, keys: U64, hi: U64 | None, lo: U64 | None) -> npt.NDArray[np.intp] | None:
+        """Where each key sits; None when some are not known."""
+        position = np.searchsorted(self.keys, keys)
+        np.minimum(position, len(self.keys) - 1, out=position)
+        if hi is None or lo is None:
+            found = self.keys[position] == keys
+        else:
+            found = (self.hi[position] == hi) & (self.lo[position] == lo)
+        return position if bool(found.all()) else None
+
+    def learn(self, keys: U64, hi: U64, lo: U64) -> bool:
+        """Add distinct, non-zero ``keys`` (with their halves); False when they do not fit."""
+        fresh = ~np.isin(keys, self.keys, assume_unique=True)
+        keys, hi, lo = keys[fresh], hi[fresh], lo[fresh]
+        if len(self.keys) - 1 + len(keys) > self.max_known:
+            self.clear()
+            if len(keys) > self.max_known:
+                return False
+        merged = np.concatenate((self.keys, keys))
+        order = np.argsort(merged, kind="stable")
+        names = self.names + (_v6_names(hi, lo) if self.v6 else _v4_names(keys))
+        self.keys = merged[order]
+        self.hi = np.concatenate((self.hi, hi))[order]
+        self.lo = np.concatenate((self.lo, lo))[order]
+        self.names = [names[i] for i in order.tolist()]
+        self.batch_index = np.concatenate((self.batch_index, np.full(len(keys), -1, np.int32)))[order]
+        return True
+
+
 class HopResolver:
     """Raw next-hop columns to indices into the current batch's :class:`HopNames`."""
 
     def __init__(self, max_known_v4: int = MAX_KNOWN_V4) -> None:
-        self._max_known_v4 = max_known_v4
-        self._known_v4 = np.empty(0, np.uint64)  # sorted
-        self._known_v4_names: list[str] = []
+        self._v4 = _KnownHops(v6=False, max_known=max_known_v4)
+        self._v6 = _KnownHops(v6=True, max_known=max_known_v4)
         self.begin_batch()
 
     def begin_batch(self) -> None:
         self.names = HopNames()
-        # batch index of each known IPv4 next hop; -1: not used in this batch yet
-        self._batch_of_known = np.full(len(self._known_v4), -1, np.int32)
+        self._v4.batch_index.fill(-1)
+        self._v6.batch_index.fill(-1)
 
-    def resolve(
-        self,
-        family: npt.NDArray[np.uint8],
-        v4: npt.NDArray[np.uint64],
-        v6_hi: npt.NDArray[np.uint64],
-        v6_lo: npt.NDArray[np.uint64],
-    ) -> npt.NDArray[np.int32]:
+    def resolve(self, family: npt.NDArray[np.uint8], v4: U64, v6_hi: U64, v6_lo: U64) -> I32:
         """Batch index per record (``family`` 4 or 6; 0: none, -1)."""
         hop = np.full(len(family), -1, np.int32)
         is4 = family == 4
         if is4.any():
-            hop[is4] = self._resolve_v4(v4[is4])
+            hop[is4] = self.resolve_v4(v4[is4])
         is6 = family == 6
         if is6.any():
-            pairs = np.stack((v6_hi[is6], v6_lo[is6]), axis=1)
-            unique, inverse = np.unique(pairs, axis=0, return_inverse=True)
-            if len(unique) > self.names.room:
-                self.names.refused += len(unique)
-                return hop
-            raw = unique.astype(">u8").tobytes()
-            names = [socket.inet_ntop(socket.AF_INET6, raw[at : at + 16]) for at in range(0, len(raw), 16)]
-            hop[is6] = self.names.indices(names)[inverse.reshape(-1)]
+            hop[is6] = self.resolve_v6(v6_hi[is6], v6_lo[is6])
         return hop
 
-    def _resolve_v4(self, values: npt.NDArray[np.uint64]) -> npt.NDArray[np.int32]:
-        position = self._positions(values)
+    def resolve_v4(self, values: U64) -> I32:
+        """Batch index per IPv4 next hop (as uint64; 0: none, -1)."""
+        return self._resolve(self._v4, values, None, None)
+
+    def resolve_v6(self, hi: U64, lo: U64) -> I32:
+        """Batch index per IPv6 next hop (its halves; all-zero: none, -1)."""
+        return self._resolve(self._v6, (hi * _V6_MIX) ^ lo, hi, lo)
+
+    def _resolve(self, known: _KnownHops, keys: U64, hi: U64 | None, lo: U64 | None) -> I32:
+        position = known.positions(keys, hi, lo)
         if position is None:
-            unique = np.unique(values)
-            if len(unique) > self.names.room:  # a flood of distinct next hops: name none of them
-                self.names.refused += len(unique)
-                return np.full(len(values), -1, np.int32)
-            self._learn(unique)
-            position = self._positions(values)
-            if position is None:  # more distinct next hops than we keep: name them for this batch only
-                unique, inverse = np.unique(values, return_inverse=True)
-                return self.names.indices(_v4_names(unique))[inverse.reshape(-1)]
-        batch_index = self._batch_of_known
+            distinct, first = _distinct(keys)
+            d_hi = distinct if hi is None else hi[first]
+            d_lo = np.zeros(len(distinct), np.uint64) if lo is None else lo[first]
+            named = distinct != 0 if hi is None or lo is None else (d_hi != 0) | (d_lo != 0)
+            count = int(named.sum())
+            if count > self.names.room:  # a flood of distinct next hops: name none of them
+                self.names.refused += count
+                return np.full(len(keys), -1, np.int32)
+            learnt = (
+                (hi is None or lo is None or _one_pair_per_key(distinct, d_hi, d_lo, keys, hi, lo))
+                and bool((distinct[named] != 0).all())  # key 0 is taken by "no next hop"
+                and known.learn(distinct[named], d_hi[named], d_lo[named])
+            )
+            position = known.positions(keys, hi, lo) if learnt else None
+            if position is None:  # too many to keep, or keys that collide: name them for this batch only
+                return self._name_for_batch(keys, hi, lo)
+        batch_index = known.batch_index
         used = np.zeros(len(batch_index), np.bool_)
         used[position] = True
+        used[0] = False  # no next hop
         fresh = np.flatnonzero(used & (batch_index < 0))
         if len(fresh):
-            batch_index[fresh] = self.names.indices([self._known_v4_names[i] for i in fresh.tolist()])
+            batch_index[fresh] = self.names.indices([known.names[i] for i in fresh.tolist()])
         return batch_index[position]
 
-    def _positions(self, values: npt.NDArray[np.uint64]) -> npt.NDArray[np.intp] | None:
-        """Where each value sits in the known array; None when some are not known."""
-        known = self._known_v4
-        if not len(known):
-            return None
-        position = np.minimum(np.searchsorted(known, values), len(known) - 1)
-        return position if bool((known[position] == values).all()) else None
-
-    def _learn(self, unique: npt.NDArray[np.uint64]) -> None:
-        fresh = np.setdiff1d(unique, self._known_v4, assume_unique=True)
-        if len(self._known_v4) + len(fresh) > self._max_known_v4:
-            self._known_v4 = np.empty(0, np.uint64)
-            self._known_v4_names = []
-            self._batch_of_known = np.empty(0, np.int32)
-            if len(fresh) > self._max_known_v4:
-                return
-        merged = np.concatenate((self._known_v4, fresh))
-        order = np.argsort(merged, kind="stable")
-        names = self._known_v4_names + _v4_names(fresh)
-        batch_of = np.concatenate((self._batch_of_known, np.full(len(fresh), -1, np.int32)))
-        self._known_v4 = merged[order]
-        self._known_v4_names = [names[i] for i in order.tolist()]
-        self._batch_of_known = batch_of[order]
+    def _name_for_batch(self, keys: U64, hi: U64 | None, lo: U64 | None) -> I32:
+        hop = np.full(len(keys), -1, np.int32)
+        if hi is None or lo is None:
+            named = keys != 0
+            unique, inverse = np.unique(keys[named], return_inverse=True)
+            names = _v4_names(unique)
+        else:
+            named = (hi != 0) | (lo != 0)
+            pairs = np.stack((hi[named], lo[named]), axis=1)
+            unique_pairs, inverse = np.unique(pairs, axis=0, return_inverse=True)
+            names = _v6_names(unique_pairs[:, 0].copy(), unique_pairs[:, 1].copy())
+        hop[named] = self.names.indices(names)[inverse.reshape(-1)]
+        return hop
 
 
-def _v4_names(values: npt.NDArray[np.uint64]) -> list[str]:
+def _distinct(keys: U64) -> tuple[U64, npt.NDArray[np.intp]]:
+    """The sorted distinct keys and where each first occurs (``np.unique`` without its overhead)."""
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    starts = np.ones(len(ordered), np.bool_)
+    np.not_equal(ordered[1:], ordered[:-1], out=starts[1:])
+    return ordered[starts], order[starts]
+
+
+def _one_pair_per_key(distinct: U64, d_hi: U64, d_lo: U64, keys: U64, hi: U64, lo: U64) -> bool:
+    """Whether no two different IPv6 next hops share a key (then each key names one address)."""
+    at = np.searchsorted(distinct, keys)
+    return bool(((d_hi[at] == hi) & (d_lo[at] == lo)).all())
+
+
+def _v4_names(values: U64) -> list[str]:
     raw = values.astype(">u4").tobytes()
     return [socket.inet_ntoa(raw[at : at + 4]) for at in range(0, len(raw), 4)]
+
+
+def _v6_names(hi: U64, lo: U64) -> list[str]:
+    raw = np.stack((hi, lo), axis=1).astype(">u8").tobytes()
+    return [socket.inet_ntop(socket.AF_INET6, raw[at : at + 16]) for at in range(0, len(raw), 16)]

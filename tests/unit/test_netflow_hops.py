@@ -60,3 +60,32 @@ def test_a_flood_of_distinct_next_hops_is_bounded() -> None:
     resolver2 = HopResolver(max_known_v4=2)
     assert resolve_v4(resolver2, ["10.0.0.1", "10.0.0.2", "10.0.0.3"]) == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
     assert resolve_v4(resolver2, ["10.0.0.1"]) == ["10.0.0.1"]
+
+
+def resolve_v6(resolver: HopResolver, addresses: list[int]) -> list[str | None]:
+    hi = np.array([a >> 64 for a in addresses], np.uint64)
+    lo = np.array([a & (2**64 - 1) for a in addresses], np.uint64)
+    hops = resolver.resolve_v6(hi, lo)
+    return [None if h < 0 else resolver.names.names[h] for h in hops.tolist()]
+
+
+def test_ipv6_next_hops_are_kept_across_batches_and_zero_is_none() -> None:
+    resolver = HopResolver()
+    one, two = (int(ipaddress.IPv6Address(a)) for a in ("2001:db8::1", "2001:db8::2"))
+    assert resolve_v6(resolver, [one, 0, two, one]) == ["2001:db8::1", None, "2001:db8::2", "2001:db8::1"]
+    resolver.begin_batch()
+    assert resolve_v6(resolver, [two]) == ["2001:db8::2"] and resolver.names.names == ["2001:db8::2"]
+
+
+def test_ipv6_next_hops_whose_keys_collide_are_still_told_apart() -> None:
+    mix, mask = 0x9E3779B97F4A7C15, 2**64 - 1
+    hi_a, lo_a = 0x20010DB800000000, 1
+    hi_b = hi_a + 1
+    lo_b = lo_a ^ ((hi_a * mix) & mask) ^ ((hi_b * mix) & mask)  # the same key as a
+    a, b = hi_a << 64 | lo_a, hi_b << 64 | lo_b
+    expected = [str(ipaddress.IPv6Address(a)), str(ipaddress.IPv6Address(b))]
+    resolver = HopResolver()
+    assert resolve_v6(resolver, [a, b, a]) == [*expected, expected[0]]
+    resolver.begin_batch()
+    assert resolve_v6(resolver, [a]) == [expected[0]]
+    assert resolve_v6(resolver, [b]) == [expected[1]]  # collides with a known one: named for the batch
