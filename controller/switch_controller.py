@@ -59,6 +59,7 @@ MAX_DEFER_S = 10.0  # longest a loop iteration's selection waits for the reactor
 BURST_PREFIXES = 100
 BURST_HOLD_S = 0.5
 TABLE_WAIT_SELECT_S = 5.0  # selection period while the switch's table is still coming in
+SLOW_SELECTION_S = 0.25  # from here on selection takes at most half the event loop's time
 BUSY_RECHECK_S = 0.1  # a loop iteration deferred for the reactor looks again this soon
 CHURN_WINDOW_S = 3600.0
 COMMAND_CHUNK = 1000  # prefixes per ExaBGP command line
@@ -435,8 +436,9 @@ class SwitchController:
         """Seconds this iteration waits (0: select now). Selection blocks the event loop (ExaBGP's
         messages and acks, the reactor, the API all wait behind it): it runs when worth it.
 
-        - At most half the time: after a selection (and its snapshots) that took c seconds, the
-          next one waits until 2c after the last began (a 20k-route selection can take seconds).
+        - At most half the time once it is slow: after a selection (and its snapshots) that took
+          c ≥ SLOW_SELECTION_S seconds, the next one waits until 2c after the last began (a
+          20k-pin selection can take seconds; a quick one answers every wake-up, e.g. a request).
         - Not while the reactor withdraws (the program lock is taken, or a big batch ended less
           than BURST_HOLD_S ago) or a burst of changes to installed prefixes settles: its result
           could not be programmed before that anyway.
@@ -452,8 +454,9 @@ class SwitchController:
         if self.session.state == "up" and not table_in:
             return max(0.0, TABLE_WAIT_SELECT_S - since)
         fresh_table = table_in and self._selected_on_partial_table  # select on the full table now
-        if since < 2 * self._selection_cost and not fresh_table:
-            return 2 * self._selection_cost - since
+        cost = self._selection_cost
+        if cost >= SLOW_SELECTION_S and since < 2 * cost and not fresh_table:
+            return 2 * cost - since
         busy = self._program_lock.locked() or self._settle_delay() > 0 or now < self._burst_until
         return min(BUSY_RECHECK_S, MAX_DEFER_S - since) if busy and since < MAX_DEFER_S else 0.0
 
