@@ -385,7 +385,13 @@ def main() -> int:
                         default=[1, 4, 10, 100], help="NLRIs per update line, comma-separated")
     parser.add_argument("--ingest-only", action="store_true",
                         help="only the ingest benchmark (prefixes read from the IPv4 table, no RIB load)")
+    parser.add_argument("--service-gc", action="store_true",
+                        help="the GC threshold `topfib run` sets (controller.service.GC_YOUNG_THRESHOLD)")
     args = parser.parse_args()
+    if args.service_gc:
+        from controller.service import GC_YOUNG_THRESHOLD
+
+        gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
     if args.ingest_only:
         bench_ingest(table_prefixes(args.ingest), args.per_line)
         return 0
