@@ -324,3 +324,32 @@ def test_announce_windows_split_steps_and_keep_their_order() -> None:
     flat = [(s.next_hop, p) for w in windows for s in w for p in s.prefixes]
     assert flat == [(s.next_hop, p) for s in steps for p in s.prefixes]
     assert _windows([], 3) == []
+
+
+def test_a_slow_selection_takes_at_most_half_the_loop_and_a_deferred_iteration_comes_back(
+        tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = MemoryStore()
+        clock = [100.0]
+        ctl = _controller(tmp_path, store, clock)
+        await ctl.start(active=False)
+        try:
+            await ctl.tick()
+            first = ctl.selection
+            ctl._selection_cost = 0.1  # quick: every wake-up selects again
+            await ctl.tick()
+            assert ctl.selection is not first
+            second = ctl.selection
+            ctl._selection_cost = 0.3  # slow: the next one waits until 0.6 s after this began
+            ctl.wake_event.clear()
+            await ctl.tick()
+            assert ctl.selection is second, "a slow selection ran again at once"
+            assert not ctl.wake_event.is_set()
+            assert await _wait(ctl.wake_event.is_set, 2.0), "the deferred iteration never came back"
+            clock[0] += 0.7
+            await ctl.tick()
+            assert ctl.selection is not second
+        finally:
+            await ctl.stop()
+
+    asyncio.run(scenario())
