@@ -73,10 +73,8 @@ from collector.netflow_hops import HopResolver
 from collector.netflow_message import MessageHeader
 from collector.netflow_packet_section import DATALINK_FRAME_SECTION, IP_HEADER_SECTION
 
-_IPFIX_LENGTH_AND_DOMAIN = struct.Struct("!2xH8xI")
-_V9_SOURCE_ID = struct.Struct("!I")
-_V9_UPTIME_SEQUENCE = struct.Struct("!III")  # at offset 4: uptime, export time, sequence
-_IPFIX_SEQUENCE = struct.Struct("!I")
+_IPFIX_LENGTH_SEQUENCE_DOMAIN = struct.Struct("!2xH4xII")
+_V9_UPTIME_SEQUENCE_SOURCE = struct.Struct("!4xI4xII")
 _SET_HEADER = struct.Struct("!HH")
 V5_HEADER_LENGTH: Final = 24
 V5_RECORD_LENGTH: Final = 48
@@ -216,6 +214,7 @@ class _Shape:
     dtype: np.dtype[np.void]  # one sub-array field per data set: set0, set1…
     sets: tuple[tuple[ColumnLayout, int], ...]  # (layout, records) per data set
     records: int
+    sequence_units: int  # what a datagram moves its sequence number by: v9 1 (packets), IPFIX records
     checks: tuple[tuple[int, bytes], ...]  # (offset, set header bytes) that identify the shape
     datagrams: list[bytes] = field(default_factory=list)
 
@@ -252,6 +251,8 @@ class FastFlowDecoder:
         self._malformed_seen: Counter[tuple[str, str]] = Counter()
         self._lost_seen: Counter[tuple[str, str]] = Counter()
         self._observe = self._dispatcher.sequences.observe
+        self._begin_datagram = self._dispatcher.begin_datagram
+        self._counters = self._dispatcher.counters  # the same object for the decoder's lifetime
         self._hop_resolver = HopResolver()
         self._reset()
 
@@ -271,7 +272,7 @@ class FastFlowDecoder:
 
     def feed(self, datagram: bytes, exporter: str) -> None:
         """Decode one UDP payload received from ``exporter`` (its source address)."""
-        self._dispatcher.begin_datagram()
+        self._begin_datagram()
         self._datagrams += 1  # every datagram, malformed ones too, as the sFlow fast path counts
         if not self._data_only(datagram, exporter):
             with contextlib.suppress(FlowDecodeError):  # counted by the dispatcher, reported by take
@@ -290,10 +291,11 @@ class FastFlowDecoder:
             return False
         version = datagram[1]
         if version == 10:
-            end, observation_domain = _IPFIX_LENGTH_AND_DOMAIN.unpack_from(datagram)
+            end, sequence, observation_domain = _IPFIX_LENGTH_SEQUENCE_DOMAIN.unpack_from(datagram)
+            uptime_ms = None
             start = pos = 16
         elif version == 9:
-            (observation_domain,) = _V9_SOURCE_ID.unpack_from(datagram, 16)
+            uptime_ms, sequence, observation_domain = _V9_UPTIME_SEQUENCE_SOURCE.unpack_from(datagram)
             start = pos = 20
             end = len(datagram)
         else:
@@ -309,8 +311,9 @@ class FastFlowDecoder:
                     break
             else:
                 recent.datagrams.append(datagram)
-                self.counters.records += recent.records
-                self._observe_sequence(datagram, recent)
+                self._counters.records += recent.records
+                # sequence accounting of what the dispatcher never sees (no options records here)
+                self._observe(recent.domain, sequence, recent.sequence_units, uptime_ms)
                 return True
         headers = []
         while end - pos >= 4:
@@ -334,18 +337,9 @@ class FastFlowDecoder:
             self._recent.clear()
         self._recent[recent_key] = shape
         shape.datagrams.append(datagram)
-        self.counters.records += shape.records
-        self._observe_sequence(datagram, shape)
+        self._counters.records += shape.records
+        self._observe(shape.domain, sequence, shape.sequence_units, uptime_ms)
         return True
-
-    def _observe_sequence(self, datagram: bytes, shape: _Shape) -> None:
-        """Sequence accounting of a datagram the fast lane took (the dispatcher never sees it)."""
-        if shape.domain[1] == 9:  # v9 counts export packets
-            uptime_ms, _, sequence = _V9_UPTIME_SEQUENCE.unpack_from(datagram, 4)
-            self._observe(shape.domain, sequence, 1, uptime_ms)
-        else:  # IPFIX counts data records (a fast-lane datagram has no options records)
-            (sequence,) = _IPFIX_SEQUENCE.unpack_from(datagram, 8)
-            self._observe(shape.domain, sequence, shape.records)
 
     def _layout(self, template: Template) -> ColumnLayout | None:
         if template in self._layouts:
@@ -387,6 +381,7 @@ class FastFlowDecoder:
             dtype=np.dtype(cast(Any, record_type)),
             sets=tuple(sets),
             records=sum(count for _, count in sets),
+            sequence_units=1 if domain[1] == 9 else sum(count for _, count in sets),
             checks=tuple(checks),
         )
 
