@@ -22,7 +22,7 @@ prefix order, so the result does not depend on mapping order (active and standby
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import numpy.typing as npt
@@ -63,14 +63,17 @@ def _samples(names: list[str], evidence: Mapping[str, float] | None) -> FloatArr
     return np.array([evidence.get(p, 0.0) for p in names], np.float64)
 
 
-def _table_ids(names: Sequence[str], tables: list[str], policy: SelectionPolicy) -> IntArray:
-    """Index into ``tables`` of each name's table: :meth:`SelectionPolicy.table_of`, in bulk."""
-    is_v6 = np.array([":" in p for p in names], np.bool_)
-    ids = np.where(is_v6, tables.index(TABLE_IPV6), tables.index(TABLE_IPV4)).astype(np.int64)
+def _table_ids(entries: list[str], indices: list[int], tables: list[str]) -> IntArray:
+    """Index into ``tables`` of the table of each ``entries[i]``: :meth:`SelectionPolicy.table_of`
+    in one pass (each name is a cache miss: looked at once)."""
+    v4, v6 = tables.index(TABLE_IPV4), tables.index(TABLE_IPV6)
+    names = map(entries.__getitem__, indices)
     if TABLE_IPV4_24 in tables:
-        is_24 = np.array([p.endswith("/24") for p in names], np.bool_) & ~is_v6
-        ids[is_24] = tables.index(TABLE_IPV4_24)
-    return ids
+        v24 = tables.index(TABLE_IPV4_24)
+        ids = [v6 if ":" in p else v24 if p.endswith("/24") else v4 for p in names]
+    else:
+        ids = [v6 if ":" in p else v4 for p in names]
+    return np.array(ids, np.int64)
 
 
 class _Stream:
@@ -82,9 +85,16 @@ class _Stream:
     """
 
     def __init__(
-        self, keys: FloatArray, candidates: IntArray, entries: list[str], policy: SelectionPolicy, chunk: int
+        self,
+        keys: FloatArray,
+        raw: FloatArray,
+        candidates: IntArray,
+        entries: list[str],
+        policy: SelectionPolicy,
+        chunk: int,
     ) -> None:
         self.keys = keys
+        self.raw = raw  # each entry's own score, for its route
         self.entries = entries
         self.policy = policy
         self.tables = list(policy.caps())
@@ -93,6 +103,7 @@ class _Stream:
         self.chunk = max(chunk, 256)
         self.order: list[int] = []
         self.values: list[float] = []
+        self.raws: list[float] = []
         self.position = 0
 
     def _refill(self) -> None:
@@ -108,6 +119,7 @@ class _Stream:
         ordering = np.argsort(-taken_keys)
         self.order = taken[ordering].tolist()
         self.values = taken_keys[ordering].tolist()
+        self.raws = self.raw[taken[ordering]].tolist()
         self.position = 0
         self.chunk *= 2  # a long tail is sorted in few pieces
 
@@ -125,8 +137,7 @@ class _Stream:
     def _ids(self, indices: IntArray) -> IntArray:
         unknown = indices[self.table_ids[indices] < 0]
         if len(unknown):
-            names = [self.entries[i] for i in unknown.tolist()]
-            self.table_ids[unknown] = _table_ids(names, self.tables, self.policy)
+            self.table_ids[unknown] = _table_ids(self.entries, unknown.tolist(), self.tables)
         return self.table_ids[indices]
 
     def keep_tables(self, full_tables: set[str]) -> None:
@@ -136,6 +147,7 @@ class _Stream:
         kept = rest[open_tables[self._ids(rest)]]
         self.order = kept.tolist()
         self.values = self.keys[kept].tolist()
+        self.raws = self.raw[kept].tolist()
         self.position = 0
         self.remaining = self.remaining[open_tables[self._ids(self.remaining)]]
 
@@ -155,21 +167,21 @@ def fill_topn(fib: FibDraft, evidence: Mapping[str, float] | None) -> None:
     rival_samples = None if evidence is None else np.array([evidence.get(p, 0.0) for p in rivals])
     challenger_keys = contest_keys(raw, _samples(names, evidence), False, fib.policy)
     keys = np.concatenate((challenger_keys, contest_keys(rival_raw, rival_samples, True, fib.policy)))
-    _fill(fib, keys, names + rivals, len(names))
+    _fill(fib, keys, np.concatenate((raw, rival_raw)), names + rivals, len(names))
     if evidence is not None and not fib.all_full():
         idle = [p for p, score in zip(rivals, rival_raw.tolist(), strict=True) if not score > 0.0]
-        _fill(fib, np.ones(len(idle)), idle, 0)
-        _fill(fib, np.where(challenger_keys > 0.0, 0.0, raw), names, len(names))
+        _fill(fib, np.ones(len(idle)), np.zeros(len(idle)), idle, 0)
+        _fill(fib, np.where(challenger_keys > 0.0, 0.0, raw), raw, names, len(names))
 
 
-def _fill(fib: FibDraft, keys: FloatArray, entries: list[str], challengers: int) -> None:
+def _fill(fib: FibDraft, keys: FloatArray, raw: FloatArray, entries: list[str], challengers: int) -> None:
     """Place ``entries`` (challengers, then incumbents from index ``challengers``) by ``keys``;
-    a key of 0 or less is no candidate."""
+    a key of 0 or less is no candidate. ``raw``: each entry's score."""
     candidates = np.flatnonzero(keys > 0.0)
     if not len(candidates) or fib.all_full():
         return
     free = max(fib.caps[t] - fib.usage[t] for t in fib.caps if t not in fib.full_tables)
-    stream = _Stream(keys, candidates, entries, fib.policy, 2 * free + 64)
+    stream = _Stream(keys, raw, candidates, entries, fib.policy, 2 * free + 64)
     if fib.full_tables:
         stream.keep_tables(fib.full_tables)
     _greedy(fib, stream, entries, challengers)
@@ -182,22 +194,25 @@ def _greedy(
     challengers: int,
 ) -> None:
     """The lazy greedy. The hot loop runs once per candidate over the stream's current chunk, so
-    the stream's position lives in locals, written back before anything else touches the stream."""
+    the stream's position lives in locals, written back before anything else touches the stream;
+    and it looks each candidate up as few times as it can (every look-up is a cache miss)."""
     heap: list[_Entry] = []
     incumbents, routes, full_tables, scores = fib.incumbents, fib.routes, fib.full_tables, fib.scores
     caps, usage, now, table_count = fib.caps, fib.usage, fib.now, len(fib.caps)
-    table_of, next_hop_of, unit_of = fib.policy.table_of, fib.next_hop_of, fib.cache.unit
-    sort_key = fib.cache.sort_key
+    table_of, cache_entry, sort_key = fib.policy.table_of, fib.cache.entry, fib.cache.sort_key
 
     def push(prefix: str, key: float, is_incumbent: bool, per_slot: bool) -> None:
         heapq.heappush(heap, (-key, 0 if is_incumbent else 1, sort_key(prefix), prefix, per_slot))
 
-    order, values, position = stream.order, stream.values, stream.position
+    def sync() -> tuple[list[int], list[float], list[float], int]:
+        return stream.order, stream.values, stream.raws, stream.position
+
+    order, values, raws, position = sync()
     while len(full_tables) < table_count:
         if position == len(order):
             stream.position = position
             head = stream.head()  # the next chunk, if any
-            order, values, position = stream.order, stream.values, stream.position
+            order, values, raws, position = sync()
         else:
             head = values[position]
         per_slot = False
@@ -205,36 +220,37 @@ def _greedy(
             if head is not None and -heap[0][0] == head:
                 stream.position = position
                 _push_tied(stream, head, entries, challengers, incumbents, push)
-                order, values, position = stream.order, stream.values, stream.position
+                order, values, raws, position = sync()
             entry = heapq.heappop(heap)
             key, prefix, is_incumbent, per_slot = -entry[0], entry[3], entry[1] == 0, entry[4]
+            incumbent = incumbents.get(prefix)
+            raw = float(scores.get(prefix, 0.0))
         elif head is None:
             return
         elif position + 1 < len(order) and values[position + 1] == head:
             stream.position = position
             _push_tied(stream, head, entries, challengers, incumbents, push)  # the heap orders them
-            order, values, position = stream.order, stream.values, stream.position
+            order, values, raws, position = sync()
             continue
         else:
-            index = order[position]
+            index, raw = order[position], raws[position]
             position += 1
             key, prefix, is_incumbent = head, entries[index], index >= challengers
-            if not is_incumbent and prefix in incumbents:
+            incumbent = incumbents.get(prefix)
+            if incumbent is not None and not is_incumbent:
                 continue  # its incumbent entry, with the higher key, speaks for it
         if prefix in routes:
             continue
         table = table_of(prefix)
         if table in full_tables:
             continue
-        next_hop = next_hop_of(prefix)
+        next_hop, unit = cache_entry(prefix)
         if next_hop is None:
             continue
         full_before = len(full_tables)
-        unit = unit_of(prefix, next_hop)
         if unit is None:  # the common case, a unit of one: FibDraft.install_one, inlined
-            incumbent = incumbents.get(prefix)
             since = incumbent.since if incumbent is not None else now
-            routes[prefix] = new_route(prefix, next_hop, "topn", since, float(scores.get(prefix, 0.0)))
+            routes[prefix] = new_route(prefix, next_hop, "topn", since, raw)
             usage[table] += 1
             if usage[table] >= caps[table]:
                 full_tables.add(table)
@@ -247,7 +263,7 @@ def _greedy(
                 density = key / size
                 stream.position = position
                 waiting = max(-heap[0][0] if heap else 0.0, stream.head() or 0.0)
-                order, values, position = stream.order, stream.values, stream.position
+                order, values, raws, position = sync()
                 if density < waiting:
                     push(prefix, density, is_incumbent, True)
                     continue
@@ -255,7 +271,7 @@ def _greedy(
         if len(full_tables) != full_before:
             stream.position = position
             stream.keep_tables(full_tables)
-            order, values, position = stream.order, stream.values, stream.position
+            order, values, raws, position = sync()
 
 
 def _push_tied(

@@ -38,8 +38,8 @@ class UnitCache:
     def __init__(self) -> None:
         self._rib: RibView | None = None
         self._next_hops: dict[str, str | None] = {}
-        # root → its unit, None when the unit is the root alone (most prefixes)
-        self._units: dict[str, Unit | None] = {}
+        # root → (its next-hop, its unit: None when it is the root alone, as for most prefixes)
+        self._entries: dict[str, tuple[str | None, Unit | None]] = {}
         # lengths of the cached unit roots per family: where a change can have covering roots
         self._root_lengths: dict[int, set[int]] = {4: set(), 6: set()}
         # prefix → prefix_sort_key: ties are ordered by it, and a Zipf tail ties by the thousand
@@ -57,7 +57,7 @@ class UnitCache:
     def clear(self) -> None:
         self._sort_keys.clear()
         self._next_hops.clear()
-        self._units.clear()
+        self._entries.clear()
         self._root_lengths = {4: set(), 6: set()}
 
     def sort_key(self, prefix: str) -> tuple[int, int, int]:
@@ -84,19 +84,27 @@ class UnitCache:
 
         ``next_hop`` must be :meth:`next_hop` of ``root``.
         """
+        return self.entry(root)[1]
+
+    def entry(self, root: str) -> tuple[str | None, Unit | None]:
+        """(:meth:`next_hop`, :meth:`unit`) of ``root`` in one look-up: selection's hot path."""
         try:
-            return self._units[root]
+            return self._entries[root]
         except KeyError:
             pass
         assert self._rib is not None, "bind() first"
-        more_specifics = self._rib.more_specifics(root)
-        unit = unit_of(root, next_hop, more_specifics, self.next_hop) if more_specifics else None
-        if unit is not None and len(unit) == 1:
-            unit = None
-        self._units[root] = unit
-        family = 6 if ":" in root else 4
-        self._root_lengths[family].add(int(root[root.rindex("/") + 1 :]))
-        return unit
+        next_hop = self.next_hop(root)
+        unit = None
+        if next_hop is not None:  # a live path: root is a RIB prefix, canonical
+            more_specifics = self._rib.more_specifics(root)
+            if more_specifics:
+                unit = unit_of(root, next_hop, more_specifics, self.next_hop)
+                if len(unit) == 1:
+                    unit = None
+            # a change inside root must find this entry: note where such entries are
+            self._root_lengths[6 if ":" in root else 4].add(int(root.rpartition("/")[2]))
+        entry = self._entries[root] = (next_hop, unit)
+        return entry
 
     def forget(self, changed: Iterable[str]) -> None:
         """The RIB changed at these prefixes: drop what depended on them."""
@@ -106,7 +114,7 @@ class UnitCache:
             return
         for prefix in changed:
             self._next_hops.pop(prefix, None)
-            self._units.pop(prefix, None)
+            self._entries.pop(prefix, None)
             try:
                 family, network, length = split_prefix(prefix)
             except PrefixError:
@@ -116,4 +124,4 @@ class UnitCache:
             for root_length in self._root_lengths[family]:
                 if root_length < length:
                     shift = bits - root_length
-                    self._units.pop(format_network(family, network >> shift << shift, root_length), None)
+                    self._entries.pop(format_network(family, network >> shift << shift, root_length), None)

@@ -286,3 +286,35 @@ def test_with_evidence_sampling_noise_alone_does_not_swap_routes() -> None:
     assert set(select(scores=scores, rib=rib, policy=strict, now=1.0, incumbents=first.routes).routes) == {
         "10.0.1.0/24"
     }
+
+
+def test_with_evidence_a_challenger_needs_the_minimum_samples_to_displace() -> None:
+    rib = rib_of({"10.0.0.0/24": A, "10.0.1.0/24": A})
+    strict = SelectionPolicy(cap_ipv4=1, cap_ipv6=1, margin=0.2, min_dwell_s=0.0, evidence_min_samples=30.0)
+    first = select(scores={"10.0.0.0/24": 10.0}, rib=rib, policy=strict, now=0.0)
+    scores = {"10.0.0.0/24": 10.0, "10.0.1.0/24": 1000.0}  # far ahead, whatever the intervals
+    for samples, winner in ((29.0, "10.0.0.0/24"), (30.0, "10.0.1.0/24")):
+        evidence = {"10.0.0.0/24": 1e6, "10.0.1.0/24": samples}
+        selection = select(
+            scores=scores, rib=rib, policy=strict, now=1.0, incumbents=first.routes, evidence=evidence
+        )
+        assert set(selection.routes) == {winner}
+
+
+def test_with_evidence_free_room_still_goes_to_thin_evidence_after_idle_incumbents() -> None:
+    rib = rib_of({"10.0.0.0/24": A, "10.0.1.0/24": A, "10.0.2.0/24": A, "10.0.3.0/24": A})
+    room = policy(cap4=3)
+    first = select(scores={"10.0.0.0/24": 5.0}, rib=rib, policy=room, now=0.0)
+    # the incumbent lost its traffic; three newcomers with one sample each: none could displace
+    # anyone, but nobody holds the two free slots, so the best two by score take them
+    scores = {"10.0.1.0/24": 3.0, "10.0.2.0/24": 2.0, "10.0.3.0/24": 1.0}
+    evidence = dict.fromkeys(scores, 1.0)
+    selection = select(
+        scores=scores, rib=rib, policy=room, now=1.0, incumbents=first.routes, evidence=evidence
+    )
+    assert list(selection.routes) == ["10.0.0.0/24", "10.0.1.0/24", "10.0.2.0/24"]
+    assert selection.routes["10.0.0.0/24"].since == 0.0
+    # without evidence scores alone rank them: the idle incumbent leaves
+    assert set(select(scores=scores, rib=rib, policy=room, now=1.0, incumbents=first.routes).routes) == set(
+        scores
+    )
