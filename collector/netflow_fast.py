@@ -548,17 +548,19 @@ class FastFlowDecoder:
         agent = self._agent(shape.domain[0])
         parts = []
         for index, (layout, _) in enumerate(shape.sets):
-            rows = datagrams[f"set{index}"].reshape(-1)
+            # (datagrams, records) records: a strided view; columns are cut from it and flattened,
+            # cheaper than copying the records into one contiguous array first
+            rows = datagrams[f"set{index}"]
             if layout.rate_per_record:
                 rate: npt.NDArray[np.float64] | float = self._resolve_rates(
-                    rows, (len(rows),), (shape.domain,)
+                    rows, (rows.size,), (shape.domain,)
                 )
             else:
                 known = self._dispatcher.samplers.rate_for(shape.domain, 0)
                 if known is None:
-                    self.counters.unknown_sampling += len(rows)
+                    self.counters.unknown_sampling += rows.size
                 rate = float(known or 1)
-            parts.append(self._layout_columns(layout, rows, np.full(len(rows), agent, np.uint32), rate))
+            parts.append(self._layout_columns(layout, rows, np.full(rows.size, agent, np.uint32), rate))
         return parts
 
     def _layout_columns(
@@ -568,10 +570,12 @@ class FastFlowDecoder:
         agent: npt.NDArray[np.uint32],
         rate: npt.NDArray[np.float64] | float,
     ) -> tuple[_Columns | None, _Columns | None]:
-        octets = _column(rows, "octets").astype(np.float64) * rate
-        packets = _column(rows, "packets").astype(np.float64) * rate
+        octets = _float_column(rows, "octets")
+        octets *= rate
+        packets = _float_column(rows, "packets")
+        packets *= rate
         if layout.dst_v4 is None and layout.dst_v6 is None:
-            self._non_ip += len(rows)
+            self._non_ip += rows.size
             return None, None
         input_if = _u32_column(rows, "input_if")
         hop = self._hop_column(layout, rows)
@@ -604,7 +608,7 @@ class FastFlowDecoder:
             if offset is not None
         ]
         if not candidates:
-            return np.full(len(rows), -1, np.int32)
+            return np.full(rows.size, -1, np.int32)
         families = {family for family, _ in candidates}
         if families == {4}:  # the usual template: one family, BGP and/or IP next hop
             v4 = _column(rows, candidates[0][1])
@@ -618,8 +622,8 @@ class FastFlowDecoder:
                 hi = np.where(has, hi, _column(rows, f"{name}_hi"))
                 lo = np.where(has, lo, _column(rows, f"{name}_lo"))
             return self._hop_resolver.resolve_v6(hi, lo)
-        family = np.zeros(len(rows), np.uint8)
-        v4 = hi = lo = np.zeros(len(rows), np.uint64)
+        family = np.zeros(rows.size, np.uint8)
+        v4 = hi = lo = np.zeros(rows.size, np.uint64)
         for candidate_family, name in reversed(candidates):  # the first candidate wins: written last
             if candidate_family == 4:
                 value = _column(rows, name)
@@ -637,18 +641,18 @@ class FastFlowDecoder:
     ) -> npt.NDArray[np.float64] | float:
         """Per-record rates: the record's interval, else its sampler's (looked up per distinct id)."""
         names = rows.dtype.names or ()
-        own = _column(rows, "interval").astype(np.float64) if "interval" in names else np.zeros(len(rows))
+        own = _column(rows, "interval").astype(np.float64) if "interval" in names else np.zeros(rows.size)
         need = own == 0
         if not need.any():
             return own
-        sampler = _column(rows, "sampler") if "sampler" in names else np.zeros(len(rows), np.uint64)
+        sampler = _column(rows, "sampler") if "sampler" in names else np.zeros(rows.size, np.uint64)
         samplers = self._dispatcher.samplers
         distinct_domains = list(dict.fromkeys(domains))
         if len(distinct_domains) == 1 and need.all() and (sampler == sampler[0]).all():
             # the usual batch: one exporter, one sampler
             rate = samplers.rate_for(domains[0], int(sampler[0]) & 0xFFFFFFFF)
             if rate is None:
-                self.counters.unknown_sampling += len(rows)
+                self.counters.unknown_sampling += rows.size
             return float(rate or 1)
         index_of = {domain: index for index, domain in enumerate(distinct_domains)}
         domain_index = _per_record(tuple(index_of[d] for d in domains), counts, np.uint64)
@@ -690,23 +694,30 @@ class _Columns:
 def _column(rows: npt.NDArray[np.void], name: str) -> npt.NDArray[np.uint64]:
     """A big-endian unsigned column as uint64; zeros when the layout lacks it."""
     if name not in (rows.dtype.names or ()):
-        return np.zeros(len(rows), np.uint64)
+        return np.zeros(rows.size, np.uint64)
     raw = rows[name]
-    if raw.ndim == 1:
-        return raw.astype(np.uint64)
-    value = np.zeros(len(rows), np.uint64)
-    for index in range(raw.shape[1]):  # reduced-size encodings (3, 5, 6, 7 bytes)
-        value = (value << np.uint64(8)) | raw[:, index].astype(np.uint64)
+    if raw.ndim == rows.ndim:
+        return raw.astype(np.uint64).reshape(-1)
+    value = np.zeros(rows.size, np.uint64)
+    for index in range(raw.shape[-1]):  # reduced-size encodings (3, 5, 6, 7 bytes)
+        value = (value << np.uint64(8)) | raw[..., index].astype(np.uint64).reshape(-1)
     return value
+
+
+def _float_column(rows: npt.NDArray[np.void], name: str) -> npt.NDArray[np.float64]:
+    """A big-endian unsigned column as float64 (a fresh array); zeros when absent."""
+    if name in (rows.dtype.names or ()) and rows[name].ndim == rows.ndim:
+        return rows[name].astype(np.float64).reshape(-1)
+    return _column(rows, name).astype(np.float64)
 
 
 def _u32_column(rows: npt.NDArray[np.void], name: str) -> npt.NDArray[np.uint32]:
     """A big-endian unsigned column as uint32 (wider values keep their low 32 bits); zeros when absent."""
     if name not in (rows.dtype.names or ()):
-        return np.zeros(len(rows), np.uint32)
+        return np.zeros(rows.size, np.uint32)
     raw = rows[name]
-    if raw.ndim == 1 and raw.dtype.itemsize <= 4:
-        return raw.astype(np.uint32)
+    if raw.ndim == rows.ndim and raw.dtype.itemsize <= 4:
+        return raw.astype(np.uint32).reshape(-1)
     return (_column(rows, name) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
 
 

@@ -57,14 +57,21 @@ class HopNames:
         known = self._index
         out = [known.get(name, -1) for name in names]
         if -1 in out:
-            out = [self.index(name) if found < 0 else found for name, found in zip(names, out, strict=True)]
+            new = [name for name, found in zip(names, out, strict=True) if found < 0]
+            taken = new[: self.room]
+            self.refused += len(new) - len(taken)
+            known.update(zip(taken, range(len(self.names), len(self.names) + len(taken)), strict=True))
+            self.names += taken
+            out = [known.get(name, -1) for name in names]
         return np.array(out, np.int32)
 
 
 class _KnownHops:
-    """The named next hops of one family kept across batches, sorted by key.
+    """The named next hops of one family kept across batches.
 
-    Entry 0 is key 0, the all-zero address: no next hop, never named (batch index -1).
+    ``keys`` (with the IPv6 halves, to tell keys that collide apart) are sorted and point at
+    slots; per slot, in order of learning: the name and its index in the current batch (-1: not
+    used in this batch yet). Slot 0 is key 0, the all-zero address: no next hop, never named.
     """
 
     def __init__(self, v6: bool, max_known: int) -> None:
@@ -74,37 +81,38 @@ class _KnownHops:
 
     def clear(self) -> None:
         self.keys = np.zeros(1, np.uint64)
-        self.hi = np.zeros(1, np.uint64)  # IPv6 halves, to tell keys that collide apart
+        self.hi = np.zeros(1, np.uint64)
         self.lo = np.zeros(1, np.uint64)
+        self.slot = np.zeros(1, np.intp)
         self.names: list[str] = [""]
-        self.batch_index = np.full(1, -1, np.int32)  # -1: not used in this batch yet
+        self.batch_index = np.full(1, -1, np.int32)
 
-    def positions(self, keys: U64, hi: U64 | None, lo: U64 | None) -> npt.NDArray[np.intp] | None:
-        """Where each key sits; None when some are not known."""
+    def slots(self, keys: U64, hi: U64 | None, lo: U64 | None) -> npt.NDArray[np.intp] | None:
+        """The slot of each key; None when some are not known."""
         position = np.searchsorted(self.keys, keys)
         np.minimum(position, len(self.keys) - 1, out=position)
         if hi is None or lo is None:
             found = self.keys[position] == keys
         else:
             found = (self.hi[position] == hi) & (self.lo[position] == lo)
-        return position if bool(found.all()) else None
+        return self.slot[position] if bool(found.all()) else None
 
     def learn(self, keys: U64, hi: U64, lo: U64) -> bool:
         """Add distinct, non-zero ``keys`` (with their halves); False when they do not fit."""
         fresh = ~np.isin(keys, self.keys, assume_unique=True)
         keys, hi, lo = keys[fresh], hi[fresh], lo[fresh]
-        if len(self.keys) - 1 + len(keys) > self.max_known:
+        if len(self.names) - 1 + len(keys) > self.max_known:
             self.clear()
             if len(keys) > self.max_known:
                 return False
-        merged = np.concatenate((self.keys, keys))
-        order = np.argsort(merged, kind="stable")
-        names = self.names + (_v6_names(hi, lo) if self.v6 else _v4_names(keys))
-        self.keys = merged[order]
+        first_slot = len(self.names)
+        order = np.argsort(np.concatenate((self.keys, keys)), kind="stable")
+        self.keys = np.concatenate((self.keys, keys))[order]
         self.hi = np.concatenate((self.hi, hi))[order]
         self.lo = np.concatenate((self.lo, lo))[order]
-        self.names = [names[i] for i in order.tolist()]
-        self.batch_index = np.concatenate((self.batch_index, np.full(len(keys), -1, np.int32)))[order]
+        self.slot = np.concatenate((self.slot, np.arange(first_slot, first_slot + len(keys))))[order]
+        self.names += _v6_names(hi, lo) if self.v6 else _v4_names(keys)
+        self.batch_index = np.concatenate((self.batch_index, np.full(len(keys), -1, np.int32)))
         return True
 
 
@@ -141,8 +149,8 @@ class HopResolver:
         return self._resolve(self._v6, (hi * _V6_MIX) ^ lo, hi, lo)
 
     def _resolve(self, known: _KnownHops, keys: U64, hi: U64 | None, lo: U64 | None) -> I32:
-        position = known.positions(keys, hi, lo)
-        if position is None:
+        slot = known.slots(keys, hi, lo)
+        if slot is None:
             distinct, first = _distinct(keys)
             d_hi = distinct if hi is None else hi[first]
             d_lo = np.zeros(len(distinct), np.uint64) if lo is None else lo[first]
@@ -156,17 +164,17 @@ class HopResolver:
                 and bool((distinct[named] != 0).all())  # key 0 is taken by "no next hop"
                 and known.learn(distinct[named], d_hi[named], d_lo[named])
             )
-            position = known.positions(keys, hi, lo) if learnt else None
-            if position is None:  # too many to keep, or keys that collide: name them for this batch only
+            slot = known.slots(keys, hi, lo) if learnt else None
+            if slot is None:  # too many to keep, or keys that collide: name them for this batch only
                 return self._name_for_batch(keys, hi, lo)
         batch_index = known.batch_index
         used = np.zeros(len(batch_index), np.bool_)
-        used[position] = True
+        used[slot] = True
         used[0] = False  # no next hop
         fresh = np.flatnonzero(used & (batch_index < 0))
         if len(fresh):
             batch_index[fresh] = self.names.indices([known.names[i] for i in fresh.tolist()])
-        return batch_index[position]
+        return batch_index[slot]
 
     def _name_for_batch(self, keys: U64, hi: U64 | None, lo: U64 | None) -> I32:
         hop = np.full(len(keys), -1, np.int32)
