@@ -386,8 +386,15 @@ class FastFlowDecoder:
         )
 
     def feed_many(self, datagrams: list[tuple[bytes, str]]) -> None:
+        """``feed`` each (payload, exporter) pair in order; the listener's path, so a tight loop."""
+        begin_datagram, data_only = self._begin_datagram, self._data_only
+        dispatch = self._dispatcher.dispatch_counted
         for datagram, exporter in datagrams:
-            self.feed(datagram, exporter)
+            begin_datagram()
+            self._datagrams += 1
+            if not data_only(datagram, exporter):
+                with contextlib.suppress(FlowDecodeError):  # counted by the dispatcher, reported by take
+                    dispatch(datagram, exporter)
 
     def _agent(self, exporter: str) -> int:
         index = self._agent_index.get(exporter)

@@ -30,8 +30,16 @@ class FlowBatchMux:
             self.sflow.feed(datagram, exporter)  # sFlow, or rejected by it as malformed
 
     def feed_many(self, datagrams: list[tuple[bytes, str]]) -> None:
-        for datagram, exporter in datagrams:
-            self.feed(datagram, exporter)
+        """Each decoder gets its datagrams in arrival order, in one call (they share no state)."""
+        netflow: list[tuple[bytes, str]] = []
+        sflow: list[tuple[bytes, str]] = []
+        for pair in datagrams:
+            datagram = pair[0]
+            (netflow if datagram[:4] != SFLOW_V5 and is_netflow(datagram) else sflow).append(pair)
+        if netflow:
+            self.netflow.feed_many(netflow)
+        if sflow:
+            self.sflow.feed_many(sflow)
 
     def take(self) -> SampleBatch:
         return merge_batches([self.sflow.take(), self.netflow.take()])

@@ -137,3 +137,20 @@ def test_netflow_v5_next_hop_and_input() -> None:
         ("192.0.2.60", "198.51.100.2", 500.0, 4, None),
     ]
     assert rows_of(batch) == typed_rows(FlowDecoder().decode(header + records, "192.0.2.60"))
+
+
+@pytest.mark.parametrize("group", sorted(GROUPS))
+def test_feed_many_decodes_as_feed_one_by_one(corpus: Path, group: str) -> None:
+    files = GROUPS[group][0]
+    pairs = [(payload, exporter) for name in files for exporter, payload in payloads(corpus / name)]
+    pairs.append((b"\x00\x05\x00\x63" + bytes(20), "192.0.2.9"))  # a malformed v5 header: counted
+    one_by_one, many = FastFlowDecoder(), FastFlowDecoder()
+    for payload, exporter in pairs:
+        one_by_one.feed(payload, exporter)
+    many.feed_many(pairs[:3])
+    many.feed_many(pairs[3:])
+    expected, got = one_by_one.take(), many.take()
+    assert rows_of(got) == rows_of(expected)
+    assert (got.datagrams, got.flow_samples, got.malformed, got.export_lost) == (
+        expected.datagrams, expected.flow_samples, expected.malformed, expected.export_lost,
+    )  # fmt: skip

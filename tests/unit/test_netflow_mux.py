@@ -45,3 +45,22 @@ def test_mixed_protocols_merge_into_one_batch(corpus: Path) -> None:
             merged_values = getattr(merged, f"{family}_{column}")
             alone_values = np.concatenate([getattr(b, f"{family}_{column}") for b in alone])
             assert np.array_equal(merged_values, alone_values)
+
+
+def test_feed_many_routes_as_feed(corpus: Path) -> None:
+    sflow_files = ("sflow/akvorado__data-1140.pcap",)
+    netflow_files = GROUPS["akvorado-options"][0]
+    pairs = [
+        (payload, exporter)
+        for name in (*netflow_files, *sflow_files, INVALID_V5)
+        for exporter, payload in payloads(corpus / name)
+    ]
+    one_by_one, many = FlowBatchMux(FastSflowDecoder("python")), FlowBatchMux(FastSflowDecoder("python"))
+    for payload, exporter in pairs:
+        one_by_one.feed(payload, exporter)
+    many.feed_many(pairs)
+    expected, got = one_by_one.take(), many.take()
+    assert got.agents == expected.agents and got.flow_samples == expected.flow_samples > 0
+    assert (got.datagrams, got.malformed) == (expected.datagrams, expected.malformed)
+    for column in ("v4_agent", "v4_dst", "v4_bytes", "v6_agent", "v6_dst_hi", "v6_dst_lo", "v6_bytes"):
+        assert np.array_equal(getattr(got, column), getattr(expected, column))
