@@ -101,7 +101,8 @@ class Service:
         self.path_rates = PathRates(config.collector.fast_half_life_s, config.collector.slow_half_life_s)
         self.controllers = {
             sw.name: SwitchController(
-                sw, config, self.rates, self.store, self.lock, self.runtime_dir, netns=netns
+                sw, config, self.rates, self.store, self.lock, self.runtime_dir, netns=netns,
+                path_rates=self.path_rates,
             )
             for sw in config.switch
         }

@@ -25,11 +25,13 @@ from pathlib import Path
 from collector.accounting import PrefixRates
 from collector.exabgp_json import EndOfRib, ExabgpJsonParser, Notification, SessionState
 from collector.metrics import REGISTRY
+from collector.path_accounting import PathRates
 from collector.rib import Rib, RibChange
 from controller.config import SwitchConfig, TopfibConfig
 from controller.exabgp_config import BridgeCommand, write_exabgp_config
 from controller.exabgp_link import ExabgpLink, ExabgpLinkDown
 from controller.exabgp_runner import ExabgpRunner
+from controller.observed_paths import ObservedPathRib
 from controller.plan import Plan, Step, plan, render_commands
 from controller.select import OnDemandRequest, Selection, SelectionPolicy, select
 from controller.store import Store, StoreUnavailable
@@ -182,6 +184,7 @@ class SwitchController:
         ready_max_wait_s: float = READY_MAX_WAIT_S,
         settle_quiet_s: float = SETTLE_QUIET_S,
         settle_max_s: float = SETTLE_MAX_S,
+        path_rates: PathRates | None = None,
     ) -> None:
         self.switch = switch
         self.name = switch.name
@@ -190,6 +193,12 @@ class SwitchController:
         self.store = store
         self.rib = Rib()
         self.rib_lock = rib_lock
+        # what selection, planning and the reactor ask for a prefix's path: the best path, or
+        # with follow_observed_paths the path its traffic is seen to take (path_rates)
+        self.path_rates = path_rates
+        self.route_view: ObservedPathRib | Rib = (
+            ObservedPathRib(self.rib) if switch.follow_observed_paths and path_rates is not None else self.rib
+        )
         self.parser = ExabgpJsonParser(known_prefix=self.rib.lpm.knows)
         self.session = SessionInfo()
         self.installed: dict[str, str] = {}  # prefix → next-hop, acknowledged by ExaBGP
@@ -485,8 +494,10 @@ class SwitchController:
         with self.rib_lock:
             scores = self.rates.scores(self.name, now)
             previous = self.selection.routes if self.selection else None
+            if isinstance(self.route_view, ObservedPathRib) and self.path_rates is not None:
+                self.route_view.follow(self.path_rates.dominant_next_hops(self.name, now))
             self.selection = select(
-                scores=scores, rib=self.rib, policy=self.policy, now=wall_now,
+                scores=scores, rib=self.route_view, policy=self.policy, now=wall_now,
                 requests=requests, pins=pins, incumbents=previous,
             )
         _m_loop.inc(switch=self.name)
@@ -509,7 +520,7 @@ class SwitchController:
         await self._until_settled()
         async with self._program_lock:
             with self.rib_lock:
-                changes = plan(desired, self.installed, rib=self.rib, unusable=UNUSABLE_NEXT_HOPS)
+                changes = plan(desired, self.installed, rib=self.route_view, unusable=UNUSABLE_NEXT_HOPS)
             withdraws = [step for step in changes.steps if step.action == "withdraw"]
             announces = [step for step in changes.steps if step.action == "announce"]
             # Withdraws go first and are confirmed before any announce, so the switch never holds
@@ -532,7 +543,7 @@ class SwitchController:
         """``step`` (an announce) without the prefixes whose best next-hop is no longer its own."""
         kept = []
         for prefix in step.prefixes:
-            best = self.rib.best(prefix)
+            best = self.route_view.best(prefix)
             if best is not None and best.next_hop == step.next_hop:
                 kept.append(prefix)
         return step if len(kept) == len(step.prefixes) else replace(step, prefixes=tuple(kept))
@@ -596,7 +607,7 @@ class SwitchController:
                 installed = self.installed.get(prefix)
                 if installed is None:
                     continue
-                best = self.rib.best(prefix)
+                best = self.route_view.best(prefix)
                 if best is None or best.next_hop in UNUSABLE_NEXT_HOPS:
                     gone[prefix] = installed
                 elif best.next_hop != installed:

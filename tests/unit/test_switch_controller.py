@@ -353,3 +353,40 @@ def test_a_slow_selection_takes_at_most_half_the_loop_and_a_deferred_iteration_c
             await ctl.stop()
 
     asyncio.run(scenario())
+
+
+def test_follow_observed_paths_installs_the_path_traffic_takes(tmp_path: Path) -> None:
+    """ADD-PATH: two live paths for a prefix; sampled traffic leaves by the second one."""
+    import numpy as np
+
+    from collector.path_accounting import PathRates
+    from collector.paths import Path as BgpPath
+
+    async def scenario(follow: bool) -> str:
+        config = TopfibConfig.model_validate({"switch": [{
+            "name": "sw1", "neighbor": "10.99.0.2", "local_address": "10.99.0.1", "local_as": 65000,
+            "peer_as": 65000, "fib_cap_ipv4": 3, "fib_cap_ipv6": 1, "min_dwell_s": 0,
+            "follow_observed_paths": follow,
+        }]})
+        clock = [100.0]
+        path_rates = PathRates(30.0, 3600.0)
+        ctl = SwitchController(
+            config.switch[0], config, PrefixRates(30.0, 3600.0), MemoryStore(), threading.Lock(),
+            tmp_path / f"run-{follow}", clock=lambda: clock[0], wall_clock=lambda: 1e6 + clock[0],
+            path_rates=path_rates,
+        )
+        prefix = "198.51.100.0/24"
+        ctl.rib.announce("live", prefix, BgpPath("192.0.2.1", (65001,), peer="10.99.0.2", path_id=1))
+        ctl.rib.announce("live", prefix, BgpPath("192.0.2.2", (65002, 65003), peer="10.99.0.2", path_id=2))
+        ctl.rates.add("sw1", prefix, 9e6, 6e3, clock[0])
+        samples = 20
+        path_rates.add_batch(
+            "sw1", np.zeros(samples, np.int64), np.zeros(samples, np.int64), lambda _: prefix, ["192.0.2.2"],
+            np.full(samples, 1e5), np.full(samples, 70.0), clock[0], object(),
+        )
+        await ctl.tick()
+        assert ctl.selection is not None
+        return ctl.selection.desired()[prefix]
+
+    assert asyncio.run(scenario(follow=False)) == "192.0.2.1"  # the best path by default
+    assert asyncio.run(scenario(follow=True)) == "192.0.2.2"
