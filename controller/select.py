@@ -9,10 +9,10 @@ them by it. Every candidate is installed as a unit with the more-specifics no ca
 (:mod:`controller.closure`) or not at all, and only if the unit fits every table's cap. A
 candidate without a live path is never selected, whatever protects it.
 
-TopN is a lazy greedy over score per route slot: a candidate's own score bounds the density of
-its unit from above, so units are only built for candidates that reach the top, and a 200k-score
-call touches the RIB for about as many prefixes as fit. Equal keys fall back to incumbents first,
-then prefix order, so the result does not depend on mapping order (active and standby agree).
+TopN (:mod:`controller.topn`) is a lazy greedy over contest key per route slot, which touches
+the RIB only for about as many candidates as fit; a :class:`UnitCache` kept by the caller spares
+even that for a FIB that stays put. Equal keys fall back to incumbents first, then prefix order,
+so the result does not depend on mapping order (active and standby agree).
 """
 
 from __future__ import annotations
