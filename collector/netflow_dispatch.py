@@ -83,6 +83,10 @@ class FlowSetDispatcher:
         self._max_domains = max_templates
         self._system_init_ms: dict[DomainKey, int] = {}
         self.sequences = SequenceTracker(lost=self.counters.lost)
+        # (domain, set id) → (set body, cache generation after it, data / options templates in
+        # it) of the last template set that only (re)defined templates: exporters re-send the
+        # same sets every few seconds, and parsing them again would cost more than their data
+        self._refreshes: dict[tuple[DomainKey, int], tuple[bytes, int, int, int]] = {}
 
     def system_init_ms(self, domain: DomainKey) -> int | None:
         """IPFIX systemInitTimeMilliseconds the domain announced in options data, if any."""
@@ -174,6 +178,27 @@ class FlowSetDispatcher:
         self.observe_message(domain, header.sequence, records, header.sys_uptime_ms, flow_records)
 
     def _template_set(self, domain: DomainKey, payload: bytes, span: SetSpan) -> None:
+        body = payload[span.start : span.end]
+        key = (domain, span.set_id)
+        last = self._refreshes.get(key)
+        counters = self.counters
+        if (
+            last is not None
+            and last[0] == body
+            and last[1] == self._templates.generation  # nothing learned or withdrawn since
+            and counters.pending_sets_held <= counters.pending_sets_decoded + counters.pending_template_drops
+        ):  # a refresh of what the cache holds, with no data set waiting for a template: no-op
+            counters.templates += last[2]
+            counters.options_templates += last[3]
+            return
+        learned = self._parse_template_set(domain, payload, span)
+        if learned is not None:
+            if len(self._refreshes) >= self._max_domains:
+                self._refreshes.clear()
+            self._refreshes[key] = (body, self._templates.generation, *learned)
+
+    def _parse_template_set(self, domain: DomainKey, payload: bytes, span: SetSpan) -> tuple[int, int] | None:
+        """Apply a template set; (data, options) templates learned when that is all it did."""
         version = domain[1]
         if version == netflow_v9.NETFLOW_V9_VERSION and span.set_id == netflow_v9.TEMPLATE_SET_ID:
             events = netflow_v9.parse_template_set(payload, span.start, span.end)
@@ -187,12 +212,23 @@ class FlowSetDispatcher:
             events = ipfix.parse_template_set(payload, span.start, span.end, options)
         else:
             self.counters.reserved_sets += 1
-            return
+            return None
+        learned: tuple[int, int] | None = (0, 0)
         for event in events:
             if isinstance(event, Withdrawal):
                 self._withdraw(domain, event)
+                learned = None
             elif self._learn(domain, event):
                 self._release_pending(domain, event)
+                if learned is not None:
+                    data_templates, options_templates = learned
+                    if event.is_options:
+                        learned = (data_templates, options_templates + 1)
+                    else:
+                        learned = (data_templates + 1, options_templates)
+            else:
+                learned = None
+        return learned
 
     def _learn(self, domain: DomainKey, template: Template) -> bool:
         if not self._templates.add(domain, template):

@@ -248,6 +248,7 @@ class FastFlowDecoder:
         self._layouts: dict[Template, ColumnLayout | None] = {}
         self._shapes: dict[tuple[str, int, int, tuple[int, ...]], _Shape] = {}
         self._recent: dict[tuple[str, int, int, int], _Shape] = {}  # by (domain, datagram length)
+        self._retired: list[_Shape] = []  # replaced (templates redefined) with datagrams still queued
         self._malformed_seen: Counter[tuple[str, str]] = Counter()
         self._lost_seen: Counter[tuple[str, str]] = Counter()
         self._observe = self._dispatcher.sequences.observe
@@ -332,6 +333,9 @@ class FastFlowDecoder:
                 return False
             if len(self._shapes) >= MAX_SHAPES and key not in self._shapes:
                 return False  # a shape storm: let the per-set path take it
+            stale = self._shapes.get(key)
+            if stale is not None and stale.datagrams:  # queued under the previous templates
+                self._retired.append(stale)
             self._shapes[key] = shape
         if len(self._recent) >= MAX_SHAPES and recent_key not in self._recent:
             self._recent.clear()
@@ -493,10 +497,11 @@ class FastFlowDecoder:
         v4_parts: list[_Columns] = []
         v6_parts: list[_Columns] = []
         parts = [self._columns(layout, queue) for layout, queue in self._queues.items()]
-        for shape in self._shapes.values():
+        for shape in [*self._retired, *self._shapes.values()]:
             if shape.datagrams:
                 parts.extend(self._shape_columns(shape))
                 shape.datagrams = []
+        self._retired = []
         for v4, v6 in parts:
             if v4 is not None:
                 v4_parts.append(v4)

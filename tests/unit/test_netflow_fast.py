@@ -138,3 +138,36 @@ def test_redefinition_and_withdrawal_invalidate_known_shapes() -> None:
     decoder.feed(data, "x")
     assert decoder.take().flow_samples == 0
     assert decoder.counters.pending_sets_held == 1
+
+
+def test_template_refreshes_are_counted_and_redefinitions_still_apply() -> None:
+    from tests.unit.test_netflow_decoder import FLOW_TEMPLATE, flow_data, ipfix, ipfix_set, ipfix_template
+
+    decoder = FastFlowDecoder()
+    one = ipfix_set(256, flow_data("192.0.2.1", "198.51.100.1", 1000))
+    for _ in range(3):  # the same template set again and again: each one counted
+        decoder.feed(ipfix(FLOW_TEMPLATE), "192.0.2.9")
+        decoder.feed(ipfix(one), "192.0.2.9")
+    assert decoder.counters.templates == 3
+    assert decoder.take().v4_dst.tolist() == [int(ipaddress.IPv4Address("198.51.100.1"))] * 3
+    # a redefinition (destination first now) after the refreshes: decoded with the new layout
+    swapped = ipfix_set(2, ipfix_template(256, [(12, 4), (8, 4), (1, 4), (2, 4), (4, 1), (7, 2), (11, 2)]))
+    decoder.feed(ipfix(swapped), "192.0.2.9")
+    decoder.feed(ipfix(one), "192.0.2.9")
+    decoder.feed(ipfix(FLOW_TEMPLATE), "192.0.2.9")  # and back: not mistaken for a refresh
+    decoder.feed(ipfix(one), "192.0.2.9")
+    # the set queued under the redefinition is not lost when the template changes back in the batch
+    expected = [int(ipaddress.IPv4Address(a)) for a in ("192.0.2.1", "198.51.100.1")]
+    assert decoder.take().v4_dst.tolist() == expected
+
+
+def test_a_refresh_releases_data_sets_waiting_for_their_template() -> None:
+    from tests.unit.test_netflow_decoder import FLOW_TEMPLATE, flow_data, ipfix, ipfix_set
+
+    decoder = FastFlowDecoder()
+    decoder.feed(ipfix(FLOW_TEMPLATE), "192.0.2.9")
+    decoder.feed(ipfix(FLOW_TEMPLATE), "192.0.2.9")  # a refresh, remembered as one
+    early = ipfix(ipfix_set(256, flow_data("192.0.2.1", "198.51.100.1", 1000)), domain=2)
+    decoder.feed(early, "192.0.2.9")  # domain 2 has no template yet: held
+    decoder.feed(ipfix(FLOW_TEMPLATE, domain=2), "192.0.2.9")
+    assert decoder.take().flow_samples == 1
