@@ -35,6 +35,7 @@ from controller.observed_paths import ObservedPathRib
 from controller.plan import Plan, Step, plan, render_commands
 from controller.select import OnDemandRequest, Selection, SelectionPolicy, select
 from controller.store import Store, StoreUnavailable
+from controller.unit_cache import UnitCache
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +204,9 @@ class SwitchController:
         self.session = SessionInfo()
         self.installed: dict[str, str] = {}  # prefix → next-hop, acknowledged by ExaBGP
         self.selection: Selection | None = None
+        # next-hops and no-cache-hiding units of the RIB, kept across selections (invalidated
+        # by the RIB's changed prefixes before each one)
+        self._unit_cache = UnitCache()
         self.policy = SelectionPolicy.from_switch(switch)
         self.active = False  # runs ExaBGP for the switch (holds its lease when there is one)
         # recent FIB changes for the dashboard: (wall time, action, prefix, next-hop, reason)
@@ -492,13 +496,18 @@ class SwitchController:
         self.policy = await self._effective_policy()
         requests, pins = await self._inputs(wall_now)
         with self.rib_lock:
-            scores = self.rates.scores(self.name, now)
+            # the sample count behind each score: a challenger displaces an incumbent only when
+            # it is ahead beyond sampling error (not by the luck of a few samples)
+            scores, evidence = self.rates.scores_and_evidence(self.name, now)
             previous = self.selection.routes if self.selection else None
+            changed = self.rib.drain_changed()
             if isinstance(self.route_view, ObservedPathRib) and self.path_rates is not None:
-                self.route_view.follow(self.path_rates.dominant_next_hops(self.name, now))
+                changed |= self.route_view.follow(self.path_rates.dominant_next_hops(self.name, now))
+            self._unit_cache.forget(changed)
             self.selection = select(
                 scores=scores, rib=self.route_view, policy=self.policy, now=wall_now,
-                requests=requests, pins=pins, incumbents=previous,
+                requests=requests, pins=pins, incumbents=previous, evidence=evidence,
+                cache=self._unit_cache,
             )
         _m_loop.inc(switch=self.name)
         if now - self._last_prune >= PRUNE_EVERY_S:

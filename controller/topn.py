@@ -156,8 +156,9 @@ def fill_topn(fib: FibDraft, evidence: Mapping[str, float] | None) -> None:
     """Fill ``fib``'s free room by contest key, incumbents protected by margin and evidence.
 
     With evidence, room the contest leaves (too few candidates whose lower bound is above zero)
-    goes to incumbents without traffic first, then to the rest by score: neither side is
-    distinguishable from zero, so the one in place stays.
+    goes to TopN incumbents without traffic first, then to the rest by score: neither side is
+    distinguishable from zero, so the one in place stays. A former request or pin without
+    traffic is not kept this way: its time was up.
     """
     names = list(fib.scores)
     raw = np.fromiter(fib.scores.values(), np.float64, len(names))
@@ -169,7 +170,11 @@ def fill_topn(fib: FibDraft, evidence: Mapping[str, float] | None) -> None:
     keys = np.concatenate((challenger_keys, contest_keys(rival_raw, rival_samples, True, fib.policy)))
     _fill(fib, keys, np.concatenate((raw, rival_raw)), names + rivals, len(names))
     if evidence is not None and not fib.all_full():
-        idle = [p for p, score in zip(rivals, rival_raw.tolist(), strict=True) if not score > 0.0]
+        # only TopN incumbents: a request or pin that ended must leave (its TTL was the promise)
+        idle = [
+            p for p, score in zip(rivals, rival_raw.tolist(), strict=True)
+            if not score > 0.0 and fib.incumbents[p].reason == "topn"
+        ]
         _fill(fib, np.ones(len(idle)), np.zeros(len(idle)), idle, 0)
         _fill(fib, np.where(challenger_keys > 0.0, 0.0, raw), raw, names, len(names))
 

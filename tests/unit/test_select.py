@@ -318,3 +318,14 @@ def test_with_evidence_free_room_still_goes_to_thin_evidence_after_idle_incumben
     assert set(select(scores=scores, rib=rib, policy=room, now=1.0, incumbents=first.routes).routes) == set(
         scores
     )
+
+
+def test_with_evidence_an_ended_request_without_traffic_leaves_even_with_free_room() -> None:
+    rib = rib_of({"10.0.0.0/24": A, "10.0.1.0/24": A})
+    room = policy(cap4=3)
+    asked = select(scores={}, rib=rib, policy=room, now=0.0,
+                   requests=[OnDemandRequest("10.0.0.7", expires_at=10.0, request_id="r1")])
+    assert asked.routes["10.0.0.0/24"].reason == "request"
+    after = select(scores={"10.0.1.0/24": 1.0}, rib=rib, policy=room, now=1.0, incumbents=asked.routes,
+                   evidence={"10.0.1.0/24": 1.0})
+    assert set(after.routes) == {"10.0.1.0/24"}
