@@ -15,7 +15,6 @@ reset next-hop table invalidates it.
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -23,12 +22,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+# the same epoch-scaled decay as the prefix rates (its Σw² row is unused here)
+from collector.accounting import _Decay
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 _BYTES, _PACKETS, _SAMPLES = 0, 1, 2
-_RESCALE_EXPONENT = 64.0
-_MIN_WINDOW_S = 1.0
 _INITIAL_CAPACITY = 256
 HOP_BITS = 24  # next-hop ids below 2^24 (the attribution bounds its table far below)
 MAX_PATHS = 200_000  # per switch: ~50 MB at most (arrays, names and dict entries)
@@ -51,41 +51,6 @@ class PathRate:
     slow_pps: float
     score: float  # max(fast_bps, slow_bps)
     samples: float  # decayed sample count on the half-life giving the score
-
-
-class _Decay:
-    """Epoch-scaled values of one half-life: rows bytes, packets, samples; one column per slot."""
-
-    def __init__(self, half_life_s: float, capacity: int) -> None:
-        self.half_life_s = half_life_s
-        self.epoch: float | None = None
-        self.values: FloatArray = np.zeros((3, capacity))
-
-    def grow(self, capacity: int) -> None:
-        values = np.zeros((3, capacity))
-        values[:, : self.values.shape[1]] = self.values
-        self.values = values
-
-    def weight(self, now: float) -> float:
-        if self.epoch is None:
-            self.epoch = now
-        exponent = (now - self.epoch) / self.half_life_s
-        if exponent > _RESCALE_EXPONENT:
-            self.values *= 2.0**-exponent
-            self.values[self.values < 1e-300] = 0.0
-            self.epoch = now
-            exponent = 0.0
-        return float(2.0**exponent)
-
-    def read_factor(self, now: float) -> float:
-        if self.epoch is None:
-            return 0.0
-        return float(2.0 ** (-(now - self.epoch) / self.half_life_s))
-
-    def rate_factor(self, now: float, since: float) -> float:
-        window = max(now - since, _MIN_WINDOW_S)
-        ln2_over_h = math.log(2.0) / self.half_life_s
-        return self.read_factor(now) * ln2_over_h / -math.expm1(-ln2_over_h * window)
 
 
 @dataclass
