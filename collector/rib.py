@@ -197,15 +197,9 @@ class Rib:
         caller passes ``parsed`` (its ``split_prefix`` result).
         """
         stored = self._routes.get(prefix)
-        if stored is None:  # a new prefix (a whole table is loaded this way): inlined bookkeeping
+        if stored is None:  # a new prefix (a whole table is loaded this way): cheap bookkeeping
             self.lpm.add(prefix, parsed)
-            pair = (session, id(path))
-            entry = self._interned.get(pair)
-            if entry is None:
-                entry = self._interned[pair] = (session, path)
-                self._refs[pair] = 1
-            else:
-                self._refs[pair] += 1
+            entry = self._intern(session, path)
             self._routes[prefix] = entry
             self._path_counts[IPV6 if ":" in prefix else IPV4] += 1
             session_paths = self._session_paths
