@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.bench_rib [--addresses 1000000] [--ingest 200000] [--per-line 1,4,10,100]
     .venv/bin/python -m bench.bench_rib --ingest-only [--ingest 200000]   # ingest rates only, ~1 min
+    .venv/bin/python -m bench.bench_rib --ingest-only --parser python   # without the C scanner
 
 Reports load time, resident memory, longest-match rates (single and batched) side by side with
 pytricia (C patricia trie) in the same run, correctness against an independent reference on
@@ -303,10 +304,12 @@ def synthetic_withdraws(prefixes: list[str], per_line: int, peer: str = "192.0.2
             for start in range(0, len(prefixes), per_line)]
 
 
-def bench_ingest(prefixes: list[str], cases: list[int]) -> None:
-    """Rates of ``parse_line`` + ``Rib.apply_all`` per line, as the switch controller calls them."""
-    print(f"\nExaBGP JSON ingest (parse + RIB apply) of {len(prefixes):,} IPv4 prefixes into an empty "
-          "RIB,\nlines as ExaBGP 5 writes them (header, spacing, AS path segments, ADD-PATH ids):")
+def bench_ingest(prefixes: list[str], cases: list[int], native: bool = True) -> None:
+    """Rates of ``parse_line`` + ``Rib.apply_all`` per line, as the switch controller calls them
+    (``native=False``: without the C scanner, i.e. the Python fast path)."""
+    scanner = "C scanner" if native and ExabgpJsonParser()._scan is not None else "Python fast path"
+    print(f"\nExaBGP JSON ingest (parse + RIB apply, {scanner}) of {len(prefixes):,} IPv4 prefixes into an "
+          "empty RIB,\nlines as ExaBGP 5 writes them (header, spacing, AS path segments, ADD-PATH ids):")
     pool = len(prefixes) // 4
     runs = [(per_line, 0, "own attribute set per line" + (" (worst case)" if per_line == 1 else ""))
             for per_line in cases]
@@ -318,7 +321,7 @@ def bench_ingest(prefixes: list[str], cases: list[int]) -> None:
             for line in lines:
                 json.loads(line)
         rib = Rib()
-        parser = ExabgpJsonParser(known_prefix=rib.lpm.knows)
+        parser = ExabgpJsonParser(known_prefix=rib.lpm.knows, native=native)
         apply_all = rib.apply_all
         parse = parser.parse_line
         gc.collect()
@@ -387,13 +390,16 @@ def main() -> int:
                         help="only the ingest benchmark (prefixes read from the IPv4 table, no RIB load)")
     parser.add_argument("--service-gc", action="store_true",
                         help="the GC threshold `topfib run` sets (controller.service.GC_YOUNG_THRESHOLD)")
+    parser.add_argument("--parser", choices=("c", "python"), default="c",
+                        help="ingest through the C scanner (when built) or the Python fast path only")
     args = parser.parse_args()
+    native = args.parser == "c"
     if args.service_gc:
         from controller.service import GC_YOUNG_THRESHOLD
 
         gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
     if args.ingest_only:
-        bench_ingest(table_prefixes(args.ingest), args.per_line)
+        bench_ingest(table_prefixes(args.ingest), args.per_line, native)
         return 0
     baseline_rss = rss_mb()
     rib = load_tables()
@@ -414,7 +420,7 @@ def main() -> int:
     prefixes = [p for p in rib if ":" not in p][: args.ingest]
     del rib
     gc.collect()
-    bench_ingest(prefixes, args.per_line)
+    bench_ingest(prefixes, args.per_line, native)
     return 0
 
 

@@ -20,13 +20,15 @@ Parsing never raises: a line that is not what we expect is counted by reason, lo
 rate, and skipped (the rest of a partly bad update is kept). ``done``/``error`` acks are the
 link's business; should one reach us it is counted as ``ack``, not as an error.
 
-Two paths, one behaviour. Every line first tries the *fast path*: ``orjson`` (when installed) and
-a walk that accepts only a well-formed update (announces/withdraws of the two families, valid
-attributes, next hops, NLRIs, path-ids) and builds its events with few intermediate objects. At
-the first thing it does not accept it gives up, having counted nothing, and the *reference path*
-(``json`` + the checks below, which count and log every problem) parses the line again. So a
-line's events and counters are those of the reference path; the fast path only decides sooner
-(``tests/unit/test_exabgp_json_fast.py`` checks this on recorded, generated and mutated lines).
+Three paths, one behaviour. Every line first tries the *C scanner* (``collector/_exabgp_fast.c``,
+when built): it reads the line's bytes directly and accepts only a narrow, well-formed subset of
+updates. Then the Python *fast path*: ``orjson`` (when installed) and a walk that accepts only a
+well-formed update (announces/withdraws of the two families, valid attributes, next hops, NLRIs,
+path-ids) and builds its events with few intermediate objects. Each gives up at the first thing it
+does not accept, having counted nothing, and the *reference path* (``json`` + the checks below,
+which count and log every problem) parses the line again. So a line's events and counters are those
+of the reference path; the fast paths only decide sooner (``tests/unit/test_exabgp_json_fast.py``
+checks this on recorded, generated and mutated lines).
 """
 
 from __future__ import annotations
@@ -54,6 +56,11 @@ try:
 except ImportError:  # pragma: no cover - orjson is a dependency; json still works without it
     _fast_loads = json.loads
     _attribute_key = json.dumps
+
+try:
+    from collector._exabgp_fast import Scanner as _CScanner
+except ImportError:  # pragma: no cover - built by setup.py (optional): the Python paths remain
+    _CScanner = None  # type: ignore[assignment,misc]
 
 log = logging.getLogger(__name__)
 
@@ -161,10 +168,12 @@ class ExabgpJsonParser:
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, log_interval_s: float = 60.0,
-                 known_prefix: Callable[[str], bool] | None = None, fast: bool = True) -> None:
+                 known_prefix: Callable[[str], bool] | None = None, fast: bool = True,
+                 native: bool = True) -> None:
         """``known_prefix`` (e.g. ``rib.lpm.knows``) says a string is a canonical prefix already
         validated: re-announcements of known prefixes then skip parsing the prefix again.
-        ``fast=False`` parses every line by the reference path only (tests compare the two)."""
+        ``fast=False`` parses every line by the reference path only, ``native=False`` skips the C
+        scanner (tests compare the three paths)."""
         self.fast = fast
         self.counters: Counter[str] = Counter()
         self._clock = clock
@@ -180,6 +189,11 @@ class ExabgpJsonParser:
         # One str object per distinct next hop / peer shared by all Paths (a line's strings are
         # new objects each time: a full table would hold a million copies).
         self._strings: dict[str, str] = {}
+        # The C scanner shares these caches (same keys as the Python fast path: one Path per set).
+        self._scan: Callable[[str | bytes], list[Event] | None] | None = None
+        if fast and native and _CScanner is not None:
+            self._scan = _CScanner(RouteUpdate, Path, _Attributes, self._attribute_cache, self._path_cache,
+                                   self._strings, known_prefix, split_canonical, _MAX_CACHED).scan
 
     def _bad(self, reason: str, detail: str) -> None:
         self.counters[reason] += 1
@@ -188,6 +202,13 @@ class ExabgpJsonParser:
     def parse_line(self, line: str | bytes) -> list[Event]:
         """Events of one line (possibly none). Never raises."""
         self.counters["lines"] += 1
+        if self._scan is not None:
+            try:
+                updates = self._scan(line)
+            except Exception:  # e.g. known_prefix raised: the Python paths decide
+                updates = None
+            if updates is not None:
+                return updates
         text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
         if self.fast:
             try:
