@@ -64,6 +64,12 @@ except ImportError:  # pragma: no cover - built by setup.py (optional): the Pyth
 
 log = logging.getLogger(__name__)
 
+
+def c_scanner_available() -> bool:
+    """True when the C scanner (collector/_exabgp_fast.c) was built."""
+    return _CScanner is not None
+
+
 # The families topfib keeps; others (flow, vpn, evpn…) are counted and skipped.
 FAMILIES: dict[str, int] = {"ipv4 unicast": IPV4, "ipv6 unicast": IPV6}
 SESSION_STATES = frozenset({"connected", "up", "down"})

@@ -1,8 +1,11 @@
-"""The parser's fast path (orjson + a narrow walk) against its reference path (json + every check).
+"""The parser's fast paths (the C scanner; orjson + a narrow walk) against its reference path
+(json + every check).
 
-Every line is parsed by two parsers, one with ``fast=False``: the events, their parsed-prefix keys
-and the problem counters must be the same, on the recorded golden lines, on generated well-formed
-ExaBGP 4/5 updates, and on mutated lines (what the fast path refuses, the reference path reports).
+Every line is parsed by three parsers: the default one (C scanner first, when built), one with
+``native=False`` (Python fast path first) and one with ``fast=False`` (reference path only): the
+events, their parsed-prefix keys and the problem counters must be the same, on the recorded golden
+lines, on generated well-formed ExaBGP 4/5 updates, and on mutated lines (what a fast path refuses,
+the reference path reports). Mutations aimed at the C scanner: tests/unit/test_exabgp_json_c.py.
 """
 
 from __future__ import annotations
@@ -27,18 +30,25 @@ GOLDEN_LINES = GOLDEN.read_text(encoding="utf-8").splitlines()
 
 
 def both(lines: list[str] | list[bytes], known: bool = False) -> tuple[ExabgpJsonParser, ExabgpJsonParser]:
-    """Parse ``lines`` with a fast and a reference parser and check they agree line by line."""
-    ribs = (Rib(), Rib())
-    fast = ExabgpJsonParser(known_prefix=ribs[0].lpm.knows if known else None)
-    reference = ExabgpJsonParser(known_prefix=ribs[1].lpm.knows if known else None, fast=False)
+    """Parse ``lines`` with the C-first, the Python-fast-first and the reference parser and check
+    they agree line by line; (C-first parser, reference parser)."""
+    ribs = (Rib(), Rib(), Rib())
+    native = ExabgpJsonParser(known_prefix=ribs[0].lpm.knows if known else None)
+    python = ExabgpJsonParser(known_prefix=ribs[1].lpm.knows if known else None, native=False)
+    reference = ExabgpJsonParser(known_prefix=ribs[2].lpm.knows if known else None, fast=False)
     for line in lines:
-        got, want = fast.parse_line(line), reference.parse_line(line)
+        got, fast, want = native.parse_line(line), python.parse_line(line), reference.parse_line(line)
         assert got == want, line
+        assert fast == want, line
         assert [parsed_key(e) for e in got] == [parsed_key(e) for e in want], line
-        assert fast.counters == reference.counters, line
-        if known:  # the RIB feeds the known-prefix shortcut: both must keep seeing the same table
-            assert ribs[0].apply_all(got) == ribs[1].apply_all(want)
-    return fast, reference
+        assert [parsed_key(e) for e in fast] == [parsed_key(e) for e in want], line
+        assert native.counters == reference.counters, line
+        assert python.counters == reference.counters, line
+        if known:  # the RIB feeds the known-prefix shortcut: all must keep seeing the same table
+            changes = ribs[2].apply_all(want)
+            assert ribs[0].apply_all(got) == changes
+            assert ribs[1].apply_all(fast) == changes
+    return native, reference
 
 
 def parsed_key(event: Event) -> tuple[int, int, int] | None:
@@ -50,10 +60,14 @@ def parsed_key(event: Event) -> tuple[int, int, int] | None:
 
 def test_golden_lines_agree_and_updates_take_the_fast_path() -> None:
     fast, _ = both(GOLDEN_LINES)
+    scanner = ExabgpJsonParser()._scan
     for line in GOLDEN_LINES:
         message = json.loads(line)
         is_update = message["type"] == "update" and "eor" not in message["neighbor"]["message"]
         assert (fast._fast_line(line) is not None) == is_update, line
+        if scanner is not None:  # the C scanner takes every update ExaBGP wrote, str or bytes
+            assert (scanner(line) is not None) == is_update, line
+            assert (scanner(line.encode() + b"\n") is not None) == is_update, line
     both([line.encode() + b"\n" for line in GOLDEN_LINES])
     both(GOLDEN_LINES * 2, known=True)
 
@@ -143,6 +157,11 @@ def update_lines(draw: st.DrawFn) -> str:
 def test_generated_updates_agree(lines: list[str], known: bool) -> None:
     fast, _ = both(lines, known=known)
     assert set(fast.counters) == {"lines"}  # well-formed: nothing for the reference path to report
+    scanner = ExabgpJsonParser()._scan
+    for line in lines:  # the C scanner takes them all, but AS path segments out of order
+        segments = json.loads(line)["neighbor"]["message"]["update"].get("attribute", {}).get("as-path")
+        in_order = not isinstance(segments, dict) or list(segments) == [str(i) for i in range(len(segments))]
+        assert scanner is None or (scanner(line) is not None) == in_order, line
 
 
 @settings(max_examples=300, deadline=None)
