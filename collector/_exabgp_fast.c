@@ -69,19 +69,17 @@ static inline int expect(Cur *c, char ch) {
 static int string(Cur *c, const char **s, Py_ssize_t *n) {
     ws(c);
     if (c->p >= c->end || *c->p != '"') return NO;
-    const char *start = ++c->p;
-    while (c->p < c->end) {
-        unsigned char ch = (unsigned char)*c->p;
-        if (ch == '"') {
-            *s = start;
-            *n = c->p - start;
-            c->p++;
-            return OK;
-        }
-        if (ch < 0x20 || ch == '\\' || ch >= 0x80) return NO;
-        c->p++;
+    const char *start = c->p + 1;
+    const char *quote = memchr(start, '"', (size_t)(c->end - start));
+    if (!quote) return NO;
+    for (const char *p = start; p < quote; p++) {
+        unsigned char ch = (unsigned char)*p;
+        if (ch < 0x20 || ch == '\\' || ch >= 0x80) return NO; /* an escaped quote ends here too */
     }
-    return NO;
+    *s = start;
+    *n = quote - start;
+    c->p = quote + 1;
+    return OK;
 }
 
 static int literal(Cur *c, const char *word, size_t len) {
@@ -628,9 +626,10 @@ static int as_path_segments(Cur *c, uint32_t *asns, int *count) {
     Py_ssize_t len;
     int segments = 0, r;
     while ((r = member(c, &segments, &key, &len)) == OK) {
-        char expected[16];
-        int expected_len = snprintf(expected, sizeof expected, "%d", segments - 1);
-        if (len != expected_len || memcmp(key, expected, (size_t)len) != 0 || !expect(c, '{')) return NO;
+        /* the key must be the segment's position, in decimal without leading zero */
+        int index = len >= 1 && len <= 4 && (len == 1 || key[0] != '0') ? 0 : -1;
+        for (Py_ssize_t i = 0; index >= 0 && i < len; i++) index = is_digit(key[i]) ? index * 10 + (key[i] - '0') : -1;
+        if (index != segments - 1 || !expect(c, '{')) return NO;
         const char *name;
         Py_ssize_t name_len;
         int fields = 0, is_set = -1, first = *count, have_value = 0;
@@ -839,9 +838,12 @@ static PyObject *path_of(Scanner *self, PyObject *parsed, PyObject *hop, PyObjec
     Py_DECREF(key);
     if (path || PyErr_Occurred()) return Py_XNewRef(path);
     if (PyDict_GET_SIZE(self->strings) >= self->max_cached) PyDict_Clear(self->strings);
-    PyObject *shared_hop = PyDict_SetDefault(self->strings, hop, hop); /* borrowed */
-    PyObject *shared_peer = shared_hop ? PyDict_SetDefault(self->strings, peer, peer) : NULL;
-    if (!shared_peer) return NULL;
+    PyObject *shared_hop = Py_XNewRef(PyDict_SetDefault(self->strings, hop, hop));
+    PyObject *shared_peer = shared_hop ? Py_XNewRef(PyDict_SetDefault(self->strings, peer, peer)) : NULL;
+    if (!shared_peer) {
+        Py_XDECREF(shared_hop);
+        return NULL;
+    }
     PyObject *values[PATH_FIELDS] = {
         shared_hop,
         PyTuple_GET_ITEM(parsed, 1 + A_AS_PATH),
@@ -854,13 +856,14 @@ static PyObject *path_of(Scanner *self, PyObject *parsed, PyObject *hop, PyObjec
         path_id,
     };
     key = PyTuple_Pack(4, serial, shared_hop, shared_peer, path_id);
-    if (!key) return NULL;
-    path = new_slotted(self->path_type, self->path_offsets, values, PATH_FIELDS);
+    path = key ? new_slotted(self->path_type, self->path_offsets, values, PATH_FIELDS) : NULL;
     if (path) {
         if (PyDict_GET_SIZE(self->path_cache) >= self->max_cached) PyDict_Clear(self->path_cache);
         if (PyDict_SetItem(self->path_cache, key, path) < 0) Py_CLEAR(path);
     }
-    Py_DECREF(key);
+    Py_XDECREF(key);
+    Py_DECREF(shared_hop);
+    Py_DECREF(shared_peer);
     return path;
 }
 
@@ -970,7 +973,8 @@ static int field_offsets(PyTypeObject *type, const char *const *names, int count
     for (int i = 0; i < count; i++) {
         PyObject *descriptor = PyObject_GetAttrString((PyObject *)type, names[i]);
         if (!descriptor) return -1;
-        int ok = Py_IS_TYPE(descriptor, &PyMemberDescr_Type);
+        int ok = Py_IS_TYPE(descriptor, &PyMemberDescr_Type) &&
+                 PyType_IsSubtype(type, ((PyMemberDescrObject *)descriptor)->d_common.d_type);
         if (ok) {
             PyMemberDef *member = ((PyMemberDescrObject *)descriptor)->d_member;
             ok = member->type == T_OBJECT_EX && !(member->flags & READONLY);

@@ -247,6 +247,22 @@ def test_what_the_scanner_leaves_to_python(line: str) -> None:
     both([line.encode("utf-8", "surrogatepass")])
 
 
+def test_as_path_segments_in_order_are_taken() -> None:
+    scanner = ExabgpJsonParser()._scan
+    assert scanner is not None
+    segments = {str(i): {"element": "as-set" if i % 3 else "as-sequence", "value": [i + 9, i, 70000 + i]}
+                for i in range(12)}
+    one_segment = '{"0": {"element": "as-sequence", "value": [64500, 64501]}}'
+    line = UPDATES[0].replace(one_segment, json.dumps(segments))
+    assert scanner(line) is not None
+    both([line])
+    for keys in (["00"], ["0", "2"], ["1"], ["0", "01"], ["-0"], ["0 "]):
+        odd = {key: {"element": "as-sequence", "value": [1]} for key in keys}
+        line = UPDATES[0].replace(one_segment, json.dumps(odd))
+        assert scanner(line) is None, keys
+        both([line])
+
+
 def test_scanner_answers_none_for_non_lines() -> None:
     scanner = ExabgpJsonParser()._scan
     assert scanner is not None
