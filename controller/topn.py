@@ -27,12 +27,13 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import numpy.typing as npt
 
+from controller import topn_runs
+from controller.candidate_stream import CandidateStream
 from controller.fib_draft import FibDraft
-from controller.selection_types import TABLE_IPV4, TABLE_IPV4_24, TABLE_IPV6, SelectionPolicy, new_route
+from controller.selection_types import SelectionPolicy, new_route
+from controller.topn_runs import run_end, take_run
 
 FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
-BoolArray = npt.NDArray[np.bool_]
 
 # heap entry: (-key, 0 for an incumbent / 1 for a challenger, prefix order, prefix, is the key
 # already per slot (a unit's density) rather than the candidate's own)
@@ -61,95 +62,6 @@ def _samples(names: list[str], evidence: Mapping[str, float] | None) -> FloatArr
     if len(evidence) == len(names) and list(evidence) == names:
         return np.fromiter(evidence.values(), np.float64, len(names))
     return np.array([evidence.get(p, 0.0) for p in names], np.float64)
-
-
-def _table_ids(entries: list[str], indices: list[int], tables: list[str]) -> IntArray:
-    """Index into ``tables`` of the table of each ``entries[i]``: :meth:`SelectionPolicy.table_of`
-    in one pass (each name is a cache miss: looked at once)."""
-    v4, v6 = tables.index(TABLE_IPV4), tables.index(TABLE_IPV6)
-    names = map(entries.__getitem__, indices)
-    if TABLE_IPV4_24 in tables:
-        v24 = tables.index(TABLE_IPV4_24)
-        ids = [v6 if ":" in p else v24 if p.endswith("/24") else v4 for p in names]
-    else:
-        ids = [v6 if ":" in p else v4 for p in names]
-    return np.array(ids, np.int64)
-
-
-class _Stream:
-    """Candidate indices by descending key, sorted a chunk at a time; full tables drop out.
-
-    A candidate's table is only worked out (a look at its name) when a table fills and the rest
-    of the stream must be filtered: touching 200k scattered strings is the costliest thing a
-    selection can do, so it is done at most once per filling table, on what is left.
-    """
-
-    def __init__(
-        self,
-        keys: FloatArray,
-        raw: FloatArray,
-        candidates: IntArray,
-        entries: list[str],
-        policy: SelectionPolicy,
-        chunk: int,
-    ) -> None:
-        self.keys = keys
-        self.raw = raw  # each entry's own score, for its route
-        self.entries = entries
-        self.policy = policy
-        self.tables = list(policy.caps())
-        self.table_ids = np.full(len(keys), -1, np.int64)  # per entry; -1: not worked out yet
-        self.remaining = candidates
-        self.chunk = max(chunk, 256)
-        self.order: list[int] = []
-        self.values: list[float] = []
-        self.raws: list[float] = []
-        self.position = 0
-
-    def _refill(self) -> None:
-        rest = self.remaining
-        rest_keys = self.keys[rest]
-        if len(rest) > self.chunk:
-            kth = len(rest) - self.chunk
-            threshold = np.partition(rest_keys, kth)[kth]
-            upper = rest_keys >= threshold  # all ties with the threshold: no tie spans two chunks
-            taken, taken_keys, self.remaining = rest[upper], rest_keys[upper], rest[~upper]
-        else:
-            taken, taken_keys, self.remaining = rest, rest_keys, rest[:0]
-        ordering = np.argsort(-taken_keys)
-        self.order = taken[ordering].tolist()
-        self.values = taken_keys[ordering].tolist()
-        self.raws = self.raw[taken[ordering]].tolist()
-        self.position = 0
-        self.chunk *= 2  # a long tail is sorted in few pieces
-
-    def head(self) -> float | None:
-        if self.position == len(self.order):
-            if not len(self.remaining):
-                return None
-            self._refill()
-        return self.values[self.position]
-
-    def take(self) -> int:
-        self.position += 1
-        return self.order[self.position - 1]
-
-    def _ids(self, indices: IntArray) -> IntArray:
-        unknown = indices[self.table_ids[indices] < 0]
-        if len(unknown):
-            self.table_ids[unknown] = _table_ids(self.entries, unknown.tolist(), self.tables)
-        return self.table_ids[indices]
-
-    def keep_tables(self, full_tables: set[str]) -> None:
-        """Drop the candidates of ``full_tables``."""
-        open_tables = np.array([t not in full_tables for t in self.tables], np.bool_)
-        rest = np.array(self.order[self.position :], np.int64)
-        kept = rest[open_tables[self._ids(rest)]]
-        self.order = kept.tolist()
-        self.values = self.keys[kept].tolist()
-        self.raws = self.raw[kept].tolist()
-        self.position = 0
-        self.remaining = self.remaining[open_tables[self._ids(self.remaining)]]
 
 
 def fill_topn(fib: FibDraft, evidence: Mapping[str, float] | None) -> None:
@@ -186,7 +98,7 @@ def _fill(fib: FibDraft, keys: FloatArray, raw: FloatArray, entries: list[str], 
     if not len(candidates) or fib.all_full():
         return
     free = max(fib.caps[t] - fib.usage[t] for t in fib.caps if t not in fib.full_tables)
-    stream = _Stream(keys, raw, candidates, entries, fib.policy, 2 * free + 64)
+    stream = CandidateStream(keys, raw, candidates, entries, fib.policy, 2 * free + 64, fib.cache.name_kinds)
     if fib.full_tables:
         stream.keep_tables(fib.full_tables)
     _greedy(fib, stream, entries, challengers)
@@ -194,7 +106,7 @@ def _fill(fib: FibDraft, keys: FloatArray, raw: FloatArray, entries: list[str], 
 
 def _greedy(
     fib: FibDraft,
-    stream: _Stream,
+    stream: CandidateStream,
     entries: list[str],
     challengers: int,
 ) -> None:
@@ -213,6 +125,8 @@ def _greedy(
         return stream.order, stream.values, stream.raws, stream.position
 
     order, values, raws, position = sync()
+    run_min, run_start = topn_runs.RUN_MIN, topn_runs.RUN_START  # module attributes: tests turn the lane off
+    run_limit = run_start
     while len(full_tables) < table_count:
         if position == len(order):
             stream.position = position
@@ -238,6 +152,20 @@ def _greedy(
             order, values, raws, position = sync()
             continue
         else:
+            if position >= stream.run_from:  # the fast lane, when a run is long enough
+                stream.position = position
+                end = run_end(stream, -heap[0][0] if heap else None, run_limit)
+                if end - position < run_min:
+                    stream.run_from = end  # no run starts before: ties, the heap or the chunk's end
+                else:
+                    full_before = len(full_tables)
+                    taken = take_run(fib, stream, end, challengers)
+                    run_limit = min(max(run_start, 2 * taken), 2048)
+                    if taken:
+                        if len(full_tables) != full_before:
+                            stream.keep_tables(full_tables)
+                        order, values, raws, position = sync()
+                        continue
             index, raw = order[position], raws[position]
             position += 1
             key, prefix, is_incumbent = head, entries[index], index >= challengers
@@ -280,7 +208,7 @@ def _greedy(
 
 
 def _push_tied(
-    stream: _Stream,
+    stream: CandidateStream,
     head: float,
     entries: list[str],
     challengers: int,

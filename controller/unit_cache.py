@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from collector.fastprefix import format_network, split_prefix
 from collector.prefixes import PrefixError
 from controller.closure import prefix_sort_key, unit_of
+from controller.name_kinds import NameKinds
 from controller.selection_types import RibView
 
 # More changes than this in one go (a session reset): dropping everything is cheaper than
@@ -44,6 +45,8 @@ class UnitCache:
         self._root_lengths: dict[int, set[int]] = {4: set(), 6: set()}
         # prefix → prefix_sort_key: ties are ordered by it, and a Zipf tail ties by the thousand
         self._sort_keys: dict[str, tuple[int, int, int]] = {}
+        # the FIB table kind of each scored name, by identity (does not depend on the RIB)
+        self.name_kinds = NameKinds()
 
     def __len__(self) -> int:
         return len(self._next_hops)
@@ -105,6 +108,13 @@ class UnitCache:
             self._root_lengths[6 if ":" in root else 4].add(int(root.rpartition("/")[2]))
         entry = self._entries[root] = (next_hop, unit)
         return entry
+
+    def entries(self, roots: list[str]) -> list[tuple[str | None, Unit | None]]:
+        """:meth:`entry` of each of ``roots``: one C-level pass when they are all cached."""
+        found = list(map(self._entries.get, roots))
+        for index in [i for i, entry in enumerate(found) if entry is None]:
+            found[index] = self.entry(roots[index])
+        return found  # type: ignore[return-value]  # no None left
 
     def forget(self, changed: Iterable[str]) -> None:
         """The RIB changed at these prefixes: drop what depended on them."""

@@ -1,0 +1,116 @@
+"""TopN's candidates by descending contest key, sorted a chunk at a time; full tables drop out.
+
+Entries are indices into the names :mod:`controller.topn` contests (challengers, then incumbents).
+A candidate's table is only worked out (a look at its name) when it is needed: touching 200k
+scattered strings is the costliest thing a selection can do, so it is done at most once per name,
+and in name order, which walks memory the way the strings were made.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from controller.name_kinds import NameKinds, table_of_kind
+from controller.selection_types import TABLE_IPV4, TABLE_IPV4_24, TABLE_IPV6, SelectionPolicy
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+# More unknown tables than this at once: work out every entry's, through the remembered kinds.
+ALL_TABLES_ABOVE = 4096
+
+
+def table_ids(entries: list[str], indices: list[int], tables: list[str]) -> IntArray:
+    """Index into ``tables`` of the table of each ``entries[i]``: :meth:`SelectionPolicy.table_of`
+    in one pass (each name is a cache miss: looked at once)."""
+    v4, v6 = tables.index(TABLE_IPV4), tables.index(TABLE_IPV6)
+    names = map(entries.__getitem__, indices)
+    if TABLE_IPV4_24 in tables:
+        v24 = tables.index(TABLE_IPV4_24)
+        ids = [v6 if ":" in p else v24 if p.endswith("/24") else v4 for p in names]
+    else:
+        ids = [v6 if ":" in p else v4 for p in names]
+    return np.array(ids, np.int64)
+
+
+class CandidateStream:
+    """Candidate indices by descending key. The current chunk is ``order``/``values``/``raws``
+    (lists, for the greedy's one-by-one loop) and ``order_array``/``values_array`` (numpy, for
+    :mod:`controller.topn_runs`); ``position`` is the next one to take."""
+
+    def __init__(
+        self,
+        keys: FloatArray,
+        raw: FloatArray,
+        candidates: IntArray,
+        entries: list[str],
+        policy: SelectionPolicy,
+        chunk: int,
+        kinds: NameKinds,
+    ) -> None:
+        self.keys = keys
+        self.raw = raw  # each entry's own score, for its route
+        self.entries = entries
+        self.tables = list(policy.caps())
+        self.table_id = np.full(len(keys), -1, np.int64)  # per entry; -1: not worked out yet
+        self.kinds = kinds
+        self.remaining = candidates
+        self.chunk = max(chunk, 256)
+        self._set_chunk(candidates[:0])
+
+    def _set_chunk(self, order: IntArray) -> None:
+        values = self.keys[order]
+        self.order_array, self.values_array = order, values
+        self.order: list[int] = order.tolist()
+        self.values: list[float] = values.tolist()
+        self.raws: list[float] = self.raw[order].tolist()
+        # i where values[i] == values[i + 1]: where a run of distinct keys ends
+        self.tie_starts = np.flatnonzero(values[1:] == values[:-1])
+        self.position = 0
+        self.run_from = 0  # the greedy tries the fast lane from this position on
+
+    def _refill(self) -> None:
+        rest = self.remaining
+        rest_keys = self.keys[rest]
+        if len(rest) > self.chunk:
+            kth = len(rest) - self.chunk
+            threshold = np.partition(rest_keys, kth)[kth]
+            upper = rest_keys >= threshold  # all ties with the threshold: no tie spans two chunks
+            taken, taken_keys, self.remaining = rest[upper], rest_keys[upper], rest[~upper]
+        else:
+            taken, taken_keys, self.remaining = rest, rest_keys, rest[:0]
+        self._set_chunk(taken[np.argsort(-taken_keys)])  # ties: the heap orders them
+        self.chunk *= 2  # a long tail is sorted in few pieces
+
+    def head(self) -> float | None:
+        if self.position == len(self.order):
+            if not len(self.remaining):
+                return None
+            self._refill()
+        return self.values[self.position]
+
+    def take(self) -> int:
+        self.position += 1
+        return self.order[self.position - 1]
+
+    def ids(self, indices: IntArray) -> IntArray:
+        """Table index (into ``tables``) of each entry in ``indices``."""
+        known = self.table_id[indices]
+        unknown = indices[known < 0]
+        if len(unknown) > ALL_TABLES_ABOVE:  # a table filled: the rest of the names, at once
+            self.table_id = table_of_kind(self.tables)[self.kinds.kinds(self.entries)]
+            known = self.table_id[indices]
+        elif len(unknown):
+            unknown = np.sort(unknown)  # name order: memory order, far fewer cache misses
+            self.table_id[unknown] = table_ids(self.entries, unknown.tolist(), self.tables)
+            known = self.table_id[indices]
+        return known
+
+    def keep_tables(self, full_tables: set[str]) -> None:
+        """Drop the candidates of ``full_tables``."""
+        open_tables = np.array([t not in full_tables for t in self.tables], np.bool_)
+        rest = self.order_array[self.position :]
+        # the unsorted rest first: the bulk of the names, and in name order already
+        self.remaining = self.remaining[open_tables[self.ids(self.remaining)]]
+        self._set_chunk(rest[open_tables[self.ids(rest)]])

@@ -1,0 +1,95 @@
+"""Which FIB table each scored name belongs in, remembered across selections by object identity.
+
+When a table fills, selection must sort the rest of 200k scored names by table, and reading
+200k scattered strings (``":" in p``) is the costliest thing a selection does. The names of one
+loop are mostly the very string objects of the last one (the collector keeps its prefix names),
+so their kinds are remembered by ``id``: a name whose id was seen last call, while that call's
+list kept the object alive, is that same object, so it has the same kind. Only the new ones are
+read.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import platform
+
+import numpy as np
+import numpy.typing as npt
+
+from controller.selection_types import TABLE_IPV4, TABLE_IPV4_24, TABLE_IPV6
+
+KindArray = npt.NDArray[np.int8]
+IdArray = npt.NDArray[np.uint64]
+
+# kinds: what :meth:`SelectionPolicy.table_of` looks at in a name
+KIND_IPV4, KIND_IPV4_24, KIND_IPV6 = 0, 1, 2
+
+
+def kind_of(name: str) -> int:
+    return KIND_IPV6 if ":" in name else KIND_IPV4_24 if name.endswith("/24") else KIND_IPV4
+
+
+def table_of_kind(tables: list[str]) -> npt.NDArray[np.int64]:
+    """Index into ``tables`` per kind (a /24 goes to the ipv4 table when there is no /24 table)."""
+    v4 = tables.index(TABLE_IPV4)
+    v24 = tables.index(TABLE_IPV4_24) if TABLE_IPV4_24 in tables else v4
+    return np.array([v4, v24, tables.index(TABLE_IPV6)], np.int64)
+
+
+def _list_items(names: list[str]) -> IdArray:
+    """The list's item pointers, read from CPython's list object (``PyObject **ob_item`` follows
+    the variable-size object header) without touching the items: handing each item to Python
+    code increments its reference count, a cache miss per scattered string."""
+    items = ctypes.c_void_p.from_address(id(names) + _OB_ITEM_OFFSET).value
+    if not names or items is None:
+        return np.empty(0, np.uint64)
+    pointers = memoryview((ctypes.c_uint64 * len(names)).from_address(items))
+    return np.frombuffer(pointers, np.uint64).copy()
+
+
+def _mapped_ids(names: list[str]) -> IdArray:
+    return np.fromiter(map(id, names), np.uint64, len(names))
+
+
+_OB_ITEM_OFFSET = 3 * ctypes.sizeof(ctypes.c_void_p)  # refcount, type, size
+_PROBE = ["10.0.0.0/8", "2001:db8::/32", "192.0.2.0/24"]
+# the layout read is CPython's; anything else (or a layout that changed) takes the slow road
+_READS_LISTS = platform.python_implementation() == "CPython" and _list_items(_PROBE).tolist() == [
+    id(p) for p in _PROBE
+]
+addresses = _list_items if _READS_LISTS else _mapped_ids
+
+
+class NameKinds:
+    """Kind (``KIND_*``) of each name of a list, remembered from the previous list."""
+
+    def __init__(self) -> None:
+        # the last list: holding it keeps its objects alive, which is what makes an id a name
+        self._names: list[str] = []
+        self._ids: IdArray = np.empty(0, np.uint64)  # in list order
+        self._kinds: KindArray = np.empty(0, np.int8)
+        self._sorted: tuple[IdArray, KindArray] | None = None  # by id, built when first needed
+
+    def kinds(self, names: list[str]) -> KindArray:
+        """Kind of each of ``names``; the caller must not change the list afterwards."""
+        ids = addresses(names)
+        if np.array_equal(ids, self._ids):  # the same objects in the same order
+            kinds = self._kinds
+        else:
+            kinds = np.full(len(names), -1, np.int8)
+            if len(self._ids):
+                known_ids, known_kinds = self._by_id()
+                at = np.minimum(np.searchsorted(known_ids, ids), len(known_ids) - 1)
+                seen = known_ids[at] == ids
+                kinds[seen] = known_kinds[at[seen]]
+            new = np.flatnonzero(kinds < 0)
+            kinds[new] = [kind_of(names[i]) for i in new.tolist()]
+            self._sorted = None
+        self._names, self._ids, self._kinds = names, ids, kinds
+        return kinds
+
+    def _by_id(self) -> tuple[IdArray, KindArray]:
+        if self._sorted is None:
+            order = np.argsort(self._ids)
+            self._sorted = self._ids[order], self._kinds[order]
+        return self._sorted

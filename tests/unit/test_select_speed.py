@@ -1,0 +1,185 @@
+"""TopN's fast lane (:mod:`controller.topn_runs`) gives the very selection the one-by-one greedy gives.
+
+Each case runs selection twice, the lane off and the lane taking every run it can (runs of one,
+look-ahead from one candidate), and compares the whole :class:`Selection`: routes with their
+scores, ``since`` and reasons, route order, answers, usage.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from collector.paths import Path
+from controller import topn, topn_runs
+from controller.select import OnDemandRequest, Selection, SelectionPolicy, UnitCache, select
+from controller.static_rib import StaticRib
+
+HOPS = ["192.0.2.1", "192.0.2.2", "192.0.2.3"]
+V6_HOPS = ["2001:db8::1", "2001:db8::2"]
+
+
+@contextmanager
+def lane(run_min: int, run_start: int) -> Iterator[None]:
+    saved = topn_runs.RUN_MIN, topn_runs.RUN_START
+    topn_runs.RUN_MIN, topn_runs.RUN_START = run_min, run_start
+    try:
+        yield
+    finally:
+        topn_runs.RUN_MIN, topn_runs.RUN_START = saved
+
+
+def one_by_one(**arguments: object) -> Selection:
+    with lane(10**9, 64):
+        return select(**arguments)  # type: ignore[arg-type]
+
+
+def eager(**arguments: object) -> Selection:
+    with lane(1, 1):
+        return select(**arguments)  # type: ignore[arg-type]
+
+
+def assert_same(fast: Selection, slow: Selection) -> None:
+    assert list(fast.routes.items()) == list(slow.routes.items())
+    assert fast.requests == slow.requests
+    assert fast.pins == slow.pins
+    assert fast.usage == slow.usage
+
+
+@dataclass
+class Case:
+    rib: StaticRib
+    prefixes: list[str]
+    before: dict[str, float]
+    after: dict[str, float]
+    evidence: dict[str, float] | None
+    requests: list[OnDemandRequest]
+    pins: list[str]
+    policy: SelectionPolicy
+    now: float
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> Case:
+    """Nested prefixes, mostly of one exit (units of one) with some of another (bigger units);
+    scores on a coarse grid (ties) or not; some prefixes without a path or a score."""
+    v4 = {
+        str(ipaddress.IPv4Network(((10 << 24) | draw(st.integers(0, 2**14 - 1)) << 6, length), strict=False))
+        for length in draw(
+            st.lists(st.sampled_from([16, 18, 20, 22, 24, 24, 24, 26]), min_size=1, max_size=90)
+        )
+    }
+    v6 = {f"2001:db8:{draw(st.integers(0, 40)):x}::/48" for _ in range(draw(st.integers(0, 12)))}
+    prefixes = sorted(v4 | v6)
+    odd_one = draw(st.sampled_from([0.0, 0.1, 0.4]))  # share of prefixes on another exit
+    routes = {}
+    for prefix in prefixes:
+        if draw(st.integers(0, 14)) == 0:
+            continue  # scored or asked for, no path
+        hops = V6_HOPS if ":" in prefix else HOPS
+        hop = hops[1] if draw(st.floats(0, 1)) < odd_one else hops[0]
+        routes[prefix] = [Path(next_hop=hop, peer=hop)]
+    grid = draw(st.booleans())
+
+    def score() -> float:
+        return float(draw(st.integers(0, 6))) if grid else draw(st.floats(0, 100, allow_nan=False))
+
+    before = {p: score() for p in prefixes if draw(st.integers(0, 3))}
+    after = {p: score() for p in prefixes if draw(st.integers(0, 3))}
+    evidence = (
+        {p: float(draw(st.sampled_from([1, 4, 30, 100, 1e4]))) for p in after}
+        if draw(st.booleans())
+        else None
+    )
+    requests = [
+        OnDemandRequest(
+            ip=str(ipaddress.ip_network(draw(st.sampled_from(prefixes))).network_address),
+            expires_at=100.0,
+            created_at=float(i),
+            request_id=str(i),
+        )
+        for i in range(draw(st.integers(0, 3)))
+    ]
+    pins = draw(st.lists(st.sampled_from(prefixes), max_size=3))
+    policy = SelectionPolicy(
+        cap_ipv4=draw(st.integers(1, 40)),
+        cap_ipv6=draw(st.integers(1, 8)),
+        cap_ipv4_24=draw(st.sampled_from([0, 0, 5])),
+        margin=draw(st.sampled_from([0.0, 0.2])),
+        min_dwell_s=draw(st.sampled_from([0.0, 10.0])),
+    )
+    return Case(
+        StaticRib(routes),
+        prefixes,
+        before,
+        after,
+        evidence,
+        requests,
+        pins,
+        policy,
+        draw(st.sampled_from([5.0, 20.0])),
+    )
+
+
+@given(cases())
+@settings(max_examples=200, deadline=None)
+def test_the_fast_lane_selects_what_the_one_by_one_greedy_selects(case: Case) -> None:
+    common = {"rib": case.rib, "policy": case.policy, "requests": case.requests, "pins": case.pins}
+    first = one_by_one(scores=case.before, now=0.0, **common)
+    assert_same(eager(scores=case.before, now=0.0, **common), first)
+    later = {
+        "scores": case.after,
+        "now": case.now,
+        "incumbents": first.routes,
+        "evidence": case.evidence,
+        **common,
+    }
+    assert_same(eager(**later), one_by_one(**later))
+
+
+def _random_table(rng: np.random.Generator, count: int) -> tuple[StaticRib, list[str]]:
+    """``count`` IPv4 prefixes in a /8, lengths 16-24 so that many nest; 3 % on another exit."""
+    routes = {}
+    for network, length in zip(
+        rng.integers(0, 2**24, count).tolist(), rng.choice([16, 20, 22, 23, 24], count).tolist(), strict=True
+    ):
+        prefix = str(ipaddress.IPv4Network(((10 << 24) | network, int(length)), strict=False))
+        hop = HOPS[1] if rng.random() < 0.03 else HOPS[0]
+        routes[prefix] = [Path(next_hop=hop, peer=hop)]
+    return StaticRib(routes), sorted(routes)
+
+
+@pytest.mark.parametrize("cap", [50, 700, 3000])
+def test_the_fast_lane_takes_long_runs_on_a_big_table_and_agrees(
+    cap: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(cap)
+    rib, prefixes = _random_table(rng, 6000)
+    scores = {p: float(v) for p, v in zip(prefixes, rng.pareto(1.0, len(prefixes)) * 100, strict=True)}
+    moved = {
+        p: s * float(j) for (p, s), j in zip(scores.items(), rng.uniform(0.9, 1.1, len(scores)), strict=True)
+    }
+    taken = []
+
+    def counted(*arguments: object) -> int:
+        count = topn_runs.take_run(*arguments)  # type: ignore[arg-type]
+        taken.append(count)
+        return count
+
+    monkeypatch.setattr(topn, "take_run", counted)
+    policy = SelectionPolicy(cap_ipv4=cap, cap_ipv6=10, margin=0.2, min_dwell_s=300.0)
+    cache = UnitCache()
+    first = select(scores=scores, rib=rib, policy=policy, now=0.0, cache=cache)
+    assert_same(first, one_by_one(scores=scores, rib=rib, policy=policy, now=0.0))
+    steady = {"scores": moved, "rib": rib, "policy": policy, "now": 400.0, "incumbents": first.routes}
+    assert_same(select(cache=cache, **steady), one_by_one(**steady))  # type: ignore[arg-type]
+    assert sum(taken) > cap  # the lane did most of the work
+    if cap >= 700:  # and units of several slots were in play (at 50 their density loses)
+        assert any(route.reason == "dependency" for route in first.routes.values())
