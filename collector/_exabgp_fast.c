@@ -47,7 +47,7 @@ typedef struct {
     const char *end;
 } Span;
 
-#define SAME(ptr, len, literal) ((len) == (Py_ssize_t)sizeof(literal) - 1 && memcmp((ptr), (literal), (len)) == 0)
+#define SAME(ptr, len, literal) ((len) == (Py_ssize_t)sizeof(literal) - 1 && memcmp((ptr), (literal), (size_t)(len)) == 0)
 
 static inline int is_digit(char ch) { return ch >= '0' && ch <= '9'; }
 
