@@ -51,6 +51,8 @@ class CollectorConfig(_Strict):
     receive_buffer_bytes: int = Field(32 * 1024 * 1024, gt=0)
     fast_half_life_s: float = Field(30.0, gt=0)
     slow_half_life_s: float = Field(3600.0, gt=0)
+    # the fast rate counts for selection only through its 95 % lower bound, from this many samples
+    fast_min_samples: float = Field(4.0, ge=0)
 
     @field_validator("sflow_listen", "netflow_listen")
     @classmethod

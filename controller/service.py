@@ -97,8 +97,11 @@ class Service:
         netns = netns or config.exabgp.netns
         self.store = store or make_store(config.store.url)
         self.lock = threading.Lock()
-        self.rates = PrefixRates(config.collector.fast_half_life_s, config.collector.slow_half_life_s)
-        self.path_rates = PathRates(config.collector.fast_half_life_s, config.collector.slow_half_life_s)
+        collector = config.collector
+        self.rates = PrefixRates(
+            collector.fast_half_life_s, collector.slow_half_life_s, collector.fast_min_samples
+        )
+        self.path_rates = PathRates(collector.fast_half_life_s, collector.slow_half_life_s)
         self.controllers = {
             sw.name: SwitchController(
                 sw, config, self.rates, self.store, self.lock, self.runtime_dir, netns=netns,

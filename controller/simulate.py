@@ -3,9 +3,8 @@
 Simulated time runs in control-loop periods. In each period the traffic is sampled (sFlow-like:
 a sample budget per second, each sample standing for frame × sampling-rate bytes; or the flow
 samples of a capture, see :mod:`controller.capture_traffic`), fed to the
-collector's :class:`collector.accounting.PrefixRates` (through
-:class:`controller.guarded_scores.GuardedRates`, which admits the fast rate on evidence and
-gives the samples behind each score for selection), and judged against the FIB selected at
+collector's :class:`collector.accounting.PrefixRates` (set up as the service sets it up: the fast
+rate counts through its lower bound, from ``min_fast_samples``), and judged against the FIB selected at
 the *start* of the period — coverage is out-of-sample. At the end of the period selection runs again
 on the decayed scores, and :func:`controller.plan.plan` counts the announces and withdraws.
 
@@ -44,12 +43,11 @@ from collector.accounting import PrefixRates
 from collector.fastprefix import split_prefix
 from collector.lpm import LpmTable
 from collector.paths import Path
-from controller.guarded_scores import GuardedRates
 from controller.plan import plan
 from controller.select import SelectedRoute, SelectionPolicy, UnitCache, select
 from controller.selection_types import DEFAULT_EVIDENCE_MIN_SAMPLES, DEFAULT_EVIDENCE_Z
 from controller.static_rib import StaticRib
-from controller.zipf import FRAME_BYTES, ZipfTraffic, parse_zipf
+from controller.zipf import ZipfTraffic, parse_zipf
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -270,11 +268,7 @@ def simulate(
                 for run in runs:
                     if run.covered is not None:
                         run.covered_bytes += float(nbytes[run.covered[prefix_ids]].sum())
-        if isinstance(rates, GuardedRates):
-            scores = rates.scores(SWITCH, now)
-            samples = rates.evidence(SWITCH, now) if settings.use_evidence else {}
-        else:
-            scores, samples = rates.scores_and_evidence(SWITCH, now)
+        scores, samples = rates.scores_and_evidence(SWITCH, now)
         evidence = samples if settings.use_evidence else None
         for run in runs:
             selection = select(
@@ -311,13 +305,9 @@ def simulate(
     return results, window_bytes
 
 
-def _rates(settings: SimulationSettings) -> PrefixRates | GuardedRates:
-    if settings.min_fast_samples <= 0:
-        return PrefixRates(settings.fast_half_life_s, settings.slow_half_life_s)
-    smallest = float(FRAME_BYTES.min()) * settings.sampling_rate
-    return GuardedRates(
-        settings.fast_half_life_s, settings.slow_half_life_s, settings.min_fast_samples, smallest
-    )
+def _rates(settings: SimulationSettings) -> PrefixRates:
+    """The service's accounting, as its config would set it up."""
+    return PrefixRates(settings.fast_half_life_s, settings.slow_half_life_s, settings.min_fast_samples)
 
 
 def _oracle_covered(sim_rib: SimulationRib, window_bytes: FloatArray, policy: SelectionPolicy) -> BoolArray:
