@@ -12,13 +12,10 @@ import numpy as np
 import numpy.typing as npt
 
 from controller.name_kinds import NameKinds, table_of_kind
-from controller.selection_types import TABLE_IPV4, TABLE_IPV4_24, TABLE_IPV6, SelectionPolicy
+from controller.selection_types import TABLE_IPV4, TABLE_IPV4_24, TABLE_IPV6, SelectedRoute, SelectionPolicy
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
-
-# More unknown tables than this at once: work out every entry's, through the remembered kinds.
-ALL_TABLES_ABOVE = 4096
 
 
 def table_ids(entries: list[str], indices: list[int], tables: list[str]) -> IntArray:
@@ -47,15 +44,20 @@ class CandidateStream:
         entries: list[str],
         policy: SelectionPolicy,
         chunk: int,
-        kinds: NameKinds,
+        kinds: NameKinds | None,
     ) -> None:
+        """``kinds``: the selection's remembered name kinds, for the main contest (another list
+        through it would make it forget that one); None works tables out as they are needed."""
         self.keys = keys
         self.raw = raw  # each entry's own score, for its route
         self.entries = entries
         self.tables = list(policy.caps())
-        self.table_id = np.full(len(keys), -1, np.int64)  # per entry; -1: not worked out yet
-        self.kinds = kinds
+        if kinds is not None:  # all at once: the same names as last call cost next to nothing
+            self.table_id = table_of_kind(self.tables)[kinds.kinds(entries)]
+        else:
+            self.table_id = np.full(len(keys), -1, np.int64)  # per entry; -1: not worked out yet
         self.remaining = candidates
+        self.rival_routes: list[SelectedRoute] | None = None  # see controller.topn._fill
         self.chunk = max(chunk, 256)
         self._set_chunk(candidates[:0])
 
@@ -98,10 +100,7 @@ class CandidateStream:
         """Table index (into ``tables``) of each entry in ``indices``."""
         known = self.table_id[indices]
         unknown = indices[known < 0]
-        if len(unknown) > ALL_TABLES_ABOVE:  # a table filled: the rest of the names, at once
-            self.table_id = table_of_kind(self.tables)[self.kinds.kinds(self.entries)]
-            known = self.table_id[indices]
-        elif len(unknown):
+        if len(unknown):
             unknown = np.sort(unknown)  # name order: memory order, far fewer cache misses
             self.table_id[unknown] = table_ids(self.entries, unknown.tolist(), self.tables)
             known = self.table_id[indices]

@@ -93,3 +93,29 @@ class NameKinds:
             order = np.argsort(self._ids)
             self._sorted = self._ids[order], self._kinds[order]
         return self._sorted
+
+
+class NamePositions:
+    """Where names sit in a list, found by identity; the sort is kept for the same list again."""
+
+    def __init__(self) -> None:
+        self._names: list[str] = []  # held: its objects stay alive, so an id found is that name
+        self._ids: IdArray = np.empty(0, np.uint64)
+        self._order: npt.NDArray[np.int64] = np.empty(0, np.int64)
+
+    def positions(self, names: list[str], wanted: list[str]) -> npt.NDArray[np.int64]:
+        """Index in ``names`` of each of ``wanted`` that is one of its objects, else -1 (an equal
+        string that is another object is not found: the caller looks that one up by value)."""
+        ids = addresses(names)
+        if not np.array_equal(ids, self._ids):
+            self._order = np.argsort(ids)
+        self._names, self._ids = names, ids
+        found = np.full(len(wanted), -1, np.int64)
+        if not len(ids) or not wanted:
+            return found
+        sorted_ids = ids[self._order]
+        wanted_ids = addresses(wanted)
+        at = np.minimum(np.searchsorted(sorted_ids, wanted_ids), len(ids) - 1)
+        hit = sorted_ids[at] == wanted_ids
+        found[hit] = self._order[at[hit]]
+        return found

@@ -30,7 +30,8 @@ import numpy.typing as npt
 from controller import topn_runs
 from controller.candidate_stream import CandidateStream
 from controller.fib_draft import FibDraft
-from controller.selection_types import SelectionPolicy, new_route
+from controller.name_kinds import NameKinds
+from controller.selection_types import SelectedRoute, SelectionPolicy, new_route
 from controller.topn_runs import run_end, take_run
 
 FloatArray = npt.NDArray[np.float64]
@@ -64,6 +65,17 @@ def _samples(names: list[str], evidence: Mapping[str, float] | None) -> FloatArr
     return np.array([evidence.get(p, 0.0) for p in names], np.float64)
 
 
+def _per_rival(
+    per_name: FloatArray, at: npt.NDArray[np.int64], rivals: list[str], by_name: Mapping[str, float]
+) -> FloatArray:
+    """``by_name`` of each rival (0 where missing): ``per_name`` where the rival was found among
+    the names (``at`` ≥ 0), a look-up for the rest."""
+    values = per_name[np.maximum(at, 0)] if len(per_name) else np.zeros(len(at))
+    for i in np.flatnonzero(at < 0).tolist():
+        values[i] = by_name.get(rivals[i], 0.0)
+    return values
+
+
 def fill_topn(fib: FibDraft, evidence: Mapping[str, float] | None) -> None:
     """Fill ``fib``'s free room by contest key, incumbents protected by margin and evidence.
 
@@ -74,13 +86,26 @@ def fill_topn(fib: FibDraft, evidence: Mapping[str, float] | None) -> None:
     """
     names = list(fib.scores)
     raw = np.fromiter(fib.scores.values(), np.float64, len(names))
+    samples = _samples(names, evidence)
     # incumbents not placed yet get a second entry with the incumbent's key
-    rivals = [p for p in fib.incumbents if p not in fib.routes]
-    rival_raw = np.array([fib.scores.get(p, 0.0) for p in rivals], np.float64)
-    rival_samples = None if evidence is None else np.array([evidence.get(p, 0.0) for p in rivals])
-    challenger_keys = contest_keys(raw, _samples(names, evidence), False, fib.policy)
-    keys = np.concatenate((challenger_keys, contest_keys(rival_raw, rival_samples, True, fib.policy)))
-    _fill(fib, keys, np.concatenate((raw, rival_raw)), names + rivals, len(names))
+    incumbents, incumbent_routes = list(fib.incumbents), list(fib.incumbents.values())
+    where = fib.cache.name_positions.positions(names, incumbents)  # -1: not found by identity
+    rival = np.flatnonzero(~np.fromiter(map(fib.routes.__contains__, incumbents), np.bool_, len(incumbents)))
+    rivals = [incumbents[i] for i in rival.tolist()]
+    rival_at = where[rival]
+    rival_raw = _per_rival(raw, rival_at, rivals, fib.scores)
+    rival_samples = None
+    if evidence is not None and samples is not None:
+        rival_samples = _per_rival(samples, rival_at, rivals, evidence)
+    challenger_keys = contest_keys(raw, samples, False, fib.policy)
+    # an incumbent's challenger entry never counts (its incumbent entry speaks for it): those
+    # found by identity leave the contest here, the rest are skipped where they come up
+    contending = challenger_keys.copy()
+    contending[where[where >= 0]] = 0.0
+    keys = np.concatenate((contending, contest_keys(rival_raw, rival_samples, True, fib.policy)))
+    rival_routes = [incumbent_routes[i] for i in rival.tolist()]
+    _fill(fib, keys, np.concatenate((raw, rival_raw)), names + rivals, len(names), fib.cache.name_kinds,
+          rival_routes)
     if evidence is not None and not fib.all_full():
         # only TopN incumbents: a request or pin that ended must leave (its TTL was the promise)
         idle = [
@@ -91,14 +116,24 @@ def fill_topn(fib: FibDraft, evidence: Mapping[str, float] | None) -> None:
         _fill(fib, np.where(challenger_keys > 0.0, 0.0, raw), raw, names, len(names))
 
 
-def _fill(fib: FibDraft, keys: FloatArray, raw: FloatArray, entries: list[str], challengers: int) -> None:
+def _fill(
+    fib: FibDraft,
+    keys: FloatArray,
+    raw: FloatArray,
+    entries: list[str],
+    challengers: int,
+    kinds: NameKinds | None = None,
+    rival_routes: list[SelectedRoute] | None = None,
+) -> None:
     """Place ``entries`` (challengers, then incumbents from index ``challengers``) by ``keys``;
-    a key of 0 or less is no candidate. ``raw``: each entry's score."""
+    a key of 0 or less is no candidate. ``raw``: each entry's score. ``rival_routes``: the
+    incumbent of each entry from ``challengers`` on, when the caller has them at hand."""
     candidates = np.flatnonzero(keys > 0.0)
     if not len(candidates) or fib.all_full():
         return
     free = max(fib.caps[t] - fib.usage[t] for t in fib.caps if t not in fib.full_tables)
-    stream = CandidateStream(keys, raw, candidates, entries, fib.policy, 2 * free + 64, fib.cache.name_kinds)
+    stream = CandidateStream(keys, raw, candidates, entries, fib.policy, 2 * free + 64, kinds)
+    stream.rival_routes = rival_routes
     if fib.full_tables:
         stream.keep_tables(fib.full_tables)
     _greedy(fib, stream, entries, challengers)

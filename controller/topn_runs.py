@@ -57,7 +57,7 @@ def take_run(fib: FibDraft, stream: CandidateStream, end: int, challengers: int)
     indices = stream.order_array[start:end]
     prefixes = list(map(stream.entries.__getitem__, indices.tolist()))
     count = len(prefixes)
-    incumbents = list(map(fib.incumbents.get, prefixes))
+    incumbents = _incumbents(fib, stream, indices, prefixes, challengers)
     # the rest is looked up only for the entries that speak for their prefix: not a challenger
     # entry of an incumbent (which is about half of a steady FIB's run)
     no_incumbent = np.fromiter(map(is_, incumbents, repeat(None)), np.bool_, count)
@@ -101,6 +101,20 @@ def take_run(fib: FibDraft, stream: CandidateStream, end: int, challengers: int)
         )
     stream.position = start + count
     return count
+
+
+def _incumbents(
+    fib: FibDraft, stream: CandidateStream, indices: IntArray, prefixes: list[str], challengers: int
+) -> list[SelectedRoute | None]:
+    """The incumbent of each entry: at hand for an incumbent's entry, a look-up for the rest."""
+    rival_routes = stream.rival_routes
+    if rival_routes is None:
+        return list(map(fib.incumbents.get, prefixes))
+    get = fib.incumbents.get
+    rival_at = (indices - challengers).tolist()  # ≥ 0: an incumbent's entry
+    return [
+        rival_routes[at] if at >= 0 else get(prefix) for at, prefix in zip(rival_at, prefixes, strict=True)
+    ]
 
 
 def _install(

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from collector.fastprefix import format_network, split_prefix
 from collector.prefixes import PrefixError
 from controller.closure import prefix_sort_key, unit_of
-from controller.name_kinds import NameKinds
+from controller.name_kinds import NameKinds, NamePositions
 from controller.selection_types import RibView
 
 # More changes than this in one go (a session reset): dropping everything is cheaper than
@@ -47,6 +47,7 @@ class UnitCache:
         self._sort_keys: dict[str, tuple[int, int, int]] = {}
         # the FIB table kind of each scored name, by identity (does not depend on the RIB)
         self.name_kinds = NameKinds()
+        self.name_positions = NamePositions()  # of the scored names, by identity
 
     def __len__(self) -> int:
         return len(self._next_hops)

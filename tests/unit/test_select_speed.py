@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from collector.paths import Path
 from controller import topn, topn_runs
+from controller.name_kinds import NameKinds, table_of_kind
 from controller.select import OnDemandRequest, Selection, SelectionPolicy, UnitCache, select
 from controller.static_rib import StaticRib
 
@@ -183,3 +184,16 @@ def test_the_fast_lane_takes_long_runs_on_a_big_table_and_agrees(
     assert sum(taken) > cap  # the lane did most of the work
     if cap >= 700:  # and units of several slots were in play (at 50 their density loses)
         assert any(route.reason == "dependency" for route in first.routes.values())
+
+
+def test_name_kinds_are_remembered_by_identity_and_read_for_new_names() -> None:
+    policy = SelectionPolicy(cap_ipv4=1, cap_ipv6=1, cap_ipv4_24=1)
+    tables = list(policy.caps())
+    to_table = table_of_kind(tables)
+    kinds = NameKinds()
+    first = ["10.0.0.0/24", "10.0.0.0/16", "2001:db8::/32", "10.1.0.0/24"]
+    second = [first[3], "".join(["10.0.0.0", "/16"]), "2001:db8:1::/48", first[0], "not a prefix"]
+    third = list(second)  # the same objects in the same order
+    for names in (first, second, third, first):
+        got = [tables[i] for i in to_table[kinds.kinds(names)].tolist()]
+        assert got == [policy.table_of(name) for name in names]
