@@ -444,9 +444,11 @@ static int prefix_of(Scanner *self, const char *s, Py_ssize_t n, int want_key, P
             Py_DECREF(split);
             return NO;
         }
-        if (!PyTuple_CheckExact(split) || PyTuple_GET_SIZE(split) != 2) {
+        /* checked: the prefix goes into events and the RIB, the key is the RIB's parsed key */
+        if (!PyTuple_CheckExact(split) || PyTuple_GET_SIZE(split) != 2 ||
+            !PyUnicode_CheckExact(PyTuple_GET_ITEM(split, 0)) || !PyTuple_CheckExact(PyTuple_GET_ITEM(split, 1))) {
             Py_DECREF(split);
-            PyErr_SetString(PyExc_TypeError, "split_canonical must return a pair or None");
+            PyErr_SetString(PyExc_TypeError, "split_canonical must return (str, tuple) or None");
             return ERR;
         }
         *prefix = Py_NewRef(PyTuple_GET_ITEM(split, 0));

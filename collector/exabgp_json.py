@@ -48,6 +48,9 @@ from collector.prefixes import IPV4, IPV6, PrefixError
 
 _fast_loads: Callable[[str], Any]
 _attribute_key: Callable[[dict[str, Any]], str | bytes]
+# The reference path's cache key: a str (never equal to the bytes keys of the fast paths), a
+# JSON text of the object json.loads built; NaN, infinities and big integers written exactly.
+_reference_key: Callable[[dict[str, Any]], str] = json.dumps
 try:
     import orjson
 
@@ -241,7 +244,7 @@ class ExabgpJsonParser:
             if not isinstance(message, dict):
                 self._bad("not_object", text[:120])
                 return []
-            return self._message(message, text)
+            return self._message(message)
         except _Skip as skip:
             self._bad(skip.reason, str(skip))
             return []
@@ -249,10 +252,10 @@ class ExabgpJsonParser:
             self._bad("unexpected", f"{type(exc).__name__}: {exc}")
             return []
 
-    def _message(self, message: dict[str, Any], text: str) -> list[Event]:
+    def _message(self, message: dict[str, Any]) -> list[Event]:
         kind = message.get("type")
         if kind == "update":
-            return self._update(message, text)
+            return self._update(message)
         if kind == "state":
             return self._state(message)
         if kind == "notification":
@@ -424,7 +427,7 @@ class ExabgpJsonParser:
 
     # -- updates --------------------------------------------------------------------------------
 
-    def _update(self, message: dict[str, Any], text: str) -> list[Event]:
+    def _update(self, message: dict[str, Any]) -> list[Event]:
         peer, neighbor = self._neighbor(message)
         body = neighbor.get("message")
         if not isinstance(body, dict):
@@ -447,7 +450,7 @@ class ExabgpJsonParser:
                 self._bad("treat_as_withdraw", f"{attributes['error']!r} from {peer}")
                 self._announces(peer, announce, None, events, as_withdraw=True)
             else:
-                self._announces(peer, announce, self._attributes(attributes, text), events)
+                self._announces(peer, announce, self._attributes(attributes), events)
         return events
 
     def _eor(self, peer: str, eor: Any) -> list[Event]:
@@ -564,19 +567,25 @@ class ExabgpJsonParser:
             return None
         return prefix, path_id, key
 
-    def _attributes(self, attributes: Any, text: str) -> _Attributes:
-        """The parsed attribute set, cached by its text in the line (ExaBGP writes it before
-        "announce"; identical text is an identical set)."""
+    def _attributes(self, attributes: Any) -> _Attributes:
+        """The parsed attribute set, cached by ``json.dumps`` of the parsed object.
+
+        Not by a slice of the line's text: a line can hold '"attribute"' or '"announce"' elsewhere
+        (a decoy key, a string value), and a slice then names another set. The serialisation of
+        the object ``json`` built (duplicate keys resolved, as this path reads them) is its value."""
         if not isinstance(attributes, dict):
             raise _Skip("bad_attribute", "attribute is not an object")
-        start = text.find('"attribute"')
-        end = text.find('"announce"', start)
-        key = text[start:end] if 0 <= start < end else json.dumps(attributes, sort_keys=True)
+        try:
+            key = _reference_key(attributes)
+        except RecursionError:  # json.loads got it, json.dumps does not follow it back
+            raise _Skip("bad_attribute", "attribute nested too deep") from None
         return self._attributes_keyed(attributes, key)
 
     def _attributes_keyed(self, attributes: dict[str, Any], key: str | bytes) -> _Attributes:
-        """The parsed set of ``attributes``, cached under ``key`` (any key that determines the
-        set: the reference path's text, the fast path's serialisation; str and bytes never meet)."""
+        """The parsed set of ``attributes``, cached under ``key``, a JSON text of ``attributes``
+        (so a key determines its set, whoever wrote it): ``json.dumps`` (str) from the reference
+        path, ``orjson.dumps`` (bytes) from the Python fast path, the compact attribute text
+        (bytes) from the C scanner. Equal texts are equal values; str and bytes never meet."""
         cached = self._attribute_cache.get(key)
         if cached is not None:
             return cached
