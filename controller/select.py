@@ -19,8 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from collector.fastprefix import split_prefix
-from collector.prefixes import PrefixError
 from controller.closure import prefix_sort_key
 from controller.fib_draft import FibDraft
 from controller.selection_types import (
@@ -51,11 +49,22 @@ __all__ = [
 
 def _place_pins(fib: FibDraft, pins: Iterable[str]) -> tuple[PinAnswer, ...]:
     answers = []
-    for prefix in sorted(set(pins), key=lambda p: (prefix_sort_key(p), p)):
-        try:
-            split_prefix(prefix)
-        except PrefixError as exc:
-            answers.append(PinAnswer(prefix, "rejected", f"invalid prefix: {exc}"))
+    cache, routes, usage, caps, table_of = fib.cache, fib.routes, fib.usage, fib.caps, fib.policy.table_of
+    # by (prefix order, string): sorted by string, then stably by prefix order
+    for prefix in sorted(sorted(set(pins)), key=cache.sort_key):
+        invalid = cache.prefix_error(prefix)
+        if invalid:
+            answers.append(PinAnswer(prefix, "rejected", f"invalid prefix: {invalid}"))
+            continue
+        next_hop, unit = cache.entry(prefix)
+        if unit is None and next_hop is not None and prefix not in routes:
+            # a unit of one, the common pin: FibDraft.try_install without building its unit
+            table = table_of(prefix)
+            if usage[table] < caps[table]:
+                fib.install_one(prefix, next_hop, "pinned", table)
+                answers.append(PinAnswer(prefix, "installed"))
+            else:
+                answers.append(PinAnswer(prefix, "rejected", fib.shortfall({table: 1})))
             continue
         installed, why_not = fib.try_install(prefix, "pinned")
         if installed:

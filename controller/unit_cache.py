@@ -45,6 +45,7 @@ class UnitCache:
         self._root_lengths: dict[int, set[int]] = {4: set(), 6: set()}
         # prefix → prefix_sort_key: ties are ordered by it, and a Zipf tail ties by the thousand
         self._sort_keys: dict[str, tuple[int, int, int]] = {}
+        self._prefix_errors: dict[str, str] = {}  # pin → why it is no prefix ("": it is one)
         # the FIB table kind of each scored name, by identity (does not depend on the RIB)
         self.name_kinds = NameKinds()
         self.name_positions = NamePositions()  # of the scored names, by identity
@@ -54,12 +55,14 @@ class UnitCache:
 
     def bind(self, rib: RibView) -> None:
         """Use this cache for ``rib``; another RIB object than last time starts it over."""
-        if rib is not self._rib or max(len(self._next_hops), len(self._sort_keys)) > MAX_ENTRIES:
+        sizes = (len(self._next_hops), len(self._sort_keys), len(self._prefix_errors))
+        if rib is not self._rib or max(sizes) > MAX_ENTRIES:
             self.clear()
             self._rib = rib
 
     def clear(self) -> None:
         self._sort_keys.clear()
+        self._prefix_errors.clear()
         self._next_hops.clear()
         self._entries.clear()
         self._root_lengths = {4: set(), 6: set()}
@@ -71,6 +74,20 @@ class UnitCache:
         except KeyError:
             key = self._sort_keys[prefix] = prefix_sort_key(prefix)
             return key
+
+    def prefix_error(self, prefix: str) -> str:
+        """Why ``prefix`` is not a prefix (:func:`split_prefix`'s error), "" when it is; remembered."""
+        try:
+            return self._prefix_errors[prefix]
+        except KeyError:
+            pass
+        try:
+            split_prefix(prefix)
+            error = ""
+        except PrefixError as exc:
+            error = str(exc)
+        self._prefix_errors[prefix] = error
+        return error
 
     def next_hop(self, prefix: str) -> str | None:
         """The best next-hop of ``prefix``, None when it has no live path."""

@@ -17,10 +17,23 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from collector.fastprefix import split_prefix
 from collector.paths import Path
+from collector.prefixes import PrefixError
 from controller import topn, topn_runs
+from controller.closure import prefix_sort_key
+from controller.fib_draft import FibDraft
 from controller.name_kinds import NameKinds, table_of_kind
-from controller.select import OnDemandRequest, Selection, SelectionPolicy, UnitCache, select
+from controller.select import (
+    OnDemandRequest,
+    PinAnswer,
+    Selection,
+    SelectionPolicy,
+    UnitCache,
+    _place_pins,
+    select,
+)
+from controller.selection_types import AnswerStatus
 from controller.static_rib import StaticRib
 
 HOPS = ["192.0.2.1", "192.0.2.2", "192.0.2.3"]
@@ -197,3 +210,38 @@ def test_name_kinds_are_remembered_by_identity_and_read_for_new_names() -> None:
     for names in (first, second, third, first):
         got = [tables[i] for i in to_table[kinds.kinds(names)].tolist()]
         assert got == [policy.table_of(name) for name in names]
+
+
+def _pins_one_by_one(fib: FibDraft, pins: list[str]) -> list[PinAnswer]:
+    """The pin rule as written: prefix order, each pin's whole unit through ``try_install``."""
+    answers = []
+    for prefix in sorted(set(pins), key=lambda p: (prefix_sort_key(p), p)):
+        try:
+            split_prefix(prefix)
+        except PrefixError as exc:
+            answers.append(PinAnswer(prefix, "rejected", f"invalid prefix: {exc}"))
+            continue
+        installed, why_not = fib.try_install(prefix, "pinned")
+        if installed:
+            answers.append(PinAnswer(prefix, "installed"))
+        else:
+            status: AnswerStatus = "no-route" if fib.next_hop_of(prefix) is None else "rejected"
+            answers.append(PinAnswer(prefix, status, why_not))
+    return answers
+
+
+@given(
+    cases(), st.lists(st.sampled_from(["10.0.0.1/8", "nonsense", "10.0.0.0/33", "2001:db8::/48"]), max_size=3)
+)
+@settings(max_examples=150, deadline=None)
+def test_pins_are_placed_as_one_by_one_try_install_places_them(case: Case, odd: list[str]) -> None:
+    pins = [*case.prefixes[: len(case.prefixes) // 2], *odd]  # many: more than the caps at times
+    drafts = []
+    for _ in range(2):
+        cache = UnitCache()
+        cache.bind(case.rib)
+        drafts.append(FibDraft(case.rib, case.policy, case.before, {}, 0.0, cache))
+    fast, slow = drafts
+    assert list(_place_pins(fast, pins)) == _pins_one_by_one(slow, pins)
+    assert list(fast.routes.items()) == list(slow.routes.items())
+    assert fast.usage == slow.usage
