@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from controller.name_kinds import NameKinds, table_of_kind
-from controller.selection_types import TABLE_IPV4, TABLE_IPV4_24, TABLE_IPV6, SelectedRoute, SelectionPolicy
+from controller.selection_types import TABLE_IPV4, TABLE_IPV4_24, TABLE_IPV6, SelectionPolicy
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -33,8 +33,8 @@ def table_ids(entries: list[str], indices: list[int], tables: list[str]) -> IntA
 
 class CandidateStream:
     """Candidate indices by descending key. The current chunk is ``order``/``values``/``raws``
-    (lists, for the greedy's one-by-one loop) and ``order_array``/``values_array`` (numpy, for
-    :mod:`controller.topn_runs`); ``position`` is the next one to take."""
+    (lists, for the greedy's hot loop; ``order_array`` is ``order`` in numpy); ``position`` is the
+    next one to take."""
 
     def __init__(
         self,
@@ -57,20 +57,15 @@ class CandidateStream:
         else:
             self.table_id = np.full(len(keys), -1, np.int64)  # per entry; -1: not worked out yet
         self.remaining = candidates
-        self.rival_routes: list[SelectedRoute] | None = None  # see controller.topn._fill
         self.chunk = max(chunk, 256)
         self._set_chunk(candidates[:0])
 
     def _set_chunk(self, order: IntArray) -> None:
-        values = self.keys[order]
-        self.order_array, self.values_array = order, values
+        self.order_array = order
         self.order: list[int] = order.tolist()
-        self.values: list[float] = values.tolist()
+        self.values: list[float] = self.keys[order].tolist()
         self.raws: list[float] = self.raw[order].tolist()
-        # i where values[i] == values[i + 1]: where a run of distinct keys ends
-        self.tie_starts = np.flatnonzero(values[1:] == values[:-1])
         self.position = 0
-        self.run_from = 0  # the greedy tries the fast lane from this position on
 
     def _refill(self) -> None:
         rest = self.remaining

@@ -27,12 +27,10 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import numpy.typing as npt
 
-from controller import topn_runs
 from controller.candidate_stream import CandidateStream
 from controller.fib_draft import FibDraft
 from controller.name_kinds import NameKinds
-from controller.selection_types import SelectedRoute, SelectionPolicy, new_route
-from controller.topn_runs import run_end, take_run
+from controller.selection_types import SelectedRoute, SelectionPolicy
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -133,10 +131,9 @@ def _fill(
         return
     free = max(fib.caps[t] - fib.usage[t] for t in fib.caps if t not in fib.full_tables)
     stream = CandidateStream(keys, raw, candidates, entries, fib.policy, 2 * free + 64, kinds)
-    stream.rival_routes = rival_routes
     if fib.full_tables:
         stream.keep_tables(fib.full_tables)
-    _greedy(fib, stream, entries, challengers)
+    _greedy(fib, stream, entries, challengers, rival_routes)
 
 
 def _greedy(
@@ -144,6 +141,7 @@ def _greedy(
     stream: CandidateStream,
     entries: list[str],
     challengers: int,
+    rival_routes: list[SelectedRoute] | None,
 ) -> None:
     """The lazy greedy. The hot loop runs once per candidate over the stream's current chunk, so
     the stream's position lives in locals, written back before anything else touches the stream;
@@ -152,6 +150,7 @@ def _greedy(
     incumbents, routes, full_tables, scores = fib.incumbents, fib.routes, fib.full_tables, fib.scores
     caps, usage, now, table_count = fib.caps, fib.usage, fib.now, len(fib.caps)
     table_of, cache_entry, sort_key = fib.policy.table_of, fib.cache.entry, fib.cache.sort_key
+    new_tuple = tuple.__new__
 
     def push(prefix: str, key: float, is_incumbent: bool, per_slot: bool) -> None:
         heapq.heappush(heap, (-key, 0 if is_incumbent else 1, sort_key(prefix), prefix, per_slot))
@@ -160,8 +159,6 @@ def _greedy(
         return stream.order, stream.values, stream.raws, stream.position
 
     order, values, raws, position = sync()
-    run_min, run_start = topn_runs.RUN_MIN, topn_runs.RUN_START  # module attributes: tests turn the lane off
-    run_limit = run_start
     while len(full_tables) < table_count:
         if position == len(order):
             stream.position = position
@@ -187,26 +184,15 @@ def _greedy(
             order, values, raws, position = sync()
             continue
         else:
-            if position >= stream.run_from:  # the fast lane, when a run is long enough
-                stream.position = position
-                end = run_end(stream, -heap[0][0] if heap else None, run_limit)
-                if end - position < run_min:
-                    stream.run_from = end  # no run starts before: ties, the heap or the chunk's end
-                else:
-                    full_before = len(full_tables)
-                    taken = take_run(fib, stream, end, challengers)
-                    run_limit = min(max(run_start, 2 * taken), 2048)
-                    if taken:
-                        if len(full_tables) != full_before:
-                            stream.keep_tables(full_tables)
-                        order, values, raws, position = sync()
-                        continue
             index, raw = order[position], raws[position]
             position += 1
             key, prefix, is_incumbent = head, entries[index], index >= challengers
-            incumbent = incumbents.get(prefix)
-            if incumbent is not None and not is_incumbent:
-                continue  # its incumbent entry, with the higher key, speaks for it
+            if is_incumbent and rival_routes is not None:
+                incumbent = rival_routes[index - challengers]  # at hand: no look-up
+            else:
+                incumbent = incumbents.get(prefix)
+                if incumbent is not None and not is_incumbent:
+                    continue  # its incumbent entry, with the higher key, speaks for it
         if prefix in routes:
             continue
         table = table_of(prefix)
@@ -218,7 +204,7 @@ def _greedy(
         full_before = len(full_tables)
         if unit is None:  # the common case, a unit of one: FibDraft.install_one, inlined
             since = incumbent.since if incumbent is not None else now
-            routes[prefix] = new_route(prefix, next_hop, "topn", since, raw)
+            routes[prefix] = new_tuple(SelectedRoute, (prefix, next_hop, "topn", since, raw))  # new_route
             usage[table] += 1
             if usage[table] >= caps[table]:
                 full_tables.add(table)

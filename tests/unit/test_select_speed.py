@@ -1,15 +1,16 @@
-"""TopN's fast lane (:mod:`controller.topn_runs`) gives the very selection the one-by-one greedy gives.
+"""Selection's shortcuts give the very selection the plain rules give.
 
-Each case runs selection twice, the lane off and the lane taking every run it can (runs of one,
-look-ahead from one candidate), and compares the whole :class:`Selection`: routes with their
-scores, ``since`` and reasons, route order, answers, usage.
+Scores, incumbents and the :class:`UnitCache` memo of name kinds and positions are matched by
+object identity; every case runs with the scored names as the same objects as the incumbents'
+(the shortcuts apply) and as equal copies (nothing matches by identity: every look-up by value),
+with a cache kept across calls and with none, and compares the whole :class:`Selection`.
+Operator pins of one slot skip building their unit: compared with placing each through
+``FibDraft.try_install``.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +21,6 @@ from hypothesis import strategies as st
 from collector.fastprefix import split_prefix
 from collector.paths import Path
 from collector.prefixes import PrefixError
-from controller import topn, topn_runs
 from controller.closure import prefix_sort_key
 from controller.fib_draft import FibDraft
 from controller.name_kinds import NameKinds, table_of_kind
@@ -38,26 +38,6 @@ from controller.static_rib import StaticRib
 
 HOPS = ["192.0.2.1", "192.0.2.2", "192.0.2.3"]
 V6_HOPS = ["2001:db8::1", "2001:db8::2"]
-
-
-@contextmanager
-def lane(run_min: int, run_start: int) -> Iterator[None]:
-    saved = topn_runs.RUN_MIN, topn_runs.RUN_START
-    topn_runs.RUN_MIN, topn_runs.RUN_START = run_min, run_start
-    try:
-        yield
-    finally:
-        topn_runs.RUN_MIN, topn_runs.RUN_START = saved
-
-
-def one_by_one(**arguments: object) -> Selection:
-    with lane(10**9, 64):
-        return select(**arguments)  # type: ignore[arg-type]
-
-
-def eager(**arguments: object) -> Selection:
-    with lane(1, 1):
-        return select(**arguments)  # type: ignore[arg-type]
 
 
 def assert_same(fast: Selection, slow: Selection) -> None:
@@ -142,20 +122,24 @@ def cases(draw: st.DrawFn) -> Case:
     )
 
 
+def copied(mapping: dict[str, float] | None) -> dict[str, float] | None:
+    """The same mapping with keys that are equal strings but other objects."""
+    return None if mapping is None else {"".join(list(key)): value for key, value in mapping.items()}
+
+
 @given(cases())
 @settings(max_examples=200, deadline=None)
-def test_the_fast_lane_selects_what_the_one_by_one_greedy_selects(case: Case) -> None:
+def test_identity_shortcuts_and_the_cache_change_nothing(case: Case) -> None:
     common = {"rib": case.rib, "policy": case.policy, "requests": case.requests, "pins": case.pins}
-    first = one_by_one(scores=case.before, now=0.0, **common)
-    assert_same(eager(scores=case.before, now=0.0, **common), first)
-    later = {
-        "scores": case.after,
-        "now": case.now,
-        "incumbents": first.routes,
-        "evidence": case.evidence,
-        **common,
-    }
-    assert_same(eager(**later), one_by_one(**later))
+    cache = UnitCache()
+    first = select(scores=case.before, now=0.0, cache=cache, **common)  # type: ignore[arg-type]
+    assert_same(first, select(scores=copied(case.before), now=0.0, **common))  # type: ignore[arg-type]
+    later = {"now": case.now, "incumbents": first.routes, **common}
+    by_identity = select(scores=case.after, evidence=case.evidence, cache=cache, **later)  # type: ignore[arg-type]
+    by_value = select(scores=copied(case.after), evidence=copied(case.evidence), **later)  # type: ignore[arg-type]
+    assert_same(by_identity, by_value)
+    again = select(scores=case.after, evidence=case.evidence, cache=cache, **later)  # type: ignore[arg-type]
+    assert_same(again, by_value)
 
 
 def _random_table(rng: np.random.Generator, count: int) -> tuple[StaticRib, list[str]]:
@@ -171,31 +155,21 @@ def _random_table(rng: np.random.Generator, count: int) -> tuple[StaticRib, list
 
 
 @pytest.mark.parametrize("cap", [50, 700, 3000])
-def test_the_fast_lane_takes_long_runs_on_a_big_table_and_agrees(
-    cap: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_big_table_selects_the_same_by_identity_and_by_value(cap: int) -> None:
     rng = np.random.default_rng(cap)
     rib, prefixes = _random_table(rng, 6000)
     scores = {p: float(v) for p, v in zip(prefixes, rng.pareto(1.0, len(prefixes)) * 100, strict=True)}
-    moved = {
-        p: s * float(j) for (p, s), j in zip(scores.items(), rng.uniform(0.9, 1.1, len(scores)), strict=True)
-    }
-    taken = []
-
-    def counted(*arguments: object) -> int:
-        count = topn_runs.take_run(*arguments)  # type: ignore[arg-type]
-        taken.append(count)
-        return count
-
-    monkeypatch.setattr(topn, "take_run", counted)
+    jitter = rng.uniform(0.9, 1.1, len(scores)).tolist()
+    moved = {p: s * j for (p, s), j in zip(scores.items(), jitter, strict=True)}
     policy = SelectionPolicy(cap_ipv4=cap, cap_ipv6=10, margin=0.2, min_dwell_s=300.0)
     cache = UnitCache()
     first = select(scores=scores, rib=rib, policy=policy, now=0.0, cache=cache)
-    assert_same(first, one_by_one(scores=scores, rib=rib, policy=policy, now=0.0))
-    steady = {"scores": moved, "rib": rib, "policy": policy, "now": 400.0, "incumbents": first.routes}
-    assert_same(select(cache=cache, **steady), one_by_one(**steady))  # type: ignore[arg-type]
-    assert sum(taken) > cap  # the lane did most of the work
-    if cap >= 700:  # and units of several slots were in play (at 50 their density loses)
+    assert_same(first, select(scores=copied(scores) or {}, rib=rib, policy=policy, now=0.0))
+    steady = {"rib": rib, "policy": policy, "now": 400.0, "incumbents": first.routes}
+    by_identity = select(scores=moved, cache=cache, **steady)  # type: ignore[arg-type]
+    assert_same(by_identity, select(scores=copied(moved) or {}, **steady))  # type: ignore[arg-type]
+    assert len(by_identity.routes) == min(cap, len(prefixes))
+    if cap >= 700:  # units of several slots were in play (at 50 their density loses)
         assert any(route.reason == "dependency" for route in first.routes.values())
 
 
