@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -175,3 +176,40 @@ def test_100k_mutated_lines_through_the_switch_controller(
     print(f"\n{MUTATED_LINES} mutated ExaBGP JSON lines in {elapsed:.1f}s "
           f"({MUTATED_LINES / elapsed:,.0f}/s); RIB {len(ctl.rib)} prefixes; "
           f"reasons {dict(sorted(counters.items()))}")
+
+
+# --- the C scanner against a fresh reference parser, line by line --------------------------------
+
+DIFFERENTIAL_LINES = int(os.environ.get("TOPFIB_FUZZ_EXABGP_DIFF_LINES", "20000"))
+
+
+@pytest.mark.parametrize("max_cached", [100_000, 5])
+def test_c_scanner_against_a_fresh_reference(monkeypatch: pytest.MonkeyPatch, max_cached: int) -> None:
+    """Crafted ExaBGP-like updates (tests/unit/test_exabgp_json_c_review.py), a third of them
+    mutated where a byte scanner can go wrong, as str and as bytes, go through the C-first, the
+    Python-fast-first and the reference parser (long-lived: shared caches, here also tiny ones
+    that clear all the time) and a fresh reference parser per line: same events, parsed keys and
+    counters, and every cache key determines its set. Seeded (TOPFIB_FUZZ_SEED) so a failure
+    replays; TOPFIB_FUZZ_EXABGP_DIFF_LINES lines in chunks of 500."""
+    # imported here: those modules import this one
+    from collector import exabgp_json
+    from tests.unit.test_exabgp_json_c import mutate
+    from tests.unit.test_exabgp_json_c_review import agree, crafted_line
+
+    monkeypatch.setattr(exabgp_json, "_MAX_CACHED", max_cached)
+    rng = random.Random(int(os.environ.get("TOPFIB_FUZZ_SEED", "8")) + max_cached)
+    taken = done = 0
+    started = time.monotonic()
+    while done < DIFFERENTIAL_LINES:
+        lines = [crafted_line(rng) for _ in range(min(500, DIFFERENTIAL_LINES - done))]
+        for i, line in enumerate(lines):
+            if rng.random() < 0.33:
+                with contextlib.suppress(ValueError):  # some mutations read the line as JSON
+                    lines[i] = mutate(line, rng)
+        _, chunk_taken = agree(lines)
+        agree([line.encode("utf-8", "surrogatepass") for line in lines[:100]], known=True)
+        taken += chunk_taken
+        done += len(lines)
+    elapsed = time.monotonic() - started
+    assert taken > 0.25 * done, (taken, done)  # the scanner decides a good share itself
+    print(f"\n{done} lines vs a fresh reference in {elapsed:.1f}s, {taken} taken by the C scanner")
