@@ -180,7 +180,7 @@ def test_100k_mutated_lines_through_the_switch_controller(
 
 # --- the C scanner against a fresh reference parser, line by line --------------------------------
 
-DIFFERENTIAL_LINES = int(os.environ.get("TOPFIB_FUZZ_EXABGP_DIFF_LINES", "20000"))
+DIFFERENTIAL_LINES = int(os.environ.get("TOPFIB_FUZZ_EXABGP_DIFF_LINES", "8000"))
 
 
 @pytest.mark.parametrize("max_cached", [100_000, 5])
