@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -53,6 +54,9 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 _Z95 = 1.96  # two-sided 95 % normal quantile
+# Scores a selection reads per FIB slot (see PrefixRates.selection_inputs): room for the units and
+# ties the greedy skips, far past where the contest is decided.
+CANDIDATES_PER_SLOT = 4
 
 
 def error_pct(effective_samples: float) -> float:
@@ -71,6 +75,15 @@ class RateSummary:
     score: float  # max(slow_bps, fast_bps or its lower bound: see the module doc)
     samples: float  # effective sample count behind ``score``
     error_pct: float  # ±% at 95 % for ``score``
+
+
+@dataclass(frozen=True, slots=True)
+class SelectionInputs:
+    """What a selection reads from the rates (see :meth:`PrefixRates.selection_inputs`)."""
+
+    scores: dict[str, float]  # prefix → score
+    evidence: dict[str, float]  # prefix → effective samples behind its score, same key order
+    total: float  # the sum of every routed score, including those left out
 
 
 @dataclass(frozen=True, slots=True)
@@ -403,19 +416,41 @@ class PrefixRates:
         The count is what ``select(..., evidence=...)`` takes: the score is within ±196/√c % at
         95 %. One pass under the lock, numpy throughout: cheap enough for every control loop.
         """
+        candidates = self.selection_inputs(switch, now)
+        return candidates.scores, candidates.evidence
+
+    def selection_inputs(
+        self, switch: str, now: float, limit: int | None = None, keep: Collection[str] = ()
+    ) -> SelectionInputs:
+        """Scores and evidence for one selection: with ``limit``, only the ``limit`` highest scores
+        (and every score tied with the last) plus those of ``keep`` (the incumbents); the total of
+        all scores comes along for coverage.
+
+        A full table's traffic scores half a million prefixes after an hour; a FIB of N routes is
+        chosen among the top few N of them, and building mappings of all of them took most of a
+        control loop. Prefix keys come in slot order, so the same state gives the same mappings.
+        """
         with self._lock:
             rates = self._switches.get(switch)
             if rates is None:
-                return {}, {}
+                return SelectionInputs({}, {}, 0.0)
             score, evidence = self._scored(rates, now)
             score[_UNROUTED_SLOT] = 0.0
             slots = np.flatnonzero(score > 0.0)
-            prefix_of_slot = rates.prefix_of_slot  # a slot with traffic always has a name
-            names = [cast(str, prefix_of_slot[s]) for s in slots.tolist()]
-            samples = evidence[slots]
-            return (
-                dict(zip(names, score[slots].tolist(), strict=True)),
-                dict(zip(names, samples.tolist(), strict=True)),
+            total = float(score[slots].sum())
+            if limit is not None and len(slots) > limit:
+                kth = len(slots) - max(limit, 1)
+                threshold = np.partition(score[slots], kth)[kth]
+                wanted = score >= threshold
+                slot_of_prefix = rates.slot_of_prefix
+                kept = [slot for prefix in keep if (slot := slot_of_prefix.get(prefix)) is not None]
+                wanted[kept] = True
+                slots = slots[wanted[slots]]
+            names = list(map(rates.prefix_of_slot.__getitem__, slots.tolist()))
+            return SelectionInputs(
+                dict(zip(cast(list[str], names), score[slots].tolist(), strict=True)),
+                dict(zip(cast(list[str], names), evidence[slots].tolist(), strict=True)),
+                total,
             )
 
     def evidence(self, switch: str, now: float) -> dict[str, float]:

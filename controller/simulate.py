@@ -39,7 +39,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from collector.accounting import PrefixRates
+from collector.accounting import CANDIDATES_PER_SLOT, PrefixRates
 from collector.fastprefix import split_prefix
 from collector.lpm import LpmTable
 from collector.paths import Path
@@ -268,8 +268,12 @@ def simulate(
                 for run in runs:
                     if run.covered is not None:
                         run.covered_bytes += float(nbytes[run.covered[prefix_ids]].sum())
-        scores, samples = rates.scores_and_evidence(SWITCH, now)
-        evidence = samples if settings.use_evidence else None
+        # what the service reads: the top scores for the largest cap, and every incumbent's
+        candidates = rates.selection_inputs(
+            SWITCH, now, CANDIDATES_PER_SLOT * 2 * max(caps), {p for run in runs for p in run.routes}
+        )
+        scores = candidates.scores
+        evidence = candidates.evidence if settings.use_evidence else None
         for run in runs:
             selection = select(
                 scores=scores,

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from collector.accounting import PrefixRates
+from collector.accounting import CANDIDATES_PER_SLOT, PrefixRates
 from collector.exabgp_json import EndOfRib, ExabgpJsonParser, Notification, SessionState
 from collector.metrics import REGISTRY
 from collector.path_accounting import PathRates
@@ -498,8 +498,12 @@ class SwitchController:
         with self.rib_lock:
             # the sample count behind each score: a challenger displaces an incumbent only when
             # it is ahead beyond sampling error (not by the luck of a few samples)
-            scores, evidence = self.rates.scores_and_evidence(self.name, now)
             previous = self.selection.routes if self.selection else None
+            candidates = self.rates.selection_inputs(
+                self.name, now, CANDIDATES_PER_SLOT * sum(self.policy.caps().values()),
+                keep={*(previous or ()), *self.installed},
+            )
+            scores, evidence = candidates.scores, candidates.evidence
             changed = self.rib.drain_changed()
             if isinstance(self.route_view, ObservedPathRib) and self.path_rates is not None:
                 changed |= self.route_view.follow(self.path_rates.dominant_next_hops(self.name, now))
@@ -519,7 +523,7 @@ class SwitchController:
             began = self._clock()
             await self._program(self.selection.desired())
             self._programming_time = self._clock() - began  # waiting on ExaBGP: the loop was free
-        self._publish_gauges(scores)
+        self._publish_gauges(scores, candidates.total)
         await self._publish_snapshots()
 
     async def _program(self, desired: dict[str, str]) -> None:
@@ -711,8 +715,9 @@ class SwitchController:
             self._change_times.popleft()
         return float(len(self._change_times))
 
-    def coverage(self, scores: dict[str, float]) -> float | None:
-        routed = sum(scores.values())
+    def coverage(self, scores: dict[str, float], total: float | None = None) -> float | None:
+        """Share of the routed score (``total``, else the sum of ``scores``) that is installed."""
+        routed = sum(scores.values()) if total is None else total
         if routed <= 0:
             return None
         return sum(scores.get(prefix, 0.0) for prefix in self.installed) / routed
@@ -725,7 +730,7 @@ class SwitchController:
             usage[table] = usage.get(table, 0) + 1
         return {table: (usage.get(table, 0), cap) for table, cap in caps.items()}
 
-    def _publish_gauges(self, scores: dict[str, float]) -> None:
+    def _publish_gauges(self, scores: dict[str, float], total: float) -> None:
         _m_session.set(1.0 if self.session.state == "up" else 0.0, switch=self.name)
         for table, (used, cap) in self.occupancy().items():
             _m_installed.set(used, switch=self.name, table=table)
@@ -733,7 +738,7 @@ class SwitchController:
         if self.selection is not None:
             for table, used in self.selection.usage.items():
                 _m_desired.set(used, switch=self.name, table=table)
-        coverage = self.coverage(scores)
+        coverage = self.coverage(scores, total)
         if coverage is not None:
             _m_coverage.set(coverage, switch=self.name)
 
