@@ -88,11 +88,15 @@ static int literal(Cur *c, const char *word, size_t len) {
     return OK;
 }
 
-/* Any JSON number (RFC 8259 grammar; json and orjson both accept these). */
+#define MAX_INTEGER_DIGITS 19 /* json.loads refuses integers beyond sys.get_int_max_str_digits() (>= 640) */
+
+/* A JSON number (RFC 8259 grammar) json.loads reads: an integer of at most MAX_INTEGER_DIGITS
+ * digits (json refuses 4300 and more, by default), a fraction or exponent of any length. */
 static int number(Cur *c) {
-    const char *p = c->p, *e = c->end;
+    const char *p = c->p, *e = c->end, *digits;
     if (p < e && *p == '-') p++;
     if (p >= e) return NO;
+    digits = p;
     if (*p == '0') {
         p++;
     } else if (*p >= '1' && *p <= '9') {
@@ -100,17 +104,21 @@ static int number(Cur *c) {
     } else {
         return NO;
     }
+    int integer = 1;
     if (p < e && *p == '.') {
         p++;
         if (p >= e || !is_digit(*p)) return NO;
         while (p < e && is_digit(*p)) p++;
+        integer = 0;
     }
     if (p < e && (*p == 'e' || *p == 'E')) {
         p++;
         if (p < e && (*p == '+' || *p == '-')) p++;
         if (p >= e || !is_digit(*p)) return NO;
         while (p < e && is_digit(*p)) p++;
+        integer = 0;
     }
+    if (integer && p - digits > MAX_INTEGER_DIGITS) return NO;
     c->p = p;
     return OK;
 }

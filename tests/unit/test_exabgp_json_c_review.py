@@ -343,3 +343,21 @@ def test_an_attribute_set_json_cannot_key_is_counted(monkeypatch: pytest.MonkeyP
     parser = ExabgpJsonParser(fast=False)
     assert parser.parse_line(update('{"med": 1}')) == []
     assert parser.counters["bad_attribute"] == 1 and parser._attribute_cache == {}
+
+
+# -- finding 2: an integer json.loads refuses, in a part the scanner skips -------------------
+
+
+@needs_c
+@pytest.mark.parametrize("number", ["1" * 5000, "-" + "9" * 4301, "1" * 700, "1" * 20])
+def test_integers_json_refuses_are_not_skipped_over(number: str) -> None:
+    """json.loads refuses integers longer than sys.get_int_max_str_digits() (4300 by default,
+    640 at least): the reference path counts such a line not_json, so the scanner must not skip
+    over one in a header field and answer the update. Floats of any length are fine."""
+    line = update('{"med": 1}')
+    for value in (number, number + ".5", number + "e2"):
+        agree([line.replace('"time": 1.5', f'"time": {value}')])
+    parser = ExabgpJsonParser()
+    assert parser._scan is not None
+    assert parser._scan(line.replace('"time": 1.5', f'"time": {number}')) is None or len(number) <= 19
+    assert parser._scan(line.replace('"time": 1.5', f'"time": {number}.5')) is not None
