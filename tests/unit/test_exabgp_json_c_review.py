@@ -361,3 +361,28 @@ def test_integers_json_refuses_are_not_skipped_over(number: str) -> None:
     assert parser._scan is not None
     assert parser._scan(line.replace('"time": 1.5', f'"time": {number}')) is None or len(number) <= 19
     assert parser._scan(line.replace('"time": 1.5', f'"time": {number}.5')) is not None
+
+
+@needs_c
+def test_objects_the_scanner_builds_are_whole_whenever_python_runs() -> None:
+    """RouteUpdate, Path and _Attributes are allocated without __init__ and their slots written in
+    C: a collection (or any Python code) running mid-line, here from known_prefix, must only
+    find whole objects, and the events must survive it."""
+    import gc
+
+    seen = [0]
+
+    def known(prefix: str) -> bool:
+        gc.collect()
+        for obj in gc.get_objects():
+            if type(obj) in (RouteUpdate, Path, _Attributes):
+                repr(obj)  # AttributeError on an unset slot
+                seen[0] += 1
+        return False
+
+    lines = crafted_lines(12, seed=21)
+    parser = ExabgpJsonParser(known_prefix=known)
+    reference = ExabgpJsonParser(fast=False)
+    for line in lines:
+        assert parser.parse_line(line) == reference.parse_line(line)
+    assert seen[0] > 0
