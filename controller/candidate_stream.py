@@ -53,7 +53,7 @@ class CandidateStream:
         self.entries = entries
         self.tables = list(policy.caps())
         if kinds is not None:  # all at once: the same names as last call cost next to nothing
-            self.table_id = table_of_kind(self.tables)[kinds.kinds(entries)]
+            self.table_id = table_of_kind(self.tables)[kinds.kinds(entries, TABLE_IPV4_24 in self.tables)]
         else:
             self.table_id = np.full(len(keys), -1, np.int64)  # per entry; -1: not worked out yet
         self.remaining = candidates

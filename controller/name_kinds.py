@@ -69,23 +69,32 @@ class NameKinds:
         self._ids: IdArray = np.empty(0, np.uint64)  # in list order
         self._kinds: KindArray = np.empty(0, np.int8)
         self._sorted: tuple[IdArray, KindArray] | None = None  # by id, built when first needed
+        self._with_24 = False  # whether the kinds tell /24s apart
 
-    def kinds(self, names: list[str]) -> KindArray:
-        """Kind of each of ``names``; the caller must not change the list afterwards."""
+    def kinds(self, names: list[str], with_24: bool = True) -> KindArray:
+        """Kind of each of ``names``; the caller must not change the list afterwards.
+
+        ``with_24`` False: /24s may come back as ``KIND_IPV4`` (no /24 table: one look less)."""
         ids = addresses(names)
-        if np.array_equal(ids, self._ids):  # the same objects in the same order
+        reusable = len(self._ids) and (self._with_24 or not with_24)
+        if reusable and np.array_equal(ids, self._ids):  # the same objects in the same order
             kinds = self._kinds
         else:
             kinds = np.full(len(names), -1, np.int8)
-            if len(self._ids):
+            if reusable:
                 known_ids, known_kinds = self._by_id()
                 at = np.minimum(np.searchsorted(known_ids, ids), len(known_ids) - 1)
                 seen = known_ids[at] == ids
                 kinds[seen] = known_kinds[at[seen]]
             new = np.flatnonzero(kinds < 0)
             fresh = names if len(new) == len(names) else map(names.__getitem__, new.tolist())
-            kinds[new] = [2 if ":" in p else 1 if p.endswith("/24") else 0 for p in fresh]  # kind_of, inlined
+            if with_24:  # kind_of, inlined
+                kinds[new] = [2 if ":" in p else 1 if p.endswith("/24") else 0 for p in fresh]
+            else:
+                kinds[new] = [2 if ":" in p else 0 for p in fresh]
+                with_24 = bool(self._with_24 and reusable and len(new) == 0)
             self._sorted = None
+            self._with_24 = bool(with_24)
         self._names, self._ids, self._kinds = names, ids, kinds
         return kinds
 
@@ -96,24 +105,33 @@ class NameKinds:
         return self._sorted
 
 
+# names per wanted one above which a fresh sort by id costs more than looking the wanted up
+SORT_PAYS_PER = 16
+
+
 class NamePositions:
     """Where names sit in a list, found by identity; the sort is kept for the same list again."""
 
     def __init__(self) -> None:
         self._names: list[str] = []  # held: its objects stay alive, so an id found is that name
         self._ids: IdArray = np.empty(0, np.uint64)
-        self._order: npt.NDArray[np.int64] = np.empty(0, np.int64)
+        self._order: npt.NDArray[np.int64] | None = None  # argsort of _ids, once needed
 
     def positions(self, names: list[str], wanted: list[str]) -> npt.NDArray[np.int64]:
         """Index in ``names`` of each of ``wanted`` that is one of its objects, else -1 (an equal
-        string that is another object is not found: the caller looks that one up by value)."""
+        string that is another object is not found: the caller looks that one up by value).
+
+        Sorting the names by id costs about what 15k look-ups by value do: a new list is only
+        sorted when ``wanted`` is that many (else nothing is found, and the caller looks up)."""
         ids = addresses(names)
         if not np.array_equal(ids, self._ids):
-            self._order = np.argsort(ids)
+            self._order = None
         self._names, self._ids = names, ids
         found = np.full(len(wanted), -1, np.int64)
-        if not len(ids) or not wanted:
+        if not len(ids) or not wanted or (self._order is None and len(wanted) * SORT_PAYS_PER < len(ids)):
             return found
+        if self._order is None:
+            self._order = np.argsort(ids)
         sorted_ids = ids[self._order]
         wanted_ids = addresses(wanted)
         at = np.minimum(np.searchsorted(sorted_ids, wanted_ids), len(ids) - 1)

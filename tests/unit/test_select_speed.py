@@ -174,16 +174,24 @@ def test_a_big_table_selects_the_same_by_identity_and_by_value(cap: int) -> None
 
 
 def test_name_kinds_are_remembered_by_identity_and_read_for_new_names() -> None:
-    policy = SelectionPolicy(cap_ipv4=1, cap_ipv6=1, cap_ipv4_24=1)
-    tables = list(policy.caps())
-    to_table = table_of_kind(tables)
+    with_24 = SelectionPolicy(cap_ipv4=1, cap_ipv6=1, cap_ipv4_24=1)
+    without_24 = SelectionPolicy(cap_ipv4=1, cap_ipv6=1)
     kinds = NameKinds()
     first = ["10.0.0.0/24", "10.0.0.0/16", "2001:db8::/32", "10.1.0.0/24"]
     second = [first[3], "".join(["10.0.0.0", "/16"]), "2001:db8:1::/48", first[0], "not a prefix"]
     third = list(second)  # the same objects in the same order
-    for names in (first, second, third, first):
-        got = [tables[i] for i in to_table[kinds.kinds(names)].tolist()]
-        assert got == [policy.table_of(name) for name in names]
+    for names, policy in [
+        (first, without_24),
+        (first, with_24),
+        (second, with_24),
+        (third, without_24),
+        (third, with_24),
+        (first, without_24),
+        (second, with_24),
+    ]:
+        tables = list(policy.caps())
+        found = table_of_kind(tables)[kinds.kinds(names, len(tables) == 3)]
+        assert [tables[i] for i in found.tolist()] == [policy.table_of(name) for name in names]
 
 
 def _pins_one_by_one(fib: FibDraft, pins: list[str]) -> list[PinAnswer]:
