@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.bench_coverage [--alphas 1.0,1.2,1.4] [--caps 1000,16000,30000]
                                              [--duration 3600] [--warmup 3600] [--loop-period 30]
-                                             [--min-fast-samples 8] [--samples-per-s 5000]
+                                             [--min-fast-samples 4] [--samples-per-s 5000] [--jobs 3]
 
 The baseline is the oracle, computed in the same run on the same traffic: the best FIB in
 hindsight (selection on the bytes each prefix actually received over the measured window).
@@ -14,11 +14,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import multiprocessing
 import sys
 import time
 from pathlib import Path as FilePath
 
-from controller.simulate import SimulationSettings, ZipfStream, load_simulation_rib, simulate
+from controller.simulate import (
+    CapResult,
+    SimulationRib,
+    SimulationSettings,
+    ZipfStream,
+    load_simulation_rib,
+    simulate,
+)
 from controller.zipf import ZipfTraffic
 
 CORPUS_RIB = (
@@ -50,6 +58,7 @@ def main() -> None:
         "--evidence-min-samples", type=float, default=SimulationSettings.evidence_min_samples
     )
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--jobs", type=int, default=1, help="simulate this many alphas at once (processes)")
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress when piped
 
@@ -74,20 +83,40 @@ def main() -> None:
     header = ("alpha", "cap", "coverage", "oracle", "ratio", "churn/h", "% of N/h", "bars", "seconds")
     print("{:>5} {:>7} {:>9} {:>9} {:>7} {:>9} {:>9} {:>5} {:>8}".format(*header))
     caps = [int(c) for c in args.caps]
-    for alpha in args.alphas:
-        started = time.perf_counter()
-        zipf = ZipfTraffic.build(len(sim_rib), alpha, args.seed)
-        traffic = ZipfStream(zipf, settings.samples_per_s, settings.sampling_rate)
-        results, _ = simulate(sim_rib, traffic, caps, settings)
-        seconds = time.perf_counter() - started
-        for r in results:
-            ratio = r.coverage / r.oracle_coverage if r.oracle_coverage else 0.0
-            churn_share = 100.0 * r.churn_per_hour / r.cap
-            ok = "ok" if ratio >= 0.98 and churn_share <= 2.0 else "MISS"
-            print(
-                f"{alpha:>5.2f} {r.cap:>7} {r.coverage:>9.4f} {r.oracle_coverage:>9.4f} {ratio:>7.4f} "
-                f"{r.churn_per_hour:>9.1f} {churn_share:>8.2f}% {ok:>5} {seconds:>8.0f}"
-            )
+    global _SHARED  # forked workers inherit the loaded RIB instead of loading it again
+    _SHARED = (sim_rib, caps, settings, args.seed)
+    if args.jobs > 1:
+        with multiprocessing.get_context("fork").Pool(min(args.jobs, len(args.alphas))) as pool:
+            outcomes = pool.imap(_run_alpha, args.alphas)
+            for alpha, (results, seconds) in zip(args.alphas, outcomes, strict=True):
+                _print(alpha, results, seconds)
+    else:
+        for alpha in args.alphas:
+            _print(alpha, *_run_alpha(alpha))
+
+
+_SHARED: tuple[SimulationRib, list[int], SimulationSettings, int] | None = None
+
+
+def _run_alpha(alpha: float) -> tuple[list[CapResult], float]:
+    assert _SHARED is not None
+    sim_rib, caps, settings, seed = _SHARED
+    started = time.perf_counter()
+    zipf = ZipfTraffic.build(len(sim_rib), alpha, seed)
+    traffic = ZipfStream(zipf, settings.samples_per_s, settings.sampling_rate)
+    results, _ = simulate(sim_rib, traffic, caps, settings)
+    return results, time.perf_counter() - started
+
+
+def _print(alpha: float, results: list[CapResult], seconds: float) -> None:
+    for r in results:
+        ratio = r.coverage / r.oracle_coverage if r.oracle_coverage else 0.0
+        churn_share = 100.0 * r.churn_per_hour / r.cap
+        ok = "ok" if ratio >= 0.98 and churn_share <= 2.0 else "MISS"
+        print(
+            f"{alpha:>5.2f} {r.cap:>7} {r.coverage:>9.4f} {r.oracle_coverage:>9.4f} {ratio:>7.4f} "
+            f"{r.churn_per_hour:>9.1f} {churn_share:>8.2f}% {ok:>5} {seconds:>8.0f}"
+        )
 
 
 if __name__ == "__main__":
