@@ -1,7 +1,7 @@
 """Coverage and churn on the full IPv4 table under stationary Zipf traffic, against the oracle.
 
     .venv/bin/python -m bench.bench_coverage [--alphas 1.0,1.2,1.4] [--caps 1000,16000,30000]
-                                             [--duration 3600] [--warmup 3600] [--loop-period 30]
+                                             [--duration 3600] [--warmup 10800] [--loop-period 30]
                                              [--min-fast-samples 4] [--samples-per-s 5000] [--jobs 3]
 
 The baseline is the oracle, computed in the same run on the same traffic: the best FIB in
@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--alphas", type=_numbers, default=[1.0, 1.2, 1.4])
     parser.add_argument("--caps", type=_numbers, default=[1000, 16000, 30000])
     parser.add_argument("--duration", type=float, default=3600.0)
-    parser.add_argument("--warmup", type=float, default=3600.0)
+    parser.add_argument("--warmup", type=float, default=SimulationSettings.warmup_s)
     parser.add_argument("--samples-per-s", type=float, default=SimulationSettings.samples_per_s)
     parser.add_argument("--loop-period", type=float, default=SimulationSettings.loop_period_s)
     parser.add_argument("--min-fast-samples", type=float, default=SimulationSettings.min_fast_samples)

@@ -18,9 +18,11 @@ Score. Selection ranks prefixes by max(fast, slow) so a prefix turning hot gets 
 sampling the fast rate is noisy: one sample alone makes a 30 s rate that beats the true rate of the
 16,000th prefix of a Zipf(1.0) full table at 5,000 samples/s and 1:4096. With ``fast_min_samples``
 > 0 the fast rate therefore enters only through its 95 % lower bound, fast · (1 − 1.96/√c) for c
-effective samples in the fast window, and only from ``fast_min_samples`` of them: a steady
-prefix's lower bound stays below its slow rate, a burst of ten times the usual rate clears it
-within seconds of having a handful of samples. 0 gives the plain max.
+effective samples in the fast window, only from ``fast_min_samples`` of them, and only when that
+clears the slow rate's upper end: the score moves to the fast rate on a change of rate, not on
+noise (a steady prefix whose score flickered between the two would trade its slow rate's evidence
+for a handful of fast samples and lose its slot to sampling luck). A burst of ten times the usual
+rate clears it within seconds of having a handful of samples. 0 gives the plain max.
 
 All rates are in bytes per second (the ``*_bps`` names say "per second", not "bits").
 Prefix ids come from :class:`collector.lpm.LpmTable` batch lookups; an id → slot cache per switch
@@ -394,8 +396,10 @@ class PrefixRates:
             fast_samples = _effective(fast.values[_SAMPLES, :used], fast.squares[:used])
             slow_samples = _effective(slow.values[_SAMPLES, :used], slow.squares[:used])
             if self.fast_min_samples > 0:
-                lower = 1.0 - _Z95 / np.sqrt(fast_samples)
-                fast_bps = np.where(fast_samples >= self.fast_min_samples, fast_bps * lower, 0.0)
+                lower = fast_bps * (1.0 - _Z95 / np.sqrt(fast_samples))
+                slow_upper = slow_bps * (1.0 + _Z95 / np.sqrt(slow_samples))
+                lifts = (fast_samples >= self.fast_min_samples) & (lower > slow_upper)
+                fast_bps = np.where(lifts, lower, 0.0)
         from_fast = fast_bps >= slow_bps
         return np.where(from_fast, fast_bps, slow_bps), np.where(from_fast, fast_samples, slow_samples)
 
@@ -565,9 +569,12 @@ def _summary(
     fast_samples = _effective_one(float(fast_values[_SAMPLES]), fast_squares)
     slow_samples = _effective_one(float(slow_values[_SAMPLES]), slow_squares)
     fast_score = fast_bps
-    if fast_min_samples > 0:
-        enough = fast_samples >= fast_min_samples
-        fast_score = fast_bps * (1.0 - _Z95 / math.sqrt(fast_samples)) if enough else 0.0
+    if fast_min_samples > 0 and fast_samples > 0:
+        lower = fast_bps * (1.0 - _Z95 / math.sqrt(fast_samples))
+        slow_upper = slow_bps * (1.0 + _Z95 / math.sqrt(slow_samples)) if slow_samples > 0 else 0.0
+        fast_score = lower if fast_samples >= fast_min_samples and lower > slow_upper else 0.0
+    elif fast_min_samples > 0:
+        fast_score = 0.0
     score, samples = (fast_score, fast_samples) if fast_score >= slow_bps else (slow_bps, slow_samples)
     return RateSummary(
         fast_bps=fast_bps,

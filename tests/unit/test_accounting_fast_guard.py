@@ -78,3 +78,25 @@ def test_zero_min_samples_is_the_plain_max_and_negative_is_refused() -> None:
     assert guarded.scores_and_evidence("sw", 25.0) == plain.scores_and_evidence("sw", 25.0)
     with pytest.raises(ValueError, match="fast_min_samples"):
         PrefixRates(30.0, 3600.0, fast_min_samples=-1.0)
+
+
+def test_the_fast_rate_takes_over_only_beyond_the_slow_rates_upper_end() -> None:
+    """A steady prefix (a sample a minute for two hours) speeding up a little: the fast lower bound
+    passes the slow rate but not its upper end, so the score stays the slow rate with its evidence."""
+    guarded, plain = both()
+    for rates in (guarded, plain):
+        for second in range(0, 7200, 60):
+            feed(rates, 0, 1e6, 3600.0 + second)
+        for k in range(6):  # one every 8 s: four times the usual rate, for 40 s
+            feed(rates, 0, 1e6, 10800.0 + 8 * k)
+    now = 10840.0
+    reading = plain.rate("sw", HOT, now)
+    assert reading is not None and reading.score == reading.fast_bps  # so its samples are the fast ones
+    samples_fast = reading.samples
+    lower = reading.fast_bps * (1 - 1.96 / math.sqrt(samples_fast))
+    slow_evidence = guarded.scores_and_evidence("sw", now)[1][HOT]
+    upper = reading.slow_bps * (1 + 1.96 / math.sqrt(slow_evidence))
+    assert samples_fast >= 4.0
+    assert reading.slow_bps < lower < upper  # the case: above the slow rate, inside its interval
+    assert guarded.scores("sw", now)[HOT] == pytest.approx(reading.slow_bps)
+    assert slow_evidence > 100  # the slow rate's evidence, not the fast window's handful
