@@ -123,12 +123,13 @@ static int number(Cur *c) {
     return OK;
 }
 
-/* Next member of an object whose '{' was consumed: OK with its key (and the ':' consumed),
- * END at '}', NO on anything else. `count` starts at 0. */
-static int member(Cur *c, int *count, const char **key, Py_ssize_t *len) {
+/* Before the next item of a container whose opening bracket was consumed: END past `close`,
+ * OK past the ',' that separates it from the one before (none before the first), NO otherwise.
+ * `count` starts at 0. */
+static int next_item(Cur *c, int *count, char close) {
     ws(c);
     if (c->p >= c->end) return NO;
-    if (*c->p == '}') {
+    if (*c->p == close) {
         c->p++;
         return END;
     }
@@ -137,24 +138,21 @@ static int member(Cur *c, int *count, const char **key, Py_ssize_t *len) {
         c->p++;
     }
     (*count)++;
+    return OK;
+}
+
+/* Next member of an object whose '{' was consumed: OK with its key (and the ':' consumed),
+ * END at '}', NO on anything else. `count` starts at 0. */
+static int member(Cur *c, int *count, const char **key, Py_ssize_t *len) {
+    int state = next_item(c, count, '}');
+    if (state != OK) return state;
     if (string(c, key, len) != OK || !expect(c, ':')) return NO;
     return OK;
 }
 
 /* Next element of an array whose '[' was consumed: OK (positioned on it), END at ']', NO. */
 static int element(Cur *c, int *count) {
-    ws(c);
-    if (c->p >= c->end) return NO;
-    if (*c->p == ']') {
-        c->p++;
-        return END;
-    }
-    if (*count) {
-        if (*c->p != ',') return NO;
-        c->p++;
-    }
-    (*count)++;
-    return OK;
+    return next_item(c, count, ']');
 }
 
 /* Skips one value of any kind, checking it is JSON both parsers read alike. */

@@ -27,8 +27,7 @@ from collector.exabgp_json import (
 )
 from collector.fastprefix import split_canonical
 from collector.paths import Path
-from collector.rib import Rib
-from tests.unit.test_exabgp_json_fast import parsed_key
+from tests.unit.test_exabgp_json_fast import Trio
 
 needs_c = pytest.mark.skipif(not c_scanner_available(), reason="C extension not built")
 
@@ -57,31 +56,20 @@ def agree(lines: list[str] | list[bytes], known: bool = False) -> tuple[ExabgpJs
     """C-first, Python-fast-first and reference parsers (long-lived) agree with each other and,
     without ``known``, with a fresh reference parser per line: events, parsed keys, counters.
     Returns the C-first parser and how many lines its scanner took."""
-    ribs = (Rib(), Rib(), Rib())
-    native = ExabgpJsonParser(known_prefix=ribs[0].lpm.knows if known else None)
-    python = ExabgpJsonParser(known_prefix=ribs[1].lpm.knows if known else None, native=False)
-    reference = ExabgpJsonParser(known_prefix=ribs[2].lpm.knows if known else None, fast=False)
+    trio = Trio(known)
     taken = 0
     for line in lines:
-        if native._scan is not None and native._scan(line) is not None:
+        scan = trio.native._scan
+        if scan is not None and scan(line) is not None:
             taken += 1
-        before = reference.counters.copy()
-        got, fast, want = native.parse_line(line), python.parse_line(line), reference.parse_line(line)
-        assert got == want, line
-        assert fast == want, line
-        assert [parsed_key(e) for e in got] == [parsed_key(e) for e in want], line
-        assert [parsed_key(e) for e in fast] == [parsed_key(e) for e in want], line
-        assert native.counters == reference.counters, line
-        assert python.counters == reference.counters, line
-        if known:
-            changes = ribs[2].apply_all(want)
-            assert ribs[0].apply_all(got) == changes, line
-            assert ribs[1].apply_all(fast) == changes, line
-        else:
+        before = trio.reference.counters.copy()
+        want = trio.agree(line)
+        if not known:
             alone = ExabgpJsonParser(fast=False)
             assert alone.parse_line(line) == want, line
-            assert alone.counters == reference.counters - before, line
-    for parser in (native, python, reference):
+            assert alone.counters == trio.reference.counters - before, line
+    native = trio.native
+    for parser in (trio.native, trio.python, trio.reference):
         check_cache_keys(parser)
     return native, taken
 

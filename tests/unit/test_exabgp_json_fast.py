@@ -29,26 +29,40 @@ from tests.unit.test_exabgp_json_golden import GOLDEN
 GOLDEN_LINES = GOLDEN.read_text(encoding="utf-8").splitlines()
 
 
-def both(lines: list[str] | list[bytes], known: bool = False) -> tuple[ExabgpJsonParser, ExabgpJsonParser]:
-    """Parse ``lines`` with the C-first, the Python-fast-first and the reference parser and check
-    they agree line by line; (C-first parser, reference parser)."""
-    ribs = (Rib(), Rib(), Rib())
-    native = ExabgpJsonParser(known_prefix=ribs[0].lpm.knows if known else None)
-    python = ExabgpJsonParser(known_prefix=ribs[1].lpm.knows if known else None, native=False)
-    reference = ExabgpJsonParser(known_prefix=ribs[2].lpm.knows if known else None, fast=False)
-    for line in lines:
-        got, fast, want = native.parse_line(line), python.parse_line(line), reference.parse_line(line)
+class Trio:
+    """A C-first, a Python-fast-first and a reference parser, each feeding its own RIB."""
+
+    def __init__(self, known: bool = False) -> None:
+        self.known = known
+        self.ribs = (Rib(), Rib(), Rib())
+        self.native = ExabgpJsonParser(known_prefix=self.ribs[0].lpm.knows if known else None)
+        self.python = ExabgpJsonParser(known_prefix=self.ribs[1].lpm.knows if known else None, native=False)
+        self.reference = ExabgpJsonParser(known_prefix=self.ribs[2].lpm.knows if known else None, fast=False)
+
+    def agree(self, line: str | bytes) -> list[Event]:
+        """Parse ``line`` with all three and check they agree; the reference's events."""
+        got, fast = self.native.parse_line(line), self.python.parse_line(line)
+        want = self.reference.parse_line(line)
         assert got == want, line
         assert fast == want, line
         assert [parsed_key(e) for e in got] == [parsed_key(e) for e in want], line
         assert [parsed_key(e) for e in fast] == [parsed_key(e) for e in want], line
-        assert native.counters == reference.counters, line
-        assert python.counters == reference.counters, line
-        if known:  # the RIB feeds the known-prefix shortcut: all must keep seeing the same table
-            changes = ribs[2].apply_all(want)
-            assert ribs[0].apply_all(got) == changes
-            assert ribs[1].apply_all(fast) == changes
-    return native, reference
+        assert self.native.counters == self.reference.counters, line
+        assert self.python.counters == self.reference.counters, line
+        if self.known:  # the RIB feeds the known-prefix shortcut: all must keep seeing the same table
+            changes = self.ribs[2].apply_all(want)
+            assert self.ribs[0].apply_all(got) == changes, line
+            assert self.ribs[1].apply_all(fast) == changes, line
+        return want
+
+
+def both(lines: list[str] | list[bytes], known: bool = False) -> tuple[ExabgpJsonParser, ExabgpJsonParser]:
+    """Parse ``lines`` with the C-first, the Python-fast-first and the reference parser and check
+    they agree line by line; (C-first parser, reference parser)."""
+    trio = Trio(known)
+    for line in lines:
+        trio.agree(line)
+    return trio.native, trio.reference
 
 
 def parsed_key(event: Event) -> tuple[int, int, int] | None:
