@@ -259,8 +259,9 @@ def test_with_evidence_a_challenger_must_clear_both_intervals(case: Case, data: 
             p for p in selection.routes if p not in previous.routes and case.policy.table_of(p) == table
         ]
         for incumbent in dropped:
-            # an incumbent below the evidence floor is given the floor's interval
-            spread = 1.96 / max(evidence[incumbent], case.policy.evidence_min_samples) ** 0.5
+            # an incumbent below the evidence floor competes with its score, not its upper end
+            thin = evidence[incumbent] < case.policy.evidence_min_samples
+            spread = 0.0 if thin else 1.96 / evidence[incumbent] ** 0.5
             upper = new_scores.get(incumbent, 0.0) * (1 + spread) * (1 + case.policy.margin)
             for challenger in newcomers:
                 assert new_scores[challenger] * max(0.0, 1 - 1.96 / evidence[challenger] ** 0.5) > upper
