@@ -395,13 +395,7 @@ class PrefixRates:
         with np.errstate(divide="ignore", invalid="ignore"):
             fast_samples = _effective(fast.values[_SAMPLES, :used], fast.squares[:used])
             slow_samples = _effective(slow.values[_SAMPLES, :used], slow.squares[:used])
-            if self.fast_min_samples > 0:
-                lower = fast_bps * (1.0 - _Z95 / np.sqrt(fast_samples))
-                slow_upper = slow_bps * (1.0 + _Z95 / np.sqrt(slow_samples))
-                lifts = (fast_samples >= self.fast_min_samples) & (lower > slow_upper)
-                fast_bps = np.where(lifts, lower, 0.0)
-        from_fast = fast_bps >= slow_bps
-        return np.where(from_fast, fast_bps, slow_bps), np.where(from_fast, fast_samples, slow_samples)
+        return _score(fast_bps, fast_samples, slow_bps, slow_samples, self.fast_min_samples)
 
     def scores(self, switch: str, now: float) -> dict[str, float]:
         """max(fast, slow) decayed bytes/s of every prefix with traffic (unrouted excluded)."""
@@ -568,14 +562,9 @@ def _summary(
     slow_bps = float(slow_values[_BYTES]) * slow_rate
     fast_samples = _effective_one(float(fast_values[_SAMPLES]), fast_squares)
     slow_samples = _effective_one(float(slow_values[_SAMPLES]), slow_squares)
-    fast_score = fast_bps
-    if fast_min_samples > 0 and fast_samples > 0:
-        lower = fast_bps * (1.0 - _Z95 / math.sqrt(fast_samples))
-        slow_upper = slow_bps * (1.0 + _Z95 / math.sqrt(slow_samples)) if slow_samples > 0 else 0.0
-        fast_score = lower if fast_samples >= fast_min_samples and lower > slow_upper else 0.0
-    elif fast_min_samples > 0:
-        fast_score = 0.0
-    score, samples = (fast_score, fast_samples) if fast_score >= slow_bps else (slow_bps, slow_samples)
+    scored = _score(np.array([fast_bps]), np.array([fast_samples]), np.array([slow_bps]),
+                    np.array([slow_samples]), fast_min_samples)
+    score, samples = float(scored[0][0]), float(scored[1][0])
     return RateSummary(
         fast_bps=fast_bps,
         slow_bps=slow_bps,
@@ -585,6 +574,19 @@ def _summary(
         samples=samples,
         error_pct=error_pct(samples),
     )
+
+
+def _score(fast_bps: FloatArray, fast_samples: FloatArray, slow_bps: FloatArray, slow_samples: FloatArray,
+           fast_min_samples: float) -> tuple[FloatArray, FloatArray]:
+    """Per element: the score (see the module doc) and the effective samples behind it."""
+    if fast_min_samples > 0:
+        with np.errstate(divide="ignore", invalid="ignore"):  # no samples: nan compares false
+            lower = fast_bps * (1.0 - _Z95 / np.sqrt(fast_samples))
+            slow_upper = slow_bps * (1.0 + _Z95 / np.sqrt(slow_samples))
+            lifts = (fast_samples >= fast_min_samples) & (lower > slow_upper)
+        fast_bps = np.where(lifts, lower, 0.0)
+    from_fast = fast_bps >= slow_bps
+    return np.where(from_fast, fast_bps, slow_bps), np.where(from_fast, fast_samples, slow_samples)
 
 
 def _effective(sums: FloatArray, squares: FloatArray) -> FloatArray:
