@@ -7,6 +7,9 @@ from typing import Annotated
 
 import typer
 
+# SimulationSettings.warmup_s (three slow half-lives), here so the CLI starts without numpy
+DEFAULT_WARMUP_S = 10800.0
+
 app = typer.Typer(help="topfib: fit a peering edge's traffic into a small-FIB switch.",
                   no_args_is_help=True, add_completion=False)
 rib_app = typer.Typer(help="Inspect a RIB file (MRT dump or CAIDA pfx2as).", no_args_is_help=True)
@@ -89,14 +92,17 @@ def simulate(
     cap: Annotated[str, typer.Option("--cap", help="FIB cap(s), comma separated")],
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per cap")] = False,
     plot: Annotated[Path | None, typer.Option("--plot", help="write routes-vs-traffic PNG")] = None,
-    duration: Annotated[float, typer.Option("--duration", help="simulated seconds")] = 3600.0,
+    duration: Annotated[float, typer.Option("--duration", help="simulated seconds measured")] = 3600.0,
     seed: Annotated[int, typer.Option("--seed", help="random seed")] = 1,
+    warmup: Annotated[
+        float, typer.Option("--warmup", help="simulated seconds before measuring (steady state)")
+    ] = DEFAULT_WARMUP_S,
 ) -> None:
     """Replay traffic through accounting and selection; report coverage vs the oracle per cap."""
     from controller.simulate import run_simulate
 
     caps = [int(c) for c in cap.split(",") if c.strip()]
-    raise typer.Exit(run_simulate(rib, traffic, caps, as_json, plot, duration, seed))
+    raise typer.Exit(run_simulate(rib, traffic, caps, as_json, plot, duration, seed, warmup))
 
 
 @token_app.command("new")

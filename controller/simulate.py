@@ -382,6 +382,7 @@ def run_simulate(
     plot: FilePath | None,
     duration: float,
     seed: int,
+    warmup: float = SimulationSettings.warmup_s,
 ) -> int:
     """CLI body of ``topfib simulate``: 0 on success, 2 on bad arguments or unreadable input."""
     try:
@@ -398,6 +399,9 @@ def run_simulate(
     if not duration > 0:
         print("--duration: must be > 0", file=sys.stderr)
         return 2
+    if not warmup >= 0:
+        print("--warmup: must be >= 0", file=sys.stderr)
+        return 2
     from collector.ribfile import RibFileError
 
     try:
@@ -408,7 +412,7 @@ def run_simulate(
     if not len(sim_rib):
         print(f"--rib: {rib}: no prefixes", file=sys.stderr)
         return 2
-    settings = SimulationSettings(duration_s=duration, warmup_s=min(duration, 3600.0), seed=seed)
+    settings = SimulationSettings(duration_s=duration, warmup_s=warmup, seed=seed)
     source: TrafficSource
     if alpha is not None:
         zipf = ZipfTraffic.build(len(sim_rib), alpha, seed)

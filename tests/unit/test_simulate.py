@@ -127,7 +127,7 @@ def _pfx2as(tmp_path: FilePath) -> FilePath:
 
 def test_cli_json_one_object_per_cap_and_plot(tmp_path: FilePath, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "curve.png"
-    assert run_simulate(_pfx2as(tmp_path), "zipf:1.1", [10, 400], True, out, 60.0, 7) == 0
+    assert run_simulate(_pfx2as(tmp_path), "zipf:1.1", [10, 400], True, out, 60.0, 7, 60.0) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [sorted(r) for r in rows] == [
         ["cap", "churn_per_hour", "coverage", "max_installed", "oracle_coverage"]
@@ -140,7 +140,7 @@ def test_cli_json_one_object_per_cap_and_plot(tmp_path: FilePath, capsys: pytest
 def test_cli_text_report_states_its_assumptions(
     tmp_path: FilePath, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run_simulate(_pfx2as(tmp_path), "zipf:1.0", [20], False, None, 60.0, 1) == 0
+    assert run_simulate(_pfx2as(tmp_path), "zipf:1.0", [20], False, None, 60.0, 1, 60.0) == 0
     text = capsys.readouterr().out
     assert "samples/s" in text and "zipf α=1" in text and "ratio" in text
 
@@ -165,6 +165,18 @@ def test_cli_rejects_bad_arguments(
     assert message in capsys.readouterr().err
 
 
+def test_cli_warmup_default_is_the_simulators_and_a_negative_one_is_refused(
+    tmp_path: FilePath, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from controller.cli import DEFAULT_WARMUP_S
+
+    assert SimulationSettings.warmup_s == DEFAULT_WARMUP_S
+    assert run_simulate(_pfx2as(tmp_path), "zipf:1.0", [10], False, None, 60.0, 1, -1.0) == 2
+    assert "--warmup" in capsys.readouterr().err
+    assert run_simulate(_pfx2as(tmp_path), "zipf:1.0", [10], False, None, 60.0, 1, 90.0) == 0
+    assert "90 s warm-up then 60 s measured" in capsys.readouterr().out
+
+
 def test_cli_rejects_a_missing_rib(tmp_path: FilePath, capsys: pytest.CaptureFixture[str]) -> None:
     assert run_simulate(tmp_path / "nope.gz", "zipf:1.0", [10], False, None, 60.0, 1) == 2
     assert "--rib" in capsys.readouterr().err
@@ -186,7 +198,7 @@ def test_capture_replay_maps_destinations_and_spreads_samples(
 
     pfx2as = tmp_path / "rib.pfx2as"
     pfx2as.write_text("45.90.160.0\t22\t64500\n2a0c:8880::\t32\t64501\n")
-    assert run_simulate(pfx2as, str(capture), [1], True, None, 60.0, 1) == 0
+    assert run_simulate(pfx2as, str(capture), [1], True, None, 60.0, 1, 60.0) == 0
     (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert row["cap"] == 1 and row["max_installed"] == 2  # the cap holds per address family
 
