@@ -34,6 +34,7 @@ class SwitchSettings(BaseModel):
     slow_half_life_s: float = Field(gt=0)
     margin: float = Field(ge=0)
     min_dwell_s: float = Field(ge=0)
+    min_swap_gain: float = Field(ge=0, le=1)
 
     @model_validator(mode="after")
     def _ttl_bounds(self) -> SwitchSettings:
@@ -57,6 +58,7 @@ class SwitchSettingsPatch(BaseModel):
     slow_half_life_s: float | None = Field(None, gt=0)
     margin: float | None = Field(None, ge=0)
     min_dwell_s: float | None = Field(None, ge=0)
+    min_swap_gain: float | None = Field(None, ge=0, le=1)
 
     def changes(self) -> tuple[dict[str, SettingValue], set[str]]:
         """(values to set, keys to clear) from the keys the client actually sent."""

@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.bench_coverage [--alphas 1.0,1.2,1.4] [--caps 1000,16000,30000]
                                              [--duration 3600] [--warmup 10800] [--loop-period 30]
                                              [--min-fast-samples 4] [--samples-per-s 5000] [--jobs 3]
+                                             [--margin 0.2] [--min-swap-gain 0.01] [--dwell 300]
 
 The baseline is the oracle, computed in the same run on the same traffic: the best FIB in
 hindsight (selection on the bytes each prefix actually received over the measured window).
@@ -51,6 +52,7 @@ def main() -> None:
     parser.add_argument("--loop-period", type=float, default=SimulationSettings.loop_period_s)
     parser.add_argument("--min-fast-samples", type=float, default=SimulationSettings.min_fast_samples)
     parser.add_argument("--margin", type=float, default=SimulationSettings.margin)
+    parser.add_argument("--min-swap-gain", type=float, default=SimulationSettings.min_swap_gain)
     parser.add_argument("--dwell", type=float, default=SimulationSettings.min_dwell_s)
     parser.add_argument("--no-evidence", action="store_true", help="selection compares scores only")
     parser.add_argument("--evidence-z", type=float, default=SimulationSettings.evidence_z)
@@ -73,6 +75,7 @@ def main() -> None:
         loop_period_s=args.loop_period,
         min_fast_samples=args.min_fast_samples,
         margin=args.margin,
+        min_swap_gain=args.min_swap_gain,
         min_dwell_s=args.dwell,
         use_evidence=not args.no_evidence,
         evidence_z=args.evidence_z,
@@ -117,6 +120,9 @@ def _print(alpha: float, results: list[CapResult], seconds: float) -> None:
             f"{alpha:>5.2f} {r.cap:>7} {r.coverage:>9.4f} {r.oracle_coverage:>9.4f} {ratio:>7.4f} "
             f"{r.churn_per_hour:>9.1f} {churn_share:>8.2f}% {ok:>5} {seconds:>8.0f}"
         )
+    for r in results:
+        hourly = " ".join(f"{100.0 * changes / r.cap:.2f}" for changes in r.hourly_changes)
+        print(f"      α {alpha:g}, N {r.cap}: changes per hour from the start, % of N: {hourly}")
 
 
 if __name__ == "__main__":

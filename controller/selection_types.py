@@ -30,6 +30,8 @@ DEFAULT_EVIDENCE_Z = 1.96
 # and with tens of thousands of prefixes contesting the last slots every loop, some fewer-sample
 # challenger always looks far ahead of some unlucky incumbent by chance alone.
 DEFAULT_EVIDENCE_MIN_SAMPLES = 30.0
+# see SelectionPolicy.min_swap_gain
+DEFAULT_MIN_SWAP_GAIN = 0.01
 
 
 class RibView(Protocol):
@@ -67,12 +69,18 @@ class SelectionPolicy:
     # with evidence: a challenger needs this many samples to displace an incumbent (with fewer it
     # only takes room nobody else claims)
     evidence_min_samples: float = DEFAULT_EVIDENCE_MIN_SAMPLES
+    # a challenger must also bring this share of the average TopN incumbent's score more than
+    # the incumbent it displaces: swaps that move next to no traffic are not worth two updates
+    min_swap_gain: float = DEFAULT_MIN_SWAP_GAIN
 
     def __post_init__(self) -> None:
         if min(self.cap_ipv4, self.cap_ipv6, self.cap_ipv4_24) < 0:
             raise ValueError("caps must be >= 0")
-        if min(self.margin, self.min_dwell_s, self.evidence_z, self.evidence_min_samples) < 0:
-            raise ValueError("margin, min_dwell_s, evidence_z and evidence_min_samples must be >= 0")
+        if min(self.margin, self.min_dwell_s, self.evidence_z, self.evidence_min_samples,
+               self.min_swap_gain) < 0:
+            raise ValueError(
+                "margin, min_dwell_s, evidence_z, evidence_min_samples and min_swap_gain must be >= 0"
+            )
 
     @classmethod
     def from_switch(cls, switch: SwitchConfig) -> SelectionPolicy:
@@ -82,6 +90,7 @@ class SelectionPolicy:
             cap_ipv4_24=switch.fib_cap_ipv4_24,
             margin=switch.margin,
             min_dwell_s=switch.min_dwell_s,
+            min_swap_gain=switch.min_swap_gain,
         )
 
     def caps(self) -> dict[str, int]:

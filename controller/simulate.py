@@ -45,7 +45,7 @@ from collector.lpm import LpmTable
 from collector.paths import Path
 from controller.plan import plan
 from controller.select import SelectedRoute, SelectionPolicy, UnitCache, select
-from controller.selection_types import DEFAULT_EVIDENCE_MIN_SAMPLES, DEFAULT_EVIDENCE_Z
+from controller.selection_types import DEFAULT_EVIDENCE_MIN_SAMPLES, DEFAULT_EVIDENCE_Z, DEFAULT_MIN_SWAP_GAIN
 from controller.static_rib import StaticRib
 from controller.zipf import ZipfTraffic, parse_zipf
 
@@ -76,6 +76,7 @@ class SimulationSettings:
     evidence_z: float = DEFAULT_EVIDENCE_Z  # their width: score · (1 ± z/√samples)
     evidence_min_samples: float = DEFAULT_EVIDENCE_MIN_SAMPLES  # to displace an incumbent
     margin: float = 0.2
+    min_swap_gain: float = DEFAULT_MIN_SWAP_GAIN  # share of the average TopN incumbent's score
     min_dwell_s: float = 300.0
     seed: int = 1
 
@@ -90,7 +91,8 @@ class SimulationSettings:
             f"{self.loop_period_s:g} s, half-lives {self.fast_half_life_s:g}/{self.slow_half_life_s:g} s "
             f"(fast: 95 % lower bound, from {self.min_fast_samples:g} samples), "
             f"{self._evidence()}"
-            f"margin {self.margin:g}, dwell {self.min_dwell_s:g} s, {self.warmup_s:g} s warm-up then "
+            f"margin {self.margin:g}, swap gain {self.min_swap_gain:g} of the average, "
+            f"dwell {self.min_dwell_s:g} s, {self.warmup_s:g} s warm-up then "
             f"{self.duration_s:g} s measured, seed {self.seed}"
         )
 
@@ -102,6 +104,9 @@ class CapResult:
     oracle_coverage: float
     churn_per_hour: float
     max_installed: int
+    # announces + withdraws in each simulated hour from the start, warm-up included (how fast
+    # the FIB settles); not part of the JSON output
+    hourly_changes: tuple[int, ...] = ()
 
     def to_dict(self) -> dict[str, float | int]:
         return {
@@ -205,6 +210,7 @@ class _CapRun:
     covered_bytes: float = 0.0
     changes: int = 0
     max_installed: int = 0
+    hourly_changes: list[int] = field(default_factory=list)
 
 
 class TrafficSource(Protocol):
@@ -246,6 +252,7 @@ def simulate(
                 settings.min_dwell_s,
                 settings.evidence_z,
                 settings.evidence_min_samples,
+                settings.min_swap_gain,
             )
         )
         for cap in caps
@@ -287,8 +294,11 @@ def simulate(
                 cache=cache,
             )
             desired = selection.desired()
+            changes = plan(desired, {p: r.next_hop for p, r in run.routes.items()})
+            hour = int((now - settings.loop_period_s) // 3600.0)  # the hour this period began in
+            run.hourly_changes.extend([0] * (hour + 1 - len(run.hourly_changes)))
+            run.hourly_changes[hour] += changes.announces + changes.withdraws
             if measuring:
-                changes = plan(desired, {p: r.next_hop for p, r in run.routes.items()})
                 run.changes += changes.announces + changes.withdraws
                 run.max_installed = max(run.max_installed, len(desired))
             if run.covered is None or desired.keys() != run.routes.keys():
@@ -306,6 +316,7 @@ def simulate(
                 oracle_coverage=float(window_bytes[oracle].sum()) / total if total else 0.0,
                 churn_per_hour=run.changes / hours if hours else 0.0,
                 max_installed=run.max_installed,
+                hourly_changes=tuple(run.hourly_changes),
             )
         )
     return results, window_bytes

@@ -426,6 +426,7 @@ class SwitchController:
             cap_ipv4_24=int(overrides.get("fib_cap_ipv4_24", base.cap_ipv4_24)),
             margin=float(overrides.get("margin", base.margin)),
             min_dwell_s=float(overrides.get("min_dwell_s", base.min_dwell_s)),
+            min_swap_gain=float(overrides.get("min_swap_gain", base.min_swap_gain)),
         )
 
     async def _inputs(self, wall_now: float) -> tuple[list[OnDemandRequest], list[str]]:

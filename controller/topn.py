@@ -105,7 +105,11 @@ def fill_topn(fib: FibDraft, evidence: Mapping[str, float] | None) -> None:
     # found by identity leave the contest here, the rest are skipped where they come up
     contending = challenger_keys.copy()
     contending[where[where >= 0]] = 0.0
-    keys = np.concatenate((contending, contest_keys(rival_raw, rival_samples, True, fib.policy)))
+    rival_keys = contest_keys(rival_raw, rival_samples, True, fib.policy)
+    if len(rival_raw) and fib.policy.min_swap_gain > 0:
+        # only an incumbent with traffic: one without keeps its slot only as fill-in (see below)
+        rival_keys += np.where(rival_raw > 0.0, fib.policy.min_swap_gain * float(rival_raw.mean()), 0.0)
+    keys = np.concatenate((contending, rival_keys))
     rival_routes = [incumbent_routes[i] for i in rival.tolist()]
     _fill(fib, keys, np.concatenate((raw, rival_raw)), names + rivals, len(names), fib.cache.name_kinds,
           rival_routes)

@@ -19,9 +19,11 @@ def rib_of(routes: dict[str, str]) -> StaticRib:
 
 
 def policy(
-    cap4: int = 10, cap6: int = 10, cap24: int = 0, margin: float = 0.0, dwell: float = 0.0
+    cap4: int = 10, cap6: int = 10, cap24: int = 0, margin: float = 0.0, dwell: float = 0.0, gain: float = 0.0
 ) -> SelectionPolicy:
-    return SelectionPolicy(cap_ipv4=cap4, cap_ipv6=cap6, cap_ipv4_24=cap24, margin=margin, min_dwell_s=dwell)
+    return SelectionPolicy(
+        cap_ipv4=cap4, cap_ipv6=cap6, cap_ipv4_24=cap24, margin=margin, min_dwell_s=dwell, min_swap_gain=gain
+    )
 
 
 def chosen(selection: object) -> dict[str, tuple[str, str]]:
@@ -148,6 +150,26 @@ def test_challenger_must_beat_incumbent_by_the_margin() -> None:
     )
     assert set(beaten.routes) == {"10.0.1.0/24"}
     assert beaten.routes["10.0.1.0/24"].since == 1.0
+
+
+def test_challenger_must_also_gain_a_share_of_the_average_incumbent() -> None:
+    """Incumbents average (10 + 990) / 2 = 500: with min_swap_gain 0.01 a challenger must score
+    above 10 × 1.2 + 5 to take the weak incumbent's slot, the margin alone is not enough."""
+    rib = rib_of({"10.0.0.0/24": A, "10.0.1.0/24": A, "10.0.2.0/24": A})
+    held = {"10.0.0.0/24": 10.0, "10.0.2.0/24": 990.0}
+    gaining = policy(cap4=2, margin=0.2, gain=0.01)
+    first = select(scores=held, rib=rib, policy=gaining, now=0.0)
+    assert set(first.routes) == set(held)
+    for challenger, wins in ((16.9, False), (17.1, True)):
+        scores = {**held, "10.0.1.0/24": challenger}
+        after = select(scores=scores, rib=rib, policy=gaining, now=1.0, incumbents=first.routes)
+        assert ("10.0.1.0/24" in after.routes) is wins, challenger
+        assert "10.0.2.0/24" in after.routes
+    # without the floor the margin alone decides
+    scores = {**held, "10.0.1.0/24": 12.1}
+    margin_only = policy(cap4=2, margin=0.2)
+    after = select(scores=scores, rib=rib, policy=margin_only, now=1.0, incumbents=first.routes)
+    assert "10.0.1.0/24" in after.routes
 
 
 def test_incumbent_stays_for_the_minimum_dwell_even_without_traffic() -> None:
@@ -320,12 +342,15 @@ def test_with_evidence_free_room_still_goes_to_thin_evidence_after_idle_incumben
     )
 
 
-def test_with_evidence_an_ended_request_without_traffic_leaves_even_with_free_room() -> None:
-    rib = rib_of({"10.0.0.0/24": A, "10.0.1.0/24": A})
-    room = policy(cap4=3)
-    asked = select(scores={}, rib=rib, policy=room, now=0.0,
+@pytest.mark.parametrize("gain", [0.0, 0.03])
+def test_with_evidence_an_ended_request_without_traffic_leaves_even_with_free_room(gain: float) -> None:
+    rib = rib_of({"10.0.0.0/24": A, "10.0.1.0/24": A, "10.0.2.0/24": A})
+    room = policy(cap4=3, gain=gain)
+    asked = select(scores={"10.0.2.0/24": 50.0}, rib=rib, policy=room, now=0.0,
                    requests=[OnDemandRequest("10.0.0.7", expires_at=10.0, request_id="r1")])
     assert asked.routes["10.0.0.0/24"].reason == "request"
-    after = select(scores={"10.0.1.0/24": 1.0}, rib=rib, policy=room, now=1.0, incumbents=asked.routes,
-                   evidence={"10.0.1.0/24": 1.0})
-    assert set(after.routes) == {"10.0.1.0/24"}
+    # the swap-gain floor (here 0.03 × the incumbents' average) is for incumbents with traffic
+    scores = {"10.0.1.0/24": 1.0, "10.0.2.0/24": 50.0}
+    after = select(scores=scores, rib=rib, policy=room, now=1.0, incumbents=asked.routes,
+                   evidence=dict.fromkeys(scores, 1.0))
+    assert set(after.routes) == {"10.0.1.0/24", "10.0.2.0/24"}

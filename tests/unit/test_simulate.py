@@ -105,6 +105,17 @@ def test_a_cap_holding_every_prefix_covers_everything() -> None:
     assert result.max_installed == len(PREFIXES)
     assert result.churn_per_hour == 0.0
     assert window.sum() > 0
+    # the first fill, in the warm-up, is the only change; hours count from the start
+    assert result.hourly_changes == (len(PREFIXES),)
+
+
+def test_hourly_changes_cover_warm_up_and_measured_hours() -> None:
+    prefixes = [f"10.{i // 256}.{i % 256}.0/24" for i in range(400)]
+    settings = dataclasses.replace(FAST, warmup_s=3600.0, duration_s=3600.0, loop_period_s=60.0)
+    (result,) = simulate(sim_rib(prefixes), stream(len(prefixes), 1.2), [50], settings)[0]
+    assert len(result.hourly_changes) == 2
+    assert result.hourly_changes[0] >= 50  # the first fill
+    assert result.hourly_changes[1] == round(result.churn_per_hour)  # the measured hour
 
 
 def test_small_caps_cover_less_than_large_ones_and_stay_within_the_cap() -> None:
