@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.bench_coverage [--alphas 1.0,1.2,1.4] [--caps 1000,16000,30000]
                                              [--duration 3600] [--warmup 10800] [--loop-period 30]
                                              [--min-fast-samples 4] [--samples-per-s 5000] [--jobs 3]
-                                             [--margin 0.2] [--min-swap-gain 0.01] [--dwell 300]
+                                             [--margin 0.2] [--min-swap-gain 0.03] [--dwell 300]
 
 The baseline is the oracle, computed in the same run on the same traffic: the best FIB in
 hindsight (selection on the bytes each prefix actually received over the measured window).

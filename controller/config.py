@@ -104,7 +104,7 @@ class SwitchConfig(_Strict):
     max_requests_per_ap: int = Field(1000, gt=0)
     margin: float = Field(0.2, ge=0)
     min_dwell_s: float = Field(300.0, ge=0)
-    min_swap_gain: float = Field(0.01, ge=0, le=1)
+    min_swap_gain: float = Field(0.03, ge=0, le=1)
     # install the path sampled traffic is seen to take (where one dominates) instead of the best
     follow_observed_paths: bool = False
 

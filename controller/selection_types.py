@@ -31,7 +31,7 @@ DEFAULT_EVIDENCE_Z = 1.96
 # challenger always looks far ahead of some unlucky incumbent by chance alone.
 DEFAULT_EVIDENCE_MIN_SAMPLES = 30.0
 # see SelectionPolicy.min_swap_gain
-DEFAULT_MIN_SWAP_GAIN = 0.01
+DEFAULT_MIN_SWAP_GAIN = 0.03
 
 
 class RibView(Protocol):

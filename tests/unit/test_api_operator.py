@@ -63,6 +63,7 @@ async def test_overrides_change_request_handling() -> None:
     ({"loop_period_s": 5}, "loop_period_s"),
     ({"request_ttl_default_s": 100_000}, "request_ttl_default_s"),
     ({"min_dwell_s": "Infinity"}, "min_dwell_s"),
+    ({"min_swap_gain": 1.5}, "min_swap_gain"),
 ])
 async def test_invalid_changes_get_422_naming_the_key_and_store_nothing(
     body: dict[str, Any], field: str

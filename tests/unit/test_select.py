@@ -172,6 +172,14 @@ def test_challenger_must_also_gain_a_share_of_the_average_incumbent() -> None:
     assert "10.0.1.0/24" in after.routes
 
 
+def test_the_config_default_swap_gain_is_the_policys() -> None:
+    from controller.config import SwitchConfig
+    from controller.selection_types import DEFAULT_MIN_SWAP_GAIN
+
+    assert SwitchConfig.model_fields["min_swap_gain"].default == DEFAULT_MIN_SWAP_GAIN
+    assert SelectionPolicy(cap_ipv4=1, cap_ipv6=1).min_swap_gain == DEFAULT_MIN_SWAP_GAIN
+
+
 def test_incumbent_stays_for_the_minimum_dwell_even_without_traffic() -> None:
     rib = rib_of({"10.0.0.0/24": A, "10.0.1.0/24": A})
     first = select(scores={"10.0.0.0/24": 10.0}, rib=rib, policy=policy(cap4=1, dwell=300.0), now=0.0)

@@ -68,10 +68,11 @@ def test_preloaded_table_ranks_traffic_but_nothing_is_programmed_without_a_sessi
             assert ctl.installed == {}  # no session: nothing counts as installed
 
             # an operator lowers the cap: selection follows at the next tick
-            await store.update_config_overrides("sw1", {"fib_cap_ipv4": 2}, ())
+            await store.update_config_overrides("sw1", {"fib_cap_ipv4": 2, "min_swap_gain": 0.25}, ())
             clock[0] += 1.0
             await ctl.tick()
             assert ctl.policy.cap_ipv4 == 2
+            assert ctl.policy.min_swap_gain == 0.25
             v4 = [p for p in ctl.selection.routes if ":" not in p]
             assert len(v4) == 2 and "10.0.1.0/24" in v4
         finally:
