@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from collector.metrics import REGISTRY
+from controller.line_log import LineLog
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +263,7 @@ class ExabgpRunner:
         reader = asyncio.StreamReader(limit=1024 * 1024)
         pipe = os.fdopen(read_fd, "rb", buffering=0)
         transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
-        log_file = self.log_path.open("a", encoding="utf-8") if self.log_path is not None else None
+        log_file = LineLog(self.log_path) if self.log_path is not None else None
         try:
             while True:
                 try:
@@ -275,8 +276,7 @@ class ExabgpRunner:
                 self.recent_output.append(line)
                 log.debug("exabgp[%s]: %s", self.switch_name, line)
                 if log_file is not None:
-                    log_file.write(line + "\n")
-                    log_file.flush()
+                    log_file.write(line)
         finally:
             transport.close()
             if log_file is not None:
