@@ -1,7 +1,7 @@
 """Coverage and churn on the full IPv4 table under stationary Zipf traffic, against the oracle.
 
     .venv/bin/python -m bench.bench_coverage [--alphas 1.0,1.2,1.4] [--caps 1000,16000,30000]
-                                             [--duration 3600] [--warmup 10800] [--loop-period 30]
+                                             [--duration 3600] [--warmup 18000] [--loop-period 30]
                                              [--min-fast-samples 4] [--samples-per-s 5000] [--jobs 3]
                                              [--margin 0.2] [--min-swap-gain 0.03] [--dwell 300]
 

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-# SimulationSettings.warmup_s (three slow half-lives), here so the CLI starts without numpy
-DEFAULT_WARMUP_S = 10800.0
+# SimulationSettings.warmup_s (five slow half-lives), here so the CLI starts without numpy
+DEFAULT_WARMUP_S = 18000.0
 
 app = typer.Typer(help="topfib: fit a peering edge's traffic into a small-FIB switch.",
                   no_args_is_help=True, add_completion=False)

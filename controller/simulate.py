@@ -62,9 +62,11 @@ class SimulationSettings:
     """Everything a run depends on besides the RIB, the traffic and the caps (all stated in output)."""
 
     duration_s: float = 3600.0  # measured simulated time
-    # simulated before measuring, so rates and the FIB are in steady state: three slow half-lives
-    # (a FIB first filled from thin evidence is still trading up after two hours at N = 16k)
-    warmup_s: float = 10800.0
+    # simulated before measuring, so rates and the FIB are in steady state: five slow half-lives.
+    # A slow rate's effective sample count reaches (1 − 2^(−T/h))/(1 + 2^(−T/h)) of its steady
+    # value after T: 78 % at 3 h, 94 % at 5 h; until then challengers' lower bounds keep rising
+    # and the FIB keeps trading up the thin prefixes its first fill, on seconds of traffic, took.
+    warmup_s: float = 18000.0
     loop_period_s: float = 30.0  # one selection per period
     slice_s: float = 5.0  # samples are accounted at this granularity within a period
     samples_per_s: float = 5000.0  # sFlow sample budget of the switch
