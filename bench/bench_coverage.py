@@ -121,8 +121,7 @@ def _print(alpha: float, results: list[CapResult], seconds: float) -> None:
             f"{r.churn_per_hour:>9.1f} {churn_share:>8.2f}% {ok:>5} {seconds:>8.0f}"
         )
     for r in results:
-        hourly = " ".join(f"{100.0 * changes / r.cap:.2f}" for changes in r.hourly_changes)
-        print(f"      α {alpha:g}, N {r.cap}: changes per hour from the start, % of N: {hourly}")
+        print(f"      α {alpha:g}, N {r.cap}: changes per hour from the start, % of N: {r.settling()}")
 
 
 if __name__ == "__main__":

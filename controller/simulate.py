@@ -110,6 +110,10 @@ class CapResult:
     # the FIB settles); not part of the JSON output
     hourly_changes: tuple[int, ...] = ()
 
+    def settling(self) -> str:
+        """Changes per hour from the start as % of the cap, e.g. ``"139.46 19.27 6.07"``."""
+        return " ".join(f"{100.0 * changes / self.cap:.2f}" for changes in self.hourly_changes)
+
     def to_dict(self) -> dict[str, float | int]:
         return {
             "cap": self.cap,
@@ -463,6 +467,8 @@ def run_simulate(
                 f"{r.cap:>8} {r.coverage:>9.4f} {r.oracle_coverage:>9.4f} {ratio:>7.4f} "
                 f"{r.churn_per_hour:>9.1f} {100 * r.churn_per_hour / r.cap:>8.2f}% {r.max_installed:>8}"
             )
+        for r in results:
+            print(f"cap {r.cap}: changes per hour from the start, % of cap: {r.settling()}")
     if plot is not None:
         title = (
             f"{rib.name}, zipf α={alpha:g}" if alpha is not None else f"{rib.name}, {FilePath(traffic).name}"

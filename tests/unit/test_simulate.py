@@ -116,6 +116,7 @@ def test_hourly_changes_cover_warm_up_and_measured_hours() -> None:
     assert len(result.hourly_changes) == 2
     assert result.hourly_changes[0] >= 50  # the first fill
     assert result.hourly_changes[1] == round(result.churn_per_hour)  # the measured hour
+    assert result.settling() == " ".join(f"{2 * changes:.2f}" for changes in result.hourly_changes)
 
 
 def test_small_caps_cover_less_than_large_ones_and_stay_within_the_cap() -> None:
@@ -154,6 +155,7 @@ def test_cli_text_report_states_its_assumptions(
     assert run_simulate(_pfx2as(tmp_path), "zipf:1.0", [20], False, None, 60.0, 1, 60.0) == 0
     text = capsys.readouterr().out
     assert "samples/s" in text and "zipf α=1" in text and "ratio" in text
+    assert "cap 20: changes per hour from the start, % of cap: " in text
 
 
 @pytest.mark.parametrize(
