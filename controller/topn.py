@@ -56,16 +56,25 @@ _Push = Callable[[str, float, bool, bool], None]
 def contest_keys(
     raw: FloatArray, samples: FloatArray | None, incumbent: bool, policy: SelectionPolicy
 ) -> FloatArray:
-    """What candidates compete on (see the module doc); ``samples`` None: no evidence."""
+    """What candidates compete on (see the module doc); ``samples`` None: no evidence.
+
+    For incumbents ``raw`` holds every TopN incumbent still to place: their average sets the swap gain."""
     margin = policy.margin
     if samples is None:
-        return raw * (1.0 + margin) if incumbent else raw
-    spread = policy.evidence_z / np.sqrt(np.maximum(samples, 1e-12))
-    enough = samples >= policy.evidence_min_samples
-    if incumbent:
-        return raw * np.where(enough, 1.0 + spread, 1.0) * (1.0 + margin)
-    lower = raw * np.clip(1.0 - spread, 0.0, None)
-    return np.where(enough, lower, 0.0)
+        if not incumbent:
+            return raw
+        keys = raw * (1.0 + margin)
+    else:
+        spread = policy.evidence_z / np.sqrt(np.maximum(samples, 1e-12))
+        enough = samples >= policy.evidence_min_samples
+        if not incumbent:
+            lower = raw * np.clip(1.0 - spread, 0.0, None)
+            return np.where(enough, lower, 0.0)
+        keys = raw * np.where(enough, 1.0 + spread, 1.0) * (1.0 + margin)
+    if len(raw) and policy.min_swap_gain > 0:
+        # only an incumbent with traffic: one without keeps its slot only as fill-in (fill_topn)
+        keys += np.where(raw > 0.0, policy.min_swap_gain * float(raw.mean()), 0.0)
+    return keys
 
 
 def _samples(names: list[str], evidence: Mapping[str, float] | None) -> FloatArray | None:
@@ -114,11 +123,7 @@ def fill_topn(fib: FibDraft, evidence: Mapping[str, float] | None) -> None:
     # found by identity leave the contest here, the rest are skipped where they come up
     contending = challenger_keys.copy()
     contending[where[where >= 0]] = 0.0
-    rival_keys = contest_keys(rival_raw, rival_samples, True, fib.policy)
-    if len(rival_raw) and fib.policy.min_swap_gain > 0:
-        # only an incumbent with traffic: one without keeps its slot only as fill-in (see below)
-        rival_keys += np.where(rival_raw > 0.0, fib.policy.min_swap_gain * float(rival_raw.mean()), 0.0)
-    keys = np.concatenate((contending, rival_keys))
+    keys = np.concatenate((contending, contest_keys(rival_raw, rival_samples, True, fib.policy)))
     rival_routes = [incumbent_routes[i] for i in rival.tolist()]
     _fill(fib, keys, np.concatenate((raw, rival_raw)), names + rivals, len(names), fib.cache.name_kinds,
           rival_routes)
