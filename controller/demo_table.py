@@ -39,12 +39,17 @@ CORPUS_V6 = "bgp/pytricia__routeviews-rv6-20160202-1200.pfx2as.gz"
 BUNDLED_TABLE = Path(__file__).resolve().parent / "data" / "demo-table.pfx2as.gz"
 
 
-def corpus_dir() -> Path | None:
-    """``$TOPFIB_CORPUS`` when set, else ``../shared/corpus`` beside the repository; None when that
-    directory does not hold the full table (then the bundled extract is used)."""
+def corpus_location() -> Path:
+    """Where the optional full corpus would be: ``$TOPFIB_CORPUS`` when set, else ``../shared/corpus``
+    beside the repository (it may not exist: a clone has only the bundled extracts)."""
     configured = os.environ.get(CORPUS_ENV)
     beside_repo = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"
-    candidate = Path(configured) if configured else beside_repo
+    return Path(configured) if configured else beside_repo
+
+
+def corpus_dir() -> Path | None:
+    """The corpus location when it holds the full table, else None (then the bundled extract is used)."""
+    candidate = corpus_location()
     return candidate if (candidate / CORPUS_V4).is_file() else None
 
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from collector.netflow import FlowDecodeError, FlowDecoder
 from collector.netflow_fast import FastFlowDecoder
-from tests.conftest import CORPUS
+from tests.conftest import TEST_DATA
 from tests.unit.test_netflow_corpus import GROUPS, INVALID, payloads
 
 SEEDS = Path(__file__).parent / "seeds" / "netflow"
@@ -25,12 +25,10 @@ MAX_GROUP_DATAGRAMS = 45  # the big pmacct replays add time, not new structure
 
 def fuzz_cases() -> list[tuple[list[tuple[str, bytes]], int]]:
     """(datagrams of a group, index of the target) for every datagram of the small groups."""
-    if not CORPUS.is_dir():
-        return []
     cases = []
     groups = [files for files, _, _ in GROUPS.values()] + [(name,) for name in INVALID]
     for files in groups:
-        datagrams = [d for name in files for d in payloads(CORPUS / name)]
+        datagrams = [d for name in files for d in payloads(TEST_DATA / name)]
         if len(datagrams) <= MAX_GROUP_DATAGRAMS:
             cases += [(datagrams, index) for index in range(len(datagrams))]
     cases += [([("192.0.2.1", path.read_bytes())], 0) for path in sorted(SEEDS.glob("*.bin"))]

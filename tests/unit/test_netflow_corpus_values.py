@@ -1,6 +1,6 @@
 """Field values the source projects assert for the NetFlow/IPFIX corpus, and complete records.
 
-Complete records combine what akvorado asserts (corpus README §4.1) with the fields it does not
+Complete records combine what akvorado asserts (its netflow decoder tests) with the fields it does not
 assert, read from the bytes. Akvorado reports one NextHop (BGP next hop when present), which we
 keep as ``bgp_next_hop`` / ``next_hop`` as the exporter sent them.
 """

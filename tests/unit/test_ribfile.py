@@ -1,7 +1,7 @@
 """RIB files: MRT dumps (TABLE_DUMP, TABLE_DUMP_V2, ADD-PATH; gz/bz2; cut streams) and pfx2as.
 
-Expected values come from the corpus README (§4.11 bgpdump golden output, §4.12 pyasn's
-asserted values, §4.13 values computed on the full pfx2as tables).
+Expected values come from bgpdump's golden output (tests/data/expected/bgpdump), pyasn's asserted
+values, and values computed on the full pfx2as tables (optional corpus, TOPFIB_CORPUS).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import bz2
 import gzip
 import ipaddress
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path as FilePath
 
 import pytest
@@ -43,8 +44,8 @@ def first_origins(routes: list[tuple[str, Path]]) -> dict[str, int | None]:
 
 
 @pytest.mark.slow
-def test_table_dump_v2_truncated_pyasn(corpus: FilePath) -> None:
-    routes, decoder, status = decode(corpus / "bgp" / "pyasn__rib.20140523.0600_firstMB.bz2")
+def test_table_dump_v2_truncated_pyasn(full_corpus_file: Callable[[str], FilePath]) -> None:
+    routes, decoder, status = decode(full_corpus_file("bgp/pyasn__rib.20140523.0600_firstMB.bz2"))
     assert len(routes) == 270_005
     assert len({prefix for prefix, _ in routes}) == 9_072
     assert decoder.counters["peer_index"] == 1 and decoder.counters["truncated"] == 1
@@ -62,8 +63,8 @@ def test_table_dump_v2_truncated_pyasn(corpus: FilePath) -> None:
 
 
 @pytest.mark.slow
-def test_table_dump_v1_truncated_pyasn(corpus: FilePath) -> None:
-    routes, decoder, _ = decode(corpus / "bgp" / "pyasn__rib.20080501.0644_firstMB.bz2")
+def test_table_dump_v1_truncated_pyasn(full_corpus_file: Callable[[str], FilePath]) -> None:
+    routes, decoder, _ = decode(full_corpus_file("bgp/pyasn__rib.20080501.0644_firstMB.bz2"))
     assert len(routes) == 139_291
     assert len({prefix for prefix, _ in routes}) == 3_507
     assert decoder.counters["truncated"] == 1
@@ -78,8 +79,8 @@ def test_table_dump_v1_truncated_pyasn(corpus: FilePath) -> None:
 
 
 @pytest.mark.slow
-def test_table_dump_v2_ipv6_truncated_pyasn(corpus: FilePath) -> None:
-    routes, decoder, _ = decode(corpus / "bgp" / "pyasn__rib6.20151101.0600_firstMB.bz2")
+def test_table_dump_v2_ipv6_truncated_pyasn(full_corpus_file: Callable[[str], FilePath]) -> None:
+    routes, decoder, _ = decode(full_corpus_file("bgp/pyasn__rib6.20151101.0600_firstMB.bz2"))
     assert decoder.counters["truncated"] == 1
     assert len(routes) == 149_578
     assert len({prefix for prefix, _ in routes}) == 6_870
@@ -233,7 +234,7 @@ def test_unknown_and_empty_files_are_errors(tmp_path: FilePath) -> None:
 
 
 @pytest.mark.slow
-def test_full_pfx2as_tables_count_and_lookups(corpus: FilePath) -> None:
+def test_full_pfx2as_tables_count_and_lookups(full_corpus_file: Callable[[str], FilePath]) -> None:
     """Every line of the 998,042-prefix table parses; the §4.13 matches hold.
 
     Loading a million prefixes is the benchmark's job; here the LPM is built from the prefixes
@@ -249,7 +250,7 @@ def test_full_pfx2as_tables_count_and_lookups(corpus: FilePath) -> None:
     for name in ("mccurtain__routeviews-rv2-20240406.pfx2as.gz",
                  "pytricia__routeviews-rv6-20160202-1200.pfx2as.gz"):
         parser = Pfx2asParser()
-        with gzip.open(corpus / "bgp" / name, "rt") as lines:
+        with gzip.open(full_corpus_file(f"bgp/{name}"), "rt") as lines:
             for line in lines:
                 prefix, paths = parser.parse_line(line)
                 counts[name] += 1

@@ -1,7 +1,7 @@
-"""The typed sFlow decoder against the real captures in the shared corpus.
+"""The typed sFlow decoder against the real captures in tests/data.
 
-Expected records carry the values the source projects assert (corpus README §4.1 akvorado,
-§4.5 goflow2, §4.6 gopacket); fields those projects do not assert were read from the bytes.
+Expected records carry the values the source projects assert (akvorado, goflow2 and
+gopacket tests); fields those projects do not assert were read from the bytes.
 Akvorado reports Bytes as the IP length (our ``ip_length``), and folds special output
 interfaces (local/discard/multiple) into OutIf=0 (we keep format and value apart).
 """
@@ -39,9 +39,9 @@ def decode_one(corpus: Path, name: str) -> SflowDatagram:
 
 
 def all_sflow_files() -> list[str]:
-    from tests.conftest import CORPUS
+    from tests.conftest import TEST_DATA
 
-    return sorted(p.name for p in (CORPUS / "sflow").glob("*")) if CORPUS.is_dir() else []
+    return sorted(p.name for p in (TEST_DATA / "sflow").glob("*"))
 
 
 @pytest.mark.parametrize("name", all_sflow_files())
