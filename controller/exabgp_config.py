@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
+from collector.safe_files import ensure_private_dir, write_atomically
 from controller.config import SwitchConfig
 
 EXABGP_DIR = Path(__file__).resolve().parent.parent / "exabgp"
@@ -96,9 +97,9 @@ def render_exabgp_config(
 def write_exabgp_config(
     switch: SwitchConfig, bridge: BridgeCommand, path: Path, *, hold_time_s: int = DEFAULT_HOLD_TIME_S
 ) -> Path:
-    """Render and write atomically (ExaBGP may be reading the old file while we replace it)."""
+    """Render and write atomically (ExaBGP may be reading the old file while we replace it), mode
+    0600 in a private directory: the file may hold the switch's BGP password."""
     text = render_exabgp_config(switch, bridge, hold_time_s=hold_time_s)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    ensure_private_dir(path.parent)
+    write_atomically(path, text.encode("utf-8"))
     return path

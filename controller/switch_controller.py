@@ -27,6 +27,7 @@ from collector.exabgp_json import EndOfRib, ExabgpJsonParser, Notification, Sess
 from collector.metrics import REGISTRY
 from collector.path_accounting import PathRates
 from collector.rib import Rib, RibChange
+from collector.safe_files import ensure_private_dir
 from controller.config import SwitchConfig, TopfibConfig
 from controller.exabgp_config import BridgeCommand, write_exabgp_config
 from controller.exabgp_link import ExabgpLink, ExabgpLinkDown
@@ -266,7 +267,7 @@ class SwitchController:
 
     async def start(self, active: bool = True) -> None:
         """Load the preloaded RIB and listen for the bridge; with ``active``, start ExaBGP too."""
-        self._runtime_dir.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(self._runtime_dir)  # ExaBGP's config, its log and the bridge socket
         if self.switch.rib_file:
             from collector.ribfile import load_rib_file
 
