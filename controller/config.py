@@ -8,10 +8,13 @@ from __future__ import annotations
 import ipaddress
 import sys
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from controller.addresses import parse_ip
 
 
 class _Strict(BaseModel):
@@ -24,7 +27,7 @@ def split_host_port(value: str) -> tuple[str, int]:
     if not sep or not host:
         raise ValueError(f"expected HOST:PORT, got {value!r}")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    ipaddress.ip_address(host)
+    parse_ip(host)
     port = int(port_text)
     if not 0 < port < 65536:
         raise ValueError(f"port out of range in {value!r}")
@@ -111,7 +114,7 @@ class SwitchConfig(_Strict):
     @field_validator("neighbor", "local_address")
     @classmethod
     def _address(cls, value: str) -> str:
-        ipaddress.ip_address(value)
+        parse_ip(value, allow_scope=False)  # rendered verbatim into ExaBGP's config
         return value
 
     @field_validator("router_id")
@@ -124,7 +127,7 @@ class SwitchConfig(_Strict):
     @field_validator("sflow_agents")
     @classmethod
     def _agents(cls, value: list[str]) -> list[str]:
-        return [str(ipaddress.ip_address(a)) for a in value]
+        return [str(parse_ip(a)) for a in value]
 
     @model_validator(mode="after")
     def _ttl_bounds(self) -> SwitchConfig:
@@ -137,6 +140,21 @@ class TokenConfig(_Strict):
     name: str = Field(min_length=1)
     role: Literal["ap", "operator", "viewer"]
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+def repeated_token(tokens: Sequence[TokenConfig]) -> str | None:
+    """Why ``tokens`` cannot be used together (a name or hash given twice: who would a request
+    be?), or None."""
+    seen_names: dict[str, int] = {}
+    seen_hashes: dict[str, int] = {}
+    for index, token in enumerate(tokens):
+        if token.name in seen_names:
+            return f"token[{index}].name {token.name!r} repeats token[{seen_names[token.name]}].name"
+        if token.sha256 in seen_hashes:
+            return f"token[{index}].sha256 repeats token[{seen_hashes[token.sha256]}].sha256"
+        seen_names[token.name] = index
+        seen_hashes[token.sha256] = index
+    return None
 
 
 class MatrixConfig(_Strict):
@@ -175,6 +193,14 @@ class TopfibConfig(_Strict):
     matrix: MatrixConfig = MatrixConfig()
     switch: list[SwitchConfig] = Field(min_length=1)
     token: list[TokenConfig] = []
+
+    @field_validator("token")
+    @classmethod
+    def _unique_tokens(cls, value: list[TokenConfig]) -> list[TokenConfig]:
+        problem = repeated_token(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
     @model_validator(mode="after")
     def _cross_checks(self) -> TopfibConfig:
