@@ -6,15 +6,28 @@ Every key is documented (with its default) in README.md under "Configuration".
 from __future__ import annotations
 
 import ipaddress
+import re
 import sys
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from controller.addresses import parse_ip
+
+MD5_PASSWORD_MAX = 80  # TCP_MD5SIG_MAXKEYLEN (Linux)
+MD5_PASSWORD = re.compile(rf"[\x20-\x7e]{{1,{MD5_PASSWORD_MAX}}}")
+MAX_GTSM_HOPS = 254
 
 
 class _Strict(BaseModel):
@@ -110,11 +123,23 @@ class SwitchConfig(_Strict):
     min_swap_gain: float = Field(0.03, ge=0, le=1)
     # install the path sampled traffic is seen to take (where one dominates) instead of the best
     follow_observed_paths: bool = False
+    # RFC 2385 TCP-MD5 on the BGP session (the switch needs the same password); never shown
+    md5_password: SecretStr | None = None
+    # GTSM (RFC 5082): the switch is this many hops away (1: directly connected); 0: off
+    ttl_security: int = Field(0, ge=0, le=MAX_GTSM_HOPS)
 
     @field_validator("neighbor", "local_address")
     @classmethod
     def _address(cls, value: str) -> str:
         parse_ip(value, allow_scope=False)  # rendered verbatim into ExaBGP's config
+        return value
+
+    @field_validator("md5_password")
+    @classmethod
+    def _md5_password(cls, value: SecretStr | None) -> SecretStr | None:
+        # the message never quotes the value: check-config output and logs must not show it
+        if value is not None and not MD5_PASSWORD.fullmatch(value.get_secret_value()):
+            raise ValueError(f"must be 1 to {MD5_PASSWORD_MAX} printable ASCII characters (space included)")
         return value
 
     @field_validator("router_id")

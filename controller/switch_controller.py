@@ -35,6 +35,7 @@ from controller.exabgp_runner import ExabgpRunner
 from controller.observed_paths import ObservedPathRib
 from controller.plan import Plan, Step, plan, render_commands
 from controller.select import OnDemandRequest, Selection, SelectionPolicy, select
+from controller.session_diagnosis import SessionDiagnosis
 from controller.store import Store, StoreUnavailable
 from controller.unit_cache import UnitCache
 
@@ -120,6 +121,7 @@ _m_loop = REGISTRY.counter("topfib_control_loops_total", "Control-loop iteration
 @dataclass(slots=True)
 class SessionInfo:
     state: str = "down"
+    reason: str = ""  # why it went down last (ExaBGP's words), "" when up or never up
     since: float | None = None
     up_at: float | None = None  # monotonic time the session came up
     eor_families: set[str] = field(default_factory=set)
@@ -203,6 +205,7 @@ class SwitchController:
         )
         self.parser = ExabgpJsonParser(known_prefix=self.rib.lpm.knows)
         self.session = SessionInfo()
+        self.diagnosis = SessionDiagnosis(switch, lambda: self.runner.pid, clock=clock)
         self.installed: dict[str, str] = {}  # prefix → next-hop, acknowledged by ExaBGP
         self.selection: Selection | None = None
         # next-hops and no-cache-hiding units of the RIB, kept across selections (invalidated
@@ -379,7 +382,7 @@ class SwitchController:
     def _session_lost(self, reason: str) -> None:
         if self.session.state != "down":
             log.warning("switch %s: BGP session down (%s); nothing counts as installed", self.name, reason)
-        self.session = SessionInfo(state="down", since=self._wall_clock())
+        self.session = SessionInfo(state="down", reason=reason, since=self._wall_clock())
         self.installed = {}
         self._touched.clear()
         with self.rib_lock:
@@ -478,6 +481,10 @@ class SwitchController:
     async def tick(self) -> None:
         """One control-loop iteration."""
         async with self._tick_lock:
+            if self.active:
+                self.diagnosis.update(self.session.state, self.session.reason)
+            else:
+                self.diagnosis.clear()  # the standby runs no ExaBGP: nothing of its own to explain
             now = self._clock()
             delay = self._selection_delay(now)
             if delay > 0:
