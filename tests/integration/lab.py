@@ -519,10 +519,11 @@ protocol bgp {BGP_PROTOCOL} {{
 
     @contextlib.asynccontextmanager
     async def exabgp(self, reactor_speed: float | None = None, stop_grace_s: float = 5.0,
-                     backoff_min_s: float = 0.2, **switch_overrides: object) -> AsyncIterator[ExabgpSession]:
+                     backoff_min_s: float = 0.2,
+                     switch_overrides: dict[str, object] | None = None) -> AsyncIterator[ExabgpSession]:
         """ExaBGP (runner) + bridge + link in ``ctl``, peering with BIRD; stopped on exit.
         ``switch_overrides`` change the switch's config (e.g. ``md5_password``)."""
-        switch = self.switch_config(**switch_overrides)
+        switch = self.switch_config(**(switch_overrides or {}))
         sock = self.workdir / f"{switch.name}.sock"
         conf = write_exabgp_config(switch, BridgeCommand(sock), self.workdir / f"{switch.name}.conf")
         session = ExabgpSession()
