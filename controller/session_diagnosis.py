@@ -91,18 +91,24 @@ class SessionDiagnosis:
             return self._set((), None)
         if pid is None:
             return self._set(("not running",), "ExaBGP is not running")
-        return self._set(("not coming up", last_down_reason), self._not_coming_up(last_down_reason))
+        return self._set(("not coming up", session_state, last_down_reason),
+                         self._not_coming_up(session_state, last_down_reason))
 
     def clear(self) -> None:
         """The session is up (or topfib does not run this switch's ExaBGP): nothing to explain."""
         self._down_since = None
         self._set((), None)
 
-    def _not_coming_up(self, last_down_reason: str) -> str:
+    def _not_coming_up(self, session_state: str, last_down_reason: str) -> str:
         switch = self.switch
         grace = f"{self._connect_grace_s:g} s"
-        parts = [f"the switch has not connected to port {switch.bgp_port} within {grace}" if switch.passive
-                 else f"no TCP connection to {switch.neighbor} port {switch.bgp_port} within {grace}"]
+        if session_state == "connected":  # TCP is up: BGP itself (OPEN, AS numbers) is refusing
+            first = f"TCP connected to {switch.neighbor} but no BGP session within {grace}"
+        elif switch.passive:
+            first = f"the switch has not connected to port {switch.bgp_port} within {grace}"
+        else:
+            first = f"no TCP connection to {switch.neighbor} port {switch.bgp_port} within {grace}"
+        parts = [first]
         if last_down_reason:
             parts.append(f"last down: {last_down_reason}")
         if switch.md5_password is not None:

@@ -177,3 +177,12 @@ def test_counters_are_read_from_the_process_network_namespace() -> None:
     counters = read_tcp_drop_counters(os.getpid())
     assert set(counters) == {"TCPMD5Failure", "TCPMD5NotFound", "TCPMD5Unexpected", "TCPMinTTLDrop"}
     assert read_tcp_drop_counters(2**22 + 12345) == {}  # no such process: nothing, no error
+
+
+def test_a_tcp_connection_without_a_bgp_session_is_told_apart() -> None:
+    clock = FakeClock()
+    diagnosis = SessionDiagnosis(_switch(), lambda: 1, clock=clock, connect_grace_s=15,
+                                 read_counters=Counters())
+    diagnosis.update("connected")
+    clock.advance(20)
+    assert diagnosis.update("connected") == "TCP connected to 10.99.0.2 but no BGP session within 15 s"
