@@ -19,6 +19,7 @@ import pytest
 
 from controller.config import TopfibConfig
 from controller.service import Service
+from controller.session_diagnosis import CONNECT_GRACE_S
 from tests.integration.lab import Lab, async_wait_until, lab_unavailable_reason, run
 from tests.integration.test_end_to_end import _free_port
 
@@ -176,5 +177,21 @@ def test_with_the_right_password_status_shows_the_session_up_without_a_reason(la
             await asyncio.sleep(0.5)  # a loop iteration or two: the diagnosis follows the session
             status = await _status(service)
             assert status["session_state"] == "up" and status["session_reason"] is None
+
+    asyncio.run(body())
+
+
+def test_when_topfib_dials_a_mismatch_is_reported_with_the_md5_hint(lab_factory: list[Lab]) -> None:
+    # the switch's kernel drops our signed SYNs and ours counts nothing: after the grace time the
+    # reason says no TCP connection came up and that TCP-MD5 is on
+    lab = _lab(lab_factory, bgp_password=PASSWORD)
+
+    async def body() -> None:
+        async with _running(lab, "not the switch's password") as service:
+            ctl = next(iter(service.controllers.values()))
+            assert await async_wait_until(lambda: ctl.diagnosis.reason is not None, CONNECT_GRACE_S + 10)
+            reason = str((await _status(service))["session_reason"])
+            assert reason.startswith("no TCP connection to 10.99.0.2 port 179 within")
+            assert "TCP-MD5 is on" in reason
 
     asyncio.run(body())
