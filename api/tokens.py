@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, TextIO, get_args
 
-from controller.config import TokenConfig
+from controller.config import TokenConfig, repeated_token
 
 Role = Literal["ap", "operator", "viewer"]
 ROLES: tuple[str, ...] = get_args(Role)
@@ -48,6 +48,9 @@ class TokenTable:
     """Looks a presented token up among the configured hashes."""
 
     def __init__(self, tokens: Sequence[TokenConfig]) -> None:
+        problem = repeated_token(tokens)
+        if problem is not None:  # with a hash twice, the last entry would silently win
+            raise ValueError(problem)
         self._entries = [(bytes.fromhex(t.sha256), Principal(t.name, t.role)) for t in tokens]
 
     def authenticate(self, token: str) -> Principal | None:

@@ -103,6 +103,9 @@ class SwitchStatus(BaseModel):
     name: str
     session_state: str = Field(examples=["up", "down", "connecting"])
     session_since: float | None = Field(None, description="last session state change (Unix seconds)")
+    session_reason: str | None = Field(
+        None, description="why the session is not up, when topfib can tell (e.g. a TCP-MD5 password mismatch)"
+    )
     active: bool = Field(description="this controller holds the switch (its lease)")
     occupancy: dict[str, FamilyOccupancy] = Field(description='keys "ipv4", "ipv6" and "ipv4_24"')
     coverage: float | None = Field(

@@ -6,7 +6,9 @@ written under a hidden temporary name (``.matrix-20261125T210000Z.jsonl.part``) 
 span is over or the service stops, so a file under its final name is always whole. A name already
 taken (the service restarted within a span) gets a sequence number: ``matrix-…Z.1.jsonl``. After
 each rename the oldest files beyond ``keep_files`` are deleted. Part files left by a crash are
-finished (a cut last line dropped) by :meth:`MatrixFileWriter.prepare`.
+finished (a cut last line dropped) by :meth:`MatrixFileWriter.prepare`. The directory must be
+private and no file is opened through a symlink (:mod:`collector.safe_files`): a planted
+``.part`` symlink is reported and left alone, never followed.
 
 Rows carry their interval: ``interval_start``/``interval_end`` (ISO 8601 UTC), ``complete``
 (false when the collector did not see the whole interval), then ``switch, input_if, next_hop,
@@ -17,7 +19,8 @@ Every method but :meth:`prepare` logs and counts errors instead of raising: file
 output, the collector must go on. The service runs them in a thread (``asyncio.to_thread``).
 
 Metrics: ``topfib_matrix_files_written_total``, ``topfib_matrix_files_deleted_total``,
-``topfib_matrix_write_errors_total{operation}``.
+``topfib_matrix_write_errors_total{operation}`` (``recover``: a part file left unfinished
+because it is not a plain file of ours).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import json
 import logging
 import os
 import re
+import tempfile
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -37,6 +41,7 @@ from typing import Literal
 
 from collector.matrix import MatrixInterval, MatrixRow
 from collector.metrics import REGISTRY, Registry
+from collector.safe_files import UnsafePathError, ensure_private_dir, open_append_text, open_private_fd
 
 log = logging.getLogger(__name__)
 
@@ -144,16 +149,20 @@ class MatrixFileWriter:
         )
 
     def prepare(self) -> None:
-        """Create the directory, check it takes files, finish part files a crash left. Raises OSError."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        probe = self.directory / f".matrix-probe-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        """Create the directory (0700), check it is private and takes files, finish part files a
+        crash left. Raises OSError (:class:`UnsafePathError` for a directory others can write to)."""
+        ensure_private_dir(self.directory)
+        tempfile.TemporaryFile(dir=self.directory).close()  # exclusive, unnamed: nothing to plant
         for path in sorted(self.directory.iterdir()):
             match = _PART_RE.match(path.name)
-            if match is not None:
+            if match is None:
+                continue
+            try:
                 _drop_cut_line(path)
-                self._finish(path, match.group(1), match.group(2))
+            except UnsafePathError as exc:
+                self._failed("recover", path, exc)
+                continue
+            self._finish(path, match.group(1), match.group(2))
         self._prune()
 
     def write(self, intervals: Sequence[MatrixInterval]) -> None:
@@ -185,7 +194,7 @@ class MatrixFileWriter:
 
     def _append(self, path: Path, interval: MatrixInterval) -> None:
         records = interval_records(interval)
-        with path.open("a", encoding="utf-8", newline="") as out:
+        with open_append_text(path) as out:
             size = out.tell()
             text = (format_csv(records, header=size == 0) if self.file_format == "csv"
                     else format_jsonl(records))
@@ -200,7 +209,7 @@ class MatrixFileWriter:
         part = self._part
         self._part = None
         assert part is not None
-        if not part.path.exists():  # every write to it failed
+        if not os.path.lexists(part.path):  # every write to it failed
             return
         self._finish(part.path, _file_stamp(part.window), self.file_format)
         self._prune()
@@ -208,13 +217,16 @@ class MatrixFileWriter:
     def _finish(self, part: Path, stamp: str, extension: str) -> None:
         """fsync, then rename to the first free final name."""
         try:
-            with part.open("rb") as handle:
-                os.fsync(handle.fileno())
+            fd = open_private_fd(part, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             sequence = 0
             while True:
                 suffix = f".{sequence}" if sequence else ""
                 final = self.directory / f"matrix-{stamp}{suffix}.{extension}"
-                if not final.exists():
+                if not os.path.lexists(final):  # a dangling symlink takes the name too
                     break
                 sequence += 1
             os.replace(part, final)
@@ -255,7 +267,7 @@ class MatrixFileWriter:
 
 def _drop_cut_line(path: Path) -> None:
     """Truncate a file after its last newline (a crash may have cut the last line)."""
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with path.open("r+b") as handle:
+    with os.fdopen(open_private_fd(path, os.O_RDWR), "r+b") as handle:
+        data = handle.read()
+        if data and not data.endswith(b"\n"):
             handle.truncate(data.rfind(b"\n") + 1)

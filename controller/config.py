@@ -6,12 +6,28 @@ Every key is documented (with its default) in README.md under "Configuration".
 from __future__ import annotations
 
 import ipaddress
+import re
 import sys
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from controller.addresses import parse_ip
+
+MD5_PASSWORD_MAX = 80  # TCP_MD5SIG_MAXKEYLEN (Linux)
+MD5_PASSWORD = re.compile(rf"[\x20-\x7e]{{1,{MD5_PASSWORD_MAX}}}")
+MAX_GTSM_HOPS = 254
 
 
 class _Strict(BaseModel):
@@ -24,7 +40,7 @@ def split_host_port(value: str) -> tuple[str, int]:
     if not sep or not host:
         raise ValueError(f"expected HOST:PORT, got {value!r}")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    ipaddress.ip_address(host)
+    parse_ip(host)
     port = int(port_text)
     if not 0 < port < 65536:
         raise ValueError(f"port out of range in {value!r}")
@@ -107,11 +123,23 @@ class SwitchConfig(_Strict):
     min_swap_gain: float = Field(0.03, ge=0, le=1)
     # install the path sampled traffic is seen to take (where one dominates) instead of the best
     follow_observed_paths: bool = False
+    # RFC 2385 TCP-MD5 on the BGP session (the switch needs the same password); never shown
+    md5_password: SecretStr | None = None
+    # GTSM (RFC 5082): the switch is this many hops away (1: directly connected); 0: off
+    ttl_security: int = Field(0, ge=0, le=MAX_GTSM_HOPS)
 
     @field_validator("neighbor", "local_address")
     @classmethod
     def _address(cls, value: str) -> str:
-        ipaddress.ip_address(value)
+        parse_ip(value, allow_scope=False)  # rendered verbatim into ExaBGP's config
+        return value
+
+    @field_validator("md5_password")
+    @classmethod
+    def _md5_password(cls, value: SecretStr | None) -> SecretStr | None:
+        # the message never quotes the value: check-config output and logs must not show it
+        if value is not None and not MD5_PASSWORD.fullmatch(value.get_secret_value()):
+            raise ValueError(f"must be 1 to {MD5_PASSWORD_MAX} printable ASCII characters (space included)")
         return value
 
     @field_validator("router_id")
@@ -124,7 +152,7 @@ class SwitchConfig(_Strict):
     @field_validator("sflow_agents")
     @classmethod
     def _agents(cls, value: list[str]) -> list[str]:
-        return [str(ipaddress.ip_address(a)) for a in value]
+        return [str(parse_ip(a)) for a in value]
 
     @model_validator(mode="after")
     def _ttl_bounds(self) -> SwitchConfig:
@@ -137,6 +165,21 @@ class TokenConfig(_Strict):
     name: str = Field(min_length=1)
     role: Literal["ap", "operator", "viewer"]
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+def repeated_token(tokens: Sequence[TokenConfig]) -> str | None:
+    """Why ``tokens`` cannot be used together (a name or hash given twice: who would a request
+    be?), or None."""
+    seen_names: dict[str, int] = {}
+    seen_hashes: dict[str, int] = {}
+    for index, token in enumerate(tokens):
+        if token.name in seen_names:
+            return f"token[{index}].name {token.name!r} repeats token[{seen_names[token.name]}].name"
+        if token.sha256 in seen_hashes:
+            return f"token[{index}].sha256 repeats token[{seen_hashes[token.sha256]}].sha256"
+        seen_names[token.name] = index
+        seen_hashes[token.sha256] = index
+    return None
 
 
 class MatrixConfig(_Strict):
@@ -175,6 +218,14 @@ class TopfibConfig(_Strict):
     matrix: MatrixConfig = MatrixConfig()
     switch: list[SwitchConfig] = Field(min_length=1)
     token: list[TokenConfig] = []
+
+    @field_validator("token")
+    @classmethod
+    def _unique_tokens(cls, value: list[TokenConfig]) -> list[TokenConfig]:
+        problem = repeated_token(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
     @model_validator(mode="after")
     def _cross_checks(self) -> TopfibConfig:

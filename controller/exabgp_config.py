@@ -7,6 +7,7 @@ switch drops topfib's routes at once when topfib or ExaBGP dies and falls back t
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import re
 import sys
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
+from collector.safe_files import ensure_private_dir, write_atomically
 from controller.config import SwitchConfig
 
 EXABGP_DIR = Path(__file__).resolve().parent.parent / "exabgp"
@@ -21,6 +23,7 @@ TEMPLATE_PATH = EXABGP_DIR / "topfib.conf.template"
 BRIDGE_PATH = EXABGP_DIR / "bridge.py"
 
 DEFAULT_HOLD_TIME_S = 90
+GTSM_SENDING_TTL = 255  # RFC 5082: a GTSM speaker sends with the highest TTL
 # ExaBGP's tokeniser splits on whitespace and treats these as syntax: keep them out of paths.
 _UNSAFE_TOKEN = re.compile(r"[\s;{}\[\]\"'#]")
 
@@ -61,6 +64,24 @@ def _transport(switch: SwitchConfig) -> str:
     return f"    connect {switch.bgp_port};"
 
 
+def _session_security(switch: SwitchConfig) -> str:
+    """TCP-MD5 and GTSM statements for the neighbor block ("" when neither is set).
+
+    The password goes in base64 (``md5-base64 true``): ExaBGP unescapes backslashes before it
+    tokenises a line, so no quoting of the plain text is safe for every character, while the
+    base64 alphabet needs none. GTSM: send with TTL 255 and have the kernel drop anything that
+    arrives having crossed more than ``ttl_security`` hops (IP_MINTTL).
+    """
+    lines = []
+    if switch.md5_password is not None:
+        encoded = base64.b64encode(switch.md5_password.get_secret_value().encode("ascii")).decode("ascii")
+        lines += [f'    md5-password "{encoded}";', "    md5-base64 true;"]
+    if switch.ttl_security:
+        lines += [f"    outgoing-ttl {GTSM_SENDING_TTL};",
+                  f"    incoming-ttl {GTSM_SENDING_TTL + 1 - switch.ttl_security};"]
+    return "\n".join(lines)
+
+
 def _safe_token(value: str, what: str) -> str:
     if not value or _UNSAFE_TOKEN.search(value):
         raise ExabgpConfigError(f"{what} {value!r} contains characters ExaBGP cannot parse")
@@ -90,15 +111,16 @@ def render_exabgp_config(
         peer_as=switch.peer_as,
         hold_time=hold_time_s,
         transport=_transport(switch),
+        session_security=_session_security(switch),
     )
 
 
 def write_exabgp_config(
     switch: SwitchConfig, bridge: BridgeCommand, path: Path, *, hold_time_s: int = DEFAULT_HOLD_TIME_S
 ) -> Path:
-    """Render and write atomically (ExaBGP may be reading the old file while we replace it)."""
+    """Render and write atomically (ExaBGP may be reading the old file while we replace it), mode
+    0600 in a private directory: the file may hold the switch's BGP password."""
     text = render_exabgp_config(switch, bridge, hold_time_s=hold_time_s)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    ensure_private_dir(path.parent)
+    write_atomically(path, text.encode("utf-8"))
     return path

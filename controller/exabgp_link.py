@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from collector.metrics import REGISTRY
+from collector.safe_files import ensure_private_dir
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ class ExabgpLink:
     # --- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.socket_path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(self.socket_path.parent)  # nobody else may swap the socket
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()  # a stale socket from a previous run
         self._server = await asyncio.start_unix_server(self._accept, path=str(self.socket_path))

@@ -263,7 +263,7 @@ class ExabgpRunner:
         reader = asyncio.StreamReader(limit=1024 * 1024)
         pipe = os.fdopen(read_fd, "rb", buffering=0)
         transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
-        log_file = LineLog(self.log_path) if self.log_path is not None else None
+        log_file = self._open_log()
         try:
             while True:
                 try:
@@ -281,6 +281,16 @@ class ExabgpRunner:
             transport.close()
             if log_file is not None:
                 log_file.close()
+
+    def _open_log(self) -> LineLog | None:
+        """The output log, or None (refused or failing: the output must still be drained)."""
+        if self.log_path is None:
+            return None
+        try:
+            return LineLog(self.log_path)
+        except OSError as exc:
+            log.error("switch %s: not writing ExaBGP's output to a file: %s", self.switch_name, exc)
+            return None
 
     async def _kill_bridges(self) -> None:
         groups = set(self._bridge_groups_seen)

@@ -139,6 +139,7 @@ class LiveView:
                     name=name,
                     session_state=ctl.session.state,
                     session_since=ctl.session.since,
+                    session_reason=ctl.diagnosis.reason,
                     active=ctl.active,
                     occupancy=occupancy,
                     coverage=ctl.coverage(scores),

@@ -32,6 +32,7 @@ from collector.matrix import MatrixInterval, TrafficMatrix, monotonic_to_wall
 from collector.matrix_writer import MatrixFileWriter
 from collector.path_accounting import PathRates
 from collector.pipeline import BatchDecoder, Collector
+from collector.safe_files import ensure_private_dir
 from controller.config import ConfigError, TopfibConfig, load_config, split_host_port
 from controller.lease import RedisLease
 from controller.live_view import LiveView
@@ -165,7 +166,7 @@ class Service:
     async def start(self) -> None:
         """Bind the API and sFlow sockets, then start the controllers (and ExaBGP). Raises
         ConfigError naming the key, with nothing left running, when a socket cannot be bound
-        (or the traffic matrix directory cannot be written)."""
+        (or the traffic matrix or runtime directory cannot be written or is not private)."""
         if self.matrix_writer is not None:
             try:
                 await asyncio.to_thread(self.matrix_writer.prepare)
@@ -173,6 +174,11 @@ class Service:
                 reason = exc.strerror or str(exc)
                 raise ConfigError(f"matrix.directory: cannot write to {self.config.matrix.directory}: "
                                   f"{reason}") from None
+        try:
+            await asyncio.to_thread(ensure_private_dir, self.runtime_dir)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise ConfigError(f"exabgp.runtime_dir: cannot use {self.runtime_dir}: {reason}") from None
         api_socket = self._bind_api()
         listener = SflowListener(
             self.collector,

@@ -27,6 +27,7 @@ from collector.exabgp_json import EndOfRib, ExabgpJsonParser, Notification, Sess
 from collector.metrics import REGISTRY
 from collector.path_accounting import PathRates
 from collector.rib import Rib, RibChange
+from collector.safe_files import ensure_private_dir
 from controller.config import SwitchConfig, TopfibConfig
 from controller.exabgp_config import BridgeCommand, write_exabgp_config
 from controller.exabgp_link import ExabgpLink, ExabgpLinkDown
@@ -34,6 +35,7 @@ from controller.exabgp_runner import ExabgpRunner
 from controller.observed_paths import ObservedPathRib
 from controller.plan import Plan, Step, plan, render_commands
 from controller.select import OnDemandRequest, Selection, SelectionPolicy, select
+from controller.session_diagnosis import SessionDiagnosis
 from controller.store import Store, StoreUnavailable
 from controller.unit_cache import UnitCache
 
@@ -119,6 +121,7 @@ _m_loop = REGISTRY.counter("topfib_control_loops_total", "Control-loop iteration
 @dataclass(slots=True)
 class SessionInfo:
     state: str = "down"
+    reason: str = ""  # why it went down last (ExaBGP's words), "" when up or never up
     since: float | None = None
     up_at: float | None = None  # monotonic time the session came up
     eor_families: set[str] = field(default_factory=set)
@@ -202,6 +205,7 @@ class SwitchController:
         )
         self.parser = ExabgpJsonParser(known_prefix=self.rib.lpm.knows)
         self.session = SessionInfo()
+        self.diagnosis = SessionDiagnosis(switch, lambda: self.runner.pid, clock=clock)
         self.installed: dict[str, str] = {}  # prefix → next-hop, acknowledged by ExaBGP
         self.selection: Selection | None = None
         # next-hops and no-cache-hiding units of the RIB, kept across selections (invalidated
@@ -266,7 +270,7 @@ class SwitchController:
 
     async def start(self, active: bool = True) -> None:
         """Load the preloaded RIB and listen for the bridge; with ``active``, start ExaBGP too."""
-        self._runtime_dir.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(self._runtime_dir)  # ExaBGP's config, its log and the bridge socket
         if self.switch.rib_file:
             from collector.ribfile import load_rib_file
 
@@ -378,7 +382,7 @@ class SwitchController:
     def _session_lost(self, reason: str) -> None:
         if self.session.state != "down":
             log.warning("switch %s: BGP session down (%s); nothing counts as installed", self.name, reason)
-        self.session = SessionInfo(state="down", since=self._wall_clock())
+        self.session = SessionInfo(state="down", reason=reason, since=self._wall_clock())
         self.installed = {}
         self._touched.clear()
         with self.rib_lock:
@@ -477,6 +481,10 @@ class SwitchController:
     async def tick(self) -> None:
         """One control-loop iteration."""
         async with self._tick_lock:
+            if self.active:
+                self.diagnosis.update(self.session.state, self.session.reason)
+            else:
+                self.diagnosis.clear()  # the standby runs no ExaBGP: nothing of its own to explain
             now = self._clock()
             delay = self._selection_delay(now)
             if delay > 0:

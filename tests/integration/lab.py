@@ -209,6 +209,10 @@ class Lab:
     import_limit: int = 100_000
     # True: ExaBGP listens (passive) on EXABGP_PORT and BIRD dials it; False: ExaBGP dials BIRD.
     topfib_passive: bool = False
+    # the session's TCP-MD5 password (RFC 2385) on BIRD's side; None: no MD5
+    bgp_password: str | None = None
+    # GTSM (RFC 5082) on BIRD's side: send with TTL 255, accept only TTL 255 (directly connected)
+    ttl_security: bool = False
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="topfib-lab-")))
     ctl: str = ""
     sw: str = ""
@@ -302,6 +306,13 @@ class Lab:
         peers6 = "\n".join(f'include "{self.workdir}/peer6_{i}.conf";' for i in range(len(NEXT_HOPS_V6)))
         limit = self.import_limit
         port = f" port {EXABGP_PORT}" if self.topfib_passive else ""
+        security = ""
+        if self.bgp_password is not None:
+            if '"' in self.bgp_password or "\n" in self.bgp_password:
+                raise ValueError("BIRD strings have no escapes: no quote or newline in the password")
+            security += f'\n    password "{self.bgp_password}";'
+        if self.ttl_security:
+            security += "\n    ttl security on;"
         channel = f"""
         add paths tx;
         import limit {limit} action block;
@@ -326,7 +337,7 @@ protocol bgp {BGP_PROTOCOL} {{
     neighbor {CTL_V4}{port} as {LOCAL_AS};
     direct;
     connect retry time 1;
-    error wait time 1, 5;
+    error wait time 1, 5;{security}
     ipv4 {{{channel}
     }};
     ipv6 {{{channel}
@@ -508,9 +519,11 @@ protocol bgp {BGP_PROTOCOL} {{
 
     @contextlib.asynccontextmanager
     async def exabgp(self, reactor_speed: float | None = None, stop_grace_s: float = 5.0,
-                     backoff_min_s: float = 0.2) -> AsyncIterator[ExabgpSession]:
-        """ExaBGP (runner) + bridge + link in ``ctl``, peering with BIRD; stopped on exit."""
-        switch = self.switch_config()
+                     backoff_min_s: float = 0.2,
+                     switch_overrides: dict[str, object] | None = None) -> AsyncIterator[ExabgpSession]:
+        """ExaBGP (runner) + bridge + link in ``ctl``, peering with BIRD; stopped on exit.
+        ``switch_overrides`` change the switch's config (e.g. ``md5_password``)."""
+        switch = self.switch_config(**(switch_overrides or {}))
         sock = self.workdir / f"{switch.name}.sock"
         conf = write_exabgp_config(switch, BridgeCommand(sock), self.workdir / f"{switch.name}.conf")
         session = ExabgpSession()

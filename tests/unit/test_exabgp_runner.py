@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from collector.metrics import REGISTRY
 from controller.exabgp_runner import ExabgpRunner
@@ -204,3 +207,30 @@ asyncio.run(main())
             topfib.kill()
             topfib.wait()
         _kill_helpers(helper_file)  # its "wedged bridge": nobody else knows this one
+
+
+def test_a_refused_output_log_is_reported_and_the_output_still_drained(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    # a symlink planted where ExaBGP's log goes: never followed, and ExaBGP must not block on a
+    # pipe nobody reads because the log could not be opened
+    exe, _, helper_file = _setup(tmp_path, "run")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    log_path = tmp_path / "exabgp.log"
+    log_path.symlink_to(victim)
+
+    async def main() -> None:
+        runner = ExabgpRunner(tmp_path / "x.conf", switch_name="edge1", executable=str(exe),
+                              log_path=log_path)
+        await runner.start()
+        try:
+            await _until(lambda: any("stand-in started" in line for line in runner.recent_output))
+        finally:
+            await runner.stop()
+            _kill_helpers(helper_file)
+
+    with caplog.at_level(logging.ERROR):
+        asyncio.run(main())
+    assert victim.read_text() == "precious\n"
+    assert f"not writing ExaBGP's output to a file: {log_path} is a symlink" in caplog.text
