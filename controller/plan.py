@@ -5,15 +5,15 @@ Withdraws come first, so the switch never holds more routes than the larger of "
 (and a lowered cap is honoured by shrinking before growing). A next-hop change is one re-announce:
 BGP replaces the route in place; a withdraw + announce would open a hole.
 
-The commands are ExaBGP 5 API lines (checked against its parser, ``exabgp.configuration.static``):
+The commands are ExaBGP 5 API lines (checked against its parser, ``exabgp.configuration.announce``):
 
-* ``neighbor IP announce attributes next-hop NH nlri P1 P2 …`` — one line per next-hop, since
-  attributes are shared by all NLRI of the line.
-* ``neighbor IP withdraw attributes nlri P1 P2 …`` — ExaBGP keys a withdraw by family, path-id and
-  NLRI, never by next-hop, so all withdraws of a family share lines.
-* ExaBGP takes the address family of a whole line from its *last* prefix, so IPv4 and IPv6 never
-  share a line. Lines are chunked (1,000 prefixes by default, ~20–45 KB, well below ExaBGP's
-  1 MiB command limit).
+* ``neighbor IP announce ipv4 unicast P next-hop NH`` (``ipv6`` alike);
+* ``neighbor IP withdraw ipv4 unicast P`` — ExaBGP keys a withdraw by family and NLRI only.
+
+Every line names its family. The batched ``announce attributes … nlri P1 P2 …`` form takes the
+AFI *and SAFI* of the whole line from its last prefix, and a last prefix in 224.0.0.0/4 turns
+every prefix on it into ipv4/multicast, which the session does not carry: ExaBGP drops them and
+still acks ``done``. With one prefix per line, ExaBGP's ack belongs to exactly that prefix.
 """
 
 from __future__ import annotations
@@ -26,8 +26,6 @@ from typing import Literal
 from collector.fastprefix import split_prefix
 from controller.closure import prefix_sort_key
 from controller.selection_types import RibView
-
-DEFAULT_CHUNK = 1000
 
 Action = Literal["withdraw", "announce"]
 
@@ -120,25 +118,34 @@ def plan(
     return Plan(tuple(steps))
 
 
-def render_commands(plan: Plan, neighbor: str, chunk: int = DEFAULT_CHUNK) -> list[str]:
-    """ExaBGP API lines for ``plan``, addressed to the switch session ``neighbor``.
+_FAMILY_NAMES = {4: "ipv4", 6: "ipv6"}
 
-    Raises ``ValueError`` (``PrefixError`` is one) on a malformed neighbor, next-hop or prefix.
+
+def render_step(step: Step, neighbor: str) -> list[tuple[str, str]]:
+    """(prefix, ExaBGP API line) for each prefix of ``step``, addressed to the session ``neighbor``.
+
+    Raises ``ValueError`` (``PrefixError`` is one) on a malformed neighbor, next-hop or prefix,
+    or on a prefix of another family than the step's: ExaBGP would take it as given.
     """
-    if chunk < 1:
-        raise ValueError("chunk must be >= 1")
+    family = _FAMILY_NAMES.get(step.family)
+    if family is None:
+        raise ValueError(f"unknown address family {step.family!r}")
     selector = f"neighbor {ipaddress.ip_address(neighbor)}"
-    lines = []
-    for step in plan.steps:
+    if step.action == "announce":
+        next_hop = ipaddress.ip_address(step.next_hop or "")
+        head, tail = f"{selector} announce {family} unicast", f" next-hop {next_hop}"
+    else:
+        head, tail = f"{selector} withdraw {family} unicast", ""
+    rendered = []
+    for prefix in step.prefixes:
         # every token is re-validated: a stray space or newline would be a different command
-        for prefix in step.prefixes:
-            split_prefix(prefix)
-        if step.action == "announce":
-            next_hop = ipaddress.ip_address(step.next_hop or "")
-            head = f"{selector} announce attributes next-hop {next_hop} nlri"
-        else:
-            head = f"{selector} withdraw attributes nlri"
-        for start in range(0, len(step.prefixes), chunk):
-            lines.append(f"{head} {' '.join(step.prefixes[start : start + chunk])}")
-    return lines
+        prefix_family = split_prefix(prefix)[0]
+        if prefix_family != step.family:
+            raise ValueError(f"prefix {prefix!r} is not {family}")
+        rendered.append((prefix, f"{head} {prefix}{tail}"))
+    return rendered
 
+
+def render_commands(plan: Plan, neighbor: str) -> list[str]:
+    """ExaBGP API lines for ``plan`` in order, one per prefix (see :func:`render_step`)."""
+    return [line for step in plan.steps for _, line in render_step(step, neighbor)]

@@ -32,7 +32,7 @@ from controller.exabgp_config import BridgeCommand, write_exabgp_config
 from controller.exabgp_link import ExabgpLink, ExabgpLinkDown
 from controller.exabgp_runner import ExabgpRunner
 from controller.observed_paths import ObservedPathRib
-from controller.plan import Plan, Step, plan, render_commands
+from controller.plan import Step, plan, render_step
 from controller.select import OnDemandRequest, Selection, SelectionPolicy, select
 from controller.store import Store, StoreUnavailable
 from controller.unit_cache import UnitCache
@@ -53,9 +53,9 @@ QUIET_CHECK_S = 0.1
 # re-pointing first would double ExaBGP's work.
 SETTLE_QUIET_S = 0.3
 SETTLE_MAX_S = 3.0
-# Announce lines sent per window: between windows the program lock is free, so withdraws of
+# Announces sent per window: between windows the program lock is free, so withdraws of
 # prefixes that lost their last path never wait behind a long programming run.
-ANNOUNCE_WINDOW_LINES = 4
+ANNOUNCE_WINDOW_PREFIXES = 4000
 MAX_DEFER_S = 10.0  # longest a loop iteration's selection waits for the reactor (see tick)
 # A reactor batch this big marks a burst (a peer or session dropping many routes): selection
 # keeps out of the way for BURST_HOLD_S after it, so the next batch is not stuck behind it.
@@ -65,7 +65,6 @@ TABLE_WAIT_SELECT_S = 5.0  # selection period while the switch's table is still 
 SLOW_SELECTION_S = 0.25  # from here on selection takes at most half the event loop's time
 BUSY_RECHECK_S = 0.1  # a loop iteration deferred for the reactor looks again this soon
 CHURN_WINDOW_S = 3600.0
-COMMAND_CHUNK = 1000  # prefixes per ExaBGP command line
 UNUSABLE_NEXT_HOPS = frozenset({"", "0.0.0.0", "::"})
 
 
@@ -544,7 +543,7 @@ class SwitchController:
             announces = self._within_caps(announces)
         # Announces go out a window at a time; between windows the reactor may withdraw (which
         # only makes room), and each window is checked against the RIB again before it is sent.
-        for window in _windows(announces, ANNOUNCE_WINDOW_LINES * COMMAND_CHUNK):
+        for window in _windows(announces, ANNOUNCE_WINDOW_PREFIXES):
             async with self._program_lock:
                 if not self.ready_to_program():
                     return
@@ -664,35 +663,39 @@ class SwitchController:
         return kept
 
     async def _send_steps(self, steps: list[Step]) -> bool:
-        """Send ``steps``; apply what ExaBGP acknowledged. False when anything was not done."""
+        """Send ``steps``; apply what ExaBGP acknowledged. False when anything was not done.
+
+        One line per prefix (see controller/plan.py): an ``error`` or a missing ack leaves exactly
+        that prefix's state as it was, and nothing counts as installed on a line's ``done`` but
+        the prefix the line names.
+        """
         lines: list[str] = []
-        chunks: list[tuple[Step, tuple[str, ...]]] = []
+        targets: list[tuple[Step, str]] = []
         for step in steps:
-            for start, line in enumerate(render_commands(Plan((step,)), self.switch.neighbor, COMMAND_CHUNK)):
+            for prefix, line in render_step(step, self.switch.neighbor):
                 lines.append(line)
-                chunks.append((step, step.prefixes[start * COMMAND_CHUNK : (start + 1) * COMMAND_CHUNK]))
+                targets.append((step, prefix))
         try:
             results = await self.link.send(lines)
         except ExabgpLinkDown:
             return False
         wall_now = self._wall_clock()
         all_done = True
-        for line, (step, prefixes), ok in zip(lines, chunks, results, strict=True):
+        for line, (step, prefix), ok in zip(lines, targets, results, strict=True):
             if not ok:
                 all_done = False
                 _m_errors.inc(switch=self.name)
                 log.error("switch %s: ExaBGP did not confirm %r", self.name, line[:200])
                 continue
-            for prefix in prefixes:
-                reason = self._change_reason(step.action, prefix)
-                if step.action == "withdraw":
-                    self.installed.pop(prefix, None)
-                else:
-                    assert step.next_hop is not None
-                    self.installed[prefix] = step.next_hop
-                self.changes.append((wall_now, step.action, prefix, step.next_hop or "", reason))
-                self._change_times.append(wall_now)
-            _m_changes.inc(len(prefixes), switch=self.name, action=step.action)
+            reason = self._change_reason(step.action, prefix)
+            if step.action == "withdraw":
+                self.installed.pop(prefix, None)
+            else:
+                assert step.next_hop is not None
+                self.installed[prefix] = step.next_hop
+            self.changes.append((wall_now, step.action, prefix, step.next_hop or "", reason))
+            self._change_times.append(wall_now)
+            _m_changes.inc(switch=self.name, action=step.action)
         if not self.link.connected:
             self._session_lost("ExaBGP link lost while programming")
             return False

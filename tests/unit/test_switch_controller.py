@@ -196,7 +196,7 @@ def test_a_prefix_losing_its_last_path_is_withdrawn_without_a_loop_iteration(tmp
             loops = ctl.selection
             await switch.say(_withdraw((P2, 1)))
             assert await _wait(lambda: P2 not in ctl.installed), "never withdrawn"
-            assert switch.commands == [f"neighbor {NEIGHBOR} withdraw attributes nlri {P2}"]
+            assert switch.commands == [f"neighbor {NEIGHBOR} withdraw ipv4 unicast {P2}"]
             assert ctl.selection is loops  # no selection ran for it
             assert ctl.installed == {P1: NH1, P3: NH2}
         finally:
@@ -220,7 +220,7 @@ def test_a_moved_best_path_is_re_pointed_once_the_burst_settles_and_never_if_the
             await switch.say(_withdraw((P1, 1)))
             assert await _wait(lambda: ctl.installed.get(P1) == NH2), "never re-pointed"
             assert time.monotonic() - began >= 0.25
-            assert switch.commands == [f"neighbor {NEIGHBOR} announce attributes next-hop {NH2} nlri {P1}"]
+            assert switch.commands == [f"neighbor {NEIGHBOR} announce ipv4 unicast {P1} next-hop {NH2}"]
             switch.commands.clear()
             # a burst: P3 loses its only path at once (withdrawn at once), P1 its best, then its last
             await switch.say(_announce(NH1, (P1, 1)))  # P1 back on NH1 (best again)
