@@ -13,6 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from collector.special_use import SpecialUseFilter
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
@@ -167,12 +169,33 @@ class MatrixConfig(_Strict):
         return self.file_interval_s if self.file_interval_s is not None else self.interval_s
 
 
+class SpecialUseConfig(_Strict):
+    """Special-use space never ingested, selected, requested or pinned (collector/special_use.py).
+
+    Loopback, link-local, multicast, reserved, IPv4-mapped and /0 are always refused."""
+
+    documentation: bool = True  # 192.0.2/24, 198.51.100/24, 203.0.113/24, 2001:db8::/32, 3fff::/20
+    shared_address_space: bool = False  # 100.64/10 (CGNAT): routable inside some networks
+    extra: list[str] = []  # more prefixes to refuse, with everything inside them
+
+    @field_validator("extra")
+    @classmethod
+    def _prefixes(cls, value: list[str]) -> list[str]:
+        return [str(ipaddress.ip_network(item, strict=True)) for item in value]
+
+    def build(self) -> SpecialUseFilter:
+        return SpecialUseFilter.from_settings(documentation=self.documentation,
+                                              shared_address_space=self.shared_address_space,
+                                              extra=self.extra)
+
+
 class TopfibConfig(_Strict):
     api: ApiConfig = ApiConfig()
     collector: CollectorConfig = CollectorConfig()
     store: StoreConfig = StoreConfig()
     exabgp: ExabgpConfig = ExabgpConfig()
     matrix: MatrixConfig = MatrixConfig()
+    special_use: SpecialUseConfig = SpecialUseConfig()
     switch: list[SwitchConfig] = Field(min_length=1)
     token: list[TokenConfig] = []
 

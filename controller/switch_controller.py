@@ -191,7 +191,7 @@ class SwitchController:
         self.config = config
         self.rates = rates
         self.store = store
-        self.rib = Rib()
+        self.rib = Rib(special_use=config.special_use.build())
         self.rib_lock = rib_lock
         # what selection, planning and the reactor ask for a prefix's path: the best path, or
         # with follow_observed_paths the path its traffic is seen to take (path_rates)

@@ -25,6 +25,7 @@ from api.models import (
 from api.settings import SwitchSettings, SwitchSettingsPatch, effective_settings, file_settings
 from api.tokens import Principal
 from collector.prefixes import PrefixError, canonical_prefix
+from collector.special_use import count_filtered
 from controller.store import Pin
 
 
@@ -89,8 +90,18 @@ def build_router(ctx: ApiContext) -> APIRouter:
         principal: Annotated[Principal, Depends(require_role(*OPERATOR_ROLES))],
         body: Annotated[PinIn | None, Body()] = None,
     ) -> PinOut:
-        """Pin a prefix (canonical form, host bits zero): it outranks requests and TopN."""
-        pin = Pin(_path_prefix(prefix), principal.name, ctx.wall_clock(), body.note if body else "")
+        """Pin a prefix (canonical form, host bits zero): it outranks requests and TopN.
+
+        A default route (/0) or a prefix inside special-use space (loopback, link-local,
+        multicast, reserved, IPv4-mapped, documentation unless configured) is refused (422).
+        """
+        canonical = _path_prefix(prefix)
+        refused = ctx.special_use.reason(canonical)
+        if refused is not None:
+            count_filtered("pin", refused)
+            raise validation_error(("path", "prefix"), f"special-use prefix ({refused}): never pinned",
+                                   "special_use")
+        pin = Pin(canonical, principal.name, ctx.wall_clock(), body.note if body else "")
         await ctx.store.set_pin(pin)
         return PinOut.from_pin(pin)
 

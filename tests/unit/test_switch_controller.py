@@ -32,6 +32,7 @@ def _controller(tmp_path: Path, store: MemoryStore, clock: list[float]) -> Switc
             "peer_as": 65000, "fib_cap_ipv4": 3, "fib_cap_ipv6": 1, "rib_file": str(rib_file),
             "min_dwell_s": 0, "sflow_agents": ["192.0.2.200"],
         }],
+        "special_use": {"documentation": False},  # TABLE routes documentation prefixes
     })
     rates = PrefixRates(fast_half_life_s=30.0, slow_half_life_s=3600.0)
     return SwitchController(
@@ -368,7 +369,7 @@ def test_follow_observed_paths_installs_the_path_traffic_takes(tmp_path: Path) -
             "name": "sw1", "neighbor": "10.99.0.2", "local_address": "10.99.0.1", "local_as": 65000,
             "peer_as": 65000, "fib_cap_ipv4": 3, "fib_cap_ipv6": 1, "min_dwell_s": 0,
             "follow_observed_paths": follow,
-        }]})
+        }], "special_use": {"documentation": False}})
         clock = [100.0]
         path_rates = PathRates(30.0, 3600.0)
         ctl = SwitchController(
