@@ -6,10 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from api.errors import validation_error
-from api.settings import SwitchSettings, effective_settings
 from api.view import ControllerView
 from collector.special_use import SpecialUseFilter
 from controller.config import SwitchConfig, TopfibConfig
+from controller.settings import SwitchSettings, effective_settings
 from controller.store import Store
 
 
@@ -42,7 +42,7 @@ class ApiContext:
             return cached[1]
         overrides = await self.store.config_overrides()
         settings = {
-            sw.name: effective_settings(sw, self.config.collector, overrides.get(sw.name, {}))
+            sw.name: effective_settings(sw, overrides.get(sw.name, {}))
             for sw in self.config.switch
         }
         self._settings_cache = (now, settings)

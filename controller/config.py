@@ -86,6 +86,10 @@ class ExabgpConfig(_Strict):
     runtime_dir: str | None = None
 
 
+# Settings the API may override only up to a ceiling from the file (``switch[].<key>_max``).
+CEILING_KEYS = ("fib_cap_ipv4", "fib_cap_ipv6", "fib_cap_ipv4_24", "request_ttl_max_s", "max_requests_per_ap")
+
+
 class SwitchConfig(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     neighbor: str
@@ -109,6 +113,13 @@ class SwitchConfig(_Strict):
     min_swap_gain: float = Field(0.03, ge=0, le=1)
     # install the path sampled traffic is seen to take (where one dominates) instead of the best
     follow_observed_paths: bool = False
+    # Ceilings of the API's overrides (PUT /v1/config/switches): None = the file's own value, so
+    # a leaked operator token can lower these but never raise them past what the file allows.
+    fib_cap_ipv4_max: int | None = Field(None, gt=0)
+    fib_cap_ipv6_max: int | None = Field(None, gt=0)
+    fib_cap_ipv4_24_max: int | None = Field(None, ge=0)
+    request_ttl_max_s_max: float | None = Field(None, gt=0, allow_inf_nan=False)
+    max_requests_per_ap_max: int | None = Field(None, gt=0)
 
     @field_validator("neighbor", "local_address")
     @classmethod
@@ -132,7 +143,15 @@ class SwitchConfig(_Strict):
     def _ttl_bounds(self) -> SwitchConfig:
         if self.request_ttl_default_s > self.request_ttl_max_s:
             raise ValueError("request_ttl_default_s must not exceed request_ttl_max_s")
+        for key, ceiling in self.override_ceilings().items():
+            if getattr(self, key) > ceiling:
+                raise ValueError(f"{key}_max ({ceiling:g}) must not be below {key} ({getattr(self, key):g})")
         return self
+
+    def override_ceilings(self) -> dict[str, int | float]:
+        """The highest value an API override may give each capped setting (``<key>_max``)."""
+        return {key: ceiling if (ceiling := getattr(self, f"{key}_max")) is not None else getattr(self, key)
+                for key in CEILING_KEYS}
 
 
 class TokenConfig(_Strict):

@@ -34,6 +34,7 @@ from controller.exabgp_runner import ExabgpRunner
 from controller.observed_paths import ObservedPathRib
 from controller.plan import Step, plan, render_step
 from controller.select import OnDemandRequest, Selection, SelectionPolicy, select
+from controller.settings import effective_settings, selection_policy
 from controller.store import Store, StoreUnavailable
 from controller.unit_cache import UnitCache
 
@@ -417,16 +418,7 @@ class SwitchController:
             overrides = (await self.store.config_overrides()).get(self.name, {})
         except StoreUnavailable:
             return self.policy
-        base = SelectionPolicy.from_switch(self.switch)
-        return replace(
-            base,
-            cap_ipv4=int(overrides.get("fib_cap_ipv4", base.cap_ipv4)),
-            cap_ipv6=int(overrides.get("fib_cap_ipv6", base.cap_ipv6)),
-            cap_ipv4_24=int(overrides.get("fib_cap_ipv4_24", base.cap_ipv4_24)),
-            margin=float(overrides.get("margin", base.margin)),
-            min_dwell_s=float(overrides.get("min_dwell_s", base.min_dwell_s)),
-            min_swap_gain=float(overrides.get("min_swap_gain", base.min_swap_gain)),
-        )
+        return selection_policy(self.switch, effective_settings(self.switch, overrides))
 
     async def _inputs(self, wall_now: float) -> tuple[list[OnDemandRequest], list[str]]:
         try:

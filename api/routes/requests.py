@@ -24,9 +24,9 @@ from api.models import (
     canonical_ip,
     error_doc,
 )
-from api.settings import SwitchSettings
 from api.tokens import Principal
 from collector.special_use import count_filtered
+from controller.settings import SwitchSettings
 from controller.store import RequestEntry
 
 
