@@ -54,9 +54,9 @@ QUIET_CHECK_S = 0.1
 # re-pointing first would double ExaBGP's work.
 SETTLE_QUIET_S = 0.3
 SETTLE_MAX_S = 3.0
-# Announces sent per window: between windows the program lock is free, so withdraws of
+# Announce lines sent per window: between windows the program lock is free, so withdraws of
 # prefixes that lost their last path never wait behind a long programming run.
-ANNOUNCE_WINDOW_PREFIXES = 4000
+ANNOUNCE_WINDOW_LINES = 4
 MAX_DEFER_S = 10.0  # longest a loop iteration's selection waits for the reactor (see tick)
 # A reactor batch this big marks a burst (a peer or session dropping many routes): selection
 # keeps out of the way for BURST_HOLD_S after it, so the next batch is not stuck behind it.
@@ -66,6 +66,7 @@ TABLE_WAIT_SELECT_S = 5.0  # selection period while the switch's table is still 
 SLOW_SELECTION_S = 0.25  # from here on selection takes at most half the event loop's time
 BUSY_RECHECK_S = 0.1  # a loop iteration deferred for the reactor looks again this soon
 CHURN_WINDOW_S = 3600.0
+COMMAND_CHUNK = 1000  # prefixes per ExaBGP command line
 UNUSABLE_NEXT_HOPS = frozenset({"", "0.0.0.0", "::"})
 
 
@@ -535,7 +536,7 @@ class SwitchController:
             announces = self._within_caps(announces)
         # Announces go out a window at a time; between windows the reactor may withdraw (which
         # only makes room), and each window is checked against the RIB again before it is sent.
-        for window in _windows(announces, ANNOUNCE_WINDOW_PREFIXES):
+        for window in _windows(announces, ANNOUNCE_WINDOW_LINES * COMMAND_CHUNK):
             async with self._program_lock:
                 if not self.ready_to_program():
                     return
@@ -657,37 +658,51 @@ class SwitchController:
     async def _send_steps(self, steps: list[Step]) -> bool:
         """Send ``steps``; apply what ExaBGP acknowledged. False when anything was not done.
 
-        One line per prefix (see controller/plan.py): an ``error`` or a missing ack leaves exactly
-        that prefix's state as it was, and nothing counts as installed on a line's ``done`` but
-        the prefix the line names.
+        ExaBGP parses a line whole before placing any of it, so ``error`` means none of its
+        prefixes was placed; the prefixes of a refused line are sent again one per line, so that
+        one prefix ExaBGP refuses cannot hold back the others. Nothing counts as installed but
+        the prefixes a ``done`` line names.
         """
-        lines: list[str] = []
-        targets: list[tuple[Step, str]] = []
-        for step in steps:
-            for prefix, line in render_step(step, self.switch.neighbor):
-                lines.append(line)
-                targets.append((step, prefix))
+        lines: list[tuple[Step, tuple[str, ...], str]] = [
+            (step, prefixes, line) for step in steps
+            for prefixes, line in render_step(step, self.switch.neighbor, COMMAND_CHUNK)
+        ]
         try:
-            results = await self.link.send(lines)
+            results = await self.link.send([line for _, _, line in lines])
         except ExabgpLinkDown:
             return False
+        done = [(step, prefixes) for (step, prefixes, _), ok in zip(lines, results, strict=True) if ok]
+        refused = [entry for entry, ok in zip(lines, results, strict=True) if not ok]
+        retry: list[tuple[Step, tuple[str, ...], str]] = [
+            (step, single, line) for step, prefixes, _ in refused if len(prefixes) > 1
+            for single, line in render_step(replace(step, prefixes=prefixes), self.switch.neighbor, 1)
+        ]
+        failed = [entry for entry in refused if len(entry[1]) == 1]
+        if retry and self.link.connected:
+            try:
+                results = await self.link.send([line for _, _, line in retry])
+            except ExabgpLinkDown:
+                results = [False] * len(retry)
+            done += [(step, single) for (step, single, _), ok in zip(retry, results, strict=True) if ok]
+            failed += [entry for entry, ok in zip(retry, results, strict=True) if not ok]
+        elif retry:
+            failed += retry
+        for _, _, line in failed:
+            _m_errors.inc(switch=self.name)
+            log.error("switch %s: ExaBGP did not confirm %r", self.name, line[:200])
         wall_now = self._wall_clock()
-        all_done = True
-        for line, (step, prefix), ok in zip(lines, targets, results, strict=True):
-            if not ok:
-                all_done = False
-                _m_errors.inc(switch=self.name)
-                log.error("switch %s: ExaBGP did not confirm %r", self.name, line[:200])
-                continue
-            reason = self._change_reason(step.action, prefix)
-            if step.action == "withdraw":
-                self.installed.pop(prefix, None)
-            else:
-                assert step.next_hop is not None
-                self.installed[prefix] = step.next_hop
-            self.changes.append((wall_now, step.action, prefix, step.next_hop or "", reason))
-            self._change_times.append(wall_now)
-            _m_changes.inc(switch=self.name, action=step.action)
+        for step, prefixes in done:
+            for prefix in prefixes:
+                reason = self._change_reason(step.action, prefix)
+                if step.action == "withdraw":
+                    self.installed.pop(prefix, None)
+                else:
+                    assert step.next_hop is not None
+                    self.installed[prefix] = step.next_hop
+                self.changes.append((wall_now, step.action, prefix, step.next_hop or "", reason))
+                self._change_times.append(wall_now)
+            _m_changes.inc(len(prefixes), switch=self.name, action=step.action)
+        all_done = not failed
         if not self.link.connected:
             self._session_lost("ExaBGP link lost while programming")
             return False

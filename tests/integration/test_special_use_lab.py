@@ -24,7 +24,7 @@ import pytest
 from collector.sflow_encode import FlowSampleSpec, encode_datagram
 from collector.special_use import FILTERED
 from controller.config import TopfibConfig
-from controller.plan import plan, render_commands
+from controller.plan import plan, render_step
 from controller.service import Service
 from controller.switch_controller import SwitchController
 from tests.integration.lab import (
@@ -189,13 +189,15 @@ async def _every_acknowledged_line_is_in_the_fib(lab: Lab) -> None:
     prefix on it and still answered ``done``. Now each line names ipv4 unicast."""
     ordinary = [p for p in lab.prefixes_v4 if p.endswith("/24")][:3]
     desired = {prefix: NEXT_HOPS_V4[0] for prefix in [*ordinary, "224.0.0.0/4"]}
-    lines = render_commands(plan(desired, {}), SW_V4)
+    rendered = [entry for step in plan(desired, {}).steps for entry in render_step(step, SW_V4)]
+    assert rendered[-1][0][-1] == "224.0.0.0/4"  # last on its line: what used to break the line
+    lines = [line for _, line in rendered]
     async with lab.exabgp(reactor_speed=0.1) as session:
         assert await session.wait_up(30)
         results = await session.link.send(lines)
         assert all(results), list(zip(lines, results, strict=True))
         assert await lab.wait_fib(lambda fib: set(ordinary) <= set(fib), 10.0), sorted(lab.fib_next_hops())
-        acknowledged = {line.split()[5] for line, ok in zip(lines, results, strict=True) if ok}
+        acknowledged = {p for (on_line, _), ok in zip(rendered, results, strict=True) if ok for p in on_line}
         assert set(lab.fib_next_hops()) <= acknowledged
 
 

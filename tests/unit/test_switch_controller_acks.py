@@ -48,10 +48,12 @@ def test_an_error_for_one_prefix_leaves_only_that_prefix_uninstalled(tmp_path: P
             for prefix in (P1, P2, P3):
                 await ctl.store.set_pin(Pin(prefix=prefix, by="op", since=0.0))
             await ctl.tick()
-            # one line a prefix: the refused one is not installed, its neighbours on the same
-            # next-hop are (a shared line made all three share one ack)
-            line = f"neighbor {NEIGHBOR} announce ipv4 unicast {{}} next-hop {NH1}"
-            assert switch.commands == [line.format(prefix) for prefix in (P1, P2, P3)]
+            # the refused line is sent again a prefix a line: only the refused prefix is left out
+            one = f"unicast {{}} next-hop {NH1}"
+            assert switch.commands == [
+                f"neighbor {NEIGHBOR} announce ipv4 " + " ; ".join(one.format(p) for p in (P1, P2, P3)),
+                *(f"neighbor {NEIGHBOR} announce ipv4 " + one.format(p) for p in (P1, P2, P3)),
+            ]
             assert ctl.installed == {P1: NH1, P3: NH1}
             await ctl.tick()  # tried again at the next iteration, never counted as installed
             assert P2 not in ctl.installed
