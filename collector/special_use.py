@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from collector.fastprefix import split_prefix
 from collector.metrics import REGISTRY
@@ -62,11 +61,9 @@ SHARED_ADDRESS_SPACE: tuple[tuple[str, str], ...] = (("100.64.0.0/10", "shared a
 _BITS = {IPV4: 32, IPV6: 128}
 
 
-@dataclass(frozen=True, slots=True)
-class _Range:
-    network: int
-    length: int
-    name: str
+# (length, shift, network >> shift, name) of one range, shift = address bits - length
+_Range = tuple[int, int, int, str]
+_KEY_BITS = {IPV4: 8, IPV6: 16}
 
 
 class SpecialUseFilter:
@@ -77,19 +74,24 @@ class SpecialUseFilter:
     """
 
     def __init__(self, ranges: Iterable[tuple[str, str]]) -> None:
-        self._buckets: dict[tuple[int, int], list[_Range]] = {}
-        self._wide: dict[int, list[_Range]] = {IPV4: [], IPV6: []}  # shorter than a bucket key
         self.ranges: list[tuple[str, str]] = []
+        wide: dict[int, list[_Range]] = {IPV4: [], IPV6: []}  # shorter than a bucket key
+        narrow: dict[tuple[int, int], list[_Range]] = {}
         for text, name in ranges:
             family, network, length = split_prefix(text)
-            entry = _Range(network, length, name)
             self.ranges.append((text, name))
-            key_bits = 8 if family == IPV4 else 16
+            shift = _BITS[family] - length
+            entry = (length, shift, network >> shift, name)
+            key_bits = _KEY_BITS[family]
             if length < key_bits:
-                self._wide[family].append(entry)
-                continue
-            key = network >> (_BITS[family] - key_bits)
-            self._buckets.setdefault((family, key), []).append(entry)
+                wide[family].append(entry)
+            else:
+                narrow.setdefault((family, network >> (_BITS[family] - key_bits)), []).append(entry)
+        self._wide = {family: tuple(entries) for family, entries in wide.items()}
+        # IPv4: the candidates by first octet, a plain tuple index (the RIB's common case)
+        self._by_octet = tuple((*self._wide[IPV4], *narrow.get((IPV4, octet), ())) for octet in range(256))
+        self._v6_buckets = {key: (*self._wide[IPV6], *entries)
+                            for (family, key), entries in narrow.items() if family == IPV6}
 
     @classmethod
     def from_settings(cls, *, documentation: bool = True, shared_address_space: bool = False,
@@ -106,15 +108,16 @@ class SpecialUseFilter:
         """The range name when the prefix (``split_prefix``'s result) is refused, else None."""
         if length == 0:
             return DEFAULT_ROUTE
-        bits = _BITS[family]
-        key_bits = 8 if family == IPV4 else 16
-        candidates = self._wide[family]
-        if length >= key_bits:  # a shorter prefix can only lie inside a range wider than the key
-            candidates = candidates + self._buckets.get((family, network >> (bits - key_bits)), [])
-        for entry in candidates:
-            shift = bits - entry.length
-            if length >= entry.length and network >> shift == entry.network >> shift:
-                return entry.name
+        # a prefix shorter than the bucket key can only lie inside a range wider than the key
+        if family == IPV4:
+            candidates = self._by_octet[network >> 24] if length >= 8 else self._wide[IPV4]
+        elif length >= 16:
+            candidates = self._v6_buckets.get(network >> 112, self._wide[IPV6])
+        else:
+            candidates = self._wide[IPV6]
+        for range_length, shift, range_network, name in candidates:
+            if length >= range_length and network >> shift == range_network:
+                return name
         return None
 
     def reason(self, prefix: str) -> str | None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from collector.exabgp_json import ExabgpJsonParser
 from collector.paths import Path
@@ -116,3 +120,32 @@ def test_config_names_a_bad_extra_range() -> None:
     with pytest.raises(ConfigError, match=r"special_use\.documentaton"):
         parse_config(base + '[special_use]\ndocumentaton = false\n')
     assert parse_config(base).special_use.documentation is True
+
+
+def _reference(prefix: str, flt: SpecialUseFilter) -> str | None:
+    """The rule spelled out with ``ipaddress``: /0, else the first range containing the prefix."""
+    network = ipaddress.ip_network(prefix)
+    if network.prefixlen == 0:
+        return "default route"
+    for text, name in flt.ranges:
+        special = ipaddress.ip_network(text)
+        if special.version == network.version and network.subnet_of(special):  # type: ignore[arg-type]
+            return name
+    return None
+
+
+_v4 = st.builds(lambda address, length: str(ipaddress.ip_network((address, length), strict=False)),
+                st.integers(0, 2**32 - 1), st.integers(0, 32))
+_v6 = st.builds(lambda address, length: str(ipaddress.ip_network((address, length), strict=False)),
+                st.one_of(st.integers(0, 2**128 - 1), st.integers(0, 2**48 - 1).map(lambda x: x << 80),
+                          st.sampled_from([0xFE80 << 112, 0xFF00 << 112, 0xFFFF << 32, 0x20010DB8 << 96, 1])),
+                st.integers(0, 128))
+
+
+@given(st.one_of(_v4, _v6), st.booleans(), st.booleans())
+@settings(max_examples=500, deadline=None)
+def test_the_bucketed_lookup_agrees_with_the_rule_spelled_out(prefix: str, documentation: bool,
+                                                               shared: bool) -> None:
+    flt = SpecialUseFilter.from_settings(documentation=documentation, shared_address_space=shared,
+                                         extra=["10.0.0.0/8", "2a00::/12"])
+    assert flt.reason(prefix) == _reference(prefix, flt)
