@@ -18,7 +18,7 @@ parses a line whole before placing any of it: ``error`` means none of its prefix
 Lines are chunked (1,000 prefixes by default: at most ~105 KB, far below ExaBGP's 1 MiB limit);
 with ``chunk=1`` each ack belongs to one prefix. Measured in the lab (bench.bench_command_form,
 10k routes): these lines cost ExaBGP 1.1–1.25× the time and CPU of the ``attributes`` form, one
-prefix per line 2.4–3×.
+prefix per line 2.4–3.1×.
 """
 
 from __future__ import annotations
