@@ -6,9 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from api.errors import validation_error
-from api.settings import SwitchSettings, effective_settings
 from api.view import ControllerView
+from collector.special_use import SpecialUseFilter
 from controller.config import SwitchConfig, TopfibConfig
+from controller.settings import SwitchSettings, effective_settings
 from controller.store import Store
 
 
@@ -24,6 +25,7 @@ class ApiContext:
     # (Another replica's change is seen within that second; this replica's at once.)
     settings_max_age_s: float = 1.0
     _settings_cache: tuple[float, dict[str, SwitchSettings]] | None = field(default=None, repr=False)
+    _special_use: SpecialUseFilter | None = field(default=None, repr=False)
 
     @property
     def switch_names(self) -> list[str]:
@@ -40,11 +42,18 @@ class ApiContext:
             return cached[1]
         overrides = await self.store.config_overrides()
         settings = {
-            sw.name: effective_settings(sw, self.config.collector, overrides.get(sw.name, {}))
+            sw.name: effective_settings(sw, overrides.get(sw.name, {}))
             for sw in self.config.switch
         }
         self._settings_cache = (now, settings)
         return settings
+
+    @property
+    def special_use(self) -> SpecialUseFilter:
+        """The special-use filter of ``[special_use]``: the RIB's, for requests and pins too."""
+        if self._special_use is None:
+            self._special_use = self.config.special_use.build()
+        return self._special_use
 
     def forget_settings(self) -> None:
         """Drop the cached settings (after this replica changed them)."""

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from api.settings import SwitchSettings
 from api.view import RequestStatus
+from controller.settings import SwitchSettings
 from controller.store import Pin, RequestEntry, SettingValue
 
 

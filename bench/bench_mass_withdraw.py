@@ -36,7 +36,13 @@ from controller.config import TopfibConfig
 from controller.service import Service
 from controller.store import Pin
 from tests.integration.fault_support import free_port, watch_fib_peak
-from tests.integration.lab import Lab, async_wait_until, lab_unavailable_reason, runqueue_wait_s
+from tests.integration.lab import (
+    LAB_SPECIAL_USE,
+    Lab,
+    async_wait_until,
+    lab_unavailable_reason,
+    runqueue_wait_s,
+)
 
 BAR_S = 5.0
 KEEP = 10
@@ -63,6 +69,7 @@ async def one_round(lab: Lab) -> Round:
         "api": {"listen": f"127.0.0.1:{free_port()}"},
         "collector": {"sflow_listen": [f"127.0.0.1:{free_port()}"], "receive_buffer_bytes": 1 << 20},
         "switch": [switch.model_dump()],
+        "special_use": LAB_SPECIAL_USE,
     })
     service = Service(config, runtime_dir=lab.workdir / "topfib", netns=lab.ctl)
     await service.start()

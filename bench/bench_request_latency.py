@@ -22,7 +22,7 @@ import httpx
 
 from controller.config import TopfibConfig
 from controller.service import Service
-from tests.integration.lab import Lab, lab_unavailable_reason
+from tests.integration.lab import LAB_SPECIAL_USE, Lab, lab_unavailable_reason
 
 TOKEN = "bench-ap-token"
 
@@ -46,6 +46,7 @@ async def measure(requests: int, reactor_speed: float) -> list[float]:
             "collector": {"sflow_listen": [f"127.0.0.1:{_free_port()}"]},
             "exabgp": {"reactor_speed": reactor_speed},
             "switch": [switch.model_dump()],
+            "special_use": LAB_SPECIAL_USE,
             "token": [{"name": "bench", "role": "ap", "sha256": hashlib.sha256(TOKEN.encode()).hexdigest()}],
         })
         service = Service(config, runtime_dir=lab.workdir / "topfib", netns=lab.ctl)

@@ -24,9 +24,11 @@ from dataclasses import dataclass
 from typing import cast
 
 from collector.exabgp_json import EndOfRib, Event, Notification, RouteUpdate, SessionState
+from collector.fastprefix import split_prefix
 from collector.lpm import LpmTable
 from collector.paths import Path, best_path_key
 from collector.prefixes import IPV4, IPV6, prefix_family
+from collector.special_use import SpecialUseFilter, count_filtered
 
 PRELOAD_SESSION = "file"
 
@@ -84,9 +86,14 @@ def _rib_change(prefix: str, best: Path | None) -> RibChange:
 class Rib:
     """Paths of every session of one switch, best path per prefix, and the prefix LPM table."""
 
-    def __init__(self, preload_session: str = PRELOAD_SESSION) -> None:
+    def __init__(self, preload_session: str = PRELOAD_SESSION,
+                 special_use: SpecialUseFilter | None = None) -> None:
         self.lpm = LpmTable()
         self.preload_session = preload_session
+        # With a filter, a prefix in special-use space (or a /0) never enters: nothing can then
+        # select, resolve a request to, or announce it. Counted once per refused announce.
+        self.special_use = special_use
+        self.refused_special_use = 0
         self._routes: dict[str, _Stored] = {}
         # Shared (session, path) pairs, by (session, id(path)): producers already share one Path
         # per distinct attribute set, and an identity lookup hashes none of its fields (an entry
@@ -194,10 +201,20 @@ class Rib:
 
         ``prefix`` must be canonical (the loaders and the JSON parser ensure it); a new prefix is
         validated by the LPM table before anything is stored (:class:`PrefixError`), unless the
-        caller passes ``parsed`` (its ``split_prefix`` result).
+        caller passes ``parsed`` (its ``split_prefix`` result). A prefix the special-use filter
+        refuses is not stored (None).
         """
         stored = self._routes.get(prefix)
         if stored is None:  # a new prefix (a whole table is loaded this way): cheap bookkeeping
+            special_use = self.special_use
+            if special_use is not None:
+                if parsed is None:
+                    parsed = split_prefix(prefix)
+                refused = special_use.reason_parsed(*parsed)
+                if refused is not None:
+                    self.refused_special_use += 1
+                    count_filtered("rib", refused)
+                    return None
             self.lpm.add(prefix, parsed)
             entry = self._intern(session, path)
             self._routes[prefix] = entry

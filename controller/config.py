@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from collector.special_use import SpecialUseFilter
 from controller.addresses import parse_ip
 
 MD5_PASSWORD_MAX = 80  # TCP_MD5SIG_MAXKEYLEN (Linux)
@@ -100,6 +101,10 @@ class ExabgpConfig(_Strict):
     runtime_dir: str | None = None
 
 
+# Settings the API may override only up to a ceiling from the file (``switch[].<key>_max``).
+CEILING_KEYS = ("fib_cap_ipv4", "fib_cap_ipv6", "fib_cap_ipv4_24", "request_ttl_max_s", "max_requests_per_ap")
+
+
 class SwitchConfig(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     neighbor: str
@@ -127,6 +132,13 @@ class SwitchConfig(_Strict):
     md5_password: SecretStr | None = None
     # GTSM (RFC 5082): the switch is this many hops away (1: directly connected); 0: off
     ttl_security: int = Field(0, ge=0, le=MAX_GTSM_HOPS)
+    # Ceilings of the API's overrides (PUT /v1/config/switches): None = the file's own value, so
+    # a leaked operator token can lower these but never raise them past what the file allows.
+    fib_cap_ipv4_max: int | None = Field(None, gt=0)
+    fib_cap_ipv6_max: int | None = Field(None, gt=0)
+    fib_cap_ipv4_24_max: int | None = Field(None, ge=0)
+    request_ttl_max_s_max: float | None = Field(None, gt=0, allow_inf_nan=False)
+    max_requests_per_ap_max: int | None = Field(None, gt=0)
 
     @field_validator("neighbor", "local_address")
     @classmethod
@@ -158,7 +170,15 @@ class SwitchConfig(_Strict):
     def _ttl_bounds(self) -> SwitchConfig:
         if self.request_ttl_default_s > self.request_ttl_max_s:
             raise ValueError("request_ttl_default_s must not exceed request_ttl_max_s")
+        for key, ceiling in self.override_ceilings().items():
+            if getattr(self, key) > ceiling:
+                raise ValueError(f"{key}_max ({ceiling:g}) must not be below {key} ({getattr(self, key):g})")
         return self
+
+    def override_ceilings(self) -> dict[str, int | float]:
+        """The highest value an API override may give each capped setting (``<key>_max``)."""
+        return {key: ceiling if (ceiling := getattr(self, f"{key}_max")) is not None else getattr(self, key)
+                for key in CEILING_KEYS}
 
 
 class TokenConfig(_Strict):
@@ -210,12 +230,33 @@ class MatrixConfig(_Strict):
         return self.file_interval_s if self.file_interval_s is not None else self.interval_s
 
 
+class SpecialUseConfig(_Strict):
+    """Special-use space never ingested, selected, requested or pinned (collector/special_use.py).
+
+    Loopback, link-local, multicast, reserved, IPv4-mapped and /0 are always refused."""
+
+    documentation: bool = True  # 192.0.2/24, 198.51.100/24, 203.0.113/24, 2001:db8::/32, 3fff::/20
+    shared_address_space: bool = False  # 100.64/10 (CGNAT): routable inside some networks
+    extra: list[str] = []  # more prefixes to refuse, with everything inside them
+
+    @field_validator("extra")
+    @classmethod
+    def _prefixes(cls, value: list[str]) -> list[str]:
+        return [str(ipaddress.ip_network(item, strict=True)) for item in value]
+
+    def build(self) -> SpecialUseFilter:
+        return SpecialUseFilter.from_settings(documentation=self.documentation,
+                                              shared_address_space=self.shared_address_space,
+                                              extra=self.extra)
+
+
 class TopfibConfig(_Strict):
     api: ApiConfig = ApiConfig()
     collector: CollectorConfig = CollectorConfig()
     store: StoreConfig = StoreConfig()
     exabgp: ExabgpConfig = ExabgpConfig()
     matrix: MatrixConfig = MatrixConfig()
+    special_use: SpecialUseConfig = SpecialUseConfig()
     switch: list[SwitchConfig] = Field(min_length=1)
     token: list[TokenConfig] = []
 

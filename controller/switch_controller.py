@@ -33,9 +33,10 @@ from controller.exabgp_config import BridgeCommand, write_exabgp_config
 from controller.exabgp_link import ExabgpLink, ExabgpLinkDown
 from controller.exabgp_runner import ExabgpRunner
 from controller.observed_paths import ObservedPathRib
-from controller.plan import Plan, Step, plan, render_commands
+from controller.plan import Step, plan, render_step
 from controller.select import OnDemandRequest, Selection, SelectionPolicy, select
 from controller.session_diagnosis import SessionDiagnosis
+from controller.settings import effective_settings, selection_policy
 from controller.store import Store, StoreUnavailable
 from controller.unit_cache import UnitCache
 
@@ -195,7 +196,7 @@ class SwitchController:
         self.config = config
         self.rates = rates
         self.store = store
-        self.rib = Rib()
+        self.rib = Rib(special_use=config.special_use.build())
         self.rib_lock = rib_lock
         # what selection, planning and the reactor ask for a prefix's path: the best path, or
         # with follow_observed_paths the path its traffic is seen to take (path_rates)
@@ -422,16 +423,7 @@ class SwitchController:
             overrides = (await self.store.config_overrides()).get(self.name, {})
         except StoreUnavailable:
             return self.policy
-        base = SelectionPolicy.from_switch(self.switch)
-        return replace(
-            base,
-            cap_ipv4=int(overrides.get("fib_cap_ipv4", base.cap_ipv4)),
-            cap_ipv6=int(overrides.get("fib_cap_ipv6", base.cap_ipv6)),
-            cap_ipv4_24=int(overrides.get("fib_cap_ipv4_24", base.cap_ipv4_24)),
-            margin=float(overrides.get("margin", base.margin)),
-            min_dwell_s=float(overrides.get("min_dwell_s", base.min_dwell_s)),
-            min_swap_gain=float(overrides.get("min_swap_gain", base.min_swap_gain)),
-        )
+        return selection_policy(self.switch, effective_settings(self.switch, overrides))
 
     async def _inputs(self, wall_now: float) -> tuple[list[OnDemandRequest], list[str]]:
         try:
@@ -672,25 +664,42 @@ class SwitchController:
         return kept
 
     async def _send_steps(self, steps: list[Step]) -> bool:
-        """Send ``steps``; apply what ExaBGP acknowledged. False when anything was not done."""
-        lines: list[str] = []
-        chunks: list[tuple[Step, tuple[str, ...]]] = []
-        for step in steps:
-            for start, line in enumerate(render_commands(Plan((step,)), self.switch.neighbor, COMMAND_CHUNK)):
-                lines.append(line)
-                chunks.append((step, step.prefixes[start * COMMAND_CHUNK : (start + 1) * COMMAND_CHUNK]))
+        """Send ``steps``; apply what ExaBGP acknowledged. False when anything was not done.
+
+        ExaBGP parses a line whole before placing any of it, so ``error`` means none of its
+        prefixes was placed; the prefixes of a refused line are sent again one per line, so that
+        one prefix ExaBGP refuses cannot hold back the others. Nothing counts as installed but
+        the prefixes a ``done`` line names.
+        """
+        lines: list[tuple[Step, tuple[str, ...], str]] = [
+            (step, prefixes, line) for step in steps
+            for prefixes, line in render_step(step, self.switch.neighbor, COMMAND_CHUNK)
+        ]
         try:
-            results = await self.link.send(lines)
+            results = await self.link.send([line for _, _, line in lines])
         except ExabgpLinkDown:
             return False
+        done = [(step, prefixes) for (step, prefixes, _), ok in zip(lines, results, strict=True) if ok]
+        refused = [entry for entry, ok in zip(lines, results, strict=True) if not ok]
+        retry: list[tuple[Step, tuple[str, ...], str]] = [
+            (step, single, line) for step, prefixes, _ in refused if len(prefixes) > 1
+            for single, line in render_step(replace(step, prefixes=prefixes), self.switch.neighbor, 1)
+        ]
+        failed = [entry for entry in refused if len(entry[1]) == 1]
+        if retry and self.link.connected:
+            try:
+                results = await self.link.send([line for _, _, line in retry])
+            except ExabgpLinkDown:
+                results = [False] * len(retry)
+            done += [(step, single) for (step, single, _), ok in zip(retry, results, strict=True) if ok]
+            failed += [entry for entry, ok in zip(retry, results, strict=True) if not ok]
+        elif retry:
+            failed += retry
+        for _, _, line in failed:
+            _m_errors.inc(switch=self.name)
+            log.error("switch %s: ExaBGP did not confirm %r", self.name, line[:200])
         wall_now = self._wall_clock()
-        all_done = True
-        for line, (step, prefixes), ok in zip(lines, chunks, results, strict=True):
-            if not ok:
-                all_done = False
-                _m_errors.inc(switch=self.name)
-                log.error("switch %s: ExaBGP did not confirm %r", self.name, line[:200])
-                continue
+        for step, prefixes in done:
             for prefix in prefixes:
                 reason = self._change_reason(step.action, prefix)
                 if step.action == "withdraw":
@@ -701,6 +710,7 @@ class SwitchController:
                 self.changes.append((wall_now, step.action, prefix, step.next_hop or "", reason))
                 self._change_times.append(wall_now)
             _m_changes.inc(len(prefixes), switch=self.name, action=step.action)
+        all_done = not failed
         if not self.link.connected:
             self._session_lost("ExaBGP link lost while programming")
             return False

@@ -38,6 +38,7 @@ def make_config(switches: tuple[str, ...] = ("edge1",), api: dict[str, Any] | No
         ],
         "token": [{"name": name, "role": role, "sha256": hash_token(token)}
                   for token, (name, role) in TOKENS.items()],
+        "special_use": {"documentation": False},  # the fixtures route documentation prefixes
     })
 
 

@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Path, Response
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 
 from api.auth import OPERATOR_ROLES, VIEWER_ROLES, require_role
 from api.context import ApiContext
@@ -22,9 +21,11 @@ from api.models import (
     SwitchConfigOut,
     error_doc,
 )
-from api.settings import SwitchSettings, SwitchSettingsPatch, effective_settings, file_settings
+from api.settings import SwitchSettingsPatch, patched_settings
 from api.tokens import Principal
 from collector.prefixes import PrefixError, canonical_prefix
+from collector.special_use import count_filtered
+from controller.settings import SettingsError, effective_settings
 from controller.store import Pin
 
 
@@ -39,7 +40,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
         switches = [
             SwitchConfigOut(
                 name=sw.name,
-                settings=effective_settings(sw, ctx.config.collector, overrides.get(sw.name, {})),
+                settings=effective_settings(sw, overrides.get(sw.name, {})),
                 overrides=overrides.get(sw.name, {}),
             )
             for sw in ctx.config.switch
@@ -57,25 +58,22 @@ def build_router(ctx: ApiContext) -> APIRouter:
         """Override some of a switch's settings; ``null`` returns a key to the config file's value.
 
         The controller applies the change within one control-loop period. Overrides survive
-        restarts when the store is Redis; the config file itself is never rewritten.
+        restarts when the store is Redis; the config file itself is never rewritten. Caps, the
+        longest request TTL and the per-AP request quota may not exceed the config file's
+        ceilings (``switch[].<key>_max``, by default the file's own value): 422 naming the key.
         """
         switch = ctx.switch_config(name)
         if switch is None:
             return JSONResponse({"detail": f"unknown switch {name!r}"}, status_code=404)
         to_set, to_clear = patch.changes()
         current = (await ctx.store.config_overrides()).get(name, {})
-        merged = file_settings(switch, ctx.config.collector)
-        merged.update({k: v for k, v in current.items() if k not in to_clear})
-        merged.update(to_set)
         try:
-            SwitchSettings.model_validate(merged)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            field = str(first["loc"][0]) if first["loc"] else "request_ttl_default_s"
-            raise validation_error(("body", field), first["msg"]) from None
+            patched_settings(switch, current, to_set, to_clear)
+        except SettingsError as exc:
+            raise validation_error(("body", exc.field), exc.message) from None
         overrides = await ctx.store.update_config_overrides(name, to_set, to_clear)
         ctx.forget_settings()
-        settings = effective_settings(switch, ctx.config.collector, overrides)
+        settings = effective_settings(switch, overrides)
         return SwitchConfigOut(name=name, settings=settings, overrides=overrides)
 
     @router.get("/v1/pins", response_model=PinListOut, dependencies=[Depends(require_role(*VIEWER_ROLES))])
@@ -89,8 +87,18 @@ def build_router(ctx: ApiContext) -> APIRouter:
         principal: Annotated[Principal, Depends(require_role(*OPERATOR_ROLES))],
         body: Annotated[PinIn | None, Body()] = None,
     ) -> PinOut:
-        """Pin a prefix (canonical form, host bits zero): it outranks requests and TopN."""
-        pin = Pin(_path_prefix(prefix), principal.name, ctx.wall_clock(), body.note if body else "")
+        """Pin a prefix (canonical form, host bits zero): it outranks requests and TopN.
+
+        A default route (/0) or a prefix inside special-use space (loopback, link-local,
+        multicast, reserved, IPv4-mapped, documentation unless configured) is refused (422).
+        """
+        canonical = _path_prefix(prefix)
+        refused = ctx.special_use.reason(canonical)
+        if refused is not None:
+            count_filtered("pin", refused)
+            raise validation_error(("path", "prefix"), f"special-use prefix ({refused}): never pinned",
+                                   "special_use")
+        pin = Pin(canonical, principal.name, ctx.wall_clock(), body.note if body else "")
         await ctx.store.set_pin(pin)
         return PinOut.from_pin(pin)
 

@@ -24,8 +24,9 @@ from api.models import (
     canonical_ip,
     error_doc,
 )
-from api.settings import SwitchSettings
 from api.tokens import Principal
+from collector.special_use import count_filtered
+from controller.settings import SwitchSettings
 from controller.store import RequestEntry
 
 
@@ -57,7 +58,9 @@ def build_router(ctx: ApiContext) -> APIRouter:
         recorded, the controller acts on it within a loop period; ``no-route``: no peer path,
         traffic uses transit (the request stays recorded in case a path appears); ``rejected``:
         with the reason, e.g. this access point already holds its maximum of active requests.
-        Asking again for an address refreshes its expiry.
+        Asking again for an address refreshes its expiry. An address in special-use space
+        (loopback, link-local, multicast, reserved, IPv4-mapped, documentation unless configured)
+        answers ``no-route`` at once and is not recorded.
         """
         principal = authorize(request, REQUEST_ROLES)
         try:
@@ -71,7 +74,14 @@ def build_router(ctx: ApiContext) -> APIRouter:
         settings = await ctx.settings()
         entries: list[RequestEntry] = []
         prefixes: list[str | None] = []
+        refused: list[RequestResult] = []
         for ip in _unique(body.ips):
+            special = ctx.special_use.reason_for_address(ip)
+            if special is not None:  # never recorded: no prefix may be installed for it
+                count_filtered("request", special)
+                refused += [_special_use_result(ip, switch, special) for switch in ctx.switch_names]
+                REQUEST_RESULTS.inc(len(ctx.switch_names), status="no-route")
+                continue
             matched = dict(await ctx.view.resolve(ip))
             for switch in ctx.switch_names:
                 ttl = _ttl(body.ttl_s, settings[switch])
@@ -79,7 +89,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
                 prefixes.append(matched.get(switch))
         limits = {name: s.max_requests_per_ap for name, s in settings.items()}
         accepted = await ctx.store.add_requests(entries, limits, now)
-        results = []
+        results = refused
         for entry, prefix, ok in zip(entries, prefixes, accepted, strict=True):
             results.append(await _result(ctx, entry, prefix, ok, settings[entry.switch]))
             REQUEST_RESULTS.inc(status=results[-1].status)
@@ -141,6 +151,11 @@ async def _result(
     status, reason = await ctx.view.request_status(entry.switch, entry.ip, prefix)
     return RequestResult(ip=entry.ip, switch=entry.switch, prefix=prefix, status=status, reason=reason,
                          ttl_s=ttl, expires_at=entry.expires_at)
+
+
+def _special_use_result(ip: str, switch: str, range_name: str) -> RequestResult:
+    return RequestResult(ip=ip, switch=switch, prefix=None, status="no-route",
+                         reason=f"special-use address ({range_name}): never routed by topfib")
 
 
 def _path_ip(text: str) -> str:

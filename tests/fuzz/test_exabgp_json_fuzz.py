@@ -173,6 +173,10 @@ def test_100k_mutated_lines_through_the_switch_controller(
     assert counters["lines"] >= MUTATED_LINES
     assert counters["unexpected"] == 0, "a bad shape fell through to the catch-all (no named reason)"
     assert checked > 0
+    # the special-use filter saw every new prefix: /0 and the rest never entered (issue 15)
+    assert ctl.rib.special_use is not None
+    assert not [prefix for prefix in ctl.rib if ctl.rib.special_use.reason(prefix) is not None]
+    assert ctl.rib.refused_special_use > 0
     print(f"\n{MUTATED_LINES} mutated ExaBGP JSON lines in {elapsed:.1f}s "
           f"({MUTATED_LINES / elapsed:,.0f}/s); RIB {len(ctl.rib)} prefixes; "
           f"reasons {dict(sorted(counters.items()))}")

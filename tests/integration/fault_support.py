@@ -163,6 +163,8 @@ sflow_listen = ["127.0.0.1:{sflow_port or free_port(socket.SOCK_DGRAM)}"]
 receive_buffer_bytes = 1048576
 [store]
 url = "{store_url}"
+[special_use]
+documentation = false
 [exabgp]
 netns = "{lab.ctl}"
 runtime_dir = "{runtime_dir}"

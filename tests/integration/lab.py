@@ -61,6 +61,11 @@ def lab_unavailable_reason() -> str | None:
     return None
 
 
+# The lab's IPv6 peer prefixes lie in 2001:db8::/32 (documentation): topfib's configs for the
+# lab let them through (``[special_use]``); every other special-use range stays refused.
+LAB_SPECIAL_USE: dict[str, bool] = {"documentation": False}
+
+
 def peer_prefixes(count: int, family: int) -> list[str]:
     """``count`` distinct prefixes: /24s (IPv4) or /48s (IPv6), plus a covering /16 or /32 for
     every 256 of them so that nested prefixes exist."""

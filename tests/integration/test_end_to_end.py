@@ -22,7 +22,7 @@ import pytest
 from collector.sflow_encode import FlowSampleSpec, encode_datagram
 from controller.config import TopfibConfig
 from controller.service import Service
-from tests.integration.lab import NEXT_HOPS_V4, Lab, async_wait_until
+from tests.integration.lab import LAB_SPECIAL_USE, NEXT_HOPS_V4, Lab, async_wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -64,6 +64,7 @@ def _config(lab: Lab, cap_v4: int, cap_v6: int) -> TopfibConfig:
                 "fast_half_life_s": 5.0,
             },
             "switch": [switch.model_dump()],
+            "special_use": LAB_SPECIAL_USE,
             "token": [{"name": "ap1", "role": "ap", "sha256": hashlib.sha256(AP_TOKEN.encode()).hexdigest()}],
         }
     )

@@ -23,7 +23,13 @@ from controller.config import TopfibConfig
 from controller.service import Service
 from controller.store import Pin
 from tests.integration.fault_support import PeakWatcher, free_port, scale, watch_fib_peak
-from tests.integration.lab import Lab, async_wait_until, lab_unavailable_reason, runqueue_wait_s
+from tests.integration.lab import (
+    LAB_SPECIAL_USE,
+    Lab,
+    async_wait_until,
+    lab_unavailable_reason,
+    runqueue_wait_s,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -43,6 +49,7 @@ async def running(lab: Lab, cap_v4: int, cap_v6: int) -> AsyncIterator[Service]:
         "api": {"listen": f"127.0.0.1:{free_port()}"},
         "collector": {"sflow_listen": [f"127.0.0.1:{free_port()}"], "receive_buffer_bytes": 1 << 20},
         "switch": [switch.model_dump()],
+        "special_use": LAB_SPECIAL_USE,
     })
     service = Service(config, runtime_dir=lab.workdir / "topfib", netns=lab.ctl)
     await service.start()

@@ -76,6 +76,8 @@ def two_api_processes(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, str
     config.write_text(f"""
 [store]
 url = "{redis_url}"
+[special_use]
+documentation = false
 [[switch]]
 name = "edge1"
 neighbor = "10.0.0.2"

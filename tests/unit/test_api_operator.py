@@ -28,14 +28,13 @@ async def test_config_shows_file_values_then_overrides() -> None:
         assert before["switches"][0]["overrides"] == {}
         assert before["api"]["request_batch_max"] == 100
         put = await c.put("/v1/config/switches/edge1", headers=OPS,
-                          json={"fib_cap_ipv4": 5000, "slow_half_life_s": 600, "margin": 0.5})
+                          json={"fib_cap_ipv4": 60, "margin": 0.5})
         assert put.status_code == 200, put.text
         after = (await c.get("/v1/config", headers=OPS)).json()["switches"][0]
-    assert after["overrides"] == {"fib_cap_ipv4": 5000, "slow_half_life_s": 600, "margin": 0.5}
-    assert after["settings"]["fib_cap_ipv4"] == 5000
+    assert after["overrides"] == {"fib_cap_ipv4": 60, "margin": 0.5}
+    assert after["settings"]["fib_cap_ipv4"] == 60
     assert after["settings"]["fib_cap_ipv6"] == 50
-    assert await store.config_overrides() == {"edge1": {"fib_cap_ipv4": 5000, "slow_half_life_s": 600,
-                                                        "margin": 0.5}}
+    assert await store.config_overrides() == {"edge1": {"fib_cap_ipv4": 60, "margin": 0.5}}
 
 
 async def test_null_returns_a_key_to_the_file_value() -> None:
@@ -64,6 +63,15 @@ async def test_overrides_change_request_handling() -> None:
     ({"request_ttl_default_s": 100_000}, "request_ttl_default_s"),
     ({"min_dwell_s": "Infinity"}, "min_dwell_s"),
     ({"min_swap_gain": 1.5}, "min_swap_gain"),
+    # above the config file's ceilings (by default its own values: caps 100/50, TTL 86400, 1000)
+    ({"fib_cap_ipv4": 2147483647}, "fib_cap_ipv4"),
+    ({"fib_cap_ipv6": 51}, "fib_cap_ipv6"),
+    ({"fib_cap_ipv4_24": 10}, "fib_cap_ipv4_24"),
+    ({"request_ttl_max_s": 1e300}, "request_ttl_max_s"),
+    ({"max_requests_per_ap": 2147483647}, "max_requests_per_ap"),
+    # set for every switch by [collector]: never accepted here (nothing would apply them)
+    ({"fast_half_life_s": 5}, "fast_half_life_s"),
+    ({"slow_half_life_s": 600}, "slow_half_life_s"),
 ])
 async def test_invalid_changes_get_422_naming_the_key_and_store_nothing(
     body: dict[str, Any], field: str
@@ -109,3 +117,16 @@ async def test_two_switch_config_keeps_overrides_apart() -> None:
         await c.put("/v1/config/switches/b", headers=OPS, json={"fib_cap_ipv6": 9})
         config = (await c.get("/v1/config", headers=OPS)).json()
     assert [(s["name"], s["settings"]["fib_cap_ipv6"]) for s in config["switches"]] == [("a", 50), ("b", 9)]
+
+
+async def test_overrides_may_rise_up_to_the_files_ceilings_only() -> None:
+    config = make_config(switch_extra={"fib_cap_ipv4_max": 1000, "max_requests_per_ap_max": 2000})
+    async with client(build(config=config)) as c:
+        ok = await c.put("/v1/config/switches/edge1", headers=OPS,
+                         json={"fib_cap_ipv4": 1000, "max_requests_per_ap": 2000})
+        assert ok.status_code == 200, ok.text
+        over = await c.put("/v1/config/switches/edge1", headers=OPS, json={"fib_cap_ipv4": 1001})
+    assert over.status_code == 422
+    detail = over.json()["detail"][0]
+    assert detail["field"] == "fib_cap_ipv4" and "switch[].fib_cap_ipv4_max" in detail["msg"]
+    assert ok.json()["settings"]["fib_cap_ipv4"] == 1000

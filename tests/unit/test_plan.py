@@ -8,7 +8,7 @@ import pytest
 
 from collector.paths import Path
 from collector.prefixes import PrefixError
-from controller.plan import Plan, Step, plan, render_commands
+from controller.plan import Plan, Step, plan, render_commands, render_step
 from controller.static_rib import StaticRib
 
 SWITCH = "10.0.0.2"
@@ -16,7 +16,7 @@ NH1, NH2 = "192.0.2.1", "192.0.2.2"
 NH6 = "2001:db8::1"
 
 
-def test_golden_withdraws_first_then_announces_batched_by_next_hop() -> None:
+def test_golden_withdraws_first_then_announces_every_prefix_naming_its_family() -> None:
     installed = {"198.51.100.0/24": NH1, "203.0.113.0/24": NH1, "2001:db8:9::/48": NH6, "10.0.0.0/8": NH2}
     desired = {
         "203.0.113.0/24": NH2,  # next-hop change: one re-announce
@@ -27,35 +27,64 @@ def test_golden_withdraws_first_then_announces_batched_by_next_hop() -> None:
         "2001:db8:1::/48": NH6,
     }
     assert render_commands(plan(desired, installed), SWITCH) == [
-        "neighbor 10.0.0.2 withdraw attributes nlri 198.51.100.0/24",
-        "neighbor 10.0.0.2 withdraw attributes nlri 2001:db8:9::/48",
-        "neighbor 10.0.0.2 announce attributes next-hop 192.0.2.1 nlri 192.0.2.0/24 198.18.0.0/15",
-        "neighbor 10.0.0.2 announce attributes next-hop 192.0.2.2 nlri 100.64.0.0/10 203.0.113.0/24",
-        "neighbor 10.0.0.2 announce attributes next-hop 2001:db8::1 nlri 2001:db8:1::/48",
+        "neighbor 10.0.0.2 withdraw ipv4 unicast 198.51.100.0/24",
+        "neighbor 10.0.0.2 withdraw ipv6 unicast 2001:db8:9::/48",
+        "neighbor 10.0.0.2 announce ipv4 unicast 192.0.2.0/24 next-hop 192.0.2.1"
+        " ; unicast 198.18.0.0/15 next-hop 192.0.2.1",
+        "neighbor 10.0.0.2 announce ipv4 unicast 100.64.0.0/10 next-hop 192.0.2.2"
+        " ; unicast 203.0.113.0/24 next-hop 192.0.2.2",
+        "neighbor 10.0.0.2 announce ipv6 unicast 2001:db8:1::/48 next-hop 2001:db8::1",
     ]
 
 
 def test_golden_issue_example() -> None:
     first = plan({"198.51.100.0/24": NH1, "203.0.113.0/24": NH1}, {})
     assert render_commands(first, SWITCH) == [
-        "neighbor 10.0.0.2 announce attributes next-hop 192.0.2.1 nlri 198.51.100.0/24 203.0.113.0/24"
+        "neighbor 10.0.0.2 announce ipv4 unicast 198.51.100.0/24 next-hop 192.0.2.1"
+        " ; unicast 203.0.113.0/24 next-hop 192.0.2.1",
     ]
     second = plan({"203.0.113.0/24": NH1}, {"198.51.100.0/24": NH1, "203.0.113.0/24": NH1})
-    assert render_commands(second, SWITCH) == ["neighbor 10.0.0.2 withdraw attributes nlri 198.51.100.0/24"]
+    assert render_commands(second, SWITCH) == ["neighbor 10.0.0.2 withdraw ipv4 unicast 198.51.100.0/24"]
+
+
+def test_golden_a_multicast_first_octet_never_changes_the_family_of_a_line() -> None:
+    """Issue 15: a last prefix in 224.0.0.0/4 used to turn a batched line into ipv4/multicast."""
+    desired = {"10.0.0.0/8": NH1, "224.0.0.0/4": NH1}
+    lines = render_commands(plan(desired, {}), SWITCH)
+    assert lines == [
+        "neighbor 10.0.0.2 announce ipv4 unicast 10.0.0.0/8 next-hop 192.0.2.1"
+        " ; unicast 224.0.0.0/4 next-hop 192.0.2.1",
+    ]
+    assert [row[1:4] for line in lines for row in _exabgp_parse(line)] == [
+        ("ipv4", "unicast", "10.0.0.0/8"), ("ipv4", "unicast", "224.0.0.0/4")]
+    withdraw = render_commands(plan({}, desired), SWITCH)
+    assert withdraw == ["neighbor 10.0.0.2 withdraw ipv4 unicast 10.0.0.0/8 ; unicast 224.0.0.0/4"]
+    assert [row[:4] for row in _exabgp_parse(withdraw[0])] == [
+        ("withdraw", "ipv4", "unicast", "10.0.0.0/8"), ("withdraw", "ipv4", "unicast", "224.0.0.0/4")]
 
 
 def test_ipv6_neighbor_and_chunking() -> None:
     desired = {f"10.0.{i}.0/24": NH1 for i in range(5)}
     lines = render_commands(plan(desired, {}), "2001:db8::2", chunk=2)
+    hop = " next-hop 192.0.2.1"
     assert lines == [
-        "neighbor 2001:db8::2 announce attributes next-hop 192.0.2.1 nlri 10.0.0.0/24 10.0.1.0/24",
-        "neighbor 2001:db8::2 announce attributes next-hop 192.0.2.1 nlri 10.0.2.0/24 10.0.3.0/24",
-        "neighbor 2001:db8::2 announce attributes next-hop 192.0.2.1 nlri 10.0.4.0/24",
+        f"neighbor 2001:db8::2 announce ipv4 unicast 10.0.0.0/24{hop} ; unicast 10.0.1.0/24{hop}",
+        f"neighbor 2001:db8::2 announce ipv4 unicast 10.0.2.0/24{hop} ; unicast 10.0.3.0/24{hop}",
+        f"neighbor 2001:db8::2 announce ipv4 unicast 10.0.4.0/24{hop}",
     ]
     assert (
         len(render_commands(plan({f"10.{i // 256}.{i % 256}.0/24": NH1 for i in range(2500)}, {}), SWITCH))
         == 3
     )
+
+
+def test_render_step_pairs_each_line_with_its_prefixes() -> None:
+    step = Step("withdraw", 6, None, ("2001:db8::/48", "2001:db8:1::/48", "2001:db8:2::/48"))
+    assert render_step(step, SWITCH, chunk=2) == [
+        (("2001:db8::/48", "2001:db8:1::/48"),
+         "neighbor 10.0.0.2 withdraw ipv6 unicast 2001:db8::/48 ; unicast 2001:db8:1::/48"),
+        (("2001:db8:2::/48",), "neighbor 10.0.0.2 withdraw ipv6 unicast 2001:db8:2::/48"),
+    ]
 
 
 def test_nothing_to_do_is_an_empty_plan() -> None:
@@ -98,8 +127,19 @@ def test_malformed_tokens_are_refused_not_rendered() -> None:
         render_commands(plan({"10.0.0.0/8": NH1}, {}), SWITCH, chunk=0)
 
 
-def _exabgp_parse(line: str) -> list[tuple[str, str, str, str]]:
-    """(action, afi, prefix, next-hop) per NLRI, as ExaBGP 5's API parser reads ``line``."""
+def test_a_prefix_of_another_family_than_the_line_is_refused() -> None:
+    # ExaBGP would parse "announce ipv4 unicast 2001:db8::/32" as an ipv4 route: never write it
+    with pytest.raises(ValueError, match="not ipv4"):
+        render_commands(Plan((Step("announce", 4, NH1, ("2001:db8::/32",)),)), SWITCH)
+    with pytest.raises(ValueError, match="not ipv6"):
+        render_commands(Plan((Step("announce", 6, NH6, ("10.0.0.0/8",)),)), SWITCH)
+    with pytest.raises(ValueError, match="family"):
+        render_commands(Plan((Step("withdraw", 5, None, ("10.0.0.0/8",)),)), SWITCH)
+
+
+def _exabgp_parse(line: str) -> list[tuple[str, str, str, str, str]]:
+    """(action, afi, safi, prefix, next-hop) per NLRI, as ExaBGP 5's API reads ``line`` (the
+    parsing of ``exabgp.reactor.api.API.api_announce_v4``/``_v6``)."""
     from exabgp.configuration.configuration import Configuration
     from exabgp.environment import getenv
     from exabgp.logger import log
@@ -110,12 +150,16 @@ def _exabgp_parse(line: str) -> list[tuple[str, str, str, str]]:
     descriptions, command = extract_neighbors(line)
     assert descriptions == [[f"neighbor {SWITCH}"]]
     action, rest = command.split(" ", 1)
+    section, rest = rest.split(" ", 1)
+    assert section in ("ipv4", "ipv6")
     configuration: Any = Configuration([])
     configuration.static.clear()
-    assert configuration.partial("static", rest)
+    assert configuration.partial(section, rest, action)
+    assert not configuration.scope.location()
     configuration.scope.to_context()
     changes = configuration.scope.pop_routes()
-    return [(action, str(c.nlri.afi), c.nlri.cidr.prefix(), str(c.nlri.nexthop)) for c in changes]
+    return [(action, str(c.nlri.afi), str(c.nlri.safi), c.nlri.cidr.prefix(), str(c.nlri.nexthop))
+            for c in changes]
 
 
 def test_exabgp_parses_our_lines_as_intended() -> None:
@@ -125,9 +169,19 @@ def test_exabgp_parses_our_lines_as_intended() -> None:
         row for line in render_commands(plan(desired, installed), SWITCH) for row in _exabgp_parse(line)
     ]
     assert parsed == [
-        ("withdraw", "ipv4", "198.51.100.0/24", "no-nexthop"),
-        ("withdraw", "ipv6", "2001:db8:9::/48", "no-nexthop"),
-        ("announce", "ipv4", "192.0.2.0/25", NH1),
-        ("announce", "ipv4", "203.0.113.0/24", NH2),
-        ("announce", "ipv6", "2001:db8:1::/48", NH6),
+        ("withdraw", "ipv4", "unicast", "198.51.100.0/24", "no-nexthop"),
+        ("withdraw", "ipv6", "unicast", "2001:db8:9::/48", "no-nexthop"),
+        ("announce", "ipv4", "unicast", "192.0.2.0/25", NH1),
+        ("announce", "ipv4", "unicast", "203.0.113.0/24", NH2),
+        ("announce", "ipv6", "unicast", "2001:db8:1::/48", NH6),
     ]
+
+
+def test_exabgp_places_nothing_of_a_line_with_one_bad_statement() -> None:
+    """What the controller relies on when it resends a refused line's prefixes one per line."""
+    from exabgp.configuration.configuration import Configuration
+
+    configuration: Any = Configuration([])
+    configuration.static.clear()
+    bad = "unicast 10.0.0.0/8 next-hop 192.0.2.1 ; unicast 10.0.0.1/33 next-hop 192.0.2.1"
+    assert not configuration.partial("ipv4", bad, "announce")

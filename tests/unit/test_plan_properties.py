@@ -51,4 +51,9 @@ def test_each_prefix_changes_once_and_a_next_hop_change_is_one_announce(
         if step.action == "announce":
             assert all(desired[p] == step.next_hop for p in step.prefixes)
     lines = render_commands(result, "10.0.0.2", chunk=3)
-    assert sum(len(line.split(" nlri ")[1].split()) for line in lines) == len(touched)
+    statements = [part.split() for line in lines for part in line.split(" ; ")]
+    assert [words[-1] if words[-2] == "unicast" else words[-3] for words in statements] == touched
+    for line in lines:  # every prefix names its line's family, which is the prefix's own
+        family = line.split()[3]
+        assert family == ("ipv6" if ":" in line.split()[5] else "ipv4")
+        assert all(" unicast " in f" {part} " for part in line.split(" ; "))

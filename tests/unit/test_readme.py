@@ -13,6 +13,7 @@ from controller.config import (
     CollectorConfig,
     ExabgpConfig,
     MatrixConfig,
+    SpecialUseConfig,
     StoreConfig,
     SwitchConfig,
     TokenConfig,
@@ -26,6 +27,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("store", StoreConfig),
     ("exabgp", ExabgpConfig),
     ("matrix", MatrixConfig),
+    ("special_use", SpecialUseConfig),
     ("switch[]", SwitchConfig),
     ("token[]", TokenConfig),
 ]

@@ -32,6 +32,7 @@ def _controller(tmp_path: Path, store: MemoryStore, clock: list[float]) -> Switc
             "peer_as": 65000, "fib_cap_ipv4": 3, "fib_cap_ipv6": 1, "rib_file": str(rib_file),
             "min_dwell_s": 0, "sflow_agents": ["192.0.2.200"],
         }],
+        "special_use": {"documentation": False},  # TABLE routes documentation prefixes
     })
     rates = PrefixRates(fast_half_life_s=30.0, slow_half_life_s=3600.0)
     return SwitchController(
@@ -196,7 +197,7 @@ def test_a_prefix_losing_its_last_path_is_withdrawn_without_a_loop_iteration(tmp
             loops = ctl.selection
             await switch.say(_withdraw((P2, 1)))
             assert await _wait(lambda: P2 not in ctl.installed), "never withdrawn"
-            assert switch.commands == [f"neighbor {NEIGHBOR} withdraw attributes nlri {P2}"]
+            assert switch.commands == [f"neighbor {NEIGHBOR} withdraw ipv4 unicast {P2}"]
             assert ctl.selection is loops  # no selection ran for it
             assert ctl.installed == {P1: NH1, P3: NH2}
         finally:
@@ -220,7 +221,7 @@ def test_a_moved_best_path_is_re_pointed_once_the_burst_settles_and_never_if_the
             await switch.say(_withdraw((P1, 1)))
             assert await _wait(lambda: ctl.installed.get(P1) == NH2), "never re-pointed"
             assert time.monotonic() - began >= 0.25
-            assert switch.commands == [f"neighbor {NEIGHBOR} announce attributes next-hop {NH2} nlri {P1}"]
+            assert switch.commands == [f"neighbor {NEIGHBOR} announce ipv4 unicast {P1} next-hop {NH2}"]
             switch.commands.clear()
             # a burst: P3 loses its only path at once (withdrawn at once), P1 its best, then its last
             await switch.say(_announce(NH1, (P1, 1)))  # P1 back on NH1 (best again)
@@ -368,7 +369,7 @@ def test_follow_observed_paths_installs_the_path_traffic_takes(tmp_path: Path) -
             "name": "sw1", "neighbor": "10.99.0.2", "local_address": "10.99.0.1", "local_as": 65000,
             "peer_as": 65000, "fib_cap_ipv4": 3, "fib_cap_ipv6": 1, "min_dwell_s": 0,
             "follow_observed_paths": follow,
-        }]})
+        }], "special_use": {"documentation": False}})
         clock = [100.0]
         path_rates = PathRates(30.0, 3600.0)
         ctl = SwitchController(

@@ -1,0 +1,65 @@
+"""What counts as installed after ExaBGP's acks: exactly the prefixes of the lines it confirmed."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from controller.store import Pin
+from tests.unit.test_switch_controller import (
+    NEIGHBOR,
+    NH1,
+    P1,
+    P2,
+    P3,
+    Switch,
+    _announce,
+    _eor,
+    _live_controller,
+    _state,
+    _wait,
+)
+
+
+class RefusingSwitch(Switch):
+    """Plays ExaBGP, answering ``error`` to every command that names ``refused``."""
+
+    refused = P2
+
+    async def _ack_all(self) -> None:
+        while line := await self.reader.readline():
+            command = line.decode().strip()
+            self.commands.append(command)
+            await self.say("error" if f" {self.refused} " in f" {command} " else "done")
+
+
+def test_an_error_for_one_prefix_leaves_only_that_prefix_uninstalled(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        ctl = _live_controller(tmp_path)
+        await ctl.start(active=False)
+        ctl.active = True
+        reader, writer = await asyncio.open_unix_connection(str(ctl.link.socket_path))
+        switch = RefusingSwitch(reader, writer)
+        await switch.say("#topfib-bridge pid=4242 pgid=4242 dropped=0")
+        try:
+            await switch.say(_state("up"), _announce(NH1, (P1, 1), (P2, 1), (P3, 1)),
+                             _eor("ipv4"), _eor("ipv6"))
+            assert await _wait(ctl.ready_to_program)
+            for prefix in (P1, P2, P3):
+                await ctl.store.set_pin(Pin(prefix=prefix, by="op", since=0.0))
+            await ctl.tick()
+            # the refused line is sent again a prefix a line: only the refused prefix is left out
+            one = f"unicast {{}} next-hop {NH1}"
+            assert switch.commands == [
+                f"neighbor {NEIGHBOR} announce ipv4 " + " ; ".join(one.format(p) for p in (P1, P2, P3)),
+                *(f"neighbor {NEIGHBOR} announce ipv4 " + one.format(p) for p in (P1, P2, P3)),
+            ]
+            assert ctl.installed == {P1: NH1, P3: NH1}
+            await ctl.tick()  # tried again at the next iteration, never counted as installed
+            assert P2 not in ctl.installed
+            assert switch.commands[-1] == f"neighbor {NEIGHBOR} announce ipv4 unicast {P2} next-hop {NH1}"
+        finally:
+            await switch.close()
+            await ctl.stop()
+
+    asyncio.run(scenario())
