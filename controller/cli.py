@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from controller.ctl import ctl_app
+
 # SimulationSettings.warmup_s (five slow half-lives), here so the CLI starts without numpy
 DEFAULT_WARMUP_S = 18000.0
 
@@ -16,6 +18,7 @@ rib_app = typer.Typer(help="Inspect a RIB file (MRT dump or CAIDA pfx2as).", no_
 token_app = typer.Typer(help="API bearer tokens.", no_args_is_help=True)
 app.add_typer(rib_app, name="rib")
 app.add_typer(token_app, name="token")
+app.add_typer(ctl_app, name="ctl")
 
 
 @app.command()

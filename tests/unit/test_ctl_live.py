@@ -1,0 +1,231 @@
+"""``topfib ctl`` against a real ``topfib run`` (in-memory store, RIB preloaded from a pfx2as file,
+its ExaBGP dialling a loopback port where no switch listens).
+
+Most commands run in-process through typer's runner (the HTTP calls are real); one test runs the
+installed ``topfib`` entry point to check the exit codes a shell sees.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from api.tokens import hash_token
+from controller.cli import app
+from controller.ctl_client import ExitCode
+
+pytestmark = pytest.mark.slow
+
+OPERATOR, VIEWER, AP = "tfb_ctl-operator", "tfb_ctl-viewer", "tfb_ctl-ap"
+TOKENS = {OPERATOR: ("ops", "operator"), VIEWER: ("watch", "viewer"), AP: ("ap1", "ap")}
+PFX2AS = "198.51.100.0\t24\t64500\n203.0.113.0\t24\t64501\n2001:db8:1::\t48\t64502\n"
+
+
+def _free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Running:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+def _topfib_command() -> list[str]:
+    script = Path(sys.executable).parent / "topfib"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "controller.cli"]
+
+
+@pytest.fixture(scope="module")
+def topfib(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    work = tmp_path_factory.mktemp("ctl")
+    (work / "rib.pfx2as").write_text(PFX2AS)
+    api_port = _free_port()
+    tokens = "".join(f'[[token]]\nname = "{name}"\nrole = "{role}"\nsha256 = "{hash_token(token)}"\n'
+                     for token, (name, role) in TOKENS.items())
+    (work / "topfib.toml").write_text(f"""
+[api]
+listen = "127.0.0.1:{api_port}"
+[collector]
+sflow_listen = ["127.0.0.1:{_free_port(socket.SOCK_DGRAM)}"]
+[store]
+url = "memory://"
+[exabgp]
+runtime_dir = "{work / 'run'}"
+[[switch]]
+name = "edge1"
+neighbor = "127.0.0.2"
+local_address = "127.0.0.1"
+bgp_port = {_free_port()}
+local_as = 65000
+peer_as = 65000
+fib_cap_ipv4 = 1000
+fib_cap_ipv6 = 100
+loop_period_s = 0.2
+rib_file = "{work / 'rib.pfx2as'}"
+{tokens}""")
+    log = work / "topfib.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([*_topfib_command(), "run", "--config", str(work / "topfib.toml")],
+                                   stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    running = Running(f"http://127.0.0.1:{api_port}", process, log)
+    try:
+        _wait_ready(running)
+        yield running
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _wait_ready(running: Running, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert running.process.poll() is None, running.log.read_text()[-2000:]
+        try:
+            with urllib.request.urlopen(f"{running.url}/readyz", timeout=1) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"topfib not ready: {running.log.read_text()[-2000:]}")
+
+
+def ctl(topfib: Running, *args: str, token: str | None = OPERATOR) -> tuple[int, str, str]:
+    env = {"TOPFIB_URL": topfib.url, "COLUMNS": "200"}
+    if token is not None:
+        env["TOPFIB_TOKEN"] = token
+    result = CliRunner().invoke(app, ["ctl", *args], env=env)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def ctl_json(topfib: Running, *args: str, token: str = OPERATOR) -> Any:
+    code, out, err = ctl(topfib, *args, "--json", token=token)
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_reads_status_fib_top_and_rib(topfib: Running) -> None:
+    status = ctl_json(topfib, "status", token=VIEWER)
+    assert [sw["name"] for sw in status["switches"]] == ["edge1"]
+    assert status["switches"][0]["occupancy"]["ipv4"]["cap"] == 1000
+    code, out, _ = ctl(topfib, "status", token=VIEWER)
+    assert code == 0 and "edge1" in out and "/1000" in out and "collector:" in out
+
+    rib = ctl_json(topfib, "rib", "198.51.100.7", token=VIEWER)
+    assert rib["matches"][0]["prefix"] == "198.51.100.0/24"
+    assert rib["matches"][0]["paths"][0]["as_path"] == [64500]
+    code, out, _ = ctl(topfib, "rib", "2001:db8:1::5", token=VIEWER)
+    assert code == 0 and "2001:db8:1::/48" in out and "64502" in out
+
+    assert ctl_json(topfib, "fib", token=VIEWER)["switch"] == "edge1"
+    assert ctl_json(topfib, "top", "-n", "5", "--switch", "edge1", token=VIEWER)["switch"] == "edge1"
+
+
+def test_pins_add_list_and_del(topfib: Running) -> None:
+    pinned = ctl_json(topfib, "pin", "add", "203.0.113.0/24", "--note", "ctl test")
+    assert pinned["prefix"] == "203.0.113.0/24" and pinned["by"] == "ops"
+    code, out, _ = ctl(topfib, "pin", "list", token=VIEWER)
+    assert code == 0 and "203.0.113.0/24" in out and "ctl test" in out
+    assert ctl(topfib, "pin", "del", "203.0.113.0/24")[0] == ExitCode.OK
+    code, _, err = ctl(topfib, "pin", "del", "203.0.113.0/24")
+    assert code == ExitCode.REFUSED and "HTTP 404: prefix is not pinned" in err
+
+
+def test_requests_add_list_and_del(topfib: Running) -> None:
+    results = ctl_json(topfib, "request", "add", "198.51.100.7", "--ttl", "60", token=AP)["results"]
+    assert [(r["switch"], r["prefix"], r["ttl_s"]) for r in results] == [("edge1", "198.51.100.0/24", 60.0)]
+    assert results[0]["status"] in ("pending", "installed")
+    listed = ctl_json(topfib, "request", "list", token=VIEWER)["requests"]
+    assert [(r["ip"], r["ap"]) for r in listed] == [("198.51.100.7", "ap1")]
+    code, out, _ = ctl(topfib, "request", "del", "198.51.100.7", token=AP)
+    assert code == ExitCode.OK and "ended" in out
+    code, _, err = ctl(topfib, "request", "del", "198.51.100.7", token=AP)
+    assert code == ExitCode.REFUSED and "404" in err
+
+
+def test_set_overrides_a_cap_that_status_then_shows_and_default_restores_it(topfib: Running) -> None:
+    answer = ctl_json(topfib, "set", "edge1", "cap_ipv4=500", "margin=0.3")
+    assert answer["settings"]["fib_cap_ipv4"] == 500 and answer["overrides"] == {"fib_cap_ipv4": 500,
+                                                                                  "margin": 0.3}
+    deadline = time.monotonic() + 10
+    while ctl_json(topfib, "status")["switches"][0]["occupancy"]["ipv4"]["cap"] != 500:
+        assert time.monotonic() < deadline, "the controller never applied the new cap"
+        time.sleep(0.2)
+    code, out, _ = ctl(topfib, "set", "edge1", "cap_ipv4=default", "margin=default")
+    assert code == 0 and "override" not in out
+    assert ctl_json(topfib, "set", "edge1", "cap_ipv4=default")["settings"]["fib_cap_ipv4"] == 1000
+
+
+def test_a_rejected_request_exits_1(topfib: Running) -> None:
+    ctl_json(topfib, "set", "edge1", "max_requests_per_ap=1")
+    try:
+        code, out, _ = ctl(topfib, "request", "add", "198.51.100.8", "203.0.113.9", token=AP)
+        assert code == ExitCode.REFUSED and "rejected" in out
+    finally:
+        ctl_json(topfib, "set", "edge1", "max_requests_per_ap=default")
+        for ip in ("198.51.100.8", "203.0.113.9"):
+            ctl(topfib, "request", "del", ip, token=AP)
+
+
+@pytest.mark.parametrize(("args", "token", "code", "says"), [
+    (("status",), None, ExitCode.AUTH, "set TOPFIB_TOKEN"),
+    (("status",), "tfb_wrong", ExitCode.AUTH, "HTTP 401"),
+    (("pin", "add", "198.51.100.0/24"), VIEWER, ExitCode.AUTH, "HTTP 403: role 'viewer'"),
+    (("fib",), AP, ExitCode.AUTH, "HTTP 403"),
+    (("pin", "add", "198.51.100.1/24"), OPERATOR, ExitCode.REFUSED, "HTTP 422: prefix: not a prefix"),
+    (("rib", "not-an-ip"), VIEWER, ExitCode.REFUSED, "HTTP 422: ip:"),
+    (("set", "edge1", "cap_ipv4=0"), OPERATOR, ExitCode.REFUSED, "HTTP 422: fib_cap_ipv4:"),
+    (("set", "nosuch", "cap_ipv4=10"), OPERATOR, ExitCode.REFUSED, "HTTP 404: unknown switch 'nosuch'"),
+    (("fib", "--switch", "nosuch"), VIEWER, ExitCode.REFUSED, "HTTP 404: unknown switch"),
+    (("set", "edge1", "cap_ipv5=10"), OPERATOR, ExitCode.USAGE, "'cap_ipv5=10': want KEY=VALUE"),
+    (("set", "edge1", "cap_ipv4=lots"), OPERATOR, ExitCode.USAGE, "not a number"),
+    (("rib", "../status"), VIEWER, ExitCode.USAGE, "not an address or prefix"),
+])
+def test_refusals_exit_with_their_code_and_say_why(
+    topfib: Running, args: tuple[str, ...], token: str | None, code: int, says: str
+) -> None:
+    exit_code, out, err = ctl(topfib, *args, token=token)
+    assert (exit_code, out) == (code, "") and says in err, err
+
+
+def test_the_entry_point_exit_codes(topfib: Running, tmp_path: Path) -> None:
+    """What a shell script sees: 0 and JSON; 4 on a bad token; 3 with nothing listening; 2 on usage."""
+    token_file = tmp_path / "token"
+    token_file.write_text(VIEWER + "\n")
+    env = {**os.environ, "TOPFIB_URL": topfib.url, "TOPFIB_TOKEN_FILE": str(token_file)}
+    env.pop("TOPFIB_TOKEN", None)
+
+    def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*_topfib_command(), "ctl", *args], env={**env, **extra}, capture_output=True,
+                              text=True, timeout=60, check=False)
+
+    ok = run("status", "--json")
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["switches"][0]["name"] == "edge1"
+    assert run("status", TOPFIB_TOKEN_FILE="", TOPFIB_TOKEN="tfb_wrong").returncode == ExitCode.AUTH
+    down = run("status", TOPFIB_URL=f"http://127.0.0.1:{_free_port()}")
+    assert down.returncode == ExitCode.UNREACHABLE and "Connection refused" in down.stderr
+    assert run("pin").returncode == ExitCode.USAGE
+    assert run("status", TOPFIB_URL="ftp://127.0.0.1/").returncode == ExitCode.USAGE
