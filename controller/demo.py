@@ -46,6 +46,7 @@ from controller.config import TopfibConfig
 from controller.demo_table import DemoTable, load_demo_table
 from controller.demo_traffic import SflowGenerator
 from controller.demo_view import DemoSnapshot, RequestLine, TopLine, plain_line, render
+from controller.oracle import hindsight_fib, share_of
 from controller.service import Service
 from controller.switch_controller import SwitchController
 
@@ -204,6 +205,8 @@ class Snapshotter:
             scores = ctl.rates.scores(SWITCH_NAME, now)
             counts = ctl.rib.counts()
             top = ctl.rates.top(SWITCH_NAME, 8, now)
+            # the same traffic through the best FIB of the same caps, known in advance
+            oracle = hindsight_fib(scores, ctl.route_view, ctl.policy)
         totals = self.service.collector.totals
         accounted = totals.flow_samples
         routed_share = (accounted - totals.unrouted_samples) / accounted if accounted else None
@@ -217,6 +220,7 @@ class Snapshotter:
             occupancy=ctl.occupancy(),
             switch_fib=switch_fib,
             coverage=ctl.coverage(scores),
+            oracle_coverage=share_of(scores, oracle),
             routed_share=routed_share,
             churn_per_hour=ctl.churn_per_hour(),
             requests=self._requests(),
@@ -246,14 +250,19 @@ def _configure_logging(path: Path) -> None:
     root.setLevel(logging.INFO)
 
 
+def _share(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
 def _summary(totals: Totals, extra: dict[str, object]) -> dict[str, object]:
     last = totals.last
     return {
         "max_installed": totals.max_installed,
         "max_switch_fib": {f"ipv{family}": count for family, count in totals.max_switch_fib.items()},
         "max_coverage": round(totals.max_coverage, 4),
-        "coverage": None if last is None or last.coverage is None else round(last.coverage, 4),
-        "routed_share": None if last is None or last.routed_share is None else round(last.routed_share, 4),
+        "coverage": _share(None if last is None else last.coverage),
+        "oracle_coverage": _share(None if last is None else last.oracle_coverage),
+        "routed_share": _share(None if last is None else last.routed_share),
         "churn_per_hour": None if last is None else last.churn_per_hour,
         "session_state": None if last is None else last.session_state,
         "samples": 0 if last is None else last.samples_total,
