@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from controller.ctl import ctl_app
+from controller.log_format import LogFormat
 
 # SimulationSettings.warmup_s (five slow half-lives), here so the CLI starts without numpy
 DEFAULT_WARMUP_S = 18000.0
@@ -30,11 +31,16 @@ def version() -> None:
 
 
 @app.command()
-def run(config: Annotated[Path, typer.Option("--config", "-c", help="TOML config file")]) -> None:
+def run(
+    config: Annotated[Path, typer.Option("--config", "-c", help="TOML config file")],
+    log_format: Annotated[LogFormat, typer.Option(
+        "--log-format", help="text, or json: one object per line (time, level, logger, message, extra fields)"
+    )] = LogFormat.TEXT,
+) -> None:
     """Run collector, controller and API in one process (ExaBGP supervised as a child)."""
     from controller.service import run_service
 
-    raise typer.Exit(run_service(config))
+    raise typer.Exit(run_service(config, log_format))
 
 
 @app.command("check-config")

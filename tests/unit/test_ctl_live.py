@@ -9,107 +9,29 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
-from api.tokens import hash_token
 from controller.cli import app
 from controller.ctl_client import ExitCode
+from tests.run_support import Running, free_port, running_topfib, topfib_command
 
 pytestmark = pytest.mark.slow
 
 OPERATOR, VIEWER, AP = "tfb_ctl-operator", "tfb_ctl-viewer", "tfb_ctl-ap"
 TOKENS = {OPERATOR: ("ops", "operator"), VIEWER: ("watch", "viewer"), AP: ("ap1", "ap")}
-PFX2AS = "198.51.100.0\t24\t64500\n203.0.113.0\t24\t64501\n2001:db8:1::\t48\t64502\n"
-
-
-def _free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Running:
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-
-def _topfib_command() -> list[str]:
-    script = Path(sys.executable).parent / "topfib"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "controller.cli"]
 
 
 @pytest.fixture(scope="module")
 def topfib(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    work = tmp_path_factory.mktemp("ctl")
-    (work / "rib.pfx2as").write_text(PFX2AS)
-    api_port = _free_port()
-    tokens = "".join(f'[[token]]\nname = "{name}"\nrole = "{role}"\nsha256 = "{hash_token(token)}"\n'
-                     for token, (name, role) in TOKENS.items())
-    (work / "topfib.toml").write_text(f"""
-[api]
-listen = "127.0.0.1:{api_port}"
-[collector]
-sflow_listen = ["127.0.0.1:{_free_port(socket.SOCK_DGRAM)}"]
-[store]
-url = "memory://"
-[exabgp]
-runtime_dir = "{work / 'run'}"
-[[switch]]
-name = "edge1"
-neighbor = "127.0.0.2"
-local_address = "127.0.0.1"
-bgp_port = {_free_port()}
-local_as = 65000
-peer_as = 65000
-fib_cap_ipv4 = 1000
-fib_cap_ipv6 = 100
-loop_period_s = 0.2
-rib_file = "{work / 'rib.pfx2as'}"
-{tokens}""")
-    log = work / "topfib.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen([*_topfib_command(), "run", "--config", str(work / "topfib.toml")],
-                                   stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    running = Running(f"http://127.0.0.1:{api_port}", process, log)
-    try:
-        _wait_ready(running)
+    with running_topfib(tmp_path_factory.mktemp("ctl"), TOKENS) as running:
         yield running
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
-def _wait_ready(running: Running, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert running.process.poll() is None, running.log.read_text()[-2000:]
-        try:
-            with urllib.request.urlopen(f"{running.url}/readyz", timeout=1) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"topfib not ready: {running.log.read_text()[-2000:]}")
 
 
 def ctl(topfib: Running, *args: str, token: str | None = OPERATOR) -> tuple[int, str, str]:
@@ -218,14 +140,14 @@ def test_the_entry_point_exit_codes(topfib: Running, tmp_path: Path) -> None:
     env.pop("TOPFIB_TOKEN", None)
 
     def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*_topfib_command(), "ctl", *args], env={**env, **extra}, capture_output=True,
+        return subprocess.run([*topfib_command(), "ctl", *args], env={**env, **extra}, capture_output=True,
                               text=True, timeout=60, check=False)
 
     ok = run("status", "--json")
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["switches"][0]["name"] == "edge1"
     assert run("status", TOPFIB_TOKEN_FILE="", TOPFIB_TOKEN="tfb_wrong").returncode == ExitCode.AUTH
-    down = run("status", TOPFIB_URL=f"http://127.0.0.1:{_free_port()}")
+    down = run("status", TOPFIB_URL=f"http://127.0.0.1:{free_port()}")
     assert down.returncode == ExitCode.UNREACHABLE and "Connection refused" in down.stderr
     assert run("pin").returncode == ExitCode.USAGE
     assert run("status", TOPFIB_URL="ftp://127.0.0.1/").returncode == ExitCode.USAGE
