@@ -232,4 +232,4 @@ def _done(as_json: bool, answer: Any, message: str) -> None:
     if as_json:
         print(json.dumps(answer))
     else:
-        Console().print(message)
+        Console().print(message, markup=False, highlight=False)

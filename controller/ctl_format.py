@@ -1,4 +1,8 @@
-"""Tables ``topfib ctl`` prints from the API's JSON (``--json`` prints the JSON itself instead)."""
+"""Tables ``topfib ctl`` prints from the API's JSON (``--json`` prints the JSON itself instead).
+
+Every string from the API goes in as plain :class:`rich.text.Text`, never as console markup: a
+pin's note such as ``[/]`` would otherwise abort the listing, or restyle what an operator reads.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,20 @@ import time
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 Body = dict[str, Any]
+
+
+def _table(title: str, *columns: str) -> Table:
+    table = Table(title=Text(title))
+    for column in columns:
+        table.add_column(column)
+    return table
+
+
+def _add_row(table: Table, *cells: object) -> None:
+    table.add_row(*(Text(str(cell)) for cell in cells))
 
 
 def bits_per_s(value: float | None) -> str:
@@ -35,10 +51,8 @@ def percent(value: float | None) -> str:
 
 
 def status_table(body: Body, now: float | None = None) -> Table:
-    table = Table(title="switches")
-    for column in ("switch", "session", "since", "active", "ipv4", "ipv6", "ipv4 /24",
-                   "coverage", "churn/h", "requests"):
-        table.add_column(column)
+    table = _table("switches", "switch", "session", "since", "active", "ipv4", "ipv6", "ipv4 /24",
+                   "coverage", "churn/h", "requests")
     for sw in body["switches"]:
         occupancy = sw.get("occupancy", {})
 
@@ -46,91 +60,80 @@ def status_table(body: Body, now: float | None = None) -> Table:
             entry = occupancy.get(family)
             return "-" if entry is None else f"{entry['installed']}/{entry['cap']}"
 
-        table.add_row(sw["name"], sw["session_state"], age(sw.get("session_since"), now),
-                      "yes" if sw["active"] else "no", used("ipv4"), used("ipv6"), used("ipv4_24"),
-                      percent(sw.get("coverage")), f"{sw.get('churn_per_hour', 0.0):.0f}",
-                      str(sw.get("requests_active", 0)))
+        _add_row(table, sw["name"], sw["session_state"], age(sw.get("session_since"), now),
+                 "yes" if sw["active"] else "no", used("ipv4"), used("ipv6"), used("ipv4_24"),
+                 percent(sw.get("coverage")), f"{sw.get('churn_per_hour', 0.0):.0f}",
+                 str(sw.get("requests_active", 0)))
     collector = body.get("collector", {})
-    table.caption = (f"collector: {collector.get('datagrams_per_s', 0.0):.0f} datagrams/s, "
-                     f"{collector.get('samples_per_s', 0.0):.0f} samples/s, "
-                     f"{collector.get('bad_datagrams_per_s', 0.0):.0f} bad/s")
+    table.caption = Text(f"collector: {collector.get('datagrams_per_s', 0.0):.0f} datagrams/s, "
+                         f"{collector.get('samples_per_s', 0.0):.0f} samples/s, "
+                         f"{collector.get('bad_datagrams_per_s', 0.0):.0f} bad/s")
     return table
 
 
 def fib_table(body: Body, now: float | None = None) -> Table:
-    table = Table(title=f"FIB of {body['switch']} ({len(body['routes'])} routes)")
-    for column in ("prefix", "next hop", "why", "since", "score"):
-        table.add_column(column)
+    table = _table(f"FIB of {body['switch']} ({len(body['routes'])} routes)",
+                   "prefix", "next hop", "why", "since", "score")
     for route in body["routes"]:
-        table.add_row(route["prefix"], route["next_hop"], route["reason"], age(route["since"], now),
-                      bits_per_s(route.get("score")))
+        _add_row(table, route["prefix"], route["next_hop"], route["reason"], age(route["since"], now),
+                 bits_per_s(route.get("score")))
     return table
 
 
 def top_table(body: Body) -> Table:
-    table = Table(title=f"top prefixes of {body['switch']}")
-    for column in ("#", "prefix", "score", "fast", "slow", "samples", "± (95 %)", "installed"):
-        table.add_column(column)
+    table = _table(f"top prefixes of {body['switch']}",
+                   "#", "prefix", "score", "fast", "slow", "samples", "± (95 %)", "installed")
     for rank, entry in enumerate(body["prefixes"], 1):
         error = entry.get("error_pct")
-        table.add_row(str(rank), entry["prefix"], bits_per_s(entry["score"]),
-                      bits_per_s(entry["rate_fast_bps"]), bits_per_s(entry["rate_slow_bps"]),
-                      str(entry["samples"]), "-" if error is None else f"{error:.0f} %",
-                      "yes" if entry["installed"] else "no")
+        _add_row(table, str(rank), entry["prefix"], bits_per_s(entry["score"]),
+                 bits_per_s(entry["rate_fast_bps"]), bits_per_s(entry["rate_slow_bps"]),
+                 str(entry["samples"]), "-" if error is None else f"{error:.0f} %",
+                 "yes" if entry["installed"] else "no")
     return table
 
 
 def rib_table(body: Body) -> Table:
-    table = Table(title=f"RIB lookup of {body['ip']}")
-    for column in ("switch", "prefix", "next hop", "AS path", "peer", "local pref", "MED", "best"):
-        table.add_column(column)
+    table = _table(f"RIB lookup of {body['ip']}",
+                   "switch", "prefix", "next hop", "AS path", "peer", "local pref", "MED", "best")
     for match in body["matches"]:
         if not match["paths"]:
-            table.add_row(match["switch"], match["prefix"] or "no route", "", "", "", "", "", "")
+            _add_row(table, match["switch"], match["prefix"] or "no route", "", "", "", "", "", "")
         for path in match["paths"]:
-            table.add_row(match["switch"], match["prefix"], path["next_hop"],
-                          " ".join(str(asn) for asn in path["as_path"]) or "(empty)", path["peer"],
-                          str(path["local_pref"]), str(path["med"]), "*" if path["best"] else "")
+            _add_row(table, match["switch"], match["prefix"], path["next_hop"],
+                     " ".join(str(asn) for asn in path["as_path"]) or "(empty)", path["peer"],
+                     str(path["local_pref"]), str(path["med"]), "*" if path["best"] else "")
     return table
 
 
 def request_results_table(body: Body) -> Table:
-    table = Table(title="requests")
-    for column in ("ip", "switch", "prefix", "status", "ttl", "reason"):
-        table.add_column(column)
+    table = _table("requests", "ip", "switch", "prefix", "status", "ttl", "reason")
     for result in body["results"]:
         ttl = result.get("ttl_s")
-        table.add_row(result["ip"], result["switch"], result.get("prefix") or "-", result["status"],
-                      "-" if ttl is None else f"{ttl:.0f}s", result.get("reason") or "")
+        _add_row(table, result["ip"], result["switch"], result.get("prefix") or "-", result["status"],
+                 "-" if ttl is None else f"{ttl:.0f}s", result.get("reason") or "")
     return table
 
 
 def request_list_table(body: Body, now: float | None = None) -> Table:
-    table = Table(title=f"active requests ({body['total']})")
-    for column in ("switch", "ip", "client", "age", "expires in"):
-        table.add_column(column)
+    table = _table(f"active requests ({body['total']})", "switch", "ip", "client", "age", "expires in")
     current = time.time() if now is None else now
     for entry in body["requests"]:
-        table.add_row(entry["switch"], entry["ip"], entry["ap"], age(entry["requested_at"], current),
-                      f"{max(0.0, entry['expires_at'] - current):.0f}s")
+        _add_row(table, entry["switch"], entry["ip"], entry["ap"], age(entry["requested_at"], current),
+                 f"{max(0.0, entry['expires_at'] - current):.0f}s")
     return table
 
 
 def pins_table(body: Body, now: float | None = None) -> Table:
-    table = Table(title=f"pins ({len(body['pins'])})")
-    for column in ("prefix", "by", "since", "note"):
-        table.add_column(column)
+    table = _table(f"pins ({len(body['pins'])})", "prefix", "by", "since", "note")
     for pin in body["pins"]:
-        table.add_row(pin["prefix"], pin["by"], age(pin["since"], now), pin["note"])
+        _add_row(table, pin["prefix"], pin["by"], age(pin["since"], now), pin["note"])
     return table
 
 
 def switch_settings_table(body: Body) -> Table:
     """One switch's settings in force (``PUT /v1/config/switches/{name}``'s answer)."""
-    table = Table(title=f"settings of {body['name']}")
-    for column in ("key", "value", "source"):
-        table.add_column(column)
+    table = _table(f"settings of {body['name']}", "key", "value", "source")
     overrides = body.get("overrides", {})
     for key, value in body["settings"].items():
-        table.add_row(key, str(value), "override" if key in overrides else "config file")
+        _add_row(table, key, str(value), "override" if key in overrides else "config file")
     return table

@@ -83,3 +83,11 @@ def test_assignments_take_aliases_api_names_numbers_and_default() -> None:
 def test_bad_assignments_name_the_item(item: str, says: str) -> None:
     with pytest.raises(ValueError, match=says):
         parse_assignments([item])
+
+
+def test_text_from_the_api_is_shown_as_is_never_as_markup() -> None:
+    """A note like ``[/]`` made rich raise (the listing aborted); ``[red]`` restyled the table."""
+    note = "[/] [red]urgent[/red] [link=http://x]y"
+    shown = text(ctl_format.pins_table({"pins": [{"prefix": "198.51.100.0/24", "by": "[bold]ops",
+                                                  "since": NOW, "note": note}]}, now=NOW))
+    assert note in shown and "[bold]ops" in shown

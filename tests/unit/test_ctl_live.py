@@ -66,10 +66,10 @@ def test_reads_status_fib_top_and_rib(topfib: Running) -> None:
 
 
 def test_pins_add_list_and_del(topfib: Running) -> None:
-    pinned = ctl_json(topfib, "pin", "add", "203.0.113.0/24", "--note", "ctl test")
+    pinned = ctl_json(topfib, "pin", "add", "203.0.113.0/24", "--note", "ctl test [/] [red]")
     assert pinned["prefix"] == "203.0.113.0/24" and pinned["by"] == "ops"
-    code, out, _ = ctl(topfib, "pin", "list", token=VIEWER)
-    assert code == 0 and "203.0.113.0/24" in out and "ctl test" in out
+    code, out, err = ctl(topfib, "pin", "list", token=VIEWER)
+    assert code == 0 and "203.0.113.0/24" in out and "ctl test [/] [red]" in out, err
     assert ctl(topfib, "pin", "del", "203.0.113.0/24")[0] == ExitCode.OK
     code, _, err = ctl(topfib, "pin", "del", "203.0.113.0/24")
     assert code == ExitCode.REFUSED and "HTTP 404: prefix is not pinned" in err
