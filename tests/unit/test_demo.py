@@ -327,3 +327,15 @@ def test_a_corpus_without_ipv6_takes_the_bundled_ipv6(tmp_path: Path,
     assert sorted(table.v4.prefixes) == sorted(f"10.{i}.0.0/16" for i in range(50))
     assert len(table.v6.prefixes) == 2000
     assert "IPv4: full table" in table.source and "IPv6: bundled" in table.source
+
+
+def test_the_summary_reports_coverage_next_to_the_oracle() -> None:
+    from controller.demo_snapshot import Totals, summary
+
+    totals = Totals()
+    totals.note(_snapshot(coverage=0.5, oracle_coverage=0.6))
+    totals.note(_snapshot(coverage=0.73123, oracle_coverage=0.86041))
+    report = summary(totals, {"workdir": "/tmp/x"})
+    assert (report["coverage"], report["oracle_coverage"], report["max_coverage"]) == (0.7312, 0.8604, 0.7312)
+    assert report["workdir"] == "/tmp/x"
+    assert summary(Totals(), {})["oracle_coverage"] is None
