@@ -18,7 +18,8 @@ from pathlib import Path
 
 from api.tokens import hash_token
 
-PFX2AS = "198.51.100.0\t24\t64500\n203.0.113.0\t24\t64501\n2001:db8:1::\t48\t64502\n"
+# not documentation space (198.51.100.0/24, 2001:db8::/32, …): special-use filters may refuse it
+PFX2AS = "185.10.20.0\t24\t64500\n185.10.21.0\t24\t64501\n2a0b:4000:1::\t48\t64502\n"
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:

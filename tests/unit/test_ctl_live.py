@@ -55,35 +55,35 @@ def test_reads_status_fib_top_and_rib(topfib: Running) -> None:
     code, out, _ = ctl(topfib, "status", token=VIEWER)
     assert code == 0 and "edge1" in out and "/1000" in out and "collector:" in out
 
-    rib = ctl_json(topfib, "rib", "198.51.100.7", token=VIEWER)
-    assert rib["matches"][0]["prefix"] == "198.51.100.0/24"
+    rib = ctl_json(topfib, "rib", "185.10.20.7", token=VIEWER)
+    assert rib["matches"][0]["prefix"] == "185.10.20.0/24"
     assert rib["matches"][0]["paths"][0]["as_path"] == [64500]
-    code, out, _ = ctl(topfib, "rib", "2001:db8:1::5", token=VIEWER)
-    assert code == 0 and "2001:db8:1::/48" in out and "64502" in out
+    code, out, _ = ctl(topfib, "rib", "2a0b:4000:1::5", token=VIEWER)
+    assert code == 0 and "2a0b:4000:1::/48" in out and "64502" in out
 
     assert ctl_json(topfib, "fib", token=VIEWER)["switch"] == "edge1"
     assert ctl_json(topfib, "top", "-n", "5", "--switch", "edge1", token=VIEWER)["switch"] == "edge1"
 
 
 def test_pins_add_list_and_del(topfib: Running) -> None:
-    pinned = ctl_json(topfib, "pin", "add", "203.0.113.0/24", "--note", "ctl test [/] [red]")
-    assert pinned["prefix"] == "203.0.113.0/24" and pinned["by"] == "ops"
+    pinned = ctl_json(topfib, "pin", "add", "185.10.21.0/24", "--note", "ctl test [/] [red]")
+    assert pinned["prefix"] == "185.10.21.0/24" and pinned["by"] == "ops"
     code, out, err = ctl(topfib, "pin", "list", token=VIEWER)
-    assert code == 0 and "203.0.113.0/24" in out and "ctl test [/] [red]" in out, err
-    assert ctl(topfib, "pin", "del", "203.0.113.0/24")[0] == ExitCode.OK
-    code, _, err = ctl(topfib, "pin", "del", "203.0.113.0/24")
+    assert code == 0 and "185.10.21.0/24" in out and "ctl test [/] [red]" in out, err
+    assert ctl(topfib, "pin", "del", "185.10.21.0/24")[0] == ExitCode.OK
+    code, _, err = ctl(topfib, "pin", "del", "185.10.21.0/24")
     assert code == ExitCode.REFUSED and "HTTP 404: prefix is not pinned" in err
 
 
 def test_requests_add_list_and_del(topfib: Running) -> None:
-    results = ctl_json(topfib, "request", "add", "198.51.100.7", "--ttl", "60", token=AP)["results"]
-    assert [(r["switch"], r["prefix"], r["ttl_s"]) for r in results] == [("edge1", "198.51.100.0/24", 60.0)]
+    results = ctl_json(topfib, "request", "add", "185.10.20.7", "--ttl", "60", token=AP)["results"]
+    assert [(r["switch"], r["prefix"], r["ttl_s"]) for r in results] == [("edge1", "185.10.20.0/24", 60.0)]
     assert results[0]["status"] in ("pending", "installed")
     listed = ctl_json(topfib, "request", "list", token=VIEWER)["requests"]
-    assert [(r["ip"], r["ap"]) for r in listed] == [("198.51.100.7", "ap1")]
-    code, out, _ = ctl(topfib, "request", "del", "198.51.100.7", token=AP)
+    assert [(r["ip"], r["ap"]) for r in listed] == [("185.10.20.7", "ap1")]
+    code, out, _ = ctl(topfib, "request", "del", "185.10.20.7", token=AP)
     assert code == ExitCode.OK and "ended" in out
-    code, _, err = ctl(topfib, "request", "del", "198.51.100.7", token=AP)
+    code, _, err = ctl(topfib, "request", "del", "185.10.20.7", token=AP)
     assert code == ExitCode.REFUSED and "404" in err
 
 
@@ -103,20 +103,20 @@ def test_set_overrides_a_cap_that_status_then_shows_and_default_restores_it(topf
 def test_a_rejected_request_exits_1(topfib: Running) -> None:
     ctl_json(topfib, "set", "edge1", "max_requests_per_ap=1")
     try:
-        code, out, _ = ctl(topfib, "request", "add", "198.51.100.8", "203.0.113.9", token=AP)
+        code, out, _ = ctl(topfib, "request", "add", "185.10.20.8", "185.10.21.9", token=AP)
         assert code == ExitCode.REFUSED and "rejected" in out
     finally:
         ctl_json(topfib, "set", "edge1", "max_requests_per_ap=default")
-        for ip in ("198.51.100.8", "203.0.113.9"):
+        for ip in ("185.10.20.8", "185.10.21.9"):
             ctl(topfib, "request", "del", ip, token=AP)
 
 
 @pytest.mark.parametrize(("args", "token", "code", "says"), [
     (("status",), None, ExitCode.AUTH, "set TOPFIB_TOKEN"),
     (("status",), "tfb_wrong", ExitCode.AUTH, "HTTP 401"),
-    (("pin", "add", "198.51.100.0/24"), VIEWER, ExitCode.AUTH, "HTTP 403: role 'viewer'"),
+    (("pin", "add", "185.10.20.0/24"), VIEWER, ExitCode.AUTH, "HTTP 403: role 'viewer'"),
     (("fib",), AP, ExitCode.AUTH, "HTTP 403"),
-    (("pin", "add", "198.51.100.1/24"), OPERATOR, ExitCode.REFUSED, "HTTP 422: prefix: not a prefix"),
+    (("pin", "add", "185.10.20.1/24"), OPERATOR, ExitCode.REFUSED, "HTTP 422: prefix: not a prefix"),
     (("rib", "not-an-ip"), VIEWER, ExitCode.REFUSED, "HTTP 422: ip:"),
     (("set", "edge1", "cap_ipv4=0"), OPERATOR, ExitCode.REFUSED, "HTTP 422: fib_cap_ipv4:"),
     (("set", "nosuch", "cap_ipv4=10"), OPERATOR, ExitCode.REFUSED, "HTTP 404: unknown switch 'nosuch'"),
