@@ -7,6 +7,9 @@ from typing import Annotated
 
 import typer
 
+from controller.ctl import ctl_app
+from controller.log_format import LogFormat
+
 # SimulationSettings.warmup_s (five slow half-lives), here so the CLI starts without numpy
 DEFAULT_WARMUP_S = 18000.0
 
@@ -16,6 +19,7 @@ rib_app = typer.Typer(help="Inspect a RIB file (MRT dump or CAIDA pfx2as).", no_
 token_app = typer.Typer(help="API bearer tokens.", no_args_is_help=True)
 app.add_typer(rib_app, name="rib")
 app.add_typer(token_app, name="token")
+app.add_typer(ctl_app, name="ctl")
 
 
 @app.command()
@@ -27,11 +31,16 @@ def version() -> None:
 
 
 @app.command()
-def run(config: Annotated[Path, typer.Option("--config", "-c", help="TOML config file")]) -> None:
+def run(
+    config: Annotated[Path, typer.Option("--config", "-c", help="TOML config file")],
+    log_format: Annotated[LogFormat, typer.Option(
+        "--log-format", help="text, or json: one object per line (time, level, logger, message, extra fields)"
+    )] = LogFormat.TEXT,
+) -> None:
     """Run collector, controller and API in one process (ExaBGP supervised as a child)."""
     from controller.service import run_service
 
-    raise typer.Exit(run_service(config))
+    raise typer.Exit(run_service(config, log_format))
 
 
 @app.command("check-config")

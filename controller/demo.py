@@ -43,15 +43,15 @@ from rich.console import Console
 from rich.live import Live
 
 from controller.config import TopfibConfig
+from controller.demo_snapshot import SWITCH_NAME, Snapshotter, Totals, summary
 from controller.demo_table import DemoTable, load_demo_table
 from controller.demo_traffic import SflowGenerator
-from controller.demo_view import DemoSnapshot, RequestLine, TopLine, plain_line, render
+from controller.demo_view import plain_line, render
+from controller.log_format import TEXT_FORMAT
 from controller.service import Service
-from controller.switch_controller import SwitchController
 
 log = logging.getLogger(__name__)
 
-SWITCH_NAME = "demo-sw"
 CAP_V4, CAP_V6 = 1000, 200
 # Peer routes BIRD sends topfib (the head of the Zipf ranking, ~1.3 paths each, ~32k paths): measured
 # on a 2-vCPU machine at load 10, the session is up 1 s after start and the whole table is in topfib's
@@ -134,103 +134,6 @@ def post_requests(api: str, token: str, ips: list[str]) -> dict[str, str]:
     return {str(r["ip"]): str(r["status"]) for r in answer.get("results", [])}
 
 
-@dataclass
-class Totals:
-    """What the summary reports: the most seen during the run and the last values."""
-
-    max_installed: dict[str, int] = field(default_factory=dict)
-    max_switch_fib: dict[int, int] = field(default_factory=dict)
-    max_coverage: float = 0.0
-    last: DemoSnapshot | None = None
-
-    def note(self, snapshot: DemoSnapshot) -> None:
-        self.last = snapshot
-        for table, (used, _) in snapshot.occupancy.items():
-            self.max_installed[table] = max(self.max_installed.get(table, 0), used)
-        for family, count in (snapshot.switch_fib or {}).items():
-            self.max_switch_fib[family] = max(self.max_switch_fib.get(family, 0), count)
-        if snapshot.coverage is not None:
-            self.max_coverage = max(self.max_coverage, snapshot.coverage)
-
-
-class Snapshotter:
-    """Builds a :class:`DemoSnapshot` from the running service each second."""
-
-    def __init__(
-        self, service: Service, switch_label: str, cap_guard_label: str, dashboard_url: str, duration_s: float
-    ) -> None:
-        self.service = service
-        self.cap_guard_label = cap_guard_label
-        self.ctl: SwitchController = service.controllers[SWITCH_NAME]
-        self.switch_label = switch_label
-        self.dashboard_url = dashboard_url
-        self.duration_s = duration_s
-        self.started = time.monotonic()
-        self.requested: dict[str, str] = {}  # ip → what the API answered
-        self._last_totals: tuple[float, int, int] | None = None
-        self._rates = (0.0, 0.0)
-
-    def _collector_rates(self, now: float) -> tuple[float, float]:
-        totals = self.service.collector.totals
-        current = (now, totals.flow_samples, totals.datagrams)
-        if self._last_totals is not None and now - self._last_totals[0] >= 0.5:
-            span = now - self._last_totals[0]
-            base = self._last_totals
-            self._rates = ((current[1] - base[1]) / span, (current[2] - base[2]) / span)
-            self._last_totals = current
-        elif self._last_totals is None:
-            self._last_totals = current
-        return self._rates
-
-    def _requests(self) -> list[RequestLine]:
-        answers = {a.ip: a for a in (self.ctl.selection.requests if self.ctl.selection else ())}
-        lines = []
-        for ip, api_status in self.requested.items():
-            answer = answers.get(ip)
-            if answer is None:
-                lines.append(RequestLine(ip, api_status, None))
-                continue
-            installed = answer.prefix is not None and answer.prefix in self.ctl.installed
-            # "installed" from selection means chosen; it counts once ExaBGP acknowledged it
-            status = "installed" if installed else (
-                "pending" if answer.status == "installed" else answer.status)
-            lines.append(RequestLine(ip, status, answer.prefix, answer.reason))
-        return lines
-
-    def take(self, switch_fib: dict[int, int] | None, cap_guard_fired: bool) -> DemoSnapshot:
-        now = time.monotonic()
-        ctl = self.ctl
-        with ctl.rib_lock:
-            scores = ctl.rates.scores(SWITCH_NAME, now)
-            counts = ctl.rib.counts()
-            top = ctl.rates.top(SWITCH_NAME, 8, now)
-        totals = self.service.collector.totals
-        accounted = totals.flow_samples
-        routed_share = (accounted - totals.unrouted_samples) / accounted if accounted else None
-        samples_per_s, datagrams_per_s = self._collector_rates(now)
-        return DemoSnapshot(
-            elapsed_s=now - self.started,
-            duration_s=self.duration_s,
-            switch_label=self.switch_label,
-            session_state=ctl.session.state,
-            rib_prefixes={4: counts.ipv4_prefixes, 6: counts.ipv6_prefixes},
-            occupancy=ctl.occupancy(),
-            switch_fib=switch_fib,
-            coverage=ctl.coverage(scores),
-            routed_share=routed_share,
-            churn_per_hour=ctl.churn_per_hour(),
-            requests=self._requests(),
-            samples_per_s=samples_per_s,
-            datagrams_per_s=datagrams_per_s,
-            samples_total=accounted,
-            malformed=totals.malformed_datagrams,
-            top=[TopLine(t.prefix, t.fast_bps * 8.0, int(t.samples), t.prefix in ctl.installed) for t in top],
-            cap_guard_fired=cap_guard_fired,
-            cap_guard_label=self.cap_guard_label,
-            dashboard_url=self.dashboard_url,
-        )
-
-
 def _install_stop_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -240,27 +143,10 @@ def _install_stop_signals(stop: asyncio.Event) -> None:
 def _configure_logging(path: Path) -> None:
     """Service logs go to a file: the terminal belongs to the live view."""
     handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
-
-
-def _summary(totals: Totals, extra: dict[str, object]) -> dict[str, object]:
-    last = totals.last
-    return {
-        "max_installed": totals.max_installed,
-        "max_switch_fib": {f"ipv{family}": count for family, count in totals.max_switch_fib.items()},
-        "max_coverage": round(totals.max_coverage, 4),
-        "coverage": None if last is None or last.coverage is None else round(last.coverage, 4),
-        "routed_share": None if last is None or last.routed_share is None else round(last.routed_share, 4),
-        "churn_per_hour": None if last is None else last.churn_per_hour,
-        "session_state": None if last is None else last.session_state,
-        "samples": 0 if last is None else last.samples_total,
-        "requests": {} if last is None else {line.ip: line.status for line in last.requests},
-        "cap_guard_fired": bool(last and last.cap_guard_fired),
-        **extra,
-    }
 
 
 async def _watch(
@@ -375,11 +261,11 @@ async def run_with_view(
         ctl = service.controllers[SWITCH_NAME]
         exabgp_pid = ctl.runner.pid
         await service.stop()
-    summary = _summary(totals, {"exabgp_pid": exabgp_pid, "workdir": str(workdir), **extra,
-                                "samples_sent": generator.sent_samples})
+    report = summary(totals, {"exabgp_pid": exabgp_pid, "workdir": str(workdir), **extra,
+                              "samples_sent": generator.sent_samples})
     if totals.last is not None:
         console.print(plain_line(totals.last))
-    print(f"{SUMMARY_TAG} {json.dumps(summary, sort_keys=True)}", flush=True)
+    print(f"{SUMMARY_TAG} {json.dumps(report, sort_keys=True)}", flush=True)
     reached_switch = sum(totals.max_switch_fib.values()) > 0
     return 0 if reached_switch or duration <= 0 else 1
 

@@ -40,6 +40,7 @@ class DemoSnapshot:
     occupancy: dict[str, tuple[int, int]]  # table → (installed, cap)
     switch_fib: dict[int, int] | None  # family → routes the switch really holds (None: unknown)
     coverage: float | None  # share of peer-routable traffic on installed routes
+    oracle_coverage: float | None  # the same for the best FIB of the same caps in hindsight
     routed_share: float | None  # share of sampled traffic to prefixes with a peer path
     churn_per_hour: float
     requests: list[RequestLine]
@@ -62,6 +63,13 @@ def _rate(bps: float) -> str:
         if bps >= scale:
             return f"{bps / scale:.1f} {unit}"
     return f"{bps:.0f} b/s"
+
+
+def coverage_text(snapshot: DemoSnapshot) -> str:
+    """``79.3 % of 86.1 % possible``: coverage next to the hindsight oracle's on the same traffic."""
+    if snapshot.oracle_coverage is None:
+        return _pct(snapshot.coverage)
+    return f"{_pct(snapshot.coverage)} of {_pct(snapshot.oracle_coverage)} possible"
 
 
 def _clock(snapshot: DemoSnapshot) -> str:
@@ -94,7 +102,8 @@ def render(snapshot: DemoSnapshot) -> RenderableType:
 
     traffic = Table.grid(padding=(0, 2))
     traffic.add_row("coverage (peer traffic on installed routes)",
-                    Text(_pct(snapshot.coverage), style="bold"))
+                    Text(coverage_text(snapshot), style="bold"))
+    traffic.add_row("possible: the best FIB of the same caps in hindsight", _pct(snapshot.oracle_coverage))
     traffic.add_row("traffic with a peer path (rest: default route)", _pct(snapshot.routed_share))
     traffic.add_row("churn", f"{snapshot.churn_per_hour:,.0f} changes/h")
     traffic.add_row("sFlow", f"{snapshot.samples_per_s:,.0f} samples/s, {snapshot.datagrams_per_s:,.0f} "
@@ -130,6 +139,6 @@ def plain_line(snapshot: DemoSnapshot) -> str:
     requests = ",".join(f"{line.ip}:{line.status}" for line in snapshot.requests)
     return (f"[{snapshot.elapsed_s:5.0f} s] session={snapshot.session_state} "
             f"rib=v4:{snapshot.rib_prefixes.get(4, 0)},v6:{snapshot.rib_prefixes.get(6, 0)} {occupancy}{fib} "
-            f"coverage={_pct(snapshot.coverage)} routed={_pct(snapshot.routed_share)} "
+            f"coverage={coverage_text(snapshot)} routed={_pct(snapshot.routed_share)} "
             f"churn/h={snapshot.churn_per_hour:.0f} samples/s={snapshot.samples_per_s:.0f} "
             f"requests={requests or '-'}")

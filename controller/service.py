@@ -36,6 +36,7 @@ from collector.safe_files import ensure_private_dir
 from controller.config import ConfigError, TopfibConfig, load_config, split_host_port
 from controller.lease import RedisLease
 from controller.live_view import LiveView
+from controller.log_format import LogFormat, configure_logging
 from controller.store import MemoryStore, Store
 from controller.switch_controller import SwitchController
 
@@ -197,7 +198,8 @@ class Service:
             self._tasks.append(asyncio.create_task(self._loop(ctl), name=f"loop-{ctl.name}"))
         host, port = split_host_port(self.config.api.listen)
         server_config = uvicorn.Config(
-            self.app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"
+            self.app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
+            log_config=None,  # uvicorn logs through the root logger, in topfib's --log-format
         )
         self._server = uvicorn.Server(server_config)
         self._tasks.append(asyncio.create_task(self._serve_api(api_socket), name="api"))
@@ -297,9 +299,9 @@ async def serve(config: TopfibConfig) -> None:
         await service.stop()
 
 
-def run_service(config_path: Path) -> int:
+def run_service(config_path: Path, log_format: LogFormat = LogFormat.TEXT) -> int:
     """CLI body of ``topfib run``."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_format)
     try:
         config = load_config(config_path)
     except ConfigError as exc:

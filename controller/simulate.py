@@ -43,6 +43,7 @@ from collector.accounting import CANDIDATES_PER_SLOT, PrefixRates
 from collector.fastprefix import split_prefix
 from collector.lpm import LpmTable
 from collector.paths import Path
+from controller.oracle import hindsight_fib
 from controller.plan import plan
 from controller.select import SelectedRoute, SelectionPolicy, UnitCache, select
 from controller.selection_types import DEFAULT_EVIDENCE_MIN_SAMPLES, DEFAULT_EVIDENCE_Z, DEFAULT_MIN_SWAP_GAIN
@@ -337,9 +338,7 @@ def _oracle_covered(sim_rib: SimulationRib, window_bytes: FloatArray, policy: Se
     """Coverage mask of the best FIB in hindsight: selection on the bytes actually received."""
     received = np.flatnonzero(window_bytes > 0)
     scores = {sim_rib.prefixes[i]: float(window_bytes[i]) for i in received.tolist()}
-    hindsight = SelectionPolicy(policy.cap_ipv4, policy.cap_ipv6, policy.cap_ipv4_24, 0.0, 0.0)
-    selection = select(scores=scores, rib=sim_rib.rib, policy=hindsight, now=0.0)
-    return sim_rib.covered(list(selection.routes))
+    return sim_rib.covered(hindsight_fib(scores, sim_rib.rib, policy))
 
 
 def traffic_curve(window_bytes: FloatArray) -> FloatArray:

@@ -33,6 +33,7 @@ from controller.exabgp_config import BridgeCommand, write_exabgp_config
 from controller.exabgp_link import ExabgpLink, ExabgpLinkDown
 from controller.exabgp_runner import ExabgpRunner
 from controller.observed_paths import ObservedPathRib
+from controller.oracle import share_of
 from controller.plan import Step, plan, render_step
 from controller.select import OnDemandRequest, Selection, SelectionPolicy, select
 from controller.session_diagnosis import SessionDiagnosis
@@ -736,10 +737,7 @@ class SwitchController:
 
     def coverage(self, scores: dict[str, float], total: float | None = None) -> float | None:
         """Share of the routed score (``total``, else the sum of ``scores``) that is installed."""
-        routed = sum(scores.values()) if total is None else total
-        if routed <= 0:
-            return None
-        return sum(scores.get(prefix, 0.0) for prefix in self.installed) / routed
+        return share_of(scores, self.installed, total)
 
     def occupancy(self) -> dict[str, tuple[int, int]]:
         caps = self.policy.caps()

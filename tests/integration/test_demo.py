@@ -71,6 +71,9 @@ def _assert_worked_and_left_nothing(summary: dict[str, Any], output: str, min_co
     assert summary["max_installed"]["ipv4"] <= CAP_V4 and summary["max_installed"]["ipv6"] <= CAP_V6
     assert not summary["cap_guard_fired"], "BIRD's import limit fired: topfib exceeded the cap"
     assert summary["max_coverage"] > min_coverage, summary
+    # coverage is read against the best FIB of the same caps on the same traffic, which it cannot beat
+    assert summary["coverage"] <= summary["oracle_coverage"] <= 1.0, summary
+    assert re.search(r"coverage=[0-9.]+ % of [0-9.]+ % possible", output), output[-3000:]
     assert 0.0 < summary["routed_share"] < 1.0, "some traffic has a peer path, the rest goes by default"
     statuses = sorted(summary["requests"].values())
     assert statuses.count("installed") == 3 and statuses.count("no-route") == 1, summary["requests"]

@@ -235,7 +235,7 @@ def _snapshot(**overrides: object) -> DemoSnapshot:
         "elapsed_s": 12.0, "duration_s": 40.0, "switch_label": "BIRD 2 in netns x → kernel FIB",
         "session_state": "up", "rib_prefixes": {4: 20000, 6: 4000},
         "occupancy": {"ipv4": (1000, 1000), "ipv6": (150, 200)}, "switch_fib": {4: 1000, 6: 150},
-        "coverage": 0.7312, "routed_share": 0.8, "churn_per_hour": 1150.0,
+        "coverage": 0.7312, "oracle_coverage": 0.8604, "routed_share": 0.8, "churn_per_hour": 1150.0,
         "requests": [RequestLine("192.0.2.1", "installed", "192.0.2.0/24"),
                      RequestLine("198.51.100.1", "no-route", None)],
         "samples_per_s": 3000.0, "datagrams_per_s": 430.0, "samples_total": 36000, "malformed": 0,
@@ -249,7 +249,8 @@ def test_render_shows_the_figures_an_operator_reads() -> None:
     console = Console(record=True, width=120)
     console.print(render(_snapshot()))
     text = console.export_text()
-    for expected in ("12/40 s", "up", "20,000 IPv4", "1,000", "150", "73.1 %", "80.0 %", "1,150 changes/h",
+    for expected in ("12/40 s", "up", "20,000 IPv4", "1,000", "150", "73.1 % of 86.0 % possible", "80.0 %",
+                     "1,150 changes/h",
                      "3,000 samples/s", "192.0.2.0/24", "no-route", "1.2 Gb/s", "never hit",
                      "http://127.0.0.1:8080/#token=t"):
         assert expected in text, expected
@@ -257,7 +258,8 @@ def test_render_shows_the_figures_an_operator_reads() -> None:
 
 def test_render_marks_a_fired_cap_guard_and_an_unknown_coverage() -> None:
     console = Console(record=True, width=120)
-    console.print(render(_snapshot(cap_guard_fired=True, coverage=None, switch_fib=None, duration_s=0.0)))
+    console.print(render(_snapshot(cap_guard_fired=True, coverage=None, oracle_coverage=None, switch_fib=None,
+                                   duration_s=0.0)))
     text = console.export_text()
     assert "FIRED" in text and "Ctrl-C stops" in text and "–" in text
 
@@ -265,7 +267,8 @@ def test_render_marks_a_fired_cap_guard_and_an_unknown_coverage() -> None:
 def test_plain_line_carries_the_same_figures() -> None:
     line = plain_line(_snapshot())
     assert "session=up" in line and "ipv4=1000/1000" in line and "switch_fib=v4:1000,v6:150" in line
-    assert "coverage=73.1 %" in line and "requests=192.0.2.1:installed,198.51.100.1:no-route" in line
+    assert "coverage=73.1 % of 86.0 % possible" in line
+    assert "requests=192.0.2.1:installed,198.51.100.1:no-route" in line
 
 
 # --- the ExaBGP stand-in -----------------------------------------------------------------------------
@@ -324,3 +327,15 @@ def test_a_corpus_without_ipv6_takes_the_bundled_ipv6(tmp_path: Path,
     assert sorted(table.v4.prefixes) == sorted(f"10.{i}.0.0/16" for i in range(50))
     assert len(table.v6.prefixes) == 2000
     assert "IPv4: full table" in table.source and "IPv6: bundled" in table.source
+
+
+def test_the_summary_reports_coverage_next_to_the_oracle() -> None:
+    from controller.demo_snapshot import Totals, summary
+
+    totals = Totals()
+    totals.note(_snapshot(coverage=0.5, oracle_coverage=0.6))
+    totals.note(_snapshot(coverage=0.73123, oracle_coverage=0.86041))
+    report = summary(totals, {"workdir": "/tmp/x"})
+    assert (report["coverage"], report["oracle_coverage"], report["max_coverage"]) == (0.7312, 0.8604, 0.7312)
+    assert report["workdir"] == "/tmp/x"
+    assert summary(Totals(), {})["oracle_coverage"] is None
