@@ -38,6 +38,9 @@ import numpy.typing as npt
 
 from collector.accounting import PrefixRates
 from collector.batch import SampleBatch
+from collector.flow_gate import FlowGate
+from collector.log_budget import LogBudget
+from collector.log_budget import LogLimiter as LogLimiter  # re-exported: other modules import it here
 from collector.lpm import LpmTable
 from collector.metrics import REGISTRY, Registry
 from collector.path_accounting import PathRates
@@ -80,27 +83,6 @@ class LabelBudget:
             self._extra.add(value)
             return value
         return OTHER_LABEL
-
-
-class LogLimiter:
-    """At most one log line per key per ``interval_s``; says how many were suppressed."""
-
-    def __init__(self, interval_s: float = 60.0, max_keys: int = 1024) -> None:
-        self._interval_s = interval_s
-        self._max_keys = max_keys
-        self._last: dict[str, tuple[float, int]] = {}
-
-    def warn(self, key: str, now: float, message: str) -> None:
-        last = self._last.get(key)
-        if last is not None and now - last[0] < self._interval_s:
-            self._last[key] = (last[0], last[1] + 1)
-            return
-        suppressed = 0 if last is None else last[1]
-        if len(self._last) >= self._max_keys and last is None:
-            self._last.clear()  # bounded memory under a flood of distinct keys
-        self._last[key] = (now, 0)
-        suffix = f" ({suppressed} similar suppressed)" if suppressed else ""
-        log.warning("%s%s", message, suffix)
 
 
 @dataclass
@@ -154,7 +136,9 @@ class Collector:
         self._switch_index = {name: i for i, name in enumerate(self._switch_names)}
         self._lpm_for = lpm_for
         self._agent_label = LabelBudget(set(self._agent_switches))
-        self._log = LogLimiter()
+        self._log = LogBudget()
+        # set by the service: only datagrams from allowed sources naming allowed agents are decoded
+        self.flow_gate: FlowGate | None = None
         self._m_datagrams = registry.counter("topfib_sflow_datagrams_total", "sFlow datagrams decoded.")
         self._m_samples = registry.counter(
             "topfib_sflow_samples_total", "IP flow samples accounted, by switch.", ("switch",)
@@ -201,10 +185,13 @@ class Collector:
         return list(self._switch_names)
 
     def feed(self, datagram: bytes, exporter: str) -> None:
-        self.decoder.feed(datagram, exporter)
+        if self.flow_gate is None or self.flow_gate.admit([(datagram, exporter)]):
+            self.decoder.feed(datagram, exporter)
 
     def feed_many(self, datagrams: list[tuple[bytes, str]]) -> None:
-        """(payload, exporter address) pairs, in arrival order."""
+        """(payload, UDP source address) pairs, in arrival order."""
+        if self.flow_gate is not None:
+            datagrams = self.flow_gate.admit(datagrams)
         self.decoder.feed_many(datagrams)
 
     def take(self) -> SampleBatch:
@@ -333,7 +320,7 @@ class Collector:
             totals.malformed_datagrams += count
             self._m_malformed.inc(count, reason=reason, agent=self._agent_label(agent))
             self._log.warn(
-                f"malformed:{agent}:{reason}",
+                f"malformed:{reason}",
                 now,
                 f"dropped {count} malformed sFlow datagram(s) from {agent}: {reason}",
             )
@@ -367,7 +354,7 @@ class Collector:
             self.totals.unknown_agent_samples += count
             self._m_unknown_agent.inc(count, agent=self._agent_label(agent))
             self._log.warn(
-                f"unknown:{agent}",
+                "unknown_agent",
                 now,
                 f"dropped {count} flow sample(s) from sFlow agent {agent}: not in any switch's sflow_agents",
             )

@@ -1,0 +1,79 @@
+"""A global budget for warnings: at most ``budget`` lines per reason and window; what was
+suppressed is reported on the next line of that reason ("(N similar suppressed)") or by
+:meth:`LogBudget.flush`.
+
+The reason must be a fixed word chosen by the code (``"malformed:truncated"``), never a value
+taken from the network: a budget keyed on a spoofable address gives every spoofed address its
+own budget, which is no budget at all. The number of reasons is capped too, for the same cause
+(reasons past the cap share one budget).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+_log = logging.getLogger("collector.log_budget")
+MAX_REASONS = 256
+OVERFLOW_REASON = "other"
+
+
+@dataclass
+class _Window:
+    started: float
+    logged: int = 0
+    suppressed: int = 0
+
+
+class LogBudget:
+    """Warnings per reason: ``budget`` per ``interval_s``; the rest counted and reported once."""
+
+    def __init__(
+        self, interval_s: float = 60.0, budget: int = 5, logger: logging.Logger | None = None
+    ) -> None:
+        self._interval_s = interval_s
+        self._budget = budget
+        self._logger = logger or _log
+        self._windows: dict[str, _Window] = {}
+
+    def warn(self, reason: str, now: float, message: str) -> None:
+        """Log ``message`` at WARNING unless ``reason`` has used its budget in this window."""
+        window = self._windows.get(reason)
+        if window is None:
+            if len(self._windows) >= MAX_REASONS:
+                reason = OVERFLOW_REASON
+                window = self._windows.get(reason)
+            if window is None:
+                window = self._windows[reason] = _Window(now)
+        suppressed = 0
+        if now - window.started >= self._interval_s:
+            suppressed = window.suppressed
+            window.started, window.logged, window.suppressed = now, 0, 0
+        if window.logged >= self._budget:
+            window.suppressed += 1
+            return
+        window.logged += 1
+        suffix = f" ({suppressed} similar suppressed)" if suppressed else ""
+        self._logger.warning("%s%s", message, suffix)
+
+    def flush(self, now: float) -> None:
+        """Report what was suppressed in windows that have ended (call now and then)."""
+        for reason, window in self._windows.items():
+            if now - window.started >= self._interval_s and window.suppressed:
+                self._report_suppressed(reason, window)
+                window.started, window.logged, window.suppressed = now, 0, 0
+
+    def _report_suppressed(self, reason: str, window: _Window) -> None:
+        self._logger.warning(
+            "suppressed %d similar warning(s) of reason %s in %.0f s",
+            window.suppressed,
+            reason,
+            self._interval_s,
+        )
+
+
+class LogLimiter(LogBudget):
+    """One line per reason and interval: for rare events (RIB files, ExaBGP JSON)."""
+
+    def __init__(self, interval_s: float = 60.0) -> None:
+        super().__init__(interval_s, budget=1)
