@@ -1014,8 +1014,68 @@ static PyTypeObject DecoderType = {
     .tp_methods = Decoder_methods,
 };
 
+/* ---------- the flow gate's common case (see collector/flow_gate.py) ---------- */
+
+/* Does the datagram start with one of the heads (bytes) in the tuple? */
+static int starts_with_any(const uint8_t *data, size_t len, PyObject *heads) {
+    Py_ssize_t n = PyTuple_GET_SIZE(heads);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *head = PyTuple_GET_ITEM(heads, i);
+        if (!PyBytes_Check(head)) continue;
+        size_t size = (size_t)PyBytes_GET_SIZE(head);
+        if (len >= size && !memcmp(data, PyBytes_AS_STRING(head), size)) return 1;
+    }
+    return 0;
+}
+
+/* screen(pairs, heads_by_source) -> (admitted, others): a pair is admitted when its source is a key
+ * of heads_by_source (str -> tuple of bytes) and its datagram starts with one of those heads; the
+ * others, in order, are left for the gate's full rule. */
+static PyObject *screen(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyDict_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "screen(pairs, heads_by_source: dict)");
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(args[0], "screen expects a list of (datagram, source)");
+    if (!seq) return NULL;
+    PyObject *admitted = PyList_New(0), *others = PyList_New(0);
+    if (!admitted || !others) goto error;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    PyObject *last_source = NULL, *heads = NULL; /* borrowed: consecutive pairs share a source */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = items[i];
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyBytes_Check(PyTuple_GET_ITEM(pair, 0))) {
+            PyErr_SetString(PyExc_TypeError, "screen expects (bytes, str) tuples");
+            goto error;
+        }
+        PyObject *data = PyTuple_GET_ITEM(pair, 0), *source = PyTuple_GET_ITEM(pair, 1);
+        if (source != last_source) {
+            heads = PyDict_GetItemWithError(args[1], source);
+            if (!heads && PyErr_Occurred()) goto error;
+            last_source = source;
+        }
+        int ok = heads && PyTuple_Check(heads) &&
+                 starts_with_any((const uint8_t *)PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data), heads);
+        if (PyList_Append(ok ? admitted : others, pair) < 0) goto error;
+    }
+    Py_DECREF(seq);
+    return Py_BuildValue("(NN)", admitted, others);
+
+error:
+    Py_DECREF(seq);
+    Py_XDECREF(admitted);
+    Py_XDECREF(others);
+    return NULL;
+}
+
+static PyMethodDef module_methods[] = {
+    {"screen", (PyCFunction)(void (*)(void))screen, METH_FASTCALL, "screen(pairs, heads_by_source) -> (admitted, others)"},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_sflow_fast", "sFlow v5 fast path (C)", -1, NULL, NULL, NULL, NULL, NULL,
+    PyModuleDef_HEAD_INIT, "_sflow_fast", "sFlow v5 fast path (C)", -1, module_methods, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__sflow_fast(void) {

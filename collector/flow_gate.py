@@ -27,9 +27,15 @@ import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 from collector.log_budget import LogBudget
 from collector.metrics import REGISTRY, Registry
+
+try:  # the common case in C (collector/_sflow_fast.c); FlowGate._admit is the same rule in Python
+    from collector import _sflow_fast
+except ImportError:
+    _sflow_fast = None  # type: ignore[assignment]
 
 REFUSED_SOURCE = "source"  # UDP source not in any switch's flow_sources
 REFUSED_AGENT = "agent"  # sFlow agent address not of a switch this source may speak for
@@ -55,17 +61,19 @@ class SwitchFlowSources:
 class _Rights:
     """What datagrams from one UDP source may claim."""
 
-    agent_keys: frozenset[bytes]  # sFlow address type (4 bytes) + address, as on the wire
+    # sFlow v5 datagram heads naming an allowed agent: version, address type, address (12 bytes
+    # for IPv4, 24 for IPv6), so one slice and one set look-up check all three
+    heads: frozenset[bytes]
     exporter: bool  # the source is an exporter of a switch it may speak for (NetFlow/IPFIX)
 
 
 _NO_RIGHTS = _Rights(frozenset(), False)
 
 
-def _agent_key(address: str) -> bytes:
-    """The sFlow wire form of an agent address: type (1 IPv4, 2 IPv6) then the address."""
-    parsed = ipaddress.ip_address(address)
-    return (1 if parsed.version == 4 else 2).to_bytes(4, "big") + parsed.packed
+def _sflow_head(agent: str) -> bytes:
+    """The first bytes of an sFlow v5 datagram from ``agent``: version, address type, address."""
+    parsed = ipaddress.ip_address(agent)
+    return (_SFLOW_V5_IPV4 if parsed.version == 4 else _SFLOW_V5_IPV6) + parsed.packed
 
 
 def _address_int(text: str) -> tuple[int, int] | None:
@@ -87,13 +95,18 @@ class FlowGate:
         registry: Registry = REGISTRY,
         clock: Callable[[], float] = time.monotonic,
         max_cached_sources: int = MAX_CACHED_SOURCES,
+        implementation: Literal["c", "python"] | None = None,
     ) -> None:
+        """``implementation``: force the C screen or the Python rule; by default C when built."""
+        self._screen = _sflow_fast.screen if _sflow_fast is not None and implementation != "python" else None
+        if implementation == "c" and self._screen is None:
+            raise RuntimeError("collector._sflow_fast is not built (pip install -e .)")
         # (version, network int, mask int, switch index) for every flow_sources entry
         self._networks: list[tuple[int, int, int, int]] = []
-        self._agent_keys: list[frozenset[bytes]] = []
+        self._heads: list[frozenset[bytes]] = []
         self._agents: list[frozenset[tuple[int, int]]] = []
         for index, switch in enumerate(switches):
-            self._agent_keys.append(frozenset(_agent_key(a) for a in switch.agents))
+            self._heads.append(frozenset(_sflow_head(a) for a in switch.agents))
             agents = (ipaddress.ip_address(a) for a in switch.agents)
             self._agents.append(frozenset((a.version, int(a)) for a in agents))
             for source in switch.sources:
@@ -102,6 +115,7 @@ class FlowGate:
                     (network.version, int(network.network_address), int(network.netmask), index)
                 )
         self._cache: dict[str, _Rights] = {}
+        self._heads_by_source: dict[str, tuple[bytes, ...]] = {}  # the same, for the C screen
         self._max_cached = max_cached_sources
         self._clock = clock
         self._log = LogBudget()
@@ -126,60 +140,76 @@ class FlowGate:
                 if net_version == version and value & mask == network
             }
             if switches:
-                keys = frozenset().union(*(self._agent_keys[i] for i in switches))
+                keys = frozenset().union(*(self._heads[i] for i in switches))
                 exporter = any(parsed in self._agents[i] for i in switches)
                 rights = _Rights(keys, exporter)
         if len(self._cache) >= self._max_cached:
             self._cache.clear()  # bounded under a flood of spoofed sources; refilled on demand
+            self._heads_by_source.clear()
         self._cache[source] = rights
+        if rights.heads:
+            self._heads_by_source[source] = tuple(rights.heads)
         return rights
 
     def admit(self, datagrams: list[tuple[bytes, str]]) -> list[tuple[bytes, str]]:
-        """The pairs that may be decoded, in order; the others are counted and logged."""
+        """The pairs that may be decoded; the others are counted and logged.
+
+        Order is kept among the sFlow datagrams of known sources (the sequence numbers need it);
+        the rest (NetFlow/IPFIX, a source's first datagrams, malformed ones) follow them.
+        """
+        if self._screen is None:
+            return self._admit(datagrams)
+        admitted, others = self._screen(datagrams, self._heads_by_source)
+        if others:
+            admitted += self._admit(others)
+        return admitted
+
+    def _admit(self, datagrams: list[tuple[bytes, str]]) -> list[tuple[bytes, str]]:
+        """The whole rule, in Python (the C screen passes on what it does not admit itself)."""
         cache = self._cache
         admitted: list[tuple[bytes, str]] = []
         append = admitted.append
-        refused_source = refused_agent = refused_exporter = 0
+        refusals: dict[str, int] = {}
         last: dict[str, str] = {}  # reason -> a source refused for it, for the log line
+        last_source, rights = "", _NO_RIGHTS
         for pair in datagrams:
             data, source = pair
-            rights = cache.get(source)
-            if rights is None:
-                rights = self._rights_of(source)
-            if rights is _NO_RIGHTS:
-                refused_source += 1
-                last[REFUSED_SOURCE] = source
+            if source is not last_source:  # sources repeat: the receiver interns their text
+                rights = cache.get(source) or self._rights_of(source)
+                last_source = source
+            heads = rights.heads
+            if data[:12] in heads or data[:24] in heads:
+                append(pair)  # sFlow naming an agent this source may speak for: the common case
                 continue
-            head = data[:8]
-            if head == _SFLOW_V5_IPV4:
-                key = data[4:12]
-            elif head == _SFLOW_V5_IPV6:
-                key = data[4:24]
-            elif head[:4] == _SFLOW_V5 or rights.exporter:
-                append(pair)  # sFlow without a valid agent type (malformed), or a known exporter
-                continue
+            reason = _refusal(data, rights)
+            if reason is None:
+                append(pair)
             else:
-                refused_exporter += 1
-                last[REFUSED_EXPORTER] = source
-                continue
-            if key in rights.agent_keys or len(key) < (8 if head == _SFLOW_V5_IPV4 else 20):
-                append(pair)  # too short to name its agent: the decoder counts it as truncated
-            else:
-                refused_agent += 1
-                last[REFUSED_AGENT] = source
-        if refused_source or refused_agent or refused_exporter:
-            self._count(REFUSED_SOURCE, refused_source, last)
-            self._count(REFUSED_AGENT, refused_agent, last)
-            self._count(REFUSED_EXPORTER, refused_exporter, last)
+                refusals[reason] = refusals.get(reason, 0) + 1
+                last[reason] = source
+        for reason, count in refusals.items():
+            self._count(reason, count, last[reason])
         return admitted
 
-    def _count(self, reason: str, count: int, last: dict[str, str]) -> None:
-        if not count:
-            return
+    def _count(self, reason: str, count: int, source: str) -> None:
         self.refused[reason] += count
         self._m_refused.inc(count, reason=reason)
         self._log.warn(
             f"flow_refused:{reason}",
             self._clock(),
-            f"refused {count} flow datagram(s) ({reason}), the last from UDP source {last[reason]}",
+            f"refused {count} flow datagram(s) ({reason}), the last from UDP source {source}",
         )
+
+
+def _refusal(data: bytes, rights: _Rights) -> str | None:
+    """Why a datagram whose head names no allowed agent is refused; None: pass it on."""
+    if rights is _NO_RIGHTS:
+        return REFUSED_SOURCE
+    head = data[:8]
+    if head in (_SFLOW_V5_IPV4, _SFLOW_V5_IPV6):
+        # an agent of no switch this source may speak for, unless too short to name one at all
+        complete = len(data) >= (12 if head == _SFLOW_V5_IPV4 else 24)
+        return REFUSED_AGENT if complete else None
+    if head[:4] == _SFLOW_V5 or rights.exporter:
+        return None  # sFlow with a bad address type (malformed: counted by the decoder), or NetFlow/IPFIX
+    return REFUSED_EXPORTER

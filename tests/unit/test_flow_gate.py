@@ -42,6 +42,14 @@ def netflow_v5(dst: str = "198.51.100.9") -> bytes:
     return header + record
 
 
+@pytest.fixture(params=["c", "python"], autouse=True)
+def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs against the C screen and the pure-Python rule."""
+    if request.param == "python":
+        monkeypatch.setattr("collector.flow_gate._sflow_fast", None)
+    return str(request.param)
+
+
 def make(
     switches: list[SwitchFlowSources], registry: Registry | None = None
 ) -> tuple[Collector, Registry]:
