@@ -174,6 +174,12 @@ class Collector:
             "NetFlow/IPFIX export loss by sequence numbers: v5 flows, v9 export packets, IPFIX data records.",
             ("exporter", "unit"),
         )
+        self._m_state_limited = registry.counter(
+            "topfib_flow_state_limited_total",
+            "Per-exporter decoder state at its bound, by kind: sFlow sub-agent streams evicted, "
+            "sFlow data sources not tracked, NetFlow/IPFIX templates evicted or refused.",
+            ("kind",),
+        )
         self._m_agent_drops = registry.counter(
             "topfib_sflow_agent_dropped_samples_total",
             "Samples the agent reports it dropped (flow sample 'drops' counter deltas).",
@@ -335,6 +341,9 @@ class Collector:
         for (exporter, unit), count in batch.export_lost.items():
             if count > 0:
                 self._m_export_lost.inc(count, exporter=self._agent_label(exporter), unit=unit)
+        for kind, count in batch.state_limited.items():
+            self._m_state_limited.inc(count, kind=kind)
+            self._log.warn(f"state_limited:{kind}", now, f"per-exporter state at its bound: {count} {kind}")
 
     def _count_unknown_agents(
         self,
@@ -391,6 +400,8 @@ def merge_batches(batches: list[SampleBatch]) -> SampleBatch:
             merged.agent_drops[agent] = merged.agent_drops.get(agent, 0) + count
         for key, count in batch.export_lost.items():
             merged.export_lost[key] = merged.export_lost.get(key, 0) + count
+        for kind, count in batch.state_limited.items():
+            merged.state_limited[kind] = merged.state_limited.get(kind, 0) + count
     merged.agents = list(index)
     merged.v4_agent = np.concatenate(v4_agents).astype(np.uint32, copy=False)
     merged.v6_agent = np.concatenate(v6_agents).astype(np.uint32, copy=False)
