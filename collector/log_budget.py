@@ -11,6 +11,8 @@ own budget, which is no budget at all. The number of reasons is capped too, for 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 _log = logging.getLogger("collector.log_budget")
@@ -38,6 +40,14 @@ class LogBudget:
 
     def warn(self, reason: str, now: float, message: str) -> None:
         """Log ``message`` at WARNING unless ``reason`` has used its budget in this window."""
+        suppressed = self.admit(reason, now)
+        if suppressed is not None:
+            suffix = f" ({suppressed} similar suppressed)" if suppressed else ""
+            self._logger.warning("%s%s", message, suffix)
+
+    def admit(self, reason: str, now: float) -> int | None:
+        """None when ``reason`` has used its budget in this window; else how many of its lines the
+        previous window suppressed (to be said on this line)."""
         window = self._windows.get(reason)
         if window is None:
             if len(self._windows) >= MAX_REASONS:
@@ -51,10 +61,9 @@ class LogBudget:
             window.started, window.logged, window.suppressed = now, 0, 0
         if window.logged >= self._budget:
             window.suppressed += 1
-            return
+            return None
         window.logged += 1
-        suffix = f" ({suppressed} similar suppressed)" if suppressed else ""
-        self._logger.warning("%s%s", message, suffix)
+        return suppressed
 
     def flush(self, now: float) -> None:
         """Report what was suppressed in windows that have ended (call now and then)."""
@@ -70,6 +79,32 @@ class LogBudget:
             reason,
             self._interval_s,
         )
+
+
+class LogBudgetFilter(logging.Filter):
+    """The same budget for another library's WARNING-and-above records, as a logging.Filter.
+
+    The reason is the logger's name and the record's message template (fixed by the library's
+    code, e.g. uvicorn's "Invalid HTTP request received." logged once per garbage connection).
+    Install it on the logger: ``logging.getLogger("uvicorn.error").addFilter(LogBudgetFilter())``.
+    """
+
+    def __init__(
+        self, interval_s: float = 60.0, budget: int = 5, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        super().__init__()
+        self._budget = LogBudget(interval_s, budget)
+        self._clock = clock
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        suppressed = self._budget.admit(f"{record.name}:{record.msg}", self._clock())
+        if suppressed is None:
+            return False
+        if suppressed:
+            record.msg = f"{record.msg} ({suppressed} similar suppressed)"
+        return True
 
 
 class LogLimiter(LogBudget):
