@@ -191,6 +191,9 @@ class FlowGate:
             self._count(reason, count, last[reason])
         return admitted
 
+    def flush_logs(self, now: float) -> None:
+        self._log.flush(now)
+
     def _count(self, reason: str, count: int, source: str) -> None:
         self.refused[reason] += count
         self._m_refused.inc(count, reason=reason)

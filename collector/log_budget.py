@@ -11,6 +11,7 @@ own budget, which is no budget at all. The number of reasons is capped too, for 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ class LogBudget:
         self._budget = budget
         self._logger = logger or _log
         self._windows: dict[str, _Window] = {}
+        self._lock = threading.Lock()  # warnings come from the receiver and accounting threads
 
     def warn(self, reason: str, now: float, message: str) -> None:
         """Log ``message`` at WARNING unless ``reason`` has used its budget in this window."""
@@ -48,6 +50,10 @@ class LogBudget:
     def admit(self, reason: str, now: float) -> int | None:
         """None when ``reason`` has used its budget in this window; else how many of its lines the
         previous window suppressed (to be said on this line)."""
+        with self._lock:
+            return self._admit(reason, now)
+
+    def _admit(self, reason: str, now: float) -> int | None:
         window = self._windows.get(reason)
         if window is None:
             if len(self._windows) >= MAX_REASONS:
@@ -67,18 +73,19 @@ class LogBudget:
 
     def flush(self, now: float) -> None:
         """Report what was suppressed in windows that have ended (call now and then)."""
-        for reason, window in self._windows.items():
-            if now - window.started >= self._interval_s and window.suppressed:
-                self._report_suppressed(reason, window)
-                window.started, window.logged, window.suppressed = now, 0, 0
-
-    def _report_suppressed(self, reason: str, window: _Window) -> None:
-        self._logger.warning(
-            "suppressed %d similar warning(s) of reason %s in %.0f s",
-            window.suppressed,
-            reason,
-            self._interval_s,
-        )
+        ended: list[tuple[str, int]] = []
+        with self._lock:
+            for reason, window in self._windows.items():
+                if now - window.started >= self._interval_s and window.suppressed:
+                    ended.append((reason, window.suppressed))
+                    window.started, window.logged, window.suppressed = now, 0, 0
+        for reason, suppressed in ended:
+            self._logger.warning(
+                "suppressed %d similar warning(s) of reason %s in %.0f s",
+                suppressed,
+                reason,
+                self._interval_s,
+            )
 
 
 class LogBudgetFilter(logging.Filter):

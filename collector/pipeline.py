@@ -200,6 +200,12 @@ class Collector:
             datagrams = self.flow_gate.admit(datagrams)
         self.decoder.feed_many(datagrams)
 
+    def flush_logs(self, now: float) -> None:
+        """Say what the log budgets suppressed in windows that have ended (called now and then)."""
+        self._log.flush(now)
+        if self.flow_gate is not None:
+            self.flow_gate.flush_logs(now)
+
     def take(self) -> SampleBatch:
         """Everything decoded since the last take (to be passed to :meth:`process`)."""
         return self.decoder.take()
