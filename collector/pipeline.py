@@ -16,6 +16,11 @@ Metrics (all counters):
 - ``topfib_sflow_agent_dropped_samples_total{agent}``: samples the agent itself reports dropping
 - ``topfib_netflow_lost_total{exporter,unit}``: NetFlow/IPFIX export loss by sequence numbers
   (unit ``flows`` for v5, ``packets`` for v9 export packets, ``records`` for IPFIX data records)
+- ``topfib_flow_state_limited_total{kind}``: per-exporter decoder state evicted or refused at its
+  bound (the decoders count it in ``SampleBatch.state_limited``)
+
+Datagrams are screened by ``flow_gate`` (``collector.flow_gate``, set by the service) before they
+are decoded: only allowed UDP sources naming allowed agents reach the decoder.
 
 ``agent`` label values are bounded (see :class:`LabelBudget`), so spoofed sources cannot grow the
 metrics without limit.
