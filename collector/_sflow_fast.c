@@ -1152,11 +1152,15 @@ static PyObject *screen(PyObject *Py_UNUSED(module), PyObject *const *args, Py_s
     PyObject *last_source = NULL, *heads = NULL; /* borrowed: consecutive pairs share a source */
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *pair = items[i];
-        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyBytes_Check(PyTuple_GET_ITEM(pair, 0))) {
-            PyErr_SetString(PyExc_TypeError, "screen expects (bytes, str) tuples");
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            PyErr_SetString(PyExc_TypeError, "screen expects (datagram, source) tuples");
             goto error;
         }
         PyObject *data = PyTuple_GET_ITEM(pair, 0), *source = PyTuple_GET_ITEM(pair, 1);
+        if (!PyBytes_Check(data)) { /* another buffer type: the gate's Python rule decides */
+            if (PyList_Append(others, pair) < 0) goto error;
+            continue;
+        }
         if (source != last_source) {
             heads = PyDict_GetItemWithError(args[1], source);
             if (!heads && PyErr_Occurred()) goto error;

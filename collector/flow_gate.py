@@ -174,6 +174,8 @@ class FlowGate:
         last_source, rights = "", _NO_RIGHTS
         for pair in datagrams:
             data, source = pair
+            if type(data) is not bytes:  # a bytearray or memoryview: compared as bytes
+                data = bytes(data)
             if source is not last_source:  # sources repeat: the receiver interns their text
                 rights = cache.get(source) or self._rights_of(source)
                 last_source = source

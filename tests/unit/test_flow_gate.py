@@ -214,3 +214,11 @@ def test_malformed_from_3000_agents_log_a_handful_of_lines(caplog: pytest.LogCap
         collector.process(SampleBatch(datagrams=3000, malformed=malformed), 1.0)
     assert collector.totals.malformed_datagrams == 3000
     assert 1 <= len(caplog.records) <= 5
+
+
+def test_other_buffer_types_get_the_same_answer() -> None:
+    gate = FlowGate(TWO_SWITCHES, Registry())
+    good, spoofed = bytearray(sflow(AGENT_A)), bytearray(sflow(AGENT_B))
+    pairs: list[tuple[bytes, str]] = [(good, AGENT_A), (spoofed, AGENT_A)]  # type: ignore[list-item]
+    assert gate.admit(pairs) == pairs[:1]
+    assert gate.refused["agent"] == 1
