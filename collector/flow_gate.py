@@ -14,10 +14,11 @@ Everything else is refused before decoding, counted in ``topfib_flow_refused_tot
 budget per reason. A datagram from an allowed source too short to name an agent is passed on, so
 the decoder counts it as malformed.
 
-Cost: it runs once per datagram in the receiver thread, so per datagram it is one dict look-up
-by source text, a slice or two and one set look-up of the raw agent bytes; addresses are parsed
-(to integers, never ``ipaddress`` objects) only the first time a source is seen, and that cache
-is bounded.
+Cost: it runs once per datagram in the receiver thread. The common case (a known source, sFlow
+naming one of its agents) is screened in C: a dict look-up by source text and a comparison of the
+datagram's first 12 (IPv6: 24) bytes with the allowed heads, ~20 ns a datagram. The rest goes
+through the same rule in Python. A source's rights are computed (from integers, never
+``ipaddress`` objects) the first time it is seen, into a bounded cache.
 """
 
 from __future__ import annotations
