@@ -123,9 +123,9 @@ class FlowGate:
         self.refused = dict.fromkeys(REASONS, 0)  # running totals, by reason
         self._m_refused = registry.counter(
             "topfib_flow_refused_total",
-            "Flow datagrams refused before decoding, by reason: UDP source not in any switch's "
-            "flow_sources (source), sFlow agent not of a switch the source may speak for (agent), "
-            "NetFlow/IPFIX from a source that is no switch's exporter (exporter).",
+            "Flow datagrams refused before decoding: UDP source not in any switch's flow_sources "
+            "(source), sFlow agent not of a switch that source may speak for (agent), NetFlow/IPFIX "
+            "from a source that is no switch's exporter (exporter).",
             ("reason",),
         )
 
