@@ -38,6 +38,9 @@ try:  # the common case in C (collector/_sflow_fast.c); FlowGate._admit is the s
 except ImportError:
     _sflow_fast = None  # type: ignore[assignment]
 
+_Pairs = list[tuple[bytes, str]]
+_Screen = Callable[[_Pairs, dict[str, tuple[bytes, ...]]], tuple[_Pairs, _Pairs]]
+
 REFUSED_SOURCE = "source"  # UDP source not in any switch's flow_sources
 REFUSED_AGENT = "agent"  # sFlow agent address not of a switch this source may speak for
 REFUSED_EXPORTER = "exporter"  # NetFlow/IPFIX (or not sFlow) from a source that is no switch's exporter
@@ -99,7 +102,8 @@ class FlowGate:
         implementation: Literal["c", "python"] | None = None,
     ) -> None:
         """``implementation``: force the C screen or the Python rule; by default C when built."""
-        self._screen = _sflow_fast.screen if _sflow_fast is not None and implementation != "python" else None
+        built: _Screen | None = getattr(_sflow_fast, "screen", None)  # None: not built (or too old)
+        self._screen = built if implementation != "python" else None
         if implementation == "c" and self._screen is None:
             raise RuntimeError("collector._sflow_fast is not built (pip install -e .)")
         # (version, network int, mask int, switch index) for every flow_sources entry
