@@ -236,7 +236,7 @@ def push_markers(port: int, datagrams: int = 400) -> None:
 
 
 class TopfibSink:
-    def __init__(self, port: int, receive_buffer: int, core: int) -> None:
+    def __init__(self, port: int, receive_buffer: int, core: int, flow_gate: bool = True) -> None:
         self.port = port
         self.process = subprocess.Popen(
             [
@@ -248,6 +248,7 @@ class TopfibSink:
                 f"127.0.0.1:{port}",
                 "--receive-buffer",
                 str(receive_buffer),
+                *([] if flow_gate else ["--no-flow-gate"]),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -409,6 +410,7 @@ def main() -> int:
     parser.add_argument("--warmup-rate", type=float, default=100_000)
     parser.add_argument("--daemon-core", type=int, default=1)
     parser.add_argument("--sender-core", type=int, default=0)
+    parser.add_argument("--no-flow-gate", action="store_true", help="topfib accepts any source")
     args = parser.parse_args()
     if shutil.which("sfacctd") is None or shutil.which("pmacct") is None:
         print("sfacctd/pmacct not installed (Debian package pmacct)", file=sys.stderr)
@@ -433,7 +435,7 @@ def main() -> int:
 
     sfacctd = Sfacctd(WORKDIR / "networks.txt", receive_buffer, args.daemon_core)
     started = time.monotonic()
-    topfib = TopfibSink(free_udp_port(), receive_buffer, args.daemon_core)
+    topfib = TopfibSink(free_udp_port(), receive_buffer, args.daemon_core, flow_gate=not args.no_flow_gate)
     print(f"topfib sink ready in {time.monotonic() - started:.1f} s ({topfib.ready})", flush=True)
     print("sfacctd is started afresh for every stream; topfib's sink keeps running", flush=True)
     trials: list[Trial] = []

@@ -28,6 +28,7 @@ import numpy as np
 
 from bench.gen_traffic import AGENTS, V4_TABLE, V6_TABLE, load_pfx2as
 from collector.accounting import PrefixRates
+from collector.flow_gate import FlowGate, SwitchFlowSources
 from collector.listener import SflowListener
 from collector.lpm import LpmTable
 from collector.metrics import Registry
@@ -81,6 +82,7 @@ def main() -> int:
     parser.add_argument(
         "--switch-interval", type=float, default=0.0, help="sys.setswitchinterval (0: Python's default)"
     )
+    parser.add_argument("--no-flow-gate", action="store_true", help="account datagrams from any source")
     args = parser.parse_args()
 
     if args.switch_interval > 0:
@@ -94,6 +96,9 @@ def main() -> int:
     collector = Collector(
         FastSflowDecoder(), {agent: SWITCH for agent, _ in AGENTS}, lambda _: table, rates, Registry()
     )
+    if not args.no_flow_gate:  # as `topfib run` does; the benchmark sends over loopback
+        allowed = SwitchFlowSources(SWITCH, tuple(agent for agent, _ in AGENTS), ("127.0.0.0/8", "::1"))
+        collector.flow_gate = FlowGate([allowed], Registry())
     listener = SflowListener(
         collector,
         [args.listen],

@@ -30,6 +30,9 @@ static const char *const REASON_NAMES[E_COUNT] = {
 #define RESTART_UPTIME_STEP_MS 1000u
 #define HALF_RANGE 0x80000000u
 #define INTERFACE_AGENT 0x3FFFFFFFu /* ifIndex value meaning "the agent itself" */
+/* Bounds on state the sender chooses the keys of (as in collector/sflow_fast_fallback.py) */
+#define MAX_SUB_AGENTS 64     /* (agent, sub-agent) streams per agent; the oldest is evicted */
+#define MAX_DATA_SOURCES 1024 /* drop baselines per stream; more data sources are not tracked */
 
 /* ---------- growable column buffers ---------- */
 
@@ -78,6 +81,7 @@ typedef struct {
     DropEntry *entries;
     size_t mask; /* capacity - 1, capacity a power of two */
     size_t used;
+    size_t stale; /* entries of evicted streams, still in the table until the next compaction */
 } DropTable;
 
 static inline size_t drop_hash(uint64_t a, uint64_t b) {
@@ -109,21 +113,26 @@ static int drop_table_grow(DropTable *t) {
     return 0;
 }
 
-/* Returns the entry for the key, inserting it (is_new = 1) if absent; NULL on memory error. */
-static DropEntry *drop_table_get(DropTable *t, uint64_t slot, uint64_t data_source, int *is_new) {
-    if (!t->entries || (t->used + 1) * 2 > t->mask + 1) {
-        if (drop_table_grow(t) < 0) return NULL;
+/* The entry for the key (``slot``: the stream's generation << 32 | its slot); absent, it is
+ * inserted (is_new = 1) when ``may_insert``, else NULL with is_new = 0. NULL with is_new = -1 on
+ * a memory error. */
+static DropEntry *drop_table_get(DropTable *t, uint64_t slot, uint64_t data_source, int may_insert, int *is_new) {
+    if (may_insert && (!t->entries || (t->used + 1) * 2 > t->mask + 1)) {
+        if (drop_table_grow(t) < 0) {
+            *is_new = -1;
+            return NULL;
+        }
     }
+    *is_new = 0;
+    if (!t->entries) return NULL;
     uint64_t key = slot + 1;
     size_t i = drop_hash(key, data_source) & t->mask;
     while (t->entries[i].slot_plus_one) {
         DropEntry *e = &t->entries[i];
-        if (e->slot_plus_one == key && e->data_source == data_source) {
-            *is_new = 0;
-            return e;
-        }
+        if (e->slot_plus_one == key && e->data_source == data_source) return e;
         i = (i + 1) & t->mask;
     }
+    if (!may_insert) return NULL;
     t->entries[i].slot_plus_one = key;
     t->entries[i].data_source = data_source;
     t->used++;
@@ -137,12 +146,20 @@ typedef struct {
     uint32_t agent_id;
     uint32_t last_sequence;
     uint32_t last_uptime;
+    uint32_t sub_agent;
+    uint32_t generation;   /* bumped when the slot is reused: its old drop entries become stale */
+    uint32_t drop_entries; /* drop baselines of this generation */
 } SourceState;
 
 typedef struct {
     int64_t batch_index; /* -1: not yet in this batch */
     uint64_t lost;
     uint64_t drops;
+    uint32_t type;                  /* address type and address: the key of its streams */
+    uint8_t addr[16];
+    uint32_t streams;               /* slots in ring */
+    uint32_t ring_next;             /* the oldest stream once the ring is full */
+    uint32_t ring[MAX_SUB_AGENTS];  /* the agent's stream slots, oldest first from ring_next */
 } AgentState;
 
 /* One row's next-hop address, interned into the batch's next-hop table once its datagram is
@@ -198,6 +215,7 @@ typedef struct {
     Column v4_agent, v4_dst, v4_bytes, v4_packets, v4_in, v4_hop;
     Column v6_agent, v6_hi, v6_lo, v6_bytes, v6_packets, v6_in, v6_hop;
     uint64_t datagrams, flow_samples, counter_samples, non_ip_samples;
+    uint64_t sub_agents_evicted, data_sources_refused; /* per batch */
     /* last source looked up: consecutive datagrams usually come from the same agent */
     uint8_t cached_key[24];
     size_t cached_key_len;
@@ -607,17 +625,46 @@ static int64_t agent_id(Decoder *d, uint32_t type, const uint8_t *addr) {
     d->agents[id].batch_index = -1;
     d->agents[id].lost = 0;
     d->agents[id].drops = 0;
+    d->agents[id].type = type;
+    memset(d->agents[id].addr, 0, 16);
+    memcpy(d->agents[id].addr, addr, size);
+    d->agents[id].streams = 0;
+    d->agents[id].ring_next = 0;
     return id;
+}
+
+static size_t source_key(uint8_t key[24], uint32_t type, const uint8_t *addr, uint32_t sub_agent) {
+    size_t size = type == 1 ? 4 : 16;
+    key[0] = (uint8_t)type;
+    memcpy(key + 1, addr, size);
+    memcpy(key + 1 + size, &sub_agent, 4);
+    return 1 + size + 4;
+}
+
+/* Forget the agent's oldest stream (its key, and its drop baselines as stale); returns its slot
+ * for reuse, -1 with a Python error set. */
+static int64_t evict_oldest_stream(Decoder *d, AgentState *agent) {
+    uint32_t slot = agent->ring[agent->ring_next];
+    agent->ring_next = (agent->ring_next + 1) % MAX_SUB_AGENTS;
+    SourceState *s = &d->sources[slot];
+    uint8_t key[24];
+    size_t key_len = source_key(key, agent->type, agent->addr, s->sub_agent);
+    PyObject *k = PyBytes_FromStringAndSize((const char *)key, (Py_ssize_t)key_len);
+    if (!k) return -1;
+    int rc = PyDict_DelItem(d->source_ids, k);
+    Py_DECREF(k);
+    if (rc < 0) return -1;
+    d->drop_table.stale += s->drop_entries;
+    s->drop_entries = 0;
+    s->generation++;
+    d->sub_agents_evicted++;
+    return slot;
 }
 
 /* Persistent source slot for (agent, sub-agent); *is_new = 1 on first sight. */
 static int64_t source_slot(Decoder *d, uint32_t type, const uint8_t *addr, uint32_t sub_agent, int *is_new) {
     uint8_t key[24];
-    size_t size = type == 1 ? 4 : 16;
-    key[0] = (uint8_t)type;
-    memcpy(key + 1, addr, size);
-    memcpy(key + 1 + size, &sub_agent, 4);
-    size_t key_len = 1 + size + 4;
+    size_t key_len = source_key(key, type, addr, sub_agent);
     *is_new = 0;
     if (d->cached_source >= 0 && key_len == d->cached_key_len && !memcmp(key, d->cached_key, key_len))
         return d->cached_source;
@@ -636,19 +683,33 @@ static int64_t source_slot(Decoder *d, uint32_t type, const uint8_t *addr, uint3
             Py_DECREF(k);
             return -1;
         }
-        if (d->sources_len == d->sources_cap) {
-            size_t cap = d->sources_cap ? d->sources_cap * 2 : 16;
-            SourceState *s = PyMem_Realloc(d->sources, cap * sizeof(SourceState));
-            if (!s) {
+        AgentState *a = &d->agents[agent];
+        if (a->streams == MAX_SUB_AGENTS) {
+            slot = evict_oldest_stream(d, a);
+            if (slot < 0) {
                 Py_DECREF(k);
-                PyErr_NoMemory();
                 return -1;
             }
-            d->sources = s;
-            d->sources_cap = cap;
+        } else {
+            if (d->sources_len == d->sources_cap) {
+                size_t cap = d->sources_cap ? d->sources_cap * 2 : 16;
+                SourceState *grown = PyMem_Realloc(d->sources, cap * sizeof(SourceState));
+                if (!grown) {
+                    Py_DECREF(k);
+                    PyErr_NoMemory();
+                    return -1;
+                }
+                d->sources = grown;
+                d->sources_cap = cap;
+            }
+            slot = (int64_t)d->sources_len++;
+            d->sources[slot].generation = 0;
+            a->ring[a->streams++] = (uint32_t)slot;
         }
-        slot = (int64_t)d->sources_len++;
-        d->sources[slot].agent_id = (uint32_t)agent;
+        SourceState *state = &d->sources[slot];
+        state->agent_id = (uint32_t)agent;
+        state->sub_agent = sub_agent;
+        state->drop_entries = 0;
         PyObject *value = PyLong_FromLongLong(slot);
         if (!value || PyDict_SetItem(d->source_ids, k, value) < 0) {
             Py_XDECREF(value);
@@ -750,6 +811,33 @@ static int32_t hop_id(Decoder *d, uint8_t type, const uint8_t *addr) {
     return (int32_t)index;
 }
 
+/* Drop the entries of evicted streams (their generation is not their slot's any more). */
+static int drop_table_compact(Decoder *d) {
+    DropTable *t = &d->drop_table;
+    size_t capacity = t->mask + 1;
+    DropEntry *entries = PyMem_Calloc(capacity, sizeof(DropEntry));
+    if (!entries) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    size_t used = 0;
+    for (size_t i = 0; i < capacity; i++) {
+        DropEntry *e = &t->entries[i];
+        if (!e->slot_plus_one) continue;
+        uint64_t key = e->slot_plus_one - 1;
+        if (d->sources[key & 0xFFFFFFFFu].generation != (uint32_t)(key >> 32)) continue;
+        size_t j = drop_hash(e->slot_plus_one, e->data_source) & t->mask;
+        while (entries[j].slot_plus_one) j = (j + 1) & t->mask;
+        entries[j] = *e;
+        used++;
+    }
+    PyMem_Free(t->entries);
+    t->entries = entries;
+    t->used = used;
+    t->stale = 0;
+    return 0;
+}
+
 static int commit(Decoder *d, int64_t slot, int slot_is_new, uint32_t sequence, uint32_t uptime,
                   const Marks *m, const DatagramTally *tally) {
     SourceState *s = &d->sources[slot];
@@ -774,12 +862,19 @@ static int commit(Decoder *d, int64_t slot, int slot_is_new, uint32_t sequence, 
     d->counter_samples += tally->counter;
     d->non_ip_samples += tally->non_ip;
 
+    if (tally->pending && d->drop_table.stale * 2 > d->drop_table.used && drop_table_compact(d) < 0) return -1;
+    uint64_t drop_key = ((uint64_t)s->generation << 32) | (uint64_t)slot;
     for (size_t i = 0; i < tally->pending; i++) {
         const PendingDrops *p = &d->pending[i];
         int is_new;
-        DropEntry *e = drop_table_get(&d->drop_table, (uint64_t)slot,
-                                      ((uint64_t)p->source_type << 32) | p->source_index, &is_new);
-        if (!e) return -1;
+        DropEntry *e = drop_table_get(&d->drop_table, drop_key, ((uint64_t)p->source_type << 32) | p->source_index,
+                                      s->drop_entries < MAX_DATA_SOURCES, &is_new);
+        if (is_new < 0) return -1;
+        if (!e) {
+            d->data_sources_refused++;
+            continue;
+        }
+        if (is_new) s->drop_entries++;
         if (!is_new) {
             uint32_t step = p->drops - e->drops;
             if (step < HALF_RANGE) agent->drops += step;
@@ -919,7 +1014,10 @@ static PyObject *Decoder_take(Decoder *d, PyObject *Py_UNUSED(ignored)) {
     PyObject *new_agents = PyList_New(0);
     PyObject *new_hops = PyList_New(0);
     PyObject *new_malformed = PyDict_New();
-    if (!lost || !drops || !new_agents || !new_hops || !new_malformed) {
+    PyObject *limited = Py_BuildValue("{sKsK}", "sflow_sub_agent_evicted", (unsigned long long)d->sub_agents_evicted,
+                                      "sflow_data_source_refused", (unsigned long long)d->data_sources_refused);
+    if (!lost || !drops || !new_agents || !new_hops || !new_malformed || !limited) {
+        Py_XDECREF(limited);
         Py_XDECREF(lost);
         Py_XDECREF(drops);
         Py_XDECREF(new_agents);
@@ -939,17 +1037,18 @@ static PyObject *Decoder_take(Decoder *d, PyObject *Py_UNUSED(ignored)) {
     Py_ssize_t n = PyList_GET_SIZE(d->agent_names);
     for (Py_ssize_t i = 0; i < n; i++) d->agents[i].batch_index = -1;
     PyObject *result = Py_BuildValue(
-        "(NNNNNNNNNNKKKKNNNNNNNN)", d->batch_agents, column_take(&d->v4_agent), column_take(&d->v4_dst),
+        "(NNNNNNNNNNKKKKNNNNNNNNN)", d->batch_agents, column_take(&d->v4_agent), column_take(&d->v4_dst),
         column_take(&d->v4_bytes), column_take(&d->v4_packets), column_take(&d->v6_agent), column_take(&d->v6_hi),
         column_take(&d->v6_lo), column_take(&d->v6_bytes), column_take(&d->v6_packets),
         (unsigned long long)d->datagrams, (unsigned long long)d->flow_samples,
         (unsigned long long)d->counter_samples, (unsigned long long)d->non_ip_samples, d->malformed, lost, drops,
         d->batch_hops, column_take(&d->v4_in), column_take(&d->v4_hop), column_take(&d->v6_in),
-        column_take(&d->v6_hop));
+        column_take(&d->v6_hop), limited);
     d->batch_agents = new_agents;
     d->batch_hops = new_hops;
     d->malformed = new_malformed;
     d->datagrams = d->flow_samples = d->counter_samples = d->non_ip_samples = 0;
+    d->sub_agents_evicted = d->data_sources_refused = 0;
     return result;
 }
 
@@ -996,7 +1095,15 @@ static PyObject *Decoder_new(PyTypeObject *type, PyObject *args, PyObject *kwarg
     return (PyObject *)d;
 }
 
+/* state_sizes() -> (agents, streams, drop baselines, drop table capacity): for the bounds' tests */
+static PyObject *Decoder_state_sizes(Decoder *d, PyObject *Py_UNUSED(ignored)) {
+    DropTable *t = &d->drop_table;
+    return Py_BuildValue("(nnnn)", PyList_GET_SIZE(d->agent_names), (Py_ssize_t)d->sources_len,
+                         (Py_ssize_t)(t->used - t->stale), (Py_ssize_t)(t->entries ? t->mask + 1 : 0));
+}
+
 static PyMethodDef Decoder_methods[] = {
+    {"state_sizes", (PyCFunction)Decoder_state_sizes, METH_NOARGS, "state_sizes() -> (agents, streams, drops, capacity)"},
     {"feed", (PyCFunction)(void (*)(void))Decoder_feed, METH_FASTCALL, "feed(datagram, exporter)"},
     {"feed_many", (PyCFunction)Decoder_feed_many, METH_O, "feed_many([(datagram, exporter), ...])"},
     {"take", (PyCFunction)Decoder_take, METH_NOARGS, "take() -> raw batch tuple"},
@@ -1014,8 +1121,72 @@ static PyTypeObject DecoderType = {
     .tp_methods = Decoder_methods,
 };
 
+/* ---------- the flow gate's common case (see collector/flow_gate.py) ---------- */
+
+/* Does the datagram start with one of the heads (bytes) in the tuple? */
+static int starts_with_any(const uint8_t *data, size_t len, PyObject *heads) {
+    Py_ssize_t n = PyTuple_GET_SIZE(heads);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *head = PyTuple_GET_ITEM(heads, i);
+        if (!PyBytes_Check(head)) continue;
+        size_t size = (size_t)PyBytes_GET_SIZE(head);
+        if (len >= size && !memcmp(data, PyBytes_AS_STRING(head), size)) return 1;
+    }
+    return 0;
+}
+
+/* screen(pairs, heads_by_source) -> (admitted, others): a pair is admitted when its source is a key
+ * of heads_by_source (str -> tuple of bytes) and its datagram starts with one of those heads; the
+ * others, in order, are left for the gate's full rule. */
+static PyObject *screen(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyDict_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "screen(pairs, heads_by_source: dict)");
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(args[0], "screen expects a list of (datagram, source)");
+    if (!seq) return NULL;
+    PyObject *admitted = PyList_New(0), *others = PyList_New(0);
+    if (!admitted || !others) goto error;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    PyObject *last_source = NULL, *heads = NULL; /* borrowed: consecutive pairs share a source */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = items[i];
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            PyErr_SetString(PyExc_TypeError, "screen expects (datagram, source) tuples");
+            goto error;
+        }
+        PyObject *data = PyTuple_GET_ITEM(pair, 0), *source = PyTuple_GET_ITEM(pair, 1);
+        if (!PyBytes_Check(data)) { /* another buffer type: the gate's Python rule decides */
+            if (PyList_Append(others, pair) < 0) goto error;
+            continue;
+        }
+        if (source != last_source) {
+            heads = PyDict_GetItemWithError(args[1], source);
+            if (!heads && PyErr_Occurred()) goto error;
+            last_source = source;
+        }
+        int ok = heads && PyTuple_Check(heads) &&
+                 starts_with_any((const uint8_t *)PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data), heads);
+        if (PyList_Append(ok ? admitted : others, pair) < 0) goto error;
+    }
+    Py_DECREF(seq);
+    return Py_BuildValue("(NN)", admitted, others);
+
+error:
+    Py_DECREF(seq);
+    Py_XDECREF(admitted);
+    Py_XDECREF(others);
+    return NULL;
+}
+
+static PyMethodDef module_methods[] = {
+    {"screen", (PyCFunction)(void (*)(void))screen, METH_FASTCALL, "screen(pairs, heads_by_source) -> (admitted, others)"},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_sflow_fast", "sFlow v5 fast path (C)", -1, NULL, NULL, NULL, NULL, NULL,
+    PyModuleDef_HEAD_INIT, "_sflow_fast", "sFlow v5 fast path (C)", -1, module_methods, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__sflow_fast(void) {

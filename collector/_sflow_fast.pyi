@@ -25,6 +25,7 @@ _RawBatch = tuple[
     bytearray,  # v4 next-hop index (int32, -1: none)
     bytearray,  # v6 ingress ifIndex (uint32)
     bytearray,  # v6 next-hop index (int32, -1: none)
+    dict[str, int],  # kind -> state evicted or refused at its bound (zeros included)
 ]
 
 @final
@@ -33,3 +34,8 @@ class Decoder:
     def feed(self, datagram: bytes, exporter: str, /) -> None: ...
     def feed_many(self, datagrams: list[tuple[bytes, str]], /) -> None: ...
     def take(self) -> _RawBatch: ...
+    def state_sizes(self) -> tuple[int, int, int, int]: ...
+
+def screen(
+    pairs: list[tuple[bytes, str]], heads_by_source: dict[str, tuple[bytes, ...]], /
+) -> tuple[list[tuple[bytes, str]], list[tuple[bytes, str]]]: ...

@@ -57,6 +57,9 @@ class SampleBatch:
     # (exporter, unit) -> NetFlow/IPFIX export loss by sequence numbers; unit: "flows" (v5),
     # "packets" (v9 export packets) or "records" (IPFIX data records)
     export_lost: dict[tuple[str, str], int] = field(default_factory=dict)
+    # kind -> per-exporter state refused or evicted at its bound ("sflow_sub_agent_evicted",
+    # "sflow_data_source_refused", "netflow_template_evicted", "netflow_template_refused")
+    state_limited: dict[str, int] = field(default_factory=dict)
 
     def complete(self) -> SampleBatch:
         """Fill per-sample columns a decoder left empty (ingress 0, no next hop); returns self."""

@@ -7,6 +7,7 @@ The cache is bounded; a full cache refuses new templates (counted by the caller)
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -110,12 +111,22 @@ _NO_TEMPLATES: Mapping[int, Template] = MappingProxyType({})
 
 
 class TemplateCache:
-    """Templates by (domain key, template id), bounded in total."""
+    """Templates by (domain key, template id), bounded per exporter and in total.
 
-    def __init__(self, max_templates: int = 10_000) -> None:
+    An exporter past ``max_per_exporter`` templates (by default a tenth of ``max_templates``)
+    loses its oldest-learned one to each new one (counted in ``evicted``), so one exporter (or a
+    sender spoofing its address) cannot starve the others; past ``max_templates`` in total a new
+    template is refused (``add`` says so).
+    """
+
+    def __init__(self, max_templates: int = 10_000, max_per_exporter: int | None = None) -> None:
         self._max_templates = max_templates
+        self._max_per_exporter = max_per_exporter or max(1, max_templates // 10)
         self._by_domain: dict[DomainKey, dict[int, Template]] = {}
+        # exporter -> its templates' keys, oldest learned (or redefined) first
+        self._by_exporter: dict[str, OrderedDict[tuple[DomainKey, int], None]] = {}
         self._count = 0
+        self.evicted = 0
         # bumped whenever a template is learned, redefined or withdrawn (not on a refresh), so
         # whatever callers derive from the cache can tell when it is stale
         self.generation = 0
@@ -144,15 +155,42 @@ class TemplateCache:
             and (known.scope_field_count == template.scope_field_count)
         ):
             return True
+        order = self._by_exporter.setdefault(domain[0], OrderedDict())
+        key = (domain, template.template_id)
         if known is None:
-            if self._count >= self._max_templates:
+            if len(order) >= self._max_per_exporter:
+                self._evict_oldest(order)
+                # the evicted one may have been this domain's last: keep its (empty) dict listed
+                templates = self._by_domain.setdefault(domain, templates)
+            elif self._count >= self._max_templates:
                 if not templates:
                     del self._by_domain[domain]
+                if not order:
+                    del self._by_exporter[domain[0]]
                 return False
             self._count += 1
+        order[key] = None
+        order.move_to_end(key)
         templates[template.template_id] = template
         self.generation += 1
         return True
+
+    def _evict_oldest(self, order: OrderedDict[tuple[DomainKey, int], None]) -> None:
+        (domain, template_id), _ = order.popitem(last=False)
+        templates = self._by_domain[domain]
+        del templates[template_id]
+        if not templates:
+            del self._by_domain[domain]
+        self._count -= 1
+        self.evicted += 1
+        self.generation += 1
+
+    def _forget(self, domain: DomainKey, template_id: int) -> None:
+        order = self._by_exporter.get(domain[0])
+        if order is not None:
+            order.pop((domain, template_id), None)
+            if not order:
+                del self._by_exporter[domain[0]]
 
     def withdraw(self, domain: DomainKey, template_id: int) -> bool:
         """Forget one template; False when it was not known."""
@@ -160,6 +198,7 @@ class TemplateCache:
         if templates is None or template_id not in templates:
             return False
         del templates[template_id]
+        self._forget(domain, template_id)
         self._count -= 1
         self.generation += 1
         return True
@@ -170,6 +209,7 @@ class TemplateCache:
         doomed = [tid for tid, tpl in templates.items() if tpl.is_options == options]
         for template_id in doomed:
             del templates[template_id]
+            self._forget(domain, template_id)
         self._count -= len(doomed)
         self.generation += 1
         return len(doomed)

@@ -263,6 +263,8 @@ class SflowListener:
                 next_flush = now + self._flush_interval_s
             if now >= next_drops:
                 self._update_socket_drops()
+                self._log.flush(now)
+                self.collector.flush_logs(now)
                 next_drops = now + _SOCKET_DROPS_PERIOD_S
 
     def _hand_over(self, now: float, block: bool = False) -> None:

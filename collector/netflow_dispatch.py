@@ -45,6 +45,7 @@ class FlowDecoderCounters:
     options_templates: int = 0
     template_withdrawals: int = 0
     templates_refused: int = 0  # template cache full
+    templates_evicted: int = 0  # oldest template of an exporter at its bound, for a new one
     options_records: int = 0
     pending_sets_held: int = 0  # data sets that arrived before their template
     pending_sets_decoded: int = 0  # …and were decoded once it came
@@ -231,7 +232,9 @@ class FlowSetDispatcher:
         return learned
 
     def _learn(self, domain: DomainKey, template: Template) -> bool:
-        if not self._templates.add(domain, template):
+        learned = self._templates.add(domain, template)
+        self.counters.templates_evicted = self._templates.evicted
+        if not learned:
             self.counters.templates_refused += 1
             return False
         if template.is_options:

@@ -16,6 +16,11 @@ Metrics (all counters):
 - ``topfib_sflow_agent_dropped_samples_total{agent}``: samples the agent itself reports dropping
 - ``topfib_netflow_lost_total{exporter,unit}``: NetFlow/IPFIX export loss by sequence numbers
   (unit ``flows`` for v5, ``packets`` for v9 export packets, ``records`` for IPFIX data records)
+- ``topfib_flow_state_limited_total{kind}``: per-exporter decoder state evicted or refused at its
+  bound (the decoders count it in ``SampleBatch.state_limited``)
+
+Datagrams are screened by ``flow_gate`` (``collector.flow_gate``, set by the service) before they
+are decoded: only allowed UDP sources naming allowed agents reach the decoder.
 
 ``agent`` label values are bounded (see :class:`LabelBudget`), so spoofed sources cannot grow the
 metrics without limit.
@@ -38,6 +43,9 @@ import numpy.typing as npt
 
 from collector.accounting import PrefixRates
 from collector.batch import SampleBatch
+from collector.flow_gate import FlowGate
+from collector.log_budget import LogBudget
+from collector.log_budget import LogLimiter as LogLimiter  # re-exported: other modules import it here
 from collector.lpm import LpmTable
 from collector.metrics import REGISTRY, Registry
 from collector.path_accounting import PathRates
@@ -80,27 +88,6 @@ class LabelBudget:
             self._extra.add(value)
             return value
         return OTHER_LABEL
-
-
-class LogLimiter:
-    """At most one log line per key per ``interval_s``; says how many were suppressed."""
-
-    def __init__(self, interval_s: float = 60.0, max_keys: int = 1024) -> None:
-        self._interval_s = interval_s
-        self._max_keys = max_keys
-        self._last: dict[str, tuple[float, int]] = {}
-
-    def warn(self, key: str, now: float, message: str) -> None:
-        last = self._last.get(key)
-        if last is not None and now - last[0] < self._interval_s:
-            self._last[key] = (last[0], last[1] + 1)
-            return
-        suppressed = 0 if last is None else last[1]
-        if len(self._last) >= self._max_keys and last is None:
-            self._last.clear()  # bounded memory under a flood of distinct keys
-        self._last[key] = (now, 0)
-        suffix = f" ({suppressed} similar suppressed)" if suppressed else ""
-        log.warning("%s%s", message, suffix)
 
 
 @dataclass
@@ -154,7 +141,9 @@ class Collector:
         self._switch_index = {name: i for i, name in enumerate(self._switch_names)}
         self._lpm_for = lpm_for
         self._agent_label = LabelBudget(set(self._agent_switches))
-        self._log = LogLimiter()
+        self._log = LogBudget()
+        # set by the service: only datagrams from allowed sources naming allowed agents are decoded
+        self.flow_gate: FlowGate | None = None
         self._m_datagrams = registry.counter("topfib_sflow_datagrams_total", "sFlow datagrams decoded.")
         self._m_samples = registry.counter(
             "topfib_sflow_samples_total", "IP flow samples accounted, by switch.", ("switch",)
@@ -190,6 +179,12 @@ class Collector:
             "NetFlow/IPFIX export loss by sequence numbers: v5 flows, v9 export packets, IPFIX data records.",
             ("exporter", "unit"),
         )
+        self._m_state_limited = registry.counter(
+            "topfib_flow_state_limited_total",
+            "Per-exporter decoder state at its bound, by kind: sFlow sub-agent streams evicted, "
+            "sFlow data sources not tracked, NetFlow/IPFIX templates evicted or refused.",
+            ("kind",),
+        )
         self._m_agent_drops = registry.counter(
             "topfib_sflow_agent_dropped_samples_total",
             "Samples the agent reports it dropped (flow sample 'drops' counter deltas).",
@@ -201,11 +196,20 @@ class Collector:
         return list(self._switch_names)
 
     def feed(self, datagram: bytes, exporter: str) -> None:
-        self.decoder.feed(datagram, exporter)
+        if self.flow_gate is None or self.flow_gate.admit([(datagram, exporter)]):
+            self.decoder.feed(datagram, exporter)
 
     def feed_many(self, datagrams: list[tuple[bytes, str]]) -> None:
-        """(payload, exporter address) pairs, in arrival order."""
+        """(payload, UDP source address) pairs, in arrival order."""
+        if self.flow_gate is not None:
+            datagrams = self.flow_gate.admit(datagrams)
         self.decoder.feed_many(datagrams)
+
+    def flush_logs(self, now: float) -> None:
+        """Say what the log budgets suppressed in windows that have ended (called now and then)."""
+        self._log.flush(now)
+        if self.flow_gate is not None:
+            self.flow_gate.flush_logs(now)
 
     def take(self) -> SampleBatch:
         """Everything decoded since the last take (to be passed to :meth:`process`)."""
@@ -333,7 +337,7 @@ class Collector:
             totals.malformed_datagrams += count
             self._m_malformed.inc(count, reason=reason, agent=self._agent_label(agent))
             self._log.warn(
-                f"malformed:{agent}:{reason}",
+                f"malformed:{reason}",
                 now,
                 f"dropped {count} malformed sFlow datagram(s) from {agent}: {reason}",
             )
@@ -348,6 +352,9 @@ class Collector:
         for (exporter, unit), count in batch.export_lost.items():
             if count > 0:
                 self._m_export_lost.inc(count, exporter=self._agent_label(exporter), unit=unit)
+        for kind, count in batch.state_limited.items():
+            self._m_state_limited.inc(count, kind=kind)
+            self._log.warn(f"state_limited:{kind}", now, f"per-exporter state at its bound: {count} {kind}")
 
     def _count_unknown_agents(
         self,
@@ -367,7 +374,7 @@ class Collector:
             self.totals.unknown_agent_samples += count
             self._m_unknown_agent.inc(count, agent=self._agent_label(agent))
             self._log.warn(
-                f"unknown:{agent}",
+                "unknown_agent",
                 now,
                 f"dropped {count} flow sample(s) from sFlow agent {agent}: not in any switch's sflow_agents",
             )
@@ -404,6 +411,8 @@ def merge_batches(batches: list[SampleBatch]) -> SampleBatch:
             merged.agent_drops[agent] = merged.agent_drops.get(agent, 0) + count
         for key, count in batch.export_lost.items():
             merged.export_lost[key] = merged.export_lost.get(key, 0) + count
+        for kind, count in batch.state_limited.items():
+            merged.state_limited[kind] = merged.state_limited.get(kind, 0) + count
     merged.agents = list(index)
     merged.v4_agent = np.concatenate(v4_agents).astype(np.uint32, copy=False)
     merged.v6_agent = np.concatenate(v6_agents).astype(np.uint32, copy=False)

@@ -70,7 +70,7 @@ class FastSflowDecoder:
             v6_agent, v6_hi, v6_lo, v6_bytes, v6_packets,
             datagrams, flow_samples, counter_samples, non_ip_samples,
             malformed, lost, drops,
-            next_hops, v4_input_if, v4_next_hop, v6_input_if, v6_next_hop,
+            next_hops, v4_input_if, v4_next_hop, v6_input_if, v6_next_hop, limited,
         ) = self._c.take()  # fmt: skip
         return SampleBatch(
             agents=agents,
@@ -95,4 +95,13 @@ class FastSflowDecoder:
             v4_next_hop=np.frombuffer(v4_next_hop, dtype=np.int32),
             v6_input_if=np.frombuffer(v6_input_if, dtype=np.uint32),
             v6_next_hop=np.frombuffer(v6_next_hop, dtype=np.int32),
+            state_limited={kind: count for kind, count in limited.items() if count},
         )
+
+    def state_sizes(self) -> tuple[int, int, int]:
+        """(agents, (agent, sub-agent) streams, drop baselines) held now: the bounds' tests read it."""
+        if self._c is not None:
+            agents, streams, drops, _capacity = self._c.state_sizes()
+            return agents, streams, drops
+        assert self._python is not None
+        return self._python.state_sizes()

@@ -15,12 +15,18 @@ specification of the fast path's rules; the equivalence tests hold the C code to
   that goes back while uptime went back by more than a second is an agent restart (state reset);
   any other step back is a duplicate or a late datagram and is ignored;
 * agent drops: the increase of each data source's ``drops`` counter since its previous sample
-  (the first sample of a source only sets the baseline; a decrease is a counter reset).
+  (the first sample of a source only sets the baseline; a decrease is a counter reset);
+* bounded state (sub-agent ids and data source ids are whatever the sender writes): an agent
+  keeps at most ``MAX_SUB_AGENTS`` (agent, sub-agent) streams; a new one beyond that evicts the
+  agent's oldest stream with its drop baselines (``state_limited["sflow_sub_agent_evicted"]``).
+  A stream keeps at most ``MAX_DATA_SOURCES`` drop baselines; further data sources are not
+  tracked (``state_limited["sflow_data_source_refused"]`` per sample).
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections import deque
 from typing import Final
 
 import numpy as np
@@ -34,6 +40,10 @@ U32: Final = 0xFFFFFFFF
 RESTART_UPTIME_STEP_MS: Final = 1000
 INTERFACE_AGENT: Final = 0x3FFFFFFF  # ifIndex value meaning "the agent itself"
 UNSPECIFIED: Final = frozenset(("0.0.0.0", "::"))
+MAX_SUB_AGENTS: Final = 64  # (agent, sub-agent) sequence streams per agent
+MAX_DATA_SOURCES: Final = 1024  # drop-counter baselines per stream
+SUB_AGENT_EVICTED: Final = "sflow_sub_agent_evicted"
+DATA_SOURCE_REFUSED: Final = "sflow_data_source_refused"
 
 
 def forward_step(previous: int, current: int) -> int:
@@ -42,13 +52,46 @@ def forward_step(previous: int, current: int) -> int:
     return delta if delta < HALF_RANGE else 0
 
 
+class _Stream:
+    """One (agent, sub-agent): its last sequence number and uptime, and its drop baselines."""
+
+    __slots__ = ("drops", "sequence", "uptime_ms")
+
+    def __init__(self) -> None:
+        self.sequence: int | None = None  # None: no datagram counted yet
+        self.uptime_ms = 0
+        self.drops: dict[tuple[int, int], int] = {}  # (source type, source index) -> drops
+
+
 class PythonFastDecoder:
     """Accumulates flow samples of many datagrams into one :class:`SampleBatch` per ``take``."""
 
     def __init__(self) -> None:
-        self._sequences: dict[tuple[str, int], tuple[int, int]] = {}  # -> (sequence, uptime)
-        self._drops: dict[tuple[str, int, int, int], int] = {}
+        self._streams: dict[tuple[str, int], _Stream] = {}
+        self._sub_agents: dict[str, deque[int]] = {}  # agent -> its streams' sub-agents, oldest first
         self._reset_batch()
+
+    def _stream(self, agent: str, sub_agent: int) -> _Stream:
+        """The stream's state, created on first sight (evicting the agent's oldest at the bound)."""
+        stream = self._streams.get((agent, sub_agent))
+        if stream is not None:
+            return stream
+        order = self._sub_agents.setdefault(agent, deque())
+        if len(order) >= MAX_SUB_AGENTS:
+            del self._streams[(agent, order.popleft())]
+            self._limited(SUB_AGENT_EVICTED)
+        order.append(sub_agent)
+        stream = self._streams[(agent, sub_agent)] = _Stream()
+        return stream
+
+    def state_sizes(self) -> tuple[int, int, int]:
+        """(agents, (agent, sub-agent) streams, drop baselines) held now."""
+        drops = sum(len(stream.drops) for stream in self._streams.values())
+        return len(self._sub_agents), len(self._streams), drops
+
+    def _limited(self, kind: str) -> None:
+        limited = self._batch.state_limited
+        limited[kind] = limited.get(kind, 0) + 1
 
     def _reset_batch(self) -> None:
         self._batch = SampleBatch()
@@ -79,10 +122,9 @@ class PythonFastDecoder:
             batch.agents.append(agent)
         batch.flow_samples += len(decoded.flow_samples)
         batch.counter_samples += len(decoded.counter_samples)
+        stream = self._stream(agent, header.sub_agent)
         for sample in decoded.flow_samples:
-            self._count_drops(
-                agent, header.sub_agent, sample.source_id_type, sample.source_id_index, sample.drops
-            )
+            self._count_drops(agent, stream, sample.source_id_type, sample.source_id_index, sample.drops)
             if sample.dst is None or sample.frame_length is None:
                 batch.non_ip_samples += 1
                 continue
@@ -107,7 +149,7 @@ class PythonFastDecoder:
                 packets4.append(rate)
                 input4.append(input_if)
                 hops4.append(hop)
-        self._count_sequence(agent, header.sub_agent, header.sequence, header.uptime_ms)
+        self._count_sequence(agent, stream, header.sequence, header.uptime_ms)
 
     def _hop(self, sample: FlowSample) -> int:
         """Index of the sample's next hop in the batch's ``next_hops`` (-1: none)."""
@@ -124,28 +166,28 @@ class PythonFastDecoder:
         for datagram, exporter in datagrams:
             self.feed(datagram, exporter)
 
-    def _count_sequence(self, agent: str, sub_agent: int, sequence: int, uptime_ms: int) -> None:
-        key = (agent, sub_agent)
-        previous = self._sequences.get(key)
-        if previous is None:
-            self._sequences[key] = (sequence, uptime_ms)
+    def _count_sequence(self, agent: str, stream: _Stream, sequence: int, uptime_ms: int) -> None:
+        if stream.sequence is None:
+            stream.sequence, stream.uptime_ms = sequence, uptime_ms
             return
-        last_sequence, last_uptime = previous
-        step = forward_step(last_sequence, sequence)
+        step = forward_step(stream.sequence, sequence)
         if step:
             if step > 1:
                 lost = self._batch.lost_datagrams
                 lost[agent] = lost.get(agent, 0) + step - 1
-            self._sequences[key] = (sequence, uptime_ms)
-        elif uptime_ms + RESTART_UPTIME_STEP_MS < last_uptime:
-            self._sequences[key] = (sequence, uptime_ms)
+            stream.sequence, stream.uptime_ms = sequence, uptime_ms
+        elif uptime_ms + RESTART_UPTIME_STEP_MS < stream.uptime_ms:
+            stream.sequence, stream.uptime_ms = sequence, uptime_ms
 
     def _count_drops(
-        self, agent: str, sub_agent: int, source_type: int, source_index: int, drops: int
+        self, agent: str, stream: _Stream, source_type: int, source_index: int, drops: int
     ) -> None:
-        key = (agent, sub_agent, source_type, source_index)
-        previous = self._drops.get(key)
-        self._drops[key] = drops
+        key = (source_type, source_index)
+        previous = stream.drops.get(key)
+        if previous is None and len(stream.drops) >= MAX_DATA_SOURCES:
+            self._limited(DATA_SOURCE_REFUSED)
+            return
+        stream.drops[key] = drops
         if previous is not None:
             step = forward_step(previous, drops)
             if step:

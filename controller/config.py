@@ -115,6 +115,8 @@ class SwitchConfig(_Strict):
     bgp_port: int = Field(179, gt=0, lt=65536)
     passive: bool = False
     sflow_agents: list[str] = []
+    # UDP sources (addresses or CIDRs) flow datagrams are accepted from; None: the sflow_agents
+    flow_sources: list[str] | None = None
     fib_cap_ipv4: int = Field(gt=0)
     fib_cap_ipv6: int = Field(gt=0)
     fib_cap_ipv4_24: int = Field(0, ge=0)
@@ -165,6 +167,17 @@ class SwitchConfig(_Strict):
     @classmethod
     def _agents(cls, value: list[str]) -> list[str]:
         return [str(parse_ip(a)) for a in value]
+
+    @field_validator("flow_sources")
+    @classmethod
+    def _flow_sources(cls, value: list[str] | None) -> list[str] | None:
+        # an address is its own /32 (/128); host bits set in a CIDR is a typo, not a wider net
+        return None if value is None else [str(ipaddress.ip_network(s, strict=True)) for s in value]
+
+    @property
+    def effective_flow_sources(self) -> list[str]:
+        """Where this switch's flow datagrams may come from (``flow_sources``, else its agents)."""
+        return self.flow_sources if self.flow_sources is not None else self.sflow_agents
 
     @model_validator(mode="after")
     def _ttl_bounds(self) -> SwitchConfig:

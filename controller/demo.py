@@ -101,7 +101,9 @@ def demo_config(
         "api": {"listen": f"127.0.0.1:{api_port}"},
         "collector": {"sflow_listen": [f"127.0.0.1:{sflow_port}"], "receive_buffer_bytes": 4 * 1024 * 1024},
         "store": {"url": "memory://"},
-        "switch": [{"name": SWITCH_NAME, "fib_cap_ipv4": CAP_V4, "fib_cap_ipv6": CAP_V6, **switch}],
+        # the demo's sFlow agent sends from the host's loopback, whatever agent address it writes
+        "switch": [{"name": SWITCH_NAME, "fib_cap_ipv4": CAP_V4, "fib_cap_ipv6": CAP_V6,
+                    "flow_sources": ["127.0.0.1"], **switch}],
         "token": tokens.config_entries(),
     })
 

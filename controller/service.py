@@ -26,6 +26,7 @@ import uvicorn
 from api.app import create_app
 from collector.accounting import PrefixRates
 from collector.batch import SampleBatch
+from collector.flow_gate import FlowGate, SwitchFlowSources
 from collector.listener import SflowListener
 from collector.lpm import LpmTable
 from collector.matrix import MatrixInterval, TrafficMatrix, monotonic_to_wall
@@ -124,6 +125,10 @@ class Service:
             path_rates=self.path_rates,
         )
         self.collector.lock = self.lock
+        self.collector.flow_gate = FlowGate(
+            SwitchFlowSources(sw.name, tuple(sw.sflow_agents), tuple(sw.effective_flow_sources))
+            for sw in config.switch
+        )
         self.matrix, self.matrix_writer = _make_matrix(config)
         self.collector.matrix = self.matrix
         self.view = LiveView(self.controllers, self.collector)

@@ -28,6 +28,7 @@ from controller.demo_table import DemoTable, FamilyTable, load_demo_table, read_
 from controller.demo_traffic import SAMPLES_PER_DATAGRAM, SflowGenerator
 from controller.demo_view import DemoSnapshot, RequestLine, TopLine, plain_line, render
 from controller.netns_lab import PEER_NEXT_HOPS, PeerRoute, render_bird_config, render_static_protocol
+from controller.service import Service
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "tests" / "golden" / "exabgp" / "bird2-addpath.jsonl"
@@ -216,6 +217,16 @@ def test_demo_config_is_valid_and_holds_the_tokens_hashes() -> None:
     hashes = {token.role: token.sha256 for token in config.token}
     assert hashes["viewer"] == hashlib.sha256(tokens.viewer.encode()).hexdigest()
     assert len({tokens.viewer, tokens.ap, tokens.operator}) == 3
+
+
+def test_the_demo_agents_datagrams_pass_the_services_flow_gate(bundled: DemoTable, tmp_path: Path) -> None:
+    """The generator sends from the host's loopback whatever agent address it writes."""
+    config = demo_config({"neighbor": "10.99.0.2", "local_address": "10.99.0.1", "local_as": 65000,
+                          "peer_as": 65000, "sflow_agents": ["10.99.0.2"]}, DemoTokens(), 18080, 16343)
+    gate = Service(config, runtime_dir=tmp_path).collector.flow_gate
+    generator = SflowGenerator(bundled, "10.99.0.2", ("127.0.0.1", 9), seed=5)
+    datagrams = [(datagram, "127.0.0.1") for datagram in generator.datagrams(70)]
+    assert gate is not None and gate.admit(datagrams) == datagrams
 
 
 def test_post_requests_reports_an_unreachable_api_per_address() -> None:

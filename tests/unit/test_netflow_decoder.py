@@ -177,12 +177,16 @@ def test_data_before_template_in_the_same_datagram() -> None:
 
 
 def test_template_cache_is_bounded() -> None:
-    decoder = FlowDecoder(max_templates=2)
+    decoder = FlowDecoder(max_templates=4)  # and 1 per exporter (a tenth, at least 1)
     sets = [ipfix_set(2, ipfix_template(256 + i, FLOW_FIELDS)) for i in range(3)]
     decoder.decode(ipfix(*sets), "x")
-    assert (decoder.counters.templates, decoder.counters.templates_refused) == (2, 1)
-    decoder.decode(ipfix(sets[0]), "x")  # redefining a known one is still allowed
-    assert decoder.counters.templates == 3
+    counters = decoder.counters
+    assert (counters.templates, counters.templates_evicted, counters.templates_refused) == (3, 2, 0)
+    decoder.decode(ipfix(sets[2]), "x")  # refreshing the one kept evicts nothing
+    assert (counters.templates, counters.templates_evicted) == (4, 2)
+    for exporter in ("y", "z", "w", "v"):
+        decoder.decode(ipfix(sets[0]), exporter)
+    assert (counters.templates, counters.templates_refused) == (7, 1)  # 4 in total
 
 
 def test_netflow_v9_options_scope_is_not_an_element() -> None:
