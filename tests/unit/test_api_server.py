@@ -1,0 +1,163 @@
+"""api.server in process, over loopback: TCP_NODELAY, the request deadline, api.max_connections.
+
+A tiny ASGI app stands in for topfib's (what is under test is the transport); the clients are
+real sockets. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from starlette.types import Receive, Scope, Send
+
+from api.metrics import ACCEPT_PAUSES, CONNECTIONS_DROPPED
+from api.server import ApiServer, LogBudget
+from controller.config import ApiConfig
+
+REQUEST = b"GET /ok HTTP/1.1\r\nHost: t\r\n\r\n"
+
+
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    assert scope["type"] == "http"
+    if scope["path"] == "/slow":
+        await asyncio.sleep(0.6)  # longer than the tests' request deadline: the app's time is not counted
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+@asynccontextmanager
+async def serving(max_connections: int = 100, read_timeout_s: float = 0.3) -> AsyncIterator[ApiServer]:
+    # protocol 0, as the socket that hid the bug: asyncio sets TCP_NODELAY only on IPPROTO_TCP ones
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    api = ApiConfig(listen=f"127.0.0.1:{sock.getsockname()[1]}", request_read_timeout_s=read_timeout_s)
+    server = ApiServer(app, api, None, max_connections)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    for _ in range(200):
+        if server.started:
+            break
+        await asyncio.sleep(0.01)
+    try:
+        yield server
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+
+
+def port_of(server: ApiServer) -> int:
+    assert server.acceptor is not None
+    return int(server.acceptor._sock.getsockname()[1])
+
+
+async def connect(server: ApiServer) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", port_of(server))
+
+
+async def ask(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes = REQUEST) -> bytes:
+    writer.write(request)
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    body = await asyncio.wait_for(reader.readexactly(2), 5)
+    return head + body
+
+
+async def closed_within(reader: asyncio.StreamReader, timeout_s: float) -> bool:
+    try:
+        return await asyncio.wait_for(reader.read(1), timeout_s) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def run(test: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(test(), 30))
+
+
+def test_accepted_connections_have_tcp_nodelay() -> None:
+    async def body() -> None:
+        async with serving() as server:
+            reader, writer = await connect(server)
+            assert (await ask(reader, writer)).endswith(b"ok")
+            sockets = [c.transport.get_extra_info("socket") for c in server.server_state.connections]
+            assert sockets and all(s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for s in sockets)
+            writer.close()
+    run(body)
+
+
+def test_a_client_trickling_its_request_is_closed_at_the_deadline() -> None:
+    async def body() -> None:
+        before = CONNECTIONS_DROPPED.value(reason="request_timeout")
+        async with serving(read_timeout_s=0.3) as server:
+            reader, writer = await connect(server)
+            for byte in REQUEST[:4]:  # a byte every 50 ms: each would restart an idle timer
+                writer.write(bytes([byte]))
+                await asyncio.sleep(0.05)
+            assert await closed_within(reader, 2.0)
+            writer.close()
+            assert server.acceptor is not None
+            for _ in range(100):
+                if server.acceptor.open_connections == 0:
+                    break
+                await asyncio.sleep(0.01)
+            assert server.acceptor.open_connections == 0
+        assert CONNECTIONS_DROPPED.value(reason="request_timeout") == before + 1
+    run(body)
+
+
+def test_the_deadline_spares_kept_alive_clients_and_slow_answers() -> None:
+    async def body() -> None:
+        async with serving(read_timeout_s=0.3) as server:
+            reader, writer = await connect(server)
+            for _ in range(3):  # each request well within the deadline, the connection older than it
+                assert (await ask(reader, writer)).endswith(b"ok")
+                await asyncio.sleep(0.2)
+            slow = await ask(reader, writer, b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert slow.startswith(b"HTTP/1.1 200")
+            assert (await ask(reader, writer)).endswith(b"ok")
+            assert await closed_within(reader, 2.0)  # then silence: closed
+            writer.close()
+    run(body)
+
+
+def test_max_connections_pauses_accept_until_one_closes() -> None:
+    async def body() -> None:
+        before = ACCEPT_PAUSES.value(reason="max_connections")
+        async with serving(max_connections=2, read_timeout_s=5.0) as server:
+            held = [await connect(server) for _ in range(2)]
+            for reader, writer in held:
+                assert (await ask(reader, writer)).endswith(b"ok")
+            reader, writer = await connect(server)  # completes in the kernel's backlog
+            writer.write(REQUEST)
+            try:
+                await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 0.5)
+                raise AssertionError("a third connection was served with api.max_connections = 2")
+            except TimeoutError:
+                pass
+            assert server.acceptor is not None and server.acceptor.open_connections == 2
+            held[0][1].close()
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert head.startswith(b"HTTP/1.1 200")
+            for _, w in (held[1], (reader, writer)):
+                w.close()
+        assert ACCEPT_PAUSES.value(reason="max_connections") > before
+    run(body)
+
+
+def test_log_budget_passes_one_line_per_message_and_interval() -> None:
+    now = [0.0]
+    budget = LogBudget(interval_s=60, clock=lambda: now[0])
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("uvicorn.error", logging.WARNING, __file__, 1, msg, None, None)
+
+    assert budget.filter(record("Invalid HTTP request received."))
+    assert not any(budget.filter(record("Invalid HTTP request received.")) for _ in range(1000))
+    assert budget.filter(record("another message"))
+    now[0] = 61
+    later = record("Invalid HTTP request received.")
+    assert budget.filter(later)
+    assert "1000 similar suppressed" in str(later.msg)
