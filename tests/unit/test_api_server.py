@@ -161,3 +161,66 @@ def test_log_budget_passes_one_line_per_message_and_interval() -> None:
     later = record("Invalid HTTP request received.")
     assert budget.filter(later)
     assert "1000 similar suppressed" in str(later.msg)
+
+
+CHILD = """
+import asyncio, logging, resource, socket, sys
+from api.server import ApiServer
+from controller.config import ApiConfig
+from tests.unit.test_api_server import app
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+sock.bind(("127.0.0.1", 0))
+print(sock.getsockname()[1], flush=True)
+api = ApiConfig(request_read_timeout_s=30.0)
+asyncio.run(ApiServer(app, api, None, max_connections=100_000).serve(sockets=[sock]))
+"""
+
+
+def test_out_of_file_descriptors_pauses_accept_with_few_log_lines_and_recovers() -> None:
+    """An open-file limit of 64 and 300 idle clients: accept fails with EMFILE. The server must
+    not log per failed accept (asyncio's own loop wrote one traceback per pending connection per
+    wake-up) and must serve again once clients leave."""
+    import subprocess
+    import sys
+    import time
+
+    child = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    clients: list[socket.socket] = []
+    try:
+        assert child.stdout is not None
+        port = int(child.stdout.readline())
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # bound before listening: wait for serve() to listen
+            try:
+                clients.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+                break
+            except ConnectionRefusedError:
+                time.sleep(0.05)
+        for _ in range(299):
+            clients.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        time.sleep(3.0)  # the server keeps failing to accept the ones past its limit meanwhile
+        assert child.poll() is None, "the server died"
+        for client in clients:
+            client.close()
+        clients.clear()
+        deadline = time.monotonic() + 10
+        answer = b""
+        while time.monotonic() < deadline and not answer.startswith(b"HTTP/1.1 200"):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as probe:
+                probe.sendall(REQUEST)
+                try:
+                    answer = probe.recv(100)
+                except OSError:
+                    answer = b""
+        assert answer.startswith(b"HTTP/1.1 200"), "not serving again after the clients left"
+    finally:
+        for client in clients:
+            client.close()
+        child.terminate()
+        _, stderr = child.communicate(timeout=10)
+    lines = stderr.splitlines()
+    assert any("EMFILE" in line for line in lines), stderr[-2000:]
+    assert len(lines) < 40, f"{len(lines)} log lines: {stderr[-2000:]}"
