@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import resource
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.integration.fault_support import TopfibProcess, free_port
+from tests.integration.fault_support import TopfibProcess, free_port, topfib_executable
 
 AP_TOKEN = "transport-ap-token"
 VIEWER_TOKEN = "transport-viewer-token"
@@ -51,10 +53,29 @@ fib_cap_ipv6 = 4000
     return path
 
 
+class LimitedTopfibProcess(TopfibProcess):
+    """``topfib run`` under an open-file limit (soft and hard: it cannot raise it)."""
+
+    def __init__(self, config_path: Path, log_path: Path, open_files: int) -> None:
+        super().__init__(config_path, log_path)
+        self.open_files = open_files
+
+    def start(self) -> None:
+        limit = (self.open_files, self.open_files)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [*topfib_executable(), "run", "--config", str(self.config_path)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, limit))
+
+
 @contextlib.contextmanager
-def running_topfib(config: Path, *, healthy: bool = True) -> Iterator[TopfibProcess]:
+def running_topfib(config: Path, *, healthy: bool = True,
+                   open_files: int | None = None) -> Iterator[TopfibProcess]:
     """``topfib run`` with ``config``, stopped (SIGTERM by PID) on the way out."""
-    process = TopfibProcess(config, config.with_suffix(".log"))
+    log_path = config.with_suffix(".log")
+    process = (TopfibProcess(config, log_path) if open_files is None
+               else LimitedTopfibProcess(config, log_path, open_files))
     process.start()
     try:
         if healthy:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import statistics
 import time
 from pathlib import Path
@@ -53,3 +54,89 @@ def test_kept_alive_requests_do_not_wait_for_the_delayed_ack(
     # The stall is ≥ 40 ms per request (Linux's minimum delayed-ACK time); a loaded CI machine
     # answers in a few ms. The median is robust to a few slow requests either way.
     assert statistics.median(times[1:]) < 20, [round(t, 1) for t in times]
+
+
+def _trickle(sockets: list[socket.socket], deadline_s: float) -> float:
+    """Send one header byte per connection every 0.5 s until the server has closed them all;
+    seconds until then (or ``deadline_s``)."""
+    started = time.monotonic()
+    open_ = list(sockets)
+    while open_ and time.monotonic() - started < deadline_s:
+        still = []
+        for sock in open_:
+            try:
+                if sock.recv(1) == b"":  # EOF: closed by the server
+                    continue
+            except BlockingIOError:
+                pass
+            except OSError:
+                continue
+            try:
+                sock.send(b"X")
+                still.append(sock)
+            except OSError:
+                pass
+        open_ = still
+        time.sleep(0.5)
+    return time.monotonic() - started
+
+
+def _healthz_seconds(host: str, port: int, timeout_s: float) -> float:
+    started = time.monotonic()
+    connection = http.client.HTTPConnection(host, port, timeout=timeout_s)
+    try:
+        connection.request("GET", "/healthz")
+        assert connection.getresponse().status == 200
+    finally:
+        connection.close()
+    return time.monotonic() - started
+
+
+def _open_many(host: str, port: int, count: int, first_line: bytes) -> list[socket.socket]:
+    sockets = []
+    for _ in range(count):
+        sock = socket.create_connection((host, port), timeout=5)
+        sock.sendall(first_line)
+        sock.setblocking(False)
+        sockets.append(sock)
+    return sockets
+
+
+def test_slowloris_connections_are_closed_in_bounded_time_and_the_api_keeps_answering(tmp_path: Path) -> None:
+    config = standalone_config(tmp_path, "request_read_timeout_s = 2.0")
+    with running_topfib(config) as topfib:
+        host, port = api_address(topfib)
+        sockets = _open_many(host, port, 500, b"GET /healthz HTTP/1.1\r\nX-Slow: ")
+        try:
+            assert _healthz_seconds(host, port, 10) < 5, "/healthz did not answer during the attack"
+            closed_after = _trickle(sockets, 30.0)
+        finally:
+            for sock in sockets:
+                sock.close()
+        metrics = http.client.HTTPConnection(host, port, timeout=10)
+        metrics.request("GET", "/metrics")
+        text = metrics.getresponse().read().decode()
+        metrics.close()
+    # 2 s for the last one opened, after the few seconds opening 500 took; generous for a busy CI box
+    assert closed_after < 15, f"trickling connections still open after {closed_after:.1f} s"
+    assert 'topfib_api_connections_dropped_total{reason="request_timeout"} 500' in text
+
+
+def test_more_idle_clients_than_file_descriptors_neither_floods_the_log_nor_stops_the_api(
+    tmp_path: Path
+) -> None:
+    """1,100 idle connections against an open-file limit of 256 (that topfib cannot raise)."""
+    config = standalone_config(tmp_path, "request_read_timeout_s = 1.0")
+    with running_topfib(config, open_files=256) as topfib:
+        host, port = api_address(topfib)
+        sockets = _open_many(host, port, 1100, b"")
+        try:
+            waited = _healthz_seconds(host, port, 60)  # queued behind ~1,000 others, 128 at a time
+            assert topfib.alive()
+        finally:
+            for sock in sockets:
+                sock.close()
+        log = topfib.log()
+    assert waited < 40, f"/healthz took {waited:.1f} s"
+    assert "api.max_connections 1024 lowered to 128" in log
+    assert len(log.splitlines()) < 60, log[-3000:]
