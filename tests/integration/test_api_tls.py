@@ -186,3 +186,13 @@ def test_sighup_serves_a_renewed_certificate_to_new_connections(tmp_path: Path) 
         log = topfib.log()
     assert "reload failed" in log and "is not the key of" in log
     assert "reloaded" in log
+
+
+def test_an_unreadable_certificate_stops_topfib_run_naming_the_key(tmp_path: Path) -> None:
+    issuer = Issuer(tmp_path)
+    _, key, _ = issuer.issue("topfib-api", server=True)
+    with running_topfib(tls_config(tmp_path, tmp_path / "absent.crt", key), healthy=False) as topfib:
+        assert topfib.process is not None
+        assert topfib.process.wait(timeout=30) == 2
+        log = topfib.log()
+    assert "api.tls_cert_file: cannot read" in log and "Traceback" not in log
