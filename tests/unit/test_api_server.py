@@ -224,3 +224,27 @@ def test_out_of_file_descriptors_pauses_accept_with_few_log_lines_and_recovers()
     lines = stderr.splitlines()
     assert any("EMFILE" in line for line in lines), stderr[-2000:]
     assert len(lines) < 40, f"{len(lines)} log lines: {stderr[-2000:]}"
+
+
+def test_the_open_file_limit_is_raised_to_the_hard_limit_and_bounds_max_connections() -> None:
+    """In a child (limits are per process): soft 256 under hard 2048 is raised; under a hard 256,
+    api.max_connections 1024 becomes 256 less the reserve."""
+    import subprocess
+    import sys
+
+    script = """
+import resource, sys
+from api.server import RESERVED_FDS, connection_limit
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, int(sys.argv[1])))
+limit = connection_limit(1024)
+print(limit, resource.getrlimit(resource.RLIMIT_NOFILE)[0], RESERVED_FDS)
+"""
+
+    def run_child(hard: int) -> list[int]:
+        out = subprocess.run([sys.executable, "-c", script, str(hard)], capture_output=True, text=True,
+                             check=True, timeout=30).stdout
+        return [int(word) for word in out.split()]
+
+    assert run_child(2048)[:2] == [1024, 2048]
+    limit, soft, reserved = run_child(256)
+    assert (limit, soft) == (256 - reserved, 256)
