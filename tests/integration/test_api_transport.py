@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
 import socket
 import statistics
 import time
@@ -140,3 +142,14 @@ def test_more_idle_clients_than_file_descriptors_neither_floods_the_log_nor_stop
     assert waited < 40, f"/healthz took {waited:.1f} s"
     assert "api.max_connections 1024 lowered to 128" in log
     assert len(log.splitlines()) < 60, log[-3000:]
+
+
+def test_sighup_without_tls_changes_nothing(tmp_path: Path) -> None:
+    """SIGHUP reloads the API certificate; without TLS it is logged and ignored (it used to kill
+    the process: the default action)."""
+    with running_topfib(standalone_config(tmp_path)) as topfib:
+        os.kill(topfib.pid, signal.SIGHUP)
+        time.sleep(0.5)
+        host, port = api_address(topfib)
+        assert _healthz_seconds(host, port, 10) < 5 and topfib.alive()
+        assert "nothing to reload" in topfib.log()
