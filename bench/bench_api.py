@@ -221,29 +221,44 @@ def scripts(workdir: Path, token: str) -> dict[str, Path]:
     return paths
 
 
+def flush_redis(store_url: str) -> None:
+    """Empty the bench's Redis: each phase starts without the requests the previous one stored."""
+    if store_url.startswith("redis://"):
+        host, port = store_url.removeprefix("redis://").split("/")[0].split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(b"*1\r\n$7\r\nFLUSHDB\r\n")
+            if not sock.recv(16).startswith(b"+OK"):
+                raise RuntimeError("FLUSHDB failed")
+
+
 def measure(store_url: str, workdir: Path, args: argparse.Namespace) -> dict[str, Run]:
+    """Each load on a fresh ``topfib run`` (and an empty Redis): the active requests a phase leaves
+    (100k after the 100-IP one) would otherwise weigh on the next through the control loop's reads."""
     token = new_token()
     lua = scripts(workdir, token)
-    process, port = start_topfib(store_url, token, workdir, args.nice)
-    try:
-        run_wrk(process.pid, port, "/v1/requests", lua["post1"], 1, args.connections, args.nice)  # warm-up
-        return {
-            "healthz": run_wrk(process.pid, port, "/healthz", lua["healthz"], args.duration, args.connections,
-                               args.nice),
-            "post 1 IP": run_wrk(process.pid, port, "/v1/requests", lua["post1"], args.duration,
-                                 args.connections, args.nice),
-            "post 100 IPs": run_wrk(process.pid, port, "/v1/requests", lua["post100"], args.duration,
-                                    args.connections, args.nice),
-            "sequential": sequential_posts(port, token),
-        }
-    finally:
-        stop(process)
+    phases = {"healthz": ("/healthz", "healthz"), "post 1 IP": ("/v1/requests", "post1"),
+              "post 100 IPs": ("/v1/requests", "post100"), "sequential": ("", "")}
+    runs = {}
+    for name, (path, script) in phases.items():
+        flush_redis(store_url)
+        process, port = start_topfib(store_url, token, workdir, args.nice)
+        try:
+            run_wrk(process.pid, port, "/v1/requests", lua["post1"], 1, args.connections, args.nice)  # warm
+            if name == "sequential":
+                runs[name] = sequential_posts(port, token)
+            else:
+                runs[name] = run_wrk(process.pid, port, path, lua[script], args.duration, args.connections,
+                                     args.nice)
+        finally:
+            stop(process)
+    return runs
 
 
 def measure_replicas(store_url: str, workdir: Path, args: argparse.Namespace) -> list[Run]:
     """R ``topfib run`` on one Redis, each loaded by its own wrk at the same time (one-IP POSTs)."""
     token = new_token()
     lua = scripts(workdir, token)
+    flush_redis(store_url)
     started = [start_topfib(store_url, token, workdir, args.nice) for _ in range(args.replicas)]
     try:
         loads = [(wrk(f"http://127.0.0.1:{port}/v1/requests", lua["post1"], args.duration, args.connections,
