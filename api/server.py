@@ -75,11 +75,13 @@ def install_log_budget() -> None:
 
 
 def connection_limit(max_connections: int) -> int:
-    """Raise the soft open-file limit to the hard one; ``max_connections`` or less if the limit
-    cannot hold that many besides :data:`RESERVED_FDS` (with a warning naming the key)."""
+    """Raise the soft open-file limit to what ``max_connections`` needs besides :data:`RESERVED_FDS`
+    (no further: children such as ExaBGP inherit it), within the hard limit; ``max_connections``,
+    or less if the limit cannot hold that many (with a warning naming the key)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or hard > soft:
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, max_connections + RESERVED_FDS)
+    wanted = max_connections + RESERVED_FDS
+    if soft != resource.RLIM_INFINITY and soft < wanted and (hard == resource.RLIM_INFINITY or hard > soft):
+        target = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
             soft = target
