@@ -253,8 +253,11 @@ def load_config(path: Path) -> TopfibConfig:
 
 def check_config_file(path: Path) -> int:
     """CLI body of ``topfib check-config``: 0 when valid, 2 with the bad key on stderr."""
+    from api.tls import build_tls_context  # here: api imports this module
+
     try:
         config = load_config(path)
+        build_tls_context(config.api)  # the files must be readable PEM, as `topfib run` needs them
     except ConfigError as exc:
         print(f"{path}: {exc}", file=sys.stderr)
         return 2

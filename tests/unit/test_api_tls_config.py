@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from api.tls import build_tls_context
-from controller.config import ApiConfig, ConfigError, parse_config
+from controller.config import ApiConfig, ConfigError, check_config_file, parse_config
 
 BASE = """
 [[switch]]
@@ -61,3 +61,13 @@ def test_unusable_files_name_the_key(tmp_path: Path) -> None:
     for settings, message in cases:
         with pytest.raises(ConfigError, match=message):
             build_tls_context(ApiConfig(**settings))  # type: ignore[arg-type]
+
+
+def test_check_config_reads_the_tls_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cert, key = _self_signed(tmp_path, "one")
+    config = tmp_path / "topfib.toml"
+    config.write_text(f'[api]\ntls_cert_file = "{cert}"\ntls_key_file = "{tmp_path / "absent.key"}"\n{BASE}')
+    assert check_config_file(config) == 2
+    assert "api.tls_key_file: cannot read" in capsys.readouterr().err
+    config.write_text(f'[api]\ntls_cert_file = "{cert}"\ntls_key_file = "{key}"\n{BASE}')
+    assert check_config_file(config) == 0
