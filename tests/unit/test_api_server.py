@@ -12,6 +12,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+import pytest
 from starlette.types import Receive, Scope, Send
 
 from api.metrics import ACCEPT_PAUSES, CONNECTIONS_DROPPED
@@ -249,3 +250,25 @@ print(limit, resource.getrlimit(resource.RLIMIT_NOFILE)[0], RESERVED_FDS)
     assert (limit, soft) == (1024, 1024 + reserved)
     limit, soft, reserved = run_child(256)
     assert (limit, soft) == (256 - reserved, 256)
+
+
+def test_malformed_requests_do_not_write_a_log_line_each(caplog: pytest.LogCaptureFixture) -> None:
+    """uvicorn warns once per unparsable request: a client could fill the disk with them."""
+    uvicorn_log = logging.getLogger("uvicorn.error")  # does not propagate to caplog's root handler
+
+    async def body() -> None:
+        async with serving() as server:
+            uvicorn_log.addHandler(caplog.handler)  # after the server: its logging set-up drops handlers
+            try:
+                for _ in range(50):
+                    reader, writer = await connect(server)
+                    writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+                    answer = await asyncio.wait_for(reader.read(), 5.0)  # to EOF: 400, then closed
+                    assert answer.startswith(b"HTTP/1.1 400")
+                    writer.close()
+            finally:
+                uvicorn_log.removeHandler(caplog.handler)
+
+    run(body)
+    invalid = [r for r in caplog.records if "Invalid HTTP request" in r.getMessage()]
+    assert len(invalid) <= 1, len(invalid)
