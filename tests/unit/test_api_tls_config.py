@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from api.tls import build_tls_context
 from controller.config import ApiConfig, ConfigError, check_config_file, parse_config
+from tests.tls_support import Issuer
 
 BASE = """
 [[switch]]
@@ -36,10 +36,7 @@ def test_bad_api_settings_name_the_key(api: str, key: str) -> None:
 
 
 def _self_signed(directory: Path, name: str) -> tuple[Path, Path]:
-    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                    "-nodes", "-subj", f"/CN={name}", "-days", "1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
+    cert, key, _ = Issuer(directory, f"{name} CA").issue(name, server=True)
     return cert, key
 
 
