@@ -124,6 +124,20 @@ def test_the_deadline_spares_kept_alive_clients_and_slow_answers() -> None:
     run(body)
 
 
+def test_pipelined_requests_are_all_answered_though_the_app_outlasts_the_deadline() -> None:
+    async def body() -> None:
+        async with serving(read_timeout_s=0.3) as server:
+            reader, writer = await connect(server)
+            slow = b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n"
+            writer.write(slow + REQUEST + slow)  # all at once: answered in turn, 1.2 s of app time
+            for _ in range(3):
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+                assert head.startswith(b"HTTP/1.1 200")
+                assert await asyncio.wait_for(reader.readexactly(2), 5) == b"ok"
+            writer.close()
+    run(body)
+
+
 def test_max_connections_pauses_accept_until_one_closes() -> None:
     async def body() -> None:
         before = ACCEPT_PAUSES.value(reason="max_connections")
