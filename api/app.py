@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from fastapi import FastAPI
 
-from api.auth import AuthMiddleware
+from api.auth import AuthMiddleware, public_paths
 from api.context import ApiContext
 from api.dashboard import install_dashboard
 from api.errors import install_error_handlers
@@ -45,17 +45,21 @@ def create_app(
     is read from ``clock``.
     """
     ctx = ApiContext(config=config, store=store, view=view, wall_clock=wall_clock, clock=clock)
-    app = FastAPI(title="topfib", version="1", description=DESCRIPTION)
+    # Swagger UI and ReDoc load their scripts from a CDN: off unless api.docs (openapi.json stays)
+    docs = config.api.docs
+    app = FastAPI(title="topfib", version="1", description=DESCRIPTION, docs_url="/docs" if docs else None,
+                  redoc_url="/redoc" if docs else None)
+    public = public_paths(config.api.metrics_token_required)
     for module in (health, requests, operator, read):
         app.include_router(module.build_router(ctx))
     if traffic_matrix is not None:
         app.include_router(matrix.build_router(ctx, traffic_matrix))
     install_error_handlers(app)
-    install_openapi(app)
+    install_openapi(app, public)
     limiter = RateLimiter(config.api.rate_limit_per_s, config.api.rate_limit_burst, clock)
     # add_middleware wraps: the last added runs first. Order of arrival: count, authenticate, limit body.
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.api.max_body_bytes)
-    app.add_middleware(AuthMiddleware, tokens=TokenTable(config.token), limiter=limiter)
+    app.add_middleware(AuthMiddleware, tokens=TokenTable(config.token), limiter=limiter, public=public)
     app.add_middleware(ResponseCountMiddleware)
     if dashboard:
         install_dashboard(app, ctx)  # last: its page must be served ahead of token auth

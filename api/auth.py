@@ -32,6 +32,12 @@ from api.tokens import Principal, Role, TokenTable
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect",
                           "/openapi.json", "/redoc"})
+METRICS_PATH = "/metrics"
+
+
+def public_paths(metrics_token_required: bool) -> frozenset[str]:
+    """Paths answered without a token (``/metrics`` only while ``api.metrics_token_required`` is off)."""
+    return PUBLIC_PATHS - {METRICS_PATH} if metrics_token_required else PUBLIC_PATHS
 VIEWER_ROLES: tuple[Role, ...] = ("viewer", "operator")
 OPERATOR_ROLES: tuple[Role, ...] = ("operator",)
 REQUEST_ROLES: tuple[Role, ...] = ("ap", "operator")
@@ -52,13 +58,15 @@ def _bearer_token(scope: Scope) -> str | None:
 class AuthMiddleware:
     """401 without a known token, 429 past the token's rate; else records who is calling."""
 
-    def __init__(self, app: ASGIApp, tokens: TokenTable, limiter: RateLimiter) -> None:
+    def __init__(self, app: ASGIApp, tokens: TokenTable, limiter: RateLimiter,
+                 public: frozenset[str] = PUBLIC_PATHS) -> None:
         self._app = app
         self._tokens = tokens
         self._limiter = limiter
+        self._public = public
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+        if scope["type"] != "http" or scope["path"] in self._public:
             await self._app(scope, receive, send)
             return
         token = _bearer_token(scope)

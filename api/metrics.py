@@ -24,3 +24,19 @@ STORE_UNAVAILABLE = REGISTRY.counter(
 INTERNAL_ERRORS = REGISTRY.counter(
     "topfib_api_internal_errors_total", "Unhandled exceptions answered with a generic 500",
 )
+CONNECTIONS_OPEN = REGISTRY.gauge(
+    "topfib_api_connections_open", "API connections open now (api.max_connections bounds it)",
+)
+CONNECTIONS_DROPPED = REGISTRY.counter(
+    "topfib_api_connections_dropped_total",
+    "API connections closed by the server: request_timeout (no complete request within "
+    "api.request_read_timeout_s), tls_handshake (failed or too slow, plain HTTP included)", ("reason",),
+)
+ACCEPT_PAUSES = REGISTRY.counter(
+    "topfib_api_accept_pauses_total",
+    "Times the API stopped accepting: max_connections (all taken) or the accept error (EMFILE, ...)",
+    ("reason",),
+)
+TLS_RELOADS = REGISTRY.counter(
+    "topfib_api_tls_reloads_total", "API certificate reloads on SIGHUP by result (ok, failed)", ("result",),
+)

@@ -28,7 +28,7 @@ _BODY_ERRORS = {
 }
 
 
-def amend_schema(schema: dict[str, Any]) -> dict[str, Any]:
+def amend_schema(schema: dict[str, Any], public: frozenset[str] = PUBLIC_PATHS) -> dict[str, Any]:
     components = schema.setdefault("components", {})
     components.setdefault("securitySchemes", {})["bearer"] = BEARER_SCHEME
     components.setdefault("schemas", {}).setdefault("ErrorOut", {
@@ -42,17 +42,18 @@ def amend_schema(schema: dict[str, Any]) -> dict[str, Any]:
                 responses.setdefault("404", {"description": "no such resource", **_ERROR_REF})
             if "requestBody" in operation:
                 responses.update(_BODY_ERRORS)
-            if path not in PUBLIC_PATHS:
+            if path not in public:
                 operation["security"] = [{"bearer": []}]
                 responses.update(_AUTH_RESPONSES)
     return schema
 
 
-def install_openapi(app: FastAPI) -> None:
+def install_openapi(app: FastAPI, public: frozenset[str] = PUBLIC_PATHS) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             app.openapi_schema = amend_schema(get_openapi(
-                title=app.title, version=app.version, description=app.description, routes=app.routes))
+                title=app.title, version=app.version, description=app.description, routes=app.routes),
+                public)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -1,7 +1,8 @@
 """A bench-only API server: the real app over a StaticView, one uvicorn worker.
 
 ``python -m bench.api_server --config FILE --port N`` serves the config's store (memory or Redis)
-on 127.0.0.1. Used by bench.bench_api and by the two-process integration test; not for production.
+on 127.0.0.1. Used by the two-process integration test (bench.bench_api measures `topfib run`
+itself); not for production.
 """
 
 from __future__ import annotations

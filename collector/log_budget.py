@@ -106,6 +106,8 @@ class LogBudgetFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
             return True
+        if record.levelno >= logging.ERROR and record.exc_info:
+            return True  # a crash in our code, not a message a client can provoke at will
         suppressed = self._budget.admit(f"{record.name}:{record.msg}", self._clock())
         if suppressed is None:
             return False

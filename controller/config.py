@@ -54,12 +54,31 @@ class ApiConfig(_Strict):
     request_batch_max: int = Field(100, gt=0)
     rate_limit_per_s: float = Field(50.0, gt=0)
     rate_limit_burst: int = Field(100, gt=0)
+    # TLS (PEM files); with a client CA, clients must present a certificate it signed (mutual TLS)
+    tls_cert_file: str | None = Field(None, min_length=1)
+    tls_key_file: str | None = Field(None, min_length=1)
+    tls_client_ca_file: str | None = Field(None, min_length=1)
+    # connection limits: past max_connections accept pauses; slow or idle clients are closed
+    max_connections: int = Field(1024, gt=0, le=1_000_000)
+    request_read_timeout_s: float = Field(10.0, gt=0, le=3600)
+    keep_alive_timeout_s: int = Field(5, gt=0, le=3600)
+    docs: bool = False  # Swagger UI at /docs (loads its scripts from a CDN) and ReDoc at /redoc
+    metrics_token_required: bool = False  # /metrics needs a viewer or operator token
+    top_max: int = Field(10_000, gt=0, le=1_000_000)  # most prefixes one GET /v1/top answers
 
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
         split_host_port(value)
         return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ApiConfig:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("api.tls_cert_file and api.tls_key_file go together: set both or neither")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("api.tls_client_ca_file needs api.tls_cert_file and api.tls_key_file")
+        return self
 
 
 class CollectorConfig(_Strict):
@@ -339,8 +358,11 @@ def load_config(path: Path) -> TopfibConfig:
 
 def check_config_file(path: Path) -> int:
     """CLI body of ``topfib check-config``: 0 when valid, 2 with the bad key on stderr."""
+    from api.tls import build_tls_context  # here: api imports this module
+
     try:
         config = load_config(path)
+        build_tls_context(config.api)  # the files must be readable PEM, as `topfib run` needs them
     except ConfigError as exc:
         print(f"{path}: {exc}", file=sys.stderr)
         return 2

@@ -20,6 +20,7 @@ one switch and AP but not under one cluster hash slot.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar, cast
@@ -28,7 +29,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError
+from redis.exceptions import NoScriptError, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from controller.store import (
@@ -70,6 +71,7 @@ for i = 4, #ARGV, 4 do
 end
 return accepted
 """
+_ADD_SHA = hashlib.sha1(_ADD_SCRIPT.encode()).hexdigest()  # what EVALSHA names it by
 
 # KEYS: exp, at, ap-set. ARGV: now, ip, member. Returns 1 when an unexpired entry was removed.
 _REMOVE_SCRIPT = """
@@ -140,15 +142,30 @@ class RedisStore:
         for index, entry in enumerate(entries):
             groups.setdefault((entry.switch, entry.ap), []).append(index)
 
+        batches = list(groups.items())
+        calls: list[list[str]] = []
+        for (switch, ap), indexes in batches:
+            args: list[str] = [_score(now), str(max_per_ap[switch]), switch]
+            for i in indexes:
+                e = entries[i]
+                args += [e.ip, _member(e.ap, e.ip), _score(e.requested_at), _score(e.expires_at)]
+            calls.append([*self._req_keys(switch, ap), f"{self._p}req:switches", *args])
+
+        async def evaluate() -> list[Any]:
+            # One round trip per POST however many switches: the EVALSHAs go in one pipeline, without
+            # redis-py's script registration (it would add a SCRIPT EXISTS round trip every time).
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for call in calls:
+                    pipe.evalsha(_ADD_SHA, 4, *call)
+                return cast(list[Any], await pipe.execute())
+
         async def run() -> list[bool]:
             accepted = [False] * len(entries)
-            for (switch, ap), indexes in groups.items():
-                args: list[str] = [_score(now), str(max_per_ap[switch]), switch]
-                for i in indexes:
-                    e = entries[i]
-                    args += [e.ip, _member(e.ap, e.ip), _score(e.requested_at), _score(e.expires_at)]
-                keys = [*self._req_keys(switch, ap), f"{self._p}req:switches"]
-                flags = await self._add(keys=keys, args=args)
+            try:
+                replies = await evaluate()
+            except NoScriptError:  # Redis restarted or never saw the script: no call ran; the Script
+                replies = [await self._add(keys=call[:4], args=call[4:]) for call in calls]  # loads it
+            for (_, indexes), flags in zip(batches, replies, strict=True):
                 for i, flag in zip(indexes, flags, strict=True):
                     accepted[i] = bool(int(flag))
             return accepted

@@ -21,9 +21,9 @@ import threading
 import time
 from pathlib import Path
 
-import uvicorn
-
 from api.app import create_app
+from api.server import ApiServer, connection_limit
+from api.tls import TlsContexts
 from collector.accounting import PrefixRates
 from collector.batch import SampleBatch
 from collector.flow_gate import FlowGate, SwitchFlowSources
@@ -134,7 +134,7 @@ class Service:
         self.view = LiveView(self.controllers, self.collector)
         self.app = create_app(config, self.store, self.view, traffic_matrix=self.matrix)
         self._listener: SflowListener | None = None
-        self._server: uvicorn.Server | None = None
+        self._server: ApiServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self.leases = self._make_leases()
@@ -159,9 +159,13 @@ class Service:
         """The API's listening socket, bound before anything else starts (a taken port must not
         leave ExaBGP running with no API); ConfigError naming ``api.listen`` when it cannot be."""
         host, port = split_host_port(self.config.api.listen)
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        # TCP_NODELAY here and on each accepted socket (api.server): without it every kept-alive
+        # response waited ~40 ms for the client's delayed ACK.
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.bind((host, port))
         except OSError as exc:
             sock.close()
@@ -185,6 +189,7 @@ class Service:
         except OSError as exc:
             reason = exc.strerror or str(exc)
             raise ConfigError(f"exabgp.runtime_dir: cannot use {self.runtime_dir}: {reason}") from None
+        tls = TlsContexts.from_config(self.config.api)  # unreadable files: ConfigError before binding
         api_socket = self._bind_api()
         listener = SflowListener(
             self.collector,
@@ -201,15 +206,18 @@ class Service:
         for ctl in self.controllers.values():
             await ctl.start(active=not self.leases)
             self._tasks.append(asyncio.create_task(self._loop(ctl), name=f"loop-{ctl.name}"))
-        host, port = split_host_port(self.config.api.listen)
-        server_config = uvicorn.Config(
-            self.app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
-            log_config=None,  # uvicorn logs through the root logger, in topfib's --log-format
-        )
-        self._server = uvicorn.Server(server_config)
+        limit = connection_limit(self.config.api.max_connections)  # raises the open-file limit
+        self._server = ApiServer(self.app, self.config.api, tls, limit)
         self._tasks.append(asyncio.create_task(self._serve_api(api_socket), name="api"))
         if self.matrix is not None:
             self._tasks.append(asyncio.create_task(self._roll_matrix(self.matrix), name="matrix"))
+
+    def reload_tls(self) -> None:
+        """SIGHUP: new API connections get the certificate now in the files (if TLS is on)."""
+        if self._server is None or self._server.tls is None:
+            log.info("SIGHUP: nothing to reload (api.tls_cert_file is not set)")
+            return
+        self._server.tls.reload()
 
     async def _serve_api(self, sock: socket.socket) -> None:
         assert self._server is not None
@@ -296,6 +304,7 @@ async def serve(config: TopfibConfig) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await service.start()
+    loop.add_signal_handler(signal.SIGHUP, service.reload_tls)
     log.info("topfib running: api %s, sflow %s, %d switch(es)", config.api.listen,
              ",".join(config.collector.sflow_listen), len(config.switch))
     try:

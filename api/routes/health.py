@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from api.auth import VIEWER_ROLES, authorize
 from api.context import ApiContext
 from api.models import HealthOut, ReadyOut
 from collector.metrics import CONTENT_TYPE, REGISTRY
@@ -33,8 +34,11 @@ def build_router(ctx: ApiContext) -> APIRouter:
         return body
 
     @router.get("/metrics", response_class=PlainTextResponse)
-    async def metrics() -> PlainTextResponse:
-        """Prometheus text exposition of every topfib metric in this process."""
+    async def metrics(request: Request) -> PlainTextResponse:
+        """Prometheus text exposition of every topfib metric in this process (with
+        ``api.metrics_token_required``: for viewer and operator tokens only)."""
+        if ctx.config.api.metrics_token_required:
+            authorize(request, VIEWER_ROLES)
         return PlainTextResponse(REGISTRY.render(), media_type=CONTENT_TYPE)
 
     return router

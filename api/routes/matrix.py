@@ -17,6 +17,7 @@ from collector.matrix import MatrixInterval, TrafficMatrix
 from collector.matrix_writer import format_csv, interval_records, utc_stamp
 
 _INTERVAL_PATTERN = r"^(last|current|[0-9]{1,12}|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z)$"
+MATRIX_PAGE_MAX = 10_000  # rows per answer: bounds its size and the time spent serialising it
 _MATRIX_404 = error_doc(404, "unknown switch, or no interval kept that starts there (or none closed yet)")
 _CSV_DOC: dict[int | str, dict[str, Any]] = {
     200: {"description": "the rows, JSON or (format=csv) CSV with a header row",
@@ -43,6 +44,7 @@ class MatrixOut(BaseModel):
     switch: str | None = Field(description="the switch asked for; null: all switches")
     rows: list[MatrixRowOut] = Field(description="per switch, largest bytes first, other row last")
     kept_intervals: list[int] = Field(description="starts of the closed intervals in memory, oldest first")
+    next_offset: int | None = Field(None, description="offset of the next page of rows; null: the last page")
 
 
 def _not_found(detail: str) -> JSONResponse:
@@ -74,6 +76,8 @@ def build_router(ctx: ApiContext, matrix: TrafficMatrix) -> APIRouter:
             "`last` (the last closed interval), `current` (the running one so far), or a kept "
             "interval's start as Unix seconds or YYYY-MM-DDTHH:MM:SSZ"))] = "last",
         output: Annotated[Literal["json", "csv"], Query(alias="format", description="json or csv")] = "json",
+        limit: Annotated[int, Query(ge=1, le=MATRIX_PAGE_MAX, description="rows per page")] = MATRIX_PAGE_MAX,
+        offset: Annotated[int, Query(ge=0, le=2**31, description="rows to skip (the last next_offset)")] = 0,
     ) -> MatrixOut | Response:
         """Bytes and packets of one interval by switch, input interface, BGP next-hop and peer ASN."""
         if switch is not None and ctx.config.switch_named(switch) is None:
@@ -90,9 +94,13 @@ def build_router(ctx: ApiContext, matrix: TrafficMatrix) -> APIRouter:
             found = matrix.closed_at(start)
             if found is None:
                 return _not_found(f"no closed interval kept that starts at {utc_stamp(start)}")
-        rows = found.rows if switch is None else found.switch_rows(switch)
+        every_row = found.rows if switch is None else found.switch_rows(switch)
+        rows = every_row[offset:offset + limit]
+        next_offset = offset + limit if offset + limit < len(every_row) else None
         if output == "csv":
-            return Response(format_csv(interval_records(found, rows), header=True), media_type="text/csv")
+            headers = {} if next_offset is None else {"X-Next-Offset": str(next_offset)}
+            return Response(format_csv(interval_records(found, rows), header=True), media_type="text/csv",
+                            headers=headers)
         return MatrixOut(
             interval_start=found.start,
             interval_end=found.end,
@@ -103,6 +111,7 @@ def build_router(ctx: ApiContext, matrix: TrafficMatrix) -> APIRouter:
                                bytes=r.bytes, packets=r.packets, samples=r.samples, other=r.other)
                   for r in rows],
             kept_intervals=[closed.start for closed in matrix.closed()],
+            next_offset=next_offset,
         )
 
     return router

@@ -51,12 +51,14 @@ def build_router(ctx: ApiContext) -> APIRouter:
     @router.get("/v1/top", response_model=TopOut, responses=UNKNOWN_SWITCH_DOC)
     async def get_top(
         switch: SwitchQuery = None,
-        n: Annotated[int, Query(ge=1, le=100_000, description="how many prefixes")] = 100,
+        n: Annotated[int, Query(ge=1, description="how many prefixes, at most api.top_max")] = 100,
         per_path: Annotated[bool, Query(description="add each prefix's paths and the traffic attributed "
                                         "to each (next hop named by the flow, else the best path)")] = False,
     ) -> TopOut | JSONResponse:
         """Prefixes ranked by score, with their rates and the sampling error bound; with
         ``per_path=true`` also each prefix's paths (next hop, peer, AS path) and their traffic."""
+        if n > ctx.config.api.top_max:
+            raise validation_error(("query", "n"), f"at most api.top_max ({ctx.config.api.top_max})")
         name = ctx.pick_switch(switch)
         if name is None:
             return _unknown_switch()

@@ -63,7 +63,7 @@ async def test_last_interval_with_all_switches_and_one() -> None:
     assert everything == {
         "interval_start": START + 60, "interval_end": START + 120,
         "interval_start_utc": "2025-11-25T21:01:00Z", "complete": True, "switch": None,
-        "kept_intervals": [START, START + 60],
+        "kept_intervals": [START, START + 60], "next_offset": None,
         "rows": [{"switch": "edge1", "input_if": 3, "next_hop": "2001:db8::1", "peer_asn": 64496,
                   "bytes": 3000.0, "packets": 1.0, "samples": 1, "other": False}],
     }
