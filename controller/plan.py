@@ -142,3 +142,8 @@ def render_commands(plan: Plan, neighbor: str, chunk: int = DEFAULT_CHUNK) -> li
             lines.append(f"{head} {' '.join(step.prefixes[start : start + chunk])}")
     return lines
 
+
+def clear_adj_rib_out_command(neighbor: str) -> str:
+    """The ExaBGP API line that makes it forget (and, on a live session, withdraw) every route it
+    announced to ``neighbor``: without it ExaBGP replays them when the session comes back."""
+    return f"neighbor {ipaddress.ip_address(neighbor)} clear adj-rib out"

@@ -6,6 +6,9 @@ plans against what ExaBGP has acknowledged, sends the commands and publishes sna
 
 What counts as installed is only what ExaBGP acknowledged with ``done`` on a session that is up.
 A session going down (or the bridge going away) empties it: the switch drops our routes then.
+ExaBGP itself keeps what it announced (its adj-rib-out, always on with route-refresh) and would
+replay it when the session comes back; topfib clears it as soon as the session is down, and
+before anything is programmed on the next session (see :meth:`SwitchController._forget_announced`).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from controller.exabgp_config import BridgeCommand, write_exabgp_config
 from controller.exabgp_link import ExabgpLink, ExabgpLinkDown
 from controller.exabgp_runner import ExabgpRunner
 from controller.observed_paths import ObservedPathRib
-from controller.plan import Plan, Step, plan, render_commands
+from controller.plan import Plan, Step, clear_adj_rib_out_command, plan, render_commands
 from controller.select import OnDemandRequest, Selection, SelectionPolicy, select
 from controller.store import Store, StoreUnavailable
 from controller.unit_cache import UnitCache
@@ -249,6 +252,12 @@ class SwitchController:
         self._reaction = asyncio.Event()
         self._reactor: asyncio.Task[None] | None = None
         self._program_lock = asyncio.Lock()  # every command batch to ExaBGP goes out under it
+        # ExaBGP acknowledged announces since its adj-rib-out was last cleared: once the session
+        # ends it holds routes the switch no longer has, and would replay them on the next one;
+        # so a replay is pending until the clear is confirmed, and nothing is programmed meanwhile.
+        self._announced = False
+        self._replay_pending = False
+        self._forgetting: asyncio.Task[bool] | None = None
 
     def _new_runner(self) -> ExabgpRunner:
         return ExabgpRunner(
@@ -304,12 +313,12 @@ class SwitchController:
 
     async def stop(self) -> None:
         await self.deactivate("topfib stopping")
-        for task in (self._reactor, self._quiet_watch):
+        for task in (self._reactor, self._quiet_watch, self._forgetting):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._reactor = self._quiet_watch = None
+        self._reactor = self._quiet_watch = self._forgetting = None
         if self._rewake is not None:
             self._rewake.cancel()
         await self.link.stop()
@@ -359,7 +368,10 @@ class SwitchController:
         if event.state == "up":
             self.session = SessionInfo(state="up", since=self._wall_clock(), up_at=self._clock())
             self._quiet.restart()
-            self.installed = {}  # a fresh session: the switch holds none of our routes
+            self.installed = {}  # a fresh session: the switch holds none of our routes...
+            if self._announced:  # ...unless ExaBGP replays them (the down went unseen)
+                self._replay_pending = True
+                self._forget_soon()
             log.info("switch %s: BGP session up", self.name)
         elif event.state == "down":
             self._session_lost(event.reason or "session down")
@@ -381,10 +393,40 @@ class SwitchController:
         self.session = SessionInfo(state="down", since=self._wall_clock())
         self.installed = {}
         self._touched.clear()
+        if self._announced:
+            self._replay_pending = True
+            self._forget_soon()
         with self.rib_lock:
             for session in list(self.rib.session_path_counts()):
                 if session != self.rib.preload_session:
                     self.rib.drop_session(session)
+
+    def _forget_soon(self) -> None:
+        """Clear ExaBGP's adj-rib-out now, before the session can come back and replay it."""
+        if self.active and self.link.connected and (self._forgetting is None or self._forgetting.done()):
+            self._forgetting = asyncio.get_running_loop().create_task(self._forget_announced())
+
+    async def _forget_announced(self) -> bool:
+        async with self._program_lock:
+            return await self._forget_announced_locked()
+
+    async def _forget_announced_locked(self) -> bool:
+        """Make ExaBGP forget every route it announced on earlier sessions (withdrawing them if
+        the session is already up again): then nothing counts as installed, truly. False while
+        that is not confirmed; nothing may be programmed then (it could be replayed past the cap)."""
+        if not self._replay_pending:
+            return True
+        try:
+            [done] = await self.link.send([clear_adj_rib_out_command(self.switch.neighbor)])
+        except ExabgpLinkDown:
+            return False
+        if not done:
+            _m_errors.inc(switch=self.name)
+            log.error("switch %s: ExaBGP did not clear its adj-rib-out; programming waits", self.name)
+            return False
+        self._announced = self._replay_pending = False
+        self.installed = {}  # acks of a lost session's last commands may have refilled it
+        return True
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -533,6 +575,8 @@ class SwitchController:
         # Mid-burst, a plan would re-point prefixes whose other paths are about to go as well.
         await self._until_settled()
         async with self._program_lock:
+            if not await self._forget_announced_locked():
+                return
             with self.rib_lock:
                 changes = plan(desired, self.installed, rib=self.route_view, unusable=UNUSABLE_NEXT_HOPS)
             withdraws = [step for step in changes.steps if step.action == "withdraw"]
@@ -597,7 +641,7 @@ class SwitchController:
         how long until re-pointing may be done (0: nothing left)."""
         async with self._program_lock:
             while self._touched:
-                if not self.ready_to_program():
+                if not self.ready_to_program() or not await self._forget_announced_locked():
                     self._touched.clear()  # the first full plan covers them
                     return 0.0
                 if not await self._react_batch():
@@ -690,6 +734,9 @@ class SwitchController:
                 else:
                     assert step.next_hop is not None
                     self.installed[prefix] = step.next_hop
+                    self._announced = True
+                    if self.session.state != "up":  # acked after the session ended
+                        self._replay_pending = True
                 self.changes.append((wall_now, step.action, prefix, step.next_hop or "", reason))
                 self._change_times.append(wall_now)
             _m_changes.inc(len(prefixes), switch=self.name, action=step.action)
