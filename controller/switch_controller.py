@@ -90,6 +90,7 @@ def _windows(steps: list[Step], size: int) -> list[list[Step]]:
         windows.append(current)
     return windows
 PRUNE_EVERY_S = 60.0
+STOPPING = "topfib stopping"
 PRUNE_BELOW_BYTES_PER_S = 1.0  # ~1 sampled 1500-byte packet per 25 min at 1:1: nothing to rank
 
 _m_changes = REGISTRY.counter(
@@ -309,10 +310,12 @@ class SwitchController:
         self.active = False
         await self.runner.stop()
         self._session_lost(reason)
-        log.warning("switch %s: standby (%s)", self.name, reason)
+        # our own shutdown is no warning; losing the lease is
+        log.log(logging.INFO if reason == STOPPING else logging.WARNING, "switch %s: standby (%s)",
+                self.name, reason)
 
     async def stop(self) -> None:
-        await self.deactivate("topfib stopping")
+        await self.deactivate(STOPPING)
         for task in (self._reactor, self._quiet_watch, self._forgetting):
             if task is not None:
                 task.cancel()
@@ -322,7 +325,7 @@ class SwitchController:
         if self._rewake is not None:
             self._rewake.cancel()
         await self.link.stop()
-        self._session_lost("topfib stopping")
+        self._session_lost(STOPPING)
 
     # --- ExaBGP input --------------------------------------------------------------------------
 
@@ -343,7 +346,10 @@ class SwitchController:
                 if self.ready_to_program():
                     self.wake()  # the table is in: program now, not at the end of the period
             elif isinstance(event, Notification):
-                log.warning("switch %s: BGP notification %s/%s %s", self.name, event.code, event.subcode,
+                # ExaBGP's shutdown notice (code 0) after we stopped it is expected: no warning
+                ours = event.neighbor is None and event.code == 0 and not self.active
+                log.log(logging.INFO if ours else logging.WARNING,
+                        "switch %s: BGP notification %s/%s %s", self.name, event.code, event.subcode,
                             event.message)
 
     def _note_rib_changes(self, changes: list[RibChange]) -> None:
@@ -389,7 +395,8 @@ class SwitchController:
 
     def _session_lost(self, reason: str) -> None:
         if self.session.state != "down":
-            log.warning("switch %s: BGP session down (%s); nothing counts as installed", self.name, reason)
+            log.log(logging.WARNING if self.active else logging.INFO,  # not active: we stopped it
+                    "switch %s: BGP session down (%s); nothing counts as installed", self.name, reason)
         self.session = SessionInfo(state="down", since=self._wall_clock())
         self.installed = {}
         self._touched.clear()

@@ -465,3 +465,24 @@ def test_a_refused_clear_keeps_programming_back(tmp_path: Path) -> None:
             await ctl.stop()
 
     asyncio.run(scenario())
+
+
+SHUTDOWN = '{ "exabgp": "5.0.0", "time": 1.0, "host": "t", "pid": 1, "ppid": 1, "counter": 9, ' \
+           '"type": "notification", "notification": "shutdown" }'
+
+
+@pytest.mark.parametrize("active", [True, False])
+def test_exabgp_shutting_down_is_a_warning_only_when_topfib_did_not_stop_it(
+        tmp_path: Path, active: bool, caplog: pytest.LogCaptureFixture) -> None:
+    ctl = _live_controller(tmp_path)
+    ctl._on_message(_state("up"))
+    ctl.active = active  # deactivate() clears it before it stops ExaBGP
+    with caplog.at_level("INFO", logger="controller.switch_controller"):
+        ctl._on_message(_state("down"))
+        ctl._on_message(SHUTDOWN)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    if active:  # ExaBGP stopped by someone else: worth a warning
+        assert len(warnings) == 2, warnings
+    else:
+        assert warnings == [], warnings
+        assert any("shutdown" in r.getMessage() for r in caplog.records)
