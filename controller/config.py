@@ -107,6 +107,8 @@ class SwitchConfig(_Strict):
     min_swap_gain: float = Field(0.03, ge=0, le=1)
     # install the path sampled traffic is seen to take (where one dominates) instead of the best
     follow_observed_paths: bool = False
+    # compare MED between paths from different neighbour ASes (as the switch must, to agree)
+    always_compare_med: bool = False
 
     @field_validator("neighbor", "local_address")
     @classmethod

@@ -29,6 +29,7 @@ from collector.accounting import CANDIDATES_PER_SLOT, PrefixRates
 from collector.exabgp_json import EndOfRib, ExabgpJsonParser, Notification, SessionState
 from collector.metrics import REGISTRY
 from collector.path_accounting import PathRates
+from collector.paths import BestPathRules
 from collector.rib import Rib, RibChange
 from controller.config import SwitchConfig, TopfibConfig
 from controller.exabgp_config import BridgeCommand, write_exabgp_config
@@ -70,6 +71,13 @@ BUSY_RECHECK_S = 0.1  # a loop iteration deferred for the reactor looks again th
 CHURN_WINDOW_S = 3600.0
 COMMAND_CHUNK = 1000  # prefixes per ExaBGP command line
 UNUSABLE_NEXT_HOPS = frozenset({"", "0.0.0.0", "::"})
+
+
+def best_path_rules(switch: SwitchConfig) -> BestPathRules:
+    """The switch's best-path order: on an eBGP session to topfib it prepends its AS to every path."""
+    ebgp = switch.peer_as != switch.local_as
+    return BestPathRules(always_compare_med=switch.always_compare_med,
+                         switch_as=switch.peer_as if ebgp else None)
 
 
 def _windows(steps: list[Step], size: int) -> list[list[Step]]:
@@ -196,7 +204,7 @@ class SwitchController:
         self.config = config
         self.rates = rates
         self.store = store
-        self.rib = Rib()
+        self.rib = Rib(rules=best_path_rules(switch))
         self.rib_lock = rib_lock
         # what selection, planning and the reactor ask for a prefix's path: the best path, or
         # with follow_observed_paths the path its traffic is seen to take (path_rates)
