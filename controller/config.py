@@ -109,6 +109,8 @@ class SwitchConfig(_Strict):
     follow_observed_paths: bool = False
     # compare MED between paths from different neighbour ASes (as the switch must, to agree)
     always_compare_med: bool = False
+    # the switch's addresses besides `neighbor` (a path with one of them as next hop is unusable)
+    own_addresses: list[str] = []
 
     @field_validator("neighbor", "local_address")
     @classmethod
@@ -123,7 +125,7 @@ class SwitchConfig(_Strict):
             ipaddress.IPv4Address(value)
         return value
 
-    @field_validator("sflow_agents")
+    @field_validator("sflow_agents", "own_addresses")
     @classmethod
     def _agents(cls, value: list[str]) -> list[str]:
         return [str(ipaddress.ip_address(a)) for a in value]

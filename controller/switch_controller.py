@@ -38,6 +38,7 @@ from controller.exabgp_runner import ExabgpRunner
 from controller.observed_paths import ObservedPathRib
 from controller.plan import Plan, Step, clear_adj_rib_out_command, plan, render_commands
 from controller.select import OnDemandRequest, Selection, SelectionPolicy, select
+from controller.self_next_hop import SelfNextHopFilter
 from controller.store import Store, StoreUnavailable
 from controller.unit_cache import UnitCache
 
@@ -213,6 +214,7 @@ class SwitchController:
             ObservedPathRib(self.rib) if switch.follow_observed_paths and path_rates is not None else self.rib
         )
         self.parser = ExabgpJsonParser(known_prefix=self.rib.lpm.knows)
+        self.self_next_hops = SelfNextHopFilter(switch, clock)
         self.session = SessionInfo()
         self.installed: dict[str, str] = {}  # prefix → next-hop, acknowledged by ExaBGP
         self.selection: Selection | None = None
@@ -342,7 +344,7 @@ class SwitchController:
         # End-of-RIB (drops the preloaded file paths of that family once the live table is in).
         # The parser asks the LPM table whether a prefix is known: under the lock as well.
         with self.rib_lock:
-            events = self.parser.parse_line(line)
+            events = self.self_next_hops(self.parser.parse_line(line))
             changes = self.rib.apply_all(events)
         if changes:
             self._note_rib_changes(changes)
