@@ -17,6 +17,7 @@ import pytest
 
 from controller.store import RequestEntry
 from tests.integration.fault_support import PeakWatcher, host_in, watch_fib_peak
+from tests.integration.frr_lab import FrrLab, frr_unavailable_reason
 from tests.integration.lab import Lab, async_wait_until, lab_unavailable_reason
 from tests.integration.test_faults import _assert_within_cap, _converged, _desired, _pin, running
 
@@ -26,13 +27,14 @@ CAP_V4, CAP_V6 = 40, 8
 LOWER_CAP_V4, LOWER_CAP_V6 = 20, 4
 
 
-@pytest.fixture
-def flap_lab() -> Iterator[Lab]:
-    reason = lab_unavailable_reason()
+@pytest.fixture(params=["bird", "frr"])
+def flap_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    reason = lab_unavailable_reason() or (frr_unavailable_reason() if request.param == "frr" else None)
     if reason is not None:
         pytest.skip(reason)
-    # BIRD's import limit is per channel: the v6 channel gets the v4 figure; the watcher checks v6.
-    with Lab(routes_v4=300, routes_v6=40, import_limit=CAP_V4) as built:
+    # The switch's limit is per family there: IPv6 gets the IPv4 figure; the watcher checks IPv6.
+    kind = FrrLab if request.param == "frr" else Lab
+    with kind(routes_v4=300, routes_v6=40, import_limit=CAP_V4) as built:
         yield built
 
 
@@ -43,6 +45,8 @@ async def _flap_while_desired_set_changes(lab: Lab, how: str) -> None:
     async with running(lab, CAP_V4, CAP_V6) as service, watch_fib_peak(lab) as watch:
         ctl = next(iter(service.controllers.values()))
         assert await async_wait_until(ctl.ready_to_program, 30.0)
+        if isinstance(lab, FrrLab):  # the peers' sessions to the switch come up on their own time
+            assert await async_wait_until(lab.peers_established, 30.0, 0.5), "FRR's peers not up"
         now = time.time()
         entries = [RequestEntry(ctl.name, host_in(prefix), "ap1", now, now + 600)
                    for prefix in (requested_v4, requested_v6)]
