@@ -277,6 +277,15 @@ class FrrLab(Lab):
     def enable_session(self) -> None:
         self.vtysh("configure terminal", f"router bgp {PEER_AS}", f"no neighbor {CTL_V4} shutdown")
 
+    def disable_peer(self, peer: int) -> None:
+        """Peer ``peer`` goes away (its sessions shut down): the switch withdraws its paths."""
+        self.vtysh("configure terminal", f"router bgp {PEER_AS}",
+                   f"neighbor {NEXT_HOPS_V4[peer]} shutdown", f"neighbor {NEXT_HOPS_V6[peer]} shutdown")
+
+    def enable_peer(self, peer: int) -> None:
+        self.vtysh("configure terminal", f"router bgp {PEER_AS}",
+                   f"no neighbor {NEXT_HOPS_V4[peer]} shutdown", f"no neighbor {NEXT_HOPS_V6[peer]} shutdown")
+
     def session_established(self) -> bool:
         try:
             return "Established" in self.vtysh(f"show bgp neighbors {CTL_V4}")

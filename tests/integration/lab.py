@@ -407,6 +407,15 @@ protocol bgp {BGP_PROTOCOL} {{
     def session_established(self) -> bool:
         return "Established" in self.birdc("show", "protocols", BGP_PROTOCOL)
 
+    def disable_peer(self, peer: int) -> None:
+        """Peer ``peer`` (next hops NEXT_HOPS_V4/V6[peer]) withdraws all its paths."""
+        for family in (4, 6):
+            self.birdc("disable", f"peer{family}_{peer}")
+
+    def enable_peer(self, peer: int) -> None:
+        for family in (4, 6):
+            self.birdc("enable", f"peer{family}_{peer}")
+
     def import_limit_fired(self) -> bool:
         """True if BIRD ever hit the import limit on the topfib session (it logs each time)."""
         try:
