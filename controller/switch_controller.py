@@ -58,6 +58,9 @@ QUIET_CHECK_S = 0.1
 # re-pointing first would double ExaBGP's work.
 SETTLE_QUIET_S = 0.3
 SETTLE_MAX_S = 3.0
+# ...except a prefix whose installed next hop has no path left (its exit is gone: the switch keeps
+# forwarding to it meanwhile): it is re-pointed once the burst has been quiet this long.
+DEAD_EXIT_QUIET_S = 0.05
 # Announce lines sent per window: between windows the program lock is free, so withdraws of
 # prefixes that lost their last path never wait behind a long programming run.
 ANNOUNCE_WINDOW_LINES = 4
@@ -261,6 +264,7 @@ class SwitchController:
         self._burst_began: float | None = None
         self._last_touch = 0.0
         self._reaction = asyncio.Event()
+        self._dead_exits = False  # the last batch kept back prefixes whose installed exit is gone
         self._reactor: asyncio.Task[None] | None = None
         self._program_lock = asyncio.Lock()  # every command batch to ExaBGP goes out under it
         # ExaBGP acknowledged announces since its adj-rib-out was last cleared: once the session
@@ -666,17 +670,21 @@ class SwitchController:
                 if not self._reaction.is_set():
                     break
                 self._reaction.clear()  # more came in while that batch was out: go on now
+        if self._dead_exits:
+            return min(self._settle_delay(), max(0.0, self._last_touch + DEAD_EXIT_QUIET_S - self._clock()))
         return self._settle_delay()
 
     async def _react_batch(self) -> bool:
         """Withdraw touched prefixes without a path; re-point moved ones if the burst settled.
         False when ExaBGP did not confirm everything."""
         unsettled = self._settle_delay() > 0
+        now = self._clock()
         began = self._burst_began
-        capped = began is not None and self._clock() - began >= self._settle_max_s
+        capped = began is not None and now - began >= self._settle_max_s
         touched, self._touched = self._touched, set()
         gone: dict[str, str] = {}
         moved: dict[str, str] = {}
+        dead: dict[str, str] = {}  # moved, and the installed next hop has no path left
         with self.rib_lock:
             for prefix in touched:
                 installed = self.installed.get(prefix)
@@ -686,10 +694,16 @@ class SwitchController:
                 if best is None or best.next_hop in UNUSABLE_NEXT_HOPS:
                     gone[prefix] = installed
                 elif best.next_hop != installed:
-                    moved[prefix] = best.next_hop
+                    alive = any(path.next_hop == installed for path in self.rib.paths(prefix))
+                    (moved if alive else dead)[prefix] = best.next_hop
         if unsettled or (gone and not capped):  # prefixes still lose their last path: a burst
             self._touched.update(moved)  # kept for later: their other paths may go too
             moved = {}
+        self._dead_exits = bool(dead) and now - self._last_touch < DEAD_EXIT_QUIET_S and not capped
+        if self._dead_exits:
+            self._touched.update(dead)  # mid-burst: the new exit may be going as well
+            dead = {}
+        moved.update(dead)
         part = {prefix: self.installed[prefix] for prefix in (*gone, *moved)}
         changes = plan(moved, part)
         withdraws = [step for step in changes.steps if step.action == "withdraw"]
