@@ -69,8 +69,9 @@ def frr_unavailable_reason() -> str | None:
     return None
 
 
-def frr_config(import_limit: int, log_path: str) -> str:
-    """bgpd's configuration: the README's FRR advice, as the tests use it."""
+def frr_config(import_limit: int, log_path: str, next_hop_self: bool = False) -> str:
+    """bgpd's configuration: the README's FRR advice, as the tests use it (``next_hop_self``: the
+    mistake README warns about, for the test that shows what topfib does with it)."""
     peers = {4: list(zip(NEXT_HOPS_V4, PEER_ASES, strict=True)),
              6: list(zip(NEXT_HOPS_V6, PEER_ASES, strict=True))}
     neighbors = "".join(f" neighbor {hop} remote-as {asn}\n neighbor {hop} timers connect 1\n"
@@ -84,6 +85,7 @@ def frr_config(import_limit: int, log_path: str) -> str:
                 f"  neighbor {CTL_V4} addpath-tx-all-paths\n"
                 f"  neighbor {CTL_V4} route-map FROM-TOPFIB in\n"
                 f"  neighbor {CTL_V4} maximum-prefix {import_limit} 100 warning-only\n"
+                + (f"  neighbor {CTL_V4} next-hop-self\n" if next_hop_self else "") +
                 f"{per_peer}"
                 f"  table-map ONLY-TOPFIB-TO-FIB\n"
                 f" exit-address-family\n")
@@ -141,6 +143,7 @@ class FrrLab(Lab):
     """:class:`Lab` with FRR as the switch and ExaBGP peers in a third namespace ``pe``."""
 
     pe: str = ""
+    next_hop_self: bool = False
     frr_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="topfib-frr-")))
     route_proto = "bgp"
     _daemons: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -206,7 +209,8 @@ class FrrLab(Lab):
         return str(self.frr_dir / "bgpd.log")
 
     def _write_bird_config(self) -> None:  # the switch's configuration (name kept from Lab)
-        (self.frr_dir / "bgpd.conf").write_text(frr_config(self.import_limit, self.frr_log))
+        bgpd = frr_config(self.import_limit, self.frr_log, self.next_hop_self)
+        (self.frr_dir / "bgpd.conf").write_text(bgpd)
         (self.frr_dir / "zebra.conf").write_text(f"log file {self.frr_dir / 'zebra.log'} informational\n")
 
     def _daemon_argv(self, daemon: str) -> list[str]:
