@@ -25,8 +25,9 @@ def self_lab() -> Iterator[FrrLab]:
     reason = frr_unavailable_reason()
     if reason is not None:
         pytest.skip(reason)
-    with FrrLab(routes_v4=30, routes_v6=10, next_hop_self=True) as built:
-        yield built
+    lab = FrrLab(routes_v4=30, routes_v6=10, next_hop_self=True)
+    with lab:
+        yield lab
 
 
 async def _next_hop_self(lab: FrrLab) -> None:
