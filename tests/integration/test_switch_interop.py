@@ -7,6 +7,8 @@ back re-points them again. Times are printed (ip monitor route on the switch's k
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections.abc import Iterator
 
@@ -105,3 +107,36 @@ async def _end_to_end(lab: Lab) -> None:
 
 def test_pins_requests_and_a_peer_going_and_coming_back_on_bird_and_frr(any_switch: Lab) -> None:
     asyncio.run(_end_to_end(any_switch))
+
+
+async def _exabgp_killed_then_topfib_stopped(lab: Lab) -> None:
+    pins = [p for p in lab.prefixes_v4 if p.endswith("/24")][:40] + [p for p in lab.prefixes_v6
+                                                                       if p.endswith("/48")][:12]
+    async with watch_fib_peak(lab) as watch:
+        async with running(lab, CAP_V4, CAP_V6) as service:
+            ctl = next(iter(service.controllers.values()))
+            assert await async_wait_until(ctl.ready_to_program, 30.0)
+            if isinstance(lab, FrrLab):
+                assert await async_wait_until(lab.peers_established, 30.0, 0.5), "FRR's peers not up"
+            await _pin(service, pins)
+            assert await _converged(watch, service, 20.0)
+            pid = ctl.runner.pid
+            assert pid is not None
+            began = time.monotonic()
+            os.killpg(pid, signal.SIGKILL)  # no graceful restart: the switch drops our routes
+            assert await watch.wait_for(lambda fib: not fib, 10.0), "the switch kept a dead ExaBGP's routes"
+            emptied_s = time.monotonic() - began
+            assert await watch.wait_for(lambda fib: bool(fib) and fib == _desired(service), 30.0)
+            rebuilt_s = time.monotonic() - began
+        began = time.monotonic()  # topfib stopped (SIGTERM path): routes gone, defaults kept
+        assert await watch.wait_for(lambda fib: not fib, 5.0), "routes stayed after topfib stopped"
+        stopped_s = time.monotonic() - began
+    assert all("default via" in route for route in lab.default_routes())
+    _assert_within_cap(lab, watch, CAP_V4, CAP_V6)
+    print(f"\n{type(lab).__name__}: ExaBGP SIGKILL -> kernel empty {_ms(emptied_s)}, full FIB again "
+          f"{rebuilt_s:.2f}s (restart backoff, session, table wait); topfib stopped -> empty "
+          f"{_ms(stopped_s)}")
+
+
+def test_exabgp_killed_and_topfib_stopped_on_bird_and_frr(any_switch: Lab) -> None:
+    asyncio.run(_exabgp_killed_then_topfib_stopped(any_switch))
