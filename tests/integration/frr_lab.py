@@ -107,6 +107,7 @@ exit
 !
 router bgp {PEER_AS}
  bgp router-id {SW_V4}
+ bgp bestpath compare-routerid
  no bgp default ipv4-unicast
  neighbor {CTL_V4} remote-as {LOCAL_AS}
  neighbor {CTL_V4} timers connect 1
@@ -114,14 +115,20 @@ router bgp {PEER_AS}
 """
 
 
+def med_of(index: int, peer: int) -> int:
+    """MED of prefix ``index`` from ``peer``: the first peer sends a higher one on every fourth
+    prefix (RFC 4271: not compared with the other peers' paths, they are other neighbour ASes)."""
+    return 100 if peer == 0 and index % 4 == 1 else 0
+
+
 def peers_config(prefixes_v4: list[str], prefixes_v6: list[str]) -> str:
     """One ExaBGP process, three eBGP peers of the switch (a session per family each): prefix i
-    from paths_of(i) of them."""
+    from paths_of(i) of them, with med_of(i, peer)."""
     blocks = []
     for peer, (hop4, hop6, asn) in enumerate(zip(NEXT_HOPS_V4, NEXT_HOPS_V6, PEER_ASES, strict=True)):
         for family, gateway, hop, prefixes in ((4, LAN_GATEWAY_V4, hop4, prefixes_v4),
                                                (6, LAN_GATEWAY_V6, hop6, prefixes_v6)):
-            routes = "".join(f"        route {p} next-hop {hop};\n"
+            routes = "".join(f"        route {p} next-hop {hop} med {med_of(i, peer)};\n"
                              for i, p in enumerate(prefixes) if paths_of(i) > peer)
             blocks.append(f"""neighbor {gateway} {{
     router-id {hop4};
@@ -304,6 +311,19 @@ class FrrLab(Lab):
             return False
         states = {peer: info.get("bgpState") for peer, info in json.loads(text).items()}
         return all(states.get(hop) == "Established" for hop in (*NEXT_HOPS_V4, *NEXT_HOPS_V6))
+
+    def best_next_hops(self) -> dict[str, str]:
+        """prefix → next hop of FRR's own best path, both families (peer and topfib routes)."""
+        best: dict[str, str] = {}
+        for family in ("ipv4", "ipv6"):
+            table = json.loads(self.vtysh(f"show bgp {family} unicast json")).get("routes", {})
+            for prefix, paths in table.items():
+                for path in paths:
+                    mark = path.get("bestpath")  # true in the table view, {"overall": true} per prefix
+                    chosen = mark.get("overall") if isinstance(mark, dict) else mark
+                    if chosen and path.get("nexthops"):
+                        best[prefix] = path["nexthops"][0]["ip"]
+        return best
 
     def import_limit_fired(self) -> bool:
         """True if FRR logged that topfib's session went past maximum-prefix (warning-only; at

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from controller.store import RequestEntry
+from controller.switch_controller import SwitchController
 from tests.integration.fault_support import host_in, watch_fib_peak
 from tests.integration.frr_lab import FrrLab, frr_unavailable_reason
 from tests.integration.lab import (
@@ -42,6 +43,22 @@ def any_switch(request: pytest.FixtureRequest) -> Iterator[Lab]:
         yield built
 
 
+async def _best_paths_differ(lab: FrrLab, ctl: SwitchController, timeout_s: float) -> list[str]:
+    """Prefixes whose best next hop FRR and topfib disagree on, once they agree or after
+    ``timeout_s`` (both tables still filling). The first peer's higher MED on some prefixes must
+    not count: its paths come from another neighbour AS (RFC 4271, FRR's default)."""
+    prefixes = set(lab.prefixes_v4) | set(lab.prefixes_v6)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        theirs = await asyncio.to_thread(lab.best_next_hops)
+        with ctl.rib_lock:
+            ours = {p: best.next_hop for p in prefixes if (best := ctl.rib.best(p)) is not None}
+        differ = sorted(p for p in prefixes if theirs.get(p) != ours.get(p))
+        if not differ or time.monotonic() > deadline:
+            return [f"{p}: FRR {theirs.get(p)}, topfib {ours.get(p)}" for p in differ]
+        await asyncio.sleep(0.5)
+
+
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms"
 
@@ -56,6 +73,8 @@ async def _end_to_end(lab: Lab) -> None:
         assert await async_wait_until(ctl.ready_to_program, 30.0)
         if isinstance(lab, FrrLab):
             assert await async_wait_until(lab.peers_established, 30.0, 0.5), "FRR's peers not up"
+            differ = await _best_paths_differ(lab, ctl, 15.0)
+            assert not differ, f"{len(differ)} prefixes where FRR's best path is not topfib's: {differ[:5]}"
         await _pin(service, pins)
         assert await _converged(watch, service, 20.0)
         assert set(pins) <= set(watch.routes)
