@@ -675,8 +675,9 @@ class SwitchController:
         return self._settle_delay()
 
     async def _react_batch(self) -> bool:
-        """Withdraw touched prefixes without a path; re-point moved ones if the burst settled.
-        False when ExaBGP did not confirm everything."""
+        """Withdraw touched prefixes without a path; re-point those whose installed exit is gone
+        once the burst paused (DEAD_EXIT_QUIET_S), moved ones once it settled. False when ExaBGP
+        did not confirm everything."""
         unsettled = self._settle_delay() > 0
         now = self._clock()
         began = self._burst_began
