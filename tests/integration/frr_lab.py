@@ -31,9 +31,11 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from controller.config import SwitchConfig
 from controller.exabgp_runner import default_exabgp_executable, exabgp_environment
 from tests.integration.lab import (
     CTL_V4,
+    CTL_V6,
     LAN_V4,
     LAN_V6,
     LOCAL_AS,
@@ -41,6 +43,7 @@ from tests.integration.lab import (
     NEXT_HOPS_V6,
     PEER_AS,
     SW_V4,
+    SW_V6,
     Lab,
     paths_of,
     run,
@@ -69,7 +72,7 @@ def frr_unavailable_reason() -> str | None:
     return None
 
 
-def frr_config(import_limit: int, log_path: str, next_hop_self: bool = False) -> str:
+def frr_config(import_limit: int, log_path: str, next_hop_self: bool = False, topfib: str = CTL_V4) -> str:
     """bgpd's configuration: the README's FRR advice, as the tests use it (``next_hop_self``: the
     mistake README warns about, for the test that shows what topfib does with it)."""
     peers = {4: list(zip(NEXT_HOPS_V4, PEER_ASES, strict=True)),
@@ -81,11 +84,11 @@ def frr_config(import_limit: int, log_path: str, next_hop_self: bool = False) ->
         per_peer = "".join(f"  neighbor {hop} activate\n  neighbor {hop} route-map PEER-IN in\n"
                            f"  neighbor {hop} route-map NOTHING out\n" for hop, _ in peers[int(name[-1])])
         return (f" address-family {name} unicast\n"
-                f"  neighbor {CTL_V4} activate\n"
-                f"  neighbor {CTL_V4} addpath-tx-all-paths\n"
-                f"  neighbor {CTL_V4} route-map FROM-TOPFIB in\n"
-                f"  neighbor {CTL_V4} maximum-prefix {import_limit} 100 warning-only\n"
-                + (f"  neighbor {CTL_V4} next-hop-self\n" if next_hop_self else "") +
+                f"  neighbor {topfib} activate\n"
+                f"  neighbor {topfib} addpath-tx-all-paths\n"
+                f"  neighbor {topfib} route-map FROM-TOPFIB in\n"
+                f"  neighbor {topfib} maximum-prefix {import_limit} 100 warning-only\n"
+                + (f"  neighbor {topfib} next-hop-self\n" if next_hop_self else "") +
                 f"{per_peer}"
                 f"  table-map ONLY-TOPFIB-TO-FIB\n"
                 f" exit-address-family\n")
@@ -100,7 +103,7 @@ exit
 route-map NOTHING deny 10
 exit
 route-map ONLY-TOPFIB-TO-FIB permit 10
- match peer {CTL_V4}
+ match peer {topfib}
 exit
 route-map ONLY-TOPFIB-TO-FIB deny 20
 exit
@@ -109,8 +112,8 @@ router bgp {PEER_AS}
  bgp router-id {SW_V4}
  bgp bestpath compare-routerid
  no bgp default ipv4-unicast
- neighbor {CTL_V4} remote-as {LOCAL_AS}
- neighbor {CTL_V4} timers connect 1
+ neighbor {topfib} remote-as {LOCAL_AS}
+ neighbor {topfib} timers connect 1
 {neighbors}{family("ipv4")}{family("ipv6")}exit
 """
 
@@ -151,6 +154,7 @@ class FrrLab(Lab):
 
     pe: str = ""
     next_hop_self: bool = False
+    session_v6: bool = False  # topfib's session to the switch over IPv6 (fd99::1 - fd99::2)
     frr_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="topfib-frr-")))
     route_proto = "bgp"
     _daemons: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -216,7 +220,7 @@ class FrrLab(Lab):
         return str(self.frr_dir / "bgpd.log")
 
     def _write_bird_config(self) -> None:  # the switch's configuration (name kept from Lab)
-        bgpd = frr_config(self.import_limit, self.frr_log, self.next_hop_self)
+        bgpd = frr_config(self.import_limit, self.frr_log, self.next_hop_self, self.topfib_address)
         (self.frr_dir / "bgpd.conf").write_text(bgpd)
         (self.frr_dir / "zebra.conf").write_text(f"log file {self.frr_dir / 'zebra.log'} informational\n")
 
@@ -282,11 +286,22 @@ class FrrLab(Lab):
     def birdc(self, *command: str) -> str:  # Lab's name for "ask the switch"
         return self.vtysh(" ".join(command))
 
+    @property
+    def topfib_address(self) -> str:
+        return CTL_V6 if self.session_v6 else CTL_V4
+
+    def switch_config(self, **overrides: object) -> SwitchConfig:
+        if self.session_v6:  # both families over one IPv6 session
+            overrides = {"neighbor": SW_V6, "local_address": CTL_V6, "router_id": CTL_V4, **overrides}
+        return super().switch_config(**overrides)
+
     def disable_session(self) -> None:
-        self.vtysh("configure terminal", f"router bgp {PEER_AS}", f"neighbor {CTL_V4} shutdown")
+        self.vtysh("configure terminal", f"router bgp {PEER_AS}",
+                   f"neighbor {self.topfib_address} shutdown")
 
     def enable_session(self) -> None:
-        self.vtysh("configure terminal", f"router bgp {PEER_AS}", f"no neighbor {CTL_V4} shutdown")
+        self.vtysh("configure terminal", f"router bgp {PEER_AS}",
+                   f"no neighbor {self.topfib_address} shutdown")
 
     def disable_peer(self, peer: int) -> None:
         """Peer ``peer`` goes away (its sessions shut down): the switch withdraws its paths."""
@@ -299,7 +314,7 @@ class FrrLab(Lab):
 
     def session_established(self) -> bool:
         try:
-            return "Established" in self.vtysh(f"show bgp neighbors {CTL_V4}")
+            return "Established" in self.vtysh(f"show bgp neighbors {self.topfib_address}")
         except RuntimeError:  # bgpd not (yet) answering
             return False
 

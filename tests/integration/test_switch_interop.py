@@ -33,14 +33,17 @@ pytestmark = pytest.mark.integration
 CAP_V4, CAP_V6 = 60, 20
 
 
-@pytest.fixture(params=["bird", "frr"])
+@pytest.fixture(params=["bird", "frr", "frr-ipv6-session"])
 def any_switch(request: pytest.FixtureRequest) -> Iterator[Lab]:
-    reason = lab_unavailable_reason() or (frr_unavailable_reason() if request.param == "frr" else None)
+    frr = request.param.startswith("frr")
+    reason = lab_unavailable_reason() or (frr_unavailable_reason() if frr else None)
     if reason is not None:
         pytest.skip(reason)
-    kind = FrrLab if request.param == "frr" else Lab
-    with kind(routes_v4=300, routes_v6=60, import_limit=CAP_V4) as built:
-        yield built
+    v6_session = request.param.endswith("session")
+    lab = (FrrLab(routes_v4=300, routes_v6=60, import_limit=CAP_V4, session_v6=v6_session)
+           if frr else Lab(routes_v4=300, routes_v6=60, import_limit=CAP_V4))
+    with lab:
+        yield lab
 
 
 async def _best_paths_differ(lab: FrrLab, ctl: SwitchController, timeout_s: float) -> list[str]:
