@@ -1,4 +1,4 @@
-"""A BGP path as topfib keeps it, and the deterministic best-path order from DESIGN.md."""
+"""A BGP path as topfib keeps it, and the deterministic best-path order (RFC 4271 §9.1.2.2)."""
 
 from __future__ import annotations
 
@@ -27,32 +27,92 @@ class Path:
         return self.as_path[-1] if self.as_path else None
 
 
-def best_path_key(path: Path) -> tuple[int, int, int, int, int, int, int]:
-    """Sort key: the smallest key is the best path.
+@dataclass(frozen=True, slots=True)
+class BestPathRules:
+    """What the best-path order depends on besides the paths: the switch's configuration."""
 
-    Highest local-pref, shortest AS path, lowest origin, lowest MED, then lowest peer address
-    (IPv4 before IPv6) and lowest path-id, so the choice never depends on arrival order.
-    """
+    always_compare_med: bool = False  # MED between paths from different neighbour ASes too
+    # The switch's AS when the session to topfib is eBGP: the switch prepends it to every path,
+    # so the neighbour AS a path came from is the first one after it.
+    switch_as: int | None = None
+
+
+DEFAULT_RULES = BestPathRules()
+PathKey = tuple[int, ...]
+# best_path_key's layout: the tier every candidate must tie on, the MED group, then the tie-break
+TIER_LEN = 3
+GROUP, TIE_BREAK = TIER_LEN, TIER_LEN + 2
+
+
+def neighbor_as(path: Path, skip_as: int | None = None) -> int:
+    """The AS ``path`` was learned from (first in its AS path, past ``skip_as`` prepended), 0 for
+    a path from inside the AS (empty AS path)."""
+    for asn in path.as_path:
+        if asn != skip_as:
+            return asn
+    return 0
+
+
+def _address_key(text: str) -> tuple[int, int]:
     try:
-        peer = ipaddress.ip_address(path.peer) if path.peer else None
+        address = ipaddress.ip_address(text) if text else None
     except ValueError:
-        peer = None
-    peer_family = peer.version if peer else 0
-    peer_int = int(peer) if peer else 0
+        address = None
+    return (address.version, int(address)) if address else (0, 0)
+
+
+def best_path_key(path: Path, rules: BestPathRules = DEFAULT_RULES) -> PathKey:
+    """Sort key of RFC 4271 §9.1.2.2's decision process, as far as topfib sees the attributes.
+
+    Highest local-pref, shortest AS path, lowest origin (the tier), then the neighbour AS and
+    MED: MED is compared only between paths from the same neighbour AS unless
+    ``rules.always_compare_med`` (see :func:`best_position`). eBGP-over-iBGP, IGP cost and router-id
+    are not visible to topfib (every path comes from the switch); the stable tie-break is the
+    lowest next hop (for eBGP paths the peer's address), then peer address and path-id, so the
+    choice never depends on arrival order (ADD-PATH path-ids do).
+    """
+    group = 0 if rules.always_compare_med else neighbor_as(path, rules.switch_as)
     return (
         -path.local_pref,
         len(path.as_path),
         ORIGIN_RANK.get(path.origin, 3),
+        group,
         path.med,
-        peer_family,
-        peer_int,
+        *_address_key(path.next_hop),
+        *_address_key(path.peer),
         path.path_id,
     )
 
 
-def best_path(paths: list[Path] | tuple[Path, ...]) -> Path | None:
-    """The best of ``paths`` by :func:`best_path_key`, or None when there are none."""
-    return min(paths, key=best_path_key) if paths else None
+def best_position(keys: list[PathKey], tier_len: int = TIER_LEN) -> int:
+    """Index of the best path given the keys of its candidates sorted ascending.
+
+    Keys are laid out as :func:`best_path_key`'s, after ``tier_len - TIER_LEN`` extra leading
+    fields. Only candidates tying with the first on the tier compete; of each neighbour-AS group
+    the first (lowest MED, then tie-break) survives; the survivor with the lowest tie-break wins.
+    """
+    first = keys[0]
+    tier, group, tie_break = first[:tier_len], tier_len, tier_len + TIE_BREAK - GROUP
+    best = 0
+    groups = {first[group]}
+    for index in range(1, len(keys)):
+        key = keys[index]
+        if key[:tier_len] != tier:
+            break
+        if key[group] in groups:  # a higher MED (or a later tie-break) in a group already seen
+            continue
+        groups.add(key[group])
+        if key[tie_break:] < keys[best][tie_break:]:
+            best = index
+    return best
+
+
+def best_path(paths: list[Path] | tuple[Path, ...], rules: BestPathRules = DEFAULT_RULES) -> Path | None:
+    """The best of ``paths`` by RFC 4271's order (:func:`best_path_key`), or None when there are none."""
+    if not paths:
+        return None
+    ordered = sorted(paths, key=lambda path: best_path_key(path, rules))
+    return ordered[best_position([best_path_key(path, rules) for path in ordered])]
 
 
 _new_object = object.__new__

@@ -26,7 +26,7 @@ from typing import cast
 from collector.exabgp_json import EndOfRib, Event, Notification, RouteUpdate, SessionState
 from collector.fastprefix import split_prefix
 from collector.lpm import LpmTable
-from collector.paths import Path, best_path_key
+from collector.paths import DEFAULT_RULES, TIER_LEN, BestPathRules, Path, best_path_key, best_position
 from collector.prefixes import IPV4, IPV6, prefix_family
 from collector.special_use import SpecialUseFilter, count_filtered
 
@@ -36,9 +36,9 @@ _Entry = tuple[str, Path]  # (session, path), shared between prefixes
 # One path is stored as its entry itself (no 1-tuple around it: a full table is mostly single-path
 # prefixes); several as a tuple of entries, best first.
 _Stored = _Entry | tuple[_Entry, ...]
-# (preloaded?, best_path_key, session): a live path always beats a preloaded file path (whose
-# next hop may be synthetic); among live paths the order is exactly collector.paths.best_path.
-_SortKey = tuple[bool, tuple[int, int, int, int, int, int, int], str]
+# ((preloaded?, *best_path_key), session): a live path always beats a preloaded file path (whose
+# next hop may be synthetic); among live paths the best is exactly collector.paths.best_path's.
+_SortKey = tuple[tuple[int, ...], str]
 
 
 def _entries(stored: _Stored) -> tuple[_Entry, ...]:
@@ -87,8 +87,9 @@ class Rib:
     """Paths of every session of one switch, best path per prefix, and the prefix LPM table."""
 
     def __init__(self, preload_session: str = PRELOAD_SESSION,
-                 special_use: SpecialUseFilter | None = None) -> None:
+                 special_use: SpecialUseFilter | None = None, rules: BestPathRules = DEFAULT_RULES) -> None:
         self.lpm = LpmTable()
+        self.rules = rules
         self.preload_session = preload_session
         # With a filter, a prefix in special-use space (or a /0) never enters: nothing can then
         # select, resolve a request to, or announce it. Counted once per refused announce.
@@ -238,15 +239,9 @@ class Rib:
                 kept.append(entry)
         if not replaced:
             self._count_path(prefix, session, +1)
-        interned = self._intern(session, path)
-        if kept:
-            key = self._sort_key(interned)
-            position = 0
-            while position < len(kept) and self._sort_key(kept[position]) < key:
-                position += 1
-            kept.insert(position, interned)
-        else:
-            kept.append(interned)
+        kept.append(self._intern(session, path))
+        if len(kept) > 1:
+            kept = self._ordered(kept)
         self._routes[prefix] = _pack(kept)
         best = kept[0][1]
         return self._changed_to(prefix, best) if best != old_best else None
@@ -272,13 +267,15 @@ class Rib:
             return None
         self._release(entries[position])
         self._count_path(prefix, session, -1)
-        rest = entries[:position] + entries[position + 1:]
+        rest = [*entries[:position], *entries[position + 1:]]
         if not rest:
             del self._routes[prefix]
             self.lpm.remove(prefix)
             return self._changed_to(prefix, None)
+        # with MED compared per neighbour AS, even a path that lost can have decided the winner
+        rest = self._ordered(rest)
         self._routes[prefix] = _pack(rest)
-        return self._changed_to(prefix, rest[0][1]) if position == 0 else None
+        return self._changed_to(prefix, rest[0][1]) if rest[0][1] != entries[0][1] else None
 
     def drop_session(self, session: str, family: int | None = None) -> list[RibChange]:
         """Remove every path of ``session`` (of one family, if given): one change per prefix
@@ -294,7 +291,7 @@ class Rib:
         for prefix in doomed:
             entries = _entries(self._routes[prefix])
             old_best = entries[0][1]
-            kept = [entry for entry in entries if entry[0] != session]
+            kept = self._ordered([entry for entry in entries if entry[0] != session])
             for entry in entries:
                 if entry[0] == session:
                     self._release(entry)
@@ -326,13 +323,24 @@ class Rib:
         return entry
 
     def _sort_key(self, entry: _Entry) -> _SortKey:
-        """(preloaded?, best_path_key, session), computed once per pair that gets ordered."""
+        """((preloaded?, *best_path_key), session), computed once per pair that gets ordered."""
         pair = (entry[0], id(entry[1]))
         key = self._sort_keys.get(pair)
         if key is None:
-            key = (entry[0] == self.preload_session, best_path_key(entry[1]), entry[0])
+            key = ((entry[0] == self.preload_session, *best_path_key(entry[1], self.rules)), entry[0])
             self._sort_keys[pair] = key
         return key
+
+    def _ordered(self, entries: list[_Entry] | tuple[_Entry, ...]) -> list[_Entry]:
+        """``entries`` sorted by key, with the best (RFC 4271: see best_position) moved first."""
+        sort_key = self._sort_key
+        keyed = sorted([(sort_key(entry), index) for index, entry in enumerate(entries)])
+        ordered = [entries[index] for _, index in keyed]
+        if len(keyed) > 1 and keyed[1][0][0][:TIER_LEN + 1] == keyed[0][0][0][:TIER_LEN + 1]:  # a contest
+            best = best_position([key[0] for key, _ in keyed], TIER_LEN + 1)
+            if best:
+                ordered.insert(0, ordered.pop(best))
+        return ordered
 
     def _release(self, entry: _Entry) -> None:
         pair = (entry[0], id(entry[1]))

@@ -160,6 +160,10 @@ class SwitchConfig(_Strict):
     fib_cap_ipv4_24_max: int | None = Field(None, ge=0)
     request_ttl_max_s_max: float | None = Field(None, gt=0, allow_inf_nan=False)
     max_requests_per_ap_max: int | None = Field(None, gt=0)
+    # compare MED between paths from different neighbour ASes (as the switch must, to agree)
+    always_compare_med: bool = False
+    # the switch's addresses besides `neighbor` (a path with one of them as next hop is unusable)
+    own_addresses: list[str] = []
 
     @field_validator("neighbor", "local_address")
     @classmethod
@@ -182,7 +186,7 @@ class SwitchConfig(_Strict):
             ipaddress.IPv4Address(value)
         return value
 
-    @field_validator("sflow_agents")
+    @field_validator("sflow_agents", "own_addresses")
     @classmethod
     def _agents(cls, value: list[str]) -> list[str]:
         return [str(parse_ip(a)) for a in value]

@@ -154,3 +154,9 @@ def render_step(step: Step, neighbor: str, chunk: int = DEFAULT_CHUNK) -> list[t
 def render_commands(plan: Plan, neighbor: str, chunk: int = DEFAULT_CHUNK) -> list[str]:
     """ExaBGP API lines for ``plan`` in order (see :func:`render_step`)."""
     return [line for step in plan.steps for _, line in render_step(step, neighbor, chunk)]
+
+
+def clear_adj_rib_out_command(neighbor: str) -> str:
+    """The ExaBGP API line that makes it forget (and, on a live session, withdraw) every route it
+    announced to ``neighbor``: without it ExaBGP replays them when the session comes back."""
+    return f"neighbor {ipaddress.ip_address(neighbor)} clear adj-rib out"

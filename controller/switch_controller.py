@@ -6,6 +6,9 @@ plans against what ExaBGP has acknowledged, sends the commands and publishes sna
 
 What counts as installed is only what ExaBGP acknowledged with ``done`` on a session that is up.
 A session going down (or the bridge going away) empties it: the switch drops our routes then.
+ExaBGP itself keeps what it announced (its adj-rib-out, always on with route-refresh) and would
+replay it when the session comes back; topfib clears it as soon as the session is down, and
+before anything is programmed on the next session (see :meth:`SwitchController._forget_announced`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from collector.accounting import CANDIDATES_PER_SLOT, PrefixRates
 from collector.exabgp_json import EndOfRib, ExabgpJsonParser, Notification, SessionState
 from collector.metrics import REGISTRY
 from collector.path_accounting import PathRates
+from collector.paths import BestPathRules
 from collector.rib import Rib, RibChange
 from collector.safe_files import ensure_private_dir
 from controller.config import SwitchConfig, TopfibConfig
@@ -34,8 +38,9 @@ from controller.exabgp_link import ExabgpLink, ExabgpLinkDown
 from controller.exabgp_runner import ExabgpRunner
 from controller.observed_paths import ObservedPathRib
 from controller.oracle import share_of
-from controller.plan import Step, plan, render_step
+from controller.plan import Step, clear_adj_rib_out_command, plan, render_step
 from controller.select import OnDemandRequest, Selection, SelectionPolicy, select
+from controller.self_next_hop import SelfNextHopFilter
 from controller.session_diagnosis import SessionDiagnosis
 from controller.settings import effective_settings, selection_policy
 from controller.store import Store, StoreUnavailable
@@ -57,6 +62,9 @@ QUIET_CHECK_S = 0.1
 # re-pointing first would double ExaBGP's work.
 SETTLE_QUIET_S = 0.3
 SETTLE_MAX_S = 3.0
+# ...except a prefix whose installed next hop has no path left (its exit is gone: the switch keeps
+# forwarding to it meanwhile): it is re-pointed once the burst has been quiet this long.
+DEAD_EXIT_QUIET_S = 0.05
 # Announce lines sent per window: between windows the program lock is free, so withdraws of
 # prefixes that lost their last path never wait behind a long programming run.
 ANNOUNCE_WINDOW_LINES = 4
@@ -71,6 +79,13 @@ BUSY_RECHECK_S = 0.1  # a loop iteration deferred for the reactor looks again th
 CHURN_WINDOW_S = 3600.0
 COMMAND_CHUNK = 1000  # prefixes per ExaBGP command line
 UNUSABLE_NEXT_HOPS = frozenset({"", "0.0.0.0", "::"})
+
+
+def best_path_rules(switch: SwitchConfig) -> BestPathRules:
+    """The switch's best-path order: on an eBGP session to topfib it prepends its AS to every path."""
+    ebgp = switch.peer_as != switch.local_as
+    return BestPathRules(always_compare_med=switch.always_compare_med,
+                         switch_as=switch.peer_as if ebgp else None)
 
 
 def _windows(steps: list[Step], size: int) -> list[list[Step]]:
@@ -91,6 +106,7 @@ def _windows(steps: list[Step], size: int) -> list[list[Step]]:
         windows.append(current)
     return windows
 PRUNE_EVERY_S = 60.0
+STOPPING = "topfib stopping"
 PRUNE_BELOW_BYTES_PER_S = 1.0  # ~1 sampled 1500-byte packet per 25 min at 1:1: nothing to rank
 
 _m_changes = REGISTRY.counter(
@@ -197,7 +213,7 @@ class SwitchController:
         self.config = config
         self.rates = rates
         self.store = store
-        self.rib = Rib(special_use=config.special_use.build())
+        self.rib = Rib(special_use=config.special_use.build(), rules=best_path_rules(switch))
         self.rib_lock = rib_lock
         # what selection, planning and the reactor ask for a prefix's path: the best path, or
         # with follow_observed_paths the path its traffic is seen to take (path_rates)
@@ -206,6 +222,7 @@ class SwitchController:
             ObservedPathRib(self.rib) if switch.follow_observed_paths and path_rates is not None else self.rib
         )
         self.parser = ExabgpJsonParser(known_prefix=self.rib.lpm.knows)
+        self.self_next_hops = SelfNextHopFilter(switch, clock)
         self.session = SessionInfo()
         self.diagnosis = SessionDiagnosis(switch, lambda: self.runner.pid, clock=clock)
         self.installed: dict[str, str] = {}  # prefix → next-hop, acknowledged by ExaBGP
@@ -253,8 +270,15 @@ class SwitchController:
         self._burst_began: float | None = None
         self._last_touch = 0.0
         self._reaction = asyncio.Event()
+        self._dead_exits = False  # the last batch kept back prefixes whose installed exit is gone
         self._reactor: asyncio.Task[None] | None = None
         self._program_lock = asyncio.Lock()  # every command batch to ExaBGP goes out under it
+        # ExaBGP acknowledged announces since its adj-rib-out was last cleared: once the session
+        # ends it holds routes the switch no longer has, and would replay them on the next one;
+        # so a replay is pending until the clear is confirmed, and nothing is programmed meanwhile.
+        self._announced = False
+        self._replay_pending = False
+        self._forgetting: asyncio.Task[bool] | None = None
 
     def _new_runner(self) -> ExabgpRunner:
         return ExabgpRunner(
@@ -306,20 +330,22 @@ class SwitchController:
         self.active = False
         await self.runner.stop()
         self._session_lost(reason)
-        log.warning("switch %s: standby (%s)", self.name, reason)
+        # our own shutdown is no warning; losing the lease is
+        log.log(logging.INFO if reason == STOPPING else logging.WARNING, "switch %s: standby (%s)",
+                self.name, reason)
 
     async def stop(self) -> None:
-        await self.deactivate("topfib stopping")
-        for task in (self._reactor, self._quiet_watch):
+        await self.deactivate(STOPPING)
+        for task in (self._reactor, self._quiet_watch, self._forgetting):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._reactor = self._quiet_watch = None
+        self._reactor = self._quiet_watch = self._forgetting = None
         if self._rewake is not None:
             self._rewake.cancel()
         await self.link.stop()
-        self._session_lost("topfib stopping")
+        self._session_lost(STOPPING)
 
     # --- ExaBGP input --------------------------------------------------------------------------
 
@@ -328,7 +354,7 @@ class SwitchController:
         # End-of-RIB (drops the preloaded file paths of that family once the live table is in).
         # The parser asks the LPM table whether a prefix is known: under the lock as well.
         with self.rib_lock:
-            events = self.parser.parse_line(line)
+            events = self.self_next_hops(self.parser.parse_line(line))
             changes = self.rib.apply_all(events)
         if changes:
             self._note_rib_changes(changes)
@@ -340,7 +366,10 @@ class SwitchController:
                 if self.ready_to_program():
                     self.wake()  # the table is in: program now, not at the end of the period
             elif isinstance(event, Notification):
-                log.warning("switch %s: BGP notification %s/%s %s", self.name, event.code, event.subcode,
+                # ExaBGP's shutdown notice (code 0) after we stopped it is expected: no warning
+                ours = event.neighbor is None and event.code == 0 and not self.active
+                log.log(logging.INFO if ours else logging.WARNING,
+                        "switch %s: BGP notification %s/%s %s", self.name, event.code, event.subcode,
                             event.message)
 
     def _note_rib_changes(self, changes: list[RibChange]) -> None:
@@ -365,7 +394,10 @@ class SwitchController:
         if event.state == "up":
             self.session = SessionInfo(state="up", since=self._wall_clock(), up_at=self._clock())
             self._quiet.restart()
-            self.installed = {}  # a fresh session: the switch holds none of our routes
+            self.installed = {}  # a fresh session: the switch holds none of our routes...
+            if self._announced:  # ...unless ExaBGP replays them (the down went unseen)
+                self._replay_pending = True
+                self._forget_soon()
             log.info("switch %s: BGP session up", self.name)
         elif event.state == "down":
             self._session_lost(event.reason or "session down")
@@ -383,14 +415,45 @@ class SwitchController:
 
     def _session_lost(self, reason: str) -> None:
         if self.session.state != "down":
-            log.warning("switch %s: BGP session down (%s); nothing counts as installed", self.name, reason)
+            log.log(logging.WARNING if self.active else logging.INFO,  # not active: we stopped it
+                    "switch %s: BGP session down (%s); nothing counts as installed", self.name, reason)
         self.session = SessionInfo(state="down", reason=reason, since=self._wall_clock())
         self.installed = {}
         self._touched.clear()
+        if self._announced:
+            self._replay_pending = True
+            self._forget_soon()
         with self.rib_lock:
             for session in list(self.rib.session_path_counts()):
                 if session != self.rib.preload_session:
                     self.rib.drop_session(session)
+
+    def _forget_soon(self) -> None:
+        """Clear ExaBGP's adj-rib-out now, before the session can come back and replay it."""
+        if self.active and self.link.connected and (self._forgetting is None or self._forgetting.done()):
+            self._forgetting = asyncio.get_running_loop().create_task(self._forget_announced())
+
+    async def _forget_announced(self) -> bool:
+        async with self._program_lock:
+            return await self._forget_announced_locked()
+
+    async def _forget_announced_locked(self) -> bool:
+        """Make ExaBGP forget every route it announced on earlier sessions (withdrawing them if
+        the session is already up again): then nothing counts as installed, truly. False while
+        that is not confirmed; nothing may be programmed then (it could be replayed past the cap)."""
+        if not self._replay_pending:
+            return True
+        try:
+            [done] = await self.link.send([clear_adj_rib_out_command(self.switch.neighbor)])
+        except ExabgpLinkDown:
+            return False
+        if not done:
+            _m_errors.inc(switch=self.name)
+            log.error("switch %s: ExaBGP did not clear its adj-rib-out; programming waits", self.name)
+            return False
+        self._announced = self._replay_pending = False
+        self.installed = {}  # acks of a lost session's last commands may have refilled it
+        return True
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -534,6 +597,8 @@ class SwitchController:
         # Mid-burst, a plan would re-point prefixes whose other paths are about to go as well.
         await self._until_settled()
         async with self._program_lock:
+            if not await self._forget_announced_locked():
+                return
             with self.rib_lock:
                 changes = plan(desired, self.installed, rib=self.route_view, unusable=UNUSABLE_NEXT_HOPS)
             withdraws = [step for step in changes.steps if step.action == "withdraw"]
@@ -598,7 +663,7 @@ class SwitchController:
         how long until re-pointing may be done (0: nothing left)."""
         async with self._program_lock:
             while self._touched:
-                if not self.ready_to_program():
+                if not self.ready_to_program() or not await self._forget_announced_locked():
                     self._touched.clear()  # the first full plan covers them
                     return 0.0
                 if not await self._react_batch():
@@ -606,17 +671,22 @@ class SwitchController:
                 if not self._reaction.is_set():
                     break
                 self._reaction.clear()  # more came in while that batch was out: go on now
+        if self._dead_exits:
+            return min(self._settle_delay(), max(0.0, self._last_touch + DEAD_EXIT_QUIET_S - self._clock()))
         return self._settle_delay()
 
     async def _react_batch(self) -> bool:
-        """Withdraw touched prefixes without a path; re-point moved ones if the burst settled.
-        False when ExaBGP did not confirm everything."""
+        """Withdraw touched prefixes without a path; re-point those whose installed exit is gone
+        once the burst paused (DEAD_EXIT_QUIET_S), moved ones once it settled. False when ExaBGP
+        did not confirm everything."""
         unsettled = self._settle_delay() > 0
+        now = self._clock()
         began = self._burst_began
-        capped = began is not None and self._clock() - began >= self._settle_max_s
+        capped = began is not None and now - began >= self._settle_max_s
         touched, self._touched = self._touched, set()
         gone: dict[str, str] = {}
         moved: dict[str, str] = {}
+        dead: dict[str, str] = {}  # moved, and the installed next hop has no path left
         with self.rib_lock:
             for prefix in touched:
                 installed = self.installed.get(prefix)
@@ -626,10 +696,16 @@ class SwitchController:
                 if best is None or best.next_hop in UNUSABLE_NEXT_HOPS:
                     gone[prefix] = installed
                 elif best.next_hop != installed:
-                    moved[prefix] = best.next_hop
+                    alive = any(path.next_hop == installed for path in self.rib.paths(prefix))
+                    (moved if alive else dead)[prefix] = best.next_hop
         if unsettled or (gone and not capped):  # prefixes still lose their last path: a burst
             self._touched.update(moved)  # kept for later: their other paths may go too
             moved = {}
+        self._dead_exits = bool(dead) and now - self._last_touch < DEAD_EXIT_QUIET_S and not capped
+        if self._dead_exits:
+            self._touched.update(dead)  # mid-burst: the new exit may be going as well
+            dead = {}
+        moved.update(dead)
         part = {prefix: self.installed[prefix] for prefix in (*gone, *moved)}
         changes = plan(moved, part)
         withdraws = [step for step in changes.steps if step.action == "withdraw"]
@@ -708,6 +784,9 @@ class SwitchController:
                 else:
                     assert step.next_hop is not None
                     self.installed[prefix] = step.next_hop
+                    self._announced = True
+                    if self.session.state != "up":  # acked after the session ended
+                        self._replay_pending = True
                 self.changes.append((wall_now, step.action, prefix, step.next_hop or "", reason))
                 self._change_times.append(wall_now)
             _m_changes.inc(len(prefixes), switch=self.name, action=step.action)

@@ -130,9 +130,9 @@ async def async_wait_until(condition: Callable[[], bool], timeout_s: float, inte
         await asyncio.sleep(interval_s)
 
 
-def _apply_line(routes: dict[str, str], line: str) -> str | None:
+def _apply_line(routes: dict[str, str], line: str, proto: str = "bird") -> str | None:
     words = line.split()
-    if "proto" not in words or words[words.index("proto") + 1:words.index("proto") + 2] != ["bird"]:
+    if "proto" not in words or words[words.index("proto") + 1:words.index("proto") + 2] != [proto]:
         return None
     deleted = words[0] == "Deleted"
     if deleted:
@@ -157,6 +157,7 @@ class FibWatcher:
 
     def __init__(self, routes: dict[str, str]) -> None:
         self.routes = routes
+        self.proto = "bird"  # the kernel route protocol of the switch's routes (FRR: "bgp")
         self.changed = asyncio.Event()
         self.overflows = 0  # times ip monitor reported lost events
         self.resyncs = 0
@@ -179,7 +180,7 @@ class FibWatcher:
         try:
             routes = await asyncio.to_thread(dump)
             for line in self._recording:
-                _apply_line(routes, line)
+                _apply_line(routes, line, self.proto)
         finally:
             self._recording = None
         self.resyncs += 1
@@ -188,7 +189,7 @@ class FibWatcher:
 
     def apply(self, line: str) -> str | None:
         """Apply one ``ip monitor`` line; the prefix it changed (None: not a BIRD route)."""
-        prefix = _apply_line(self.routes, line)
+        prefix = _apply_line(self.routes, line, self.proto)
         if prefix is not None:
             self.changed.set()
         return prefix
@@ -226,6 +227,8 @@ class Lab:
     prefixes_v6: list[str] = field(default_factory=list)
     _bird: subprocess.Popen[bytes] | None = None
     _namespaces_created: list[str] = field(default_factory=list)
+    # The kernel route protocol the switch installs topfib's routes with (FrrLab: "bgp").
+    route_proto = "bird"
 
     def __post_init__(self) -> None:
         global _instances
@@ -420,6 +423,15 @@ protocol bgp {BGP_PROTOCOL} {{
     def session_established(self) -> bool:
         return "Established" in self.birdc("show", "protocols", BGP_PROTOCOL)
 
+    def disable_peer(self, peer: int) -> None:
+        """Peer ``peer`` (next hops NEXT_HOPS_V4/V6[peer]) withdraws all its paths."""
+        for family in (4, 6):
+            self.birdc("disable", f"peer{family}_{peer}")
+
+    def enable_peer(self, peer: int) -> None:
+        for family in (4, 6):
+            self.birdc("enable", f"peer{family}_{peer}")
+
     def import_limit_fired(self) -> bool:
         """True if BIRD ever hit the import limit on the topfib session (it logs each time)."""
         try:
@@ -431,7 +443,7 @@ protocol bgp {BGP_PROTOCOL} {{
     # --- the switch's kernel FIB ---------------------------------------------------------------
 
     def _bird_routes(self, family: int) -> list[dict[str, object]]:
-        out = run(["ip", f"-{family}", "-j", "-n", self.sw, "route", "show", "proto", "bird"],
+        out = run(["ip", f"-{family}", "-j", "-n", self.sw, "route", "show", "proto", self.route_proto],
                   timeout=60).stdout
         routes: list[dict[str, object]] = json.loads(out) if out.strip() else []
         return routes
@@ -478,6 +490,7 @@ protocol bgp {BGP_PROTOCOL} {{
             "ip", "-rcvbuf", str(MONITOR_RCVBUF), "-n", self.sw, "monitor", "route",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True)
         watcher = watcher_type({})
+        watcher.proto = self.route_proto
         assert proc.stdout is not None and proc.stderr is not None
         reader = asyncio.create_task(watcher.follow(proc.stdout))
         errors = asyncio.create_task(self._resync_on_overflow(watcher, proc.stderr))

@@ -235,3 +235,16 @@ def test_switch_side_changes_reach_topfib(lab: Lab) -> None:
         assert await lab.wait_fib(lambda fib: set(fib) == set(v4[:3]), UP_TIMEOUT_S), lab.fib_next_hops()
 
     in_session(lab, body)
+
+
+def test_exabgp_log_has_no_per_message_statistics(lab: Lab) -> None:
+    """ExaBGP logs a "statistics for receive-update counter N" line after every message it
+    receives unless told not to: with a full table that was 99.9 % of its log."""
+    async def body(session: ExabgpSession) -> None:
+        assert await async_wait_until(lambda: session.end_of_rib() >= {"ipv4 unicast", "ipv6 unicast"},
+                                      FIB_TIMEOUT_S)
+
+    in_session(lab, body)
+    text = (lab.workdir / "exabgp.log").read_text(errors="replace")
+    assert "connected to" in text  # the log is written (the session's lines are in it)
+    assert "statistics for" not in text, [line for line in text.splitlines() if "statistics" in line][:3]
