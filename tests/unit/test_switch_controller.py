@@ -461,7 +461,7 @@ def test_a_refused_clear_keeps_programming_back(tmp_path: Path) -> None:
             switch.refuse.clear()
             switch.commands.clear()
             await ctl.tick()  # the clear again first, confirmed now, then the plan
-            announce = f"neighbor {NEIGHBOR} announce attributes next-hop {NH1} nlri {P1}"
+            announce = f"neighbor {NEIGHBOR} announce ipv4 unicast {P1} next-hop {NH1}"
             assert switch.commands == [CLEAR, announce]
             assert ctl.installed == {P1: NH1}
         finally:
