@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from collector.fastprefix import split_prefix
+from controller.addresses import parse_ip
 from controller.closure import prefix_sort_key
 from controller.selection_types import RibView
 
@@ -138,8 +139,10 @@ def render_step(step: Step, neighbor: str, chunk: int = DEFAULT_CHUNK) -> list[t
     family = _FAMILY_NAMES.get(step.family)
     if family is None:
         raise ValueError(f"unknown address family {step.family!r}")
-    head = f"neighbor {ipaddress.ip_address(neighbor)} {step.action} {family} "
-    tail = f" next-hop {ipaddress.ip_address(step.next_hop or '')}" if step.action == "announce" else ""
+    # no scope id: ipaddress takes any text after "%" (a newline too) and prints it back
+    head = f"neighbor {parse_ip(neighbor, allow_scope=False)} {step.action} {family} "
+    next_hop = parse_ip(step.next_hop or "", allow_scope=False) if step.action == "announce" else None
+    tail = f" next-hop {next_hop}" if next_hop is not None else ""
     for prefix in step.prefixes:
         # every token is re-validated: a stray space or newline would be a different command
         if split_prefix(prefix)[0] != step.family:
