@@ -244,7 +244,9 @@ class SpecialUseConfig(_Strict):
     @field_validator("extra")
     @classmethod
     def _prefixes(cls, value: list[str]) -> list[str]:
-        return [str(ipaddress.ip_network(item, strict=True)) for item in value]
+        prefixes = [str(ipaddress.ip_network(item, strict=True)) for item in value]
+        SpecialUseFilter.from_settings(extra=prefixes)  # what run builds: a scope id ("%eth0") fails here
+        return prefixes
 
     def build(self) -> SpecialUseFilter:
         return SpecialUseFilter.from_settings(documentation=self.documentation,

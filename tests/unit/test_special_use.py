@@ -120,6 +120,8 @@ def test_config_names_a_bad_extra_range() -> None:
            'fib_cap_ipv4=1\nfib_cap_ipv6=1\n'
     with pytest.raises(ConfigError, match=r"special_use\.extra"):
         parse_config(base + '[special_use]\nextra = ["10.0.0.1/8"]\n')
+    with pytest.raises(ConfigError, match=r"special_use\.extra"):  # ipaddress keeps the scope id
+        parse_config(base + '[special_use]\nextra = ["fe80::%eth0/64"]\n')
     with pytest.raises(ConfigError, match=r"special_use\.documentaton"):
         parse_config(base + '[special_use]\ndocumentaton = false\n')
     assert parse_config(base).special_use.documentation is True
