@@ -89,9 +89,12 @@ class SpecialUseFilter:
             else:
                 narrow.setdefault((family, network >> (_BITS[family] - key_bits)), []).append(entry)
         self._wide = {family: _most_specific_first(entries) for family, entries in wide.items()}
-        # IPv4: the candidates by first octet, a plain tuple index (the RIB's common case)
-        self._by_octet = tuple(_most_specific_first([*self._wide[IPV4], *narrow.get((IPV4, octet), ())])
-                               for octet in range(256))
+        # IPv4: the candidates by first octet, a plain tuple index (the RIB's common case); a
+        # range wider than /8 is a candidate only for the octets it spans
+        self._by_octet = tuple(
+            _most_specific_first([*(e for e in self._wide[IPV4] if octet >> (8 - e[0]) == e[2]),
+                                  *narrow.get((IPV4, octet), ())])
+            for octet in range(256))
         self._v6_buckets = {key: _most_specific_first([*self._wide[IPV6], *entries])
                             for (family, key), entries in narrow.items() if family == IPV6}
 
