@@ -23,7 +23,8 @@ IpAddress = Annotated[str, Field(max_length=45, examples=["198.51.100.7"]), Afte
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    # strict: a JSON true or "60" is not a number of seconds (a 422 naming the field instead)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
 
 class RequestBatchIn(_Body):

@@ -23,7 +23,8 @@ class SwitchSettingsPatch(BaseModel):
     The score half-lives are not here: ``[collector]`` sets them for every switch at once.
     """
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    # strict: JSON true is not the cap 1, nor "5" the cap 5 (floats still take integers)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
     fib_cap_ipv4: int | None = Field(None, gt=0, le=_MAX_INT)
     fib_cap_ipv6: int | None = Field(None, gt=0, le=_MAX_INT)

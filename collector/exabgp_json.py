@@ -409,8 +409,7 @@ class ExabgpJsonParser:
         state = neighbor.get("state")
         if not isinstance(state, str) or state not in SESSION_STATES:
             raise _Skip("bad_state", f"state {state!r} from {peer}")
-        reason = neighbor.get("reason", "")
-        return [SessionState(peer, state, reason if isinstance(reason, str) else str(reason))]
+        return [SessionState(peer, state, _shown(neighbor.get("reason", "")))]
 
     def _notification(self, message: dict[str, Any]) -> list[Event]:
         if message.get("notification") == "shutdown":
@@ -422,8 +421,8 @@ class ExabgpJsonParser:
         code, subcode = body.get("code"), body.get("subcode")
         if not isinstance(code, int) or not isinstance(subcode, int):
             raise _Skip("bad_notification", f"code/subcode not integers from {peer}")
-        return [Notification(peer, str(neighbor.get("direction", "")), code, subcode,
-                             str(body.get("data", "")), str(body.get("message", "")))]
+        return [Notification(peer, _shown(neighbor.get("direction", "")), code, subcode,
+                             _shown(body.get("data", "")), _shown(body.get("message", "")))]
 
     # -- updates --------------------------------------------------------------------------------
 
@@ -603,6 +602,16 @@ class ExabgpJsonParser:
         return parsed
 
 _ORIGINS = ("igp", "egp", "incomplete")
+_SHOWN_MAX = 512
+
+
+def _shown(value: Any) -> str:
+    """Text for the log and /v1/status: printable and bounded. A session's reason and a
+    notification's message carry what the peer sent (an RFC 8203 shutdown communication), and a
+    control character or line break there would forge log lines or terminal output."""
+    text = value if isinstance(value, str) else str(value)
+    text = text[:_SHOWN_MAX]
+    return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
 _NONE: list[Any] = []  # an absent community list (never mutated)
 _tuple_new = tuple.__new__
 

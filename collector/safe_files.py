@@ -68,8 +68,13 @@ def ensure_private_dir(path: Path) -> None:
         with contextlib.suppress(FileExistsError):  # created concurrently: the checks below decide
             os.mkdir(directory, PRIVATE_DIR_MODE)
     for index, directory in enumerate([path, *path.parents]):
-        # the target itself may be reached through a symlink we then check the target of;
-        # every component above it is checked as it is (stat follows, that is what the kernel does)
+        # A component may be a symlink, then checked by what it points at (stat follows, as the
+        # kernel does) — if the link is ours or root's: one someone else planted in a shared
+        # directory would choose where we write (what fs.protected_symlinks = 1 refuses too).
+        link = os.lstat(directory)
+        if stat.S_ISLNK(link.st_mode) and link.st_uid not in _owners():
+            raise UnsafePathError(directory, f"{directory} is a symlink owned by uid {link.st_uid}, "
+                                             "not by us or root: refusing to follow it")
         _check_directory(directory, os.stat(directory), is_target=index == 0)
 
 

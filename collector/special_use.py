@@ -15,7 +15,9 @@ default: 100.64/10, shared address space (CGNAT), which is routable inside some 
 operator may add ranges of their own (``special_use.extra``).
 
 The rule: a prefix *inside* (or equal to) a filtered range is refused; a shorter prefix that
-merely *covers* one (0.0.0.0/1 covers 127/8) also routes ordinary space and is kept. A default
+merely *covers* one (0.0.0.0/1 covers 127/8) also routes ordinary space and is kept. "Inside" is
+judged against the union of the ranges: 224.0.0.0/3 is multicast plus reserved and nothing else,
+so it is refused although neither range alone contains it. A default
 route (/0) is always refused: topfib exists to install specific routes in front of it, and one
 /0 would carry every unrouted destination.
 """
@@ -74,12 +76,11 @@ class SpecialUseFilter:
     """
 
     def __init__(self, ranges: Iterable[tuple[str, str]]) -> None:
-        self.ranges: list[tuple[str, str]] = []
+        self.ranges: list[tuple[str, str]] = list(ranges)
         wide: dict[int, list[_Range]] = {IPV4: [], IPV6: []}  # shorter than a bucket key
         narrow: dict[tuple[int, int], list[_Range]] = {}
-        for text, name in ranges:
+        for text, name in [*self.ranges, *_unions(self.ranges)]:
             family, network, length = split_prefix(text)
-            self.ranges.append((text, name))
             shift = _BITS[family] - length
             entry = (length, shift, network >> shift, name)
             key_bits = _KEY_BITS[family]
@@ -87,10 +88,14 @@ class SpecialUseFilter:
                 wide[family].append(entry)
             else:
                 narrow.setdefault((family, network >> (_BITS[family] - key_bits)), []).append(entry)
-        self._wide = {family: tuple(entries) for family, entries in wide.items()}
-        # IPv4: the candidates by first octet, a plain tuple index (the RIB's common case)
-        self._by_octet = tuple((*self._wide[IPV4], *narrow.get((IPV4, octet), ())) for octet in range(256))
-        self._v6_buckets = {key: (*self._wide[IPV6], *entries)
+        self._wide = {family: _most_specific_first(entries) for family, entries in wide.items()}
+        # IPv4: the candidates by first octet, a plain tuple index (the RIB's common case); a
+        # range wider than /8 is a candidate only for the octets it spans
+        self._by_octet = tuple(
+            _most_specific_first([*(e for e in self._wide[IPV4] if octet >> (8 - e[0]) == e[2]),
+                                  *narrow.get((IPV4, octet), ())])
+            for octet in range(256))
+        self._v6_buckets = {key: _most_specific_first([*self._wide[IPV6], *entries])
                             for (family, key), entries in narrow.items() if family == IPV6}
 
     @classmethod
@@ -132,6 +137,29 @@ class SpecialUseFilter:
             raise PrefixError(f"invalid address {ip!r}") from exc
         family = IPV4 if address.version == 4 else IPV6
         return self.reason_parsed(family, int(address), _BITS[family])
+
+
+def _most_specific_first(entries: Iterable[_Range]) -> tuple[_Range, ...]:
+    """Candidates longest first: a prefix is named by the narrowest range holding it."""
+    return tuple(sorted(entries, key=lambda entry: -entry[0]))
+
+
+def _unions(ranges: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Blocks that adjacent ranges form together (224/4 + 240/4 = 224/3), named after them.
+
+    A prefix lying in the union of the ranges lies inside one block of their collapsed form, so
+    adding these blocks makes "inside the union" a check against single ranges again."""
+    networks = [(ipaddress.ip_network(text), name) for text, name in ranges]
+    given = {network for network, _ in networks}
+    unions = []
+    for version in (4, 6):
+        same = [network for network, _ in networks if network.version == version]
+        for block in ipaddress.collapse_addresses(same):  # type: ignore[type-var]
+            if block not in given:
+                names = [name for network, name in networks
+                         if network.version == version and network.subnet_of(block)]  # type: ignore[arg-type]
+                unions.append((str(block), " + ".join(dict.fromkeys(names))))
+    return unions
 
 
 def count_filtered(where: str, range_name: str) -> None:

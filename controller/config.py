@@ -32,7 +32,9 @@ MAX_GTSM_HOPS = 254
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # TOML has inf and nan: no key means "never" by infinity, and an infinite TTL or dwell time
+    # would pass check-config and then fail every settings computation at run time
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 def split_host_port(value: str) -> tuple[str, int]:
@@ -278,7 +280,9 @@ class SpecialUseConfig(_Strict):
     @field_validator("extra")
     @classmethod
     def _prefixes(cls, value: list[str]) -> list[str]:
-        return [str(ipaddress.ip_network(item, strict=True)) for item in value]
+        prefixes = [str(ipaddress.ip_network(item, strict=True)) for item in value]
+        SpecialUseFilter.from_settings(extra=prefixes)  # what run builds: a scope id ("%eth0") fails here
+        return prefixes
 
     def build(self) -> SpecialUseFilter:
         return SpecialUseFilter.from_settings(documentation=self.documentation,

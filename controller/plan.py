@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from collector.fastprefix import split_prefix
+from controller.addresses import parse_ip
 from controller.closure import prefix_sort_key
 from controller.selection_types import RibView
 
@@ -131,19 +132,25 @@ def render_step(step: Step, neighbor: str, chunk: int = DEFAULT_CHUNK) -> list[t
     """(its prefixes, ExaBGP API line) for each line of ``step``, addressed to ``neighbor``.
 
     Raises ``ValueError`` (``PrefixError`` is one) on a malformed neighbor, next-hop or prefix,
-    or on a prefix of another family than the step's: ExaBGP would take it as given.
+    on a prefix of another family than the step's (ExaBGP would take it as given), and on the
+    announce of a default route.
     """
     if chunk < 1:
         raise ValueError("chunk must be >= 1")
     family = _FAMILY_NAMES.get(step.family)
     if family is None:
         raise ValueError(f"unknown address family {step.family!r}")
-    head = f"neighbor {ipaddress.ip_address(neighbor)} {step.action} {family} "
-    tail = f" next-hop {ipaddress.ip_address(step.next_hop or '')}" if step.action == "announce" else ""
+    # no scope id: ipaddress takes any text after "%" (a newline too) and prints it back
+    head = f"neighbor {parse_ip(neighbor, allow_scope=False)} {step.action} {family} "
+    next_hop = parse_ip(step.next_hop or "", allow_scope=False) if step.action == "announce" else None
+    tail = f" next-hop {next_hop}" if next_hop is not None else ""
     for prefix in step.prefixes:
         # every token is re-validated: a stray space or newline would be a different command
-        if split_prefix(prefix)[0] != step.family:
+        prefix_family, _, length = split_prefix(prefix)
+        if prefix_family != step.family:
             raise ValueError(f"prefix {prefix!r} is not {family}")
+        if length == 0 and step.action == "announce":  # the last line of defence (the RIB refuses /0)
+            raise ValueError(f"{prefix}: a default route is never announced")
     rendered = []
     for start in range(0, len(step.prefixes), chunk):
         prefixes = step.prefixes[start : start + chunk]

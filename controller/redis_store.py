@@ -21,7 +21,9 @@ one switch and AP but not under one cluster hash slot.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
+import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
@@ -32,6 +34,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from collector.metrics import REGISTRY
+from collector.prefixes import PrefixError, canonical_prefix
 from controller.store import (
     Pin,
     RequestEntry,
@@ -42,6 +46,14 @@ from controller.store import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+_MALFORMED = REGISTRY.counter(
+    "topfib_store_malformed_total",
+    "Entries read from Redis that topfib did not write that way (skipped), by kind, counted per read",
+    ("kind",),
+)
+_WARNED_MAX = 1024
+_warned: set[tuple[str, str]] = set()
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
 
 # KEYS: exp, at, ap-set, switches. ARGV: now, limit, switch, then (ip, member, requested_at,
@@ -194,8 +206,13 @@ class RedisStore:
                 pipe.hgetall(f"{self._p}req:at:{name}")
                 members, requested = await pipe.execute()
             for member, expires_at in members:
-                ap, ip = json.loads(member)
-                found.append(RequestEntry(name, ip, ap, float(requested.get(member, 0.0)), float(expires_at)))
+                try:
+                    ap, ip = _request_member(member)
+                    requested_at = float(requested.get(member, 0.0))
+                except (ValueError, TypeError) as exc:
+                    _skip_malformed("request", member, exc)
+                    continue
+                found.append(RequestEntry(name, ip, ap, requested_at, float(expires_at)))
         return found
 
     async def active_requests(self, switch: str | None, now: float) -> list[RequestEntry]:
@@ -217,8 +234,10 @@ class RedisStore:
         raw: dict[str, str] = await self._read(("pins",), lambda: self._redis.hgetall(f"{self._p}pins"))
         pins = []
         for prefix in sorted(raw):
-            data = json.loads(raw[prefix])
-            pins.append(Pin(prefix, str(data["by"]), float(data["since"]), str(data.get("note", ""))))
+            try:
+                pins.append(_pin(prefix, raw[prefix]))
+            except (ValueError, TypeError, KeyError) as exc:
+                _skip_malformed("pin", prefix, exc)
         return pins
 
     # -- config overrides -------------------------------------------------------------------------
@@ -231,8 +250,14 @@ class RedisStore:
             raw = await pipe.execute()
         result = {}
         for switch, values in zip(switches, raw, strict=True):
-            if values:
-                result[switch] = {key: _setting(text) for key, text in values.items()}
+            settings = {}
+            for key, text in values.items():
+                try:
+                    settings[key] = _setting(text)
+                except ValueError as exc:
+                    _skip_malformed("setting", f"{switch}.{key}", exc)
+            if settings:
+                result[switch] = settings
         return result
 
     async def config_overrides(self) -> dict[str, dict[str, SettingValue]]:
@@ -252,7 +277,7 @@ class RedisStore:
                     pipe.hset(key, mapping={k: json.dumps(v) for k, v in set_values.items()})
                 pipe.hgetall(key)
                 results = await pipe.execute()
-            return {k: _setting(v) for k, v in results[-1].items()}
+            return {k: v for k, v in map(_setting_or_none, results[-1].items()) if v is not None}
 
         return await self._write(run)
 
@@ -277,6 +302,46 @@ class RedisStore:
     async def aclose(self) -> None:
         # aclose() is missing from the types-redis stubs (written for redis 4); redis 5+ has it.
         await self._redis.aclose()  # type: ignore[attr-defined,unused-ignore]
+
+
+# Whatever another Redis client wrote must not stop the controller's loop or turn the API's
+# answers into 500s: an entry topfib would not have written is skipped, counted and logged once.
+
+
+def _skip_malformed(kind: str, key: str, exc: Exception) -> None:
+    _MALFORMED.inc(kind=kind)
+    if (kind, key) in _warned:
+        return
+    if len(_warned) >= _WARNED_MAX:
+        _warned.clear()
+    _warned.add((kind, key))
+    log.warning("redis: skipping a malformed %s entry %r: %s", kind, key[:200], str(exc)[:200])
+
+
+def _request_member(member: str) -> tuple[str, str]:
+    """(ap, ip) of a request member: a JSON pair of strings, the address canonical and unscoped."""
+    ap, ip = json.loads(member)
+    if not isinstance(ap, str) or not isinstance(ip, str) or "%" in ip or str(ipaddress.ip_address(ip)) != ip:
+        raise ValueError("not [\"ap\", \"canonical address\"]")
+    return ap, ip
+
+
+def _pin(prefix: str, text: str) -> Pin:
+    if canonical_prefix(prefix) != prefix:
+        raise PrefixError(f"{prefix!r} is not canonical")
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    return Pin(prefix, str(data["by"]), float(data["since"]), str(data.get("note", "")))
+
+
+def _setting_or_none(item: tuple[str, Any]) -> tuple[str, SettingValue | None]:
+    key, text = item
+    try:
+        return key, _setting(text)
+    except ValueError as exc:
+        _skip_malformed("setting", key, exc)
+        return key, None
 
 
 def _setting(text: Any) -> SettingValue:

@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 class SwitchSettings(BaseModel):
     """The tunables of one switch as they apply now."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    # strict: JSON true is not the cap 1, nor "5" the cap 5 (floats still take integers)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
     fib_cap_ipv4: int = Field(gt=0, le=_MAX_INT)
     fib_cap_ipv6: int = Field(gt=0, le=_MAX_INT)

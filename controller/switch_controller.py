@@ -772,9 +772,11 @@ class SwitchController:
             failed += [entry for entry, ok in zip(retry, results, strict=True) if not ok]
         elif retry:
             failed += retry
-        for _, _, line in failed:
-            _m_errors.inc(switch=self.name)
-            log.error("switch %s: ExaBGP did not confirm %r", self.name, line[:200])
+        if failed:  # one log line per send: ExaBGP refusing everything must not flood the log
+            _m_errors.inc(len(failed), switch=self.name)
+            unconfirmed = sum(len(prefixes) for _, prefixes, _ in failed)
+            log.error("switch %s: ExaBGP did not confirm %d line(s) of %d prefix(es), the first: %r",
+                      self.name, len(failed), unconfirmed, failed[0][2][:200])
         wall_now = self._wall_clock()
         for step, prefixes in done:
             for prefix in prefixes:

@@ -51,6 +51,23 @@ def test_structural_mutations(line: str, path: list[int], value: Any) -> None:
     assert parser.counters["unexpected"] == 0  # every bad shape has a named reason
 
 
+@settings(max_examples=300, deadline=None)
+@given(state=st.sampled_from(["up", "down", "connected"]),
+       reason=st.one_of(st.text(max_size=2000), JSON_VALUES), data=JSON_VALUES, message=JSON_VALUES)
+def test_peer_text_in_states_and_notifications_comes_out_printable_and_bounded(
+    state: str, reason: Any, data: Any, message: Any,
+) -> None:
+    neighbor = {"address": {"local": "10.0.0.1", "peer": "10.0.0.2"}}
+    lines = [{"type": "state", "neighbor": {**neighbor, "state": state, "reason": reason}},
+             {"type": "notification", "neighbor": {**neighbor, "direction": reason, "notification": {
+                 "code": 6, "subcode": 2, "data": data, "message": message}}}]
+    for line in lines:
+        for event in ExabgpJsonParser().parse_line(json.dumps(line)):
+            for text in (getattr(event, name) for name in ("reason", "direction", "data", "message")
+                         if hasattr(event, name)):
+                assert text.isprintable() and len(text) <= 512
+
+
 @settings(max_examples=400, deadline=None)
 @given(line=st.sampled_from(LINES), cut=st.integers(0, 2000), junk=st.binary(max_size=8))
 def test_byte_mutations(line: str, cut: int, junk: bytes) -> None:

@@ -69,6 +69,13 @@ async def test_overrides_change_request_handling() -> None:
     ({"fib_cap_ipv4_24": 10}, "fib_cap_ipv4_24"),
     ({"request_ttl_max_s": 1e300}, "request_ttl_max_s"),
     ({"max_requests_per_ap": 2147483647}, "max_requests_per_ap"),
+    # JSON types as declared: a boolean or a string is not a number, a fraction not a count
+    ({"fib_cap_ipv4": True}, "fib_cap_ipv4"),
+    ({"fib_cap_ipv4": "5"}, "fib_cap_ipv4"),
+    ({"max_requests_per_ap": 2.5}, "max_requests_per_ap"),
+    ({"request_ttl_max_s": "60"}, "request_ttl_max_s"),
+    ({"min_swap_gain": False}, "min_swap_gain"),
+    ({"margin": True}, "margin"),
     # set for every switch by [collector]: never accepted here (nothing would apply them)
     ({"fast_half_life_s": 5}, "fast_half_life_s"),
     ({"slow_half_life_s": 600}, "slow_half_life_s"),

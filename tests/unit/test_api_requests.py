@@ -103,6 +103,8 @@ async def test_results_are_counted_by_status() -> None:
     ({"ips": [17]}, "ips.0"),
     ({"ips": ["198.51.100.7"], "ttl_s": 0}, "ttl_s"),
     ({"ips": ["198.51.100.7"], "ttl_s": "NaN"}, "ttl_s"),
+    ({"ips": ["198.51.100.7"], "ttl_s": True}, "ttl_s"),  # JSON types as declared, never coerced
+    ({"ips": ["198.51.100.7"], "ttl_s": "60"}, "ttl_s"),
     ({"ips": ["198.51.100.7"], "extra": 1}, "extra"),
     ({}, "ips"),
     ({"ips": ["198.51.100.7"] * 4}, "ips"),

@@ -123,3 +123,14 @@ def test_the_controller_reads_the_same_settings_as_the_api(tmp_path: Path) -> No
     assert asyncio.run(policy_with({"fib_cap_ipv4": 40, "margin": 0.5})) == (40, 50, 0.5)
     assert asyncio.run(policy_with({"fib_cap_ipv4": 2147483647})) == (100, 50, 0.2)  # all ignored
     assert asyncio.run(policy_with({"fib_cap_ipv4": 100, "fib_cap_ipv6": 3})) == (100, 3, 0.5)
+
+
+@pytest.mark.parametrize("stored", [
+    {"fib_cap_ipv4": True}, {"max_requests_per_ap": 7.5}, {"margin": float("nan")},
+    {"fib_cap_ipv4": 2147483647}, {"request_ttl_max_s": float("inf")},
+])
+def test_values_written_to_the_store_directly_pass_the_same_rule(stored: dict[str, int | float]) -> None:
+    """Whatever reaches the store without the API (a Redis client, an old version) is checked
+    as a PUT would be: the file's settings apply instead."""
+    switch = make_config().switch[0]
+    assert effective_settings(switch, stored) == effective_settings(switch, {})

@@ -27,6 +27,7 @@ AP = auth(AP_TOKEN)
     ("0.0.0.0/0", "default route"), ("::/0", "default route"), ("127.0.0.0/8", "loopback"),
     ("169.254.0.0/16", "link-local"), ("224.0.0.0/4", "multicast"), ("240.0.0.0/4", "reserved"),
     ("fe80::/10", "link-local"), ("ff00::/8", "multicast"), ("::ffff:0:0/96", "IPv4-mapped"),
+    ("224.0.0.0/3", "multicast + reserved"), ("::/127", "unspecified + loopback"),
 ])
 async def test_a_special_use_pin_is_422_naming_the_range_and_not_stored(prefix: str, name: str) -> None:
     store = MemoryStore()

@@ -85,3 +85,17 @@ def test_check_config_exits_2_naming_the_key(tmp_path: Path, bad: str) -> None:
     assert result.returncode == 2
     assert "switch.0.neighbor" in result.stderr or "token: " in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("line", "key"), [
+    ("min_dwell_s = inf", "switch.0.min_dwell_s"),
+    ("request_ttl_max_s = inf", "switch.0.request_ttl_max_s"),
+    ("loop_period_s = inf", "switch.0.loop_period_s"),
+    ("margin = inf", "switch.0.margin"),
+    ("min_swap_gain = nan", "switch.0.min_swap_gain"),
+])
+def test_infinite_or_nan_values_are_refused_naming_the_key(line: str, key: str) -> None:
+    """TOML spells inf and nan; an infinite TTL passed check-config and then made every
+    computation of the settings in force raise (API answers 500, every loop iteration failed)."""
+    with pytest.raises(ConfigError, match=rf"{key}: .*finite"):
+        parse_config(GOOD + line + "\n")

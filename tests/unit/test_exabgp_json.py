@@ -157,6 +157,23 @@ def test_eor_state_and_notification_shapes() -> None:
     assert parser.parse_line(json.dumps(note)) == [Notification("2001:db8::2", "send", 4, 0, "0x", "")]
 
 
+def test_peer_supplied_text_reaches_the_log_and_status_printable_and_bounded() -> None:
+    """An RFC 8203 shutdown communication is the peer's own text: no forged log lines."""
+    parser = ExabgpJsonParser()
+    neighbor: dict[str, Any] = {"address": {"local": "10.0.0.1", "peer": "10.0.0.2"}}
+    forged = 'x\n2026-01-01 ERROR topfib: forged\x1b[2J\u2028' + "y" * 5000
+    down = {"type": "state", "neighbor": {**neighbor, "state": "down", "reason": forged}}
+    note = {"type": "notification", "neighbor": {**neighbor, "direction": "receive",
+                                                 "notification": {"code": 6, "subcode": 2, "data": forged,
+                                                                  "message": forged}}}
+    [state] = parser.parse_line(json.dumps(down))
+    [notification] = parser.parse_line(json.dumps(note))
+    assert isinstance(state, SessionState) and isinstance(notification, Notification)
+    for text in (state.reason, notification.data, notification.message):
+        assert text.isprintable() and len(text) <= 512
+        assert text.startswith("x?2026-01-01 ERROR topfib: forged?[2J?y")
+
+
 def test_attribute_sets_are_parsed_once_and_paths_compare_equal() -> None:
     parser = ExabgpJsonParser()
     line = update_line({"attribute": ATTRS_V4, "announce": {"ipv4 unicast": {"192.0.2.9": ["10.0.0.0/8"]}}})

@@ -127,6 +127,23 @@ def test_malformed_tokens_are_refused_not_rendered() -> None:
         render_commands(plan({"10.0.0.0/8": NH1}, {}), SWITCH, chunk=0)
 
 
+@pytest.mark.parametrize(("next_hop", "neighbor"), [
+    ("fe80::1%x\nneighbor 192.0.2.254 teardown 2", "2001:db8::1"),  # ipaddress takes any scope id text
+    ("fe80::1%eth0", "2001:db8::1"),  # even a tidy one: ExaBGP cannot parse it
+    ("2001:db8::9", "fe80::1%x ; teardown 2"),
+])
+def test_a_scoped_address_is_never_rendered(next_hop: str, neighbor: str) -> None:
+    with pytest.raises(ValueError, match="scope"):
+        render_commands(Plan((Step("announce", 6, next_hop, ("2001:db8:1::/48",)),)), neighbor)
+
+
+def test_a_default_route_is_never_rendered_as_an_announce_but_may_be_withdrawn() -> None:
+    for prefixes, next_hop, family in ((("16.0.0.0/8", "0.0.0.0/0"), NH1, 4), (("::/0",), NH6, 6)):
+        with pytest.raises(ValueError, match="default route"):
+            render_commands(Plan((Step("announce", family, next_hop, prefixes),)), SWITCH)
+        assert render_commands(Plan((Step("withdraw", family, None, prefixes),)), SWITCH)
+
+
 def test_a_prefix_of_another_family_than_the_line_is_refused() -> None:
     # ExaBGP would parse "announce ipv4 unicast 2001:db8::/32" as an ipv4 route: never write it
     with pytest.raises(ValueError, match="not ipv4"):

@@ -88,6 +88,29 @@ def test_a_directory_owned_by_someone_else_is_refused(tmp_path: Path) -> None:
         ensure_private_dir(foreign)
 
 
+@pytest.mark.parametrize("below", ["", "run"])
+def test_a_symlink_someone_else_planted_in_a_sticky_directory_is_refused(tmp_path: Path, below: str) -> None:
+    """/tmp/topfib -> /etc, planted by a local user before topfib starts: following it, root would
+    write its files into a directory of the planter's choosing (the kernel stops this only with
+    fs.protected_symlinks = 1)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to plant a symlink owned by someone else")
+    sticky = tmp_path / "tmp"
+    sticky.mkdir()
+    sticky.chmod(0o1777)
+    chosen = tmp_path / "etc"  # root's, 0755: a fine directory in itself
+    chosen.mkdir(mode=0o755)
+    (chosen / "run").mkdir(mode=0o700)
+    link = sticky / "topfib"
+    link.symlink_to(chosen)
+    os.lchown(link, 65534, 65534)
+    with pytest.raises(UnsafePathError, match=rf"{link} is a symlink owned by uid 65534"):
+        ensure_private_dir(link / below if below else link)
+    own = sticky / "ours"  # a symlink of our own is as trustworthy as the directory it is in
+    own.symlink_to(chosen)
+    ensure_private_dir(own)
+
+
 def test_appending_through_a_symlink_is_refused_and_the_target_untouched(tmp_path: Path) -> None:
     victim = _victim(tmp_path)
     link = tmp_path / "log"

@@ -43,6 +43,9 @@ REFUSED = [
     ("203.0.113.0/24", "documentation"),
     ("2001:db8:1::/48", "documentation"),
     ("3fff::/20", "documentation"),
+    # special-use as a whole though inside no single range: refused, named after both
+    ("224.0.0.0/3", "multicast + reserved"),
+    ("::/127", "unspecified + loopback"),
 ]
 KEPT = ["0.0.0.0/1", "128.0.0.0/1", "1.0.0.0/8", "8.8.8.0/24", "126.0.0.0/8", "128.0.0.0/8", "169.255.0.0/16",
         "223.255.255.0/24", "100.64.0.0/10", "10.0.0.0/8", "192.0.3.0/24", "::/1", "::/96", "2001:db9::/32",
@@ -117,25 +120,31 @@ def test_config_names_a_bad_extra_range() -> None:
            'fib_cap_ipv4=1\nfib_cap_ipv6=1\n'
     with pytest.raises(ConfigError, match=r"special_use\.extra"):
         parse_config(base + '[special_use]\nextra = ["10.0.0.1/8"]\n')
+    with pytest.raises(ConfigError, match=r"special_use\.extra"):  # ipaddress keeps the scope id
+        parse_config(base + '[special_use]\nextra = ["fe80::%eth0/64"]\n')
     with pytest.raises(ConfigError, match=r"special_use\.documentaton"):
         parse_config(base + '[special_use]\ndocumentaton = false\n')
     assert parse_config(base).special_use.documentation is True
 
 
 def _reference(prefix: str, flt: SpecialUseFilter) -> str | None:
-    """The rule spelled out with ``ipaddress``: /0, else the first range containing the prefix."""
+    """The rule spelled out with ``ipaddress``: /0, else the narrowest range containing the
+    prefix, else (when the ranges together cover it) the names of those inside it."""
     network = ipaddress.ip_network(prefix)
     if network.prefixlen == 0:
         return "default route"
-    for text, name in flt.ranges:
-        special = ipaddress.ip_network(text)
-        if special.version == network.version and network.subnet_of(special):  # type: ignore[arg-type]
-            return name
-    return None
+    same = [(ipaddress.ip_network(text), name) for text, name in flt.ranges]
+    same = [(special, name) for special, name in same if special.version == network.version]
+    holding = [(special, name) for special, name in same if network.subnet_of(special)]  # type: ignore[arg-type]
+    if holding:
+        return max(holding, key=lambda item: item[0].prefixlen)[1]
+    inside = [(special, name) for special, name in same if special.subnet_of(network)]  # type: ignore[arg-type]
+    covered = sum(special.num_addresses for special, _ in inside) == network.num_addresses  # disjoint ranges
+    return " + ".join(dict.fromkeys(name for _, name in inside)) if inside and covered else None
 
 
 _v4 = st.builds(lambda address, length: str(ipaddress.ip_network((address, length), strict=False)),
-                st.integers(0, 2**32 - 1), st.integers(0, 32))
+                st.one_of(st.integers(0, 2**32 - 1), st.just(0xE0000000)), st.integers(0, 32))
 _v6 = st.builds(lambda address, length: str(ipaddress.ip_network((address, length), strict=False)),
                 st.one_of(st.integers(0, 2**128 - 1), st.integers(0, 2**48 - 1).map(lambda x: x << 80),
                           st.sampled_from([0xFE80 << 112, 0xFF00 << 112, 0xFFFF << 32, 0x20010DB8 << 96, 1])),

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
+
+import pytest
 
 from controller.store import Pin
 from tests.unit.test_switch_controller import (
@@ -58,6 +61,47 @@ def test_an_error_for_one_prefix_leaves_only_that_prefix_uninstalled(tmp_path: P
             await ctl.tick()  # tried again at the next iteration, never counted as installed
             assert P2 not in ctl.installed
             assert switch.commands[-1] == f"neighbor {NEIGHBOR} announce ipv4 unicast {P2} next-hop {NH1}"
+        finally:
+            await switch.close()
+            await ctl.stop()
+
+    asyncio.run(scenario())
+
+
+class BrokenSwitch(Switch):
+    """Plays an ExaBGP that answers ``error`` to everything."""
+
+    async def _ack_all(self) -> None:
+        while line := await self.reader.readline():
+            self.commands.append(line.decode().strip())
+            await self.say("error")
+
+
+def test_an_exabgp_refusing_everything_gets_each_prefix_once_a_tick_and_one_log_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario() -> None:
+        ctl = _live_controller(tmp_path)
+        await ctl.start(active=False)
+        ctl.active = True
+        reader, writer = await asyncio.open_unix_connection(str(ctl.link.socket_path))
+        switch = BrokenSwitch(reader, writer)
+        await switch.say("#topfib-bridge pid=4242 pgid=4242 dropped=0")
+        try:
+            await switch.say(_state("up"), _announce(NH1, (P1, 1), (P2, 1), (P3, 1)),
+                             _eor("ipv4"), _eor("ipv6"))
+            assert await _wait(ctl.ready_to_program)
+            for prefix in (P1, P2, P3):
+                await ctl.store.set_pin(Pin(prefix=prefix, by="op", since=0.0))
+            for tick in range(1, 4):
+                caplog.clear()
+                with caplog.at_level(logging.ERROR, logger="controller.switch_controller"):
+                    await ctl.tick()
+                # the line, then each prefix alone once: no resend loop, nothing counted as installed
+                assert len(switch.commands) == 4 * tick
+                assert ctl.installed == {}
+                refusals = [r for r in caplog.records if "did not confirm" in r.getMessage()]
+                assert len(refusals) == 1 and "3 line(s) of 3 prefix(es)" in refusals[0].getMessage()
         finally:
             await switch.close()
             await ctl.stop()
