@@ -16,10 +16,17 @@ When Redis cannot be reached, reads answer from the last value each one saw (req
 expire against ``now``) and writes raise :class:`~controller.store.StoreUnavailable`. The client
 reconnects by itself when Redis is back. Single Redis or Sentinel only: the scripts touch keys of
 one switch and AP but not under one cluster hash slot.
+
+With Sentinel, replication is asynchronous: a master that dies right after acknowledging a write
+may take it along, and the promoted replica never had it. With ``replica_acks`` the store sends
+every write and then ``WAIT replica_acks`` on one dedicated connection (WAIT counts that
+connection's writes) and reports success only when enough replicas have it; otherwise the write
+raises StoreUnavailable (the API answers 503 and the client retries; requests are idempotent).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar, cast
@@ -31,6 +38,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from controller.redis_connect import is_sentinel_url, redis_client
 from controller.store import (
     Pin,
     RequestEntry,
@@ -71,6 +79,16 @@ end
 return accepted
 """
 
+# KEYS: config hash, config switches. ARGV: switch, n, n keys to clear, then key/value pairs.
+# Returns the hash after the change (flat). One script so that a write is one command (see WAIT).
+_CONFIG_SCRIPT = """
+redis.call('SADD', KEYS[2], ARGV[1])
+local n = tonumber(ARGV[2])
+if n > 0 then redis.call('HDEL', KEYS[1], unpack(ARGV, 3, 2 + n)) end
+for i = 3 + n, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return redis.call('HGETALL', KEYS[1])
+"""
+
 # KEYS: exp, at, ap-set. ARGV: now, ip, member. Returns 1 when an unexpired entry was removed.
 _REMOVE_SCRIPT = """
 local score = redis.call('ZSCORE', KEYS[1], ARGV[3])
@@ -93,22 +111,35 @@ def _score(value: float) -> str:
 class RedisStore:
     """A :class:`~controller.store.Store` over one Redis database. The constructor does no I/O."""
 
-    def __init__(self, client: aioredis.Redis[str], prefix: str = "topfib:") -> None:
+    def __init__(
+        self, client: aioredis.Redis[str], prefix: str = "topfib:", replica_acks: int = 0,
+        ack_timeout_s: float = 1.0,
+    ) -> None:
         self._redis = client
         self._p = prefix
         self._add = client.register_script(_ADD_SCRIPT)
         self._remove = client.register_script(_REMOVE_SCRIPT)
+        self._config = client.register_script(_CONFIG_SCRIPT)
         self._cache: dict[tuple[str, ...], object] = {}
+        self._replica_acks = replica_acks
+        self._ack_timeout_ms = max(1, round(ack_timeout_s * 1000))
+        # WAIT counts the writes of its own connection: with acks, every write goes through this one
+        # connection, one at a time.
+        self._writer = client.client() if replica_acks else client
+        self._write_lock = asyncio.Lock()
 
     @classmethod
-    def from_url(cls, url: str, timeout_s: float = 1.0, prefix: str = "topfib:") -> RedisStore:
-        """A store for ``redis://…``. One immediate retry re-dials a connection Redis dropped
-        (e.g. after its restart); beyond that an outage fails fast rather than stalling requests."""
-        client = aioredis.Redis.from_url(
-            url, decode_responses=True, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 1), retry_on_timeout=False, health_check_interval=0,
-        )
-        return cls(client, prefix)
+    def from_url(
+        cls, url: str, timeout_s: float = 1.0, prefix: str = "topfib:", replica_acks: int = 0
+    ) -> RedisStore:
+        """A store for ``store.url`` (see :mod:`controller.redis_connect`). One immediate retry
+        re-dials a connection Redis dropped (e.g. after its restart or a failover); beyond that an
+        outage fails fast rather than stalling requests. ``replica_acks`` applies to Sentinel only
+        (a lone server has no replica to wait for)."""
+        client = redis_client(url, timeout_s, retry=Retry(NoBackoff(), 1), retry_on_timeout=False,
+                              health_check_interval=0)
+        acks = replica_acks if is_sentinel_url(url) else 0
+        return cls(client, prefix, replica_acks=acks, ack_timeout_s=timeout_s)
 
     # -- failure handling -------------------------------------------------------------------------
 
@@ -122,11 +153,21 @@ class RedisStore:
         self._cache[key] = value
         return value
 
-    async def _write(self, action: Callable[[], Awaitable[T]]) -> T:
+    async def _write(self, action: Callable[[aioredis.Redis[str]], Awaitable[T]]) -> T:
+        """Run ``action`` with the client writes go through; with replica acks, succeed only once
+        enough replicas have the write."""
         try:
-            return await action()
+            if not self._replica_acks:
+                return await action(self._redis)
+            async with self._write_lock:
+                result = await action(self._writer)
+                acked = int(await self._writer.wait(self._replica_acks, self._ack_timeout_ms))
         except (*_UNREACHABLE, ReadOnlyError) as exc:
             raise StoreUnavailable(f"redis unreachable: {exc}") from exc
+        if acked < self._replica_acks:
+            raise StoreUnavailable(
+                f"only {acked} of {self._replica_acks} redis replicas acknowledged the write in time")
+        return result
 
     # -- requests ---------------------------------------------------------------------------------
 
@@ -140,7 +181,7 @@ class RedisStore:
         for index, entry in enumerate(entries):
             groups.setdefault((entry.switch, entry.ap), []).append(index)
 
-        async def run() -> list[bool]:
+        async def run(client: aioredis.Redis[str]) -> list[bool]:
             accepted = [False] * len(entries)
             for (switch, ap), indexes in groups.items():
                 args: list[str] = [_score(now), str(max_per_ap[switch]), switch]
@@ -148,7 +189,7 @@ class RedisStore:
                     e = entries[i]
                     args += [e.ip, _member(e.ap, e.ip), _score(e.requested_at), _score(e.expires_at)]
                 keys = [*self._req_keys(switch, ap), f"{self._p}req:switches"]
-                flags = await self._add(keys=keys, args=args)
+                flags = await self._add(keys=keys, args=args, client=client)
                 for i, flag in zip(indexes, flags, strict=True):
                     accepted[i] = bool(int(flag))
             return accepted
@@ -156,11 +197,11 @@ class RedisStore:
         return await self._write(run)
 
     async def remove_requests(self, ap: str, ip: str, now: float) -> int:
-        async def run() -> int:
+        async def run(client: aioredis.Redis[str]) -> int:
             removed = 0
-            for switch in await self._redis.smembers(f"{self._p}req:switches"):
+            for switch in await client.smembers(f"{self._p}req:switches"):
                 args = [_score(now), ip, _member(ap, ip)]
-                removed += int(await self._remove(keys=self._req_keys(switch, ap), args=args))
+                removed += int(await self._remove(keys=self._req_keys(switch, ap), args=args, client=client))
             return removed
 
         return await self._write(run)
@@ -190,10 +231,10 @@ class RedisStore:
 
     async def set_pin(self, pin: Pin) -> None:
         value = json.dumps({"by": pin.by, "since": pin.since, "note": pin.note})
-        await self._write(lambda: self._redis.hset(f"{self._p}pins", pin.prefix, value))
+        await self._write(lambda client: client.hset(f"{self._p}pins", pin.prefix, value))
 
     async def remove_pin(self, prefix: str) -> bool:
-        removed = await self._write(lambda: self._redis.hdel(f"{self._p}pins", prefix))
+        removed = await self._write(lambda client: client.hdel(f"{self._p}pins", prefix))
         return bool(removed)
 
     async def pins(self) -> list[Pin]:
@@ -224,25 +265,21 @@ class RedisStore:
     async def update_config_overrides(
         self, switch: str, set_values: Mapping[str, SettingValue], clear_keys: Collection[str]
     ) -> dict[str, SettingValue]:
-        key = f"{self._p}config:{switch}"
+        keys = [f"{self._p}config:{switch}", f"{self._p}config:switches"]
+        args: list[str] = [switch, str(len(clear_keys)), *clear_keys]
+        for name, value in set_values.items():
+            args += [name, json.dumps(value)]
 
-        async def run() -> dict[str, SettingValue]:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.sadd(f"{self._p}config:switches", switch)
-                if clear_keys:
-                    pipe.hdel(key, *clear_keys)
-                if set_values:
-                    pipe.hset(key, mapping={k: json.dumps(v) for k, v in set_values.items()})
-                pipe.hgetall(key)
-                results = await pipe.execute()
-            return {k: _setting(v) for k, v in results[-1].items()}
+        async def run(client: aioredis.Redis[str]) -> dict[str, SettingValue]:
+            flat = await self._config(keys=keys, args=args, client=client)
+            return {flat[i]: _setting(flat[i + 1]) for i in range(0, len(flat), 2)}
 
         return await self._write(run)
 
     # -- snapshots --------------------------------------------------------------------------------
 
     async def put_snapshot(self, switch: str, kind: SnapshotKind, payload: str) -> None:
-        await self._write(lambda: self._redis.set(f"{self._p}snapshot:{switch}:{kind}", payload))
+        await self._write(lambda client: client.set(f"{self._p}snapshot:{switch}:{kind}", payload))
 
     async def snapshot(self, switch: str, kind: SnapshotKind) -> str | None:
         key = f"{self._p}snapshot:{switch}:{kind}"
@@ -259,6 +296,8 @@ class RedisStore:
 
     async def aclose(self) -> None:
         # aclose() is missing from the types-redis stubs (written for redis 4); redis 5+ has it.
+        if self._writer is not self._redis:
+            await self._writer.aclose()  # type: ignore[attr-defined,unused-ignore]
         await self._redis.aclose()  # type: ignore[attr-defined,unused-ignore]
 
 
