@@ -87,16 +87,32 @@ def redis_client(url: str, timeout_s: float, **options: Any) -> aioredis.Redis[s
     """A decoding client for ``url`` with socket and connect timeouts of ``timeout_s``; ``options``
     are passed on to the connections (retry policy, health checks...)."""
     import redis.asyncio as aioredis
-    from redis.asyncio.sentinel import Sentinel
 
     options = {"decode_responses": True, "socket_timeout": timeout_s,
                "socket_connect_timeout": timeout_s, **options}
     if not is_sentinel_url(url):
         client: aioredis.Redis[str] = aioredis.Redis.from_url(url, **options)
         return client
-    target = parse_sentinel_url(url)
+    return _sentinel_master(parse_sentinel_url(url), timeout_s, options)
+
+
+def _sentinel_master(
+    target: SentinelTarget, timeout_s: float, options: dict[str, Any]
+) -> aioredis.Redis[str]:
+    import redis.asyncio as aioredis
+    from redis.asyncio.sentinel import Sentinel
+
+    class SentinelMaster(aioredis.Redis):  # type: ignore[type-arg]
+        """The master's client; closing it closes the connections to the sentinels too."""
+
+        async def aclose(self, close_connection_pool: bool | None = None) -> None:
+            await super().aclose(close_connection_pool)  # type: ignore[misc,unused-ignore]
+            if close_connection_pool is not False and self.auto_close_connection_pool:
+                await sentinel.aclose()  # type: ignore[attr-defined,unused-ignore]  # redis 5+
+
     sentinel_options = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
     sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_options)
     master: aioredis.Redis[str] = sentinel.master_for(
-        target.service, db=target.db, username=target.username, password=target.password, **options)
+        target.service, redis_class=SentinelMaster, db=target.db, username=target.username,
+        password=target.password, **options)
     return master

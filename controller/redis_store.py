@@ -18,20 +18,20 @@ reconnects by itself when Redis is back. Single Redis or Sentinel only: the scri
 one switch and AP but not under one cluster hash slot.
 
 With Sentinel, replication is asynchronous: a master that dies right after acknowledging a write
-may take it along, and the promoted replica never had it. With ``replica_acks`` the store sends
-every write and then ``WAIT replica_acks`` on one dedicated connection (WAIT counts that
-connection's writes) and reports success only when enough replicas have it; otherwise the write
-raises StoreUnavailable (the API answers 503 and the client retries; requests are idempotent).
+may take it along, and the promoted replica never had it. So every write is one pipeline on one
+connection, and with ``replica_acks`` it ends in ``WAIT replica_acks`` (WAIT counts the writes of
+its own connection): success only when enough replicas have the write; otherwise the write raises
+StoreUnavailable (the API answers 503 and the client retries; requests are idempotent).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -123,10 +123,6 @@ class RedisStore:
         self._cache: dict[tuple[str, ...], object] = {}
         self._replica_acks = replica_acks
         self._ack_timeout_ms = max(1, round(ack_timeout_s * 1000))
-        # WAIT counts the writes of its own connection: with acks, every write goes through this one
-        # connection, one at a time.
-        self._writer = client.client() if replica_acks else client
-        self._write_lock = asyncio.Lock()
 
     @classmethod
     def from_url(
@@ -139,7 +135,8 @@ class RedisStore:
         client = redis_client(url, timeout_s, retry=Retry(NoBackoff(), 1), retry_on_timeout=False,
                               health_check_interval=0)
         acks = replica_acks if is_sentinel_url(url) else 0
-        return cls(client, prefix, replica_acks=acks, ack_timeout_s=timeout_s)
+        # WAIT gives up after half the socket timeout, so it answers before the socket times out
+        return cls(client, prefix, replica_acks=acks, ack_timeout_s=timeout_s / 2)
 
     # -- failure handling -------------------------------------------------------------------------
 
@@ -153,21 +150,23 @@ class RedisStore:
         self._cache[key] = value
         return value
 
-    async def _write(self, action: Callable[[aioredis.Redis[str]], Awaitable[T]]) -> T:
-        """Run ``action`` with the client writes go through; with replica acks, succeed only once
-        enough replicas have the write."""
+    async def _write(self, queue: Callable[[Pipeline[str]], Awaitable[object]]) -> list[Any]:
+        """Run the commands ``queue`` adds to a pipeline (one connection, not a transaction); their
+        results. With replica acks, success only once enough replicas have them."""
         try:
-            if not self._replica_acks:
-                return await action(self._redis)
-            async with self._write_lock:
-                result = await action(self._writer)
-                acked = int(await self._writer.wait(self._replica_acks, self._ack_timeout_ms))
+            async with self._redis.pipeline(transaction=False) as pipe:
+                await queue(pipe)
+                if self._replica_acks:
+                    pipe.wait(self._replica_acks, self._ack_timeout_ms)
+                results: list[Any] = await pipe.execute()
         except (*_UNREACHABLE, ReadOnlyError) as exc:
             raise StoreUnavailable(f"redis unreachable: {exc}") from exc
-        if acked < self._replica_acks:
-            raise StoreUnavailable(
-                f"only {acked} of {self._replica_acks} redis replicas acknowledged the write in time")
-        return result
+        if self._replica_acks:
+            acked = int(results.pop())
+            if acked < self._replica_acks:
+                raise StoreUnavailable(
+                    f"only {acked} of {self._replica_acks} redis replicas acknowledged the write in time")
+        return results
 
     # -- requests ---------------------------------------------------------------------------------
 
@@ -181,30 +180,34 @@ class RedisStore:
         for index, entry in enumerate(entries):
             groups.setdefault((entry.switch, entry.ap), []).append(index)
 
-        async def run(client: aioredis.Redis[str]) -> list[bool]:
-            accepted = [False] * len(entries)
+        async def queue(pipe: Pipeline[str]) -> None:
             for (switch, ap), indexes in groups.items():
                 args: list[str] = [_score(now), str(max_per_ap[switch]), switch]
                 for i in indexes:
                     e = entries[i]
                     args += [e.ip, _member(e.ap, e.ip), _score(e.requested_at), _score(e.expires_at)]
                 keys = [*self._req_keys(switch, ap), f"{self._p}req:switches"]
-                flags = await self._add(keys=keys, args=args, client=client)
-                for i, flag in zip(indexes, flags, strict=True):
-                    accepted[i] = bool(int(flag))
-            return accepted
+                await self._add(keys=keys, args=args, client=pipe)
 
-        return await self._write(run)
+        accepted = [False] * len(entries)
+        flags_per_group = await self._write(queue)
+        for indexes, flags in zip(groups.values(), flags_per_group, strict=True):
+            for i, flag in zip(indexes, flags, strict=True):
+                accepted[i] = bool(int(flag))
+        return accepted
 
     async def remove_requests(self, ap: str, ip: str, now: float) -> int:
-        async def run(client: aioredis.Redis[str]) -> int:
-            removed = 0
-            for switch in await client.smembers(f"{self._p}req:switches"):
-                args = [_score(now), ip, _member(ap, ip)]
-                removed += int(await self._remove(keys=self._req_keys(switch, ap), args=args, client=client))
-            return removed
+        try:
+            switches = await self._redis.smembers(f"{self._p}req:switches")
+        except _UNREACHABLE as exc:
+            raise StoreUnavailable(f"redis unreachable: {exc}") from exc
 
-        return await self._write(run)
+        async def queue(pipe: Pipeline[str]) -> None:
+            for switch in switches:
+                args = [_score(now), ip, _member(ap, ip)]
+                await self._remove(keys=self._req_keys(switch, ap), args=args, client=pipe)
+
+        return sum(int(flag) for flag in await self._write(queue))
 
     async def _fetch_requests(self, switch: str | None, now: float) -> list[RequestEntry]:
         if switch is None:
@@ -231,10 +234,16 @@ class RedisStore:
 
     async def set_pin(self, pin: Pin) -> None:
         value = json.dumps({"by": pin.by, "since": pin.since, "note": pin.note})
-        await self._write(lambda client: client.hset(f"{self._p}pins", pin.prefix, value))
+        async def queue(pipe: Pipeline[str]) -> None:
+            pipe.hset(f"{self._p}pins", pin.prefix, value)
+
+        await self._write(queue)
 
     async def remove_pin(self, prefix: str) -> bool:
-        removed = await self._write(lambda client: client.hdel(f"{self._p}pins", prefix))
+        async def queue(pipe: Pipeline[str]) -> None:
+            pipe.hdel(f"{self._p}pins", prefix)
+
+        [removed] = await self._write(queue)
         return bool(removed)
 
     async def pins(self) -> list[Pin]:
@@ -270,16 +279,19 @@ class RedisStore:
         for name, value in set_values.items():
             args += [name, json.dumps(value)]
 
-        async def run(client: aioredis.Redis[str]) -> dict[str, SettingValue]:
-            flat = await self._config(keys=keys, args=args, client=client)
-            return {flat[i]: _setting(flat[i + 1]) for i in range(0, len(flat), 2)}
+        async def queue(pipe: Pipeline[str]) -> None:
+            await self._config(keys=keys, args=args, client=pipe)
 
-        return await self._write(run)
+        [flat] = await self._write(queue)
+        return {flat[i]: _setting(flat[i + 1]) for i in range(0, len(flat), 2)}
 
     # -- snapshots --------------------------------------------------------------------------------
 
     async def put_snapshot(self, switch: str, kind: SnapshotKind, payload: str) -> None:
-        await self._write(lambda client: client.set(f"{self._p}snapshot:{switch}:{kind}", payload))
+        async def queue(pipe: Pipeline[str]) -> None:
+            pipe.set(f"{self._p}snapshot:{switch}:{kind}", payload)
+
+        await self._write(queue)
 
     async def snapshot(self, switch: str, kind: SnapshotKind) -> str | None:
         key = f"{self._p}snapshot:{switch}:{kind}"
@@ -296,8 +308,6 @@ class RedisStore:
 
     async def aclose(self) -> None:
         # aclose() is missing from the types-redis stubs (written for redis 4); redis 5+ has it.
-        if self._writer is not self._redis:
-            await self._writer.aclose()  # type: ignore[attr-defined,unused-ignore]
         await self._redis.aclose()  # type: ignore[attr-defined,unused-ignore]
 
 
