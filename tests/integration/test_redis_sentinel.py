@@ -8,6 +8,7 @@ test_redis_sentinel_failover.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import TYPE_CHECKING
 
@@ -51,6 +52,44 @@ async def test_a_write_no_replica_acknowledged_is_refused_not_reported_done(
         assert changed == {"margin": 0.25}
     finally:
         await store.aclose()
+
+
+async def test_no_write_acknowledged_while_the_replica_lags_is_lost_by_a_failover(
+    sentinel_deployment: SentinelDeployment,
+) -> None:
+    store = RedisStore.from_url(sentinel_deployment.url, timeout_s=0.5, replica_acks=1)
+    reader = RedisStore.from_url(sentinel_deployment.url, timeout_s=0.5)
+    acknowledged: set[str] = set()
+    try:
+        for n in range(10):
+            if n == 5:
+                # Replication stalls: the replica stops reading, and a big write fills the socket
+                # buffers between them, so what follows stays in the master's output buffer.
+                sentinel_deployment.pause("b")
+                with contextlib.suppress(StoreUnavailable):
+                    await store.put_snapshot("edge1", "rates", "x" * 32_000_000)
+            try:
+                if await store.add_requests([_entry(n)], LIMITS, T0) == [True]:
+                    acknowledged.add(_entry(n).ip)
+            except StoreUnavailable:
+                pass
+        killed = sentinel_deployment.kill_master()
+        sentinel_deployment.resume("b")
+        promoted = await asyncio.to_thread(sentinel_deployment.wait_master_other_than, killed, 20.0)
+        assert promoted == "b"
+        stored: list[RequestEntry] | None = None
+        for _ in range(100):
+            try:
+                stored = await reader.active_requests("edge1", T0)
+                break
+            except StoreUnavailable:
+                await asyncio.sleep(0.1)
+        assert stored is not None, "the promoted master never answered"
+        lost = acknowledged - {e.ip for e in stored}
+        assert len(acknowledged) >= 5 and not lost, f"acknowledged, then lost in the failover: {sorted(lost)}"
+    finally:
+        await store.aclose()
+        await reader.aclose()
 
 
 async def test_master_killed_under_load_loses_no_acknowledged_write_and_recovers(
