@@ -14,8 +14,10 @@ pauses stay shorter than the TTL (there is no fencing token on the BGP side).
 
 Lost writes: a Redis that restarts empty, or a Sentinel failover to a replica that had not yet
 received the last renewals (replication is asynchronous), forgets the lease or moves its expiry
-earlier, while the old holder still counts it valid. So a *new* holder first claims the lease and
-acts only ``claim_s`` (the TTL, in the service) after its claim succeeded: by then every validity
+earlier, while the old holder still counts it valid. Without a claim period a standby may take
+it at once and the old holder learns so at its next :meth:`hold` (its renew finds another
+holder): an overlap of at most one loop period. With ``claim_s`` (the TTL; the service sets it
+for Sentinel) a *new* holder acts only ``claim_s`` after its claim succeeded: by then every validity
 the old holder counted from a write before the claim has run out, and any renew the old holder
 tries after the claim finds the new holder and stops it. A holder that still counts its lease
 valid and finds the key gone takes it again without the wait (it was acting all along; nobody

@@ -140,7 +140,7 @@ class Service:
             return {}
         import redis.asyncio as aioredis
 
-        from controller.redis_connect import redis_client
+        from controller.redis_connect import is_sentinel_url, redis_client
 
         client = redis_client(url, timeout_s=1.0)
         self._lease_client: aioredis.Redis[str] = client
@@ -148,8 +148,10 @@ class Service:
         leases = {}
         for sw in self.config.switch:
             ttl_s = max(3.0, 3 * sw.loop_period_s)
-            # a new holder acts one TTL after its claim: a lease Redis lost (failover) is still safe
-            leases[sw.name] = RedisLease(client, sw.name, holder, ttl_s=ttl_s, claim_s=ttl_s)
+            # A failover may lose the lease (asynchronous replication): a new holder then acts one
+            # TTL after its claim, when whatever the old holder counted on has run out.
+            claim_s = ttl_s if is_sentinel_url(url) else 0.0
+            leases[sw.name] = RedisLease(client, sw.name, holder, ttl_s=ttl_s, claim_s=claim_s)
         return leases
 
     def _bind_api(self) -> socket.socket:
