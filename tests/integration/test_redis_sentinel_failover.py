@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+import redis
 
 from tests.integration.fault_support import (
     AP_TOKEN,
@@ -197,3 +200,56 @@ def test_redis_master_killed_under_load_fails_over_without_loss_or_two_active_co
     lab: Lab, sentinel_deployment: SentinelDeployment
 ) -> None:
     asyncio.run(_failover(lab, sentinel_deployment))
+
+
+async def _lease_lost_in_failover(lab: Lab, deployment: SentinelDeployment) -> None:
+    pinned = [p for p in lab.prefixes_v4 if p.endswith("/24")][:10]
+    active, standby = _topfib(lab, deployment.url, "active"), _topfib(lab, deployment.url, "standby")
+    try:
+        async with watch_fib_peak(lab) as watch:
+            active.start()
+            await asyncio.to_thread(active.wait_healthy)
+            await asyncio.to_thread(_pin, active, pinned)
+            assert await watch.wait_for(lambda fib: set(pinned) <= set(fib), 40.0), active.log()[-2000:]
+            standby.start()
+            await asyncio.to_thread(standby.wait_healthy)
+            await asyncio.sleep(2)
+            with ExabgpOwners({"active": active, "standby": standby}) as owners:
+                # Replication stalls (the replica stops reading; a big write fills the socket
+                # buffers) for longer than the lease TTL: the replica's copy of the lease expires
+                # while the active controller goes on renewing it on the master alone.
+                deployment.pause("b")
+                junk = redis.Redis(host="127.0.0.1", port=deployment.ports["a"], socket_timeout=5)
+                with junk:
+                    junk.set("junk", b"x" * 32_000_000)
+                await asyncio.sleep(4.0)
+                # The active controller is slow to reach the new master (paused well inside its
+                # lease TTL; its ExaBGP keeps running): the standby gets there first and finds
+                # the lease free.
+                os.kill(active.pid, signal.SIGSTOP)
+                try:
+                    killed = deployment.kill_master()
+                    deployment.resume("b")
+                    killed_at = time.monotonic()
+                    promoted = await asyncio.to_thread(deployment.wait_master_other_than, killed, 20.0)
+                    assert promoted == "b", "Sentinel promoted no replica"
+                    promoted_s = time.monotonic() - killed_at
+                    await asyncio.sleep(0.6)
+                finally:
+                    os.kill(active.pid, signal.SIGCONT)
+                await asyncio.sleep(10)  # the lease settles on one controller
+            assert not owners.both_at, f"both controllers ran ExaBGP at once: {owners.owners}"
+            assert owners.owners[-1][1] in (("active",), ("standby",)), owners.owners
+            assert await watch.wait_for(lambda fib: set(pinned) <= set(fib), 30.0), "pins not in the FIB"
+            _assert_within_cap(lab, watch)
+            print(f"\nsentinel-lease-lost: promoted {promoted_s:.2f}s after the kill, the lease gone "
+                  f"with the master; ExaBGP owners {[o for _, o in owners.owners]} (never two)")
+    finally:
+        active.stop()
+        standby.stop()
+
+
+def test_a_lease_lost_in_a_failover_never_lets_two_controllers_program_the_switch(
+    lab: Lab, sentinel_deployment: SentinelDeployment
+) -> None:
+    asyncio.run(_lease_lost_in_failover(lab, sentinel_deployment))
