@@ -33,7 +33,7 @@ def bench_view(config: TopfibConfig) -> StaticView:
 def open_store(config: TopfibConfig) -> Store:
     if config.store.url == "memory://":
         return MemoryStore()
-    return RedisStore.from_url(config.store.url)
+    return RedisStore.from_url(config.store.url, replica_acks=config.store.replica_acks)
 
 
 def build_app(config: TopfibConfig) -> FastAPI:

@@ -25,6 +25,7 @@ from pydantic import (
 
 from collector.special_use import SpecialUseFilter
 from controller.addresses import parse_ip
+from controller.redis_connect import is_sentinel_url, parse_sentinel_url
 
 MD5_PASSWORD_MAX = 80  # TCP_MD5SIG_MAXKEYLEN (Linux)
 MD5_PASSWORD = re.compile(rf"[\x20-\x7e]{{1,{MD5_PASSWORD_MAX}}}")
@@ -106,11 +107,17 @@ class StoreConfig(_Strict):
     # A lone controller may turn it off to keep programming through a Redis outage.
     lease: bool = True
 
+    # With redis+sentinel://: a write is acknowledged only once this many replicas have it (WAIT).
+    replica_acks: int = Field(1, ge=0)
+
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not (value == "memory://" or value.startswith(("redis://", "rediss://", "unix://"))):
-            raise ValueError("must be memory:// or redis://HOST:PORT/DB")
+        if is_sentinel_url(value):
+            parse_sentinel_url(value)
+        elif not (value == "memory://" or value.startswith(("redis://", "rediss://", "unix://"))):
+            raise ValueError("must be memory://, redis://HOST:PORT/DB or "
+                             "redis+sentinel://HOST:PORT[,HOST:PORT...]/SERVICE[/DB]")
         return value
 
 

@@ -10,9 +10,19 @@ Clock safety: a holder counts its lease as valid until ``ttl_s`` after it *sent*
 command (on its own monotonic clock), which is never later than Redis expires the key. When Redis
 cannot be reached, :meth:`hold` answers from that local validity: the holder keeps acting until its
 lease would have run out, then stops, so two controllers never act at once as long as process
-pauses stay shorter than the TTL (there is no fencing token on the BGP side). A Redis that
-restarts empty forgets the lease: a standby may take it at once, and the old holder learns so at
-its next :meth:`hold` (its renew finds another holder), so the overlap is at most one loop period.
+pauses stay shorter than the TTL (there is no fencing token on the BGP side).
+
+Lost writes: a Redis that restarts empty, or a Sentinel failover to a replica that had not yet
+received the last renewals (replication is asynchronous), forgets the lease or moves its expiry
+earlier, while the old holder still counts it valid. Without a claim period a standby may take
+it at once and the old holder learns so at its next :meth:`hold` (its renew finds another
+holder): an overlap of at most one loop period. With ``claim_s`` (the TTL; the service sets it
+for Sentinel) a *new* holder acts only ``claim_s`` after its claim succeeded: by then every validity
+the old holder counted from a write before the claim has run out, and any renew the old holder
+tries after the claim finds the new holder and stops it. A holder that still counts its lease
+valid and finds the key gone takes it again without the wait (it was acting all along; nobody
+else can act before the end of its validity). Network partitions that leave the old master
+taking writes are outside this: configure ``min-replicas-to-write`` on the Redis side for those.
 """
 
 from __future__ import annotations
@@ -54,6 +64,7 @@ class RedisLease:
         ttl_s: float,
         clock: Callable[[], float] = time.monotonic,
         prefix: str = "topfib:lease:",
+        claim_s: float = 0.0,
     ) -> None:
         if ttl_s <= 0:
             raise ValueError("ttl_s must be positive")
@@ -64,6 +75,8 @@ class RedisLease:
         self._ttl_s = ttl_s
         self._clock = clock
         self._valid_until = float("-inf")
+        self._claim_s = claim_s
+        self._acting_from = float("-inf")
         self._renew = client.register_script(_RENEW_SCRIPT)
         self._release = client.register_script(_RELEASE_SCRIPT)
 
@@ -71,12 +84,19 @@ class RedisLease:
         """True while the last successful acquire or renew is less than ``ttl_s`` old."""
         return self._clock() < self._valid_until
 
-    async def acquire(self) -> bool:
-        """Take the lease if nobody holds it (SET NX PX)."""
+    def acting(self) -> bool:
+        """Held, and past the claim period of a newly taken lease: whether this holder may act."""
+        return self.held() and self._clock() >= self._acting_from
+
+    async def acquire(self, continuing: bool = False) -> bool:
+        """Take the lease if nobody holds it (SET NX PX). Unless ``continuing`` (this holder's own
+        lease, still valid, was lost by Redis), acting waits for the claim period."""
         sent_at = self._clock()
         taken = await self._redis.set(self.key, self.holder, nx=True, px=self._ttl_ms)
         if taken:
             self._valid_until = sent_at + self._ttl_s
+            if not continuing:
+                self._acting_from = sent_at + self._claim_s
         return bool(taken)
 
     async def renew(self) -> bool:
@@ -91,10 +111,13 @@ class RedisLease:
 
     async def hold(self) -> bool:
         """Renew or acquire; whether this holder may act now. Never raises for an unreachable Redis."""
+        continuing = self.held()
         try:
-            return await self.renew() or await self.acquire()
+            if not await self.renew():
+                await self.acquire(continuing)
         except _UNREACHABLE:
-            return self.held()
+            pass
+        return self.acting()
 
     async def release(self) -> bool:
         """Give the lease up (on clean shutdown) so a standby need not wait for the TTL."""

@@ -16,6 +16,12 @@ When Redis cannot be reached, reads answer from the last value each one saw (req
 expire against ``now``) and writes raise :class:`~controller.store.StoreUnavailable`. The client
 reconnects by itself when Redis is back. Single Redis or Sentinel only: the scripts touch keys of
 one switch and AP but not under one cluster hash slot.
+
+With Sentinel, replication is asynchronous: a master that dies right after acknowledging a write
+may take it along, and the promoted replica never had it. So every write is one pipeline on one
+connection, and with ``replica_acks`` it ends in ``WAIT replica_acks`` (WAIT counts the writes of
+its own connection): success only when enough replicas have the write; otherwise the write raises
+StoreUnavailable (the API answers 503 and the client retries; requests are idempotent).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -36,6 +43,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from collector.metrics import REGISTRY
 from collector.prefixes import PrefixError, canonical_prefix
+from controller.redis_connect import is_sentinel_url, redis_client
 from controller.store import (
     Pin,
     RequestEntry,
@@ -85,6 +93,16 @@ return accepted
 """
 _ADD_SHA = hashlib.sha1(_ADD_SCRIPT.encode()).hexdigest()  # what EVALSHA names it by
 
+# KEYS: config hash, config switches. ARGV: switch, n, n keys to clear, then key/value pairs.
+# Returns the hash after the change (flat). One script so that a write is one command (see WAIT).
+_CONFIG_SCRIPT = """
+redis.call('SADD', KEYS[2], ARGV[1])
+local n = tonumber(ARGV[2])
+if n > 0 then redis.call('HDEL', KEYS[1], unpack(ARGV, 3, 2 + n)) end
+for i = 3 + n, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return redis.call('HGETALL', KEYS[1])
+"""
+
 # KEYS: exp, at, ap-set. ARGV: now, ip, member. Returns 1 when an unexpired entry was removed.
 _REMOVE_SCRIPT = """
 local score = redis.call('ZSCORE', KEYS[1], ARGV[3])
@@ -107,22 +125,32 @@ def _score(value: float) -> str:
 class RedisStore:
     """A :class:`~controller.store.Store` over one Redis database. The constructor does no I/O."""
 
-    def __init__(self, client: aioredis.Redis[str], prefix: str = "topfib:") -> None:
+    def __init__(
+        self, client: aioredis.Redis[str], prefix: str = "topfib:", replica_acks: int = 0,
+        ack_timeout_s: float = 1.0,
+    ) -> None:
         self._redis = client
         self._p = prefix
         self._add = client.register_script(_ADD_SCRIPT)
         self._remove = client.register_script(_REMOVE_SCRIPT)
+        self._config = client.register_script(_CONFIG_SCRIPT)
         self._cache: dict[tuple[str, ...], object] = {}
+        self._replica_acks = replica_acks
+        self._ack_timeout_ms = max(1, round(ack_timeout_s * 1000))
 
     @classmethod
-    def from_url(cls, url: str, timeout_s: float = 1.0, prefix: str = "topfib:") -> RedisStore:
-        """A store for ``redis://…``. One immediate retry re-dials a connection Redis dropped
-        (e.g. after its restart); beyond that an outage fails fast rather than stalling requests."""
-        client = aioredis.Redis.from_url(
-            url, decode_responses=True, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 1), retry_on_timeout=False, health_check_interval=0,
-        )
-        return cls(client, prefix)
+    def from_url(
+        cls, url: str, timeout_s: float = 1.0, prefix: str = "topfib:", replica_acks: int = 0
+    ) -> RedisStore:
+        """A store for ``store.url`` (see :mod:`controller.redis_connect`). One immediate retry
+        re-dials a connection Redis dropped (e.g. after its restart or a failover); beyond that an
+        outage fails fast rather than stalling requests. ``replica_acks`` applies to Sentinel only
+        (a lone server has no replica to wait for)."""
+        client = redis_client(url, timeout_s, retry=Retry(NoBackoff(), 1), retry_on_timeout=False,
+                              health_check_interval=0)
+        acks = replica_acks if is_sentinel_url(url) else 0
+        # WAIT gives up after half the socket timeout, so it answers before the socket times out
+        return cls(client, prefix, replica_acks=acks, ack_timeout_s=timeout_s / 2)
 
     # -- failure handling -------------------------------------------------------------------------
 
@@ -136,11 +164,23 @@ class RedisStore:
         self._cache[key] = value
         return value
 
-    async def _write(self, action: Callable[[], Awaitable[T]]) -> T:
+    async def _write(self, queue: Callable[[Pipeline[str]], Awaitable[object]]) -> list[Any]:
+        """Run the commands ``queue`` adds to a pipeline (one connection, not a transaction); their
+        results. With replica acks, success only once enough replicas have them."""
         try:
-            return await action()
+            async with self._redis.pipeline(transaction=False) as pipe:
+                await queue(pipe)
+                if self._replica_acks:
+                    pipe.wait(self._replica_acks, self._ack_timeout_ms)
+                results: list[Any] = await pipe.execute()
         except (*_UNREACHABLE, ReadOnlyError) as exc:
             raise StoreUnavailable(f"redis unreachable: {exc}") from exc
+        if self._replica_acks:
+            acked = int(results.pop())
+            if acked < self._replica_acks:
+                raise StoreUnavailable(
+                    f"only {acked} of {self._replica_acks} redis replicas acknowledged the write in time")
+        return results
 
     # -- requests ---------------------------------------------------------------------------------
 
@@ -154,45 +194,47 @@ class RedisStore:
         for index, entry in enumerate(entries):
             groups.setdefault((entry.switch, entry.ap), []).append(index)
 
-        batches = list(groups.items())
+        batches = list(groups.values())
         calls: list[list[str]] = []
-        for (switch, ap), indexes in batches:
+        for (switch, ap), indexes in groups.items():
             args: list[str] = [_score(now), str(max_per_ap[switch]), switch]
             for i in indexes:
                 e = entries[i]
                 args += [e.ip, _member(e.ap, e.ip), _score(e.requested_at), _score(e.expires_at)]
             calls.append([*self._req_keys(switch, ap), f"{self._p}req:switches", *args])
 
-        async def evaluate() -> list[Any]:
+        async def queue(pipe: Pipeline[str]) -> None:
             # One round trip per POST however many switches: the EVALSHAs go in one pipeline, without
             # redis-py's script registration (it would add a SCRIPT EXISTS round trip every time).
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for call in calls:
-                    pipe.evalsha(_ADD_SHA, 4, *call)
-                return cast(list[Any], await pipe.execute())
+            for call in calls:
+                pipe.evalsha(_ADD_SHA, 4, *call)
 
-        async def run() -> list[bool]:
-            accepted = [False] * len(entries)
-            try:
-                replies = await evaluate()
-            except NoScriptError:  # Redis restarted or never saw the script: no call ran; the Script
-                replies = [await self._add(keys=call[:4], args=call[4:]) for call in calls]  # loads it
-            for (_, indexes), flags in zip(batches, replies, strict=True):
-                for i, flag in zip(indexes, flags, strict=True):
-                    accepted[i] = bool(int(flag))
-            return accepted
+        async def queue_loading(pipe: Pipeline[str]) -> None:
+            for call in calls:  # the Script loads itself first
+                await self._add(keys=call[:4], args=call[4:], client=pipe)
 
-        return await self._write(run)
+        try:
+            flags_per_group = await self._write(queue)
+        except NoScriptError:  # Redis restarted or never saw the script: no call ran
+            flags_per_group = await self._write(queue_loading)
+        accepted = [False] * len(entries)
+        for indexes, flags in zip(batches, flags_per_group, strict=True):
+            for i, flag in zip(indexes, flags, strict=True):
+                accepted[i] = bool(int(flag))
+        return accepted
 
     async def remove_requests(self, ap: str, ip: str, now: float) -> int:
-        async def run() -> int:
-            removed = 0
-            for switch in await self._redis.smembers(f"{self._p}req:switches"):
-                args = [_score(now), ip, _member(ap, ip)]
-                removed += int(await self._remove(keys=self._req_keys(switch, ap), args=args))
-            return removed
+        try:
+            switches = await self._redis.smembers(f"{self._p}req:switches")
+        except _UNREACHABLE as exc:
+            raise StoreUnavailable(f"redis unreachable: {exc}") from exc
 
-        return await self._write(run)
+        async def queue(pipe: Pipeline[str]) -> None:
+            for switch in switches:
+                args = [_score(now), ip, _member(ap, ip)]
+                await self._remove(keys=self._req_keys(switch, ap), args=args, client=pipe)
+
+        return sum(int(flag) for flag in await self._write(queue))
 
     async def _fetch_requests(self, switch: str | None, now: float) -> list[RequestEntry]:
         if switch is None:
@@ -224,10 +266,16 @@ class RedisStore:
 
     async def set_pin(self, pin: Pin) -> None:
         value = json.dumps({"by": pin.by, "since": pin.since, "note": pin.note})
-        await self._write(lambda: self._redis.hset(f"{self._p}pins", pin.prefix, value))
+        async def queue(pipe: Pipeline[str]) -> None:
+            pipe.hset(f"{self._p}pins", pin.prefix, value)
+
+        await self._write(queue)
 
     async def remove_pin(self, prefix: str) -> bool:
-        removed = await self._write(lambda: self._redis.hdel(f"{self._p}pins", prefix))
+        async def queue(pipe: Pipeline[str]) -> None:
+            pipe.hdel(f"{self._p}pins", prefix)
+
+        [removed] = await self._write(queue)
         return bool(removed)
 
     async def pins(self) -> list[Pin]:
@@ -266,25 +314,25 @@ class RedisStore:
     async def update_config_overrides(
         self, switch: str, set_values: Mapping[str, SettingValue], clear_keys: Collection[str]
     ) -> dict[str, SettingValue]:
-        key = f"{self._p}config:{switch}"
+        keys = [f"{self._p}config:{switch}", f"{self._p}config:switches"]
+        args: list[str] = [switch, str(len(clear_keys)), *clear_keys]
+        for name, value in set_values.items():
+            args += [name, json.dumps(value)]
 
-        async def run() -> dict[str, SettingValue]:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.sadd(f"{self._p}config:switches", switch)
-                if clear_keys:
-                    pipe.hdel(key, *clear_keys)
-                if set_values:
-                    pipe.hset(key, mapping={k: json.dumps(v) for k, v in set_values.items()})
-                pipe.hgetall(key)
-                results = await pipe.execute()
-            return {k: v for k, v in map(_setting_or_none, results[-1].items()) if v is not None}
+        async def queue(pipe: Pipeline[str]) -> None:
+            await self._config(keys=keys, args=args, client=pipe)
 
-        return await self._write(run)
+        [flat] = await self._write(queue)
+        pairs = ((flat[i], flat[i + 1]) for i in range(0, len(flat), 2))
+        return {k: v for k, v in map(_setting_or_none, pairs) if v is not None}
 
     # -- snapshots --------------------------------------------------------------------------------
 
     async def put_snapshot(self, switch: str, kind: SnapshotKind, payload: str) -> None:
-        await self._write(lambda: self._redis.set(f"{self._p}snapshot:{switch}:{kind}", payload))
+        async def queue(pipe: Pipeline[str]) -> None:
+            pipe.set(f"{self._p}snapshot:{switch}:{kind}", payload)
+
+        await self._write(queue)
 
     async def snapshot(self, switch: str, kind: SnapshotKind) -> str | None:
         key = f"{self._p}snapshot:{switch}:{kind}"

@@ -55,12 +55,12 @@ class LockedCollector(Collector):
             super().process(batch, now)
 
 
-def make_store(url: str) -> Store:
+def make_store(url: str, replica_acks: int = 0) -> Store:
     if url == "memory://":
         return MemoryStore()
     from controller.redis_store import RedisStore
 
-    return RedisStore.from_url(url)
+    return RedisStore.from_url(url, replica_acks=replica_acks)
 
 
 def _fast_decoder(with_netflow: bool) -> BatchDecoder:
@@ -98,7 +98,7 @@ class Service:
             runtime_dir = Path(config.exabgp.runtime_dir)
         self.runtime_dir = runtime_dir or Path(tempfile.mkdtemp(prefix="topfib-"))
         netns = netns or config.exabgp.netns
-        self.store = store or make_store(config.store.url)
+        self.store = store or make_store(config.store.url, config.store.replica_acks)
         self.lock = threading.Lock()
         collector = config.collector
         self.rates = PrefixRates(
@@ -146,14 +146,19 @@ class Service:
             return {}
         import redis.asyncio as aioredis
 
-        client = aioredis.Redis.from_url(url, decode_responses=True, socket_timeout=1.0,
-                                         socket_connect_timeout=1.0)
+        from controller.redis_connect import is_sentinel_url, redis_client
+
+        client = redis_client(url, timeout_s=1.0)
         self._lease_client: aioredis.Redis[str] = client
         holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-        return {
-            sw.name: RedisLease(client, sw.name, holder, ttl_s=max(3.0, 3 * sw.loop_period_s))
-            for sw in self.config.switch
-        }
+        leases = {}
+        for sw in self.config.switch:
+            ttl_s = max(3.0, 3 * sw.loop_period_s)
+            # A failover may lose the lease (asynchronous replication): a new holder then acts one
+            # TTL after its claim, when whatever the old holder counted on has run out.
+            claim_s = ttl_s if is_sentinel_url(url) else 0.0
+            leases[sw.name] = RedisLease(client, sw.name, holder, ttl_s=ttl_s, claim_s=claim_s)
+        return leases
 
     def _bind_api(self) -> socket.socket:
         """The API's listening socket, bound before anything else starts (a taken port must not
@@ -233,6 +238,8 @@ class Service:
                 if lease is not None:
                     if await lease.hold():
                         await ctl.activate()
+                    elif lease.held():  # a new claim waits out a previous holder's validity
+                        await ctl.deactivate("claimed the switch's lease; waiting one lease TTL")
                     else:
                         await ctl.deactivate("another controller holds the switch's lease")
                 await ctl.tick()

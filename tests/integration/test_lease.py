@@ -139,3 +139,41 @@ async def test_standby_takes_over_from_a_killed_holder_process(
             child.wait(timeout=5)
         if child.stdout is not None:
             child.stdout.close()
+
+
+async def test_a_new_holder_waits_out_a_lease_redis_lost_while_the_old_holder_keeps_it(
+    client: aioredis.Redis[str],
+) -> None:
+    """A failover to a replica that missed the last renewals (or a restart without persistence)
+    loses the lease key while the holder still counts it valid: the standby that takes the free
+    key must not act before that validity is over, and the old holder must then stop."""
+    clock = FakeClock()
+    old = RedisLease(client, "edge1", "A", 10.0, clock=clock, claim_s=10.0)
+    new = RedisLease(client, "edge1", "B", 10.0, clock=clock, claim_s=10.0)
+    assert await old.hold() is False  # a first claim waits too: nobody knows what Redis forgot
+    clock.advance(10.0)
+    assert await old.hold() is True
+    clock.advance(3.0)
+    assert await old.hold() is True  # renewed at t=13: A counts it valid until t=23
+    await client.delete(old.key)  # the write is lost
+
+    clock.advance(1.0)
+    assert await new.hold() is False, "B acted while A still counted its lease valid"
+    assert await new.current_holder() == "B"
+    clock.advance(8.0)  # t=22: A has not renewed since t=13 and still counts itself valid
+    assert old.acting() and await new.hold() is False
+    assert await old.hold() is False and not old.acting()  # its renew finds B: A stops
+    clock.advance(2.0)  # t=24: B's claim (t=14) is one TTL old
+    assert await new.hold() is True
+
+
+async def test_a_holder_whose_valid_lease_redis_lost_keeps_acting(client: aioredis.Redis[str]) -> None:
+    clock = FakeClock()
+    lease = RedisLease(client, "edge1", "A", 10.0, clock=clock, claim_s=10.0)
+    await lease.hold()
+    clock.advance(10.0)
+    assert await lease.hold() is True
+    await client.delete(lease.key)
+    clock.advance(1.0)
+    assert await lease.hold() is True, "the active holder must not drop the switch for a lost key"
+    assert await lease.current_holder() == "A"

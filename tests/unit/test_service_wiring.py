@@ -48,3 +48,22 @@ def test_the_collector_accounts_per_path_rates_the_api_reads(tmp_path: Path) -> 
     service = Service(config({}), runtime_dir=tmp_path)
     assert service.collector.path_rates is service.path_rates
     assert service.path_rates.fast_half_life_s == service.config.collector.fast_half_life_s
+
+
+def test_a_sentinel_url_reaches_the_store_and_the_leases_through_the_sentinels(tmp_path: Path) -> None:
+    from redis.asyncio.sentinel import SentinelConnectionPool
+
+    from controller.redis_store import RedisStore
+
+    url = "redis+sentinel://127.0.0.1:1,127.0.0.1:2/topfib/0"
+    service = Service(config({"url": url}), runtime_dir=tmp_path)
+    assert isinstance(service.store, RedisStore) and service.store._replica_acks == 1
+    assert isinstance(service.store._redis.connection_pool, SentinelConnectionPool)
+    assert isinstance(service._lease_client.connection_pool, SentinelConnectionPool)
+    for lease in service.leases.values():  # a new holder waits out one TTL before it acts (failover)
+        assert lease._claim_s == lease._ttl_s == 3.0
+    asyncio.run(_close(service))
+    asyncio.run(service.store.aclose())
+    plain = Service(config({"url": "redis://127.0.0.1:1/0"}), runtime_dir=tmp_path)
+    assert all(lease._claim_s == 0.0 for lease in plain.leases.values())  # no replication to lose it
+    asyncio.run(_close(plain))

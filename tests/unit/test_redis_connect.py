@@ -1,0 +1,89 @@
+"""store.url forms: redis+sentinel:// is parsed, validated by the config and built into a
+Sentinel-backed client (no I/O here; tests/integration/test_redis_sentinel.py fails one over)."""
+
+from __future__ import annotations
+
+import pytest
+from redis.asyncio.sentinel import SentinelConnectionPool
+
+from controller.config import ConfigError, parse_config
+from controller.redis_connect import SentinelTarget, parse_sentinel_url, redis_client
+from controller.redis_store import RedisStore
+
+STORE = """
+[store]
+url = "{url}"
+{extra}
+[[switch]]
+name = "edge1"
+neighbor = "10.0.0.2"
+local_address = "10.0.0.1"
+local_as = 65000
+peer_as = 65000
+sflow_agents = ["10.0.0.2"]
+fib_cap_ipv4 = 16000
+fib_cap_ipv6 = 4000
+"""
+
+
+@pytest.mark.parametrize(
+    ("url", "target"),
+    [
+        ("redis+sentinel://10.0.0.1:26379,10.0.0.2:26380/topfib/3",
+         SentinelTarget((("10.0.0.1", 26379), ("10.0.0.2", 26380)), "topfib", 3)),
+        ("redis+sentinel://s1,[2001:db8::1]:5000/topfib",
+         SentinelTarget((("s1", 26379), ("2001:db8::1", 5000)), "topfib", 0)),
+        ("redis+sentinel://:se%40cret@s1:1/topfib/",
+         SentinelTarget((("s1", 1),), "topfib", 0, None, "se@cret")),
+        ("redis+sentinel://app:pw@s1:1/topfib/0",
+         SentinelTarget((("s1", 1),), "topfib", 0, "app", "pw")),
+    ],
+)
+def test_sentinel_url_parts(url: str, target: SentinelTarget) -> None:
+    assert parse_sentinel_url(url) == target
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("redis+sentinel:///topfib/0", "at least one sentinel"),
+        ("redis+sentinel://s1:26379", "service name"),
+        ("redis+sentinel://s1:26379/", "service name"),
+        ("redis+sentinel://s1:26379/topfib/zero", "database must be a number"),
+        ("redis+sentinel://s1:26379/topfib/0/extra", "path is /SERVICE"),
+        ("redis+sentinel://s1:99999/topfib", "bad sentinel port"),
+        ("redis+sentinel://s1:,s2:1/topfib", "bad sentinel port"),
+        ("redis+sentinel://[::1/topfib", "bad sentinel address"),
+        ("redis+sentinel://s1:1/topfib?db=1", "no query"),
+    ],
+)
+def test_bad_sentinel_url_names_the_store_url_key_and_the_fault(url: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(STORE.format(url=url, extra=""))
+    assert "store.url" in str(info.value) and reason in str(info.value)
+
+
+def test_config_accepts_sentinel_and_replica_acks() -> None:
+    config = parse_config(STORE.format(url="redis+sentinel://127.0.0.1:26379/topfib/0", extra=""))
+    assert config.store.url.startswith("redis+sentinel://") and config.store.replica_acks == 1
+    config = parse_config(STORE.format(url="redis+sentinel://s1/topfib", extra="replica_acks = 0"))
+    assert config.store.replica_acks == 0
+    with pytest.raises(ConfigError, match=r"store\.replica_acks"):
+        parse_config(STORE.format(url="redis://127.0.0.1:6379/0", extra="replica_acks = -1"))
+
+
+def test_sentinel_url_builds_a_client_that_asks_the_sentinels_for_the_master() -> None:
+    client = redis_client("redis+sentinel://127.0.0.1:26379,127.0.0.2:26380/topfib/2", timeout_s=0.5)
+    pool = client.connection_pool
+    assert isinstance(pool, SentinelConnectionPool)
+    assert pool.service_name == "topfib" and pool.is_master
+    assert pool.connection_kwargs["db"] == 2 and pool.connection_kwargs["socket_timeout"] == 0.5
+    addresses = [(s.connection_pool.connection_kwargs["host"], s.connection_pool.connection_kwargs["port"])
+                 for s in pool.sentinel_manager.sentinels]
+    assert addresses == [("127.0.0.1", 26379), ("127.0.0.2", 26380)]
+
+
+def test_replica_acks_apply_to_sentinel_only() -> None:
+    single = RedisStore.from_url("redis://127.0.0.1:6379/0", replica_acks=1)
+    sentinel = RedisStore.from_url("redis+sentinel://127.0.0.1:26379/topfib/0", replica_acks=1)
+    assert single._replica_acks == 0 and sentinel._replica_acks == 1
