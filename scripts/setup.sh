@@ -1,5 +1,5 @@
 # Sourced by scripts/test.sh and scripts/demo.sh: install system packages and the venv, idempotently.
-APT_PACKAGES="bird2 redis-server redis-sentinel iproute2 pmacct chromium prometheus"
+APT_PACKAGES="bird2 frr redis-server redis-sentinel iproute2 pmacct chromium prometheus"
 missing=""
 for pkg in $APT_PACKAGES; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
@@ -14,7 +14,7 @@ if [ -n "$missing" ]; then
     fi
 fi
 # Debian starts services on install; topfib's tests start their own on loopback ports.
-systemctl disable --now bird redis-server redis-sentinel prometheus >/dev/null 2>&1 || true
+systemctl disable --now bird frr redis-server redis-sentinel prometheus >/dev/null 2>&1 || true
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
