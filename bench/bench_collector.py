@@ -223,7 +223,10 @@ class Run:
                 self.trials.append(self.sfacctd_trial(rate))
                 print(self.trials[-1].row("rate"), flush=True)
                 self.trials.append(self.topfib_trial(topfib, rate, "rate"))
-            lost = {"sfacctd": False, "topfib": False}
+            # a daemon that lost at a fixed rate has its ceiling below it: no ramp for it
+            lost = {
+                d: any(t.daemon == d and not t.lossless for t in self.trials) for d in ("sfacctd", "topfib")
+            }
             for rate in self.ramp:
                 if not lost["sfacctd"]:
                     self.trials.append(self.sfacctd_trial(rate))
@@ -299,11 +302,12 @@ class Run:
                 (t.achieved for t in self.trials if t.daemon == daemon and t.lossless), default=0.0
             )
             most = max((t.achieved for t in self.trials if t.daemon == daemon), default=0.0)
-            print(
-                f"  {daemon}: zero-loss ceiling {ceiling[daemon]:,.0f} samples/s (highest rate sent to it "
-                f"{most:,.0f}/s)"
+            least = min((t.achieved for t in self.trials if t.daemon == daemon), default=0.0)
+            found = (
+                f"{ceiling[daemon]:,.0f} samples/s" if ceiling[daemon] else f"below {least:,.0f} samples/s"
             )
-        if ceiling["sfacctd"]:
+            print(f"  {daemon}: zero-loss ceiling {found} (highest rate sent to it {most:,.0f}/s)")
+        if ceiling["sfacctd"] and ceiling["topfib"]:
             print(f"  zero-loss ceiling topfib / sfacctd = {ceiling['topfib'] / ceiling['sfacctd']:.2f}")
         print(f"  idle topfib run (ExaBGP included): {idle:.4f} CPU-s/s (bar <= {IDLE_BAR})")
         for rate, ratio in breakdown:

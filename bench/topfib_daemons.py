@@ -221,12 +221,15 @@ class TopfibRun:
         pause, previous = 0.2, -1.0
         while True:
             time.sleep(pause)
-            cpu_end, threads_end, end = cpu_seconds(self.pid), cpu_by_thread(self.pid), time.monotonic()
+            reading = cpu_seconds(self.pid), cpu_by_thread(self.pid), time.monotonic()
             current = self.metrics()
             total = taken(current) - (self.accounted_at_start or 0.0)
+            if total != previous:
+                first_seen = reading  # a lossy stream's window ends when its counters stopped
             if total >= self.sent_total or (total == previous and pause >= 3.0) or pause > 30:
                 break  # complete, or nothing moved for seconds: the rest is lost
             previous, pause = total, pause * 2
+        cpu_end, threads_end, end = first_seen
         drops = int(current.get(SOCKET_DROPS, 0.0) - before.get(SOCKET_DROPS, 0.0))
         lost = int(current.get(BACKLOG_DROPS, 0.0) - before.get(BACKLOG_DROPS, 0.0))
         count = Count(
