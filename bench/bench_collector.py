@@ -20,10 +20,15 @@ same receive buffer for both (sfacctd cannot exceed net.core.rmem_max).
    against the same sfacctd counts, with per-prefix IPv4 byte totals compared (IPv6 is not:
    sfacctd's IPv6 networks_file is broken, pmacct#577).
 
-On a shared machine the figures are noisy: read the ratios, and repeat.
+Every stream lasts at least ``--stream-seconds`` (the generated samples are sent as many times as
+that takes), so topfib's periodic work (its control loop every ``loop_period_s``) is in every
+window as it would be in service. ``--topfib-set section.key=value`` changes topfib's config to see
+what a part costs (e.g. ``switch.loop_period_s=30.0``: hardly any control loop in the windows;
+``exabgp.reactor_speed=1.0``). On a shared machine the figures are noisy: read the ratios, repeat.
+``--quick``: ~1 min of streams (plus ~1 min of start-ups: both daemons load the table).
 
-    .venv/bin/python -m bench.bench_collector [--quick] [--rates 100000,300000] [--ramp ...]
-        [--samples N] [--idle-seconds 30] [--generated-table N]
+    sudo .venv/bin/python -m bench.bench_collector [--quick] [--rates 100000,300000] [--ramp ...]
+        [--samples N] [--stream-seconds S] [--idle-seconds 30] [--generated-table N] [--topfib-set K=V]
 """
 
 from __future__ import annotations
@@ -237,6 +242,12 @@ class Run:
                     lost[trial.daemon] |= trial.target == rate and not trial.lossless
                 if all(lost.values()):
                     break
+            quiet, _ = topfib.idle(min(args.idle_seconds, 10.0))
+            print(
+                f"quiet     topfib run after the streams, no traffic: {quiet:.4f} CPU-s/s (the control "
+                "loop still has scores to select from)",
+                flush=True,
+            )
         finally:
             topfib.stop()
         return idle
