@@ -129,3 +129,20 @@ def push_markers(port: int, datagrams: int = 400) -> None:
             sock.sendto(datagram, ("127.0.0.1", port))
             if sent % 50 == 49:
                 time.sleep(0.01)  # gently: these must not be dropped
+
+
+def compare_prefixes(sfacctd: dict[str, tuple[int, int]], topfib: dict[str, float]) -> str:
+    """Per-prefix IPv4 byte totals: how many agree exactly, the worst relative difference."""
+    v4_sf = {p: b for p, (_, b) in sfacctd.items() if ":" not in p and p != "0.0.0.0/0"}
+    v4_tf = {p: b for p, b in topfib.items() if ":" not in p and p != "unrouted"}
+    both = v4_sf.keys() & v4_tf.keys()
+    equal = sum(1 for p in both if abs(v4_sf[p] - v4_tf[p]) < 0.5)
+    worst = max((abs(v4_sf[p] - v4_tf[p]) / max(v4_sf[p], 1) for p in both), default=0.0)
+    only_sf, only_tf = len(v4_sf.keys() - both), len(v4_tf.keys() - both)
+    total_sf, total_tf = sum(v4_sf.values()), sum(v4_tf.values())
+    return (
+        f"IPv4 prefixes: sfacctd {len(v4_sf)}, topfib {len(v4_tf)}, in both {len(both)}, "
+        f"equal bytes {equal} ({100.0 * equal / max(len(both), 1):.2f} %), worst relative difference "
+        f"{worst:.2e}, only in sfacctd {only_sf}, only in topfib {only_tf}; routed IPv4 bytes "
+        f"sfacctd/topfib = {total_sf / max(total_tf, 1):.6f}"
+    )

@@ -16,7 +16,7 @@ import pytest
 from bench.bench_collector import Trial
 from bench.bench_tables import generated_tables
 from bench.daemon_cpu import cpu_by_thread, cpu_seconds, process_tree
-from bench.sfacctd_daemon import Count
+from bench.sfacctd_daemon import Count, compare_prefixes
 from bench.topfib_daemons import metric_sums, topfib_config, udp_receive_queue
 from collector.special_use import SpecialUseFilter
 from controller.config import parse_config
@@ -136,3 +136,11 @@ def test_the_generated_table_avoids_every_range_topfib_refuses() -> None:
             assert ipaddress.ip_network(prefix)  # host bits clear, else ValueError
             assert refuse.reason(prefix) is None, prefix
     assert sum(length == 24 for length in v4.lengths) > 1000
+
+
+def test_prefix_comparison_counts_equal_ipv4_byte_totals_only() -> None:
+    sfacctd = {"1.0.0.0/24": (1, 100), "2.0.0.0/24": (1, 200), "0.0.0.0/0": (9, 900), "2001:db8::/32": (1, 5)}
+    topfib = {"1.0.0.0/24": 100.0, "2.0.0.0/24": 201.0, "3.0.0.0/24": 7.0, "unrouted": 900.0}
+    summary = compare_prefixes(sfacctd, topfib)
+    assert "sfacctd 2, topfib 3, in both 2, equal bytes 1 (50.00 %)" in summary
+    assert "only in sfacctd 0, only in topfib 1" in summary
