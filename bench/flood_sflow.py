@@ -33,14 +33,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.bench_collector import (
-    WORKDIR,
-    TopfibSink,
-    free_udp_port,
-    load_traffic,
-    send,
-    sender_ceiling,
-)
+from bench.bench_collector import WORKDIR, send, sender_ceiling
+from bench.bench_tables import bench_table, load_traffic
+from bench.daemon_cpu import free_udp_port
+from bench.topfib_daemons import TopfibSink
 from collector.replay import sample_count
 
 
@@ -150,12 +146,13 @@ def main() -> int:
     os.sched_setaffinity(0, {0})
     os.nice(-15)
 
-    traffic = load_traffic(args.samples, args.seed)
+    table = bench_table(WORKDIR, 0)
+    traffic = load_traffic(WORKDIR, table, args.samples, args.seed)
     ceiling = sender_ceiling(traffic)
     print(f"stream: {args.samples} samples in {len(traffic.datagrams)} datagrams; "
           f"paced sender ceiling {ceiling:,.0f} samples/s", flush=True)
     port = free_udp_port()
-    sink = TopfibSink(port, args.receive_buffer, core=1)
+    sink = TopfibSink(port, args.receive_buffer, core=1, tables=(table.v4_pfx2as, table.v6_pfx2as))
     ok = True
     try:
         print(f"collector: {sink.ready['prefixes']} prefixes loaded in {sink.ready['load_s']} s; "
