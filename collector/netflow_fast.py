@@ -251,7 +251,7 @@ class FastFlowDecoder:
         self._retired: list[_Shape] = []  # replaced (templates redefined) with datagrams still queued
         self._malformed_seen: Counter[tuple[str, str]] = Counter()
         self._lost_seen: Counter[tuple[str, str]] = Counter()
-        self._limits_seen = (0, 0)  # templates evicted, refused: counted up to the last take
+        self._limits_seen = (0, 0, 0)  # templates evicted, refused, streams evicted, to the last take
         self._observe = self._dispatcher.sequences.observe
         self._begin_datagram = self._dispatcher.begin_datagram
         self._counters = self._dispatcher.counters  # the same object for the decoder's lifetime
@@ -541,18 +541,23 @@ class FastFlowDecoder:
             non_ip_samples=self._non_ip,
             malformed={key: count for key, count in malformed.items() if count > 0},
             export_lost={key: count for key, count in lost.items() if count > 0},
-            state_limited=self._template_limits(),
+            state_limited=self._state_limits(),
         )
         self._reset()
         return batch
 
-    def _template_limits(self) -> dict[str, int]:
-        """Templates evicted or refused at the cache's bounds since the previous take."""
+    def _state_limits(self) -> dict[str, int]:
+        """Templates evicted or refused, and sequence streams evicted, at their bounds since the
+        previous take."""
         counters = self.counters
-        evicted = counters.templates_evicted - self._limits_seen[0]
-        refused = counters.templates_refused - self._limits_seen[1]
-        self._limits_seen = (counters.templates_evicted, counters.templates_refused)
-        limits = {"netflow_template_evicted": evicted, "netflow_template_refused": refused}
+        now = (counters.templates_evicted, counters.templates_refused, self._dispatcher.sequences.evicted)
+        evicted, refused, streams = (count - seen for count, seen in zip(now, self._limits_seen, strict=True))
+        self._limits_seen = now
+        limits = {
+            "netflow_template_evicted": evicted,
+            "netflow_template_refused": refused,
+            "netflow_sequence_evicted": streams,
+        }
         return {kind: count for kind, count in limits.items() if count}
 
     def _columns(self, layout: ColumnLayout, queue: list[_Queued]) -> tuple[_Columns | None, _Columns | None]:

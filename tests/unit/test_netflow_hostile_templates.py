@@ -9,6 +9,7 @@ import tracemalloc
 
 from collector.flow_templates import MAX_TEMPLATE_FIELDS
 from collector.netflow_fast import FastFlowDecoder
+from collector.netflow_sequence import MAX_STREAMS_PER_EXPORTER, SequenceTracker
 from tests.unit.test_netflow_decoder import (
     FLOW_FIELDS,
     ipfix,
@@ -65,3 +66,25 @@ def test_template_sets_kept_for_refreshes_hold_bounded_bytes() -> None:
         tracemalloc.stop()
     assert decoder.counters.templates == 201
     assert grown < 6 << 20  # the 4 MB budget and the templates themselves; was 12.5 MB
+
+
+def test_one_exporter_cycling_source_ids_cannot_reset_anothers_loss_tracking() -> None:
+    """A sender spoofing exporter B cycles 12,000 v9 source ids: it evicts B's own oldest streams,
+    counted, and A's export loss is still seen (was: the tracker started over for everyone at
+    10,000 streams, nothing counted, and A's gap of 10 went unseen)."""
+    tracker = SequenceTracker()
+    other = "192.0.2.66"
+    tracker.observe((EXPORTER, 9, 0), 100, 1, 1_000_000)
+    for source_id in range(12_000):
+        tracker.observe((other, 9, source_id), 1, 1, 1_000_000)
+    assert tracker.observe((EXPORTER, 9, 0), 111, 1, 1_001_000) == 10
+    assert tracker.evicted == 12_000 - MAX_STREAMS_PER_EXPORTER
+
+
+def test_stream_evictions_reach_the_batch() -> None:
+    decoder = FastFlowDecoder()
+    for source_id in range(MAX_STREAMS_PER_EXPORTER + 5):
+        decoder.feed(v9(source_id=source_id), EXPORTER)
+    assert decoder.take().state_limited == {"netflow_sequence_evicted": 5}
+    decoder.feed(v9(source_id=0), EXPORTER)  # evicted earlier: a new stream, the oldest goes
+    assert decoder.take().state_limited == {"netflow_sequence_evicted": 1}
