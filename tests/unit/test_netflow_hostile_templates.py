@@ -12,6 +12,7 @@ from collector.netflow_fast import FastFlowDecoder
 from collector.netflow_sequence import MAX_STREAMS_PER_EXPORTER, SequenceTracker
 from tests.unit.test_netflow_decoder import (
     FLOW_FIELDS,
+    ONE_FLOW,
     ipfix,
     ipfix_options_template,
     ipfix_set,
@@ -88,3 +89,18 @@ def test_stream_evictions_reach_the_batch() -> None:
     assert decoder.take().state_limited == {"netflow_sequence_evicted": 5}
     decoder.feed(v9(source_id=0), EXPORTER)  # evicted earlier: a new stream, the oldest goes
     assert decoder.take().state_limited == {"netflow_sequence_evicted": 1}
+
+
+def test_senders_spoofing_ten_exporters_cannot_leave_an_eleventh_without_templates() -> None:
+    """Ten exporters' addresses (spoofed) fill the whole cache at their per-exporter bound; a real
+    eleventh exporter's template was refused for good (counted, but its data never decoded)."""
+    decoder = FastFlowDecoder(max_templates=100)  # 10 per exporter
+    for template_id in range(256, 10_256):
+        flooder = f"192.0.2.{100 + template_id % 10}"
+        decoder.feed(ipfix(ipfix_set(2, ipfix_template(template_id, FLOW_FIELDS))), flooder)
+    assert decoder.counters.templates_evicted == 10_000 - 100
+    decoder.feed(ipfix(ipfix_set(2, ipfix_template(256, FLOW_FIELDS))), EXPORTER)
+    decoder.feed(ipfix(ONE_FLOW, sequence=1), EXPORTER)
+    batch = decoder.take()
+    assert batch.flow_samples == 1
+    assert "netflow_template_refused" not in batch.state_limited
