@@ -28,6 +28,7 @@ from collector.accounting import PrefixRates
 from collector.batch import SampleBatch
 from collector.flow_gate import FlowGate, SwitchFlowSources
 from collector.listener import SflowListener
+from collector.log_budget import LogBudgetFilter
 from collector.lpm import LpmTable
 from collector.matrix import MatrixInterval, TrafficMatrix, monotonic_to_wall
 from collector.matrix_writer import MatrixFileWriter
@@ -42,6 +43,7 @@ from controller.store import MemoryStore, Store
 from controller.switch_controller import SwitchController
 
 log = logging.getLogger(__name__)
+_UVICORN_LOG_BUDGET = LogBudgetFilter()  # one for the process: addFilter keeps it once
 GC_YOUNG_THRESHOLD = 50_000
 
 
@@ -207,6 +209,8 @@ class Service:
             log_config=None,  # uvicorn logs through the root logger, in topfib's --log-format
         )
         self._server = uvicorn.Server(server_config)
+        # uvicorn warns once per garbage connection: within a budget per message and minute
+        logging.getLogger("uvicorn.error").addFilter(_UVICORN_LOG_BUDGET)
         self._tasks.append(asyncio.create_task(self._serve_api(api_socket), name="api"))
         if self.matrix is not None:
             self._tasks.append(asyncio.create_task(self._roll_matrix(self.matrix), name="matrix"))
