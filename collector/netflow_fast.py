@@ -251,7 +251,7 @@ class FastFlowDecoder:
         self._retired: list[_Shape] = []  # replaced (templates redefined) with datagrams still queued
         self._malformed_seen: Counter[tuple[str, str]] = Counter()
         self._lost_seen: Counter[tuple[str, str]] = Counter()
-        self._limits_seen = (0, 0, 0)  # templates evicted, refused, streams evicted, to the last take
+        self._limits_seen: dict[str, int] = {}  # state_limited counts up to the last take, by kind
         self._observe = self._dispatcher.sequences.observe
         self._begin_datagram = self._dispatcher.begin_datagram
         self._counters = self._dispatcher.counters  # the same object for the decoder's lifetime
@@ -547,17 +547,19 @@ class FastFlowDecoder:
         return batch
 
     def _state_limits(self) -> dict[str, int]:
-        """Templates evicted or refused, and sequence streams evicted, at their bounds since the
-        previous take."""
+        """Templates and samplers evicted or refused, sequence streams evicted, at their bounds
+        since the previous take."""
         counters = self.counters
-        now = (counters.templates_evicted, counters.templates_refused, self._dispatcher.sequences.evicted)
-        evicted, refused, streams = (count - seen for count, seen in zip(now, self._limits_seen, strict=True))
-        self._limits_seen = now
-        limits = {
-            "netflow_template_evicted": evicted,
-            "netflow_template_refused": refused,
-            "netflow_sequence_evicted": streams,
+        samplers = self._dispatcher.samplers
+        now = {
+            "netflow_template_evicted": counters.templates_evicted,
+            "netflow_template_refused": counters.templates_refused,
+            "netflow_sequence_evicted": self._dispatcher.sequences.evicted,
+            "netflow_sampler_evicted": samplers.evicted,
+            "netflow_sampler_refused": samplers.refused,
         }
+        limits = {kind: count - self._limits_seen.get(kind, 0) for kind, count in now.items()}
+        self._limits_seen = now
         return {kind: count for kind, count in limits.items() if count}
 
     def _columns(self, layout: ColumnLayout, queue: list[_Queued]) -> tuple[_Columns | None, _Columns | None]:

@@ -9,6 +9,7 @@ import tracemalloc
 
 from collector.flow_templates import MAX_TEMPLATE_FIELDS
 from collector.netflow_fast import FastFlowDecoder
+from collector.netflow_sampling import SamplerTable
 from collector.netflow_sequence import MAX_STREAMS_PER_EXPORTER, SequenceTracker
 from tests.unit.test_netflow_decoder import (
     FLOW_FIELDS,
@@ -104,3 +105,34 @@ def test_senders_spoofing_ten_exporters_cannot_leave_an_eleventh_without_templat
     batch = decoder.take()
     assert batch.flow_samples == 1
     assert "netflow_template_refused" not in batch.state_limited
+
+
+def test_a_sender_flooding_sampler_ids_cannot_leave_a_real_exporter_unsampled() -> None:
+    """10,000 sampler ids in options data from one (spoofed) exporter filled the first-come sampler
+    table: a real exporter starting afterwards could not learn its 1:1000 rate, and its flows were
+    counted as unsampled, a thousand times too small."""
+    decoder = FastFlowDecoder()
+    options = ipfix_set(3, ipfix_options_template(300, 1, [(48, 4), (34, 4)]))
+    for first in range(0, 10_000, 1000):
+        rates = b"".join(struct.pack("!II", sampler, 100) for sampler in range(first + 1, first + 1001))
+        decoder.feed(ipfix(options, ipfix_set(300, rates)), "192.0.2.66")
+    decoder.feed(ipfix(options, ipfix_set(300, struct.pack("!II", 0, 1000)), ipfix_set(2, ipfix_template(256, FLOW_FIELDS))), EXPORTER)  # noqa: E501
+    decoder.feed(ipfix(ONE_FLOW, sequence=1), EXPORTER)
+    batch = decoder.take()
+    assert batch.v4_packets.tolist() == [1000]
+    assert batch.state_limited == {"netflow_sampler_evicted": 10_000 - 1000}
+
+
+def test_a_full_sampler_table_takes_from_the_exporter_holding_the_most() -> None:
+    table = SamplerTable(max_samplers=10, max_per_exporter=3)
+    flooders = [(f"192.0.2.{100 + i}", 10, 1) for i in range(4)]
+    for sampler in range(10):  # 3 + 3 + 3 + 1: full
+        assert table.learn(flooders[min(sampler // 3, 3)], sampler + 1, 100 + sampler)
+    real = (EXPORTER, 10, 1)
+    assert table.learn(real, 0, 1000) and table.rate_for(real, 0) == 1000  # a flooder's oldest goes
+    assert table.learn(real, 0, 2000) and table.rate_for(real, 0) == 2000  # known: updated in place
+    assert table.learn(real, 5, 1000)  # holding 1, another flooder holds 3: its oldest goes
+    assert (table.evicted, table.refused) == (2, 0)
+    assert table.rate_for(flooders[0], 1) is None and table.rate_for(flooders[0], 2) == 101
+    assert not table.learn(real, 6, 1000)  # holding 2, the largest 3: refused
+    assert table.refused == 1
