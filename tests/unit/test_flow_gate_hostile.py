@@ -105,10 +105,12 @@ def test_a_stranger_flooding_the_source_cache_never_gets_a_switch_refused(implem
         spoofed = [(real[0][0], f"10.{round_}.{i >> 8}.{i & 255}") for i in range(1000)]
         batch = spoofed[:500] + real + [relayed] + spoofed[500:]
         admitted += len(gate.admit(batch))
+        # and they stay cached (the C screen's common case), whatever the strangers do
+        assert {AGENT_A, "198.51.100.5"} <= set(gate._heads_by_source)
     per_datagram = (time.process_time() - started) / (20 * 1004)
     assert admitted == 20 * 4
     assert gate.refused == {"source": 20_000, "agent": 0, "exporter": 0}
-    assert len(gate._cache) <= 4096
+    assert len(gate._strangers) <= 4096 and len(gate._cache) == 2
     assert per_datagram < 20e-6  # measured 1.4 µs a spoofed datagram, C or Python
 
 
