@@ -333,7 +333,7 @@ class FastFlowDecoder:
             if shape is None:
                 return False
             if len(self._shapes) >= MAX_SHAPES and key not in self._shapes:
-                return False  # a shape storm: let the per-set path take it
+                self._forget_oldest_shape()
             stale = self._shapes.get(key)
             if stale is not None and stale.datagrams:  # queued under the previous templates
                 self._retired.append(stale)
@@ -345,6 +345,15 @@ class FastFlowDecoder:
         self._counters.records += shape.records
         self._observe(shape.domain, sequence, shape.sequence_units, uptime_ms)
         return True
+
+    def _forget_oldest_shape(self) -> None:
+        """A shape storm (a sender cycling domains or set layouts): the oldest shape goes, so the
+        shapes in use keep the fast path (was: past the bound every new shape, a real exporter's
+        too, took the per-set path for good, ~2.5x the CPU)."""
+        oldest = self._shapes.pop(next(iter(self._shapes)))
+        oldest.generation = -1  # never matched again through _recent
+        if oldest.datagrams:  # queued: decoded at the next take
+            self._retired.append(oldest)
 
     def _layout(self, template: Template) -> ColumnLayout | None:
         if template in self._layouts:

@@ -136,3 +136,28 @@ def test_a_full_sampler_table_takes_from_the_exporter_holding_the_most() -> None
     assert table.rate_for(flooders[0], 1) is None and table.rate_for(flooders[0], 2) == 101
     assert not table.learn(real, 6, 1000)  # holding 2, the largest 3: refused
     assert table.refused == 1
+
+
+def test_a_shape_storm_neither_loses_queued_datagrams_nor_slows_a_real_exporter_for_good() -> None:
+    """A sender cycling 5,000 observation domains (a template and a data set each) filled the fast
+    path's 4,096 datagram shapes; every new shape after that, a real exporter's too, took the
+    per-set path for good (~2.5x the CPU). Now the oldest shape goes; its queued datagrams are
+    still decoded, and no later datagram is queued on it."""
+    def real(domain: int) -> list[tuple[bytes, str]]:
+        return [(ipfix(ONE_FLOW, domain=domain, sequence=n), EXPORTER) for n in range(1, 4)]
+
+    def template(domain: int) -> bytes:
+        return ipfix(ipfix_set(2, ipfix_template(256, FLOW_FIELDS)), domain=domain)
+
+    decoder = FastFlowDecoder()
+    decoder.feed(template(1), EXPORTER)
+    decoder.feed_many(real(1))  # queued on domain 1's shape
+    for domain in range(1000, 6000):
+        decoder.feed(template(domain), "192.0.2.66")
+        decoder.feed(ipfix(ONE_FLOW, domain=domain, sequence=1), "192.0.2.66")
+    decoder.feed_many(real(1))  # that shape was evicted meanwhile
+    assert decoder.take().flow_samples == 5000 + 6
+    decoder.feed(template(2), EXPORTER)  # a real exporter's new domain, after the storm
+    decoder.feed_many(real(2))
+    assert decoder.take().flow_samples == 3
+    assert (EXPORTER, 10, 2) in {key[:3] for key in decoder._shapes}  # on the fast path
