@@ -18,7 +18,7 @@ Cost: it runs once per datagram in the receiver thread. The common case (a known
 naming one of its agents) is screened in C: a dict look-up by source text and a comparison of the
 datagram's first 12 (IPv6: 24) bytes with the allowed heads, ~20 ns a datagram. The rest goes
 through the same rule in Python. A source's rights are computed (from integers, never
-``ipaddress`` objects) the first time it is seen, into a bounded cache.
+``ipaddress`` objects) the first time it is seen, into a bounded cache; strangers into another.
 """
 
 from __future__ import annotations
@@ -119,7 +119,8 @@ class FlowGate:
                 self._networks.append(
                     (network.version, int(network.network_address), int(network.netmask), index)
                 )
-        self._cache: dict[str, _Rights] = {}
+        self._cache: dict[str, _Rights] = {}  # sources with rights
+        self._strangers: set[str] = set()  # sources with none
         self._heads_by_source: dict[str, tuple[bytes, ...]] = {}  # the same, for the C screen
         self._max_cached = max_cached_sources
         self._clock = clock
@@ -134,7 +135,11 @@ class FlowGate:
         )
 
     def _rights_of(self, source: str) -> _Rights:
-        """What ``source`` may claim (computed on a cache miss; the cache is bounded)."""
+        """What ``source`` may claim (computed on a cache miss). Sources with rights and strangers
+        are cached apart, each bounded, so spoofed strangers never evict a switch's entry (nor
+        its C screen's)."""
+        if source in self._strangers:
+            return _NO_RIGHTS
         parsed = _address_int(source)
         rights = _NO_RIGHTS
         if parsed is not None:
@@ -148,8 +153,13 @@ class FlowGate:
                 keys = frozenset().union(*(self._heads[i] for i in switches))
                 exporter = any(parsed in self._agents[i] for i in switches)
                 rights = _Rights(keys, exporter)
+        if rights is _NO_RIGHTS:
+            if len(self._strangers) >= self._max_cached:
+                self._strangers.clear()  # bounded under a flood of spoofed sources
+            self._strangers.add(source)
+            return rights
         if len(self._cache) >= self._max_cached:
-            self._cache.clear()  # bounded under a flood of spoofed sources; refilled on demand
+            self._cache.clear()  # only sources inside a flow_sources CIDR can fill it; refilled on demand
             self._heads_by_source.clear()
         self._cache[source] = rights
         if rights.heads:

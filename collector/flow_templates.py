@@ -18,9 +18,18 @@ from collector.netflow_errors import FlowDecodeError
 VARIABLE_LENGTH: Final = 0xFFFF  # IPFIX field length meaning "length prefix in the record" (RFC 7011 §7)
 IANA: Final = 0  # enterprise number of the IANA information elements
 REVERSE_PEN: Final = 29305  # RFC 5103 reverse information elements (biflows)
+# Fields one template may have. Real exporters send a few dozen; the wire allows 65,535, and a
+# 16,000-field template cost ~0.3 s of CPU and ~1 MB per datagram to parse, cache and lay out.
+MAX_TEMPLATE_FIELDS: Final = 256
 
 # (exporter, version, observation domain) — the scope of template ids
 DomainKey = tuple[str, int, int]
+
+
+def check_field_count(template_id: int, field_count: int) -> None:
+    """Refuse a template with more than ``MAX_TEMPLATE_FIELDS`` fields, before parsing them."""
+    if field_count > MAX_TEMPLATE_FIELDS:
+        raise FlowDecodeError("template-fields", f"template {template_id}: {field_count} fields")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +124,9 @@ class TemplateCache:
 
     An exporter past ``max_per_exporter`` templates (by default a tenth of ``max_templates``)
     loses its oldest-learned one to each new one (counted in ``evicted``), so one exporter (or a
-    sender spoofing its address) cannot starve the others; past ``max_templates`` in total a new
-    template is refused (``add`` says so).
+    sender spoofing its address) cannot starve the others; past ``max_templates`` in total the
+    exporter holding the most loses its oldest (also counted in ``evicted``) while it holds at
+    least two more than the one asking, else a new template is refused (``add`` says so).
     """
 
     def __init__(self, max_templates: int = 10_000, max_per_exporter: int | None = None) -> None:
@@ -162,7 +172,7 @@ class TemplateCache:
                 self._evict_oldest(order)
                 # the evicted one may have been this domain's last: keep its (empty) dict listed
                 templates = self._by_domain.setdefault(domain, templates)
-            elif self._count >= self._max_templates:
+            elif self._count >= self._max_templates and not self._take_from_the_largest(len(order)):
                 if not templates:
                     del self._by_domain[domain]
                 if not order:
@@ -173,6 +183,16 @@ class TemplateCache:
         order.move_to_end(key)
         templates[template.template_id] = template
         self.generation += 1
+        return True
+
+    def _take_from_the_largest(self, holding: int) -> bool:
+        """The cache is full: evict the oldest template of the exporter holding the most, if it
+        holds at least two more than the one asking (``holding``); so a few exporters (or
+        senders spoofing them) filling the cache cannot leave another with no template at all."""
+        largest = max(self._by_exporter.values(), key=len)
+        if len(largest) < holding + 2:
+            return False
+        self._evict_oldest(largest)
         return True
 
     def _evict_oldest(self, order: OrderedDict[tuple[DomainKey, int], None]) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from collector.flow_templates import IANA, FieldSpec, Template
+from collector.flow_templates import IANA, FieldSpec, Template, check_field_count
 from collector.netflow_errors import FlowDecodeError
 from collector.netflow_message import MIN_DATA_SET_ID, MessageHeader, TemplateEvent, Withdrawal
 
@@ -70,6 +70,7 @@ def parse_template_set(payload: bytes, start: int, end: int, options: bool) -> l
         # each specifier takes at least 4 bytes: check before building anything
         if field_count * 4 > end - pos - record_header:
             raise FlowDecodeError("template-overflow", f"template {template_id}: {field_count} fields")
+        check_field_count(template_id, field_count)
         fields, pos = _field_specifiers(payload, pos + record_header, end, field_count, template_id)
         events.append(Template(template_id, fields, scope_field_count=scope_count))
     return events

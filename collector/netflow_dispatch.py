@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Final, Protocol
 
 from collector import ipfix, netflow_v9
 from collector.flow_templates import DomainKey, Template, TemplateCache, split_records
@@ -29,6 +29,8 @@ from collector.netflow_sampling import SamplerTable
 from collector.netflow_sequence import SequenceTracker
 from collector.netflow_v5 import NETFLOW_V5_VERSION
 
+# template set bodies kept to recognise refreshes (an optimisation: forgetting one costs a parse)
+MAX_REFRESH_BYTES: Final = 4 << 20
 VERSIONS = (NETFLOW_V5_VERSION, netflow_v9.NETFLOW_V9_VERSION, ipfix.IPFIX_VERSION)
 
 
@@ -88,6 +90,7 @@ class FlowSetDispatcher:
         # it) of the last template set that only (re)defined templates: exporters re-send the
         # same sets every few seconds, and parsing them again would cost more than their data
         self._refreshes: dict[tuple[DomainKey, int], tuple[bytes, int, int, int]] = {}
+        self._refresh_bytes = 0  # bodies held in _refreshes: bounded, not only their number
 
     def system_init_ms(self, domain: DomainKey) -> int | None:
         """IPFIX systemInitTimeMilliseconds the domain announced in options data, if any."""
@@ -194,9 +197,22 @@ class FlowSetDispatcher:
             return
         learned = self._parse_template_set(domain, payload, span)
         if learned is not None:
-            if len(self._refreshes) >= self._max_domains:
-                self._refreshes.clear()
-            self._refreshes[key] = (body, self._templates.generation, *learned)
+            self._remember_refresh(key, (body, self._templates.generation, *learned))
+
+    def _remember_refresh(self, key: tuple[DomainKey, int], entry: tuple[bytes, int, int, int]) -> None:
+        """Keep a template set for ``_template_set``'s shortcut, the oldest forgotten first at the
+        bounds (a set body is up to 64 KB and the observation domains are the sender's choice)."""
+        refreshes = self._refreshes
+        old = refreshes.pop(key, None)
+        if old is not None:
+            self._refresh_bytes -= len(old[0])
+        self._refresh_bytes += len(entry[0])
+        while refreshes and (
+            self._refresh_bytes > MAX_REFRESH_BYTES or len(refreshes) >= self._max_domains
+        ):
+            oldest = next(iter(refreshes))
+            self._refresh_bytes -= len(refreshes.pop(oldest)[0])
+        refreshes[key] = entry
 
     def _parse_template_set(self, domain: DomainKey, payload: bytes, span: SetSpan) -> tuple[int, int] | None:
         """Apply a template set; (data, options) templates learned when that is all it did."""

@@ -12,19 +12,24 @@ Each version numbers something different, so loss is counted in that unit:
 
 A forward jump of d (modulo 2^32) counts d missing. A step back within :data:`REORDER_WINDOW` is
 a late or duplicated datagram and is ignored; a larger one (or, for v9, one whose uptime went
-back by more than a second) is an exporter restart: the stream starts over from there. Streams
-are bounded in number; past the bound the tracker starts over (and counts nothing for that one
-message).
+back by more than a second) is an exporter restart: the stream starts over from there.
+
+Streams are bounded: source ids, observation domains and v5 engines are the sender's choice, so
+an exporter keeps at most :data:`MAX_STREAMS_PER_EXPORTER` (a new one evicts its oldest) and one
+exporter cycling through ids cannot make the others' streams start over. Past the total bound the
+tracker starts over. Both are counted in ``evicted``.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Final
 
 HALF_RANGE: Final = 1 << 31
 U32: Final = 0xFFFFFFFF
 MAX_STREAMS: Final = 10_000
+MAX_STREAMS_PER_EXPORTER: Final = 256
 UNIT_BY_VERSION: Final = {5: "flows", 9: "packets", 10: "records"}
 # steps back tolerated as reordering, in each version's unit
 REORDER_WINDOW: Final = {5: 30 * 64, 9: 64, 10: 64 * 64}
@@ -43,9 +48,12 @@ class _Stream:
 @dataclass(slots=True)
 class SequenceTracker:
     max_streams: int = MAX_STREAMS
+    max_per_exporter: int = MAX_STREAMS_PER_EXPORTER
     # (exporter, unit) → missing count since the tracker started
     lost: dict[tuple[str, str], int] = field(default_factory=dict)
+    evicted: int = 0  # streams forgotten at the bounds since the tracker started
     _streams: dict[StreamKey, _Stream] = field(default_factory=dict)
+    _by_exporter: dict[str, deque[StreamKey]] = field(default_factory=dict)  # oldest first
 
     def observe(
         self,
@@ -69,8 +77,7 @@ class SequenceTracker:
         alt_count = count if count_without_options is None else count_without_options
         following_alt = None if alt_count is None or following is None else (sequence + alt_count) & U32
         if stream is None:
-            if len(self._streams) >= self.max_streams:
-                self._streams.clear()
+            self._make_room(key)
             self._streams[key] = _Stream(following, uptime_ms, following_alt)
             return 0
         if stream.expected is None:
@@ -93,3 +100,18 @@ class SequenceTracker:
             unit_key = (key[0], UNIT_BY_VERSION.get(key[1], "records"))
             self.lost[unit_key] = self.lost.get(unit_key, 0) + step
         return step
+
+    def _make_room(self, key: StreamKey) -> None:
+        """Room for stream ``key`` (not yet known), forgetting streams at the bounds."""
+        order = self._by_exporter.get(key[0])
+        if order is not None and len(order) >= self.max_per_exporter:
+            del self._streams[order.popleft()]
+            self.evicted += 1
+        elif len(self._streams) >= self.max_streams:
+            self.evicted += len(self._streams)
+            self._streams.clear()
+            self._by_exporter.clear()
+            order = None
+        if order is None:
+            order = self._by_exporter[key[0]] = deque()
+        order.append(key)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from collector.flow_templates import FieldSpec, Template
+from collector.flow_templates import FieldSpec, Template, check_field_count
 from collector.netflow_errors import FlowDecodeError
 from collector.netflow_message import MIN_DATA_SET_ID, MessageHeader, TemplateEvent
 
@@ -52,6 +52,7 @@ def parse_template_set(payload: bytes, start: int, end: int) -> list[TemplateEve
             raise FlowDecodeError("template-id", f"template id {template_id} < 256")
         if field_count * 4 > end - pos - 4:
             raise FlowDecodeError("template-overflow", f"template {template_id}: {field_count} fields")
+        check_field_count(template_id, field_count)
         fields = _field_specifiers(payload, pos + 4, field_count)
         events.append(Template(template_id, fields))
         pos += 4 + field_count * 4
@@ -75,6 +76,7 @@ def parse_options_template_set(payload: bytes, start: int, end: int) -> list[Tem
         if scope_length + option_length > end - pos - 6:
             raise FlowDecodeError("template-overflow", f"options template {template_id} past set end")
         scope_count = scope_length // 4
+        check_field_count(template_id, scope_count + option_length // 4)
         fields = _field_specifiers(payload, pos + 6, scope_count + option_length // 4)
         events.append(Template(template_id, fields, scope_field_count=scope_count, scope_is_element=False))
         pos += 6 + scope_length + option_length

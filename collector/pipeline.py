@@ -182,7 +182,8 @@ class Collector:
         self._m_state_limited = registry.counter(
             "topfib_flow_state_limited_total",
             "Per-exporter decoder state at its bound, by kind: sFlow sub-agent streams evicted, "
-            "sFlow data sources not tracked, NetFlow/IPFIX templates evicted or refused.",
+            "sFlow data sources not tracked, NetFlow/IPFIX templates or samplers evicted or refused, "
+            "NetFlow/IPFIX sequence streams evicted.",
             ("kind",),
         )
         self._m_agent_drops = registry.counter(

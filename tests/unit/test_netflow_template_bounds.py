@@ -27,7 +27,7 @@ def test_a_flooding_exporter_cannot_starve_another() -> None:
     assert decoder.take().flow_samples == 1
 
 
-def test_per_exporter_bound_evicts_the_oldest_and_the_total_bound_refuses() -> None:
+def test_per_exporter_bound_evicts_the_oldest_and_the_total_bound_takes_from_the_largest() -> None:
     cache = TemplateCache(max_templates=10, max_per_exporter=3)
     domain = (FLOODER, 10, 1)
     templates = [Template(256 + i, (FieldSpec(8, 4),)) for i in range(5)]
@@ -35,7 +35,11 @@ def test_per_exporter_bound_evicts_the_oldest_and_the_total_bound_refuses() -> N
     assert (len(cache), cache.evicted) == (3, 2)
     assert cache.get(domain, 256) is None and cache.get(domain, 260) is templates[4]
     learned = [cache.add((f"192.0.2.{i}", 10, 1), templates[0]) for i in range(9)]
-    assert learned == [True] * 7 + [False] * 2  # 3 + 7 = the total of 10
+    # 3 + 7 = the total of 10; the last two take the flooder's oldest (3 >= 0 + 2, then 2 >= 0 + 2)
+    assert learned == [True] * 9
+    assert (len(cache), cache.evicted) == (10, 4)
+    assert cache.get(domain, 258) is None and cache.get(domain, 260) is templates[4]
+    assert not cache.add(("192.0.2.99", 10, 1), templates[0])  # everyone holds one: refused
     assert len(cache) == 10
 
 
@@ -46,4 +50,5 @@ def test_template_limits_reach_the_batch_through_the_mux() -> None:
     for exporter in range(12):  # 3 templates each: 3 + 36 offered, 30 kept
         for template_id in range(256, 259):
             mux.feed(template_datagram(template_id), f"192.0.2.{exporter}")
-    assert mux.take().state_limited == {"netflow_template_evicted": 2, "netflow_template_refused": 9}
+    # the last three exporters take two each from the largest (2 + 3 x 2 evicted), the third is refused
+    assert mux.take().state_limited == {"netflow_template_evicted": 8, "netflow_template_refused": 3}
