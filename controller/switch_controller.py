@@ -394,6 +394,12 @@ class SwitchController:
 
     # --- the loop ------------------------------------------------------------------------------
 
+    def reconfigure(self, switch: SwitchConfig, config: TopfibConfig) -> None:
+        """A config reload: the next iteration selects under ``switch``'s caps and tunables (its
+        restart-only keys are unchanged: controller.reload); ExaBGP and its session stay as they are."""
+        self.switch, self.config = switch, config
+        self.wake()
+
     def wake(self) -> None:
         """Run the next iteration now instead of at the end of the period (a new request)."""
         self.wake_event.set()
