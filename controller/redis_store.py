@@ -24,12 +24,14 @@ one switch and AP but not under one cluster hash slot.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import secrets
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
+import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -39,6 +41,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from controller.store import (
     CHANGE_LOG_MAX,
+    OFFLOAD_ENTRIES,
     Pin,
     RequestChanges,
     RequestCursor,
@@ -237,7 +240,7 @@ class RedisStore:
                 pipe.hgetall(f"{self._p}req:at:{name}")
                 members, requested = await pipe.execute()
             for member, expires_at in members:
-                ap, ip = json.loads(member)
+                ap, ip = orjson.loads(member)
                 found.append(RequestEntry(name, ip, ap, float(requested.get(member, 0.0)), float(expires_at)))
         return found
 
@@ -270,7 +273,7 @@ class RedisStore:
         # (past ``cursor``) reads it again, which changes nothing
         active, ended = [], []
         for member, expires_at, requested_at in zip(members, expiries, requested, strict=True):
-            ap, ip = json.loads(member)
+            ap, ip = orjson.loads(member)
             if expires_at is None or float(expires_at) <= now:
                 ended.append((ap, ip))
             else:
@@ -286,10 +289,17 @@ class RedisStore:
             pipe.zrangebyscore(f"{self._p}req:exp:{switch}", f"({_score(now)}", "+inf", withscores=True)
             pipe.hgetall(f"{self._p}req:at:{switch}")
             generation, sequence, members, requested = await pipe.execute()
-        active = []
-        for member, expires_at in members:
-            ap, ip = json.loads(member)
-            active.append(RequestEntry(switch, ip, ap, float(requested.get(member, 0.0)), float(expires_at)))
+
+        def parse() -> list[RequestEntry]:
+            active = []
+            for member, expires_at in members:
+                ap, ip = orjson.loads(member)
+                requested_at = float(requested.get(member, 0.0))
+                active.append(RequestEntry(switch, ip, ap, requested_at, float(expires_at)))
+            return active
+
+        # 100k entries are a second of Python: in a thread, the event loop runs in between
+        active = await asyncio.to_thread(parse) if len(members) > OFFLOAD_ENTRIES else parse()
         return RequestChanges(RequestCursor(generation or "", int(sequence or 0)), True, active)
 
     # -- pins -------------------------------------------------------------------------------------

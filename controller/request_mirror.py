@@ -10,13 +10,18 @@ Entries expire here at their own time, as they do in the store.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
-import logging
 
 from controller.selection_types import OnDemandRequest
-from controller.store import RequestChanges, RequestCursor, RequestEntry, Store, StoreUnavailable
-
-log = logging.getLogger(__name__)
+from controller.store import (
+    OFFLOAD_ENTRIES,
+    RequestChanges,
+    RequestCursor,
+    RequestEntry,
+    Store,
+    StoreUnavailable,
+)
 
 
 def newest_of(entries: dict[str, RequestEntry]) -> RequestEntry:
@@ -47,7 +52,10 @@ class RequestMirror:
             self._cursor = None  # whatever went wrong, the next read starts over
             raise
         else:
-            self._apply(changes)
+            if len(changes.active) + len(changes.ended) > OFFLOAD_ENTRIES:
+                await asyncio.to_thread(self._apply, changes)  # only this task touches the mirror
+            else:
+                self._apply(changes)
         self._expire(now)
         return list(self._wanted.values())
 
@@ -68,8 +76,13 @@ class RequestMirror:
             held = self._by_ip.setdefault(entry.ip, {})
             self._held += entry.ap not in held
             held[entry.ap] = entry
-            heapq.heappush(self._expiries, (entry.expires_at, entry.ip, entry.ap))
+            if changes.full:
+                self._expiries.append((entry.expires_at, entry.ip, entry.ap))
+            else:
+                heapq.heappush(self._expiries, (entry.expires_at, entry.ip, entry.ap))
             touched.add(entry.ip)
+        if changes.full:
+            heapq.heapify(self._expiries)  # linear: cheaper than a push each
         for ip in touched:
             self._settle(ip)
         self._cursor = changes.cursor
@@ -94,6 +107,6 @@ class RequestMirror:
             self._by_ip.pop(ip, None)
             self._wanted.pop(ip, None)
             return
-        newest = newest_of(held)
+        newest = next(iter(held.values())) if len(held) == 1 else newest_of(held)
         self._wanted[ip] = OnDemandRequest(ip=ip, expires_at=newest.expires_at,
                                            created_at=newest.requested_at)

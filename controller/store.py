@@ -38,6 +38,9 @@ SnapshotKind = Literal["desired_fib", "installed_fib", "top", "rates"]
 # Changes each switch's log keeps (past them by a tenth, its oldest are trimmed); a reader
 # further behind reads everything again.
 CHANGE_LOG_MAX = 50_000
+# Past this many entries, the readers of a full read do its Python work in a thread (it would
+# otherwise hold the event loop for up to a second at 100k entries).
+OFFLOAD_ENTRIES = 5_000
 
 
 def change_log_slack(change_log_max: int) -> int:
