@@ -50,6 +50,7 @@ from controller.store import (
     SnapshotKind,
     StoreUnavailable,
     change_log_slack,
+    needs_full_read,
     request_order,
 )
 
@@ -259,7 +260,7 @@ class RedisStore:
                 pipe.zrangebyscore(log_key, f"({since.sequence if since else 0}", "+inf")
                 generation, sequence, trimmed, members = await pipe.execute()
             cursor = RequestCursor(generation or "", int(sequence or 0))
-            if since is None or since.generation != cursor.generation or since.sequence < int(trimmed or 0):
+            if since is None or needs_full_read(since, cursor, int(trimmed or 0)):
                 return await self._all_requests(switch, now)
             if not members:
                 return RequestChanges(cursor, False, [])

@@ -93,6 +93,14 @@ class RequestChanges:
     ended: list[tuple[str, str]] = field(default_factory=list)
 
 
+def needs_full_read(since: RequestCursor, now_at: RequestCursor, trimmed: int) -> bool:
+    """Whether a reader at ``since`` must read everything (as one that has read nothing yet): the
+    log is of another generation, it lost the changes after ``since`` (trimmed), or the log went
+    back (a store restored from an older copy)."""
+    return (since.generation != now_at.generation or since.sequence < trimmed
+            or since.sequence > now_at.sequence)
+
+
 class Store(Protocol):
     async def add_requests(
         self, entries: Sequence[RequestEntry], max_per_ap: Mapping[str, int], now: float
@@ -208,7 +216,7 @@ class MemoryStore:
         self._purge(now)
         log = self._changes.get(switch, _ChangeLog())
         cursor = RequestCursor(self._generation, log.sequence)
-        if since is None or since.generation != self._generation or since.sequence < log.trimmed:
+        if since is None or needs_full_read(since, cursor, log.trimmed):
             active = [e for e in self._requests.values() if e.switch == switch]
             return RequestChanges(cursor, True, active)
         active, ended = [], []

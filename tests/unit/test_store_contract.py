@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from controller.redis_store import RedisStore
-from controller.store import MemoryStore, Pin, RequestEntry, Store
+from controller.store import MemoryStore, Pin, RequestCursor, RequestEntry, Store
 from tests.api_support import anyio_backend  # noqa: F401
 
 # Until tests/conftest.py registers it for every test.
@@ -148,6 +148,16 @@ async def test_a_cursor_of_another_store_gets_everything(store: Store) -> None:
     await store.add_requests([req("198.51.100.1")], LIMITS, T0)
     foreign = await MemoryStore().request_changes("edge1", None, T0)  # another generation
     answer = await store.request_changes("edge1", foreign.cursor, T0)
+    assert answer.full and [e.ip for e in answer.active] == ["198.51.100.1"]
+
+
+async def test_a_cursor_ahead_of_the_log_gets_everything(store: Store) -> None:
+    """The store went back (Redis restored from an older copy): later changes could reuse the
+    sequence numbers the reader has already passed."""
+    await store.add_requests([req("198.51.100.1")], LIMITS, T0)
+    now_at = (await store.request_changes("edge1", None, T0)).cursor
+    ahead = RequestCursor(now_at.generation, now_at.sequence + 10)
+    answer = await store.request_changes("edge1", ahead, T0)
     assert answer.full and [e.ip for e in answer.active] == ["198.51.100.1"]
 
 
