@@ -3,8 +3,8 @@
 The whole file is loaded and validated first (TLS files included); only when everything is valid
 is anything applied, all at once and without awaiting in between, so no request or control-loop
 iteration ever sees half of a reload. What can change at run time: the tokens, each switch's caps,
-TTLs, quotas, selection tunables and override ceilings, the API's per-request limits and its TLS
-files (while TLS stays on). Every other key (listen addresses, a switch's neighbor or ASNs, the
+TTLs, quotas, selection tunables and override ceilings, ``api.top_max`` and the API's TLS files
+(while TLS stays on). Every other key (listen addresses, a switch's neighbor or ASNs, the
 store URL, ...) keeps its running value and is logged as needing a restart: changing those would
 mean new sockets, a new ExaBGP or a new store, and a reload never drops the BGP session.
 """
@@ -33,7 +33,7 @@ CONFIG_RELOADS = REGISTRY.counter(
 )
 
 RELOADABLE_SWITCH_KEYS = TUNABLE_KEYS | {f"{key}_max" for key in CEILING_KEYS}
-RELOADABLE_API_KEYS = frozenset({"request_batch_max", "top_max"})  # read by each request
+RELOADABLE_API_KEYS = frozenset({"top_max"})  # read by each request (the others shape the app)
 TLS_FILE_KEYS = frozenset({"tls_cert_file", "tls_key_file", "tls_client_ca_file"})
 
 

@@ -12,7 +12,8 @@ from controller.reload import plan_reload, prepare_reload
 BASE = """
 [api]
 listen = "127.0.0.1:{port}"
-top_max = 100
+top_max = {top_max}
+request_batch_max = {batch}
 [[switch]]
 name = "edge1"
 neighbor = "192.0.2.1"
@@ -26,20 +27,21 @@ fib_cap_ipv6 = 100
 TOKEN = '[[token]]\nname = "ops"\nrole = "operator"\nsha256 = "{}"\n'
 
 
-def config(port: int = 8080, cap: int = 1000, extra: str = "") -> str:
-    return BASE.format(port=port, cap=cap, extra=extra)
+def config(port: int = 8080, cap: int = 1000, extra: str = "", top_max: int = 100, batch: int = 100) -> str:
+    return BASE.format(port=port, cap=cap, extra=extra, top_max=top_max, batch=batch)
 
 
 def test_reloadable_keys_apply_and_the_others_keep_their_running_value() -> None:
     running = parse_config(config())
-    new = parse_config(config(port=9090, cap=500,
+    new = parse_config(config(port=9090, cap=500, top_max=50, batch=10,
                               extra="margin = 0.5\nttl_security = 1\n" + TOKEN.format("a" * 64)))
     plan = plan_reload(running, new)
     sw = plan.config.switch[0]
-    assert (sw.fib_cap_ipv4, sw.margin) == (500, 0.5)
+    assert (sw.fib_cap_ipv4, sw.margin, plan.config.api.top_max) == (500, 0.5, 50)
     assert [t.sha256 for t in plan.config.token] == ["a" * 64]
     assert plan.config.api.listen == "127.0.0.1:8080" and sw.ttl_security == 0
-    assert sorted(plan.needs_restart) == ["api.listen", "switch[edge1].ttl_security"]
+    assert plan.config.api.request_batch_max == 100  # the request route's body schema is built with it
+    assert sorted(plan.needs_restart) == ["api.listen", "api.request_batch_max", "switch[edge1].ttl_security"]
 
 
 def test_switches_added_or_removed_wait_for_a_restart() -> None:
@@ -65,7 +67,7 @@ def test_a_missing_tls_file_fails_the_whole_reload_even_when_tls_waits_for_a_res
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "topfib.toml"
-    path.write_text(config().replace("top_max = 100", f'tls_cert_file = "{tmp_path}/c.pem"\n'
+    path.write_text(config().replace("top_max = 100", f'top_max = 100\ntls_cert_file = "{tmp_path}/c.pem"\n'
                                                        f'tls_key_file = "{tmp_path}/k.pem"'))
     assert prepare_reload(path, parse_config(config())) is None
     assert "api.tls_cert_file: cannot read" in caplog.text
