@@ -135,7 +135,6 @@ class RedisStore:
         self._redis = client
         self._p = prefix
         self._log_limits = [str(change_log_max), str(change_log_slack(change_log_max))]
-        self._generation = secrets.token_hex(8)  # becomes a switch's generation if it has none
         self._add = client.register_script(_ADD_SCRIPT)
         self._remove = client.register_script(_REMOVE_SCRIPT)
         self._cache: dict[tuple[str, ...], object] = {}
@@ -188,7 +187,9 @@ class RedisStore:
         batches = list(groups.items())
         calls: list[list[str]] = []
         for (switch, ap), indexes in batches:
-            args: list[str] = [_score(now), str(max_per_ap[switch]), switch, self._generation,
+            # a fresh generation each time, kept only by a switch without one: a Redis that lost
+            # its data gets a new one even from this same client
+            args: list[str] = [_score(now), str(max_per_ap[switch]), switch, secrets.token_hex(8),
                                *self._log_limits]
             for i in indexes:
                 e = entries[i]
