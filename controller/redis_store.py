@@ -9,7 +9,7 @@ Layout (``P`` is the key prefix, ``topfib:`` by default; switch names are ``[A-Z
 - ``P req:seq:{switch}`` the switch's change counter; ``P req:log:{switch}`` sorted set, member
   as above, score = the counter at its last write or removal (trimmed to ``CHANGE_LOG_MAX``
   members, the newest trimmed score in ``P req:trim:{switch}``); ``P req:gen:{switch}`` a random
-  generation set by the first write, so a reader notices a Redis that lost its data.
+  generation, set by any write that finds none, so a reader notices a Redis that lost its data.
 - ``P pins`` hash prefix → JSON; ``P config:{switch}`` hash key → JSON number, with the names in
   ``P config:switches``; ``P snapshot:{switch}:{kind}`` strings.
 
