@@ -4,6 +4,7 @@ changes nothing."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -33,8 +34,6 @@ def _status(running: Running, token: str) -> int:
 
 
 def _cap_ipv4(running: Running) -> int:
-    import json
-
     request = urllib.request.Request(f"{running.url}/v1/status", headers={"Authorization": f"Bearer {NEW}"})
     with urllib.request.urlopen(request, timeout=5) as answer:
         report: dict[str, Any] = json.load(answer)
