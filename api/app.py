@@ -44,7 +44,8 @@ def create_app(
     ``traffic_matrix`` adds ``GET /v1/matrix`` (absent when the matrix is disabled); its ``now``
     is read from ``clock``.
     """
-    ctx = ApiContext(config=config, store=store, view=view, wall_clock=wall_clock, clock=clock)
+    ctx = ApiContext(config=config, store=store, view=view, wall_clock=wall_clock, clock=clock,
+                     tokens=TokenTable(config.token))
     # Swagger UI and ReDoc load their scripts from a CDN: off unless api.docs (openapi.json stays)
     docs = config.api.docs
     app = FastAPI(title="topfib", version="1", description=DESCRIPTION, docs_url="/docs" if docs else None,
@@ -59,8 +60,9 @@ def create_app(
     limiter = RateLimiter(config.api.rate_limit_per_s, config.api.rate_limit_burst, clock)
     # add_middleware wraps: the last added runs first. Order of arrival: count, authenticate, limit body.
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.api.max_body_bytes)
-    app.add_middleware(AuthMiddleware, tokens=TokenTable(config.token), limiter=limiter, public=public)
+    app.add_middleware(AuthMiddleware, tokens=ctx.tokens, limiter=limiter, public=public)
     app.add_middleware(ResponseCountMiddleware)
+    app.state.api_context = ctx  # a config reload (SIGHUP) applies through it
     if dashboard:
         install_dashboard(app, ctx)  # last: its page must be served ahead of token auth
     return app

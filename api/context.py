@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from api.errors import validation_error
+from api.tokens import TokenTable
 from api.view import ControllerView
 from collector.special_use import SpecialUseFilter
 from controller.config import SwitchConfig, TopfibConfig
@@ -20,6 +21,7 @@ class ApiContext:
     view: ControllerView
     wall_clock: Callable[[], float]
     clock: Callable[[], float]
+    tokens: TokenTable
     # Reading the overrides is a store round trip and validating them costs more than the rest
     # of a request, while they change only when an operator says so: reuse them for a second.
     # (Another replica's change is seen within that second; this replica's at once.)
@@ -54,6 +56,12 @@ class ApiContext:
         if self._special_use is None:
             self._special_use = self.config.special_use.build()
         return self._special_use
+
+    def apply_config(self, config: TopfibConfig) -> None:
+        """Serve under ``config`` from now on (a reload: same switches and API sockets)."""
+        self.config = config
+        self.tokens.replace(config.token)
+        self._settings_cache = None
 
     def forget_settings(self) -> None:
         """Drop the cached settings (after this replica changed them)."""

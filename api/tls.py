@@ -1,4 +1,4 @@
-"""TLS for the API: the server context from ``api.tls_*`` PEM files, reloadable on SIGHUP.
+"""TLS for the API: the server context from ``api.tls_*`` PEM files, reloaded on SIGHUP.
 
 A client certificate (``api.tls_client_ca_file``, mutual TLS) only admits the connection; what
 the caller may do is still decided by its bearer token. Each accepted connection takes the
@@ -54,27 +54,19 @@ def build_tls_context(api: ApiConfig) -> ssl.SSLContext | None:
 
 
 class TlsContexts:
-    """The context new connections get; :meth:`reload` re-reads the files the config names."""
+    """The context new connections get. A config reload (controller.reload) builds a new one from
+    the files and swaps it in with :meth:`install`, or keeps this one when they are not usable."""
 
-    def __init__(self, api: ApiConfig, current: ssl.SSLContext) -> None:
-        self._api = api
+    def __init__(self, current: ssl.SSLContext) -> None:
         self.current = current
 
     @classmethod
     def from_config(cls, api: ApiConfig) -> TlsContexts | None:
         context = build_tls_context(api)
-        return None if context is None else cls(api, context)
+        return None if context is None else cls(context)
 
-    def reload(self) -> bool:
-        """Swap in a context built from the files now on disk; on failure keep serving the old one."""
-        try:
-            context = build_tls_context(self._api)
-        except ConfigError as exc:
-            TLS_RELOADS.inc(result="failed")
-            log.error("API TLS: reload failed, still serving the previous certificate: %s", exc)
-            return False
-        assert context is not None
+    def install(self, api: ApiConfig, context: ssl.SSLContext) -> None:
+        """New connections get ``context``, built from ``api``'s files (a config reload)."""
         self.current = context
         TLS_RELOADS.inc(result="ok")
-        log.info("API TLS: reloaded %s for new connections", self._api.tls_cert_file)
-        return True
+        log.info("API TLS: reloaded %s for new connections", api.tls_cert_file)

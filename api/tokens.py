@@ -48,10 +48,19 @@ class TokenTable:
     """Looks a presented token up among the configured hashes."""
 
     def __init__(self, tokens: Sequence[TokenConfig]) -> None:
+        self._entries = self._checked(tokens)
+
+    @staticmethod
+    def _checked(tokens: Sequence[TokenConfig]) -> list[tuple[bytes, Principal]]:
         problem = repeated_token(tokens)
         if problem is not None:  # with a hash twice, the last entry would silently win
             raise ValueError(problem)
-        self._entries = [(bytes.fromhex(t.sha256), Principal(t.name, t.role)) for t in tokens]
+        return [(bytes.fromhex(t.sha256), Principal(t.name, t.role)) for t in tokens]
+
+    def replace(self, tokens: Sequence[TokenConfig]) -> None:
+        """Authenticate against ``tokens`` from now on (a config reload); one assignment, so a
+        request sees either the old table or the new one."""
+        self._entries = self._checked(tokens)
 
     def authenticate(self, token: str) -> Principal | None:
         digest = hashlib.sha256(token.encode("utf-8")).digest()

@@ -6,6 +6,10 @@ Layout (``P`` is the key prefix, ``topfib:`` by default; switch names are ``[A-Z
 - ``P req:exp:{switch}`` sorted set, member ``["ap", "ip"]`` (JSON), score = expiry;
 - ``P req:at:{switch}`` hash, same member → requested-at time;
 - ``P req:ap:{switch}:{ap}`` sorted set of the AP's IPs by expiry, for the per-AP cap.
+- ``P req:seq:{switch}`` the switch's change counter; ``P req:log:{switch}`` sorted set, member
+  as above, score = the counter at its last write or removal (trimmed to ``CHANGE_LOG_MAX``
+  members, the newest trimmed score in ``P req:trim:{switch}``); ``P req:gen:{switch}`` a random
+  generation, set by any write that finds none, so a reader notices a Redis that lost its data.
 - ``P pins`` hash prefix → JSON; ``P config:{switch}`` hash key → JSON number, with the names in
   ``P config:switches``; ``P snapshot:{switch}:{kind}`` strings.
 
@@ -26,13 +30,16 @@ StoreUnavailable (the API answers 503 and the client retries; requests are idemp
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import ipaddress
 import json
 import logging
+import secrets
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
+import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
@@ -45,11 +52,17 @@ from collector.metrics import REGISTRY
 from collector.prefixes import PrefixError, canonical_prefix
 from controller.redis_connect import is_sentinel_url, redis_client
 from controller.store import (
+    CHANGE_LOG_MAX,
+    OFFLOAD_ENTRIES,
     Pin,
+    RequestChanges,
+    RequestCursor,
     RequestEntry,
     SettingValue,
     SnapshotKind,
     StoreUnavailable,
+    change_log_slack,
+    needs_full_read,
     request_order,
 )
 
@@ -64,10 +77,27 @@ _WARNED_MAX = 1024
 _warned: set[tuple[str, str]] = set()
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
 
-# KEYS: exp, at, ap-set, switches. ARGV: now, limit, switch, then (ip, member, requested_at,
-# expires_at) per entry.
-_ADD_SCRIPT = """
+# Appended to each script that changes requests: log ``member`` as the switch's latest change;
+# trim it back to ``keep`` members when it grew ``slack`` past them.
+_LOG_CHANGE = """
+local function log_change(seq_key, log_key, trim_key, member, keep, slack)
+  local seq = redis.call('INCR', seq_key)
+  redis.call('ZADD', log_key, seq, member)
+  local size = redis.call('ZCARD', log_key)
+  if size > keep + slack then
+    local last = redis.call('ZRANGE', log_key, size - keep - 1, size - keep - 1, 'WITHSCORES')
+    redis.call('ZREMRANGEBYRANK', log_key, 0, size - keep - 1)
+    redis.call('SET', trim_key, last[2])
+  end
+end
+"""
+
+# KEYS: exp, at, ap-set, switches, seq, log, trim, gen. ARGV: now, limit, switch, generation,
+# log max, log slack, then (ip, member, requested_at, expires_at) per entry.
+_ADD_SCRIPT = _LOG_CHANGE + """
 redis.call('SADD', KEYS[4], ARGV[3])
+redis.call('SET', KEYS[8], ARGV[4], 'NX')
+local keep, slack = tonumber(ARGV[5]), tonumber(ARGV[6])
 local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
@@ -76,7 +106,7 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 local count = redis.call('ZCARD', KEYS[3])
 local accepted = {}
-for i = 4, #ARGV, 4 do
+for i = 7, #ARGV, 4 do
   local ip, member = ARGV[i], ARGV[i + 1]
   local held = redis.call('ZSCORE', KEYS[3], ip)
   if held or count < limit then
@@ -84,6 +114,7 @@ for i = 4, #ARGV, 4 do
     redis.call('ZADD', KEYS[3], ARGV[i + 3], ip)
     redis.call('ZADD', KEYS[1], ARGV[i + 3], member)
     redis.call('HSET', KEYS[2], member, ARGV[i + 2])
+    log_change(KEYS[5], KEYS[6], KEYS[7], member, keep, slack)
     accepted[#accepted + 1] = 1
   else
     accepted[#accepted + 1] = 0
@@ -92,6 +123,7 @@ end
 return accepted
 """
 _ADD_SHA = hashlib.sha1(_ADD_SCRIPT.encode()).hexdigest()  # what EVALSHA names it by
+_ADD_KEYS = 8
 
 # KEYS: config hash, config switches. ARGV: switch, n, n keys to clear, then key/value pairs.
 # Returns the hash after the change (flat). One script so that a write is one command (see WAIT).
@@ -103,13 +135,16 @@ for i = 3 + n, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 return redis.call('HGETALL', KEYS[1])
 """
 
-# KEYS: exp, at, ap-set. ARGV: now, ip, member. Returns 1 when an unexpired entry was removed.
-_REMOVE_SCRIPT = """
+# KEYS: exp, at, ap-set, seq, log, trim. ARGV: now, ip, member, log max, log slack. Returns 1
+# when an unexpired entry was removed.
+_REMOVE_SCRIPT = _LOG_CHANGE + """
 local score = redis.call('ZSCORE', KEYS[1], ARGV[3])
 redis.call('ZREM', KEYS[1], ARGV[3])
 redis.call('HDEL', KEYS[2], ARGV[3])
 redis.call('ZREM', KEYS[3], ARGV[2])
-if score and tonumber(score) > tonumber(ARGV[1]) then return 1 end
+if not score then return 0 end
+log_change(KEYS[4], KEYS[5], KEYS[6], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]))
+if tonumber(score) > tonumber(ARGV[1]) then return 1 end
 return 0
 """
 
@@ -127,10 +162,11 @@ class RedisStore:
 
     def __init__(
         self, client: aioredis.Redis[str], prefix: str = "topfib:", replica_acks: int = 0,
-        ack_timeout_s: float = 1.0,
+        ack_timeout_s: float = 1.0, change_log_max: int = CHANGE_LOG_MAX,
     ) -> None:
         self._redis = client
         self._p = prefix
+        self._log_limits = [str(change_log_max), str(change_log_slack(change_log_max))]
         self._add = client.register_script(_ADD_SCRIPT)
         self._remove = client.register_script(_REMOVE_SCRIPT)
         self._config = client.register_script(_CONFIG_SCRIPT)
@@ -140,7 +176,8 @@ class RedisStore:
 
     @classmethod
     def from_url(
-        cls, url: str, timeout_s: float = 1.0, prefix: str = "topfib:", replica_acks: int = 0
+        cls, url: str, timeout_s: float = 1.0, prefix: str = "topfib:", replica_acks: int = 0,
+        change_log_max: int = CHANGE_LOG_MAX,
     ) -> RedisStore:
         """A store for ``store.url`` (see :mod:`controller.redis_connect`). One immediate retry
         re-dials a connection Redis dropped (e.g. after its restart or a failover); beyond that an
@@ -150,7 +187,8 @@ class RedisStore:
                               health_check_interval=0)
         acks = replica_acks if is_sentinel_url(url) else 0
         # WAIT gives up after half the socket timeout, so it answers before the socket times out
-        return cls(client, prefix, replica_acks=acks, ack_timeout_s=timeout_s / 2)
+        return cls(client, prefix, replica_acks=acks, ack_timeout_s=timeout_s / 2,
+                   change_log_max=change_log_max)
 
     # -- failure handling -------------------------------------------------------------------------
 
@@ -187,6 +225,10 @@ class RedisStore:
     def _req_keys(self, switch: str, ap: str) -> list[str]:
         return [f"{self._p}req:exp:{switch}", f"{self._p}req:at:{switch}", f"{self._p}req:ap:{switch}:{ap}"]
 
+    def _log_keys(self, switch: str) -> list[str]:
+        """seq, log, trim and gen of ``switch``'s change log."""
+        return [f"{self._p}req:{kind}:{switch}" for kind in ("seq", "log", "trim", "gen")]
+
     async def add_requests(
         self, entries: Sequence[RequestEntry], max_per_ap: Mapping[str, int], now: float
     ) -> list[bool]:
@@ -197,21 +239,25 @@ class RedisStore:
         batches = list(groups.values())
         calls: list[list[str]] = []
         for (switch, ap), indexes in groups.items():
-            args: list[str] = [_score(now), str(max_per_ap[switch]), switch]
+            # a fresh generation each time, kept only by a switch without one: a Redis that lost
+            # its data gets a new one even from this same client
+            args: list[str] = [_score(now), str(max_per_ap[switch]), switch, secrets.token_hex(8),
+                               *self._log_limits]
             for i in indexes:
                 e = entries[i]
                 args += [e.ip, _member(e.ap, e.ip), _score(e.requested_at), _score(e.expires_at)]
-            calls.append([*self._req_keys(switch, ap), f"{self._p}req:switches", *args])
+            keys = [*self._req_keys(switch, ap), f"{self._p}req:switches", *self._log_keys(switch)]
+            calls.append([*keys, *args])
 
         async def queue(pipe: Pipeline[str]) -> None:
             # One round trip per POST however many switches: the EVALSHAs go in one pipeline, without
             # redis-py's script registration (it would add a SCRIPT EXISTS round trip every time).
             for call in calls:
-                pipe.evalsha(_ADD_SHA, 4, *call)
+                pipe.evalsha(_ADD_SHA, _ADD_KEYS, *call)
 
         async def queue_loading(pipe: Pipeline[str]) -> None:
             for call in calls:  # the Script loads itself first
-                await self._add(keys=call[:4], args=call[4:], client=pipe)
+                await self._add(keys=call[:_ADD_KEYS], args=call[_ADD_KEYS:], client=pipe)
 
         try:
             flags_per_group = await self._write(queue)
@@ -231,8 +277,9 @@ class RedisStore:
 
         async def queue(pipe: Pipeline[str]) -> None:
             for switch in switches:
-                args = [_score(now), ip, _member(ap, ip)]
-                await self._remove(keys=self._req_keys(switch, ap), args=args, client=pipe)
+                args = [_score(now), ip, _member(ap, ip), *self._log_limits]
+                keys = [*self._req_keys(switch, ap), *self._log_keys(switch)[:3]]
+                await self._remove(keys=keys, args=args, client=pipe)
 
         return sum(int(flag) for flag in await self._write(queue))
 
@@ -261,6 +308,67 @@ class RedisStore:
         entries = await self._read(("requests", switch or ""), lambda: self._fetch_requests(switch, now))
         # Entries served from the cache during an outage still expire on time.
         return sorted((e for e in entries if e.expires_at > now), key=request_order)
+
+    async def request_changes(self, switch: str, since: RequestCursor | None, now: float) -> RequestChanges:
+        seq_key, log_key, trim_key, gen_key = self._log_keys(switch)
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.get(gen_key)
+                pipe.get(seq_key)
+                pipe.get(trim_key)
+                pipe.zrangebyscore(log_key, f"({since.sequence if since else 0}", "+inf")
+                generation, sequence, trimmed, members = await pipe.execute()
+            cursor = RequestCursor(generation or "", int(sequence or 0))
+            if since is None or needs_full_read(since, cursor, int(trimmed or 0)):
+                return await self._all_requests(switch, now)
+            if not members:
+                return RequestChanges(cursor, False, [])
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.zmscore(f"{self._p}req:exp:{switch}", members)
+                pipe.hmget(f"{self._p}req:at:{switch}", members)
+                expiries, requested = await pipe.execute()
+        except _UNREACHABLE as exc:
+            raise StoreUnavailable(f"redis unreachable: {exc}") from exc
+        # a member written again since the first read shows its newer state: the next read
+        # (past ``cursor``) reads it again, which changes nothing
+        active, ended = [], []
+        for member, expires_at, requested_at in zip(members, expiries, requested, strict=True):
+            try:
+                ap, ip = _request_member(member)
+            except (ValueError, TypeError) as exc:
+                _skip_malformed("request", member, exc)
+                continue
+            if expires_at is None or float(expires_at) <= now:
+                ended.append((ap, ip))
+            else:
+                active.append(RequestEntry(switch, ip, ap, float(requested_at or 0.0), float(expires_at)))
+        return RequestChanges(cursor, False, active, ended)
+
+    async def _all_requests(self, switch: str, now: float) -> RequestChanges:
+        """Every active entry of ``switch`` with the cursor of that moment (one transaction)."""
+        seq_key, _, _, gen_key = self._log_keys(switch)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.get(gen_key)
+            pipe.get(seq_key)
+            pipe.zrangebyscore(f"{self._p}req:exp:{switch}", f"({_score(now)}", "+inf", withscores=True)
+            pipe.hgetall(f"{self._p}req:at:{switch}")
+            generation, sequence, members, requested = await pipe.execute()
+
+        def parse() -> list[RequestEntry]:
+            active = []
+            for member, expires_at in members:
+                try:
+                    ap, ip = _request_member(member)
+                    requested_at = float(requested.get(member, 0.0))
+                except (ValueError, TypeError) as exc:
+                    _skip_malformed("request", member, exc)
+                    continue
+                active.append(RequestEntry(switch, ip, ap, requested_at, float(expires_at)))
+            return active
+
+        # 100k entries are a second of Python: in a thread, the event loop runs in between
+        active = await asyncio.to_thread(parse) if len(members) > OFFLOAD_ENTRIES else parse()
+        return RequestChanges(RequestCursor(generation or "", int(sequence or 0)), True, active)
 
     # -- pins -------------------------------------------------------------------------------------
 
@@ -368,7 +476,7 @@ def _skip_malformed(kind: str, key: str, exc: Exception) -> None:
 
 def _request_member(member: str) -> tuple[str, str]:
     """(ap, ip) of a request member: a JSON pair of strings, the address canonical and unscoped."""
-    ap, ip = json.loads(member)
+    ap, ip = orjson.loads(member)
     if not isinstance(ap, str) or not isinstance(ip, str) or "%" in ip or str(ipaddress.ip_address(ip)) != ip:
         raise ValueError("not [\"ap\", \"canonical address\"]")
     return ap, ip

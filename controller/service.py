@@ -38,6 +38,7 @@ from controller.config import ConfigError, TopfibConfig, load_config, split_host
 from controller.lease import RedisLease
 from controller.live_view import LiveView
 from controller.log_format import LogFormat, configure_logging
+from controller.reload import prepare_reload, report_reload
 from controller.store import MemoryStore, Store
 from controller.switch_controller import SwitchController
 
@@ -217,12 +218,23 @@ class Service:
         if self.matrix is not None:
             self._tasks.append(asyncio.create_task(self._roll_matrix(self.matrix), name="matrix"))
 
-    def reload_tls(self) -> None:
-        """SIGHUP: new API connections get the certificate now in the files (if TLS is on)."""
-        if self._server is None or self._server.tls is None:
-            log.info("SIGHUP: nothing to reload (api.tls_cert_file is not set)")
+    def reload(self, config_path: Path) -> None:
+        """SIGHUP: re-read ``config_path`` and apply what can change at run time (controller.reload),
+        all of it or, when anything in the file is invalid, nothing. ExaBGP keeps running."""
+        prepared = prepare_reload(config_path, self.config)
+        if prepared is None:
             return
-        self._server.tls.reload()
+        config = prepared.plan.config
+        # from here on no await: the API and the control loops see the old config or the new one
+        self.config = config
+        self.app.state.api_context.apply_config(config)
+        if self._server is not None and self._server.tls is not None and prepared.tls is not None:
+            self._server.tls.install(config.api, prepared.tls)
+        for ctl in self.controllers.values():
+            switch = config.switch_named(ctl.name)
+            assert switch is not None  # a reload keeps the running switches (plan_reload)
+            ctl.reconfigure(switch, config)
+        report_reload(config_path, prepared.plan)
 
     async def _serve_api(self, sock: socket.socket) -> None:
         assert self._server is not None
@@ -304,14 +316,14 @@ def _make_matrix(config: TopfibConfig) -> tuple[TrafficMatrix | None, MatrixFile
     return matrix, writer
 
 
-async def serve(config: TopfibConfig) -> None:
+async def serve(config: TopfibConfig, config_path: Path) -> None:
     service = Service(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await service.start()
-    loop.add_signal_handler(signal.SIGHUP, service.reload_tls)
+    loop.add_signal_handler(signal.SIGHUP, service.reload, config_path)
     log.info("topfib running: api %s, sflow %s, %d switch(es)", config.api.listen,
              ",".join(config.collector.sflow_listen), len(config.switch))
     try:
@@ -332,7 +344,7 @@ def run_service(config_path: Path, log_format: LogFormat = LogFormat.TEXT) -> in
     # (700) runs the cyclic GC so often that it took ~20 % of ExaBGP JSON ingest.
     gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
     try:
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, config_path))
     except ConfigError as exc:  # a socket the config names cannot be bound; nothing was started
         print(f"{config_path}: {exc}", file=sys.stderr)
         return 2

@@ -14,6 +14,12 @@ What it holds:
 - per-switch snapshots (desired and installed FIB, top prefixes, rates) as opaque JSON text, so
   stateless API replicas can serve what the active controller last published.
 
+Each switch's requests also carry a change log, so the control loop reads only what changed
+since its last read (:meth:`Store.request_changes`) instead of every active request each
+iteration: a cursor (the log's generation and sequence number) says where a reader is; a new
+generation (a new store, a Redis that lost its data) or a cursor older than the log keeps
+(``CHANGE_LOG_MAX`` changes) gets a full read instead.
+
 Times are wall-clock seconds (``time.time()``) passed in by the caller: expiries must mean the
 same thing to every process and across restarts, which a monotonic clock does not.
 """
@@ -21,12 +27,25 @@ same thing to every process and across restarts, which a monotonic clock does no
 from __future__ import annotations
 
 import heapq
+import secrets
+from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 SettingValue = int | float
 SnapshotKind = Literal["desired_fib", "installed_fib", "top", "rates"]
+# Changes each switch's log keeps (past them by a tenth, its oldest are trimmed); a reader
+# further behind reads everything again.
+CHANGE_LOG_MAX = 50_000
+# Past this many entries, the readers of a full read do its Python work in a thread (it would
+# otherwise hold the event loop for up to a second at 100k entries).
+OFFLOAD_ENTRIES = 5_000
+
+
+def change_log_slack(change_log_max: int) -> int:
+    """How far a change log may grow past its maximum before it is trimmed back to it."""
+    return change_log_max // 10 + 1
 
 
 class StoreUnavailable(Exception):
@@ -54,6 +73,34 @@ class Pin:
     note: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class RequestCursor:
+    """Where a reader of one switch's request changes is: the log's generation and sequence."""
+
+    generation: str
+    sequence: int
+
+
+@dataclass(frozen=True, slots=True)
+class RequestChanges:
+    """One switch's requests since a cursor. ``full``: ``active`` is every active entry (replace
+    what you had); else ``active`` holds the entries added or refreshed since the cursor and
+    ``ended`` the (ap, ip) of entries that ended or expired since (some may be unknown to you)."""
+
+    cursor: RequestCursor
+    full: bool
+    active: list[RequestEntry]
+    ended: list[tuple[str, str]] = field(default_factory=list)
+
+
+def needs_full_read(since: RequestCursor, now_at: RequestCursor, trimmed: int) -> bool:
+    """Whether a reader at ``since`` must read everything (as one that has read nothing yet): the
+    log is of another generation, it lost the changes after ``since`` (trimmed), or the log went
+    back (a store restored from an older copy)."""
+    return (since.generation != now_at.generation or since.sequence < trimmed
+            or since.sequence > now_at.sequence)
+
+
 class Store(Protocol):
     async def add_requests(
         self, entries: Sequence[RequestEntry], max_per_ap: Mapping[str, int], now: float
@@ -70,6 +117,12 @@ class Store(Protocol):
 
     async def active_requests(self, switch: str | None, now: float) -> list[RequestEntry]:
         """Unexpired entries (of one switch, or all), newest first."""
+        ...
+
+    async def request_changes(self, switch: str, since: RequestCursor | None, now: float) -> RequestChanges:
+        """``switch``'s requests changed since ``since`` (all of them when None, when ``since`` is
+        of another generation or older than the change log keeps). Raises StoreUnavailable
+        rather than answering from a cache: the caller keeps what it has and starts over."""
         ...
 
     async def set_pin(self, pin: Pin) -> None: ...
@@ -104,10 +157,13 @@ class Store(Protocol):
 class MemoryStore:
     """The in-process store. Not shared, not persistent; never unavailable."""
 
-    def __init__(self) -> None:
+    def __init__(self, change_log_max: int = CHANGE_LOG_MAX) -> None:
         # (switch, ap, ip) → entry; the heap holds (expires_at, key) and may hold stale items,
         # which purge skips when the entry's expiry no longer matches.
         self._requests: dict[tuple[str, str, str], RequestEntry] = {}
+        self._changes: dict[str, _ChangeLog] = {}
+        self._change_log_max = change_log_max
+        self._generation = secrets.token_hex(8)
         self._per_ap: dict[tuple[str, str], int] = {}
         self._expiries: list[tuple[float, tuple[str, str, str]]] = []
         self._pins: dict[str, Pin] = {}
@@ -143,14 +199,43 @@ class MemoryStore:
                 self._per_ap[ap_key] = self._per_ap.get(ap_key, 0) + 1
             self._requests[key] = entry
             heapq.heappush(self._expiries, (entry.expires_at, key))
+            self._log_change(entry.switch, entry.ap, entry.ip)
             accepted.append(True)
         return accepted
+
+    def _log_change(self, switch: str, ap: str, ip: str) -> None:
+        log = self._changes.setdefault(switch, _ChangeLog())
+        log.sequence += 1
+        log.members[(ap, ip)] = log.sequence
+        log.members.move_to_end((ap, ip))
+        if len(log.members) > self._change_log_max + change_log_slack(self._change_log_max):
+            while len(log.members) > self._change_log_max:
+                log.trimmed = log.members.popitem(last=False)[1]
+
+    async def request_changes(self, switch: str, since: RequestCursor | None, now: float) -> RequestChanges:
+        self._purge(now)
+        log = self._changes.get(switch, _ChangeLog())
+        cursor = RequestCursor(self._generation, log.sequence)
+        if since is None or needs_full_read(since, cursor, log.trimmed):
+            active = [e for e in self._requests.values() if e.switch == switch]
+            return RequestChanges(cursor, True, active)
+        active, ended = [], []
+        for (ap, ip), sequence in reversed(log.members.items()):
+            if sequence <= since.sequence:
+                break
+            entry = self._requests.get((switch, ap, ip))
+            if entry is None:
+                ended.append((ap, ip))
+            else:
+                active.append(entry)
+        return RequestChanges(cursor, False, active, ended)
 
     async def remove_requests(self, ap: str, ip: str, now: float) -> int:
         self._purge(now)
         keys = [k for k in self._requests if k[1] == ap and k[2] == ip]
         for key in keys:
             self._drop(key)
+            self._log_change(key[0], ap, ip)
         return len(keys)
 
     async def active_requests(self, switch: str | None, now: float) -> list[RequestEntry]:
@@ -190,6 +275,15 @@ class MemoryStore:
 
     async def aclose(self) -> None:
         return None
+
+
+@dataclass(slots=True)
+class _ChangeLog:
+    """One switch's request changes: (ap, ip) → sequence of its last change, oldest first."""
+
+    sequence: int = 0
+    trimmed: int = 0  # the newest sequence dropped from ``members``
+    members: OrderedDict[tuple[str, str], int] = field(default_factory=OrderedDict)
 
 
 def request_order(entry: RequestEntry) -> tuple[float, str, str, str]:

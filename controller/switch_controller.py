@@ -39,6 +39,7 @@ from controller.exabgp_runner import ExabgpRunner
 from controller.observed_paths import ObservedPathRib
 from controller.oracle import share_of
 from controller.plan import Step, clear_adj_rib_out_command, plan, render_step
+from controller.request_mirror import RequestMirror
 from controller.select import OnDemandRequest, Selection, SelectionPolicy, select
 from controller.self_next_hop import SelfNextHopFilter
 from controller.session_diagnosis import SessionDiagnosis
@@ -248,7 +249,7 @@ class SwitchController:
         self._runner_started = False
         self._tick_lock = asyncio.Lock()
         self.wake_event = asyncio.Event()  # set to run the next loop iteration now
-        self._last_requests: list[OnDemandRequest] = []
+        self.requests = RequestMirror(self.name)  # the store's active requests, read by changes
         self._last_prune = clock()
         self._last_pins: list[str] = []
         self._ready_quiet_s = ready_quiet_s
@@ -457,6 +458,12 @@ class SwitchController:
 
     # --- the loop ------------------------------------------------------------------------------
 
+    def reconfigure(self, switch: SwitchConfig, config: TopfibConfig) -> None:
+        """A config reload: the next iteration selects under ``switch``'s caps and tunables (its
+        restart-only keys are unchanged: controller.reload); ExaBGP and its session stay as they are."""
+        self.switch, self.config = switch, config
+        self.wake()
+
     def wake(self) -> None:
         """Run the next iteration now instead of at the end of the period (a new request)."""
         self.wake_event.set()
@@ -490,21 +497,12 @@ class SwitchController:
         return selection_policy(self.switch, effective_settings(self.switch, overrides))
 
     async def _inputs(self, wall_now: float) -> tuple[list[OnDemandRequest], list[str]]:
-        try:
-            entries = await self.store.active_requests(self.name, wall_now)
-            pins = [pin.prefix for pin in await self.store.pins()]
-        except StoreUnavailable:
-            # keep deciding on the last inputs: a store outage must not flush requests out of the FIB
-            return self._last_requests, self._last_pins
-        newest: dict[str, OnDemandRequest] = {}
-        for entry in entries:
-            known = newest.get(entry.ip)
-            if known is None or entry.requested_at > known.created_at:
-                newest[entry.ip] = OnDemandRequest(
-                    ip=entry.ip, expires_at=entry.expires_at, created_at=entry.requested_at
-                )
-        self._last_requests, self._last_pins = list(newest.values()), pins
-        return self._last_requests, self._last_pins
+        # only the changes since the last read; a store outage keeps what was read (still
+        # expiring): it must not flush requests out of the FIB
+        requests = await self.requests.refresh(self.store, wall_now)
+        with contextlib.suppress(StoreUnavailable):  # else keep deciding on the last pins
+            self._last_pins = [pin.prefix for pin in await self.store.pins()]
+        return requests, self._last_pins
 
     def _selection_delay(self, now: float) -> float:
         """Seconds this iteration waits (0: select now). Selection blocks the event loop (ExaBGP's

@@ -17,6 +17,7 @@ from api.app import create_app
 from api.context import ApiContext
 from api.dashboard import FibChange, install_dashboard, is_installed
 from api.static_view import StaticView
+from api.tokens import TokenTable
 from api.view import (
     CollectorStatus,
     FamilyOccupancy,
@@ -45,7 +46,7 @@ def dashboard_app(config: TopfibConfig, store: Store, view: StaticView,
     app = create_app(config, store, view, clock=clock, wall_clock=wall_clock)
     if not is_installed(app):
         install_dashboard(app, ApiContext(config=config, store=store, view=view, wall_clock=wall_clock,
-                                          clock=clock))
+                                          clock=clock, tokens=TokenTable(config.token)))
     return app
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from controller.redis_store import RedisStore
+from controller.request_mirror import RequestMirror
 from controller.store import Pin, RequestEntry, StoreUnavailable
 from tests.api_support import (
     AP_TOKEN,
@@ -110,5 +111,49 @@ async def test_reads_with_nothing_cached_say_so(redis_server_own: RedisServer) -
             detail = "state store unavailable and no earlier state to serve; retry later"
             assert response.json() == {"detail": detail}
             assert (await c.get("/v1/fib", headers=VIEW)).status_code == 200  # live data needs no store
+    finally:
+        await store.aclose()
+
+
+async def test_the_request_mirror_holds_through_an_outage_and_rereads_an_emptied_redis(
+    redis_server_own: RedisServer,
+) -> None:
+    """The control loop's mirror keeps (and expires) what it read while Redis is down; Redis back
+    without its data (a new generation, fewer changes than the mirror had seen) is read whole."""
+    store = RedisStore.from_url(redis_server_own.url, timeout_s=0.5)
+    mirror = RequestMirror("edge1")
+    try:
+        await store.add_requests([RequestEntry("edge1", "198.51.100.1", "ap1", T0, T0 + 10),
+                                  RequestEntry("edge1", "198.51.100.2", "ap1", T0, T0 + 100)],
+                                 {"edge1": 10}, T0)
+        assert len(await mirror.refresh(store, T0)) == 2
+        redis_server_own.stop()
+        assert [r.ip for r in await mirror.refresh(store, T0 + 50)] == ["198.51.100.2"]
+        redis_server_own.start()  # no persistence: empty
+        await store.add_requests([RequestEntry("edge1", "198.51.100.3", "ap2", T0 + 51, T0 + 200)],
+                                 {"edge1": 10}, T0 + 51)
+        assert [r.ip for r in await mirror.refresh(store, T0 + 52)] == ["198.51.100.3"]
+        assert mirror.full_reads == 2
+    finally:
+        await store.aclose()
+
+
+async def test_a_redis_that_lost_its_data_between_two_reads_is_read_whole(
+    redis_server_own: RedisServer,
+) -> None:
+    """No read failed, and the new data has as many changes as the mirror had seen: only the new
+    generation tells (a client that wrote before the restart writes again)."""
+    store = RedisStore.from_url(redis_server_own.url, timeout_s=0.5)
+    mirror = RequestMirror("edge1")
+    try:
+        first = RequestEntry("edge1", "198.51.100.1", "ap1", T0, T0 + 100)
+        await store.add_requests([first], {"edge1": 10}, T0)
+        assert len(await mirror.refresh(store, T0)) == 1
+        redis_server_own.stop()
+        redis_server_own.start()
+        fresh = [RequestEntry("edge1", f"198.51.100.{i}", "ap2", T0 + 1, T0 + 100) for i in (7, 8, 9)]
+        await store.add_requests(fresh, {"edge1": 10}, T0 + 1)
+        assert sorted(r.ip for r in await mirror.refresh(store, T0 + 2)) == [e.ip for e in fresh]
+        assert mirror.full_reads == 2
     finally:
         await store.aclose()

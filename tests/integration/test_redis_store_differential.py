@@ -1,4 +1,6 @@
-"""Random operation sequences give the same answers from the memory store and the Redis store."""
+"""Random operation sequences give the same answers from the memory store and the Redis store,
+and the control loop's request mirror (read by changes; with a short change log, trimming and
+full reads happen too) always equals what a full read of the store gives."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from controller.redis_store import RedisStore
+from controller.request_mirror import RequestMirror, newest_of
 from controller.store import MemoryStore, RequestEntry, Store
 
 pytest_plugins = ["tests.redis_fixture"]
@@ -48,9 +51,19 @@ operations = st.lists(st.tuples(
 ), min_size=1, max_size=25)
 
 
+def newest_per_ip(active: list[RequestEntry]) -> list[tuple[str, float, float]]:
+    """What the control loop selects on, from a full read (the rule before the mirror)."""
+    groups: dict[str, dict[str, RequestEntry]] = {}
+    for entry in active:
+        groups.setdefault(entry.ip, {})[entry.ap] = entry
+    return sorted((ip, newest.expires_at, newest.requested_at)
+                  for ip, newest in ((ip, newest_of(group)) for ip, group in groups.items()))
+
+
 async def apply(store: Store, steps: list[tuple[float, Add | Remove | Query]]) -> list[object]:
     now = 1_000.0
     answers: list[object] = []
+    mirrors = {switch: RequestMirror(switch) for switch in SWITCHES}
     for step, operation in steps:
         now += step
         if isinstance(operation, Add):
@@ -63,24 +76,30 @@ async def apply(store: Store, steps: list[tuple[float, Add | Remove | Query]]) -
             held = Counter((e.switch, e.ap) for e in active)
             assert all(count <= LIMITS[switch] for (switch, _), count in held.items())
             answers.append(active)
+            for switch in SWITCHES if operation.switch is None else (operation.switch,):
+                mirrored = await mirrors[switch].refresh(store, now)
+                expected = newest_per_ip([e for e in active if e.switch == switch])
+                assert sorted((r.ip, r.expires_at, r.created_at) for r in mirrored) == expected
     return answers
 
 
-async def both(redis_url: str, steps: list[tuple[float, Add | Remove | Query]]) -> tuple[list[object], ...]:
-    redis_store = RedisStore.from_url(redis_url, prefix="diff:")
+async def both(redis_url: str, steps: list[tuple[float, Add | Remove | Query]],
+               change_log_max: int) -> tuple[list[object], ...]:
+    redis_store = RedisStore.from_url(redis_url, prefix="diff:", change_log_max=change_log_max)
     try:
         await redis_store._redis.flushdb()
-        return await apply(MemoryStore(), steps), await apply(redis_store, steps)
+        return await apply(MemoryStore(change_log_max), steps), await apply(redis_store, steps)
     finally:
         await redis_store.aclose()
 
 
-def test_memory_and_redis_agree(redis_url: str) -> None:
+@pytest.mark.parametrize("change_log_max", [3, 1000])  # often trimmed (full reads), never trimmed
+def test_memory_and_redis_agree(redis_url: str, change_log_max: int) -> None:
     @given(operations)
     @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
               database=None)
     def run(steps: list[tuple[float, Add | Remove | Query]]) -> None:
-        from_memory, from_redis = asyncio.run(both(redis_url, steps))
+        from_memory, from_redis = asyncio.run(both(redis_url, steps, change_log_max))
         assert from_memory == from_redis
 
     run()

@@ -59,6 +59,7 @@ def test_exec_lines_use_commands_the_cli_has() -> None:
     assert unit["ExecStart"] == [f"{INSTALLED_TOPFIB} run --config {CONFIG}"]
     assert unit["ExecStartPre"] == [f"{INSTALLED_TOPFIB} check-config {CONFIG}"]
     assert unit["RestartPreventExitStatus"] == ["2"]  # check-config's exit status for a bad config
+    assert unit["ExecReload"] == ["/bin/kill -HUP $MAINPID"]  # topfib run reloads its config on SIGHUP
     commands = getattr(get_command(app), "commands", {})
     assert "--config" in [opt for param in commands["run"].params for opt in param.opts]
     assert "check-config" in commands

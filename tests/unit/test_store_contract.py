@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from controller.redis_store import RedisStore
-from controller.store import MemoryStore, Pin, RequestEntry, Store
+from controller.store import MemoryStore, Pin, RequestCursor, RequestEntry, Store
 from tests.api_support import anyio_backend  # noqa: F401
 
 # Until tests/conftest.py registers it for every test.
@@ -117,3 +117,71 @@ async def test_snapshots(store: Store) -> None:
 
 async def test_ping(store: Store) -> None:
     assert await store.ping() is True
+
+
+async def test_request_changes_give_everything_then_only_what_changed(store: Store) -> None:
+    first = await store.request_changes("edge1", None, T0)
+    assert first.full and first.active == []
+    one, two = req("198.51.100.1"), req("198.51.100.2", ap="ap2")
+    await store.add_requests([one, two, req("198.51.100.3", switch="edge2")], LIMITS, T0)
+    everything = await store.request_changes("edge1", None, T0)
+    assert everything.full and sorted(everything.active, key=lambda e: e.ip) == [one, two]
+    quiet = await store.request_changes("edge1", everything.cursor, T0 + 1)
+    assert (quiet.full, quiet.active, quiet.ended) == (False, [], [])
+    refreshed = req("198.51.100.1", at=T0 + 2, ttl=100)
+    await store.add_requests([refreshed], LIMITS, T0 + 2)
+    assert await store.remove_requests("ap2", "198.51.100.2", T0 + 2) == 1
+    changed = await store.request_changes("edge1", quiet.cursor, T0 + 2)
+    assert not changed.full and changed.active == [refreshed] and changed.ended == [("ap2", "198.51.100.2")]
+    assert (await store.request_changes("edge1", changed.cursor, T0 + 3)).active == []
+
+
+async def test_request_changes_leave_out_what_expired_meanwhile(store: Store) -> None:
+    start = await store.request_changes("edge1", None, T0)
+    await store.add_requests([req("198.51.100.1", ttl=5), req("198.51.100.2", ttl=50)], LIMITS, T0)
+    changes = await store.request_changes("edge1", start.cursor, T0 + 10)
+    assert [e.ip for e in changes.active] == ["198.51.100.2"]
+    assert changes.ended in ([], [("ap1", "198.51.100.1")])  # the reader expires it by itself anyway
+
+
+async def test_a_cursor_of_another_store_gets_everything(store: Store) -> None:
+    await store.add_requests([req("198.51.100.1")], LIMITS, T0)
+    foreign = await MemoryStore().request_changes("edge1", None, T0)  # another generation
+    answer = await store.request_changes("edge1", foreign.cursor, T0)
+    assert answer.full and [e.ip for e in answer.active] == ["198.51.100.1"]
+
+
+async def test_a_cursor_ahead_of_the_log_gets_everything(store: Store) -> None:
+    """The store went back (Redis restored from an older copy): later changes could reuse the
+    sequence numbers the reader has already passed."""
+    await store.add_requests([req("198.51.100.1")], LIMITS, T0)
+    now_at = (await store.request_changes("edge1", None, T0)).cursor
+    ahead = RequestCursor(now_at.generation, now_at.sequence + 10)
+    answer = await store.request_changes("edge1", ahead, T0)
+    assert answer.full and [e.ip for e in answer.active] == ["198.51.100.1"]
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
+async def short_log_store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    backend: Store
+    if request.param == "memory":
+        backend = MemoryStore(change_log_max=4)
+    else:
+        backend = RedisStore.from_url(request.getfixturevalue("redis_url"), change_log_max=4)
+    try:
+        yield backend
+    finally:
+        await backend.aclose()
+
+
+async def test_a_reader_behind_the_trimmed_log_gets_everything(short_log_store: Store) -> None:
+    store = short_log_store
+    start = await store.request_changes("edge1", None, T0)
+    entries = [req(f"198.51.100.{i}", ap=f"ap{i}") for i in range(1, 11)]
+    for entry in entries:  # one change each: the log (4, trimmed past 5) forgets the first ones
+        await store.add_requests([entry], LIMITS, T0)
+    behind = await store.request_changes("edge1", start.cursor, T0)
+    assert behind.full and sorted(e.ip for e in behind.active) == sorted(e.ip for e in entries)
+    await store.add_requests([req("198.51.100.1", ap="ap1", at=T0 + 1)], LIMITS, T0 + 1)
+    recent = await store.request_changes("edge1", behind.cursor, T0 + 1)
+    assert not recent.full and [e.ip for e in recent.active] == ["198.51.100.1"]

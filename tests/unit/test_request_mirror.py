@@ -1,0 +1,84 @@
+"""The control loop's request mirror: read by changes, expiring on time, starting over after an
+outage; the controller no longer reads every active request each iteration."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from unittest import mock
+
+from collector.accounting import PrefixRates
+from controller.config import TopfibConfig
+from controller.request_mirror import RequestMirror
+from controller.selection_types import OnDemandRequest
+from controller.store import MemoryStore, RequestEntry, StoreUnavailable
+from controller.switch_controller import SwitchController
+
+T0 = 1_700_000_000.0
+LIMITS = {"sw1": 10}
+
+
+def req(ip: str, ap: str = "ap1", at: float = T0, ttl: float = 60) -> RequestEntry:
+    return RequestEntry("sw1", ip, ap, at, at + ttl)
+
+
+def wanted(requests: list[OnDemandRequest]) -> list[tuple[str, float, float]]:
+    return sorted((r.ip, r.expires_at, r.created_at) for r in requests)
+
+
+def test_the_newest_entry_speaks_for_an_ip_and_entries_expire_at_their_time() -> None:
+    async def scenario() -> None:
+        store, mirror = MemoryStore(), RequestMirror("sw1")
+        await store.add_requests([req("203.0.113.1", ttl=100), req("203.0.113.2", ttl=30),
+                                  req("203.0.113.1", ap="ap2", at=T0 + 1, ttl=10)], LIMITS, T0 + 1)
+        assert wanted(await mirror.refresh(store, T0 + 1)) == [("203.0.113.1", T0 + 11, T0 + 1),
+                                                               ("203.0.113.2", T0 + 30, T0)]
+        # ap2's newer entry expires: ap1's older one speaks again; then .2 goes
+        assert wanted(await mirror.refresh(store, T0 + 11)) == [("203.0.113.1", T0 + 100, T0),
+                                                                ("203.0.113.2", T0 + 30, T0)]
+        assert wanted(await mirror.refresh(store, T0 + 30)) == [("203.0.113.1", T0 + 100, T0)]
+        await store.remove_requests("ap1", "203.0.113.1", T0 + 31)
+        assert await mirror.refresh(store, T0 + 31) == []
+        assert mirror.full_reads == 1
+
+    asyncio.run(scenario())
+
+
+def test_an_outage_keeps_the_requests_held_and_reads_everything_when_the_store_is_back() -> None:
+    async def scenario() -> None:
+        store, mirror = MemoryStore(), RequestMirror("sw1")
+        await store.add_requests([req("203.0.113.1", ttl=10), req("203.0.113.2", ttl=100)], LIMITS, T0)
+        await mirror.refresh(store, T0)
+        with mock.patch.object(store, "request_changes", side_effect=StoreUnavailable("down")):
+            assert sorted(r.ip for r in await mirror.refresh(store, T0 + 5)) == ["203.0.113.1", "203.0.113.2"]
+            assert [r.ip for r in await mirror.refresh(store, T0 + 10)] == ["203.0.113.2"]  # still expiring
+        fresh = MemoryStore()  # the store came back as another generation (e.g. Redis lost its data)
+        await fresh.add_requests([req("203.0.113.3")], LIMITS, T0 + 11)
+        assert [r.ip for r in await mirror.refresh(fresh, T0 + 11)] == ["203.0.113.3"]
+        assert mirror.full_reads == 2
+
+    asyncio.run(scenario())
+
+
+def test_the_controller_reads_only_the_changes_after_its_first_iteration(tmp_path: Path) -> None:
+    """Each iteration used to read every active request (0.65-1.8 s of event loop at 100k in Redis)."""
+    config = TopfibConfig.model_validate({"switch": [{
+        "name": "sw1", "neighbor": "10.99.0.2", "local_address": "10.99.0.1", "local_as": 65000,
+        "peer_as": 65000, "fib_cap_ipv4": 3, "fib_cap_ipv6": 1}]})
+    store = MemoryStore()
+    ctl = SwitchController(config.switch[0], config, PrefixRates(30.0, 3600.0), store, threading.Lock(),
+                           tmp_path / "run")
+
+    async def scenario() -> None:
+        await store.add_requests([req(f"203.0.113.{i}", ap=f"ap{i}") for i in range(1, 6)], LIMITS, T0)
+        with mock.patch.object(store, "active_requests", side_effect=AssertionError("a full read")), \
+                mock.patch.object(store, "request_changes", wraps=store.request_changes) as changes:
+            assert len((await ctl._inputs(T0))[0]) == 5
+            await store.add_requests([req("203.0.113.9")], LIMITS, T0 + 1)
+            requests, _ = await ctl._inputs(T0 + 1)
+            assert len(requests) == 6
+            assert changes.call_count == 2 and changes.call_args.args[1] is not None  # since a cursor
+        assert ctl.requests.full_reads == 1  # the first read only
+
+    asyncio.run(scenario())
