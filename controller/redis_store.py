@@ -294,14 +294,7 @@ class RedisStore:
                 pipe.zrangebyscore(f"{self._p}req:exp:{name}", f"({_score(now)}", "+inf", withscores=True)
                 pipe.hgetall(f"{self._p}req:at:{name}")
                 members, requested = await pipe.execute()
-            for member, expires_at in members:
-                try:
-                    ap, ip = _request_member(member)
-                    requested_at = float(requested.get(member, 0.0))
-                except (ValueError, TypeError) as exc:
-                    _skip_malformed("request", member, exc)
-                    continue
-                found.append(RequestEntry(name, ip, ap, requested_at, float(expires_at)))
+            found += _request_entries(name, members, requested)
         return found
 
     async def active_requests(self, switch: str | None, now: float) -> list[RequestEntry]:
@@ -354,20 +347,11 @@ class RedisStore:
             pipe.hgetall(f"{self._p}req:at:{switch}")
             generation, sequence, members, requested = await pipe.execute()
 
-        def parse() -> list[RequestEntry]:
-            active = []
-            for member, expires_at in members:
-                try:
-                    ap, ip = _request_member(member)
-                    requested_at = float(requested.get(member, 0.0))
-                except (ValueError, TypeError) as exc:
-                    _skip_malformed("request", member, exc)
-                    continue
-                active.append(RequestEntry(switch, ip, ap, requested_at, float(expires_at)))
-            return active
-
         # 100k entries are a second of Python: in a thread, the event loop runs in between
-        active = await asyncio.to_thread(parse) if len(members) > OFFLOAD_ENTRIES else parse()
+        if len(members) > OFFLOAD_ENTRIES:
+            active = await asyncio.to_thread(_request_entries, switch, members, requested)
+        else:
+            active = _request_entries(switch, members, requested)
         return RequestChanges(RequestCursor(generation or "", int(sequence or 0)), True, active)
 
     # -- pins -------------------------------------------------------------------------------------
@@ -472,6 +456,23 @@ def _skip_malformed(kind: str, key: str, exc: Exception) -> None:
         _warned.clear()
     _warned.add((kind, key))
     log.warning("redis: skipping a malformed %s entry %r: %s", kind, key[:200], str(exc)[:200])
+
+
+def _request_entries(
+    switch: str, members: Sequence[tuple[str, Any]], requested: Mapping[str, Any]
+) -> list[RequestEntry]:
+    """The entries of ``switch`` from its (member, expiry) pairs and requested-at hash; a
+    malformed member is skipped and counted."""
+    entries = []
+    for member, expires_at in members:
+        try:
+            ap, ip = _request_member(member)
+            requested_at = float(requested.get(member, 0.0))
+        except (ValueError, TypeError) as exc:
+            _skip_malformed("request", member, exc)
+            continue
+        entries.append(RequestEntry(switch, ip, ap, requested_at, float(expires_at)))
+    return entries
 
 
 def _request_member(member: str) -> tuple[str, str]:
