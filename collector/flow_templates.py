@@ -140,6 +140,9 @@ class TemplateCache:
         # bumped whenever a template is learned, redefined or withdrawn (not on a refresh), so
         # whatever callers derive from the cache can tell when it is stale
         self.generation = 0
+        # each domain's generation at its last change: what callers derive from one domain's
+        # templates stays valid while other exporters (or senders spoofing them) churn theirs
+        self._generations: dict[DomainKey, int] = {}
 
     def __len__(self) -> int:
         return self._count
@@ -150,6 +153,19 @@ class TemplateCache:
 
     def of_domain(self, domain: DomainKey) -> Mapping[int, Template]:
         return self._by_domain.get(domain, _NO_TEMPLATES)
+
+    def generation_of(self, domain: DomainKey) -> int:
+        """The cache's generation at the domain's last change (-1: it holds no template); never
+        repeats, even for a domain forgotten and learned again."""
+        return self._generations.get(domain, -1)
+
+    def _changed(self, domain: DomainKey) -> None:
+        self.generation += 1
+        if self._by_domain.get(domain):
+            self._generations[domain] = self.generation
+        else:  # the domain's last template went: forget the domain
+            self._by_domain.pop(domain, None)
+            self._generations.pop(domain, None)
 
     def add(self, domain: DomainKey, template: Template) -> bool:
         """Learn or redefine a template; False when the cache is full and it is new.
@@ -182,7 +198,7 @@ class TemplateCache:
         order[key] = None
         order.move_to_end(key)
         templates[template.template_id] = template
-        self.generation += 1
+        self._changed(domain)
         return True
 
     def _take_from_the_largest(self, holding: int) -> bool:
@@ -199,11 +215,9 @@ class TemplateCache:
         (domain, template_id), _ = order.popitem(last=False)
         templates = self._by_domain[domain]
         del templates[template_id]
-        if not templates:
-            del self._by_domain[domain]
         self._count -= 1
         self.evicted += 1
-        self.generation += 1
+        self._changed(domain)
 
     def _forget(self, domain: DomainKey, template_id: int) -> None:
         order = self._by_exporter.get(domain[0])
@@ -220,16 +234,18 @@ class TemplateCache:
         del templates[template_id]
         self._forget(domain, template_id)
         self._count -= 1
-        self.generation += 1
+        self._changed(domain)
         return True
 
     def withdraw_all(self, domain: DomainKey, options: bool) -> int:
         """Forget all data (or all options) templates of a domain (IPFIX all-templates withdrawal)."""
         templates = self._by_domain.get(domain, {})
         doomed = [tid for tid, tpl in templates.items() if tpl.is_options == options]
+        if not doomed:
+            return 0  # nothing changed: nothing derived from the cache goes stale
         for template_id in doomed:
             del templates[template_id]
             self._forget(domain, template_id)
         self._count -= len(doomed)
-        self.generation += 1
+        self._changed(domain)
         return len(doomed)

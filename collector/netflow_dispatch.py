@@ -86,7 +86,7 @@ class FlowSetDispatcher:
         self._max_domains = max_templates
         self._system_init_ms: dict[DomainKey, int] = {}
         self.sequences = SequenceTracker(lost=self.counters.lost)
-        # (domain, set id) → (set body, cache generation after it, data / options templates in
+        # (domain, set id) → (set body, domain's generation after it, data / options templates in
         # it) of the last template set that only (re)defined templates: exporters re-send the
         # same sets every few seconds, and parsing them again would cost more than their data
         self._refreshes: dict[tuple[DomainKey, int], tuple[bytes, int, int, int]] = {}
@@ -189,7 +189,7 @@ class FlowSetDispatcher:
         if (
             last is not None
             and last[0] == body
-            and last[1] == self._templates.generation  # nothing learned or withdrawn since
+            and last[1] == self._templates.generation_of(domain)  # nothing learned or withdrawn since
             and counters.pending_sets_held <= counters.pending_sets_decoded + counters.pending_template_drops
         ):  # a refresh of what the cache holds, with no data set waiting for a template: no-op
             counters.templates += last[2]
@@ -197,7 +197,7 @@ class FlowSetDispatcher:
             return
         learned = self._parse_template_set(domain, payload, span)
         if learned is not None:
-            self._remember_refresh(key, (body, self._templates.generation, *learned))
+            self._remember_refresh(key, (body, self._templates.generation_of(domain), *learned))
 
     def _remember_refresh(self, key: tuple[DomainKey, int], entry: tuple[bytes, int, int, int]) -> None:
         """Keep a template set for ``_template_set``'s shortcut, the oldest forgotten first at the

@@ -210,7 +210,7 @@ class _Shape:
     """Datagrams of one exporter domain with the same data sets: one numpy record per datagram."""
 
     domain: DomainKey
-    generation: int  # template cache generation it was built against
+    generation: int  # its domain's template generation when it was built
     dtype: np.dtype[np.void]  # one sub-array field per data set: set0, set1…
     sets: tuple[tuple[ColumnLayout, int], ...]  # (layout, records) per data set
     records: int
@@ -307,7 +307,7 @@ class FastFlowDecoder:
         # the usual case: the same shape as this exporter's last datagram of this length
         recent_key = (exporter, version, observation_domain, end)
         recent = self._recent.get(recent_key)
-        if recent is not None and recent.generation == self._template_cache.generation:
+        if recent is not None and recent.generation == self._template_cache.generation_of(recent.domain):
             for at, header in recent.checks:
                 if datagram[at : at + 4] != header:
                     break
@@ -328,7 +328,7 @@ class FastFlowDecoder:
             return False
         key = (exporter, version, observation_domain, tuple(headers))
         shape = self._shapes.get(key)
-        if shape is None or shape.generation != self._template_cache.generation:
+        if shape is None or shape.generation != self._template_cache.generation_of(shape.domain):
             shape = self._shape((exporter, version, observation_domain), key[3], start, end)
             if shape is None:
                 return False
@@ -391,7 +391,7 @@ class FastFlowDecoder:
         }
         return _Shape(
             domain=domain,
-            generation=self._template_cache.generation,
+            generation=self._template_cache.generation_of(domain),
             dtype=np.dtype(cast(Any, record_type)),
             sets=tuple(sets),
             records=sum(count for _, count in sets),
