@@ -1,16 +1,21 @@
 """Route injection through ExaBGP into a BIRD switch's kernel FIB, at two reactor speeds.
 
     sudo .venv/bin/python -m bench.bench_injection [--routes 30000] [--replace 1000] [--batch 1000]
+                                                   [--profile DIR]
 
 Uses the integration lab (two network namespaces, BIRD 2 holding ``routes + replace`` peer
 prefixes with up to three paths each). For ExaBGP's default reactor speed (the baseline) and
 for ``exabgp_reactor_speed=0.1``, in one run:
 
-1. program ``routes`` prefixes from an empty FIB (bar: ≤ 10 s for 30,000);
+1. program ``routes`` prefixes from an empty FIB (bar: ≤ 5 s for 30,000);
 2. replace ``replace`` of them: that many withdraws plus that many announces (bar: ≤ 2 s for 1,000).
 
 Time runs from the first command written until ``ip route show proto bird`` in the switch
-namespace holds exactly the expected set. ExaBGP's CPU seconds are read from /proc.
+namespace holds exactly the expected set. ExaBGP's CPU seconds are read from /proc. The lines
+are the product's (``controller.plan.render_commands``), a next-hop per batch.
+
+With ``--profile DIR`` ExaBGP runs under cProfile (slower: compare its figures only with each
+other); each run's stats go to DIR/exabgp-<label>.prof and the top functions are printed.
 """
 
 from __future__ import annotations
@@ -19,13 +24,17 @@ import argparse
 import asyncio
 import contextlib
 import os
+import pstats
+import shlex
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import controller.exabgp_runner
+from controller.plan import Action, Plan, Step, render_commands
 from tests.integration.lab import (
     NEXT_HOPS_V4,
     SW_V4,
@@ -36,7 +45,7 @@ from tests.integration.lab import (
     run,
 )
 
-PROGRAM_BAR_S = 10.0
+PROGRAM_BAR_S = 5.0
 SINGLE_TRIALS = 20
 REPLACE_BAR_S = 2.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -78,13 +87,39 @@ def fib_prefixes(lab: Lab) -> set[str]:
 
 
 def commands(verb: str, prefixes: list[str], batch: int) -> list[str]:
-    """Batched ``announce|withdraw attributes`` lines, next-hops spread over the peering LAN."""
-    lines = []
+    """topfib's lines for ``prefixes``, ``batch`` a line, next-hops spread over the peering LAN."""
+    action: Action = "announce" if verb == "announce" else "withdraw"
+    steps = []
     for start in range(0, len(prefixes), batch):
-        chunk = prefixes[start:start + batch]
-        hop = NEXT_HOPS_V4[(start // batch) % len(NEXT_HOPS_V4)]
-        lines.append(f"neighbor {SW_V4} {verb} attributes next-hop {hop} nlri {' '.join(chunk)}")
-    return lines
+        hop = NEXT_HOPS_V4[(start // batch) % len(NEXT_HOPS_V4)] if action == "announce" else None
+        steps.append(Step(action, 4, hop, tuple(prefixes[start:start + batch])))
+    return render_commands(Plan(tuple(steps)), SW_V4, batch)
+
+
+@contextlib.contextmanager
+def profiled_exabgp(directory: Path, label: str) -> Iterator[Path]:
+    """ExaBGP started by the runner meanwhile runs under cProfile, its stats written on exit."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stats = directory / f"exabgp-{label.replace(' ', '-')}.prof"
+    wrapper = directory / "exabgp-profiled"
+    code = ("import cProfile, sys; from exabgp.application.main import main; "
+            f"sys.argv[0] = 'exabgp'; cProfile.run('main()', {str(stats)!r})")
+    wrapper.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -c {shlex.quote(code)} \"$@\"\n")
+    wrapper.chmod(0o755)
+    original = controller.exabgp_runner.default_exabgp_executable
+    controller.exabgp_runner.default_exabgp_executable = lambda: str(wrapper)
+    try:
+        yield stats
+    finally:
+        controller.exabgp_runner.default_exabgp_executable = original
+
+
+def print_profile(stats: Path, top: int = 25) -> None:
+    if not stats.exists():
+        print(f"no profile written to {stats}", file=sys.stderr)
+        return
+    print(f"--- ExaBGP profile {stats} (whole life of the process, by own time)")
+    pstats.Stats(str(stats)).sort_stats("tottime").print_stats(top)
 
 
 async def timed(lab: Lab, session: ExabgpSession, lines: list[str], expected: set[str],
@@ -203,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="niceness (and autogroup niceness) for ExaBGP and BIRD (0: leave as is)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="alternate the speeds this often; keep the best")
+    parser.add_argument("--profile", type=Path, help="run ExaBGP under cProfile, stats into this directory")
     args = parser.parse_args(argv)
     reason = lab_unavailable_reason()
     if reason is not None:
@@ -214,8 +250,12 @@ def main(argv: list[str] | None = None) -> int:
         fasts: list[Result] = []
         work = (args.routes, args.replace, args.batch, args.nice)
         for _ in range(max(1, args.rounds)):
-            baselines.append(asyncio.run(measure(lab, "default", None, *work)))
-            fasts.append(asyncio.run(measure(lab, "speed 0.1", 0.1, *work)))
+            for results, label, speed in ((baselines, "default", None), (fasts, "speed 0.1", 0.1)):
+                with (profiled_exabgp(args.profile, label) if args.profile
+                      else contextlib.nullcontext()) as stats:
+                    results.append(asyncio.run(measure(lab, label, speed, *work)))
+                if stats is not None:
+                    print_profile(stats)
         baseline, fast = best(baselines), best(fasts)
         if lab.import_limit_fired():
             print("warning: the switch's import limit fired", file=sys.stderr)
