@@ -1,7 +1,7 @@
 """Route injection through ExaBGP into a BIRD switch's kernel FIB, at two reactor speeds.
 
     sudo .venv/bin/python -m bench.bench_injection [--routes 30000] [--replace 1000] [--batch 1000]
-                                                   [--profile DIR]
+                                                   [--profile DIR] [--exabgp-python PYPY3]
 
 Uses the integration lab (two network namespaces, BIRD 2 holding ``routes + replace`` peer
 prefixes with up to three paths each). For ExaBGP's default reactor speed (the baseline) and
@@ -15,7 +15,9 @@ namespace holds exactly the expected set. ExaBGP's CPU seconds are read from /pr
 are the product's (``controller.plan.render_commands``), a next-hop per batch.
 
 With ``--profile DIR`` ExaBGP runs under cProfile (slower: compare its figures only with each
-other); each run's stats go to DIR/exabgp-<label>.prof and the top functions are printed.
+other); each run's stats go to DIR/exabgp-<label>.prof and the top functions are printed. With
+``--exabgp-python`` ExaBGP (this venv's copy of its package, alone on the path) runs under that
+interpreter instead, e.g. Debian's ``pypy3``.
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ import pstats
 import shlex
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import controller.exabgp_runner
+import exabgp
 from controller.plan import Action, Plan, Step, render_commands
 from tests.integration.lab import (
     NEXT_HOPS_V4,
@@ -97,14 +101,25 @@ def commands(verb: str, prefixes: list[str], batch: int) -> list[str]:
 
 
 @contextlib.contextmanager
-def profiled_exabgp(directory: Path, label: str) -> Iterator[Path]:
-    """ExaBGP started by the runner meanwhile runs under cProfile, its stats written on exit."""
+def wrapped_exabgp(directory: Path, label: str, python: str | None,
+                   profile: bool) -> Iterator[Path | None]:
+    """ExaBGP started by the runner meanwhile runs under ``python`` (None: this interpreter) and,
+    with ``profile``, under cProfile: yields where its stats are written on exit."""
     directory.mkdir(parents=True, exist_ok=True)
-    stats = directory / f"exabgp-{label.replace(' ', '-')}.prof"
-    wrapper = directory / "exabgp-profiled"
-    code = ("import cProfile, sys; from exabgp.application.main import main; "
-            f"sys.argv[0] = 'exabgp'; cProfile.run('main()', {str(stats)!r})")
-    wrapper.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -c {shlex.quote(code)} \"$@\"\n")
+    stats = directory / f"exabgp-{label.replace(' ', '-')}.prof" if profile else None
+    start = "main()" if stats is None else f"import cProfile; cProfile.run('main()', {str(stats)!r})"
+    code = f"import sys; from exabgp.application.main import main; sys.argv[0] = 'exabgp'; {start}"
+    environment = ""
+    if python is not None:  # only ExaBGP's package on the path: not this venv's CPython modules
+        only_exabgp = directory / "exabgp-only"
+        only_exabgp.mkdir(exist_ok=True)
+        link = only_exabgp / "exabgp"
+        if not link.exists():
+            link.symlink_to(Path(exabgp.__file__).parent)
+        environment = f"PYTHONPATH={shlex.quote(str(only_exabgp))} "
+    wrapper = directory / "exabgp-wrapped"
+    interpreter = shlex.quote(python or sys.executable)
+    wrapper.write_text(f"#!/bin/sh\n{environment}exec {interpreter} -c {shlex.quote(code)} \"$@\"\n")
     wrapper.chmod(0o755)
     original = controller.exabgp_runner.default_exabgp_executable
     controller.exabgp_runner.default_exabgp_executable = lambda: str(wrapper)
@@ -239,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=1,
                         help="alternate the speeds this often; keep the best")
     parser.add_argument("--profile", type=Path, help="run ExaBGP under cProfile, stats into this directory")
+    parser.add_argument("--exabgp-python", help="run ExaBGP under this interpreter (e.g. pypy3)")
     args = parser.parse_args(argv)
     reason = lab_unavailable_reason()
     if reason is not None:
@@ -251,8 +267,10 @@ def main(argv: list[str] | None = None) -> int:
         work = (args.routes, args.replace, args.batch, args.nice)
         for _ in range(max(1, args.rounds)):
             for results, label, speed in ((baselines, "default", None), (fasts, "speed 0.1", 0.1)):
-                with (profiled_exabgp(args.profile, label) if args.profile
-                      else contextlib.nullcontext()) as stats:
+                wrapping = args.profile or args.exabgp_python
+                with (wrapped_exabgp(args.profile or Path(tempfile.mkdtemp()), label, args.exabgp_python,
+                                     args.profile is not None)
+                      if wrapping else contextlib.nullcontext()) as stats:
                     results.append(asyncio.run(measure(lab, label, speed, *work)))
                 if stats is not None:
                     print_profile(stats)
@@ -260,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         if lab.import_limit_fired():
             print("warning: the switch's import limit fired", file=sys.stderr)
     report(baseline, fast, args.routes, args.replace)
-    print(f"ExaBGP and BIRD ran at nice {args.nice}; batches of {args.batch} prefixes per command")
+    print(f"ExaBGP and BIRD ran at nice {args.nice}; batches of {args.batch} prefixes per command; "
+          f"ExaBGP under {args.exabgp_python or sys.executable}" + (" and cProfile" if args.profile else ""))
     return 0
 
 
