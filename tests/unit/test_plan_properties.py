@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.plan import plan, render_commands
+from controller.plan import plan, render_commands, render_step
+from tests.unit.test_plan import _exabgp_parse
 
 PREFIXES = [f"10.0.{i}.0/24" for i in range(12)] + [f"10.1.0.0/{n}" for n in (16, 20)] + ["2001:db8::/32"]
 HOPS = ["192.0.2.1", "192.0.2.2", "2001:db8::1"]
@@ -57,3 +60,33 @@ def test_each_prefix_changes_once_and_a_next_hop_change_is_one_announce(
         family = line.split()[3]
         assert family == ("ipv6" if ":" in line.split()[5] else "ipv4")
         assert all(" unicast " in f" {part} " for part in line.split(" ; "))
+
+
+# IPv4 prefixes with many in 224.0.0.0/4 (ExaBGP reads a first octet 224–239 as multicast) and IPv6
+def _v4(octet: int, second: int, length: int) -> str:
+    return f"{octet}.{second if length >= 16 else 0}.0.0/{length}"
+
+
+v4_prefixes = st.builds(_v4, st.sampled_from([10, 100, 198, 223, 224, 230, 239, 240]),
+                        st.integers(0, 255), st.sampled_from([8, 16, 24]))
+v6_prefixes = st.builds(lambda block: str(ipaddress.IPv6Network((0x20010DB8 << 96 | block << 80, 48))),
+                        st.integers(0, 0xFFFF))
+
+
+@given(st.sets(v4_prefixes, min_size=1, max_size=12), st.sets(v6_prefixes, max_size=4),
+       st.integers(1, 5), st.sampled_from(["announce", "withdraw"]))
+@settings(max_examples=60, deadline=None)
+def test_exabgp_reads_every_rendered_prefix_as_the_unicast_of_its_family(
+    v4: set[str], v6: set[str], chunk: int, action: str
+) -> None:
+    """Whatever the mix and chunking, ExaBGP's own parser reads each line back as exactly its
+    prefixes, every one as the unicast of its own family: no 224/4 prefix changes a line."""
+    fib = {prefix: "192.0.2.1" for prefix in v4} | {prefix: "2001:db8::1" for prefix in v6}
+    result = plan(fib, {}) if action == "announce" else plan({}, fib)
+    lines = [entry for step in result.steps for entry in render_step(step, "10.0.0.2", chunk)]
+    for prefixes, line in lines:
+        parsed = _exabgp_parse(line)
+        assert [row[3] for row in parsed] == list(prefixes)
+        for row in parsed:
+            assert row[:3] == (action, "ipv6" if ":" in row[3] else "ipv4", "unicast")
+    assert sorted(p for prefixes, _ in lines for p in prefixes) == sorted(fib)
