@@ -102,6 +102,15 @@ class PrefixRate:
     error_pct: float
 
 
+@dataclass(frozen=True, slots=True)
+class RateRow:
+    """One prefix's decayed sums at a moment, per half-life: (bytes, packets, samples, Σw²)."""
+
+    prefix: str
+    fast: tuple[float, float, float, float]
+    slow: tuple[float, float, float, float]
+
+
 class _Decay:
     """The values of one half-life for one switch, stored epoch-scaled."""
 
@@ -536,6 +545,54 @@ class PrefixRates:
             sums = decay.values[_BYTES, :used] * decay.read_factor(now)
             slots = np.flatnonzero(sums > 0.0)
             return {_name(rates, s): v for s, v in zip(slots.tolist(), sums[slots].tolist(), strict=True)}
+
+    # ----------------------------------------------------------------------------- warm state
+
+    def export_rows(self, switch: str, now: float, limits: tuple[int, int]) -> tuple[float, list[RateRow]]:
+        """The highest-scoring prefixes, ``limits`` (IPv4, IPv6) per family, and the unrouted row as decayed
+        sums at ``now``, with how long the switch has been observed: what a restart restores."""
+        with self._lock:
+            rates = self._switches.get(switch)
+            if rates is None:
+                return 0.0, []
+            score = self._score_array(rates, now)
+            score[_UNROUTED_SLOT] = 0.0
+            slots = np.flatnonzero(score > 0.0).tolist()
+            kept: list[int] = [_UNROUTED_SLOT]
+            for v6, limit in ((False, limits[0]), (True, limits[1])):
+                family = [s for s in slots if (":" in _name(rates, s)) == v6]
+                family.sort(key=lambda s: -score[s])
+                kept += family[:limit]
+            rows: list[RateRow] = []
+            for slot in kept:
+                halves: list[tuple[float, float, float, float]] = []
+                for decay in (rates.fast, rates.slow):
+                    read = decay.read_factor(now)
+                    values = decay.values[:, slot] * read
+                    halves.append((float(values[_BYTES]), float(values[_PACKETS]),
+                                   float(values[_SAMPLES]), float(decay.squares[slot]) * read * read))
+                rows.append(RateRow(_name(rates, slot), halves[0], halves[1]))
+            return now - rates.first_seen, rows
+
+    def restore_rows(self, switch: str, now: float, rows: list[RateRow], age_s: float,
+                     observed_s: float) -> None:
+        """Add ``rows`` (from :meth:`export_rows`, ``age_s`` seconds ago) decayed for their age;
+        the switch counts as observed since ``observed_s`` before the snapshot."""
+        with self._lock:
+            rates = self._switch(switch, now)
+            rates.first_seen = min(rates.first_seen, now - age_s - observed_s)
+            prefixes = [row.prefix for row in rows if row.prefix != UNROUTED]
+            self._allocate(rates, [p for p in dict.fromkeys(prefixes) if p not in rates.slot_of_prefix])
+            for decay, pick in ((rates.fast, 0), (rates.slow, 1)):
+                scale = decay.weight(now) * 2.0 ** (-age_s / decay.half_life_s)
+                for row in rows:
+                    slot = _UNROUTED_SLOT if row.prefix == UNROUTED else rates.slot_of_prefix[row.prefix]
+                    nbytes, npackets, samples, squares = row.fast if pick == 0 else row.slow
+                    added = np.array((nbytes, npackets, samples)) * scale
+                    decay.values[:, slot] += added
+                    decay.squares[slot] += squares * scale * scale
+                    decay.total += added
+                    decay.total_squares += squares * scale * scale
 
     def prefix_count(self, switch: str) -> int:
         with self._lock:

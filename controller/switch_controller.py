@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -36,6 +36,7 @@ from controller.observed_paths import ObservedPathRib
 from controller.oracle import share_of
 from controller.plan import Step, plan, render_step
 from controller.select import OnDemandRequest, Selection, SelectionPolicy, select
+from controller.selection_types import SelectedRoute
 from controller.session_diagnosis import SessionDiagnosis
 from controller.settings import effective_settings, selection_policy
 from controller.store import Store, StoreUnavailable
@@ -255,6 +256,9 @@ class SwitchController:
         self._reaction = asyncio.Event()
         self._reactor: asyncio.Task[None] | None = None
         self._program_lock = asyncio.Lock()  # every command batch to ExaBGP goes out under it
+        # the previous controller's last desired FIB (warm restart or takeover): incumbents of
+        # every selection until one has been programmed on the switch's full table
+        self._carried: dict[str, SelectedRoute] = {}
 
     def _new_runner(self) -> ExabgpRunner:
         return ExabgpRunner(
@@ -501,6 +505,8 @@ class SwitchController:
             # the sample count behind each score: a challenger displaces an incumbent only when
             # it is ahead beyond sampling error (not by the luck of a few samples)
             previous = self.selection.routes if self.selection else None
+            if self._carried:
+                previous = {**self._carried, **(previous or {})}
             candidates = self.rates.selection_inputs(
                 self.name, now, CANDIDATES_PER_SLOT * sum(self.policy.caps().values()),
                 keep={*(previous or ()), *self.installed},
@@ -525,6 +531,7 @@ class SwitchController:
             began = self._clock()
             await self._program(self.selection.desired())
             self._programming_time = self._clock() - began  # waiting on ExaBGP: the loop was free
+            self._carried = {}
         self._publish_gauges(scores, candidates.total)
         await self._publish_snapshots()
 
@@ -726,6 +733,18 @@ class SwitchController:
         with self.rib_lock:
             alive = self.rib.best(prefix) is not None
         return "displaced" if alive else "no live path"
+
+    # --- warm state (controller/warm_keeper.py) ---------------------------------------------------
+
+    def carry_incumbents(self, routes: dict[str, SelectedRoute]) -> None:
+        """Start from ``routes``, the previous controller's desired FIB, instead of a cold one."""
+        self._carried = dict(routes)
+
+    def continuity_routes(self) -> Mapping[str, SelectedRoute]:
+        """The desired FIB to hand on: the carried one until a selection has been programmed."""
+        if self._carried or self.selection is None:
+            return self._carried
+        return self.selection.routes
 
     # --- reporting -----------------------------------------------------------------------------
 
