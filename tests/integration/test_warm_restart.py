@@ -85,21 +85,32 @@ def _sflow_port(config: Path) -> int:
     return int(config.read_text().split("sflow_listen = [\"127.0.0.1:", 1)[1].split('"', 1)[0])
 
 
-async def _restart_keeps_the_fib(lab: Lab, store_url: str, sigkill: bool) -> tuple[float, float]:
-    """Jaccard of the first full FIB after the restart with the one before, and seconds from the
-    new session's first route to that FIB."""
+def _config(lab: Lab, tag: str, store_url: str) -> Path:
     state = lab.workdir / "state"
-    config = write_config(lab, lab.workdir / "warm.toml", cap_v4=CAP_V4, cap_v6=CAP_V6, store_url=store_url,
-                          runtime_dir=lab.workdir / "run",
-                          extra='flow_sources = ["127.0.0.1"]\n'
-                          f'[state]\nsnapshot_interval_s = 1.0\ndirectory = "{state}"')
+    return write_config(lab, lab.workdir / f"{tag}.toml", cap_v4=CAP_V4, cap_v6=CAP_V6, store_url=store_url,
+                        runtime_dir=lab.workdir / f"run-{tag}",
+                        extra='flow_sources = ["127.0.0.1"]\n'
+                        f'[state]\nsnapshot_interval_s = 1.0\ndirectory = "{state}"')
+
+
+async def _restart_keeps_the_fib(lab: Lab, store_url: str, sigkill: bool, takeover: bool = False
+                                 ) -> tuple[float, float]:
+    """Jaccard of the first full FIB after the restart (or a standby's takeover) with the one
+    before, and seconds from the new session's first route to that FIB."""
+    config = _config(lab, "first", store_url)
     first = TopfibProcess(config, lab.workdir / "first.log")
-    second = TopfibProcess(config, lab.workdir / "second.log")
+    # a standby on the same Redis, started with the active (it gets no sFlow: the rates come
+    # from the active's snapshots), or the same config started after the active is gone
+    second_config = _config(lab, "second", store_url) if takeover else config
+    second = TopfibProcess(second_config, lab.workdir / "second.log")
     try:
         with ZipfSflow(_sflow_port(config), lab.prefixes_v4 + lab.prefixes_v6):
             async with watch_fib_peak(lab) as watch:
                 first.start()
                 await asyncio.to_thread(first.wait_healthy)
+                if takeover:
+                    second.start()
+                    await asyncio.to_thread(second.wait_healthy)
                 full = CAP_V4 + CAP_V6
                 assert await watch.wait_for(lambda fib: len(fib) >= full, 60.0), (
                     f"FIB never filled: {watch.count(4)} + {watch.count(6)} routes {first.log()[-3000:]}")
@@ -108,8 +119,9 @@ async def _restart_keeps_the_fib(lab: Lab, store_url: str, sigkill: bool) -> tup
                 first.kill() if sigkill else first.stop()
                 assert await watch.wait_for(lambda fib: not fib, 10.0), "the switch kept unmanaged routes"
 
-                second.start()
-                await asyncio.to_thread(second.wait_healthy)
+                if not takeover:
+                    second.start()
+                    await asyncio.to_thread(second.wait_healthy)
                 assert await watch.wait_for(bool, 30.0), f"no FIB after the restart: {second.log()[-2000:]}"
                 began = time.monotonic()
                 filled = await watch.wait_for(lambda fib: len(fib) >= len(before), 20.0)
@@ -142,5 +154,20 @@ def test_sigkill_and_start_on_redis_rebuilds_the_same_fib(lab: Lab, tmp_path: Pa
     finally:
         redis.stop()
     print(f"\nwarm restart (Redis, SIGKILL): Jaccard {overlap:.3f}, "
+          f"FIB full {took:.2f} s after its first route")
+    assert overlap >= 0.98
+
+
+def test_a_standby_taking_over_from_a_killed_active_rebuilds_the_same_fib(lab: Lab, tmp_path: Path) -> None:
+    redis = PersistentRedis(tmp_path)
+    try:
+        redis.start()
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
+    try:
+        overlap, took = asyncio.run(_restart_keeps_the_fib(lab, redis.url, sigkill=True, takeover=True))
+    finally:
+        redis.stop()
+    print(f"\nstandby takeover (Redis, SIGKILL of the active): Jaccard {overlap:.3f}, "
           f"FIB full {took:.2f} s after its first route")
     assert overlap >= 0.98
