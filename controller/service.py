@@ -126,7 +126,7 @@ class Service:
             path_rates=self.path_rates,
         )
         self.collector.lock = self.lock
-        self.warm = WarmKeeper(config, self.rates, self.store)
+        self.warm = WarmKeeper(config, self.rates, self.store, path_rates=self.path_rates)
         self.collector.flow_gate = FlowGate(
             SwitchFlowSources(sw.name, tuple(sw.sflow_agents), tuple(sw.effective_flow_sources))
             for sw in config.switch

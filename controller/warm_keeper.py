@@ -28,12 +28,13 @@ from pathlib import Path
 
 from collector.accounting import PrefixRates
 from collector.metrics import REGISTRY
+from collector.path_accounting import PathRates
 from collector.safe_files import ensure_private_dir, open_private_fd, write_atomically
 from controller.config import TopfibConfig
 from controller.selection_types import TABLE_IPV4, TABLE_IPV4_24, TABLE_IPV6
 from controller.store import Store, StoreUnavailable
 from controller.switch_controller import SwitchController
-from controller.warm_state import MAX_SNAPSHOT_BYTES, SnapshotRefused, WarmState, decode
+from controller.warm_state import MAX_PATH_ROWS, MAX_SNAPSHOT_BYTES, SnapshotRefused, WarmState, decode
 
 log = logging.getLogger(__name__)
 FUTURE_SKEW_S = 5.0  # a snapshot taken this far "in the future" (clock skew) counts as fresh
@@ -55,10 +56,12 @@ class WarmKeeper:
     """Writes and reads the warm state of every switch of one ``topfib run``."""
 
     def __init__(self, config: TopfibConfig, rates: PrefixRates, store: Store, *,
+                 path_rates: PathRates | None = None,
                  wall_clock: Callable[[], float] = time.time,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config.state
         self.rates = rates
+        self.path_rates = path_rates
         self.store = store
         self.in_store = config.store.url != "memory://"
         directory = self.config.directory
@@ -89,11 +92,14 @@ class WarmKeeper:
             per_family or ROWS_PER_SLOT * (caps.get(TABLE_IPV4, 0) + caps.get(TABLE_IPV4_24, 0)),
             per_family or ROWS_PER_SLOT * caps.get(TABLE_IPV6, 0),
         )
-        observed_s, rows = self.rates.export_rows(ctl.name, self._clock(), limits)
+        now = self._clock()
+        observed_s, rows = self.rates.export_rows(ctl.name, now, limits)
+        paths = [] if self.path_rates is None else self.path_rates.export_paths(
+            ctl.name, now, [row.prefix for row in rows])
         return WarmState(
             switch=ctl.name, taken_at=self._wall_clock(), observed_s=observed_s,
             fast_half_life_s=self.rates.fast_half_life_s, slow_half_life_s=self.rates.slow_half_life_s,
-            rows=rows, desired=dict(ctl.continuity_routes()),
+            rows=rows, desired=dict(ctl.continuity_routes()), paths=paths[:MAX_PATH_ROWS],
         )
 
     async def save(self, ctl: SwitchController) -> bool:
@@ -171,10 +177,13 @@ class WarmKeeper:
         if with_rates:
             with ctl.rib_lock:  # the collector accounts under this lock too
                 self.rates.restore_rows(ctl.name, self._clock(), state.rows, age, state.observed_s)
+                if self.path_rates is not None:
+                    self.path_rates.restore_paths(ctl.name, self._clock(), state.paths, age, state.observed_s)
         ctl.carry_incumbents(state.desired)
         _m_restores.inc(switch=ctl.name, outcome="warm")
-        log.info("switch %s: warm start from a %.0f s old snapshot (%d rate rows, %d desired routes)",
-                 ctl.name, age, len(state.rows) if with_rates else 0, len(state.desired))
+        log.info("switch %s: warm start from a %.0f s old snapshot (%d rate rows, %d paths, %d desired "
+                 "routes)", ctl.name, age, len(state.rows) if with_rates else 0,
+                 len(state.paths) if with_rates else 0, len(state.desired))
         return True
 
 

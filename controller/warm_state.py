@@ -1,7 +1,8 @@
 """Warm state: what one switch's controller hands to the next one (after a restart or takeover).
 
 A snapshot holds the top rate rows per family (decayed sums, see
-:meth:`collector.accounting.PrefixRates.export_rows`) and the last desired FIB. It is JSON text,
+:meth:`collector.accounting.PrefixRates.export_rows`), the per-path rates of those prefixes
+(:meth:`collector.path_accounting.PathRates.export_paths`) and the last desired FIB. It is JSON text,
 versioned and validated whole on the way in: a snapshot that is too big, of another version,
 switch or half-life, or with one malformed field is refused as a whole (:class:`SnapshotRefused`,
 whose message says why) and the controller starts cold. Nothing in it is trusted: prefixes must
@@ -13,10 +14,11 @@ from __future__ import annotations
 import ipaddress
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast, get_args
 
 from collector.accounting import UNROUTED, RateRow
+from collector.path_accounting import PathRow
 from controller.addresses import parse_ip
 from controller.selection_types import Reason, SelectedRoute, new_route
 
@@ -24,6 +26,7 @@ VERSION = 1
 MAX_SNAPSHOT_BYTES = 64 * 1024 * 1024  # ~500k rate rows: 4 × a 100k cap, with room
 MAX_ROWS = 500_000
 MAX_ROUTES = 500_000
+MAX_PATH_ROWS = 500_000
 _REASONS = frozenset(get_args(Reason))
 
 
@@ -40,6 +43,7 @@ class WarmState:
     slow_half_life_s: float
     rows: list[RateRow]
     desired: dict[str, SelectedRoute]
+    paths: list[PathRow] = field(default_factory=list)  # per (prefix, next hop) of the rows
 
     def encode(self) -> str:
         return json.dumps({
@@ -50,6 +54,7 @@ class WarmState:
             "half_lives_s": [self.fast_half_life_s, self.slow_half_life_s],
             "rates": [[row.prefix, *row.fast, *row.slow] for row in self.rows],
             "desired": [[r.prefix, r.next_hop, r.reason, r.since] for r in self.desired.values()],
+            "paths": [[p.prefix, p.next_hop, *p.fast, *p.slow] for p in self.paths],
         }, separators=(",", ":"))
 
 
@@ -78,6 +83,7 @@ def decode(text: str | bytes, switch: str, half_lives_s: tuple[float, float]) ->
         slow_half_life_s=half_lives_s[1],
         rows=[_row(item) for item in _list(doc, "rates", MAX_ROWS)],
         desired=_routes(_list(doc, "desired", MAX_ROUTES)),
+        paths=[_path(item) for item in _list(doc, "paths", MAX_PATH_ROWS)],
     )
 
 
@@ -118,19 +124,34 @@ def _row(item: object) -> RateRow:
     return RateRow(prefix, fast, slow)
 
 
+def _path(item: object) -> PathRow:
+    if not isinstance(item, list) or len(item) != 8:
+        raise SnapshotRefused("paths: an entry is not [prefix, next_hop, 6 numbers]")
+    prefix = _prefix(item[0], "paths")
+    next_hop = _address(item[1], "paths")
+    numbers = [_number(v, "paths") for v in item[2:]]
+    fast = cast(tuple[float, float, float], tuple(numbers[:3]))
+    slow = cast(tuple[float, float, float], tuple(numbers[3:]))
+    return PathRow(prefix, next_hop, fast, slow)
+
+
+def _address(value: object, key: str) -> str:
+    if not isinstance(value, str) or len(value) > 64:
+        raise SnapshotRefused(f"{key}: next_hop is not an address")
+    try:
+        parse_ip(value)
+    except ValueError:
+        raise SnapshotRefused(f"{key}: next_hop {value[:64]!r} is not an address") from None
+    return value
+
+
 def _routes(items: list[Any]) -> dict[str, SelectedRoute]:
     routes: dict[str, SelectedRoute] = {}
     for item in items:
         if not isinstance(item, list) or len(item) != 4:
             raise SnapshotRefused("desired: an entry is not [prefix, next_hop, reason, since]")
         prefix = _prefix(item[0], "desired")
-        next_hop, reason = item[1], item[2]
-        if not isinstance(next_hop, str) or len(next_hop) > 64:
-            raise SnapshotRefused("desired: next_hop is not an address")
-        try:
-            parse_ip(next_hop)
-        except ValueError:
-            raise SnapshotRefused(f"desired: next_hop {next_hop[:64]!r} is not an address") from None
+        next_hop, reason = _address(item[1], "desired"), item[2]
         if reason not in _REASONS:
             raise SnapshotRefused("desired: unknown reason")
         routes[prefix] = new_route(prefix, next_hop, cast(Reason, reason), _number(item[3], "desired"), 0.0)

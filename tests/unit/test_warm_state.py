@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import pytest
 
 from collector.accounting import UNROUTED, PrefixRates
+from collector.path_accounting import PathRates
 from controller.config import TopfibConfig
 from controller.selection_types import SelectedRoute, SelectionPolicy, new_route
 from controller.store import MemoryStore
@@ -56,13 +58,14 @@ class StandIn:
 
 
 def _keeper(rates: PrefixRates, directory: Path | None, wall: list[float], mono: list[float],
-            **state: Any) -> WarmKeeper:
+            path_rates: PathRates | None = None, **state: Any) -> WarmKeeper:
     config = TopfibConfig.model_validate({
         "state": {"directory": str(directory) if directory else None, **state},
         "switch": [{"name": "sw1", "neighbor": "10.99.0.2", "local_address": "10.99.0.1",
                     "local_as": 65000, "peer_as": 65000, "fib_cap_ipv4": 2, "fib_cap_ipv6": 1}],
     })
-    return WarmKeeper(config, rates, MemoryStore(), wall_clock=lambda: wall[0], clock=lambda: mono[0])
+    return WarmKeeper(config, rates, MemoryStore(), path_rates=path_rates, wall_clock=lambda: wall[0],
+                      clock=lambda: mono[0])
 
 
 def _ctl(stand_in: StandIn) -> SwitchController:
@@ -89,6 +92,35 @@ def test_a_snapshot_round_trip_restores_scores_evidence_and_the_desired_fib(tmp_
     assert after.evidence == pytest.approx(before.evidence, rel=1e-9)
     assert fresh.unrouted("sw1", 7.0).slow_bps == pytest.approx(rates.unrouted("sw1", 500.0).slow_bps)
     assert stand_in.carried == {ROUTE.prefix: ROUTE}
+
+
+def _path_rates_with_traffic(now: float = 500.0) -> PathRates:
+    names = ["10.0.0.0/16", "192.0.2.0/24"]
+    hops = ["10.99.0.5", "10.99.0.6"]
+    path_rates = PathRates(*HALVES)
+    for second in range(100):
+        # 10/16 mostly via .5, 192.0.2/24 via .6
+        prefix_ids, hop_ids = np.array([0, 0, 0, 1], np.int64), np.array([0, 0, 1, 1], np.int64)
+        path_rates.add_batch("sw1", prefix_ids, hop_ids, names.__getitem__, hops, np.full(4, 1500.0),
+                             np.ones(4), now - 100 + second, naming=1)
+    return path_rates
+
+
+def test_path_rates_come_back_with_the_prefixes_they_belong_to(tmp_path: Path) -> None:
+    rates, path_rates = _rates_with_traffic(), _path_rates_with_traffic()
+    wall = [WALL]
+    keeper = _keeper(rates, tmp_path, wall, [500.0], path_rates)
+    assert asyncio.run(keeper.save(_ctl(StandIn())))
+    fresh_rates, fresh_paths = PrefixRates(*HALVES), PathRates(*HALVES)
+    assert asyncio.run(_keeper(fresh_rates, tmp_path, wall, [9.0], fresh_paths).restore(_ctl(StandIn())))
+    for prefix in ("10.0.0.0/16", "192.0.2.0/24"):
+        before = path_rates.paths_of("sw1", prefix, 500.0)
+        after = fresh_paths.paths_of("sw1", prefix, 9.0)
+        assert [p.next_hop for p in after] == [p.next_hop for p in before]
+        assert [v for p in after for v in (p.slow_bps, p.samples)] == pytest.approx(
+            [v for p in before for v in (p.slow_bps, p.samples)], rel=1e-9)
+    assert fresh_paths.dominant_next_hops("sw1", 9.0) == path_rates.dominant_next_hops("sw1", 500.0) == {
+        "10.0.0.0/16": "10.99.0.5", "192.0.2.0/24": "10.99.0.6"}
 
 
 def test_restored_rates_are_decayed_for_the_snapshot_age(tmp_path: Path) -> None:
@@ -146,6 +178,10 @@ def _valid_doc() -> dict[str, Any]:
     (lambda d: d["desired"].append(["10.2.0.0/16", "not-an-ip", "topn", 1.0]), "desired"),
     (lambda d: d["desired"].append(["10.2.0.0/16", "10.0.0.1", "owned", 1.0]), "desired"),
     (lambda d: d["desired"].append(["10.2.0.0/16", "10.0.0.1", "topn", 1e400]), "desired"),
+    (lambda d: d["paths"].append(["10.2.0.0/16", "10.0.0.1", 1.0]), "paths"),
+    (lambda d: d["paths"].append(["10.2.0.0/16", "::g", *[1.0] * 6]), "paths"),
+    (lambda d: d["paths"].append(["10.3.0.0/15", "10.0.0.1", *[1.0] * 6]), "paths"),
+    (lambda d: d.pop("paths"), "paths"),
 ])
 def test_a_malformed_snapshot_is_refused_naming_the_field(change: Any, named: str) -> None:
     doc = _valid_doc()
