@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any, cast, get_args
 
@@ -27,6 +26,9 @@ MAX_SNAPSHOT_BYTES = 64 * 1024 * 1024  # ~500k rate rows: 4 × a 100k cap, with 
 MAX_ROWS = 500_000
 MAX_ROUTES = 500_000
 MAX_PATH_ROWS = 500_000
+# above any real decayed sum (8 Tbit/s for an hour's half-life is ~5e15 bytes) and far enough
+# below float overflow that the epoch scaling of the restore (up to 2^64) stays finite
+MAX_NUMBER = 1e20
 _REASONS = frozenset(get_args(Reason))
 
 
@@ -97,8 +99,8 @@ def _list(doc: dict[str, Any], key: str, limit: int) -> list[Any]:
 
 
 def _number(value: object, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-        raise SnapshotRefused(f"{key}: not a finite number ≥ 0")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_NUMBER:
+        raise SnapshotRefused(f"{key}: not a number from 0 to {MAX_NUMBER:g}")
     return float(value)
 
 

@@ -174,6 +174,7 @@ def _valid_doc() -> dict[str, Any]:
     (lambda d: d["rates"].append(["010.0.0.0/16", *[1.0] * 8]), "rates"),
     (lambda d: d["rates"].append(["10.1.0.0/16", -1.0, *[1.0] * 7]), "rates"),
     (lambda d: d["rates"].append(["10.1.0.0/16", True, *[1.0] * 7]), "rates"),
+    (lambda d: d["rates"].append(["10.1.0.0/16", 1e300, *[1.0] * 7]), "rates"),  # would overflow
     (lambda d: d["rates"].append(["10.1.0.0/16", 1.0]), "rates"),
     (lambda d: d["desired"].append(["10.2.0.0/16", "not-an-ip", "topn", 1.0]), "desired"),
     (lambda d: d["desired"].append(["10.2.0.0/16", "10.0.0.1", "owned", 1.0]), "desired"),
@@ -281,6 +282,14 @@ def test_the_redis_store_takes_snapshots_as_the_rates_kind(tmp_path: Path) -> No
     text = asyncio.run(store.snapshot("sw1", "rates"))
     assert text is not None and decode(text, "sw1", HALVES).switch == "sw1"
     assert list(tmp_path.iterdir()) == []
+    # a hostile value in the store: refused, counted, cold start
+    asyncio.run(store.put_snapshot("sw1", "rates", '{"version": 1, "switch": "sw1", "rates": 7}'))
+    fresh = PrefixRates(*HALVES)
+    before = _m_restores.value(switch="sw1", outcome="refused")
+    restarted = WarmKeeper(config, fresh, store, wall_clock=lambda: WALL, clock=lambda: 1.0)
+    assert not asyncio.run(restarted.restore(_ctl(StandIn())))
+    assert _m_restores.value(switch="sw1", outcome="refused") == before + 1
+    assert fresh.prefix_count("sw1") == 0
 
 
 def test_carried_incumbents_keep_the_previous_fib_against_a_better_challenger(tmp_path: Path) -> None:
