@@ -59,6 +59,7 @@ _Z95 = 1.96  # two-sided 95 % normal quantile
 # Scores a selection reads per FIB slot (see PrefixRates.selection_inputs): room for the units and
 # ties the greedy skips, far past where the contest is decided.
 CANDIDATES_PER_SLOT = 4
+_EXPORT_CHUNK = 16_384  # prefixes looked at per step of a warm-state export (export_rows)
 
 
 def error_pct(effective_samples: float) -> float:
@@ -557,22 +558,30 @@ class PrefixRates:
                 return 0.0, []
             score = self._score_array(rates, now)
             score[_UNROUTED_SLOT] = 0.0
-            slots = np.flatnonzero(score > 0.0).tolist()
+            slots = np.flatnonzero(score > 0.0)
             kept: list[int] = [_UNROUTED_SLOT]
-            for v6, limit in ((False, limits[0]), (True, limits[1])):
-                family = [s for s in slots if (":" in _name(rates, s)) == v6]
-                family.sort(key=lambda s: -score[s])
-                kept += family[:limit]
-            rows: list[RateRow] = []
-            for slot in kept:
-                halves: list[tuple[float, float, float, float]] = []
-                for decay in (rates.fast, rates.slow):
-                    read = decay.read_factor(now)
-                    values = decay.values[:, slot] * read
-                    halves.append((float(values[_BYTES]), float(values[_PACKETS]),
-                                   float(values[_SAMPLES]), float(decay.squares[slot]) * read * read))
-                rows.append(RateRow(_name(rates, slot), halves[0], halves[1]))
-            return now - rates.first_seen, rows
+            names: list[str] = [UNROUTED]
+            room = list(limits)  # IPv4, IPv6
+            ordered = slots[np.argsort(-score[slots], kind="stable")]
+            for start in range(0, len(ordered), _EXPORT_CHUNK):  # both families are full early
+                for slot in ordered[start:start + _EXPORT_CHUNK].tolist():
+                    name = _name(rates, slot)
+                    v6 = ":" in name
+                    if room[v6] > 0:
+                        room[v6] -= 1
+                        kept.append(slot)
+                        names.append(name)
+                if not any(room):
+                    break
+            tables = []
+            for decay in (rates.fast, rates.slow):  # one numpy pass per half-life, not per row
+                read = decay.read_factor(now)
+                tables.append(np.vstack((decay.values[:, kept] * read, decay.squares[kept] * (read * read))))
+            observed_s = now - rates.first_seen
+        # building the rows needs no lock: the collector goes on meanwhile
+        fast_rows, slow_rows = (table.T.tolist() for table in tables)
+        return observed_s, [RateRow(name, tuple(fast), tuple(slow))
+                            for name, fast, slow in zip(names, fast_rows, slow_rows, strict=True)]
 
     def restore_rows(self, switch: str, now: float, rows: list[RateRow], age_s: float,
                      observed_s: float) -> None:
