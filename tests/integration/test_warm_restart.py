@@ -20,6 +20,7 @@ import pytest
 from collector.sflow_encode import FlowSampleSpec, encode_datagram
 from tests.integration.fault_support import (
     AGENT,
+    VIEWER_TOKEN,
     PersistentRedis,
     TopfibProcess,
     host_in,
@@ -77,6 +78,15 @@ class ZipfSflow:
         self._thread.join(10)
 
 
+def coverage(proc: TopfibProcess) -> float:
+    """``topfib_coverage_ratio`` of the lab's switch, from /metrics (0 before the first selection)."""
+    with proc.client(VIEWER_TOKEN) as client:
+        text = client.get("/metrics").text
+    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+              if line.startswith("topfib_coverage_ratio{")]
+    return values[0] if values else 0.0
+
+
 def jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b) if a | b else 1.0
 
@@ -94,9 +104,10 @@ def _config(lab: Lab, tag: str, store_url: str) -> Path:
 
 
 async def _restart_keeps_the_fib(lab: Lab, store_url: str, sigkill: bool, takeover: bool = False
-                                 ) -> tuple[float, float]:
+                                 ) -> tuple[float, float, float]:
     """Jaccard of the first full FIB after the restart (or a standby's takeover) with the one
-    before, and seconds from the new session's first route to that FIB."""
+    before, seconds from the new session's first route to that FIB, and the coverage (within 10 s
+    of that) as a share of the coverage before."""
     config = _config(lab, "first", store_url)
     first = TopfibProcess(config, lab.workdir / "first.log")
     # a standby on the same Redis, started with the active (it gets no sFlow: the rates come
@@ -116,6 +127,8 @@ async def _restart_keeps_the_fib(lab: Lab, store_url: str, sigkill: bool, takeov
                     f"FIB never filled: {watch.count(4)} + {watch.count(6)} routes {first.log()[-3000:]}")
                 await asyncio.sleep(SETTLE_S)
                 before = set(watch.routes)
+                covered_before = await asyncio.to_thread(coverage, first)
+                assert covered_before > 0, "no coverage published before the restart"
                 first.kill() if sigkill else first.stop()
                 assert await watch.wait_for(lambda fib: not fib, 10.0), "the switch kept unmanaged routes"
 
@@ -130,16 +143,21 @@ async def _restart_keeps_the_fib(lab: Lab, store_url: str, sigkill: bool, takeov
                 assert filled, f"FIB not refilled: {len(after)} of {len(before)} routes"
                 assert watch.peak_v4 <= CAP_V4 and watch.peak_v6 <= CAP_V6
                 assert await async_wait_until(lambda: "warm start from a" in second.log(), 5.0), second.log()
-                return jaccard(before, after), took
+                # coverage (share of routed traffic on installed prefixes) back to ≥ 0.99 × within 10 s
+                deadline = time.monotonic() + 10.0
+                while (covered := await asyncio.to_thread(coverage, second)) < 0.99 * covered_before:
+                    assert time.monotonic() < deadline, f"coverage {covered:.3f}, before {covered_before:.3f}"
+                    await asyncio.sleep(0.2)
+                return jaccard(before, after), took, covered / covered_before
     finally:
         first.stop()
         second.stop()
 
 
 def test_sigterm_and_start_with_the_memory_store_rebuilds_the_same_fib(lab: Lab) -> None:
-    overlap, took = asyncio.run(_restart_keeps_the_fib(lab, "memory://", sigkill=False))
+    overlap, took, kept = asyncio.run(_restart_keeps_the_fib(lab, "memory://", sigkill=False))
     print(f"\nwarm restart (memory store, state.directory, SIGTERM): Jaccard {overlap:.3f}, "
-          f"FIB full {took:.2f} s after its first route")
+          f"FIB full {took:.2f} s after its first route, coverage {kept:.3f} × before")
     assert overlap >= 0.98
 
 
@@ -150,11 +168,11 @@ def test_sigkill_and_start_on_redis_rebuilds_the_same_fib(lab: Lab, tmp_path: Pa
     except RuntimeError as exc:
         pytest.skip(str(exc))
     try:
-        overlap, took = asyncio.run(_restart_keeps_the_fib(lab, redis.url, sigkill=True))
+        overlap, took, kept = asyncio.run(_restart_keeps_the_fib(lab, redis.url, sigkill=True))
     finally:
         redis.stop()
     print(f"\nwarm restart (Redis, SIGKILL): Jaccard {overlap:.3f}, "
-          f"FIB full {took:.2f} s after its first route")
+          f"FIB full {took:.2f} s after its first route, coverage {kept:.3f} × before")
     assert overlap >= 0.98
 
 
@@ -165,9 +183,9 @@ def test_a_standby_taking_over_from_a_killed_active_rebuilds_the_same_fib(lab: L
     except RuntimeError as exc:
         pytest.skip(str(exc))
     try:
-        overlap, took = asyncio.run(_restart_keeps_the_fib(lab, redis.url, sigkill=True, takeover=True))
+        overlap, took, kept = asyncio.run(_restart_keeps_the_fib(lab, redis.url, sigkill=True, takeover=True))
     finally:
         redis.stop()
     print(f"\nstandby takeover (Redis, SIGKILL of the active): Jaccard {overlap:.3f}, "
-          f"FIB full {took:.2f} s after its first route")
+          f"FIB full {took:.2f} s after its first route, coverage {kept:.3f} × before")
     assert overlap >= 0.98
