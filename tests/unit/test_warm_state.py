@@ -314,3 +314,21 @@ def test_carried_incumbents_keep_the_previous_fib_against_a_better_challenger(tm
 
     assert asyncio.run(first_topn(carry=False)) == ["10.0.1.0/24", "192.0.2.0/24", "198.51.100.0/24"]
     assert asyncio.run(first_topn(carry=True)) == ["10.0.2.0/24", "192.0.2.0/24", "198.51.100.0/24"]
+
+
+def test_run_refuses_a_world_writable_state_directory_naming_the_key(tmp_path: Path) -> None:
+    from controller.config import ConfigError
+    from controller.service import Service
+
+    state = tmp_path / "state"
+    state.mkdir()
+    state.chmod(0o777)
+    config = TopfibConfig.model_validate({
+        "api": {"listen": "127.0.0.1:18081"}, "collector": {"sflow_listen": ["127.0.0.1:16344"]},
+        "exabgp": {"runtime_dir": str(tmp_path / "run")}, "state": {"directory": str(state)},
+        "switch": [{"name": "sw1", "neighbor": "10.99.0.2", "local_address": "10.99.0.1",
+                    "local_as": 65000, "peer_as": 65000, "fib_cap_ipv4": 2, "fib_cap_ipv6": 1}],
+    })
+    expected = rf"state\.directory: cannot use {state}: directory {state} is writable by group"
+    with pytest.raises(ConfigError, match=expected):
+        asyncio.run(Service(config).start())
