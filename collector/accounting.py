@@ -59,6 +59,7 @@ _Z95 = 1.96  # two-sided 95 % normal quantile
 # Scores a selection reads per FIB slot (see PrefixRates.selection_inputs): room for the units and
 # ties the greedy skips, far past where the contest is decided.
 CANDIDATES_PER_SLOT = 4
+_EXPORT_CHUNK = 16_384  # prefixes looked at per step of a warm-state export (export_rows)
 
 
 def error_pct(effective_samples: float) -> float:
@@ -100,6 +101,15 @@ class PrefixRate:
     score: float
     samples: float
     error_pct: float
+
+
+@dataclass(frozen=True, slots=True)
+class RateRow:
+    """One prefix's decayed sums at a moment, per half-life: (bytes, packets, samples, Σw²)."""
+
+    prefix: str
+    fast: tuple[float, float, float, float]
+    slow: tuple[float, float, float, float]
 
 
 class _Decay:
@@ -536,6 +546,62 @@ class PrefixRates:
             sums = decay.values[_BYTES, :used] * decay.read_factor(now)
             slots = np.flatnonzero(sums > 0.0)
             return {_name(rates, s): v for s, v in zip(slots.tolist(), sums[slots].tolist(), strict=True)}
+
+    # ----------------------------------------------------------------------------- warm state
+
+    def export_rows(self, switch: str, now: float, limits: tuple[int, int]) -> tuple[float, list[RateRow]]:
+        """The highest-scoring prefixes, ``limits`` (IPv4, IPv6) per family, and the unrouted row as decayed
+        sums at ``now``, with how long the switch has been observed: what a restart restores."""
+        with self._lock:
+            rates = self._switches.get(switch)
+            if rates is None:
+                return 0.0, []
+            score = self._score_array(rates, now)
+            score[_UNROUTED_SLOT] = 0.0
+            slots = np.flatnonzero(score > 0.0)
+            kept: list[int] = [_UNROUTED_SLOT]
+            names: list[str] = [UNROUTED]
+            room = list(limits)  # IPv4, IPv6
+            ordered = slots[np.argsort(-score[slots], kind="stable")]
+            for start in range(0, len(ordered), _EXPORT_CHUNK):  # both families are full early
+                for slot in ordered[start:start + _EXPORT_CHUNK].tolist():
+                    name = _name(rates, slot)
+                    v6 = ":" in name
+                    if room[v6] > 0:
+                        room[v6] -= 1
+                        kept.append(slot)
+                        names.append(name)
+                if not any(room):
+                    break
+            tables = []
+            for decay in (rates.fast, rates.slow):  # one numpy pass per half-life, not per row
+                read = decay.read_factor(now)
+                tables.append(np.vstack((decay.values[:, kept] * read, decay.squares[kept] * (read * read))))
+            observed_s = now - rates.first_seen
+        # building the rows needs no lock: the collector goes on meanwhile
+        fast_rows, slow_rows = (table.T.tolist() for table in tables)
+        return observed_s, [RateRow(name, tuple(fast), tuple(slow))
+                            for name, fast, slow in zip(names, fast_rows, slow_rows, strict=True)]
+
+    def restore_rows(self, switch: str, now: float, rows: list[RateRow], age_s: float,
+                     observed_s: float) -> None:
+        """Add ``rows`` (from :meth:`export_rows`, ``age_s`` seconds ago) decayed for their age;
+        the switch counts as observed since ``observed_s`` before the snapshot."""
+        with self._lock:
+            rates = self._switch(switch, now)
+            rates.first_seen = min(rates.first_seen, now - age_s - observed_s)
+            prefixes = [row.prefix for row in rows if row.prefix != UNROUTED]
+            self._allocate(rates, [p for p in dict.fromkeys(prefixes) if p not in rates.slot_of_prefix])
+            for decay, pick in ((rates.fast, 0), (rates.slow, 1)):
+                scale = decay.weight(now) * 2.0 ** (-age_s / decay.half_life_s)
+                for row in rows:
+                    slot = _UNROUTED_SLOT if row.prefix == UNROUTED else rates.slot_of_prefix[row.prefix]
+                    nbytes, npackets, samples, squares = row.fast if pick == 0 else row.slow
+                    added = np.array((nbytes, npackets, samples)) * scale
+                    decay.values[:, slot] += added
+                    decay.squares[slot] += squares * scale * scale
+                    decay.total += added
+                    decay.total_squares += squares * scale * scale
 
     def prefix_count(self, switch: str) -> int:
         with self._lock:

@@ -53,6 +53,16 @@ class PathRate:
     samples: float  # decayed sample count on the half-life giving the score
 
 
+@dataclass(frozen=True, slots=True)
+class PathRow:
+    """One path's decayed sums at a moment, per half-life: (bytes, packets, samples)."""
+
+    prefix: str
+    next_hop: str
+    fast: tuple[float, float, float]
+    slow: tuple[float, float, float]
+
+
 @dataclass
 class _SwitchPaths:
     fast: _Decay
@@ -310,6 +320,39 @@ class PathRates:
             assert paths is not None or not hops
             readings = [self._reading(paths, slot, now) for slot in hops.values()] if paths else []
         return sorted(readings, key=lambda r: (-r.score, r.next_hop))
+
+    def export_paths(self, switch: str, now: float, prefixes: Iterable[str]) -> list[PathRow]:
+        """The paths of ``prefixes`` as decayed sums at ``now`` (what a warm restart restores)."""
+        with self._lock:
+            paths = self._switches.get(switch)
+            if paths is None:
+                return []
+            reads = (paths.fast.read_factor(now), paths.slow.read_factor(now))
+            rows = []
+            for prefix in prefixes:
+                for hop, slot in paths.slots_of_prefix.get(prefix, {}).items():
+                    fast, slow = (decay.values[:, slot] * read
+                                  for decay, read in zip((paths.fast, paths.slow), reads, strict=True))
+                    rows.append(PathRow(prefix, hop, (float(fast[0]), float(fast[1]), float(fast[2])),
+                                        (float(slow[0]), float(slow[1]), float(slow[2]))))
+            return rows
+
+    def restore_paths(self, switch: str, now: float, rows: Iterable[PathRow], age_s: float,
+                      observed_s: float) -> None:
+        """Add ``rows`` (from :meth:`export_paths`, ``age_s`` seconds ago) decayed for their age."""
+        with self._lock:
+            paths = self._switch(switch, now)
+            paths.first_seen = min(paths.first_seen, now - age_s - observed_s)
+            for row in rows:
+                path = (row.prefix, row.next_hop)
+                if path not in paths.slot_of_path and len(paths.slot_of_path) >= self.max_paths:
+                    continue  # full: what the collector has seen itself counts more
+                slot = paths.slot_of_path.get(path)
+                if slot is None:
+                    slot = self._allocate(paths, path)
+                for decay, sums in ((paths.fast, row.fast), (paths.slow, row.slow)):
+                    scale = decay.weight(now) * 2.0 ** (-age_s / decay.half_life_s)
+                    decay.values[:, slot] += np.array(sums) * scale
 
     def path_count(self, switch: str) -> int:
         with self._lock:

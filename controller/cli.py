@@ -106,12 +106,16 @@ def simulate(
     warmup: Annotated[
         float, typer.Option("--warmup", help="simulated seconds before measuring (steady state)")
     ] = DEFAULT_WARMUP_S,
+    restart_at: Annotated[
+        float | None, typer.Option("--restart-at", help="a warm restart at this simulated second")
+    ] = None,
 ) -> None:
     """Replay traffic through accounting and selection; report coverage vs the oracle per cap."""
     from controller.simulate import run_simulate
 
     caps = [int(c) for c in cap.split(",") if c.strip()]
-    raise typer.Exit(run_simulate(rib, traffic, caps, as_json, plot, duration, seed, warmup))
+    raise typer.Exit(run_simulate(rib, traffic, caps, as_json, plot, duration, seed, warmup,
+                                 restart_at))
 
 
 @token_app.command("new")

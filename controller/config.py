@@ -121,6 +121,16 @@ class StoreConfig(_Strict):
         return value
 
 
+class StateConfig(_Strict):
+    """Warm state for restarts and takeovers (controller/warm_keeper.py): rate snapshots and the
+    last desired FIB, in the Redis store, or with the memory store in ``directory``."""
+
+    snapshot_interval_s: float = Field(60.0, gt=0, le=86400)
+    max_age_s: float = Field(3600.0, gt=0, le=7 * 86400)  # an older snapshot is ignored: start cold
+    max_entries: int = Field(0, ge=0, le=500_000)  # rate rows per family; 0: 4 × the family's cap
+    directory: str | None = Field(None, min_length=1)  # memory store: one file per switch here
+
+
 class ExabgpConfig(_Strict):
     executable: str = ""
     reactor_speed: float = Field(0.1, gt=0)
@@ -301,6 +311,7 @@ class TopfibConfig(_Strict):
     api: ApiConfig = ApiConfig()
     collector: CollectorConfig = CollectorConfig()
     store: StoreConfig = StoreConfig()
+    state: StateConfig = StateConfig()
     exabgp: ExabgpConfig = ExabgpConfig()
     matrix: MatrixConfig = MatrixConfig()
     special_use: SpecialUseConfig = SpecialUseConfig()

@@ -41,6 +41,7 @@ from controller.log_format import LogFormat, configure_logging
 from controller.reload import prepare_reload, report_reload
 from controller.store import MemoryStore, Store
 from controller.switch_controller import SwitchController
+from controller.warm_keeper import WarmKeeper
 
 log = logging.getLogger(__name__)
 GC_YOUNG_THRESHOLD = 50_000
@@ -126,6 +127,7 @@ class Service:
             path_rates=self.path_rates,
         )
         self.collector.lock = self.lock
+        self.warm = WarmKeeper(config, self.rates, self.store, path_rates=self.path_rates)
         self.collector.flow_gate = FlowGate(
             SwitchFlowSources(sw.name, tuple(sw.sflow_agents), tuple(sw.effective_flow_sources))
             for sw in config.switch
@@ -195,6 +197,12 @@ class Service:
         except OSError as exc:
             reason = exc.strerror or str(exc)
             raise ConfigError(f"exabgp.runtime_dir: cannot use {self.runtime_dir}: {reason}") from None
+        try:
+            await asyncio.to_thread(self.warm.prepare)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            directory = self.config.state.directory
+            raise ConfigError(f"state.directory: cannot use {directory}: {reason}") from None
         tls = TlsContexts.from_config(self.config.api)  # unreadable files: ConfigError before binding
         api_socket = self._bind_api()
         listener = SflowListener(
@@ -210,6 +218,8 @@ class Service:
             raise ConfigError(f"collector.sflow_listen: cannot listen on {listen}: {exc.strerror}") from None
         self._listener = listener
         for ctl in self.controllers.values():
+            if not self.leases:  # with leases the takeover restores (see _loop)
+                await self.warm.restore(ctl)
             await ctl.start(active=not self.leases)
             self._tasks.append(asyncio.create_task(self._loop(ctl), name=f"loop-{ctl.name}"))
         limit = connection_limit(self.config.api.max_connections)  # raises the open-file limit
@@ -217,6 +227,9 @@ class Service:
         self._tasks.append(asyncio.create_task(self._serve_api(api_socket), name="api"))
         if self.matrix is not None:
             self._tasks.append(asyncio.create_task(self._roll_matrix(self.matrix), name="matrix"))
+        if self.warm.enabled:
+            warm = self.warm.run(self.controllers.values(), self._stopping)
+            self._tasks.append(asyncio.create_task(warm, name="warm-state"))
 
     def reload(self, config_path: Path) -> None:
         """SIGHUP: re-read ``config_path`` and apply what can change at run time (controller.reload),
@@ -249,6 +262,9 @@ class Service:
                 lease = self.leases.get(ctl.name)
                 if lease is not None:
                     if await lease.hold():
+                        if not ctl.active:  # a takeover: start from the last active's state
+                            # its own rates (the switch sends it sFlow too) must not count twice
+                            await self.warm.restore(ctl, with_rates=not ctl.rates.prefix_count(ctl.name))
                         await ctl.activate()
                     elif lease.held():  # a new claim waits out a previous holder's validity
                         await ctl.deactivate("claimed the switch's lease; waiting one lease TTL")
@@ -286,6 +302,7 @@ class Service:
         if self._server is not None:
             self._server.should_exit = True
         for ctl in self.controllers.values():
+            await self.warm.save(ctl)  # the latest state for the next start (only while active)
             await ctl.stop()
             lease = self.leases.get(ctl.name)
             if lease is not None:

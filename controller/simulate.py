@@ -82,6 +82,7 @@ class SimulationSettings:
     min_swap_gain: float = DEFAULT_MIN_SWAP_GAIN  # share of the average TopN incumbent's score
     min_dwell_s: float = 300.0
     seed: int = 1
+    restart_at_s: float | None = None  # a warm restart at this simulated time (simulate_restart)
 
     def _evidence(self) -> str:
         if not self.use_evidence:
@@ -284,6 +285,12 @@ def simulate(
                 for run in runs:
                     if run.covered is not None:
                         run.covered_bytes += float(nbytes[run.covered[prefix_ids]].sum())
+        if settings.restart_at_s is not None and now - settings.loop_period_s < settings.restart_at_s <= now:
+            from controller.simulate_restart import warm_restart
+
+            rates, fibs = warm_restart(rates, SWITCH, now, [run.routes for run in runs], max(caps))
+            for run, fib in zip(runs, fibs, strict=True):
+                run.routes = fib
         # what the service reads: the top scores for the largest cap, and every incumbent's
         candidates = rates.selection_inputs(
             SWITCH, now, CANDIDATES_PER_SLOT * 2 * max(caps), {p for run in runs for p in run.routes}
@@ -399,6 +406,7 @@ def run_simulate(
     duration: float,
     seed: int,
     warmup: float = SimulationSettings.warmup_s,
+    restart_at: float | None = None,
 ) -> int:
     """CLI body of ``topfib simulate``: 0 on success, 2 on bad arguments or unreadable input."""
     try:
@@ -428,7 +436,10 @@ def run_simulate(
     if not len(sim_rib):
         print(f"--rib: {rib}: no prefixes", file=sys.stderr)
         return 2
-    settings = SimulationSettings(duration_s=duration, warmup_s=warmup, seed=seed)
+    if restart_at is not None and not 0 < restart_at < warmup + duration:
+        print("--restart-at: must be within the simulated time (0 < S < warm-up + duration)", file=sys.stderr)
+        return 2
+    settings = SimulationSettings(duration_s=duration, warmup_s=warmup, seed=seed, restart_at_s=restart_at)
     source: TrafficSource
     if alpha is not None:
         zipf = ZipfTraffic.build(len(sim_rib), alpha, seed)
@@ -468,6 +479,10 @@ def run_simulate(
             )
         for r in results:
             print(f"cap {r.cap}: changes per hour from the start, % of cap: {r.settling()}")
+            if restart_at is not None:
+                from controller.simulate_restart import profile_line
+
+                print(profile_line(r.cap, r.hourly_changes, restart_at))
     if plot is not None:
         title = (
             f"{rib.name}, zipf α={alpha:g}" if alpha is not None else f"{rib.name}, {FilePath(traffic).name}"

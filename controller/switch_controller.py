@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -41,6 +41,7 @@ from controller.oracle import share_of
 from controller.plan import Step, clear_adj_rib_out_command, plan, render_step
 from controller.request_mirror import RequestMirror
 from controller.select import OnDemandRequest, Selection, SelectionPolicy, select
+from controller.selection_types import SelectedRoute
 from controller.self_next_hop import SelfNextHopFilter
 from controller.session_diagnosis import SessionDiagnosis
 from controller.settings import effective_settings, selection_policy
@@ -280,6 +281,9 @@ class SwitchController:
         self._announced = False
         self._replay_pending = False
         self._forgetting: asyncio.Task[bool] | None = None
+        # the previous controller's last desired FIB (warm restart or takeover): incumbents of
+        # every selection until one has been programmed on the switch's full table
+        self._carried: dict[str, SelectedRoute] = {}
 
     def _new_runner(self) -> ExabgpRunner:
         return ExabgpRunner(
@@ -562,6 +566,8 @@ class SwitchController:
             # the sample count behind each score: a challenger displaces an incumbent only when
             # it is ahead beyond sampling error (not by the luck of a few samples)
             previous = self.selection.routes if self.selection else None
+            if self._carried:
+                previous = {**self._carried, **(previous or {})}
             candidates = self.rates.selection_inputs(
                 self.name, now, CANDIDATES_PER_SLOT * sum(self.policy.caps().values()),
                 keep={*(previous or ()), *self.installed},
@@ -586,6 +592,7 @@ class SwitchController:
             began = self._clock()
             await self._program(self.selection.desired())
             self._programming_time = self._clock() - began  # waiting on ExaBGP: the loop was free
+            self._carried = {}
         self._publish_gauges(scores, candidates.total)
         await self._publish_snapshots()
 
@@ -805,6 +812,18 @@ class SwitchController:
         with self.rib_lock:
             alive = self.rib.best(prefix) is not None
         return "displaced" if alive else "no live path"
+
+    # --- warm state (controller/warm_keeper.py) ---------------------------------------------------
+
+    def carry_incumbents(self, routes: dict[str, SelectedRoute]) -> None:
+        """Start from ``routes``, the previous controller's desired FIB, instead of a cold one."""
+        self._carried = dict(routes)
+
+    def continuity_routes(self) -> Mapping[str, SelectedRoute]:
+        """The desired FIB to hand on: the carried one until a selection has been programmed."""
+        if self._carried or self.selection is None:
+            return self._carried
+        return self.selection.routes
 
     # --- reporting -----------------------------------------------------------------------------
 
