@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path as FilePath
 
+from controller.demo_table import CORPUS_V4, corpus_location
 from controller.simulate import (
     CapResult,
     SimulationRib,
@@ -30,11 +31,7 @@ from controller.simulate import (
 )
 from controller.zipf import ZipfTraffic
 
-CORPUS_RIB = (
-    FilePath(__file__).resolve().parents[2]
-    / "shared/corpus/bgp"
-    / "mccurtain__routeviews-rv2-20240406.pfx2as.gz"
-)
+CORPUS_RIB = corpus_location() / CORPUS_V4
 
 
 def _numbers(text: str) -> list[float]:

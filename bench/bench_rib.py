@@ -33,8 +33,9 @@ from collector.paths import Path
 from collector.prefixes import IPV4, IPV6
 from collector.rib import Rib
 from collector.ribfile import load_rib_file
+from controller.demo_table import corpus_location
 
-CORPUS = FilePath(__file__).resolve().parent.parent.parent / "shared" / "corpus" / "bgp"
+CORPUS = corpus_location() / "bgp"
 V4_TABLE = CORPUS / "mccurtain__routeviews-rv2-20240406.pfx2as.gz"
 V6_TABLE = CORPUS / "pytricia__routeviews-rv6-20160202-1200.pfx2as.gz"
 V6_PEERS = ("2001:db8:ffff::1", "2001:db8:ffff::2")

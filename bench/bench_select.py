@@ -40,14 +40,11 @@ import numpy as np
 
 from collector.rib import Rib
 from collector.ribfile import load_rib_file
+from controller.demo_table import CORPUS_V4, corpus_location
 from controller.select import OnDemandRequest, RibView, SelectionPolicy, UnitCache, select
 from controller.simulate import synthetic_peer_rib
 
-CORPUS_RIB = (
-    FilePath(__file__).resolve().parents[2]
-    / "shared/corpus/bgp"
-    / "mccurtain__routeviews-rv2-20240406.pfx2as.gz"
-)
+CORPUS_RIB = corpus_location() / CORPUS_V4
 SCORED = 200_000
 REQUESTS = 1_000
 CAPS = (1_000, 16_000, 30_000)

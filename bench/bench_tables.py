@@ -1,7 +1,7 @@
 """The routing table the collector benchmark gives both daemons, and the stream drawn from it.
 
 The full table (CAIDA RouteViews pfx2as, ~1M IPv4 prefixes plus an IPv6 table) when the corpus is
-there (``TOPFIB_CORPUS`` or ``../shared/corpus``, see ``controller.demo_table.corpus_location``),
+there (``TOPFIB_CORPUS``, see ``controller.demo_table.corpus_location``),
 else a generated one: seeded random prefixes with a DFZ-like length mix (half /24s), outside the
 special-use ranges topfib refuses. Written once per table into the work directory as topfib's
 ``rib_file`` (one pfx2as file, both families), sfacctd's ``networks_file`` (plus the marker

@@ -31,8 +31,9 @@ from collector.sflow_encode import (
     encode_datagram,
     encode_flow_sample,
 )
+from controller.demo_table import corpus_location
 
-CORPUS_BGP = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus" / "bgp"
+CORPUS_BGP = corpus_location() / "bgp"
 V4_TABLE = CORPUS_BGP / "mccurtain__routeviews-rv2-20240406.pfx2as.gz"
 V6_TABLE = CORPUS_BGP / "pytricia__routeviews-rv6-20160202-1200.pfx2as.gz"
 

@@ -1,7 +1,7 @@
 """The demo's routing table: which prefixes exist, which of them the switch has peer routes for.
 
 The table is the corpus's full table (CAIDA RouteViews pfx2as: ~1M IPv4 prefixes, plus an IPv6
-table), found through ``TOPFIB_CORPUS`` or at ``../shared/corpus`` beside the repository; without it,
+table), found through ``TOPFIB_CORPUS`` (see :func:`corpus_location`); without it,
 a bundled 20k-prefix random extract of the same files (``controller/data/demo-table.pfx2as.gz``:
 ``random.Random(20240406).sample`` of 18,000 lines of the 2024 IPv4 table and 2,000 of the IPv6 one).
 
@@ -40,8 +40,9 @@ BUNDLED_TABLE = Path(__file__).resolve().parent / "data" / "demo-table.pfx2as.gz
 
 
 def corpus_location() -> Path:
-    """Where the optional full corpus would be: ``$TOPFIB_CORPUS`` when set, else ``../shared/corpus``
-    beside the repository (it may not exist: a clone has only the bundled extracts)."""
+    """Where the optional full corpus would be: ``$TOPFIB_CORPUS`` when set, else a ``shared/corpus``
+    directory beside the checkout (the development machines' layout). It may not exist: a clone has
+    only the bundled extracts. The one place that knows where the corpus is."""
     configured = os.environ.get(CORPUS_ENV)
     beside_repo = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"
     return Path(configured) if configured else beside_repo

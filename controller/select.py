@@ -1,7 +1,7 @@
 """Selection: which routes one switch should hold, from scores, requests, pins and the RIB.
 
-Pure: values in, a :class:`Selection` out; ``now`` is passed in. The rules (DESIGN.md, "Selection
-rules"), in the order they are applied:
+Pure: values in, a :class:`Selection` out; ``now`` is passed in. The rules (docs/design.md, "Selection
+rules and their reasons"), in the order they are applied:
 
 1. pins, in prefix order; 2. active requests, newest first; 3. incumbents still inside their
 minimum dwell; 4. TopN by score, incumbents' scores raised by the margin so a challenger must beat
