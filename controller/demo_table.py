@@ -40,12 +40,11 @@ BUNDLED_TABLE = Path(__file__).resolve().parent / "data" / "demo-table.pfx2as.gz
 
 
 def corpus_location() -> Path:
-    """Where the optional full corpus would be: ``$TOPFIB_CORPUS`` when set, else a ``shared/corpus``
-    directory beside the checkout (the development machines' layout). It may not exist: a clone has
-    only the bundled extracts. The one place that knows where the corpus is."""
+    """Where the optional full corpus is: ``$TOPFIB_CORPUS``, else the repository's own small
+    subset (``tests/data``, same layout, without the full tables). It may not exist (an installed
+    wheel has no tests). The one place that knows where the corpus is."""
     configured = os.environ.get(CORPUS_ENV)
-    beside_repo = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"
-    return Path(configured) if configured else beside_repo
+    return Path(configured) if configured else Path(__file__).resolve().parent.parent / "tests" / "data"
 
 
 def corpus_dir() -> Path | None:
