@@ -5,9 +5,13 @@ out of step with their key, encrypted or gone (the previous certificate keeps se
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
+import os
+import random
 import socket
 import ssl
+import struct
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -150,4 +154,68 @@ def test_failed_reloads_keep_the_previous_certificate_serving(tmp_path: Path) ->
             key.write_bytes(renewed_key.read_bytes())  # the renewal completed: both files in step
             assert server.tls.reload() is True
             assert await tls_get(port, issuer.ca_file) == (b"HTTP/1.1 200 OK", renewed_serial)
+    run(body)
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_plain_http_garbage_and_churn_on_the_tls_port_leak_no_slot_or_descriptor(tmp_path: Path) -> None:
+    issuer = Issuer(tmp_path)
+    cert, key, _ = issuer.issue("server", server=True)
+    api = ApiConfig(request_read_timeout_s=2.0, tls_cert_file=str(cert), tls_key_file=str(key))
+
+    async def body() -> None:
+        async with tls_serving(api) as (server, port):
+            assert server.acceptor is not None
+            before = open_descriptors()
+            for attempt in range(60):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                if attempt % 3 == 0:
+                    writer.write(b"GET /ok HTTP/1.1\r\nHost: t\r\n\r\n")
+                elif attempt % 3 == 1:
+                    writer.write(random.randbytes(300))
+                else:  # connect and reset at once (SO_LINGER 0)
+                    sock = writer.get_extra_info("socket")
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    writer.transport.abort()
+                    continue
+                with contextlib.suppress(OSError, TimeoutError):
+                    assert not (await asyncio.wait_for(reader.read(100), 3)).startswith(b"HTTP/")
+                writer.close()
+            for _ in range(100):
+                if server.acceptor.open_connections == 0:
+                    break
+                await asyncio.sleep(0.02)
+            assert server.acceptor.open_connections == 0
+            assert open_descriptors() <= before + 2
+            assert (await tls_get(port, issuer.ca_file))[0] == b"HTTP/1.1 200 OK"
+    run(body)
+
+
+def test_a_trickled_tls_handshake_is_closed_at_the_request_deadline(tmp_path: Path) -> None:
+    issuer = Issuer(tmp_path)
+    cert, key, _ = issuer.issue("server", server=True)
+    api = ApiConfig(request_read_timeout_s=0.5, tls_cert_file=str(cert), tls_key_file=str(key))
+
+    async def body() -> None:
+        async with tls_serving(api) as (_, port):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            started = asyncio.get_running_loop().time()
+            writer.write(b"\x16\x03\x01\x02\x00")  # a TLS record header announcing a ClientHello
+            closed = False
+            for _ in range(30):  # then a byte every 100 ms, for at most 3 s
+                try:
+                    writer.write(b"\x01")
+                    if await asyncio.wait_for(reader.read(1), 0.1) == b"":
+                        closed = True
+                        break
+                except TimeoutError:
+                    continue
+                except OSError:
+                    closed = True
+                    break
+            assert closed and asyncio.get_running_loop().time() - started < 1.5
+            writer.close()
     run(body)
