@@ -8,6 +8,10 @@ connection's start or from the end of the previous response; the time the app ta
 is not counted. The deadline runs whenever the server waits for the client's bytes, including a
 body still arriving after an early answer (401, 413) and a pipelined request still arriving.
 
+uvicorn queues every pipelined request parsed from what has arrived (12,000 from one 256 KiB
+read, ~17 MB); past :data:`MAX_PIPELINED` queued requests the connection is aborted (clients that
+pipeline at all keep a few in flight).
+
 httptools buffers a request line and headers without limit until the head is complete (27 MB
 in 0.8 s over loopback from one connection); here a head over :data:`MAX_HEAD_BYTES` gets 431
 and the connection is closed. The cap counts bytes, so it bounds the number of headers too.
@@ -27,6 +31,7 @@ from api.metrics import CONNECTIONS_DROPPED
 
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers (nginx's default buffers hold 32 KiB)
 FEED_SLICE_BYTES = 8 * 1024  # the parser is fed in slices so a head is measured to within one
+MAX_PIPELINED = 32  # requests queued behind the one being answered
 
 
 class DeadlineHttpProtocol(HttpToolsProtocol):
@@ -66,7 +71,12 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        if self.transport.is_closing():
+            return  # aborted earlier in this read: queue nothing more
         super().on_headers_complete()
+        if len(self.pipeline) > MAX_PIPELINED:
+            CONNECTIONS_DROPPED.inc(reason="pipeline_too_deep")
+            self.transport.abort()
 
     def _unsupported_upgrade_warning(self) -> None:
         self._upgrade_refused = True  # the rest of this read is not HTTP to the parser
