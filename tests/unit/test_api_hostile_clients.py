@@ -4,10 +4,11 @@ request smuggling framings. Real sockets, the transport under test, every wait b
 from __future__ import annotations
 
 import asyncio
+import socket
 
 from api.http_protocol import MAX_HEAD_BYTES, MAX_PIPELINED
 from api.metrics import CONNECTIONS_DROPPED
-from tests.unit.test_api_server import REQUEST, ask, closed_within, connect, run, serving
+from tests.unit.test_api_server import REQUEST, ask, closed_within, connect, port_of, run, serving
 
 
 async def head_of_answer(reader: asyncio.StreamReader, timeout_s: float = 2.0) -> bytes:
@@ -145,6 +146,25 @@ def test_a_deep_pipeline_is_aborted_and_a_moderate_one_answered_in_full() -> Non
             assert (await until_closed(reader)).count(b"HTTP/1.1 200 ") <= 1  # aborted, not queued
             writer.close()
         assert CONNECTIONS_DROPPED.value(reason="pipeline_too_deep") == before + 1
+    run(body)
+
+
+def test_a_client_that_never_reads_its_answer_is_closed_at_the_deadline() -> None:
+    # the answer is queued in the transport, the response completes, the next request's deadline runs
+    async def body() -> None:
+        async with serving(read_timeout_s=0.3) as server:
+            assert server.acceptor is not None
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port_of(server)))
+            sock.send(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+            for _ in range(150):
+                await asyncio.sleep(0.02)
+                if server.acceptor.open_connections == 0:
+                    break
+            assert server.acceptor.open_connections == 0
+            sock.close()
     run(body)
 
 

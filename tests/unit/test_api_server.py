@@ -21,6 +21,7 @@ from collector.log_budget import LogBudgetFilter
 from controller.config import ApiConfig
 
 REQUEST = b"GET /ok HTTP/1.1\r\nHost: t\r\n\r\n"
+BIG_ANSWER_BYTES = 8 * 1024 * 1024
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -30,6 +31,11 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["path"] == "/echo":  # reads the whole body first, as topfib's POST routes do
         while (await receive()).get("more_body", False):
             pass
+    if scope["path"] == "/big":  # more than loopback's socket buffers hold
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(BIG_ANSWER_BYTES).encode())]})
+        await send({"type": "http.response.body", "body": b"x" * BIG_ANSWER_BYTES})
+        return
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
     await send({"type": "http.response.body", "body": b"ok"})
 
