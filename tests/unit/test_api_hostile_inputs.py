@@ -1,12 +1,18 @@
 """Hostile input through the app (what held in the review; kept so it keeps holding): query
-parameters out of range, bodies too big, too nested or too many IPs, odd tokens, exposed docs."""
+parameters out of range, bodies too big, too nested or too many IPs, odd tokens, exposed docs,
+the token comparison's timing."""
 
 from __future__ import annotations
 
+import hmac
 import json
+from types import SimpleNamespace
 
 import pytest
 
+import api.tokens as tokens_module
+from api.tokens import TokenTable, hash_token
+from controller.config import TokenConfig
 from tests.api_support import AP_TOKEN, VIEWER_TOKEN, anyio_backend, auth, build, client
 from tests.unit.test_api_matrix import START, VIEW, matrix_app, two_intervals
 
@@ -75,3 +81,21 @@ async def test_only_the_schema_and_health_are_open_by_default() -> None:
             assert (await c.get(path)).status_code == 404, path
         for path in ("/v1/fib", "/v1/config", "/v1/nonexistent", "/v1/../v1/config"):
             assert (await c.get(path)).status_code == 401, path
+
+
+def test_token_lookup_compares_in_constant_time_against_every_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the time taken must not tell which entry matched, or how much of a digest did
+    table = TokenTable([TokenConfig(name=f"c{i}", role="ap", sha256=hash_token(f"token-{i}"))
+                        for i in range(5)])
+    calls: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def counting(a: bytes, b: bytes) -> bool:
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(tokens_module, "hmac", SimpleNamespace(compare_digest=counting))
+    for presented in ("token-0", "token-4", "nobody", "\u2603" * 1000):
+        calls.clear()
+        table.authenticate(presented)
+        assert len(calls) == 5 and all(len(a) == len(b) == 32 for a, b in calls)
