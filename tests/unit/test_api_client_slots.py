@@ -7,11 +7,14 @@ import ipaddress
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
 
 from api.client_slots import ClientSlots, client_key
 from api.metrics import CONNECTIONS_DROPPED
 from api.server import ApiServer
-from controller.config import ApiConfig
+from controller.config import ApiConfig, ConfigError, load_config
 from tests.unit.test_api_server import REQUEST, app, run
 
 
@@ -88,3 +91,13 @@ def test_a_stranger_holding_idle_connections_leaves_room_for_access_points() -> 
             assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)).startswith(b"HTTP/1.1 200 ")
             writer.close()
     run(body)
+
+
+def test_check_config_refuses_a_per_client_limit_below_one_naming_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "topfib.toml"
+    config.write_text('[api]\nmax_connections_per_client = 0\n[[switch]]\nname = "edge1"\n'
+                      'neighbor = "10.0.0.2"\nlocal_address = "10.0.0.1"\nlocal_as = 65000\n'
+                      "peer_as = 65000\nfib_cap_ipv4 = 10\nfib_cap_ipv6 = 10\n")
+    with pytest.raises(ConfigError, match=r"api\.max_connections_per_client"):
+        load_config(config)
+    assert ApiConfig().max_connections_per_client == 64
