@@ -30,7 +30,10 @@ CONNECTIONS_OPEN = REGISTRY.gauge(
 CONNECTIONS_DROPPED = REGISTRY.counter(
     "topfib_api_connections_dropped_total",
     "API connections closed by the server: request_timeout (no complete request within "
-    "api.request_read_timeout_s), tls_handshake (failed or too slow, plain HTTP included)", ("reason",),
+    "api.request_read_timeout_s), tls_handshake (failed or too slow, plain HTTP included), "
+    "head_too_large (request line and headers over 64 KiB, answered 431), max_connections_per_client "
+    "(reset: that client already had api.max_connections_per_client open), pipeline_too_deep "
+    "(over 32 pipelined requests queued)", ("reason",),
 )
 ACCEPT_PAUSES = REGISTRY.counter(
     "topfib_api_accept_pauses_total",

@@ -7,6 +7,9 @@ asyncio's ``create_server`` (what uvicorn uses) is replaced because of what it d
 - it cannot stop accepting: uvicorn's ``limit_concurrency`` holds every socket and answers 503,
   so idle clients still take all descriptors. Here past ``api.max_connections`` accepting pauses
   (the kernel's backlog holds newcomers) until a connection closes;
+- one client address may hold at most ``api.max_connections_per_client`` of them
+  (:mod:`api.client_slots`), so a stranger cannot take every slot; past it its new connections
+  are reset at once;
 - TLS: each connection takes the context current when it is accepted, so a SIGHUP reload
   (:class:`api.tls.TlsContexts`) reaches new connections only; handshakes get the request deadline.
 
@@ -17,15 +20,18 @@ algorithm the second waited for the client's delayed ACK (~40 ms per kept-alive 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import resource
 import socket
+import struct
 from collections.abc import Callable
 
 import uvicorn
 from starlette.types import ASGIApp
 
+from api.client_slots import ClientKey, ClientSlots
 from api.http_protocol import DeadlineHttpProtocol
 from api.metrics import ACCEPT_PAUSES, CONNECTIONS_DROPPED, CONNECTIONS_OPEN
 from api.tls import TlsContexts
@@ -75,10 +81,11 @@ class Acceptor:
     """Accepts on ``sock`` and hands each connection to ``serve``; at most ``limit`` open at once."""
 
     def __init__(self, sock: socket.socket, serve: Callable[[socket.socket, Callable[[], None]], None],
-                 limit: int) -> None:
+                 limit: int, per_client: ClientSlots | None = None) -> None:
         self._sock = sock
         self._serve = serve
         self._limit = limit
+        self._per_client = per_client
         self._loop = asyncio.get_running_loop()
         self._open = 0
         self._reading = False
@@ -119,7 +126,7 @@ class Acceptor:
                             "closes", self._open)
                 return
             try:
-                conn, _ = self._sock.accept()
+                conn, peer = self._sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except ConnectionAbortedError:
@@ -127,6 +134,10 @@ class Acceptor:
             except OSError as exc:
                 self._accept_failed(exc)
                 return
+            admitted, client = (True, None) if self._per_client is None else self._per_client.take(peer[0])
+            if not admitted:
+                self._refuse(conn, peer[0])
+                continue
             self._open += 1
             CONNECTIONS_OPEN.set(self._open)
             try:
@@ -134,9 +145,17 @@ class Acceptor:
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:  # the peer is already gone
                 conn.close()
-                self._closed_one()
+                self._closed_one(client)
                 continue
-            self._serve(conn, self._release_once())
+            self._serve(conn, self._release_once(client))
+
+    def _refuse(self, conn: socket.socket, address: str) -> None:
+        """A client over its share: reset (no FIN_WAIT/TIME_WAIT kept for it), count, log in budget."""
+        CONNECTIONS_DROPPED.inc(reason="max_connections_per_client")
+        log.warning("API: %s has api.max_connections_per_client connections open: refusing more", address)
+        with contextlib.suppress(OSError):
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
 
     def _accept_failed(self, exc: OSError) -> None:
         """Out of descriptors or memory (or anything else): pause, retry shortly, log within budget."""
@@ -148,18 +167,20 @@ class Acceptor:
         if self._retry is None and not self._closed:
             self._retry = self._loop.call_later(RESOURCE_PAUSE_S, self._resume)
 
-    def _release_once(self) -> Callable[[], None]:
+    def _release_once(self, client: ClientKey) -> Callable[[], None]:
         released = False
 
         def release() -> None:
             nonlocal released
             if not released:
                 released = True
-                self._closed_one()
+                self._closed_one(client)
 
         return release
 
-    def _closed_one(self) -> None:
+    def _closed_one(self, client: ClientKey) -> None:
+        if self._per_client is not None:
+            self._per_client.give(client)
         self._open -= 1
         CONNECTIONS_OPEN.set(self._open)
         if self._open < self._limit and self._retry is None:
@@ -191,7 +212,8 @@ class ApiServer(uvicorn.Server):
         self.servers = []  # uvicorn's shutdown closes these; the acceptor is closed below instead
         sock = sockets[0]
         sock.listen(self.config.backlog)
-        self.acceptor = Acceptor(sock, self._serve_connection, self._max_connections)
+        self.acceptor = Acceptor(sock, self._serve_connection, self._max_connections,
+                                 ClientSlots(self._api.max_connections_per_client))
         self.acceptor.start()
         self.started = True
 

@@ -34,9 +34,19 @@ def build_tls_context(api: ApiConfig) -> ssl.SSLContext | None:
     _readable("tls_key_file", api.tls_key_file)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+
+    def refuse_passphrase() -> bytes:
+        # without a password callback OpenSSL asks for the passphrase on the terminal: `topfib run`
+        # in a shell would block its event loop there (at start or on SIGHUP)
+        raise ConfigError(f"api.tls_key_file: {api.tls_key_file} is encrypted; give topfib an "
+                          f"unencrypted key readable only by its user")
+
     try:
-        context.load_cert_chain(api.tls_cert_file, api.tls_key_file)
-    except ssl.SSLError as exc:
+        context.load_cert_chain(api.tls_cert_file, api.tls_key_file, password=refuse_passphrase)
+    except OSError as exc:
+        if not isinstance(exc, ssl.SSLError):  # a file replaced or removed since it was read above
+            raise ConfigError(f"api.tls_cert_file, api.tls_key_file: cannot read: "
+                              f"{exc.strerror or exc}") from None
         if "KEY_VALUES_MISMATCH" in str(exc):
             raise ConfigError(f"api.tls_key_file: {api.tls_key_file} is not the key of "
                               f"api.tls_cert_file {api.tls_cert_file}") from None

@@ -63,6 +63,7 @@ class ApiConfig(_Strict):
     tls_client_ca_file: str | None = Field(None, min_length=1)
     # connection limits: past max_connections accept pauses; slow or idle clients are closed
     max_connections: int = Field(1024, gt=0, le=1_000_000)
+    max_connections_per_client: int = Field(64, gt=0, le=1_000_000)  # per IPv4 address / IPv6 /64
     request_read_timeout_s: float = Field(10.0, gt=0, le=3600)
     keep_alive_timeout_s: int = Field(5, gt=0, le=3600)
     docs: bool = False  # Swagger UI at /docs (loads its scripts from a CDN) and ReDoc at /redoc

@@ -21,12 +21,21 @@ from collector.log_budget import LogBudgetFilter
 from controller.config import ApiConfig
 
 REQUEST = b"GET /ok HTTP/1.1\r\nHost: t\r\n\r\n"
+BIG_ANSWER_BYTES = 8 * 1024 * 1024
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     assert scope["type"] == "http"
     if scope["path"] == "/slow":
         await asyncio.sleep(0.6)  # longer than the tests' request deadline: the app's time is not counted
+    if scope["path"] == "/echo":  # reads the whole body first, as topfib's POST routes do
+        while (await receive()).get("more_body", False):
+            pass
+    if scope["path"] == "/big":  # more than loopback's socket buffers hold
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(BIG_ANSWER_BYTES).encode())]})
+        await send({"type": "http.response.body", "body": b"x" * BIG_ANSWER_BYTES})
+        return
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
     await send({"type": "http.response.body", "body": b"ok"})
 
