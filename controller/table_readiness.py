@@ -7,12 +7,14 @@ pause fills the FIB with the wrong prefixes, to be churned once the rest arrives
 
 - quiet is measured on the arrival of updates (any path announced or withdrawn), not on best-path
   changes: extra paths for known prefixes are the dump going on too;
-- a dump that already paused for p seconds may pause that long again: the quiet needed grows to
-  :data:`PAUSE_FACTOR` × p (never beyond the longest wait);
 - after a session that had a complete table of N paths (a flap, a switch restart, a topfib
   restart: the size is kept in a file), a new table short of :data:`MIN_TABLE_SHARE` × N needs
   :data:`SHORT_TABLE_QUIET_S` of quiet: a table that really shrank (a peer of the switch gone
-  meanwhile) is programmed then, a dump that merely paused is not programmed half-way.
+  meanwhile) is programmed then, a dump that merely paused is not programmed half-way; one that
+  reached that share needs the plain quiet only (the FIB is back soon after the table is);
+- with no size known (the first session), a dump that already paused for p seconds may pause
+  that long again: the quiet needed grows to :data:`PAUSE_FACTOR` × p (the longest wait still
+  bounds it).
 """
 
 from __future__ import annotations
@@ -71,10 +73,11 @@ def needed_quiet(quiet_s: float, longest_pause: float, received: int, known_size
     """Seconds without an update after which a table of ``received`` paths counts as complete,
     given the longest pause seen in its dump and the size of the last complete table (None:
     unknown). See the module's docstring for why."""
-    needed = max(quiet_s, PAUSE_FACTOR * longest_pause)
-    if known_size is not None and received < MIN_TABLE_SHARE * known_size:
-        needed = max(needed, SHORT_TABLE_QUIET_S)
-    return needed
+    if known_size is None:
+        return max(quiet_s, PAUSE_FACTOR * longest_pause)
+    if received < MIN_TABLE_SHARE * known_size:
+        return max(quiet_s, SHORT_TABLE_QUIET_S)
+    return quiet_s
 
 
 class KnownTableSize:
