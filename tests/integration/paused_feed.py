@@ -1,0 +1,101 @@
+"""The FRR lab with peers whose table arrives in two halves, a pause between them.
+
+The peers' ExaBGP gets its routes from a feeder process instead of static routes: once all six
+peer sessions with the switch are up it announces the first half of every peer's routes, waits
+``pause_s``, then announces the rest. The switch passes that on to topfib as it comes: a table
+with a pause mid-dump, as a loaded switch sends a full table. (Each peer restart replays it.)
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.integration.frr_lab import LAN_GATEWAY_V4, LAN_GATEWAY_V6, PEER_ASES, FrrLab, med_of, peers_config
+from tests.integration.lab import NEXT_HOPS_V4, NEXT_HOPS_V6, paths_of
+
+PAUSE_MARK = "PAUSE\n"
+PEER_SESSIONS = 2 * len(PEER_ASES)
+
+# Reads ExaBGP's JSON session messages until every peer session is up and the go file exists
+# (the test creates it once topfib's session is up too; each bounded: 60 s), then writes the
+# commands before PAUSE_MARK, sleeps, writes the rest, and drains stdin until EOF.
+FEEDER = f'''
+import json, os, sys, time
+commands_path, pause_s, sessions, go_path = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+up, deadline = set(), time.monotonic() + 60.0
+while len(up) < sessions and time.monotonic() < deadline:
+    line = sys.stdin.readline()
+    if not line:
+        sys.exit(0)
+    try:
+        message = json.loads(line)
+    except ValueError:
+        continue
+    neighbor = message.get("neighbor", {{}})
+    if message.get("type") == "state" and neighbor.get("state") == "up":
+        up.add(json.dumps(neighbor.get("address"), sort_keys=True))
+deadline = time.monotonic() + 60.0
+while not os.path.exists(go_path) and time.monotonic() < deadline:
+    time.sleep(0.05)
+first, rest = open(commands_path).read().split({PAUSE_MARK!r})
+sys.stdout.write(first)
+sys.stdout.flush()
+time.sleep(pause_s)
+sys.stdout.write(rest)
+sys.stdout.flush()
+while sys.stdin.readline():
+    pass
+'''
+
+
+def feed_commands(prefixes_v4: list[str], prefixes_v6: list[str]) -> tuple[list[str], list[str]]:
+    """ExaBGP API commands announcing what :func:`peers_config` would, split by prefix index:
+    the first half of each family's prefixes, and the rest."""
+    first: list[str] = []
+    rest: list[str] = []
+    for peer, (hop4, hop6) in enumerate(zip(NEXT_HOPS_V4, NEXT_HOPS_V6, strict=True)):
+        sessions = ((LAN_GATEWAY_V4, hop4, prefixes_v4), (LAN_GATEWAY_V6, hop6, prefixes_v6))
+        for gateway, hop, prefixes in sessions:
+            for i, prefix in enumerate(prefixes):
+                if paths_of(i) > peer:
+                    line = (f"neighbor {gateway} local-ip {hop} announce route {prefix} next-hop {hop} "
+                            f"med {med_of(i, peer)}\n")
+                    (first if i < len(prefixes) // 2 else rest).append(line)
+    return first, rest
+
+
+@dataclass
+class PausedFeedFrrLab(FrrLab):
+    """:class:`FrrLab` whose peers announce half their routes, pause ``pause_s``, then the rest."""
+
+    pause_s: float = 3.0
+
+    @property
+    def go_path(self) -> Path:
+        return self.workdir / "feed.go"
+
+    def release_feed(self) -> None:
+        """Let the feeder announce (its peer sessions up, it waits for this)."""
+        self.go_path.touch()
+
+    def hold_feed(self) -> None:
+        """The next feeder (after a peer restart) waits for :meth:`release_feed` again."""
+        self.go_path.unlink(missing_ok=True)
+
+    def write_peer_routes(self, prefixes_v4: list[str], prefixes_v6: list[str]) -> None:
+        first, rest = feed_commands(prefixes_v4, prefixes_v6)
+        (self.workdir / "feed.txt").write_text("".join(first) + PAUSE_MARK + "".join(rest))
+        (self.workdir / "feeder.py").write_text(FEEDER)
+        static = peers_config([], [])  # the sessions without static routes
+        parts = static.split("    }\n}\n")  # after each session's (empty) static block
+        api = ("    }}\n    api feed{} {{\n        processes [ feeder ];\n        neighbor-changes;\n"
+               "    }}\n}}\n")
+        blocks = "".join(part + api.format(n) for n, part in enumerate(parts[:-1])) + parts[-1]
+        process = (f"process feeder {{\n    run {sys.executable} {self.workdir / 'feeder.py'} "
+                   f"{self.workdir / 'feed.txt'} {self.pause_s} {PEER_SESSIONS} {self.go_path};\n"
+                   "    encoder json;\n}\n\n")
+        (self.workdir / "peers.conf").write_text(process + blocks)
+        self.prefixes_v4 = list(prefixes_v4)
+        self.prefixes_v6 = list(prefixes_v6)
