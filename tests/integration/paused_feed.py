@@ -20,9 +20,10 @@ PEER_SESSIONS = 2 * len(PEER_ASES)
 
 # Reads ExaBGP's JSON session messages until every peer session is up and the go file exists
 # (the test creates it once topfib's session is up too; each bounded: 60 s), then writes the
-# commands before PAUSE_MARK, sleeps, writes the rest, and drains stdin until EOF.
+# commands before PAUSE_MARK, sleeps, writes the rest; then, until stdin's EOF (drained: ExaBGP
+# acknowledges every command), writes each batch file the test drops (see send_to_peers).
 FEEDER = f'''
-import json, os, sys, time
+import json, os, sys, threading, time
 commands_path, pause_s, sessions, go_path = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 up, deadline = set(), time.monotonic() + 60.0
 while len(up) < sessions and time.monotonic() < deadline:
@@ -45,8 +46,17 @@ sys.stdout.flush()
 time.sleep(pause_s)
 sys.stdout.write(rest)
 sys.stdout.flush()
-while sys.stdin.readline():
-    pass
+drain = threading.Thread(target=lambda: [None for _ in iter(sys.stdin.readline, "")], daemon=True)
+drain.start()
+batch = 0
+while drain.is_alive():
+    more = go_path + f".more{{batch}}"
+    if os.path.exists(more):
+        sys.stdout.write(open(more).read())
+        sys.stdout.flush()
+        os.unlink(more)
+        batch += 1
+    time.sleep(0.02)
 '''
 
 
@@ -71,6 +81,7 @@ class PausedFeedFrrLab(FrrLab):
     """:class:`FrrLab` whose peers announce half their routes, pause ``pause_s``, then the rest."""
 
     pause_s: float = 3.0
+    _batches: int = 0  # command batches sent to the current feeder
 
     @property
     def go_path(self) -> Path:
@@ -80,9 +91,18 @@ class PausedFeedFrrLab(FrrLab):
         """Let the feeder announce (its peer sessions up, it waits for this)."""
         self.go_path.touch()
 
+    def send_to_peers(self, commands: list[str]) -> None:
+        """ExaBGP API commands for the peers, written by the feeder (after its table)."""
+        ready = Path(f"{self.go_path}.more{self._batches}")
+        tmp = ready.with_name(ready.name + ".tmp")
+        tmp.write_text("".join(commands))
+        tmp.rename(ready)
+        self._batches += 1
+
     def hold_feed(self) -> None:
         """The next feeder (after a peer restart) waits for :meth:`release_feed` again."""
         self.go_path.unlink(missing_ok=True)
+        self._batches = 0
 
     def write_peer_routes(self, prefixes_v4: list[str], prefixes_v6: list[str]) -> None:
         first, rest = feed_commands(prefixes_v4, prefixes_v6)
@@ -99,3 +119,15 @@ class PausedFeedFrrLab(FrrLab):
         (self.workdir / "peers.conf").write_text(process + blocks)
         self.prefixes_v4 = list(prefixes_v4)
         self.prefixes_v6 = list(prefixes_v6)
+
+
+def withdraw_commands(prefixes_v4: list[str], gone: set[str], chunk: int = 1000) -> list[str]:
+    """Commands withdrawing every peer's IPv4 paths of ``gone`` (prefix i from paths_of(i) peers)."""
+    commands = []
+    for peer, hop in enumerate(NEXT_HOPS_V4):
+        mine = [p for i, p in enumerate(prefixes_v4) if p in gone and paths_of(i) > peer]
+        for start in range(0, len(mine), chunk):
+            nlri = " ".join(mine[start:start + chunk])
+            commands.append(f"neighbor {LAN_GATEWAY_V4} local-ip {hop} withdraw attributes next-hop {hop} "
+                            f"nlri {nlri}\n")
+    return commands

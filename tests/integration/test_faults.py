@@ -32,15 +32,16 @@ from tests.integration.lab import (
     lab_unavailable_reason,
     runqueue_wait_s,
 )
+from tests.integration.paused_feed import PausedFeedFrrLab, withdraw_commands
 
 pytestmark = pytest.mark.integration
 
 
 def _lab(switch: str = "bird", **kwargs: int) -> Iterator[Lab]:
-    reason = lab_unavailable_reason() or (frr_unavailable_reason() if switch == "frr" else None)
+    reason = lab_unavailable_reason() or (frr_unavailable_reason() if switch != "bird" else None)
     if reason is not None:
         pytest.skip(reason)
-    kind = FrrLab if switch == "frr" else Lab
+    kind = {"bird": Lab, "frr": FrrLab, "frr-fed": PausedFeedFrrLab}[switch]
     with kind(**kwargs) as built:  # type: ignore[arg-type]
         yield built
 
@@ -231,9 +232,15 @@ WITHDRAW_BAR_S = 5.0
 OVERSUBSCRIBED_S = 1.0
 
 
-@pytest.fixture
-def withdraw_lab() -> Iterator[Lab]:
-    yield from _lab(routes_v4=WITHDRAW_ROUTES, routes_v6=20, import_limit=WITHDRAW_ROUTES)
+@pytest.fixture(params=["bird", "frr"])
+def withdraw_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    # On FRR the peers get their routes from an API process, so that they can withdraw some
+    # (BIRD's peers are reconfigured; restarting FRR's peers would withdraw every route).
+    kind = "frr-fed" if request.param == "frr" else "bird"
+    for lab in _lab(kind, routes_v4=WITHDRAW_ROUTES, routes_v6=20, import_limit=WITHDRAW_ROUTES):
+        if isinstance(lab, PausedFeedFrrLab):
+            lab.release_feed()
+        yield lab
 
 
 async def _mass_withdraw(lab: Lab) -> None:
@@ -273,14 +280,17 @@ async def _mass_withdraw(lab: Lab) -> None:
         follower = asyncio.create_task(follow_stages())
         exabgp_pid = ctl.runner.pid
         waited_before = runqueue_wait_s(exabgp_pid)
-        await asyncio.to_thread(lab.replace_peer_routes, remaining, lab.prefixes_v6)
-        configured = time.monotonic() - started  # BIRD has dropped the routes and sends withdraws
+        if isinstance(lab, PausedFeedFrrLab):  # the peers withdraw them (one UPDATE per 1000)
+            await asyncio.to_thread(lab.send_to_peers, withdraw_commands(lab.prefixes_v4, gone))
+        else:
+            await asyncio.to_thread(lab.replace_peer_routes, remaining, lab.prefixes_v6)
+        configured = time.monotonic() - started  # the switch has been told (BIRD: has dropped them)
         withdrawn = await watch.wait_for(lambda fib: not any(p in fib for p in gone), 30.0)
         took = time.monotonic() - started
         # On a shared machine ExaBGP (single-threaded, the bottleneck) may wait for a CPU: say so.
         starved = runqueue_wait_s(exabgp_pid) - waited_before
         await asyncio.wait_for(follower, 30.0) if withdrawn else follower.cancel()
-        print(f"\nmass-withdraw: {len(gone)} routes; birdc configure returned {configured:.2f}s, "
+        print(f"\n{type(lab).__name__} mass-withdraw: {len(gone)} routes; switch told {configured:.2f}s, "
               f"stages {stages}, FIB {'clear' if withdrawn else 'NOT clear'} at {took:.2f}s; ExaBGP waited "
               f"{starved:.2f}s for a CPU")
         if sends:
