@@ -117,6 +117,7 @@ async def _end_to_end(lab: Lab) -> None:
         began = time.monotonic()
         follower = asyncio.create_task(follow_rib())
         await asyncio.to_thread(lab.disable_peer, 0)
+        commanded_s = time.monotonic() - began  # birdc / vtysh returned
         assert await watch.wait_for(lambda fib: not any(p in fib for p in only_path), 10.0), "blackholes"
         withdraw_s = time.monotonic() - began
         assert await watch.wait_for(lambda fib: all(fib.get(p) not in (None, *gone_hops) for p in moved),
@@ -137,7 +138,8 @@ async def _end_to_end(lab: Lab) -> None:
         _assert_within_cap(lab, watch, CAP_V4, CAP_V6)
         print(f"\n{type(lab).__name__}: request -> kernel {_ms(request_s)}; peer gone -> its "
               f"{len(only_path)} only-path routes out of the kernel {_ms(withdraw_s)}, "
-              f"{len(moved)} re-pointed {_ms(repoint_s)} (in topfib's RIB: withdrawn "
+              f"{len(moved)} re-pointed {_ms(repoint_s)} (command returned {_ms(commanded_s)}; "
+              f"in topfib's RIB: withdrawn "
               f"{_ms(seen['withdrawn'])}, moved {_ms(seen['moved'])}); "
               f"peer back -> all re-pointed {_ms(back_s)} "
               f"(incl. its session setup); "
