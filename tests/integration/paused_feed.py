@@ -8,6 +8,7 @@ with a pause mid-dump, as a loaded switch sends a full table. (Each peer restart
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +99,15 @@ class PausedFeedFrrLab(FrrLab):
         tmp.write_text("".join(commands))
         tmp.rename(ready)
         self._batches += 1
+
+    def peer_prefixes_received(self) -> int:
+        """Prefixes the switch holds from its peers, both families (FRR's pfxRcd, summed)."""
+        total = 0
+        for family in ("ipv4", "ipv6"):
+            peers = json.loads(self.vtysh(f"show bgp {family} unicast summary json")).get("peers", {})
+            total += sum(info.get("pfxRcd", 0) for address, info in peers.items()
+                         if address in (*NEXT_HOPS_V4, *NEXT_HOPS_V6))
+        return total
 
     def hold_feed(self) -> None:
         """The next feeder (after a peer restart) waits for :meth:`release_feed` again."""
