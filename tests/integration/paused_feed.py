@@ -82,6 +82,9 @@ class PausedFeedFrrLab(FrrLab):
     """:class:`FrrLab` whose peers announce half their routes, pause ``pause_s``, then the rest."""
 
     pause_s: float = 3.0
+    # ExaBGP reads API commands once per reactor loop: at its default (1 s) a 10k-route withdraw
+    # would reach the switch over seconds, not as one burst
+    peer_reactor_speed: float | None = 0.05
     _batches: int = 0  # command batches sent to the current feeder
 
     @property
