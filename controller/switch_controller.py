@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from collector.accounting import CANDIDATES_PER_SLOT, PrefixRates
-from collector.exabgp_json import EndOfRib, ExabgpJsonParser, Notification, SessionState
+from collector.exabgp_json import EndOfRib, ExabgpJsonParser, Notification, RouteUpdate, SessionState
 from collector.metrics import REGISTRY
 from collector.path_accounting import PathRates
 from collector.paths import BestPathRules
@@ -46,18 +46,18 @@ from controller.self_next_hop import SelfNextHopFilter
 from controller.session_diagnosis import SessionDiagnosis
 from controller.settings import effective_settings, selection_policy
 from controller.store import Store, StoreUnavailable
+from controller.table_readiness import (
+    QUIET_CHECK_S,
+    READY_MAX_WAIT_S,
+    READY_QUIET_S,
+    KnownTableSize,
+    QuietClock,
+    needed_quiet,
+)
 from controller.unit_cache import UnitCache
 
 log = logging.getLogger(__name__)
 
-# Without End-of-RIB for both families, the switch's table counts as complete once no best path
-# changed for READY_QUIET_S, and programming starts READY_MAX_WAIT_S after the session came up
-# whatever happens. (BIRD 2 sends End-of-RIB even without graceful restart: normally it decides.)
-READY_QUIET_S = 2.0
-READY_MAX_WAIT_S = 120.0
-# Quiet is observed by checks this far apart; a longer gap (the event loop was busy, e.g. with a
-# big selection, and messages may sit unread) adds nothing: a stalled topfib is not a quiet switch.
-QUIET_CHECK_S = 0.1
 # A prefix whose best path moved is re-announced once the update burst touching installed
 # prefixes has been quiet this long and no installed prefix lost its last path in the meantime
 # (or this long after the burst began): in a mass withdraw the other paths usually go too, and
@@ -152,41 +152,15 @@ def table_complete(info: SessionInfo, now: float, quiet_for: float, *,
                    quiet_s: float = READY_QUIET_S, max_wait_s: float = READY_MAX_WAIT_S) -> bool:
     """Whether the switch has sent its whole table on the session ``info`` describes.
 
-    End-of-RIB for both families says so; without it, ``quiet_for`` (seconds observed without a
-    best-path change, see :class:`QuietClock`) reaching ``quiet_s``, or ``max_wait_s`` after the
-    session came up.
+    End-of-RIB for both families says so; without it, ``quiet_for`` (seconds observed without an
+    update, see :class:`QuietClock`) reaching ``quiet_s`` (see :func:`needed_quiet`), or
+    ``max_wait_s`` after the session came up.
     """
     if info.state != "up" or info.up_at is None:
         return False
     if {"ipv4 unicast", "ipv6 unicast"} <= info.eor_families:
         return True
     return now - info.up_at >= max_wait_s or quiet_for >= quiet_s
-
-
-class QuietClock:
-    """How long the RIB has been seen without a change, by checks at most ``max_gap_s`` apart.
-
-    A gap between checks longer than that (the event loop was blocked, so messages from ExaBGP may
-    be waiting unread) does not count as quiet; a change resets the count.
-    """
-
-    def __init__(self, max_gap_s: float = 3 * QUIET_CHECK_S) -> None:
-        self.max_gap_s = max_gap_s
-        self.quiet_for = 0.0
-        self._checked: float | None = None
-        self._changes_seen = 0
-
-    def check(self, now: float, changes: int) -> float:
-        """Note a check at ``now`` with ``changes`` (a running count) changes so far."""
-        if self._checked is None or changes != self._changes_seen:
-            self.quiet_for = 0.0
-        elif now - self._checked <= self.max_gap_s:
-            self.quiet_for += now - self._checked
-        self._checked, self._changes_seen = now, changes
-        return self.quiet_for
-
-    def restart(self) -> None:
-        self.quiet_for, self._checked = 0.0, None
 
 
 class SwitchController:
@@ -257,8 +231,9 @@ class SwitchController:
         self._ready_max_wait_s = ready_max_wait_s
         self._settle_quiet_s = settle_quiet_s
         self._settle_max_s = settle_max_s
-        self._rib_changes = 0  # best-path changes applied so far (a running count)
+        self._updates = 0  # route updates from ExaBGP so far (a running count, for QuietClock)
         self._quiet = QuietClock()
+        self._known_size = KnownTableSize(runtime_dir / f"{self.name}.table-size")
         self._quiet_watch: asyncio.Task[None] | None = None
         self._last_selection = clock()
         self._selection_cost = 0.0  # seconds the last selection (with its snapshots) took
@@ -359,7 +334,11 @@ class SwitchController:
         # End-of-RIB (drops the preloaded file paths of that family once the live table is in).
         # The parser asks the LPM table whether a prefix is known: under the lock as well.
         with self.rib_lock:
-            events = self.self_next_hops(self.parser.parse_line(line))
+            parsed = self.parser.parse_line(line)
+            self._updates += sum(isinstance(event, RouteUpdate) for event in parsed)
+            if self.session.ready and any(isinstance(event, SessionState) for event in parsed):
+                self._known_size.remember(self._table_paths_locked())  # before a "down" drops them
+            events = self.self_next_hops(parsed)
             changes = self.rib.apply_all(events)
         if changes:
             self._note_rib_changes(changes)
@@ -379,7 +358,6 @@ class SwitchController:
 
     def _note_rib_changes(self, changes: list[RibChange]) -> None:
         """Remember installed prefixes whose best path changed; wake the reactor for them."""
-        self._rib_changes += len(changes)
         installed = self.installed
         if not installed:
             return
@@ -422,6 +400,9 @@ class SwitchController:
         if self.session.state != "down":
             log.log(logging.WARNING if self.active else logging.INFO,  # not active: we stopped it
                     "switch %s: BGP session down (%s); nothing counts as installed", self.name, reason)
+        if self.session.ready:  # its table was complete: the next session's should be as big
+            with self.rib_lock:
+                self._known_size.remember(self._table_paths_locked())
         self.session = SessionInfo(state="down", reason=reason, since=self._wall_clock())
         self.installed = {}
         self._touched.clear()
@@ -478,9 +459,19 @@ class SwitchController:
         if not self.active or info.state != "up" or not self.link.connected:
             return False
         if not info.ready:
+            self._quiet.check(self._clock(), self._updates)  # an update since the last check counts now
+            with self.rib_lock:
+                received = self._table_paths_locked()
+            quiet_s = needed_quiet(self._ready_quiet_s, self._quiet.longest_pause, received,
+                                   self._known_size.paths)
             info.ready = table_complete(info, self._clock(), self._quiet.quiet_for,
-                                        quiet_s=self._ready_quiet_s, max_wait_s=self._ready_max_wait_s)
+                                        quiet_s=quiet_s, max_wait_s=self._ready_max_wait_s)
         return info.ready
+
+    def _table_paths_locked(self) -> int:
+        """Paths the switch sent on its session(s), the preloaded file's not counted (rib_lock held)."""
+        preload = self.rib.preload_session
+        return sum(n for session, n in self.rib.session_path_counts().items() if session != preload)
 
     async def _watch_quiet(self) -> None:
         """Measure how long the switch's table has been quiet while the session waits for it."""
@@ -489,7 +480,7 @@ class SwitchController:
             if self.session.state != "up" or self.session.ready:
                 self._quiet.restart()
                 continue
-            self._quiet.check(self._clock(), self._rib_changes)
+            self._quiet.check(self._clock(), self._updates)
             if self.ready_to_program():
                 self.wake()
 

@@ -155,6 +155,7 @@ class FrrLab(Lab):
     pe: str = ""
     next_hop_self: bool = False
     session_v6: bool = False  # topfib's session to the switch over IPv6 (fd99::1 - fd99::2)
+    peer_reactor_speed: float | None = None  # the peers' ExaBGP's (None: its default, 1.0)
     frr_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="topfib-frr-")))
     route_proto = "bgp"
     _daemons: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -194,7 +195,7 @@ class FrrLab(Lab):
         self._start_peers()
 
     def _start_peers(self) -> None:
-        env = exabgp_environment(None) | {"exabgp_log_statistics": "false"}
+        env = exabgp_environment(self.peer_reactor_speed) | {"exabgp_log_statistics": "false"}
         with (self.workdir / "peers.log").open("ab") as log:
             self._peers = subprocess.Popen(
                 ["ip", "netns", "exec", self.pe, default_exabgp_executable(), "server",

@@ -101,13 +101,29 @@ async def _end_to_end(lab: Lab) -> None:
         only_path = [p for p in pins if paths_of(index[p]) == 1]
         moved = [p for p in pins if paths_of(index[p]) > 1]
         assert only_path and moved
+        seen: dict[str, float] = {}  # when topfib's RIB had the switch's withdraws: FRR's or BIRD's share
+
+        async def follow_rib() -> None:
+            while len(seen) < 2:
+                with service.lock:
+                    if "withdrawn" not in seen and not any(p in ctl.rib for p in only_path):
+                        seen["withdrawn"] = time.monotonic() - began
+                    if "moved" not in seen and all(
+                            (best := ctl.rib.best(p)) is not None and best.next_hop not in gone_hops
+                            for p in moved):
+                        seen["moved"] = time.monotonic() - began
+                await asyncio.sleep(0.005)
+
         began = time.monotonic()
+        follower = asyncio.create_task(follow_rib())
         await asyncio.to_thread(lab.disable_peer, 0)
+        commanded_s = time.monotonic() - began  # birdc / vtysh returned
         assert await watch.wait_for(lambda fib: not any(p in fib for p in only_path), 10.0), "blackholes"
         withdraw_s = time.monotonic() - began
         assert await watch.wait_for(lambda fib: all(fib.get(p) not in (None, *gone_hops) for p in moved),
                                     10.0), "not re-pointed"
         repoint_s = time.monotonic() - began
+        await asyncio.wait_for(follower, 5.0)
         assert await _converged(watch, service, 10.0)
         assert not gone_hops & set(watch.routes.values())
 
@@ -122,7 +138,10 @@ async def _end_to_end(lab: Lab) -> None:
         _assert_within_cap(lab, watch, CAP_V4, CAP_V6)
         print(f"\n{type(lab).__name__}: request -> kernel {_ms(request_s)}; peer gone -> its "
               f"{len(only_path)} only-path routes out of the kernel {_ms(withdraw_s)}, "
-              f"{len(moved)} re-pointed {_ms(repoint_s)}; peer back -> all re-pointed {_ms(back_s)} "
+              f"{len(moved)} re-pointed {_ms(repoint_s)} (command returned {_ms(commanded_s)}; "
+              f"in topfib's RIB: withdrawn "
+              f"{_ms(seen['withdrawn'])}, moved {_ms(seen['moved'])}); "
+              f"peer back -> all re-pointed {_ms(back_s)} "
               f"(incl. its session setup); "
               f"peak v4={watch.peak_v4} v6={watch.peak_v6}")
 

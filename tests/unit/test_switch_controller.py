@@ -15,7 +15,8 @@ from collector.accounting import PrefixRates
 from controller.config import TopfibConfig
 from controller.plan import Step
 from controller.store import MemoryStore, Pin, RequestEntry
-from controller.switch_controller import QuietClock, SessionInfo, SwitchController, _windows, table_complete
+from controller.switch_controller import SessionInfo, SwitchController, _windows, table_complete
+from controller.table_readiness import QuietClock
 
 TABLE = "\n".join(
     ["10.0.0.0\t16\t64500", "10.0.1.0\t24\t64501", "10.0.2.0\t24\t64502", "192.0.2.0\t24\t64503",
