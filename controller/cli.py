@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Annotated
 
@@ -111,6 +112,9 @@ def simulate(
     ] = None,
 ) -> None:
     """Replay traffic through accounting and selection; report coverage vs the oracle per cap."""
+    if plot is not None and find_spec("matplotlib") is None:  # an optional extra: say so before the run
+        typer.echo("--plot needs matplotlib: pip install 'topfib[plot]'", err=True)
+        raise typer.Exit(2)
     from controller.simulate import run_simulate
 
     caps = [int(c) for c in cap.split(",") if c.strip()]

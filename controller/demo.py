@@ -300,10 +300,15 @@ async def _demo(duration: float, loopback: bool) -> int:
 
 def run_demo(duration: float) -> int:
     """CLI body of ``topfib demo``: 0 when it ran (with ``--duration``: and routes reached the switch)."""
+    from controller.exabgp_runner import exabgp_missing_reason
     from controller.netns_lab import unavailable_reason
 
     if duration < 0:
         print("--duration must be ≥ 0", file=sys.stderr)
+        return 2
+    missing = exabgp_missing_reason()
+    if missing is not None:  # topfib's own session and the loopback stand-in both need it
+        print(missing, file=sys.stderr)
         return 2
     reason = unavailable_reason()
     if os.environ.get(SWITCH_ENV) == "exabgp":

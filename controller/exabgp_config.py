@@ -1,4 +1,4 @@
-"""Render ExaBGP 5's configuration for one switch from ``exabgp/topfib.conf.template``.
+"""Render ExaBGP 5's configuration for one switch from ``controller/exabgp_files/topfib.conf.template``.
 
 One ExaBGP per switch, one BGP session per ExaBGP: the session both reads the switch's paths
 (ADD-PATH receive, JSON) and carries topfib's announcements. Graceful restart stays off so the
@@ -12,13 +12,16 @@ import ipaddress
 import re
 import sys
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from string import Template
 
 from collector.safe_files import ensure_private_dir, write_atomically
 from controller.config import SwitchConfig
 
-EXABGP_DIR = Path(__file__).resolve().parent.parent / "exabgp"
+# Package data (not a top-level ``exabgp/``, which would shadow the real ExaBGP package). ExaBGP runs
+# the bridge by file name, so the package must be installed as files (a wheel is; a zip import is not).
+EXABGP_DIR = Path(str(files("controller.exabgp_files")))
 TEMPLATE_PATH = EXABGP_DIR / "topfib.conf.template"
 BRIDGE_PATH = EXABGP_DIR / "bridge.py"
 

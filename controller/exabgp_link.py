@@ -1,6 +1,6 @@
 """topfib's end of the ExaBGP bridge: a unix-socket server per switch, asyncio, never blocking.
 
-The bridge (exabgp/bridge.py, run by ExaBGP) connects here. Lines from it are sorted into
+The bridge (controller/exabgp_files/bridge.py, run by ExaBGP) connects here. Lines from it are sorted into
 - ``#topfib-bridge …``: the bridge's hello (its PID and process group) or a drop report;
 - ``done`` / ``error``: ExaBGP's ack for one command, matched in order to what :meth:`send` wrote;
 - anything else: an ExaBGP message (JSON), handed to ``on_message`` in arrival order.

@@ -15,6 +15,7 @@ import functools
 import logging
 import os
 import pwd
+import shutil
 import signal
 import sys
 import time
@@ -43,6 +44,17 @@ def default_exabgp_executable() -> str:
     """The ``exabgp`` next to this interpreter (the venv's), else whatever PATH finds."""
     beside = Path(sys.executable).parent / "exabgp"
     return str(beside) if beside.exists() else "exabgp"
+
+
+def exabgp_missing_reason(executable: str = "") -> str | None:
+    """Why ExaBGP cannot be started (None when it can): checked before anything starts, so a broken
+    install says so at once instead of as a supervisor restarting a command that does not exist."""
+    command = executable or default_exabgp_executable()
+    if shutil.which(command) is not None:
+        return None
+    where = "exabgp.executable" if executable else f"beside {sys.executable} or on PATH"
+    return (f"ExaBGP not found ({command!r}, {where}): it is one of topfib's dependencies; "
+            "install topfib with pip/pipx (not --no-deps) so its `exabgp` command comes with it")
 
 
 def exabgp_environment(reactor_speed: float | None, base: dict[str, str] | None = None) -> dict[str, str]:

@@ -46,7 +46,7 @@ def unavailable_reason() -> str | None:
         return "not root"
     for tool in ("ip", "bird", "birdc"):
         if shutil.which(tool) is None:
-            return f"{tool} not installed"
+            return f"{tool} not installed (the namespace switch needs iproute2 and BIRD 2: apt install bird2)"
     return None
 
 

@@ -35,6 +35,7 @@ from collector.path_accounting import PathRates
 from collector.pipeline import BatchDecoder, Collector
 from collector.safe_files import ensure_private_dir
 from controller.config import ConfigError, TopfibConfig, load_config, split_host_port
+from controller.exabgp_runner import exabgp_missing_reason
 from controller.lease import RedisLease
 from controller.live_view import LiveView
 from controller.log_format import LogFormat, configure_logging
@@ -356,6 +357,10 @@ def run_service(config_path: Path, log_format: LogFormat = LogFormat.TEXT) -> in
         config = load_config(config_path)
     except ConfigError as exc:
         print(f"{config_path}: {exc}", file=sys.stderr)
+        return 2
+    missing = exabgp_missing_reason(config.exabgp.executable)
+    if missing is not None:
+        print(f"{config_path}: {missing}", file=sys.stderr)
         return 2
     # A full table is millions of long-lived objects: the default young-generation threshold
     # (700) runs the cyclic GC so often that it took ~20 % of ExaBGP JSON ingest.

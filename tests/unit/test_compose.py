@@ -83,7 +83,7 @@ def test_each_service_has_an_image_or_a_build_that_exists(name: str) -> None:
     dockerfile = context / ("Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile"))
     assert context.is_dir() and dockerfile.is_file(), f"{name}: {dockerfile}"
     for line in dockerfile.read_text().splitlines():
-        if line.startswith(("COPY ", "ADD ")):
+        if line.startswith(("COPY ", "ADD ")) and "--from=" not in line:  # --from: an earlier stage
             for source in line.split()[1:-1]:
                 if not source.startswith("--"):
                     assert list(context.glob(source)), f"{dockerfile.name}: COPY source {source} missing"
@@ -142,11 +142,41 @@ def test_the_replayer_sends_the_mounted_capture_to_topfibs_sflow_port() -> None:
     assert host == _address("topfib") and int(port) in sflow_ports
 
 
-def test_the_topfib_image_runs_topfib_and_can_find_its_files() -> None:
-    dockerfile = (REPO / "Dockerfile").read_text()
-    assert 'ENTRYPOINT ["topfib"]' in dockerfile
-    assert "COPY exabgp ./exabgp" in dockerfile, "ExaBGP's template and the bridge live in exabgp/"
-    assert "pip install --no-cache-dir -e ." in dockerfile, "controller/ looks for exabgp/ beside itself"
+def _stages() -> list[list[str]]:
+    """The Dockerfile's instructions, one list per stage (each from its FROM line)."""
+    stages: list[list[str]] = []
+    for line in (REPO / "Dockerfile").read_text().splitlines():
+        if line.startswith("FROM "):
+            stages.append([])
+        if line and not line.startswith((" ", "#")) and stages:
+            stages[-1].append(line)
+    return stages
+
+
+def test_the_topfib_image_installs_the_wheel_built_in_its_own_stage() -> None:
+    build, runtime = _stages()
+    assert build[0].endswith(" AS build")
+    assert any(line.startswith("RUN pip wheel") and "--no-deps" in line for line in build)
+    assert "COPY --from=build /wheels /wheels" in runtime
+    assert any(line.startswith("RUN pip install") and "/wheels/topfib-*.whl" in line for line in runtime)
+    # the product is the wheel: no editable install, no source tree beside it (the ExaBGP bridge and
+    # template are package data found by importlib.resources)
+    assert not any("-e ." in line or "--editable" in line for line in build + runtime)
+    assert not [line for line in runtime if line.startswith("COPY ") and "--from=build" not in line]
+    assert runtime[-1].startswith("CMD ") and 'ENTRYPOINT ["topfib"]' in runtime
+
+
+def test_the_topfib_image_runs_as_a_user_with_no_capabilities() -> None:
+    runtime = _stages()[-1]
+    users = [line.split()[1] for line in runtime if line.startswith("USER ")]
+    assert users and users[-1] not in ("root", "0"), "the runtime stage must switch to a non-root user"
+    assert runtime.index(f"USER {users[-1]}") < runtime.index('ENTRYPOINT ["topfib"]')
+    config = _topfib_config()
+    assert not any(switch.passive for switch in config.switch), "an active session binds no port < 1024"
+    for name in ("topfib", "replayer"):  # the same image
+        service = _service(name)
+        assert service.get("cap_drop") == ["ALL"] and not service.get("cap_add"), name
+        assert "no-new-privileges:true" in service.get("security_opt", []), name
 
 
 def _peer_prefixes() -> list[ipaddress.IPv4Network]:

@@ -1,4 +1,5 @@
-"""exabgp/bridge.py as a real process: the test plays ExaBGP (pipes) and topfib (unix socket)."""
+"""controller/exabgp_files/bridge.py as a real process: the test plays ExaBGP (pipes) and topfib (a unix
+socket)."""
 
 from __future__ import annotations
 
