@@ -42,6 +42,9 @@ class Canned(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+        elif self.path == "/hostile":
+            detail = "\x1b]0;owned\x07\x1b[2Jgone\x9b31m\r\nforged line" + "A" * 100_000
+            self._send(400, json.dumps({"detail": detail}).encode(), "application/json")
         elif self.path == "/slow":
             threading.Event().wait(2.0)
 
@@ -132,6 +135,14 @@ def test_an_answer_that_is_not_json_means_not_a_topfib_api(http_url: str) -> Non
 def test_rate_limited_says_when_to_retry(http_url: str) -> None:
     error = _fails(Endpoint(http_url, "t"), "/busy")
     assert error.code == ExitCode.REFUSED and "HTTP 429" in str(error) and "retry after 3 s" in str(error)
+
+
+def test_a_hostile_detail_reaches_the_terminal_printable_and_bounded(http_url: str) -> None:
+    """An API (or whoever answers at its URL) cannot send the operator's terminal escape
+    sequences (clear the screen, set the title, forge lines) nor flood it through an error."""
+    message = str(_fails(Endpoint(http_url, "t"), "/hostile"))
+    assert message.isprintable() and len(message) <= 2100
+    assert "HTTP 400" in message and "gone" in message and "forged line" in message
 
 
 def test_silence_times_out_as_unreachable(http_url: str) -> None:
