@@ -25,7 +25,7 @@ from pydantic import (
 
 from collector.special_use import SpecialUseFilter
 from controller.addresses import parse_ip
-from controller.redis_connect import is_sentinel_url, parse_sentinel_url
+from controller.redis_connect import check_store_url
 
 MD5_PASSWORD_MAX = 80  # TCP_MD5SIG_MAXKEYLEN (Linux)
 MD5_PASSWORD = re.compile(rf"[\x20-\x7e]{{1,{MD5_PASSWORD_MAX}}}")
@@ -113,11 +113,7 @@ class StoreConfig(_Strict):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if is_sentinel_url(value):
-            parse_sentinel_url(value)
-        elif not (value == "memory://" or value.startswith(("redis://", "rediss://", "unix://"))):
-            raise ValueError("must be memory://, redis://HOST:PORT/DB or "
-                             "redis+sentinel://HOST:PORT[,HOST:PORT...]/SERVICE[/DB]")
+        check_store_url(value)
         return value
 
 
