@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import stat
 import sys
 import tomllib
 from collections.abc import Sequence
@@ -361,10 +362,24 @@ def parse_config(text: str) -> TopfibConfig:
 
 def load_config(path: Path) -> TopfibConfig:
     try:
+        _check_not_writable_by_anyone(path)
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     return parse_config(text)
+
+
+def _check_not_writable_by_anyone(path: Path) -> None:
+    """The file holds the API tokens: refuse it when any local user could rewrite it (world-writable,
+    through a symlink too) or replace it (in a world-writable directory that is not sticky)."""
+    target = path.resolve()
+    if target.stat().st_mode & stat.S_IWOTH:
+        raise ConfigError(f"{target} is writable by anyone (it holds the API tokens): chmod o-w it")
+    for directory in {path.absolute().parent, target.parent}:
+        mode = directory.stat().st_mode
+        if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
+            raise ConfigError(f"directory {directory} is writable by anyone, who could replace {path.name} "
+                              "(it holds the API tokens): chmod o-w it")
 
 
 def check_config_file(path: Path) -> int:
