@@ -101,6 +101,9 @@ def _opener(endpoint: Endpoint) -> urllib.request.OpenerDirector:
 
 def _check_url(url: str) -> None:
     parsed = urllib.parse.urlsplit(url)
+    if "@" in parsed.netloc:  # urllib would take USER:PASSWORD@HOST for a host name, and errors show it
+        raise CtlError(ExitCode.USAGE, "--url/TOPFIB_URL: no user or password in the URL "
+                                       "(the token goes in TOPFIB_TOKEN or --token-file)")
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise CtlError(ExitCode.USAGE, f"--url/TOPFIB_URL {url!r}: want http://HOST:PORT or https://HOST:PORT")
 

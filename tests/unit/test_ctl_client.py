@@ -180,3 +180,10 @@ class _other_server:
 
     def __exit__(self, *exc: object) -> None:
         self._gen.close()
+
+
+@pytest.mark.parametrize("url", ["http://ops:s3cret@127.0.0.1:1", "https://s3cret@127.0.0.1:1/"])
+def test_credentials_in_the_url_are_refused_without_repeating_them(url: str) -> None:
+    """urllib took ``ops:s3cret@127.0.0.1`` for a host name and every error then printed it."""
+    error = _fails(Endpoint(url, "t", timeout_s=1.0), "/ok")
+    assert error.code == ExitCode.USAGE and "s3cret" not in str(error) and "TOPFIB_TOKEN" in str(error)
