@@ -187,3 +187,13 @@ def test_credentials_in_the_url_are_refused_without_repeating_them(url: str) -> 
     """urllib took ``ops:s3cret@127.0.0.1`` for a host name and every error then printed it."""
     error = _fails(Endpoint(url, "t", timeout_s=1.0), "/ok")
     assert error.code == ExitCode.USAGE and "s3cret" not in str(error) and "TOPFIB_TOKEN" in str(error)
+
+
+def test_https_checks_the_name_too_not_only_the_ca(https_url: str, certificate: tuple[Path, Path]) -> None:
+    """The certificate is for 127.0.0.1: reached as ``localhost`` (same server, trusted CA) it
+    must be refused, so a certificate the CA gave another host cannot stand in for topfib's; and
+    the token is never sent."""
+    Canned.seen = []
+    other_name = https_url.replace("127.0.0.1", "localhost")
+    error = _fails(Endpoint(other_name, "t", ca_file=str(certificate[0])), "/ok")
+    assert error.code == ExitCode.UNREACHABLE and "TLS" in str(error) and Canned.seen == []
