@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import stat
 import sys
 import tomllib
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ from pydantic import (
 
 from collector.special_use import SpecialUseFilter
 from controller.addresses import parse_ip
-from controller.redis_connect import is_sentinel_url, parse_sentinel_url
+from controller.redis_connect import check_store_url
 
 MD5_PASSWORD_MAX = 80  # TCP_MD5SIG_MAXKEYLEN (Linux)
 MD5_PASSWORD = re.compile(rf"[\x20-\x7e]{{1,{MD5_PASSWORD_MAX}}}")
@@ -114,11 +115,7 @@ class StoreConfig(_Strict):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if is_sentinel_url(value):
-            parse_sentinel_url(value)
-        elif not (value == "memory://" or value.startswith(("redis://", "rediss://", "unix://"))):
-            raise ValueError("must be memory://, redis://HOST:PORT/DB or "
-                             "redis+sentinel://HOST:PORT[,HOST:PORT...]/SERVICE[/DB]")
+        check_store_url(value)
         return value
 
 
@@ -377,10 +374,24 @@ def parse_config(text: str) -> TopfibConfig:
 
 def load_config(path: Path) -> TopfibConfig:
     try:
+        _check_not_writable_by_anyone(path)
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     return parse_config(text)
+
+
+def _check_not_writable_by_anyone(path: Path) -> None:
+    """The file holds the API tokens: refuse it when any local user could rewrite it (world-writable,
+    through a symlink too) or replace it (in a world-writable directory that is not sticky)."""
+    target = path.resolve()
+    if target.stat().st_mode & stat.S_IWOTH:
+        raise ConfigError(f"{target} is writable by anyone (it holds the API tokens): chmod o-w it")
+    for directory in {path.absolute().parent, target.parent}:
+        mode = directory.stat().st_mode
+        if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
+            raise ConfigError(f"directory {directory} is writable by anyone, who could replace {path.name} "
+                              "(it holds the API tokens): chmod o-w it")
 
 
 def check_config_file(path: Path) -> int:

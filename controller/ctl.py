@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from controller import ctl_format
-from controller.ctl_client import CtlError, Endpoint, ExitCode, call, path_segment
+from controller.ctl_client import CtlError, Endpoint, ExitCode, call, path_segment, terminal_text
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 # the ctl names of the switch settings the operators type most; the API's names work too
@@ -232,4 +232,4 @@ def _done(as_json: bool, answer: Any, message: str) -> None:
     if as_json:
         print(json.dumps(answer))
     else:
-        Console().print(message, markup=False, highlight=False)
+        Console().print(terminal_text(message), markup=False, highlight=False)

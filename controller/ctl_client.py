@@ -16,6 +16,18 @@ from enum import IntEnum
 from typing import Any
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # a /v1/top of 100,000 prefixes is ~20 MB
+MESSAGE_MAX = 2000  # characters of an error message (the API's detail included)
+
+
+def terminal_text(text: str, limit: int = MESSAGE_MAX) -> str:
+    """``text`` safe for the operator's terminal: what the API (or whoever answers at its URL, or
+    another Redis client behind it) sent must not clear the screen, set the title or forge lines
+    with escape sequences, so every non-printable character is shown escaped (``\\x1b``); at
+    most ``limit`` characters."""
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                       for c in text[:limit])
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 class ExitCode(IntEnum):
@@ -32,7 +44,7 @@ class CtlError(Exception):
     """A call that did not succeed; ``str()`` is the message for stderr."""
 
     def __init__(self, code: ExitCode, message: str) -> None:
-        super().__init__(message)
+        super().__init__(terminal_text(message))
         self.code = code
 
 
@@ -89,6 +101,9 @@ def _opener(endpoint: Endpoint) -> urllib.request.OpenerDirector:
 
 def _check_url(url: str) -> None:
     parsed = urllib.parse.urlsplit(url)
+    if "@" in parsed.netloc:  # urllib would take USER:PASSWORD@HOST for a host name, and errors show it
+        raise CtlError(ExitCode.USAGE, "--url/TOPFIB_URL: no user or password in the URL "
+                                       "(the token goes in TOPFIB_TOKEN or --token-file)")
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise CtlError(ExitCode.USAGE, f"--url/TOPFIB_URL {url!r}: want http://HOST:PORT or https://HOST:PORT")
 

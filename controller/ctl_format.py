@@ -1,7 +1,8 @@
 """Tables ``topfib ctl`` prints from the API's JSON (``--json`` prints the JSON itself instead).
 
 Every string from the API goes in as plain :class:`rich.text.Text`, never as console markup: a
-pin's note such as ``[/]`` would otherwise abort the listing, or restyle what an operator reads.
+pin's note such as ``[/]`` would otherwise abort the listing, or restyle what an operator reads;
+and through :func:`~controller.ctl_client.terminal_text`, so it carries no escape sequence.
 """
 
 from __future__ import annotations
@@ -12,18 +13,21 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from controller.ctl_client import terminal_text
+
 Body = dict[str, Any]
+CELL_MAX = 1000  # characters of one table cell
 
 
 def _table(title: str, *columns: str) -> Table:
-    table = Table(title=Text(title))
+    table = Table(title=Text(terminal_text(title)))
     for column in columns:
         table.add_column(column)
     return table
 
 
 def _add_row(table: Table, *cells: object) -> None:
-    table.add_row(*(Text(str(cell)) for cell in cells))
+    table.add_row(*(Text(terminal_text(str(cell), CELL_MAX)) for cell in cells))
 
 
 def bits_per_s(value: float | None) -> str:

@@ -31,10 +31,12 @@ import time
 from collections.abc import Callable
 
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
-_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
+# Whatever keeps a renewal from succeeding: Redis unreachable, or refusing this client's commands
+# (ACL rights revoked, OOM, MISCONF, READONLY). Either way the holder acts only until its last
+# renewal runs out, as a standby able to write may take the lease after that.
+_NOT_RENEWED = (RedisError, ConnectionError, TimeoutError)
 
 # KEYS: lease. ARGV: holder, ttl in ms. 1 when renewed.
 _RENEW_SCRIPT = """
@@ -110,12 +112,13 @@ class RedisLease:
         return bool(renewed)
 
     async def hold(self) -> bool:
-        """Renew or acquire; whether this holder may act now. Never raises for an unreachable Redis."""
+        """Renew or acquire; whether this holder may act now. Never raises for an unreachable Redis
+        or one that refuses the commands: the holder acts until its last renewal runs out."""
         continuing = self.held()
         try:
             if not await self.renew():
                 await self.acquire(continuing)
-        except _UNREACHABLE:
+        except _NOT_RENEWED:
             pass
         return self.acting()
 

@@ -8,13 +8,14 @@ connection, so after a failover it reconnects to the promoted replica by itself:
 
 SERVICE is the name the sentinels monitor (``sentinel monitor SERVICE ...``). The credentials are
 those of the data nodes (master and replicas); the sentinels themselves are asked without them.
+Everything before the last ``@`` is USER:PASSWORD, and no error message quotes any of it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 if TYPE_CHECKING:  # the config validates URLs without importing the redis client
     import redis.asyncio as aioredis
@@ -59,16 +60,18 @@ def parse_sentinel_url(url: str) -> SentinelTarget:
     """The parts of a ``redis+sentinel://`` URL; ValueError saying what is wrong."""
     if not is_sentinel_url(url):
         raise ValueError(f"not a {SENTINEL_SCHEME} URL")
-    rest = url[len(SENTINEL_SCHEME):]
-    if "?" in rest or "#" in rest:
-        raise ValueError("redis+sentinel:// takes no query or fragment")
-    netloc, _, path = rest.partition("/")
+    # The user information is everything before the last '@' (hosts, service and database hold
+    # none), split off first: a password with an unencoded '/', '?' or '#' is still a password,
+    # and no message below can quote a piece of it.
+    userinfo, at, rest = url[len(SENTINEL_SCHEME):].rpartition("@")
     username = password = None
-    if "@" in netloc:
-        userinfo, _, netloc = netloc.rpartition("@")
+    if at:
         user_text, colon, password_text = userinfo.partition(":")
         username = unquote(user_text) or None
         password = unquote(password_text) if colon else None
+    if "?" in rest or "#" in rest:
+        raise ValueError("redis+sentinel:// takes no query or fragment")
+    netloc, _, path = rest.partition("/")
     if not netloc:
         raise ValueError("redis+sentinel:// needs at least one sentinel HOST:PORT")
     sentinels = tuple(_host_port(item) for item in netloc.split(","))
@@ -81,6 +84,31 @@ def parse_sentinel_url(url: str) -> SentinelTarget:
     if not db_text.isdigit():
         raise ValueError(f"database must be a number, not {db_text!r}")
     return SentinelTarget(sentinels, unquote(parts[0]), int(db_text), username, password)
+
+
+def check_store_url(url: str) -> None:
+    """ValueError saying what is wrong with a ``store.url``, quoting nothing of its credentials
+    (check-config prints the message; redis-py's own would quote a piece of a password that holds
+    an unencoded '/', which it then takes for the port)."""
+    if is_sentinel_url(url):
+        parse_sentinel_url(url)
+        return
+    if url == "memory://" or url.startswith("unix://"):
+        return
+    if not url.startswith(("redis://", "rediss://")):
+        raise ValueError("must be memory://, redis://HOST:PORT/DB or "
+                         "redis+sentinel://HOST:PORT[,HOST:PORT...]/SERVICE[/DB]")
+    scheme, _, rest = url.partition("://")
+    userinfo, _, server = rest.rpartition("@")
+    if any(c in userinfo for c in "/?#"):
+        raise ValueError("percent-encode '/', '?' and '#' in the user name and password (before '@')")
+    try:
+        parts = urlsplit(f"{scheme}://{server}")
+        parts.port  # noqa: B018  (raises on a bad port)
+    except ValueError as exc:
+        raise ValueError(f"bad HOST:PORT: {exc}") from None
+    if not parts.hostname:
+        raise ValueError("needs a HOST")
 
 
 def redis_client(url: str, timeout_s: float, **options: Any) -> aioredis.Redis[str]:

@@ -9,7 +9,9 @@ Layout (``P`` is the key prefix, ``topfib:`` by default; switch names are ``[A-Z
 - ``P req:seq:{switch}`` the switch's change counter; ``P req:log:{switch}`` sorted set, member
   as above, score = the counter at its last write or removal (trimmed to ``CHANGE_LOG_MAX``
   members, the newest trimmed score in ``P req:trim:{switch}``); ``P req:gen:{switch}`` a random
-  generation, set by any write that finds none, so a reader notices a Redis that lost its data.
+  generation, set by any write that finds none, so a reader notices a Redis that lost its data;
+  ``P req:mark:{switch}`` sorted set, member = a random token of each write, score = the counter
+  after it (trimmed like the log), so a reader notices a Redis that went back and was written again.
 - ``P pins`` hash prefix → JSON; ``P config:{switch}`` hash key → JSON number, with the names in
   ``P config:switches``; ``P snapshot:{switch}:{kind}`` strings.
 
@@ -31,7 +33,6 @@ StoreUnavailable (the API answers 503 and the client retries; requests are idemp
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import ipaddress
 import json
 import logging
@@ -51,6 +52,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from collector.metrics import REGISTRY
 from collector.prefixes import PrefixError, canonical_prefix
 from controller.redis_connect import is_sentinel_url, redis_client
+from controller.redis_scripts import ADD_KEYS, ADD_SCRIPT, ADD_SHA, CONFIG_SCRIPT, REMOVE_SCRIPT
 from controller.store import (
     CHANGE_LOG_MAX,
     OFFLOAD_ENTRIES,
@@ -77,78 +79,6 @@ _WARNED_MAX = 1024
 _warned: set[tuple[str, str]] = set()
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
 
-# Appended to each script that changes requests: log ``member`` as the switch's latest change;
-# trim it back to ``keep`` members when it grew ``slack`` past them.
-_LOG_CHANGE = """
-local function log_change(seq_key, log_key, trim_key, member, keep, slack)
-  local seq = redis.call('INCR', seq_key)
-  redis.call('ZADD', log_key, seq, member)
-  local size = redis.call('ZCARD', log_key)
-  if size > keep + slack then
-    local last = redis.call('ZRANGE', log_key, size - keep - 1, size - keep - 1, 'WITHSCORES')
-    redis.call('ZREMRANGEBYRANK', log_key, 0, size - keep - 1)
-    redis.call('SET', trim_key, last[2])
-  end
-end
-"""
-
-# KEYS: exp, at, ap-set, switches, seq, log, trim, gen. ARGV: now, limit, switch, generation,
-# log max, log slack, then (ip, member, requested_at, expires_at) per entry.
-_ADD_SCRIPT = _LOG_CHANGE + """
-redis.call('SADD', KEYS[4], ARGV[3])
-redis.call('SET', KEYS[8], ARGV[4], 'NX')
-local keep, slack = tonumber(ARGV[5]), tonumber(ARGV[6])
-local now = tonumber(ARGV[1])
-local limit = tonumber(ARGV[2])
-local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
-for _, member in ipairs(expired) do redis.call('HDEL', KEYS[2], member) end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-local count = redis.call('ZCARD', KEYS[3])
-local accepted = {}
-for i = 7, #ARGV, 4 do
-  local ip, member = ARGV[i], ARGV[i + 1]
-  local held = redis.call('ZSCORE', KEYS[3], ip)
-  if held or count < limit then
-    if not held then count = count + 1 end
-    redis.call('ZADD', KEYS[3], ARGV[i + 3], ip)
-    redis.call('ZADD', KEYS[1], ARGV[i + 3], member)
-    redis.call('HSET', KEYS[2], member, ARGV[i + 2])
-    log_change(KEYS[5], KEYS[6], KEYS[7], member, keep, slack)
-    accepted[#accepted + 1] = 1
-  else
-    accepted[#accepted + 1] = 0
-  end
-end
-return accepted
-"""
-_ADD_SHA = hashlib.sha1(_ADD_SCRIPT.encode()).hexdigest()  # what EVALSHA names it by
-_ADD_KEYS = 8
-
-# KEYS: config hash, config switches. ARGV: switch, n, n keys to clear, then key/value pairs.
-# Returns the hash after the change (flat). One script so that a write is one command (see WAIT).
-_CONFIG_SCRIPT = """
-redis.call('SADD', KEYS[2], ARGV[1])
-local n = tonumber(ARGV[2])
-if n > 0 then redis.call('HDEL', KEYS[1], unpack(ARGV, 3, 2 + n)) end
-for i = 3 + n, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-return redis.call('HGETALL', KEYS[1])
-"""
-
-# KEYS: exp, at, ap-set, seq, log, trim. ARGV: now, ip, member, log max, log slack. Returns 1
-# when an unexpired entry was removed.
-_REMOVE_SCRIPT = _LOG_CHANGE + """
-local score = redis.call('ZSCORE', KEYS[1], ARGV[3])
-redis.call('ZREM', KEYS[1], ARGV[3])
-redis.call('HDEL', KEYS[2], ARGV[3])
-redis.call('ZREM', KEYS[3], ARGV[2])
-if not score then return 0 end
-log_change(KEYS[4], KEYS[5], KEYS[6], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]))
-if tonumber(score) > tonumber(ARGV[1]) then return 1 end
-return 0
-"""
-
-
 def _member(ap: str, ip: str) -> str:
     return json.dumps([ap, ip], separators=(",", ":"))
 
@@ -167,9 +97,9 @@ class RedisStore:
         self._redis = client
         self._p = prefix
         self._log_limits = [str(change_log_max), str(change_log_slack(change_log_max))]
-        self._add = client.register_script(_ADD_SCRIPT)
-        self._remove = client.register_script(_REMOVE_SCRIPT)
-        self._config = client.register_script(_CONFIG_SCRIPT)
+        self._add = client.register_script(ADD_SCRIPT)
+        self._remove = client.register_script(REMOVE_SCRIPT)
+        self._config = client.register_script(CONFIG_SCRIPT)
         self._cache: dict[tuple[str, ...], object] = {}
         self._replica_acks = replica_acks
         self._ack_timeout_ms = max(1, round(ack_timeout_s * 1000))
@@ -226,8 +156,8 @@ class RedisStore:
         return [f"{self._p}req:exp:{switch}", f"{self._p}req:at:{switch}", f"{self._p}req:ap:{switch}:{ap}"]
 
     def _log_keys(self, switch: str) -> list[str]:
-        """seq, log, trim and gen of ``switch``'s change log."""
-        return [f"{self._p}req:{kind}:{switch}" for kind in ("seq", "log", "trim", "gen")]
+        """seq, log, trim, gen and mark of ``switch``'s change log."""
+        return [f"{self._p}req:{kind}:{switch}" for kind in ("seq", "log", "trim", "gen", "mark")]
 
     async def add_requests(
         self, entries: Sequence[RequestEntry], max_per_ap: Mapping[str, int], now: float
@@ -253,11 +183,11 @@ class RedisStore:
             # One round trip per POST however many switches: the EVALSHAs go in one pipeline, without
             # redis-py's script registration (it would add a SCRIPT EXISTS round trip every time).
             for call in calls:
-                pipe.evalsha(_ADD_SHA, _ADD_KEYS, *call)
+                pipe.evalsha(ADD_SHA, ADD_KEYS, *call)
 
         async def queue_loading(pipe: Pipeline[str]) -> None:
             for call in calls:  # the Script loads itself first
-                await self._add(keys=call[:_ADD_KEYS], args=call[_ADD_KEYS:], client=pipe)
+                await self._add(keys=call[:ADD_KEYS], args=call[ADD_KEYS:], client=pipe)
 
         try:
             flags_per_group = await self._write(queue)
@@ -277,8 +207,9 @@ class RedisStore:
 
         async def queue(pipe: Pipeline[str]) -> None:
             for switch in switches:
-                args = [_score(now), ip, _member(ap, ip), *self._log_limits]
-                keys = [*self._req_keys(switch, ap), *self._log_keys(switch)[:3]]
+                args = [_score(now), ip, _member(ap, ip), *self._log_limits, secrets.token_hex(8)]
+                seq_key, log_key, trim_key, _, mark_key = self._log_keys(switch)
+                keys = [*self._req_keys(switch, ap), seq_key, log_key, trim_key, mark_key]
                 await self._remove(keys=keys, args=args, client=pipe)
 
         return sum(int(flag) for flag in await self._write(queue))
@@ -303,16 +234,20 @@ class RedisStore:
         return sorted((e for e in entries if e.expires_at > now), key=request_order)
 
     async def request_changes(self, switch: str, since: RequestCursor | None, now: float) -> RequestChanges:
-        seq_key, log_key, trim_key, gen_key = self._log_keys(switch)
+        seq_key, log_key, trim_key, gen_key, mark_key = self._log_keys(switch)
+        since_sequence = since.sequence if since else 0
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.get(gen_key)
                 pipe.get(seq_key)
                 pipe.get(trim_key)
-                pipe.zrangebyscore(log_key, f"({since.sequence if since else 0}", "+inf")
-                generation, sequence, trimmed, members = await pipe.execute()
-            cursor = RequestCursor(generation or "", int(sequence or 0))
-            if since is None or needs_full_read(since, cursor, int(trimmed or 0)):
+                pipe.zrangebyscore(log_key, f"({since_sequence}", "+inf")
+                pipe.zrangebyscore(mark_key, since_sequence, since_sequence)
+                pipe.zrevrange(mark_key, 0, 0, withscores=True)
+                generation, sequence, trimmed, members, marks_at_since, newest = await pipe.execute()
+            cursor = _cursor(generation, sequence, newest)
+            mark_at_since = marks_at_since[0] if marks_at_since else ""
+            if since is None or needs_full_read(since, cursor, int(trimmed or 0), mark_at_since):
                 return await self._all_requests(switch, now)
             if not members:
                 return RequestChanges(cursor, False, [])
@@ -339,20 +274,21 @@ class RedisStore:
 
     async def _all_requests(self, switch: str, now: float) -> RequestChanges:
         """Every active entry of ``switch`` with the cursor of that moment (one transaction)."""
-        seq_key, _, _, gen_key = self._log_keys(switch)
+        seq_key, _, _, gen_key, mark_key = self._log_keys(switch)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.get(gen_key)
             pipe.get(seq_key)
+            pipe.zrevrange(mark_key, 0, 0, withscores=True)
             pipe.zrangebyscore(f"{self._p}req:exp:{switch}", f"({_score(now)}", "+inf", withscores=True)
             pipe.hgetall(f"{self._p}req:at:{switch}")
-            generation, sequence, members, requested = await pipe.execute()
+            generation, sequence, newest, members, requested = await pipe.execute()
 
         # 100k entries are a second of Python: in a thread, the event loop runs in between
         if len(members) > OFFLOAD_ENTRIES:
             active = await asyncio.to_thread(_request_entries, switch, members, requested)
         else:
             active = _request_entries(switch, members, requested)
-        return RequestChanges(RequestCursor(generation or "", int(sequence or 0)), True, active)
+        return RequestChanges(_cursor(generation, sequence, newest), True, active)
 
     # -- pins -------------------------------------------------------------------------------------
 
@@ -456,6 +392,15 @@ def _skip_malformed(kind: str, key: str, exc: Exception) -> None:
         _warned.clear()
     _warned.add((kind, key))
     log.warning("redis: skipping a malformed %s entry %r: %s", kind, key[:200], str(exc)[:200])
+
+
+def _cursor(
+    generation: str | None, sequence: str | None, newest_mark: Sequence[tuple[str, float]]
+) -> RequestCursor:
+    """The cursor of a read: the newest mark belongs to it when it marks the counter's value."""
+    seq = int(sequence or 0)
+    mark = newest_mark[0][0] if newest_mark and int(newest_mark[0][1]) == seq else ""
+    return RequestCursor(generation or "", seq, mark)
 
 
 def _request_entries(

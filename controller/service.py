@@ -334,7 +334,20 @@ def _make_matrix(config: TopfibConfig) -> tuple[TrafficMatrix | None, MatrixFile
     return matrix, writer
 
 
-async def serve(config: TopfibConfig, config_path: Path) -> None:
+class EarlyHangups:
+    """SIGHUPs before the service has started (``systemctl reload`` right after a start, which
+    can take long with a full RIB file): noted, and applied once it has started. SIGHUP's default
+    action ends the process, and systemd does not restart a service a SIGHUP ended."""
+
+    def __init__(self) -> None:
+        self.pending = False
+        signal.signal(signal.SIGHUP, self._note)
+
+    def _note(self, signum: int, frame: object) -> None:
+        self.pending = True
+
+
+async def serve(config: TopfibConfig, config_path: Path, early: EarlyHangups | None = None) -> None:
     service = Service(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -342,6 +355,8 @@ async def serve(config: TopfibConfig, config_path: Path) -> None:
         loop.add_signal_handler(sig, stop.set)
     await service.start()
     loop.add_signal_handler(signal.SIGHUP, service.reload, config_path)
+    if early is not None and early.pending:
+        service.reload(config_path)
     log.info("topfib running: api %s, sflow %s, %d switch(es)", config.api.listen,
              ",".join(config.collector.sflow_listen), len(config.switch))
     try:
@@ -352,6 +367,7 @@ async def serve(config: TopfibConfig, config_path: Path) -> None:
 
 def run_service(config_path: Path, log_format: LogFormat = LogFormat.TEXT) -> int:
     """CLI body of ``topfib run``."""
+    early = EarlyHangups()
     configure_logging(log_format)
     try:
         config = load_config(config_path)
@@ -366,7 +382,7 @@ def run_service(config_path: Path, log_format: LogFormat = LogFormat.TEXT) -> in
     # (700) runs the cyclic GC so often that it took ~20 % of ExaBGP JSON ingest.
     gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
     try:
-        asyncio.run(serve(config, config_path))
+        asyncio.run(serve(config, config_path, early))
     except ConfigError as exc:  # a socket the config names cannot be bound; nothing was started
         print(f"{config_path}: {exc}", file=sys.stderr)
         return 2

@@ -75,10 +75,13 @@ class Pin:
 
 @dataclass(frozen=True, slots=True)
 class RequestCursor:
-    """Where a reader of one switch's request changes is: the log's generation and sequence."""
+    """Where a reader of one switch's request changes is: the log's generation and sequence, and
+    the mark of the write that sequence stands for (a store whose writes cannot be lost, as the
+    memory store, need not mark them)."""
 
     generation: str
     sequence: int
+    mark: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,12 +96,14 @@ class RequestChanges:
     ended: list[tuple[str, str]] = field(default_factory=list)
 
 
-def needs_full_read(since: RequestCursor, now_at: RequestCursor, trimmed: int) -> bool:
+def needs_full_read(since: RequestCursor, now_at: RequestCursor, trimmed: int,
+                    mark_at_since: str = "") -> bool:
     """Whether a reader at ``since`` must read everything (as one that has read nothing yet): the
     log is of another generation, it lost the changes after ``since`` (trimmed), or the log went
-    back (a store restored from an older copy)."""
+    back (a store restored from an older copy): to before ``since``, or past it again with other
+    writes (``since``'s sequence now marked by another write, ``mark_at_since``)."""
     return (since.generation != now_at.generation or since.sequence < trimmed
-            or since.sequence > now_at.sequence)
+            or since.sequence > now_at.sequence or since.mark != mark_at_since)
 
 
 class Store(Protocol):

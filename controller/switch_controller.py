@@ -45,7 +45,7 @@ from controller.selection_types import SelectedRoute
 from controller.self_next_hop import SelfNextHopFilter
 from controller.session_diagnosis import SessionDiagnosis
 from controller.settings import effective_settings, selection_policy
-from controller.store import Store, StoreUnavailable
+from controller.store import SettingValue, Store, StoreUnavailable
 from controller.table_readiness import (
     QUIET_CHECK_S,
     READY_MAX_WAIT_S,
@@ -227,6 +227,7 @@ class SwitchController:
         self.requests = RequestMirror(self.name)  # the store's active requests, read by changes
         self._last_prune = clock()
         self._last_pins: list[str] = []
+        self._last_overrides: dict[str, SettingValue] = {}
         self._ready_quiet_s = ready_quiet_s
         self._ready_max_wait_s = ready_max_wait_s
         self._settle_quiet_s = settle_quiet_s
@@ -487,8 +488,9 @@ class SwitchController:
     async def _effective_policy(self) -> SelectionPolicy:
         try:
             overrides = (await self.store.config_overrides()).get(self.name, {})
-        except StoreUnavailable:
-            return self.policy
+            self._last_overrides = overrides
+        except StoreUnavailable:  # the last ones read, over the switch's config as now (a reload)
+            overrides = self._last_overrides
         return selection_policy(self.switch, effective_settings(self.switch, overrides))
 
     async def _inputs(self, wall_now: float) -> tuple[list[OnDemandRequest], list[str]]:

@@ -177,3 +177,32 @@ async def test_a_holder_whose_valid_lease_redis_lost_keeps_acting(client: aiored
     clock.advance(1.0)
     assert await lease.hold() is True, "the active holder must not drop the switch for a lost key"
     assert await lease.current_holder() == "A"
+
+
+async def test_a_holder_whose_redis_refuses_its_commands_stops_at_the_end_of_its_validity(
+    client: aioredis.Redis[str], redis_url: str
+) -> None:
+    """Not unreachable but refused (ACL rights revoked, OOM, MISCONF...): hold() raised, the loop
+    logged the failed iteration and the controller kept acting for good, while a standby with
+    working rights took the lease one TTL later: two controllers programming one switch."""
+    await client.acl_setuser("lease-a", enabled=True, passwords=["+pw-a"], keys=["*"], commands=["+@all"])
+    own: aioredis.Redis[str] = aioredis.Redis.from_url(redis_url, decode_responses=True,
+                                                       username="lease-a", password="pw-a")
+    clock = FakeClock(100.0)
+    try:
+        lease = RedisLease(own, "edge1", "A", TTL_S, clock=clock)
+        assert await lease.hold() is True
+        await client.acl_setuser("lease-a", enabled=True, commands=["-@all", "+ping"])  # live connections too
+        clock.advance(TTL_S / 3)
+        assert await lease.hold() is True  # still valid from the last renewal
+        clock.advance(TTL_S)
+        assert await lease.hold() is False
+        standby = RedisLease(client, "edge1", "B", TTL_S)
+        for _ in range(50):  # B takes it once A's renewals have stopped for the TTL
+            if await standby.hold():
+                break
+            await asyncio.sleep(TTL_S / 10)
+        assert standby.acting() and await lease.hold() is False
+    finally:
+        await own.aclose()  # type: ignore[attr-defined,unused-ignore]
+        await client.acl_deluser("lease-a")

@@ -21,7 +21,7 @@ from controller.settings import (
     file_settings,
     selection_policy,
 )
-from controller.store import MemoryStore
+from controller.store import MemoryStore, StoreUnavailable
 from controller.switch_controller import SwitchController
 from tests.api_support import make_config
 
@@ -134,3 +134,20 @@ def test_values_written_to_the_store_directly_pass_the_same_rule(stored: dict[st
     as a PUT would be: the file's settings apply instead."""
     switch = make_config().switch[0]
     assert effective_settings(switch, stored) == effective_settings(switch, {})
+
+
+def test_a_reload_applies_its_caps_while_the_store_has_never_answered(tmp_path: Path) -> None:
+    """Started during a Redis outage (no overrides ever read): a SIGHUP that lowers the cap must
+    still lower it (the controller kept its policy of the file it started with)."""
+
+    class Unreachable(MemoryStore):
+        async def config_overrides(self) -> dict[str, dict[str, float | int]]:
+            raise StoreUnavailable("redis unreachable and nothing cached for config")
+
+    config = make_config()
+    ctl = SwitchController(config.switch[0], config, PrefixRates(30.0, 3600.0), Unreachable(),
+                           threading.Lock(), tmp_path / "run")
+    assert asyncio.run(ctl._effective_policy()).cap_ipv4 == 100
+    lowered = config.switch[0].model_copy(update={"fib_cap_ipv4": 10})
+    ctl.reconfigure(lowered, config.model_copy(update={"switch": [lowered]}))
+    assert asyncio.run(ctl._effective_policy()).cap_ipv4 == 10

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.config import parse_config
+from controller.config import ConfigError, load_config, parse_config
 from controller.reload import plan_reload, prepare_reload
 
 BASE = """
@@ -71,3 +71,39 @@ def test_a_missing_tls_file_fails_the_whole_reload_even_when_tls_waits_for_a_res
                                                        f'tls_key_file = "{tmp_path}/k.pem"'))
     assert prepare_reload(path, parse_config(config())) is None
     assert "api.tls_cert_file: cannot read" in caplog.text
+
+
+@pytest.mark.parametrize("where", ["file", "directory", "symlinked file"])
+def test_a_config_anyone_may_rewrite_is_refused_at_start_and_reload(
+    tmp_path: Path, where: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The file holds the API tokens: a file (or a symlink's target) made world-writable, or one in
+    a world-writable directory (anyone may replace it), would let any local user add an operator
+    token at the next SIGHUP. Refused, and the running config stays."""
+    directory = tmp_path / "etc"
+    directory.mkdir()
+    path = directory / "topfib.toml"
+    path.write_text(config(cap=500) + TOKEN.format("c" * 64))
+    if where == "file":
+        path.chmod(0o666)
+    elif where == "directory":
+        directory.chmod(0o777)
+    else:
+        path.chmod(0o666)
+        link = tmp_path / "link.toml"
+        link.symlink_to(path)
+        path = link
+    with pytest.raises(ConfigError, match="writable by anyone"):
+        load_config(path)
+    assert prepare_reload(path, parse_config(config())) is None
+    assert "writable by anyone" in caplog.text
+
+
+def test_a_sticky_shared_directory_is_fine(tmp_path: Path) -> None:
+    """/tmp-like directories (sticky) let nobody else replace the file."""
+    directory = tmp_path / "shared"
+    directory.mkdir()
+    directory.chmod(0o1777)
+    path = directory / "topfib.toml"
+    path.write_text(config())
+    assert load_config(path).switch[0].fib_cap_ipv4 == 1000

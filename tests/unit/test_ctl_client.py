@@ -42,6 +42,9 @@ class Canned(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+        elif self.path == "/hostile":
+            detail = "\x1b]0;owned\x07\x1b[2Jgone\x9b31m\r\nforged line" + "A" * 100_000
+            self._send(400, json.dumps({"detail": detail}).encode(), "application/json")
         elif self.path == "/slow":
             threading.Event().wait(2.0)
 
@@ -134,6 +137,14 @@ def test_rate_limited_says_when_to_retry(http_url: str) -> None:
     assert error.code == ExitCode.REFUSED and "HTTP 429" in str(error) and "retry after 3 s" in str(error)
 
 
+def test_a_hostile_detail_reaches_the_terminal_printable_and_bounded(http_url: str) -> None:
+    """An API (or whoever answers at its URL) cannot send the operator's terminal escape
+    sequences (clear the screen, set the title, forge lines) nor flood it through an error."""
+    message = str(_fails(Endpoint(http_url, "t"), "/hostile"))
+    assert message.isprintable() and len(message) <= 2100
+    assert "HTTP 400" in message and "gone" in message and "forged line" in message
+
+
 def test_silence_times_out_as_unreachable(http_url: str) -> None:
     error = _fails(Endpoint(http_url, "t", timeout_s=0.3), "/slow")
     assert error.code == ExitCode.UNREACHABLE
@@ -169,3 +180,20 @@ class _other_server:
 
     def __exit__(self, *exc: object) -> None:
         self._gen.close()
+
+
+@pytest.mark.parametrize("url", ["http://ops:s3cret@127.0.0.1:1", "https://s3cret@127.0.0.1:1/"])
+def test_credentials_in_the_url_are_refused_without_repeating_them(url: str) -> None:
+    """urllib took ``ops:s3cret@127.0.0.1`` for a host name and every error then printed it."""
+    error = _fails(Endpoint(url, "t", timeout_s=1.0), "/ok")
+    assert error.code == ExitCode.USAGE and "s3cret" not in str(error) and "TOPFIB_TOKEN" in str(error)
+
+
+def test_https_checks_the_name_too_not_only_the_ca(https_url: str, certificate: tuple[Path, Path]) -> None:
+    """The certificate is for 127.0.0.1: reached as ``localhost`` (same server, trusted CA) it
+    must be refused, so a certificate the CA gave another host cannot stand in for topfib's; and
+    the token is never sent."""
+    Canned.seen = []
+    other_name = https_url.replace("127.0.0.1", "localhost")
+    error = _fails(Endpoint(other_name, "t", ca_file=str(certificate[0])), "/ok")
+    assert error.code == ExitCode.UNREACHABLE and "TLS" in str(error) and Canned.seen == []

@@ -91,3 +91,20 @@ def test_text_from_the_api_is_shown_as_is_never_as_markup() -> None:
     shown = text(ctl_format.pins_table({"pins": [{"prefix": "198.51.100.0/24", "by": "[bold]ops",
                                                   "since": NOW, "note": note}]}, now=NOW))
     assert note in shown and "[bold]ops" in shown
+
+
+def test_text_from_the_api_cannot_send_the_terminal_escape_sequences() -> None:
+    """A pin's note, an AP name another Redis client wrote, a switch name in a title: escape
+    sequences (ESC, C1 CSI, bell, line breaks) are shown escaped, never sent to the terminal."""
+    hostile = "x\x1b[2J\x1b]0;owned\x07\x9b31m\u202eevil\r\nforged"
+    body = {"pins": [{"prefix": "198.51.100.0/24", "by": hostile, "since": NOW, "note": hostile}]}
+    requests = {"total": 1, "requests": [{"switch": "edge1", "ip": "198.51.100.1", "ap": hostile,
+                                          "requested_at": NOW, "expires_at": NOW + 60}]}
+    fib = {"switch": hostile, "routes": []}
+    for table in (ctl_format.pins_table(body, now=NOW), ctl_format.request_list_table(requests, now=NOW),
+                  ctl_format.fib_table(fib, now=NOW)):
+        console = Console(width=400, record=True, force_terminal=True)
+        console.print(table)
+        shown = console.export_text(styles=False)
+        assert all(c.isprintable() or c == "\n" for c in shown), repr(shown)
+        assert "\\x1b[2J" in shown and "forged" in shown

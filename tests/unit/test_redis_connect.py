@@ -87,3 +87,55 @@ def test_replica_acks_apply_to_sentinel_only() -> None:
     single = RedisStore.from_url("redis://127.0.0.1:6379/0", replica_acks=1)
     sentinel = RedisStore.from_url("redis+sentinel://127.0.0.1:26379/topfib/0", replica_acks=1)
     assert single._replica_acks == 0 and sentinel._replica_acks == 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis+sentinel://:s3cr/etpw@s1:1/topfib",  # a password with '/' not percent-encoded
+        "redis+sentinel://app:s3cr/etpw/x/y@s1:1/topfib",
+        "redis+sentinel://app:s3cr?etpw@s1:1/topfib",
+        "redis+sentinel://app:s3cr#etpw@s1:1/topfib",
+        "redis+sentinel://app:s3cr,etpw@s1:1/topfib/zero",
+        "redis+sentinel://app:s3cr:etpw@s1:99999/topfib",
+        "redis+sentinel://s3cretpw@[::1/topfib",
+        "redis://:s3cr/etpw@127.0.0.1:6379/0",  # redis-py took 's3cr' for the port and said so
+        "rediss://app:s3cr?etpw@127.0.0.1:6379/0",
+        "redis://app:s3cretpw@127.0.0.1:99x/0",
+    ],
+)
+def test_a_bad_store_url_never_shows_its_credentials(url: str) -> None:
+    """check-config prints (and run logs) what is wrong with store.url: never a piece of the
+    password, however the URL is broken."""
+    try:
+        parse_config(STORE.format(url=url, extra=""))
+    except ConfigError as exc:
+        message = str(exc)
+        assert "s3cr" not in message and "etpw" not in message and "store.url" in message
+    else:
+        assert url.startswith("redis+") and parse_sentinel_url(url).password is not None
+
+
+def test_a_sentinel_password_may_hold_slash_query_and_fragment_characters() -> None:
+    """Everything before the last '@' is the user information (hosts, service and database
+    hold no '@'), so an unencoded '/', '?' or '#' in the password is still the password."""
+    target = parse_sentinel_url("redis+sentinel://app:a/b?c#d@s1:1/topfib/2")
+    assert (target.username, target.password, target.service, target.db) == ("app", "a/b?c#d", "topfib", 2)
+
+
+@pytest.mark.parametrize(("url", "reason"), [
+    ("redis://127.0.0.1:63a79/0", "bad HOST:PORT"),
+    ("redis:///0", "needs a HOST"),
+    ("http://127.0.0.1:6379", "must be memory://"),
+])
+def test_a_bad_redis_url_is_a_config_error_naming_the_fault(url: str, reason: str) -> None:
+    """A broken store.url passed check-config, then run died in redis-py's parser."""
+    with pytest.raises(ConfigError) as info:
+        parse_config(STORE.format(url=url, extra=""))
+    assert "store.url" in str(info.value) and reason in str(info.value)
+
+
+@pytest.mark.parametrize("url", ["memory://", "redis://127.0.0.1:6379/0", "rediss://:p%2Fw@[::1]:6380/1",
+                                 "unix:///run/redis.sock?db=1", "redis://redis"])
+def test_good_store_urls_pass(url: str) -> None:
+    parse_config(STORE.format(url=url, extra=""))
