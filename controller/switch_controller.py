@@ -38,7 +38,7 @@ from controller.exabgp_link import ExabgpLink, ExabgpLinkDown
 from controller.exabgp_runner import ExabgpRunner
 from controller.observed_paths import ObservedPathRib
 from controller.oracle import share_of
-from controller.plan import Step, clear_adj_rib_out_command, plan, render_step
+from controller.plan import Step, clear_adj_rib_out_command, end_of_rib_commands, plan, render_step
 from controller.request_mirror import RequestMirror
 from controller.select import OnDemandRequest, Selection, SelectionPolicy, select
 from controller.selection_types import SelectedRoute
@@ -146,6 +146,7 @@ class SessionInfo:
     up_at: float | None = None  # monotonic time the session came up
     eor_families: set[str] = field(default_factory=set)
     ready: bool = False  # the switch's table was complete once: programming may go on
+    end_of_rib_sent: bool = False  # graceful restart: topfib's End-of-RIB went out on this session
 
 
 def table_complete(info: SessionInfo, now: float, quiet_for: float, *,
@@ -284,6 +285,9 @@ class SwitchController:
         # the previous controller's last desired FIB (warm restart or takeover): incumbents of
         # every selection until one has been programmed on the switch's full table
         self._carried: dict[str, SelectedRoute] = {}
+        # graceful restart: prefixes the switch may still hold as stale from an earlier session
+        # (or the previous controller) until topfib's End-of-RIB; they count against the caps
+        self._stale: set[str] = set()
 
     def _new_runner(self) -> ExabgpRunner:
         return ExabgpRunner(
@@ -399,6 +403,7 @@ class SwitchController:
         if event.state == "up":
             self.session = SessionInfo(state="up", since=self._wall_clock(), up_at=self._clock())
             self._quiet.restart()
+            self._keep_as_stale()
             self.installed = {}  # a fresh session: the switch holds none of our routes...
             if self._announced:  # ...unless ExaBGP replays them (the down went unseen)
                 self._replay_pending = True
@@ -423,6 +428,7 @@ class SwitchController:
             log.log(logging.WARNING if self.active else logging.INFO,  # not active: we stopped it
                     "switch %s: BGP session down (%s); nothing counts as installed", self.name, reason)
         self.session = SessionInfo(state="down", reason=reason, since=self._wall_clock())
+        self._keep_as_stale()
         self.installed = {}
         self._touched.clear()
         if self._announced:
@@ -432,6 +438,10 @@ class SwitchController:
             for session in list(self.rib.session_path_counts()):
                 if session != self.rib.preload_session:
                     self.rib.drop_session(session)
+
+    def _keep_as_stale(self) -> None:
+        if self.switch.graceful_restart_s:  # the switch keeps what it had until our End-of-RIB
+            self._stale.update(self.installed)
 
     def _forget_soon(self) -> None:
         """Clear ExaBGP's adj-rib-out now, before the session can come back and replay it."""
@@ -591,6 +601,7 @@ class SwitchController:
         if self.ready_to_program():
             began = self._clock()
             await self._program(self.selection.desired())
+            await self._end_of_rib_once()
             self._programming_time = self._clock() - began  # waiting on ExaBGP: the loop was free
             self._carried = {}
         self._publish_gauges(scores, candidates.total)
@@ -727,14 +738,15 @@ class SwitchController:
         """Announce steps trimmed so that new prefixes never take a table past its cap."""
         caps = self.policy.caps()
         room = {table: cap for table, cap in caps.items()}
-        for prefix in self.installed:
+        held = self._stale.union(self.installed)  # stale ones too, until our End-of-RIB
+        for prefix in held:
             table = self.policy.table_of(prefix)
             room[table] = room.get(table, 0) - 1
         kept: list[Step] = []
         for step in steps:
             prefixes = []
             for prefix in step.prefixes:
-                if prefix in self.installed:  # a next-hop change replaces in place
+                if prefix in held:  # a next-hop change (or a stale route's refresh) replaces in place
                     prefixes.append(prefix)
                     continue
                 table = self.policy.table_of(prefix)
@@ -744,6 +756,28 @@ class SwitchController:
             if prefixes:
                 kept.append(replace(step, prefixes=tuple(prefixes)))
         return kept
+
+    async def _end_of_rib_once(self) -> None:
+        """Graceful restart: End-of-RIB once the first programming on a session is out, so the
+        switch flushes the stale routes topfib did not announce again (ExaBGP sends none by
+        itself: manual-eor). Not while ExaBGP may still replay an earlier session's routes."""
+        session = self.session
+        if (not self.switch.graceful_restart_s or session.end_of_rib_sent or self._replay_pending
+                or not self.ready_to_program()):
+            return
+        async with self._program_lock:
+            try:
+                results = await self.link.send(end_of_rib_commands(self.switch.neighbor))
+            except ExabgpLinkDown:
+                return
+        if all(results):
+            session.end_of_rib_sent = True
+            if session is self.session:
+                self._stale = set()
+            log.info("switch %s: End-of-RIB sent (stale routes not announced again leave)", self.name)
+        else:
+            _m_errors.inc(switch=self.name)
+            log.error("switch %s: ExaBGP refused End-of-RIB; retried after the next programming", self.name)
 
     async def _send_steps(self, steps: list[Step]) -> bool:
         """Send ``steps``; apply what ExaBGP acknowledged. False when anything was not done.
@@ -818,6 +852,8 @@ class SwitchController:
     def carry_incumbents(self, routes: dict[str, SelectedRoute]) -> None:
         """Start from ``routes``, the previous controller's desired FIB, instead of a cold one."""
         self._carried = dict(routes)
+        if self.switch.graceful_restart_s:  # what the switch may still hold from that controller
+            self._stale.update(routes)
 
     def continuity_routes(self) -> Mapping[str, SelectedRoute]:
         """The desired FIB to hand on: the carried one until a selection has been programmed."""
