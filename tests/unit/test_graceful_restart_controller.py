@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from collector.accounting import PrefixRates
 from controller.config import TopfibConfig
 from controller.store import MemoryStore, Pin
-from controller.switch_controller import SwitchController
+from controller.switch_controller import STALE_PRUNE_S, SwitchController
 from tests.unit.test_switch_controller import (
     CLEAR,
     NEIGHBOR,
@@ -32,7 +33,8 @@ EOR_LINES = [f"neighbor {NEIGHBOR} announce eor {family} unicast" for family in 
 PATHS = (_announce(NH1, (P1, 1), (P2, 1)), _announce(NH2, (P3, 2)), _eor("ipv4"), _eor("ipv6"))
 
 
-def _controller(tmp_path: Path, graceful_restart_s: int, cap_v4: int = 10) -> SwitchController:
+def _controller(tmp_path: Path, graceful_restart_s: int, cap_v4: int = 10,
+                clock: list[float] | None = None) -> SwitchController:
     config = TopfibConfig.model_validate({
         "switch": [{
             "name": "sw1", "neighbor": NEIGHBOR, "local_address": "10.99.0.1", "local_as": 65000,
@@ -41,8 +43,9 @@ def _controller(tmp_path: Path, graceful_restart_s: int, cap_v4: int = 10) -> Sw
         }],
     })
     rates = PrefixRates(fast_half_life_s=30.0, slow_half_life_s=3600.0)
+    now = clock or [time.monotonic()]
     return SwitchController(config.switch[0], config, rates, MemoryStore(), threading.Lock(),
-                            tmp_path / "run")
+                            tmp_path / "run", clock=lambda: now[0])
 
 
 async def _pin(ctl: SwitchController, *prefixes: str) -> None:
@@ -86,14 +89,17 @@ def test_end_of_rib_follows_the_first_programming_of_each_session_only_with_grac
     asyncio.run(scenario())
 
 
-def test_routes_the_switch_keeps_as_stale_count_against_the_cap_until_end_of_rib(tmp_path: Path) -> None:
-    """Cap 2, P1 and P2 installed; the session flaps and P3 replaces P1 meanwhile. The switch still
-    holds P1 (stale) until End-of-RIB: announcing P3 before it would make three routes."""
+def test_stale_routes_count_against_the_cap_until_the_switch_pruned_them(tmp_path: Path) -> None:
+    """Cap 2, P1 and P2 installed; the session flaps and P3 replaces P1 meanwhile. The switch holds
+    P1 as stale until our End-of-RIB and prunes it a moment later: P3 waits until then (three
+    routes otherwise)."""
     async def scenario() -> None:
-        ctl = _controller(tmp_path, 120, cap_v4=2)
+        clock = [1000.0]
+        ctl = _controller(tmp_path, 120, cap_v4=2, clock=clock)
         await ctl.start(active=False)
         ctl.active = True
         switch = await Switch.connect(ctl.link.socket_path)
+        announce_p3 = f"neighbor {NEIGHBOR} announce ipv4 unicast {P3} next-hop {NH2}"
         try:
             await _pin(ctl, P1, P2)
             await _session_up(ctl, switch)
@@ -104,12 +110,20 @@ def test_routes_the_switch_keeps_as_stale_count_against_the_cap_until_end_of_rib
             await ctl.store.remove_pin(P1)
             await _pin(ctl, P3)
             switch.commands.clear()
-            await _session_up(ctl, switch)
+            await switch.say(_state("up"), *PATHS)
+            clock[0] += 1.0  # the table is complete: End-of-RIB from the switch came long ago
+            assert await _wait(ctl.ready_to_program)
             await ctl.tick()
-            assert ctl.installed == {P2: NH1}, "a new prefix went out while the stale one still counts"
+            assert ctl.installed == {P2: NH1}, "a new prefix went out while a stale one held its room"
             assert switch.commands[-2:] == EOR_LINES
-            await ctl.tick()  # End-of-RIB went out: P1 is gone from the switch, P3 fits
+            assert ctl.held_prefixes() == [P1, P2]
+            clock[0] += STALE_PRUNE_S / 2
+            await ctl.tick()
+            assert announce_p3 not in switch.commands  # the switch may not have pruned P1 yet
+            clock[0] += STALE_PRUNE_S
+            await ctl.tick()
             assert ctl.installed == {P2: NH1, P3: NH2}
+            assert ctl.held_prefixes() == [P2, P3]
         finally:
             await switch.close()
             await ctl.stop()
