@@ -24,6 +24,7 @@ pytestmark = pytest.mark.integration
 
 GRACEFUL_RESTART_S = 60
 END_OF_RIB_LOGGED = "End-of-RIB sent"
+SUSTAINED_S = 0.25
 
 
 @pytest.fixture
@@ -39,32 +40,44 @@ def lab() -> Iterator[Lab]:
 
 
 class LowWatcher(PeakWatcher):
-    """A :class:`PeakWatcher` that also remembers the smallest FIB it saw since :meth:`mark_low`."""
+    """A :class:`PeakWatcher` that also records the FIB's size at each change since
+    :meth:`mark_low`: the fewest routes at any instant, and the fewest held for a while.
+
+    The second because BIRD, on turning a restarting peer's routes stale, may rewrite them in the
+    kernel as a delete and an add (all gone for ~70 ms, the same routes back): not a route leaving."""
 
     def __init__(self, routes: dict[str, str]) -> None:
-        self.low: int | None = None
+        self.sizes: list[tuple[float, int]] | None = None
         super().__init__(routes)
 
     def mark_low(self) -> None:
-        self.low = len(self.routes)
+        self.sizes = [(time.monotonic(), len(self.routes))]
 
     def reset(self, routes: dict[str, str]) -> None:
         super().reset(routes)
-        self._note_low()
+        self._note_size()
 
     def apply(self, line: str) -> None:
         super().apply(line)
-        self._note_low()
+        self._note_size()
 
-    def _note_low(self) -> None:
-        if self.low is not None:
-            self.low = min(self.low, len(self.routes))
+    def _note_size(self) -> None:
+        if self.sizes is not None and len(self.routes) != self.sizes[-1][1]:
+            self.sizes.append((time.monotonic(), len(self.routes)))
+
+    def low(self, sustained_s: float = 0.0) -> int:
+        """The fewest routes seen for at least ``sustained_s`` (0: at any instant)."""
+        assert self.sizes is not None
+        ends = [at for at, _ in self.sizes[1:]] + [time.monotonic()]
+        return min(size for (began, size), ended in zip(self.sizes, ends, strict=True)
+                   if ended - began >= sustained_s)
 
 
 @dataclass(frozen=True)
 class PlannedRestart:
     before: int  # FIB routes before the restart
-    low: int  # the fewest seen from the stop until the new controller's End-of-RIB and 5 s more
+    low: int  # the fewest held ≥ SUSTAINED_S from the stop until End-of-RIB and 5 s more
+    instant_low: int  # the fewest at any instant (BIRD's kernel rewrite of stale routes included)
     overlap: float  # Jaccard of the FIB after with the one before
     sent_end_of_rib_s: float  # from the stop to the new controller's End-of-RIB
 
@@ -112,8 +125,8 @@ async def planned_restart(lab: Lab, *, sigkill: bool = False, settle_s: float = 
                 await asyncio.sleep(5.0)  # the switch flushes stale routes on End-of-RIB: watch it do so
                 assert watch.peak_v4 <= CAP_V4 and watch.peak_v6 <= CAP_V6, (
                     f"peaks {watch.peak_v4}/{watch.peak_v6}: {second.log()[-4000:]}")
-                assert watch.low is not None
-                return PlannedRestart(len(before), watch.low, jaccard(before, set(watch.routes)), sent)
+                return PlannedRestart(len(before), watch.low(SUSTAINED_S), watch.low(),
+                                      jaccard(before, set(watch.routes)), sent)
     finally:
         first.stop()
         second.stop()
@@ -122,7 +135,8 @@ async def planned_restart(lab: Lab, *, sigkill: bool = False, settle_s: float = 
 def test_a_planned_restart_with_graceful_restart_keeps_the_switch_fib(lab: Lab) -> None:
     result = asyncio.run(planned_restart(lab))
     print(f"\ngraceful restart (SIGTERM + start): FIB low {result.low}/{result.before} "
-          f"({result.low_fraction:.3f}), Jaccard after {result.overlap:.3f}, "
+          f"({result.low_fraction:.3f}) for ≥ {SUSTAINED_S} s, {result.instant_low} at an instant, "
+          f"Jaccard after {result.overlap:.3f}, "
           f"End-of-RIB {result.sent_end_of_rib_s:.1f} s after the stop")
     assert result.low_fraction >= 0.99
     assert result.overlap >= 0.98
