@@ -31,6 +31,7 @@ from controller.redis_connect import check_store_url
 MD5_PASSWORD_MAX = 80  # TCP_MD5SIG_MAXKEYLEN (Linux)
 MD5_PASSWORD = re.compile(rf"[\x20-\x7e]{{1,{MD5_PASSWORD_MAX}}}")
 MAX_GTSM_HOPS = 254
+MAX_GRACEFUL_RESTART_S = 4095  # RFC 4724's Restart Time is 12 bits
 
 
 class _Strict(BaseModel):
@@ -170,6 +171,9 @@ class SwitchConfig(_Strict):
     md5_password: SecretStr | None = None
     # GTSM (RFC 5082): the switch is this many hops away (1: directly connected); 0: off
     ttl_security: int = Field(0, ge=0, le=MAX_GTSM_HOPS)
+    # BGP graceful restart (RFC 4724): the switch keeps topfib's routes as stale this long while
+    # topfib restarts; 0: off (the switch drops them at once). A 12-bit field on the wire.
+    graceful_restart_s: int = Field(0, ge=0, le=MAX_GRACEFUL_RESTART_S)
     # Ceilings of the API's overrides (PUT /v1/config/switches): None = the file's own value, so
     # a leaked operator token can lower these but never raise them past what the file allows.
     fib_cap_ipv4_max: int | None = Field(None, gt=0)

@@ -1,8 +1,9 @@
 """Render ExaBGP 5's configuration for one switch from ``controller/exabgp_files/topfib.conf.template``.
 
 One ExaBGP per switch, one BGP session per ExaBGP: the session both reads the switch's paths
-(ADD-PATH receive, JSON) and carries topfib's announcements. Graceful restart stays off so the
-switch drops topfib's routes at once when topfib or ExaBGP dies and falls back to its default.
+(ADD-PATH receive, JSON) and carries topfib's announcements. Graceful restart is off unless
+``switch[].graceful_restart_s`` asks for it, so the switch drops topfib's routes at once when topfib
+or ExaBGP dies and falls back to its default.
 """
 
 from __future__ import annotations
@@ -85,6 +86,19 @@ def _session_security(switch: SwitchConfig) -> str:
     return "\n".join(lines)
 
 
+def _graceful_restart(switch: SwitchConfig) -> tuple[str, str]:
+    """The capability statement and the neighbor's End-of-RIB statement for graceful restart.
+
+    On, ExaBGP advertises the capability (with the forwarding-state bit for every family: 5.0
+    has no way to leave it out) and closes the session without a NOTIFICATION when it stops, so
+    the switch keeps our routes as stale. ``manual-eor``: ExaBGP must not send End-of-RIB on a new
+    session by itself, as the switch would then flush the stale routes before topfib re-announced
+    them; topfib sends it once it has programmed the session (SwitchController)."""
+    if not switch.graceful_restart_s:
+        return "graceful-restart disable;", ""
+    return f"graceful-restart {switch.graceful_restart_s};", "    manual-eor true;"
+
+
 def _safe_token(value: str, what: str) -> str:
     if not value or _UNSAFE_TOKEN.search(value):
         raise ExabgpConfigError(f"{what} {value!r} contains characters ExaBGP cannot parse")
@@ -102,6 +116,7 @@ def render_exabgp_config(
     if hold_time_s != 0 and not 3 <= hold_time_s <= 65535:
         raise ExabgpConfigError(f"hold time {hold_time_s} must be 0 or 3..65535 s")
     command = " ".join(_safe_token(arg, "bridge argument") for arg in bridge.argv())
+    graceful_restart, end_of_rib = _graceful_restart(switch)
     text = template_text if template_text is not None else TEMPLATE_PATH.read_text()
     return Template(text).substitute(
         switch_name=switch.name,
@@ -115,6 +130,8 @@ def render_exabgp_config(
         hold_time=hold_time_s,
         transport=_transport(switch),
         session_security=_session_security(switch),
+        graceful_restart=graceful_restart,
+        end_of_rib=end_of_rib,
     )
 
 

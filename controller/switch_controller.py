@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -38,7 +38,7 @@ from controller.exabgp_link import ExabgpLink, ExabgpLinkDown
 from controller.exabgp_runner import ExabgpRunner
 from controller.observed_paths import ObservedPathRib
 from controller.oracle import share_of
-from controller.plan import Step, clear_adj_rib_out_command, plan, render_step
+from controller.plan import Step, clear_adj_rib_out_command, end_of_rib_commands, plan, render_step
 from controller.request_mirror import RequestMirror
 from controller.select import OnDemandRequest, Selection, SelectionPolicy, select
 from controller.selection_types import SelectedRoute
@@ -58,6 +58,9 @@ from controller.unit_cache import UnitCache
 
 log = logging.getLogger(__name__)
 
+# Graceful restart: after topfib's End-of-RIB the switch's stale routes still count against the caps
+# this long (ExaBGP sends it, then the switch prunes them: see SwitchController._held).
+STALE_PRUNE_S = 2.0
 # A prefix whose best path moved is re-announced once the update burst touching installed
 # prefixes has been quiet this long and no installed prefix lost its last path in the meantime
 # (or this long after the burst began): in a mass withdraw the other paths usually go too, and
@@ -146,6 +149,7 @@ class SessionInfo:
     up_at: float | None = None  # monotonic time the session came up
     eor_families: set[str] = field(default_factory=set)
     ready: bool = False  # the switch's table was complete once: programming may go on
+    end_of_rib_sent: bool = False  # graceful restart: topfib's End-of-RIB went out on this session
 
 
 def table_complete(info: SessionInfo, now: float, quiet_for: float, *,
@@ -260,6 +264,10 @@ class SwitchController:
         # the previous controller's last desired FIB (warm restart or takeover): incumbents of
         # every selection until one has been programmed on the switch's full table
         self._carried: dict[str, SelectedRoute] = {}
+        # graceful restart: prefixes the switch may still hold as stale from an earlier session
+        # (or the previous controller) until topfib's End-of-RIB; they count against the caps
+        self._stale: set[str] = set()
+        self._stale_until: float | None = None  # when the switch has pruned them (after End-of-RIB)
 
     def _new_runner(self) -> ExabgpRunner:
         return ExabgpRunner(
@@ -378,6 +386,7 @@ class SwitchController:
         if event.state == "up":
             self.session = SessionInfo(state="up", since=self._wall_clock(), up_at=self._clock())
             self._quiet.restart()
+            self._keep_as_stale()
             self.installed = {}  # a fresh session: the switch holds none of our routes...
             if self._announced:  # ...unless ExaBGP replays them (the down went unseen)
                 self._replay_pending = True
@@ -405,6 +414,7 @@ class SwitchController:
             with self.rib_lock:
                 self._known_size.remember(self._table_paths_locked())
         self.session = SessionInfo(state="down", reason=reason, since=self._wall_clock())
+        self._keep_as_stale()
         self.installed = {}
         self._touched.clear()
         if self._announced:
@@ -414,6 +424,11 @@ class SwitchController:
             for session in list(self.rib.session_path_counts()):
                 if session != self.rib.preload_session:
                     self.rib.drop_session(session)
+
+    def _keep_as_stale(self) -> None:
+        if self.switch.graceful_restart_s:  # the switch keeps what it had until our End-of-RIB
+            self._stale.update(self.installed)
+            self._stale_until = None  # pruned at the next session's End-of-RIB, not before
 
     def _forget_soon(self) -> None:
         """Clear ExaBGP's adj-rib-out now, before the session can come back and replay it."""
@@ -583,20 +598,21 @@ class SwitchController:
                 self.rates.prune(self.name, now, PRUNE_BELOW_BYTES_PER_S)
         if self.ready_to_program():
             began = self._clock()
-            await self._program(self.selection.desired())
+            if await self._program(self.selection.desired()):
+                await self._end_of_rib_once()
             self._programming_time = self._clock() - began  # waiting on ExaBGP: the loop was free
             self._carried = {}
         self._publish_gauges(scores, candidates.total)
         await self._publish_snapshots()
 
-    async def _program(self, desired: dict[str, str]) -> None:
+    async def _program(self, desired: dict[str, str]) -> bool:
         # Preloaded (file) paths carry no real next-hop: they rank traffic but are never announced.
         desired = {prefix: nh for prefix, nh in desired.items() if nh not in UNUSABLE_NEXT_HOPS}
         # Mid-burst, a plan would re-point prefixes whose other paths are about to go as well.
         await self._until_settled()
         async with self._program_lock:
             if not await self._forget_announced_locked():
-                return
+                return False
             with self.rib_lock:
                 changes = plan(desired, self.installed, rib=self.route_view, unusable=UNUSABLE_NEXT_HOPS)
             withdraws = [step for step in changes.steps if step.action == "withdraw"]
@@ -604,18 +620,19 @@ class SwitchController:
             # Withdraws go first and are confirmed before any announce, so the switch never holds
             # more than the cap even when ExaBGP refuses a withdraw.
             if withdraws and not await self._send_steps(withdraws):
-                return
+                return False
             announces = self._within_caps(announces)
         # Announces go out a window at a time; between windows the reactor may withdraw (which
         # only makes room), and each window is checked against the RIB again before it is sent.
         for window in _windows(announces, ANNOUNCE_WINDOW_LINES * COMMAND_CHUNK):
             async with self._program_lock:
                 if not self.ready_to_program():
-                    return
+                    return False
                 with self.rib_lock:
                     live = [step for step in map(self._still_wanted, window) if step.prefixes]
                 if live and not await self._send_steps(live):
-                    return
+                    return False
+        return True  # all out (what the caps allowed)
 
     def _still_wanted(self, step: Step) -> Step:
         """``step`` (an announce) without the prefixes whose best next-hop is no longer its own."""
@@ -716,18 +733,29 @@ class SwitchController:
             if changes.withdraws + changes.announces >= BURST_PREFIXES:
                 self._burst_until = self._clock() + BURST_HOLD_S
 
+    def _held(self) -> set[str]:
+        """What the switch may hold from topfib: the installed prefixes and, with graceful
+        restart, the stale ones until STALE_PRUNE_S after our End-of-RIB. Not sooner: ExaBGP may
+        send announces queued after the End-of-RIB before it, and the switch prunes stale routes
+        after processing it (BIRD in a later event); nor stale ones withdrawn explicitly, as
+        ExaBGP drops the withdraws of a session's first update pass."""
+        if self._stale_until is not None and self._clock() >= self._stale_until:
+            self._stale, self._stale_until = set(), None
+        return self._stale.union(self.installed)
+
     def _within_caps(self, steps: list[Step]) -> list[Step]:
         """Announce steps trimmed so that new prefixes never take a table past its cap."""
         caps = self.policy.caps()
         room = {table: cap for table, cap in caps.items()}
-        for prefix in self.installed:
+        held = self._held()
+        for prefix in held:
             table = self.policy.table_of(prefix)
             room[table] = room.get(table, 0) - 1
         kept: list[Step] = []
         for step in steps:
             prefixes = []
             for prefix in step.prefixes:
-                if prefix in self.installed:  # a next-hop change replaces in place
+                if prefix in held:  # a next-hop change (or a stale route's refresh) replaces in place
                     prefixes.append(prefix)
                     continue
                 table = self.policy.table_of(prefix)
@@ -737,6 +765,28 @@ class SwitchController:
             if prefixes:
                 kept.append(replace(step, prefixes=tuple(prefixes)))
         return kept
+
+    async def _end_of_rib_once(self) -> None:
+        """Graceful restart: End-of-RIB once the first programming on a session is out, so the
+        switch flushes the stale routes topfib did not announce again (ExaBGP sends none by
+        itself: manual-eor). Not while ExaBGP may still replay an earlier session's routes."""
+        session = self.session
+        if (not self.switch.graceful_restart_s or session.end_of_rib_sent or self._replay_pending
+                or not self.ready_to_program()):
+            return
+        async with self._program_lock:
+            try:
+                results = await self.link.send(end_of_rib_commands(self.switch.neighbor))
+            except ExabgpLinkDown:
+                return
+        if all(results):
+            session.end_of_rib_sent = True
+            if session is self.session:  # the switch prunes them a moment later (see _held)
+                self._stale_until = self._clock() + STALE_PRUNE_S
+            log.info("switch %s: End-of-RIB sent (stale routes not announced again leave)", self.name)
+        else:
+            _m_errors.inc(switch=self.name)
+            log.error("switch %s: ExaBGP refused End-of-RIB; retried after the next programming", self.name)
 
     async def _send_steps(self, steps: list[Step]) -> bool:
         """Send ``steps``; apply what ExaBGP acknowledged. False when anything was not done.
@@ -808,9 +858,17 @@ class SwitchController:
 
     # --- warm state (controller/warm_keeper.py) ---------------------------------------------------
 
-    def carry_incumbents(self, routes: dict[str, SelectedRoute]) -> None:
-        """Start from ``routes``, the previous controller's desired FIB, instead of a cold one."""
+    def carry_incumbents(self, routes: dict[str, SelectedRoute], held: Iterable[str] = ()) -> None:
+        """Start from ``routes``, the previous controller's desired FIB, instead of a cold one;
+        ``held``: the prefixes the switch held from it (see :meth:`held_prefixes`)."""
         self._carried = dict(routes)
+        if self.switch.graceful_restart_s:  # what the switch may still hold as stale from it
+            self._stale.update(routes)
+            self._stale.update(held)
+
+    def held_prefixes(self) -> list[str]:
+        """The prefixes the switch holds from topfib, stale ones included."""
+        return sorted(self._held())
 
     def continuity_routes(self) -> Mapping[str, SelectedRoute]:
         """The desired FIB to hand on: the carried one until a selection has been programmed."""

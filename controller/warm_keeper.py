@@ -100,6 +100,7 @@ class WarmKeeper:
             switch=ctl.name, taken_at=self._wall_clock(), observed_s=observed_s,
             fast_half_life_s=self.rates.fast_half_life_s, slow_half_life_s=self.rates.slow_half_life_s,
             rows=rows, desired=dict(ctl.continuity_routes()), paths=paths[:MAX_PATH_ROWS],
+            held=ctl.held_prefixes(),
         )
 
     async def save(self, ctl: SwitchController) -> bool:
@@ -179,7 +180,7 @@ class WarmKeeper:
                 self.rates.restore_rows(ctl.name, self._clock(), state.rows, age, state.observed_s)
                 if self.path_rates is not None:
                     self.path_rates.restore_paths(ctl.name, self._clock(), state.paths, age, state.observed_s)
-        ctl.carry_incumbents(state.desired)
+        ctl.carry_incumbents(state.desired, state.held)
         _m_restores.inc(switch=ctl.name, outcome="warm")
         log.info("switch %s: warm start from a %.0f s old snapshot (%d rate rows, %d paths, %d desired "
                  "routes)", ctl.name, age, len(state.rows) if with_rates else 0,

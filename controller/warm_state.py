@@ -46,6 +46,9 @@ class WarmState:
     rows: list[RateRow]
     desired: dict[str, SelectedRoute]
     paths: list[PathRow] = field(default_factory=list)  # per (prefix, next hop) of the rows
+    # prefixes the switch held (or might still hold as stale): with graceful restart they count
+    # against the caps until the next controller's End-of-RIB (absent in older snapshots)
+    held: list[str] = field(default_factory=list)
 
     def encode(self) -> str:
         return json.dumps({
@@ -57,6 +60,7 @@ class WarmState:
             "rates": [[row.prefix, *row.fast, *row.slow] for row in self.rows],
             "desired": [[r.prefix, r.next_hop, r.reason, r.since] for r in self.desired.values()],
             "paths": [[p.prefix, p.next_hop, *p.fast, *p.slow] for p in self.paths],
+            "held": self.held,
         }, separators=(",", ":"))
 
 
@@ -86,6 +90,7 @@ def decode(text: str | bytes, switch: str, half_lives_s: tuple[float, float]) ->
         rows=[_row(item) for item in _list(doc, "rates", MAX_ROWS)],
         desired=_routes(_list(doc, "desired", MAX_ROUTES)),
         paths=[_path(item) for item in _list(doc, "paths", MAX_PATH_ROWS)],
+        held=[_prefix(item, "held") for item in _list(doc, "held", MAX_ROUTES)] if "held" in doc else [],
     )
 
 

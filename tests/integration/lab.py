@@ -219,6 +219,9 @@ class Lab:
     bgp_password: str | None = None
     # GTSM (RFC 5082) on BIRD's side: send with TTL 255, accept only TTL 255 (directly connected)
     ttl_security: bool = False
+    # BGP graceful restart (RFC 4724) on BIRD's side: it keeps topfib's routes as stale while
+    # topfib restarts, if topfib advertises it too (switch[].graceful_restart_s)
+    graceful_restart: bool = False
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="topfib-lab-")))
     ctl: str = ""
     sw: str = ""
@@ -321,6 +324,8 @@ class Lab:
             security += f'\n    password "{self.bgp_password}";'
         if self.ttl_security:
             security += "\n    ttl security on;"
+        if self.graceful_restart:
+            security += "\n    graceful restart on;"
         channel = f"""
         add paths tx;
         import limit {limit} action block;

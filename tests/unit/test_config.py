@@ -35,6 +35,7 @@ def test_good_config_parses_with_documented_defaults() -> None:
     switch = config.switch[0]
     assert switch.loop_period_s == 1.0
     assert switch.bgp_port == 179
+    assert switch.graceful_restart_s == 0  # off, as before
     assert config.store.url == "memory://"
     assert config.collector.fast_half_life_s == 30.0
     assert config.collector.slow_half_life_s == 3600.0
@@ -56,6 +57,9 @@ def test_good_config_parses_with_documented_defaults() -> None:
         (lambda t: t.replace('sflow_agents = ["10.0.0.2"]', 'sflow_agents = ["x"]'), "switch.0.sflow_agents"),
         (lambda t: t.replace("[[switch]]", "[switch]"), "switch"),
         (lambda t: t.replace("peer_as = 65000", 'peer_as = "65000"'), "switch.0.peer_as"),  # no coercion
+        # RFC 4724's Restart Time has 12 bits
+        (lambda t: t + "graceful_restart_s = 4096\n", "switch.0.graceful_restart_s"),
+        (lambda t: t + "graceful_restart_s = -1\n", "switch.0.graceful_restart_s"),
     ],
 )
 def test_bad_config_names_the_key(change: Callable[[str], str], key: str) -> None:

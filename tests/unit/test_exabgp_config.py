@@ -80,7 +80,8 @@ def test_passive_switch_listens_on_its_port(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("overrides", [{}, {"passive": True, "bgp_port": 1790},
                                        {"neighbor": "2001:db8::2", "local_address": "2001:db8::1",
-                                        "router_id": "192.0.2.1"}])
+                                        "router_id": "192.0.2.1"},
+                                       {"graceful_restart_s": 120}])
 def test_exabgp_validate_accepts_rendered_config(tmp_path: Path, overrides: dict[str, object]) -> None:
     conf = write_exabgp_config(_switch(**overrides), BridgeCommand(tmp_path / "s.sock"), tmp_path / "e.conf")
     result = _validate(conf)
@@ -120,3 +121,20 @@ def test_environment_disables_privilege_drop_and_sets_speed() -> None:
     assert env["exabgp_api_ack"] == "true"
     assert env["PATH"] == "/usr/bin"
     assert "exabgp_reactor_speed" not in exabgp_environment(None, base={})
+
+
+def test_graceful_restart_off_by_default_lets_exabgp_send_end_of_rib(tmp_path: Path) -> None:
+    statements = _statements(render_exabgp_config(_switch(), BridgeCommand(tmp_path / "s.sock")))
+    assert "graceful-restart disable;" in statements
+    assert not any(s.startswith("manual-eor") for s in statements)
+
+
+def test_graceful_restart_advertises_the_time_and_leaves_end_of_rib_to_topfib(tmp_path: Path) -> None:
+    # ExaBGP's own End-of-RIB on a new session would make the switch flush the stale routes
+    # before topfib re-announced them: topfib sends it (manual-eor)
+    statements = _statements(render_exabgp_config(_switch(graceful_restart_s=120),
+                                                  BridgeCommand(tmp_path / "s.sock")))
+    assert "graceful-restart 120;" in statements
+    assert "manual-eor true;" in statements
+    assert "graceful-restart disable;" not in statements
+

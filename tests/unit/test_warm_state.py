@@ -7,6 +7,7 @@ import json
 import os
 import stat
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -48,13 +49,18 @@ class StandIn:
     policy: SelectionPolicy = field(default_factory=lambda: SelectionPolicy(cap_ipv4=2, cap_ipv6=1))
     routes: dict[str, SelectedRoute] = field(default_factory=dict)
     carried: dict[str, SelectedRoute] | None = None
+    held: list[str] = field(default_factory=list)
     rib_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def continuity_routes(self) -> dict[str, SelectedRoute]:
         return self.routes
 
-    def carry_incumbents(self, routes: dict[str, SelectedRoute]) -> None:
+    def carry_incumbents(self, routes: dict[str, SelectedRoute], held: Iterable[str] = ()) -> None:
         self.carried = routes
+        self.held = list(held)
+
+    def held_prefixes(self) -> list[str]:
+        return sorted(self.routes)
 
 
 def _keeper(rates: PrefixRates, directory: Path | None, wall: list[float], mono: list[float],
@@ -92,6 +98,13 @@ def test_a_snapshot_round_trip_restores_scores_evidence_and_the_desired_fib(tmp_
     assert after.evidence == pytest.approx(before.evidence, rel=1e-9)
     assert fresh.unrouted("sw1", 7.0).slow_bps == pytest.approx(rates.unrouted("sw1", 500.0).slow_bps)
     assert stand_in.carried == {ROUTE.prefix: ROUTE}
+    assert stand_in.held == [ROUTE.prefix]  # what the switch held: graceful restart counts it
+
+
+def test_a_snapshot_without_held_prefixes_still_reads() -> None:
+    doc = _valid_doc()
+    del doc["held"]
+    assert decode(json.dumps(doc), "sw1", HALVES).held == []
 
 
 def _path_rates_with_traffic(now: float = 500.0) -> PathRates:
@@ -183,6 +196,8 @@ def _valid_doc() -> dict[str, Any]:
     (lambda d: d["paths"].append(["10.2.0.0/16", "::g", *[1.0] * 6]), "paths"),
     (lambda d: d["paths"].append(["10.3.0.0/15", "10.0.0.1", *[1.0] * 6]), "paths"),
     (lambda d: d.pop("paths"), "paths"),
+    (lambda d: d.update(held="10.2.0.0/16"), "held"),
+    (lambda d: d.update(held=["10.2.0.1/16"]), "held"),
 ])
 def test_a_malformed_snapshot_is_refused_naming_the_field(change: Any, named: str) -> None:
     doc = _valid_doc()

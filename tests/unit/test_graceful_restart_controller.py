@@ -1,0 +1,131 @@
+"""Graceful restart in the switch loop: End-of-RIB after the first programming of each session,
+and routes the switch may still hold as stale counted against the caps until then."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from collector.accounting import PrefixRates
+from controller.config import TopfibConfig
+from controller.store import MemoryStore, Pin
+from controller.switch_controller import STALE_PRUNE_S, SwitchController
+from tests.unit.test_switch_controller import (
+    CLEAR,
+    NEIGHBOR,
+    NH1,
+    NH2,
+    P1,
+    P2,
+    P3,
+    Switch,
+    _announce,
+    _eor,
+    _state,
+    _wait,
+)
+
+EOR_LINES = [f"neighbor {NEIGHBOR} announce eor {family} unicast" for family in ("ipv4", "ipv6")]
+PATHS = (_announce(NH1, (P1, 1), (P2, 1)), _announce(NH2, (P3, 2)), _eor("ipv4"), _eor("ipv6"))
+
+
+def _controller(tmp_path: Path, graceful_restart_s: int, cap_v4: int = 10,
+                clock: list[float] | None = None) -> SwitchController:
+    config = TopfibConfig.model_validate({
+        "switch": [{
+            "name": "sw1", "neighbor": NEIGHBOR, "local_address": "10.99.0.1", "local_as": 65000,
+            "peer_as": 65000, "fib_cap_ipv4": cap_v4, "fib_cap_ipv6": 2, "min_dwell_s": 0,
+            "graceful_restart_s": graceful_restart_s,
+        }],
+    })
+    rates = PrefixRates(fast_half_life_s=30.0, slow_half_life_s=3600.0)
+    now = clock or [time.monotonic()]
+    return SwitchController(config.switch[0], config, rates, MemoryStore(), threading.Lock(),
+                            tmp_path / "run", clock=lambda: now[0])
+
+
+async def _pin(ctl: SwitchController, *prefixes: str) -> None:
+    for prefix in prefixes:
+        await ctl.store.set_pin(Pin(prefix=prefix, by="op", since=0.0))
+
+
+async def _session_up(ctl: SwitchController, switch: Switch) -> None:
+    await switch.say(_state("up"), *PATHS)
+    assert await _wait(ctl.ready_to_program)
+
+
+@pytest.mark.parametrize("graceful_restart_s", [0, 120])
+def test_end_of_rib_follows_the_first_programming_of_each_session_only_with_graceful_restart(
+        tmp_path: Path, graceful_restart_s: int) -> None:
+    async def scenario() -> None:
+        ctl = _controller(tmp_path, graceful_restart_s)
+        await ctl.start(active=False)
+        ctl.active = True
+        switch = await Switch.connect(ctl.link.socket_path)
+        try:
+            await _pin(ctl, P1, P2)
+            for _session in range(2):
+                await _session_up(ctl, switch)
+                await ctl.tick()
+                await ctl.tick()  # nothing new: no second End-of-RIB on the same session
+                eors = [line for line in switch.commands if " announce eor " in line]
+                assert ctl.installed == {P1: NH1, P2: NH1}
+                if graceful_restart_s:
+                    # after the routes (the switch flushes stale ones not announced again), once
+                    assert switch.commands[-2:] == EOR_LINES and eors == EOR_LINES, switch.commands
+                else:
+                    assert eors == []  # ExaBGP sends it by itself, as before
+                await switch.say(_state("down"))
+                assert await _wait(lambda: CLEAR in switch.commands), switch.commands
+                switch.commands.clear()
+        finally:
+            await switch.close()
+            await ctl.stop()
+
+    asyncio.run(scenario())
+
+
+def test_stale_routes_count_against_the_cap_until_the_switch_pruned_them(tmp_path: Path) -> None:
+    """Cap 2, P1 and P2 installed; the session flaps and P3 replaces P1 meanwhile. The switch holds
+    P1 as stale until our End-of-RIB and prunes it a moment later: P3 waits until then (three
+    routes otherwise)."""
+    async def scenario() -> None:
+        clock = [1000.0]
+        ctl = _controller(tmp_path, 120, cap_v4=2, clock=clock)
+        await ctl.start(active=False)
+        ctl.active = True
+        switch = await Switch.connect(ctl.link.socket_path)
+        announce_p3 = f"neighbor {NEIGHBOR} announce ipv4 unicast {P3} next-hop {NH2}"
+        try:
+            await _pin(ctl, P1, P2)
+            await _session_up(ctl, switch)
+            await ctl.tick()
+            assert ctl.installed == {P1: NH1, P2: NH1}
+            await switch.say(_state("down"))
+            assert await _wait(lambda: CLEAR in switch.commands)
+            await ctl.store.remove_pin(P1)
+            await _pin(ctl, P3)
+            switch.commands.clear()
+            await switch.say(_state("up"), *PATHS)
+            clock[0] += 1.0  # the table is complete: End-of-RIB from the switch came long ago
+            assert await _wait(ctl.ready_to_program)
+            await ctl.tick()
+            assert ctl.installed == {P2: NH1}, "a new prefix went out while a stale one held its room"
+            assert switch.commands[-2:] == EOR_LINES
+            assert ctl.held_prefixes() == [P1, P2]
+            clock[0] += STALE_PRUNE_S / 2
+            await ctl.tick()
+            assert announce_p3 not in switch.commands  # the switch may not have pruned P1 yet
+            clock[0] += STALE_PRUNE_S
+            await ctl.tick()
+            assert ctl.installed == {P2: NH1, P3: NH2}
+            assert ctl.held_prefixes() == [P2, P3]
+        finally:
+            await switch.close()
+            await ctl.stop()
+
+    asyncio.run(scenario())
