@@ -41,6 +41,7 @@ from controller.oracle import share_of
 from controller.plan import Step, clear_adj_rib_out_command, plan, render_step
 from controller.request_mirror import RequestMirror
 from controller.select import OnDemandRequest, Selection, SelectionPolicy, select
+from controller.selection_gate import SelectionGate, SelectionInputs
 from controller.self_next_hop import SelfNextHopFilter
 from controller.session_diagnosis import SessionDiagnosis
 from controller.settings import effective_settings, selection_policy
@@ -135,6 +136,10 @@ _m_coverage = REGISTRY.gauge(
     ("switch",),
 )
 _m_loop = REGISTRY.counter("topfib_control_loops_total", "Control-loop iterations, by switch.", ("switch",))
+_m_skipped = REGISTRY.counter(
+    "topfib_selections_skipped_total",
+    "Loop iterations without a selection: nothing programmable and no input changed, by switch.", ("switch",),
+)
 
 
 @dataclass(slots=True)
@@ -257,6 +262,7 @@ class SwitchController:
         self._settle_quiet_s = settle_quiet_s
         self._settle_max_s = settle_max_s
         self._rib_changes = 0  # best-path changes applied so far (a running count)
+        self._gate = SelectionGate()
         self._quiet = QuietClock()
         self._quiet_watch: asyncio.Task[None] | None = None
         self._last_selection = clock()
@@ -558,6 +564,12 @@ class SwitchController:
         wall_now = self._wall_clock()
         self.policy = await self._effective_policy()
         requests, pins = await self._inputs(wall_now)
+        inputs = self._selection_inputs(requests, pins)
+        if self.selection is not None and not self._gate.needed(inputs, now):
+            _m_skipped.inc(switch=self.name)
+            self._prune_rates(now)
+            return
+        self._gate.selected(inputs, now)
         with self.rib_lock:
             # the sample count behind each score: a challenger displaces an incumbent only when
             # it is ahead beyond sampling error (not by the luck of a few samples)
@@ -577,17 +589,26 @@ class SwitchController:
                 cache=self._unit_cache,
             )
         _m_loop.inc(switch=self.name)
-        if now - self._last_prune >= PRUNE_EVERY_S:
-            # withdrawn and long-quiet prefixes would otherwise stay in the rate table forever
-            self._last_prune = now
-            with self.rib_lock:
-                self.rates.prune(self.name, now, PRUNE_BELOW_BYTES_PER_S)
+        self._prune_rates(now)
         if self.ready_to_program():
             began = self._clock()
             await self._program(self.selection.desired())
             self._programming_time = self._clock() - began  # waiting on ExaBGP: the loop was free
         self._publish_gauges(scores, candidates.total)
         await self._publish_snapshots()
+
+    def _prune_rates(self, now: float) -> None:
+        if now - self._last_prune >= PRUNE_EVERY_S:
+            # withdrawn and long-quiet prefixes would otherwise stay in the rate table forever
+            self._last_prune = now
+            with self.rib_lock:
+                self.rates.prune(self.name, now, PRUNE_BELOW_BYTES_PER_S)
+
+    def _selection_inputs(self, requests: list[OnDemandRequest], pins: list[str]) -> SelectionInputs:
+        return SelectionInputs(
+            ready_to_program=self.ready_to_program(), policy=self.policy,
+            requests=frozenset(requests), pins=tuple(pins), rib_changes=self._rib_changes,
+        )
 
     async def _program(self, desired: dict[str, str]) -> None:
         # Preloaded (file) paths carry no real next-hop: they rank traffic but are never announced.
