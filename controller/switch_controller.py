@@ -583,11 +583,15 @@ class SwitchController:
             if isinstance(self.route_view, ObservedPathRib) and self.path_rates is not None:
                 changed |= self.route_view.follow(self.path_rates.dominant_next_hops(self.name, now))
             self._unit_cache.forget(changed)
-            self.selection = select(
-                scores=scores, rib=self.route_view, policy=self.policy, now=wall_now,
-                requests=requests, pins=pins, incumbents=previous, evidence=evidence,
-                cache=self._unit_cache,
-            )
+            self.rib.lpm.settle()
+        # Selection itself runs without the lock, so the collector's threads keep accounting: the
+        # RIB only changes on this (the event loop's) thread, and the settled LPM is read-only
+        # until then; scores and evidence are this iteration's own copies.
+        self.selection = select(
+            scores=scores, rib=self.route_view, policy=self.policy, now=wall_now,
+            requests=requests, pins=pins, incumbents=previous, evidence=evidence,
+            cache=self._unit_cache,
+        )
         _m_loop.inc(switch=self.name)
         self._prune_rates(now)
         if self.ready_to_program():
