@@ -23,7 +23,7 @@ def skip_wait_while_api_work_is_queued() -> bool:
     except ImportError:
         return False
     original: Callable[[Any, int], Iterator[int]] | None = getattr(Reactor, "_wait_for_io", None)
-    if original is None or getattr(original, "topfib_patched", False):
+    if original is None or getattr(original, "skips_queued_wait", False):
         return original is not None
 
     def wait_for_io(reactor: Any, sleeptime: int) -> Iterator[int]:
@@ -31,7 +31,7 @@ def skip_wait_while_api_work_is_queued() -> bool:
             sleeptime = 0
         return original(reactor, sleeptime)
 
-    wait_for_io.topfib_patched = True  # type: ignore[attr-defined]
+    wait_for_io.skips_queued_wait = True  # type: ignore[attr-defined]
     Reactor._wait_for_io = wait_for_io
     return True
 
