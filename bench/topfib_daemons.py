@@ -110,6 +110,7 @@ def topfib_config(
             "fib_cap_ipv4": "30000",
             "fib_cap_ipv6": "5000",
             "sflow_agents": json.dumps(agents),
+            "flow_sources": '["127.0.0.1"]',  # the sender's source; else the flow gate drops it all
             "rib_file": json.dumps(str(rib_file)),
         },
     }

@@ -237,6 +237,15 @@ class LpmTable:
             self._lengths_desc[family] = lengths
         return lengths
 
+    def settle(self) -> None:
+        """Bring every lazily rebuilt structure up to date, so that lookups until the next
+        add/remove only read: one thread may then look up while another does too (the control
+        loop selecting outside the RIB lock while the collector's threads account)."""
+        self._dir24()
+        self._v6_masks32(np.empty(0, dtype=np.uint64))
+        for family in (IPV4, IPV6):
+            self._lengths(family)
+
     # -- single lookups -------------------------------------------------------------------------
 
     def lookup_id_int(self, family: int, address: int) -> int:

@@ -57,6 +57,17 @@ def exabgp_missing_reason(executable: str = "") -> str | None:
             "install topfib with pip/pipx (not --no-deps) so its `exabgp` command comes with it")
 
 
+LAUNCHER = Path(__file__).with_name("exabgp_launch.py")
+
+
+def default_exabgp_argv() -> list[str]:
+    """The venv's ExaBGP through topfib's launcher (no idle wait while commands are queued: see
+    controller/exabgp_launch.py); ``-P``: the launcher's directory must not shadow ``select``."""
+    if default_exabgp_executable() == "exabgp":
+        return ["exabgp"]
+    return [sys.executable, "-P", str(LAUNCHER)]
+
+
 def exabgp_environment(reactor_speed: float | None, base: dict[str, str] | None = None) -> dict[str, str]:
     """The environment ExaBGP runs with.
 
@@ -145,6 +156,7 @@ class ExabgpRunner:
         self.config_path = config_path
         self.switch_name = switch_name
         self.executable = executable or default_exabgp_executable()
+        self._exabgp_argv = [executable] if executable else default_exabgp_argv()
         self.reactor_speed = reactor_speed
         self.backoff_min_s = backoff_min_s
         self.backoff_max_s = max(backoff_max_s, backoff_min_s)
@@ -163,7 +175,7 @@ class ExabgpRunner:
     # --- public ----------------------------------------------------------------------------
 
     def command(self) -> list[str]:
-        argv = [self.executable, "server", str(self.config_path)]
+        argv = [*self._exabgp_argv, "server", str(self.config_path)]
         if self.netns:
             argv = ["ip", "netns", "exec", self.netns, *argv]  # ip execs in place: same PID
         return argv

@@ -41,6 +41,7 @@ from controller.oracle import share_of
 from controller.plan import Step, clear_adj_rib_out_command, end_of_rib_commands, plan, render_step
 from controller.request_mirror import RequestMirror
 from controller.select import OnDemandRequest, Selection, SelectionPolicy, select
+from controller.selection_gate import SelectionGate, SelectionInputs
 from controller.selection_types import SelectedRoute
 from controller.self_next_hop import SelfNextHopFilter
 from controller.session_diagnosis import SessionDiagnosis
@@ -139,6 +140,10 @@ _m_coverage = REGISTRY.gauge(
     ("switch",),
 )
 _m_loop = REGISTRY.counter("topfib_control_loops_total", "Control-loop iterations, by switch.", ("switch",))
+_m_skipped = REGISTRY.counter(
+    "topfib_selections_skipped_total",
+    "Loop iterations without a selection: nothing programmable and no input changed, by switch.", ("switch",),
+)
 
 
 @dataclass(slots=True)
@@ -237,6 +242,7 @@ class SwitchController:
         self._settle_quiet_s = settle_quiet_s
         self._settle_max_s = settle_max_s
         self._updates = 0  # route updates from ExaBGP so far (a running count, for QuietClock)
+        self._gate = SelectionGate()
         self._quiet = QuietClock()
         self._known_size = KnownTableSize(runtime_dir / f"{self.name}.table-size")
         self._quiet_watch: asyncio.Task[None] | None = None
@@ -570,6 +576,12 @@ class SwitchController:
         wall_now = self._wall_clock()
         self.policy = await self._effective_policy()
         requests, pins = await self._inputs(wall_now)
+        inputs = self._selection_inputs(requests, pins)
+        if self.selection is not None and not self._gate.needed(inputs, now):
+            _m_skipped.inc(switch=self.name)
+            self._prune_rates(now)
+            return
+        self._gate.selected(inputs, now)
         with self.rib_lock:
             # the sample count behind each score: a challenger displaces an incumbent only when
             # it is ahead beyond sampling error (not by the luck of a few samples)
@@ -585,17 +597,17 @@ class SwitchController:
             if isinstance(self.route_view, ObservedPathRib) and self.path_rates is not None:
                 changed |= self.route_view.follow(self.path_rates.dominant_next_hops(self.name, now))
             self._unit_cache.forget(changed)
-            self.selection = select(
-                scores=scores, rib=self.route_view, policy=self.policy, now=wall_now,
-                requests=requests, pins=pins, incumbents=previous, evidence=evidence,
-                cache=self._unit_cache,
-            )
+            self.rib.lpm.settle()
+        # Selection itself runs without the lock, so the collector's threads keep accounting: the
+        # RIB only changes on this (the event loop's) thread, and the settled LPM is read-only
+        # until then; scores and evidence are this iteration's own copies.
+        self.selection = select(
+            scores=scores, rib=self.route_view, policy=self.policy, now=wall_now,
+            requests=requests, pins=pins, incumbents=previous, evidence=evidence,
+            cache=self._unit_cache,
+        )
         _m_loop.inc(switch=self.name)
-        if now - self._last_prune >= PRUNE_EVERY_S:
-            # withdrawn and long-quiet prefixes would otherwise stay in the rate table forever
-            self._last_prune = now
-            with self.rib_lock:
-                self.rates.prune(self.name, now, PRUNE_BELOW_BYTES_PER_S)
+        self._prune_rates(now)
         if self.ready_to_program():
             began = self._clock()
             if await self._program(self.selection.desired()):
@@ -604,6 +616,19 @@ class SwitchController:
             self._carried = {}
         self._publish_gauges(scores, candidates.total)
         await self._publish_snapshots()
+
+    def _prune_rates(self, now: float) -> None:
+        if now - self._last_prune >= PRUNE_EVERY_S:
+            # withdrawn and long-quiet prefixes would otherwise stay in the rate table forever
+            self._last_prune = now
+            with self.rib_lock:
+                self.rates.prune(self.name, now, PRUNE_BELOW_BYTES_PER_S)
+
+    def _selection_inputs(self, requests: list[OnDemandRequest], pins: list[str]) -> SelectionInputs:
+        return SelectionInputs(
+            ready_to_program=self.ready_to_program(), policy=self.policy,
+            requests=frozenset(requests), pins=tuple(pins), rib_changes=self._updates,
+        )
 
     async def _program(self, desired: dict[str, str]) -> bool:
         # Preloaded (file) paths carry no real next-hop: they rank traffic but are never announced.

@@ -39,6 +39,7 @@ def test_the_benchmark_config_is_one_topfib_accepts(tmp_path: Path) -> None:
     (switch,) = config.switch
     assert switch.rib_file == str(tmp_path / "rib.pfx2as")
     assert switch.sflow_agents == ["192.0.2.1", "192.0.2.2"]
+    assert switch.effective_flow_sources == ["127.0.0.1/32"]  # the sender: the flow gate lets it in
     assert switch.neighbor == "127.0.0.1" and switch.bgp_port != 179
     assert config.collector.sflow_listen == ["127.0.0.1:16343"]
     assert config.collector.receive_buffer_bytes == 4 << 20

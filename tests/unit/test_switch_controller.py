@@ -14,6 +14,7 @@ import pytest
 from collector.accounting import PrefixRates
 from controller.config import TopfibConfig
 from controller.plan import Step
+from controller.selection_gate import SelectionGate
 from controller.store import MemoryStore, Pin, RequestEntry
 from controller.switch_controller import SessionInfo, SwitchController, _windows, table_complete
 from controller.table_readiness import QuietClock
@@ -341,6 +342,7 @@ def test_a_slow_selection_takes_at_most_half_the_loop_and_a_deferred_iteration_c
         clock = [100.0]
         ctl = _controller(tmp_path, store, clock)
         await ctl.start(active=False)
+        ctl._gate = SelectionGate(idle_select_s=0.0)  # no session: select anyway (see test_selection_gate)
         try:
             await ctl.tick()
             first = ctl.selection
