@@ -101,6 +101,7 @@ async def soak(args: argparse.Namespace, lab: Lab) -> bool:
         runtime_dir=lab.workdir / "run",
         loop_period_s=args.loop_period,
         sflow_port=sflow_port,
+        extra='flow_sources = ["127.0.0.1"]\n',  # the sender's source; else the flow gate drops it all
     )
     proc = TopfibProcess(config, lab.workdir / "soak.log")
     context = multiprocessing.get_context("fork")
