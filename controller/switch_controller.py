@@ -36,13 +36,14 @@ from controller.config import SwitchConfig, TopfibConfig
 from controller.exabgp_config import BridgeCommand, write_exabgp_config
 from controller.exabgp_link import ExabgpLink, ExabgpLinkDown
 from controller.exabgp_runner import ExabgpRunner
+from controller.fast_request import fast_admissions
 from controller.observed_paths import ObservedPathRib
 from controller.oracle import share_of
 from controller.plan import Step, clear_adj_rib_out_command, end_of_rib_commands, plan, render_step
 from controller.request_mirror import RequestMirror
 from controller.select import OnDemandRequest, Selection, SelectionPolicy, select
 from controller.selection_gate import SelectionGate, SelectionInputs
-from controller.selection_types import SelectedRoute
+from controller.selection_types import SelectedRoute, new_route
 from controller.self_next_hop import SelfNextHopFilter
 from controller.session_diagnosis import SessionDiagnosis
 from controller.settings import effective_settings, selection_policy
@@ -143,6 +144,10 @@ _m_loop = REGISTRY.counter("topfib_control_loops_total", "Control-loop iteration
 _m_skipped = REGISTRY.counter(
     "topfib_selections_skipped_total",
     "Loop iterations without a selection: nothing programmable and no input changed, by switch.", ("switch",),
+)
+_m_fast = REGISTRY.counter(
+    "topfib_requests_fast_installed_total",
+    "Requested prefixes announced before the next selection (the request fast path), by switch.", ("switch",),
 )
 
 
@@ -557,6 +562,7 @@ class SwitchController:
                 self.diagnosis.update(self.session.state, self.session.reason)
             else:
                 self.diagnosis.clear()  # the standby runs no ExaBGP: nothing of its own to explain
+            await self._admit_requests()
             now = self._clock()
             delay = self._selection_delay(now)
             if delay > 0:
@@ -616,6 +622,39 @@ class SwitchController:
             self._carried = {}
         self._publish_gauges(scores, candidates.total)
         await self._publish_snapshots()
+
+    async def _admit_requests(self) -> None:
+        """The request fast path (controller.fast_request): new requests' prefixes announced now
+        where that is safe, the rest left to the selection that follows."""
+        if self.selection is None or self._carried or not self.ready_to_program() or self._settle_delay() > 0:
+            return
+        wall_now = self._wall_clock()
+        requests = await self.requests.refresh(self.store, wall_now)
+        async with self._program_lock:
+            if self.selection is None or not self.ready_to_program():
+                return
+            if not await self._forget_announced_locked():
+                return
+            with self.rib_lock:
+                admitted = fast_admissions(requests, self.selection.routes, self._held(), self.route_view,
+                                           self.policy, wall_now, UNUSABLE_NEXT_HOPS)
+            if not admitted:
+                return
+            displaced = {a.displaces: self.installed[a.displaces] for a in admitted
+                         if a.displaces is not None and a.displaces in self.installed}
+            changes = plan({a.prefix: a.next_hop for a in admitted}, displaced)
+            withdraws = [step for step in changes.steps if step.action == "withdraw"]
+            # withdraws confirmed before any announce: the switch never holds more than the cap
+            if withdraws and not await self._send_steps(withdraws):
+                return
+            routes = {p: r for p, r in self.selection.routes.items() if p not in displaced}
+            for admission in admitted:  # the score is the next selection's to fill in
+                prefix, next_hop = admission.prefix, admission.next_hop
+                routes[prefix] = new_route(prefix, next_hop, "request", wall_now, 0.0)
+            self.selection = replace(self.selection, routes=routes)  # the next selection's incumbents
+            announces = self._within_caps([step for step in changes.steps if step.action == "announce"])
+            if announces and await self._send_steps(announces):
+                _m_fast.inc(sum(len(step.prefixes) for step in announces), switch=self.name)
 
     def _prune_rates(self, now: float) -> None:
         if now - self._last_prune >= PRUNE_EVERY_S:

@@ -1,0 +1,174 @@
+"""The request fast path (controller/fast_request.py) with the fake switch: a new request's prefix is
+announced before the next selection when that is safe, the cap holds at every command, pins are never
+displaced, a prefix with more-specifics waits for the full selection, and that selection agrees."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import controller.switch_controller as switch_controller
+from collector.accounting import PrefixRates
+from controller.config import TopfibConfig
+from controller.select import select
+from controller.store import MemoryStore, Pin, RequestEntry
+from controller.switch_controller import SwitchController
+from tests.unit.test_switch_controller import NEIGHBOR, Switch, _announce, _eor, _state, _wait
+
+NH1, NH2 = "192.168.50.11", "192.168.50.12"
+COVER, INSIDE = "16.0.0.0/16", "16.0.9.0/24"  # INSIDE via another next hop: the cover's unit needs it
+P = [f"16.1.{i}.0/24" for i in range(6)]
+WALL = 1_000_000.0
+
+
+def _controller(tmp_path: Path, cap_v4: int) -> SwitchController:
+    config = TopfibConfig.model_validate({
+        "switch": [{
+            "name": "sw1", "neighbor": NEIGHBOR, "local_address": "10.99.0.1", "local_as": 65000,
+            "peer_as": 65000, "fib_cap_ipv4": cap_v4, "fib_cap_ipv6": 2, "min_dwell_s": 0,
+        }],
+    })
+    rates = PrefixRates(fast_half_life_s=30.0, slow_half_life_s=3600.0)
+    ctl = SwitchController(config.switch[0], config, rates, MemoryStore(), threading.Lock(), tmp_path / "run",
+                           ready_quiet_s=2.0, wall_clock=lambda: WALL)
+    ctl.active = True  # as if ExaBGP ran: the test plays it through the link
+    return ctl
+
+
+def _fib_sizes(commands: list[str]) -> list[int]:
+    """The switch's FIB size after each command topfib sent (announces and withdraws)."""
+    fib: set[str] = set()
+    sizes = []
+    for command in commands:
+        prefixes = re.findall(r"unicast (\S+)", command)
+        if " announce " in command:
+            fib.update(prefixes)
+        elif " withdraw " in command:
+            fib.difference_update(prefixes)
+        sizes.append(len(fib))
+    return sizes
+
+
+async def _request(ctl: SwitchController, ip: str, requested_at: float = WALL) -> None:
+    await ctl.store.add_requests(
+        [RequestEntry(switch="sw1", ip=ip, ap="ap1", requested_at=requested_at, expires_at=WALL + 600)],
+        {"sw1": 10}, WALL,
+    )
+
+
+def _run(tmp_path: Path, cap_v4: int, body: Any) -> None:
+    """Session up with P[0..5] via NH1, COVER via NH1 and INSIDE via NH2; ``body(ctl, switch, calls)``
+    where ``calls`` holds, per selection, the commands sent before it."""
+    async def scenario() -> None:
+        ctl = _controller(tmp_path, cap_v4)
+        await ctl.start(active=False)
+        ctl.active = True
+        switch = await Switch.connect(ctl.link.socket_path)
+        calls: list[list[str]] = []
+        real_select = select
+
+        def counting_select(**kwargs: Any) -> Any:
+            calls.append(list(switch.commands))
+            return real_select(**kwargs)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(switch_controller, "select", counting_select)
+            try:
+                await switch.say(_state("up"), _announce(NH1, *[(p, 1) for p in (*P, COVER)]),
+                                 _announce(NH2, (INSIDE, 1)), _eor("ipv4"), _eor("ipv6"))
+                assert await _wait(ctl.ready_to_program)
+                await body(ctl, switch, calls)
+            finally:
+                await switch.close()
+                await ctl.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_request_displaces_the_lowest_topn_route_before_a_selection_which_agrees(tmp_path: Path) -> None:
+    async def body(ctl: SwitchController, switch: Switch, calls: list[list[str]]) -> None:
+        await ctl.store.set_pin(Pin(prefix=P[0], by="op", since=0.0))
+        now = ctl._clock()
+        ctl.rates.add("sw1", P[1], 9e6, 6e3, now)
+        ctl.rates.add("sw1", P[2], 1e6, 7e2, now)  # the lowest TopN route
+        await ctl.tick()
+        assert ctl.installed == {P[0]: NH1, P[1]: NH1, P[2]: NH1}
+        calls.clear()
+        await _request(ctl, "16.1.4.9")
+        await ctl.tick()
+        # the withdraw of P[2], then the announce of P[4], both before the selection ran
+        assert len(calls) == 1
+        before_selection = calls[0]
+        withdraw = next(i for i, c in enumerate(switch.commands) if " withdraw " in c and P[2] in c)
+        announce = next(i for i, c in enumerate(switch.commands) if " announce " in c and P[4] in c)
+        assert withdraw < announce < len(before_selection)
+        assert max(_fib_sizes(switch.commands)) <= 3  # never above the cap, at any command
+        assert ctl.installed == {P[0]: NH1, P[1]: NH1, P[4]: NH1}
+        # the selection agreed: it wanted what the fast path installed and sent nothing more
+        assert ctl.selection is not None and ctl.selection.desired() == ctl.installed
+        routes = ctl.selection.routes
+        assert routes[P[4]].reason == "request" and routes[P[0]].reason == "pinned"
+        assert len(switch.commands) == len(before_selection)
+
+    _run(tmp_path, 3, body)
+
+
+def test_pins_and_requests_are_never_displaced_the_full_selection_answers(tmp_path: Path) -> None:
+    async def body(ctl: SwitchController, switch: Switch, calls: list[list[str]]) -> None:
+        await ctl.store.set_pin(Pin(prefix=P[0], by="op", since=0.0))
+        await ctl.store.set_pin(Pin(prefix=P[1], by="op", since=0.0))
+        await _request(ctl, "16.1.2.9", WALL - 10)
+        await ctl.tick()
+        assert ctl.installed == {P[0]: NH1, P[1]: NH1, P[2]: NH1}
+        start = len(switch.commands)
+        calls.clear()
+        await _request(ctl, "16.1.5.9")  # cap full of pins and an older request: nothing may go
+        await ctl.tick()
+        assert len(calls) == 1 and len(calls[0]) == start  # the fast path sent nothing
+        assert not any(P[0] in c or P[1] in c for c in switch.commands[start:])  # pins untouched
+        assert ctl.selection is not None
+        answers = {a.ip: a.status for a in ctl.selection.requests}
+        assert answers["16.1.5.9"] == "installed" and answers["16.1.2.9"] == "rejected"  # newest first
+        # ...by the full selection, which does displace the older request (withdraw before announce)
+        assert max(_fib_sizes(switch.commands)) <= 3
+        assert ctl.installed == {P[0]: NH1, P[1]: NH1, P[5]: NH1}
+
+    _run(tmp_path, 3, body)
+
+
+def test_a_request_whose_prefix_has_more_specifics_waits_for_the_full_selection(tmp_path: Path) -> None:
+    async def body(ctl: SwitchController, switch: Switch, calls: list[list[str]]) -> None:
+        await ctl.store.set_pin(Pin(prefix=P[0], by="op", since=0.0))
+        await ctl.tick()
+        calls.clear()
+        start = len(switch.commands)
+        await _request(ctl, "16.0.200.1")  # COVER: INSIDE must come with it (no cache hiding)
+        await ctl.tick()
+        assert len(calls) == 1 and len(calls[0]) == start  # nothing was sent before the selection
+        assert ctl.installed == {P[0]: NH1, COVER: NH1, INSIDE: NH2}
+        assert ctl.selection is not None and ctl.selection.routes[INSIDE].reason == "dependency"
+
+    _run(tmp_path, 4, body)
+
+
+def test_no_room_and_no_topn_route_to_displace_leaves_the_request_to_the_selection(tmp_path: Path) -> None:
+    async def body(ctl: SwitchController, switch: Switch, calls: list[list[str]]) -> None:
+        await ctl.store.set_pin(Pin(prefix=P[0], by="op", since=0.0))
+        now = ctl._clock()
+        ctl.rates.add("sw1", COVER, 9e6, 6e3, now)  # a TopN route with a dependency: not displaced
+        await ctl.tick()
+        assert ctl.installed == {P[0]: NH1, COVER: NH1, INSIDE: NH2}
+        calls.clear()
+        start = len(switch.commands)
+        await _request(ctl, "16.1.3.9")
+        await ctl.tick()
+        assert len(calls) == 1 and len(calls[0]) == start  # nothing was sent before the selection
+        assert max(_fib_sizes(switch.commands)) <= 3
+        assert ctl.installed[P[0]] == NH1
+
+    _run(tmp_path, 3, body)
