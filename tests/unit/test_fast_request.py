@@ -1,0 +1,92 @@
+"""fast_admissions (controller/fast_request.py) on a small fake RIB: what a new request may take at once."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from collector.paths import Path
+from controller.fast_request import FastAdmission, fast_admissions
+from controller.selection_types import OnDemandRequest, SelectedRoute, SelectionPolicy
+
+NH = "192.0.2.1"
+NOW = 1_000.0
+
+
+class FakeRib:
+    def __init__(self, prefixes: dict[str, str]) -> None:
+        self.prefixes = prefixes  # prefix → next hop
+
+    def best(self, prefix: str) -> Path | None:
+        next_hop = self.prefixes.get(prefix)
+        return Path(next_hop=next_hop) if next_hop is not None else None
+
+    def longest_match(self, ip: str) -> str | None:
+        address = ipaddress.ip_address(ip)
+        found = [p for p in self.prefixes if address in ipaddress.ip_network(p)]
+        return max(found, key=lambda p: ipaddress.ip_network(p).prefixlen, default=None)
+
+    def more_specifics(self, prefix: str) -> list[str]:
+        network = ipaddress.ip_network(prefix)
+        return sorted(p for p in self.prefixes
+                      if p != prefix and ipaddress.ip_network(p).subnet_of(network))  # type: ignore[arg-type]
+
+
+def _route(prefix: str, reason: str, score: float = 0.0, since: float = 0.0) -> SelectedRoute:
+    return SelectedRoute(prefix, NH, reason, since, score)  # type: ignore[arg-type]
+
+
+def _request(ip: str, created_at: float = NOW - 1, expires_at: float = NOW + 60) -> OnDemandRequest:
+    return OnDemandRequest(ip=ip, expires_at=expires_at, created_at=created_at)
+
+
+def _admit(rib: FakeRib, routes: list[SelectedRoute], requests: list[OnDemandRequest], cap: int,
+           min_dwell_s: float = 0.0, held: set[str] | None = None) -> list[FastAdmission]:
+    by_prefix = {route.prefix: route for route in routes}
+    policy = SelectionPolicy(cap_ipv4=cap, cap_ipv6=1, min_dwell_s=min_dwell_s)
+    return fast_admissions(requests, by_prefix, set(by_prefix) if held is None else held, rib, policy, NOW,
+                           unusable={"0.0.0.0"})
+
+
+RIB = FakeRib({f"10.0.{i}.0/24": NH for i in range(8)} | {"10.1.0.0/16": NH, "10.1.5.0/24": "192.0.2.9",
+                                                         "10.2.0.0/16": "0.0.0.0"})
+
+
+def test_room_under_the_cap_takes_nothing_from_anyone() -> None:
+    routes = [_route("10.0.0.0/24", "pinned")]
+    assert _admit(RIB, routes, [_request("10.0.3.1")], cap=2) == [FastAdmission("10.0.3.0/24", NH, None)]
+
+
+def test_a_full_table_gives_up_the_topn_route_the_selection_drops_first() -> None:
+    routes = [_route("10.0.0.0/24", "pinned"), _route("10.0.1.0/24", "request"),
+              _route("10.0.2.0/24", "topn", score=1.0, since=NOW - 1),  # dwelling: dropped last
+              _route("10.0.3.0/24", "topn", score=5.0), _route("10.0.4.0/24", "topn", score=3.0),
+              _route("10.0.5.0/24", "dependency")]
+    admitted = _admit(RIB, routes, [_request("10.0.6.1"), _request("10.0.7.1", created_at=NOW - 2)],
+                      cap=6, min_dwell_s=60.0)
+    assert admitted == [FastAdmission("10.0.6.0/24", NH, "10.0.4.0/24"),  # newest first, lowest score
+                        FastAdmission("10.0.7.0/24", NH, "10.0.3.0/24")]
+    # and with only pins, requests and dependencies left nothing is displaced
+    assert _admit(RIB, [r for r in routes if r.reason != "topn"], [_request("10.0.6.1")], cap=3) == []
+
+
+def test_what_would_hide_or_be_hidden_is_left_to_the_full_selection() -> None:
+    routes = [_route("10.1.0.0/16", "topn", score=1.0)]
+    assert _admit(RIB, routes, [_request("10.1.200.1")], cap=5) == []  # already selected
+    assert _admit(RIB, [], [_request("10.1.200.1")], cap=5) == []  # the /16 has a more-specific
+    assert _admit(RIB, [], [_request("10.2.0.1")], cap=5) == []  # no usable next hop
+    # a TopN route with a more-specific in the RIB (a possible dependency) is not displaced
+    assert _admit(RIB, routes, [_request("10.0.6.1")], cap=1) == []
+    # nor one inside another selected route: its traffic would follow the cover
+    covered = [_route("10.0.0.0/16", "pinned"), _route("10.0.2.0/24", "topn", score=0.1),
+               _route("10.1.5.0/24", "topn", score=9.0)]
+    rib = FakeRib(RIB.prefixes | {"10.0.0.0/16": NH})
+    assert _admit(rib, covered, [_request("10.9.0.1")], cap=3) == []  # no route at all
+    assert _admit(FakeRib(rib.prefixes | {"10.9.0.0/24": NH}), covered, [_request("10.9.0.1")], cap=3) == [
+        FastAdmission("10.9.0.0/24", NH, "10.1.5.0/24")]
+
+
+def test_expired_requests_and_a_stale_held_prefix() -> None:
+    assert _admit(RIB, [], [_request("10.0.6.1", expires_at=NOW)], cap=5) == []
+    # held from an earlier session (stale): announced in place, no room needed
+    assert _admit(RIB, [_route("10.0.3.0/24", "topn")], [_request("10.0.6.1")], cap=2,
+                  held={"10.0.3.0/24", "10.0.6.0/24"}) == [FastAdmission("10.0.6.0/24", NH, None)]
