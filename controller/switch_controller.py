@@ -629,6 +629,7 @@ class SwitchController:
         if self.selection is None or self._carried or not self.ready_to_program() or self._settle_delay() > 0:
             return
         wall_now = self._wall_clock()
+        self.policy = await self._effective_policy()  # a cap lowered since the last selection holds
         requests = await self.requests.refresh(self.store, wall_now)
         async with self._program_lock:
             if self.selection is None or not self.ready_to_program():

@@ -172,3 +172,25 @@ def test_no_room_and_no_topn_route_to_displace_leaves_the_request_to_the_selecti
         assert ctl.installed[P[0]] == NH1
 
     _run(tmp_path, 3, body)
+
+
+def test_a_cap_lowered_since_the_last_selection_holds_for_the_fast_path(tmp_path: Path) -> None:
+    async def body(ctl: SwitchController, switch: Switch, calls: list[list[str]]) -> None:
+        await ctl.store.set_pin(Pin(prefix=P[0], by="op", since=0.0))
+        now = ctl._clock()
+        ctl.rates.add("sw1", P[1], 9e6, 6e3, now)
+        ctl.rates.add("sw1", P[2], 1e6, 7e2, now)
+        await ctl.tick()
+        assert ctl.installed == {P[0]: NH1, P[1]: NH1, P[2]: NH1}  # cap 4: one free
+        await ctl.store.update_config_overrides("sw1", {"fib_cap_ipv4": 3}, set())  # an operator's PUT
+        calls.clear()
+        start = len(switch.commands)
+        await _request(ctl, "16.1.4.9")
+        await ctl.tick()
+        assert max(_fib_sizes(switch.commands)[start:]) <= 3  # the new cap, at every command
+        assert len(ctl.installed) == 3 and P[4] in ctl.installed and P[2] not in ctl.installed
+        withdraw = next(i for i, c in enumerate(switch.commands) if " withdraw " in c and P[2] in c)
+        announce = next(i for i, c in enumerate(switch.commands) if " announce " in c and P[4] in c)
+        assert withdraw < announce < len(calls[0])  # by the fast path, under the new cap
+
+    _run(tmp_path, 4, body)
