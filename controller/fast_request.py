@@ -28,6 +28,14 @@ from controller.selection_types import OnDemandRequest, RibView, SelectedRoute, 
 
 
 @dataclass(frozen=True, slots=True)
+class FastPlan:
+    """What the fast path may do now, and whether a new request is left to the full selection."""
+
+    admitted: list[FastAdmission]
+    left_to_selection: bool
+
+
+@dataclass(frozen=True, slots=True)
 class FastAdmission:
     """A requested prefix to announce now, and the TopN route withdrawn first to make room."""
 
@@ -64,11 +72,13 @@ def fast_admissions(
     policy: SelectionPolicy,
     now: float,
     unusable: Collection[str] = (),
-) -> list[FastAdmission]:
+    answered: Collection[str] = (),
+) -> FastPlan:
     """The requests of ``requests`` that may be installed at once, newest first.
 
     ``routes``: the last selection's desired FIB (requests in it are answered already);
-    ``held``: what the switch may hold from topfib (installed and stale); ``now``: wall clock.
+    ``held``: what the switch may hold from topfib (installed and stale); ``now``: wall clock;
+    ``answered``: the addresses the last selection answered (a new request is none of them).
     """
     caps = policy.caps()
     used = dict.fromkeys(caps, 0)
@@ -78,17 +88,20 @@ def fast_admissions(
     evictable: list[SelectedRoute] | None = None  # worked out only when a table is full
     admitted: list[FastAdmission] = []
     seen: set[str] = set()
+    left = False
     active = [request for request in requests if request.expires_at > now]
     active.sort(key=lambda r: (-r.created_at, r.ip, r.request_id))  # the order selection places them
     for request in active:
         try:
             prefix = rib.longest_match(request.ip)
         except ValueError:
+            prefix = None
+        if prefix is not None and (prefix in routes or prefix in seen):
             continue
-        if prefix is None or prefix in routes or prefix in seen:
-            continue
-        best = rib.best(prefix)
-        if best is None or best.next_hop in unusable or rib.more_specifics(prefix):
+        new = request.ip not in answered
+        best = rib.best(prefix) if prefix is not None else None
+        if prefix is None or best is None or best.next_hop in unusable or rib.more_specifics(prefix):
+            left |= new
             continue
         displaces: str | None = None
         table = policy.table_of(prefix)
@@ -102,9 +115,10 @@ def fast_admissions(
                 victim = next((r for r in evictable if policy.table_of(r.prefix) == table
                                and _displaceable(r, routes, rib)), None)
                 if victim is None:
+                    left |= new
                     continue
                 evictable.remove(victim)
                 displaces = victim.prefix
         seen.add(prefix)
         admitted.append(FastAdmission(prefix, best.next_hop, displaces))
-    return admitted
+    return FastPlan(admitted, left)

@@ -562,9 +562,11 @@ class SwitchController:
                 self.diagnosis.update(self.session.state, self.session.reason)
             else:
                 self.diagnosis.clear()  # the standby runs no ExaBGP: nothing of its own to explain
-            await self._admit_requests()
+            fast = await self._admit_requests()
             now = self._clock()
             delay = self._selection_delay(now)
+            if fast:  # the requests that woke this iteration are in: the selection keeps its period
+                delay = max(delay, self._last_selection + self.switch.loop_period_s - now)
             if delay > 0:
                 if self._rewake is not None:
                     self._rewake.cancel()
@@ -623,39 +625,44 @@ class SwitchController:
         self._publish_gauges(scores, candidates.total)
         await self._publish_snapshots()
 
-    async def _admit_requests(self) -> None:
+    async def _admit_requests(self) -> bool:
         """The request fast path (controller.fast_request): new requests' prefixes announced now
-        where that is safe, the rest left to the selection that follows."""
+        where that is safe, the rest left to the selection that follows. True when it announced
+        some and left none to the selection (which then need not run before its period)."""
         if self.selection is None or self._carried or not self.ready_to_program() or self._settle_delay() > 0:
-            return
+            return False
         wall_now = self._wall_clock()
         self.policy = await self._effective_policy()  # a cap lowered since the last selection holds
         requests = await self.requests.refresh(self.store, wall_now)
         async with self._program_lock:
             if self.selection is None or not self.ready_to_program():
-                return
+                return False
             if not await self._forget_announced_locked():
-                return
+                return False
+            answered = {answer.ip for answer in self.selection.requests}
             with self.rib_lock:
-                admitted = fast_admissions(requests, self.selection.routes, self._held(), self.route_view,
-                                           self.policy, wall_now, UNUSABLE_NEXT_HOPS)
+                fast = fast_admissions(requests, self.selection.routes, self._held(), self.route_view,
+                                       self.policy, wall_now, UNUSABLE_NEXT_HOPS, answered)
+            admitted = fast.admitted
             if not admitted:
-                return
+                return False
             displaced = {a.displaces: self.installed[a.displaces] for a in admitted
                          if a.displaces is not None and a.displaces in self.installed}
             changes = plan({a.prefix: a.next_hop for a in admitted}, displaced)
             withdraws = [step for step in changes.steps if step.action == "withdraw"]
             # withdraws confirmed before any announce: the switch never holds more than the cap
             if withdraws and not await self._send_steps(withdraws):
-                return
+                return False
             routes = {p: r for p, r in self.selection.routes.items() if p not in displaced}
             for admission in admitted:  # the score is the next selection's to fill in
                 prefix, next_hop = admission.prefix, admission.next_hop
                 routes[prefix] = new_route(prefix, next_hop, "request", wall_now, 0.0)
             self.selection = replace(self.selection, routes=routes)  # the next selection's incumbents
             announces = self._within_caps([step for step in changes.steps if step.action == "announce"])
-            if announces and await self._send_steps(announces):
-                _m_fast.inc(sum(len(step.prefixes) for step in announces), switch=self.name)
+            if not announces or not await self._send_steps(announces):
+                return False
+            _m_fast.inc(sum(len(step.prefixes) for step in announces), switch=self.name)
+            return not fast.left_to_selection and all(a.prefix in self.installed for a in admitted)
 
     def _prune_rates(self, now: float) -> None:
         if now - self._last_prune >= PRUNE_EVERY_S:

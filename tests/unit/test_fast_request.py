@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 from collector.paths import Path
-from controller.fast_request import FastAdmission, fast_admissions
+from controller.fast_request import FastAdmission, FastPlan, fast_admissions
 from controller.selection_types import OnDemandRequest, SelectedRoute, SelectionPolicy
 
 NH = "192.0.2.1"
@@ -39,12 +39,17 @@ def _request(ip: str, created_at: float = NOW - 1, expires_at: float = NOW + 60)
     return OnDemandRequest(ip=ip, expires_at=expires_at, created_at=created_at)
 
 
-def _admit(rib: FakeRib, routes: list[SelectedRoute], requests: list[OnDemandRequest], cap: int,
-           min_dwell_s: float = 0.0, held: set[str] | None = None) -> list[FastAdmission]:
+def _plan(rib: FakeRib, routes: list[SelectedRoute], requests: list[OnDemandRequest], cap: int,
+          min_dwell_s: float = 0.0, held: set[str] | None = None, answered: tuple[str, ...] = ()) -> FastPlan:
     by_prefix = {route.prefix: route for route in routes}
     policy = SelectionPolicy(cap_ipv4=cap, cap_ipv6=1, min_dwell_s=min_dwell_s)
     return fast_admissions(requests, by_prefix, set(by_prefix) if held is None else held, rib, policy, NOW,
-                           unusable={"0.0.0.0"})
+                           unusable={"0.0.0.0"}, answered=answered)
+
+
+def _admit(rib: FakeRib, routes: list[SelectedRoute], requests: list[OnDemandRequest], cap: int,
+           min_dwell_s: float = 0.0, held: set[str] | None = None) -> list[FastAdmission]:
+    return _plan(rib, routes, requests, cap, min_dwell_s, held).admitted
 
 
 RIB = FakeRib({f"10.0.{i}.0/24": NH for i in range(8)} | {"10.1.0.0/16": NH, "10.1.5.0/24": "192.0.2.9",
@@ -90,3 +95,15 @@ def test_expired_requests_and_a_stale_held_prefix() -> None:
     # held from an earlier session (stale): announced in place, no room needed
     assert _admit(RIB, [_route("10.0.3.0/24", "topn")], [_request("10.0.6.1")], cap=2,
                   held={"10.0.3.0/24", "10.0.6.0/24"}) == [FastAdmission("10.0.6.0/24", NH, None)]
+
+
+def test_a_new_request_the_fast_path_cannot_take_is_left_to_the_selection_at_once() -> None:
+    routes = [_route("10.0.0.0/24", "pinned"), _route("10.0.1.0/24", "topn", score=1.0)]
+    assert not _plan(RIB, routes, [_request("10.0.6.1")], cap=2).left_to_selection  # displaces the TopN
+    assert _plan(RIB, routes, [_request("10.1.200.1")], cap=5).left_to_selection  # more-specifics
+    assert _plan(RIB, routes, [_request("10.9.0.1")], cap=5).left_to_selection  # no route: to answer
+    assert _plan(RIB, [routes[0]], [_request("10.0.6.1")], cap=1).left_to_selection  # nothing to displace
+    # ...unless the last selection answered it already (no-route, rejected): the period's is enough
+    answered = _plan(RIB, [routes[0]], [_request("10.0.6.1")], cap=1, answered=("10.0.6.1",))
+    assert not answered.left_to_selection
+    assert not _plan(RIB, routes, [_request("10.0.0.1")], cap=1).left_to_selection  # its prefix is in
