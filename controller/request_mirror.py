@@ -40,6 +40,7 @@ class RequestMirror:
         self._expiries: list[tuple[float, str, str]] = []  # (expires_at, ip, ap); stale items skipped
         self._held = 0  # entries in _by_ip
         self.full_reads = 0  # how often everything was read (start, outage, generation)
+        self._arrived: set[str] = set()  # IPs whose wanted request is new or renewed (take_arrived)
 
     async def refresh(self, store: Store, now: float) -> list[OnDemandRequest]:
         """The requests active at ``now`` after reading the store's changes; during a store
@@ -110,3 +111,13 @@ class RequestMirror:
         newest = next(iter(held.values())) if len(held) == 1 else newest_of(held)
         self._wanted[ip] = OnDemandRequest(ip=ip, expires_at=newest.expires_at,
                                            created_at=newest.requested_at)
+        self._arrived.add(ip)
+
+    def take_arrived(self, limit: int) -> list[OnDemandRequest] | None:
+        """The active requests new or renewed since the last call (the request fast path's work,
+        proportional to what arrived); None when more than ``limit`` did (a full read: left to
+        the selection)."""
+        arrived, self._arrived = self._arrived, set()
+        if len(arrived) > limit:
+            return None
+        return [self._wanted[ip] for ip in arrived if ip in self._wanted]

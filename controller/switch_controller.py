@@ -41,7 +41,7 @@ from controller.observed_paths import ObservedPathRib
 from controller.oracle import share_of
 from controller.plan import Step, clear_adj_rib_out_command, end_of_rib_commands, plan, render_step
 from controller.request_mirror import RequestMirror
-from controller.select import OnDemandRequest, Selection, SelectionPolicy, select
+from controller.select import OnDemandRequest, RequestAnswer, Selection, SelectionPolicy, select
 from controller.selection_gate import SelectionGate, SelectionInputs
 from controller.selection_types import SelectedRoute, new_route
 from controller.self_next_hop import SelfNextHopFilter
@@ -85,6 +85,9 @@ SLOW_SELECTION_S = 0.25  # from here on selection takes at most half the event l
 BUSY_RECHECK_S = 0.1  # a loop iteration deferred for the reactor looks again this soon
 CHURN_WINDOW_S = 3600.0
 COMMAND_CHUNK = 1000  # prefixes per ExaBGP command line
+# More requests arriving between two iterations than this (a full read of the store): the
+# request fast path leaves them all to the selection.
+FAST_PATH_MAX_REQUESTS = 256
 UNUSABLE_NEXT_HOPS = frozenset({"", "0.0.0.0", "::"})
 
 
@@ -279,6 +282,8 @@ class SwitchController:
         # (or the previous controller) until topfib's End-of-RIB; they count against the caps
         self._stale: set[str] = set()
         self._stale_until: float | None = None  # when the switch has pruned them (after End-of-RIB)
+        # the addresses the last selection answered, for the request fast path (see _admit_requests)
+        self._answered: tuple[tuple[RequestAnswer, ...], frozenset[str]] = ((), frozenset())
 
     def _new_runner(self) -> ExabgpRunner:
         return ExabgpRunner(
@@ -633,16 +638,21 @@ class SwitchController:
             return False
         wall_now = self._wall_clock()
         self.policy = await self._effective_policy()  # a cap lowered since the last selection holds
-        requests = await self.requests.refresh(self.store, wall_now)
+        await self.requests.refresh(self.store, wall_now)
+        requests = self.requests.take_arrived(FAST_PATH_MAX_REQUESTS)
+        if not requests:
+            return False
         async with self._program_lock:
             if self.selection is None or not self.ready_to_program():
                 return False
             if not await self._forget_announced_locked():
                 return False
-            answered = {answer.ip for answer in self.selection.requests}
+            answers = self.selection.requests
+            if self._answered[0] is not answers:  # once per selection, not per request
+                self._answered = (answers, frozenset(answer.ip for answer in answers))
             with self.rib_lock:
                 fast = fast_admissions(requests, self.selection.routes, self._held(), self.route_view,
-                                       self.policy, wall_now, UNUSABLE_NEXT_HOPS, answered)
+                                       self.policy, wall_now, UNUSABLE_NEXT_HOPS, self._answered[1])
             admitted = fast.admitted
             if not admitted:
                 return False

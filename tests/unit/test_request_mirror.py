@@ -82,3 +82,22 @@ def test_the_controller_reads_only_the_changes_after_its_first_iteration(tmp_pat
         assert ctl.requests.full_reads == 1  # the first read only
 
     asyncio.run(scenario())
+
+
+def test_take_arrived_gives_only_what_came_in_since_the_last_call_and_gives_up_past_its_limit() -> None:
+    async def scenario() -> None:
+        store, mirror = MemoryStore(), RequestMirror("sw1")
+        await store.add_requests([req("203.0.113.1"), req("203.0.113.2")], LIMITS, T0)
+        await mirror.refresh(store, T0)
+        assert wanted(mirror.take_arrived(10) or []) == [("203.0.113.1", T0 + 60, T0),
+                                                         ("203.0.113.2", T0 + 60, T0)]
+        assert mirror.take_arrived(10) == []  # nothing new
+        await store.add_requests([req("203.0.113.3", at=T0 + 1)], LIMITS, T0 + 1)
+        await mirror.refresh(store, T0 + 1)
+        assert wanted(mirror.take_arrived(10) or []) == [("203.0.113.3", T0 + 61, T0 + 1)]
+        await store.add_requests([req(f"203.0.113.{i}", at=T0 + 2) for i in range(10, 14)], LIMITS, T0 + 2)
+        await mirror.refresh(store, T0 + 2)
+        assert mirror.take_arrived(3) is None  # a full read's worth: the selection's, not the fast path's
+        assert mirror.take_arrived(3) == []
+
+    asyncio.run(scenario())
