@@ -70,3 +70,24 @@ def test_without_a_session_selection_runs_only_when_an_input_changed_or_the_view
             await ctl.stop()
 
     asyncio.run(scenario())
+
+
+def test_without_a_session_a_burst_of_changed_inputs_selects_at_most_once_per_view_interval() -> None:
+    """Access points posting requests wake the loop per request; while nothing can be programmed a
+    selection per wake-up would only hold the event loop (and the API) for the dashboard's view."""
+    from controller.selection_gate import VIEW_MIN_S, SelectionGate, SelectionInputs
+    from controller.selection_types import SelectionPolicy
+
+    def inputs(requests: int, ready: bool = False) -> SelectionInputs:
+        return SelectionInputs(ready_to_program=ready, policy=SelectionPolicy(cap_ipv4=10, cap_ipv6=10),
+                               requests=frozenset(), pins=tuple(str(i) for i in range(requests)),
+                               rib_changes=0)
+
+    gate = SelectionGate()
+    assert gate.needed(inputs(0), 100.0)
+    gate.selected(inputs(0), 100.0)
+    assert not gate.needed(inputs(1), 100.0 + VIEW_MIN_S / 2)  # changed, but too soon
+    assert not gate.needed(inputs(2), 100.0 + VIEW_MIN_S * 0.9)
+    assert gate.needed(inputs(2), 100.0 + VIEW_MIN_S)  # the change is not lost: selected now
+    gate.selected(inputs(2), 100.0 + VIEW_MIN_S)
+    assert gate.needed(inputs(2, ready=True), 100.0 + VIEW_MIN_S)  # programmable: always
