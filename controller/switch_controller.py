@@ -433,6 +433,7 @@ class SwitchController:
 
     def _keep_as_stale(self) -> None:
         if self.switch.graceful_restart_s:  # the switch keeps what it had until our End-of-RIB
+            self._prune_stale()  # those the switch already pruned are not held again
             self._stale.update(self.installed)
             self._stale_until = None  # pruned at the next session's End-of-RIB, not before
 
@@ -553,6 +554,7 @@ class SwitchController:
     async def tick(self) -> None:
         """One control-loop iteration."""
         async with self._tick_lock:
+            self._prune_stale()
             if self.active:
                 self.diagnosis.update(self.session.state, self.session.reason)
             else:
@@ -763,10 +765,16 @@ class SwitchController:
         restart, the stale ones until STALE_PRUNE_S after our End-of-RIB. Not sooner: ExaBGP may
         send announces queued after the End-of-RIB before it, and the switch prunes stale routes
         after processing it (BIRD in a later event); nor stale ones withdrawn explicitly, as
-        ExaBGP drops the withdraws of a session's first update pass."""
+        ExaBGP drops the withdraws of a session's first update pass.
+        Side-effect free (read from WarmKeeper's snapshot too): :meth:`_prune_stale` forgets them."""
+        if self._stale_until is not None and self._clock() >= self._stale_until:
+            return set(self.installed)
+        return self._stale.union(self.installed)
+
+    def _prune_stale(self) -> None:
+        """Forget the stale prefixes once the switch has pruned them (event loop only)."""
         if self._stale_until is not None and self._clock() >= self._stale_until:
             self._stale, self._stale_until = set(), None
-        return self._stale.union(self.installed)
 
     def _within_caps(self, steps: list[Step]) -> list[Step]:
         """Announce steps trimmed so that new prefixes never take a table past its cap."""

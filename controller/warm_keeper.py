@@ -23,7 +23,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from collector.accounting import PrefixRates
@@ -31,7 +31,7 @@ from collector.metrics import REGISTRY
 from collector.path_accounting import PathRates
 from collector.safe_files import ensure_private_dir, open_private_fd, write_atomically
 from controller.config import TopfibConfig
-from controller.selection_types import TABLE_IPV4, TABLE_IPV4_24, TABLE_IPV6
+from controller.selection_types import TABLE_IPV4, TABLE_IPV4_24, TABLE_IPV6, SelectedRoute
 from controller.store import Store, StoreUnavailable
 from controller.switch_controller import SwitchController
 from controller.warm_state import MAX_PATH_ROWS, MAX_SNAPSHOT_BYTES, SnapshotRefused, WarmState, decode
@@ -85,22 +85,27 @@ class WarmKeeper:
     # --- writing ---------------------------------------------------------------------------------
 
     def snapshot_of(self, ctl: SwitchController) -> WarmState:
-        """The warm state of ``ctl``'s switch now (reads the rates under their own lock)."""
-        caps = ctl.policy.caps()
+        """The warm state of ``ctl``'s switch now (call on the event loop)."""
+        return self._snapshot(ctl.name, ctl.policy.caps(), dict(ctl.continuity_routes()),
+                              ctl.held_prefixes())
+
+    def _snapshot(self, switch: str, caps: Mapping[str, int], desired: dict[str, SelectedRoute],
+                  held: list[str]) -> WarmState:
+        """The warm state from the controller's parts, gathered on the event loop (the controller
+        changes them there); reads the rates under their own lock, so it may run in a thread."""
         per_family = self.config.max_entries
         limits = (
             per_family or ROWS_PER_SLOT * (caps.get(TABLE_IPV4, 0) + caps.get(TABLE_IPV4_24, 0)),
             per_family or ROWS_PER_SLOT * caps.get(TABLE_IPV6, 0),
         )
         now = self._clock()
-        observed_s, rows = self.rates.export_rows(ctl.name, now, limits)
+        observed_s, rows = self.rates.export_rows(switch, now, limits)
         paths = [] if self.path_rates is None else self.path_rates.export_paths(
-            ctl.name, now, [row.prefix for row in rows])
+            switch, now, [row.prefix for row in rows])
         return WarmState(
-            switch=ctl.name, taken_at=self._wall_clock(), observed_s=observed_s,
+            switch=switch, taken_at=self._wall_clock(), observed_s=observed_s,
             fast_half_life_s=self.rates.fast_half_life_s, slow_half_life_s=self.rates.slow_half_life_s,
-            rows=rows, desired=dict(ctl.continuity_routes()), paths=paths[:MAX_PATH_ROWS],
-            held=ctl.held_prefixes(),
+            rows=rows, desired=desired, paths=paths[:MAX_PATH_ROWS], held=held,
         )
 
     async def save(self, ctl: SwitchController) -> bool:
@@ -108,7 +113,9 @@ class WarmKeeper:
         if not self.enabled or not ctl.active:
             return False
         try:
-            text = await asyncio.to_thread(lambda: self.snapshot_of(ctl).encode())
+            # the controller's parts on the loop: a thread reading them races its updates
+            parts = (ctl.name, ctl.policy.caps(), dict(ctl.continuity_routes()), ctl.held_prefixes())
+            text = await asyncio.to_thread(lambda: self._snapshot(*parts).encode())
             if self.directory is not None:
                 await asyncio.to_thread(write_atomically, self.path_of(ctl.name), text.encode())
             else:

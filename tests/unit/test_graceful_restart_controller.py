@@ -121,6 +121,9 @@ def test_stale_routes_count_against_the_cap_until_the_switch_pruned_them(tmp_pat
             await ctl.tick()
             assert announce_p3 not in switch.commands  # the switch may not have pruned P1 yet
             clock[0] += STALE_PRUNE_S
+            # reading (also from WarmKeeper's thread) changes nothing: pruning is the loop's job
+            assert ctl.held_prefixes() == [P2]
+            assert ctl._stale == {P1, P2} and ctl._stale_until is not None
             await ctl.tick()
             assert ctl.installed == {P2: NH1, P3: NH2}
             assert ctl.held_prefixes() == [P2, P3]

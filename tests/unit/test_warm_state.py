@@ -347,3 +347,33 @@ def test_run_refuses_a_world_writable_state_directory_naming_the_key(tmp_path: P
     expected = rf"state\.directory: cannot use {state}: directory {state} is writable by group"
     with pytest.raises(ConfigError, match=expected):
         asyncio.run(Service(config).start())
+
+
+@dataclass
+class ThreadRecordingStandIn(StandIn):
+    """Records the threads that read the controller's parts."""
+
+    readers: set[int] = field(default_factory=set)
+
+    def continuity_routes(self) -> dict[str, SelectedRoute]:
+        self.readers.add(threading.get_ident())
+        return super().continuity_routes()
+
+    def held_prefixes(self) -> list[str]:
+        self.readers.add(threading.get_ident())
+        return super().held_prefixes()
+
+
+def test_save_reads_the_controller_on_the_event_loop_not_in_a_thread(tmp_path: Path) -> None:
+    # the controller changes its held/stale sets on the loop: a worker thread reading them races it
+    keeper = _keeper(_rates_with_traffic(), tmp_path, [WALL], [500.0])
+    keeper.prepare()
+    stand_in = ThreadRecordingStandIn(routes={ROUTE.prefix: ROUTE})
+
+    async def save() -> bool:
+        assert await keeper.save(_ctl(stand_in))
+        return stand_in.readers == {threading.get_ident()}
+
+    assert asyncio.run(save()), "a controller part was read outside the event loop's thread"
+    state = decode(keeper.path_of("sw1").read_text(), "sw1", HALVES)
+    assert state.held == [ROUTE.prefix] and set(state.desired) == {ROUTE.prefix}
