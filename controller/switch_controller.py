@@ -833,6 +833,7 @@ class SwitchController:
             (step, prefixes, line) for step in steps
             for prefixes, line in render_step(step, self.switch.neighbor, COMMAND_CHUNK)
         ]
+        session = self.session
         try:
             results = await self.link.send([line for _, _, line in lines])
         except ExabgpLinkDown:
@@ -859,7 +860,14 @@ class SwitchController:
             log.error("switch %s: ExaBGP did not confirm %d line(s) of %d prefix(es), the first: %r",
                       self.name, len(failed), unconfirmed, failed[0][2][:200])
         wall_now = self._wall_clock()
+        # Acked after the session ended (or for an earlier one): in ExaBGP's adj-rib-out, to be
+        # forgotten before the next programming, never on the switch, so never installed.
+        late = self.session is not session or session.state != "up"
         for step, prefixes in done:
+            if late:
+                if step.action == "announce":
+                    self._announced = self._replay_pending = True
+                continue
             for prefix in prefixes:
                 reason = self._change_reason(step.action, prefix)
                 if step.action == "withdraw":
@@ -868,8 +876,6 @@ class SwitchController:
                     assert step.next_hop is not None
                     self.installed[prefix] = step.next_hop
                     self._announced = True
-                    if self.session.state != "up":  # acked after the session ended
-                        self._replay_pending = True
                 self.changes.append((wall_now, step.action, prefix, step.next_hop or "", reason))
                 self._change_times.append(wall_now)
             _m_changes.inc(len(prefixes), switch=self.name, action=step.action)
