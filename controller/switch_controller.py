@@ -270,6 +270,8 @@ class SwitchController:
         # the previous controller's last desired FIB (warm restart or takeover): incumbents of
         # every selection until one has been programmed on the switch's full table
         self._carried: dict[str, SelectedRoute] = {}
+        self._carried_at = 0.0  # wall clock the carried FIB dates from (its first snapshot)
+        self._lost_at: float | None = None  # wall clock of the session loss that left routes stale
         # graceful restart: prefixes the switch may still hold as stale from an earlier session
         # (or the previous controller) until topfib's End-of-RIB; they count against the caps
         self._stale: set[str] = set()
@@ -391,6 +393,7 @@ class SwitchController:
             return
         if event.state == "up":
             self.session = SessionInfo(state="up", since=self._wall_clock(), up_at=self._clock())
+            self._lost_at = None
             self._quiet.restart()
             self._keep_as_stale()
             self.installed = {}  # a fresh session: the switch holds none of our routes...
@@ -419,6 +422,8 @@ class SwitchController:
         if self.session.ready:  # its table was complete: the next session's should be as big
             with self.rib_lock:
                 self._known_size.remember(self._table_paths_locked())
+        if self._lost_at is None:  # the switch's restart time runs from the first loss
+            self._lost_at = self._wall_clock()
         self.session = SessionInfo(state="down", reason=reason, since=self._wall_clock())
         self._keep_as_stale()
         self.installed = {}
@@ -576,6 +581,7 @@ class SwitchController:
     async def _select_and_program(self, now: float) -> None:
         self._programming_time = 0.0
         wall_now = self._wall_clock()
+        self._expire_carried(wall_now)
         self.policy = await self._effective_policy()
         requests, pins = await self._inputs(wall_now)
         inputs = self._selection_inputs(requests, pins)
@@ -614,8 +620,8 @@ class SwitchController:
             began = self._clock()
             if await self._program(self.selection.desired()):
                 await self._end_of_rib_once()
+                self._carried = {}  # programmed: the selection is what the switch holds now
             self._programming_time = self._clock() - began  # waiting on ExaBGP: the loop was free
-            self._carried = {}
         self._publish_gauges(scores, candidates.total)
         await self._publish_snapshots()
 
@@ -897,23 +903,52 @@ class SwitchController:
 
     # --- warm state (controller/warm_keeper.py) ---------------------------------------------------
 
-    def carry_incumbents(self, routes: dict[str, SelectedRoute], held: Iterable[str] = ()) -> None:
+    def carry_incumbents(self, routes: dict[str, SelectedRoute], held: Iterable[str] = (), *,
+                         desired_at: float | None = None, lost_at: float | None = None) -> None:
         """Start from ``routes``, the previous controller's desired FIB, instead of a cold one;
-        ``held``: the prefixes the switch held from it (see :meth:`held_prefixes`)."""
+        ``held``: the prefixes the switch held from it (see :meth:`held_prefixes`); ``desired_at``:
+        when ``routes`` were current; ``lost_at``: when its session was lost (None: it was up
+        when the snapshot was taken, so it was lost after that, at the latest now)."""
+        now = self._wall_clock()
         self._carried = dict(routes)
+        self._carried_at = now if desired_at is None else min(desired_at, now)
         if self.switch.graceful_restart_s:  # what the switch may still hold as stale from it
             self._stale.update(routes)
             self._stale.update(held)
+            if self.session.state != "up":
+                self._lost_at = now if lost_at is None else min(lost_at, now)
+
+    def _expire_carried(self, wall_now: float) -> None:
+        """A carried FIB older than state.max_age_s is dropped, as a snapshot that old would be."""
+        if self._carried and wall_now - self._carried_at > self.config.state.max_age_s:
+            log.info("switch %s: the carried desired FIB is older than state.max_age_s; dropped",
+                     self.name)
+            self._carried = {}
 
     def held_prefixes(self) -> list[str]:
         """The prefixes the switch holds from topfib, stale ones included."""
         return sorted(self._held())
+
+    def held_to_hand_on(self) -> list[str]:
+        """:meth:`held_prefixes` for the warm snapshot: without the stale ones once the switch's
+        restart time (graceful_restart_s) since the session loss has run out (it flushed them)."""
+        if self._lost_at is not None and self._wall_clock() - self._lost_at > self.switch.graceful_restart_s:
+            return sorted(self.installed)
+        return self.held_prefixes()
+
+    def session_lost_at(self) -> float | None:
+        """Wall clock of the session loss that left routes stale on the switch; None while up."""
+        return self._lost_at
 
     def continuity_routes(self) -> Mapping[str, SelectedRoute]:
         """The desired FIB to hand on: the carried one until a selection has been programmed."""
         if self._carried or self.selection is None:
             return self._carried
         return self.selection.routes
+
+    def continuity_at(self) -> float:
+        """Wall clock :meth:`continuity_routes` dates from (a carried FIB: its first snapshot)."""
+        return self._carried_at if self._carried else self._wall_clock()
 
     # --- reporting -----------------------------------------------------------------------------
 

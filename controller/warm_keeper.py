@@ -24,6 +24,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from collector.accounting import PrefixRates
@@ -86,13 +87,12 @@ class WarmKeeper:
 
     def snapshot_of(self, ctl: SwitchController) -> WarmState:
         """The warm state of ``ctl``'s switch now (call on the event loop)."""
-        return self._snapshot(ctl.name, ctl.policy.caps(), dict(ctl.continuity_routes()),
-                              ctl.held_prefixes())
+        return self._snapshot(_ControllerParts.of(ctl))
 
-    def _snapshot(self, switch: str, caps: Mapping[str, int], desired: dict[str, SelectedRoute],
-                  held: list[str]) -> WarmState:
+    def _snapshot(self, ctl: _ControllerParts) -> WarmState:
         """The warm state from the controller's parts, gathered on the event loop (the controller
         changes them there); reads the rates under their own lock, so it may run in a thread."""
+        switch, caps = ctl.switch, ctl.caps
         per_family = self.config.max_entries
         limits = (
             per_family or ROWS_PER_SLOT * (caps.get(TABLE_IPV4, 0) + caps.get(TABLE_IPV4_24, 0)),
@@ -105,7 +105,8 @@ class WarmKeeper:
         return WarmState(
             switch=switch, taken_at=self._wall_clock(), observed_s=observed_s,
             fast_half_life_s=self.rates.fast_half_life_s, slow_half_life_s=self.rates.slow_half_life_s,
-            rows=rows, desired=desired, paths=paths[:MAX_PATH_ROWS], held=held,
+            rows=rows, desired=ctl.desired, paths=paths[:MAX_PATH_ROWS], held=ctl.held,
+            desired_at=ctl.desired_at, lost_at=ctl.lost_at,
         )
 
     async def save(self, ctl: SwitchController) -> bool:
@@ -114,8 +115,8 @@ class WarmKeeper:
             return False
         try:
             # the controller's parts on the loop: a thread reading them races its updates
-            parts = (ctl.name, ctl.policy.caps(), dict(ctl.continuity_routes()), ctl.held_prefixes())
-            text = await asyncio.to_thread(lambda: self._snapshot(*parts).encode())
+            parts = _ControllerParts.of(ctl)
+            text = await asyncio.to_thread(lambda: self._snapshot(parts).encode())
             if self.directory is not None:
                 await asyncio.to_thread(write_atomically, self.path_of(ctl.name), text.encode())
             else:
@@ -187,12 +188,36 @@ class WarmKeeper:
                 self.rates.restore_rows(ctl.name, self._clock(), state.rows, age, state.observed_s)
                 if self.path_rates is not None:
                     self.path_rates.restore_paths(ctl.name, self._clock(), state.paths, age, state.observed_s)
-        ctl.carry_incumbents(state.desired, state.held)
+        desired = state.desired
+        desired_at = state.taken_at if state.desired_at is None else state.desired_at
+        if self._wall_clock() - desired_at > self.config.max_age_s:  # carried across restarts
+            log.info("switch %s: the snapshot's desired FIB is older than state.max_age_s; not carried",
+                     ctl.name)
+            desired = {}
+        ctl.carry_incumbents(desired, state.held, desired_at=desired_at, lost_at=state.lost_at)
         _m_restores.inc(switch=ctl.name, outcome="warm")
         log.info("switch %s: warm start from a %.0f s old snapshot (%d rate rows, %d paths, %d desired "
                  "routes)", ctl.name, age, len(state.rows) if with_rates else 0,
                  len(state.paths) if with_rates else 0, len(state.desired))
         return True
+
+
+@dataclass(frozen=True, slots=True)
+class _ControllerParts:
+    """What a snapshot takes from its controller, read on the event loop."""
+
+    switch: str
+    caps: Mapping[str, int]
+    desired: dict[str, SelectedRoute]
+    desired_at: float
+    held: list[str]
+    lost_at: float | None
+
+    @classmethod
+    def of(cls, ctl: SwitchController) -> _ControllerParts:
+        return cls(switch=ctl.name, caps=ctl.policy.caps(), desired=dict(ctl.continuity_routes()),
+                   desired_at=ctl.continuity_at(), held=ctl.held_to_hand_on(),
+                   lost_at=ctl.session_lost_at())
 
 
 def _read_file(path: Path) -> bytes | None:

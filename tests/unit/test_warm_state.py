@@ -55,12 +55,26 @@ class StandIn:
     def continuity_routes(self) -> dict[str, SelectedRoute]:
         return self.routes
 
-    def carry_incumbents(self, routes: dict[str, SelectedRoute], held: Iterable[str] = ()) -> None:
+    desired_at: float = WALL
+    lost_at: float | None = None
+
+    def continuity_at(self) -> float:
+        return self.desired_at
+
+    def carry_incumbents(self, routes: dict[str, SelectedRoute], held: Iterable[str] = (), *,
+                         desired_at: float | None = None, lost_at: float | None = None) -> None:
         self.carried = routes
         self.held = list(held)
+        self.desired_at, self.lost_at = desired_at or WALL, lost_at
 
     def held_prefixes(self) -> list[str]:
         return sorted(self.routes)
+
+    def held_to_hand_on(self) -> list[str]:
+        return self.held_prefixes()
+
+    def session_lost_at(self) -> float | None:
+        return self.lost_at
 
 
 def _keeper(rates: PrefixRates, directory: Path | None, wall: list[float], mono: list[float],
@@ -198,6 +212,8 @@ def _valid_doc() -> dict[str, Any]:
     (lambda d: d.pop("paths"), "paths"),
     (lambda d: d.update(held="10.2.0.0/16"), "held"),
     (lambda d: d.update(held=["10.2.0.1/16"]), "held"),
+    (lambda d: d.update(desired_at=-1.0), "desired_at"),
+    (lambda d: d.update(lost_at="earlier"), "lost_at"),
 ])
 def test_a_malformed_snapshot_is_refused_naming_the_field(change: Any, named: str) -> None:
     doc = _valid_doc()
