@@ -275,7 +275,7 @@ class SwitchController:
         # graceful restart: prefixes the switch may still hold as stale from an earlier session
         # (or the previous controller) until topfib's End-of-RIB; they count against the caps
         self._stale: set[str] = set()
-        self._stale_until: float | None = None  # when the switch has pruned them (after End-of-RIB)
+        self._stale_until: float | None = None  # when the switch has pruned them (see _held)
 
     def _new_runner(self) -> ExabgpRunner:
         return ExabgpRunner(
@@ -440,7 +440,9 @@ class SwitchController:
         if self.switch.graceful_restart_s:  # the switch keeps what it had until our End-of-RIB
             self._prune_stale()  # those the switch already pruned are not held again
             self._stale.update(self.installed)
-            self._stale_until = None  # pruned at the next session's End-of-RIB, not before
+            # pruned at the next session's End-of-RIB (see _end_of_rib_once); without one, the
+            # switch drops them when its restart time runs out (a margin for the way there)
+            self._stale_until = self._clock() + self.switch.graceful_restart_s + STALE_PRUNE_S
 
     def _forget_soon(self) -> None:
         """Clear ExaBGP's adj-rib-out now, before the session can come back and replay it."""
@@ -650,22 +652,27 @@ class SwitchController:
                 changes = plan(desired, self.installed, rib=self.route_view, unusable=UNUSABLE_NEXT_HOPS)
             withdraws = [step for step in changes.steps if step.action == "withdraw"]
             announces = [step for step in changes.steps if step.action == "announce"]
-            # Withdraws go first and are confirmed before any announce, so the switch never holds
-            # more than the cap even when ExaBGP refuses a withdraw.
-            if withdraws and not await self._send_steps(withdraws):
-                return False
+            # Withdraws go first and are answered before any announce, so the switch never holds
+            # more than the cap: a refused withdraw stays installed, so it counts as held below.
+            session = self.session
+            if withdraws:
+                await self._send_steps(withdraws)
+                if self.session is not session or not self.ready_to_program():
+                    return False
             announces = self._within_caps(announces)
         # Announces go out a window at a time; between windows the reactor may withdraw (which
         # only makes room), and each window is checked against the RIB again before it is sent.
+        # A refused line (logged and counted by _send_steps) does not stop the run: the rest
+        # goes out, and End-of-RIB after it.
         for window in _windows(announces, ANNOUNCE_WINDOW_LINES * COMMAND_CHUNK):
             async with self._program_lock:
-                if not self.ready_to_program():
+                if self.session is not session or not self.ready_to_program():
                     return False
                 with self.rib_lock:
                     live = [step for step in map(self._still_wanted, window) if step.prefixes]
-                if live and not await self._send_steps(live):
-                    return False
-        return True  # all out (what the caps allowed)
+                if live:
+                    await self._send_steps(live)
+        return self.session is session and self.ready_to_program()  # every line was tried
 
     def _still_wanted(self, step: Step) -> Step:
         """``step`` (an announce) without the prefixes whose best next-hop is no longer its own."""
@@ -768,7 +775,8 @@ class SwitchController:
 
     def _held(self) -> set[str]:
         """What the switch may hold from topfib: the installed prefixes and, with graceful
-        restart, the stale ones until STALE_PRUNE_S after our End-of-RIB. Not sooner: ExaBGP may
+        restart, the stale ones until STALE_PRUNE_S after our End-of-RIB (or graceful_restart_s +
+        STALE_PRUNE_S after the session went down or up without one). Not sooner: ExaBGP may
         send announces queued after the End-of-RIB before it, and the switch prunes stale routes
         after processing it (BIRD in a later event); nor stale ones withdrawn explicitly, as
         ExaBGP drops the withdraws of a session's first update pass.
@@ -915,6 +923,7 @@ class SwitchController:
         if self.switch.graceful_restart_s:  # what the switch may still hold as stale from it
             self._stale.update(routes)
             self._stale.update(held)
+            self._stale_until = self._clock() + self.switch.graceful_restart_s + STALE_PRUNE_S
             if self.session.state != "up":
                 self._lost_at = now if lost_at is None else min(lost_at, now)
 

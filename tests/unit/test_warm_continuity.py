@@ -22,14 +22,16 @@ MAX_AGE_S = 600.0
 CARRIED_ROUTE = "10.7.0.0/16"
 
 
-class RefusingSwitch(Switch):
-    """Plays an ExaBGP that answers ``error`` to every announce."""
+class SessionDropSwitch(Switch):
+    """Plays an ExaBGP whose session drops while the first announce is in flight."""
 
     async def _ack_all(self) -> None:
         while line := await self.reader.readline():
             command = line.decode().strip()
             self.commands.append(command)
-            await self.say("error" if " announce ipv4 " in command else "done")
+            if " announce ipv4 " in command:
+                await self.say(_state("down"))
+            await self.say("done")
 
 
 def _setup(tmp_path: Path, wall: list[float], graceful_restart_s: int = 0,
@@ -54,14 +56,14 @@ def _carried(taken_at: float) -> dict[str, SelectedRoute]:
     return {CARRIED_ROUTE: new_route(CARRIED_ROUTE, NH1, "topn", taken_at, 0.0)}
 
 
-def test_the_carried_fib_stays_when_programming_failed(tmp_path: Path) -> None:
+def test_the_carried_fib_stays_when_programming_did_not_complete(tmp_path: Path) -> None:
     async def scenario() -> None:
         wall = [1_000_000.0]
         ctl, _keeper = _setup(tmp_path, wall)
         await ctl.start(active=False)
         ctl.active = True
         reader, writer = await asyncio.open_unix_connection(str(ctl.link.socket_path))
-        switch = RefusingSwitch(reader, writer)
+        switch = SessionDropSwitch(reader, writer)
         await switch.say("#topfib-bridge pid=4242 pgid=4242 dropped=0")
         try:
             ctl.carry_incumbents(_carried(wall[0]))
