@@ -477,6 +477,9 @@ class SwitchController:
         """A config reload: the next iteration selects under ``switch``'s caps and tunables (its
         restart-only keys are unchanged: controller.reload); ExaBGP and its session stay as they are."""
         self.switch, self.config = switch, config
+        # now, not at the next selection: a programming run under way trims its next announce
+        # window to the new caps (see _program)
+        self.policy = selection_policy(switch, effective_settings(switch, self._last_overrides))
         self.wake()
 
     def wake(self) -> None:
@@ -661,15 +664,18 @@ class SwitchController:
                     return False
             announces = self._within_caps(announces)
         # Announces go out a window at a time; between windows the reactor may withdraw (which
-        # only makes room), and each window is checked against the RIB again before it is sent.
+        # only makes room), and each window is checked against the RIB and the caps as they are
+        # now (a SIGHUP or an operator override may have lowered one) before it is sent.
         # A refused line (logged and counted by _send_steps) does not stop the run: the rest
         # goes out, and End-of-RIB after it.
         for window in _windows(announces, ANNOUNCE_WINDOW_LINES * COMMAND_CHUNK):
             async with self._program_lock:
                 if self.session is not session or not self.ready_to_program():
                     return False
+                self.policy = await self._effective_policy()
                 with self.rib_lock:
                     live = [step for step in map(self._still_wanted, window) if step.prefixes]
+                live = self._within_caps(live)
                 if live:
                     await self._send_steps(live)
         return self.session is session and self.ready_to_program()  # every line was tried

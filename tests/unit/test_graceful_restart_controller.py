@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -228,3 +229,61 @@ def test_stale_routes_stop_counting_after_the_restart_time_even_without_end_of_r
             await ctl.stop()
 
     asyncio.run(scenario())
+
+
+class CapLoweringSwitch(Switch):
+    """Plays ExaBGP; ``on_first_announce`` runs before the first announce is acknowledged."""
+
+    on_first_announce: Callable[[], Awaitable[None]] | None = None
+
+    async def _ack_all(self) -> None:
+        while line := await self.reader.readline():
+            command = line.decode().strip()
+            self.commands.append(command)
+            if " announce ipv4 unicast " in command and self.on_first_announce is not None:
+                lower, self.on_first_announce = self.on_first_announce, None
+                await lower()
+            await self.say("done")
+
+
+@pytest.mark.parametrize("how", ["sighup", "override"])
+def test_a_cap_lowered_during_a_programming_run_trims_its_next_windows(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    monkeypatch.setattr("controller.switch_controller.ANNOUNCE_WINDOW_LINES", 1)
+    monkeypatch.setattr("controller.switch_controller.COMMAND_CHUNK", 1)
+
+    async def scenario() -> None:
+        ctl = _controller(tmp_path, 0, cap_v4=10)
+        lowered = _controller(tmp_path, 0, cap_v4=1)
+
+        async def lower_the_cap() -> None:
+            if how == "sighup":
+                ctl.reconfigure(lowered.switch, lowered.config)
+            else:
+                await ctl.store.update_config_overrides(ctl.name, {"fib_cap_ipv4": 1}, [])
+
+        await ctl.start(active=False)
+        ctl.active = True
+        reader, writer = await asyncio.open_unix_connection(str(ctl.link.socket_path))
+        switch = CapLoweringSwitch(reader, writer)
+        switch.on_first_announce = lower_the_cap
+        await switch.say("#topfib-bridge pid=4242 pgid=4242 dropped=0")
+        try:
+            await _pin(ctl, P1, P2, P3)
+            await _session_up(ctl, switch)
+            await ctl.tick()
+            assert len(ctl.installed) == 1, f"past the lowered cap: {ctl.installed}"
+            assert ctl.policy.caps()["ipv4"] == 1
+        finally:
+            await switch.close()
+            await ctl.stop()
+
+    asyncio.run(scenario())
+
+
+def test_reconfigure_takes_the_new_caps_at_once(tmp_path: Path) -> None:
+    ctl = _controller(tmp_path, 0, cap_v4=10)
+    lowered = _controller(tmp_path, 0, cap_v4=3)
+    ctl._last_overrides = {"fib_cap_ipv6": 1}  # the store's overrides as last read still apply
+    ctl.reconfigure(lowered.switch, lowered.config)
+    assert (ctl.policy.caps()["ipv4"], ctl.policy.caps()["ipv6"]) == (3, 1)
