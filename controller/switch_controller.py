@@ -278,10 +278,12 @@ class SwitchController:
         # the previous controller's last desired FIB (warm restart or takeover): incumbents of
         # every selection until one has been programmed on the switch's full table
         self._carried: dict[str, SelectedRoute] = {}
+        self._carried_at = 0.0  # wall clock the carried FIB dates from (its first snapshot)
+        self._lost_at: float | None = None  # wall clock of the session loss that left routes stale
         # graceful restart: prefixes the switch may still hold as stale from an earlier session
         # (or the previous controller) until topfib's End-of-RIB; they count against the caps
         self._stale: set[str] = set()
-        self._stale_until: float | None = None  # when the switch has pruned them (after End-of-RIB)
+        self._stale_until: float | None = None  # when the switch has pruned them (see _held)
         # the addresses the last selection answered, for the request fast path (see _admit_requests)
         self._answered: tuple[tuple[RequestAnswer, ...], frozenset[str]] = ((), frozenset())
 
@@ -401,6 +403,7 @@ class SwitchController:
             return
         if event.state == "up":
             self.session = SessionInfo(state="up", since=self._wall_clock(), up_at=self._clock())
+            self._lost_at = None
             self._quiet.restart()
             self._keep_as_stale()
             self.installed = {}  # a fresh session: the switch holds none of our routes...
@@ -429,6 +432,8 @@ class SwitchController:
         if self.session.ready:  # its table was complete: the next session's should be as big
             with self.rib_lock:
                 self._known_size.remember(self._table_paths_locked())
+        if self._lost_at is None:  # the switch's restart time runs from the first loss
+            self._lost_at = self._wall_clock()
         self.session = SessionInfo(state="down", reason=reason, since=self._wall_clock())
         self._keep_as_stale()
         self.installed = {}
@@ -443,8 +448,11 @@ class SwitchController:
 
     def _keep_as_stale(self) -> None:
         if self.switch.graceful_restart_s:  # the switch keeps what it had until our End-of-RIB
+            self._prune_stale()  # those the switch already pruned are not held again
             self._stale.update(self.installed)
-            self._stale_until = None  # pruned at the next session's End-of-RIB, not before
+            # pruned at the next session's End-of-RIB (see _end_of_rib_once); without one, the
+            # switch drops them when its restart time runs out (a margin for the way there)
+            self._stale_until = self._clock() + self.switch.graceful_restart_s + STALE_PRUNE_S
 
     def _forget_soon(self) -> None:
         """Clear ExaBGP's adj-rib-out now, before the session can come back and replay it."""
@@ -479,6 +487,9 @@ class SwitchController:
         """A config reload: the next iteration selects under ``switch``'s caps and tunables (its
         restart-only keys are unchanged: controller.reload); ExaBGP and its session stay as they are."""
         self.switch, self.config = switch, config
+        # now, not at the next selection: a programming run under way trims its next announce
+        # window to the new caps (see _program)
+        self.policy = selection_policy(switch, effective_settings(switch, self._last_overrides))
         self.wake()
 
     def wake(self) -> None:
@@ -563,6 +574,7 @@ class SwitchController:
     async def tick(self) -> None:
         """One control-loop iteration."""
         async with self._tick_lock:
+            self._prune_stale()
             if self.active:
                 self.diagnosis.update(self.session.state, self.session.reason)
             else:
@@ -587,6 +599,7 @@ class SwitchController:
     async def _select_and_program(self, now: float) -> None:
         self._programming_time = 0.0
         wall_now = self._wall_clock()
+        self._expire_carried(wall_now)
         self.policy = await self._effective_policy()
         requests, pins = await self._inputs(wall_now)
         inputs = self._selection_inputs(requests, pins)
@@ -625,8 +638,8 @@ class SwitchController:
             began = self._clock()
             if await self._program(self.selection.desired()):
                 await self._end_of_rib_once()
+                self._carried = {}  # programmed: the selection is what the switch holds now
             self._programming_time = self._clock() - began  # waiting on ExaBGP: the loop was free
-            self._carried = {}
         self._publish_gauges(scores, candidates.total)
         await self._publish_snapshots()
 
@@ -699,22 +712,30 @@ class SwitchController:
                 changes = plan(desired, self.installed, rib=self.route_view, unusable=UNUSABLE_NEXT_HOPS)
             withdraws = [step for step in changes.steps if step.action == "withdraw"]
             announces = [step for step in changes.steps if step.action == "announce"]
-            # Withdraws go first and are confirmed before any announce, so the switch never holds
-            # more than the cap even when ExaBGP refuses a withdraw.
-            if withdraws and not await self._send_steps(withdraws):
-                return False
+            # Withdraws go first and are answered before any announce, so the switch never holds
+            # more than the cap: a refused withdraw stays installed, so it counts as held below.
+            session = self.session
+            if withdraws:
+                await self._send_steps(withdraws)
+                if self.session is not session or not self.ready_to_program():
+                    return False
             announces = self._within_caps(announces)
         # Announces go out a window at a time; between windows the reactor may withdraw (which
-        # only makes room), and each window is checked against the RIB again before it is sent.
+        # only makes room), and each window is checked against the RIB and the caps as they are
+        # now (a SIGHUP or an operator override may have lowered one) before it is sent.
+        # A refused line (logged and counted by _send_steps) does not stop the run: the rest
+        # goes out, and End-of-RIB after it.
         for window in _windows(announces, ANNOUNCE_WINDOW_LINES * COMMAND_CHUNK):
             async with self._program_lock:
-                if not self.ready_to_program():
+                if self.session is not session or not self.ready_to_program():
                     return False
+                self.policy = await self._effective_policy()
                 with self.rib_lock:
                     live = [step for step in map(self._still_wanted, window) if step.prefixes]
-                if live and not await self._send_steps(live):
-                    return False
-        return True  # all out (what the caps allowed)
+                live = self._within_caps(live)
+                if live:
+                    await self._send_steps(live)
+        return self.session is session and self.ready_to_program()  # every line was tried
 
     def _still_wanted(self, step: Step) -> Step:
         """``step`` (an announce) without the prefixes whose best next-hop is no longer its own."""
@@ -817,13 +838,20 @@ class SwitchController:
 
     def _held(self) -> set[str]:
         """What the switch may hold from topfib: the installed prefixes and, with graceful
-        restart, the stale ones until STALE_PRUNE_S after our End-of-RIB. Not sooner: ExaBGP may
+        restart, the stale ones until STALE_PRUNE_S after our End-of-RIB (or graceful_restart_s +
+        STALE_PRUNE_S after the session went down or up without one). Not sooner: ExaBGP may
         send announces queued after the End-of-RIB before it, and the switch prunes stale routes
         after processing it (BIRD in a later event); nor stale ones withdrawn explicitly, as
-        ExaBGP drops the withdraws of a session's first update pass."""
+        ExaBGP drops the withdraws of a session's first update pass.
+        Side-effect free (read from WarmKeeper's snapshot too): :meth:`_prune_stale` forgets them."""
+        if self._stale_until is not None and self._clock() >= self._stale_until:
+            return set(self.installed)
+        return self._stale.union(self.installed)
+
+    def _prune_stale(self) -> None:
+        """Forget the stale prefixes once the switch has pruned them (event loop only)."""
         if self._stale_until is not None and self._clock() >= self._stale_until:
             self._stale, self._stale_until = set(), None
-        return self._stale.union(self.installed)
 
     def _within_caps(self, steps: list[Step]) -> list[Step]:
         """Announce steps trimmed so that new prefixes never take a table past its cap."""
@@ -882,6 +910,7 @@ class SwitchController:
             (step, prefixes, line) for step in steps
             for prefixes, line in render_step(step, self.switch.neighbor, COMMAND_CHUNK)
         ]
+        session = self.session
         try:
             results = await self.link.send([line for _, _, line in lines])
         except ExabgpLinkDown:
@@ -908,7 +937,14 @@ class SwitchController:
             log.error("switch %s: ExaBGP did not confirm %d line(s) of %d prefix(es), the first: %r",
                       self.name, len(failed), unconfirmed, failed[0][2][:200])
         wall_now = self._wall_clock()
+        # Acked after the session ended (or for an earlier one): in ExaBGP's adj-rib-out, to be
+        # forgotten before the next programming, never on the switch, so never installed.
+        late = self.session is not session or session.state != "up"
         for step, prefixes in done:
+            if late:
+                if step.action == "announce":
+                    self._announced = self._replay_pending = True
+                continue
             for prefix in prefixes:
                 reason = self._change_reason(step.action, prefix)
                 if step.action == "withdraw":
@@ -917,8 +953,6 @@ class SwitchController:
                     assert step.next_hop is not None
                     self.installed[prefix] = step.next_hop
                     self._announced = True
-                    if self.session.state != "up":  # acked after the session ended
-                        self._replay_pending = True
                 self.changes.append((wall_now, step.action, prefix, step.next_hop or "", reason))
                 self._change_times.append(wall_now)
             _m_changes.inc(len(prefixes), switch=self.name, action=step.action)
@@ -940,23 +974,53 @@ class SwitchController:
 
     # --- warm state (controller/warm_keeper.py) ---------------------------------------------------
 
-    def carry_incumbents(self, routes: dict[str, SelectedRoute], held: Iterable[str] = ()) -> None:
+    def carry_incumbents(self, routes: dict[str, SelectedRoute], held: Iterable[str] = (), *,
+                         desired_at: float | None = None, lost_at: float | None = None) -> None:
         """Start from ``routes``, the previous controller's desired FIB, instead of a cold one;
-        ``held``: the prefixes the switch held from it (see :meth:`held_prefixes`)."""
+        ``held``: the prefixes the switch held from it (see :meth:`held_prefixes`); ``desired_at``:
+        when ``routes`` were current; ``lost_at``: when its session was lost (None: it was up
+        when the snapshot was taken, so it was lost after that, at the latest now)."""
+        now = self._wall_clock()
         self._carried = dict(routes)
+        self._carried_at = now if desired_at is None else min(desired_at, now)
         if self.switch.graceful_restart_s:  # what the switch may still hold as stale from it
             self._stale.update(routes)
             self._stale.update(held)
+            self._stale_until = self._clock() + self.switch.graceful_restart_s + STALE_PRUNE_S
+            if self.session.state != "up":
+                self._lost_at = now if lost_at is None else min(lost_at, now)
+
+    def _expire_carried(self, wall_now: float) -> None:
+        """A carried FIB older than state.max_age_s is dropped, as a snapshot that old would be."""
+        if self._carried and wall_now - self._carried_at > self.config.state.max_age_s:
+            log.info("switch %s: the carried desired FIB is older than state.max_age_s; dropped",
+                     self.name)
+            self._carried = {}
 
     def held_prefixes(self) -> list[str]:
         """The prefixes the switch holds from topfib, stale ones included."""
         return sorted(self._held())
+
+    def held_to_hand_on(self) -> list[str]:
+        """:meth:`held_prefixes` for the warm snapshot: without the stale ones once the switch's
+        restart time (graceful_restart_s) since the session loss has run out (it flushed them)."""
+        if self._lost_at is not None and self._wall_clock() - self._lost_at > self.switch.graceful_restart_s:
+            return sorted(self.installed)
+        return self.held_prefixes()
+
+    def session_lost_at(self) -> float | None:
+        """Wall clock of the session loss that left routes stale on the switch; None while up."""
+        return self._lost_at
 
     def continuity_routes(self) -> Mapping[str, SelectedRoute]:
         """The desired FIB to hand on: the carried one until a selection has been programmed."""
         if self._carried or self.selection is None:
             return self._carried
         return self.selection.routes
+
+    def continuity_at(self) -> float:
+        """Wall clock :meth:`continuity_routes` dates from (a carried FIB: its first snapshot)."""
+        return self._carried_at if self._carried else self._wall_clock()
 
     # --- reporting -----------------------------------------------------------------------------
 

@@ -23,7 +23,8 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from collector.accounting import PrefixRates
@@ -31,7 +32,7 @@ from collector.metrics import REGISTRY
 from collector.path_accounting import PathRates
 from collector.safe_files import ensure_private_dir, open_private_fd, write_atomically
 from controller.config import TopfibConfig
-from controller.selection_types import TABLE_IPV4, TABLE_IPV4_24, TABLE_IPV6
+from controller.selection_types import TABLE_IPV4, TABLE_IPV4_24, TABLE_IPV6, SelectedRoute
 from controller.store import Store, StoreUnavailable
 from controller.switch_controller import SwitchController
 from controller.warm_state import MAX_PATH_ROWS, MAX_SNAPSHOT_BYTES, SnapshotRefused, WarmState, decode
@@ -85,22 +86,27 @@ class WarmKeeper:
     # --- writing ---------------------------------------------------------------------------------
 
     def snapshot_of(self, ctl: SwitchController) -> WarmState:
-        """The warm state of ``ctl``'s switch now (reads the rates under their own lock)."""
-        caps = ctl.policy.caps()
+        """The warm state of ``ctl``'s switch now (call on the event loop)."""
+        return self._snapshot(_ControllerParts.of(ctl))
+
+    def _snapshot(self, ctl: _ControllerParts) -> WarmState:
+        """The warm state from the controller's parts, gathered on the event loop (the controller
+        changes them there); reads the rates under their own lock, so it may run in a thread."""
+        switch, caps = ctl.switch, ctl.caps
         per_family = self.config.max_entries
         limits = (
             per_family or ROWS_PER_SLOT * (caps.get(TABLE_IPV4, 0) + caps.get(TABLE_IPV4_24, 0)),
             per_family or ROWS_PER_SLOT * caps.get(TABLE_IPV6, 0),
         )
         now = self._clock()
-        observed_s, rows = self.rates.export_rows(ctl.name, now, limits)
+        observed_s, rows = self.rates.export_rows(switch, now, limits)
         paths = [] if self.path_rates is None else self.path_rates.export_paths(
-            ctl.name, now, [row.prefix for row in rows])
+            switch, now, [row.prefix for row in rows])
         return WarmState(
-            switch=ctl.name, taken_at=self._wall_clock(), observed_s=observed_s,
+            switch=switch, taken_at=self._wall_clock(), observed_s=observed_s,
             fast_half_life_s=self.rates.fast_half_life_s, slow_half_life_s=self.rates.slow_half_life_s,
-            rows=rows, desired=dict(ctl.continuity_routes()), paths=paths[:MAX_PATH_ROWS],
-            held=ctl.held_prefixes(),
+            rows=rows, desired=ctl.desired, paths=paths[:MAX_PATH_ROWS], held=ctl.held,
+            desired_at=ctl.desired_at, lost_at=ctl.lost_at,
         )
 
     async def save(self, ctl: SwitchController) -> bool:
@@ -108,7 +114,9 @@ class WarmKeeper:
         if not self.enabled or not ctl.active:
             return False
         try:
-            text = await asyncio.to_thread(lambda: self.snapshot_of(ctl).encode())
+            # the controller's parts on the loop: a thread reading them races its updates
+            parts = _ControllerParts.of(ctl)
+            text = await asyncio.to_thread(lambda: self._snapshot(parts).encode())
             if self.directory is not None:
                 await asyncio.to_thread(write_atomically, self.path_of(ctl.name), text.encode())
             else:
@@ -180,12 +188,36 @@ class WarmKeeper:
                 self.rates.restore_rows(ctl.name, self._clock(), state.rows, age, state.observed_s)
                 if self.path_rates is not None:
                     self.path_rates.restore_paths(ctl.name, self._clock(), state.paths, age, state.observed_s)
-        ctl.carry_incumbents(state.desired, state.held)
+        desired = state.desired
+        desired_at = state.taken_at if state.desired_at is None else state.desired_at
+        if self._wall_clock() - desired_at > self.config.max_age_s:  # carried across restarts
+            log.info("switch %s: the snapshot's desired FIB is older than state.max_age_s; not carried",
+                     ctl.name)
+            desired = {}
+        ctl.carry_incumbents(desired, state.held, desired_at=desired_at, lost_at=state.lost_at)
         _m_restores.inc(switch=ctl.name, outcome="warm")
         log.info("switch %s: warm start from a %.0f s old snapshot (%d rate rows, %d paths, %d desired "
                  "routes)", ctl.name, age, len(state.rows) if with_rates else 0,
                  len(state.paths) if with_rates else 0, len(state.desired))
         return True
+
+
+@dataclass(frozen=True, slots=True)
+class _ControllerParts:
+    """What a snapshot takes from its controller, read on the event loop."""
+
+    switch: str
+    caps: Mapping[str, int]
+    desired: dict[str, SelectedRoute]
+    desired_at: float
+    held: list[str]
+    lost_at: float | None
+
+    @classmethod
+    def of(cls, ctl: SwitchController) -> _ControllerParts:
+        return cls(switch=ctl.name, caps=ctl.policy.caps(), desired=dict(ctl.continuity_routes()),
+                   desired_at=ctl.continuity_at(), held=ctl.held_to_hand_on(),
+                   lost_at=ctl.session_lost_at())
 
 
 def _read_file(path: Path) -> bytes | None:

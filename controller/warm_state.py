@@ -49,6 +49,11 @@ class WarmState:
     # prefixes the switch held (or might still hold as stale): with graceful restart they count
     # against the caps until the next controller's End-of-RIB (absent in older snapshots)
     held: list[str] = field(default_factory=list)
+    # wall clock the desired FIB dates from: a carried one keeps its first snapshot's time, so
+    # state.max_age_s applies to it across restarts (absent in older snapshots: taken_at)
+    desired_at: float | None = None
+    # wall clock of the session loss that left ``held`` stale (None: the session was up)
+    lost_at: float | None = None
 
     def encode(self) -> str:
         return json.dumps({
@@ -61,6 +66,8 @@ class WarmState:
             "desired": [[r.prefix, r.next_hop, r.reason, r.since] for r in self.desired.values()],
             "paths": [[p.prefix, p.next_hop, *p.fast, *p.slow] for p in self.paths],
             "held": self.held,
+            "desired_at": self.taken_at if self.desired_at is None else self.desired_at,
+            "lost_at": self.lost_at,
         }, separators=(",", ":"))
 
 
@@ -91,7 +98,14 @@ def decode(text: str | bytes, switch: str, half_lives_s: tuple[float, float]) ->
         desired=_routes(_list(doc, "desired", MAX_ROUTES)),
         paths=[_path(item) for item in _list(doc, "paths", MAX_PATH_ROWS)],
         held=[_prefix(item, "held") for item in _list(doc, "held", MAX_ROUTES)] if "held" in doc else [],
+        desired_at=_optional_number(doc, "desired_at"),
+        lost_at=_optional_number(doc, "lost_at"),
     )
+
+
+def _optional_number(doc: dict[str, Any], key: str) -> float | None:
+    value = doc.get(key)
+    return None if value is None else _number(value, key)
 
 
 def _list(doc: dict[str, Any], key: str, limit: int) -> list[Any]:

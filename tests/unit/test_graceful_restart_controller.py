@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -121,6 +122,9 @@ def test_stale_routes_count_against_the_cap_until_the_switch_pruned_them(tmp_pat
             await ctl.tick()
             assert announce_p3 not in switch.commands  # the switch may not have pruned P1 yet
             clock[0] += STALE_PRUNE_S
+            # reading (also from WarmKeeper's thread) changes nothing: pruning is the loop's job
+            assert ctl.held_prefixes() == [P2]
+            assert ctl._stale == {P1, P2} and ctl._stale_until is not None
             await ctl.tick()
             assert ctl.installed == {P2: NH1, P3: NH2}
             assert ctl.held_prefixes() == [P2, P3]
@@ -129,3 +133,157 @@ def test_stale_routes_count_against_the_cap_until_the_switch_pruned_them(tmp_pat
             await ctl.stop()
 
     asyncio.run(scenario())
+
+
+class PrefixRefusingSwitch(Switch):
+    """Plays an ExaBGP answering ``error`` to every command that names a prefix in ``refused``."""
+
+    refused: frozenset[str] = frozenset()
+
+    async def _ack_all(self) -> None:
+        while line := await self.reader.readline():
+            command = line.decode().strip()
+            self.commands.append(command)
+            named = any(f" {prefix} " in f" {command} " for prefix in self.refused)
+            await self.say("error" if named else "done")
+
+
+async def _refusing_switch(ctl: SwitchController, *refused: str) -> PrefixRefusingSwitch:
+    reader, writer = await asyncio.open_unix_connection(str(ctl.link.socket_path))
+    switch = PrefixRefusingSwitch(reader, writer)
+    switch.refused = frozenset(refused)
+    await switch.say("#topfib-bridge pid=4242 pgid=4242 dropped=0")
+    return switch
+
+
+def test_a_refused_announce_line_does_not_stop_the_run_nor_end_of_rib(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a prefix a window: the refused P2 sits between P1's and P3's windows
+    monkeypatch.setattr("controller.switch_controller.ANNOUNCE_WINDOW_LINES", 1)
+    monkeypatch.setattr("controller.switch_controller.COMMAND_CHUNK", 1)
+
+    async def scenario() -> None:
+        ctl = _controller(tmp_path, 120)
+        await ctl.start(active=False)
+        ctl.active = True
+        switch = await _refusing_switch(ctl, P2)
+        try:
+            await _pin(ctl, P1, P2, P3)
+            await _session_up(ctl, switch)
+            await ctl.tick()
+            assert ctl.installed == {P1: NH1, P3: NH2}, "the windows after the refused one were not sent"
+            assert switch.commands[-2:] == EOR_LINES, "no End-of-RIB after a run with a refused line"
+        finally:
+            await switch.close()
+            await ctl.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_refused_withdraw_counts_as_held_and_the_run_goes_on(tmp_path: Path) -> None:
+    """Cap 2, P1 and P2 installed; P3 replaces P1 but ExaBGP refuses P1's withdraw: P3 waits (the
+    switch still holds P1), and the run still completes with End-of-RIB (refused at first)."""
+    async def scenario() -> None:
+        ctl = _controller(tmp_path, 120, cap_v4=2)
+        await ctl.start(active=False)
+        ctl.active = True
+        switch = await _refusing_switch(ctl, "eor")
+        try:
+            await _pin(ctl, P1, P2)
+            await _session_up(ctl, switch)
+            await ctl.tick()
+            assert ctl.installed == {P1: NH1, P2: NH1} and not ctl.session.end_of_rib_sent
+            switch.refused = frozenset({P1})
+            await ctl.store.remove_pin(P1)
+            await _pin(ctl, P3)
+            await ctl.tick()
+            assert ctl.installed == {P1: NH1, P2: NH1}
+            assert not any(f" {P3} " in command for command in switch.commands), "past the cap"
+            assert ctl.session.end_of_rib_sent
+        finally:
+            await switch.close()
+            await ctl.stop()
+
+    asyncio.run(scenario())
+
+
+def test_stale_routes_stop_counting_after_the_restart_time_even_without_end_of_rib(
+        tmp_path: Path) -> None:
+    async def scenario() -> None:
+        clock = [1000.0]
+        ctl = _controller(tmp_path, 120, clock=clock)
+        await ctl.start(active=False)
+        ctl.active = True
+        switch = await _refusing_switch(ctl)
+        try:
+            await _pin(ctl, P1, P2)
+            await _session_up(ctl, switch)
+            await ctl.tick()
+            await switch.say(_state("down"))
+            assert await _wait(lambda: ctl.session.state == "down")
+            assert ctl.held_prefixes() == [P1, P2]  # stale on the switch, no End-of-RIB will come
+            clock[0] += 120 + STALE_PRUNE_S + 1
+            assert ctl.held_prefixes() == [], "stale routes counted after the switch flushed them"
+        finally:
+            await switch.close()
+            await ctl.stop()
+
+    asyncio.run(scenario())
+
+
+class CapLoweringSwitch(Switch):
+    """Plays ExaBGP; ``on_first_announce`` runs before the first announce is acknowledged."""
+
+    on_first_announce: Callable[[], Awaitable[None]] | None = None
+
+    async def _ack_all(self) -> None:
+        while line := await self.reader.readline():
+            command = line.decode().strip()
+            self.commands.append(command)
+            if " announce ipv4 unicast " in command and self.on_first_announce is not None:
+                lower, self.on_first_announce = self.on_first_announce, None
+                await lower()
+            await self.say("done")
+
+
+@pytest.mark.parametrize("how", ["sighup", "override"])
+def test_a_cap_lowered_during_a_programming_run_trims_its_next_windows(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    monkeypatch.setattr("controller.switch_controller.ANNOUNCE_WINDOW_LINES", 1)
+    monkeypatch.setattr("controller.switch_controller.COMMAND_CHUNK", 1)
+
+    async def scenario() -> None:
+        ctl = _controller(tmp_path, 0, cap_v4=10)
+        lowered = _controller(tmp_path, 0, cap_v4=1)
+
+        async def lower_the_cap() -> None:
+            if how == "sighup":
+                ctl.reconfigure(lowered.switch, lowered.config)
+            else:
+                await ctl.store.update_config_overrides(ctl.name, {"fib_cap_ipv4": 1}, [])
+
+        await ctl.start(active=False)
+        ctl.active = True
+        reader, writer = await asyncio.open_unix_connection(str(ctl.link.socket_path))
+        switch = CapLoweringSwitch(reader, writer)
+        switch.on_first_announce = lower_the_cap
+        await switch.say("#topfib-bridge pid=4242 pgid=4242 dropped=0")
+        try:
+            await _pin(ctl, P1, P2, P3)
+            await _session_up(ctl, switch)
+            await ctl.tick()
+            assert len(ctl.installed) == 1, f"past the lowered cap: {ctl.installed}"
+            assert ctl.policy.caps()["ipv4"] == 1
+        finally:
+            await switch.close()
+            await ctl.stop()
+
+    asyncio.run(scenario())
+
+
+def test_reconfigure_takes_the_new_caps_at_once(tmp_path: Path) -> None:
+    ctl = _controller(tmp_path, 0, cap_v4=10)
+    lowered = _controller(tmp_path, 0, cap_v4=3)
+    ctl._last_overrides = {"fib_cap_ipv6": 1}  # the store's overrides as last read still apply
+    ctl.reconfigure(lowered.switch, lowered.config)
+    assert (ctl.policy.caps()["ipv4"], ctl.policy.caps()["ipv6"]) == (3, 1)

@@ -107,3 +107,41 @@ def test_an_exabgp_refusing_everything_gets_each_prefix_once_a_tick_and_one_log_
             await ctl.stop()
 
     asyncio.run(scenario())
+
+
+class DownBeforeAckSwitch(Switch):
+    """Plays an ExaBGP whose session drops while an announce is in flight: the ``done`` comes
+    after the session's ``down``."""
+
+    async def _ack_all(self) -> None:
+        while line := await self.reader.readline():
+            command = line.decode().strip()
+            self.commands.append(command)
+            if " announce ipv4 " in command and len(self.commands) == 1:
+                await self.say(_state("down"))
+            await self.say("done")
+
+
+def test_an_ack_after_the_session_ended_is_never_counted_as_installed(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        ctl = _live_controller(tmp_path)
+        await ctl.start(active=False)
+        ctl.active = True
+        reader, writer = await asyncio.open_unix_connection(str(ctl.link.socket_path))
+        switch = DownBeforeAckSwitch(reader, writer)
+        await switch.say("#topfib-bridge pid=4242 pgid=4242 dropped=0")
+        try:
+            await switch.say(_state("up"), _announce(NH1, (P1, 1)), _eor("ipv4"), _eor("ipv6"))
+            assert await _wait(ctl.ready_to_program)
+            await ctl.store.set_pin(Pin(prefix=P1, by="op", since=0.0))
+            await ctl.tick()
+            assert switch.commands == [f"neighbor {NEIGHBOR} announce ipv4 unicast {P1} next-hop {NH1}"]
+            assert ctl.session.state == "down"
+            assert ctl.installed == {}, "a route acked after the session ended counted as installed"
+            # ExaBGP holds it in its adj-rib-out: forgotten before the next session is programmed
+            assert ctl._replay_pending
+        finally:
+            await switch.close()
+            await ctl.stop()
+
+    asyncio.run(scenario())

@@ -55,12 +55,26 @@ class StandIn:
     def continuity_routes(self) -> dict[str, SelectedRoute]:
         return self.routes
 
-    def carry_incumbents(self, routes: dict[str, SelectedRoute], held: Iterable[str] = ()) -> None:
+    desired_at: float = WALL
+    lost_at: float | None = None
+
+    def continuity_at(self) -> float:
+        return self.desired_at
+
+    def carry_incumbents(self, routes: dict[str, SelectedRoute], held: Iterable[str] = (), *,
+                         desired_at: float | None = None, lost_at: float | None = None) -> None:
         self.carried = routes
         self.held = list(held)
+        self.desired_at, self.lost_at = desired_at or WALL, lost_at
 
     def held_prefixes(self) -> list[str]:
         return sorted(self.routes)
+
+    def held_to_hand_on(self) -> list[str]:
+        return self.held_prefixes()
+
+    def session_lost_at(self) -> float | None:
+        return self.lost_at
 
 
 def _keeper(rates: PrefixRates, directory: Path | None, wall: list[float], mono: list[float],
@@ -198,6 +212,8 @@ def _valid_doc() -> dict[str, Any]:
     (lambda d: d.pop("paths"), "paths"),
     (lambda d: d.update(held="10.2.0.0/16"), "held"),
     (lambda d: d.update(held=["10.2.0.1/16"]), "held"),
+    (lambda d: d.update(desired_at=-1.0), "desired_at"),
+    (lambda d: d.update(lost_at="earlier"), "lost_at"),
 ])
 def test_a_malformed_snapshot_is_refused_naming_the_field(change: Any, named: str) -> None:
     doc = _valid_doc()
@@ -347,3 +363,33 @@ def test_run_refuses_a_world_writable_state_directory_naming_the_key(tmp_path: P
     expected = rf"state\.directory: cannot use {state}: directory {state} is writable by group"
     with pytest.raises(ConfigError, match=expected):
         asyncio.run(Service(config).start())
+
+
+@dataclass
+class ThreadRecordingStandIn(StandIn):
+    """Records the threads that read the controller's parts."""
+
+    readers: set[int] = field(default_factory=set)
+
+    def continuity_routes(self) -> dict[str, SelectedRoute]:
+        self.readers.add(threading.get_ident())
+        return super().continuity_routes()
+
+    def held_prefixes(self) -> list[str]:
+        self.readers.add(threading.get_ident())
+        return super().held_prefixes()
+
+
+def test_save_reads_the_controller_on_the_event_loop_not_in_a_thread(tmp_path: Path) -> None:
+    # the controller changes its held/stale sets on the loop: a worker thread reading them races it
+    keeper = _keeper(_rates_with_traffic(), tmp_path, [WALL], [500.0])
+    keeper.prepare()
+    stand_in = ThreadRecordingStandIn(routes={ROUTE.prefix: ROUTE})
+
+    async def save() -> bool:
+        assert await keeper.save(_ctl(stand_in))
+        return stand_in.readers == {threading.get_ident()}
+
+    assert asyncio.run(save()), "a controller part was read outside the event loop's thread"
+    state = decode(keeper.path_of("sw1").read_text(), "sw1", HALVES)
+    assert state.held == [ROUTE.prefix] and set(state.desired) == {ROUTE.prefix}
