@@ -52,7 +52,8 @@ async def _flap_while_desired_set_changes(lab: Lab, how: str) -> None:
                    for prefix in (requested_v4, requested_v6)]
         assert all(await service.store.add_requests(entries, {ctl.name: 10}, now))
         await _pin(service, slash24[:30] + slash48[:6])
-        assert await _converged(watch, service, 20.0)
+        # the requests may be installed first on their own (the request fast path): wait for the pins too
+        assert await watch.wait_for(lambda fib: len(fib) == 31 + 7 and fib == _desired(service), 20.0)
         before = dict(watch.routes)
         assert requested_v4 in before and requested_v6 in before
         assert len(before) == 31 + 7
