@@ -36,8 +36,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import controller.exabgp_runner
 import exabgp
+
+import controller.exabgp_runner
 from controller.plan import Action, Plan, Step, render_commands
 from tests.integration.lab import (
     NEXT_HOPS_V4,
