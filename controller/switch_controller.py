@@ -650,11 +650,11 @@ class SwitchController:
         if self.selection is None or self._carried or not self.ready_to_program() or self._settle_delay() > 0:
             return False
         wall_now = self._wall_clock()
-        self.policy = await self._effective_policy()  # a cap lowered since the last selection holds
         await self.requests.refresh(self.store, wall_now)
         requests = self.requests.take_arrived(FAST_PATH_MAX_REQUESTS)
-        if not requests:
+        if not requests:  # the common tick: no store read of the overrides for nothing
             return False
+        self.policy = await self._effective_policy()  # a cap lowered since the last selection holds
         async with self._program_lock:
             if self.selection is None or not self.ready_to_program():
                 return False
