@@ -166,11 +166,11 @@ def render_commands(plan: Plan, neighbor: str, chunk: int = DEFAULT_CHUNK) -> li
 def clear_adj_rib_out_command(neighbor: str) -> str:
     """The ExaBGP API line that makes it forget (and, on a live session, withdraw) every route it
     announced to ``neighbor``: without it ExaBGP replays them when the session comes back."""
-    return f"neighbor {ipaddress.ip_address(neighbor)} clear adj-rib out"
+    return f"neighbor {parse_ip(neighbor, allow_scope=False)} clear adj-rib out"
 
 
 def end_of_rib_commands(neighbor: str) -> list[str]:
     """The ExaBGP API lines sending End-of-RIB to ``neighbor`` for both families topfib programs
     (with graceful restart the switch then drops the stale routes not announced again)."""
-    address = ipaddress.ip_address(neighbor)
+    address = parse_ip(neighbor, allow_scope=False)
     return [f"neighbor {address} announce eor {family}" for family in ("ipv4 unicast", "ipv6 unicast")]

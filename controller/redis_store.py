@@ -56,6 +56,7 @@ from controller.redis_scripts import ADD_KEYS, ADD_SCRIPT, ADD_SHA, CONFIG_SCRIP
 from controller.store import (
     CHANGE_LOG_MAX,
     OFFLOAD_ENTRIES,
+    FirstTimes,
     Pin,
     RequestChanges,
     RequestCursor,
@@ -75,8 +76,7 @@ _MALFORMED = REGISTRY.counter(
     "Entries read from Redis that topfib did not write that way (skipped), by kind, counted per read",
     ("kind",),
 )
-_WARNED_MAX = 1024
-_warned: set[tuple[str, str]] = set()
+_warned = FirstTimes()
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
 
 def _member(ap: str, ip: str) -> str:
@@ -386,11 +386,8 @@ class RedisStore:
 
 def _skip_malformed(kind: str, key: str, exc: Exception) -> None:
     _MALFORMED.inc(kind=kind)
-    if (kind, key) in _warned:
+    if not _warned.first((kind, key)):
         return
-    if len(_warned) >= _WARNED_MAX:
-        _warned.clear()
-    _warned.add((kind, key))
     log.warning("redis: skipping a malformed %s entry %r: %s", kind, key[:200], str(exc)[:200])
 
 

@@ -20,10 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from controller.config import SwitchConfig
 from controller.selection_types import SelectionPolicy
-from controller.store import SettingValue
+from controller.store import FirstTimes, SettingValue
 
 _MAX_INT = 2**31 - 1
-_WARNED_MAX = 1024
 log = logging.getLogger(__name__)
 
 
@@ -81,7 +80,7 @@ def check_settings(switch: SwitchConfig, values: Mapping[str, SettingValue]) -> 
     return settings
 
 
-_warned: set[tuple[str, str]] = set()
+_warned = FirstTimes()  # conflicts already logged
 
 
 def effective_settings(switch: SwitchConfig, overrides: Mapping[str, SettingValue]) -> SwitchSettings:
@@ -97,10 +96,7 @@ def effective_settings(switch: SwitchConfig, overrides: Mapping[str, SettingValu
         return check_settings(switch, values)
     except SettingsError as exc:
         key = (switch.name, str(sorted(overrides.items())))
-        if key not in _warned:
-            if len(_warned) >= _WARNED_MAX:
-                _warned.clear()
-            _warned.add(key)
+        if _warned.first(key):
             log.warning("switch %s: stored overrides conflict with the config file, ignoring them: %s",
                         switch.name, exc)
         return SwitchSettings.model_validate(file_settings(switch))

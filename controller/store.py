@@ -294,3 +294,21 @@ class _ChangeLog:
 def request_order(entry: RequestEntry) -> tuple[float, str, str, str]:
     """Newest first, then by switch, IP and AP so equal times still sort the same everywhere."""
     return (-entry.requested_at, entry.switch, entry.ip, entry.ap)
+
+
+class FirstTimes:
+    """Keys seen before, bounded (cleared when full): "log this once" for keys that outsiders
+    (another Redis client, an edited config file) choose."""
+
+    def __init__(self, limit: int = 1024) -> None:
+        self._limit = limit
+        self._seen: set[object] = set()
+
+    def first(self, key: object) -> bool:
+        """True the first time ``key`` is offered (again after the set was full and cleared)."""
+        if key in self._seen:
+            return False
+        if len(self._seen) >= self._limit:
+            self._seen.clear()
+        self._seen.add(key)
+        return True

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from pathlib import Path
+
+from collector.safe_files import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +97,7 @@ class KnownTableSize:
         if paths <= 0 or paths == self.paths:
             return
         self.paths = paths
-        tmp = self.path.with_name(self.path.name + ".tmp")
         try:
-            tmp.write_text(f"{paths}\n", encoding="ascii")
-            os.replace(tmp, self.path)
+            write_atomically(self.path, f"{paths}\n".encode("ascii"))
         except OSError as exc:  # kept in memory: only a topfib restart loses it
             log.warning("cannot save the table size to %s: %s", self.path, exc)
