@@ -2,8 +2,8 @@
 lives in pyproject.toml.
 
 ``optional=True``: without a C compiler the install still succeeds and topfib uses the
-pure-Python fallbacks (collector/sflow_fast_fallback.py; the Python fast path of
-collector/exabgp_json.py), which behave identically but slower.
+pure-Python fallbacks (collector/sflow/fast_fallback.py; the Python fast path of
+collector/rib/exabgp_json.py), which behave identically but slower.
 """
 
 from setuptools import Extension, setup
@@ -13,14 +13,14 @@ COMPILE_ARGS = ["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-missing-field-initi
 setup(
     ext_modules=[
         Extension(
-            "collector._sflow_fast",
-            sources=["collector/_sflow_fast.c"],
+            "topfib.collector.sflow._sflow_fast",
+            sources=["collector/sflow/_sflow_fast.c"],
             extra_compile_args=COMPILE_ARGS,
             optional=True,
         ),
         Extension(
-            "collector._exabgp_fast",
-            sources=["collector/_exabgp_fast.c"],
+            "topfib.collector.rib._exabgp_fast",
+            sources=["collector/rib/_exabgp_fast.c"],
             extra_compile_args=COMPILE_ARGS,
             optional=True,
         ),

@@ -7,19 +7,19 @@ from collections.abc import Callable
 
 from fastapi import FastAPI
 
-from api.auth import AuthMiddleware, public_paths
-from api.context import ApiContext
-from api.dashboard import install_dashboard
-from api.errors import install_error_handlers
-from api.middleware import BodyLimitMiddleware, ResponseCountMiddleware
-from api.openapi import install_openapi
-from api.rate_limit import RateLimiter
-from api.routes import health, matrix, operator, read, requests
-from api.tokens import TokenTable
-from api.view import ControllerView
-from collector.matrix import TrafficMatrix
-from controller.config import TopfibConfig
-from controller.store import Store
+from topfib.api.auth import AuthMiddleware, public_paths
+from topfib.api.context import ApiContext
+from topfib.api.dashboard import install_dashboard
+from topfib.api.errors import install_error_handlers
+from topfib.api.openapi import install_openapi
+from topfib.api.rate_limit import RateLimiter
+from topfib.api.routes import health, matrix, operator, read, requests
+from topfib.api.tokens import TokenTable
+from topfib.api.transport.middleware import BodyLimitMiddleware, ResponseCountMiddleware
+from topfib.api.view import ControllerView
+from topfib.collector.matrix.traffic_matrix import TrafficMatrix
+from topfib.controller.config import TopfibConfig
+from topfib.controller.state.store import Store
 
 DESCRIPTION = """\
 topfib's HTTP API. Every endpoint except `/healthz`, `/readyz`, `/metrics`, these docs and the
@@ -40,7 +40,7 @@ def create_app(
 ) -> FastAPI:
     """The API over ``store`` and ``view``; ``clock`` drives rate limits, ``wall_clock`` expiries.
 
-    ``dashboard`` mounts the operator dashboard (api.dashboard): the page at ``/`` and its reads.
+    ``dashboard`` mounts the operator dashboard (topfib.api.dashboard): the page at ``/`` and its reads.
     ``traffic_matrix`` adds ``GET /v1/matrix`` (absent when the matrix is disabled); its ``now``
     is read from ``clock``.
     """

@@ -26,9 +26,9 @@ from fastapi import HTTPException, Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.metrics import AUTH_FAILURES, RATE_LIMITED
-from api.rate_limit import RateLimiter
-from api.tokens import Principal, Role, TokenTable
+from topfib.api.metrics import AUTH_FAILURES, RATE_LIMITED
+from topfib.api.rate_limit import RateLimiter
+from topfib.api.tokens import Principal, Role, TokenTable
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect",
                           "/openapi.json", "/redoc"})

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from api.errors import validation_error
-from api.tokens import TokenTable
-from api.view import ControllerView
-from collector.special_use import SpecialUseFilter
-from controller.config import SwitchConfig, TopfibConfig
-from controller.settings import SwitchSettings, effective_settings
-from controller.store import Store
+from topfib.api.errors import validation_error
+from topfib.api.tokens import TokenTable
+from topfib.api.view import ControllerView
+from topfib.collector.common.special_use import SpecialUseFilter
+from topfib.controller.config import SwitchConfig, TopfibConfig
+from topfib.controller.state.settings import SwitchSettings, effective_settings
+from topfib.controller.state.store import Store
 
 
 @dataclass(slots=True)

@@ -18,7 +18,7 @@ Endpoints added here (viewer or operator token, like every other read):
 
 The controller view can make these cheap by also implementing the small protocols below (meant
 for the live controller; :class:`DashboardSource` is all of them). Without them the dashboard still
-works from :class:`api.view.ControllerView` alone, at a cost that grows with the FIB and the
+works from :class:`topfib.api.view.ControllerView` alone, at a cost that grows with the FIB and the
 ranking (``/v1/changes`` then answers 501):
 
 - :class:`FibChangeLog` — ``recent_changes``: a bounded log of what was sent to the switch.
@@ -50,10 +50,10 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.auth import VIEWER_ROLES, require_role
-from api.context import ApiContext
-from api.models import UNKNOWN_SWITCH_DOC, error_doc
-from api.view import FibRoute, RouteReason, TopEntry
+from topfib.api.auth import VIEWER_ROLES, require_role
+from topfib.api.context import ApiContext
+from topfib.api.models import UNKNOWN_SWITCH_DOC, error_doc
+from topfib.api.view import FibRoute, RouteReason, TopEntry
 
 UPLOT_VERSION = "1.6.32"  # scripts/vendor_chart_lib.sh; the version is in the vendored files' names
 CURVE_MAX_AGE_S = 10.0  # a curve is recomputed at most this often per switch, for all clients
@@ -145,7 +145,7 @@ class FibIndex(Protocol):
 
 @runtime_checkable
 class DashboardSource(FibChangeLog, RankedScores, FibIndex, Protocol):
-    """Everything the dashboard can use beyond :class:`api.view.ControllerView`."""
+    """Everything the dashboard can use beyond :class:`topfib.api.view.ControllerView`."""
 
 
 def traffic_curve(scores: Sequence[float] | npt.NDArray[np.float64], max_points: int) -> list[CurvePoint]:
@@ -288,7 +288,7 @@ class Asset:
 
 def load_assets() -> dict[str, Asset]:
     """URL path → file, for ``index.html`` (at ``/``) and every ``.js``/``.css`` under ``api/static``."""
-    root = resources.files("api") / "static"
+    root = resources.files("topfib.api") / "static"
     assets: dict[str, Asset] = {}
 
     def add(url: str, name: str, body: bytes, vendored: bool) -> None:

@@ -15,8 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from api.metrics import INTERNAL_ERRORS, STORE_UNAVAILABLE
-from controller.store import StoreUnavailable
+from topfib.api.metrics import INTERNAL_ERRORS, STORE_UNAVAILABLE
+from topfib.controller.state.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 

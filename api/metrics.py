@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collector.metrics import REGISTRY
+from topfib.collector.common.metrics import REGISTRY
 
 HTTP_RESPONSES = REGISTRY.counter(
     "topfib_api_http_responses_total", "HTTP responses by method, route template and status code",

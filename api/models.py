@@ -1,4 +1,4 @@
-"""Request and response bodies of the API's own endpoints (the view's data lives in api.view)."""
+"""Request and response bodies of the API's own endpoints (the view's data lives in topfib.api.view)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from api.view import RequestStatus
-from controller.settings import SwitchSettings
-from controller.store import Pin, RequestEntry, SettingValue
+from topfib.api.view import RequestStatus
+from topfib.controller.state.settings import SwitchSettings
+from topfib.controller.state.store import Pin, RequestEntry, SettingValue
 
 
 def canonical_ip(text: str) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from api.auth import PUBLIC_PATHS
+from topfib.api.auth import PUBLIC_PATHS
 
 BEARER_SCHEME = {"type": "http", "scheme": "bearer", "description": "a token from `topfib token new`"}
 _ERROR_REF = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}}

@@ -1,7 +1,7 @@
 """The body of ``PUT /v1/config/switches/{name}``: which overrides to set and which to clear.
 
 What the settings in force are, and which values may apply at all (the config file's ceilings
-included), is decided in one place for the API and the controller: controller/settings.py.
+included), is decided in one place for the API and the controller: controller/state/settings.py.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from controller.config import SwitchConfig
-from controller.settings import SwitchSettings, check_settings, file_settings
-from controller.store import SettingValue
+from topfib.controller.config import SwitchConfig
+from topfib.controller.state.settings import SwitchSettings, check_settings, file_settings
+from topfib.controller.state.store import SettingValue
 
 _MAX_INT = 2**31 - 1
 

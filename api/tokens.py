@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, TextIO, get_args
 
-from controller.config import TokenConfig, repeated_token
+from topfib.controller.config import TokenConfig, repeated_token
 
 Role = Literal["ap", "operator", "viewer"]
 ROLES: tuple[str, ...] = get_args(Role)

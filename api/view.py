@@ -1,7 +1,8 @@
 """What the API needs from the running controller, and the shapes it answers with.
 
-The service (``controller.service``) implements :class:`ControllerView` over its live state; tests
-and benchmarks use ``api.static_view.StaticView``. The response models here are what OpenAPI
+The service (``topfib.controller.service.run``) implements :class:`ControllerView` over its live state; tests
+and benchmarks use ``topfib.controller.demo.static_view.StaticView``. The response models here are what
+OpenAPI
 documents, so a view returns them directly rather than loose dicts.
 
 Times (``since``) are wall-clock Unix seconds; rates are bits per second.
@@ -14,7 +15,7 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
-from collector.paths import Path
+from topfib.collector.rib.paths import Path
 
 RequestStatus = Literal["installed", "pending", "no-route", "rejected"]
 RouteReason = Literal["pinned", "request", "topn"]

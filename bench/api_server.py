@@ -16,11 +16,11 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
-from api.app import create_app
-from api.static_view import StaticView
-from controller.config import TopfibConfig, load_config
-from controller.redis_store import RedisStore
-from controller.store import MemoryStore, Store
+from topfib.api.app import create_app
+from topfib.controller.config import TopfibConfig, load_config
+from topfib.controller.demo.static_view import StaticView
+from topfib.controller.state.redis_store import RedisStore
+from topfib.controller.state.store import MemoryStore, Store
 
 
 def bench_view(config: TopfibConfig) -> StaticView:

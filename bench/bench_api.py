@@ -34,7 +34,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from api.tokens import hash_token, new_token
+from topfib.api.tokens import hash_token, new_token
 
 POST_SCRIPT = """
 wrk.method = "POST"
@@ -154,7 +154,7 @@ def start_topfib(store_url: str, token: str, workdir: Path, nice: int) -> tuple[
     port = free_port()
     config = workdir / f"topfib-{port}.toml"
     config.write_text(config_text(store_url, token, port, workdir))
-    command = ["nice", "-n", str(nice), sys.executable, "-m", "controller.cli", "run",
+    command = ["nice", "-n", str(nice), sys.executable, "-m", "topfib.controller.cli.app", "run",
                "--config", str(config)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)

@@ -50,7 +50,7 @@ from bench.daemon_cpu import NICE, free_udp_port
 from bench.gen_traffic import AGENTS, Traffic
 from bench.sfacctd_daemon import Count, Sfacctd, compare_prefixes
 from bench.topfib_daemons import TopfibRun, TopfibSink
-from collector.replay import replay
+from topfib.collector.flow.replay import replay
 
 WORKDIR = Path("/tmp/topfib-bench")
 IDLE_BAR = 0.01  # CPU-s per s

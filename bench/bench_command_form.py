@@ -5,9 +5,9 @@
 In the integration lab (BIRD 2 switch, ExaBGP at topfib's reactor speed 0.1), alternately:
 
 - attributes (the baseline): ``announce|withdraw attributes [next-hop NH] nlri P1 … P1000`` —
-  ExaBGP takes the family of the line from its last prefix (unsafe: see controller/plan.py);
+  ExaBGP takes the family of the line from its last prefix (unsafe: see controller/program/plan.py);
 - topfib: ``announce ipv4 unicast P1 next-hop NH ; unicast P2 next-hop NH …``, 1,000 a line
-  (``controller.plan.render_commands``);
+  (``topfib.controller.program.plan.render_commands``);
 - one a line: the same with one prefix per line (what topfib falls back to after an ``error``).
 
 Each programs ``routes`` prefixes from an empty FIB and withdraws them all again; time runs from
@@ -24,8 +24,8 @@ import sys
 from collections.abc import Callable
 
 from bench.bench_injection import prioritize, timed
-from controller.plan import Action, Plan, Step, render_commands
 from tests.integration.lab import NEXT_HOPS_V4, SW_V4, Lab, async_wait_until, lab_unavailable_reason
+from topfib.controller.program.plan import Action, Plan, Step, render_commands
 
 BATCH = 1000
 

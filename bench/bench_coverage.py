@@ -20,8 +20,8 @@ import sys
 import time
 from pathlib import Path as FilePath
 
-from controller.demo_table import CORPUS_V4, corpus_location
-from controller.simulate import (
+from topfib.controller.demo.table import CORPUS_V4, corpus_location
+from topfib.controller.sim.simulate import (
     CapResult,
     SimulationRib,
     SimulationSettings,
@@ -29,7 +29,7 @@ from controller.simulate import (
     load_simulation_rib,
     simulate,
 )
-from controller.zipf import ZipfTraffic
+from topfib.controller.sim.zipf import ZipfTraffic
 
 CORPUS_RIB = corpus_location() / CORPUS_V4
 

@@ -1,4 +1,4 @@
-"""CPU of the flow gate (``collector.flow_gate``) next to the sFlow decoder it screens for.
+"""CPU of the flow gate (``topfib.collector.flow.gate``) next to the sFlow decoder it screens for.
 
     .venv/bin/python -m bench.bench_flow_gate [--datagrams N] [--repeat R]
 
@@ -14,10 +14,10 @@ import argparse
 import time
 from collections.abc import Callable
 
-from collector.flow_gate import FlowGate, SwitchFlowSources
-from collector.metrics import Registry
-from collector.sflow_encode import realistic_mix
-from collector.sflow_fast import FastSflowDecoder
+from topfib.collector.common.metrics import Registry
+from topfib.collector.flow.gate import FlowGate, SwitchFlowSources
+from topfib.collector.sflow.encode import realistic_mix
+from topfib.collector.sflow.fast import FastSflowDecoder
 
 SAMPLES_PER_DATAGRAM = 7
 AGENT = "192.0.2.1"

@@ -12,7 +12,7 @@ for ``exabgp_reactor_speed=0.1``, in one run:
 
 Time runs from the first command written until ``ip route show proto bird`` in the switch
 namespace holds exactly the expected set. ExaBGP's CPU seconds are read from /proc. The lines
-are the product's (``controller.plan.render_commands``), a next-hop per batch.
+are the product's (``topfib.controller.program.plan.render_commands``), a next-hop per batch.
 
 With ``--profile DIR`` ExaBGP runs under cProfile (slower: compare its figures only with each
 other); each run's stats go to DIR/exabgp-<label>.prof and the top functions are printed. With
@@ -38,8 +38,7 @@ from pathlib import Path
 
 import exabgp
 
-import controller.exabgp_runner
-from controller.plan import Action, Plan, Step, render_commands
+import topfib.controller.exabgp.runner
 from tests.integration.lab import (
     NEXT_HOPS_V4,
     SW_V4,
@@ -49,6 +48,7 @@ from tests.integration.lab import (
     lab_unavailable_reason,
     run,
 )
+from topfib.controller.program.plan import Action, Plan, Step, render_commands
 
 PROGRAM_BAR_S = 5.0
 SINGLE_TRIALS = 20
@@ -122,12 +122,12 @@ def wrapped_exabgp(directory: Path, label: str, python: str | None,
     interpreter = shlex.quote(python or sys.executable)
     wrapper.write_text(f"#!/bin/sh\n{environment}exec {interpreter} -c {shlex.quote(code)} \"$@\"\n")
     wrapper.chmod(0o755)
-    original = controller.exabgp_runner.default_exabgp_executable
-    controller.exabgp_runner.default_exabgp_executable = lambda: str(wrapper)
+    original = topfib.controller.exabgp.runner.default_exabgp_executable
+    topfib.controller.exabgp.runner.default_exabgp_executable = lambda: str(wrapper)
     try:
         yield stats
     finally:
-        controller.exabgp_runner.default_exabgp_executable = original
+        topfib.controller.exabgp.runner.default_exabgp_executable = original
 
 
 def print_profile(stats: Path, top: int = 25) -> None:

@@ -32,9 +32,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.bench_injection import cpu_seconds
-from controller.config import TopfibConfig
-from controller.service import Service
-from controller.store import Pin
 from tests.integration.fault_support import free_port, watch_fib_peak
 from tests.integration.lab import (
     LAB_SPECIAL_USE,
@@ -43,6 +40,9 @@ from tests.integration.lab import (
     lab_unavailable_reason,
     runqueue_wait_s,
 )
+from topfib.controller.config import TopfibConfig
+from topfib.controller.service.run import Service
+from topfib.controller.state.store import Pin
 
 BAR_S = 5.0
 KEEP = 10

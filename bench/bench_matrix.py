@@ -20,10 +20,10 @@ from functools import partial
 
 import numpy as np
 
-from collector.accounting import PrefixRates
-from collector.lpm import LpmTable
-from collector.matrix import TrafficMatrix
-from collector.metrics import Registry
+from topfib.collector.accounting.prefix_rates import PrefixRates
+from topfib.collector.common.metrics import Registry
+from topfib.collector.matrix.traffic_matrix import TrafficMatrix
+from topfib.collector.rib.lpm import LpmTable
 
 HOPS = [f"192.0.2.{i}" for i in range(1, 9)]
 

@@ -42,9 +42,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.netflow_encode import IPFIX_V4_FIELDS, IPFIX_V6_FIELDS, V9_FIELDS, ipfix_stream, netflow_v9_stream
-from collector.netflow import FlowDecoder
-from collector.netflow_fast import FastFlowDecoder
-from collector.udp_batch import BatchReceiver, batch_receiver
+from topfib.collector.flow.udp_batch import BatchReceiver, batch_receiver
+from topfib.collector.netflow.decoder import FlowDecoder
+from topfib.collector.netflow.fast import FastFlowDecoder
 
 LOOPBACK = "127.0.0.1"
 RECEIVE_BUFFER = 4 * 1024 * 1024
@@ -102,7 +102,7 @@ def spawn_sender(path: Path, port: int, rate: float) -> subprocess.Popen[bytes]:
 
 def run_topfib(stream: Stream, path: Path, rate: float) -> tuple[float, int]:
     """(CPU seconds, records decoded) receiving the stream over loopback as the listener does:
-    poll, then drain with ``recvmmsg`` (``collector.udp_batch``; ``recvfrom`` where missing).
+    poll, then drain with ``recvmmsg`` (``topfib.collector.flow.udp_batch``; ``recvfrom`` where missing).
 
     An empty datagram, sent once the sender has exited, ends the run even if datagrams were lost.
     """

@@ -17,14 +17,14 @@ import time
 
 import numpy as np
 
-from collector.accounting import PrefixRates
-from collector.batch import SampleBatch
-from collector.matrix import TrafficMatrix
-from collector.metrics import Registry
-from collector.path_accounting import PathRates
-from collector.paths import Path
-from collector.pipeline import Collector
-from collector.rib import Rib
+from topfib.collector.accounting.path_rates import PathRates
+from topfib.collector.accounting.pipeline import Collector
+from topfib.collector.accounting.prefix_rates import PrefixRates
+from topfib.collector.common.metrics import Registry
+from topfib.collector.flow.batch import SampleBatch
+from topfib.collector.matrix.traffic_matrix import TrafficMatrix
+from topfib.collector.rib.paths import Path
+from topfib.collector.rib.rib import Rib
 
 AGENT = "192.0.2.250"
 HOPS = ["192.0.2.1", "192.0.2.2"]

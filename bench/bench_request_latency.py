@@ -20,9 +20,9 @@ import time
 
 import httpx
 
-from controller.config import TopfibConfig
-from controller.service import Service
 from tests.integration.lab import LAB_SPECIAL_USE, Lab, lab_unavailable_reason
+from topfib.controller.config import TopfibConfig
+from topfib.controller.service.run import Service
 
 TOKEN = "bench-ap-token"
 

@@ -24,12 +24,12 @@ import threading
 import time
 from pathlib import Path
 
-from collector.accounting import PrefixRates
-from controller.config import SwitchConfig, TopfibConfig
-from controller.redis_store import RedisStore
-from controller.store import RequestEntry
-from controller.switch_controller import SwitchController
 from tests.redis_fixture import free_loopback_port
+from topfib.collector.accounting.prefix_rates import PrefixRates
+from topfib.controller.config import SwitchConfig, TopfibConfig
+from topfib.controller.state.redis_store import RedisStore
+from topfib.controller.state.store import RequestEntry
+from topfib.controller.switch.controller import SwitchController
 
 TTL_S = 3600.0
 WRITE_BATCH = 1000

@@ -27,13 +27,13 @@ from pathlib import Path as FilePath
 import numpy as np
 import numpy.typing as npt
 
-from collector.exabgp_json import ExabgpJsonParser
-from collector.lpm import LpmTable
-from collector.paths import Path
-from collector.prefixes import IPV4, IPV6
-from collector.rib import Rib
-from collector.ribfile import load_rib_file
-from controller.demo_table import corpus_location
+from topfib.collector.common.prefixes import IPV4, IPV6
+from topfib.collector.rib.exabgp_json import ExabgpJsonParser
+from topfib.collector.rib.loaders import load_rib_file
+from topfib.collector.rib.lpm import LpmTable
+from topfib.collector.rib.paths import Path
+from topfib.collector.rib.rib import Rib
+from topfib.controller.demo.table import corpus_location
 
 CORPUS = corpus_location() / "bgp"
 V4_TABLE = CORPUS / "mccurtain__routeviews-rv2-20240406.pfx2as.gz"
@@ -390,13 +390,14 @@ def main() -> int:
     parser.add_argument("--ingest-only", action="store_true",
                         help="only the ingest benchmark (prefixes read from the IPv4 table, no RIB load)")
     parser.add_argument("--service-gc", action="store_true",
-                        help="the GC threshold `topfib run` sets (controller.service.GC_YOUNG_THRESHOLD)")
+                        help="the GC threshold `topfib run` sets "
+                             "(topfib.controller.service.run.GC_YOUNG_THRESHOLD)")
     parser.add_argument("--parser", choices=("c", "python"), default="c",
                         help="ingest through the C scanner (when built) or the Python fast path only")
     args = parser.parse_args()
     native = args.parser == "c"
     if args.service_gc:
-        from controller.service import GC_YOUNG_THRESHOLD
+        from topfib.controller.service.run import GC_YOUNG_THRESHOLD
 
         gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
     if args.ingest_only:

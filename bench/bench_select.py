@@ -19,7 +19,7 @@ selection builds set off dozens of young collections.
 and requests, at the largest cap: pins are placed one unit at a time, before anything else.
 
 RIB backends: ``StaticRib`` (the simulator's, synthetic peers so nested prefixes have other
-exits) and ``collector.rib.Rib`` (the service's live RIB, loaded from the same file; a pfx2as
+exits) and ``topfib.collector.rib.rib.Rib`` (the service's live RIB, loaded from the same file; a pfx2as
 table gives it a single next-hop, so it exercises lookups but no dependency units).
 """
 
@@ -38,11 +38,11 @@ from pathlib import Path as FilePath
 
 import numpy as np
 
-from collector.rib import Rib
-from collector.ribfile import load_rib_file
-from controller.demo_table import CORPUS_V4, corpus_location
-from controller.select import OnDemandRequest, RibView, SelectionPolicy, UnitCache, select
-from controller.simulate import synthetic_peer_rib
+from topfib.collector.rib.loaders import load_rib_file
+from topfib.collector.rib.rib import Rib
+from topfib.controller.demo.table import CORPUS_V4, corpus_location
+from topfib.controller.selection.select import OnDemandRequest, RibView, SelectionPolicy, UnitCache, select
+from topfib.controller.sim.simulate import synthetic_peer_rib
 
 CORPUS_RIB = corpus_location() / CORPUS_V4
 SCORED = 200_000
@@ -78,7 +78,7 @@ def main() -> None:
     static_rib = synthetic_peer_rib({p: b for p in prefixes if (b := live_rib.best(p)) is not None})
     print(f"{args.rib.name}: {len(prefixes)} prefixes loaded in {time.perf_counter() - started:.1f} s")
     if args.service_gc:
-        from controller.service import GC_YOUNG_THRESHOLD
+        from topfib.controller.service.run import GC_YOUNG_THRESHOLD
 
         gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
         gc.freeze()  # as the service does once the RIB file is loaded

@@ -15,9 +15,9 @@ import argparse
 import time
 from collections.abc import Callable
 
-from collector.sflow import decode_datagram
-from collector.sflow_encode import realistic_mix
-from collector.sflow_fast import FastSflowDecoder, c_extension_available
+from topfib.collector.sflow.decoder import decode_datagram
+from topfib.collector.sflow.encode import realistic_mix
+from topfib.collector.sflow.fast import FastSflowDecoder, c_extension_available
 
 SAMPLES_PER_DATAGRAM = 7
 

@@ -1,7 +1,7 @@
 """The routing table the collector benchmark gives both daemons, and the stream drawn from it.
 
 The full table (CAIDA RouteViews pfx2as, ~1M IPv4 prefixes plus an IPv6 table) when the corpus is
-there (``TOPFIB_CORPUS``, see ``controller.demo_table.corpus_location``),
+there (``TOPFIB_CORPUS``, see ``topfib.controller.demo.table.corpus_location``),
 else a generated one: seeded random prefixes with a DFZ-like length mix (half /24s), outside the
 special-use ranges topfib refuses. Written once per table into the work directory as topfib's
 ``rib_file`` (one pfx2as file, both families), sfacctd's ``networks_file`` (plus the marker
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bench.gen_traffic import Table, Traffic, generate, load_pfx2as
 from bench.sfacctd_daemon import MARKER_PREFIX
-from controller.demo_table import CORPUS_V4, CORPUS_V6, corpus_dir, corpus_location
+from topfib.controller.demo.table import CORPUS_V4, CORPUS_V6, corpus_dir, corpus_location
 
 ORIGIN_AS = 64512  # pfx2as needs an origin; topfib's accounting does not look at it
 # first octets never drawn for generated IPv4 prefixes: special-use and documentation ranges

@@ -27,13 +27,13 @@ from pathlib import Path
 import numpy as np
 
 from bench.gen_traffic import AGENTS, V4_TABLE, V6_TABLE, load_pfx2as
-from collector.accounting import PrefixRates
-from collector.flow_gate import FlowGate, SwitchFlowSources
-from collector.listener import SflowListener
-from collector.lpm import LpmTable
-from collector.metrics import Registry
-from collector.pipeline import Collector
-from collector.sflow_fast import FastSflowDecoder
+from topfib.collector.accounting.pipeline import Collector
+from topfib.collector.accounting.prefix_rates import PrefixRates
+from topfib.collector.common.metrics import Registry
+from topfib.collector.flow.gate import FlowGate, SwitchFlowSources
+from topfib.collector.flow.receiver import SflowListener
+from topfib.collector.rib.lpm import LpmTable
+from topfib.collector.sflow.fast import FastSflowDecoder
 
 SWITCH = "bench"
 

@@ -37,7 +37,7 @@ from bench.bench_collector import WORKDIR, send, sender_ceiling
 from bench.bench_tables import bench_table, load_traffic
 from bench.daemon_cpu import free_udp_port
 from bench.topfib_daemons import TopfibSink
-from collector.replay import sample_count
+from topfib.collector.flow.replay import sample_count
 
 
 class _Iovec(ctypes.Structure):

@@ -15,7 +15,7 @@ Memory safety of the C path: build it with sanitizers into a copy of the tree an
     cp -r tests/fuzz/seeds /tmp/asan/tests/fuzz/ && rm /tmp/asan/collector/*.so
     gcc -shared -fPIC -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined \
         -I"$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \
-        collector/_sflow_fast.c -o /tmp/asan/collector/_sflow_fast$(.venv/bin/python -c \
+        collector/sflow/_sflow_fast.c -o /tmp/asan/collector/_sflow_fast$(.venv/bin/python -c \
         'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
     cd /tmp/asan && ASAN_OPTIONS=detect_leaks=0 PYTHONPATH=/tmp/asan \
         LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)" \
@@ -32,9 +32,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from collector.sflow import decode_datagram
-from collector.sflow_fast import FastSflowDecoder, Implementation, c_extension_available
-from collector.sflow_types import SflowError
+from topfib.collector.sflow.decoder import decode_datagram
+from topfib.collector.sflow.fast import FastSflowDecoder, Implementation, c_extension_available
+from topfib.collector.sflow.records import SflowError
 
 SEED_DIR = Path(__file__).resolve().parent.parent / "tests" / "fuzz" / "seeds" / "sflow"
 FINDINGS_DIR = Path("artifacts") / "fuzz_sflow"

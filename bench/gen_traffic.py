@@ -4,7 +4,7 @@ Destinations are Zipf-distributed over the prefixes of the full IPv4 and IPv6 ta
 seeded ranking of the prefixes; a random host inside the chosen prefix), ``v6_share`` of samples
 IPv6, a small ``unrouted_share`` to addresses outside every table (100.64.0.0/10, fc00::/7), about
 7 samples per datagram, from two agents with different sampling rates (so per-sample scaling is
-exercised). Flow samples are encoded once per template with ``collector.sflow_encode`` and then
+exercised). Flow samples are encoded once per template with ``topfib.collector.sflow.encode`` and then
 patched (destination, sequence numbers, sample pool): 10⁶ samples take seconds, not minutes.
 
     .venv/bin/python -m bench.gen_traffic --samples 1000000 --out /tmp/topfib-bench/traffic.npz
@@ -24,14 +24,14 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from collector.sflow_encode import (
+from topfib.collector.sflow.encode import (
     PROTO_TCP,
     PROTO_UDP,
     FlowSampleSpec,
     encode_datagram,
     encode_flow_sample,
 )
-from controller.demo_table import corpus_location
+from topfib.controller.demo.table import corpus_location
 
 CORPUS_BGP = corpus_location() / "bgp"
 V4_TABLE = CORPUS_BGP / "mccurtain__routeviews-rv2-20240406.pfx2as.gz"

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.daemon_cpu import cpu_seconds, free_udp_port, pinned, stop_process, wait_cpu_idle, wait_until
-from collector.sflow_encode import FlowSampleSpec, encode_datagram
+from topfib.collector.sflow.encode import FlowSampleSpec, encode_datagram
 
 MARKER_PREFIX = "192.0.2.0/24"
 MARKER_AGENT = "198.51.100.250"

@@ -33,7 +33,6 @@ from typing import Any
 import httpx
 
 from bench.flood_sflow import MmsgSender
-from collector.sflow_encode import FlowSampleSpec, encode_datagram
 from tests.integration.fault_support import (
     AGENT,
     AP_TOKEN,
@@ -45,6 +44,7 @@ from tests.integration.fault_support import (
     write_config,
 )
 from tests.integration.lab import Lab, lab_unavailable_reason
+from topfib.collector.sflow.encode import FlowSampleSpec, encode_datagram
 
 
 def sflow_datagrams(prefixes: list[str], count: int, seed: int) -> list[bytes]:

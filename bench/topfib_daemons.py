@@ -153,7 +153,8 @@ class TopfibRun:
         self.started = time.monotonic()
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [*pinned(core), sys.executable, "-m", "controller.cli", "run", "--config", str(self.config)],
+                [*pinned(core), sys.executable, "-m", "topfib.controller.cli.app", "run",
+                 "--config", str(self.config)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

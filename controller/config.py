@@ -24,9 +24,9 @@ from pydantic import (
     model_validator,
 )
 
-from collector.special_use import SpecialUseFilter
-from controller.addresses import parse_ip
-from controller.redis_connect import check_store_url
+from topfib.collector.common.special_use import SpecialUseFilter
+from topfib.controller.addresses import parse_ip
+from topfib.controller.state.redis_connect import check_store_url
 
 MD5_PASSWORD_MAX = 80  # TCP_MD5SIG_MAXKEYLEN (Linux)
 MD5_PASSWORD = re.compile(rf"[\x20-\x7e]{{1,{MD5_PASSWORD_MAX}}}")
@@ -121,7 +121,7 @@ class StoreConfig(_Strict):
 
 
 class StateConfig(_Strict):
-    """Warm state for restarts and takeovers (controller/warm_keeper.py): rate snapshots and the
+    """Warm state for restarts and takeovers (controller/state/warm_keeper.py): rate snapshots and the
     last desired FIB, in the Redis store, or with the memory store in ``directory``."""
 
     snapshot_interval_s: float = Field(60.0, gt=0, le=86400)
@@ -288,7 +288,7 @@ class MatrixConfig(_Strict):
 
 
 class SpecialUseConfig(_Strict):
-    """Special-use space never ingested, selected, requested or pinned (collector/special_use.py).
+    """Special-use space never ingested, selected, requested or pinned (collector/common/special_use.py).
 
     Loopback, link-local, multicast, reserved, IPv4-mapped and /0 are always refused."""
 
@@ -400,7 +400,7 @@ def _check_not_writable_by_anyone(path: Path) -> None:
 
 def check_config_file(path: Path) -> int:
     """CLI body of ``topfib check-config``: 0 when valid, 2 with the bad key on stderr."""
-    from api.tls import build_tls_context  # here: api imports this module
+    from topfib.api.transport.tls import build_tls_context  # here: api imports this module
 
     try:
         config = load_config(path)

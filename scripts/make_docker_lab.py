@@ -1,6 +1,6 @@
 """Write docker/peers.conf (the BIRD switch's peer routes) and docker/sflow.pcap (what the replayer sends).
 
-Both come from the demo's bundled table (controller/data/demo-table.pfx2as.gz), so they agree:
+Both come from the demo's bundled table (controller/demo/data/demo-table.pfx2as.gz), so they agree:
 the switch has peer routes for the head of the Zipf ranking, and the capture's flow samples go to
 that head (mostly) and to the transit-only tail. Deterministic: re-running gives the same bytes.
 
@@ -17,8 +17,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from controller import demo_table  # noqa: E402
-from controller.demo_traffic import SflowGenerator  # noqa: E402
+from topfib.controller.demo import table as demo_table  # noqa: E402
+from topfib.controller.demo.traffic import SflowGenerator  # noqa: E402
 
 DOCKER = REPO / "docker"
 PEER_ROUTES = 2000

@@ -8,11 +8,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from api.app import create_app
-from api.static_view import StaticView
-from api.tokens import hash_token
-from controller.config import TopfibConfig
-from controller.store import MemoryStore, Store
+from topfib.api.app import create_app
+from topfib.api.tokens import hash_token
+from topfib.controller.config import TopfibConfig
+from topfib.controller.demo.static_view import StaticView
+from topfib.controller.state.store import MemoryStore, Store
 
 AP_TOKEN = "tfb_ap-one-token"
 AP2_TOKEN = "tfb_ap-two-token"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.demo_table import CORPUS_ENV, corpus_location
+from topfib.controller.demo.table import CORPUS_ENV, corpus_location
 
 pytest_plugins = ["tests.redis_fixture"]
 

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 
 from fastapi import FastAPI
 
-from api.app import create_app
-from api.context import ApiContext
-from api.dashboard import FibChange, install_dashboard, is_installed
-from api.static_view import StaticView
-from api.tokens import TokenTable
-from api.view import (
+from tests.api_support import make_config
+from topfib.api.app import create_app
+from topfib.api.context import ApiContext
+from topfib.api.dashboard import FibChange, install_dashboard, is_installed
+from topfib.api.tokens import TokenTable
+from topfib.api.view import (
     CollectorStatus,
     FamilyOccupancy,
     FibRoute,
@@ -28,9 +28,9 @@ from api.view import (
     TopEntry,
     sampling_error_pct,
 )
-from controller.config import TopfibConfig
-from controller.store import RequestEntry, Store
-from tests.api_support import make_config
+from topfib.controller.config import TopfibConfig
+from topfib.controller.demo.static_view import StaticView
+from topfib.controller.state.store import RequestEntry, Store
 
 SWITCHES = ("edge1", "edge2")
 CAP_IPV4 = 400

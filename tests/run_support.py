@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from api.tokens import hash_token
+from topfib.api.tokens import hash_token
 
 # not documentation space (198.51.100.0/24, 2001:db8::/32, …): special-use filters may refuse it
 PFX2AS = "185.10.20.0\t24\t64500\n185.10.21.0\t24\t64501\n2a0b:4000:1::\t48\t64502\n"
@@ -30,7 +30,7 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 
 def topfib_command() -> list[str]:
     script = Path(sys.executable).parent / "topfib"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "controller.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "topfib.controller.cli.app"]
 
 
 @dataclass

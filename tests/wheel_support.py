@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ("api", "collector", "controller")  # the top-level import names the wheel ships
+PACKAGES = ("api", "collector", "controller", "exabgp")  # the folders shipped as topfib.<folder>
 BUILD_TIMEOUT_S = 240.0
 
 
@@ -24,7 +24,7 @@ def repository_files() -> list[str]:
         ["git", "-C", str(REPO), "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
         capture_output=True, check=True, timeout=30,
     ).stdout.decode()
-    return sorted(p for p in listed.split("\0") if p and (REPO / p).is_file())
+    return sorted(p for p in listed.split("\0") if p and ((REPO / p).is_file() or (REPO / p).is_symlink()))
 
 
 def build_wheel(work: Path) -> Path:
@@ -33,7 +33,7 @@ def build_wheel(work: Path) -> Path:
     for relative in repository_files():
         target = source / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / relative, target)
+        shutil.copy2(REPO / relative, target, follow_symlinks=False)  # topfib/ holds links
     result = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(dist), str(source)],
         capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False, cwd=work,

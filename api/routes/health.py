@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from api.auth import VIEWER_ROLES, authorize
-from api.context import ApiContext
-from api.models import HealthOut, ReadyOut
-from collector.metrics import CONTENT_TYPE, REGISTRY
+from topfib.api.auth import VIEWER_ROLES, authorize
+from topfib.api.context import ApiContext
+from topfib.api.models import HealthOut, ReadyOut
+from topfib.collector.common.metrics import CONTENT_TYPE, REGISTRY
 
 
 def build_router(ctx: ApiContext) -> APIRouter:

@@ -9,12 +9,12 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from api.auth import VIEWER_ROLES, require_role
-from api.context import ApiContext
-from api.errors import validation_error
-from api.models import error_doc
-from collector.matrix import MatrixInterval, TrafficMatrix
-from collector.matrix_writer import format_csv, interval_records, utc_stamp
+from topfib.api.auth import VIEWER_ROLES, require_role
+from topfib.api.context import ApiContext
+from topfib.api.errors import validation_error
+from topfib.api.models import error_doc
+from topfib.collector.matrix.traffic_matrix import MatrixInterval, TrafficMatrix
+from topfib.collector.matrix.writer import format_csv, interval_records, utc_stamp
 
 _INTERVAL_PATTERN = r"^(last|current|[0-9]{1,12}|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z)$"
 MATRIX_PAGE_MAX = 10_000  # rows per answer: bounds its size and the time spent serialising it

@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Path, Response
 from fastapi.responses import JSONResponse
 
-from api.auth import OPERATOR_ROLES, VIEWER_ROLES, require_role
-from api.context import ApiContext
-from api.errors import validation_error
-from api.models import (
+from topfib.api.auth import OPERATOR_ROLES, VIEWER_ROLES, require_role
+from topfib.api.context import ApiContext
+from topfib.api.errors import validation_error
+from topfib.api.models import (
     STORE_DOWN_DOC,
     UNKNOWN_SWITCH_DOC,
     ApiLimitsOut,
@@ -21,12 +21,12 @@ from api.models import (
     SwitchConfigOut,
     error_doc,
 )
-from api.settings import SwitchSettingsPatch, patched_settings
-from api.tokens import Principal
-from collector.prefixes import PrefixError, canonical_prefix
-from collector.special_use import count_filtered
-from controller.settings import SettingsError, effective_settings
-from controller.store import Pin
+from topfib.api.settings import SwitchSettingsPatch, patched_settings
+from topfib.api.tokens import Principal
+from topfib.collector.common.prefixes import PrefixError, canonical_prefix
+from topfib.collector.common.special_use import count_filtered
+from topfib.controller.state.settings import SettingsError, effective_settings
+from topfib.controller.state.store import Pin
 
 
 def build_router(ctx: ApiContext) -> APIRouter:

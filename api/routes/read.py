@@ -8,11 +8,11 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from api.auth import VIEWER_ROLES, require_role
-from api.context import ApiContext
-from api.errors import validation_error
-from api.models import UNKNOWN_SWITCH_DOC, canonical_ip
-from api.view import FibRoute, RibMatch, StatusReport, TopEntry
+from topfib.api.auth import VIEWER_ROLES, require_role
+from topfib.api.context import ApiContext
+from topfib.api.errors import validation_error
+from topfib.api.models import UNKNOWN_SWITCH_DOC, canonical_ip
+from topfib.api.view import FibRoute, RibMatch, StatusReport, TopEntry
 
 SwitchQuery = Annotated[str | None, Query(max_length=64, description="switch name; may be omitted when "
                                           "only one switch is configured")]

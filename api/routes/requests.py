@@ -8,12 +8,12 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from api.auth import REQUEST_ROLES, VIEWER_ROLES, authorize, require_role
-from api.context import ApiContext
-from api.direct_route import DirectRoute
-from api.errors import body_validation_error, validation_error
-from api.metrics import REQUEST_RESULTS
-from api.models import (
+from topfib.api.auth import REQUEST_ROLES, VIEWER_ROLES, authorize, require_role
+from topfib.api.context import ApiContext
+from topfib.api.direct_route import DirectRoute
+from topfib.api.errors import body_validation_error, validation_error
+from topfib.api.metrics import REQUEST_RESULTS
+from topfib.api.models import (
     STORE_DOWN_DOC,
     OpenApiResponses,
     RequestBatchIn,
@@ -24,10 +24,10 @@ from api.models import (
     canonical_ip,
     error_doc,
 )
-from api.tokens import Principal
-from collector.special_use import count_filtered
-from controller.settings import SwitchSettings
-from controller.store import RequestEntry
+from topfib.api.tokens import Principal
+from topfib.collector.common.special_use import count_filtered
+from topfib.controller.state.settings import SwitchSettings
+from topfib.controller.state.store import RequestEntry
 
 
 def _ttl(requested: float | None, settings: SwitchSettings) -> float:

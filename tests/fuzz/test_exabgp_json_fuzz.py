@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collector.exabgp_json import ExabgpJsonParser
-from collector.rib import Rib
 from tests.unit.test_exabgp_json_golden import GOLDEN
+from topfib.collector.rib.exabgp_json import ExabgpJsonParser
+from topfib.collector.rib.rib import Rib
 
 pytestmark = pytest.mark.fuzz
 LINES = GOLDEN.read_text(encoding="utf-8").splitlines()
@@ -157,12 +157,12 @@ def test_100k_mutated_lines_through_the_switch_controller(
     """≥100k mutated lines (half structural, half byte-level, seeded so a failure replays) go through
     ``SwitchController._on_message``, as lines from the bridge do: nothing raises, every bad shape
     is counted under a named reason, and the RIB stays consistent with its longest-match index."""
-    from collector.accounting import PrefixRates
-    from controller.config import SwitchConfig, TopfibConfig
-    from controller.store import MemoryStore
-    from controller.switch_controller import SwitchController
+    from topfib.collector.accounting.prefix_rates import PrefixRates
+    from topfib.controller.config import SwitchConfig, TopfibConfig
+    from topfib.controller.state.store import MemoryStore
+    from topfib.controller.switch.controller import SwitchController
 
-    caplog.set_level(logging.ERROR, logger="controller.switch_controller")  # session up/down lines
+    caplog.set_level(logging.ERROR, logger="topfib.controller.switch.controller")  # session up/down lines
     switch = SwitchConfig(name="fuzz", neighbor="10.77.0.2", local_address="10.77.0.1", local_as=65000,
                           peer_as=65000, fib_cap_ipv4=100, fib_cap_ipv6=100)
     config = TopfibConfig(switch=[switch])
@@ -213,9 +213,9 @@ def test_c_scanner_against_a_fresh_reference(monkeypatch: pytest.MonkeyPatch, ma
     counters, and every cache key determines its set. Seeded (TOPFIB_FUZZ_SEED) so a failure
     replays; TOPFIB_FUZZ_EXABGP_DIFF_LINES lines in chunks of 500."""
     # imported here: those modules import this one
-    from collector import exabgp_json
     from tests.unit.test_exabgp_json_c import mutate
     from tests.unit.test_exabgp_json_c_review import agree, crafted_line
+    from topfib.collector.rib import exabgp_json
 
     monkeypatch.setattr(exabgp_json, "_MAX_CACHED", max_cached)
     rng = random.Random(int(os.environ.get("TOPFIB_FUZZ_SEED", "8")) + max_cached)

@@ -16,14 +16,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector.accounting import PrefixRates
-from collector.flow_gate import FlowGate, SwitchFlowSources
-from collector.lpm import LpmTable
-from collector.metrics import Registry
-from collector.netflow_mux import FlowBatchMux
-from collector.pipeline import Collector
-from collector.sflow_fast import FastSflowDecoder
 from tests.fuzz.test_sflow_fuzz import FUZZ_SETTINGS, mutated_datagrams
+from topfib.collector.accounting.pipeline import Collector
+from topfib.collector.accounting.prefix_rates import PrefixRates
+from topfib.collector.common.metrics import Registry
+from topfib.collector.flow.gate import FlowGate, SwitchFlowSources
+from topfib.collector.flow.mux import FlowBatchMux
+from topfib.collector.rib.lpm import LpmTable
+from topfib.collector.sflow.fast import FastSflowDecoder
 
 pytestmark = pytest.mark.fuzz
 

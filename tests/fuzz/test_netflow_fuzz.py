@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collector.netflow import FlowDecodeError, FlowDecoder
-from collector.netflow_fast import FastFlowDecoder
 from tests.conftest import TEST_DATA
 from tests.unit.test_netflow_corpus import GROUPS, INVALID, payloads
+from topfib.collector.netflow.decoder import FlowDecodeError, FlowDecoder
+from topfib.collector.netflow.fast import FastFlowDecoder
 
 SEEDS = Path(__file__).parent / "seeds" / "netflow"
 MAX_GROUP_DATAGRAMS = 45  # the big pmacct replays add time, not new structure

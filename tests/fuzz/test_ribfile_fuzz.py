@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.mrt import MrtRibDecoder
-from collector.pfx2as import Pfx2asError, Pfx2asParser
-from collector.rib import Rib
 from tests.conftest import TEST_DATA
+from topfib.collector.rib.mrt import MrtRibDecoder
+from topfib.collector.rib.pfx2as import Pfx2asError, Pfx2asParser
+from topfib.collector.rib.rib import Rib
 
 pytestmark = pytest.mark.fuzz
 DUMPS = [TEST_DATA / "bgp" / name for name in ("bgpdump__bview.ipv4_unicast_add_path.gz",

@@ -15,12 +15,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collector.batch import SampleBatch
-from collector.pcap import PcapError, udp_payloads
-from collector.sflow import decode_datagram
-from collector.sflow_fast import FastSflowDecoder, c_extension_available
-from collector.sflow_types import REASONS, SflowDatagram, SflowError
 from tests.conftest import TEST_DATA
+from topfib.collector.common.pcap import PcapError, udp_payloads
+from topfib.collector.flow.batch import SampleBatch
+from topfib.collector.sflow.decoder import decode_datagram
+from topfib.collector.sflow.fast import FastSflowDecoder, c_extension_available
+from topfib.collector.sflow.records import REASONS, SflowDatagram, SflowError
 
 pytestmark = pytest.mark.fuzz
 

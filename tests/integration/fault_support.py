@@ -143,7 +143,7 @@ class PersistentRedis:
 
 def topfib_executable() -> list[str]:
     script = Path(sys.executable).parent / "topfib"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "controller.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "topfib.controller.cli.app"]
 
 
 def write_config(lab: Lab, path: Path, *, cap_v4: int, cap_v6: int, store_url: str = "memory://",

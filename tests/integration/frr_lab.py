@@ -31,8 +31,6 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from controller.config import SwitchConfig
-from controller.exabgp_runner import default_exabgp_executable, exabgp_environment
 from tests.integration.lab import (
     CTL_V4,
     CTL_V6,
@@ -49,6 +47,8 @@ from tests.integration.lab import (
     run,
     wait_until,
 )
+from topfib.controller.config import SwitchConfig
+from topfib.controller.exabgp.runner import default_exabgp_executable, exabgp_environment
 
 FRR_DIR = "/usr/lib/frr"
 PEER_ASES = (64501, 64502, 64503)

@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar, overload
 
-from controller.config import SwitchConfig
-from controller.exabgp_config import BridgeCommand, write_exabgp_config
-from controller.exabgp_link import ExabgpLink
-from controller.exabgp_runner import ExabgpRunner
+from topfib.controller.config import SwitchConfig
+from topfib.controller.exabgp.config import BridgeCommand, write_exabgp_config
+from topfib.controller.exabgp.link import ExabgpLink
+from topfib.controller.exabgp.runner import ExabgpRunner
 
 CTL_V4, SW_V4 = "10.99.0.1", "10.99.0.2"
 CTL_V6, SW_V6 = "fd99::1", "fd99::2"

@@ -17,11 +17,11 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 
-from controller.config import TopfibConfig
-from controller.service import Service
-from controller.session_diagnosis import CONNECT_GRACE_S
 from tests.integration.lab import Lab, async_wait_until, lab_unavailable_reason, run
 from tests.integration.test_end_to_end import _free_port
+from topfib.controller.config import TopfibConfig
+from topfib.controller.service.run import Service
+from topfib.controller.switch.session_diagnosis import CONNECT_GRACE_S
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from api.tokens import hash_token
 from tests.run_support import Running, running_topfib
+from topfib.api.tokens import hash_token
 
 pytestmark = pytest.mark.integration
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from collector.sflow_encode import FlowSampleSpec, encode_datagram
-from controller.config import load_config
-from controller.reload import CONFIG_RELOADS
-from controller.service import Service
 from tests.integration.lab import BGP_PROTOCOL, LAB_SPECIAL_USE, Lab, async_wait_until, lab_unavailable_reason
+from topfib.collector.sflow.encode import FlowSampleSpec, encode_datagram
+from topfib.controller.config import load_config
+from topfib.controller.service.reload import CONFIG_RELOADS
+from topfib.controller.service.run import Service
 
 pytestmark = pytest.mark.integration
 

@@ -24,7 +24,6 @@ from typing import Any
 import pytest
 import uvicorn
 
-from controller.store import MemoryStore
 from tests.api_support import AP_TOKEN, VIEWER_TOKEN
 from tests.dashboard_support import (
     CAP_IPV4,
@@ -35,6 +34,7 @@ from tests.dashboard_support import (
     demo_config,
     demo_view,
 )
+from topfib.controller.state.store import MemoryStore
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 

@@ -21,8 +21,8 @@ from typing import IO, Any
 
 import pytest
 
-from controller.demo import CAP_V4, CAP_V6, SUMMARY_TAG
-from controller.netns_lab import unavailable_reason
+from topfib.controller.demo.demo import CAP_V4, CAP_V6, SUMMARY_TAG
+from topfib.controller.demo.netns_lab import unavailable_reason
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +38,7 @@ def _needs_root_and_bird() -> None:
 
 def _start(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", "from controller.cli import main; main()", "demo", *args],
+        [sys.executable, "-c", "from topfib.controller.cli.app import main; main()", "demo", *args],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, **(env or {})},
     )
@@ -89,7 +89,7 @@ def _setup_would_reinstall() -> bool:
     marker = REPO / ".venv" / ".installed"
     if not marker.is_file():
         return True
-    sources = [REPO / name for name in ("pyproject.toml", "setup.py", "collector/_sflow_fast.c")]
+    sources = [REPO / name for name in ("pyproject.toml", "setup.py", "collector/sflow/_sflow_fast.c")]
     return any(path.exists() and path.stat().st_mtime > marker.stat().st_mtime for path in sources)
 
 

@@ -19,10 +19,10 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 
-from collector.sflow_encode import FlowSampleSpec, encode_datagram
-from controller.config import TopfibConfig
-from controller.service import Service
 from tests.integration.lab import LAB_SPECIAL_USE, NEXT_HOPS_V4, Lab, async_wait_until
+from topfib.collector.sflow.encode import FlowSampleSpec, encode_datagram
+from topfib.controller.config import TopfibConfig
+from topfib.controller.service.run import Service
 
 pytestmark = pytest.mark.integration
 

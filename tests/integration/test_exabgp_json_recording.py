@@ -16,8 +16,8 @@ from pathlib import Path as FilePath
 
 import pytest
 
-from collector.exabgp_json import Event, ExabgpJsonParser, RouteUpdate, SessionState
 from tests.unit.test_exabgp_json_golden import EXPECTED, GOLDEN
+from topfib.collector.rib.exabgp_json import Event, ExabgpJsonParser, RouteUpdate, SessionState
 
 pytestmark = pytest.mark.integration
 REPO = FilePath(__file__).resolve().parent.parent.parent

@@ -19,10 +19,6 @@ from typing import Any
 
 import pytest
 
-from controller.config import TopfibConfig
-from controller.service import Service
-from controller.store import Pin
-from controller.table_readiness import READY_QUIET_S
 from tests.integration.fault_support import PeakWatcher, free_port, scale, watch_fib_peak
 from tests.integration.frr_lab import FrrLab, frr_unavailable_reason
 from tests.integration.lab import (
@@ -34,6 +30,10 @@ from tests.integration.lab import (
     runqueue_wait_s,
 )
 from tests.integration.paused_feed import PausedFeedFrrLab, withdraw_commands
+from topfib.controller.config import TopfibConfig
+from topfib.controller.service.run import Service
+from topfib.controller.state.store import Pin
+from topfib.controller.switch.table_readiness import READY_QUIET_S
 
 pytestmark = pytest.mark.integration
 

@@ -15,11 +15,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from controller.store import RequestEntry
 from tests.integration.fault_support import PeakWatcher, host_in, watch_fib_peak
 from tests.integration.frr_lab import FrrLab, frr_unavailable_reason
 from tests.integration.lab import Lab, async_wait_until, lab_unavailable_reason
 from tests.integration.test_faults import _assert_within_cap, _converged, _desired, _pin, running
+from topfib.controller.state.store import RequestEntry
 
 pytestmark = pytest.mark.integration
 

@@ -12,10 +12,10 @@ import socket
 
 import pytest
 
-from collector.sflow_encode import FlowSampleSpec, encode_datagram
-from controller.service import Service
 from tests.integration.lab import Lab
 from tests.integration.test_end_to_end import AGENT, _converged, _host_in, _ready, running
+from topfib.collector.sflow.encode import FlowSampleSpec, encode_datagram
+from topfib.controller.service.run import Service
 
 pytestmark = pytest.mark.integration
 

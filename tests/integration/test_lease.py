@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 import pytest
 import redis.asyncio as aioredis
 
-from controller.lease import RedisLease
 from tests.api_support import FakeClock, anyio_backend  # noqa: F401
+from topfib.controller.state.lease import RedisLease
 
 if TYPE_CHECKING:
     from tests.redis_fixture import RedisServer
@@ -98,7 +98,7 @@ async def test_unreachable_redis_keeps_the_lease_only_until_it_would_expire(
 HOLDER_PROGRAM = """
 import asyncio, sys
 import redis.asyncio as aioredis
-from controller.lease import RedisLease
+from topfib.controller.state.lease import RedisLease
 
 async def main() -> None:
     client = aioredis.Redis.from_url(sys.argv[1], decode_responses=True)

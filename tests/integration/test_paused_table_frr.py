@@ -14,12 +14,12 @@ from dataclasses import dataclass
 
 import pytest
 
-from controller.switch_controller import SwitchController
 from tests.integration.fault_support import watch_fib_peak
 from tests.integration.frr_lab import frr_unavailable_reason
 from tests.integration.lab import async_wait_until, lab_unavailable_reason, paths_of
 from tests.integration.paused_feed import PausedFeedFrrLab
 from tests.integration.test_faults import _assert_within_cap, _converged, _desired, _pin, running
+from topfib.controller.switch.controller import SwitchController
 
 pytestmark = pytest.mark.integration
 

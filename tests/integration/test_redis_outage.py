@@ -7,9 +7,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from controller.redis_store import RedisStore
-from controller.request_mirror import RequestMirror
-from controller.store import Pin, RequestEntry, StoreUnavailable
 from tests.api_support import (
     AP_TOKEN,
     OPERATOR_TOKEN,
@@ -20,6 +17,9 @@ from tests.api_support import (
     build,
     client,
 )
+from topfib.controller.state.redis_store import RedisStore
+from topfib.controller.state.store import Pin, RequestEntry, StoreUnavailable
+from topfib.controller.switch.request_mirror import RequestMirror
 
 if TYPE_CHECKING:
     from tests.redis_fixture import RedisServer

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from controller.lease import RedisLease
-from controller.redis_connect import redis_client
-from controller.redis_store import RedisStore
-from controller.store import RequestEntry, StoreUnavailable
 from tests.api_support import anyio_backend  # noqa: F401
+from topfib.controller.state.lease import RedisLease
+from topfib.controller.state.redis_connect import redis_client
+from topfib.controller.state.redis_store import RedisStore
+from topfib.controller.state.store import RequestEntry, StoreUnavailable
 
 if TYPE_CHECKING:
     from tests.sentinel_fixture import SentinelDeployment

@@ -12,8 +12,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.tokens import hash_token
-from controller.redis_store import RedisStore
 from tests.api_support import (
     AP2_TOKEN,
     AP_TOKEN,
@@ -26,6 +24,8 @@ from tests.api_support import (
     client,
     make_config,
 )
+from topfib.api.tokens import hash_token
+from topfib.controller.state.redis_store import RedisStore
 
 pytest_plugins = ["tests.redis_fixture"]
 pytestmark = pytest.mark.integration

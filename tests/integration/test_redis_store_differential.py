@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controller.redis_store import RedisStore
-from controller.request_mirror import RequestMirror, newest_of
-from controller.store import MemoryStore, RequestEntry, Store
+from topfib.controller.state.redis_store import RedisStore
+from topfib.controller.state.store import MemoryStore, RequestEntry, Store
+from topfib.controller.switch.request_mirror import RequestMirror, newest_of
 
 pytest_plugins = ["tests.redis_fixture"]
 pytestmark = pytest.mark.integration

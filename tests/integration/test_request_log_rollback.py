@@ -12,9 +12,9 @@ import redis.asyncio as aioredis
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from controller.redis_store import RedisStore
-from controller.request_mirror import RequestMirror
-from controller.store import RequestEntry
+from topfib.controller.state.redis_store import RedisStore
+from topfib.controller.state.store import RequestEntry
+from topfib.controller.switch.request_mirror import RequestMirror
 
 pytest_plugins = ["tests.redis_fixture"]
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]

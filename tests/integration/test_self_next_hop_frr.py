@@ -10,12 +10,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from controller.config import TopfibConfig
-from controller.service import Service
-from controller.store import Pin
 from tests.integration.fault_support import free_port
 from tests.integration.frr_lab import FrrLab, frr_unavailable_reason
 from tests.integration.lab import SW_V6, async_wait_until
+from topfib.controller.config import TopfibConfig
+from topfib.controller.service.run import Service
+from topfib.controller.state.store import Pin
 
 pytestmark = pytest.mark.integration
 

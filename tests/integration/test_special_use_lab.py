@@ -21,12 +21,6 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 
-from collector.sflow_encode import FlowSampleSpec, encode_datagram
-from collector.special_use import FILTERED
-from controller.config import TopfibConfig
-from controller.plan import plan, render_step
-from controller.service import Service
-from controller.switch_controller import SwitchController
 from tests.integration.lab import (
     LAB_SPECIAL_USE,
     NEXT_HOPS_V4,
@@ -35,6 +29,12 @@ from tests.integration.lab import (
     async_wait_until,
     lab_unavailable_reason,
 )
+from topfib.collector.common.special_use import FILTERED
+from topfib.collector.sflow.encode import FlowSampleSpec, encode_datagram
+from topfib.controller.config import TopfibConfig
+from topfib.controller.program.plan import plan, render_step
+from topfib.controller.service.run import Service
+from topfib.controller.switch.controller import SwitchController
 
 pytestmark = pytest.mark.integration
 

@@ -11,10 +11,10 @@ import logging
 import pytest
 import redis.asyncio as aioredis
 
-from collector.metrics import REGISTRY
-from controller.redis_store import RedisStore
-from controller.store import Pin, RequestEntry
 from tests.api_support import anyio_backend  # noqa: F401
+from topfib.collector.common.metrics import REGISTRY
+from topfib.controller.state.redis_store import RedisStore
+from topfib.controller.state.store import Pin, RequestEntry
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 NOW = 1_700_000_000.0
@@ -41,7 +41,7 @@ async def test_malformed_entries_are_skipped_counted_and_logged_once(
         junk_requests = ["not json", '["ap1", "8.8.4.4%x\\nteardown"]', '["ap1", 17]']
         await raw.zadd("topfib:req:exp:edge1", dict.fromkeys(junk_requests, NOW + 60))
         before = {kind: _malformed(kind) for kind in ("pin", "setting", "request")}
-        with caplog.at_level(logging.WARNING, logger="controller.redis_store"):
+        with caplog.at_level(logging.WARNING, logger="topfib.controller.state.redis_store"):
             for _ in range(2):
                 assert [p.prefix for p in await store.pins()] == ["16.0.0.0/8"]
                 assert await store.config_overrides() == {"edge1": {"fib_cap_ipv4": 5}}

@@ -14,8 +14,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from controller.store import RequestEntry
-from controller.switch_controller import SwitchController
 from tests.integration.fault_support import host_in, watch_fib_peak
 from tests.integration.frr_lab import FrrLab, frr_unavailable_reason
 from tests.integration.lab import (
@@ -27,6 +25,8 @@ from tests.integration.lab import (
     paths_of,
 )
 from tests.integration.test_faults import _assert_within_cap, _converged, _desired, _pin, running
+from topfib.controller.state.store import RequestEntry
+from topfib.controller.switch.controller import SwitchController
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from collector.sflow_encode import FlowSampleSpec, encode_datagram
 from tests.integration.fault_support import (
     AGENT,
     VIEWER_TOKEN,
@@ -28,6 +27,7 @@ from tests.integration.fault_support import (
     write_config,
 )
 from tests.integration.lab import Lab, async_wait_until, lab_unavailable_reason
+from topfib.collector.sflow.encode import FlowSampleSpec, encode_datagram
 
 pytestmark = pytest.mark.integration
 

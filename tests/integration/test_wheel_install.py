@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.netns_lab import unavailable_reason
 from tests.integration.test_demo import _assert_worked_and_left_nothing, _summary
 from tests.wheel_support import REPO, build_wheel
+from topfib.controller.demo.netns_lab import unavailable_reason
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -53,8 +53,11 @@ def outside(tmp_path: Path) -> Path:
 
 
 def test_the_installed_packages_and_exabgp_files_come_from_the_venv(installed: Path, outside: Path) -> None:
-    probe = ("import api.routes, collector, controller.exabgp_config as c; "
-             "print(api.routes.__file__); print(c.TEMPLATE_PATH); print(c.BRIDGE_PATH)")
+    probe = ("import importlib.util, topfib.api.routes, topfib.collector; "
+             "import topfib.controller.exabgp.config as c; "
+             "print(topfib.api.routes.__file__); print(c.TEMPLATE_PATH); print(c.BRIDGE_PATH); "
+             "assert not any(importlib.util.find_spec(n) for n in ('api', 'collector', 'controller')), "
+             "'a generic top-level name is installed'")
     result = subprocess.run([str(installed / "python"), "-c", probe], cwd=outside, env=_outside_env(),
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from collector.accounting import PrefixRates
-from controller.simulate import PrefixIds
+from topfib.collector.accounting.prefix_rates import PrefixRates
+from topfib.controller.sim.simulate import PrefixIds
 
 IDS = PrefixIds(["10.0.0.0/24", "10.0.1.0/24"])
 HOT, OTHER = "10.0.0.0/24", "10.0.1.0/24"

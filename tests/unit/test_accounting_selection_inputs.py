@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from collector.accounting import PrefixRates
-from controller.simulate import PrefixIds
+from topfib.collector.accounting.prefix_rates import PrefixRates
+from topfib.controller.sim.simulate import PrefixIds
 
 NAMES = [f"10.0.{i}.0/24" for i in range(50)]
 IDS = PrefixIds(NAMES)

@@ -4,7 +4,6 @@ from typing import Any
 
 import pytest
 
-from api.metrics import AUTH_FAILURES, RATE_LIMITED
 from tests.api_support import (
     AP2_TOKEN,
     AP_TOKEN,
@@ -16,6 +15,7 @@ from tests.api_support import (
     client,
     make_config,
 )
+from topfib.api.metrics import AUTH_FAILURES, RATE_LIMITED
 
 pytestmark = pytest.mark.anyio
 

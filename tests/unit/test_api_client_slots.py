@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from api.client_slots import ClientSlots, client_key
-from api.metrics import CONNECTIONS_DROPPED
-from api.server import ApiServer
-from controller.config import ApiConfig, ConfigError, load_config
 from tests.unit.test_api_server import REQUEST, app, run
+from topfib.api.metrics import CONNECTIONS_DROPPED
+from topfib.api.transport.client_slots import ClientSlots, client_key
+from topfib.api.transport.server import ApiServer
+from topfib.controller.config import ApiConfig, ConfigError, load_config
 
 
 def test_a_client_is_an_ipv4_address_or_an_ipv6_64_and_local_proxies_are_not_limited() -> None:

@@ -5,11 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from api.static_view import StaticView
-from collector.paths import Path
-from collector.rib import Rib
-from controller.select import OnDemandRequest, SelectionPolicy, select
-from controller.store import MemoryStore
 from tests.api_support import (
     AP2_TOKEN,
     AP_TOKEN,
@@ -22,6 +17,11 @@ from tests.api_support import (
     client,
     make_config,
 )
+from topfib.collector.rib.paths import Path
+from topfib.collector.rib.rib import Rib
+from topfib.controller.demo.static_view import StaticView
+from topfib.controller.selection.select import OnDemandRequest, SelectionPolicy, select
+from topfib.controller.state.store import MemoryStore
 
 pytestmark = pytest.mark.anyio
 T0 = 1_700_000_000.0

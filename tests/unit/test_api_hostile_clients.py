@@ -1,4 +1,5 @@
-"""Hostile clients against api.server over loopback: slow or endless heads and bodies, pipelining,
+"""Hostile clients against topfib.api.transport.server over loopback: slow or endless heads and bodies,
+pipelining,
 request smuggling framings. Real sockets, the transport under test, every wait bounded."""
 
 from __future__ import annotations
@@ -6,9 +7,9 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from api.http_protocol import MAX_HEAD_BYTES, MAX_PIPELINED
-from api.metrics import CONNECTIONS_DROPPED
 from tests.unit.test_api_server import REQUEST, ask, closed_within, connect, port_of, run, serving
+from topfib.api.metrics import CONNECTIONS_DROPPED
+from topfib.api.transport.http_protocol import MAX_HEAD_BYTES, MAX_PIPELINED
 
 
 async def head_of_answer(reader: asyncio.StreamReader, timeout_s: float = 2.0) -> bytes:

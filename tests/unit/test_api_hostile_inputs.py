@@ -10,11 +10,11 @@ from types import SimpleNamespace
 
 import pytest
 
-import api.tokens as tokens_module
-from api.tokens import TokenTable, hash_token
-from controller.config import TokenConfig
+import topfib.api.tokens as tokens_module
 from tests.api_support import AP_TOKEN, VIEWER_TOKEN, anyio_backend, auth, build, client
 from tests.unit.test_api_matrix import START, VIEW, matrix_app, two_intervals
+from topfib.api.tokens import TokenTable, hash_token
+from topfib.controller.config import TokenConfig
 
 __all__ = ["anyio_backend"]
 pytestmark = pytest.mark.anyio

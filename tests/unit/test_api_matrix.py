@@ -8,10 +8,6 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 
-from api.app import create_app
-from collector.matrix import TrafficMatrix
-from collector.metrics import Registry
-from controller.store import MemoryStore
 from tests.api_support import (
     AP_TOKEN,
     OPERATOR_TOKEN,
@@ -24,6 +20,10 @@ from tests.api_support import (
     make_config,
     make_view,
 )
+from topfib.api.app import create_app
+from topfib.collector.common.metrics import Registry
+from topfib.collector.matrix.traffic_matrix import TrafficMatrix
+from topfib.controller.state.store import MemoryStore
 
 pytestmark = pytest.mark.anyio
 VIEW = auth(VIEWER_TOKEN)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from api.routes.matrix import MATRIX_PAGE_MAX
 from tests.api_support import anyio_backend, client
 from tests.unit.test_api_matrix import START, VIEW, matrix_app, two_intervals
+from topfib.api.routes.matrix import MATRIX_PAGE_MAX
 
 __all__ = ["anyio_backend"]
 pytestmark = pytest.mark.anyio

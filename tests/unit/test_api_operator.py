@@ -4,7 +4,6 @@ from typing import Any
 
 import pytest
 
-from controller.store import MemoryStore
 from tests.api_support import (
     OPERATOR_TOKEN,
     VIEWER_TOKEN,
@@ -15,6 +14,7 @@ from tests.api_support import (
     client,
     make_config,
 )
+from topfib.controller.state.store import MemoryStore
 
 pytestmark = pytest.mark.anyio
 OPS = auth(OPERATOR_TOKEN)

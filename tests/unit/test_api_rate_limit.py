@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from api.rate_limit import RateLimiter
 from tests.api_support import FakeClock
+from topfib.api.rate_limit import RateLimiter
 
 
 def test_burst_then_refill_at_rate() -> None:

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import pytest
 
-from api.view import FibRoute, TopEntry, sampling_error_pct
 from tests.api_support import (
     VIEWER_TOKEN,
     anyio_backend,  # noqa: F401
@@ -12,6 +11,7 @@ from tests.api_support import (
     make_config,
     make_view,
 )
+from topfib.api.view import FibRoute, TopEntry, sampling_error_pct
 
 pytestmark = pytest.mark.anyio
 VIEW = auth(VIEWER_TOKEN)
@@ -84,8 +84,8 @@ def test_sampling_error_bound() -> None:
 
 
 async def test_dashboard_is_mounted_unless_left_out() -> None:
-    from api.app import create_app
-    from controller.store import MemoryStore
+    from topfib.api.app import create_app
+    from topfib.controller.state.store import MemoryStore
 
     async with client(build()) as c:
         assert (await c.get("/")).status_code == 200

@@ -5,9 +5,6 @@ from unittest import mock
 
 import pytest
 
-from api.metrics import REQUEST_RESULTS
-from api.view import FibRoute
-from controller.store import MemoryStore, StoreUnavailable
 from tests.api_support import (
     AP2_TOKEN,
     AP_TOKEN,
@@ -20,6 +17,9 @@ from tests.api_support import (
     make_config,
     make_view,
 )
+from topfib.api.metrics import REQUEST_RESULTS
+from topfib.api.view import FibRoute
+from topfib.controller.state.store import MemoryStore, StoreUnavailable
 
 pytestmark = pytest.mark.anyio
 T0 = 1_700_000_000.0

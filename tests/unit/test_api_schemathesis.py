@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
-from api.dashboard import FibChange
-from api.static_view import StaticView
 from tests.api_support import ROLE_TOKENS, auth, build, make_config, make_view
+from topfib.api.dashboard import FibChange
+from topfib.controller.demo.static_view import StaticView
 
 try:
     # Ignores only for environments without it (mypy then cannot find the package).

@@ -1,4 +1,5 @@
-"""api.server in process, over loopback: TCP_NODELAY, the request deadline, api.max_connections.
+"""topfib.api.transport.server in process, over loopback: TCP_NODELAY, the request deadline,
+api.max_connections.
 
 A tiny ASGI app stands in for topfib's (what is under test is the transport); the clients are
 real sockets. Every wait is bounded.
@@ -15,10 +16,10 @@ from contextlib import asynccontextmanager
 import pytest
 from starlette.types import Receive, Scope, Send
 
-from api.metrics import ACCEPT_PAUSES, CONNECTIONS_DROPPED
-from api.server import ApiServer
-from collector.log_budget import LogBudgetFilter
-from controller.config import ApiConfig
+from topfib.api.metrics import ACCEPT_PAUSES, CONNECTIONS_DROPPED
+from topfib.api.transport.server import ApiServer
+from topfib.collector.common.log_budget import LogBudgetFilter
+from topfib.controller.config import ApiConfig
 
 REQUEST = b"GET /ok HTTP/1.1\r\nHost: t\r\n\r\n"
 BIG_ANSWER_BYTES = 8 * 1024 * 1024
@@ -190,8 +191,8 @@ def test_log_budget_passes_one_line_per_message_and_interval() -> None:
 
 CHILD = """
 import asyncio, logging, resource, socket, sys
-from api.server import ApiServer
-from controller.config import ApiConfig
+from topfib.api.transport.server import ApiServer
+from topfib.controller.config import ApiConfig
 from tests.unit.test_api_server import app
 resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
@@ -259,7 +260,7 @@ def test_the_open_file_limit_is_raised_to_the_hard_limit_and_bounds_max_connecti
 
     script = """
 import resource, sys
-from api.server import RESERVED_FDS, connection_limit
+from topfib.api.transport.server import RESERVED_FDS, connection_limit
 resource.setrlimit(resource.RLIMIT_NOFILE, (256, int(sys.argv[1])))
 limit = connection_limit(1024)
 print(limit, resource.getrlimit(resource.RLIMIT_NOFILE)[0], RESERVED_FDS)

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from api.settings import SwitchSettingsPatch, patched_settings
-from collector.accounting import PrefixRates
-from controller.config import ConfigError, parse_config
-from controller.settings import (
+from tests.api_support import make_config
+from topfib.api.settings import SwitchSettingsPatch, patched_settings
+from topfib.collector.accounting.prefix_rates import PrefixRates
+from topfib.controller.config import ConfigError, parse_config
+from topfib.controller.state.settings import (
     TUNABLE_KEYS,
     SettingsError,
     check_settings,
@@ -21,9 +22,8 @@ from controller.settings import (
     file_settings,
     selection_policy,
 )
-from controller.store import MemoryStore, StoreUnavailable
-from controller.switch_controller import SwitchController
-from tests.api_support import make_config
+from topfib.controller.state.store import MemoryStore, StoreUnavailable
+from topfib.controller.switch.controller import SwitchController
 
 
 def test_file_settings_cover_every_tunable_and_no_half_life() -> None:
@@ -45,7 +45,7 @@ def test_overrides_conflicting_with_a_changed_file_fall_back_to_the_file(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     config = make_config(switch_extra={"request_ttl_max_s": 100, "request_ttl_default_s": 50})
-    with caplog.at_level(logging.WARNING, logger="controller.settings"):
+    with caplog.at_level(logging.WARNING, logger="topfib.controller.state.settings"):
         settings = effective_settings(config.switch[0], {"request_ttl_default_s": 500, "fib_cap_ipv4": 7})
     assert (settings.request_ttl_default_s, settings.fib_cap_ipv4) == (50, 100)
     assert "conflict" in caplog.text

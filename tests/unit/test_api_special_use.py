@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from collector.special_use import FILTERED
-from controller.config import SpecialUseConfig
-from controller.store import MemoryStore
 from tests.api_support import (
     AP_TOKEN,
     OPERATOR_TOKEN,
@@ -17,6 +14,9 @@ from tests.api_support import (
     make_config,
     make_view,
 )
+from topfib.collector.common.special_use import FILTERED
+from topfib.controller.config import SpecialUseConfig
+from topfib.controller.state.store import MemoryStore
 
 pytestmark = pytest.mark.anyio
 OPS = auth(OPERATOR_TOKEN)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from api.tls import build_tls_context
-from controller.config import ApiConfig, ConfigError, check_config_file, parse_config
 from tests.tls_support import Issuer
+from topfib.api.transport.tls import build_tls_context
+from topfib.controller.config import ApiConfig, ConfigError, check_config_file, parse_config
 
 BASE = """
 [[switch]]

@@ -1,4 +1,4 @@
-"""TLS on api.server in process, as a hostile client or a careless operator meets it: client
+"""TLS on topfib.api.transport.server in process, as a hostile client or a careless operator meets it: client
 certificates that must not get in, and SIGHUP reloads of files that are half written, renewed
 out of step with their key, encrypted or gone (the previous certificate keeps serving)."""
 
@@ -22,11 +22,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from api.server import ApiServer
-from api.tls import TlsContexts, build_tls_context
-from controller.config import ApiConfig, ConfigError
 from tests.tls_support import Issuer
 from tests.unit.test_api_server import app, run
+from topfib.api.transport.server import ApiServer
+from topfib.api.transport.tls import TlsContexts, build_tls_context
+from topfib.controller.config import ApiConfig, ConfigError
 
 
 @asynccontextmanager
@@ -148,7 +148,8 @@ def test_failed_reloads_keep_the_previous_certificate_serving(tmp_path: Path) ->
             tls = server.tls
 
             def reload() -> bool:
-                """What a SIGHUP does with the TLS files (controller.reload): build, then install."""
+                """What a SIGHUP does with the TLS files (topfib.controller.service.reload): build, then
+                install."""
                 try:
                     context = build_tls_context(api)
                 except ConfigError:

@@ -10,15 +10,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from api.view import PathTraffic, TopEntry, sampling_error_pct
-from collector.accounting import PrefixRates
-from collector.batch import SampleBatch
-from collector.metrics import Registry
-from collector.path_accounting import PathRates
-from collector.paths import Path
-from collector.pipeline import Collector
-from collector.rib import Rib
-from controller.live_view import LiveView
 from tests.api_support import (
     VIEWER_TOKEN,
     anyio_backend,  # noqa: F401
@@ -28,6 +19,15 @@ from tests.api_support import (
     make_view,
 )
 from tests.unit.test_pipeline import ListDecoder
+from topfib.api.view import PathTraffic, TopEntry, sampling_error_pct
+from topfib.collector.accounting.path_rates import PathRates
+from topfib.collector.accounting.pipeline import Collector
+from topfib.collector.accounting.prefix_rates import PrefixRates
+from topfib.collector.common.metrics import Registry
+from topfib.collector.flow.batch import SampleBatch
+from topfib.collector.rib.paths import Path
+from topfib.collector.rib.rib import Rib
+from topfib.controller.service.live_view import LiveView
 
 pytestmark = pytest.mark.anyio
 VIEW = auth(VIEWER_TOKEN)

@@ -18,8 +18,8 @@ from bench.bench_tables import generated_tables
 from bench.daemon_cpu import cpu_by_thread, cpu_seconds, process_tree
 from bench.sfacctd_daemon import Count, compare_prefixes
 from bench.topfib_daemons import metric_sums, topfib_config, udp_receive_queue
-from collector.special_use import SpecialUseFilter
-from controller.config import parse_config
+from topfib.collector.common.special_use import SpecialUseFilter
+from topfib.controller.config import parse_config
 
 
 def _config(tmp_path: Path, settings: list[str]) -> str:

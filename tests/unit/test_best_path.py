@@ -6,8 +6,8 @@ from __future__ import annotations
 import itertools
 from dataclasses import replace
 
-from collector.paths import BestPathRules, Path, best_path, neighbor_as
-from collector.rib import Rib, RibChange
+from topfib.collector.rib.paths import BestPathRules, Path, best_path, neighbor_as
+from topfib.collector.rib.rib import Rib, RibChange
 
 P = "198.51.100.0/24"
 SWITCH = "10.99.0.2"
@@ -93,8 +93,8 @@ def test_the_rib_follows_its_rules_and_agrees_with_best_path_in_any_order() -> N
 
 
 def test_the_switch_config_sets_the_rules() -> None:
-    from controller.config import SwitchConfig
-    from controller.switch_controller import best_path_rules
+    from topfib.controller.config import SwitchConfig
+    from topfib.controller.switch.controller import best_path_rules
 
     base = {"name": "sw1", "neighbor": "10.99.0.2", "local_address": "10.99.0.1", "local_as": 65000,
             "peer_as": 65000, "fib_cap_ipv4": 10, "fib_cap_ipv6": 2}

@@ -18,12 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from api.app import create_app
-from controller.config import ConfigError, SwitchConfig, parse_config
-from controller.exabgp_config import BridgeCommand, write_exabgp_config
-from controller.exabgp_runner import default_exabgp_executable, exabgp_environment
-from controller.session_diagnosis import SessionDiagnosis, read_tcp_drop_counters
-from controller.store import MemoryStore
 from tests.api_support import (  # noqa: F401  (anyio_backend: a fixture)
     OPERATOR_TOKEN,
     FakeClock,
@@ -34,6 +28,12 @@ from tests.api_support import (  # noqa: F401  (anyio_backend: a fixture)
     make_view,
 )
 from tests.unit.test_config import GOOD
+from topfib.api.app import create_app
+from topfib.controller.config import ConfigError, SwitchConfig, parse_config
+from topfib.controller.exabgp.config import BridgeCommand, write_exabgp_config
+from topfib.controller.exabgp.runner import default_exabgp_executable, exabgp_environment
+from topfib.controller.state.store import MemoryStore
+from topfib.controller.switch.session_diagnosis import SessionDiagnosis, read_tcp_drop_counters
 
 # every character ExaBGP's tokeniser treats as syntax or escape
 PASSWORD = 'To p"s\\e{c}r;e#t\'[x]'

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import yaml  # type: ignore[import-untyped,unused-ignore]
 
-from collector.pcap import udp_payloads
-from collector.sflow import decode_datagram
-from controller.config import TopfibConfig, load_config, split_host_port
+from topfib.collector.common.pcap import udp_payloads
+from topfib.collector.sflow.decoder import decode_datagram
+from topfib.controller.config import TopfibConfig, load_config, split_host_port
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.config import ConfigError, parse_config
+from topfib.controller.config import ConfigError, parse_config
 
 GOOD = """
 [api]
@@ -86,7 +86,7 @@ def test_not_toml_is_a_clear_error() -> None:
 def test_cli_exits_non_zero_naming_the_key(tmp_path: Path, command: str) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text(GOOD.replace("fib_cap_ipv4 = 16000", "fib_cap_ipv4 = 0"))
-    argv = [sys.executable, "-m", "controller.cli", command]
+    argv = [sys.executable, "-m", "topfib.controller.cli.app", command]
     argv += [str(bad)] if command == "check-config" else ["--config", str(bad)]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2
@@ -98,7 +98,7 @@ def test_check_config_accepts_a_good_file(tmp_path: Path) -> None:
     good = tmp_path / "good.toml"
     good.write_text(GOOD)
     result = subprocess.run(
-        [sys.executable, "-m", "controller.cli", "check-config", str(good)],
+        [sys.executable, "-m", "topfib.controller.cli.app", "check-config", str(good)],
         capture_output=True, text=True, timeout=60, check=False,
     )
     assert result.returncode == 0, result.stderr

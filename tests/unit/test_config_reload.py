@@ -1,4 +1,4 @@
-"""What a config reload applies and what it leaves for a restart (controller.reload)."""
+"""What a config reload applies and what it leaves for a restart (topfib.controller.service.reload)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.config import ConfigError, load_config, parse_config
-from controller.reload import plan_reload, prepare_reload
+from topfib.controller.config import ConfigError, load_config, parse_config
+from topfib.controller.service.reload import plan_reload, prepare_reload
 
 BASE = """
 [api]

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from api.tokens import TokenTable
-from controller.addresses import parse_ip
-from controller.config import ConfigError, TokenConfig, parse_config
 from tests.unit.test_config import GOOD
+from topfib.api.tokens import TokenTable
+from topfib.controller.addresses import parse_ip
+from topfib.controller.config import ConfigError, TokenConfig, parse_config
 
 INJECTED = 'fe80::1%x {\\n}\\nprocess evil { run evil.sh; encoder json; }\\nneighbor 10.0.0.2 {'
 LONG_NAME = "e" * 16  # one past Linux's interface name limit
@@ -80,7 +80,7 @@ def test_token_table_refuses_a_hash_twice() -> None:
 def test_check_config_exits_2_naming_the_key(tmp_path: Path, bad: str) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(bad)
-    result = subprocess.run([sys.executable, "-m", "controller.cli", "check-config", str(path)],
+    result = subprocess.run([sys.executable, "-m", "topfib.controller.cli.app", "check-config", str(path)],
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2
     assert "switch.0.neighbor" in result.stderr or "token: " in result.stderr

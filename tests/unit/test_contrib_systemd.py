@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from typer.main import get_command
 
-from controller.cli import app
 from tests.conftest import REPO_ROOT
+from topfib.controller.cli.app import app
 
 UNIT = REPO_ROOT / "contrib" / "systemd" / "topfib.service"
 INSTALLED_TOPFIB = "/opt/topfib/venv/bin/topfib"

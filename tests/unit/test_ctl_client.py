@@ -15,7 +15,14 @@ from typing import ClassVar
 
 import pytest
 
-from controller.ctl_client import CtlError, Endpoint, ExitCode, call, error_detail, exit_code_for_status
+from topfib.controller.cli.ctl_client import (
+    CtlError,
+    Endpoint,
+    ExitCode,
+    call,
+    error_detail,
+    exit_code_for_status,
+)
 
 
 class Canned(BaseHTTPRequestHandler):

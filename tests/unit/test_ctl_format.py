@@ -6,9 +6,9 @@ import pytest
 from rich.console import Console
 from rich.table import Table
 
-from api.view import CollectorStatus, FamilyOccupancy, FibRoute, StatusReport, SwitchStatus, TopEntry
-from controller import ctl_format
-from controller.ctl import parse_assignments
+from topfib.api.view import CollectorStatus, FamilyOccupancy, FibRoute, StatusReport, SwitchStatus, TopEntry
+from topfib.controller.cli import ctl_format
+from topfib.controller.cli.ctl import parse_assignments
 
 NOW = 1_800_000_000.0
 

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from controller.cli import app
-from controller.ctl_client import ExitCode
 from tests.run_support import Running, free_port, running_topfib, topfib_command
+from topfib.controller.cli.app import app
+from topfib.controller.cli.ctl_client import ExitCode
 
 pytestmark = pytest.mark.slow
 

@@ -11,19 +11,6 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 
-from api import dashboard
-from api.dashboard import (
-    IMMUTABLE_CACHE,
-    UPLOT_VERSION,
-    DashboardSource,
-    FibChangeLog,
-    FibIndex,
-    RankedScores,
-    load_assets,
-    traffic_curve,
-)
-from api.static_view import StaticView
-from controller.store import MemoryStore
 from tests.api_support import (
     AP_TOKEN,
     OPERATOR_TOKEN,
@@ -43,6 +30,19 @@ from tests.dashboard_support import (
     demo_config,
     demo_view,
 )
+from topfib.api import dashboard
+from topfib.api.dashboard import (
+    IMMUTABLE_CACHE,
+    UPLOT_VERSION,
+    DashboardSource,
+    FibChangeLog,
+    FibIndex,
+    RankedScores,
+    load_assets,
+    traffic_curve,
+)
+from topfib.controller.demo.static_view import StaticView
+from topfib.controller.state.store import MemoryStore
 
 STATIC = Path(__file__).resolve().parents[2] / "api" / "static"
 NOW = 1_700_000_000.0

@@ -12,9 +12,9 @@ from schemathesis.core.result import Ok
 from schemathesis.generation.case import Case
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
-from controller.store import MemoryStore
 from tests.api_support import ROLE_TOKENS, auth, make_config
 from tests.dashboard_support import SWITCHES, dashboard_app, demo_view
+from topfib.controller.state.store import MemoryStore
 
 CONFIG = make_config(SWITCHES, api={"rate_limit_per_s": 1e9, "rate_limit_burst": 10**9})
 APP = dashboard_app(CONFIG, MemoryStore(), demo_view(time.time()))

@@ -19,16 +19,28 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from collector.sflow import decode_datagram
-from controller import demo_table
-from controller.demo import CAP_V4, CAP_V6, DemoTokens, demo_config, post_requests, request_targets
-from controller.demo_loopback import COMMAND_CHUNK, announce_commands, standin_config
-from controller.demo_standin import Recorder
-from controller.demo_table import DemoTable, FamilyTable, load_demo_table, read_pfx2as
-from controller.demo_traffic import SAMPLES_PER_DATAGRAM, SflowGenerator
-from controller.demo_view import DemoSnapshot, RequestLine, TopLine, plain_line, render
-from controller.netns_lab import PEER_NEXT_HOPS, PeerRoute, render_bird_config, render_static_protocol
-from controller.service import Service
+from topfib.collector.sflow.decoder import decode_datagram
+from topfib.controller.demo import table as demo_table
+from topfib.controller.demo.demo import (
+    CAP_V4,
+    CAP_V6,
+    DemoTokens,
+    demo_config,
+    post_requests,
+    request_targets,
+)
+from topfib.controller.demo.loopback import COMMAND_CHUNK, announce_commands, standin_config
+from topfib.controller.demo.netns_lab import (
+    PEER_NEXT_HOPS,
+    PeerRoute,
+    render_bird_config,
+    render_static_protocol,
+)
+from topfib.controller.demo.standin import Recorder
+from topfib.controller.demo.table import DemoTable, FamilyTable, load_demo_table, read_pfx2as
+from topfib.controller.demo.traffic import SAMPLES_PER_DATAGRAM, SflowGenerator
+from topfib.controller.demo.view import DemoSnapshot, RequestLine, TopLine, plain_line, render
+from topfib.controller.service.run import Service
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "tests" / "golden" / "exabgp" / "bird2-addpath.jsonl"
@@ -301,10 +313,10 @@ def test_announce_commands_use_one_path_id_and_next_hop_per_peer() -> None:
 
 
 def test_standin_config_listens_on_its_address_with_add_path_send() -> None:
-    text = standin_config(17900, ["/usr/bin/python3", "-m", "controller.demo_standin", "/r", "/s"])
+    text = standin_config(17900, ["/usr/bin/python3", "-m", "topfib.controller.demo.standin", "/r", "/s"])
     assert "listen 17900;" in text and "passive;" in text and "local-address 127.0.0.2;" in text
     assert "add-path send;" in text and "graceful-restart disable;" in text
-    assert "run /usr/bin/python3 -m controller.demo_standin /r /s;" in text
+    assert "run /usr/bin/python3 -m topfib.controller.demo.standin /r /s;" in text
 
 
 def test_recorder_follows_exabgps_json() -> None:
@@ -341,7 +353,7 @@ def test_a_corpus_without_ipv6_takes_the_bundled_ipv6(tmp_path: Path,
 
 
 def test_the_summary_reports_coverage_next_to_the_oracle() -> None:
-    from controller.demo_snapshot import Totals, summary
+    from topfib.controller.demo.snapshot import Totals, summary
 
     totals = Totals()
     totals.note(_snapshot(coverage=0.5, oracle_coverage=0.6))

@@ -3,12 +3,11 @@
 Files that are not in the repository (a design note or corpus beside the checkout) must not be
 cited: a clone would find nothing there. The optional corpus is found through ``TOPFIB_CORPUS``
 by one helper, the only place allowed to know the development machines' directory layout.
-And the layering docs/design.md describes is checked against the real imports.
+The layering docs/design.md describes is checked by tests/unit/test_layout.py.
 """
 
 from __future__ import annotations
 
-import ast
 import re
 import subprocess
 from pathlib import Path
@@ -68,7 +67,7 @@ def test_readme_points_at_the_design_doc() -> None:
 def test_no_file_cites_what_is_not_in_the_repository(what: str) -> None:
     pattern, allowed = FORBIDDEN[what]
     files = repository_files()
-    assert "README.md" in files and "controller/select.py" in files  # the listing found the tree
+    assert "README.md" in files and "controller/selection/select.py" in files  # the listing found the tree
     citing = []
     for name in files:
         path = ROOT / name
@@ -79,34 +78,3 @@ def test_no_file_cites_what_is_not_in_the_repository(what: str) -> None:
                 citing.append(f"{name}:{number}: {line.decode(errors='replace').strip()}")
     where = "point at docs/design.md, tests/data or TOPFIB_CORPUS"
     assert not citing, f"{what} cited ({where}):\n" + "\n".join(citing)
-
-
-def _imported_packages(package: str) -> dict[str, set[str]]:
-    """topfib modules each module of ``package`` imports, wherever the import stands."""
-    imports: dict[str, set[str]] = {}
-    for path in sorted((ROOT / package).rglob("*.py")):
-        module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            else:
-                continue
-            imports.setdefault(module, set()).update(names)
-    return imports
-
-
-def test_collector_imports_neither_controller_nor_api() -> None:
-    wrong = {f"{module} -> {name}" for module, names in _imported_packages("collector").items()
-             for name in names if name.split(".")[0] in ("controller", "api")}
-    assert not wrong, sorted(wrong)
-
-
-def test_api_imports_only_config_settings_and_store_from_controller() -> None:
-    allowed = {"controller.config", "controller.settings", "controller.store"}
-    imports = _imported_packages("api")
-    assert any("controller.store" in names for names in imports.values())  # the walk saw them
-    wrong = {f"{module} -> {name}" for module, names in imports.items()
-             for name in names if name.split(".")[0] == "controller" and name not in allowed}
-    assert not wrong, sorted(wrong)

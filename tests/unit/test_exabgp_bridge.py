@@ -1,4 +1,4 @@
-"""controller/exabgp_files/bridge.py as a real process: the test plays ExaBGP (pipes) and topfib (a unix
+"""exabgp/bridge.py as a real process: the test plays ExaBGP (pipes) and topfib (a unix
 socket)."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.exabgp_config import BRIDGE_PATH
-from controller.exabgp_link import parse_hello
+from topfib.controller.exabgp.config import BRIDGE_PATH
+from topfib.controller.exabgp.link import parse_hello
 
 TIMEOUT_S = 5.0
 

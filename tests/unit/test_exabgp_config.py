@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.config import SwitchConfig
-from controller.exabgp_config import (
+from topfib.controller.config import SwitchConfig
+from topfib.controller.exabgp.config import (
     BRIDGE_PATH,
     BridgeCommand,
     ExabgpConfigError,
@@ -16,7 +16,7 @@ from controller.exabgp_config import (
     render_exabgp_config,
     write_exabgp_config,
 )
-from controller.exabgp_runner import default_exabgp_executable, exabgp_environment
+from topfib.controller.exabgp.runner import default_exabgp_executable, exabgp_environment
 
 
 def _switch(**overrides: object) -> SwitchConfig:

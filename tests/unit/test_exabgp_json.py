@@ -8,8 +8,14 @@ from typing import Any
 
 import pytest
 
-from collector.exabgp_json import EndOfRib, ExabgpJsonParser, Notification, RouteUpdate, SessionState
-from collector.paths import Path
+from topfib.collector.rib.exabgp_json import (
+    EndOfRib,
+    ExabgpJsonParser,
+    Notification,
+    RouteUpdate,
+    SessionState,
+)
+from topfib.collector.rib.paths import Path
 
 
 def update_line(update: dict[str, Any], peer: str = "192.0.2.1", version: str = "5.0.0") -> str:

@@ -1,4 +1,4 @@
-"""The C scanner (collector/_exabgp_fast.c) on lines mutated where a byte scanner can go wrong.
+"""The C scanner (collector/rib/_exabgp_fast.c) on lines mutated where a byte scanner can go wrong.
 
 Escapes, duplicate keys, numbers JSON parsers read differently (big, signed, floats), whitespace
 JSON does or does not allow, non-canonical prefixes and path-ids, renamed keys, cuts: every
@@ -22,9 +22,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector import exabgp_json
-from collector.exabgp_json import ExabgpJsonParser, RouteUpdate, c_scanner_available
 from tests.unit.test_exabgp_json_fast import GOLDEN_LINES, both, update_lines
+from topfib.collector.rib import exabgp_json
+from topfib.collector.rib.exabgp_json import ExabgpJsonParser, RouteUpdate, c_scanner_available
 
 pytestmark = pytest.mark.skipif(not c_scanner_available(), reason="C extension not built")
 

@@ -16,8 +16,10 @@ from typing import Any
 
 import pytest
 
-from collector import exabgp_json
-from collector.exabgp_json import (
+from tests.unit.test_exabgp_json_fast import Trio
+from topfib.collector.common.fastprefix import split_canonical
+from topfib.collector.rib import exabgp_json
+from topfib.collector.rib.exabgp_json import (
     Event,
     ExabgpJsonParser,
     RouteUpdate,
@@ -25,9 +27,7 @@ from collector.exabgp_json import (
     _parse_attributes,
     c_scanner_available,
 )
-from collector.fastprefix import split_canonical
-from collector.paths import Path
-from tests.unit.test_exabgp_json_fast import Trio
+from topfib.collector.rib.paths import Path
 
 needs_c = pytest.mark.skipif(not c_scanner_available(), reason="C extension not built")
 
@@ -298,7 +298,7 @@ def test_known_prefix_answers_and_errors() -> None:
 def test_split_canonical_returning_odd_values(answer: Any) -> None:
     """The scanner checks what split_canonical gives back: a (str, tuple) pair or None, else a
     TypeError (the caller then uses the Python paths); never a crash or a non-str prefix."""
-    from collector._exabgp_fast import Scanner
+    from topfib.collector.rib._exabgp_fast import Scanner
 
     scanner = Scanner(RouteUpdate, Path, _Attributes, {}, {}, {}, None,
                       lambda text: answer, 10)

@@ -18,13 +18,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.exabgp_json import Event, ExabgpJsonParser, RouteUpdate, _route_update
-from collector.fastprefix import format_network, split_canonical, split_prefix
-from collector.paths import Path, new_path
-from collector.prefixes import IPV4, PrefixError
-from collector.rib import Rib, RibChange, _rib_change
 from tests.fuzz.test_exabgp_json_fuzz import SEEDS, _mutate_bytes, _mutate_structure
 from tests.unit.test_exabgp_json_golden import GOLDEN
+from topfib.collector.common.fastprefix import format_network, split_canonical, split_prefix
+from topfib.collector.common.prefixes import IPV4, PrefixError
+from topfib.collector.rib.exabgp_json import Event, ExabgpJsonParser, RouteUpdate, _route_update
+from topfib.collector.rib.paths import Path, new_path
+from topfib.collector.rib.rib import Rib, RibChange, _rib_change
 
 GOLDEN_LINES = GOLDEN.read_text(encoding="utf-8").splitlines()
 

@@ -10,9 +10,16 @@ from pathlib import Path as FilePath
 
 import pytest
 
-from collector.exabgp_json import EndOfRib, Event, ExabgpJsonParser, Notification, RouteUpdate, SessionState
-from collector.paths import Path
-from collector.rib import Rib, RibChange
+from topfib.collector.rib.exabgp_json import (
+    EndOfRib,
+    Event,
+    ExabgpJsonParser,
+    Notification,
+    RouteUpdate,
+    SessionState,
+)
+from topfib.collector.rib.paths import Path
+from topfib.collector.rib.rib import Rib, RibChange
 
 GOLDEN = FilePath(__file__).resolve().parent.parent / "golden" / "exabgp" / "bird2-addpath.jsonl"
 V4, V6 = "10.77.0.2", "fd77::2"

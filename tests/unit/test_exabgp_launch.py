@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from controller.exabgp_launch import skip_wait_while_api_work_is_queued
-from controller.exabgp_runner import LAUNCHER, ExabgpRunner, default_exabgp_argv
+from topfib.controller.exabgp.launch import skip_wait_while_api_work_is_queued
+from topfib.controller.exabgp.runner import LAUNCHER, ExabgpRunner, default_exabgp_argv
 
 loop = pytest.importorskip("exabgp.reactor.loop")
 
@@ -52,6 +52,6 @@ def test_the_venv_exabgp_runs_through_the_launcher_and_a_configured_one_as_it_is
     assert runner.command() == [*argv, "server", str(tmp_path / "c.conf")]
     runner = ExabgpRunner(tmp_path / "c.conf", switch_name="s", executable="/x/exabgp")
     assert runner.command()[:2] == ["/x/exabgp", "server"]
-    # run from its own directory, the launcher must not import controller/select.py as ``select``
+    # run from its own directory, the launcher must not import controller/selection/select.py as ``select``
     done = subprocess.run([*argv, "version"], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0 and "ExaBGP" in done.stdout, done.stderr

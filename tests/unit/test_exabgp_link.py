@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from collector.metrics import REGISTRY
-from controller.exabgp_config import BRIDGE_PATH
-from controller.exabgp_link import (
+from topfib.collector.common.metrics import REGISTRY
+from topfib.controller.exabgp.config import BRIDGE_PATH
+from topfib.controller.exabgp.link import (
     ConnectionHandler,
     ExabgpLink,
     ExabgpLinkDown,
@@ -89,7 +89,7 @@ def test_acks_are_matched_in_order_and_errors_logged(sock: Path, caplog: pytest.
         assert link.stats.acks_done == 2 and link.stats.acks_error == 1
         await bridge.close()
 
-    with caplog.at_level(logging.ERROR, logger="controller.exabgp_link"):
+    with caplog.at_level(logging.ERROR, logger="topfib.controller.exabgp.link"):
         _run(scenario, sock)
     assert any("16.0.0.0/33" in r.getMessage() for r in caplog.records)
 

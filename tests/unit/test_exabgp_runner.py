@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.metrics import REGISTRY
-from controller.exabgp_runner import ExabgpRunner
+from topfib.collector.common.metrics import REGISTRY
+from topfib.controller.exabgp.runner import ExabgpRunner
 
 STAND_IN = """#!{python}
 import os, subprocess, sys, time
@@ -178,7 +178,7 @@ def test_exabgp_dies_with_topfib_even_on_sigkill(tmp_path: Path) -> None:
 import asyncio, sys
 sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
 from pathlib import Path
-from controller.exabgp_runner import ExabgpRunner
+from topfib.controller.exabgp.runner import ExabgpRunner
 async def main():
     runner = ExabgpRunner(Path("c"), switch_name="s", executable={str(exe)!r})
     await runner.start()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.config import load_config
+from topfib.controller.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples").glob("*.toml"))
@@ -22,7 +22,7 @@ def test_the_examples_the_readme_promises_exist() -> None:
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_example_passes_check_config(path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-c", "from controller.cli import main; main()", "check-config", str(path)],
+        [sys.executable, "-m", "topfib.controller.cli.app", "check-config", str(path)],
         capture_output=True, text=True, timeout=60, check=False,
     )
     assert result.returncode == 0, result.stderr
@@ -34,7 +34,7 @@ def test_check_config_rejects_a_broken_copy_of_an_example(tmp_path: Path) -> Non
     broken = tmp_path / "broken.toml"
     broken.write_text((REPO / "examples" / "single-switch.toml").read_text() + "\n[api2]\nlisten = 1\n")
     result = subprocess.run(
-        [sys.executable, "-c", "from controller.cli import main; main()", "check-config", str(broken)],
+        [sys.executable, "-m", "topfib.controller.cli.app", "check-config", str(broken)],
         capture_output=True, text=True, timeout=60, check=False,
     )
     assert result.returncode == 2

@@ -1,12 +1,13 @@
-"""fast_admissions (controller/fast_request.py) on a small fake RIB: what a new request may take at once."""
+"""fast_admissions (controller/switch/fast_request.py) on a small fake RIB: what a new request may take
+at once."""
 
 from __future__ import annotations
 
 import ipaddress
 
-from collector.paths import Path
-from controller.fast_request import FastAdmission, FastPlan, fast_admissions
-from controller.selection_types import OnDemandRequest, SelectedRoute, SelectionPolicy
+from topfib.collector.rib.paths import Path
+from topfib.controller.selection.model import OnDemandRequest, SelectedRoute, SelectionPolicy
+from topfib.controller.switch.fast_request import FastAdmission, FastPlan, fast_admissions
 
 NH = "192.0.2.1"
 NOW = 1_000.0

@@ -9,17 +9,17 @@ import struct
 import numpy as np
 import pytest
 
-from collector.accounting import PrefixRates
-from collector.batch import SampleBatch
-from collector.flow_gate import FlowGate, SwitchFlowSources
-from collector.log_budget import MAX_REASONS, LogBudget
-from collector.lpm import LpmTable
-from collector.metrics import Registry
-from collector.netflow_mux import FlowBatchMux
-from collector.pipeline import Collector
-from collector.sflow_encode import FlowSampleSpec, encode_datagram
-from collector.sflow_fast import FastSflowDecoder
-from controller.config import ConfigError, parse_config
+from topfib.collector.accounting.pipeline import Collector
+from topfib.collector.accounting.prefix_rates import PrefixRates
+from topfib.collector.common.log_budget import MAX_REASONS, LogBudget
+from topfib.collector.common.metrics import Registry
+from topfib.collector.flow.batch import SampleBatch
+from topfib.collector.flow.gate import FlowGate, SwitchFlowSources
+from topfib.collector.flow.mux import FlowBatchMux
+from topfib.collector.rib.lpm import LpmTable
+from topfib.collector.sflow.encode import FlowSampleSpec, encode_datagram
+from topfib.collector.sflow.fast import FastSflowDecoder
+from topfib.controller.config import ConfigError, parse_config
 
 AGENT_A, AGENT_B = "192.0.2.1", "192.0.2.2"
 AGENT_V6 = "2001:db8::1"
@@ -46,7 +46,7 @@ def netflow_v5(dst: str = "198.51.100.9") -> bytes:
 def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Every test runs against the C screen and the pure-Python rule."""
     if request.param == "python":
-        monkeypatch.setattr("collector.flow_gate._sflow_fast", None)
+        monkeypatch.setattr("topfib.collector.flow.gate._sflow_fast", None)
     return str(request.param)
 
 

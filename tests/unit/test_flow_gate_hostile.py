@@ -13,12 +13,12 @@ from collections import Counter
 
 import pytest
 
-from collector.flow_gate import FlowGate, SwitchFlowSources
-from collector.metrics import Registry
 from tests.unit.test_flow_gate import AGENT_A, AGENT_B, AGENT_V6, TWO_SWITCHES, netflow_v5, sflow
+from topfib.collector.common.metrics import Registry
+from topfib.collector.flow.gate import FlowGate, SwitchFlowSources
 
 pytestmark = pytest.mark.skipif(
-    not hasattr(__import__("collector._sflow_fast", fromlist=["screen"]), "screen"),
+    not hasattr(__import__("topfib.collector.sflow._sflow_fast", fromlist=["screen"]), "screen"),
     reason="the C screen is not built",
 )
 
@@ -118,7 +118,7 @@ def test_refusal_log_lines_per_minute_stay_bounded_in_a_flood(caplog: pytest.Log
     now = [0.0]
     gate = FlowGate(SWITCHES, Registry(), clock=lambda: now[0])
     stranger_sflow, foreign_agent = sflow("192.0.2.99"), sflow("192.0.2.99")
-    with caplog.at_level(logging.WARNING, logger="collector.log_budget"):
+    with caplog.at_level(logging.WARNING, logger="topfib.collector.common.log_budget"):
         for second in range(600):  # 10 minutes, every reason every 100 ms, distinct sources each time
             for tick in range(10):
                 now[0] = second + tick / 10

@@ -7,11 +7,11 @@ import socket
 import time
 from pathlib import Path
 
-from collector.listener import SflowListener
-from collector.metrics import Registry
-from collector.sflow_encode import FlowSampleSpec, encode_datagram
-from controller.config import TopfibConfig
-from controller.service import Service
+from topfib.collector.common.metrics import Registry
+from topfib.collector.flow.receiver import SflowListener
+from topfib.collector.sflow.encode import FlowSampleSpec, encode_datagram
+from topfib.controller.config import TopfibConfig
+from topfib.controller.service.run import Service
 
 SPEC = FlowSampleSpec(src="203.0.113.1", dst="198.51.100.7")
 

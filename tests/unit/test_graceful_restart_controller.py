@@ -11,10 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from collector.accounting import PrefixRates
-from controller.config import TopfibConfig
-from controller.store import MemoryStore, Pin
-from controller.switch_controller import STALE_PRUNE_S, SwitchController
 from tests.unit.test_switch_controller import (
     CLEAR,
     NEIGHBOR,
@@ -29,6 +25,10 @@ from tests.unit.test_switch_controller import (
     _state,
     _wait,
 )
+from topfib.collector.accounting.prefix_rates import PrefixRates
+from topfib.controller.config import TopfibConfig
+from topfib.controller.state.store import MemoryStore, Pin
+from topfib.controller.switch.controller import STALE_PRUNE_S, SwitchController
 
 EOR_LINES = [f"neighbor {NEIGHBOR} announce eor {family} unicast" for family in ("ipv4", "ipv6")]
 PATHS = (_announce(NH1, (P1, 1), (P2, 1)), _announce(NH2, (P3, 2)), _eor("ipv4"), _eor("ipv6"))
@@ -159,8 +159,8 @@ async def _refusing_switch(ctl: SwitchController, *refused: str) -> PrefixRefusi
 def test_a_refused_announce_line_does_not_stop_the_run_nor_end_of_rib(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # a prefix a window: the refused P2 sits between P1's and P3's windows
-    monkeypatch.setattr("controller.switch_controller.ANNOUNCE_WINDOW_LINES", 1)
-    monkeypatch.setattr("controller.switch_controller.COMMAND_CHUNK", 1)
+    monkeypatch.setattr("topfib.controller.switch.controller.ANNOUNCE_WINDOW_LINES", 1)
+    monkeypatch.setattr("topfib.controller.switch.controller.COMMAND_CHUNK", 1)
 
     async def scenario() -> None:
         ctl = _controller(tmp_path, 120)
@@ -249,8 +249,8 @@ class CapLoweringSwitch(Switch):
 @pytest.mark.parametrize("how", ["sighup", "override"])
 def test_a_cap_lowered_during_a_programming_run_trims_its_next_windows(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
-    monkeypatch.setattr("controller.switch_controller.ANNOUNCE_WINDOW_LINES", 1)
-    monkeypatch.setattr("controller.switch_controller.COMMAND_CHUNK", 1)
+    monkeypatch.setattr("topfib.controller.switch.controller.ANNOUNCE_WINDOW_LINES", 1)
+    monkeypatch.setattr("topfib.controller.switch.controller.COMMAND_CHUNK", 1)
 
     async def scenario() -> None:
         ctl = _controller(tmp_path, 0, cap_v4=10)

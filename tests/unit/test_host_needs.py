@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from controller import cli
-from controller.demo import run_demo
-from controller.exabgp_runner import exabgp_missing_reason
-from controller.service import run_service
+from topfib.controller.cli import app as cli
+from topfib.controller.demo.demo import run_demo
+from topfib.controller.exabgp.runner import exabgp_missing_reason
+from topfib.controller.service.run import run_service
 
 REPO = Path(__file__).resolve().parents[2]
 

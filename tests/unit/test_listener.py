@@ -11,9 +11,11 @@ from collections.abc import Callable
 
 import pytest
 
-from collector.accounting import PrefixRates
-from collector.batch import SampleBatch
-from collector.listener import (
+from topfib.collector.accounting.pipeline import Collector
+from topfib.collector.accounting.prefix_rates import PrefixRates
+from topfib.collector.common.metrics import Registry
+from topfib.collector.flow.batch import SampleBatch
+from topfib.collector.flow.receiver import (
     MAX_DATAGRAM,
     SflowListener,
     open_udp_socket,
@@ -21,10 +23,8 @@ from collector.listener import (
     set_receive_buffer,
     socket_drops,
 )
-from collector.lpm import LpmTable
-from collector.metrics import Registry
-from collector.pipeline import Collector
-from collector.udp_batch import batch_receiver
+from topfib.collector.flow.udp_batch import batch_receiver
+from topfib.collector.rib.lpm import LpmTable
 
 
 class RecordingDecoder:
@@ -87,7 +87,7 @@ def send(payloads: list[bytes], host: str, port: int) -> None:
 @pytest.mark.parametrize("recvmmsg", [True, False])
 def test_receives_ipv4_and_ipv6_and_flushes_on_stop(recvmmsg: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     if not recvmmsg:  # the portable recvfrom path
-        monkeypatch.setattr("collector.listener.batch_receiver", lambda *args, **kwargs: None)
+        monkeypatch.setattr("topfib.collector.flow.receiver.batch_receiver", lambda *args, **kwargs: None)
     decoder, registry = RecordingDecoder(), Registry()
     listener = make_listener(["127.0.0.1:0", "[::1]:0"], decoder, registry, flush_interval_s=60.0)
     listener.start()

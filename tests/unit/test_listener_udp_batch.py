@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from collector.udp_batch import batch_receiver
+from topfib.collector.flow.udp_batch import batch_receiver
 
 
 def bound(family: socket.AddressFamily, host: str) -> socket.socket:

@@ -12,7 +12,7 @@ from typing import Any
 
 import uvicorn
 
-from collector.log_budget import LogBudgetFilter
+from topfib.collector.common.log_budget import LogBudgetFilter
 
 GARBAGE_CONNECTIONS = 200
 

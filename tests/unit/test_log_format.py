@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.log_format import JsonFormatter, LogFormat, configure_logging
 from tests.run_support import running_topfib
+from topfib.controller.service.log_format import JsonFormatter, LogFormat, configure_logging
 
 
 def _record(message: str, *args: object, **extra: object) -> logging.LogRecord:
@@ -63,5 +63,5 @@ def test_topfib_run_with_log_format_json_writes_only_json_lines(tmp_path: Path) 
     lines = running.log.read_text().splitlines()
     entries = [json.loads(line) for line in lines]  # every line: a non-JSON line fails here
     assert entries and all({"time", "level", "logger", "message"} <= set(e) for e in entries)
-    assert any(e["logger"] == "controller.service" and e["message"].startswith("topfib running")
+    assert any(e["logger"] == "topfib.controller.service.run" and e["message"].startswith("topfib running")
                for e in entries), lines

@@ -13,9 +13,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from collector.fastprefix import format_network
-from collector.lpm import LpmTable
-from collector.prefixes import IPV4, IPV6, PrefixError
+from topfib.collector.common.fastprefix import format_network
+from topfib.collector.common.prefixes import IPV4, IPV6, PrefixError
+from topfib.collector.rib.lpm import LpmTable
 
 MASK64 = (1 << 64) - 1
 

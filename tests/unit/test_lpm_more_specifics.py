@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from collector import more_specifics
-from collector.lpm import LpmTable
+from topfib.collector.rib import more_specifics
+from topfib.collector.rib.lpm import LpmTable
 
 
 def expected(present: set[str], outer: str) -> list[str]:

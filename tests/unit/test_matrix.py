@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.matrix import MatrixInterval, MatrixRow, TrafficMatrix
-from collector.metrics import Registry
+from topfib.collector.common.metrics import Registry
+from topfib.collector.matrix.traffic_matrix import MatrixInterval, MatrixRow, TrafficMatrix
 
 HOPS = ["192.0.2.1", "192.0.2.2", "2001:db8::1"]
 Sample = tuple[int, int, int, int, int]  # input_if, next-hop id, peer ASN, bytes, packets

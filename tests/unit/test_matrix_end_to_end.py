@@ -9,18 +9,18 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from collector.accounting import PrefixRates
-from collector.listener import SflowListener
-from collector.matrix import TrafficMatrix
-from collector.metrics import Registry
-from collector.paths import Path as BgpPath
-from collector.pipeline import Collector
-from collector.rib import Rib
-from collector.sflow import decode_datagram
-from collector.sflow_encode import datagrams_for_destinations
-from collector.sflow_fast import FastSflowDecoder
-from collector.sflow_types import FlowSample
 from tests.unit.test_pipeline_end_to_end import corpus_payloads, wait_for_datagrams
+from topfib.collector.accounting.pipeline import Collector
+from topfib.collector.accounting.prefix_rates import PrefixRates
+from topfib.collector.common.metrics import Registry
+from topfib.collector.flow.receiver import SflowListener
+from topfib.collector.matrix.traffic_matrix import TrafficMatrix
+from topfib.collector.rib.paths import Path as BgpPath
+from topfib.collector.rib.rib import Rib
+from topfib.collector.sflow.decoder import decode_datagram
+from topfib.collector.sflow.encode import datagrams_for_destinations
+from topfib.collector.sflow.fast import FastSflowDecoder
+from topfib.collector.sflow.records import FlowSample
 
 # prefix → (next hop, AS path); an empty AS path (iBGP) has peer AS 0
 ROUTES = {
@@ -42,7 +42,8 @@ def make_rib() -> Rib:
 
 
 def ingress_if(sample: FlowSample) -> int:
-    """The collector's reading (collector.batch): a single interface's ifIndex; 0 when unknown, several
+    """The collector's reading (topfib.collector.flow.batch): a single interface's ifIndex; 0 when unknown,
+    several
     interfaces, or the agent itself (0x3FFFFFFF)."""
     return sample.input_if if sample.input_format == 0 and sample.input_if != 0x3FFFFFFF else 0
 

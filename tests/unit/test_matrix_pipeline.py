@@ -3,12 +3,12 @@ next hop and peer AS, and the matrix's totals equal what the collector accounted
 
 from __future__ import annotations
 
-from collector.accounting import PrefixRates
-from collector.matrix import MatrixRow, TrafficMatrix
-from collector.metrics import Registry
-from collector.pipeline import Collector
 from tests.unit.test_pipeline import ListDecoder
 from tests.unit.test_pipeline_paths import AGENT, batch_of, make_rib
+from topfib.collector.accounting.pipeline import Collector
+from topfib.collector.accounting.prefix_rates import PrefixRates
+from topfib.collector.common.metrics import Registry
+from topfib.collector.matrix.traffic_matrix import MatrixRow, TrafficMatrix
 
 START = 1_764_104_400
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from controller.config import ConfigError, TopfibConfig
-from controller.service import Service
+from topfib.controller.config import ConfigError, TopfibConfig
+from topfib.controller.service.run import Service
 
 
 def config(matrix: dict[str, object]) -> TopfibConfig:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from collector.matrix import MatrixInterval, MatrixRow
-from collector.matrix_writer import MatrixFileWriter, MatrixFormat
-from collector.metrics import Registry
+from topfib.collector.common.metrics import Registry
+from topfib.collector.matrix.traffic_matrix import MatrixInterval, MatrixRow
+from topfib.collector.matrix.writer import MatrixFileWriter, MatrixFormat
 
 START = 1_764_104_400  # 2025-11-25T21:00:00Z
 

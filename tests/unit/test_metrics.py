@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from collector.metrics import REGISTRY, Counter, Registry, format_value
+from topfib.collector.common.metrics import REGISTRY, Counter, Registry, format_value
 
 
 def test_counter_renders_help_type_and_labelled_samples() -> None:

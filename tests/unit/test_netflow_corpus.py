@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.netflow import FlowDecodeError, FlowDecoder, FlowRecord
-from collector.pcap import is_capture, udp_payloads
+from topfib.collector.common.pcap import is_capture, udp_payloads
+from topfib.collector.netflow.decoder import FlowDecodeError, FlowDecoder, FlowRecord
 
 RAW_EXPORTER = "192.0.2.1"  # raw payload files carry no source address
 

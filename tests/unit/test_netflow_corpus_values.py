@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.netflow import FlowRecord
 from tests.unit.test_netflow_corpus import GROUPS, decode_group
+from topfib.collector.netflow.decoder import FlowRecord
 
 
 def group_records(corpus: Path, group: str) -> list[FlowRecord]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.decode_cli import run_decode
+from topfib.controller.cli.decode import run_decode
 
 LI = "ipfix/logstash-codec-netflow__"
 NF = "netflow/akvorado__"

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from collector.netflow import FlowDecodeError, FlowDecoder, is_netflow
+from topfib.collector.netflow.decoder import FlowDecodeError, FlowDecoder, is_netflow
 
 EXPORT_TIME = 1_700_000_000
 # (element id, length[, enterprise]): src/dst IPv4, octets, packets, protocol, ports

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collector.batch import SampleBatch
-from collector.flow_templates import FieldSpec, Template
-from collector.netflow import FlowDecoder, FlowRecord
-from collector.netflow_fast import FastFlowDecoder, column_layout
 from tests.unit.test_netflow_corpus import GROUPS, INVALID, decode_group, payloads
+from topfib.collector.flow.batch import SampleBatch
+from topfib.collector.netflow.decoder import FlowDecoder, FlowRecord
+from topfib.collector.netflow.fast import FastFlowDecoder, column_layout
+from topfib.collector.netflow.templates import FieldSpec, Template
 
 Totals = dict[tuple[str, str], tuple[float, float]]
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from collector.batch import SampleBatch
-from collector.netflow import FlowDecoder, FlowRecord
-from collector.netflow_fast import FastFlowDecoder
 from tests.unit.test_netflow_corpus import GROUPS, decode_group, payloads
 from tests.unit.test_netflow_decoder import ipfix, ipfix_set, ipfix_template, v9
+from topfib.collector.flow.batch import SampleBatch
+from topfib.collector.netflow.decoder import FlowDecoder, FlowRecord
+from topfib.collector.netflow.fast import FastFlowDecoder
 
 Row = tuple[str, str, float, int, str | None]  # exporter, destination, bytes, input_if, next hop
 

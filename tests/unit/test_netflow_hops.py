@@ -7,7 +7,7 @@ import ipaddress
 import numpy as np
 import numpy.typing as npt
 
-from collector.netflow_hops import HopResolver
+from topfib.collector.netflow.hops import HopResolver
 
 
 def v4_column(addresses: list[str]) -> npt.NDArray[np.uint64]:

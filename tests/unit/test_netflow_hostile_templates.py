@@ -8,10 +8,6 @@ import time
 import tracemalloc
 
 from bench.netflow_encode import ipfix_stream
-from collector.flow_templates import MAX_TEMPLATE_FIELDS, FieldSpec, Template, TemplateCache
-from collector.netflow_fast import FastFlowDecoder
-from collector.netflow_sampling import SamplerTable
-from collector.netflow_sequence import MAX_STREAMS_PER_EXPORTER, SequenceTracker
 from tests.unit.test_netflow_decoder import (
     FLOW_FIELDS,
     ONE_FLOW,
@@ -21,6 +17,10 @@ from tests.unit.test_netflow_decoder import (
     ipfix_template,
     v9,
 )
+from topfib.collector.netflow.fast import FastFlowDecoder
+from topfib.collector.netflow.sampling import SamplerTable
+from topfib.collector.netflow.sequence import MAX_STREAMS_PER_EXPORTER, SequenceTracker
+from topfib.collector.netflow.templates import MAX_TEMPLATE_FIELDS, FieldSpec, Template, TemplateCache
 
 EXPORTER = "192.0.2.10"
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from collector.netflow_fast import FastFlowDecoder
-from collector.netflow_mux import FlowBatchMux
-from collector.sflow_fast import FastSflowDecoder
 from tests.unit.test_netflow_corpus import GROUPS, payloads
+from topfib.collector.flow.mux import FlowBatchMux
+from topfib.collector.netflow.fast import FastFlowDecoder
+from topfib.collector.sflow.fast import FastSflowDecoder
 
 
 def feed(decoder: object, corpus: Path, names: tuple[str, ...]) -> None:

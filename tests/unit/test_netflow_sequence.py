@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import struct
 
-from collector.netflow import FlowDecoder
-from collector.netflow_fast import FastFlowDecoder
-from collector.netflow_sequence import SequenceTracker
 from tests.unit.test_netflow_decoder import (
     EXPORT_TIME,
     FLOW_FIELDS,
@@ -15,6 +12,9 @@ from tests.unit.test_netflow_decoder import (
     ipfix_set,
     ipfix_template,
 )
+from topfib.collector.netflow.decoder import FlowDecoder
+from topfib.collector.netflow.fast import FastFlowDecoder
+from topfib.collector.netflow.sequence import SequenceTracker
 
 V9 = ("192.0.2.9", 9, 0)
 IPFIX = ("192.0.2.10", 10, 1)

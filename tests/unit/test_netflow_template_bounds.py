@@ -3,11 +3,11 @@ from one address cannot fill it and leave the other exporters' templates refused
 
 from __future__ import annotations
 
-from collector.flow_templates import FieldSpec, Template, TemplateCache
-from collector.netflow_fast import FastFlowDecoder
-from collector.netflow_mux import FlowBatchMux
-from collector.sflow_fast import FastSflowDecoder
 from tests.unit.test_netflow_decoder import FLOW_FIELDS, ONE_FLOW, ipfix, ipfix_set, ipfix_template
+from topfib.collector.flow.mux import FlowBatchMux
+from topfib.collector.netflow.fast import FastFlowDecoder
+from topfib.collector.netflow.templates import FieldSpec, Template, TemplateCache
+from topfib.collector.sflow.fast import FastSflowDecoder
 
 REAL, FLOODER = "192.0.2.10", "192.0.2.66"
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collector.paths import Path
-from collector.rib import Rib
-from controller.observed_paths import ObservedPathRib
-from controller.plan import plan
-from controller.select import select
-from controller.selection_types import SelectionPolicy
+from topfib.collector.rib.paths import Path
+from topfib.collector.rib.rib import Rib
+from topfib.controller.program.plan import plan
+from topfib.controller.selection.model import SelectionPolicy
+from topfib.controller.selection.observed_paths import ObservedPathRib
+from topfib.controller.selection.select import select
 
 
 def path(next_hop: str, as_path: tuple[int, ...], path_id: int = 1) -> Path:

@@ -7,10 +7,10 @@ import random
 
 import pytest
 
-from collector.paths import Path
-from controller.oracle import hindsight_fib, share_of
-from controller.select import SelectionPolicy
-from controller.static_rib import StaticRib
+from topfib.collector.rib.paths import Path
+from topfib.controller.selection.select import SelectionPolicy
+from topfib.controller.selection.static_rib import StaticRib
+from topfib.controller.sim.oracle import hindsight_fib, share_of
 
 NH = "192.0.2.1"
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from collector.path_accounting import PathRates
+from topfib.collector.accounting.path_rates import PathRates
 
 PREFIXES = ["198.51.100.0/24", "203.0.113.0/24", "192.0.2.0/24"]
 HOPS = ["10.0.0.1", "10.0.0.2", "10.0.0.3"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.pcap import (
+from topfib.collector.common.pcap import (
     LINKTYPE_ETHERNET,
     LINKTYPE_LINUX_SLL,
     LINKTYPE_LINUX_SLL2,

@@ -2,7 +2,7 @@
 
 Real sFlow datagrams (the corpus, plus generated ones towards known prefixes) go through
 ``topfib replay`` / a UDP socket into a running :class:`SflowListener`; per-prefix byte totals
-must equal what the typed decoder (``collector.sflow``) says the samples carry.
+must equal what the typed decoder (``topfib.collector.sflow.decoder``) says the samples carry.
 """
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from collector.accounting import PrefixRates
-from collector.listener import SflowListener
-from collector.lpm import LpmTable
-from collector.metrics import Registry
-from collector.pipeline import Collector
-from collector.replay import flow_payloads, run_replay
-from collector.sflow import decode_datagram
-from collector.sflow_encode import datagrams_for_destinations
-from collector.sflow_fast import FastSflowDecoder
-from collector.sflow_types import SflowError
+from topfib.collector.accounting.pipeline import Collector
+from topfib.collector.accounting.prefix_rates import PrefixRates
+from topfib.collector.common.metrics import Registry
+from topfib.collector.flow.receiver import SflowListener
+from topfib.collector.flow.replay import flow_payloads, run_replay
+from topfib.collector.rib.lpm import LpmTable
+from topfib.collector.sflow.decoder import decode_datagram
+from topfib.collector.sflow.encode import datagrams_for_destinations
+from topfib.collector.sflow.fast import FastSflowDecoder
+from topfib.collector.sflow.records import SflowError
 
 PREFIXES = [
     "0.0.0.0/1",

@@ -10,15 +10,15 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from collector.accounting import PrefixRates
-from collector.batch import SampleBatch
-from collector.metrics import Registry
-from collector.path_accounting import PathRates
-from collector.path_attribution import PathAttributor, canonical_address
-from collector.paths import Path
-from collector.pipeline import Collector, merge_batches
-from collector.rib import Rib
 from tests.unit.test_pipeline import ListDecoder
+from topfib.collector.accounting.path_attribution import PathAttributor, canonical_address
+from topfib.collector.accounting.path_rates import PathRates
+from topfib.collector.accounting.pipeline import Collector, merge_batches
+from topfib.collector.accounting.prefix_rates import PrefixRates
+from topfib.collector.common.metrics import Registry
+from topfib.collector.flow.batch import SampleBatch
+from topfib.collector.rib.paths import Path
+from topfib.collector.rib.rib import Rib
 
 AGENT = "10.9.9.9"
 MULTI = "198.51.100.0/24"  # best: via 192.0.2.1 (AS 64500); also via 192.0.2.2 (AS 64501)

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from collector.paths import Path
-from collector.prefixes import PrefixError
-from controller.plan import Plan, Step, plan, render_commands, render_step
-from controller.static_rib import StaticRib
+from topfib.collector.common.prefixes import PrefixError
+from topfib.collector.rib.paths import Path
+from topfib.controller.program.plan import Plan, Step, plan, render_commands, render_step
+from topfib.controller.selection.static_rib import StaticRib
 
 SWITCH = "10.0.0.2"
 NH1, NH2 = "192.0.2.1", "192.0.2.2"

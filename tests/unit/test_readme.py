@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from controller.config import (
+from topfib.controller.config import (
     ApiConfig,
     CollectorConfig,
     ExabgpConfig,
@@ -57,7 +57,7 @@ def test_every_metric_is_documented() -> None:
 def test_every_cli_command_is_documented() -> None:
     from typer.main import get_command
 
-    from controller.cli import app
+    from topfib.controller.cli.app import app
 
     group = get_command(app)
     commands = getattr(group, "commands", {})

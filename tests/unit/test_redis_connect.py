@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from redis.asyncio.sentinel import SentinelConnectionPool
 
-from controller.config import ConfigError, parse_config
-from controller.redis_connect import SentinelTarget, parse_sentinel_url, redis_client
-from controller.redis_store import RedisStore
+from topfib.controller.config import ConfigError, parse_config
+from topfib.controller.state.redis_connect import SentinelTarget, parse_sentinel_url, redis_client
+from topfib.controller.state.redis_store import RedisStore
 
 STORE = """
 [store]

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from redis.asyncio.connection import Connection
 
-from controller.redis_store import RedisStore
-from controller.store import RequestEntry
 from tests.api_support import anyio_backend
+from topfib.controller.state.redis_store import RedisStore
+from topfib.controller.state.store import RequestEntry
 
 __all__ = ["anyio_backend"]
 pytest_plugins = ["tests.redis_fixture"]

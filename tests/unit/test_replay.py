@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.replay import (
+from topfib.collector.flow.replay import (
     Pacer,
     flow_payloads,
     flow_protocol,
@@ -17,7 +17,7 @@ from collector.replay import (
     run_replay,
     sample_count,
 )
-from collector.sflow_encode import FlowSampleSpec, encode_datagram
+from topfib.collector.sflow.encode import FlowSampleSpec, encode_datagram
 
 SPEC = FlowSampleSpec(src="198.51.100.1", dst="192.0.2.1")
 

@@ -8,12 +8,12 @@ import threading
 from pathlib import Path
 from unittest import mock
 
-from collector.accounting import PrefixRates
-from controller.config import TopfibConfig
-from controller.request_mirror import RequestMirror
-from controller.selection_types import OnDemandRequest
-from controller.store import MemoryStore, RequestEntry, StoreUnavailable
-from controller.switch_controller import SwitchController
+from topfib.collector.accounting.prefix_rates import PrefixRates
+from topfib.controller.config import TopfibConfig
+from topfib.controller.selection.model import OnDemandRequest
+from topfib.controller.state.store import MemoryStore, RequestEntry, StoreUnavailable
+from topfib.controller.switch.controller import SwitchController
+from topfib.controller.switch.request_mirror import RequestMirror
 
 T0 = 1_700_000_000.0
 LIMITS = {"sw1": 10}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import itertools
 import random
 
-from collector.exabgp_json import EndOfRib, RouteUpdate, SessionState
-from collector.paths import Path, best_path
-from collector.rib import Rib, RibChange
+from topfib.collector.rib.exabgp_json import EndOfRib, RouteUpdate, SessionState
+from topfib.collector.rib.paths import Path, best_path
+from topfib.collector.rib.rib import Rib, RibChange
 
 P = "198.51.100.0/24"
 

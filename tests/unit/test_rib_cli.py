@@ -7,7 +7,7 @@ from pathlib import Path as FilePath
 
 from typer.testing import CliRunner
 
-from controller.cli import app
+from topfib.controller.cli.app import app
 
 
 def test_lookup_prints_one_object_per_address(corpus: FilePath) -> None:

@@ -15,13 +15,13 @@ from pathlib import Path as FilePath
 
 import pytest
 
-from collector.compressed import StreamStatus, read_chunks
-from collector.lpm import LpmTable
-from collector.mrt import MrtRibDecoder
-from collector.paths import Path
-from collector.pfx2as import SYNTHETIC_NEXT_HOP_V4, Pfx2asError, Pfx2asParser
-from collector.rib import Rib
-from collector.ribfile import MRT, PFX2AS, RibFileError, load_rib_file
+from topfib.collector.common.compressed import StreamStatus, read_chunks
+from topfib.collector.rib.loaders import MRT, PFX2AS, RibFileError, load_rib_file
+from topfib.collector.rib.lpm import LpmTable
+from topfib.collector.rib.mrt import MrtRibDecoder
+from topfib.collector.rib.paths import Path
+from topfib.collector.rib.pfx2as import SYNTHETIC_NEXT_HOP_V4, Pfx2asError, Pfx2asParser
+from topfib.collector.rib.rib import Rib
 
 
 def decode(path: FilePath) -> tuple[list[tuple[str, Path]], MrtRibDecoder, StreamStatus]:

@@ -13,14 +13,19 @@ from pathlib import Path
 
 import pytest
 
-from collector.matrix import MatrixInterval, MatrixRow
-from collector.matrix_writer import MatrixFileWriter
-from collector.metrics import Registry
-from collector.safe_files import UnsafePathError, ensure_private_dir, open_append_text, write_atomically
-from controller.config import ConfigError, SwitchConfig, TopfibConfig
-from controller.exabgp_config import BridgeCommand, write_exabgp_config
-from controller.line_log import LineLog
-from controller.service import Service
+from topfib.collector.common.metrics import Registry
+from topfib.collector.common.safe_files import (
+    UnsafePathError,
+    ensure_private_dir,
+    open_append_text,
+    write_atomically,
+)
+from topfib.collector.matrix.traffic_matrix import MatrixInterval, MatrixRow
+from topfib.collector.matrix.writer import MatrixFileWriter
+from topfib.controller.config import ConfigError, SwitchConfig, TopfibConfig
+from topfib.controller.exabgp.config import BridgeCommand, write_exabgp_config
+from topfib.controller.service.line_log import LineLog
+from topfib.controller.service.run import Service
 
 START = 1_764_104_400  # 2025-11-25T21:00:00Z
 PART_NAME = ".matrix-20251125T210000Z.jsonl.part"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from collector.paths import Path
-from controller.closure import unit_of
-from controller.config import SwitchConfig
-from controller.select import OnDemandRequest, SelectedRoute, SelectionPolicy, select
-from controller.static_rib import StaticRib
+from topfib.collector.rib.paths import Path
+from topfib.controller.config import SwitchConfig
+from topfib.controller.selection.closure import unit_of
+from topfib.controller.selection.select import OnDemandRequest, SelectedRoute, SelectionPolicy, select
+from topfib.controller.selection.static_rib import StaticRib
 
 A, B, C = "192.0.2.1", "192.0.2.2", "192.0.2.3"
 V6_NH = "2001:db8::1"
@@ -173,8 +173,8 @@ def test_challenger_must_also_gain_a_share_of_the_average_incumbent() -> None:
 
 
 def test_the_config_default_swap_gain_is_the_policys() -> None:
-    from controller.config import SwitchConfig
-    from controller.selection_types import DEFAULT_MIN_SWAP_GAIN
+    from topfib.controller.config import SwitchConfig
+    from topfib.controller.selection.model import DEFAULT_MIN_SWAP_GAIN
 
     assert SwitchConfig.model_fields["min_swap_gain"].default == DEFAULT_MIN_SWAP_GAIN
     assert SelectionPolicy(cap_ipv4=1, cap_ipv6=1).min_swap_gain == DEFAULT_MIN_SWAP_GAIN

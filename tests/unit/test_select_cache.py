@@ -5,9 +5,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.paths import Path
-from collector.rib import Rib
-from controller.select import SelectionPolicy, UnitCache, select
+from topfib.collector.rib.paths import Path
+from topfib.collector.rib.rib import Rib
+from topfib.controller.selection.select import SelectionPolicy, UnitCache, select
 
 HOPS = ["192.0.2.1", "192.0.2.2"]
 # nested prefixes, so that units (a prefix with more-specifics of another exit) come and go

@@ -12,11 +12,11 @@ from functools import cached_property
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.paths import Path
-from collector.prefixes import contains
-from controller.closure import prefix_sort_key
-from controller.select import OnDemandRequest, Selection, SelectionPolicy, select
-from controller.static_rib import StaticRib
+from topfib.collector.common.prefixes import contains
+from topfib.collector.rib.paths import Path
+from topfib.controller.selection.closure import prefix_sort_key
+from topfib.controller.selection.select import OnDemandRequest, Selection, SelectionPolicy, select
+from topfib.controller.selection.static_rib import StaticRib
 
 NEXT_HOPS = ["192.0.2.1", "192.0.2.2", "192.0.2.3"]
 SETTINGS = settings(max_examples=25, deadline=None)

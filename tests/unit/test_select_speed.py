@@ -18,13 +18,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.fastprefix import split_prefix
-from collector.paths import Path
-from collector.prefixes import PrefixError
-from controller.closure import prefix_sort_key
-from controller.fib_draft import FibDraft
-from controller.name_kinds import NameKinds, table_of_kind
-from controller.select import (
+from topfib.collector.common.fastprefix import split_prefix
+from topfib.collector.common.prefixes import PrefixError
+from topfib.collector.rib.paths import Path
+from topfib.controller.selection.closure import prefix_sort_key
+from topfib.controller.selection.fib_draft import FibDraft
+from topfib.controller.selection.model import AnswerStatus
+from topfib.controller.selection.name_kinds import NameKinds, table_of_kind
+from topfib.controller.selection.select import (
     OnDemandRequest,
     PinAnswer,
     Selection,
@@ -33,8 +34,7 @@ from controller.select import (
     _place_pins,
     select,
 )
-from controller.selection_types import AnswerStatus
-from controller.static_rib import StaticRib
+from topfib.controller.selection.static_rib import StaticRib
 
 HOPS = ["192.0.2.1", "192.0.2.2", "192.0.2.3"]
 V6_HOPS = ["2001:db8::1", "2001:db8::2"]

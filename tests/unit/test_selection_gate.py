@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from controller.selection_gate import IDLE_SELECT_S
-from controller.store import MemoryStore, Pin, RequestEntry
-from controller.switch_controller import _m_skipped
 from tests.unit.test_switch_controller import _controller
+from topfib.controller.selection.gate import IDLE_SELECT_S
+from topfib.controller.state.store import MemoryStore, Pin, RequestEntry
+from topfib.controller.switch.controller import _m_skipped
 
 
 def _skipped() -> float:
@@ -75,8 +75,8 @@ def test_without_a_session_selection_runs_only_when_an_input_changed_or_the_view
 def test_without_a_session_a_burst_of_changed_inputs_selects_at_most_once_per_view_interval() -> None:
     """Access points posting requests wake the loop per request; while nothing can be programmed a
     selection per wake-up would only hold the event loop (and the API) for the dashboard's view."""
-    from controller.selection_gate import VIEW_MIN_S, SelectionGate, SelectionInputs
-    from controller.selection_types import SelectionPolicy
+    from topfib.controller.selection.gate import VIEW_MIN_S, SelectionGate, SelectionInputs
+    from topfib.controller.selection.model import SelectionPolicy
 
     def inputs(requests: int, ready: bool = False) -> SelectionInputs:
         return SelectionInputs(ready_to_program=ready, policy=SelectionPolicy(cap_ipv4=10, cap_ipv6=10),

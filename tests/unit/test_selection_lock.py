@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-import controller.switch_controller as switch_controller
-from collector.lpm import LpmTable
-from controller.store import MemoryStore
+import topfib.controller.switch.controller as switch_controller
 from tests.unit.test_switch_controller import _controller
+from topfib.collector.rib.lpm import LpmTable
+from topfib.controller.state.store import MemoryStore
 
 
 def test_selection_runs_while_the_collector_may_take_the_rib_lock(

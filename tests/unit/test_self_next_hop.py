@@ -8,12 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from collector.exabgp_json import Event, RouteUpdate, SessionState
-from collector.metrics import REGISTRY
-from collector.paths import Path as BgpPath
-from controller.config import SwitchConfig
-from controller.self_next_hop import SelfNextHopFilter
-from controller.store import Pin
 from tests.unit.test_switch_controller import (
     NEIGHBOR,
     NH1,
@@ -26,6 +20,12 @@ from tests.unit.test_switch_controller import (
     _state,
     _wait,
 )
+from topfib.collector.common.metrics import REGISTRY
+from topfib.collector.rib.exabgp_json import Event, RouteUpdate, SessionState
+from topfib.collector.rib.paths import Path as BgpPath
+from topfib.controller.config import SwitchConfig
+from topfib.controller.state.store import Pin
+from topfib.controller.switch.self_next_hop import SelfNextHopFilter
 
 OWN_V6 = "fd99::2"
 

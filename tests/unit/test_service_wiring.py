@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.config import TopfibConfig
-from controller.service import Service
+from topfib.controller.config import TopfibConfig
+from topfib.controller.service.run import Service
 
 
 def config(store: dict[str, object]) -> TopfibConfig:
@@ -53,7 +53,7 @@ def test_the_collector_accounts_per_path_rates_the_api_reads(tmp_path: Path) -> 
 def test_a_sentinel_url_reaches_the_store_and_the_leases_through_the_sentinels(tmp_path: Path) -> None:
     from redis.asyncio.sentinel import SentinelConnectionPool
 
-    from controller.redis_store import RedisStore
+    from topfib.controller.state.redis_store import RedisStore
 
     url = "redis+sentinel://127.0.0.1:1,127.0.0.1:2/topfib/0"
     service = Service(config({"url": url}), runtime_dir=tmp_path)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from collector.pcap import is_capture, udp_payloads
-from collector.sflow import decode_datagram
-from collector.sflow_types import (
+from topfib.collector.common.pcap import is_capture, udp_payloads
+from topfib.collector.sflow.decoder import decode_datagram
+from topfib.collector.sflow.records import (
     INTERFACE_DISCARDED,
     INTERFACE_MULTIPLE,
     DatagramHeader,

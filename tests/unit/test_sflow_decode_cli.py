@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.decode_cli import run_decode, sniff_protocol
-from collector.sflow_encode import FlowSampleSpec, encode_datagram
+from topfib.collector.sflow.encode import FlowSampleSpec, encode_datagram
+from topfib.controller.cli.decode import run_decode, sniff_protocol
 
 
 def test_sniff_protocol_versions() -> None:

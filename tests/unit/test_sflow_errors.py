@@ -6,9 +6,9 @@ import struct
 
 import pytest
 
-from collector.sflow import decode_datagram
-from collector.sflow_encode import FlowSampleSpec, encode_datagram
-from collector.sflow_types import (
+from topfib.collector.sflow.decoder import decode_datagram
+from topfib.collector.sflow.encode import FlowSampleSpec, encode_datagram
+from topfib.collector.sflow.records import (
     REASON_BAD_ADDRESS_TYPE,
     REASON_BAD_VERSION,
     REASON_COUNT_OVERRUN,

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collector.batch import SampleBatch
-from collector.pcap import is_capture, udp_payloads
-from collector.sflow import decode_datagram
-from collector.sflow_encode import FlowSampleSpec, encode_datagram, realistic_mix
-from collector.sflow_fast import FastSflowDecoder, Implementation, c_extension_available
-from collector.sflow_types import SflowError
+from topfib.collector.common.pcap import is_capture, udp_payloads
+from topfib.collector.flow.batch import SampleBatch
+from topfib.collector.sflow.decoder import decode_datagram
+from topfib.collector.sflow.encode import FlowSampleSpec, encode_datagram, realistic_mix
+from topfib.collector.sflow.fast import FastSflowDecoder, Implementation, c_extension_available
+from topfib.collector.sflow.records import SflowError
 
 IMPLEMENTATIONS: list[Implementation] = ["python", "c"] if c_extension_available() else ["python"]
 V4 = FlowSampleSpec(src="198.51.100.7", dst="203.0.113.9", sampling_rate=512, frame_length=1000)
@@ -206,7 +206,7 @@ def test_agent_drops_are_deltas_per_data_source(implementation: Implementation) 
 
 
 def test_forcing_c_without_the_extension_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    import collector.sflow_fast as fast
+    import topfib.collector.sflow.fast as fast
 
     monkeypatch.setattr(fast, "_sflow_fast", None)
     assert FastSflowDecoder().implementation == "python"

@@ -13,11 +13,11 @@ import struct
 import numpy as np
 import pytest
 
-from collector.batch import SampleBatch
-from collector.sflow import decode_datagram
-from collector.sflow_encode import FlowSampleSpec, encode_flow_sample
-from collector.sflow_fast import FastSflowDecoder, Implementation, c_extension_available
 from tests.unit.test_sflow_fast import assert_batches_equal
+from topfib.collector.flow.batch import SampleBatch
+from topfib.collector.sflow.decoder import decode_datagram
+from topfib.collector.sflow.encode import FlowSampleSpec, encode_flow_sample
+from topfib.collector.sflow.fast import FastSflowDecoder, Implementation, c_extension_available
 
 IMPLEMENTATIONS: list[Implementation] = ["python", "c"] if c_extension_available() else ["python"]
 V4 = FlowSampleSpec(src="198.51.100.7", dst="203.0.113.9", sampling_rate=10, frame_length=100, input_if=7)

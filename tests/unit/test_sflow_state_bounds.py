@@ -7,14 +7,14 @@ import dataclasses
 
 import pytest
 
-from collector.accounting import PrefixRates
-from collector.batch import SampleBatch
-from collector.lpm import LpmTable
-from collector.metrics import Registry
-from collector.pipeline import Collector, merge_batches
-from collector.sflow_encode import FlowSampleSpec, encode_datagram
-from collector.sflow_fast import FastSflowDecoder, Implementation, c_extension_available
-from collector.sflow_fast_fallback import MAX_DATA_SOURCES, MAX_SUB_AGENTS
+from topfib.collector.accounting.pipeline import Collector, merge_batches
+from topfib.collector.accounting.prefix_rates import PrefixRates
+from topfib.collector.common.metrics import Registry
+from topfib.collector.flow.batch import SampleBatch
+from topfib.collector.rib.lpm import LpmTable
+from topfib.collector.sflow.encode import FlowSampleSpec, encode_datagram
+from topfib.collector.sflow.fast import FastSflowDecoder, Implementation, c_extension_available
+from topfib.collector.sflow.fast_fallback import MAX_DATA_SOURCES, MAX_SUB_AGENTS
 
 AGENT = "192.0.2.1"
 SPEC = FlowSampleSpec(src="203.0.113.1", dst="198.51.100.7")

@@ -9,9 +9,9 @@ import random
 
 import pytest
 
-from collector.sflow_encode import FlowSampleSpec, encode_datagram
-from collector.sflow_fast import FastSflowDecoder
-from collector.sflow_fast_fallback import MAX_DATA_SOURCES, MAX_SUB_AGENTS
+from topfib.collector.sflow.encode import FlowSampleSpec, encode_datagram
+from topfib.collector.sflow.fast import FastSflowDecoder
+from topfib.collector.sflow.fast_fallback import MAX_DATA_SOURCES, MAX_SUB_AGENTS
 
 pytestmark = pytest.mark.skipif(FastSflowDecoder("c")._c is None, reason="the C decoder is not built")
 AGENTS = ("192.0.2.1", "2001:db8::1")

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from collector.paths import Path
-from collector.prefixes import contains
-from controller.simulate import (
+from topfib.collector.common.prefixes import contains
+from topfib.collector.rib.paths import Path
+from topfib.controller.sim.simulate import (
     SimulationRib,
     SimulationSettings,
     ZipfStream,
@@ -22,7 +22,7 @@ from controller.simulate import (
     synthetic_peer_rib,
     traffic_curve,
 )
-from controller.zipf import ZipfTraffic, parse_zipf
+from topfib.controller.sim.zipf import ZipfTraffic, parse_zipf
 
 PREFIXES = [
     "10.0.0.0/8",
@@ -181,7 +181,7 @@ def test_cli_rejects_bad_arguments(
 def test_cli_warmup_default_is_the_simulators_and_a_negative_one_is_refused(
     tmp_path: FilePath, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from controller.cli import DEFAULT_WARMUP_S
+    from topfib.controller.cli.app import DEFAULT_WARMUP_S
 
     assert SimulationSettings.warmup_s == DEFAULT_WARMUP_S
     assert run_simulate(_pfx2as(tmp_path), "zipf:1.0", [10], False, None, 60.0, 1, -1.0) == 2
@@ -198,7 +198,7 @@ def test_cli_rejects_a_missing_rib(tmp_path: FilePath, capsys: pytest.CaptureFix
 def test_capture_replay_maps_destinations_and_spreads_samples(
     corpus: FilePath, tmp_path: FilePath, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from controller.capture_traffic import load_capture
+    from topfib.controller.sim.capture_traffic import load_capture
 
     capture = corpus / "sflow" / "akvorado__data-1140.pcap"
     rib = sim_rib(["45.90.160.0/22", "2a0c:8880::/32"])
@@ -224,7 +224,7 @@ def test_cli_rejects_traffic_that_is_neither_zipf_nor_a_file(
 
 
 def test_selection_gets_the_evidence_unless_told_not_to(monkeypatch: pytest.MonkeyPatch) -> None:
-    import controller.simulate as simulate_module
+    import topfib.controller.sim.simulate as simulate_module
 
     seen: list[bool] = []
     real_select = simulate_module.__dict__["select"]

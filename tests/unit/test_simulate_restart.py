@@ -7,9 +7,9 @@ from pathlib import Path as FilePath
 
 import pytest
 
-from controller.simulate import run_simulate, simulate
-from controller.simulate_restart import profile_line
 from tests.unit.test_simulate import FAST, _pfx2as, sim_rib, stream
+from topfib.controller.sim.restart import profile_line
+from topfib.controller.sim.simulate import run_simulate, simulate
 
 PREFIXES = [f"10.{i // 256}.{i % 256}.0/24" for i in range(600)]
 CAP = 60

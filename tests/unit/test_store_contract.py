@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from controller.redis_store import RedisStore
-from controller.store import MemoryStore, Pin, RequestCursor, RequestEntry, Store
 from tests.api_support import anyio_backend  # noqa: F401
+from topfib.controller.state.redis_store import RedisStore
+from topfib.controller.state.store import MemoryStore, Pin, RequestCursor, RequestEntry, Store
 
 # Until tests/conftest.py registers it for every test.
 pytest_plugins = ["tests.redis_fixture"]

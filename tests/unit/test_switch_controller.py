@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from collector.accounting import PrefixRates
-from controller.config import TopfibConfig
-from controller.plan import Step
-from controller.selection_gate import SelectionGate
-from controller.store import MemoryStore, Pin, RequestEntry
-from controller.switch_controller import SessionInfo, SwitchController, _windows, table_complete
-from controller.table_readiness import QuietClock
+from topfib.collector.accounting.prefix_rates import PrefixRates
+from topfib.controller.config import TopfibConfig
+from topfib.controller.program.plan import Step
+from topfib.controller.selection.gate import SelectionGate
+from topfib.controller.state.store import MemoryStore, Pin, RequestEntry
+from topfib.controller.switch.controller import SessionInfo, SwitchController, _windows, table_complete
+from topfib.controller.switch.table_readiness import QuietClock
 
 TABLE = "\n".join(
     ["10.0.0.0\t16\t64500", "10.0.1.0\t24\t64501", "10.0.2.0\t24\t64502", "192.0.2.0\t24\t64503",
@@ -369,8 +369,8 @@ def test_follow_observed_paths_installs_the_path_traffic_takes(tmp_path: Path) -
     """ADD-PATH: two live paths for a prefix; sampled traffic leaves by the second one."""
     import numpy as np
 
-    from collector.path_accounting import PathRates
-    from collector.paths import Path as BgpPath
+    from topfib.collector.accounting.path_rates import PathRates
+    from topfib.collector.rib.paths import Path as BgpPath
 
     async def scenario(follow: bool) -> str:
         config = TopfibConfig.model_validate({"switch": [{
@@ -484,7 +484,7 @@ def test_exabgp_shutting_down_is_a_warning_only_when_topfib_did_not_stop_it(
     ctl = _live_controller(tmp_path)
     ctl._on_message(_state("up"))
     ctl.active = active  # deactivate() clears it before it stops ExaBGP
-    with caplog.at_level("INFO", logger="controller.switch_controller"):
+    with caplog.at_level("INFO", logger="topfib.controller.switch.controller"):
         ctl._on_message(_state("down"))
         ctl._on_message(SHUTDOWN)
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from controller.store import Pin
 from tests.unit.test_switch_controller import (
     NEIGHBOR,
     NH1,
@@ -22,6 +21,7 @@ from tests.unit.test_switch_controller import (
     _state,
     _wait,
 )
+from topfib.controller.state.store import Pin
 
 
 class RefusingSwitch(Switch):
@@ -95,7 +95,7 @@ def test_an_exabgp_refusing_everything_gets_each_prefix_once_a_tick_and_one_log_
                 await ctl.store.set_pin(Pin(prefix=prefix, by="op", since=0.0))
             for tick in range(1, 4):
                 caplog.clear()
-                with caplog.at_level(logging.ERROR, logger="controller.switch_controller"):
+                with caplog.at_level(logging.ERROR, logger="topfib.controller.switch.controller"):
                     await ctl.tick()
                 # the line, then each prefix alone once: no resend loop, nothing counted as installed
                 assert len(switch.commands) == 4 * tick

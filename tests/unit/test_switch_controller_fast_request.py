@@ -1,4 +1,4 @@
-"""The request fast path (controller/fast_request.py) with the fake switch: a new request's prefix is
+"""The request fast path (controller/switch/fast_request.py) with the fake switch: a new request's prefix is
 announced before the next selection when that is safe, the cap holds at every command, pins are never
 displaced, a prefix with more-specifics waits for the full selection, and that selection agrees."""
 
@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-import controller.switch_controller as switch_controller
-from collector.accounting import PrefixRates
-from controller.config import TopfibConfig
-from controller.select import select
-from controller.store import MemoryStore, Pin, RequestEntry
-from controller.switch_controller import SwitchController
+import topfib.controller.switch.controller as switch_controller
 from tests.unit.test_switch_controller import NEIGHBOR, Switch, _announce, _eor, _state, _wait
+from topfib.collector.accounting.prefix_rates import PrefixRates
+from topfib.controller.config import TopfibConfig
+from topfib.controller.selection.select import select
+from topfib.controller.state.store import MemoryStore, Pin, RequestEntry
+from topfib.controller.switch.controller import SwitchController
 
 NH1, NH2 = "192.168.50.11", "192.168.50.12"
 COVER, INSIDE = "16.0.0.0/16", "16.0.9.0/24"  # INSIDE via another next hop: the cover's unit needs it

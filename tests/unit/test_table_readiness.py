@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.switch_controller import SwitchController
-from controller.table_readiness import (
+from tests.unit.test_switch_controller import NH1, Switch, _announce, _live_controller, _state, _wait
+from topfib.controller.switch.controller import SwitchController
+from topfib.controller.switch.table_readiness import (
     MIN_TABLE_SHARE,
     PAUSE_FACTOR,
     SHORT_TABLE_QUIET_S,
@@ -19,7 +20,6 @@ from controller.table_readiness import (
     QuietClock,
     needed_quiet,
 )
-from tests.unit.test_switch_controller import NH1, Switch, _announce, _live_controller, _state, _wait
 
 
 def test_the_longest_pause_is_the_longest_quiet_an_update_ended() -> None:

@@ -4,8 +4,8 @@ import hashlib
 import io
 import re
 
-from api.tokens import TOKEN_PREFIX, TokenTable, config_entry, hash_token, new_token, run_token_new
-from controller.config import TokenConfig, parse_config
+from topfib.api.tokens import TOKEN_PREFIX, TokenTable, config_entry, hash_token, new_token, run_token_new
+from topfib.controller.config import TokenConfig, parse_config
 
 SWITCH = """
 [[switch]]

@@ -9,14 +9,14 @@ import threading
 import time
 from pathlib import Path
 
-from collector.accounting import PrefixRates
-from controller.config import TopfibConfig
-from controller.selection_types import SelectedRoute, new_route
-from controller.store import MemoryStore, Pin
-from controller.switch_controller import SwitchController
-from controller.warm_keeper import WarmKeeper
-from controller.warm_state import decode
 from tests.unit.test_switch_controller import NEIGHBOR, NH1, P1, P2, Switch, _announce, _eor, _state, _wait
+from topfib.collector.accounting.prefix_rates import PrefixRates
+from topfib.controller.config import TopfibConfig
+from topfib.controller.selection.model import SelectedRoute, new_route
+from topfib.controller.state.store import MemoryStore, Pin
+from topfib.controller.state.warm_keeper import WarmKeeper
+from topfib.controller.state.warm_state import decode
+from topfib.controller.switch.controller import SwitchController
 
 MAX_AGE_S = 600.0
 CARRIED_ROUTE = "10.7.0.0/16"

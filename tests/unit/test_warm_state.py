@@ -15,15 +15,15 @@ from typing import Any, cast
 import numpy as np
 import pytest
 
-from collector.accounting import UNROUTED, PrefixRates
-from collector.path_accounting import PathRates
-from controller.config import TopfibConfig
-from controller.selection_types import SelectedRoute, SelectionPolicy, new_route
-from controller.store import MemoryStore
-from controller.switch_controller import SwitchController
-from controller.warm_keeper import WarmKeeper, _m_restores
-from controller.warm_state import MAX_SNAPSHOT_BYTES, SnapshotRefused, WarmState, decode
 from tests.unit.test_switch_controller import _controller
+from topfib.collector.accounting.path_rates import PathRates
+from topfib.collector.accounting.prefix_rates import UNROUTED, PrefixRates
+from topfib.controller.config import TopfibConfig
+from topfib.controller.selection.model import SelectedRoute, SelectionPolicy, new_route
+from topfib.controller.state.store import MemoryStore
+from topfib.controller.state.warm_keeper import WarmKeeper, _m_restores
+from topfib.controller.state.warm_state import MAX_SNAPSHOT_BYTES, SnapshotRefused, WarmState, decode
+from topfib.controller.switch.controller import SwitchController
 
 HALVES = (30.0, 3600.0)
 WALL = 2_000_000.0
@@ -348,8 +348,8 @@ def test_carried_incumbents_keep_the_previous_fib_against_a_better_challenger(tm
 
 
 def test_run_refuses_a_world_writable_state_directory_naming_the_key(tmp_path: Path) -> None:
-    from controller.config import ConfigError
-    from controller.service import Service
+    from topfib.controller.config import ConfigError
+    from topfib.controller.service.run import Service
 
     state = tmp_path / "state"
     state.mkdir()
