@@ -11,11 +11,11 @@ from topfib.api.auth import AuthMiddleware, public_paths
 from topfib.api.context import ApiContext
 from topfib.api.dashboard import install_dashboard
 from topfib.api.errors import install_error_handlers
+from topfib.api.middleware import BodyLimitMiddleware, ResponseCountMiddleware
 from topfib.api.openapi import install_openapi
 from topfib.api.rate_limit import RateLimiter
 from topfib.api.routes import health, matrix, operator, read, requests
 from topfib.api.tokens import TokenTable
-from topfib.api.transport.middleware import BodyLimitMiddleware, ResponseCountMiddleware
 from topfib.api.view import ControllerView
 from topfib.collector.matrix.traffic_matrix import TrafficMatrix
 from topfib.controller.config import TopfibConfig

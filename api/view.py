@@ -1,7 +1,7 @@
 """What the API needs from the running controller, and the shapes it answers with.
 
 The service (``topfib.controller.service.run``) implements :class:`ControllerView` over its live state; tests
-and benchmarks use ``topfib.controller.demo.static_view.StaticView``. The response models here are what
+and benchmarks use ``topfib.controller.service.static_view.StaticView``. The response models here are what
 OpenAPI
 documents, so a view returns them directly rather than loose dicts.
 

@@ -18,7 +18,7 @@ from fastapi import FastAPI
 
 from topfib.api.app import create_app
 from topfib.controller.config import TopfibConfig, load_config
-from topfib.controller.demo.static_view import StaticView
+from topfib.controller.service.static_view import StaticView
 from topfib.controller.state.redis_store import RedisStore
 from topfib.controller.state.store import MemoryStore, Store
 

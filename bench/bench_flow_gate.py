@@ -1,4 +1,4 @@
-"""CPU of the flow gate (``topfib.collector.flow.gate``) next to the sFlow decoder it screens for.
+"""CPU of the flow gate (``topfib.collector.accounting.flow_gate``) next to the sFlow decoder it screens for.
 
     .venv/bin/python -m bench.bench_flow_gate [--datagrams N] [--repeat R]
 
@@ -14,8 +14,8 @@ import argparse
 import time
 from collections.abc import Callable
 
+from topfib.collector.accounting.flow_gate import FlowGate, SwitchFlowSources
 from topfib.collector.common.metrics import Registry
-from topfib.collector.flow.gate import FlowGate, SwitchFlowSources
 from topfib.collector.sflow.encode import realistic_mix
 from topfib.collector.sflow.fast import FastSflowDecoder
 

@@ -20,8 +20,8 @@ import numpy as np
 from topfib.collector.accounting.path_rates import PathRates
 from topfib.collector.accounting.pipeline import Collector
 from topfib.collector.accounting.prefix_rates import PrefixRates
+from topfib.collector.common.batch import SampleBatch
 from topfib.collector.common.metrics import Registry
-from topfib.collector.flow.batch import SampleBatch
 from topfib.collector.matrix.traffic_matrix import TrafficMatrix
 from topfib.collector.rib.paths import Path
 from topfib.collector.rib.rib import Rib

@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from bench.gen_traffic import AGENTS, V4_TABLE, V6_TABLE, load_pfx2as
+from topfib.collector.accounting.flow_gate import FlowGate, SwitchFlowSources
 from topfib.collector.accounting.pipeline import Collector
 from topfib.collector.accounting.prefix_rates import PrefixRates
 from topfib.collector.common.metrics import Registry
-from topfib.collector.flow.gate import FlowGate, SwitchFlowSources
 from topfib.collector.flow.receiver import SflowListener
 from topfib.collector.rib.lpm import LpmTable
 from topfib.collector.sflow.fast import FastSflowDecoder

@@ -8,7 +8,6 @@ from __future__ import annotations
 import ipaddress
 import re
 import stat
-import sys
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
@@ -121,7 +120,7 @@ class StoreConfig(_Strict):
 
 
 class StateConfig(_Strict):
-    """Warm state for restarts and takeovers (controller/state/warm_keeper.py): rate snapshots and the
+    """Warm state for restarts and takeovers (controller/service/warm_keeper.py): rate snapshots and the
     last desired FIB, in the Redis store, or with the memory store in ``directory``."""
 
     snapshot_interval_s: float = Field(60.0, gt=0, le=86400)
@@ -396,17 +395,3 @@ def _check_not_writable_by_anyone(path: Path) -> None:
         if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
             raise ConfigError(f"directory {directory} is writable by anyone, who could replace {path.name} "
                               "(it holds the API tokens): chmod o-w it")
-
-
-def check_config_file(path: Path) -> int:
-    """CLI body of ``topfib check-config``: 0 when valid, 2 with the bad key on stderr."""
-    from topfib.api.transport.tls import build_tls_context  # here: api imports this module
-
-    try:
-        config = load_config(path)
-        build_tls_context(config.api)  # the files must be readable PEM, as `topfib run` needs them
-    except ConfigError as exc:
-        print(f"{path}: {exc}", file=sys.stderr)
-        return 2
-    print(f"{path}: ok ({len(config.switch)} switch(es))")
-    return 0

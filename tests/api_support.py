@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from topfib.api.app import create_app
 from topfib.api.tokens import hash_token
 from topfib.controller.config import TopfibConfig
-from topfib.controller.demo.static_view import StaticView
+from topfib.controller.service.static_view import StaticView
 from topfib.controller.state.store import MemoryStore, Store
 
 AP_TOKEN = "tfb_ap-one-token"

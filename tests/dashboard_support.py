@@ -29,7 +29,7 @@ from topfib.api.view import (
     sampling_error_pct,
 )
 from topfib.controller.config import TopfibConfig
-from topfib.controller.demo.static_view import StaticView
+from topfib.controller.service.static_view import StaticView
 from topfib.controller.state.store import RequestEntry, Store
 
 SWITCHES = ("edge1", "edge2")

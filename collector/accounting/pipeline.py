@@ -19,7 +19,8 @@ Metrics (all counters):
 - ``topfib_flow_state_limited_total{kind}``: per-exporter decoder state evicted or refused at its
   bound (the decoders count it in ``SampleBatch.state_limited``)
 
-Datagrams are screened by ``flow_gate`` (``topfib.collector.flow.gate``, set by the service) before they
+Datagrams are screened by ``flow_gate`` (``topfib.collector.accounting.flow_gate``, set by the service)
+before they
 are decoded: only allowed UDP sources naming allowed agents reach the decoder.
 
 ``agent`` label values are bounded (see :class:`LabelBudget`), so spoofed sources cannot grow the
@@ -37,11 +38,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
+from topfib.collector.accounting.flow_gate import FlowGate
 from topfib.collector.accounting.path_attribution import (
     DEFAULT_REFRESH_S,
     Attribution,
@@ -50,13 +52,9 @@ from topfib.collector.accounting.path_attribution import (
 )
 from topfib.collector.accounting.path_rates import PathRates
 from topfib.collector.accounting.prefix_rates import PrefixRates
+from topfib.collector.common.batch import BatchDecoder, SampleBatch
 from topfib.collector.common.log_budget import LogBudget
-from topfib.collector.common.log_budget import (
-    LogLimiter as LogLimiter,  # re-exported: other modules import it here
-)
 from topfib.collector.common.metrics import REGISTRY, Registry
-from topfib.collector.flow.batch import SampleBatch
-from topfib.collector.flow.gate import FlowGate
 from topfib.collector.rib.lpm import LpmTable
 
 if TYPE_CHECKING:
@@ -69,16 +67,6 @@ PATH_PRUNE_EVERY_S = 60.0
 PATH_PRUNE_BELOW_BYTES_PER_S = 1.0  # as the controller prunes prefix rates: nothing to report
 
 _T = TypeVar("_T", bound=np.generic)
-
-
-class BatchDecoder(Protocol):
-    """What the collector needs from a decoder (``topfib.collector.sflow.fast.FastSflowDecoder``)."""
-
-    def feed(self, datagram: bytes, exporter: str) -> None: ...
-
-    def feed_many(self, datagrams: list[tuple[bytes, str]]) -> None: ...
-
-    def take(self) -> SampleBatch: ...
 
 
 class LabelBudget:
@@ -387,57 +375,6 @@ class Collector:
                 now,
                 f"dropped {count} flow sample(s) from sFlow agent {agent}: not in any switch's sflow_agents",
             )
-
-
-def merge_batches(batches: list[SampleBatch]) -> SampleBatch:
-    """One batch holding all of ``batches`` (agent indices renumbered, counters summed)."""
-    if len(batches) == 1:
-        return batches[0]
-    merged = SampleBatch()
-    index: dict[str, int] = {}
-    hop_index: dict[str, int] = {}
-    v4_agents, v6_agents, v4_hops, v6_hops = [], [], [], []
-    for batch in batches:
-        batch.complete()
-        remap = np.array([index.setdefault(a, len(index)) for a in batch.agents] or [0], np.uint32)
-        v4_agents.append(remap[batch.v4_agent] if len(batch.v4_agent) else batch.v4_agent)
-        v6_agents.append(remap[batch.v6_agent] if len(batch.v6_agent) else batch.v6_agent)
-        # next-hop indices renumbered; -1 (none) maps to the last element, -1
-        hop_remap = np.array(
-            [hop_index.setdefault(h, len(hop_index)) for h in batch.next_hops] + [-1], np.int32
-        )
-        v4_hops.append(hop_remap[batch.v4_next_hop])
-        v6_hops.append(hop_remap[batch.v6_next_hop])
-        merged.datagrams += batch.datagrams
-        merged.flow_samples += batch.flow_samples
-        merged.counter_samples += batch.counter_samples
-        merged.non_ip_samples += batch.non_ip_samples
-        for reason_agent, count in batch.malformed.items():
-            merged.malformed[reason_agent] = merged.malformed.get(reason_agent, 0) + count
-        for agent, count in batch.lost_datagrams.items():
-            merged.lost_datagrams[agent] = merged.lost_datagrams.get(agent, 0) + count
-        for agent, count in batch.agent_drops.items():
-            merged.agent_drops[agent] = merged.agent_drops.get(agent, 0) + count
-        for key, count in batch.export_lost.items():
-            merged.export_lost[key] = merged.export_lost.get(key, 0) + count
-        for kind, count in batch.state_limited.items():
-            merged.state_limited[kind] = merged.state_limited.get(kind, 0) + count
-    merged.agents = list(index)
-    merged.v4_agent = np.concatenate(v4_agents).astype(np.uint32, copy=False)
-    merged.v6_agent = np.concatenate(v6_agents).astype(np.uint32, copy=False)
-    merged.v4_dst = np.concatenate([b.v4_dst for b in batches])
-    merged.v4_bytes = np.concatenate([b.v4_bytes for b in batches])
-    merged.v4_packets = np.concatenate([b.v4_packets for b in batches])
-    merged.v6_dst_hi = np.concatenate([b.v6_dst_hi for b in batches])
-    merged.v6_dst_lo = np.concatenate([b.v6_dst_lo for b in batches])
-    merged.v6_bytes = np.concatenate([b.v6_bytes for b in batches])
-    merged.v6_packets = np.concatenate([b.v6_packets for b in batches])
-    merged.next_hops = list(hop_index)
-    merged.v4_next_hop = np.concatenate(v4_hops).astype(np.int32, copy=False)
-    merged.v6_next_hop = np.concatenate(v6_hops).astype(np.int32, copy=False)
-    merged.v4_input_if = np.concatenate([b.v4_input_if for b in batches])
-    merged.v6_input_if = np.concatenate([b.v6_input_if for b in batches])
-    return merged
 
 
 def _mask(switch_of_sample: npt.NDArray[np.int64], index: int) -> npt.NDArray[np.bool_] | None:

@@ -9,8 +9,7 @@ exporters appear in ``agents`` by their UDP source address, as sFlow agents do b
 
 from __future__ import annotations
 
-from topfib.collector.accounting.pipeline import BatchDecoder, merge_batches
-from topfib.collector.flow.batch import SampleBatch
+from topfib.collector.common.batch import BatchDecoder, SampleBatch, merge_batches
 from topfib.collector.netflow.dispatch import is_netflow
 from topfib.collector.netflow.fast import FastFlowDecoder
 

@@ -33,9 +33,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from topfib.collector.accounting.pipeline import Collector, LogLimiter, merge_batches
+from topfib.collector.accounting.pipeline import Collector
+from topfib.collector.common.batch import SampleBatch, merge_batches
+from topfib.collector.common.log_budget import LogLimiter
 from topfib.collector.common.metrics import REGISTRY, Registry
-from topfib.collector.flow.batch import SampleBatch
 from topfib.collector.flow.udp_batch import BatchReceiver, batch_receiver
 
 log = logging.getLogger(__name__)

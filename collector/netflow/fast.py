@@ -33,7 +33,7 @@ from typing import Any, Final, cast
 import numpy as np
 import numpy.typing as npt
 
-from topfib.collector.flow.batch import SampleBatch
+from topfib.collector.common.batch import SampleBatch
 from topfib.collector.netflow.dispatch import FlowDecoderCounters, FlowSetDispatcher
 from topfib.collector.netflow.errors import FlowDecodeError
 from topfib.collector.netflow.fields import (

@@ -14,9 +14,9 @@ import struct
 from dataclasses import dataclass, replace
 from typing import Final
 
+from topfib.collector.common.packet_header import PacketSummary
 from topfib.collector.netflow.packet_section import DATALINK_FRAME_SIZE, summarise_section
 from topfib.collector.netflow.record import FlowRecord
-from topfib.collector.sflow.packet import PacketSummary
 
 OCTET_DELTA: Final = 1
 PACKET_DELTA: Final = 2

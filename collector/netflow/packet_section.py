@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from topfib.collector.sflow.packet import (
+from topfib.collector.common.packet_header import (
     HEADER_PROTOCOL_ETHERNET,
     HEADER_PROTOCOL_IPV4,
     HEADER_PROTOCOL_IPV6,

@@ -41,8 +41,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from topfib.collector.accounting.pipeline import LogLimiter
 from topfib.collector.common.fastprefix import format_network, split_canonical, split_prefix
+from topfib.collector.common.log_budget import LogLimiter
 from topfib.collector.common.prefixes import IPV4, IPV6, PrefixError
 from topfib.collector.rib.paths import Path, new_path
 

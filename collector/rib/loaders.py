@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path as FilePath
 
-from topfib.collector.accounting.pipeline import LogLimiter
 from topfib.collector.common.compressed import StreamStatus, read_chunks
+from topfib.collector.common.log_budget import LogLimiter
 from topfib.collector.common.prefixes import PrefixError
 from topfib.collector.rib.mrt import TABLE_DUMP, TABLE_DUMP_V2, MrtRibDecoder
 from topfib.collector.rib.pfx2as import Pfx2asError, Pfx2asParser

@@ -1121,7 +1121,7 @@ static PyTypeObject DecoderType = {
     .tp_methods = Decoder_methods,
 };
 
-/* ---------- the flow gate's common case (see collector/flow/gate.py) ---------- */
+/* ---------- the flow gate's common case (see collector/accounting/flow_gate.py) ---------- */
 
 /* Does the datagram start with one of the heads (bytes) in the tuple? */
 static int starts_with_any(const uint8_t *data, size_t len, PyObject *heads) {

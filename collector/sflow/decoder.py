@@ -13,7 +13,7 @@ import struct
 from collections.abc import Iterator
 from typing import Any, Final
 
-from topfib.collector.sflow.packet import format_mac, parse_header_fields
+from topfib.collector.common.packet_header import format_mac, parse_header_fields
 from topfib.collector.sflow.records import (
     REASON_BAD_ADDRESS_TYPE,
     REASON_BAD_VERSION,

@@ -17,7 +17,7 @@ from typing import Literal
 
 import numpy as np
 
-from topfib.collector.flow.batch import SampleBatch
+from topfib.collector.common.batch import SampleBatch
 from topfib.collector.sflow.fast_fallback import PythonFastDecoder
 
 try:

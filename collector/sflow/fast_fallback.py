@@ -31,7 +31,7 @@ from typing import Final
 
 import numpy as np
 
-from topfib.collector.flow.batch import SampleBatch
+from topfib.collector.common.batch import SampleBatch
 from topfib.collector.sflow.decoder import decode_datagram, peek_agent
 from topfib.collector.sflow.records import INTERFACE_SINGLE, FlowSample, SflowError
 

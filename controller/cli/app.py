@@ -47,7 +47,7 @@ def run(
 @app.command("check-config")
 def check_config(config: Annotated[Path, typer.Argument(help="TOML config file")]) -> None:
     """Validate a config file; exit non-zero naming the bad key."""
-    from topfib.controller.config import check_config_file
+    from topfib.controller.cli.check_config import check_config_file
 
     raise typer.Exit(check_config_file(config))
 

@@ -7,8 +7,9 @@ import time
 from dataclasses import dataclass, field
 
 from topfib.controller.demo.view import DemoSnapshot, RequestLine, TopLine
+from topfib.controller.selection.model import share_of
 from topfib.controller.service.run import Service
-from topfib.controller.sim.oracle import hindsight_fib, share_of
+from topfib.controller.sim.oracle import hindsight_fib
 from topfib.controller.switch.controller import SwitchController
 
 SWITCH_NAME = "demo-sw"

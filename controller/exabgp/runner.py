@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from topfib.collector.common.metrics import REGISTRY
-from topfib.controller.service.line_log import LineLog
+from topfib.controller.exabgp.line_log import LineLog
 
 log = logging.getLogger(__name__)
 

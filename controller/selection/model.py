@@ -215,3 +215,13 @@ class Selection:
             "usage": dict(self.usage),
             "caps": dict(self.caps),
         }
+
+
+def share_of(
+    traffic: Mapping[str, float], prefixes: Iterable[str], total: float | None = None
+) -> float | None:
+    """Share of ``total`` (else of all ``traffic``) going to ``prefixes``; None without traffic."""
+    routed = sum(traffic.values()) if total is None else total
+    if routed <= 0:
+        return None
+    return sum(traffic.get(prefix, 0.0) for prefix in prefixes) / routed

@@ -24,12 +24,12 @@ from pathlib import Path
 from topfib.api.app import create_app
 from topfib.api.transport.server import ApiServer, connection_limit
 from topfib.api.transport.tls import TlsContexts
+from topfib.collector.accounting.flow_gate import FlowGate, SwitchFlowSources
 from topfib.collector.accounting.path_rates import PathRates
-from topfib.collector.accounting.pipeline import BatchDecoder, Collector
+from topfib.collector.accounting.pipeline import Collector
 from topfib.collector.accounting.prefix_rates import PrefixRates
+from topfib.collector.common.batch import BatchDecoder, SampleBatch
 from topfib.collector.common.safe_files import ensure_private_dir
-from topfib.collector.flow.batch import SampleBatch
-from topfib.collector.flow.gate import FlowGate, SwitchFlowSources
 from topfib.collector.flow.receiver import SflowListener
 from topfib.collector.matrix.traffic_matrix import MatrixInterval, TrafficMatrix, monotonic_to_wall
 from topfib.collector.matrix.writer import MatrixFileWriter
@@ -39,9 +39,9 @@ from topfib.controller.exabgp.runner import exabgp_missing_reason
 from topfib.controller.service.live_view import LiveView
 from topfib.controller.service.log_format import LogFormat, configure_logging
 from topfib.controller.service.reload import prepare_reload, report_reload
+from topfib.controller.service.warm_keeper import WarmKeeper
 from topfib.controller.state.lease import RedisLease
 from topfib.controller.state.store import MemoryStore, Store
-from topfib.controller.state.warm_keeper import WarmKeeper
 from topfib.controller.switch.controller import SwitchController
 
 log = logging.getLogger(__name__)

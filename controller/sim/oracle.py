@@ -8,7 +8,7 @@ same N can cover more of that traffic. ``topfib simulate`` and ``topfib demo`` b
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 from topfib.controller.selection.model import RibView
 from topfib.controller.selection.select import SelectionPolicy, select
@@ -23,13 +23,3 @@ def hindsight_fib(traffic: Mapping[str, float], rib: RibView, policy: SelectionP
     """The prefixes the best FIB under ``policy``'s caps holds for ``traffic`` (prefix → bytes or
     bytes/s), knowing it in advance."""
     return list(select(scores=traffic, rib=rib, policy=hindsight_policy(policy), now=0.0).routes)
-
-
-def share_of(
-    traffic: Mapping[str, float], prefixes: Iterable[str], total: float | None = None
-) -> float | None:
-    """Share of ``total`` (else of all ``traffic``) going to ``prefixes``; None without traffic."""
-    routed = sum(traffic.values()) if total is None else total
-    if routed <= 0:
-        return None
-    return sum(traffic.get(prefix, 0.0) for prefix in prefixes) / routed

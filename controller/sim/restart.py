@@ -20,7 +20,7 @@ from topfib.controller.selection.model import SelectedRoute
 from topfib.controller.state.warm_state import WarmState, decode
 
 SNAPSHOT_AGE_S = 30.0  # taken every 60 s: half an interval old on average at a crash
-ROWS_PER_SLOT = 4  # as topfib.controller.state.warm_keeper keeps them
+ROWS_PER_SLOT = 4  # as topfib.controller.service.warm_keeper keeps them
 
 
 def warm_restart(

@@ -50,7 +50,7 @@ from topfib.controller.program.plan import (
     render_step,
 )
 from topfib.controller.selection.gate import SelectionGate, SelectionInputs
-from topfib.controller.selection.model import SelectedRoute, new_route
+from topfib.controller.selection.model import SelectedRoute, new_route, share_of
 from topfib.controller.selection.observed_paths import ObservedPathRib
 from topfib.controller.selection.select import (
     OnDemandRequest,
@@ -60,7 +60,6 @@ from topfib.controller.selection.select import (
     select,
 )
 from topfib.controller.selection.unit_cache import UnitCache
-from topfib.controller.sim.oracle import share_of
 from topfib.controller.state.settings import effective_settings, selection_policy
 from topfib.controller.state.store import SettingValue, Store, StoreUnavailable
 from topfib.controller.switch.fast_request import fast_admissions
@@ -991,7 +990,7 @@ class SwitchController:
             alive = self.rib.best(prefix) is not None
         return "displaced" if alive else "no live path"
 
-    # --- warm state (controller/state/warm_keeper.py) ---------------------------------------------------
+    # --- warm state (controller/service/warm_keeper.py) ---------------------------------------------------
 
     def carry_incumbents(self, routes: dict[str, SelectedRoute], held: Iterable[str] = (), *,
                          desired_at: float | None = None, lost_at: float | None = None) -> None:

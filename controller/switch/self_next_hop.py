@@ -14,7 +14,7 @@ import ipaddress
 import time
 from collections.abc import Callable
 
-from topfib.collector.accounting.pipeline import LogLimiter
+from topfib.collector.common.log_budget import LogLimiter
 from topfib.collector.common.metrics import REGISTRY
 from topfib.collector.rib.exabgp_json import Event, RouteUpdate
 from topfib.controller.config import SwitchConfig

@@ -17,10 +17,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.fuzz.test_sflow_fuzz import FUZZ_SETTINGS, mutated_datagrams
+from topfib.collector.accounting.flow_gate import FlowGate, SwitchFlowSources
 from topfib.collector.accounting.pipeline import Collector
 from topfib.collector.accounting.prefix_rates import PrefixRates
 from topfib.collector.common.metrics import Registry
-from topfib.collector.flow.gate import FlowGate, SwitchFlowSources
 from topfib.collector.flow.mux import FlowBatchMux
 from topfib.collector.rib.lpm import LpmTable
 from topfib.collector.sflow.fast import FastSflowDecoder

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import TEST_DATA
+from topfib.collector.common.batch import SampleBatch
 from topfib.collector.common.pcap import PcapError, udp_payloads
-from topfib.collector.flow.batch import SampleBatch
 from topfib.collector.sflow.decoder import decode_datagram
 from topfib.collector.sflow.fast import FastSflowDecoder, c_extension_available
 from topfib.collector.sflow.records import REASONS, SflowDatagram, SflowError

@@ -19,8 +19,8 @@ from tests.api_support import (
 )
 from topfib.collector.rib.paths import Path
 from topfib.collector.rib.rib import Rib
-from topfib.controller.demo.static_view import StaticView
 from topfib.controller.selection.select import OnDemandRequest, SelectionPolicy, select
+from topfib.controller.service.static_view import StaticView
 from topfib.controller.state.store import MemoryStore
 
 pytestmark = pytest.mark.anyio

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, settings
 
 from tests.api_support import ROLE_TOKENS, auth, build, make_config, make_view
 from topfib.api.dashboard import FibChange
-from topfib.controller.demo.static_view import StaticView
+from topfib.controller.service.static_view import StaticView
 
 try:
     # Ignores only for environments without it (mypy then cannot find the package).

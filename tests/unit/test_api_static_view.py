@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.api_support import anyio_backend  # noqa: F401
-from topfib.controller.demo.static_view import StaticView
+from topfib.controller.service.static_view import StaticView
 
 ROUTES = {"0.0.0.0/0": "192.0.2.9", "10.0.0.0/8": "192.0.2.1", "10.1.0.0/16": "192.0.2.2",
           "10.1.2.0/24": "192.0.2.3", "10.1.2.3/32": "192.0.2.4", "2001:db8::/32": "2001:db8::1",

@@ -8,7 +8,8 @@ import pytest
 
 from tests.tls_support import Issuer
 from topfib.api.transport.tls import build_tls_context
-from topfib.controller.config import ApiConfig, ConfigError, check_config_file, parse_config
+from topfib.controller.cli.check_config import check_config_file
+from topfib.controller.config import ApiConfig, ConfigError, parse_config
 
 BASE = """
 [[switch]]

@@ -23,8 +23,8 @@ from topfib.api.view import PathTraffic, TopEntry, sampling_error_pct
 from topfib.collector.accounting.path_rates import PathRates
 from topfib.collector.accounting.pipeline import Collector
 from topfib.collector.accounting.prefix_rates import PrefixRates
+from topfib.collector.common.batch import SampleBatch
 from topfib.collector.common.metrics import Registry
-from topfib.collector.flow.batch import SampleBatch
 from topfib.collector.rib.paths import Path
 from topfib.collector.rib.rib import Rib
 from topfib.controller.service.live_view import LiveView

@@ -41,7 +41,7 @@ from topfib.api.dashboard import (
     load_assets,
     traffic_curve,
 )
-from topfib.controller.demo.static_view import StaticView
+from topfib.controller.service.static_view import StaticView
 from topfib.controller.state.store import MemoryStore
 
 STATIC = Path(__file__).resolve().parents[2] / "api" / "static"

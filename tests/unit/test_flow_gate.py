@@ -9,12 +9,12 @@ import struct
 import numpy as np
 import pytest
 
+from topfib.collector.accounting.flow_gate import FlowGate, SwitchFlowSources
 from topfib.collector.accounting.pipeline import Collector
 from topfib.collector.accounting.prefix_rates import PrefixRates
+from topfib.collector.common.batch import SampleBatch
 from topfib.collector.common.log_budget import MAX_REASONS, LogBudget
 from topfib.collector.common.metrics import Registry
-from topfib.collector.flow.batch import SampleBatch
-from topfib.collector.flow.gate import FlowGate, SwitchFlowSources
 from topfib.collector.flow.mux import FlowBatchMux
 from topfib.collector.rib.lpm import LpmTable
 from topfib.collector.sflow.encode import FlowSampleSpec, encode_datagram
@@ -46,7 +46,7 @@ def netflow_v5(dst: str = "198.51.100.9") -> bytes:
 def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Every test runs against the C screen and the pure-Python rule."""
     if request.param == "python":
-        monkeypatch.setattr("topfib.collector.flow.gate._sflow_fast", None)
+        monkeypatch.setattr("topfib.collector.accounting.flow_gate._sflow_fast", None)
     return str(request.param)
 
 

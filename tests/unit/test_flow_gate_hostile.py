@@ -14,8 +14,8 @@ from collections import Counter
 import pytest
 
 from tests.unit.test_flow_gate import AGENT_A, AGENT_B, AGENT_V6, TWO_SWITCHES, netflow_v5, sflow
+from topfib.collector.accounting.flow_gate import FlowGate, SwitchFlowSources
 from topfib.collector.common.metrics import Registry
-from topfib.collector.flow.gate import FlowGate, SwitchFlowSources
 
 pytestmark = pytest.mark.skipif(
     not hasattr(__import__("topfib.collector.sflow._sflow_fast", fromlist=["screen"]), "screen"),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from topfib.controller.service.line_log import LineLog
+from topfib.controller.exabgp.line_log import LineLog
 
 
 def test_lines_append_and_survive_a_reopen(tmp_path: Path) -> None:

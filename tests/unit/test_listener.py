@@ -13,8 +13,8 @@ import pytest
 
 from topfib.collector.accounting.pipeline import Collector
 from topfib.collector.accounting.prefix_rates import PrefixRates
+from topfib.collector.common.batch import SampleBatch
 from topfib.collector.common.metrics import Registry
-from topfib.collector.flow.batch import SampleBatch
 from topfib.collector.flow.receiver import (
     MAX_DATAGRAM,
     SflowListener,

@@ -42,7 +42,7 @@ def make_rib() -> Rib:
 
 
 def ingress_if(sample: FlowSample) -> int:
-    """The collector's reading (topfib.collector.flow.batch): a single interface's ifIndex; 0 when unknown,
+    """The collector's reading (topfib.collector.common.batch): a single interface's ifIndex; 0 when unknown,
     several
     interfaces, or the agent itself (0x3FFFFFFF)."""
     return sample.input_if if sample.input_format == 0 and sample.input_if != 0x3FFFFFFF else 0

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.unit.test_netflow_corpus import GROUPS, INVALID, decode_group, payloads
-from topfib.collector.flow.batch import SampleBatch
+from topfib.collector.common.batch import SampleBatch
 from topfib.collector.netflow.decoder import FlowDecoder, FlowRecord
 from topfib.collector.netflow.fast import FastFlowDecoder, column_layout
 from topfib.collector.netflow.templates import FieldSpec, Template

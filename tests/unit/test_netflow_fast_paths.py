@@ -11,7 +11,7 @@ import pytest
 
 from tests.unit.test_netflow_corpus import GROUPS, decode_group, payloads
 from tests.unit.test_netflow_decoder import ipfix, ipfix_set, ipfix_template, v9
-from topfib.collector.flow.batch import SampleBatch
+from topfib.collector.common.batch import SampleBatch
 from topfib.collector.netflow.decoder import FlowDecoder, FlowRecord
 from topfib.collector.netflow.fast import FastFlowDecoder
 

@@ -8,9 +8,10 @@ import random
 import pytest
 
 from topfib.collector.rib.paths import Path
+from topfib.controller.selection.model import share_of
 from topfib.controller.selection.select import SelectionPolicy
 from topfib.controller.selection.static_rib import StaticRib
-from topfib.controller.sim.oracle import hindsight_fib, share_of
+from topfib.controller.sim.oracle import hindsight_fib
 
 NH = "192.0.2.1"
 

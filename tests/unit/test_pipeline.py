@@ -7,16 +7,11 @@ import logging
 import numpy as np
 import pytest
 
-from topfib.collector.accounting.pipeline import (
-    OTHER_LABEL,
-    Collector,
-    LabelBudget,
-    LogLimiter,
-    merge_batches,
-)
+from topfib.collector.accounting.pipeline import OTHER_LABEL, Collector, LabelBudget
 from topfib.collector.accounting.prefix_rates import PrefixRates
+from topfib.collector.common.batch import SampleBatch, merge_batches
+from topfib.collector.common.log_budget import LogLimiter
 from topfib.collector.common.metrics import Registry
-from topfib.collector.flow.batch import SampleBatch
 from topfib.collector.rib.lpm import LpmTable
 
 V6_2001_DB8 = 0x20010DB8_00000000

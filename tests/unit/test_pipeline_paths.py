@@ -13,10 +13,10 @@ import numpy.typing as npt
 from tests.unit.test_pipeline import ListDecoder
 from topfib.collector.accounting.path_attribution import PathAttributor, canonical_address
 from topfib.collector.accounting.path_rates import PathRates
-from topfib.collector.accounting.pipeline import Collector, merge_batches
+from topfib.collector.accounting.pipeline import Collector
 from topfib.collector.accounting.prefix_rates import PrefixRates
+from topfib.collector.common.batch import SampleBatch, merge_batches
 from topfib.collector.common.metrics import Registry
-from topfib.collector.flow.batch import SampleBatch
 from topfib.collector.rib.paths import Path
 from topfib.collector.rib.rib import Rib
 

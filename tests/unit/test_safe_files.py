@@ -24,7 +24,7 @@ from topfib.collector.matrix.traffic_matrix import MatrixInterval, MatrixRow
 from topfib.collector.matrix.writer import MatrixFileWriter
 from topfib.controller.config import ConfigError, SwitchConfig, TopfibConfig
 from topfib.controller.exabgp.config import BridgeCommand, write_exabgp_config
-from topfib.controller.service.line_log import LineLog
+from topfib.controller.exabgp.line_log import LineLog
 from topfib.controller.service.run import Service
 
 START = 1_764_104_400  # 2025-11-25T21:00:00Z

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from topfib.collector.common.batch import SampleBatch
 from topfib.collector.common.pcap import is_capture, udp_payloads
-from topfib.collector.flow.batch import SampleBatch
 from topfib.collector.sflow.decoder import decode_datagram
 from topfib.collector.sflow.encode import FlowSampleSpec, encode_datagram, realistic_mix
 from topfib.collector.sflow.fast import FastSflowDecoder, Implementation, c_extension_available

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.unit.test_sflow_fast import assert_batches_equal
-from topfib.collector.flow.batch import SampleBatch
+from topfib.collector.common.batch import SampleBatch
 from topfib.collector.sflow.decoder import decode_datagram
 from topfib.collector.sflow.encode import FlowSampleSpec, encode_flow_sample
 from topfib.collector.sflow.fast import FastSflowDecoder, Implementation, c_extension_available

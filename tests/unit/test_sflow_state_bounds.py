@@ -7,10 +7,10 @@ import dataclasses
 
 import pytest
 
-from topfib.collector.accounting.pipeline import Collector, merge_batches
+from topfib.collector.accounting.pipeline import Collector
 from topfib.collector.accounting.prefix_rates import PrefixRates
+from topfib.collector.common.batch import SampleBatch, merge_batches
 from topfib.collector.common.metrics import Registry
-from topfib.collector.flow.batch import SampleBatch
 from topfib.collector.rib.lpm import LpmTable
 from topfib.collector.sflow.encode import FlowSampleSpec, encode_datagram
 from topfib.collector.sflow.fast import FastSflowDecoder, Implementation, c_extension_available

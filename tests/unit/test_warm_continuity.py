@@ -13,8 +13,8 @@ from tests.unit.test_switch_controller import NEIGHBOR, NH1, P1, P2, Switch, _an
 from topfib.collector.accounting.prefix_rates import PrefixRates
 from topfib.controller.config import TopfibConfig
 from topfib.controller.selection.model import SelectedRoute, new_route
+from topfib.controller.service.warm_keeper import WarmKeeper
 from topfib.controller.state.store import MemoryStore, Pin
-from topfib.controller.state.warm_keeper import WarmKeeper
 from topfib.controller.state.warm_state import decode
 from topfib.controller.switch.controller import SwitchController
 

@@ -20,8 +20,8 @@ from topfib.collector.accounting.path_rates import PathRates
 from topfib.collector.accounting.prefix_rates import UNROUTED, PrefixRates
 from topfib.controller.config import TopfibConfig
 from topfib.controller.selection.model import SelectedRoute, SelectionPolicy, new_route
+from topfib.controller.service.warm_keeper import WarmKeeper, _m_restores
 from topfib.controller.state.store import MemoryStore
-from topfib.controller.state.warm_keeper import WarmKeeper, _m_restores
 from topfib.controller.state.warm_state import MAX_SNAPSHOT_BYTES, SnapshotRefused, WarmState, decode
 from topfib.controller.switch.controller import SwitchController
 
