@@ -113,9 +113,8 @@ def main() -> None:
             Replay(batches), {AGENT: "edge"}, lambda _: rib.lpm, PrefixRates(), Registry(),
             rib_for=(lambda _: rib) if paths or matrix else None,
             path_rates=PathRates() if paths else None,
+            matrix=TrafficMatrix(registry=Registry()) if matrix else None,
         )  # fmt: skip
-        if matrix:
-            made.matrix = TrafficMatrix(registry=Registry())
         made.flush(0.0)  # warm-up: first lookups of every prefix, table build
         for _ in range(len(batches)):
             made.flush(0.0)

@@ -93,12 +93,12 @@ def main() -> int:
     gc.collect()
     gc.freeze()
     rates = PrefixRates(fast_half_life_s=args.half_life, slow_half_life_s=args.half_life)
+    # as `topfib run` does, with a flow gate (the benchmark sends over loopback)
+    allowed = SwitchFlowSources(SWITCH, tuple(agent for agent, _ in AGENTS), ("127.0.0.0/8", "::1"))
     collector = Collector(
-        FastSflowDecoder(), {agent: SWITCH for agent, _ in AGENTS}, lambda _: table, rates, Registry()
+        FastSflowDecoder(), {agent: SWITCH for agent, _ in AGENTS}, lambda _: table, rates, Registry(),
+        flow_gate=None if args.no_flow_gate else FlowGate([allowed], Registry()),
     )
-    if not args.no_flow_gate:  # as `topfib run` does; the benchmark sends over loopback
-        allowed = SwitchFlowSources(SWITCH, tuple(agent for agent, _ in AGENTS), ("127.0.0.0/8", "::1"))
-        collector.flow_gate = FlowGate([allowed], Registry())
     listener = SflowListener(
         collector,
         [args.listen],

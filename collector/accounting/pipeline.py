@@ -19,7 +19,7 @@ Metrics (all counters):
 - ``topfib_flow_state_limited_total{kind}``: per-exporter decoder state evicted or refused at its
   bound (the decoders count it in ``SampleBatch.state_limited``)
 
-Datagrams are screened by ``flow_gate`` (``topfib.collector.accounting.flow_gate``, set by the service)
+Datagrams are screened by ``flow_gate`` (``topfib.collector.accounting.flow_gate``, given by the service)
 before they
 are decoded: only allowed UDP sources naming allowed agents reach the decoder.
 
@@ -35,6 +35,7 @@ traffic matrix (by ingress interface, attributed next hop and peer AS).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -124,11 +125,18 @@ class Collector:
         rib_for: Callable[[str], PathSource | None] | None = None,
         path_rates: PathRates | None = None,
         attribution_refresh_s: float = DEFAULT_REFRESH_S,
+        flow_gate: FlowGate | None = None,
+        matrix: TrafficMatrix | None = None,
+        lock: contextlib.AbstractContextManager[object] | None = None,
     ) -> None:
+        """``flow_gate``: only datagrams from allowed sources naming allowed agents are decoded (none:
+        all are); ``matrix``: the traffic matrix to feed, if enabled; ``lock``: held while a batch
+        is accounted (``topfib run``: the one the controllers hold while they change the RIB)."""
         self.decoder = decoder
         self.rates = rates
         self.path_rates = path_rates
-        self.matrix: TrafficMatrix | None = None  # set by the service when the matrix is enabled
+        self.matrix = matrix
+        self._lock = lock if lock is not None else contextlib.nullcontext()
         self._attributor = None if rib_for is None else PathAttributor(rib_for, attribution_refresh_s)
         self._paths_pruned_at: float | None = None
         self.totals = CollectorTotals()
@@ -138,8 +146,7 @@ class Collector:
         self._lpm_for = lpm_for
         self._agent_label = LabelBudget(set(self._agent_switches))
         self._log = LogBudget()
-        # set by the service: only datagrams from allowed sources naming allowed agents are decoded
-        self.flow_gate: FlowGate | None = None
+        self.flow_gate = flow_gate
         self._m_datagrams = registry.counter("topfib_sflow_datagrams_total", "sFlow datagrams decoded.")
         self._m_samples = registry.counter(
             "topfib_sflow_samples_total", "IP flow samples accounted, by switch.", ("switch",)
@@ -219,6 +226,10 @@ class Collector:
         return batch.flow_samples
 
     def process(self, batch: SampleBatch, now: float) -> None:
+        with self._lock:
+            self._process(batch, now)
+
+    def _process(self, batch: SampleBatch, now: float) -> None:
         batch.complete()
         self._count_batch(batch, now)
         self._prune_paths(now)

@@ -28,7 +28,7 @@ from topfib.collector.accounting.flow_gate import FlowGate, SwitchFlowSources
 from topfib.collector.accounting.path_rates import PathRates
 from topfib.collector.accounting.pipeline import Collector
 from topfib.collector.accounting.prefix_rates import PrefixRates
-from topfib.collector.common.batch import BatchDecoder, SampleBatch
+from topfib.collector.common.batch import BatchDecoder
 from topfib.collector.common.safe_files import ensure_private_dir
 from topfib.collector.flow.receiver import SflowListener
 from topfib.collector.matrix.traffic_matrix import MatrixInterval, TrafficMatrix, monotonic_to_wall
@@ -46,16 +46,6 @@ from topfib.controller.switch.controller import SwitchController
 
 log = logging.getLogger(__name__)
 GC_YOUNG_THRESHOLD = 50_000
-
-
-class LockedCollector(Collector):
-    """The collector, accounting under the lock the controllers hold while they touch the RIB."""
-
-    lock: threading.Lock
-
-    def process(self, batch: SampleBatch, now: float) -> None:
-        with self.lock:
-            super().process(batch, now)
 
 
 def make_store(url: str, replica_acks: int = 0) -> Store:
@@ -117,7 +107,8 @@ class Service:
         }
         agents = {agent: sw.name for sw in config.switch for agent in sw.sflow_agents}
         empty = LpmTable()
-        self.collector = LockedCollector(
+        self.matrix, self.matrix_writer = _make_matrix(config)
+        self.collector = Collector(
             _fast_decoder(bool(config.collector.netflow_listen)),
             agents,
             lambda name: self.controllers[name].rib.lpm if name in self.controllers else empty,
@@ -126,15 +117,14 @@ class Service:
             rib_for=lambda name: self.controllers[name].rib if name in self.controllers else None,
             # per-path traffic for GET /v1/top?per_path=true and for following observed paths
             path_rates=self.path_rates,
+            flow_gate=FlowGate(
+                SwitchFlowSources(sw.name, tuple(sw.sflow_agents), tuple(sw.effective_flow_sources))
+                for sw in config.switch
+            ),
+            matrix=self.matrix,
+            lock=self.lock,  # accounting waits while a controller changes the RIB
         )
-        self.collector.lock = self.lock
         self.warm = WarmKeeper(config, self.rates, self.store, path_rates=self.path_rates)
-        self.collector.flow_gate = FlowGate(
-            SwitchFlowSources(sw.name, tuple(sw.sflow_agents), tuple(sw.effective_flow_sources))
-            for sw in config.switch
-        )
-        self.matrix, self.matrix_writer = _make_matrix(config)
-        self.collector.matrix = self.matrix
         self.view = LiveView(self.controllers, self.collector)
         self.app = create_app(config, self.store, self.view, traffic_matrix=self.matrix)
         self._listener: SflowListener | None = None

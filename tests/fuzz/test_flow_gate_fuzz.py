@@ -88,8 +88,8 @@ def test_admitted_datagrams_obey_the_rule_and_both_paths_agree(batch: list[tuple
 def test_only_configured_agents_are_accounted(batches: list[list[tuple[bytes, str]]]) -> None:
     agents = {agent: sw.name for sw in SWITCHES for agent in sw.agents}
     decoder = FlowBatchMux(FastSflowDecoder())
-    collector = Collector(decoder, agents, lambda _: LpmTable(), PrefixRates(), Registry())
-    collector.flow_gate = FlowGate(SWITCHES, Registry())
+    collector = Collector(decoder, agents, lambda _: LpmTable(), PrefixRates(), Registry(),
+                          flow_gate=FlowGate(SWITCHES, Registry()))
     for batch in batches:
         collector.feed_many(batch)
         collector.flush(1.0)

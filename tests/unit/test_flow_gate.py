@@ -57,9 +57,8 @@ def make(
     agents = {agent: sw.name for sw in switches for agent in sw.agents}
     collector = Collector(
         FlowBatchMux(FastSflowDecoder()), agents, lambda _name: LpmTable(), PrefixRates(30.0, 3600.0),
-        registry,
+        registry, flow_gate=FlowGate(switches, registry),
     )  # fmt: skip
-    collector.flow_gate = FlowGate(switches, registry)
     return collector, registry
 
 

@@ -72,10 +72,9 @@ def test_corpus_traffic_reaches_the_matrix_by_interface_next_hop_and_peer_as(cor
     assert len({key[1] for key in expected}) >= 4 and len({key[0] for key in expected}) >= 2  # has teeth
     agents = {decode_datagram(p).header.agent for p in payloads}
     registry = Registry()
-    collector = Collector(FastSflowDecoder(), {a: "sw" for a in agents}, lambda _: rib.lpm,
-                          PrefixRates(), registry, rib_for=lambda _: rib)
     matrix = TrafficMatrix(interval_s=3600, registry=registry)
-    collector.matrix = matrix
+    collector = Collector(FastSflowDecoder(), {a: "sw" for a in agents}, lambda _: rib.lpm,
+                          PrefixRates(), registry, rib_for=lambda _: rib, matrix=matrix)
     listener = SflowListener(collector, ["127.0.0.1:0"], flush_interval_s=0.01, gil_switch_interval_s=None,
                              registry=registry)
     listener.start()

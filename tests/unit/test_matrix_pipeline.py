@@ -23,10 +23,9 @@ def test_collector_batches_become_matrix_rows() -> None:
         ("192.0.2.77", "192.0.2.2", 7, 5.0),  # unrouted
     ]
     batches = [batch_of(rows, ["192.0.2.2"]), batch_of(rows[:1], ["192.0.2.2"])]
-    collector = Collector(ListDecoder(batches), {AGENT: "edge1"}, lambda _: rib.lpm, PrefixRates(),
-                          Registry(), rib_for=lambda _: rib)
     matrix = TrafficMatrix(interval_s=60, registry=Registry())
-    collector.matrix = matrix
+    collector = Collector(ListDecoder(batches), {AGENT: "edge1"}, lambda _: rib.lpm, PrefixRates(),
+                          Registry(), rib_for=lambda _: rib, matrix=matrix)
     collector.flush(START + 1.0)
     collector.flush(START + 61.0)  # the next interval
     first, second = matrix.flush(START + 62.0)

@@ -94,12 +94,11 @@ def batch_of(rows: Sequence[tuple[str, str | None, int, float]], next_hops: list
 
 def make_collector(batches: list[SampleBatch], rib: Rib) -> tuple[Collector, PathRates, FakeMatrix]:
     path_rates = PathRates(fast_half_life_s=1e6, slow_half_life_s=1e6)
+    matrix = FakeMatrix()
     collector = Collector(
         ListDecoder(batches), {AGENT: "edge1"}, lambda _: rib.lpm, PrefixRates(), Registry(),
-        rib_for=lambda _: rib, path_rates=path_rates,
+        rib_for=lambda _: rib, path_rates=path_rates, matrix=matrix,  # type: ignore[arg-type]
     )  # fmt: skip
-    matrix = FakeMatrix()
-    collector.matrix = matrix  # type: ignore[assignment]
     return collector, path_rates, matrix
 
 
@@ -166,8 +165,8 @@ def test_without_a_rib_the_matrix_still_gets_every_sample() -> None:
     rib = make_rib()
     matrix = FakeMatrix()
     collector = Collector(ListDecoder([batch_of([("198.51.100.7", None, 2, 1.0)], [])]), {AGENT: "edge1"},
-                          lambda _: rib.lpm, PrefixRates(), Registry())  # fmt: skip
-    collector.matrix = matrix  # type: ignore[assignment]
+                          lambda _: rib.lpm, PrefixRates(), Registry(),
+                          matrix=matrix)  # type: ignore[arg-type]  # fmt: skip
     collector.flush(0.0)
     assert [(c.input_if, c.next_hops, c.peer_asn) for c in matrix.calls] == [([2], [None], [0])]
 
