@@ -11,6 +11,9 @@ COPY pyproject.toml README.md LICENSE setup.py ./
 COPY collector ./collector
 COPY controller ./controller
 COPY api ./api
+COPY exabgp ./exabgp
+# links to the folders above: the wheel installs them as topfib.collector, topfib.controller, ...
+COPY topfib ./topfib
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 # Runtime stage: the wheel and its dependencies (ExaBGP among them), nothing of the source tree.
