@@ -54,6 +54,7 @@ from topfib.api.auth import VIEWER_ROLES, require_role
 from topfib.api.context import ApiContext
 from topfib.api.models import UNKNOWN_SWITCH_DOC, error_doc
 from topfib.api.view import FibRoute, RouteReason, TopEntry
+from topfib.collector.common.shares import top_k_shares
 
 UPLOT_VERSION = "1.6.32"  # scripts/vendor_chart_lib.sh; the version is in the vendored files' names
 CURVE_MAX_AGE_S = 10.0  # a curve is recomputed at most this often per switch, for all clients
@@ -155,13 +156,10 @@ def traffic_curve(scores: Sequence[float] | npt.NDArray[np.float64], max_points:
     (the first few hundred prefixes) is drawn as faithfully as the long tail; the last count is
     always all of them. Zero, negative and non-finite scores are left out. None left: no points.
     """
-    values = np.asarray(scores, dtype=np.float64)
-    ranked = -np.sort(-values[np.isfinite(values) & (values > 0)])
-    count = len(ranked)
+    shares = top_k_shares(scores)
+    count = len(shares)
     if count == 0 or max_points < 2:
         return []
-    cumulative = np.cumsum(ranked)
-    total = float(cumulative[-1])
     half = max(1, max_points // 2)
     steps = np.arange(half, dtype=np.float64)
     counts = np.concatenate([
@@ -173,7 +171,7 @@ def traffic_curve(scores: Sequence[float] | npt.NDArray[np.float64], max_points:
     if len(chosen) > max_points:  # rounding makes this rare; thin evenly, keep the last
         picks = np.unique(np.floor(np.arange(max_points - 1) * len(chosen) / max_points).astype(np.int64))
         chosen = np.unique(np.append(chosen[picks], count))
-    return [CurvePoint(routes=int(n), share=min(1.0, float(cumulative[n - 1]) / total)) for n in chosen]
+    return [CurvePoint(routes=int(n), share=float(shares[n - 1])) for n in chosen]
 
 
 SwitchQuery = Annotated[str | None, Query(max_length=64, description="switch name; may be omitted when "

@@ -1,7 +1,7 @@
 """topfib's side of the collector benchmark: the real listener + pipeline with the full table loaded.
 
 Started by ``bench.bench_collector`` (pinned to one core with taskset). It loads the IPv4 and IPv6
-tables into one :class:`LpmTable`, warms it, starts :class:`SflowListener` and prints one line
+tables into one :class:`LpmTable`, warms it, starts :class:`FlowReceiver` and prints one line
 ``READY {json}``. Then it answers commands on stdin, one JSON line each on stdout:
 
 - ``snapshot``: collector totals, datagrams received, kernel socket drops, own CPU seconds
@@ -31,7 +31,7 @@ from topfib.collector.accounting.flow_gate import FlowGate, SwitchFlowSources
 from topfib.collector.accounting.pipeline import Collector
 from topfib.collector.accounting.prefix_rates import PrefixRates
 from topfib.collector.common.metrics import Registry
-from topfib.collector.flow.receiver import SflowListener
+from topfib.collector.flow.receiver import FlowReceiver
 from topfib.collector.rib.lpm import LpmTable
 from topfib.collector.sflow.fast import FastSflowDecoder
 
@@ -52,7 +52,7 @@ def load_table(v4_path: Path, v6_path: Path) -> LpmTable:
     return table
 
 
-def snapshot(listener: SflowListener, collector: Collector) -> dict[str, float | int | str]:
+def snapshot(listener: FlowReceiver, collector: Collector) -> dict[str, float | int | str]:
     totals = collector.totals
     return {
         "datagrams": totals.datagrams,
@@ -99,7 +99,7 @@ def main() -> int:
         FastSflowDecoder(), {agent: SWITCH for agent, _ in AGENTS}, lambda _: table, rates, Registry(),
         flow_gate=None if args.no_flow_gate else FlowGate([allowed], Registry()),
     )
-    listener = SflowListener(
+    listener = FlowReceiver(
         collector,
         [args.listen],
         receive_buffer_bytes=args.receive_buffer,

@@ -1,4 +1,4 @@
-"""The sFlow UDP listener: receives datagrams in batches and hands them to the :class:`Collector`.
+"""The flow receiver: sFlow and NetFlow/IPFIX datagrams received in batches, handed to the Collector.
 
 A receiver thread drains the sockets (non-blocking ``recvfrom`` in a loop after each poll) and
 feeds the decoder (C, ~60 ns/sample); every ``flush_interval_s`` or ``flush_datagrams`` datagrams,
@@ -8,8 +8,8 @@ with bigger, cheaper batches). Threads rather than the event loop: neither a lon
 nor a slow accounting batch may leave the socket unread (at 10⁶ samples/s a 32 MB receive
 buffer holds ~0.1 s of traffic). A full hand-over queue drops the batch, counted.
 
-The constructor does no I/O; :meth:`SflowListener.start` binds (raising ``OSError`` if it cannot)
-and starts the thread, :meth:`SflowListener.stop` stops it and flushes what was received.
+The constructor does no I/O; :meth:`FlowReceiver.start` binds (raising ``OSError`` if it cannot)
+and starts the thread, :meth:`FlowReceiver.stop` stops it and flushes what was received.
 
 IPv6 sockets are bound IPV6_V6ONLY, so ``0.0.0.0:6343`` and ``[::]:6343`` can both be listed and
 IPv4 agents keep their plain addresses (never ``::ffff:a.b.c.d``).
@@ -116,8 +116,9 @@ def socket_drops(sock: socket.socket) -> int | None:
     return None
 
 
-class SflowListener:
-    """Receives sFlow on ``listen`` addresses and feeds ``collector`` from a receiver thread."""
+class FlowReceiver:
+    """Receives flow datagrams (sFlow, and NetFlow/IPFIX with the mux) on ``listen`` addresses and feeds
+    ``collector`` from a receiver thread."""
 
     def __init__(
         self,

@@ -30,7 +30,7 @@ from topfib.collector.accounting.pipeline import Collector
 from topfib.collector.accounting.prefix_rates import PrefixRates
 from topfib.collector.common.batch import BatchDecoder
 from topfib.collector.common.safe_files import ensure_private_dir
-from topfib.collector.flow.receiver import SflowListener
+from topfib.collector.flow.receiver import FlowReceiver
 from topfib.collector.matrix.traffic_matrix import MatrixInterval, TrafficMatrix, monotonic_to_wall
 from topfib.collector.matrix.writer import MatrixFileWriter
 from topfib.collector.rib.lpm import LpmTable
@@ -127,7 +127,7 @@ class Service:
         self.warm = WarmKeeper(config, self.rates, self.store, path_rates=self.path_rates)
         self.view = LiveView(self.controllers, self.collector)
         self.app = create_app(config, self.store, self.view, traffic_matrix=self.matrix)
-        self._listener: SflowListener | None = None
+        self._listener: FlowReceiver | None = None
         self._server: ApiServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
@@ -197,7 +197,7 @@ class Service:
             raise ConfigError(f"state.directory: cannot use {directory}: {reason}") from None
         tls = TlsContexts.from_config(self.config.api)  # unreadable files: ConfigError before binding
         api_socket = self._bind_api()
-        listener = SflowListener(
+        listener = FlowReceiver(
             self.collector,
             self.config.collector.sflow_listen + self.config.collector.netflow_listen,
             self.config.collector.receive_buffer_bytes,

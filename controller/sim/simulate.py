@@ -43,6 +43,7 @@ import numpy.typing as npt
 
 from topfib.collector.accounting.prefix_rates import CANDIDATES_PER_SLOT, PrefixRates
 from topfib.collector.common.fastprefix import split_prefix
+from topfib.collector.common.shares import top_k_shares
 from topfib.collector.rib.lpm import LpmTable
 from topfib.collector.rib.paths import Path
 from topfib.controller.program.plan import plan
@@ -354,20 +355,13 @@ def _oracle_covered(sim_rib: SimulationRib, window_bytes: FloatArray, policy: Se
     return sim_rib.covered(hindsight_fib(scores, sim_rib.rib, policy))
 
 
-def traffic_curve(window_bytes: FloatArray) -> FloatArray:
-    """Cumulative share of the traffic carried by the top-k prefixes, k = 1, 2, …"""
-    ordered = np.sort(window_bytes[window_bytes > 0])[::-1]
-    total = ordered.sum()
-    return np.cumsum(ordered) / total if total else ordered
-
-
 def write_plot(out: FilePath, window_bytes: FloatArray, results: Sequence[CapResult], title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curve = traffic_curve(window_bytes)
+    curve = top_k_shares(window_bytes)
     figure, axes = plt.subplots(figsize=(7, 4.5))
     if len(curve):
         axes.plot(np.arange(1, len(curve) + 1), curve * 100.0, label="top-k prefixes in hindsight")

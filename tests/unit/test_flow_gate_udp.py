@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from topfib.collector.common.metrics import Registry
-from topfib.collector.flow.receiver import SflowListener
+from topfib.collector.flow.receiver import FlowReceiver
 from topfib.collector.sflow.encode import FlowSampleSpec, encode_datagram
 from topfib.controller.config import TopfibConfig
 from topfib.controller.service.run import Service
@@ -37,7 +37,7 @@ def send_from(source: str, port: int, agent: str, count: int) -> None:
 
 
 def run(svc: Service, senders: list[tuple[str, str, int]]) -> None:
-    listener = SflowListener(svc.collector, ["127.0.0.1:0"], 1 << 20, gil_switch_interval_s=None,
+    listener = FlowReceiver(svc.collector, ["127.0.0.1:0"], 1 << 20, gil_switch_interval_s=None,
                              registry=Registry())
     listener.start()
     try:

@@ -1,4 +1,4 @@
-"""SflowListener over loopback UDP: batching, both families, flush triggers, failure handling."""
+"""FlowReceiver over loopback UDP: batching, both families, flush triggers, failure handling."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from topfib.collector.common.batch import SampleBatch
 from topfib.collector.common.metrics import Registry
 from topfib.collector.flow.receiver import (
     MAX_DATAGRAM,
-    SflowListener,
+    FlowReceiver,
     open_udp_socket,
     parse_listen,
     set_receive_buffer,
@@ -57,9 +57,9 @@ class RecordingDecoder:
 
 def make_listener(
     listen: list[str], decoder: RecordingDecoder, registry: Registry, **kwargs: float
-) -> SflowListener:
+) -> FlowReceiver:
     collector = Collector(decoder, {}, lambda _: LpmTable(), PrefixRates(), registry)
-    return SflowListener(
+    return FlowReceiver(
         collector,
         listen,
         receive_buffer_bytes=1 << 20,
@@ -226,7 +226,7 @@ def test_accounting_failure_is_counted_and_accounting_continues() -> None:
     collector = GatedCollector(RecordingDecoder(), registry)
     collector.gate.set()
     collector.fail_next = True
-    listener = SflowListener(
+    listener = FlowReceiver(
         collector, ["127.0.0.1:0"], flush_interval_s=0.02, gil_switch_interval_s=None, registry=registry
     )
     listener.start()
@@ -246,7 +246,7 @@ def test_a_full_hand_over_queue_drops_batches_and_counts_them() -> None:
     registry = Registry()
     decoder = RecordingDecoder()
     collector = GatedCollector(decoder, registry)
-    listener = SflowListener(
+    listener = FlowReceiver(
         collector,
         ["127.0.0.1:0"],
         flush_interval_s=0.01,
@@ -293,11 +293,11 @@ def test_start_lowers_the_gil_switch_interval_only() -> None:
     try:
         sys.setswitchinterval(0.005)
         collector = Collector(RecordingDecoder(), {}, lambda _: LpmTable(), PrefixRates(), Registry())
-        listener = SflowListener(collector, ["127.0.0.1:0"], gil_switch_interval_s=0.002, registry=Registry())
+        listener = FlowReceiver(collector, ["127.0.0.1:0"], gil_switch_interval_s=0.002, registry=Registry())
         listener.start()
         listener.stop()
         assert sys.getswitchinterval() == pytest.approx(0.002)
-        listener = SflowListener(collector, ["127.0.0.1:0"], gil_switch_interval_s=0.004, registry=Registry())
+        listener = FlowReceiver(collector, ["127.0.0.1:0"], gil_switch_interval_s=0.004, registry=Registry())
         listener.start()
         listener.stop()
         assert sys.getswitchinterval() == pytest.approx(0.002)

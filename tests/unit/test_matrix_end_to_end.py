@@ -13,7 +13,7 @@ from tests.unit.test_pipeline_end_to_end import corpus_payloads, wait_for_datagr
 from topfib.collector.accounting.pipeline import Collector
 from topfib.collector.accounting.prefix_rates import PrefixRates
 from topfib.collector.common.metrics import Registry
-from topfib.collector.flow.receiver import SflowListener
+from topfib.collector.flow.receiver import FlowReceiver
 from topfib.collector.matrix.traffic_matrix import TrafficMatrix
 from topfib.collector.rib.paths import Path as BgpPath
 from topfib.collector.rib.rib import Rib
@@ -75,7 +75,7 @@ def test_corpus_traffic_reaches_the_matrix_by_interface_next_hop_and_peer_as(cor
     matrix = TrafficMatrix(interval_s=3600, registry=registry)
     collector = Collector(FastSflowDecoder(), {a: "sw" for a in agents}, lambda _: rib.lpm,
                           PrefixRates(), registry, rib_for=lambda _: rib, matrix=matrix)
-    listener = SflowListener(collector, ["127.0.0.1:0"], flush_interval_s=0.01, gil_switch_interval_s=None,
+    listener = FlowReceiver(collector, ["127.0.0.1:0"], flush_interval_s=0.01, gil_switch_interval_s=None,
                              registry=registry)
     listener.start()
     try:

@@ -1,7 +1,7 @@
 """Listener + fast decoder + LPM + accounting over loopback, against the typed decoder's reading.
 
 Real sFlow datagrams (the corpus, plus generated ones towards known prefixes) go through
-``topfib replay`` / a UDP socket into a running :class:`SflowListener`; per-prefix byte totals
+``topfib replay`` / a UDP socket into a running :class:`FlowReceiver`; per-prefix byte totals
 must equal what the typed decoder (``topfib.collector.sflow.decoder``) says the samples carry.
 """
 
@@ -17,7 +17,7 @@ import pytest
 from topfib.collector.accounting.pipeline import Collector
 from topfib.collector.accounting.prefix_rates import PrefixRates
 from topfib.collector.common.metrics import Registry
-from topfib.collector.flow.receiver import SflowListener
+from topfib.collector.flow.receiver import FlowReceiver
 from topfib.collector.flow.replay import flow_payloads, run_replay
 from topfib.collector.rib.lpm import LpmTable
 from topfib.collector.sflow.decoder import decode_datagram
@@ -97,7 +97,7 @@ def test_corpus_and_generated_traffic_end_to_end(corpus: Path) -> None:
     rates = PrefixRates(fast_half_life_s=1e12, slow_half_life_s=1e12)
     registry = Registry()
     collector = Collector(FastSflowDecoder(), {a: "sw" for a in agents}, lambda _: lpm, rates, registry)
-    listener = SflowListener(
+    listener = FlowReceiver(
         collector, ["127.0.0.1:0"], flush_interval_s=0.01, gil_switch_interval_s=None, registry=registry
     )
     listener.start()
@@ -123,7 +123,7 @@ def test_topfib_replay_into_the_listener(corpus: Path) -> None:
     payloads = flow_payloads(capture, capture.read_bytes())
     agents = {decode_datagram(p).header.agent for p in payloads}
     collector = Collector(FastSflowDecoder(), {a: "sw" for a in agents}, lambda _: lpm, rates, Registry())
-    listener = SflowListener(
+    listener = FlowReceiver(
         collector, ["[::1]:0"], flush_interval_s=0.01, gil_switch_interval_s=None, registry=Registry()
     )
     listener.start()

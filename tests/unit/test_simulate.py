@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from topfib.collector.common.prefixes import contains
+from topfib.collector.common.shares import top_k_shares
 from topfib.collector.rib.paths import Path
 from topfib.controller.sim.simulate import (
     SimulationRib,
@@ -20,7 +21,6 @@ from topfib.controller.sim.simulate import (
     run_simulate,
     simulate,
     synthetic_peer_rib,
-    traffic_curve,
 )
 from topfib.controller.sim.zipf import ZipfTraffic, parse_zipf
 
@@ -87,7 +87,7 @@ def test_zipf_shares_and_samples() -> None:
 
 
 def test_traffic_curve_is_the_cumulative_top_k_share() -> None:
-    assert traffic_curve(np.array([1.0, 0.0, 3.0])).tolist() == [0.75, 1.0]
+    assert top_k_shares(np.array([1.0, 0.0, 3.0])).tolist() == [0.75, 1.0]
 
 
 FAST = SimulationSettings(duration_s=300.0, warmup_s=300.0, loop_period_s=30.0)
