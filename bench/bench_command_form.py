@@ -7,7 +7,7 @@ In the integration lab (BIRD 2 switch, ExaBGP at topfib's reactor speed 0.1), al
 - attributes (the baseline): ``announce|withdraw attributes [next-hop NH] nlri P1 … P1000`` —
   ExaBGP takes the family of the line from its last prefix (unsafe: see controller/program/plan.py);
 - topfib: ``announce ipv4 unicast P1 next-hop NH ; unicast P2 next-hop NH …``, 1,000 a line
-  (``topfib.controller.program.plan.render_commands``);
+  (``topfib.controller.exabgp.commands.render_commands``);
 - one a line: the same with one prefix per line (what topfib falls back to after an ``error``).
 
 Each programs ``routes`` prefixes from an empty FIB and withdraws them all again; time runs from
@@ -25,7 +25,8 @@ from collections.abc import Callable
 
 from bench.bench_injection import prioritize, timed
 from tests.integration.lab import NEXT_HOPS_V4, SW_V4, Lab, async_wait_until, lab_unavailable_reason
-from topfib.controller.program.plan import Action, Plan, Step, render_commands
+from topfib.controller.exabgp.commands import render_commands
+from topfib.controller.program.plan import Action, Plan, Step
 
 BATCH = 1000
 

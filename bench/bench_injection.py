@@ -12,7 +12,7 @@ for ``exabgp_reactor_speed=0.1``, in one run:
 
 Time runs from the first command written until ``ip route show proto bird`` in the switch
 namespace holds exactly the expected set. ExaBGP's CPU seconds are read from /proc. The lines
-are the product's (``topfib.controller.program.plan.render_commands``), a next-hop per batch.
+are the product's (``topfib.controller.exabgp.commands.render_commands``), a next-hop per batch.
 
 With ``--profile DIR`` ExaBGP runs under cProfile (slower: compare its figures only with each
 other); each run's stats go to DIR/exabgp-<label>.prof and the top functions are printed. With
@@ -48,7 +48,8 @@ from tests.integration.lab import (
     lab_unavailable_reason,
     run,
 )
-from topfib.controller.program.plan import Action, Plan, Step, render_commands
+from topfib.controller.exabgp.commands import render_commands
+from topfib.controller.program.plan import Action, Plan, Step
 
 PROGRAM_BAR_S = 5.0
 SINGLE_TRIALS = 20

@@ -1,4 +1,4 @@
-"""`topfib replay FILE --to HOST:PORT [--rate SAMPLES_PER_S] [--loop]`: send a capture's flow datagrams.
+"""Send a capture's flow datagrams, as `topfib replay` does (its command: topfib.controller.cli.replay).
 
 FILE is a pcap/pcapng capture (every UDP payload that is sFlow v5, NetFlow v5/v9 or IPFIX is sent,
 anything else in the capture is skipped) or a raw payload file (the whole file is one datagram).
@@ -6,20 +6,18 @@ anything else in the capture is skipped) or a raw payload file (the whole file i
 message counts as one); 0 sends as fast as the socket takes them.
 
 The core (:func:`flow_payloads`, :func:`sample_count`, :class:`Pacer`) is pure; :func:`replay`
-does the sending and :func:`run_replay` is the CLI shell.
+does the sending.
 """
 
 from __future__ import annotations
 
-import socket
 import struct
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from topfib.collector.common.pcap import PcapError, is_capture, udp_payloads
+from topfib.collector.common.pcap import is_capture, udp_payloads
 
 RAW_PAYLOAD_SUFFIXES = frozenset((".bin", ".dat", ".dump"))
 _SFLOW_V5 = b"\x00\x00\x00\x05"
@@ -122,51 +120,3 @@ def replay(
             stats.samples += counts[index]
         stats.seconds = clock() - start
     return stats
-
-
-def _forever() -> Iterable[int]:
-    n = 0
-    while True:
-        yield n
-        n += 1
-
-
-def parse_destination(value: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[v6]:PORT`` for IPv6; a host name is resolved) → (host, port)."""
-    host, sep, port_text = value.rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"expected HOST:PORT, got {value!r}")
-    return host, int(port_text)
-
-
-def run_replay(file: Path, to: str, rate: float, loop: bool) -> int:
-    """CLI body: 0 when sent, 1 when the file is unreadable or holds no flow datagrams, 2 for bad --to."""
-    try:
-        host, port = parse_destination(to)
-        if rate < 0:
-            raise ValueError("--rate must be >= 0")
-        address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
-    except (ValueError, OSError) as exc:
-        print(f"topfib replay: bad --to/--rate: {exc}", file=sys.stderr)
-        return 2
-    try:
-        payloads = flow_payloads(file, file.read_bytes())
-    except (OSError, PcapError) as exc:
-        print(f"topfib replay: {file}: {exc}", file=sys.stderr)
-        return 1
-    if not payloads:
-        print(f"topfib replay: {file}: no sFlow/NetFlow/IPFIX datagrams", file=sys.stderr)
-        return 1
-    family, _, _, _, sockaddr = address
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        sock.connect(sockaddr)
-        stats = ReplayStats()
-        started = time.monotonic()
-        try:
-            replay(payloads, sock.send, rate, _forever() if loop else range(1), stats=stats)
-        except KeyboardInterrupt:
-            stats.seconds = time.monotonic() - started
-            print("topfib replay: interrupted", file=sys.stderr)
-    print(f"topfib replay: {file} -> {to}: {stats.summary()}", file=sys.stderr)
-    return 0

@@ -5,18 +5,28 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path as FilePath
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
 
 from topfib.collector.common.prefixes import PrefixError
-from topfib.collector.rib.loaders import LoadReport, RibFileError, load_rib_file
 from topfib.collector.rib.paths import Path
-from topfib.collector.rib.rib import Rib
+
+if TYPE_CHECKING:
+    from topfib.collector.rib.loaders import LoadReport
+    from topfib.collector.rib.rib import Rib
 
 EXIT_BAD_ADDRESS = 1
 EXIT_BAD_FILE = 2
 
+rib_app = typer.Typer(help="Inspect a RIB file (MRT dump or CAIDA pfx2as).", no_args_is_help=True)
+
 
 def _load(rib_file: FilePath) -> tuple[Rib, LoadReport] | None:
+    # imported here: the RIB and its loaders take a while to load, and only this command needs them
+    from topfib.collector.rib.loaders import RibFileError, load_rib_file
+    from topfib.collector.rib.rib import Rib
+
     rib = Rib()
     try:
         report = load_rib_file(rib_file, rib)
@@ -92,3 +102,21 @@ def run_stats(rib: FilePath, as_json: bool) -> int:
         print(f"  stream: {report.stream_error} (loaded what came before)")
     print(f"  loaded in {report.seconds:.2f} s")
     return 0
+
+
+@rib_app.command("lookup")
+def rib_lookup(
+    rib: Annotated[FilePath, typer.Option("--rib", help="MRT dump or pfx2as file")],
+    ips: Annotated[list[str], typer.Argument(help="addresses to look up")],
+) -> None:
+    """Longest match and paths for each address, one JSON object per line."""
+    raise typer.Exit(run_lookup(rib, ips))
+
+
+@rib_app.command("stats")
+def rib_stats(
+    rib: Annotated[FilePath, typer.Option("--rib", help="MRT dump or pfx2as file")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Prefix and path counts per address family."""
+    raise typer.Exit(run_stats(rib, as_json))

@@ -39,16 +39,11 @@ from topfib.collector.rib.exabgp_json import (
 from topfib.collector.rib.paths import BestPathRules
 from topfib.collector.rib.rib import Rib, RibChange
 from topfib.controller.config import SwitchConfig, TopfibConfig
+from topfib.controller.exabgp.commands import clear_adj_rib_out_command, end_of_rib_commands, render_step
 from topfib.controller.exabgp.config import BridgeCommand, write_exabgp_config
 from topfib.controller.exabgp.link import ExabgpLink, ExabgpLinkDown
 from topfib.controller.exabgp.runner import ExabgpRunner
-from topfib.controller.program.plan import (
-    Step,
-    clear_adj_rib_out_command,
-    end_of_rib_commands,
-    plan,
-    render_step,
-)
+from topfib.controller.program.plan import Step, plan
 from topfib.controller.selection.gate import SelectionGate, SelectionInputs
 from topfib.controller.selection.model import SelectedRoute, new_route, share_of
 from topfib.controller.selection.observed_paths import ObservedPathRib

@@ -171,9 +171,7 @@ class FrrLab(Lab):
 
     def _build_network(self) -> None:
         super()._build_network()
-        run(["ip", "netns", "add", self.pe])
-        self._namespaces_created.append(self.pe)
-        self.ip(self.pe, "link", "set", "lo", "up")
+        self.namespaces.add(self.pe)
         self.ip(self.sw, "link", "set", "lan1", "netns", self.pe)
         for hop in NEXT_HOPS_V4:
             self.ip(self.pe, "addr", "add", f"{hop}/24", "dev", "lan1")

@@ -6,10 +6,12 @@
                                             (peering LAN: next-hops .11/.12/.13, fd50::11/12/13)
                                             default via 192.168.50.254 (transit, not from BIRD)
 
-BIRD's "peer" routes are static routes (preference 50, one static protocol per peer next-hop, so
-a prefix can have several paths) sent to topfib with ``add paths tx``; routes from topfib are
-imported with ``import limit N action block`` and are the only ones its kernel protocol exports,
-so ``ip -n SW route show proto bird`` is exactly what topfib installed.
+The namespaces, links and BIRD are the product's (:mod:`topfib.controller.demo.netns_lab`, which
+``topfib demo`` runs): BIRD's "peer" routes are static routes sent to topfib with ``add paths tx``;
+routes from topfib are imported with ``import limit N action block`` and are the only ones its
+kernel protocol exports, so ``ip -n SW route show proto bird`` is exactly what topfib installed.
+Here are the tests' own parts: three peers with 1–3 paths per prefix, the session options the
+tests vary, the FIB watchers and ExaBGP's side.
 
 Cleanup is by PID and by the namespace names this lab created, never by process name.
 """
@@ -22,8 +24,6 @@ import ipaddress
 import json
 import os
 import shutil
-import signal
-import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -32,34 +32,40 @@ from pathlib import Path
 from typing import TypeVar, overload
 
 from topfib.controller.config import SwitchConfig
+from topfib.controller.demo import netns_lab
+from topfib.controller.demo.netns_lab import (
+    BirdProcess,
+    Namespaces,
+    PeerRoute,
+    SessionOptions,
+    build_switch_network,
+    render_bird_config,
+    render_static_protocol,
+)
 from topfib.controller.exabgp.config import BridgeCommand, write_exabgp_config
 from topfib.controller.exabgp.link import ExabgpLink
 from topfib.controller.exabgp.runner import ExabgpRunner
 
-CTL_V4, SW_V4 = "10.99.0.1", "10.99.0.2"
-CTL_V6, SW_V6 = "fd99::1", "fd99::2"
-LAN_V4, LAN_V6 = "192.168.50.1/24", "fd50::1/64"
-NEXT_HOPS_V4 = ("192.168.50.11", "192.168.50.12", "192.168.50.13")
-NEXT_HOPS_V6 = ("fd50::11", "fd50::12", "fd50::13")
-TRANSIT_V4, TRANSIT_V6 = "192.168.50.254", "fd50::254"
-LOCAL_AS = PEER_AS = 65000
-BGP_PROTOCOL = "topfib"
+# the product's namespace switch: its addresses, its session, its helpers
+CTL_V4, SW_V4, CTL_V6, SW_V6 = netns_lab.CTL_V4, netns_lab.SW_V4, netns_lab.CTL_V6, netns_lab.SW_V6
+LAN_V4, LAN_V6 = netns_lab.LAN_V4, netns_lab.LAN_V6
+TRANSIT_V4, TRANSIT_V6 = netns_lab.TRANSIT[4], netns_lab.TRANSIT[6]
+LOCAL_AS = PEER_AS = netns_lab.SWITCH_AS
+BGP_PROTOCOL = netns_lab.BGP_PROTOCOL
+run = netns_lab.run_tool
+wait_until = netns_lab.wait_until
+# Why the lab cannot run here (None when it can): it needs root, ip and BIRD 2.
+lab_unavailable_reason = netns_lab.unavailable_reason
+
+LAB_PEERS = 3  # the demo's switch has four; the tests' prefixes have 1-3 paths (paths_of)
+NEXT_HOPS_V4 = netns_lab.PEER_NEXT_HOPS[4][:LAB_PEERS]
+NEXT_HOPS_V6 = netns_lab.PEER_NEXT_HOPS[6][:LAB_PEERS]
 EXABGP_PORT = 1790
+BIRD_START_S = 10.0
 MONITOR_RCVBUF = 32 * 1024 * 1024  # ip monitor's netlink receive buffer (the kernel caps it)
 
 _instances = 0
 W = TypeVar("W", bound="FibWatcher")
-
-
-def lab_unavailable_reason() -> str | None:
-    """Why the lab cannot run here (None when it can): it needs root, ip and BIRD 2."""
-    if os.geteuid() != 0:
-        return "the namespace lab needs root"
-    for tool in ("ip", "bird", "birdc"):
-        if shutil.which(tool) is None:
-            return f"{tool} not installed"
-    return None
-
 
 # The lab's IPv6 peer prefixes lie in 2001:db8::/32 (documentation): topfib's configs for the
 # lab let them through (``[special_use]``); every other special-use range stays refused.
@@ -91,23 +97,6 @@ def peer_prefixes(count: int, family: int) -> list[str]:
 def paths_of(index: int) -> int:
     """How many peer next-hops prefix number ``index`` has: 1, 2 or 3 (cycling)."""
     return index % 3 + 1
-
-
-def run(argv: list[str], check: bool = True, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    if check and result.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed ({result.returncode}): {result.stderr.strip()}")
-    return result
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float, interval_s: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if condition():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval_s)
 
 
 def runqueue_wait_s(pid: int | None) -> float:
@@ -228,8 +217,8 @@ class Lab:
     bird_pid: int | None = None
     prefixes_v4: list[str] = field(default_factory=list)
     prefixes_v6: list[str] = field(default_factory=list)
-    _bird: subprocess.Popen[bytes] | None = None
-    _namespaces_created: list[str] = field(default_factory=list)
+    namespaces: Namespaces = field(default_factory=Namespaces)
+    _bird: BirdProcess = field(init=False)
     # The kernel route protocol the switch installs topfib's routes with (FrrLab: "bgp").
     route_proto = "bird"
 
@@ -239,6 +228,7 @@ class Lab:
         _instances += 1
         self.ctl = self.ctl or f"tf{os.getpid()}{tag}ctl"
         self.sw = self.sw or f"tf{os.getpid()}{tag}sw"
+        self._bird = BirdProcess(self.sw, self.workdir)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -259,115 +249,44 @@ class Lab:
     def close(self) -> None:
         """Kill BIRD by PID, kill whatever is left in our namespaces, delete them. Idempotent."""
         self.stop_bird()
-        for ns in reversed(self._namespaces_created):
-            self._kill_namespace_pids(ns)
-            run(["ip", "netns", "del", ns], check=False)
-        self._namespaces_created.clear()
+        self.namespaces.close()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def namespace_pids(self, ns: str) -> list[int]:
-        result = run(["ip", "netns", "pids", ns], check=False)
-        return [int(p) for p in result.stdout.split()] if result.returncode == 0 else []
-
-    def _kill_namespace_pids(self, ns: str) -> None:
-        for pid in self.namespace_pids(ns):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        wait_until(lambda: not self.namespace_pids(ns), 2.0)
+        return netns_lab.namespace_pids(ns)
 
     # --- network -----------------------------------------------------------------------------
 
     def _build_network(self) -> None:
-        for ns in (self.ctl, self.sw):
-            run(["ip", "netns", "add", ns])
-            self._namespaces_created.append(ns)
-            self.ip(ns, "link", "set", "lo", "up")
-        run(["ip", "link", "add", "tfc0", "netns", self.ctl, "type", "veth", "peer", "name", "tfs0",
-             "netns", self.sw])
-        self.ip(self.ctl, "addr", "add", f"{CTL_V4}/30", "dev", "tfc0")
-        self.ip(self.ctl, "addr", "add", f"{CTL_V6}/64", "dev", "tfc0", "nodad")
-        self.ip(self.sw, "addr", "add", f"{SW_V4}/30", "dev", "tfs0")
-        self.ip(self.sw, "addr", "add", f"{SW_V6}/64", "dev", "tfs0", "nodad")
-        # The peering LAN: a veth pair with both ends in sw (dummy interfaces are unavailable).
-        self.ip(self.sw, "link", "add", "lan0", "type", "veth", "peer", "name", "lan1")
-        self.ip(self.sw, "addr", "add", LAN_V4, "dev", "lan0")
-        self.ip(self.sw, "addr", "add", LAN_V6, "dev", "lan0", "nodad")
-        for ns, dev in ((self.ctl, "tfc0"), (self.sw, "tfs0"), (self.sw, "lan0"), (self.sw, "lan1")):
-            self.ip(ns, "link", "set", dev, "up")
-        self.ip(self.sw, "route", "add", "default", "via", TRANSIT_V4, "proto", "static")
-        self.ip(self.sw, "-6", "route", "add", "default", "via", TRANSIT_V6, "proto", "static")
+        build_switch_network(self.namespaces, self.ctl, self.sw)
 
     def ip(self, ns: str, *args: str) -> str:
-        family = [a for a in args if a in ("-4", "-6")]
-        rest = [a for a in args if a not in ("-4", "-6")]
-        return run(["ip", *family, "-n", ns, *rest]).stdout
+        return netns_lab.ip(ns, *args)
 
     # --- BIRD ----------------------------------------------------------------------------------
 
     @property
     def bird_socket(self) -> Path:
-        return self.workdir / "bird.ctl"
+        return self._bird.socket
 
     @property
     def bird_log(self) -> Path:
-        return self.workdir / "bird.log"
+        return self._bird.log
 
     def _write_bird_config(self) -> None:
-        peers4 = "\n".join(f'include "{self.workdir}/peer4_{i}.conf";' for i in range(len(NEXT_HOPS_V4)))
-        peers6 = "\n".join(f'include "{self.workdir}/peer6_{i}.conf";' for i in range(len(NEXT_HOPS_V6)))
-        limit = self.import_limit
-        port = f" port {EXABGP_PORT}" if self.topfib_passive else ""
-        security = ""
-        if self.bgp_password is not None:
-            if '"' in self.bgp_password or "\n" in self.bgp_password:
-                raise ValueError("BIRD strings have no escapes: no quote or newline in the password")
-            security += f'\n    password "{self.bgp_password}";'
-        if self.ttl_security:
-            security += "\n    ttl security on;"
-        if self.graceful_restart:
-            security += "\n    graceful restart on;"
-        channel = f"""
-        add paths tx;
-        import limit {limit} action block;
-        import all;
-        export where source = RTS_STATIC;
-        gateway direct;
-        next hop keep;"""
-        (self.workdir / "bird.conf").write_text(f"""
-log "{self.bird_log}" all;
-router id {SW_V4};
-protocol device {{ scan time 10; }}
-protocol kernel kernel4 {{
-    ipv4 {{ import none; export where source = RTS_BGP; }};
-}}
-protocol kernel kernel6 {{
-    ipv6 {{ import none; export where source = RTS_BGP; }};
-}}
-{peers4}
-{peers6}
-protocol bgp {BGP_PROTOCOL} {{
-    local {SW_V4} as {PEER_AS};
-    neighbor {CTL_V4}{port} as {LOCAL_AS};
-    direct;
-    connect retry time 1;
-    error wait time 1, 5;{security}
-    ipv4 {{{channel}
-    }};
-    ipv6 {{{channel}
-        next hop address {SW_V6};
-    }};
-}}
-""")
+        session = SessionOptions(topfib_port=EXABGP_PORT if self.topfib_passive else None,
+                                 password=self.bgp_password, ttl_security=self.ttl_security,
+                                 graceful_restart=self.graceful_restart)
+        (self.workdir / "bird.conf").write_text(render_bird_config(
+            self.workdir, self.import_limit, self.import_limit, peers=LAB_PEERS, session=session))
 
     def write_peer_routes(self, prefixes_v4: list[str], prefixes_v6: list[str]) -> None:
         """(Re)write the static "peer" routes: prefix i gets paths_of(i) next-hops."""
-        for family, prefixes, hops in ((4, prefixes_v4, NEXT_HOPS_V4), (6, prefixes_v6, NEXT_HOPS_V6)):
-            for peer, hop in enumerate(hops):
-                routes = "".join(f"    route {p} via {hop};\n"
-                                 for i, p in enumerate(prefixes) if paths_of(i) > peer)
+        for family, prefixes in ((4, prefixes_v4), (6, prefixes_v6)):
+            routes: list[PeerRoute] = [(p, tuple(range(paths_of(i)))) for i, p in enumerate(prefixes)]
+            for peer in range(LAB_PEERS):
                 (self.workdir / f"peer{family}_{peer}.conf").write_text(
-                    f"protocol static peer{family}_{peer} {{\n"
-                    f"    ipv{family} {{ preference 50; }};\n{routes}}}\n")
+                    render_static_protocol(family, peer, routes))
         self.prefixes_v4 = list(prefixes_v4)
         self.prefixes_v6 = list(prefixes_v6)
 
@@ -379,37 +298,11 @@ protocol bgp {BGP_PROTOCOL} {{
             raise RuntimeError(f"birdc configure: {out}")
 
     def start_bird(self) -> None:
-        argv = ["ip", "netns", "exec", self.sw, "bird", "-f", "-c", str(self.workdir / "bird.conf"),
-                "-s", str(self.bird_socket), "-P", str(self.workdir / "bird.pid")]
-        self._bird = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.PIPE, start_new_session=True)
-        self.bird_pid = self._bird.pid  # `ip netns exec` execs in place: this is BIRD's PID
-        if not wait_until(lambda: self._bird_ready(), 10.0):
-            err = b""
-            if self._bird.poll() is not None and self._bird.stderr is not None:
-                err = self._bird.stderr.read()
-            self.stop_bird()
-            raise RuntimeError(f"BIRD did not start: {err.decode(errors='replace')}")
-
-    def _bird_ready(self) -> bool:
-        if self._bird is None or self._bird.poll() is not None:
-            return True  # let the caller see the failure
-        return self.bird_socket.exists() and run(["birdc", "-s", str(self.bird_socket), "show", "status"],
-                                                 check=False).returncode == 0
+        self._bird.start(BIRD_START_S)
+        self.bird_pid = self._bird.pid
 
     def stop_bird(self) -> None:
-        proc, self._bird = self._bird, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
+        self._bird.stop()
         self.bird_pid = None
 
     def restart_bird(self) -> None:
@@ -417,7 +310,7 @@ protocol bgp {BGP_PROTOCOL} {{
         self.start_bird()
 
     def birdc(self, *command: str) -> str:
-        return run(["birdc", "-s", str(self.bird_socket), *command]).stdout
+        return self._bird.birdc(*command)
 
     def disable_session(self) -> None:
         self.birdc("disable", BGP_PROTOCOL)
@@ -439,11 +332,7 @@ protocol bgp {BGP_PROTOCOL} {{
 
     def import_limit_fired(self) -> bool:
         """True if BIRD ever hit the import limit on the topfib session (it logs each time)."""
-        try:
-            text = self.bird_log.read_text(errors="replace")
-        except FileNotFoundError:
-            return False
-        return "import limit" in text.lower() and BGP_PROTOCOL in text
+        return self._bird.import_limit_fired()
 
     # --- the switch's kernel FIB ---------------------------------------------------------------
 

@@ -32,7 +32,8 @@ from tests.integration.lab import (
 from topfib.collector.common.special_use import FILTERED
 from topfib.collector.sflow.encode import FlowSampleSpec, encode_datagram
 from topfib.controller.config import TopfibConfig
-from topfib.controller.program.plan import plan, render_step
+from topfib.controller.exabgp.commands import render_step
+from topfib.controller.program.plan import plan
 from topfib.controller.service.run import Service
 from topfib.controller.switch.controller import SwitchController
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from topfib.controller.cli import app as cli
+from topfib.controller.cli import simulate as simulate_cli
+from topfib.controller.cli.app import app
 from topfib.controller.demo.demo import run_demo
 from topfib.controller.exabgp.runner import exabgp_missing_reason
 from topfib.controller.service.run import run_service
@@ -74,8 +75,8 @@ def test_demo_without_exabgp_exits_2_with_the_reason(
 
 
 def test_plot_without_matplotlib_points_at_the_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(cli, "find_spec", lambda name: None)
-    result = CliRunner().invoke(cli.app, ["simulate", "--rib", str(tmp_path / "rib"), "--traffic", "zipf:1.0",
+    monkeypatch.setattr(simulate_cli, "find_spec", lambda name: None)
+    result = CliRunner().invoke(app, ["simulate", "--rib", str(tmp_path / "rib"), "--traffic", "zipf:1.0",
                                           "--cap", "10", "--plot", str(tmp_path / "p.png")])
     assert result.exit_code == 2
     assert "pip install 'topfib[plot]'" in result.output

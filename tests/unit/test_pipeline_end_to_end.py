@@ -18,12 +18,13 @@ from topfib.collector.accounting.pipeline import Collector
 from topfib.collector.accounting.prefix_rates import PrefixRates
 from topfib.collector.common.metrics import Registry
 from topfib.collector.flow.receiver import FlowReceiver
-from topfib.collector.flow.replay import flow_payloads, run_replay
+from topfib.collector.flow.replay import flow_payloads
 from topfib.collector.rib.lpm import LpmTable
 from topfib.collector.sflow.decoder import decode_datagram
 from topfib.collector.sflow.encode import datagrams_for_destinations
 from topfib.collector.sflow.fast import FastSflowDecoder
 from topfib.collector.sflow.records import SflowError
+from topfib.controller.cli.replay import run_replay
 
 PREFIXES = [
     "0.0.0.0/1",

@@ -8,7 +8,8 @@ import pytest
 
 from topfib.collector.common.prefixes import PrefixError
 from topfib.collector.rib.paths import Path
-from topfib.controller.program.plan import Plan, Step, plan, render_commands, render_step
+from topfib.controller.exabgp.commands import render_commands, render_step
+from topfib.controller.program.plan import Plan, Step, plan
 from topfib.controller.selection.static_rib import StaticRib
 
 SWITCH = "10.0.0.2"

@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.unit.test_plan import _exabgp_parse
-from topfib.controller.program.plan import plan, render_commands, render_step
+from topfib.controller.exabgp.commands import render_commands, render_step
+from topfib.controller.program.plan import plan
 
 PREFIXES = [f"10.0.{i}.0/24" for i in range(12)] + [f"10.1.0.0/{n}" for n in (16, 20)] + ["2001:db8::/32"]
 HOPS = ["192.0.2.1", "192.0.2.2", "2001:db8::1"]

@@ -8,16 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from topfib.collector.flow.replay import (
-    Pacer,
-    flow_payloads,
-    flow_protocol,
-    parse_destination,
-    replay,
-    run_replay,
-    sample_count,
-)
+from topfib.collector.flow.replay import Pacer, flow_payloads, flow_protocol, replay, sample_count
 from topfib.collector.sflow.encode import FlowSampleSpec, encode_datagram
+from topfib.controller.cli.replay import parse_destination, run_replay
 
 SPEC = FlowSampleSpec(src="198.51.100.1", dst="192.0.2.1")
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from topfib.collector.sflow.encode import FlowSampleSpec, encode_datagram
-from topfib.controller.cli.decode import run_decode, sniff_protocol
+from topfib.controller.cli.decode import run_decode
+from topfib.controller.cli.decoders.registry import sniff_protocol
 
 
 def test_sniff_protocol_versions() -> None:

@@ -181,7 +181,7 @@ def test_cli_rejects_bad_arguments(
 def test_cli_warmup_default_is_the_simulators_and_a_negative_one_is_refused(
     tmp_path: FilePath, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from topfib.controller.cli.app import DEFAULT_WARMUP_S
+    from topfib.controller.cli.simulate import DEFAULT_WARMUP_S
 
     assert SimulationSettings.warmup_s == DEFAULT_WARMUP_S
     assert run_simulate(_pfx2as(tmp_path), "zipf:1.0", [10], False, None, 60.0, 1, -1.0) == 2

@@ -1,27 +1,24 @@
 """NetFlow v5/v9 and IPFIX for ``topfib decode``: one FlowDecoder for the whole run.
 
-``topfib.controller.cli.decode`` asks :func:`netflow_handlers` for fresh handlers at the start of each
-run, so templates and sampler options learned from one file decode the data of the next (files
-are decoded in the order given), and nothing leaks between runs.
+The registry makes fresh handlers at the start of each run, so templates and sampler options
+learned from one file decode the data of the next (files are decoded in the order given), and
+nothing leaks between runs.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
 from topfib.collector.netflow.decoder import FlowDecodeError, FlowDecoder
+from topfib.controller.cli.decoders.registry import DecoderRegistry, DecodeStats, Handler
 
-if TYPE_CHECKING:
-    from topfib.controller.cli.decode import DecodeStats
-
-NetflowHandler = Callable[[str, bytes, TextIO, "DecodeStats"], None]
+PROTOCOLS = ("netflow5", "netflow9", "ipfix")
 
 
-def netflow_handlers(decoder: FlowDecoder | None = None) -> dict[str, NetflowHandler]:
-    """Handlers for the protocols ``sniff_protocol`` names netflow5, netflow9 and ipfix."""
+def netflow_handler(decoder: FlowDecoder | None = None) -> Handler:
+    """One handler for the protocols ``sniff_protocol`` names netflow5, netflow9 and ipfix."""
     shared = decoder if decoder is not None else FlowDecoder()
 
     def handle(exporter: str, payload: bytes, out: TextIO, stats: DecodeStats) -> None:
@@ -37,4 +34,8 @@ def netflow_handlers(decoder: FlowDecoder | None = None) -> dict[str, NetflowHan
             line["exporter"] = exporter or None
             out.write(json.dumps(line) + "\n")
 
-    return {"netflow5": handle, "netflow9": handle, "ipfix": handle}
+    return handle
+
+
+def register(registry: DecoderRegistry) -> None:
+    registry.register(PROTOCOLS, netflow_handler)

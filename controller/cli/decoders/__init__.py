@@ -1,0 +1,1 @@
+"""The flow decoders ``topfib decode`` uses, each registered in :mod:`.registry` by protocol name."""
