@@ -22,9 +22,10 @@ link's business; should one reach us it is counted as ``ack``, not as an error.
 
 Three paths, one behaviour. Every line first tries the *C scanner* (``collector/rib/_exabgp_fast.c``,
 when built): it reads the line's bytes directly and accepts only a narrow, well-formed subset of
-updates. Then the Python *fast path*: ``orjson`` (when installed) and a walk that accepts only a
-well-formed update (announces/withdraws of the two families, valid attributes, next hops, NLRIs,
-path-ids) and builds its events with few intermediate objects. Each gives up at the first thing it
+updates. Then the Python *fast path* (:mod:`~topfib.collector.rib.exabgp_json_fast`): ``orjson``
+(when installed) and a walk that accepts only a well-formed update (announces/withdraws of the
+two families, valid attributes, next hops, NLRIs, path-ids) and builds its events with few
+intermediate objects. Each gives up at the first thing it
 does not accept, having counted nothing, and the *reference path* (``json`` + the checks below,
 which count and log every problem) parses the line again. So a line's events and counters are those
 of the reference path; the fast paths only decide sooner (``tests/unit/test_exabgp_json_fast.py``
@@ -42,9 +43,11 @@ from typing import Any
 
 from topfib.collector.common.fastprefix import format_network, split_canonical, split_prefix
 from topfib.collector.common.log_budget import LogLimiter
-from topfib.collector.common.prefixes import IPV4, IPV6, PrefixError
-from topfib.collector.rib.events import Event, RouteUpdate, new_route_update
+from topfib.collector.common.prefixes import IPV4, PrefixError
+from topfib.collector.rib.events import Event, RouteUpdate
+from topfib.collector.rib.exabgp_json_fast import FastUpdatePath
 from topfib.collector.rib.exabgp_json_values import (
+    FAMILIES,
     Attributes,
     Skip,
     end_of_rib_events,
@@ -57,19 +60,9 @@ from topfib.collector.rib.exabgp_json_values import (
 )
 from topfib.collector.rib.paths import Path, new_path
 
-_fast_loads: Callable[[str], Any]
-_attribute_key: Callable[[dict[str, Any]], str | bytes]
 # The reference path's cache key: a str (never equal to the bytes keys of the fast paths), a
 # JSON text of the object json.loads built; NaN, infinities and big integers written exactly.
 _reference_key: Callable[[dict[str, Any]], str] = json.dumps
-try:
-    import orjson
-
-    _fast_loads = orjson.loads  # C parser: ~3x json's speed on ExaBGP's lines
-    _attribute_key = orjson.dumps  # same set, same bytes: a cheap cache key
-except ImportError:  # pragma: no cover - orjson is a dependency; json still works without it
-    _fast_loads = json.loads
-    _attribute_key = json.dumps
 
 try:
     from topfib.collector.rib._exabgp_fast import Scanner as _CScanner
@@ -84,9 +77,6 @@ def c_scanner_available() -> bool:
     return _CScanner is not None
 
 
-# The families topfib keeps; others (flow, vpn, evpn…) are counted and skipped.
-FAMILIES: dict[str, int] = {"ipv4 unicast": IPV4, "ipv6 unicast": IPV6}
-SESSION_STATES = frozenset({"connected", "up", "down"})
 _MAX_CACHED = 100_000
 
 
@@ -127,6 +117,10 @@ class ExabgpJsonParser:
         if fast and native and _CScanner is not None:
             self._scan = _CScanner(RouteUpdate, Path, Attributes, self._attribute_cache, self._path_cache,
                                    self._strings, known_prefix, split_canonical, _MAX_CACHED).scan
+        # The Python fast path shares them too (and the bounds in force now, as the scanner does).
+        self._fast_line = FastUpdatePath(known_prefix, self._path_ids, self._path_cache, self._next_hops,
+                                         self._path, self._new_next_hop, self._attributes_keyed,
+                                         _MAX_CACHED).events
 
     def _bad(self, reason: str, detail: str) -> None:
         self.counters[reason] += 1
@@ -189,133 +183,6 @@ class ExabgpJsonParser:
             return []
         raise Skip("unknown_type", f"type {kind!r}")
 
-    # -- fast path ------------------------------------------------------------------------------
-
-    def _fast_line(self, text: str) -> list[Event] | None:
-        """The events of a well-formed update line, or None to leave the line to the reference
-        path. Counts and logs nothing: whatever it does not accept, the reference path reports.
-
-        Containers are indexed without type checks: indexing or iterating the wrong type raises,
-        and the caller hands the line to the reference path. Only what is checked exactly as the
-        reference path checks it is read from orjson's result (which turns integers beyond 64
-        bits into floats: every check here refuses a float).
-        """
-        message = _fast_loads(text)
-        if message["type"] != "update":
-            return None
-        neighbor = message["neighbor"]
-        peer = neighbor["address"]["peer"]
-        body = neighbor["message"]
-        if type(peer) is not str or not peer or "eor" in body:
-            return None
-        update = body["update"]
-        events: list[Event] = []
-        withdraw = update.get("withdraw")
-        if withdraw is not None:
-            for family, nlris in withdraw.items():
-                if family not in FAMILIES or type(nlris) is not list:
-                    return None
-                for nlri in nlris:
-                    parsed = self._fast_nlri(nlri)
-                    if parsed is None:
-                        return None
-                    events.append(new_route_update(peer, family, parsed[0], parsed[1], None, None))
-        announce = update.get("announce")
-        if announce is not None:
-            attributes = update.get("attribute", {})
-            if type(attributes) is not dict or "error" in attributes:
-                return None
-            try:
-                parsed_attributes = self._attributes_keyed(attributes, _attribute_key(attributes))
-            except Skip:
-                return None
-            for family, by_next_hop in announce.items():
-                if family not in FAMILIES:
-                    return None
-                for next_hop, nlris in by_next_hop.items():
-                    if type(nlris) is not list or (next_hop not in self._next_hops
-                                                   and not self._new_next_hop(next_hop)):
-                        return None
-                    if not self._fast_announced(peer, family, next_hop, nlris, parsed_attributes, events):
-                        return None
-        return events
-
-    def _fast_announced(self, peer: str, family: str, next_hop: str, nlris: list[Any],
-                        attributes: Attributes, events: list[Event]) -> bool:
-        """Events of one next hop's NLRIs; False (nothing counted) at the first bad one.
-
-        :meth:`_fast_nlri` and :meth:`_path` inlined: this loop runs once per prefix.
-        """
-        known = self._known_prefix
-        path_ids = self._path_ids
-        path_cache = self._path_cache
-        serial = attributes.serial
-        append = events.append
-        for nlri in nlris:
-            if type(nlri) is dict:
-                text, path_info = nlri.get("nlri"), nlri.get("path-information")
-                if type(text) is not str:
-                    return False
-            elif type(nlri) is str:
-                text, path_info = nlri, None
-            else:
-                return False
-            key: tuple[int, int, int] | None = None
-            if known is not None and known(text):
-                prefix = text
-            else:
-                split = split_canonical(text)
-                if split is None:
-                    return False
-                prefix, key = split
-            path_id = 0
-            if path_info is not None:
-                cached_id = path_ids.get(path_info) if type(path_info) is str else None
-                if cached_id is None:
-                    cached_id = path_id_of(path_info)
-                    if cached_id is None:
-                        return False
-                    if type(path_info) is str and len(path_ids) < _MAX_CACHED:
-                        path_ids[path_info] = cached_id
-                path_id = cached_id
-            path = path_cache.get((serial, next_hop, peer, path_id))
-            if path is None:
-                path = self._path(attributes, next_hop, peer, path_id)
-            append(new_route_update(peer, family, prefix, path_id, path, key))
-        return True
-
-    def _fast_nlri(self, nlri: Any) -> tuple[str, int, tuple[int, int, int] | None] | None:
-        """As :meth:`_nlri`, or None (uncounted) where that would count a problem."""
-        path_info: Any = None
-        if type(nlri) is dict:
-            text, path_info = nlri.get("nlri"), nlri.get("path-information")
-            if type(text) is not str:
-                return None
-        elif type(nlri) is str:
-            text = nlri
-        else:
-            return None
-        key: tuple[int, int, int] | None = None
-        known = self._known_prefix
-        if known is not None and known(text):
-            prefix = text
-        else:
-            split = split_canonical(text)
-            if split is None:
-                return None
-            prefix, key = split
-        if path_info is None:
-            return prefix, 0, key
-        path_id = self._path_ids.get(path_info) if type(path_info) is str else None
-        if path_id is None:
-            path_id = path_id_of(path_info)
-            if path_id is None:
-                return None
-            if type(path_info) is str and len(self._path_ids) < _MAX_CACHED:
-                self._path_ids[path_info] = path_id
-        return prefix, path_id, key
-
-    # -- reference path: updates ------------------------------------------------------------------
 
     def _update(self, message: dict[str, Any]) -> list[Event]:
         peer, neighbor = neighbor_of(message)
@@ -486,3 +353,4 @@ class ExabgpJsonParser:
             parsed = parsed._replace(serial=0)
         self._attribute_cache[key] = parsed
         return parsed
+

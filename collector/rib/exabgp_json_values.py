@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from topfib.collector.common.prefixes import IPV4, IPV6
 from topfib.collector.rib.events import EndOfRib, Event, Notification, SessionState
 
+# The families topfib keeps; others (flow, vpn, evpn…) are counted and skipped.
+FAMILIES: dict[str, int] = {"ipv4 unicast": IPV4, "ipv6 unicast": IPV6}
 SESSION_STATES = frozenset({"connected", "up", "down"})
 _UINT32_MAX = (1 << 32) - 1
 
