@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 # the same epoch-scaled decay as the prefix rates (its Σw² row is unused here)
-from topfib.collector.accounting.prefix_rates import _Decay
+from topfib.collector.accounting.decayed_rates import Decay
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -65,8 +65,8 @@ class PathRow:
 
 @dataclass
 class _SwitchPaths:
-    fast: _Decay
-    slow: _Decay
+    fast: Decay
+    slow: Decay
     first_seen: float
     path_of_slot: list[tuple[str, str] | None] = field(default_factory=list)
     slot_of_path: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -179,8 +179,8 @@ class PathRates:
         paths = self._switches.get(switch)
         if paths is None:
             paths = _SwitchPaths(
-                _Decay(self.fast_half_life_s, _INITIAL_CAPACITY),
-                _Decay(self.slow_half_life_s, _INITIAL_CAPACITY),
+                Decay(self.fast_half_life_s, _INITIAL_CAPACITY),
+                Decay(self.slow_half_life_s, _INITIAL_CAPACITY),
                 first_seen=now,
             )
             self._switches[switch] = paths

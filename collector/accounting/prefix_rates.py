@@ -1,32 +1,9 @@
 """Per (switch, prefix) traffic rates: exponentially decayed byte counters on two half-lives.
 
-What a "rate" is here. A decayed counter D(t) = Σ bᵢ·2^(−(t−tᵢ)/h) fed by a steady stream of r
-bytes/s converges to r·h/ln 2, so the rate estimate is D·ln2/h. Right after the collector starts
-(or a switch is first seen) only T seconds of traffic exist and D has reached r·h/ln2·(1−2^(−T/h));
-dividing by that factor makes both estimates read r from the start on a steady stream, so the 1 h
-rate is usable minutes after a restart instead of hours.
-
-Decay is lazy, with the global-epoch trick: a sample at time t is stored multiplied by
-2^((t−t₀)/h) and read back multiplied by 2^(−(now−t₀)/h). Nothing is touched per tick; when the
-exponent grows large every stored value is rescaled once (a numpy multiply) and t₀ moves.
-
-Accuracy. sFlow's estimate of a class with c samples is within ±196·√(1/c) % at 95 %. For a
-decayed sum the effective sample count is (Σwᵢ)²/Σwᵢ² (wᵢ the decay weights), so Σwᵢ² is kept
-too: it decays with half-life h/2.
-
-Score. Selection ranks prefixes by max(fast, slow) so a prefix turning hot gets in quickly. Under
-sampling the fast rate is noisy: one sample alone makes a 30 s rate that beats the true rate of the
-16,000th prefix of a Zipf(1.0) full table at 5,000 samples/s and 1:4096. With ``fast_min_samples``
-> 0 the fast rate therefore enters only through its 95 % lower bound, fast · (1 − 1.96/√c) for c
-effective samples in the fast window, only from ``fast_min_samples`` of them, and only when that
-clears the slow rate's upper end: the score moves to the fast rate on a change of rate, not on
-noise (a steady prefix whose score flickered between the two would trade its slow rate's evidence
-for a handful of fast samples and lose its slot to sampling luck). A burst of ten times the usual
-rate clears it within seconds of having a handful of samples. 0 gives the plain max.
-
-All rates are in bytes per second (the ``*_bps`` names say "per second", not "bits").
-Prefix ids come from :class:`topfib.collector.rib.lpm.LpmTable` batch lookups; an id → slot cache per switch
-keeps the hot path in numpy (one fancy-index and one ``np.add.at`` per row per batch).
+A fast (30 s) and a slow (1 h) half-life per prefix, plus the unrouted traffic and the total per
+switch. What the rates mean, their start-up correction, their accuracy and the score selection
+ranks by: :mod:`~topfib.collector.accounting.decayed_rates`. Where each prefix is stored and how a
+batch of LPM ids reaches its slots: :mod:`~topfib.collector.accounting.prefix_slots`.
 """
 
 from __future__ import annotations
@@ -34,50 +11,36 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
-import numpy.typing as npt
 
+from topfib.collector.accounting.decayed_rates import (
+    BYTES,
+    EMPTY_SUMMARY,
+    SAMPLES,
+    Decay,
+    FloatArray,
+    RateSummary,
+    effective,
+    error_pct,
+    score_with_samples,
+    summary,
+)
+from topfib.collector.accounting.prefix_slots import (
+    INITIAL_CAPACITY,
+    UNROUTED,
+    UNROUTED_SLOT,
+    IntArray,
+    SwitchRates,
+)
 from topfib.collector.rib.lpm import LpmTable
 
-UNROUTED = "unrouted"  # the name reported for traffic with no RIB match (it follows the default route)
-
-_UNROUTED_SLOT = 0
-_RESCALE_EXPONENT = 64.0  # rescale when stored values carry more than 2^64 of epoch scaling
-_MIN_WINDOW_S = 1.0  # shortest observation window used for the start-up correction
-_INITIAL_CAPACITY = 1024
-
-# rows of the per-half-life value matrix
-_BYTES, _PACKETS, _SAMPLES = 0, 1, 2
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
-
-_Z95 = 1.96  # two-sided 95 % normal quantile
 # Scores a selection reads per FIB slot (see PrefixRates.selection_inputs): room for the units and
 # ties the greedy skips, far past where the contest is decided.
 CANDIDATES_PER_SLOT = 4
 _EXPORT_CHUNK = 16_384  # prefixes looked at per step of a warm-state export (export_rows)
-
-
-def error_pct(effective_samples: float) -> float:
-    """95 % relative error of an sFlow estimate from ``effective_samples`` samples (inf if none)."""
-    return 196.0 / math.sqrt(effective_samples) if effective_samples > 0 else math.inf
-
-
-@dataclass(frozen=True, slots=True)
-class RateSummary:
-    """Decayed rates of one traffic class (bytes/s and packets/s)."""
-
-    fast_bps: float
-    slow_bps: float
-    fast_pps: float
-    slow_pps: float
-    score: float  # max(slow_bps, fast_bps or its lower bound: see the module doc)
-    samples: float  # effective sample count behind ``score``
-    error_pct: float  # ±% at 95 % for ``score``
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,77 +75,6 @@ class RateRow:
     slow: tuple[float, float, float, float]
 
 
-class _Decay:
-    """The values of one half-life for one switch, stored epoch-scaled."""
-
-    def __init__(self, half_life_s: float, capacity: int) -> None:
-        self.half_life_s = half_life_s
-        self.epoch: float | None = None  # t₀; set by the first update
-        self.values: FloatArray = np.zeros((3, capacity))  # bytes, packets, samples
-        self.squares: FloatArray = np.zeros(capacity)  # Σw², scaled by the square of the weight
-        self.total: FloatArray = np.zeros(3)  # all traffic of the switch (routed + unrouted)
-        self.total_squares = 0.0
-
-    def grow(self, capacity: int) -> None:
-        values = np.zeros((3, capacity))
-        values[:, : self.values.shape[1]] = self.values
-        squares = np.zeros(capacity)
-        squares[: self.squares.shape[0]] = self.squares
-        self.values, self.squares = values, squares
-
-    def weight(self, now: float) -> float:
-        """The epoch-scaled weight of a sample taken at ``now`` (rescaling first if needed)."""
-        if self.epoch is None:
-            self.epoch = now
-        exponent = (now - self.epoch) / self.half_life_s
-        if exponent > _RESCALE_EXPONENT:
-            self._rescale(now)
-            exponent = 0.0
-        return float(2.0**exponent)
-
-    def _rescale(self, now: float) -> None:
-        assert self.epoch is not None
-        factor = 2.0 ** (-(now - self.epoch) / self.half_life_s)
-        self.values *= factor
-        self.squares *= factor * factor
-        self.total *= factor
-        self.total_squares *= factor * factor
-        # values that decayed below the smallest normal float are noise; flush them to zero
-        self.values[self.values < 1e-300] = 0.0
-        self.squares[self.squares < 1e-300] = 0.0
-        self.epoch = now
-
-    def read_factor(self, now: float) -> float:
-        """Multiply stored values by this to get decayed sums at ``now``."""
-        if self.epoch is None:
-            return 0.0
-        return float(2.0 ** (-(now - self.epoch) / self.half_life_s))
-
-    def rate_factor(self, now: float, since: float) -> float:
-        """Multiply stored values by this to get per-second rates at ``now`` (start-up corrected)."""
-        window = max(now - since, _MIN_WINDOW_S)
-        ln2_over_h = math.log(2.0) / self.half_life_s
-        filled = -math.expm1(-ln2_over_h * window)  # 1 − 2^(−window/h)
-        return self.read_factor(now) * ln2_over_h / filled
-
-
-@dataclass
-class _SwitchRates:
-    fast: _Decay
-    slow: _Decay
-    first_seen: float
-    slot_of_prefix: dict[str, int] = field(default_factory=dict)
-    prefix_of_slot: list[str | None] = field(default_factory=lambda: [UNROUTED])
-    free_slots: list[int] = field(default_factory=list)
-    # id → slot cache for one LpmTable: slot_of_id[id + 1] (index 0 is "no match"), -1 unresolved
-    cached_lpm: LpmTable | None = None
-    slot_of_id: IntArray = field(default_factory=lambda: np.zeros(1, np.int64))
-    id_of_slot: IntArray = field(default_factory=lambda: np.full(_INITIAL_CAPACITY, -1, np.int64))
-
-    @property
-    def capacity(self) -> int:
-        return int(self.fast.values.shape[1])
-
 
 class PrefixRates:
     """Decayed byte/packet rates per (switch, prefix), plus unrouted and total per switch.
@@ -200,67 +92,21 @@ class PrefixRates:
         self.fast_half_life_s = fast_half_life_s
         self.slow_half_life_s = slow_half_life_s
         self.fast_min_samples = fast_min_samples
-        self._switches: dict[str, _SwitchRates] = {}
+        self._switches: dict[str, SwitchRates] = {}
         self._lock = threading.Lock()
 
     # ----------------------------------------------------------------------------- writing
 
-    def _switch(self, switch: str, now: float) -> _SwitchRates:
+    def _switch(self, switch: str, now: float) -> SwitchRates:
         rates = self._switches.get(switch)
         if rates is None:
-            rates = _SwitchRates(
-                fast=_Decay(self.fast_half_life_s, _INITIAL_CAPACITY),
-                slow=_Decay(self.slow_half_life_s, _INITIAL_CAPACITY),
+            rates = SwitchRates(
+                fast=Decay(self.fast_half_life_s, INITIAL_CAPACITY),
+                slow=Decay(self.slow_half_life_s, INITIAL_CAPACITY),
                 first_seen=now,
             )
             self._switches[switch] = rates
         return rates
-
-    @staticmethod
-    def _slot_for(rates: _SwitchRates, prefix: str) -> int:
-        slot = rates.slot_of_prefix.get(prefix)
-        if slot is None:
-            slot = PrefixRates._allocate(rates, [prefix])[0]
-        return slot
-
-    @staticmethod
-    def _allocate(rates: _SwitchRates, prefixes: list[str]) -> list[int]:
-        """Slots for prefixes that have none (free slots first, then new ones at the end)."""
-        reused = rates.free_slots[-len(prefixes) :] if prefixes else []
-        del rates.free_slots[len(rates.free_slots) - len(reused) :]
-        for slot, prefix in zip(reused, prefixes, strict=False):
-            rates.prefix_of_slot[slot] = prefix
-        start = len(rates.prefix_of_slot)
-        rates.prefix_of_slot.extend(prefixes[len(reused) :])
-        slots = reused + list(range(start, len(rates.prefix_of_slot)))
-        if len(rates.prefix_of_slot) > rates.capacity:
-            capacity = max(rates.capacity * 2, len(rates.prefix_of_slot))
-            rates.fast.grow(capacity)
-            rates.slow.grow(capacity)
-            grown = np.full(capacity, -1, np.int64)
-            grown[: len(rates.id_of_slot)] = rates.id_of_slot
-            rates.id_of_slot = grown
-        rates.slot_of_prefix.update(zip(prefixes, slots, strict=True))
-        return slots
-
-    @staticmethod
-    def _accumulate(
-        rates: _SwitchRates,
-        slots: IntArray,
-        nbytes: FloatArray,
-        npackets: FloatArray,
-        samples: FloatArray,
-        now: float,
-    ) -> None:
-        for decay in (rates.fast, rates.slow):
-            weight = decay.weight(now)
-            np.add.at(decay.values[_BYTES], slots, nbytes * weight)
-            np.add.at(decay.values[_PACKETS], slots, npackets * weight)
-            np.add.at(decay.values[_SAMPLES], slots, samples * weight)
-            # each sample has weight w: Σw² gains w² per sample
-            np.add.at(decay.squares, slots, samples * (weight * weight))
-            decay.total += weight * np.array([nbytes.sum(), npackets.sum(), samples.sum()])
-            decay.total_squares += weight * weight * float(samples.sum())
 
     def add(
         self,
@@ -277,7 +123,7 @@ class PrefixRates:
         """
         with self._lock:
             rates = self._switch(switch, now)
-            slot = _UNROUTED_SLOT if prefix is None else self._slot_for(rates, prefix)
+            slot = UNROUTED_SLOT if prefix is None else rates.slot_for(prefix)
             for decay in (rates.fast, rates.slow):
                 weight = decay.weight(now)
                 increment = np.array((nbytes, npackets, samples), np.float64) * weight
@@ -304,44 +150,14 @@ class PrefixRates:
             return
         with self._lock:
             rates = self._switch(switch, now)
-            slots = self._slots_of_ids(rates, lpm, prefix_ids)
-            self._accumulate(
-                rates,
+            slots = rates.slots_of_ids(lpm, prefix_ids)
+            rates.accumulate(
                 slots,
                 np.asarray(nbytes, np.float64),
                 np.asarray(npackets, np.float64),
                 np.ones(len(slots), np.float64),
                 now,
             )
-
-    def _slots_of_ids(self, rates: _SwitchRates, lpm: LpmTable, prefix_ids: IntArray) -> IntArray:
-        if rates.cached_lpm is not lpm:
-            # a new table object (RIB reload): its ids mean other prefixes
-            rates.cached_lpm = lpm
-            rates.slot_of_id = np.full(1024, -1, np.int64)
-            rates.slot_of_id[0] = _UNROUTED_SLOT
-            rates.id_of_slot[:] = -1
-        index = prefix_ids.astype(np.int64, copy=False) + 1
-        highest = int(index.max())
-        if highest >= len(rates.slot_of_id):
-            grown = np.full(max(highest + 1, 2 * len(rates.slot_of_id)), -1, np.int64)
-            grown[: len(rates.slot_of_id)] = rates.slot_of_id
-            rates.slot_of_id = grown
-        slots = rates.slot_of_id[index]
-        unresolved = slots < 0
-        if unresolved.any():
-            # ids seen for the first time: name them in one pass, then they stay cached
-            new_index = np.unique(index[unresolved])
-            names = list(map(lpm.prefix_of_id, (new_index - 1).tolist()))
-            known = rates.slot_of_prefix
-            found = [known.get(name, -1) for name in names]
-            fresh = [name for name, slot in zip(names, found, strict=True) if slot < 0]
-            fresh_slots = iter(self._allocate(rates, fresh))
-            new_slots = np.array([slot if slot >= 0 else next(fresh_slots) for slot in found], np.int64)
-            rates.slot_of_id[new_index] = new_slots
-            rates.id_of_slot[new_slots] = new_index - 1
-            slots = rates.slot_of_id[index]
-        return slots
 
     def forget(self, switch: str, prefix: str) -> None:
         """Drop a prefix that left the RIB (its traffic stays in the switch total)."""
@@ -352,19 +168,7 @@ class PrefixRates:
             slot = rates.slot_of_prefix.pop(prefix, None)
             if slot is None:
                 return
-            self._release(rates, slot)
-
-    @staticmethod
-    def _release(rates: _SwitchRates, slot: int) -> None:
-        for decay in (rates.fast, rates.slow):
-            decay.values[:, slot] = 0.0
-            decay.squares[slot] = 0.0
-        rates.prefix_of_slot[slot] = None
-        rates.free_slots.append(slot)
-        prefix_id = int(rates.id_of_slot[slot])
-        if prefix_id >= 0:
-            rates.slot_of_id[prefix_id + 1] = -1
-            rates.id_of_slot[slot] = -1
+            rates.release(slot)
 
     def prune(self, switch: str, now: float, below_bps: float) -> int:
         """Forget prefixes whose score fell below ``below_bps``; returns how many (frees memory)."""
@@ -373,13 +177,13 @@ class PrefixRates:
             if rates is None:
                 return 0
             score = self._score_array(rates, now)
-            score[_UNROUTED_SLOT] = math.inf
+            score[UNROUTED_SLOT] = math.inf
             stale = [s for s in np.flatnonzero(score < below_bps).tolist() if rates.prefix_of_slot[s]]
             for slot in stale:
                 prefix = rates.prefix_of_slot[slot]
                 assert prefix is not None
                 del rates.slot_of_prefix[prefix]
-                self._release(rates, slot)
+                rates.release(slot)
             return len(stale)
 
     def remove_switch(self, switch: str) -> None:
@@ -392,20 +196,20 @@ class PrefixRates:
         with self._lock:
             return sorted(self._switches)
 
-    def _score_array(self, rates: _SwitchRates, now: float) -> FloatArray:
+    def _score_array(self, rates: SwitchRates, now: float) -> FloatArray:
         return self._scored(rates, now)[0]
 
-    def _scored(self, rates: _SwitchRates, now: float) -> tuple[FloatArray, FloatArray]:
+    def _scored(self, rates: SwitchRates, now: float) -> tuple[FloatArray, FloatArray]:
         """Per slot: the score and the effective samples (Σw)²/Σw² of the half-life giving it."""
         used = len(rates.prefix_of_slot)
         fast, slow = rates.fast, rates.slow
-        fast_bps = fast.values[_BYTES, :used] * fast.rate_factor(now, rates.first_seen)
-        slow_bps = slow.values[_BYTES, :used] * slow.rate_factor(now, rates.first_seen)
+        fast_bps = fast.values[BYTES, :used] * fast.rate_factor(now, rates.first_seen)
+        slow_bps = slow.values[BYTES, :used] * slow.rate_factor(now, rates.first_seen)
         # the epoch scaling cancels out: Σw² carries the square of Σw's scale
         with np.errstate(divide="ignore", invalid="ignore"):
-            fast_samples = _effective(fast.values[_SAMPLES, :used], fast.squares[:used])
-            slow_samples = _effective(slow.values[_SAMPLES, :used], slow.squares[:used])
-        return _score(fast_bps, fast_samples, slow_bps, slow_samples, self.fast_min_samples)
+            fast_samples = effective(fast.values[SAMPLES, :used], fast.squares[:used])
+            slow_samples = effective(slow.values[SAMPLES, :used], slow.squares[:used])
+        return score_with_samples(fast_bps, fast_samples, slow_bps, slow_samples, self.fast_min_samples)
 
     def scores(self, switch: str, now: float) -> dict[str, float]:
         """max(fast, slow) decayed bytes/s of every prefix with traffic (unrouted excluded)."""
@@ -414,9 +218,9 @@ class PrefixRates:
             if rates is None:
                 return {}
             score = self._score_array(rates, now)
-            score[_UNROUTED_SLOT] = 0.0
+            score[UNROUTED_SLOT] = 0.0
             slots = np.flatnonzero(score > 0.0)
-            return {_name(rates, s): v for s, v in zip(slots.tolist(), score[slots].tolist(), strict=True)}
+            return {rates.name(s): v for s, v in zip(slots.tolist(), score[slots].tolist(), strict=True)}
 
     def scores_and_evidence(self, switch: str, now: float) -> tuple[dict[str, float], dict[str, float]]:
         """:meth:`scores`, and the effective sample count behind each (same keys, same order).
@@ -443,7 +247,7 @@ class PrefixRates:
             if rates is None:
                 return SelectionInputs({}, {}, 0.0)
             score, evidence = self._scored(rates, now)
-            score[_UNROUTED_SLOT] = 0.0
+            score[UNROUTED_SLOT] = 0.0
             slots = np.flatnonzero(score > 0.0)
             total = float(score[slots].sum())
             if limit is not None and len(slots) > limit:
@@ -465,9 +269,9 @@ class PrefixRates:
         """The effective sample count behind each score (see :meth:`scores_and_evidence`)."""
         return self.scores_and_evidence(switch, now)[1]
 
-    def _reading(self, rates: _SwitchRates, slot: int, now: float) -> RateSummary:
+    def _reading(self, rates: SwitchRates, slot: int, now: float) -> RateSummary:
         fast, slow = rates.fast, rates.slow
-        return _summary(
+        return summary(
             fast,
             slow,
             fast.values[:, slot],
@@ -486,14 +290,14 @@ class PrefixRates:
             if rates is None or n <= 0:
                 return []
             score = self._score_array(rates, now)
-            score[_UNROUTED_SLOT] = 0.0
+            score[UNROUTED_SLOT] = 0.0
             candidates = np.flatnonzero(score > 0.0)
             if len(candidates) > n:
                 # keep everything tied with the n-th so the tie-break by prefix is deterministic
                 kth = np.partition(score[candidates], len(candidates) - n)[len(candidates) - n]
                 candidates = candidates[score[candidates] >= kth]
-            ordered = sorted(candidates.tolist(), key=lambda s: (-score[s], _name(rates, s)))[:n]
-            return [_with_prefix(_name(rates, s), self._reading(rates, s, now)) for s in ordered]
+            ordered = sorted(candidates.tolist(), key=lambda s: (-score[s], rates.name(s)))[:n]
+            return [_with_prefix(rates.name(s), self._reading(rates, s, now)) for s in ordered]
 
     def rate(self, switch: str, prefix: str, now: float) -> PrefixRate | None:
         """One prefix's rates, or None if it has had no traffic (or was forgotten)."""
@@ -509,17 +313,17 @@ class PrefixRates:
         with self._lock:
             rates = self._switches.get(switch)
             if rates is None:
-                return _EMPTY
-            return self._reading(rates, _UNROUTED_SLOT, now)
+                return EMPTY_SUMMARY
+            return self._reading(rates, UNROUTED_SLOT, now)
 
     def total(self, switch: str, now: float) -> RateSummary:
         """All traffic of the switch, routed and unrouted."""
         with self._lock:
             rates = self._switches.get(switch)
             if rates is None:
-                return _EMPTY
+                return EMPTY_SUMMARY
             fast, slow = rates.fast, rates.slow
-            return _summary(
+            return summary(
                 fast,
                 slow,
                 fast.total,
@@ -543,9 +347,9 @@ class PrefixRates:
                 return {}
             decay = rates.slow if slow else rates.fast
             used = len(rates.prefix_of_slot)
-            sums = decay.values[_BYTES, :used] * decay.read_factor(now)
+            sums = decay.values[BYTES, :used] * decay.read_factor(now)
             slots = np.flatnonzero(sums > 0.0)
-            return {_name(rates, s): v for s, v in zip(slots.tolist(), sums[slots].tolist(), strict=True)}
+            return {rates.name(s): v for s, v in zip(slots.tolist(), sums[slots].tolist(), strict=True)}
 
     # ----------------------------------------------------------------------------- warm state
 
@@ -557,15 +361,15 @@ class PrefixRates:
             if rates is None:
                 return 0.0, []
             score = self._score_array(rates, now)
-            score[_UNROUTED_SLOT] = 0.0
+            score[UNROUTED_SLOT] = 0.0
             slots = np.flatnonzero(score > 0.0)
-            kept: list[int] = [_UNROUTED_SLOT]
+            kept: list[int] = [UNROUTED_SLOT]
             names: list[str] = [UNROUTED]
             room = list(limits)  # IPv4, IPv6
             ordered = slots[np.argsort(-score[slots], kind="stable")]
             for start in range(0, len(ordered), _EXPORT_CHUNK):  # both families are full early
                 for slot in ordered[start:start + _EXPORT_CHUNK].tolist():
-                    name = _name(rates, slot)
+                    name = rates.name(slot)
                     v6 = ":" in name
                     if room[v6] > 0:
                         room[v6] -= 1
@@ -591,11 +395,11 @@ class PrefixRates:
             rates = self._switch(switch, now)
             rates.first_seen = min(rates.first_seen, now - age_s - observed_s)
             prefixes = [row.prefix for row in rows if row.prefix != UNROUTED]
-            self._allocate(rates, [p for p in dict.fromkeys(prefixes) if p not in rates.slot_of_prefix])
+            rates.allocate([p for p in dict.fromkeys(prefixes) if p not in rates.slot_of_prefix])
             for decay, pick in ((rates.fast, 0), (rates.slow, 1)):
                 scale = decay.weight(now) * 2.0 ** (-age_s / decay.half_life_s)
                 for row in rows:
-                    slot = _UNROUTED_SLOT if row.prefix == UNROUTED else rates.slot_of_prefix[row.prefix]
+                    slot = UNROUTED_SLOT if row.prefix == UNROUTED else rates.slot_of_prefix[row.prefix]
                     nbytes, npackets, samples, squares = row.fast if pick == 0 else row.slow
                     added = np.array((nbytes, npackets, samples)) * scale
                     decay.values[:, slot] += added
@@ -608,66 +412,6 @@ class PrefixRates:
             rates = self._switches.get(switch)
             return 0 if rates is None else len(rates.slot_of_prefix)
 
-
-def _summary(
-    fast: _Decay,
-    slow: _Decay,
-    fast_values: FloatArray,
-    slow_values: FloatArray,
-    fast_squares: float,
-    slow_squares: float,
-    now: float,
-    since: float,
-    fast_min_samples: float,
-) -> RateSummary:
-    """Rates from stored (epoch-scaled) rows: bytes, packets, samples and Σw² per half-life;
-    score and samples as :meth:`PrefixRates._scored` gives them."""
-    fast_rate = fast.rate_factor(now, since)
-    slow_rate = slow.rate_factor(now, since)
-    fast_bps = float(fast_values[_BYTES]) * fast_rate
-    slow_bps = float(slow_values[_BYTES]) * slow_rate
-    fast_samples = _effective_one(float(fast_values[_SAMPLES]), fast_squares)
-    slow_samples = _effective_one(float(slow_values[_SAMPLES]), slow_squares)
-    scored = _score(np.array([fast_bps]), np.array([fast_samples]), np.array([slow_bps]),
-                    np.array([slow_samples]), fast_min_samples)
-    score, samples = float(scored[0][0]), float(scored[1][0])
-    return RateSummary(
-        fast_bps=fast_bps,
-        slow_bps=slow_bps,
-        fast_pps=float(fast_values[_PACKETS]) * fast_rate,
-        slow_pps=float(slow_values[_PACKETS]) * slow_rate,
-        score=score,
-        samples=samples,
-        error_pct=error_pct(samples),
-    )
-
-
-def _score(fast_bps: FloatArray, fast_samples: FloatArray, slow_bps: FloatArray, slow_samples: FloatArray,
-           fast_min_samples: float) -> tuple[FloatArray, FloatArray]:
-    """Per element: the score (see the module doc) and the effective samples behind it."""
-    if fast_min_samples > 0:
-        with np.errstate(divide="ignore", invalid="ignore"):  # no samples: nan compares false
-            lower = fast_bps * (1.0 - _Z95 / np.sqrt(fast_samples))
-            slow_upper = slow_bps * (1.0 + _Z95 / np.sqrt(slow_samples))
-            lifts = (fast_samples >= fast_min_samples) & (lower > slow_upper)
-        fast_bps = np.where(lifts, lower, 0.0)
-    from_fast = fast_bps >= slow_bps
-    return np.where(from_fast, fast_bps, slow_bps), np.where(from_fast, fast_samples, slow_samples)
-
-
-def _effective(sums: FloatArray, squares: FloatArray) -> FloatArray:
-    """(Σw)²/Σw² per slot (0 where nothing was seen); call under ``np.errstate``."""
-    return np.where(squares > 0.0, sums * sums / squares, 0.0)
-
-
-def _effective_one(total: float, squares: float) -> float:
-    return total * total / squares if squares > 0.0 else 0.0
-
-
-def _name(rates: _SwitchRates, slot: int) -> str:
-    prefix = rates.prefix_of_slot[slot]
-    assert prefix is not None, "a free slot has no traffic"
-    return prefix
 
 
 def _with_prefix(prefix: str, reading: RateSummary) -> PrefixRate:
@@ -682,5 +426,3 @@ def _with_prefix(prefix: str, reading: RateSummary) -> PrefixRate:
         error_pct=error_pct(reading.samples),
     )
 
-
-_EMPTY = RateSummary(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, math.inf)

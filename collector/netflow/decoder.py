@@ -12,6 +12,7 @@ from __future__ import annotations
 from topfib.collector.netflow.dispatch import FlowDecoderCounters, FlowSetDispatcher, is_netflow
 from topfib.collector.netflow.errors import FlowDecodeError
 from topfib.collector.netflow.fields import (
+    FlowRecord,
     RecordContext,
     build_flow_record,
     record_sampler_id,
@@ -19,7 +20,6 @@ from topfib.collector.netflow.fields import (
     reverse_flow_record,
 )
 from topfib.collector.netflow.message import MessageHeader
-from topfib.collector.netflow.record import FlowRecord
 from topfib.collector.netflow.templates import DomainKey, Template, split_records
 from topfib.collector.netflow.v5 import decode_v5
 

@@ -1,5 +1,11 @@
 """From NetFlow v9 / IPFIX information elements (IANA numbers, RFC 7012 / RFC 3954) to a FlowRecord.
 
+A :class:`FlowRecord` is one decoded flow record, in the shape the sFlow decoder uses: ``bytes``
+and ``packets`` as the exporter reported them, ``sampling_rate`` the rate in force for the record
+(from the v5 header, the record itself or the exporter's sampler options; 1 when unknown), so
+accounting scales by it as it does for sFlow. Times are Unix milliseconds; field names follow
+the sFlow ``FlowSample`` (``src``, ``dst``, ``next_hop``…).
+
 Integers may arrive in fewer bytes than their nominal size (RFC 7011 §6.2 reduced-size encoding),
 so every integer is read with ``int.from_bytes`` whatever its length. Where several elements can
 carry one quantity (ingress/egress counters, IPFIX time formats), the first present one wins in
@@ -11,12 +17,17 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Final
 
-from topfib.collector.common.packet_header import PacketSummary
-from topfib.collector.netflow.packet_section import DATALINK_FRAME_SIZE, summarise_section
-from topfib.collector.netflow.record import FlowRecord
+from topfib.collector.common.packet_header import (
+    HEADER_PROTOCOL_ETHERNET,
+    HEADER_PROTOCOL_IPV4,
+    HEADER_PROTOCOL_IPV6,
+    VLAN_ETHERTYPES,
+    PacketSummary,
+    parse_header,
+)
 
 OCTET_DELTA: Final = 1
 PACKET_DELTA: Final = 2
@@ -75,8 +86,53 @@ SAMPLING_PACKET_SPACE: Final = 306
 SAMPLING_SIZE: Final = 309
 SAMPLING_POPULATION: Final = 310
 SAMPLING_PROBABILITY: Final = 311
+# packet sections (RFC 7133): the sampled packet's first bytes instead of address and port fields.
+# The sFlow header parser reads them; here we only add MPLS, which sFlow's header records rarely
+# carry: labels are skipped to the bottom of the stack, then the payload is IPv4, IPv6, or (after
+# a pseudowire control word) an Ethernet frame.
+DATALINK_FRAME_SIZE: Final = 312
+IP_HEADER_SECTION: Final = 313
+DATALINK_FRAME_SECTION: Final = 315
+MPLS_ETHERTYPES: Final = frozenset((0x8847, 0x8848))
+MAX_MPLS_LABELS: Final = 16  # bounded walk; real stacks are a handful deep
 
 NTP_TO_UNIX_SECONDS: Final = 2_208_988_800  # dateTimeMicro/Nanoseconds are NTP timestamps (RFC 7011 §6.1.9)
+
+
+@dataclass(frozen=True, slots=True)
+class FlowRecord:
+    """One decoded NetFlow v5/v9 or IPFIX flow record (see the module docstring)."""
+
+    exporter: str  # UDP source of the datagram
+    version: int  # 5, 9 or 10 (IPFIX)
+    observation_domain: int  # v9 source id / IPFIX observation domain id (0 for v5: engine type/id)
+    sequence: int  # header sequence number (v9: packets, v5/IPFIX: flows)
+    sampling_rate: int
+    input_if: int | None = None
+    output_if: int | None = None
+    bytes: int = 0
+    packets: int = 0
+    src: str | None = None
+    dst: str | None = None
+    protocol: int | None = None
+    src_port: int | None = None
+    dst_port: int | None = None
+    src_vlan: int | None = None
+    dst_vlan: int | None = None
+    next_hop: str | None = None
+    bgp_next_hop: str | None = None
+    src_as: int | None = None
+    dst_as: int | None = None
+    src_mask: int | None = None
+    dst_mask: int | None = None
+    tcp_flags: int | None = None
+    tos: int | None = None
+    flow_start_ms: int | None = None
+    flow_end_ms: int | None = None
+
+    def to_json(self) -> dict[str, object]:
+        """The record as a JSON-ready dict (``None`` fields included, so every line has every key)."""
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +249,7 @@ def build_flow_record(values: dict[int, bytes], context: RecordContext, sampling
     """One FlowRecord from the IANA element values of a data record."""
     record = _fields_record(values, context, sampling_rate)
     if record.src is None and record.dst is None:
-        section = summarise_section(values)
+        section = _summarise_section(values)
         if section is not None:
             return _section_record(record, section, values)
     return record
@@ -214,6 +270,58 @@ def _section_record(record: FlowRecord, section: PacketSummary, values: dict[int
         tcp_flags=section.tcp_flags,
         tos=section.tos,
     )
+
+
+def _summarise_section(values: dict[int, bytes]) -> PacketSummary | None:
+    """What the record's packet section says (RFC 7133; Juniper, IOS XR "packet sampling", EoMPLS
+    pseudowires), or None when it has none."""
+    frame = values.get(DATALINK_FRAME_SECTION)
+    if frame is not None:
+        return _summarise_frame(frame)
+    packet = values.get(IP_HEADER_SECTION)
+    if packet is not None:
+        return _summarise_ip(packet)
+    return None
+
+
+def _summarise_ip(packet: bytes) -> PacketSummary:
+    version = packet[0] >> 4 if packet else 0
+    return parse_header(HEADER_PROTOCOL_IPV6 if version == 6 else HEADER_PROTOCOL_IPV4, packet)
+
+
+def _summarise_frame(frame: bytes) -> PacketSummary:
+    offset = 12
+    ethertype = int.from_bytes(frame[12:14], "big") if len(frame) >= 14 else 0
+    while ethertype in VLAN_ETHERTYPES and offset + 6 <= len(frame):
+        offset += 4
+        ethertype = int.from_bytes(frame[offset : offset + 2], "big")
+    if ethertype not in MPLS_ETHERTYPES:
+        return parse_header(HEADER_PROTOCOL_ETHERNET, frame)
+    outer = parse_header(HEADER_PROTOCOL_ETHERNET, frame)  # MACs and VLAN of the outer frame
+    inner = _summarise_mpls(frame, offset + 2)
+    inner.src_mac = inner.src_mac or outer.src_mac
+    inner.dst_mac = inner.dst_mac or outer.dst_mac
+    inner.vlan = inner.vlan if inner.vlan is not None else outer.vlan
+    return inner
+
+
+def _summarise_mpls(frame: bytes, offset: int) -> PacketSummary:
+    for _ in range(MAX_MPLS_LABELS):
+        if offset + 4 > len(frame):
+            return PacketSummary()
+        bottom = frame[offset + 2] & 0x01
+        offset += 4
+        if bottom:
+            break
+    else:
+        return PacketSummary()
+    payload = frame[offset:]
+    nibble = payload[0] >> 4 if payload else -1
+    if nibble in (4, 6):
+        return _summarise_ip(payload)
+    if nibble == 0:  # pseudowire control word (RFC 4385), then the customer's Ethernet frame
+        return parse_header(HEADER_PROTOCOL_ETHERNET, payload[4:])
+    return PacketSummary()
 
 
 def _fields_record(values: dict[int, bytes], context: RecordContext, sampling_rate: int) -> FlowRecord:

@@ -13,8 +13,7 @@ import struct
 from typing import Final
 
 from topfib.collector.netflow.errors import FlowDecodeError
-from topfib.collector.netflow.fields import uptime_ago_ms
-from topfib.collector.netflow.record import FlowRecord
+from topfib.collector.netflow.fields import FlowRecord, uptime_ago_ms
 
 NETFLOW_V5_VERSION: Final = 5
 HEADER = struct.Struct("!HHIIIIBBH")

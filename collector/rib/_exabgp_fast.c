@@ -491,7 +491,7 @@ not_ours:
 }
 
 /* A path-information string: dotted quad (ExaBGP's rendering) or decimal digits, as
- * exabgp_json._path_id reads it (leading zeros allowed). */
+ * exabgp_json_values.path_id_of reads it (leading zeros allowed). */
 static int path_id_text(const char *s, Py_ssize_t n, uint32_t *out) {
     uint64_t parts[4] = {0, 0, 0, 0};
     int part = 0, digits = 0;
@@ -730,7 +730,7 @@ static int communities(Cur *c, int width, PyObject **out) {
 
 enum { A_AS_PATH, A_ORIGIN, A_LOCAL_PREF, A_MED, A_COMMUNITIES, A_LARGE, A_COUNT };
 
-/* The values of an attribute object (its '{' consumed), as exabgp_json._parse_attributes. */
+/* The values of an attribute object (its '{' consumed), as exabgp_json_values.parse_attributes. */
 static int attribute_values(Cur *c, PyObject **values) {
     const char *key;
     Py_ssize_t len;

@@ -3,7 +3,7 @@
 from collections.abc import Callable
 from typing import Any, final
 
-from topfib.collector.rib.exabgp_json import Event
+from topfib.collector.rib.events import Event
 
 @final
 class Scanner:

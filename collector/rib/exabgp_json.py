@@ -22,9 +22,10 @@ link's business; should one reach us it is counted as ``ack``, not as an error.
 
 Three paths, one behaviour. Every line first tries the *C scanner* (``collector/rib/_exabgp_fast.c``,
 when built): it reads the line's bytes directly and accepts only a narrow, well-formed subset of
-updates. Then the Python *fast path*: ``orjson`` (when installed) and a walk that accepts only a
-well-formed update (announces/withdraws of the two families, valid attributes, next hops, NLRIs,
-path-ids) and builds its events with few intermediate objects. Each gives up at the first thing it
+updates. Then the Python *fast path* (:mod:`~topfib.collector.rib.exabgp_json_fast`): ``orjson``
+(when installed) and a walk that accepts only a well-formed update (announces/withdraws of the
+two families, valid attributes, next hops, NLRIs, path-ids) and builds its events with few
+intermediate objects. Each gives up at the first thing it
 does not accept, having counted nothing, and the *reference path* (``json`` + the checks below,
 which count and log every problem) parses the line again. So a line's events and counters are those
 of the reference path; the fast paths only decide sooner (``tests/unit/test_exabgp_json_fast.py``
@@ -38,27 +39,30 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 from topfib.collector.common.fastprefix import format_network, split_canonical, split_prefix
 from topfib.collector.common.log_budget import LogLimiter
-from topfib.collector.common.prefixes import IPV4, IPV6, PrefixError
+from topfib.collector.common.prefixes import IPV4, PrefixError
+from topfib.collector.rib.events import Event, RouteUpdate
+from topfib.collector.rib.exabgp_json_fast import FastUpdatePath
+from topfib.collector.rib.exabgp_json_values import (
+    FAMILIES,
+    Attributes,
+    Skip,
+    end_of_rib_events,
+    neighbor_of,
+    notification_events,
+    parse_attributes,
+    path_id_of,
+    state_events,
+    valid_next_hop,
+)
 from topfib.collector.rib.paths import Path, new_path
 
-_fast_loads: Callable[[str], Any]
-_attribute_key: Callable[[dict[str, Any]], str | bytes]
 # The reference path's cache key: a str (never equal to the bytes keys of the fast paths), a
 # JSON text of the object json.loads built; NaN, infinities and big integers written exactly.
 _reference_key: Callable[[dict[str, Any]], str] = json.dumps
-try:
-    import orjson
-
-    _fast_loads = orjson.loads  # C parser: ~3x json's speed on ExaBGP's lines
-    _attribute_key = orjson.dumps  # same set, same bytes: a cheap cache key
-except ImportError:  # pragma: no cover - orjson is a dependency; json still works without it
-    _fast_loads = json.loads
-    _attribute_key = json.dumps
 
 try:
     from topfib.collector.rib._exabgp_fast import Scanner as _CScanner
@@ -73,97 +77,7 @@ def c_scanner_available() -> bool:
     return _CScanner is not None
 
 
-# The families topfib keeps; others (flow, vpn, evpn…) are counted and skipped.
-FAMILIES: dict[str, int] = {"ipv4 unicast": IPV4, "ipv6 unicast": IPV6}
-SESSION_STATES = frozenset({"connected", "up", "down"})
-
-
-@dataclass(frozen=True, slots=True)
-class RouteUpdate:
-    """One (prefix, path-id) of a neighbor: announced with ``path``, or withdrawn (``path`` None)."""
-
-    neighbor: str
-    family: str
-    prefix: str
-    path_id: int
-    path: Path | None
-    # (family, network, length) when the parser had to parse the prefix: spares the RIB a
-    # second parse of a new prefix. Not part of the event's value.
-    parsed: tuple[int, int, int] | None = field(default=None, compare=False, repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class SessionState:
-    """A neighbor's session went ``connected``, ``up`` or ``down`` (with ExaBGP's reason)."""
-
-    neighbor: str
-    state: str
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class EndOfRib:
-    """The neighbor has sent its whole table for ``family``."""
-
-    neighbor: str
-    family: str
-
-
-@dataclass(frozen=True, slots=True)
-class Notification:
-    """A BGP NOTIFICATION (``neighbor`` None and code 0 for ExaBGP's own shutdown notice)."""
-
-    neighbor: str | None
-    direction: str
-    code: int
-    subcode: int
-    data: str = ""
-    message: str = ""
-
-
-Event = RouteUpdate | SessionState | EndOfRib | Notification
-
-_new_object = object.__new__
-_set_neighbor, _set_family, _set_prefix, _set_path_id, _set_path, _set_parsed = (
-    getattr(RouteUpdate, name).__set__ for name in RouteUpdate.__slots__)
-
-
-def _route_update(neighbor: str, family: str, prefix: str, path_id: int, path: Path | None,
-                  parsed: tuple[int, int, int] | None) -> RouteUpdate:
-    """``RouteUpdate(...)`` without the frozen dataclass ``__init__``'s per-field
-    ``object.__setattr__`` calls: one of these per prefix is the parser's hottest allocation."""
-    event: RouteUpdate = _new_object(RouteUpdate)
-    _set_neighbor(event, neighbor)
-    _set_family(event, family)
-    _set_prefix(event, prefix)
-    _set_path_id(event, path_id)
-    _set_path(event, path)
-    _set_parsed(event, parsed)
-    return event
-
 _MAX_CACHED = 100_000
-_UINT32_MAX = (1 << 32) - 1
-
-
-class _Attributes(NamedTuple):
-    """One parsed attribute set; ``serial`` identifies it in the path cache (a NamedTuple:
-    built once per distinct set, on the hot path when every update carries its own)."""
-
-    serial: int
-    as_path: tuple[int, ...]
-    origin: str
-    local_pref: int
-    med: int
-    communities: tuple[str, ...]
-    large_communities: tuple[str, ...]
-
-
-class _Skip(Exception):
-    """Drop this piece of the line and count ``reason``."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
 
 
 class ExabgpJsonParser:
@@ -191,7 +105,7 @@ class ExabgpJsonParser:
         # Attribute sets repeat across lines: each distinct one is parsed once, and each
         # (attributes, next hop, peer, path-id) is one shared Path object (the RIB interns by
         # identity, so sharing here is what keeps a full table small).
-        self._attribute_cache: dict[str | bytes, _Attributes] = {}
+        self._attribute_cache: dict[str | bytes, Attributes] = {}
         self._path_cache: dict[tuple[int, str, str, int], Path] = {}
         self._path_ids: dict[str, int] = {}
         self._next_hops: set[str] = set()
@@ -201,8 +115,12 @@ class ExabgpJsonParser:
         # The C scanner shares these caches (same keys as the Python fast path: one Path per set).
         self._scan: Callable[[str | bytes], list[Event] | None] | None = None
         if fast and native and _CScanner is not None:
-            self._scan = _CScanner(RouteUpdate, Path, _Attributes, self._attribute_cache, self._path_cache,
+            self._scan = _CScanner(RouteUpdate, Path, Attributes, self._attribute_cache, self._path_cache,
                                    self._strings, known_prefix, split_canonical, _MAX_CACHED).scan
+        # The Python fast path shares them too (and the bounds in force now, as the scanner does).
+        self._fast_line = FastUpdatePath(known_prefix, self._path_ids, self._path_cache, self._next_hops,
+                                         self._path, self._new_next_hop, self._attributes_keyed,
+                                         _MAX_CACHED).events
 
     def _bad(self, reason: str, detail: str) -> None:
         self.counters[reason] += 1
@@ -245,7 +163,7 @@ class ExabgpJsonParser:
                 self._bad("not_object", text[:120])
                 return []
             return self._message(message)
-        except _Skip as skip:
+        except Skip as skip:
             self._bad(skip.reason, str(skip))
             return []
         except Exception as exc:  # a shape we did not foresee must not stop the feed
@@ -257,186 +175,26 @@ class ExabgpJsonParser:
         if kind == "update":
             return self._update(message)
         if kind == "state":
-            return self._state(message)
+            return state_events(message)
         if kind == "notification":
-            return self._notification(message)
+            return notification_events(message)
         if kind in ("keepalive", "open", "refresh", "negotiated", "fsm", "signal", "operational"):
             self.counters["ignored_type"] += 1
             return []
-        raise _Skip("unknown_type", f"type {kind!r}")
+        raise Skip("unknown_type", f"type {kind!r}")
 
-    # -- fast path ------------------------------------------------------------------------------
-
-    def _fast_line(self, text: str) -> list[Event] | None:
-        """The events of a well-formed update line, or None to leave the line to the reference
-        path. Counts and logs nothing: whatever it does not accept, the reference path reports.
-
-        Containers are indexed without type checks: indexing or iterating the wrong type raises,
-        and the caller hands the line to the reference path. Only what is checked exactly as the
-        reference path checks it is read from orjson's result (which turns integers beyond 64
-        bits into floats: every check here refuses a float).
-        """
-        message = _fast_loads(text)
-        if message["type"] != "update":
-            return None
-        neighbor = message["neighbor"]
-        peer = neighbor["address"]["peer"]
-        body = neighbor["message"]
-        if type(peer) is not str or not peer or "eor" in body:
-            return None
-        update = body["update"]
-        events: list[Event] = []
-        withdraw = update.get("withdraw")
-        if withdraw is not None:
-            for family, nlris in withdraw.items():
-                if family not in FAMILIES or type(nlris) is not list:
-                    return None
-                for nlri in nlris:
-                    parsed = self._fast_nlri(nlri)
-                    if parsed is None:
-                        return None
-                    events.append(_route_update(peer, family, parsed[0], parsed[1], None, None))
-        announce = update.get("announce")
-        if announce is not None:
-            attributes = update.get("attribute", {})
-            if type(attributes) is not dict or "error" in attributes:
-                return None
-            try:
-                parsed_attributes = self._attributes_keyed(attributes, _attribute_key(attributes))
-            except _Skip:
-                return None
-            for family, by_next_hop in announce.items():
-                if family not in FAMILIES:
-                    return None
-                for next_hop, nlris in by_next_hop.items():
-                    if type(nlris) is not list or (next_hop not in self._next_hops
-                                                   and not self._new_next_hop(next_hop)):
-                        return None
-                    if not self._fast_announced(peer, family, next_hop, nlris, parsed_attributes, events):
-                        return None
-        return events
-
-    def _fast_announced(self, peer: str, family: str, next_hop: str, nlris: list[Any],
-                        attributes: _Attributes, events: list[Event]) -> bool:
-        """Events of one next hop's NLRIs; False (nothing counted) at the first bad one.
-
-        :meth:`_fast_nlri` and :meth:`_path` inlined: this loop runs once per prefix.
-        """
-        known = self._known_prefix
-        path_ids = self._path_ids
-        path_cache = self._path_cache
-        serial = attributes.serial
-        append = events.append
-        for nlri in nlris:
-            if type(nlri) is dict:
-                text, path_info = nlri.get("nlri"), nlri.get("path-information")
-                if type(text) is not str:
-                    return False
-            elif type(nlri) is str:
-                text, path_info = nlri, None
-            else:
-                return False
-            key: tuple[int, int, int] | None = None
-            if known is not None and known(text):
-                prefix = text
-            else:
-                split = split_canonical(text)
-                if split is None:
-                    return False
-                prefix, key = split
-            path_id = 0
-            if path_info is not None:
-                cached_id = path_ids.get(path_info) if type(path_info) is str else None
-                if cached_id is None:
-                    cached_id = _path_id(path_info)
-                    if cached_id is None:
-                        return False
-                    if type(path_info) is str and len(path_ids) < _MAX_CACHED:
-                        path_ids[path_info] = cached_id
-                path_id = cached_id
-            path = path_cache.get((serial, next_hop, peer, path_id))
-            if path is None:
-                path = self._path(attributes, next_hop, peer, path_id)
-            append(_route_update(peer, family, prefix, path_id, path, key))
-        return True
-
-    def _fast_nlri(self, nlri: Any) -> tuple[str, int, tuple[int, int, int] | None] | None:
-        """As :meth:`_nlri`, or None (uncounted) where that would count a problem."""
-        path_info: Any = None
-        if type(nlri) is dict:
-            text, path_info = nlri.get("nlri"), nlri.get("path-information")
-            if type(text) is not str:
-                return None
-        elif type(nlri) is str:
-            text = nlri
-        else:
-            return None
-        key: tuple[int, int, int] | None = None
-        known = self._known_prefix
-        if known is not None and known(text):
-            prefix = text
-        else:
-            split = split_canonical(text)
-            if split is None:
-                return None
-            prefix, key = split
-        if path_info is None:
-            return prefix, 0, key
-        path_id = self._path_ids.get(path_info) if type(path_info) is str else None
-        if path_id is None:
-            path_id = _path_id(path_info)
-            if path_id is None:
-                return None
-            if type(path_info) is str and len(self._path_ids) < _MAX_CACHED:
-                self._path_ids[path_info] = path_id
-        return prefix, path_id, key
-
-    # -- neighbor, state, notification ----------------------------------------------------------
-
-    @staticmethod
-    def _neighbor(message: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        neighbor = message.get("neighbor")
-        if not isinstance(neighbor, dict):
-            raise _Skip("bad_neighbor", "no neighbor object")
-        address = neighbor.get("address")
-        peer = address.get("peer") if isinstance(address, dict) else None
-        if not isinstance(peer, str) or not peer:
-            raise _Skip("bad_neighbor", "no neighbor.address.peer")
-        return peer, neighbor
-
-    def _state(self, message: dict[str, Any]) -> list[Event]:
-        peer, neighbor = self._neighbor(message)
-        state = neighbor.get("state")
-        if not isinstance(state, str) or state not in SESSION_STATES:
-            raise _Skip("bad_state", f"state {state!r} from {peer}")
-        return [SessionState(peer, state, _shown(neighbor.get("reason", "")))]
-
-    def _notification(self, message: dict[str, Any]) -> list[Event]:
-        if message.get("notification") == "shutdown":
-            return [Notification(None, "local", 0, 0, "", "shutdown")]
-        peer, neighbor = self._neighbor(message)
-        body = neighbor.get("notification")
-        if not isinstance(body, dict):
-            raise _Skip("bad_notification", f"no notification object from {peer}")
-        code, subcode = body.get("code"), body.get("subcode")
-        if not isinstance(code, int) or not isinstance(subcode, int):
-            raise _Skip("bad_notification", f"code/subcode not integers from {peer}")
-        return [Notification(peer, _shown(neighbor.get("direction", "")), code, subcode,
-                             _shown(body.get("data", "")), _shown(body.get("message", "")))]
-
-    # -- updates --------------------------------------------------------------------------------
 
     def _update(self, message: dict[str, Any]) -> list[Event]:
-        peer, neighbor = self._neighbor(message)
+        peer, neighbor = neighbor_of(message)
         body = neighbor.get("message")
         if not isinstance(body, dict):
-            raise _Skip("bad_update", f"no message object from {peer}")
+            raise Skip("bad_update", f"no message object from {peer}")
         eor = body.get("eor")
         if eor is not None:
-            return self._eor(peer, eor)
+            return end_of_rib_events(peer, eor)
         update = body.get("update")
         if not isinstance(update, dict):
-            raise _Skip("bad_update", f"no update object from {peer}")
+            raise Skip("bad_update", f"no update object from {peer}")
         events: list[Event] = []
         withdraw = update.get("withdraw")
         if withdraw is not None:
@@ -452,11 +210,6 @@ class ExabgpJsonParser:
                 self._announces(peer, announce, self._attributes(attributes), events)
         return events
 
-    def _eor(self, peer: str, eor: Any) -> list[Event]:
-        if not isinstance(eor, dict) or not isinstance(eor.get("afi"), str) or not isinstance(
-                eor.get("safi"), str):
-            raise _Skip("bad_update", f"malformed eor from {peer}")
-        return [EndOfRib(peer, f"{eor['afi']} {eor['safi']}")]
 
     def _family(self, family: Any, peer: str) -> str | None:
         if family in FAMILIES:
@@ -466,7 +219,7 @@ class ExabgpJsonParser:
 
     def _withdraws(self, peer: str, withdraw: Any, events: list[Event]) -> None:
         if not isinstance(withdraw, dict):
-            raise _Skip("bad_update", f"withdraw is not an object from {peer}")
+            raise Skip("bad_update", f"withdraw is not an object from {peer}")
         for family, nlris in withdraw.items():
             if self._family(family, peer) is None:
                 continue
@@ -478,10 +231,10 @@ class ExabgpJsonParser:
                 if parsed is not None:
                     events.append(RouteUpdate(peer, family, parsed[0], parsed[1], None))
 
-    def _announces(self, peer: str, announce: Any, attributes: _Attributes | None,
+    def _announces(self, peer: str, announce: Any, attributes: Attributes | None,
                    events: list[Event], as_withdraw: bool = False) -> None:
         if not isinstance(announce, dict):
-            raise _Skip("bad_update", f"announce is not an object from {peer}")
+            raise Skip("bad_update", f"announce is not an object from {peer}")
         for family, by_next_hop in announce.items():
             if self._family(family, peer) is None:
                 continue
@@ -505,14 +258,14 @@ class ExabgpJsonParser:
 
     def _new_next_hop(self, next_hop: Any) -> bool:
         """Check a next hop not seen before; remember it when valid (a peer has few)."""
-        if not _valid_next_hop(next_hop):
+        if not valid_next_hop(next_hop):
             return False
         if len(self._next_hops) >= _MAX_CACHED:
             self._next_hops.clear()
         self._next_hops.add(next_hop)
         return True
 
-    def _path(self, attributes: _Attributes, next_hop: str, peer: str, path_id: int) -> Path:
+    def _path(self, attributes: Attributes, next_hop: str, peer: str, path_id: int) -> Path:
         key = (attributes.serial, next_hop, peer, path_id)
         path = self._path_cache.get(key)
         if path is None:
@@ -558,7 +311,7 @@ class ExabgpJsonParser:
             return prefix, 0, key
         path_id = self._path_ids.get(path_info) if isinstance(path_info, str) else None
         if path_id is None:
-            path_id = _path_id(path_info)
+            path_id = path_id_of(path_info)
             if path_id is not None and isinstance(path_info, str) and len(self._path_ids) < _MAX_CACHED:
                 self._path_ids[path_info] = path_id
         if path_id is None:
@@ -566,21 +319,21 @@ class ExabgpJsonParser:
             return None
         return prefix, path_id, key
 
-    def _attributes(self, attributes: Any) -> _Attributes:
+    def _attributes(self, attributes: Any) -> Attributes:
         """The parsed attribute set, cached by ``json.dumps`` of the parsed object.
 
         Not by a slice of the line's text: a line can hold '"attribute"' or '"announce"' elsewhere
         (a decoy key, a string value), and a slice then names another set. The serialisation of
         the object ``json`` built (duplicate keys resolved, as this path reads them) is its value."""
         if not isinstance(attributes, dict):
-            raise _Skip("bad_attribute", "attribute is not an object")
+            raise Skip("bad_attribute", "attribute is not an object")
         try:
             key = _reference_key(attributes)
         except RecursionError:  # json.loads got it, json.dumps does not follow it back
-            raise _Skip("bad_attribute", "attribute nested too deep") from None
+            raise Skip("bad_attribute", "attribute nested too deep") from None
         return self._attributes_keyed(attributes, key)
 
-    def _attributes_keyed(self, attributes: dict[str, Any], key: str | bytes) -> _Attributes:
+    def _attributes_keyed(self, attributes: dict[str, Any], key: str | bytes) -> Attributes:
         """The parsed set of ``attributes``, cached under ``key``, a JSON text of ``attributes``
         (so a key determines its set, whoever wrote it): ``json.dumps`` (str) from the reference
         path, ``orjson.dumps`` (bytes) from the Python fast path, the compact attribute text
@@ -589,9 +342,9 @@ class ExabgpJsonParser:
         if cached is not None:
             return cached
         try:
-            parsed = _parse_attributes(attributes, len(self._attribute_cache))
+            parsed = parse_attributes(attributes, len(self._attribute_cache))
         except ValueError as exc:
-            raise _Skip("bad_attribute", str(exc)) from None
+            raise Skip("bad_attribute", str(exc)) from None
         if len(self._attribute_cache) >= _MAX_CACHED:
             # Bounded: a peer may send a distinct set per prefix. Paths are keyed by the serial,
             # so they must go too.
@@ -601,165 +354,3 @@ class ExabgpJsonParser:
         self._attribute_cache[key] = parsed
         return parsed
 
-_ORIGINS = ("igp", "egp", "incomplete")
-_SHOWN_MAX = 512
-
-
-def _shown(value: Any) -> str:
-    """Text for the log and /v1/status: printable and bounded. A session's reason and a
-    notification's message carry what the peer sent (an RFC 8203 shutdown communication), and a
-    control character or line break there would forge log lines or terminal output."""
-    text = value if isinstance(value, str) else str(value)
-    text = text[:_SHOWN_MAX]
-    return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
-_NONE: list[Any] = []  # an absent community list (never mutated)
-_tuple_new = tuple.__new__
-
-
-def _parse_attributes(attributes: dict[str, Any], serial: int) -> _Attributes:
-    """One attribute set (raises ValueError naming the bad attribute).
-
-    Runs once per distinct set, i.e. per line when every update carries its own: the usual
-    shapes are checked inline, anything else goes through the helpers below (which also word
-    the errors).
-    """
-    get = attributes.get
-    as_path: Any = get("as-path", [])
-    if type(as_path) is dict and len(as_path) == 1:  # ExaBGP 5: {"0": {"element": ..., "value": [...]}}
-        [(index, segment)] = as_path.items()
-        members = segment.get("value") if type(segment) is dict and index == "0" else None
-        if type(members) is list and segment.get("element") == "as-sequence" and _asns_ok(members):
-            as_path = tuple(members)
-        else:
-            as_path = _as_path(as_path)
-    elif type(as_path) is list and _asns_ok(as_path):  # ExaBGP 4: [...]
-        as_path = tuple(as_path)
-    else:
-        as_path = _as_path(as_path)
-    origin = get("origin", "igp")
-    if type(origin) is not str or origin not in _ORIGINS:
-        origin = _origin(origin)
-    local_pref = get("local-preference", 100)
-    if type(local_pref) is not int or not 0 <= local_pref <= _UINT32_MAX:
-        local_pref = _uint32(local_pref, "local-preference")
-    med = get("med", 0)
-    if type(med) is not int or not 0 <= med <= _UINT32_MAX:
-        med = _uint32(med, "med")
-    communities = _communities(get("community", _NONE), 2)
-    large = _communities(get("large-community", _NONE), 3)
-    # tuple.__new__: the NamedTuple's own __new__ is a Python function, so twice as slow.
-    fields = (serial, as_path, origin, local_pref, med, communities, large)
-    parsed: _Attributes = _tuple_new(_Attributes, fields)
-    return parsed
-
-
-def _asns_ok(values: list[Any]) -> bool:
-    for value in values:  # noqa: SIM110 - a loop, not all(generator): half the cost per AS
-        if type(value) is not int or not 0 <= value <= _UINT32_MAX:
-            return False
-    return True
-
-
-def _valid_next_hop(next_hop: Any) -> bool:
-    if not isinstance(next_hop, str) or not next_hop or next_hop == "null":
-        return False
-    return all(c in "0123456789abcdefABCDEF.:" for c in next_hop)
-
-
-def _path_id(value: Any) -> int | None:
-    """ADD-PATH id: dotted quad (ExaBGP's rendering), a number, or absent (0)."""
-    if value is None:
-        return 0
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value if 0 <= value < 1 << 32 else None
-    if isinstance(value, str):
-        parts = value.split(".")
-        if len(parts) == 4 and all(p.isascii() and p.isdigit() and int(p) < 256 for p in parts):
-            return (int(parts[0]) << 24) | (int(parts[1]) << 16) | (int(parts[2]) << 8) | int(parts[3])
-        if value.isascii() and value.isdigit() and int(value) < 1 << 32:
-            return int(value)
-    return None
-
-
-def _uint32(value: Any, name: str) -> int:
-    if type(value) is not int or not 0 <= value < 1 << 32:  # bool is not int here, on purpose
-        raise ValueError(f"{name} {value!r} is not a 32-bit unsigned integer")
-    return value
-
-
-def _origin(value: Any) -> str:
-    if value not in ("igp", "egp", "incomplete"):
-        raise ValueError(f"origin {value!r}")
-    return str(value)
-
-
-def _asn_list(values: Any) -> list[int]:
-    if type(values) is not list:
-        raise ValueError(f"AS list {values!r}")
-    for value in values:
-        if type(value) is not int or not 0 <= value <= _UINT32_MAX:
-            raise ValueError(f"AS list {values!r}")
-    return values
-
-
-def _as_path(value: Any) -> tuple[int, ...]:
-    """The AS path as one tuple: sequences in order, each AS_SET's members sorted.
-
-    ExaBGP 4 gives a list; ExaBGP 5 gives ``{"0": {"element": "as-sequence", "value": [...]}}``
-    in segment order. An AS_SET (from aggregation) has no order, so it is sorted to keep equal
-    paths equal.
-    """
-    if isinstance(value, list):
-        return tuple(_asn_list(value))
-    if not isinstance(value, dict):
-        raise ValueError(f"as-path {value!r}")
-    if len(value) == 1:  # one segment (nearly always): ExaBGP 5's {"0": {...}}
-        [(index, segment)] = value.items()
-        if type(segment) is dict and segment.get("element") == "as-sequence":
-            try:
-                int(index)
-            except ValueError:
-                raise ValueError(f"as-path segment keys {list(value)!r}") from None
-            return tuple(_asn_list(segment.get("value")))
-    out: list[int] = []
-    try:
-        order = sorted(value, key=int)
-    except ValueError:
-        raise ValueError(f"as-path segment keys {list(value)!r}") from None
-    for index in order:
-        segment = value[index]
-        if not isinstance(segment, dict):
-            raise ValueError(f"as-path segment {segment!r}")
-        members = _asn_list(segment.get("value"))
-        element = segment.get("element")
-        if element == "as-set":
-            out.extend(sorted(members))
-        elif element == "as-sequence":
-            out.extend(members)
-        else:
-            raise ValueError(f"as-path element {element!r}")
-    return tuple(out)
-
-
-def _communities(value: Any, width: int) -> tuple[str, ...]:
-    """Standard ([a, b] → "a:b") or large ([a, b, c] → "a:b:c") communities, in received order.
-
-    Checked and written in one loop (no comprehension: in 3.11 each is a function call); the
-    first bad item raises, naming itself.
-    """
-    if type(value) is not list:
-        raise ValueError(f"communities {value!r}")
-    if not value:
-        return ()
-    limit = 1 << (16 if width == 2 else 32)
-    texts: list[str] = []
-    for item in value:
-        if type(item) is not list or len(item) != width:
-            raise ValueError(f"community {item!r}")
-        for number in item:
-            if type(number) is not int or not 0 <= number < limit:
-                raise ValueError(f"community {item!r}")
-        texts.append(f"{item[0]}:{item[1]}" if width == 2 else f"{item[0]}:{item[1]}:{item[2]}")
-    return tuple(texts)

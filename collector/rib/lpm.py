@@ -4,12 +4,10 @@ Layout, chosen for a full table that changes all the time:
 
 * **Per-length hash maps** (network int → prefix id) are the truth. Membership, single IPv6
   lookups and "which prefix covers this one" questions go through them.
-* **IPv4 batches: DIR-24** (as in Gupta/Lin/McKeown's DIR-24-8): one int32 per /24 block holding
-  ``id + 1`` of the longest prefix of length ≤ 24 covering it (0 = none), plus the owning length.
-  A batch lookup is one gather. Adds and removes repaint only their own range (a /24 is one cell,
-  a /16 256 cells) and are buffered until the next lookup, so a burst of updates is painted with a
-  few vectorised writes. Prefixes longer than /24 are rare; addresses in a /24 block that holds any
-  go through small per-length sorted arrays.
+* **IPv4 batches: DIR-24** (:mod:`topfib.collector.rib.dir24`): one cell per /24 block naming the
+  longest prefix ≤ /24 covering it, painted lazily, so a batch lookup is one gather. Prefixes
+  longer than /24 are rare; addresses in a /24 block that holds any go through small per-length
+  sorted arrays.
 * **IPv6 batches: per-length sorted arrays** of the high 64 bits (each rebuilt only when its
   length changed), and per /16 and /32 block the set of lengths the block holds. Each address
   tries only its own block's lengths, longest first, in rounds grouped by length. Lengths above
@@ -24,7 +22,6 @@ id never names two different prefixes; ``-1`` means no match.
 
 from __future__ import annotations
 
-from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
@@ -33,28 +30,13 @@ import numpy.typing as npt
 
 from topfib.collector.common.fastprefix import split_prefix
 from topfib.collector.common.prefixes import IPV4, IPV6, PrefixError, parse_address
+from topfib.collector.rib.dir24 import DIR_BITS, Dir24, pack_pending
 from topfib.collector.rib.more_specifics import MoreSpecificsIndex
 
-_DIR_BITS = 24
-_DIR_SIZE = 1 << _DIR_BITS
-# Above this many buffered removals, repainting the whole DIR-24 table is cheaper than one by one.
-_FULL_REPAINT_REMOVALS = 20_000
-# Temporary index arrays are cut into chunks of this many cells to bound transient memory.
-_PAINT_CHUNK = 1 << 22
 _MASK64 = (1 << 64) - 1
 
 Int64Array = npt.NDArray[np.int64]
 UInt64Array = npt.NDArray[np.uint64]
-
-
-def _pack_pending(network: int, length: int, prefix_id: int) -> int:
-    # 26 bits of id: room for 67M distinct prefixes over a table's life.
-    return (prefix_id << 38) | (length << 32) | network
-
-
-def _unpack_pending(packed: array[int]) -> Iterator[tuple[int, int, int]]:
-    for value in packed:
-        yield value & 0xFFFFFFFF, (value >> 32) & 63, value >> 38
 
 
 def _sorted_match(keys: UInt64Array, values: Int64Array, query: UInt64Array) -> Int64Array:
@@ -76,13 +58,12 @@ class LpmTable:
         }
         self._counts = {IPV4: 0, IPV6: 0}
         self._lengths_desc: dict[int, list[int] | None] = {IPV4: [], IPV6: []}
-        # DIR-24 for IPv4 lengths ≤ 24; zero-filled (calloc) so untouched pages cost nothing.
-        self._dir: npt.NDArray[np.int32] | None = None
-        self._dir_owner: npt.NDArray[np.uint8] | None = None
-        # Buffered IPv4 (≤ /24) changes, packed id << 38 | length << 32 | network: 8 bytes each,
-        # so a full table's worth waiting for its first lookup costs 8 MB, not 100.
-        self._pending_add = array("Q")
-        self._pending_remove = array("Q")
+        # DIR-24 for IPv4 lengths ≤ 24; its change buffers and painting method bound here, so
+        # add/remove and lookups reach them as directly as before
+        self._dir24_index = Dir24(self._by_len[IPV4])
+        self._pending_add = self._dir24_index.pending_add
+        self._pending_remove = self._dir24_index.pending_remove
+        self._dir24 = self._dir24_index.painted
         # /24 blocks holding prefixes longer than /24, with how many each holds.
         self._long_blocks: dict[int, int] = {}
         self._long_blocks_sorted: UInt64Array | None = None
@@ -150,8 +131,8 @@ class LpmTable:
         table[network] = prefix_id
         self._counts[family] += 1
         self._more_specifics[family].added((network << 8) | length, prefix_id)
-        if family == IPV4 and length <= _DIR_BITS:
-            self._pending_add.append((prefix_id << 38) | (length << 32) | network)  # _pack_pending, inlined
+        if family == IPV4 and length <= DIR_BITS:
+            self._pending_add.append((prefix_id << 38) | (length << 32) | network)  # pack_pending, inlined
         else:
             self._sorted.pop((family, length), None)
             if family == IPV4:
@@ -173,8 +154,8 @@ class LpmTable:
             self._lengths_desc[family] = None
         self._counts[family] -= 1
         self._more_specifics[family].removed((network << 8) | length)
-        if family == IPV4 and length <= _DIR_BITS:
-            self._pending_remove.append(_pack_pending(network, length, prefix_id))
+        if family == IPV4 and length <= DIR_BITS:
+            self._pending_remove.append(pack_pending(network, length, prefix_id))
         else:
             self._sorted.pop((family, length), None)
             if family == IPV4:
@@ -278,7 +259,7 @@ class LpmTable:
         if block in self._long_blocks:
             tables = self._by_len[IPV4]
             for length in self._lengths(IPV4):
-                if length <= _DIR_BITS:
+                if length <= DIR_BITS:
                     break
                 found = tables[length].get((address >> (32 - length)) << (32 - length))
                 if found is not None:
@@ -401,7 +382,7 @@ class LpmTable:
         """Longest match among IPv4 prefixes longer than /24 (the slow path; such prefixes are rare)."""
         out = np.full(addresses.shape, -1, dtype=np.int64)
         for length in self._lengths(IPV4):
-            if length <= _DIR_BITS:
+            if length <= DIR_BITS:
                 break
             keys, ids = self._sorted_arrays(IPV4, length)
             mask = np.uint64(0xFFFFFFFF ^ ((1 << (32 - length)) - 1))
@@ -423,110 +404,6 @@ class LpmTable:
         cached = (keys[order], ids[order])
         self._sorted[(family, length)] = cached
         return cached
-
-    # -- DIR-24 maintenance ---------------------------------------------------------------------
-
-    def _dir24(self) -> npt.NDArray[np.int32] | None:
-        """The DIR-24 table with every buffered change painted in."""
-        if self._pending_add or self._pending_remove:
-            self._flush_dir24()
-        return self._dir
-
-    def _flush_dir24(self) -> None:
-        if self._dir is None or self._dir_owner is None:
-            self._dir = np.zeros(_DIR_SIZE, dtype=np.int32)
-            self._dir_owner = np.zeros(_DIR_SIZE, dtype=np.uint8)
-        if len(self._pending_remove) > _FULL_REPAINT_REMOVALS:
-            self._repaint_all()
-            return
-        tables = self._by_len[IPV4]
-        removed_ids = []
-        for network, length, prefix_id in _unpack_pending(self._pending_remove):
-            if tables[length].get(network) == prefix_id:
-                continue  # removed and added back since: its cells are still right
-            self._unpaint(network, length, prefix_id)
-            removed_ids.append(prefix_id)
-        del self._pending_remove[:]
-        packed = np.frombuffer(self._pending_add, dtype=np.uint64).copy()
-        del self._pending_add[:]
-        if not packed.size:
-            return
-        networks = (packed & np.uint64(0xFFFFFFFF)).astype(np.int64)
-        lengths = ((packed >> np.uint64(32)) & np.uint64(63)).astype(np.int64)
-        ids = (packed >> np.uint64(38)).astype(np.int64)
-        if removed_ids:
-            # An add followed by a remove before this flush: paint only what is still present.
-            maybe_gone = np.flatnonzero(np.isin(ids, np.array(removed_ids, dtype=np.int64)))
-            keep = np.ones(ids.size, dtype=bool)
-            for index in maybe_gone.tolist():
-                keep[index] = tables[int(lengths[index])].get(int(networks[index])) == int(ids[index])
-            networks, lengths, ids = networks[keep], lengths[keep], ids[keep]
-        for length in np.unique(lengths).tolist():
-            selected = lengths == length
-            self._paint(networks[selected] >> 8, length, ids[selected], only_shorter=True)
-
-    def _repaint_all(self) -> None:
-        assert self._dir is not None and self._dir_owner is not None
-        self._dir.fill(0)
-        self._dir_owner.fill(0)
-        del self._pending_add[:]
-        del self._pending_remove[:]
-        for length in range(_DIR_BITS + 1):
-            table = self._by_len[IPV4][length]
-            if table:
-                networks = np.fromiter(table.keys(), dtype=np.int64, count=len(table))
-                ids = np.fromiter(table.values(), dtype=np.int64, count=len(table))
-                self._paint(networks >> 8, length, ids, only_shorter=False)
-
-    def _paint(self, blocks: Int64Array, length: int, ids: Int64Array, only_shorter: bool) -> None:
-        """Write ``ids`` over the cells of prefixes of one length (≤ 24) starting at ``blocks``.
-
-        With ``only_shorter``, cells owned by a longer prefix keep their owner.
-        """
-        assert self._dir is not None and self._dir_owner is not None
-        dir_ids, owner = self._dir, self._dir_owner
-        span = 1 << (_DIR_BITS - length)
-        owner_value = length + 1
-        if span >= 4096:  # few such prefixes (≤ 4096): slice by slice
-            for block, prefix_id in zip(blocks.tolist(), ids.tolist(), strict=True):
-                window = slice(block, block + span)
-                if only_shorter:
-                    writable = owner[window] <= owner_value
-                    dir_ids[window][writable] = prefix_id + 1
-                    owner[window][writable] = owner_value
-                else:
-                    dir_ids[window] = prefix_id + 1
-                    owner[window] = owner_value
-            return
-        per_chunk = max(1, _PAINT_CHUNK // span)
-        offsets = np.arange(span, dtype=np.int64)
-        for start in range(0, blocks.size, per_chunk):
-            cells = (blocks[start:start + per_chunk, None] + offsets).ravel()
-            values = np.repeat(ids[start:start + per_chunk] + 1, span).astype(np.int32)
-            if only_shorter:
-                writable = owner[cells] <= owner_value
-                cells, values = cells[writable], values[writable]
-            dir_ids[cells] = values
-            owner[cells] = owner_value
-
-    def _unpaint(self, network: int, length: int, prefix_id: int) -> None:
-        """Hand the cells a removed prefix still owns to its longest present cover."""
-        assert self._dir is not None and self._dir_owner is not None
-        cells = slice(network >> 8, (network >> 8) + (1 << (_DIR_BITS - length)))
-        segment = self._dir[cells]
-        owned = segment == prefix_id + 1
-        if not owned.any():
-            return
-        parent_id, parent_owner = -1, 0
-        tables = self._by_len[IPV4]
-        for shorter in range(length - 1, -1, -1):
-            if tables[shorter]:
-                found = tables[shorter].get((network >> (32 - shorter)) << (32 - shorter))
-                if found is not None:
-                    parent_id, parent_owner = found, shorter + 1
-                    break
-        segment[owned] = parent_id + 1
-        self._dir_owner[cells][owned] = parent_owner
 
     # -- more-specifics -------------------------------------------------------------------------
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, cast, get_args
 
 from topfib.collector.accounting.path_rates import PathRow
-from topfib.collector.accounting.prefix_rates import UNROUTED, RateRow
+from topfib.collector.accounting.prefix_rates import RateRow
+from topfib.collector.accounting.prefix_slots import UNROUTED
 from topfib.controller.addresses import parse_ip
 from topfib.controller.selection.model import Reason, SelectedRoute, new_route
 

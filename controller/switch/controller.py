@@ -29,13 +29,8 @@ from topfib.collector.accounting.path_rates import PathRates
 from topfib.collector.accounting.prefix_rates import CANDIDATES_PER_SLOT, PrefixRates
 from topfib.collector.common.metrics import REGISTRY
 from topfib.collector.common.safe_files import ensure_private_dir
-from topfib.collector.rib.exabgp_json import (
-    EndOfRib,
-    ExabgpJsonParser,
-    Notification,
-    RouteUpdate,
-    SessionState,
-)
+from topfib.collector.rib.events import EndOfRib, Notification, RouteUpdate, SessionState
+from topfib.collector.rib.exabgp_json import ExabgpJsonParser
 from topfib.collector.rib.paths import BestPathRules
 from topfib.collector.rib.rib import Rib, RibChange
 from topfib.controller.config import SwitchConfig, TopfibConfig

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from topfib.collector.common.log_budget import LogLimiter
 from topfib.collector.common.metrics import REGISTRY
-from topfib.collector.rib.exabgp_json import Event, RouteUpdate
+from topfib.collector.rib.events import Event, RouteUpdate
 from topfib.controller.config import SwitchConfig
 
 _m_self_next_hop = REGISTRY.counter(

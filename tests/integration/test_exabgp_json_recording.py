@@ -17,7 +17,8 @@ from pathlib import Path as FilePath
 import pytest
 
 from tests.unit.test_exabgp_json_golden import EXPECTED, GOLDEN
-from topfib.collector.rib.exabgp_json import Event, ExabgpJsonParser, RouteUpdate, SessionState
+from topfib.collector.rib.events import Event, RouteUpdate, SessionState
+from topfib.collector.rib.exabgp_json import ExabgpJsonParser
 
 pytestmark = pytest.mark.integration
 REPO = FilePath(__file__).resolve().parent.parent.parent

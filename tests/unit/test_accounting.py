@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from topfib.collector.accounting.prefix_rates import PrefixRates, error_pct
+from topfib.collector.accounting.decayed_rates import error_pct
+from topfib.collector.accounting.prefix_rates import PrefixRates
 from topfib.collector.rib.lpm import LpmTable
 
 MB = 1_000_000.0

@@ -8,13 +8,8 @@ from typing import Any
 
 import pytest
 
-from topfib.collector.rib.exabgp_json import (
-    EndOfRib,
-    ExabgpJsonParser,
-    Notification,
-    RouteUpdate,
-    SessionState,
-)
+from topfib.collector.rib.events import EndOfRib, Notification, RouteUpdate, SessionState
+from topfib.collector.rib.exabgp_json import ExabgpJsonParser
 from topfib.collector.rib.paths import Path
 
 

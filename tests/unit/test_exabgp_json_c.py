@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 
 from tests.unit.test_exabgp_json_fast import GOLDEN_LINES, both, update_lines
 from topfib.collector.rib import exabgp_json
-from topfib.collector.rib.exabgp_json import ExabgpJsonParser, RouteUpdate, c_scanner_available
+from topfib.collector.rib.events import RouteUpdate
+from topfib.collector.rib.exabgp_json import ExabgpJsonParser, c_scanner_available
 
 pytestmark = pytest.mark.skipif(not c_scanner_available(), reason="C extension not built")
 

@@ -19,14 +19,9 @@ import pytest
 from tests.unit.test_exabgp_json_fast import Trio
 from topfib.collector.common.fastprefix import split_canonical
 from topfib.collector.rib import exabgp_json
-from topfib.collector.rib.exabgp_json import (
-    Event,
-    ExabgpJsonParser,
-    RouteUpdate,
-    _Attributes,
-    _parse_attributes,
-    c_scanner_available,
-)
+from topfib.collector.rib.events import Event, RouteUpdate
+from topfib.collector.rib.exabgp_json import ExabgpJsonParser, c_scanner_available
+from topfib.collector.rib.exabgp_json_values import Attributes, parse_attributes
 from topfib.collector.rib.paths import Path
 
 needs_c = pytest.mark.skipif(not c_scanner_available(), reason="C extension not built")
@@ -48,8 +43,8 @@ def check_cache_keys(parser: ExabgpJsonParser) -> None:
     """Every attribute cache key is a JSON text whose set is the cached one (a key determines
     its set, whichever path wrote it; str and bytes keys never meet)."""
     for key, cached in parser._attribute_cache.items():
-        assert isinstance(cached, _Attributes)
-        assert _parse_attributes(json.loads(key), cached.serial) == cached, key
+        assert isinstance(cached, Attributes)
+        assert parse_attributes(json.loads(key), cached.serial) == cached, key
 
 
 def agree(lines: list[str] | list[bytes], known: bool = False) -> tuple[ExabgpJsonParser, int]:
@@ -300,7 +295,7 @@ def test_split_canonical_returning_odd_values(answer: Any) -> None:
     TypeError (the caller then uses the Python paths); never a crash or a non-str prefix."""
     from topfib.collector.rib._exabgp_fast import Scanner
 
-    scanner = Scanner(RouteUpdate, Path, _Attributes, {}, {}, {}, None,
+    scanner = Scanner(RouteUpdate, Path, Attributes, {}, {}, {}, None,
                       lambda text: answer, 10)
     line = update("{}", '{"ipv6 unicast": {"fd77::10": ["2001:db8::/32"]}}')
     with pytest.raises(TypeError):
@@ -353,7 +348,7 @@ def test_integers_json_refuses_are_not_skipped_over(number: str) -> None:
 
 @needs_c
 def test_objects_the_scanner_builds_are_whole_whenever_python_runs() -> None:
-    """RouteUpdate, Path and _Attributes are allocated without __init__ and their slots written in
+    """RouteUpdate, Path and Attributes are allocated without __init__ and their slots written in
     C: a collection (or any Python code) running mid-line, here from known_prefix, must only
     find whole objects, and the events must survive it."""
     import gc
@@ -363,7 +358,7 @@ def test_objects_the_scanner_builds_are_whole_whenever_python_runs() -> None:
     def known(prefix: str) -> bool:
         gc.collect()
         for obj in gc.get_objects():
-            if type(obj) in (RouteUpdate, Path, _Attributes):
+            if type(obj) in (RouteUpdate, Path, Attributes):
                 repr(obj)  # AttributeError on an unset slot
                 seen[0] += 1
         return False

@@ -22,7 +22,8 @@ from tests.fuzz.test_exabgp_json_fuzz import SEEDS, _mutate_bytes, _mutate_struc
 from tests.unit.test_exabgp_json_golden import GOLDEN
 from topfib.collector.common.fastprefix import format_network, split_canonical, split_prefix
 from topfib.collector.common.prefixes import IPV4, PrefixError
-from topfib.collector.rib.exabgp_json import Event, ExabgpJsonParser, RouteUpdate, _route_update
+from topfib.collector.rib.events import Event, RouteUpdate, new_route_update
+from topfib.collector.rib.exabgp_json import ExabgpJsonParser
 from topfib.collector.rib.paths import Path, new_path
 from topfib.collector.rib.rib import Rib, RibChange, _rib_change
 
@@ -257,7 +258,7 @@ def test_fast_constructors_equal_the_dataclass_ones() -> None:
     assert repr(new_path(*values)) == repr(Path(*values))
     assert hash(new_path(*values)) == hash(Path(*values))
     path = Path(*values)
-    event = _route_update("10.77.0.2", "ipv4 unicast", "10.0.0.0/8", 9, path, (4, 10 << 24, 8))
+    event = new_route_update("10.77.0.2", "ipv4 unicast", "10.0.0.0/8", 9, path, (4, 10 << 24, 8))
     assert event == RouteUpdate("10.77.0.2", "ipv4 unicast", "10.0.0.0/8", 9, path)
     assert event.parsed == (4, 10 << 24, 8)
     assert _rib_change("10.0.0.0/8", None) == RibChange("10.0.0.0/8", None)

@@ -10,14 +10,8 @@ from pathlib import Path as FilePath
 
 import pytest
 
-from topfib.collector.rib.exabgp_json import (
-    EndOfRib,
-    Event,
-    ExabgpJsonParser,
-    Notification,
-    RouteUpdate,
-    SessionState,
-)
+from topfib.collector.rib.events import EndOfRib, Event, Notification, RouteUpdate, SessionState
+from topfib.collector.rib.exabgp_json import ExabgpJsonParser
 from topfib.collector.rib.paths import Path
 from topfib.collector.rib.rib import Rib, RibChange
 

@@ -11,8 +11,9 @@ import pytest
 
 from tests.unit.test_netflow_corpus import GROUPS, INVALID, decode_group, payloads
 from topfib.collector.common.batch import SampleBatch
+from topfib.collector.netflow.columns import column_layout
 from topfib.collector.netflow.decoder import FlowDecoder, FlowRecord
-from topfib.collector.netflow.fast import FastFlowDecoder, column_layout
+from topfib.collector.netflow.fast import FastFlowDecoder
 from topfib.collector.netflow.templates import FieldSpec, Template
 
 Totals = dict[tuple[str, str], tuple[float, float]]

@@ -161,7 +161,7 @@ def test_a_shape_storm_neither_loses_queued_datagrams_nor_slows_a_real_exporter_
     decoder.feed(template(2), EXPORTER)  # a real exporter's new domain, after the storm
     decoder.feed_many(real(2))
     assert decoder.take().flow_samples == 3
-    assert (EXPORTER, 10, 2) in {key[:3] for key in decoder._shapes}  # on the fast path
+    assert (EXPORTER, 10, 2) in decoder._datagram_shapes.domains  # on the fast path
 
 
 def test_another_exporters_template_churn_leaves_a_real_exporters_fast_path_alone() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import random
 
-from topfib.collector.rib.exabgp_json import EndOfRib, RouteUpdate, SessionState
+from topfib.collector.rib.events import EndOfRib, RouteUpdate, SessionState
 from topfib.collector.rib.paths import Path, best_path
 from topfib.collector.rib.rib import Rib, RibChange
 

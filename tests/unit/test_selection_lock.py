@@ -42,12 +42,13 @@ def test_selection_runs_while_the_collector_may_take_the_rib_lock(
 def test_a_settled_lpm_only_reads_until_the_next_change() -> None:
     table = LpmTable(["10.0.0.0/8", "10.1.0.0/16", "10.1.2.128/25", "2001:db8::/32", "2001:db8:1::/48"])
     table.settle()
-    state = (table._dir, bytes(table._pending_add), bytes(table._pending_remove), table._v6_mask32,
+    dir24 = table._dir24_index
+    state = (dir24.ids, bytes(dir24.pending_add), bytes(dir24.pending_remove), table._v6_mask32,
              list(table._lengths_desc))
     assert table.lookup("10.1.2.200") == "10.1.2.128/25"
     assert table.lookup("10.1.3.1") == "10.1.0.0/16"
     assert table.lookup("2001:db8:1::1") == "2001:db8:1::/48"
-    assert (table._dir, bytes(table._pending_add), bytes(table._pending_remove), table._v6_mask32,
+    assert (dir24.ids, bytes(dir24.pending_add), bytes(dir24.pending_remove), table._v6_mask32,
             list(table._lengths_desc)) == state
     table.add("10.2.0.0/16")  # a change: the next lookup paints it in
     assert table.lookup("10.2.0.1") == "10.2.0.0/16"

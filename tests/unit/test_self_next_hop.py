@@ -21,7 +21,7 @@ from tests.unit.test_switch_controller import (
     _wait,
 )
 from topfib.collector.common.metrics import REGISTRY
-from topfib.collector.rib.exabgp_json import Event, RouteUpdate, SessionState
+from topfib.collector.rib.events import Event, RouteUpdate, SessionState
 from topfib.collector.rib.paths import Path as BgpPath
 from topfib.controller.config import SwitchConfig
 from topfib.controller.state.store import Pin

@@ -17,7 +17,8 @@ import pytest
 
 from tests.unit.test_switch_controller import _controller
 from topfib.collector.accounting.path_rates import PathRates
-from topfib.collector.accounting.prefix_rates import UNROUTED, PrefixRates
+from topfib.collector.accounting.prefix_rates import PrefixRates
+from topfib.collector.accounting.prefix_slots import UNROUTED
 from topfib.controller.config import TopfibConfig
 from topfib.controller.selection.model import SelectedRoute, SelectionPolicy, new_route
 from topfib.controller.service.warm_keeper import WarmKeeper, _m_restores
