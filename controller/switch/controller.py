@@ -20,7 +20,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
 from pathlib import Path
 
 from topfib.collector.accounting.path_rates import PathRates
@@ -33,27 +32,25 @@ from topfib.controller.config import SwitchConfig, TopfibConfig
 from topfib.controller.exabgp.config import BridgeCommand, write_exabgp_config
 from topfib.controller.exabgp.link import ExabgpLink
 from topfib.controller.exabgp.runner import ExabgpRunner
-from topfib.controller.program.plan import plan
 from topfib.controller.selection.gate import SelectionGate, SelectionInputs
-from topfib.controller.selection.model import SelectedRoute, new_route, share_of
+from topfib.controller.selection.model import SelectedRoute, share_of
 from topfib.controller.selection.observed_paths import ObservedPathRib
 from topfib.controller.selection.select import (
     OnDemandRequest,
-    RequestAnswer,
     Selection,
     SelectionPolicy,
     select,
 )
 from topfib.controller.selection.unit_cache import UnitCache
 from topfib.controller.state.store import Store, StoreUnavailable
-from topfib.controller.switch.fast_request import fast_admissions
+from topfib.controller.switch.fast_request import RequestFastPath
 from topfib.controller.switch.ingest import ExabgpIngest
 from topfib.controller.switch.inputs import StoreInputs
-from topfib.controller.switch.loop_metrics import _m_fast, _m_loop, _m_skipped, publish_gauges
-from topfib.controller.switch.programmer import UNUSABLE_NEXT_HOPS, Programmer
+from topfib.controller.switch.loop_metrics import _m_loop, _m_skipped, publish_gauges
+from topfib.controller.switch.programmer import Programmer
 from topfib.controller.switch.reactor import SETTLE_MAX_S, SETTLE_QUIET_S, Reactor
 from topfib.controller.switch.request_mirror import RequestMirror
-from topfib.controller.switch.schedule import selection_delay
+from topfib.controller.switch.schedule import SelectionSchedule
 from topfib.controller.switch.self_next_hop import SelfNextHopFilter
 from topfib.controller.switch.session import SessionInfo, SessionTracker
 from topfib.controller.switch.session_diagnosis import SessionDiagnosis
@@ -61,9 +58,6 @@ from topfib.controller.switch.table_readiness import READY_MAX_WAIT_S, READY_QUI
 
 log = logging.getLogger(__name__)
 
-# More requests arriving between two iterations than this (a full read of the store): the
-# request fast path leaves them all to the selection.
-FAST_PATH_MAX_REQUESTS = 256
 PRUNE_EVERY_S = 60.0
 STOPPING = "topfib stopping"
 PRUNE_BELOW_BYTES_PER_S = 1.0  # ~1 sampled 1500-byte packet per 25 min at 1:1: nothing to rank
@@ -157,20 +151,21 @@ class SwitchController:
         self.requests = RequestMirror(self.name)  # the store's active requests, read by changes
         self._last_prune = clock()
         self.inputs = StoreInputs(self.name, store, self.requests)
-        self._gate = gate or SelectionGate()
+        self.schedule = SelectionSchedule(clock, self.wake, gate)
         self._reactor_task: asyncio.Task[None] | None = None
         self._quiet_watch: asyncio.Task[None] | None = None
-        self.last_selection = clock()
-        self.selection_cost = 0.0  # seconds the last selection (with its snapshots) took
-        self._programming_time = 0.0
-        self._selected_on_partial_table = True
-        self._rewake: asyncio.TimerHandle | None = None  # a deferred iteration's return
         # the previous controller's last desired FIB (warm restart or takeover): incumbents of
         # every selection until one has been programmed on the switch's full table
         self._carried: dict[str, SelectedRoute] = {}
         self._carried_at = 0.0  # wall clock the carried FIB dates from (its first snapshot)
-        # the addresses the last selection answered, for the request fast path (see _admit_requests)
-        self._answered: tuple[tuple[RequestAnswer, ...], frozenset[str]] = ((), frozenset())
+        self.fast_path = RequestFastPath(
+            self.name, self.programmer, self.requests, store, rib_lock, self.route_view,
+            selection=lambda: self.selection, set_selection=self._set_selection,
+            may_admit=lambda: (not self._carried and self.ready_to_program()
+                               and self.reactor.settle_delay() <= 0),
+            ready_to_program=self.ready_to_program, policy=lambda: self.policy,
+            refresh_policy=self._refresh_policy, wall_clock=wall_clock,
+        )
 
     def _new_runner(self) -> ExabgpRunner:
         return ExabgpRunner(
@@ -257,8 +252,7 @@ class SwitchController:
                     await task
         self._reactor_task = self._quiet_watch = None
         await self.programmer.stop()
-        if self._rewake is not None:
-            self._rewake.cancel()
+        self.schedule.cancel()
         await self.link.stop()
         self._session_lost(STOPPING)
 
@@ -310,16 +304,14 @@ class SwitchController:
     # --- the loop ------------------------------------------------------------------------------
 
     def _selection_delay(self, now: float) -> float:
-        """Seconds this iteration waits (0: select now): see :func:`selection_delay`. A deferred
-        iteration comes back by itself when the wait is over (a wake-up is never lost)."""
+        """Seconds this iteration waits (0: select now): see :func:`selection_delay`."""
         if self.selection is None:
             return 0.0
         table_in = self.ready_to_program()
         busy = (self.programmer.lock.locked() or self.reactor.settle_delay() > 0
                 or now < self.reactor.burst_until)
-        return selection_delay(since=now - self.last_selection, session_up=self.session.state == "up",
-                               table_in=table_in, selected_on_partial_table=self._selected_on_partial_table,
-                               selection_cost=self.selection_cost, reactor_busy=busy)
+        return self.schedule.delay(now, session_up=self.session.state == "up", table_in=table_in,
+                                   reactor_busy=busy)
 
     async def tick(self) -> None:
         """One control-loop iteration."""
@@ -329,35 +321,31 @@ class SwitchController:
                 self.diagnosis.update(self.session.state, self.session.reason)
             else:
                 self.diagnosis.clear()  # the standby runs no ExaBGP: nothing of its own to explain
-            fast = await self._admit_requests()
+            fast = await self.fast_path.admit()
             now = self._clock()
             delay = self._selection_delay(now)
             if fast:  # the requests that woke this iteration are in: the selection keeps its period
-                delay = max(delay, self.last_selection + self.switch.loop_period_s - now)
+                delay = max(delay, self.schedule.last_selection + self.switch.loop_period_s - now)
             if delay > 0:
-                if self._rewake is not None:
-                    self._rewake.cancel()
-                self._rewake = asyncio.get_running_loop().call_later(delay, self.wake)
+                self.schedule.defer(delay)
                 return
-            self.last_selection = now
-            self._selected_on_partial_table = not self.ready_to_program()
+            self.schedule.began(now, table_in=self.ready_to_program())
             try:
                 await self._select_and_program(now)
             finally:
-                self.selection_cost = self._clock() - now - self._programming_time
+                self.schedule.ended(now)
 
     async def _select_and_program(self, now: float) -> None:
-        self._programming_time = 0.0
         wall_now = self._wall_clock()
         self._expire_carried(wall_now)
         await self._refresh_policy()
         requests, pins = await self.inputs.read(wall_now)
         inputs = self._selection_inputs(requests, pins)
-        if self.selection is not None and not self._gate.needed(inputs, now):
+        if self.selection is not None and not self.schedule.gate.needed(inputs, now):
             _m_skipped.inc(switch=self.name)
             self._prune_rates(now)
             return
-        self._gate.selected(inputs, now)
+        self.schedule.gate.selected(inputs, now)
         with self.rib_lock:
             # the sample count behind each score: a challenger displaces an incumbent only when
             # it is ahead beyond sampling error (not by the luck of a few samples)
@@ -391,55 +379,12 @@ class SwitchController:
             if await self.programmer.program(self.selection.desired()):
                 await self.programmer.end_of_rib_once()
                 self._carried = {}  # programmed: the selection is what the switch holds now
-            self._programming_time = self._clock() - began  # waiting on ExaBGP: the loop was free
+            self.schedule.programmed(self._clock() - began)  # waiting on ExaBGP: the loop was free
         self._publish_gauges(scores, candidates.total)
         await self._publish_snapshots()
 
-    async def _admit_requests(self) -> bool:
-        """The request fast path (topfib.controller.switch.fast_request): new requests' prefixes announced now
-        where that is safe, the rest left to the selection that follows. True when it announced
-        some and left none to the selection (which then need not run before its period)."""
-        if (self.selection is None or self._carried or not self.ready_to_program()
-                or self.reactor.settle_delay() > 0):
-            return False
-        wall_now = self._wall_clock()
-        await self.requests.refresh(self.store, wall_now)
-        requests = self.requests.take_arrived(FAST_PATH_MAX_REQUESTS)
-        if not requests:  # the common tick: no store read of the overrides for nothing
-            return False
-        await self._refresh_policy()  # a cap lowered since the last selection holds
-        programmer = self.programmer
-        async with programmer.lock:
-            if self.selection is None or not self.ready_to_program():
-                return False
-            if not await programmer.forget_announced_locked():
-                return False
-            answers = self.selection.requests
-            if self._answered[0] is not answers:  # once per selection, not per request
-                self._answered = (answers, frozenset(answer.ip for answer in answers))
-            with self.rib_lock:
-                fast = fast_admissions(requests, self.selection.routes, programmer.held(), self.route_view,
-                                       self.policy, wall_now, UNUSABLE_NEXT_HOPS, self._answered[1])
-            admitted = fast.admitted
-            if not admitted:
-                return False
-            displaced = {a.displaces: self.installed[a.displaces] for a in admitted
-                         if a.displaces is not None and a.displaces in self.installed}
-            changes = plan({a.prefix: a.next_hop for a in admitted}, displaced)
-            withdraws = [step for step in changes.steps if step.action == "withdraw"]
-            # withdraws confirmed before any announce: the switch never holds more than the cap
-            if withdraws and not await programmer.send_steps(withdraws):
-                return False
-            routes = {p: r for p, r in self.selection.routes.items() if p not in displaced}
-            for admission in admitted:  # the score is the next selection's to fill in
-                prefix, next_hop = admission.prefix, admission.next_hop
-                routes[prefix] = new_route(prefix, next_hop, "request", wall_now, 0.0)
-            self.selection = replace(self.selection, routes=routes)  # the next selection's incumbents
-            announces = programmer.within_caps([step for step in changes.steps if step.action == "announce"])
-            if not announces or not await programmer.send_steps(announces):
-                return False
-            _m_fast.inc(sum(len(step.prefixes) for step in announces), switch=self.name)
-            return not fast.left_to_selection and all(a.prefix in self.installed for a in admitted)
+    def _set_selection(self, selection: Selection) -> None:
+        self.selection = selection
 
     def _prune_rates(self, now: float) -> None:
         if now - self._last_prune >= PRUNE_EVERY_S:

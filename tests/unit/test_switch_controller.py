@@ -349,11 +349,11 @@ def test_a_slow_selection_takes_at_most_half_the_loop_and_a_deferred_iteration_c
         try:
             await ctl.tick()
             first = ctl.selection
-            ctl.selection_cost = 0.1  # quick: every wake-up selects again
+            ctl.schedule.selection_cost = 0.1  # quick: every wake-up selects again
             await ctl.tick()
             assert ctl.selection is not first
             second = ctl.selection
-            ctl.selection_cost = 0.3  # slow: the next one waits until 0.6 s after this began
+            ctl.schedule.selection_cost = 0.3  # slow: the next one waits until 0.6 s after this began
             ctl.wake_event.clear()
             await ctl.tick()
             assert ctl.selection is second, "a slow selection ran again at once"

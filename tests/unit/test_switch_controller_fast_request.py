@@ -109,7 +109,7 @@ def test_a_request_displaces_the_lowest_topn_route_before_a_selection_which_agre
         assert withdraw < announce
         assert max(_fib_sizes(switch.commands)) <= 3  # never above the cap, at any command
         assert ctl.installed == {P[0]: NH1, P[1]: NH1, P[4]: NH1}
-        ctl.last_selection -= ctl.switch.loop_period_s  # the period is over
+        ctl.schedule.last_selection -= ctl.switch.loop_period_s  # the period is over
         before_selection = list(switch.commands)
         await ctl.tick()
         # the selection agreed: it wanted what the fast path installed and sent nothing more
