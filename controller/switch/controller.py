@@ -43,6 +43,7 @@ from topfib.controller.selection.select import (
 )
 from topfib.controller.selection.unit_cache import UnitCache
 from topfib.controller.state.store import Store, StoreUnavailable
+from topfib.controller.switch.continuity import Continuity
 from topfib.controller.switch.fast_request import RequestFastPath
 from topfib.controller.switch.ingest import ExabgpIngest
 from topfib.controller.switch.inputs import StoreInputs
@@ -154,14 +155,12 @@ class SwitchController:
         self.schedule = SelectionSchedule(clock, self.wake, gate)
         self._reactor_task: asyncio.Task[None] | None = None
         self._quiet_watch: asyncio.Task[None] | None = None
-        # the previous controller's last desired FIB (warm restart or takeover): incumbents of
-        # every selection until one has been programmed on the switch's full table
-        self._carried: dict[str, SelectedRoute] = {}
-        self._carried_at = 0.0  # wall clock the carried FIB dates from (its first snapshot)
+        self.continuity = Continuity(self.name, self.programmer, self.sessions, switch=lambda: self.switch,
+                                     max_age_s=lambda: self.config.state.max_age_s, wall_clock=wall_clock)
         self.fast_path = RequestFastPath(
             self.name, self.programmer, self.requests, store, rib_lock, self.route_view,
             selection=lambda: self.selection, set_selection=self._set_selection,
-            may_admit=lambda: (not self._carried and self.ready_to_program()
+            may_admit=lambda: (not self.continuity.carried and self.ready_to_program()
                                and self.reactor.settle_delay() <= 0),
             ready_to_program=self.ready_to_program, policy=lambda: self.policy,
             refresh_policy=self._refresh_policy, wall_clock=wall_clock,
@@ -337,7 +336,7 @@ class SwitchController:
 
     async def _select_and_program(self, now: float) -> None:
         wall_now = self._wall_clock()
-        self._expire_carried(wall_now)
+        self.continuity.expire(wall_now)
         await self._refresh_policy()
         requests, pins = await self.inputs.read(wall_now)
         inputs = self._selection_inputs(requests, pins)
@@ -350,8 +349,8 @@ class SwitchController:
             # the sample count behind each score: a challenger displaces an incumbent only when
             # it is ahead beyond sampling error (not by the luck of a few samples)
             previous = self.selection.routes if self.selection else None
-            if self._carried:
-                previous = {**self._carried, **(previous or {})}
+            if self.continuity.carried:
+                previous = {**self.continuity.carried, **(previous or {})}
             candidates = self.rates.selection_inputs(
                 self.name, now, CANDIDATES_PER_SLOT * sum(self.policy.caps().values()),
                 keep={*(previous or ()), *self.installed},
@@ -378,7 +377,7 @@ class SwitchController:
             await self.reactor.until_settled()
             if await self.programmer.program(self.selection.desired()):
                 await self.programmer.end_of_rib_once()
-                self._carried = {}  # programmed: the selection is what the switch holds now
+                self.continuity.programmed()
             self.schedule.programmed(self._clock() - began)  # waiting on ExaBGP: the loop was free
         self._publish_gauges(scores, candidates.total)
         await self._publish_snapshots()
@@ -407,32 +406,15 @@ class SwitchController:
         ``held``: the prefixes the switch held from it (see :meth:`held_prefixes`); ``desired_at``:
         when ``routes`` were current; ``lost_at``: when its session was lost (None: it was up
         when the snapshot was taken, so it was lost after that, at the latest now)."""
-        now = self._wall_clock()
-        self._carried = dict(routes)
-        self._carried_at = now if desired_at is None else min(desired_at, now)
-        if self.switch.graceful_restart_s:  # what the switch may still hold as stale from it
-            self.programmer.hold_as_stale([*routes, *held])
-            if self.session.state != "up":
-                self.sessions.lost_at = now if lost_at is None else min(lost_at, now)
-
-    def _expire_carried(self, wall_now: float) -> None:
-        """A carried FIB older than state.max_age_s is dropped, as a snapshot that old would be."""
-        if self._carried and wall_now - self._carried_at > self.config.state.max_age_s:
-            log.info("switch %s: the carried desired FIB is older than state.max_age_s; dropped",
-                     self.name)
-            self._carried = {}
+        self.continuity.carry(routes, held, desired_at=desired_at, lost_at=lost_at)
 
     def held_prefixes(self) -> list[str]:
         """The prefixes the switch holds from topfib, stale ones included."""
         return sorted(self.programmer.held())
 
     def held_to_hand_on(self) -> list[str]:
-        """:meth:`held_prefixes` for the warm snapshot: without the stale ones once the switch's
-        restart time (graceful_restart_s) since the session loss has run out (it flushed them)."""
-        lost_at = self.sessions.lost_at
-        if lost_at is not None and self._wall_clock() - lost_at > self.switch.graceful_restart_s:
-            return sorted(self.installed)
-        return self.held_prefixes()
+        """:meth:`held_prefixes` for the warm snapshot: see :meth:`Continuity.held_to_hand_on`."""
+        return self.continuity.held_to_hand_on()
 
     def session_lost_at(self) -> float | None:
         """Wall clock of the session loss that left routes stale on the switch; None while up."""
@@ -440,13 +422,11 @@ class SwitchController:
 
     def continuity_routes(self) -> Mapping[str, SelectedRoute]:
         """The desired FIB to hand on: the carried one until a selection has been programmed."""
-        if self._carried or self.selection is None:
-            return self._carried
-        return self.selection.routes
+        return self.continuity.routes_to_hand_on(self.selection)
 
     def continuity_at(self) -> float:
         """Wall clock :meth:`continuity_routes` dates from (a carried FIB: its first snapshot)."""
-        return self._carried_at if self._carried else self._wall_clock()
+        return self.continuity.routes_date()
 
     # --- reporting -----------------------------------------------------------------------------
 
