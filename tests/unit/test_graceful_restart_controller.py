@@ -119,6 +119,7 @@ def test_stale_routes_count_against_the_cap_until_the_switch_pruned_them(tmp_pat
             assert ctl.installed == {P2: NH1}, "a new prefix went out while a stale one held its room"
             assert switch.commands[-2:] == EOR_LINES
             assert ctl.held_prefixes() == [P1, P2]
+            assert ctl.occupancy()["ipv4"] == (2, 2), "occupancy: what counts against the cap, stale too"
             clock[0] += STALE_PRUNE_S / 2
             await ctl.tick()
             assert announce_p3 not in switch.commands  # the switch may not have pruned P1 yet
@@ -129,6 +130,7 @@ def test_stale_routes_count_against_the_cap_until_the_switch_pruned_them(tmp_pat
             await ctl.tick()
             assert ctl.installed == {P2: NH1, P3: NH2}
             assert ctl.held_prefixes() == [P2, P3]
+            assert ctl.occupancy()["ipv4"] == (2, 2)
         finally:
             await switch.close()
             await ctl.stop()
