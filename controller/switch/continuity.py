@@ -40,7 +40,7 @@ class Continuity:
         if self._switch().graceful_restart_s:  # what the switch may still hold as stale from it
             self._programmer.hold_as_stale([*routes, *held])
             if self._sessions.info.state != "up":
-                self._sessions.lost_at = now if lost_at is None else min(lost_at, now)
+                self._sessions.lost_before(now if lost_at is None else min(lost_at, now))
 
     def expire(self, wall_now: float) -> None:
         """A carried FIB older than state.max_age_s is dropped, as a snapshot that old would be."""

@@ -63,7 +63,7 @@ class ExabgpIngest:
         # The parser asks the LPM table whether a prefix is known: under the lock as well.
         with self._rib_lock:
             parsed = self._parser.parse_line(line)
-            sessions.updates += sum(isinstance(event, RouteUpdate) for event in parsed)
+            sessions.count_updates(sum(isinstance(event, RouteUpdate) for event in parsed))
             if sessions.info.ready and any(isinstance(event, SessionState) for event in parsed):
                 sessions.remember_table_size_locked()  # before a "down" drops them
             events = self._self_next_hops(parsed)
@@ -74,7 +74,7 @@ class ExabgpIngest:
             if isinstance(event, SessionState):
                 self._on_session_state(event)
             elif isinstance(event, EndOfRib):
-                sessions.info.eor_families.add(event.family)
+                sessions.end_of_rib(event.family)
                 if sessions.ready_to_program():
                     self._wake()  # the table is in: program now, not at the end of the period
             elif isinstance(event, Notification):

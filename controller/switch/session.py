@@ -97,6 +97,17 @@ class SessionTracker:
             self.lost_at = self._wall_clock()
         self.info = SessionInfo(state="down", reason=reason, since=self._wall_clock())
 
+    def lost_before(self, at: float) -> None:
+        """The session was lost at ``at`` (wall clock), before this controller took over."""
+        self.lost_at = at
+
+    def count_updates(self, updates: int) -> None:
+        self.updates += updates
+
+    def end_of_rib(self, family: str) -> None:
+        """The switch's End-of-RIB for ``family`` on the current session."""
+        self.info.eor_families.add(family)
+
     def changed_to(self, state: str) -> None:
         """A state other than up or down (e.g. connected)."""
         self.info.state = state
