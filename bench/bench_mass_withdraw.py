@@ -86,7 +86,7 @@ async def one_round(lab: Lab) -> Round:
                                    f"acked {len(ctl.installed)}")
             gone = set(slash24[KEEP:])
             result = Round(len(gone))
-            original = ctl._send_steps
+            original = ctl.programmer.send_steps
 
             async def timed(steps: list[Any]) -> bool:
                 begun = time.monotonic()
@@ -96,7 +96,7 @@ async def one_round(lab: Lab) -> Round:
                                            time.monotonic() - begun))
                 return ok
 
-            ctl._send_steps = timed  # type: ignore[method-assign]
+            ctl.programmer.send_steps = timed  # type: ignore[method-assign]
 
             async def follow() -> None:  # cheap checks (any() stops early): this process is measured too
                 while "rib clear" not in result.stages or "acked" not in result.stages:

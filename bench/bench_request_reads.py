@@ -77,7 +77,7 @@ async def _measure(controller: SwitchController, heartbeat: Heartbeat, store: Re
         await asyncio.sleep(0.01)
         heartbeat.reset()
         began = time.perf_counter()
-        requests, _ = await controller._inputs(time.time())  # the control loop's own read
+        requests, _ = await controller.inputs.read(time.time())  # the control loop's own read
         walls.append(time.perf_counter() - began)
         await asyncio.sleep(0.002)  # let the heartbeat see the end of the read
         blocks.append(heartbeat.worst)

@@ -13,18 +13,38 @@ selection has the request among its inputs and places it before TopN, so it keep
   dependency, nor a route with more-specifics in the RIB (it may have dependencies) or inside
   another desired route (without it, its traffic would follow that cover).
 
-Anything else waits for the full selection. The caller withdraws the routes making room, and only
-once ExaBGP confirmed that announces the admitted prefixes (still trimmed to the caps).
+Anything else waits for the full selection. :class:`RequestFastPath` withdraws the routes making
+room, and only once ExaBGP confirmed that announces the admitted prefixes (still trimmed to the caps).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+import threading
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, replace
 
+from topfib.collector.rib.rib import Rib
+from topfib.controller.program.plan import plan
 from topfib.controller.selection.closure import prefix_sort_key
-from topfib.controller.selection.model import OnDemandRequest, RibView, SelectedRoute, SelectionPolicy
+from topfib.controller.selection.model import (
+    OnDemandRequest,
+    RequestAnswer,
+    RibView,
+    SelectedRoute,
+    Selection,
+    SelectionPolicy,
+    new_route,
+)
+from topfib.controller.selection.observed_paths import ObservedPathRib
+from topfib.controller.state.store import Store
+from topfib.controller.switch.loop_metrics import _m_fast
+from topfib.controller.switch.programmer import UNUSABLE_NEXT_HOPS, Programmer
+from topfib.controller.switch.request_mirror import RequestMirror
+
+# More requests arriving between two iterations than this (a full read of the store): the
+# request fast path leaves them all to the selection.
+FAST_PATH_MAX_REQUESTS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,3 +142,89 @@ def fast_admissions(
         seen.add(prefix)
         admitted.append(FastAdmission(prefix, best.next_hop, displaces))
     return FastPlan(admitted, left)
+
+
+class RequestFastPath:
+    """New requests' prefixes announced between selections where that is safe (event loop only)."""
+
+    def __init__(
+        self,
+        name: str,
+        programmer: Programmer,
+        requests: RequestMirror,
+        store: Store,
+        rib_lock: threading.Lock,
+        route_view: ObservedPathRib | Rib,
+        *,
+        selection: Callable[[], Selection | None],
+        set_selection: Callable[[Selection], None],
+        may_admit: Callable[[], bool],
+        ready_to_program: Callable[[], bool],
+        policy: Callable[[], SelectionPolicy],
+        refresh_policy: Callable[[], Awaitable[SelectionPolicy]],
+        wall_clock: Callable[[], float],
+    ) -> None:
+        self._name = name
+        self._programmer = programmer
+        self._requests = requests
+        self._store = store
+        self._rib_lock = rib_lock
+        self._route_view = route_view
+        self._selection = selection
+        self._set_selection = set_selection
+        self._may_admit = may_admit  # no carried FIB, the table complete, no burst settling
+        self._ready_to_program = ready_to_program
+        self._policy = policy
+        self._refresh_policy = refresh_policy
+        self._wall_clock = wall_clock
+        # the addresses the last selection answered (see fast_admissions)
+        self._answered: tuple[tuple[RequestAnswer, ...], frozenset[str]] = ((), frozenset())
+
+    async def admit(self) -> bool:
+        """New requests' prefixes announced now where that is safe, the rest left to the
+        selection that follows. True when it announced some and left none to the selection
+        (which then need not run before its period)."""
+        if self._selection() is None or not self._may_admit():
+            return False
+        wall_now = self._wall_clock()
+        await self._requests.refresh(self._store, wall_now)
+        requests = self._requests.take_arrived(FAST_PATH_MAX_REQUESTS)
+        if not requests:  # the common tick: no store read of the overrides for nothing
+            return False
+        await self._refresh_policy()  # a cap lowered since the last selection holds
+        programmer = self._programmer
+        async with programmer.lock:
+            selection = self._selection()
+            if selection is None or not self._ready_to_program():
+                return False
+            if not await programmer.forget_announced_locked():
+                return False
+            answers = selection.requests
+            if self._answered[0] is not answers:  # once per selection, not per request
+                self._answered = (answers, frozenset(answer.ip for answer in answers))
+            with self._rib_lock:
+                fast = fast_admissions(requests, selection.routes, programmer.held(), self._route_view,
+                                       self._policy(), wall_now, UNUSABLE_NEXT_HOPS, self._answered[1])
+            admitted = fast.admitted
+            if not admitted:
+                return False
+            installed = programmer.installed
+            displaced = {a.displaces: installed[a.displaces] for a in admitted
+                         if a.displaces is not None and a.displaces in installed}
+            changes = plan({a.prefix: a.next_hop for a in admitted}, displaced)
+            withdraws = [step for step in changes.steps if step.action == "withdraw"]
+            # withdraws confirmed before any announce: the switch never holds more than the cap
+            if withdraws and not await programmer.send_steps(withdraws):
+                return False
+            selection = self._selection()
+            assert selection is not None
+            routes = {p: r for p, r in selection.routes.items() if p not in displaced}
+            for admission in admitted:  # the score is the next selection's to fill in
+                prefix, next_hop = admission.prefix, admission.next_hop
+                routes[prefix] = new_route(prefix, next_hop, "request", wall_now, 0.0)
+            self._set_selection(replace(selection, routes=routes))  # the next selection's incumbents
+            announces = programmer.within_caps([step for step in changes.steps if step.action == "announce"])
+            if not announces or not await programmer.send_steps(announces):
+                return False
+            _m_fast.inc(sum(len(step.prefixes) for step in announces), switch=self._name)
+            return not fast.left_to_selection and all(a.prefix in programmer.installed for a in admitted)

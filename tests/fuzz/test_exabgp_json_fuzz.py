@@ -162,7 +162,7 @@ def test_100k_mutated_lines_through_the_switch_controller(
     from topfib.controller.state.store import MemoryStore
     from topfib.controller.switch.controller import SwitchController
 
-    caplog.set_level(logging.ERROR, logger="topfib.controller.switch.controller")  # session up/down lines
+    caplog.set_level(logging.ERROR, logger="topfib.controller.switch")  # session up/down lines
     switch = SwitchConfig(name="fuzz", neighbor="10.77.0.2", local_address="10.77.0.1", local_as=65000,
                           peer_as=65000, fib_cap_ipv4=100, fib_cap_ipv6=100)
     config = TopfibConfig(switch=[switch])
@@ -177,10 +177,10 @@ def test_100k_mutated_lines_through_the_switch_controller(
             line = json.dumps(_mutate_structure(rng, json.loads(SEEDS[rng.choice(objects)])))
         else:
             line = _mutate_bytes(rng, SEEDS[rng.randrange(len(SEEDS))].encode()).decode("utf-8", "replace")
-        ctl._on_message(line)
+        ctl.ingest.on_message(line)
         if n % 997 == 0:  # valid announces keep the RIB populated; check it is still consistent
             for update in updates:
-                ctl._on_message(update)
+                ctl.ingest.on_message(update)
             for prefix in list(ctl.rib):
                 assert ctl.rib.best(prefix) is not None, prefix
                 assert ctl.rib.longest_match(prefix.split("/")[0]) is not None, prefix

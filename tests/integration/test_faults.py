@@ -267,7 +267,7 @@ async def _mass_withdraw(lab: Lab) -> None:
 
         sends: list[tuple[float, str, int, float]] = []
         if os.environ.get("TOPFIB_FAULT_DEBUG"):
-            original = ctl._send_steps
+            original = ctl.programmer.send_steps
 
             async def timed(steps: list[Any]) -> bool:
                 t0 = time.monotonic()
@@ -276,7 +276,7 @@ async def _mass_withdraw(lab: Lab) -> None:
                               round(time.monotonic() - t0, 2)))
                 return ok
 
-            ctl._send_steps = timed  # type: ignore[method-assign]
+            ctl.programmer.send_steps = timed  # type: ignore[method-assign]
         switch_done: asyncio.Task[None] | None = None
         if isinstance(lab, PausedFeedFrrLab):  # FRR's own share: until its table lost them
             held = (sum(paths_of(i) for i in range(len(lab.prefixes_v4)))

@@ -115,7 +115,7 @@ def test_the_controller_reads_the_same_settings_as_the_api(tmp_path: Path) -> No
 
     async def policy_with(overrides: dict[str, float]) -> tuple[int, int, float]:
         await store.update_config_overrides("edge1", overrides, set())
-        policy = await ctl._effective_policy()
+        policy = await ctl.inputs.effective_policy(ctl.switch)
         stored = (await store.config_overrides())["edge1"]
         assert policy == selection_policy(config.switch[0], effective_settings(config.switch[0], stored))
         return policy.cap_ipv4, policy.cap_ipv6, policy.margin
@@ -147,7 +147,7 @@ def test_a_reload_applies_its_caps_while_the_store_has_never_answered(tmp_path: 
     config = make_config()
     ctl = SwitchController(config.switch[0], config, PrefixRates(30.0, 3600.0), Unreachable(),
                            threading.Lock(), tmp_path / "run")
-    assert asyncio.run(ctl._effective_policy()).cap_ipv4 == 100
+    assert asyncio.run(ctl.inputs.effective_policy(ctl.switch)).cap_ipv4 == 100
     lowered = config.switch[0].model_copy(update={"fib_cap_ipv4": 10})
     ctl.reconfigure(lowered, config.model_copy(update={"switch": [lowered]}))
-    assert asyncio.run(ctl._effective_policy()).cap_ipv4 == 10
+    assert asyncio.run(ctl.inputs.effective_policy(ctl.switch)).cap_ipv4 == 10

@@ -28,7 +28,8 @@ from tests.unit.test_switch_controller import (
 from topfib.collector.accounting.prefix_rates import PrefixRates
 from topfib.controller.config import TopfibConfig
 from topfib.controller.state.store import MemoryStore, Pin
-from topfib.controller.switch.controller import STALE_PRUNE_S, SwitchController
+from topfib.controller.switch.controller import SwitchController
+from topfib.controller.switch.programmer import STALE_PRUNE_S
 
 EOR_LINES = [f"neighbor {NEIGHBOR} announce eor {family} unicast" for family in ("ipv4", "ipv6")]
 PATHS = (_announce(NH1, (P1, 1), (P2, 1)), _announce(NH2, (P3, 2)), _eor("ipv4"), _eor("ipv6"))
@@ -118,16 +119,18 @@ def test_stale_routes_count_against_the_cap_until_the_switch_pruned_them(tmp_pat
             assert ctl.installed == {P2: NH1}, "a new prefix went out while a stale one held its room"
             assert switch.commands[-2:] == EOR_LINES
             assert ctl.held_prefixes() == [P1, P2]
+            assert ctl.occupancy()["ipv4"] == (2, 2), "occupancy: what counts against the cap, stale too"
             clock[0] += STALE_PRUNE_S / 2
             await ctl.tick()
             assert announce_p3 not in switch.commands  # the switch may not have pruned P1 yet
             clock[0] += STALE_PRUNE_S
             # reading (also from WarmKeeper's thread) changes nothing: pruning is the loop's job
             assert ctl.held_prefixes() == [P2]
-            assert ctl._stale == {P1, P2} and ctl._stale_until is not None
+            assert ctl.programmer.stale == {P1, P2} and ctl.programmer.stale_until is not None
             await ctl.tick()
             assert ctl.installed == {P2: NH1, P3: NH2}
             assert ctl.held_prefixes() == [P2, P3]
+            assert ctl.occupancy()["ipv4"] == (2, 2)
         finally:
             await switch.close()
             await ctl.stop()
@@ -159,8 +162,8 @@ async def _refusing_switch(ctl: SwitchController, *refused: str) -> PrefixRefusi
 def test_a_refused_announce_line_does_not_stop_the_run_nor_end_of_rib(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # a prefix a window: the refused P2 sits between P1's and P3's windows
-    monkeypatch.setattr("topfib.controller.switch.controller.ANNOUNCE_WINDOW_LINES", 1)
-    monkeypatch.setattr("topfib.controller.switch.controller.COMMAND_CHUNK", 1)
+    monkeypatch.setattr("topfib.controller.switch.programmer.ANNOUNCE_WINDOW_LINES", 1)
+    monkeypatch.setattr("topfib.controller.switch.programmer.COMMAND_CHUNK", 1)
 
     async def scenario() -> None:
         ctl = _controller(tmp_path, 120)
@@ -249,8 +252,8 @@ class CapLoweringSwitch(Switch):
 @pytest.mark.parametrize("how", ["sighup", "override"])
 def test_a_cap_lowered_during_a_programming_run_trims_its_next_windows(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
-    monkeypatch.setattr("topfib.controller.switch.controller.ANNOUNCE_WINDOW_LINES", 1)
-    monkeypatch.setattr("topfib.controller.switch.controller.COMMAND_CHUNK", 1)
+    monkeypatch.setattr("topfib.controller.switch.programmer.ANNOUNCE_WINDOW_LINES", 1)
+    monkeypatch.setattr("topfib.controller.switch.programmer.COMMAND_CHUNK", 1)
 
     async def scenario() -> None:
         ctl = _controller(tmp_path, 0, cap_v4=10)
@@ -284,6 +287,6 @@ def test_a_cap_lowered_during_a_programming_run_trims_its_next_windows(
 def test_reconfigure_takes_the_new_caps_at_once(tmp_path: Path) -> None:
     ctl = _controller(tmp_path, 0, cap_v4=10)
     lowered = _controller(tmp_path, 0, cap_v4=3)
-    ctl._last_overrides = {"fib_cap_ipv6": 1}  # the store's overrides as last read still apply
+    ctl.inputs.last_overrides = {"fib_cap_ipv6": 1}  # the store's overrides as last read still apply
     ctl.reconfigure(lowered.switch, lowered.config)
     assert (ctl.policy.caps()["ipv4"], ctl.policy.caps()["ipv6"]) == (3, 1)

@@ -74,9 +74,9 @@ def test_the_controller_reads_only_the_changes_after_its_first_iteration(tmp_pat
         await store.add_requests([req(f"203.0.113.{i}", ap=f"ap{i}") for i in range(1, 6)], LIMITS, T0)
         with mock.patch.object(store, "active_requests", side_effect=AssertionError("a full read")), \
                 mock.patch.object(store, "request_changes", wraps=store.request_changes) as changes:
-            assert len((await ctl._inputs(T0))[0]) == 5
+            assert len((await ctl.inputs.read(T0))[0]) == 5
             await store.add_requests([req("203.0.113.9")], LIMITS, T0 + 1)
-            requests, _ = await ctl._inputs(T0 + 1)
+            requests, _ = await ctl.inputs.read(T0 + 1)
             assert len(requests) == 6
             assert changes.call_count == 2 and changes.call_args.args[1] is not None  # since a cursor
         assert ctl.requests.full_reads == 1  # the first read only

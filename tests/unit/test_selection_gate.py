@@ -8,7 +8,7 @@ from pathlib import Path
 from tests.unit.test_switch_controller import _controller
 from topfib.controller.selection.gate import IDLE_SELECT_S
 from topfib.controller.state.store import MemoryStore, Pin, RequestEntry
-from topfib.controller.switch.controller import _m_skipped
+from topfib.controller.switch.loop_metrics import _m_skipped
 
 
 def _skipped() -> float:

@@ -16,7 +16,9 @@ from topfib.controller.config import TopfibConfig
 from topfib.controller.program.plan import Step
 from topfib.controller.selection.gate import SelectionGate
 from topfib.controller.state.store import MemoryStore, Pin, RequestEntry
-from topfib.controller.switch.controller import SessionInfo, SwitchController, _windows, table_complete
+from topfib.controller.switch.controller import SwitchController
+from topfib.controller.switch.programmer import _windows
+from topfib.controller.switch.session import SessionInfo, table_complete
 from topfib.controller.switch.table_readiness import QuietClock
 
 TABLE = "\n".join(
@@ -25,7 +27,8 @@ TABLE = "\n".join(
 )
 
 
-def _controller(tmp_path: Path, store: MemoryStore, clock: list[float]) -> SwitchController:
+def _controller(tmp_path: Path, store: MemoryStore, clock: list[float],
+                gate: SelectionGate | None = None) -> SwitchController:
     rib_file = tmp_path / "table.pfx2as.gz"
     rib_file.write_bytes(gzip.compress(TABLE.encode()))
     config = TopfibConfig.model_validate({
@@ -39,7 +42,7 @@ def _controller(tmp_path: Path, store: MemoryStore, clock: list[float]) -> Switc
     rates = PrefixRates(fast_half_life_s=30.0, slow_half_life_s=3600.0)
     return SwitchController(
         config.switch[0], config, rates, store, threading.Lock(), tmp_path / "run",
-        clock=lambda: clock[0], wall_clock=lambda: 1_000_000.0 + clock[0],
+        clock=lambda: clock[0], wall_clock=lambda: 1_000_000.0 + clock[0], gate=gate,
     )
 
 
@@ -340,17 +343,17 @@ def test_a_slow_selection_takes_at_most_half_the_loop_and_a_deferred_iteration_c
     async def scenario() -> None:
         store = MemoryStore()
         clock = [100.0]
-        ctl = _controller(tmp_path, store, clock)
+        # no session: select anyway (see test_selection_gate)
+        ctl = _controller(tmp_path, store, clock, gate=SelectionGate(idle_select_s=0.0))
         await ctl.start(active=False)
-        ctl._gate = SelectionGate(idle_select_s=0.0)  # no session: select anyway (see test_selection_gate)
         try:
             await ctl.tick()
             first = ctl.selection
-            ctl._selection_cost = 0.1  # quick: every wake-up selects again
+            ctl.schedule.selection_cost = 0.1  # quick: every wake-up selects again
             await ctl.tick()
             assert ctl.selection is not first
             second = ctl.selection
-            ctl._selection_cost = 0.3  # slow: the next one waits until 0.6 s after this began
+            ctl.schedule.selection_cost = 0.3  # slow: the next one waits until 0.6 s after this began
             ctl.wake_event.clear()
             await ctl.tick()
             assert ctl.selection is second, "a slow selection ran again at once"
@@ -482,11 +485,11 @@ SHUTDOWN = '{ "exabgp": "5.0.0", "time": 1.0, "host": "t", "pid": 1, "ppid": 1, 
 def test_exabgp_shutting_down_is_a_warning_only_when_topfib_did_not_stop_it(
         tmp_path: Path, active: bool, caplog: pytest.LogCaptureFixture) -> None:
     ctl = _live_controller(tmp_path)
-    ctl._on_message(_state("up"))
+    ctl.ingest.on_message(_state("up"))
     ctl.active = active  # deactivate() clears it before it stops ExaBGP
-    with caplog.at_level("INFO", logger="topfib.controller.switch.controller"):
-        ctl._on_message(_state("down"))
-        ctl._on_message(SHUTDOWN)
+    with caplog.at_level("INFO", logger="topfib.controller.switch"):
+        ctl.ingest.on_message(_state("down"))
+        ctl.ingest.on_message(SHUTDOWN)
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     if active:  # ExaBGP stopped by someone else: worth a warning
         assert len(warnings) == 2, warnings

@@ -95,7 +95,7 @@ def test_an_exabgp_refusing_everything_gets_each_prefix_once_a_tick_and_one_log_
                 await ctl.store.set_pin(Pin(prefix=prefix, by="op", since=0.0))
             for tick in range(1, 4):
                 caplog.clear()
-                with caplog.at_level(logging.ERROR, logger="topfib.controller.switch.controller"):
+                with caplog.at_level(logging.ERROR, logger="topfib.controller.switch.programmer"):
                     await ctl.tick()
                 # the line, then each prefix alone once: no resend loop, nothing counted as installed
                 assert len(switch.commands) == 4 * tick
@@ -139,7 +139,7 @@ def test_an_ack_after_the_session_ended_is_never_counted_as_installed(tmp_path: 
             assert ctl.session.state == "down"
             assert ctl.installed == {}, "a route acked after the session ended counted as installed"
             # ExaBGP holds it in its adj-rib-out: forgotten before the next session is programmed
-            assert ctl._replay_pending
+            assert ctl.programmer.replay_pending
         finally:
             await switch.close()
             await ctl.stop()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,7 @@ def _run(tmp_path: Path, cap_v4: int, body: Any) -> None:
 def test_a_request_displaces_the_lowest_topn_route_before_a_selection_which_agrees(tmp_path: Path) -> None:
     async def body(ctl: SwitchController, switch: Switch, calls: list[list[str]]) -> None:
         await ctl.store.set_pin(Pin(prefix=P[0], by="op", since=0.0))
-        now = ctl._clock()
+        now = time.monotonic()
         ctl.rates.add("sw1", P[1], 9e6, 6e3, now)
         ctl.rates.add("sw1", P[2], 1e6, 7e2, now)  # the lowest TopN route
         await ctl.tick()
@@ -108,7 +109,7 @@ def test_a_request_displaces_the_lowest_topn_route_before_a_selection_which_agre
         assert withdraw < announce
         assert max(_fib_sizes(switch.commands)) <= 3  # never above the cap, at any command
         assert ctl.installed == {P[0]: NH1, P[1]: NH1, P[4]: NH1}
-        ctl._last_selection -= ctl.switch.loop_period_s  # the period is over
+        ctl.schedule.last_selection -= ctl.switch.loop_period_s  # the period is over
         before_selection = list(switch.commands)
         await ctl.tick()
         # the selection agreed: it wanted what the fast path installed and sent nothing more
@@ -162,7 +163,7 @@ def test_a_request_whose_prefix_has_more_specifics_waits_for_the_full_selection(
 def test_no_room_and_no_topn_route_to_displace_leaves_the_request_to_the_selection(tmp_path: Path) -> None:
     async def body(ctl: SwitchController, switch: Switch, calls: list[list[str]]) -> None:
         await ctl.store.set_pin(Pin(prefix=P[0], by="op", since=0.0))
-        now = ctl._clock()
+        now = time.monotonic()
         ctl.rates.add("sw1", COVER, 9e6, 6e3, now)  # a TopN route with a dependency: not displaced
         await ctl.tick()
         assert ctl.installed == {P[0]: NH1, COVER: NH1, INSIDE: NH2}
@@ -180,7 +181,7 @@ def test_no_room_and_no_topn_route_to_displace_leaves_the_request_to_the_selecti
 def test_a_cap_lowered_since_the_last_selection_holds_for_the_fast_path(tmp_path: Path) -> None:
     async def body(ctl: SwitchController, switch: Switch, calls: list[list[str]]) -> None:
         await ctl.store.set_pin(Pin(prefix=P[0], by="op", since=0.0))
-        now = ctl._clock()
+        now = time.monotonic()
         ctl.rates.add("sw1", P[1], 9e6, 6e3, now)
         ctl.rates.add("sw1", P[2], 1e6, 7e2, now)
         await ctl.tick()
