@@ -15,7 +15,7 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
-from topfib.collector.rib.paths import Path
+from topfib.collector.rib.paths import BgpPath
 
 RequestStatus = Literal["installed", "pending", "no-route", "rejected"]
 RouteReason = Literal["pinned", "request", "topn"]
@@ -80,7 +80,7 @@ class RibPath(BaseModel):
     best: bool
 
     @classmethod
-    def from_path(cls, path: Path, best: bool) -> RibPath:
+    def from_path(cls, path: BgpPath, best: bool) -> RibPath:
         return cls(
             next_hop=path.next_hop, as_path=list(path.as_path), origin=path.origin,
             local_pref=path.local_pref, med=path.med, communities=list(path.communities),

@@ -18,7 +18,7 @@ import dataclasses
 import multiprocessing
 import sys
 import time
-from pathlib import Path as FilePath
+from pathlib import Path
 
 from topfib.controller.demo.table import CORPUS_V4, corpus_location
 from topfib.controller.sim.simulate import (
@@ -40,7 +40,7 @@ def _numbers(text: str) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rib", type=FilePath, default=CORPUS_RIB)
+    parser.add_argument("--rib", type=Path, default=CORPUS_RIB)
     parser.add_argument("--alphas", type=_numbers, default=[1.0, 1.2, 1.4])
     parser.add_argument("--caps", type=_numbers, default=[1000, 16000, 30000])
     parser.add_argument("--duration", type=float, default=3600.0)

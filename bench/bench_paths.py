@@ -23,7 +23,7 @@ from topfib.collector.accounting.prefix_rates import PrefixRates
 from topfib.collector.common.batch import SampleBatch
 from topfib.collector.common.metrics import Registry
 from topfib.collector.matrix.traffic_matrix import TrafficMatrix
-from topfib.collector.rib.paths import Path
+from topfib.collector.rib.paths import BgpPath
 from topfib.collector.rib.rib import Rib
 
 AGENT = "192.0.2.250"
@@ -50,8 +50,8 @@ class Replay:
 
 def build_rib(prefixes: int) -> tuple[Rib, np.ndarray]:
     rib = Rib()
-    best = Path(next_hop=HOPS[0], as_path=(64500, 3356), local_pref=200, peer=HOPS[0])
-    other = Path(next_hop=HOPS[1], as_path=(64501, 1299, 3356), peer=HOPS[1])
+    best = BgpPath(next_hop=HOPS[0], as_path=(64500, 3356), local_pref=200, peer=HOPS[0])
+    other = BgpPath(next_hop=HOPS[1], as_path=(64501, 1299, 3356), peer=HOPS[1])
     networks = (np.arange(prefixes, dtype=np.uint64) + (11 << 16)) << np.uint64(8)  # 0.11.0.0/24 upwards
     for network in networks.tolist():
         prefix = f"{network >> 24}.{network >> 16 & 255}.{network >> 8 & 255}.0/24"

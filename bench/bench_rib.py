@@ -22,7 +22,7 @@ import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path as FilePath
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -31,7 +31,7 @@ from topfib.collector.common.prefixes import IPV4, IPV6
 from topfib.collector.rib.exabgp_json import ExabgpJsonParser
 from topfib.collector.rib.loaders import load_rib_file
 from topfib.collector.rib.lpm import LpmTable
-from topfib.collector.rib.paths import Path
+from topfib.collector.rib.paths import BgpPath
 from topfib.collector.rib.rib import Rib
 from topfib.controller.demo.table import corpus_location
 
@@ -45,7 +45,7 @@ INGEST_BAR = 50_000.0
 
 
 def rss_mb(field: str = "VmRSS") -> float:
-    for line in FilePath("/proc/self/status").read_text().splitlines():
+    for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
@@ -97,7 +97,7 @@ def load_tables() -> Rib:
         for prefix in list(v6_table):
             for index, peer in enumerate(V6_PEERS):
                 for path in v6_table.paths(prefix):
-                    rib.announce(peer, prefix, Path(next_hop=peer, as_path=(64600 + index, *path.as_path),
+                    rib.announce(peer, prefix, BgpPath(next_hop=peer, as_path=(64600 + index, *path.as_path),
                                                     peer=peer, path_id=path.path_id))
     del v6_table
     counts = rib.counts()

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 from operator import itemgetter
-from pathlib import Path as FilePath
+from pathlib import Path
 
 import numpy as np
 
@@ -64,7 +64,7 @@ def timed(call: Callable[[], object], repeat: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rib", type=FilePath, default=CORPUS_RIB)
+    parser.add_argument("--rib", type=Path, default=CORPUS_RIB)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--pins", type=int, default=0, help="operator pins of the extra row (0: none)")
     parser.add_argument("--service-gc", action="store_true", help="the service's GC threshold, RIB frozen")

@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from topfib.collector.rib.lpm import LpmTable
-from topfib.collector.rib.paths import Path
+from topfib.collector.rib.paths import BgpPath
 
 IntArray = npt.NDArray[np.int64]
 U32Array = npt.NDArray[np.uint32]
@@ -41,7 +41,7 @@ ROW_PATHS: Final = 4  # paths of a prefix matched in numpy; more go through a Py
 class PathSource(Protocol):
     """What attribution reads from a switch's RIB (``topfib.collector.rib.rib.Rib``)."""
 
-    def paths(self, prefix: str) -> list[Path]:
+    def paths(self, prefix: str) -> list[BgpPath]:
         """All paths of ``prefix``, best first."""
         ...
 

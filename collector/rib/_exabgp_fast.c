@@ -11,7 +11,7 @@
  * Two passes: the first walks the whole line (the header keys it ignores go through a strict
  * generic skipper) and notes where "withdraw", "announce" and "attribute" are; the second
  * builds the events from those spans, withdraws first, as the Python paths do. Shared state
- * (the attribute and path caches, the interned strings) is the parser's own dicts, so one Path
+ * (the attribute and path caches, the interned strings) is the parser's own dicts, so one BgpPath
  * object per distinct (attribute set, next hop, peer, path-id) is shared with the Python fast
  * path. Every read is bounded by the end of the line.
  */
@@ -337,12 +337,12 @@ static const char *const PATH_NAMES[PATH_FIELDS] = {
 typedef struct {
     PyObject_HEAD
     PyTypeObject *update_type; /* RouteUpdate */
-    PyTypeObject *path_type;   /* Path */
+    PyTypeObject *path_type;   /* BgpPath */
     PyTypeObject *attributes_type; /* _Attributes (a tuple subclass) */
     Py_ssize_t update_offsets[UPDATE_FIELDS];
     Py_ssize_t path_offsets[PATH_FIELDS];
     PyObject *attribute_cache; /* dict: compact attribute text (bytes) -> _Attributes */
-    PyObject *path_cache;      /* dict: (serial, next hop, peer, path-id) -> Path */
+    PyObject *path_cache;      /* dict: (serial, next hop, peer, path-id) -> BgpPath */
     PyObject *strings;         /* dict: one str object per next hop / peer held by Paths */
     PyObject *known_prefix;    /* callable or None */
     PyObject *split_canonical; /* IPv6 prefixes go through Python's */
@@ -837,7 +837,7 @@ static int attributes(Scanner *self, Span span, PyObject **out) {
 
 /* ---------- announces ---------- */
 
-/* The shared Path of (attribute set, next hop, peer, path-id), as ExabgpJsonParser._path. */
+/* The shared BgpPath of (attribute set, next hop, peer, path-id), as ExabgpJsonParser._path. */
 static PyObject *path_of(Scanner *self, PyObject *parsed, PyObject *hop, PyObject *peer, PyObject *path_id) {
     PyObject *serial = PyTuple_GET_ITEM(parsed, 0);
     PyObject *key = PyTuple_Pack(4, serial, hop, peer, path_id);

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from topfib.collector.rib.paths import Path
+from topfib.collector.rib.paths import BgpPath
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,7 +19,7 @@ class RouteUpdate:
     family: str
     prefix: str
     path_id: int
-    path: Path | None
+    path: BgpPath | None
     # (family, network, length) when the parser had to parse the prefix: spares the RIB a
     # second parse of a new prefix. Not part of the event's value.
     parsed: tuple[int, int, int] | None = field(default=None, compare=False, repr=False)
@@ -61,7 +61,7 @@ _set_neighbor, _set_family, _set_prefix, _set_path_id, _set_path, _set_parsed = 
     getattr(RouteUpdate, name).__set__ for name in RouteUpdate.__slots__)
 
 
-def new_route_update(neighbor: str, family: str, prefix: str, path_id: int, path: Path | None,
+def new_route_update(neighbor: str, family: str, prefix: str, path_id: int, path: BgpPath | None,
                      parsed: tuple[int, int, int] | None) -> RouteUpdate:
     """``RouteUpdate(...)`` without the frozen dataclass ``__init__``'s per-field
     ``object.__setattr__`` calls: one of these per prefix is the parser's hottest allocation."""

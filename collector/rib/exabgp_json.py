@@ -58,7 +58,7 @@ from topfib.collector.rib.exabgp_json_values import (
     state_events,
     valid_next_hop,
 )
-from topfib.collector.rib.paths import Path, new_path
+from topfib.collector.rib.paths import BgpPath, new_path
 
 # The reference path's cache key: a str (never equal to the bytes keys of the fast paths), a
 # JSON text of the object json.loads built; NaN, infinities and big integers written exactly.
@@ -106,7 +106,7 @@ class ExabgpJsonParser:
         # (attributes, next hop, peer, path-id) is one shared Path object (the RIB interns by
         # identity, so sharing here is what keeps a full table small).
         self._attribute_cache: dict[str | bytes, Attributes] = {}
-        self._path_cache: dict[tuple[int, str, str, int], Path] = {}
+        self._path_cache: dict[tuple[int, str, str, int], BgpPath] = {}
         self._path_ids: dict[str, int] = {}
         self._next_hops: set[str] = set()
         # One str object per distinct next hop / peer shared by all Paths (a line's strings are
@@ -115,7 +115,7 @@ class ExabgpJsonParser:
         # The C scanner shares these caches (same keys as the Python fast path: one Path per set).
         self._scan: Callable[[str | bytes], list[Event] | None] | None = None
         if fast and native and _CScanner is not None:
-            self._scan = _CScanner(RouteUpdate, Path, Attributes, self._attribute_cache, self._path_cache,
+            self._scan = _CScanner(RouteUpdate, BgpPath, Attributes, self._attribute_cache, self._path_cache,
                                    self._strings, known_prefix, split_canonical, _MAX_CACHED).scan
         # The Python fast path shares them too (and the bounds in force now, as the scanner does).
         self._fast_line = FastUpdatePath(known_prefix, self._path_ids, self._path_cache, self._next_hops,
@@ -265,7 +265,7 @@ class ExabgpJsonParser:
         self._next_hops.add(next_hop)
         return True
 
-    def _path(self, attributes: Attributes, next_hop: str, peer: str, path_id: int) -> Path:
+    def _path(self, attributes: Attributes, next_hop: str, peer: str, path_id: int) -> BgpPath:
         key = (attributes.serial, next_hop, peer, path_id)
         path = self._path_cache.get(key)
         if path is None:

@@ -17,7 +17,7 @@ from typing import Any
 from topfib.collector.common.fastprefix import split_canonical
 from topfib.collector.rib.events import Event, new_route_update
 from topfib.collector.rib.exabgp_json_values import FAMILIES, Attributes, Skip, path_id_of
-from topfib.collector.rib.paths import Path
+from topfib.collector.rib.paths import BgpPath
 
 _fast_loads: Callable[[str], Any]
 _attribute_key: Callable[[dict[str, Any]], str | bytes]
@@ -38,9 +38,9 @@ class FastUpdatePath:
         self,
         known_prefix: Callable[[str], bool] | None,
         path_ids: dict[str, int],
-        path_cache: dict[tuple[int, str, str, int], Path],
+        path_cache: dict[tuple[int, str, str, int], BgpPath],
         next_hops: set[str],
-        path: Callable[[Attributes, str, str, int], Path],
+        path: Callable[[Attributes, str, str, int], BgpPath],
         new_next_hop: Callable[[Any], bool],
         attributes_keyed: Callable[[dict[str, Any], str | bytes], Attributes],
         max_cached: int,

@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path as FilePath
+from pathlib import Path
 
 from topfib.collector.common.compressed import StreamStatus, read_chunks
 from topfib.collector.common.log_budget import LogLimiter
@@ -62,7 +62,7 @@ def detect_format(head: bytes) -> str:
     raise RibFileError("neither an MRT dump nor a pfx2as table (network<TAB>length<TAB>asn)")
 
 
-def load_rib_file(path: FilePath, rib: Rib, session: str = PRELOAD_SESSION) -> LoadReport:
+def load_rib_file(path: Path, rib: Rib, session: str = PRELOAD_SESSION) -> LoadReport:
     """Add every route of ``path`` to ``rib`` under ``session``."""
     started = time.perf_counter()
     status = StreamStatus()

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from topfib.collector.common.fastprefix import format_network
 from topfib.collector.common.prefixes import IPV4, IPV6
-from topfib.collector.rib.paths import Path
+from topfib.collector.rib.paths import BgpPath
 
 TABLE_DUMP = 12
 TABLE_DUMP_V2 = 13
@@ -69,9 +69,9 @@ class MrtRibDecoder:
         self.counters: Counter[str] = Counter()
         self._buffer = b""
         self._peers: list[_Peer] = []
-        self._paths: dict[tuple[str, int, int, bool, bytes], Path] = {}
+        self._paths: dict[tuple[str, int, int, bool, bytes], BgpPath] = {}
 
-    def feed(self, chunk: bytes) -> Iterator[tuple[str, Path]]:
+    def feed(self, chunk: bytes) -> Iterator[tuple[str, BgpPath]]:
         """Routes of every record completed by ``chunk``."""
         data = self._buffer + chunk if self._buffer else chunk
         offset = 0
@@ -100,7 +100,7 @@ class MrtRibDecoder:
 
     # -- records ---------------------------------------------------------------------------------
 
-    def _record(self, kind: int, subtype: int, body: bytes) -> Iterator[tuple[str, Path]]:
+    def _record(self, kind: int, subtype: int, body: bytes) -> Iterator[tuple[str, BgpPath]]:
         if kind == TABLE_DUMP_V2:
             if subtype == PEER_INDEX_TABLE:
                 self._peer_index(body)
@@ -139,7 +139,7 @@ class MrtRibDecoder:
         self._peers = peers
         self.counters["peer_index"] += 1
 
-    def _rib_v2(self, body: bytes, family: int | None, add_path: bool) -> Iterator[tuple[str, Path]]:
+    def _rib_v2(self, body: bytes, family: int | None, add_path: bool) -> Iterator[tuple[str, BgpPath]]:
         if not self._peers:
             raise MrtError("no_peer_index", "RIB record before any PEER_INDEX_TABLE")
         offset = 4  # sequence number
@@ -173,7 +173,7 @@ class MrtRibDecoder:
             yield prefix, self._path(peer.address, path_id, family, True, attributes)
             self.counters["rib_entries"] += 1
 
-    def _table_dump_v1(self, subtype: int, body: bytes) -> Iterator[tuple[str, Path]]:
+    def _table_dump_v1(self, subtype: int, body: bytes) -> Iterator[tuple[str, BgpPath]]:
         if subtype not in (1, 2):
             self.counters[f"skipped_type_{TABLE_DUMP}_{subtype}"] += 1
             return
@@ -197,7 +197,7 @@ class MrtRibDecoder:
         self.counters["rib_entries"] += 1
         yield format_network(family, network, length), path
 
-    def _path(self, peer: str, path_id: int, family: int, as4: bool, attributes: bytes) -> Path:
+    def _path(self, peer: str, path_id: int, family: int, as4: bool, attributes: bytes) -> BgpPath:
         key = (peer, path_id, family, as4, attributes)
         path = self._paths.get(key)
         if path is None:
@@ -241,7 +241,7 @@ def _prefix(body: bytes, offset: int, family: int) -> tuple[str, int]:
     return format_network(family, network, length), offset + 1 + size
 
 
-def _decode_attributes(data: bytes, peer: str, path_id: int, family: int, as4: bool) -> Path:
+def _decode_attributes(data: bytes, peer: str, path_id: int, family: int, as4: bool) -> BgpPath:
     origin = "incomplete"  # ORIGIN absent (locally originated entries): least preferred, as bgpdump
     as_path: tuple[int, ...] = ()
     as4_path: tuple[int, ...] | None = None
@@ -292,7 +292,7 @@ def _decode_attributes(data: bytes, peer: str, path_id: int, family: int, as4: b
         # RFC 6793 §4.2.3: AS4_PATH replaces the tail of a 2-octet AS_PATH.
         as_path = as_path[:len(as_path) - len(as4_path)] + as4_path
     chosen = mp_next_hop if (family == IPV6 or not next_hop) and mp_next_hop else next_hop
-    return Path(next_hop=chosen, as_path=as_path, origin=origin, local_pref=local_pref, med=med,
+    return BgpPath(next_hop=chosen, as_path=as_path, origin=origin, local_pref=local_pref, med=med,
                 communities=communities, large_communities=large, peer=peer, path_id=path_id)
 
 

@@ -9,7 +9,7 @@ ORIGIN_RANK = {"igp": 0, "egp": 1, "incomplete": 2}
 
 
 @dataclass(frozen=True, slots=True)
-class Path:
+class BgpPath:
     """One path to a prefix, as received from one BGP session (with its ADD-PATH id)."""
 
     next_hop: str
@@ -44,7 +44,7 @@ TIER_LEN = 3
 GROUP, TIE_BREAK = TIER_LEN, TIER_LEN + 2
 
 
-def neighbor_as(path: Path, skip_as: int | None = None) -> int:
+def neighbor_as(path: BgpPath, skip_as: int | None = None) -> int:
     """The AS ``path`` was learned from (first in its AS path, past ``skip_as`` prepended), 0 for
     a path from inside the AS (empty AS path)."""
     for asn in path.as_path:
@@ -61,7 +61,7 @@ def _address_key(text: str) -> tuple[int, int]:
     return (address.version, int(address)) if address else (0, 0)
 
 
-def best_path_key(path: Path, rules: BestPathRules = DEFAULT_RULES) -> PathKey:
+def best_path_key(path: BgpPath, rules: BestPathRules = DEFAULT_RULES) -> PathKey:
     """Sort key of RFC 4271 §9.1.2.2's decision process, as far as topfib sees the attributes.
 
     Highest local-pref, shortest AS path, lowest origin (the tier), then the neighbour AS and
@@ -107,7 +107,9 @@ def best_position(keys: list[PathKey], tier_len: int = TIER_LEN) -> int:
     return best
 
 
-def best_path(paths: list[Path] | tuple[Path, ...], rules: BestPathRules = DEFAULT_RULES) -> Path | None:
+def best_path(
+    paths: list[BgpPath] | tuple[BgpPath, ...], rules: BestPathRules = DEFAULT_RULES
+) -> BgpPath | None:
     """The best of ``paths`` by RFC 4271's order (:func:`best_path_key`), or None when there are none."""
     if not paths:
         return None
@@ -117,16 +119,18 @@ def best_path(paths: list[Path] | tuple[Path, ...], rules: BestPathRules = DEFAU
 
 _new_object = object.__new__
 (_set_next_hop, _set_as_path, _set_origin, _set_local_pref, _set_med, _set_communities,
- _set_large_communities, _set_peer, _set_path_id) = (getattr(Path, name).__set__ for name in Path.__slots__)
+ _set_large_communities, _set_peer, _set_path_id) = (
+    getattr(BgpPath, name).__set__ for name in BgpPath.__slots__
+)
 
 
 def new_path(next_hop: str, as_path: tuple[int, ...], origin: str, local_pref: int, med: int,
              communities: tuple[str, ...], large_communities: tuple[str, ...], peer: str,
-             path_id: int) -> Path:
-    """``Path(...)`` with every field given, at half the cost: the frozen dataclass ``__init__``
-    goes through ``object.__setattr__`` per field. For the ingest hot path (one Path per distinct
-    attribute set, next hop and path-id); the values are taken as given, like ``Path``'s."""
-    path: Path = _new_object(Path)
+             path_id: int) -> BgpPath:
+    """``BgpPath(...)`` with every field given, at half the cost: the frozen dataclass ``__init__``
+    goes through ``object.__setattr__`` per field. For the ingest hot path (one BgpPath per distinct
+    attribute set, next hop and path-id); the values are taken as given, like ``BgpPath``'s."""
+    path: BgpPath = _new_object(BgpPath)
     _set_next_hop(path, next_hop)
     _set_as_path(path, as_path)
     _set_origin(path, origin)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from topfib.collector.common.fastprefix import format_network, split_prefix
 from topfib.collector.common.prefixes import IPV4, IPV6, PrefixError
-from topfib.collector.rib.paths import Path
+from topfib.collector.rib.paths import BgpPath
 
 SYNTHETIC_NEXT_HOP_V4 = "0.0.0.0"
 SYNTHETIC_NEXT_HOP_V6 = "::"
@@ -32,9 +32,9 @@ class Pfx2asParser:
     """Parses lines; equal origin fields share their Path objects (a full table has ~75k)."""
 
     def __init__(self) -> None:
-        self._paths: dict[tuple[int, str], tuple[Path, ...]] = {}
+        self._paths: dict[tuple[int, str], tuple[BgpPath, ...]] = {}
 
-    def parse_line(self, line: str) -> tuple[str, tuple[Path, ...]]:
+    def parse_line(self, line: str) -> tuple[str, tuple[BgpPath, ...]]:
         """(prefix, paths) of one line; raises :class:`Pfx2asError`.
 
         An IPv4 prefix is returned as written (the RIB's strict check rejects a malformed one);
@@ -62,12 +62,12 @@ class Pfx2asParser:
         return text, paths
 
     @staticmethod
-    def _origin_paths(family: int, origins: str) -> tuple[Path, ...]:
+    def _origin_paths(family: int, origins: str) -> tuple[BgpPath, ...]:
         next_hop = SYNTHETIC_NEXT_HOP_V4 if family == IPV4 else SYNTHETIC_NEXT_HOP_V6
         paths = []
         for path_id, group in enumerate(origins.strip().split("_")):
             members = group.split(",")
             if not all(m.isascii() and m.isdigit() and int(m) < 1 << 32 for m in members):
                 raise Pfx2asError("bad_origin", f"origin {origins!r}")
-            paths.append(Path(next_hop=next_hop, as_path=tuple(int(m) for m in members), path_id=path_id))
+            paths.append(BgpPath(next_hop=next_hop, as_path=tuple(int(m) for m in members), path_id=path_id))
         return tuple(paths)

@@ -10,7 +10,7 @@ the prefixes that have at least one path.
 
 Memory, for a full table: per prefix one dict entry holding its (session, path) pair, or a tuple
 of pairs best-first when it has several (so ``best`` is an index, not a computation). Pairs are
-interned by path identity and refcounted (churn does not leak); producers share one ``Path`` per
+interned by path identity and refcounted (churn does not leak); producers share one ``BgpPath`` per
 distinct attribute set, so a million prefixes hold tens of thousands of paths.
 
 Wiring for the service: parse with ``ExabgpJsonParser(known_prefix=rib.lpm.knows)`` and feed
@@ -33,14 +33,14 @@ from topfib.collector.rib.paths import (
     DEFAULT_RULES,
     TIER_LEN,
     BestPathRules,
-    Path,
+    BgpPath,
     best_path_key,
     best_position,
 )
 
 PRELOAD_SESSION = "file"
 
-_Entry = tuple[str, Path]  # (session, path), shared between prefixes
+_Entry = tuple[str, BgpPath]  # (session, path), shared between prefixes
 # One path is stored as its entry itself (no 1-tuple around it: a full table is mostly single-path
 # prefixes); several as a tuple of entries, best first.
 _Stored = _Entry | tuple[_Entry, ...]
@@ -64,7 +64,7 @@ class RibChange:
     """The best path of ``prefix`` is now ``best`` (None: the prefix has no path left)."""
 
     prefix: str
-    best: Path | None
+    best: BgpPath | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +83,7 @@ _new_object = object.__new__
 _set_change_prefix, _set_change_best = (getattr(RibChange, name).__set__ for name in RibChange.__slots__)
 
 
-def _rib_change(prefix: str, best: Path | None) -> RibChange:
+def _rib_change(prefix: str, best: BgpPath | None) -> RibChange:
     """``RibChange(prefix, best)`` without the frozen dataclass ``__init__`` (one per new prefix)."""
     change: RibChange = _new_object(RibChange)
     _set_change_prefix(change, prefix)
@@ -117,16 +117,16 @@ class Rib:
 
     # -- queries --------------------------------------------------------------------------------
 
-    def best(self, prefix: str) -> Path | None:
+    def best(self, prefix: str) -> BgpPath | None:
         stored = self._routes.get(prefix)
         return _entries(stored)[0][1] if stored is not None else None
 
-    def paths(self, prefix: str) -> list[Path]:
+    def paths(self, prefix: str) -> list[BgpPath]:
         """All paths of ``prefix``, best first."""
         stored = self._routes.get(prefix)
         return [path for _, path in _entries(stored)] if stored is not None else []
 
-    def sessions_of(self, prefix: str) -> list[tuple[str, Path]]:
+    def sessions_of(self, prefix: str) -> list[tuple[str, BgpPath]]:
         """(session, path) pairs of ``prefix``, best first."""
         stored = self._routes.get(prefix)
         return list(_entries(stored)) if stored is not None else []
@@ -204,7 +204,7 @@ class Rib:
                 changes.extend(self.apply(event))
         return changes
 
-    def announce(self, session: str, prefix: str, path: Path,
+    def announce(self, session: str, prefix: str, path: BgpPath,
                  parsed: tuple[int, int, int] | None = None) -> RibChange | None:
         """Add or replace the path (session, prefix, path.peer, path.path_id).
 
@@ -316,11 +316,11 @@ class Rib:
 
     # -- bookkeeping ----------------------------------------------------------------------------
 
-    def _changed_to(self, prefix: str, best: Path | None) -> RibChange:
+    def _changed_to(self, prefix: str, best: BgpPath | None) -> RibChange:
         self._changed.add(prefix)
         return _rib_change(prefix, best)
 
-    def _intern(self, session: str, path: Path) -> _Entry:
+    def _intern(self, session: str, path: BgpPath) -> _Entry:
         pair = (session, id(path))
         entry = self._interned.get(pair)
         if entry is None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path as FilePath
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from topfib.collector.common.prefixes import PrefixError
-from topfib.collector.rib.paths import Path
+from topfib.collector.rib.paths import BgpPath
 
 if TYPE_CHECKING:
     from topfib.collector.rib.loaders import LoadReport
@@ -22,7 +22,7 @@ EXIT_BAD_FILE = 2
 rib_app = typer.Typer(help="Inspect a RIB file (MRT dump or CAIDA pfx2as).", no_args_is_help=True)
 
 
-def _load(rib_file: FilePath) -> tuple[Rib, LoadReport] | None:
+def _load(rib_file: Path) -> tuple[Rib, LoadReport] | None:
     # imported here: the RIB and its loaders take a while to load, and only this command needs them
     from topfib.collector.rib.loaders import RibFileError, load_rib_file
     from topfib.collector.rib.rib import Rib
@@ -36,7 +36,7 @@ def _load(rib_file: FilePath) -> tuple[Rib, LoadReport] | None:
     return rib, report
 
 
-def path_json(path: Path) -> dict[str, Any]:
+def path_json(path: BgpPath) -> dict[str, Any]:
     return {
         "next_hop": path.next_hop,
         "as_path": list(path.as_path),
@@ -51,7 +51,7 @@ def path_json(path: Path) -> dict[str, Any]:
     }
 
 
-def run_lookup(rib: FilePath, ips: list[str]) -> int:
+def run_lookup(rib: Path, ips: list[str]) -> int:
     """One JSON object per address: the longest matching prefix and its paths, best first."""
     loaded = _load(rib)
     if loaded is None:
@@ -70,7 +70,7 @@ def run_lookup(rib: FilePath, ips: list[str]) -> int:
     return status
 
 
-def run_stats(rib: FilePath, as_json: bool) -> int:
+def run_stats(rib: Path, as_json: bool) -> int:
     """Prefix and path counts per family, and what was skipped while loading."""
     loaded = _load(rib)
     if loaded is None:
@@ -106,7 +106,7 @@ def run_stats(rib: FilePath, as_json: bool) -> int:
 
 @rib_app.command("lookup")
 def rib_lookup(
-    rib: Annotated[FilePath, typer.Option("--rib", help="MRT dump or pfx2as file")],
+    rib: Annotated[Path, typer.Option("--rib", help="MRT dump or pfx2as file")],
     ips: Annotated[list[str], typer.Argument(help="addresses to look up")],
 ) -> None:
     """Longest match and paths for each address, one JSON object per line."""
@@ -115,7 +115,7 @@ def rib_lookup(
 
 @rib_app.command("stats")
 def rib_stats(
-    rib: Annotated[FilePath, typer.Option("--rib", help="MRT dump or pfx2as file")],
+    rib: Annotated[Path, typer.Option("--rib", help="MRT dump or pfx2as file")],
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Prefix and path counts per address family."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
-from topfib.collector.rib.paths import Path
+from topfib.collector.rib.paths import BgpPath
 
 if TYPE_CHECKING:
     from topfib.controller.config import SwitchConfig
@@ -37,7 +37,7 @@ DEFAULT_MIN_SWAP_GAIN = 0.03
 class RibView(Protocol):
     """What selection needs from the RIB (topfib.collector.rib.rib.Rib fits; tests use small fakes)."""
 
-    def best(self, prefix: str) -> Path | None:
+    def best(self, prefix: str) -> BgpPath | None:
         """The prefix's best live path, or None when it has none (or is not in the RIB)."""
         ...
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from topfib.collector.accounting.path_attribution import canonical_address
-from topfib.collector.rib.paths import Path
+from topfib.collector.rib.paths import BgpPath
 from topfib.collector.rib.rib import Rib
 
 
@@ -36,7 +36,7 @@ class ObservedPathRib:
         self.followed = new
         return changed
 
-    def best(self, prefix: str) -> Path | None:
+    def best(self, prefix: str) -> BgpPath | None:
         next_hop = self.followed.get(prefix)
         if next_hop is not None:
             for path in self.rib.paths(prefix):

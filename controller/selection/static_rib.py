@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 from topfib.collector.common.fastprefix import split_prefix
 from topfib.collector.common.prefixes import IPV4, parse_address
-from topfib.collector.rib.paths import Path, best_path
+from topfib.collector.rib.paths import BgpPath, best_path
 
 _LENGTH_BITS = 8  # a sort key is network << 8 | length (length ≤ 128 fits)
 
@@ -21,9 +21,9 @@ _LENGTH_BITS = 8  # a sort key is network << 8 | length (length ≤ 128 fits)
 class StaticRib:
     """Best paths of a fixed set of prefixes (both families)."""
 
-    def __init__(self, routes: Mapping[str, Sequence[Path]]) -> None:
+    def __init__(self, routes: Mapping[str, Sequence[BgpPath]]) -> None:
         """``routes``: prefix → its paths (a prefix without paths is left out)."""
-        self._best: dict[str, Path] = {}
+        self._best: dict[str, BgpPath] = {}
         # prefix → (family, network, length, index in its family's sorted list)
         self._position: dict[str, tuple[int, int, int, int]] = {}
         entries: dict[int, list[tuple[int, str]]] = {4: [], 6: []}
@@ -57,7 +57,7 @@ class StaticRib:
         yield from self._prefixes[4]
         yield from self._prefixes[6]
 
-    def best(self, prefix: str) -> Path | None:
+    def best(self, prefix: str) -> BgpPath | None:
         return self._best.get(prefix)
 
     def longest_match(self, ip: str) -> str | None:

@@ -23,7 +23,7 @@ from topfib.api.view import (
 from topfib.collector.accounting.path_attribution import canonical_address
 from topfib.collector.accounting.path_rates import PathRate
 from topfib.collector.accounting.pipeline import Collector
-from topfib.collector.rib.paths import Path
+from topfib.collector.rib.paths import BgpPath
 from topfib.controller.switch.controller import SwitchController
 
 BITS_PER_BYTE = 8.0
@@ -218,7 +218,7 @@ class LiveView:
         return all(ctl.selection is not None for ctl in self._controllers.values())
 
 
-def _path_traffic(paths: list[Path], traffic: list[PathRate]) -> list[PathTraffic]:
+def _path_traffic(paths: list[BgpPath], traffic: list[PathRate]) -> list[PathTraffic]:
     """The RIB's paths (best first) joined by next hop with their traffic, then next hops that
     carried traffic but have no path any more."""
     by_hop = {rate.next_hop: rate for rate in traffic}
@@ -234,7 +234,9 @@ def _path_traffic(paths: list[Path], traffic: list[PathRate]) -> list[PathTraffi
     return out
 
 
-def _entry(next_hop: str, path: Path | None, best: bool, rate: PathRate | None, total: float) -> PathTraffic:
+def _entry(
+    next_hop: str, path: BgpPath | None, best: bool, rate: PathRate | None, total: float
+) -> PathTraffic:
     return PathTraffic(
         next_hop=next_hop,
         peer=path.peer if path is not None else None,

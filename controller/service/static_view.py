@@ -23,7 +23,7 @@ from topfib.api.view import (
     TopEntry,
 )
 from topfib.collector.common.prefixes import parse_address, parse_prefix
-from topfib.collector.rib.paths import Path
+from topfib.collector.rib.paths import BgpPath
 
 ParsedPrefix = tuple[int, int, int, str]  # family, shift (host bits), network >> shift, prefix
 
@@ -85,7 +85,7 @@ class StaticView:
         matches = []
         for switch, prefixes in self.routes.items():
             prefix = _longest_match(self._parsed[switch], ip)
-            paths = [RibPath.from_path(Path(next_hop=prefixes[prefix]), best=True)] if prefix else []
+            paths = [RibPath.from_path(BgpPath(next_hop=prefixes[prefix]), best=True)] if prefix else []
             matches.append(RibMatch(switch=switch, prefix=prefix, paths=paths))
         return matches
 

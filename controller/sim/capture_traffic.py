@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path as FilePath
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -50,7 +50,7 @@ def _payloads(data: bytes) -> Iterator[bytes]:
         yield data
 
 
-def load_capture(path: FilePath, index_of: Callable[[str], int], total_s: float) -> CaptureTraffic:
+def load_capture(path: Path, index_of: Callable[[str], int], total_s: float) -> CaptureTraffic:
     """Samples of ``path``; ``index_of`` maps a destination address to a prefix index (-1: none).
 
     Raises OSError when unreadable; a datagram that is not sFlow is counted, not fatal.

@@ -35,7 +35,7 @@ import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path as FilePath
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -45,7 +45,7 @@ from topfib.collector.accounting.prefix_rates import CANDIDATES_PER_SLOT, Prefix
 from topfib.collector.common.fastprefix import split_prefix
 from topfib.collector.common.shares import top_k_shares
 from topfib.collector.rib.lpm import LpmTable
-from topfib.collector.rib.paths import Path
+from topfib.collector.rib.paths import BgpPath
 from topfib.controller.program.plan import plan
 from topfib.controller.selection.model import (
     DEFAULT_EVIDENCE_MIN_SAMPLES,
@@ -176,29 +176,29 @@ def _ancestor_rows(prefixes: Sequence[str]) -> list[IntArray]:
     return [np.array(row, np.int64) for row in chains]
 
 
-def synthetic_peer_rib(routes: dict[str, Path]) -> StaticRib:
+def synthetic_peer_rib(routes: dict[str, BgpPath]) -> StaticRib:
     """Re-home each prefix's best path onto one of :data:`SYNTHETIC_PEERS` peers by origin AS."""
     hops_v4 = [f"192.0.2.{i + 1}" for i in range(SYNTHETIC_PEERS)]
     hops_v6 = [f"2001:db8::{i + 1}" for i in range(SYNTHETIC_PEERS)]
-    interned: dict[tuple[str, tuple[int, ...]], tuple[Path, ...]] = {}
-    rehomed: dict[str, tuple[Path, ...]] = {}
+    interned: dict[tuple[str, tuple[int, ...]], tuple[BgpPath, ...]] = {}
+    rehomed: dict[str, tuple[BgpPath, ...]] = {}
     for prefix, best in routes.items():
         hops = hops_v6 if ":" in prefix else hops_v4
         next_hop = hops[(best.origin_as or 0) % SYNTHETIC_PEERS]
         key = (next_hop, best.as_path)
         if key not in interned:
-            interned[key] = (Path(next_hop=next_hop, as_path=best.as_path, peer=next_hop),)
+            interned[key] = (BgpPath(next_hop=next_hop, as_path=best.as_path, peer=next_hop),)
         rehomed[prefix] = interned[key]
     return StaticRib(rehomed)
 
 
-def load_simulation_rib(path: FilePath) -> SimulationRib:
+def load_simulation_rib(path: Path) -> SimulationRib:
     from topfib.collector.rib.loaders import load_rib_file
     from topfib.collector.rib.rib import Rib
 
     rib = Rib()
     load_rib_file(path, rib)
-    best: dict[str, Path] = {}
+    best: dict[str, BgpPath] = {}
     for prefix in rib:
         path_now = rib.best(prefix)
         if path_now is not None:
@@ -355,7 +355,7 @@ def _oracle_covered(sim_rib: SimulationRib, window_bytes: FloatArray, policy: Se
     return sim_rib.covered(hindsight_fib(scores, sim_rib.rib, policy))
 
 
-def write_plot(out: FilePath, window_bytes: FloatArray, results: Sequence[CapResult], title: str) -> None:
+def write_plot(out: Path, window_bytes: FloatArray, results: Sequence[CapResult], title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -398,11 +398,11 @@ def _index_of(sim_rib: SimulationRib) -> Callable[[str], int]:
 
 
 def run_simulate(
-    rib: FilePath,
+    rib: Path,
     traffic: str,
     caps: list[int],
     as_json: bool,
-    plot: FilePath | None,
+    plot: Path | None,
     duration: float,
     seed: int,
     warmup: float = SimulationSettings.warmup_s,
@@ -414,7 +414,7 @@ def run_simulate(
     except ValueError as exc:
         print(f"--traffic: {exc}", file=sys.stderr)
         return 2
-    if alpha is None and not FilePath(traffic).is_file():
+    if alpha is None and not Path(traffic).is_file():
         print(f"--traffic: {traffic!r} is neither zipf:ALPHA nor a capture file", file=sys.stderr)
         return 2
     if not caps or min(caps) < 1:
@@ -450,7 +450,7 @@ def run_simulate(
 
         total_s = settings.warmup_s + settings.duration_s
         try:
-            capture = load_capture(FilePath(traffic), _index_of(sim_rib), total_s)
+            capture = load_capture(Path(traffic), _index_of(sim_rib), total_s)
         except OSError as exc:
             print(f"--traffic: {exc}", file=sys.stderr)
             return 2
@@ -460,7 +460,7 @@ def run_simulate(
         source = capture
         skipped = f", skipped {dict(capture.problems)}" if capture.problems else ""
         what = (
-            f"capture {FilePath(traffic).name}: {len(capture.prefix_ids)} samples spread over {total_s:g} s"
+            f"capture {Path(traffic).name}: {len(capture.prefix_ids)} samples spread over {total_s:g} s"
         )
         what += f"{skipped}; " + settings.describe().split(", selection", 1)[1].lstrip(", ")
     results, window_bytes = simulate(sim_rib, source, caps, settings)
@@ -485,7 +485,7 @@ def run_simulate(
                 print(profile_line(r.cap, r.hourly_changes, restart_at))
     if plot is not None:
         title = (
-            f"{rib.name}, zipf α={alpha:g}" if alpha is not None else f"{rib.name}, {FilePath(traffic).name}"
+            f"{rib.name}, zipf α={alpha:g}" if alpha is not None else f"{rib.name}, {Path(traffic).name}"
         )
         write_plot(plot, window_bytes, results, title)
     return 0

@@ -17,7 +17,7 @@ from tests.api_support import (
     client,
     make_config,
 )
-from topfib.collector.rib.paths import Path
+from topfib.collector.rib.paths import BgpPath
 from topfib.collector.rib.rib import Rib
 from topfib.controller.selection.select import OnDemandRequest, SelectionPolicy, select
 from topfib.controller.service.static_view import StaticView
@@ -36,7 +36,7 @@ def _view() -> StaticView:
 def _rib() -> Rib:
     rib = Rib()
     for prefix in PREFIXES:
-        rib.announce("peer", prefix, Path(next_hop=NEXT_HOP, peer="10.0.0.2"))
+        rib.announce("peer", prefix, BgpPath(next_hop=NEXT_HOP, peer="10.0.0.2"))
     return rib
 
 

@@ -25,7 +25,7 @@ from topfib.collector.accounting.pipeline import Collector
 from topfib.collector.accounting.prefix_rates import PrefixRates
 from topfib.collector.common.batch import SampleBatch
 from topfib.collector.common.metrics import Registry
-from topfib.collector.rib.paths import Path
+from topfib.collector.rib.paths import BgpPath
 from topfib.collector.rib.rib import Rib
 from topfib.controller.service.live_view import LiveView
 
@@ -74,9 +74,9 @@ async def test_per_path_is_opt_in_and_lists_paths_per_prefix() -> None:
 def live_view_with_traffic() -> tuple[LiveView, Rib]:
     """A LiveView over a real RIB, collector and per-path rates (the controller is a stand-in)."""
     rib = Rib()
-    rib.announce("192.0.2.1", PREFIX, Path(next_hop="192.0.2.1", as_path=(64500, 3356), local_pref=200,
+    rib.announce("192.0.2.1", PREFIX, BgpPath(next_hop="192.0.2.1", as_path=(64500, 3356), local_pref=200,
                                            peer="192.0.2.1"))  # fmt: skip
-    rib.announce("192.0.2.2", PREFIX, Path(next_hop="192.0.2.2", as_path=(64501,), peer="192.0.2.2"))
+    rib.announce("192.0.2.2", PREFIX, BgpPath(next_hop="192.0.2.2", as_path=(64501,), peer="192.0.2.2"))
     hops = ["192.0.2.2", "192.0.2.9"]
     rows = [("198.51.100.1", 0, 3000.0), ("198.51.100.2", -1, 1000.0)]
     batch = SampleBatch(
@@ -112,7 +112,7 @@ async def test_live_view_joins_rib_paths_with_their_traffic() -> None:
 
 async def test_live_view_without_per_path_rates_reports_paths_without_traffic() -> None:
     rib = Rib()
-    rib.announce("192.0.2.1", PREFIX, Path(next_hop="192.0.2.1", peer="192.0.2.1"))
+    rib.announce("192.0.2.1", PREFIX, BgpPath(next_hop="192.0.2.1", peer="192.0.2.1"))
     controller: Any = SimpleNamespace(rib=rib, rib_lock=threading.Lock())
     paths = (await LiveView({"edge1": controller}, None).top_paths("edge1", [PREFIX]))[PREFIX]
     assert [(p.next_hop, p.share, p.rate_fast_bps, p.peer_as) for p in paths] == [

@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import replace
 
-from topfib.collector.rib.paths import BestPathRules, Path, best_path, neighbor_as
+from topfib.collector.rib.paths import BestPathRules, BgpPath, best_path, neighbor_as
 from topfib.collector.rib.rib import Rib, RibChange
 
 P = "198.51.100.0/24"
@@ -14,8 +14,8 @@ SWITCH = "10.99.0.2"
 
 
 def path(next_hop: str, as_path: tuple[int, ...] = (64500,), med: int = 0, path_id: int = 0,
-         **attrs: object) -> Path:
-    return Path(next_hop=next_hop, as_path=as_path, med=med, peer=SWITCH, path_id=path_id,
+         **attrs: object) -> BgpPath:
+    return BgpPath(next_hop=next_hop, as_path=as_path, med=med, peer=SWITCH, path_id=path_id,
                 **attrs)  # type: ignore[arg-type]
 
 

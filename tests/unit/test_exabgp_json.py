@@ -10,7 +10,7 @@ import pytest
 
 from topfib.collector.rib.events import EndOfRib, Notification, RouteUpdate, SessionState
 from topfib.collector.rib.exabgp_json import ExabgpJsonParser
-from topfib.collector.rib.paths import Path
+from topfib.collector.rib.paths import BgpPath
 
 
 def update_line(update: dict[str, Any], peer: str = "192.0.2.1", version: str = "5.0.0") -> str:
@@ -32,7 +32,7 @@ def test_exabgp4_list_as_path_and_compact_nlri() -> None:
     line = update_line({"attribute": ATTRS_V4,
                         "announce": {"ipv4 unicast": {"192.0.2.9": ["198.51.100.0/24", "10.0.0.0/8"]}}},
                        version="4.2.21")
-    path = Path(next_hop="192.0.2.9", as_path=(64500, 64501, 64502), origin="egp", local_pref=150, med=5,
+    path = BgpPath(next_hop="192.0.2.9", as_path=(64500, 64501, 64502), origin="egp", local_pref=150, med=5,
                 communities=("65000:1",), large_communities=("65000:1:1",), peer="192.0.2.1", path_id=0)
     assert parser.parse_line(line) == [
         RouteUpdate("192.0.2.1", "ipv4 unicast", "198.51.100.0/24", 0, path),
@@ -51,7 +51,7 @@ def test_as_set_segments_and_defaults() -> None:
     assert isinstance(event, RouteUpdate)
     assert event.prefix == "2001:db8::/32"  # canonicalised
     assert event.path_id == 7
-    assert event.path == Path(next_hop="2001:db8::1", as_path=(64500, 65001, 65003), peer="192.0.2.1",
+    assert event.path == BgpPath(next_hop="2001:db8::1", as_path=(64500, 65001, 65003), peer="192.0.2.1",
                               path_id=7)
 
 

@@ -22,7 +22,7 @@ from topfib.collector.rib import exabgp_json
 from topfib.collector.rib.events import Event, RouteUpdate
 from topfib.collector.rib.exabgp_json import ExabgpJsonParser, c_scanner_available
 from topfib.collector.rib.exabgp_json_values import Attributes, parse_attributes
-from topfib.collector.rib.paths import Path
+from topfib.collector.rib.paths import BgpPath
 
 needs_c = pytest.mark.skipif(not c_scanner_available(), reason="C extension not built")
 
@@ -295,7 +295,7 @@ def test_split_canonical_returning_odd_values(answer: Any) -> None:
     TypeError (the caller then uses the Python paths); never a crash or a non-str prefix."""
     from topfib.collector.rib._exabgp_fast import Scanner
 
-    scanner = Scanner(RouteUpdate, Path, Attributes, {}, {}, {}, None,
+    scanner = Scanner(RouteUpdate, BgpPath, Attributes, {}, {}, {}, None,
                       lambda text: answer, 10)
     line = update("{}", '{"ipv6 unicast": {"fd77::10": ["2001:db8::/32"]}}')
     with pytest.raises(TypeError):
@@ -358,7 +358,7 @@ def test_objects_the_scanner_builds_are_whole_whenever_python_runs() -> None:
     def known(prefix: str) -> bool:
         gc.collect()
         for obj in gc.get_objects():
-            if type(obj) in (RouteUpdate, Path, Attributes):
+            if type(obj) in (RouteUpdate, BgpPath, Attributes):
                 repr(obj)  # AttributeError on an unset slot
                 seen[0] += 1
         return False

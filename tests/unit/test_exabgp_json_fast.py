@@ -24,7 +24,7 @@ from topfib.collector.common.fastprefix import format_network, split_canonical, 
 from topfib.collector.common.prefixes import IPV4, PrefixError
 from topfib.collector.rib.events import Event, RouteUpdate, new_route_update
 from topfib.collector.rib.exabgp_json import ExabgpJsonParser
-from topfib.collector.rib.paths import Path, new_path
+from topfib.collector.rib.paths import BgpPath, new_path
 from topfib.collector.rib.rib import Rib, RibChange, _rib_change
 
 GOLDEN_LINES = GOLDEN.read_text(encoding="utf-8").splitlines()
@@ -254,10 +254,10 @@ def test_json_corners_where_orjson_and_json_differ(text: str) -> None:
 
 def test_fast_constructors_equal_the_dataclass_ones() -> None:
     values = ("192.0.2.9", (64500, 1), "egp", 150, 7, ("1:2",), ("1:2:3",), "10.77.0.2", 9)
-    assert new_path(*values) == Path(*values)
-    assert repr(new_path(*values)) == repr(Path(*values))
-    assert hash(new_path(*values)) == hash(Path(*values))
-    path = Path(*values)
+    assert new_path(*values) == BgpPath(*values)
+    assert repr(new_path(*values)) == repr(BgpPath(*values))
+    assert hash(new_path(*values)) == hash(BgpPath(*values))
+    path = BgpPath(*values)
     event = new_route_update("10.77.0.2", "ipv4 unicast", "10.0.0.0/8", 9, path, (4, 10 << 24, 8))
     assert event == RouteUpdate("10.77.0.2", "ipv4 unicast", "10.0.0.0/8", 9, path)
     assert event.parsed == (4, 10 << 24, 8)

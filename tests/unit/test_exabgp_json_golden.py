@@ -6,29 +6,29 @@ asserted completely.
 
 from __future__ import annotations
 
-from pathlib import Path as FilePath
+from pathlib import Path
 
 import pytest
 
 from topfib.collector.rib.events import EndOfRib, Event, Notification, RouteUpdate, SessionState
 from topfib.collector.rib.exabgp_json import ExabgpJsonParser
-from topfib.collector.rib.paths import Path
+from topfib.collector.rib.paths import BgpPath
 from topfib.collector.rib.rib import Rib, RibChange
 
-GOLDEN = FilePath(__file__).resolve().parent.parent / "golden" / "exabgp" / "bird2-addpath.jsonl"
+GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "exabgp" / "bird2-addpath.jsonl"
 V4, V6 = "10.77.0.2", "fd77::2"
 
 
-def path_a(peer: str, next_hop: str, path_id: int) -> Path:
+def path_a(peer: str, next_hop: str, path_id: int) -> BgpPath:
     """The s4a/s6a paths: local-pref 200, MED 10, AS path 64500 64501, two communities."""
-    return Path(next_hop=next_hop, as_path=(64500, 64501), origin="igp", local_pref=200, med=10,
+    return BgpPath(next_hop=next_hop, as_path=(64500, 64501), origin="igp", local_pref=200, med=10,
                 communities=("65000:100", "65000:101"), large_communities=("65000:1:2",),
                 peer=peer, path_id=path_id)
 
 
-def path_b(peer: str, next_hop: str, path_id: int) -> Path:
+def path_b(peer: str, next_hop: str, path_id: int) -> BgpPath:
     """The s4b/s6b paths: local-pref 100, MED 20, origin incomplete, AS path 64502."""
-    return Path(next_hop=next_hop, as_path=(64502,), origin="incomplete", local_pref=100, med=20,
+    return BgpPath(next_hop=next_hop, as_path=(64502,), origin="incomplete", local_pref=100, med=20,
                 communities=("65000:200",), large_communities=("65000:3:4294967295",),
                 peer=peer, path_id=path_id)
 

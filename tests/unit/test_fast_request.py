@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from topfib.collector.rib.paths import Path
+from topfib.collector.rib.paths import BgpPath
 from topfib.controller.selection.model import OnDemandRequest, SelectedRoute, SelectionPolicy
 from topfib.controller.switch.fast_request import FastAdmission, FastPlan, fast_admissions
 
@@ -17,9 +17,9 @@ class FakeRib:
     def __init__(self, prefixes: dict[str, str]) -> None:
         self.prefixes = prefixes  # prefix → next hop
 
-    def best(self, prefix: str) -> Path | None:
+    def best(self, prefix: str) -> BgpPath | None:
         next_hop = self.prefixes.get(prefix)
-        return Path(next_hop=next_hop) if next_hop is not None else None
+        return BgpPath(next_hop=next_hop) if next_hop is not None else None
 
     def longest_match(self, ip: str) -> str | None:
         address = ipaddress.ip_address(ip)

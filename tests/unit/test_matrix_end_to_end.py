@@ -15,7 +15,7 @@ from topfib.collector.accounting.prefix_rates import PrefixRates
 from topfib.collector.common.metrics import Registry
 from topfib.collector.flow.receiver import FlowReceiver
 from topfib.collector.matrix.traffic_matrix import TrafficMatrix
-from topfib.collector.rib.paths import Path as BgpPath
+from topfib.collector.rib.paths import BgpPath
 from topfib.collector.rib.rib import Rib
 from topfib.collector.sflow.decoder import decode_datagram
 from topfib.collector.sflow.encode import datagrams_for_destinations

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from topfib.collector.rib.paths import Path
+from topfib.collector.rib.paths import BgpPath
 from topfib.collector.rib.rib import Rib
 from topfib.controller.program.plan import plan
 from topfib.controller.selection.model import SelectionPolicy
@@ -10,8 +10,8 @@ from topfib.controller.selection.observed_paths import ObservedPathRib
 from topfib.controller.selection.select import select
 
 
-def path(next_hop: str, as_path: tuple[int, ...], path_id: int = 1) -> Path:
-    return Path(next_hop=next_hop, as_path=as_path, peer="192.0.2.254", path_id=path_id)
+def path(next_hop: str, as_path: tuple[int, ...], path_id: int = 1) -> BgpPath:
+    return BgpPath(next_hop=next_hop, as_path=as_path, peer="192.0.2.254", path_id=path_id)
 
 
 def two_path_rib() -> Rib:

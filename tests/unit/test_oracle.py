@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from topfib.collector.rib.paths import Path
+from topfib.collector.rib.paths import BgpPath
 from topfib.controller.selection.model import share_of
 from topfib.controller.selection.select import SelectionPolicy
 from topfib.controller.selection.static_rib import StaticRib
@@ -17,7 +17,7 @@ NH = "192.0.2.1"
 
 
 def _rib(count: int) -> StaticRib:
-    return StaticRib({f"10.{i}.0.0/16": [Path(next_hop=NH, peer=NH)] for i in range(count)})
+    return StaticRib({f"10.{i}.0.0/16": [BgpPath(next_hop=NH, peer=NH)] for i in range(count)})
 
 
 def test_the_oracle_holds_the_n_busiest_prefixes_whatever_the_stability_knobs() -> None:

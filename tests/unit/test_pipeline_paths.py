@@ -17,24 +17,24 @@ from topfib.collector.accounting.pipeline import Collector
 from topfib.collector.accounting.prefix_rates import PrefixRates
 from topfib.collector.common.batch import SampleBatch, merge_batches
 from topfib.collector.common.metrics import Registry
-from topfib.collector.rib.paths import Path
+from topfib.collector.rib.paths import BgpPath
 from topfib.collector.rib.rib import Rib
 
 AGENT = "10.9.9.9"
 MULTI = "198.51.100.0/24"  # best: via 192.0.2.1 (AS 64500); also via 192.0.2.2 (AS 64501)
 SINGLE = "203.0.113.0/24"  # only via 192.0.2.1, empty AS path (iBGP)
-BEST = Path(next_hop="192.0.2.1", as_path=(64500, 3356), local_pref=200, peer="192.0.2.1")
-OTHER = Path(next_hop="192.0.2.2", as_path=(64501, 1299, 3356), peer="192.0.2.2")
+BEST = BgpPath(next_hop="192.0.2.1", as_path=(64500, 3356), local_pref=200, peer="192.0.2.1")
+OTHER = BgpPath(next_hop="192.0.2.2", as_path=(64501, 1299, 3356), peer="192.0.2.2")
 V6_PREFIX = "2001:db8:100::/48"
-V6_BEST = Path(next_hop="2001:db8::1", as_path=(64500,), local_pref=200, peer="2001:db8::1")
-V6_OTHER = Path(next_hop="2001:db8::2", as_path=(64502,), peer="2001:db8::2")
+V6_BEST = BgpPath(next_hop="2001:db8::1", as_path=(64500,), local_pref=200, peer="2001:db8::1")
+V6_OTHER = BgpPath(next_hop="2001:db8::2", as_path=(64502,), peer="2001:db8::2")
 
 
 def make_rib() -> Rib:
     rib = Rib()
     rib.announce("192.0.2.1", MULTI, BEST)
     rib.announce("192.0.2.2", MULTI, OTHER)
-    rib.announce("192.0.2.1", SINGLE, Path(next_hop="192.0.2.1", peer="192.0.2.1"))
+    rib.announce("192.0.2.1", SINGLE, BgpPath(next_hop="192.0.2.1", peer="192.0.2.1"))
     rib.announce("2001:db8::1", V6_PREFIX, V6_BEST)
     rib.announce("2001:db8::2", V6_PREFIX, V6_OTHER)
     return rib
@@ -173,8 +173,9 @@ def test_without_a_rib_the_matrix_still_gets_every_sample() -> None:
 
 def test_attribution_canonicalises_rib_next_hops() -> None:
     rib = Rib()
-    rib.announce("2001:db8::1", V6_PREFIX, Path(next_hop="2001:DB8:0:0::1", peer="2001:db8::1"))
-    rib.announce("2001:db8::2", V6_PREFIX, Path(next_hop="2001:db8::2", peer="2001:db8::2", local_pref=300))
+    rib.announce("2001:db8::1", V6_PREFIX, BgpPath(next_hop="2001:DB8:0:0::1", peer="2001:db8::1"))
+    rib.announce("2001:db8::2", V6_PREFIX,
+                 BgpPath(next_hop="2001:db8::2", peer="2001:db8::2", local_pref=300))
     attributor = PathAttributor(lambda _: rib)
     prefix_id = rib.lpm.id_of(V6_PREFIX)
     assert prefix_id is not None
@@ -204,7 +205,8 @@ def test_prefixes_with_many_paths_match_every_one() -> None:
     rib = Rib()
     hops = [f"192.0.2.{i}" for i in range(1, 8)]  # more paths than a cache row holds
     for rank, hop in enumerate(hops):
-        rib.announce(hop, MULTI, Path(next_hop=hop, as_path=(64500 + rank,), local_pref=300 - rank, peer=hop))
+        rib.announce(hop, MULTI,
+                     BgpPath(next_hop=hop, as_path=(64500 + rank,), local_pref=300 - rank, peer=hop))
     rows: list[tuple[str, str | None, int, float]] = [("198.51.100.1", hop, 1, 1.0) for hop in hops[::-1]]
     rows.append(("198.51.100.1", "10.0.0.1", 1, 1.0))  # names no path: the best
     collector, path_rates, matrix = make_collector([batch_of(rows, [*hops, "10.0.0.1"])], rib)

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from topfib.collector.common.prefixes import PrefixError
-from topfib.collector.rib.paths import Path
+from topfib.collector.rib.paths import BgpPath
 from topfib.controller.exabgp.commands import render_commands, render_step
 from topfib.controller.program.plan import Plan, Step, plan
 from topfib.controller.selection.static_rib import StaticRib
@@ -95,7 +95,7 @@ def test_nothing_to_do_is_an_empty_plan() -> None:
 
 
 def test_a_prefix_whose_last_path_vanished_is_withdrawn_and_a_changed_best_is_followed() -> None:
-    rib = StaticRib({"10.1.0.0/16": [Path(next_hop=NH2, peer=NH2)]})
+    rib = StaticRib({"10.1.0.0/16": [BgpPath(next_hop=NH2, peer=NH2)]})
     installed = {"10.0.0.0/16": NH1, "10.1.0.0/16": NH1}
     result = plan({"10.0.0.0/16": NH1, "10.1.0.0/16": NH1}, installed, rib=rib)
     assert result == Plan(
@@ -108,8 +108,8 @@ def test_a_prefix_whose_last_path_vanished_is_withdrawn_and_a_changed_best_is_fo
 
 
 def test_a_best_path_with_an_unusable_next_hop_is_withdrawn_not_announced() -> None:
-    rib = StaticRib({"10.1.0.0/16": [Path(next_hop="0.0.0.0", peer="file")],
-                     "10.2.0.0/16": [Path(next_hop=NH2, peer=NH2)]})
+    rib = StaticRib({"10.1.0.0/16": [BgpPath(next_hop="0.0.0.0", peer="file")],
+                     "10.2.0.0/16": [BgpPath(next_hop=NH2, peer=NH2)]})
     installed = {"10.1.0.0/16": NH1, "10.2.0.0/16": NH1}
     result = plan(dict(installed), installed, rib=rib, unusable={"", "0.0.0.0", "::"})
     assert result == Plan((Step("withdraw", 4, None, ("10.1.0.0/16",)),

@@ -6,14 +6,14 @@ import itertools
 import random
 
 from topfib.collector.rib.events import EndOfRib, RouteUpdate, SessionState
-from topfib.collector.rib.paths import Path, best_path
+from topfib.collector.rib.paths import BgpPath, best_path
 from topfib.collector.rib.rib import Rib, RibChange
 
 P = "198.51.100.0/24"
 
 
-def path(peer: str, next_hop: str = "192.0.2.1", path_id: int = 0, **attrs: object) -> Path:
-    return Path(next_hop=next_hop, peer=peer, path_id=path_id, **attrs)  # type: ignore[arg-type]
+def path(peer: str, next_hop: str = "192.0.2.1", path_id: int = 0, **attrs: object) -> BgpPath:
+    return BgpPath(next_hop=next_hop, peer=peer, path_id=path_id, **attrs)  # type: ignore[arg-type]
 
 
 def test_best_path_does_not_depend_on_arrival_order() -> None:
@@ -146,7 +146,7 @@ def test_random_churn_keeps_lpm_and_best_in_sync() -> None:
     rib = Rib()
     prefixes = [f"10.{i}.0.0/16" for i in range(20)] + [f"2001:db8:{i:x}::/48" for i in range(20)]
     peers = ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
-    truth: dict[tuple[str, str, int], Path] = {}
+    truth: dict[tuple[str, str, int], BgpPath] = {}
     for _ in range(2000):
         prefix, peer, path_id = rng.choice(prefixes), rng.choice(peers), rng.randrange(3)
         roll = rng.random()
@@ -170,7 +170,7 @@ def test_random_churn_keeps_lpm_and_best_in_sync() -> None:
 
 def test_a_live_path_beats_a_preloaded_file_path() -> None:
     rib = Rib()
-    preloaded = Path(next_hop="0.0.0.0", as_path=(64500,))  # pfx2as: short AS path, synthetic next hop
+    preloaded = BgpPath(next_hop="0.0.0.0", as_path=(64500,))  # pfx2as: short AS path, synthetic next hop
     live = path("10.0.0.1", as_path=(64501, 64502, 64500))
     rib.announce("file", P, preloaded)
     assert rib.best(P) == preloaded  # nothing better yet

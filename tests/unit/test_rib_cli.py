@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path as FilePath
+from pathlib import Path
 
 from typer.testing import CliRunner
 
 from topfib.controller.cli.app import app
 
 
-def test_lookup_prints_one_object_per_address(corpus: FilePath) -> None:
+def test_lookup_prints_one_object_per_address(corpus: Path) -> None:
     dump = corpus / "bgp" / "bgpdump__bview.ipv4_unicast_add_path.gz"
     result = CliRunner().invoke(app, ["rib", "lookup", "--rib", str(dump), "10.0.10.7", "192.0.2.1"])
     assert result.exit_code == 0, result.output
@@ -22,7 +22,7 @@ def test_lookup_prints_one_object_per_address(corpus: FilePath) -> None:
     assert second == {"address": "192.0.2.1", "prefix": None, "paths": []}
 
 
-def test_lookup_bad_address_and_bad_file(tmp_path: FilePath, corpus: FilePath) -> None:
+def test_lookup_bad_address_and_bad_file(tmp_path: Path, corpus: Path) -> None:
     dump = corpus / "bgp" / "bgpdump__bview.ipv6_unicast_add_path.gz"
     result = CliRunner().invoke(app, ["rib", "lookup", "--rib", str(dump), "not-an-ip", "2001:db8:28::1"])
     assert result.exit_code == 1
@@ -34,7 +34,7 @@ def test_lookup_bad_address_and_bad_file(tmp_path: FilePath, corpus: FilePath) -
     assert result.exit_code == 2
 
 
-def test_stats_json_and_text(tmp_path: FilePath) -> None:
+def test_stats_json_and_text(tmp_path: Path) -> None:
     table = tmp_path / "t.pfx2as"
     table.write_text("10.0.0.0\t8\t1\n10.1.0.0\t16\t2_3\n2001:db8::\t32\t4\n")
     result = CliRunner().invoke(app, ["rib", "stats", "--rib", str(table), "--json"])

@@ -11,7 +11,7 @@ import gzip
 import ipaddress
 from collections import defaultdict
 from collections.abc import Callable
-from pathlib import Path as FilePath
+from pathlib import Path
 
 import pytest
 
@@ -19,12 +19,12 @@ from topfib.collector.common.compressed import StreamStatus, read_chunks
 from topfib.collector.rib.loaders import MRT, PFX2AS, RibFileError, load_rib_file
 from topfib.collector.rib.lpm import LpmTable
 from topfib.collector.rib.mrt import MrtRibDecoder
-from topfib.collector.rib.paths import Path
+from topfib.collector.rib.paths import BgpPath
 from topfib.collector.rib.pfx2as import SYNTHETIC_NEXT_HOP_V4, Pfx2asError, Pfx2asParser
 from topfib.collector.rib.rib import Rib
 
 
-def decode(path: FilePath) -> tuple[list[tuple[str, Path]], MrtRibDecoder, StreamStatus]:
+def decode(path: Path) -> tuple[list[tuple[str, BgpPath]], MrtRibDecoder, StreamStatus]:
     decoder = MrtRibDecoder()
     status = StreamStatus()
     routes = [route for chunk in read_chunks(path, status) for route in decoder.feed(chunk)]
@@ -32,7 +32,7 @@ def decode(path: FilePath) -> tuple[list[tuple[str, Path]], MrtRibDecoder, Strea
     return routes, decoder, status
 
 
-def first_origins(routes: list[tuple[str, Path]]) -> dict[str, int | None]:
+def first_origins(routes: list[tuple[str, BgpPath]]) -> dict[str, int | None]:
     """Origin AS of each prefix's first entry in file order (what pyasn asserts)."""
     out: dict[str, int | None] = {}
     for prefix, path in routes:
@@ -44,7 +44,7 @@ def first_origins(routes: list[tuple[str, Path]]) -> dict[str, int | None]:
 
 
 @pytest.mark.slow
-def test_table_dump_v2_truncated_pyasn(full_corpus_file: Callable[[str], FilePath]) -> None:
+def test_table_dump_v2_truncated_pyasn(full_corpus_file: Callable[[str], Path]) -> None:
     routes, decoder, status = decode(full_corpus_file("bgp/pyasn__rib.20140523.0600_firstMB.bz2"))
     assert len(routes) == 270_005
     assert len({prefix for prefix, _ in routes}) == 9_072
@@ -63,7 +63,7 @@ def test_table_dump_v2_truncated_pyasn(full_corpus_file: Callable[[str], FilePat
 
 
 @pytest.mark.slow
-def test_table_dump_v1_truncated_pyasn(full_corpus_file: Callable[[str], FilePath]) -> None:
+def test_table_dump_v1_truncated_pyasn(full_corpus_file: Callable[[str], Path]) -> None:
     routes, decoder, _ = decode(full_corpus_file("bgp/pyasn__rib.20080501.0644_firstMB.bz2"))
     assert len(routes) == 139_291
     assert len({prefix for prefix, _ in routes}) == 3_507
@@ -79,7 +79,7 @@ def test_table_dump_v1_truncated_pyasn(full_corpus_file: Callable[[str], FilePat
 
 
 @pytest.mark.slow
-def test_table_dump_v2_ipv6_truncated_pyasn(full_corpus_file: Callable[[str], FilePath]) -> None:
+def test_table_dump_v2_ipv6_truncated_pyasn(full_corpus_file: Callable[[str], Path]) -> None:
     routes, decoder, _ = decode(full_corpus_file("bgp/pyasn__rib6.20151101.0600_firstMB.bz2"))
     assert decoder.counters["truncated"] == 1
     assert len(routes) == 149_578
@@ -91,14 +91,14 @@ def test_table_dump_v2_ipv6_truncated_pyasn(full_corpus_file: Callable[[str], Fi
 # -- MRT: bgpdump's golden output -----------------------------------------------------------------
 
 
-def bgpdump_rows(corpus: FilePath, name: str) -> list[list[str]]:
+def bgpdump_rows(corpus: Path, name: str) -> list[list[str]]:
     with gzip.open(corpus / "expected" / "bgpdump" / f"{name}.bgp.gz", "rt") as expected:
         return [line.rstrip("\n").split("|") for line in expected]
 
 
 @pytest.mark.parametrize("name", ["bview.ipv4_unicast_add_path.gz", "bview.ipv6_unicast_add_path.gz",
                                   "bview.64k_stream_overflow.gz"])
-def test_bgpdump_golden_entries(corpus: FilePath, name: str) -> None:
+def test_bgpdump_golden_entries(corpus: Path, name: str) -> None:
     routes, _, _ = decode(corpus / "bgp" / f"bgpdump__{name}")
     rows = bgpdump_rows(corpus, name)
     assert len(routes) == len(rows)
@@ -129,23 +129,23 @@ def test_bgpdump_golden_entries(corpus: FilePath, name: str) -> None:
     ("mrtparse__openbgpd_rib_table-v2", 31, 21),
     ("mrtparse__quagga_rib", 9, 6),
 ])
-def test_mrtparse_samples_counts(corpus: FilePath, name: str, entries: int, prefixes: int) -> None:
+def test_mrtparse_samples_counts(corpus: Path, name: str, entries: int, prefixes: int) -> None:
     routes, decoder, _ = decode(corpus / "bgp" / name)
     assert (len(routes), len({p for p, _ in routes})) == (entries, prefixes)
     assert decoder.counters["bad_record"] == 0 and decoder.counters["bad_attribute"] == 0
 
 
-def test_mrt_update_stream_is_skipped_not_loaded(corpus: FilePath) -> None:
+def test_mrt_update_stream_is_skipped_not_loaded(corpus: Path) -> None:
     routes, decoder, _ = decode(corpus / "bgp" / "mrtparse__openbgpd_rib_table-mp")
     assert routes == [] and decoder.counters["skipped_type_16"] == 31
 
 
-def test_rib_records_without_peer_index_are_counted(corpus: FilePath) -> None:
+def test_rib_records_without_peer_index_are_counted(corpus: Path) -> None:
     routes, decoder, _ = decode(corpus / "bgp" / "pyasn__bview.20140112.1600_3samples.bz2")
     assert routes == [] and decoder.counters["no_peer_index"] == 3
 
 
-def test_add_path_entries_stay_separate_in_the_rib(corpus: FilePath) -> None:
+def test_add_path_entries_stay_separate_in_the_rib(corpus: Path) -> None:
     rib = Rib()
     report = load_rib_file(corpus / "bgp" / "bgpdump__bview.ipv4_unicast_add_path.gz", rib)
     assert (report.format, report.compression, report.routes) == (MRT, "gzip", 62)
@@ -158,7 +158,7 @@ def test_add_path_entries_stay_separate_in_the_rib(corpus: FilePath) -> None:
 # -- MRT: damaged input --------------------------------------------------------------------------
 
 
-def test_cut_and_damaged_streams(corpus: FilePath, tmp_path: FilePath) -> None:
+def test_cut_and_damaged_streams(corpus: Path, tmp_path: Path) -> None:
     whole = (corpus / "bgp" / "bgpdump__bview.ipv4_unicast_add_path.gz").read_bytes()
     cut = tmp_path / "cut.gz"
     cut.write_bytes(whole[: len(whole) * 2 // 3])
@@ -182,7 +182,7 @@ def test_cut_and_damaged_streams(corpus: FilePath, tmp_path: FilePath) -> None:
     assert routes == [] and decoder.counters["bad_record"] == 1 and decoder.counters["no_peer_index"] == 31
 
 
-def test_byte_by_byte_feeding_gives_the_same_routes(corpus: FilePath) -> None:
+def test_byte_by_byte_feeding_gives_the_same_routes(corpus: Path) -> None:
     raw = gzip.decompress((corpus / "bgp" / "bgpdump__bview.ipv6_unicast_add_path.gz").read_bytes())
     whole = list(MrtRibDecoder().feed(raw))
     decoder = MrtRibDecoder()
@@ -197,8 +197,8 @@ def test_pfx2as_moas_and_as_sets() -> None:
     parser = Pfx2asParser()
     prefix, paths = parser.parse_line("192.0.2.0\t24\t64500_64501,64502\n")
     assert prefix == "192.0.2.0/24"
-    assert paths == (Path(next_hop=SYNTHETIC_NEXT_HOP_V4, as_path=(64500,), path_id=0),
-                     Path(next_hop=SYNTHETIC_NEXT_HOP_V4, as_path=(64501, 64502), path_id=1))
+    assert paths == (BgpPath(next_hop=SYNTHETIC_NEXT_HOP_V4, as_path=(64500,), path_id=0),
+                     BgpPath(next_hop=SYNTHETIC_NEXT_HOP_V4, as_path=(64501, 64502), path_id=1))
     prefix, paths = parser.parse_line("2001:DB8:0::\t32\t64500")
     assert prefix == "2001:db8::/32" and paths[0].next_hop == "::"
     for bad, reason in (("1.2.3.0\t24", "bad_line"), ("1.2.3.0\t24\tAS1", "bad_origin"),
@@ -208,7 +208,7 @@ def test_pfx2as_moas_and_as_sets() -> None:
         assert caught.value.reason == reason
 
 
-def test_pfx2as_file_with_bad_lines(tmp_path: FilePath) -> None:
+def test_pfx2as_file_with_bad_lines(tmp_path: Path) -> None:
     table = tmp_path / "t.pfx2as.bz2"
     table.write_bytes(bz2.compress(b"10.0.0.0\t8\t1\n10.0.0.1\t8\t2\nnonsense\n10.1.0.0\t16\t3_4\n"
                                    b"2001:db8::\t32\t5\n"))
@@ -220,7 +220,7 @@ def test_pfx2as_file_with_bad_lines(tmp_path: FilePath) -> None:
     assert rib.longest_match("10.1.2.3") == "10.1.0.0/16"
 
 
-def test_unknown_and_empty_files_are_errors(tmp_path: FilePath) -> None:
+def test_unknown_and_empty_files_are_errors(tmp_path: Path) -> None:
     junk = tmp_path / "junk.bin"
     junk.write_bytes(b"\x00\x01\x02" * 10)
     with pytest.raises(RibFileError):
@@ -234,7 +234,7 @@ def test_unknown_and_empty_files_are_errors(tmp_path: FilePath) -> None:
 
 
 @pytest.mark.slow
-def test_full_pfx2as_tables_count_and_lookups(full_corpus_file: Callable[[str], FilePath]) -> None:
+def test_full_pfx2as_tables_count_and_lookups(full_corpus_file: Callable[[str], Path]) -> None:
     """Every line of the 998,042-prefix table parses; the §4.13 matches hold.
 
     Loading a million prefixes is the benchmark's job; here the LPM is built from the prefixes

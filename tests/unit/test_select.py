@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from topfib.collector.rib.paths import Path
+from topfib.collector.rib.paths import BgpPath
 from topfib.controller.config import SwitchConfig
 from topfib.controller.selection.closure import unit_of
 from topfib.controller.selection.select import OnDemandRequest, SelectedRoute, SelectionPolicy, select
@@ -15,7 +15,7 @@ V6_NH = "2001:db8::1"
 
 
 def rib_of(routes: dict[str, str]) -> StaticRib:
-    return StaticRib({prefix: [Path(next_hop=nh, peer=nh)] for prefix, nh in routes.items()})
+    return StaticRib({prefix: [BgpPath(next_hop=nh, peer=nh)] for prefix, nh in routes.items()})
 
 
 def policy(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from topfib.collector.rib.paths import Path
+from topfib.collector.rib.paths import BgpPath
 from topfib.collector.rib.rib import Rib
 from topfib.controller.selection.select import SelectionPolicy, UnitCache, select
 
@@ -13,7 +13,7 @@ HOPS = ["192.0.2.1", "192.0.2.2"]
 # nested prefixes, so that units (a prefix with more-specifics of another exit) come and go
 PREFIXES = ["10.0.0.0/16", "10.0.0.0/20", "10.0.1.0/24", "10.0.2.0/24", "10.0.16.0/20", "10.0.17.0/24",
             "2001:db8::/32", "2001:db8:1::/48"]
-PATHS = {hop: Path(next_hop=hop, peer=hop) for hop in HOPS}
+PATHS = {hop: BgpPath(next_hop=hop, peer=hop) for hop in HOPS}
 
 changes = st.lists(
     st.tuples(st.sampled_from(PREFIXES), st.sampled_from([*HOPS, None])), min_size=1, max_size=6

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from topfib.collector.common.prefixes import contains
-from topfib.collector.rib.paths import Path
+from topfib.collector.rib.paths import BgpPath
 from topfib.controller.selection.closure import prefix_sort_key
 from topfib.controller.selection.select import OnDemandRequest, Selection, SelectionPolicy, select
 from topfib.controller.selection.static_rib import StaticRib
@@ -24,7 +24,7 @@ SETTINGS = settings(max_examples=25, deadline=None)
 
 @dataclass
 class Case:
-    routes: dict[str, list[Path]]
+    routes: dict[str, list[BgpPath]]
     scores: dict[str, float]
     requests: list[OnDemandRequest]
     pins: list[str]
@@ -51,13 +51,13 @@ def _prefix(draw: st.DrawFn, flat: bool) -> str:
 @st.composite
 def cases(draw: st.DrawFn, flat: bool = False) -> Case:
     prefixes = sorted({_prefix(draw, flat) for _ in range(draw(st.integers(1, 40)))})
-    routes: dict[str, list[Path]] = {}
+    routes: dict[str, list[BgpPath]] = {}
     for prefix in prefixes:
         if draw(st.integers(0, 9)) == 0:
             continue  # a prefix we score or request that has no path
         hops = draw(st.lists(st.sampled_from(NEXT_HOPS), min_size=1, max_size=3))
         routes[prefix] = [
-            Path(next_hop=h, local_pref=draw(st.sampled_from([100, 200])), peer=h) for h in hops
+            BgpPath(next_hop=h, local_pref=draw(st.sampled_from([100, 200])), peer=h) for h in hops
         ]
     scores = {p: float(draw(st.integers(0, 50))) for p in prefixes if draw(st.booleans())}
     requests = [

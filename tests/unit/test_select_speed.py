@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from topfib.collector.common.fastprefix import split_prefix
 from topfib.collector.common.prefixes import PrefixError
-from topfib.collector.rib.paths import Path
+from topfib.collector.rib.paths import BgpPath
 from topfib.controller.selection.closure import prefix_sort_key
 from topfib.controller.selection.fib_draft import FibDraft
 from topfib.controller.selection.model import AnswerStatus
@@ -79,7 +79,7 @@ def cases(draw: st.DrawFn) -> Case:
             continue  # scored or asked for, no path
         hops = V6_HOPS if ":" in prefix else HOPS
         hop = hops[1] if draw(st.floats(0, 1)) < odd_one else hops[0]
-        routes[prefix] = [Path(next_hop=hop, peer=hop)]
+        routes[prefix] = [BgpPath(next_hop=hop, peer=hop)]
     grid = draw(st.booleans())
 
     def score() -> float:
@@ -150,7 +150,7 @@ def _random_table(rng: np.random.Generator, count: int) -> tuple[StaticRib, list
     ):
         prefix = str(ipaddress.IPv4Network(((10 << 24) | network, int(length)), strict=False))
         hop = HOPS[1] if rng.random() < 0.03 else HOPS[0]
-        routes[prefix] = [Path(next_hop=hop, peer=hop)]
+        routes[prefix] = [BgpPath(next_hop=hop, peer=hop)]
     return StaticRib(routes), sorted(routes)
 
 

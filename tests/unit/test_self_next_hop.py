@@ -22,7 +22,7 @@ from tests.unit.test_switch_controller import (
 )
 from topfib.collector.common.metrics import REGISTRY
 from topfib.collector.rib.events import Event, RouteUpdate, SessionState
-from topfib.collector.rib.paths import Path as BgpPath
+from topfib.collector.rib.paths import BgpPath
 from topfib.controller.config import SwitchConfig
 from topfib.controller.state.store import Pin
 from topfib.controller.switch.self_next_hop import SelfNextHopFilter

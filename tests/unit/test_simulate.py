@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
-from pathlib import Path as FilePath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,7 +13,7 @@ import pytest
 
 from topfib.collector.common.prefixes import contains
 from topfib.collector.common.shares import top_k_shares
-from topfib.collector.rib.paths import Path
+from topfib.collector.rib.paths import BgpPath
 from topfib.controller.sim.simulate import (
     SimulationRib,
     SimulationSettings,
@@ -38,7 +38,7 @@ PREFIXES = [
 
 
 def sim_rib(prefixes: list[str]) -> SimulationRib:
-    routes = {p: Path(next_hop="0.0.0.0", as_path=(64500 + i,)) for i, p in enumerate(prefixes)}
+    routes = {p: BgpPath(next_hop="0.0.0.0", as_path=(64500 + i,)) for i, p in enumerate(prefixes)}
     return SimulationRib(synthetic_peer_rib(routes))
 
 
@@ -63,7 +63,7 @@ def test_ancestors_and_covered_match_brute_force() -> None:
 
 def test_synthetic_peers_follow_the_origin_as() -> None:
     rib = synthetic_peer_rib(
-        {"10.0.0.0/8": Path("0.0.0.0", as_path=(3, 9)), "2001:db8::/32": Path("::", (17,))}
+        {"10.0.0.0/8": BgpPath("0.0.0.0", as_path=(3, 9)), "2001:db8::/32": BgpPath("::", (17,))}
     )
     best = rib.best("10.0.0.0/8")
     assert best is not None and best.next_hop == "192.0.2.2"
@@ -130,14 +130,14 @@ def test_small_caps_cover_less_than_large_ones_and_stay_within_the_cap() -> None
     assert small.coverage <= small.oracle_coverage * 1.05
 
 
-def _pfx2as(tmp_path: FilePath) -> FilePath:
+def _pfx2as(tmp_path: Path) -> Path:
     path = tmp_path / "rib.pfx2as.gz"
     lines = [f"10.{i // 256}.{i % 256}.0\t24\t{64500 + i}" for i in range(300)] + ["10.0.0.0\t16\t64499"]
     path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
     return path
 
 
-def test_cli_json_one_object_per_cap_and_plot(tmp_path: FilePath, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_json_one_object_per_cap_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "curve.png"
     assert run_simulate(_pfx2as(tmp_path), "zipf:1.1", [10, 400], True, out, 60.0, 7, 60.0) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -150,7 +150,7 @@ def test_cli_json_one_object_per_cap_and_plot(tmp_path: FilePath, capsys: pytest
 
 
 def test_cli_text_report_states_its_assumptions(
-    tmp_path: FilePath, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert run_simulate(_pfx2as(tmp_path), "zipf:1.0", [20], False, None, 60.0, 1, 60.0) == 0
     text = capsys.readouterr().out
@@ -167,7 +167,7 @@ def test_cli_text_report_states_its_assumptions(
     ],
 )
 def test_cli_rejects_bad_arguments(
-    tmp_path: FilePath,
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     traffic: str,
     caps: list[int],
@@ -179,7 +179,7 @@ def test_cli_rejects_bad_arguments(
 
 
 def test_cli_warmup_default_is_the_simulators_and_a_negative_one_is_refused(
-    tmp_path: FilePath, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from topfib.controller.cli.simulate import DEFAULT_WARMUP_S
 
@@ -190,13 +190,13 @@ def test_cli_warmup_default_is_the_simulators_and_a_negative_one_is_refused(
     assert "90 s warm-up then 60 s measured" in capsys.readouterr().out
 
 
-def test_cli_rejects_a_missing_rib(tmp_path: FilePath, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_rejects_a_missing_rib(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run_simulate(tmp_path / "nope.gz", "zipf:1.0", [10], False, None, 60.0, 1) == 2
     assert "--rib" in capsys.readouterr().err
 
 
 def test_capture_replay_maps_destinations_and_spreads_samples(
-    corpus: FilePath, tmp_path: FilePath, capsys: pytest.CaptureFixture[str]
+    corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from topfib.controller.sim.capture_traffic import load_capture
 
@@ -217,7 +217,7 @@ def test_capture_replay_maps_destinations_and_spreads_samples(
 
 
 def test_cli_rejects_traffic_that_is_neither_zipf_nor_a_file(
-    tmp_path: FilePath, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert run_simulate(_pfx2as(tmp_path), str(tmp_path / "missing.pcap"), [10], False, None, 60.0, 1) == 2
     assert "neither zipf" in capsys.readouterr().err

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path as FilePath
+from pathlib import Path
 
 import pytest
 
@@ -28,7 +28,7 @@ def test_after_a_warm_restart_churn_stays_at_the_steady_state() -> None:
     assert line.startswith(f"cap {CAP}: warm restart in hour 4: changes per hour from it, % of cap: ")
 
 
-def test_restart_at_must_lie_within_the_simulated_time(tmp_path: FilePath,
+def test_restart_at_must_lie_within_the_simulated_time(tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     rib = _pfx2as(tmp_path)
     assert run_simulate(rib, "zipf:1.0", [10], False, None, 300.0, 1, 300.0, restart_at=600.0) == 2

@@ -12,12 +12,12 @@ from tests.unit.test_switch_controller import _announce, _withdraw
 from topfib.collector.common.prefixes import PrefixError
 from topfib.collector.common.special_use import FILTERED, SpecialUseFilter
 from topfib.collector.rib.exabgp_json import ExabgpJsonParser
-from topfib.collector.rib.paths import Path
+from topfib.collector.rib.paths import BgpPath
 from topfib.collector.rib.rib import Rib, RibChange
 from topfib.controller.config import ConfigError, SpecialUseConfig, parse_config
 
 DEFAULT = SpecialUseFilter.from_settings()
-PATH = Path(next_hop="192.168.50.11", peer="10.99.0.2")
+PATH = BgpPath(next_hop="192.168.50.11", peer="10.99.0.2")
 
 REFUSED = [
     ("0.0.0.0/0", "default route"),

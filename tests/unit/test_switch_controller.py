@@ -373,7 +373,7 @@ def test_follow_observed_paths_installs_the_path_traffic_takes(tmp_path: Path) -
     import numpy as np
 
     from topfib.collector.accounting.path_rates import PathRates
-    from topfib.collector.rib.paths import Path as BgpPath
+    from topfib.collector.rib.paths import BgpPath
 
     async def scenario(follow: bool) -> str:
         config = TopfibConfig.model_validate({"switch": [{
