@@ -17,7 +17,6 @@ for as long as ``hop_names`` is the same object (what per-path accounting caches
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
@@ -25,6 +24,7 @@ from typing import Final, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from topfib.collector.common.prefixes import canonical_address
 from topfib.collector.rib.lpm import LpmTable
 from topfib.collector.rib.paths import BgpPath
 
@@ -54,16 +54,6 @@ class Attribution:
     hop_ids: IntArray
     peer_asn: U32Array
     hop_names: list[str]
-
-
-def canonical_address(text: str) -> str:
-    """``text`` as ``inet_ntop`` writes it (the decoders' form); unchanged if not an address."""
-    try:
-        if ":" in text:
-            return socket.inet_ntop(socket.AF_INET6, socket.inet_pton(socket.AF_INET6, text))
-        return socket.inet_ntoa(socket.inet_aton(text)) if text.count(".") == 3 else text
-    except OSError:
-        return text
 
 
 @dataclass

@@ -27,9 +27,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-from topfib.collector.common.fastprefix import split_prefix
 from topfib.collector.common.metrics import REGISTRY
-from topfib.collector.common.prefixes import IPV4, IPV6, PrefixError
+from topfib.collector.common.prefixes import IPV4, IPV6, PrefixError, split_prefix
 
 FILTERED = REGISTRY.counter(
     "topfib_special_use_filtered_total",

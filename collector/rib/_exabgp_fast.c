@@ -418,7 +418,7 @@ static int ipv4_address(const char *s, Py_ssize_t n, uint32_t *out) {
 }
 
 /* The canonical prefix of an NLRI text and, if `want_key` and the text is not a known prefix,
- * its (family, network, length) key; as topfib.collector.common.fastprefix.split_canonical. */
+ * its (family, network, length) key; as topfib.collector.common.prefixes.split_canonical. */
 static int prefix_of(Scanner *self, const char *s, Py_ssize_t n, int want_key, PyObject **prefix, PyObject **key) {
     *key = NULL;
     PyObject *text = ascii(s, n);

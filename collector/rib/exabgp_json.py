@@ -41,9 +41,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from topfib.collector.common.fastprefix import format_network, split_canonical, split_prefix
 from topfib.collector.common.log_budget import LogLimiter
-from topfib.collector.common.prefixes import IPV4, PrefixError
+from topfib.collector.common.prefixes import IPV4, PrefixError, format_network, split_canonical, split_prefix
 from topfib.collector.rib.events import Event, RouteUpdate
 from topfib.collector.rib.exabgp_json_fast import FastUpdatePath
 from topfib.collector.rib.exabgp_json_values import (

@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from topfib.collector.common.fastprefix import split_canonical
+from topfib.collector.common.prefixes import split_canonical
 from topfib.collector.rib.events import Event, new_route_update
 from topfib.collector.rib.exabgp_json_values import FAMILIES, Attributes, Skip, path_id_of
 from topfib.collector.rib.paths import BgpPath

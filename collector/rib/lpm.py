@@ -28,8 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from topfib.collector.common.fastprefix import split_prefix
-from topfib.collector.common.prefixes import IPV4, IPV6, PrefixError, parse_address
+from topfib.collector.common.prefixes import IPV4, IPV6, PrefixError, parse_address, split_prefix
 from topfib.collector.rib.dir24 import DIR_BITS, Dir24, pack_pending
 from topfib.collector.rib.more_specifics import MoreSpecificsIndex
 

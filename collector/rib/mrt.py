@@ -23,8 +23,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from topfib.collector.common.fastprefix import format_network
-from topfib.collector.common.prefixes import IPV4, IPV6
+from topfib.collector.common.prefixes import IPV4, IPV6, format_network
 from topfib.collector.rib.paths import BgpPath
 
 TABLE_DUMP = 12

@@ -11,8 +11,7 @@ address: "no real next hop, from a file") and the peer is empty.
 
 from __future__ import annotations
 
-from topfib.collector.common.fastprefix import format_network, split_prefix
-from topfib.collector.common.prefixes import IPV4, IPV6, PrefixError
+from topfib.collector.common.prefixes import IPV4, IPV6, PrefixError, format_network, split_prefix
 from topfib.collector.rib.paths import BgpPath
 
 SYNTHETIC_NEXT_HOP_V4 = "0.0.0.0"

@@ -24,8 +24,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import cast
 
-from topfib.collector.common.fastprefix import split_prefix
-from topfib.collector.common.prefixes import IPV4, IPV6, prefix_family
+from topfib.collector.common.prefixes import IPV4, IPV6, prefix_family, split_prefix
 from topfib.collector.common.special_use import SpecialUseFilter, count_filtered
 from topfib.collector.rib.events import EndOfRib, Event, Notification, RouteUpdate, SessionState
 from topfib.collector.rib.lpm import LpmTable

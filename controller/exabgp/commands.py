@@ -19,7 +19,7 @@ prefix per line 2.4–3.1×.
 
 from __future__ import annotations
 
-from topfib.collector.common.fastprefix import split_prefix
+from topfib.collector.common.prefixes import split_prefix
 from topfib.controller.addresses import parse_ip
 from topfib.controller.program.plan import Plan, Step
 

@@ -15,7 +15,7 @@ from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from topfib.controller.selection.closure import prefix_sort_key
+from topfib.collector.common.prefixes import prefix_family, prefix_sort_key
 from topfib.controller.selection.model import RibView
 
 Action = Literal["withdraw", "announce"]
@@ -61,10 +61,6 @@ class Plan:
             yield dict(state)
 
 
-def _family(prefix: str) -> int:
-    return 6 if ":" in prefix else 4
-
-
 def _next_hop_key(next_hop: str) -> tuple[int, int]:
     address = ipaddress.ip_address(next_hop)
     return address.version, int(address)
@@ -94,11 +90,11 @@ def plan(
     withdraw: dict[int, list[str]] = {}
     for prefix in installed:
         if prefix not in desired:
-            withdraw.setdefault(_family(prefix), []).append(prefix)
+            withdraw.setdefault(prefix_family(prefix), []).append(prefix)
     announce: dict[tuple[int, str], list[str]] = {}
     for prefix, next_hop in desired.items():
         if installed.get(prefix) != next_hop:
-            announce.setdefault((_family(prefix), next_hop), []).append(prefix)
+            announce.setdefault((prefix_family(prefix), next_hop), []).append(prefix)
     steps = [
         Step("withdraw", family, None, tuple(sorted(withdraw[family], key=prefix_sort_key)))
         for family in sorted(withdraw)

@@ -16,24 +16,9 @@ member, so Q agrees with X.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterable
 
-
-def prefix_sort_key(prefix: str) -> tuple[int, int, int]:
-    """The canonical prefix order: family, then network, then length (shorter first).
-
-    ``inet_pton`` keeps it cheap enough to key every candidate selection looks at. Something that
-    is not a prefix sorts after every prefix (family 99) instead of raising: ordering must not
-    be where a stray string stops the control loop.
-    """
-    address, _, length = prefix.partition("/")
-    try:
-        if ":" in address:
-            return 6, int.from_bytes(socket.inet_pton(socket.AF_INET6, address)), int(length)
-        return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, address)), int(length)
-    except (OSError, ValueError):
-        return 99, 0, 0
+from topfib.collector.common.prefixes import prefix_sort_key
 
 
 def unit_of(

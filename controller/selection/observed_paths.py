@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from topfib.collector.accounting.path_attribution import canonical_address
+from topfib.collector.common.prefixes import canonical_address
 from topfib.collector.rib.paths import BgpPath
 from topfib.collector.rib.rib import Rib
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from topfib.controller.selection.closure import prefix_sort_key
+from topfib.collector.common.prefixes import prefix_sort_key
 from topfib.controller.selection.fib_draft import FibDraft
 from topfib.controller.selection.model import (
     AnswerStatus,

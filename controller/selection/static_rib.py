@@ -11,8 +11,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterator, Mapping, Sequence
 
-from topfib.collector.common.fastprefix import split_prefix
-from topfib.collector.common.prefixes import IPV4, parse_address
+from topfib.collector.common.prefixes import IPV4, parse_address, split_prefix
 from topfib.collector.rib.paths import BgpPath, best_path
 
 _LENGTH_BITS = 8  # a sort key is network << 8 | length (length ≤ 128 fits)

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from topfib.collector.common.fastprefix import format_network, split_prefix
-from topfib.collector.common.prefixes import PrefixError
-from topfib.controller.selection.closure import prefix_sort_key, unit_of
+from topfib.collector.common.prefixes import PrefixError, format_network, prefix_sort_key, split_prefix
+from topfib.controller.selection.closure import unit_of
 from topfib.controller.selection.model import RibView
 from topfib.controller.selection.name_kinds import NameKinds, NamePositions
 

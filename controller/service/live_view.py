@@ -20,9 +20,9 @@ from topfib.api.view import (
     TopEntry,
     sampling_error_pct,
 )
-from topfib.collector.accounting.path_attribution import canonical_address
 from topfib.collector.accounting.path_rates import PathRate
 from topfib.collector.accounting.pipeline import Collector
+from topfib.collector.common.prefixes import canonical_address
 from topfib.collector.rib.paths import BgpPath
 from topfib.controller.switch.controller import SwitchController
 

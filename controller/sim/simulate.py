@@ -42,7 +42,7 @@ import numpy as np
 import numpy.typing as npt
 
 from topfib.collector.accounting.prefix_rates import CANDIDATES_PER_SLOT, PrefixRates
-from topfib.collector.common.fastprefix import split_prefix
+from topfib.collector.common.prefixes import split_prefix
 from topfib.collector.common.shares import top_k_shares
 from topfib.collector.rib.lpm import LpmTable
 from topfib.collector.rib.paths import BgpPath

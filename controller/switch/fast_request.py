@@ -24,9 +24,9 @@ import threading
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 
+from topfib.collector.common.prefixes import prefix_sort_key
 from topfib.collector.rib.rib import Rib
 from topfib.controller.program.plan import plan
-from topfib.controller.selection.closure import prefix_sort_key
 from topfib.controller.selection.model import (
     OnDemandRequest,
     RequestAnswer,

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.unit.test_exabgp_json_fast import Trio
-from topfib.collector.common.fastprefix import split_canonical
+from topfib.collector.common.prefixes import split_canonical
 from topfib.collector.rib import exabgp_json
 from topfib.collector.rib.events import Event, RouteUpdate
 from topfib.collector.rib.exabgp_json import ExabgpJsonParser, c_scanner_available

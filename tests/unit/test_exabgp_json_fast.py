@@ -20,8 +20,7 @@ from hypothesis import strategies as st
 
 from tests.fuzz.test_exabgp_json_fuzz import SEEDS, _mutate_bytes, _mutate_structure
 from tests.unit.test_exabgp_json_golden import GOLDEN
-from topfib.collector.common.fastprefix import format_network, split_canonical, split_prefix
-from topfib.collector.common.prefixes import IPV4, PrefixError
+from topfib.collector.common.prefixes import IPV4, PrefixError, format_network, split_canonical, split_prefix
 from topfib.collector.rib.events import Event, RouteUpdate, new_route_update
 from topfib.collector.rib.exabgp_json import ExabgpJsonParser
 from topfib.collector.rib.paths import BgpPath, new_path

@@ -13,8 +13,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from topfib.collector.common.fastprefix import format_network
-from topfib.collector.common.prefixes import IPV4, IPV6, PrefixError
+from topfib.collector.common.prefixes import IPV4, IPV6, PrefixError, format_network
 from topfib.collector.rib.lpm import LpmTable
 
 MASK64 = (1 << 64) - 1

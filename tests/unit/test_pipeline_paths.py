@@ -11,12 +11,13 @@ import numpy as np
 import numpy.typing as npt
 
 from tests.unit.test_pipeline import ListDecoder
-from topfib.collector.accounting.path_attribution import PathAttributor, canonical_address
+from topfib.collector.accounting.path_attribution import PathAttributor
 from topfib.collector.accounting.path_rates import PathRates
 from topfib.collector.accounting.pipeline import Collector
 from topfib.collector.accounting.prefix_rates import PrefixRates
 from topfib.collector.common.batch import SampleBatch, merge_batches
 from topfib.collector.common.metrics import Registry
+from topfib.collector.common.prefixes import canonical_address
 from topfib.collector.rib.paths import BgpPath
 from topfib.collector.rib.rib import Rib
 

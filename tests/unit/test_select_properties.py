@@ -12,9 +12,8 @@ from functools import cached_property
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from topfib.collector.common.prefixes import contains
+from topfib.collector.common.prefixes import contains, prefix_sort_key
 from topfib.collector.rib.paths import BgpPath
-from topfib.controller.selection.closure import prefix_sort_key
 from topfib.controller.selection.select import OnDemandRequest, Selection, SelectionPolicy, select
 from topfib.controller.selection.static_rib import StaticRib
 

@@ -18,10 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from topfib.collector.common.fastprefix import split_prefix
-from topfib.collector.common.prefixes import PrefixError
+from topfib.collector.common.prefixes import PrefixError, prefix_sort_key, split_prefix
 from topfib.collector.rib.paths import BgpPath
-from topfib.controller.selection.closure import prefix_sort_key
 from topfib.controller.selection.fib_draft import FibDraft
 from topfib.controller.selection.model import AnswerStatus
 from topfib.controller.selection.name_kinds import NameKinds, table_of_kind
