@@ -23,6 +23,7 @@ from topfib.collector.common.prefixes import PrefixError
 from topfib.controller.selection.closure import prefix_sort_key, unit_of
 from topfib.controller.selection.model import RibView
 from topfib.controller.selection.name_kinds import NameKinds, NamePositions
+from topfib.controller.selection.request_memo import AddressMatches
 
 # More changes than this in one go (a session reset): dropping everything is cheaper than
 # working out which units they touch.
@@ -50,6 +51,7 @@ class UnitCache:
         # the FIB table kind of each scored name, by identity (does not depend on the RIB)
         self.name_kinds = NameKinds()
         self.name_positions = NamePositions()  # of the scored names, by identity
+        self.addresses = AddressMatches()  # requested address → longest match
 
     def __len__(self) -> int:
         return len(self._next_hops)
@@ -67,6 +69,7 @@ class UnitCache:
         self._next_hops.clear()
         self._entries.clear()
         self._root_lengths = {4: set(), 6: set()}
+        self.addresses.clear()
 
     def sort_key(self, prefix: str) -> tuple[int, int, int]:
         """:func:`topfib.controller.selection.closure.prefix_sort_key`, remembered (it does not depend on the
@@ -151,6 +154,7 @@ class UnitCache:
             except PrefixError:
                 self.clear()  # not ours to judge; being safe costs one cold selection
                 return
+            self.addresses.forget_inside(family, network, length)
             bits = 32 if family == 4 else 128
             for root_length in self._root_lengths[family]:
                 if root_length < length:

@@ -59,6 +59,7 @@ from topfib.controller.selection.select import (
     SelectionPolicy,
     select,
 )
+from topfib.controller.selection.snapshot_json import SelectionJson
 from topfib.controller.selection.unit_cache import UnitCache
 from topfib.controller.state.settings import effective_settings, selection_policy
 from topfib.controller.state.store import SettingValue, Store, StoreUnavailable
@@ -240,6 +241,7 @@ class SwitchController:
         # next-hops and no-cache-hiding units of the RIB, kept across selections (invalidated
         # by the RIB's changed prefixes before each one)
         self._unit_cache = UnitCache()
+        self._desired_json = SelectionJson()  # the desired_fib snapshot, unchanged answers not re-encoded
         self.policy = SelectionPolicy.from_switch(switch)
         self.active = False  # runs ExaBGP for the switch (holds its lease when there is one)
         # recent FIB changes for the dashboard: (wall time, action, prefix, next-hop, reason)
@@ -1076,7 +1078,7 @@ class SwitchController:
         if self.selection is None:
             return
         try:
-            await self.store.put_snapshot(self.name, "desired_fib", json.dumps(self.selection.to_dict()))
+            await self.store.put_snapshot(self.name, "desired_fib", self._desired_json.encode(self.selection))
             await self.store.put_snapshot(
                 self.name, "installed_fib", json.dumps(dict(sorted(self.installed.items())))
             )
