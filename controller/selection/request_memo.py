@@ -120,9 +120,14 @@ class AddressMatches:
         for family, (positions, addresses) in by_family.items():
             if positions:
                 assert batch is not None
-                for index, address, match in zip(positions, addresses, batch(family, addresses), strict=True):
+                matches = batch(family, addresses)
+                for index, match in zip(positions, matches, strict=True):
                     found[index] = match
-                    self._remember(ips[index], family, address, match)
+                # remembered in C; an address twice in the batch is in _unsorted twice (harmless)
+                resolved = list(map(ips.__getitem__, positions))
+                self._match.update(zip(resolved, matches, strict=True))
+                self._ip_of[family].update(zip(addresses, resolved, strict=True))
+                self._unsorted[family] += addresses
 
     def _remember(self, ip: str, family: int, address: int, match: str | None) -> None:
         if ip not in self._match:
@@ -144,7 +149,9 @@ class AddressMatches:
             return
         ip_of, match = self._ip_of[family], self._match
         for address in addresses[start:end]:
-            del match[ip_of.pop(address)]
+            ip = ip_of.pop(address, None)
+            if ip is not None:  # None: the same address listed twice, dropped already
+                del match[ip]
         del addresses[start:end]
 
     def _keep_only(self, ips: list[str]) -> None:

@@ -157,3 +157,13 @@ def test_snapshot_json_is_json_dumps_of_to_dict(fields: list[tuple[str, str, str
         assert encoder.encode(selection) == json.dumps(selection.to_dict())
     for answer in (RequestAnswer(*f) for f in fields):  # type: ignore[arg-type]
         assert answer_json(answer) == json.dumps(answer.to_dict())
+
+
+def test_an_address_asked_for_twice_is_remembered_once() -> None:
+    rib, matches = Rib(), AddressMatches()
+    rib.announce("s", "10.0.0.0/8", PATH)
+    assert matches.resolve(rib, ["10.1.2.3", "10.1.2.3"]) == ["10.0.0.0/8", "10.0.0.0/8"]
+    assert len(matches) == 1
+    matches.forget_inside(4, int(ipaddress.IPv4Address("10.0.0.0")), 8)
+    assert len(matches) == 0
+    assert matches.resolve(rib, ["10.1.2.3"]) == ["10.0.0.0/8"]
