@@ -5,12 +5,14 @@ questions every loop: the best next-hop, and the unit the prefix must be install
 (:func:`topfib.controller.selection.closure.unit_of`, which needs the RIB's more-specifics, ~15 µs a call on
 the
 live RIB). Both only change when the RIB does, so a :class:`UnitCache` kept by the caller answers
-them from dicts while the RIB stands still.
+them from dicts while the RIB stands still. So it does the longest match of each requested address
+(:class:`topfib.controller.selection.request_memo.AddressMatches`).
 
 Invalidation is the caller's job and must be exact: every prefix whose best path changed, appeared
 or disappeared goes to :meth:`UnitCache.forget` (``Rib.drain_changed()`` gives exactly that set)
 before the next selection. A changed prefix also voids the units of every cached prefix covering
-it (their closures may now need it, or no longer need it). Without a cache passed in, selection
+it (their closures may now need it, or no longer need it), and the longest matches of the
+requested addresses inside it (it may have appeared). Without a cache passed in, selection
 uses a fresh one per call, which is the old per-call memo.
 """
 
