@@ -19,7 +19,8 @@ import bisect
 import socket
 from collections.abc import Callable, Sequence
 from enum import Enum
-from itertools import repeat
+from itertools import compress, repeat
+from operator import is_
 from typing import Final, Protocol, cast
 
 from topfib.controller.selection.model import RibView
@@ -88,7 +89,7 @@ class AddressMatches:
         """The longest match of each of ``ips`` (:attr:`Unresolvable.INVALID` where
         ``rib.longest_match`` raises ValueError)."""
         found = cast(list[Match | object], list(map(self._match.get, ips, repeat(_MISSING))))
-        absent = [index for index, match in enumerate(found) if match is _MISSING]
+        absent = list(compress(range(len(found)), map(is_, found, repeat(_MISSING))))
         if absent:
             self._resolve_into(rib, ips, absent, found)
         if len(self._match) > KEEP_FACTOR * len(ips) + KEEP_SLACK:

@@ -125,20 +125,20 @@ def _place_requests(
     request_ids = list(map(_REQUEST_ID, given))
     matches = fib.cache.addresses.resolve(fib.rib, ips)
     outcomes = list(map(_outcomes(fib, matches).__getitem__, matches))
-    expired = list(map(le, map(_EXPIRES_AT, given), repeat(now)))
-    if any(expired):
+    if any(map(le, map(_EXPIRES_AT, given), repeat(now))):  # rare: the mirror drops them on time
+        expired = list(map(le, map(_EXPIRES_AT, given), repeat(now)))
         outcomes = [_EXPIRED if gone else outcome for outcome, gone in zip(outcomes, expired, strict=True)]
     live = list(compress(range(len(given)), map(is_, outcomes, repeat(None))))
-    created = list(map(_CREATED_AT, given))
-    if any(map(isnan, created)):
-        # NaN orders no subset as it orders the whole: sort every active request, as always
-        active = sorted((i for i, gone in enumerate(expired) if not gone),
-                        key=lambda i: (-created[i], ips[i], request_ids[i]))
-        live = [i for i in active if outcomes[i] is None]
-    else:
-        # newest first; equal times in address order so the answer does not depend on input
-        # order: by (ip, request_id), then stably by time (the key (-created_at, ip, request_id))
-        if live:
+    if live:
+        created = list(map(_CREATED_AT, given))
+        if any(map(isnan, created)):
+            # NaN orders no subset as it orders the whole: sort every active request, as always
+            active = sorted((i for i, request in enumerate(given) if not request.expires_at <= now),
+                            key=lambda i: (-created[i], ips[i], request_ids[i]))
+            live = [i for i in active if outcomes[i] is None]
+        else:
+            # newest first; equal times in address order so the answer does not depend on input
+            # order: by (ip, request_id), then stably by time (the key (-created_at, ip, request_id))
             live.sort(key=list(zip(ips, request_ids, strict=True)).__getitem__)
             live.sort(key=created.__getitem__, reverse=True)
     for index in live:

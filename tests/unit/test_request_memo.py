@@ -15,9 +15,16 @@ from hypothesis import strategies as st
 
 from topfib.collector.rib.paths import Path
 from topfib.collector.rib.rib import Rib
-from topfib.controller.selection.model import RequestAnswer, Selection, SelectionPolicy, new_route
+from topfib.controller.selection.fib_draft import FibDraft
+from topfib.controller.selection.model import (
+    AnswerStatus,
+    RequestAnswer,
+    Selection,
+    SelectionPolicy,
+    new_route,
+)
 from topfib.controller.selection.request_memo import AddressMatches, Unresolvable, canonical_address
-from topfib.controller.selection.select import OnDemandRequest, UnitCache, select
+from topfib.controller.selection.select import OnDemandRequest, UnitCache, _place_requests, select
 from topfib.controller.selection.snapshot_json import SelectionJson, answer_json
 from topfib.controller.selection.static_rib import StaticRib
 
@@ -167,3 +174,72 @@ def test_an_address_asked_for_twice_is_remembered_once() -> None:
     matches.forget_inside(4, int(ipaddress.IPv4Address("10.0.0.0")), 8)
     assert len(matches) == 0
     assert matches.resolve(rib, ["10.1.2.3"]) == ["10.0.0.0/8"]
+
+
+def reference_place_requests(
+    fib: FibDraft, requests: list[OnDemandRequest], now: float
+) -> list[RequestAnswer]:
+    """Placement as it was before answers were built in bulk: every active request sorted and placed."""
+    answers: list[RequestAnswer | None] = [None] * len(requests)
+    active = []
+    for index, request in enumerate(requests):
+        if request.expires_at <= now:
+            answers[index] = RequestAnswer(request.ip, "expired", None, "request expired", request.request_id)
+        else:
+            active.append(index)
+    active.sort(key=lambda i: (-requests[i].created_at, requests[i].ip, requests[i].request_id))
+    for index in active:
+        request = requests[index]
+        try:
+            prefix = fib.rib.longest_match(request.ip)
+        except ValueError:
+            answers[index] = RequestAnswer(
+                request.ip, "rejected", None, "invalid address", request.request_id)
+            continue
+        if prefix is None or fib.next_hop_of(prefix) is None:
+            answers[index] = RequestAnswer(request.ip, "no-route", prefix, "no peer path", request.request_id)
+        else:
+            installed, why_not = fib.try_install(prefix, "request")
+            status: AnswerStatus = "installed" if installed else "rejected"
+            answers[index] = RequestAnswer(request.ip, status, prefix, why_not, request.request_id)
+    return [a for a in answers if a is not None]
+
+
+request_lists = st.lists(st.builds(
+    OnDemandRequest, st.sampled_from([*ADDRESSES, "bogus", "10.1.2.3"]),
+    st.sampled_from([5.0, 10.0, 100.0]), st.sampled_from([0.0, 1.0, 2.0, float("nan")]),
+    st.sampled_from(["", "a", "b"])), max_size=14)
+
+
+@given(request_lists, st.lists(st.sampled_from(NESTED), max_size=9), st.integers(0, 3), st.integers(0, 2))
+@settings(max_examples=150, deadline=None)
+def test_placement_equals_placing_every_request_in_order(
+    requests: list[OnDemandRequest], prefixes: list[str], cap_v4: int, cap_v6: int
+) -> None:
+    rib = Rib()
+    for i, prefix in enumerate(prefixes):  # two exits: some units of more than one prefix
+        hop = HOP if i % 2 else "192.0.2.2"
+        rib.announce("s", prefix, Path(next_hop=hop, peer=hop))
+    policy = SelectionPolicy(cap_ipv4=cap_v4, cap_ipv6=cap_v6, margin=0.0, min_dwell_s=0.0)
+    drafts = [FibDraft(rib, policy, {}, {}, 10.0, UnitCache()) for _ in range(2)]
+    for draft in drafts:
+        draft.cache.bind(rib)
+    placed = list(_place_requests(drafts[0], requests, 10.0))
+    assert placed == reference_place_requests(drafts[1], requests, 10.0)
+    assert list(drafts[0].routes.items()) == list(drafts[1].routes.items())
+    assert drafts[0].usage == drafts[1].usage
+
+
+def test_a_nan_request_time_orders_as_sorting_every_active_request_did() -> None:
+    rib = Rib()
+    for prefix in ("10.0.0.0/8", "11.0.0.0/8"):
+        rib.announce("s", prefix, PATH)
+    requests = [OnDemandRequest("10.1.1.1", 100.0, 1.0), OnDemandRequest("12.0.0.1", 100.0, float("nan")),
+                OnDemandRequest("11.1.1.1", 100.0, 2.0)]  # the NaN one has no route: it is not placed
+    policy = SelectionPolicy(cap_ipv4=1, cap_ipv6=1)
+    drafts = [FibDraft(rib, policy, {}, {}, 10.0, UnitCache()) for _ in range(2)]
+    for draft in drafts:
+        draft.cache.bind(rib)
+    placed = list(_place_requests(drafts[0], requests, 10.0))
+    assert placed == reference_place_requests(drafts[1], requests, 10.0)
+    assert list(drafts[0].routes) == list(drafts[1].routes)
