@@ -31,6 +31,14 @@ def answer_json(answer: RequestAnswer) -> str:
             f'"request_id": {text(request_id)}}}')
 
 
+SLICE = 500  # list items per json.dumps call: one C call holds the GIL throughout
+
+
+def _slices(items: list[dict[str, object]]) -> str:
+    """The items of ``json.dumps(items)`` without its brackets, encoded SLICE at a time."""
+    return ", ".join(json.dumps(items[start:start + SLICE])[1:-1] for start in range(0, len(items), SLICE))
+
+
 class SelectionJson:
     """Encodes selections of one switch, one after the other; the text is ``json.dumps(to_dict())``."""
 
@@ -38,11 +46,13 @@ class SelectionJson:
         self._text_of: dict[RequestAnswer, str] = {}  # the answers of the last selection encoded
 
     def encode(self, selection: Selection) -> str:
+        """The snapshot's text. Safe in a worker thread (a selection is immutable); long lists
+        are encoded in slices, so the event loop's thread gets the GIL back in between."""
         return "".join((
-            '{"routes": ', json.dumps([route.to_dict() for route in selection.routes.values()]),
-            ', "requests": [', ", ".join(self._answer_texts(selection.requests)),
-            '], "pins": ', json.dumps([answer.to_dict() for answer in selection.pins]),
-            ', "usage": ', json.dumps(dict(selection.usage)),
+            '{"routes": [', _slices([route.to_dict() for route in selection.routes.values()]),
+            '], "requests": [', ", ".join(self._answer_texts(selection.requests)),
+            '], "pins": [', _slices([answer.to_dict() for answer in selection.pins]),
+            '], "usage": ', json.dumps(dict(selection.usage)),
             ', "caps": ', json.dumps(dict(selection.caps)), "}",
         ))
 

@@ -158,6 +158,9 @@ def test_snapshot_json_is_json_dumps_of_to_dict(fields: list[tuple[str, str, str
                                                  keep: int) -> None:
     encoder = SelectionJson()
     routes = {"10.0.0.0/8": new_route("10.0.0.0/8", HOP, "request", 1.5, 0.0)}
+    if keep == 3:  # more routes than one slice holds
+        more = [f"11.{i >> 8}.{i & 255}.0/24" for i in range(1201)]
+        routes |= {prefix: new_route(prefix, HOP, "topn", 0.5, i / 7) for i, prefix in enumerate(more)}
     for round_ in range(3):  # answers kept, dropped and new from one selection to the next
         answers_now = tuple(RequestAnswer(*f) for f in fields[round_ * keep:])  # type: ignore[arg-type]
         selection = Selection(routes=routes, requests=answers_now, usage={"ipv4": 1}, caps={"ipv4": 3})
