@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from functools import partial
 from itertools import compress, repeat
 from math import isnan
-from operator import attrgetter, is_, itemgetter, le
+from operator import attrgetter, is_, itemgetter, le, not_
 from typing import cast
 
 from topfib.controller.selection.closure import prefix_sort_key
@@ -123,11 +123,18 @@ def _place_requests(
     given = list(requests)
     ips = list(map(_IP, given))
     request_ids = list(map(_REQUEST_ID, given))
-    matches = fib.cache.addresses.resolve(fib.rib, ips)
-    outcomes = list(map(_outcomes(fib, matches).__getitem__, matches))
     if any(map(le, map(_EXPIRES_AT, given), repeat(now))):  # rare: the mirror drops them on time
         expired = list(map(le, map(_EXPIRES_AT, given), repeat(now)))
+        active = list(compress(range(len(given)), map(not_, expired)))  # only these are looked up
+        matches: list[Match] = [None] * len(given)
+        for index, match in zip(active, fib.cache.addresses.resolve(fib.rib, [ips[i] for i in active]),
+                                strict=True):
+            matches[index] = match
+        outcomes = list(map(_outcomes(fib, matches).__getitem__, matches))
         outcomes = [_EXPIRED if gone else outcome for outcome, gone in zip(outcomes, expired, strict=True)]
+    else:
+        matches = fib.cache.addresses.resolve(fib.rib, ips)
+        outcomes = list(map(_outcomes(fib, matches).__getitem__, matches))
     live = list(compress(range(len(given)), map(is_, outcomes, repeat(None))))
     if live:
         created = list(map(_CREATED_AT, given))

@@ -246,3 +246,18 @@ def test_a_nan_request_time_orders_as_sorting_every_active_request_did() -> None
     placed = list(_place_requests(drafts[0], requests, 10.0))
     assert placed == reference_place_requests(drafts[1], requests, 10.0)
     assert list(drafts[0].routes) == list(drafts[1].routes)
+
+
+def test_expired_requests_are_not_looked_up() -> None:
+    asked: list[str] = []
+
+    class CountingRib(StaticRib):
+        def longest_match(self, ip: str) -> str | None:
+            asked.append(ip)
+            return super().longest_match(ip)
+
+    rib = CountingRib({"10.0.0.0/8": [PATH]})
+    requests = [OnDemandRequest("10.1.1.1", 5.0), OnDemandRequest("10.2.2.2", 100.0)]
+    answered = select(scores={}, rib=rib, policy=POLICY, now=10.0, requests=requests).requests
+    assert [(a.status, a.prefix) for a in answered] == [("expired", None), ("installed", "10.0.0.0/8")]
+    assert asked == ["10.2.2.2"]
