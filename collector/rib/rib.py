@@ -20,7 +20,7 @@ every event to :meth:`Rib.apply`; preload ``rib_file`` with
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -132,6 +132,10 @@ class Rib:
 
     def longest_match(self, ip: str) -> str | None:
         return self.lpm.lookup(ip)
+
+    def longest_matches(self, family: int, addresses: Sequence[int]) -> list[str | None]:
+        """:meth:`longest_match` of many addresses of one family (as ints) in one batch."""
+        return self.lpm.lookup_batch(family, addresses)
 
     def more_specifics(self, prefix: str) -> list[str]:
         """Every RIB prefix strictly inside ``prefix``, in address order."""

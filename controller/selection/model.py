@@ -109,9 +109,13 @@ class SelectionPolicy:
         return TABLE_IPV4
 
 
-@dataclass(frozen=True, slots=True)
-class OnDemandRequest:
-    """An access point asking for the route covering ``ip`` until ``expires_at``."""
+class OnDemandRequest(NamedTuple):
+    """An access point asking for the route covering ``ip`` until ``expires_at``.
+
+    A named tuple, like :class:`SelectedRoute`: the control loop hashes every active request each
+    iteration (:class:`topfib.controller.selection.gate.SelectionInputs`), tens of thousands of
+    them, and a tuple hashes in C where a dataclass calls its generated ``__hash__``.
+    """
 
     ip: str
     expires_at: float
@@ -161,9 +165,12 @@ def new_routes(
     return map(_new_tuple, repeat(SelectedRoute), zip(prefixes, next_hops, repeat(reason), sinces, scores))
 
 
-@dataclass(frozen=True, slots=True)
-class RequestAnswer:
-    """What became of one on-demand request."""
+class RequestAnswer(NamedTuple):
+    """What became of one on-demand request.
+
+    A named tuple: built in C, and of strings only, so the garbage collector stops tracking it
+    (tens of thousands stay alive between selections while access points are busy).
+    """
 
     ip: str
     status: AnswerStatus

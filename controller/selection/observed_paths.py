@@ -13,7 +13,7 @@ specific whose best exit differs from its cover's *followed* exit is installed w
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from topfib.collector.common.prefixes import canonical_address
 from topfib.collector.rib.paths import BgpPath
@@ -46,6 +46,9 @@ class ObservedPathRib:
 
     def longest_match(self, ip: str) -> str | None:
         return self.rib.longest_match(ip)
+
+    def longest_matches(self, family: int, addresses: Sequence[int]) -> list[str | None]:
+        return self.rib.longest_matches(family, addresses)
 
     def more_specifics(self, prefix: str) -> list[str]:
         return self.rib.more_specifics(prefix)

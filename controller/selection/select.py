@@ -18,6 +18,11 @@ so the result does not depend on mapping order (active and standby agree).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import partial
+from itertools import compress, repeat
+from math import isnan
+from operator import attrgetter, is_, itemgetter, le, not_
+from typing import cast
 
 from topfib.collector.common.prefixes import prefix_sort_key
 from topfib.controller.selection.fib_draft import FibDraft
@@ -31,6 +36,7 @@ from topfib.controller.selection.model import (
     Selection,
     SelectionPolicy,
 )
+from topfib.controller.selection.request_memo import Match, Unresolvable
 from topfib.controller.selection.topn import fill_topn
 from topfib.controller.selection.unit_cache import UnitCache
 
@@ -76,36 +82,79 @@ def _place_pins(fib: FibDraft, pins: Iterable[str]) -> tuple[PinAnswer, ...]:
     return tuple(answers)
 
 
+# (status, prefix, reason) of a request's answer
+Outcome = tuple[AnswerStatus, str | None, str]
+
+_IP = attrgetter("ip")
+_REQUEST_ID = attrgetter("request_id")
+_EXPIRES_AT = attrgetter("expires_at")
+_CREATED_AT = attrgetter("created_at")
+_EXPIRED: Outcome = ("expired", None, "request expired")
+_INVALID: Outcome = ("rejected", None, "invalid address")
+_NO_PATH = "no peer path"
+_new_answer = partial(tuple.__new__, RequestAnswer)  # RequestAnswer(*fields), in C
+
+
+def _outcomes(fib: FibDraft, matches: list[Match]) -> dict[Match, Outcome | None]:
+    """Per distinct longest match: the outcome of its requests (expiry aside) when it does not
+    depend on what was placed before them, None when they have a live route to place."""
+    outcomes: dict[Match, Outcome | None] = {}
+    for match in set(matches):
+        if match is Unresolvable.INVALID:  # the API validates addresses; a stray one must not stop selection
+            outcomes[match] = _INVALID
+        elif match is None or fib.next_hop_of(match) is None:
+            outcomes[match] = ("no-route", match, _NO_PATH)
+        else:
+            outcomes[match] = None
+    return outcomes
+
+
 def _place_requests(
     fib: FibDraft, requests: Iterable[OnDemandRequest], now: float
 ) -> tuple[RequestAnswer, ...]:
+    """Answers in the order given; requests with a live route placed newest first.
+
+    Only "installed" and "rejected" depend on what was placed before (expired, invalid address
+    and no route do not), so only the requests with a live route are sorted and placed, making
+    the same calls to ``try_install`` in the same order as placing them all would. The rest is
+    C-level maps (the longest matches are the :class:`UnitCache`'s): tens of thousands of
+    requests hold the control loop, which the API shares, a few milliseconds.
+    """
     given = list(requests)
-    answers: list[RequestAnswer | None] = [None] * len(given)
-    active = []
-    for index, request in enumerate(given):
-        if request.expires_at <= now:
-            answers[index] = RequestAnswer(request.ip, "expired", None, "request expired", request.request_id)
+    ips = list(map(_IP, given))
+    request_ids = list(map(_REQUEST_ID, given))
+    if any(map(le, map(_EXPIRES_AT, given), repeat(now))):  # rare: the mirror drops them on time
+        expired = list(map(le, map(_EXPIRES_AT, given), repeat(now)))
+        active = list(compress(range(len(given)), map(not_, expired)))  # only these are looked up
+        matches: list[Match] = [None] * len(given)
+        for index, match in zip(active, fib.cache.addresses.resolve(fib.rib, [ips[i] for i in active]),
+                                strict=True):
+            matches[index] = match
+        outcomes = list(map(_outcomes(fib, matches).__getitem__, matches))
+        outcomes = [_EXPIRED if gone else outcome for outcome, gone in zip(outcomes, expired, strict=True)]
+    else:
+        matches = fib.cache.addresses.resolve(fib.rib, ips)
+        outcomes = list(map(_outcomes(fib, matches).__getitem__, matches))
+    live = list(compress(range(len(given)), map(is_, outcomes, repeat(None))))
+    if live:
+        created = list(map(_CREATED_AT, given))
+        if any(map(isnan, created)):
+            # NaN orders no subset as it orders the whole: sort every active request, as always
+            active = sorted((i for i, request in enumerate(given) if not request.expires_at <= now),
+                            key=lambda i: (-created[i], ips[i], request_ids[i]))
+            live = [i for i in active if outcomes[i] is None]
         else:
-            active.append(index)
-    # newest first; equal times in address order so the answer does not depend on input order
-    active.sort(key=lambda i: (-given[i].created_at, given[i].ip, given[i].request_id))
-    for index in active:
-        request = given[index]
-        try:
-            prefix = fib.rib.longest_match(request.ip)
-        except ValueError:  # the API validates addresses; a stray one must not stop selection
-            answers[index] = RequestAnswer(
-                request.ip, "rejected", None, "invalid address", request.request_id
-            )
-            continue
-        if prefix is None or fib.next_hop_of(prefix) is None:
-            answer = RequestAnswer(request.ip, "no-route", prefix, "no peer path", request.request_id)
-        else:
-            installed, why_not = fib.try_install(prefix, "request")
-            status: AnswerStatus = "installed" if installed else "rejected"
-            answer = RequestAnswer(request.ip, status, prefix, why_not, request.request_id)
-        answers[index] = answer
-    return tuple(a for a in answers if a is not None)
+            # newest first; equal times in address order so the answer does not depend on input
+            # order: by (ip, request_id), then stably by time (the key (-created_at, ip, request_id))
+            live.sort(key=list(zip(ips, request_ids, strict=True)).__getitem__)
+            live.sort(key=created.__getitem__, reverse=True)
+    for index in live:
+        prefix = cast(str, matches[index])
+        installed, why_not = fib.try_install(prefix, "request")
+        outcomes[index] = ("installed", prefix, "") if installed else ("rejected", prefix, why_not)
+    done = cast(list[Outcome], outcomes)
+    statuses, prefixes, reasons = (map(itemgetter(field), done) for field in range(3))
+    return tuple(map(_new_answer, zip(ips, statuses, prefixes, reasons, request_ids, strict=True)))
 
 
 def _keep_dwelling(fib: FibDraft, min_dwell_s: float) -> None:

@@ -5,12 +5,14 @@ questions every loop: the best next-hop, and the unit the prefix must be install
 (:func:`topfib.controller.selection.closure.unit_of`, which needs the RIB's more-specifics, ~15 µs a call on
 the
 live RIB). Both only change when the RIB does, so a :class:`UnitCache` kept by the caller answers
-them from dicts while the RIB stands still.
+them from dicts while the RIB stands still. So it does the longest match of each requested address
+(:class:`topfib.controller.selection.request_memo.AddressMatches`).
 
 Invalidation is the caller's job and must be exact: every prefix whose best path changed, appeared
 or disappeared goes to :meth:`UnitCache.forget` (``Rib.drain_changed()`` gives exactly that set)
 before the next selection. A changed prefix also voids the units of every cached prefix covering
-it (their closures may now need it, or no longer need it). Without a cache passed in, selection
+it (their closures may now need it, or no longer need it), and the longest matches of the
+requested addresses inside it (it may have appeared). Without a cache passed in, selection
 uses a fresh one per call, which is the old per-call memo.
 """
 
@@ -22,6 +24,7 @@ from topfib.collector.common.prefixes import PrefixError, format_network, prefix
 from topfib.controller.selection.closure import unit_of
 from topfib.controller.selection.model import RibView
 from topfib.controller.selection.name_kinds import NameKinds, NamePositions
+from topfib.controller.selection.request_memo import AddressMatches
 
 # More changes than this in one go (a session reset): dropping everything is cheaper than
 # working out which units they touch.
@@ -49,6 +52,7 @@ class UnitCache:
         # the FIB table kind of each scored name, by identity (does not depend on the RIB)
         self.name_kinds = NameKinds()
         self.name_positions = NamePositions()  # of the scored names, by identity
+        self.addresses = AddressMatches()  # requested address → longest match
 
     def __len__(self) -> int:
         return len(self._next_hops)
@@ -66,6 +70,7 @@ class UnitCache:
         self._next_hops.clear()
         self._entries.clear()
         self._root_lengths = {4: set(), 6: set()}
+        self.addresses.clear()
 
     def sort_key(self, prefix: str) -> tuple[int, int, int]:
         """:func:`topfib.controller.selection.closure.prefix_sort_key`, remembered (it does not depend on the
@@ -150,6 +155,7 @@ class UnitCache:
             except PrefixError:
                 self.clear()  # not ours to judge; being safe costs one cold selection
                 return
+            self.addresses.forget_inside(family, network, length)
             bits = 32 if family == 4 else 128
             for root_length in self._root_lengths[family]:
                 if root_length < length:

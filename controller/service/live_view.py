@@ -24,6 +24,7 @@ from topfib.collector.accounting.path_rates import PathRate
 from topfib.collector.accounting.pipeline import Collector
 from topfib.collector.common.prefixes import canonical_address
 from topfib.collector.rib.paths import BgpPath
+from topfib.controller.selection.model import RequestAnswer
 from topfib.controller.switch.controller import SwitchController
 
 BITS_PER_BYTE = 8.0
@@ -43,6 +44,8 @@ class LiveView:
         self._clock = clock
         self._rate_base: tuple[float, int, int, int] | None = None
         self._last_rates = CollectorStatus()
+        # per switch: the request answers of its last selection, by ip
+        self._answers_by_ip: dict[str, tuple[tuple[RequestAnswer, ...], dict[str, RequestAnswer]]] = {}
 
     async def resolve(self, ip: str) -> list[tuple[str, str | None]]:
         out: list[tuple[str, str | None]] = []
@@ -59,14 +62,21 @@ class LiveView:
             return "installed", None
         ctl.wake()  # the API asks right after storing a request: decide on it now, not next period
         selection = ctl.selection
-        if selection is not None:
-            for answer in selection.requests:
-                if answer.ip == ip:
-                    if answer.status == "no-route":
-                        return "no-route", answer.reason or "no peer path: traffic uses the default route"
-                    if answer.status == "rejected":
-                        return "rejected", answer.reason
+        answer = self._answer_of(switch, selection.requests).get(ip) if selection is not None else None
+        if answer is not None:
+            if answer.status == "no-route":
+                return "no-route", answer.reason or "no peer path: traffic uses the default route"
+            if answer.status == "rejected":
+                return "rejected", answer.reason
         return "pending", None
+
+    def _answer_of(self, switch: str, answers: tuple[RequestAnswer, ...]) -> dict[str, RequestAnswer]:
+        """ip → its (first) answer in ``answers``: built once per selection, not scanned per POST."""
+        indexed, by_ip = self._answers_by_ip.get(switch, ((), {}))
+        if indexed is not answers:
+            by_ip = {answer.ip: answer for answer in reversed(answers)}
+            self._answers_by_ip[switch] = (answers, by_ip)
+        return by_ip
 
     async def fib(self, switch: str) -> list[FibRoute]:
         ctl = self._controllers.get(switch)
