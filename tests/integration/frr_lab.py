@@ -72,9 +72,12 @@ def frr_unavailable_reason() -> str | None:
     return None
 
 
-def frr_config(import_limit: int, log_path: str, next_hop_self: bool = False, topfib: str = CTL_V4) -> str:
+def frr_config(import_limit: int, log_path: str, next_hop_self: bool = False, topfib: str = CTL_V4,
+               graceful_restart: bool = False) -> str:
     """bgpd's configuration: the README's FRR advice, as the tests use it (``next_hop_self``: the
-    mistake README warns about, for the test that shows what topfib does with it)."""
+    mistake README warns about, for the test that shows what topfib does with it;
+    ``graceful_restart``: ``bgp graceful-restart``, FRR's full mode, rather than its default
+    helper-only mode: either keeps a restarting topfib's routes as stale)."""
     peers = {4: list(zip(NEXT_HOPS_V4, PEER_ASES, strict=True)),
              6: list(zip(NEXT_HOPS_V6, PEER_ASES, strict=True))}
     neighbors = "".join(f" neighbor {hop} remote-as {asn}\n neighbor {hop} timers connect 1\n"
@@ -93,6 +96,7 @@ def frr_config(import_limit: int, log_path: str, next_hop_self: bool = False, to
                 f"  table-map ONLY-TOPFIB-TO-FIB\n"
                 f" exit-address-family\n")
 
+    restart = " bgp graceful-restart\n" if graceful_restart else ""
     return f"""log file {log_path} informational
 !
 route-map FROM-TOPFIB permit 10
@@ -111,7 +115,7 @@ exit
 router bgp {PEER_AS}
  bgp router-id {SW_V4}
  bgp bestpath compare-routerid
- no bgp default ipv4-unicast
+{restart} no bgp default ipv4-unicast
  neighbor {topfib} remote-as {LOCAL_AS}
  neighbor {topfib} timers connect 1
 {neighbors}{family("ipv4")}{family("ipv6")}exit
@@ -219,7 +223,8 @@ class FrrLab(Lab):
         return str(self.frr_dir / "bgpd.log")
 
     def _write_bird_config(self) -> None:  # the switch's configuration (name kept from Lab)
-        bgpd = frr_config(self.import_limit, self.frr_log, self.next_hop_self, self.topfib_address)
+        bgpd = frr_config(self.import_limit, self.frr_log, self.next_hop_self, self.topfib_address,
+                          self.graceful_restart)
         (self.frr_dir / "bgpd.conf").write_text(bgpd)
         (self.frr_dir / "zebra.conf").write_text(f"log file {self.frr_dir / 'zebra.log'} informational\n")
 
