@@ -347,6 +347,8 @@ class SwitchController:
             self._prune_rates(now)
             return
         self.schedule.gate.selected(inputs, now)
+        # taken before the selection reads the RIB (no await until it has): see below
+        switch_table_in = self.sessions.switch_table_in()
         with self.rib_lock:
             # the sample count behind each score: a challenger displaces an incumbent only when
             # it is ahead beyond sampling error (not by the luck of a few samples)
@@ -377,7 +379,10 @@ class SwitchController:
             began = self._clock()
             # Mid-burst, a plan would re-point prefixes whose other paths are about to go as well.
             await self.reactor.until_settled()
-            if await self.programmer.program(self.selection.desired()):
+            # A programming selected before the switch's whole table was in may lack the paths of
+            # prefixes it held as stale (or that the carried FIB holds): no End-of-RIB after it
+            # (the switch would flush them until the next programming), and the carried FIB stays.
+            if await self.programmer.program(self.selection.desired()) and switch_table_in:
                 await self.programmer.end_of_rib_once()
                 self.continuity.programmed()
             self.schedule.programmed(self._clock() - began)  # waiting on ExaBGP: the loop was free

@@ -137,6 +137,16 @@ class SessionTracker:
                                         quiet_s=quiet_s, max_wait_s=self._ready_max_wait_s)
         return info.ready
 
+    def switch_table_in(self) -> bool:
+        """Whether the switch has sent its whole table on this session: its End-of-RIB for both
+        families, or ``ready_max_wait_s`` since the session came up (a switch that sends none).
+        Stricter than :meth:`ready_to_program`, whose quiet rule may judge complete a table the
+        switch still holds back (BIRD, to a restarted peer, for ~3 s)."""
+        info = self.info
+        if {"ipv4 unicast", "ipv6 unicast"} <= info.eor_families:
+            return True
+        return info.up_at is not None and self._clock() - info.up_at >= self._ready_max_wait_s
+
     async def watch_quiet(self, wake: Callable[[], None]) -> None:
         """Measure how long the switch's table has been quiet while the session waits for it."""
         while True:

@@ -36,7 +36,7 @@ PATHS = (_announce(NH1, (P1, 1), (P2, 1)), _announce(NH2, (P3, 2)), _eor("ipv4")
 
 
 def _controller(tmp_path: Path, graceful_restart_s: int, cap_v4: int = 10,
-                clock: list[float] | None = None) -> SwitchController:
+                clock: list[float] | None = None, ready_quiet_s: float | None = None) -> SwitchController:
     config = TopfibConfig.model_validate({
         "switch": [{
             "name": "sw1", "neighbor": NEIGHBOR, "local_address": "10.99.0.1", "local_as": 65000,
@@ -45,6 +45,9 @@ def _controller(tmp_path: Path, graceful_restart_s: int, cap_v4: int = 10,
         }],
     })
     rates = PrefixRates(fast_half_life_s=30.0, slow_half_life_s=3600.0)
+    if ready_quiet_s is not None:  # the quiet rule needs a running clock
+        return SwitchController(config.switch[0], config, rates, MemoryStore(), threading.Lock(),
+                                tmp_path / "run", ready_quiet_s=ready_quiet_s)
     now = clock or [time.monotonic()]
     return SwitchController(config.switch[0], config, rates, MemoryStore(), threading.Lock(),
                             tmp_path / "run", clock=lambda: now[0])
@@ -84,6 +87,34 @@ def test_end_of_rib_follows_the_first_programming_of_each_session_only_with_grac
                 await switch.say(_state("down"))
                 assert await _wait(lambda: CLEAR in switch.commands), switch.commands
                 switch.commands.clear()
+        finally:
+            await switch.close()
+            await ctl.stop()
+
+    asyncio.run(scenario())
+
+
+def test_end_of_rib_waits_for_a_programming_made_with_the_switchs_whole_table(tmp_path: Path) -> None:
+    """The quiet rule may judge the table complete before the switch sent it (BIRD holds it back
+    3 s from a restarted peer): that programming has no path to announce the stale routes again
+    with, and an End-of-RIB after it would make the switch flush them all. It waits for a
+    programming selected after the switch's End-of-RIB for both families."""
+    async def scenario() -> None:
+        ctl = _controller(tmp_path, 120, ready_quiet_s=0.2)
+        await ctl.start(active=False)
+        ctl.active = True
+        switch = await Switch.connect(ctl.link.socket_path)
+        try:
+            await _pin(ctl, P1, P2)
+            await switch.say(_state("up"))
+            assert await _wait(ctl.ready_to_program)  # quiet, and no path yet
+            await ctl.tick()
+            assert not any(" announce eor " in line for line in switch.commands), switch.commands
+            await switch.say(*PATHS)
+            assert await _wait(lambda: {"ipv4 unicast", "ipv6 unicast"} <= ctl.session.eor_families)
+            await ctl.tick()
+            assert ctl.installed == {P1: NH1, P2: NH1}
+            assert switch.commands[-2:] == EOR_LINES, switch.commands
         finally:
             await switch.close()
             await ctl.stop()
