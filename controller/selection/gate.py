@@ -2,7 +2,8 @@
 
 While nothing can be programmed (the session is down, the switch's table still comes in, or this
 node is the standby) a selection only feeds the dashboard; it runs again when one of its inputs
-other than the traffic rates changed (requests, pins, caps and knobs, the RIB, readiness), at most
+other than the traffic rates changed (requests, pins, caps and knobs, the RIB, the session, readiness), at
+most
 every ``VIEW_MIN_S`` (a burst of access-point requests wakes the loop per request, and a selection per
 wake-up would hold the event loop, and so the API, for nothing that reaches the switch), and
 otherwise every ``IDLE_SELECT_S`` so that the view does not go stale. Once the session is ready to
@@ -29,6 +30,7 @@ class SelectionInputs:
     requests: frozenset[OnDemandRequest]
     pins: tuple[str, ...]
     rib_changes: int  # a running count of route updates from the switch (any may move a best path)
+    session: tuple[str, float | None] = ("down", None)  # state and since when: a drop empties the RIB
 
 
 class SelectionGate:

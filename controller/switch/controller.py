@@ -403,6 +403,7 @@ class SwitchController:
         return SelectionInputs(
             ready_to_program=self.ready_to_program(), policy=self.policy,
             requests=frozenset(requests), pins=tuple(pins), rib_changes=self.sessions.updates,
+            session=(self.sessions.info.state, self.sessions.info.since),
         )
 
     # --- warm state (controller/service/warm_keeper.py) ---------------------------------------------------

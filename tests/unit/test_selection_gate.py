@@ -91,3 +91,19 @@ def test_without_a_session_a_burst_of_changed_inputs_selects_at_most_once_per_vi
     assert gate.needed(inputs(2), 100.0 + VIEW_MIN_S)  # the change is not lost: selected now
     gate.selected(inputs(2), 100.0 + VIEW_MIN_S)
     assert gate.needed(inputs(2, ready=True), 100.0 + VIEW_MIN_S)  # programmable: always
+
+
+def test_a_session_drop_alone_is_a_changed_input() -> None:
+    """A dropped session empties the switch's RIB without a route update: the view must not keep
+    showing the old selection for IDLE_SELECT_S."""
+    from topfib.controller.selection.gate import VIEW_MIN_S, SelectionGate, SelectionInputs
+    from topfib.controller.selection.model import SelectionPolicy
+
+    def inputs(session: tuple[str, float | None]) -> SelectionInputs:
+        return SelectionInputs(ready_to_program=False, policy=SelectionPolicy(cap_ipv4=10, cap_ipv6=10),
+                               requests=frozenset(), pins=(), rib_changes=7, session=session)
+
+    gate = SelectionGate()
+    gate.selected(inputs(("up", 50.0)), 100.0)
+    assert not gate.needed(inputs(("up", 50.0)), 100.0 + VIEW_MIN_S)
+    assert gate.needed(inputs(("down", 100.5)), 100.0 + VIEW_MIN_S)
