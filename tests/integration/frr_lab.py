@@ -48,6 +48,7 @@ from tests.integration.lab import (
     wait_until,
 )
 from topfib.controller.config import SwitchConfig
+from topfib.controller.demo.netns_lab import stop_process
 from topfib.controller.exabgp.runner import default_exabgp_executable, exabgp_environment
 
 FRR_DIR = "/usr/lib/frr"
@@ -263,17 +264,8 @@ class FrrLab(Lab):
     def stop_bird(self) -> None:  # stops the switch: bgpd, then zebra (which removes its routes)
         for daemon in ("bgpd", "zebra"):
             proc = self._daemons.pop(daemon, None)
-            if proc is None:
-                continue
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-            if proc.stderr is not None:
-                proc.stderr.close()
+            if proc is not None:
+                stop_process(proc, 10.0)
         self.bird_pid = None
 
     def close(self) -> None:
