@@ -71,10 +71,14 @@ class LiveView:
         return "pending", None
 
     def _answer_of(self, switch: str, answers: tuple[RequestAnswer, ...]) -> dict[str, RequestAnswer]:
-        """ip → its (first) answer in ``answers``: built once per selection, not scanned per POST."""
+        """ip → its first no-route or rejected answer in ``answers`` (what a POST reports; an ip may
+        be answered more than once): built once per selection, not scanned per POST."""
         indexed, by_ip = self._answers_by_ip.get(switch, ((), {}))
         if indexed is not answers:
-            by_ip = {answer.ip: answer for answer in reversed(answers)}
+            by_ip = {}
+            for answer in answers:
+                if answer.status in ("no-route", "rejected"):
+                    by_ip.setdefault(answer.ip, answer)
             self._answers_by_ip[switch] = (answers, by_ip)
         return by_ip
 

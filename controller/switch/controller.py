@@ -379,10 +379,13 @@ class SwitchController:
             began = self._clock()
             # Mid-burst, a plan would re-point prefixes whose other paths are about to go as well.
             await self.reactor.until_settled()
-            # A programming selected before the switch's whole table was in may lack the paths of
-            # prefixes it held as stale (or that the carried FIB holds): no End-of-RIB after it
-            # (the switch would flush them until the next programming), and the carried FIB stays.
-            if await self.programmer.program(self.selection.desired()) and switch_table_in:
+            # With graceful restart, a programming selected before the switch's whole table was in
+            # may lack the paths of prefixes it holds as stale (or the carried FIB holds): no
+            # End-of-RIB after it (the switch would flush them until the next programming), and
+            # the carried FIB stays. Without, the switch holds none of them and may send no
+            # End-of-RIB at all (FRR sends it only to a peer that does graceful restart).
+            table_in = switch_table_in or not self.switch.graceful_restart_s
+            if await self.programmer.program(self.selection.desired()) and table_in:
                 await self.programmer.end_of_rib_once()
                 self.continuity.programmed()
             self.schedule.programmed(self._clock() - began)  # waiting on ExaBGP: the loop was free

@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from topfib.collector.common.metrics import REGISTRY
 
 _m_installed = REGISTRY.gauge(
-    "topfib_fib_installed_routes", "Routes installed (acknowledged by ExaBGP), by switch and table.",
+    "topfib_fib_installed_routes",
+    "Routes held on the switch against the cap: acknowledged by ExaBGP, plus (graceful restart) stale ones "
+    "until the switch prunes them, by switch and table.",
     ("switch", "table"),
 )
 _m_cap = REGISTRY.gauge(

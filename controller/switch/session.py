@@ -25,6 +25,10 @@ from topfib.controller.switch.table_readiness import (
     needed_quiet,
 )
 
+# After the switch's End-of-RIB for one family, how long the other's may take to follow (BIRD sends
+# them apart by up to a few seconds to a restarted peer; a switch carrying one family sends one).
+SECOND_FAMILY_WAIT_S = 10.0
+
 
 @dataclass(slots=True)
 class SessionInfo:
@@ -33,6 +37,7 @@ class SessionInfo:
     since: float | None = None
     up_at: float | None = None  # monotonic time the session came up
     eor_families: set[str] = field(default_factory=set)
+    first_eor_at: float | None = None  # monotonic time of the switch's first End-of-RIB on it
     ready: bool = False  # the switch's table was complete once: programming may go on
     end_of_rib_sent: bool = False  # graceful restart: topfib's End-of-RIB went out on this session
 
@@ -107,6 +112,8 @@ class SessionTracker:
     def end_of_rib(self, family: str) -> None:
         """The switch's End-of-RIB for ``family`` on the current session."""
         self.info.eor_families.add(family)
+        if self.info.first_eor_at is None:
+            self.info.first_eor_at = self._clock()
 
     def changed_to(self, state: str) -> None:
         """A state other than up or down (e.g. connected)."""
@@ -139,13 +146,18 @@ class SessionTracker:
 
     def switch_table_in(self) -> bool:
         """Whether the switch has sent its whole table on this session: its End-of-RIB for both
-        families, or ``ready_max_wait_s`` since the session came up (a switch that sends none).
-        Stricter than :meth:`ready_to_program`, whose quiet rule may judge complete a table the
-        switch still holds back (BIRD, to a restarted peer, for ~3 s)."""
+        families; for one family, SECOND_FAMILY_WAIT_S after it without the other's (a switch
+        carrying one family never sends the other's); else ``ready_max_wait_s`` since the session
+        came up (a switch that sends none). Stricter than :meth:`ready_to_program`, whose quiet
+        rule may judge complete a table the switch still holds back (BIRD, to a restarted peer,
+        for ~3 s)."""
         info = self.info
         if {"ipv4 unicast", "ipv6 unicast"} <= info.eor_families:
             return True
-        return info.up_at is not None and self._clock() - info.up_at >= self._ready_max_wait_s
+        now = self._clock()
+        if info.first_eor_at is not None and now - info.first_eor_at >= SECOND_FAMILY_WAIT_S:
+            return True
+        return info.up_at is not None and now - info.up_at >= self._ready_max_wait_s
 
     async def watch_quiet(self, wake: Callable[[], None]) -> None:
         """Measure how long the switch's table has been quiet while the session waits for it."""

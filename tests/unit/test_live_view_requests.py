@@ -41,3 +41,15 @@ def test_status_follows_the_first_answer_for_the_ip_of_the_current_selection() -
     assert ctl.woken == 5  # all but the installed one
     assert asyncio.run(view.request_status("nowhere", "10.0.0.1", "10.0.0.0/8")) == (
         "rejected", "unknown switch nowhere")
+
+
+def test_an_earlier_expired_answer_does_not_hide_a_later_no_route_for_the_same_ip() -> None:
+    """Two requests from one address in one selection (an expiring one and its renewal): the POST
+    reports the one that says something, as the scan over every answer did."""
+    ctl = FakeController(Selection(routes={}, requests=(
+        RequestAnswer("10.0.0.1", "expired", None, "request expired"),
+        RequestAnswer("10.0.0.1", "installed", "10.0.0.0/8", None),
+        RequestAnswer("10.0.0.1", "no-route", None, "no peer path"),
+    )))
+    view = LiveView({"edge1": ctl}, None)  # type: ignore[dict-item]
+    assert asyncio.run(view.request_status("edge1", "10.0.0.1", "10.0.0.0/8")) == ("no-route", "no peer path")

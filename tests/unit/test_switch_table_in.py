@@ -1,0 +1,56 @@
+"""When the switch's whole table is in (controller/switch/session.py switch_table_in): End-of-RIB
+for both families; one family's and no other within SECOND_FAMILY_WAIT_S (a one-family switch);
+or ready_max_wait_s after the session came up (a switch that sends none)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from topfib.collector.rib.rib import Rib
+from topfib.controller.switch.session import SECOND_FAMILY_WAIT_S, SessionTracker
+
+
+class _NoLink:
+    connected = True
+
+
+def _tracker(tmp_path: Path, clock: list[float]) -> SessionTracker:
+    return SessionTracker(Rib(), threading.Lock(), _NoLink(), tmp_path / "size",  # type: ignore[arg-type]
+                          is_active=lambda: True, clock=lambda: clock[0], wall_clock=lambda: clock[0],
+                          ready_max_wait_s=120.0)
+
+
+def test_both_families_end_of_rib_is_the_whole_table(tmp_path: Path) -> None:
+    clock = [100.0]
+    sessions = _tracker(tmp_path, clock)
+    sessions.came_up()
+    assert not sessions.switch_table_in()
+    sessions.end_of_rib("ipv4 unicast")
+    assert not sessions.switch_table_in()  # the other family may still come
+    sessions.end_of_rib("ipv6 unicast")
+    assert sessions.switch_table_in()
+
+
+def test_a_one_family_switch_is_in_once_the_other_family_stayed_away(tmp_path: Path) -> None:
+    clock = [100.0]
+    sessions = _tracker(tmp_path, clock)
+    sessions.came_up()
+    clock[0] += 3.0
+    sessions.end_of_rib("ipv4 unicast")
+    clock[0] += SECOND_FAMILY_WAIT_S * 0.9
+    assert not sessions.switch_table_in()
+    clock[0] += SECOND_FAMILY_WAIT_S * 0.1
+    assert sessions.switch_table_in()
+    sessions.came_up()  # a new session starts over
+    assert not sessions.switch_table_in()
+
+
+def test_without_any_end_of_rib_the_table_counts_in_after_ready_max_wait(tmp_path: Path) -> None:
+    clock = [100.0]
+    sessions = _tracker(tmp_path, clock)
+    sessions.came_up()
+    clock[0] += 119.0
+    assert not sessions.switch_table_in()
+    clock[0] += 1.0
+    assert sessions.switch_table_in()
