@@ -48,7 +48,7 @@ def test_an_earlier_expired_answer_does_not_hide_a_later_no_route_for_the_same_i
     reports the one that says something, as the scan over every answer did."""
     ctl = FakeController(Selection(routes={}, requests=(
         RequestAnswer("10.0.0.1", "expired", None, "request expired"),
-        RequestAnswer("10.0.0.1", "installed", "10.0.0.0/8", None),
+        RequestAnswer("10.0.0.1", "installed", "10.0.0.0/8", ""),
         RequestAnswer("10.0.0.1", "no-route", None, "no peer path"),
     )))
     view = LiveView({"edge1": ctl}, None)  # type: ignore[dict-item]
