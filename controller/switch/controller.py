@@ -20,6 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from topfib.collector.accounting.path_rates import PathRates
@@ -115,6 +116,9 @@ class SwitchController:
         # by the RIB's changed prefixes before each one)
         self._unit_cache = UnitCache()
         self._desired_json = SelectionJson()  # the desired_fib snapshot, unchanged answers not re-encoded
+        # its own thread (one per switch, made at the first snapshot and kept): encoding every
+        # iteration in the loop's shared pool would grow that pool whenever it overlaps other work
+        self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"snapshot-{self.name}")
         self.policy = SelectionPolicy.from_switch(switch)
         self.active = False  # runs ExaBGP for the switch (holds its lease when there is one)
         self._clock = clock
@@ -256,6 +260,7 @@ class SwitchController:
         self.schedule.cancel()
         await self.link.stop()
         self._session_lost(STOPPING)
+        self._encoder.shutdown(wait=False, cancel_futures=True)
 
     # --- ExaBGP input --------------------------------------------------------------------------
 
@@ -462,7 +467,8 @@ class SwitchController:
             return
         try:
             # encoded off the event loop (the API's): a FIB of 20k routes is tens of milliseconds
-            desired = await asyncio.to_thread(self._desired_json.encode, self.selection)
+            desired = await asyncio.get_running_loop().run_in_executor(
+                self._encoder, self._desired_json.encode, self.selection)
             await self.store.put_snapshot(self.name, "desired_fib", desired)
             await self.store.put_snapshot(
                 self.name, "installed_fib", json.dumps(dict(sorted(self.installed.items())))
