@@ -22,6 +22,7 @@ from tests.unit.test_switch_controller import (
     Switch,
     _announce,
     _eor,
+    _running,
     _state,
     _wait,
 )
@@ -68,10 +69,7 @@ def test_end_of_rib_follows_the_first_programming_of_each_session_only_with_grac
         tmp_path: Path, graceful_restart_s: int) -> None:
     async def scenario() -> None:
         ctl = _controller(tmp_path, graceful_restart_s)
-        await ctl.start(active=False)
-        ctl.active = True
-        switch = await Switch.connect(ctl.link.socket_path)
-        try:
+        async with _running(ctl) as switch:
             await _pin(ctl, P1, P2)
             for _session in range(2):
                 await _session_up(ctl, switch)
@@ -87,9 +85,6 @@ def test_end_of_rib_follows_the_first_programming_of_each_session_only_with_grac
                 await switch.say(_state("down"))
                 assert await _wait(lambda: CLEAR in switch.commands), switch.commands
                 switch.commands.clear()
-        finally:
-            await switch.close()
-            await ctl.stop()
 
     asyncio.run(scenario())
 
@@ -101,10 +96,7 @@ def test_end_of_rib_waits_for_a_programming_made_with_the_switchs_whole_table(tm
     programming selected after the switch's End-of-RIB for both families."""
     async def scenario() -> None:
         ctl = _controller(tmp_path, 120, ready_quiet_s=0.2)
-        await ctl.start(active=False)
-        ctl.active = True
-        switch = await Switch.connect(ctl.link.socket_path)
-        try:
+        async with _running(ctl) as switch:
             await _pin(ctl, P1, P2)
             await switch.say(_state("up"))
             assert await _wait(ctl.ready_to_program)  # quiet, and no path yet
@@ -115,9 +107,6 @@ def test_end_of_rib_waits_for_a_programming_made_with_the_switchs_whole_table(tm
             await ctl.tick()
             assert ctl.installed == {P1: NH1, P2: NH1}
             assert switch.commands[-2:] == EOR_LINES, switch.commands
-        finally:
-            await switch.close()
-            await ctl.stop()
 
     asyncio.run(scenario())
 
@@ -129,11 +118,8 @@ def test_stale_routes_count_against_the_cap_until_the_switch_pruned_them(tmp_pat
     async def scenario() -> None:
         clock = [1000.0]
         ctl = _controller(tmp_path, 120, cap_v4=2, clock=clock)
-        await ctl.start(active=False)
-        ctl.active = True
-        switch = await Switch.connect(ctl.link.socket_path)
-        announce_p3 = f"neighbor {NEIGHBOR} announce ipv4 unicast {P3} next-hop {NH2}"
-        try:
+        async with _running(ctl) as switch:
+            announce_p3 = f"neighbor {NEIGHBOR} announce ipv4 unicast {P3} next-hop {NH2}"
             await _pin(ctl, P1, P2)
             await _session_up(ctl, switch)
             await ctl.tick()
@@ -162,9 +148,6 @@ def test_stale_routes_count_against_the_cap_until_the_switch_pruned_them(tmp_pat
             assert ctl.installed == {P2: NH1, P3: NH2}
             assert ctl.held_prefixes() == [P2, P3]
             assert ctl.occupancy()["ipv4"] == (2, 2)
-        finally:
-            await switch.close()
-            await ctl.stop()
 
     asyncio.run(scenario())
 

@@ -13,10 +13,10 @@ from tests.unit.test_switch_controller import (
     NH1,
     P1,
     P2,
-    Switch,
     _announce,
     _eor,
     _live_controller,
+    _running,
     _state,
     _wait,
 )
@@ -69,10 +69,7 @@ def test_own_addresses_must_be_addresses() -> None:
 def test_a_better_path_via_the_switch_loses_to_a_usable_one_and_is_never_announced(tmp_path: Path) -> None:
     async def scenario() -> None:
         ctl = _live_controller(tmp_path)
-        await ctl.start(active=False)
-        ctl.active = True
-        switch = await Switch.connect(ctl.link.socket_path)
-        try:
+        async with _running(ctl) as switch:
             # P1: via NH1, and a path via the switch itself (next-hop-self) that would rank first
             # (lower next hop); P2: only via the switch
             await switch.say(_state("up"), _announce(NH1, (P1, 1)), _announce(NEIGHBOR, (P1, 2), (P2, 1)),
@@ -88,8 +85,5 @@ def test_a_better_path_via_the_switch_loses_to_a_usable_one_and_is_never_announc
             await switch.say(_announce(NEIGHBOR, (P1, 1)))
             assert await _wait(lambda: P1 not in ctl.installed), "kept a route whose path went"
             assert P1 not in ctl.rib
-        finally:
-            await switch.close()
-            await ctl.stop()
 
     asyncio.run(scenario())

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Self
 
 import pytest
 
@@ -130,7 +132,7 @@ class Switch:
         self._task = asyncio.create_task(self._ack_all())
 
     @classmethod
-    async def connect(cls, path: Path) -> Switch:
+    async def connect(cls, path: Path) -> Self:
         reader, writer = await asyncio.open_unix_connection(str(path))
         switch = cls(reader, writer)
         await switch.say("#topfib-bridge pid=4242 pgid=4242 dropped=0")
@@ -177,6 +179,20 @@ def _live_controller(tmp_path: Path, *, settle_quiet_s: float = 0.1, settle_max_
     return ctl
 
 
+@contextlib.asynccontextmanager
+async def _running(ctl: SwitchController, kind: type[Switch] = Switch) -> AsyncIterator[Switch]:
+    """``ctl`` started as the active controller (as if ExaBGP ran: the test plays it through the
+    link) with a ``kind`` switch stand-in on its bridge socket; both stopped afterwards."""
+    await ctl.start(active=False)
+    ctl.active = True
+    switch = await kind.connect(ctl.link.socket_path)
+    try:
+        yield switch
+    finally:
+        await switch.close()
+        await ctl.stop()
+
+
 P1, P2, P3 = "16.0.1.0/24", "16.0.2.0/24", "16.0.3.0/24"
 NH1, NH2 = "192.168.50.11", "192.168.50.12"
 
@@ -196,10 +212,7 @@ async def _installed(ctl: SwitchController, switch: Switch) -> None:
 def test_a_prefix_losing_its_last_path_is_withdrawn_without_a_loop_iteration(tmp_path: Path) -> None:
     async def scenario() -> None:
         ctl = _live_controller(tmp_path)
-        await ctl.start(active=False)
-        ctl.active = True
-        switch = await Switch.connect(ctl.link.socket_path)
-        try:
+        async with _running(ctl) as switch:
             await _installed(ctl, switch)
             loops = ctl.selection
             await switch.say(_withdraw((P2, 1)))
@@ -207,9 +220,6 @@ def test_a_prefix_losing_its_last_path_is_withdrawn_without_a_loop_iteration(tmp
             assert switch.commands == [f"neighbor {NEIGHBOR} withdraw ipv4 unicast {P2}"]
             assert ctl.selection is loops  # no selection ran for it
             assert ctl.installed == {P1: NH1, P3: NH2}
-        finally:
-            await switch.close()
-            await ctl.stop()
 
     asyncio.run(scenario())
 
@@ -218,10 +228,7 @@ def test_a_moved_best_path_is_re_pointed_once_the_burst_settles_and_never_if_the
         tmp_path: Path) -> None:
     async def scenario() -> None:
         ctl = _live_controller(tmp_path, settle_quiet_s=0.3, settle_max_s=2.0)
-        await ctl.start(active=False)
-        ctl.active = True
-        switch = await Switch.connect(ctl.link.socket_path)
-        try:
+        async with _running(ctl) as switch:
             await _installed(ctl, switch)
             # P1 loses its installed path (NH1): the switch forwards to a dead exit, so it is
             # re-pointed to NH2 once the burst is quiet for 50 ms, not the 0.3 s of a mere move
@@ -245,9 +252,6 @@ def test_a_moved_best_path_is_re_pointed_once_the_burst_settles_and_never_if_the
             await asyncio.sleep(0.5)  # past the settle time: nothing else may follow
             assert all("announce" not in command for command in switch.commands), switch.commands
             assert ctl.installed == {P2: NH1}
-        finally:
-            await switch.close()
-            await ctl.stop()
 
     asyncio.run(scenario())
 
@@ -255,10 +259,7 @@ def test_a_moved_best_path_is_re_pointed_once_the_burst_settles_and_never_if_the
 def test_no_programming_before_end_of_rib_or_quiet_and_eor_wakes_the_loop(tmp_path: Path) -> None:
     async def scenario() -> None:
         ctl = _live_controller(tmp_path, ready_quiet_s=60.0)
-        await ctl.start(active=False)
-        ctl.active = True
-        switch = await Switch.connect(ctl.link.socket_path)
-        try:
+        async with _running(ctl) as switch:
             await switch.say(_state("up"), _announce(NH1, (P1, 1)))
             await ctl.store.set_pin(Pin(prefix=P1, by="op", since=0.0))
             assert await _wait(lambda: P1 in ctl.rib)
@@ -273,9 +274,6 @@ def test_no_programming_before_end_of_rib_or_quiet_and_eor_wakes_the_loop(tmp_pa
             assert ctl.ready_to_program()
             await ctl.tick()
             assert ctl.installed == {P1: NH1}
-        finally:
-            await switch.close()
-            await ctl.stop()
 
     asyncio.run(scenario())
 
@@ -283,10 +281,7 @@ def test_no_programming_before_end_of_rib_or_quiet_and_eor_wakes_the_loop(tmp_pa
 def test_without_end_of_rib_a_quiet_table_starts_programming(tmp_path: Path) -> None:
     async def scenario() -> None:
         ctl = _live_controller(tmp_path, ready_quiet_s=0.4)
-        await ctl.start(active=False)
-        ctl.active = True
-        switch = await Switch.connect(ctl.link.socket_path)
-        try:
+        async with _running(ctl) as switch:
             await switch.say(_state("up"))
             for i in range(6):  # a table trickling in: never quiet for 0.4 s
                 await switch.say(_announce(NH1, (f"16.0.{i}.0/24", 1)))
@@ -295,9 +290,6 @@ def test_without_end_of_rib_a_quiet_table_starts_programming(tmp_path: Path) -> 
             began = time.monotonic()
             assert await _wait(ctl.wake_event.is_set), "quiet did not wake the loop"
             assert ctl.ready_to_program() and time.monotonic() - began >= 0.2
-        finally:
-            await switch.close()
-            await ctl.stop()
 
     asyncio.run(scenario())
 
@@ -414,10 +406,7 @@ def test_exabgp_forgets_what_it_announced_when_the_session_ends_before_anything_
     when the down went unseen), and nothing is programmed before ExaBGP confirmed the clear."""
     async def scenario() -> None:
         ctl = _live_controller(tmp_path)
-        await ctl.start(active=False)
-        ctl.active = True
-        switch = await Switch.connect(ctl.link.socket_path)
-        try:
+        async with _running(ctl) as switch:
             await _installed(ctl, switch)
             await switch.say(_state("down"))
             assert await _wait(lambda: switch.commands == [CLEAR]), switch.commands
@@ -441,9 +430,6 @@ def test_exabgp_forgets_what_it_announced_when_the_session_ends_before_anything_
             await ctl.tick()
             assert switch.commands[0] == CLEAR, switch.commands
             assert ctl.installed == {P1: NH1, P2: NH1}
-        finally:
-            await switch.close()
-            await ctl.stop()
 
     asyncio.run(scenario())
 
@@ -451,10 +437,7 @@ def test_exabgp_forgets_what_it_announced_when_the_session_ends_before_anything_
 def test_a_refused_clear_keeps_programming_back(tmp_path: Path) -> None:
     async def scenario() -> None:
         ctl = _live_controller(tmp_path)
-        await ctl.start(active=False)
-        ctl.active = True
-        switch = await Switch.connect(ctl.link.socket_path)
-        try:
+        async with _running(ctl) as switch:
             await _installed(ctl, switch)
             switch.refuse.add(CLEAR)
             await switch.say(_state("down"))
@@ -470,9 +453,6 @@ def test_a_refused_clear_keeps_programming_back(tmp_path: Path) -> None:
             announce = f"neighbor {NEIGHBOR} announce ipv4 unicast {P1} next-hop {NH1}"
             assert switch.commands == [CLEAR, announce]
             assert ctl.installed == {P1: NH1}
-        finally:
-            await switch.close()
-            await ctl.stop()
 
     asyncio.run(scenario())
 

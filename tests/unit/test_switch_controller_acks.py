@@ -18,6 +18,7 @@ from tests.unit.test_switch_controller import (
     _announce,
     _eor,
     _live_controller,
+    _running,
     _state,
     _wait,
 )
@@ -39,12 +40,7 @@ class RefusingSwitch(Switch):
 def test_an_error_for_one_prefix_leaves_only_that_prefix_uninstalled(tmp_path: Path) -> None:
     async def scenario() -> None:
         ctl = _live_controller(tmp_path)
-        await ctl.start(active=False)
-        ctl.active = True
-        reader, writer = await asyncio.open_unix_connection(str(ctl.link.socket_path))
-        switch = RefusingSwitch(reader, writer)
-        await switch.say("#topfib-bridge pid=4242 pgid=4242 dropped=0")
-        try:
+        async with _running(ctl, RefusingSwitch) as switch:
             await switch.say(_state("up"), _announce(NH1, (P1, 1), (P2, 1), (P3, 1)),
                              _eor("ipv4"), _eor("ipv6"))
             assert await _wait(ctl.ready_to_program)
@@ -61,9 +57,6 @@ def test_an_error_for_one_prefix_leaves_only_that_prefix_uninstalled(tmp_path: P
             await ctl.tick()  # tried again at the next iteration, never counted as installed
             assert P2 not in ctl.installed
             assert switch.commands[-1] == f"neighbor {NEIGHBOR} announce ipv4 unicast {P2} next-hop {NH1}"
-        finally:
-            await switch.close()
-            await ctl.stop()
 
     asyncio.run(scenario())
 
@@ -82,12 +75,7 @@ def test_an_exabgp_refusing_everything_gets_each_prefix_once_a_tick_and_one_log_
 ) -> None:
     async def scenario() -> None:
         ctl = _live_controller(tmp_path)
-        await ctl.start(active=False)
-        ctl.active = True
-        reader, writer = await asyncio.open_unix_connection(str(ctl.link.socket_path))
-        switch = BrokenSwitch(reader, writer)
-        await switch.say("#topfib-bridge pid=4242 pgid=4242 dropped=0")
-        try:
+        async with _running(ctl, BrokenSwitch) as switch:
             await switch.say(_state("up"), _announce(NH1, (P1, 1), (P2, 1), (P3, 1)),
                              _eor("ipv4"), _eor("ipv6"))
             assert await _wait(ctl.ready_to_program)
@@ -102,9 +90,6 @@ def test_an_exabgp_refusing_everything_gets_each_prefix_once_a_tick_and_one_log_
                 assert ctl.installed == {}
                 refusals = [r for r in caplog.records if "did not confirm" in r.getMessage()]
                 assert len(refusals) == 1 and "3 line(s) of 3 prefix(es)" in refusals[0].getMessage()
-        finally:
-            await switch.close()
-            await ctl.stop()
 
     asyncio.run(scenario())
 
@@ -125,12 +110,7 @@ class DownBeforeAckSwitch(Switch):
 def test_an_ack_after_the_session_ended_is_never_counted_as_installed(tmp_path: Path) -> None:
     async def scenario() -> None:
         ctl = _live_controller(tmp_path)
-        await ctl.start(active=False)
-        ctl.active = True
-        reader, writer = await asyncio.open_unix_connection(str(ctl.link.socket_path))
-        switch = DownBeforeAckSwitch(reader, writer)
-        await switch.say("#topfib-bridge pid=4242 pgid=4242 dropped=0")
-        try:
+        async with _running(ctl, DownBeforeAckSwitch) as switch:
             await switch.say(_state("up"), _announce(NH1, (P1, 1)), _eor("ipv4"), _eor("ipv6"))
             assert await _wait(ctl.ready_to_program)
             await ctl.store.set_pin(Pin(prefix=P1, by="op", since=0.0))
@@ -140,8 +120,5 @@ def test_an_ack_after_the_session_ended_is_never_counted_as_installed(tmp_path: 
             assert ctl.installed == {}, "a route acked after the session ended counted as installed"
             # ExaBGP holds it in its adj-rib-out: forgotten before the next session is programmed
             assert ctl.programmer.replay_pending
-        finally:
-            await switch.close()
-            await ctl.stop()
 
     asyncio.run(scenario())

@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.test_switch_controller import NH1, Switch, _announce, _live_controller, _state, _wait
+from tests.unit.test_switch_controller import (
+    NH1,
+    Switch,
+    _announce,
+    _live_controller,
+    _running,
+    _state,
+    _wait,
+)
 from topfib.controller.switch.controller import SwitchController
 from topfib.controller.switch.table_readiness import (
     MIN_TABLE_SHARE,
@@ -68,19 +76,13 @@ def test_the_known_table_size_survives_a_restart_and_a_damaged_file_means_unknow
 def test_updates_that_change_no_best_path_still_keep_the_table_incomplete(tmp_path: Path) -> None:
     async def scenario() -> None:
         ctl = _live_controller(tmp_path, ready_quiet_s=0.4)
-        await ctl.start(active=False)
-        ctl.active = True
-        switch = await Switch.connect(ctl.link.socket_path)
-        try:
+        async with _running(ctl) as switch:
             await switch.say(_state("up"))
             for i in range(6):  # the same path again and again: no best path changes
                 await switch.say(_announce(NH1, ("16.0.1.0/24", 1)))
                 await asyncio.sleep(0.15)
                 assert not ctl.ready_to_program(), f"ready while updates still came ({i})"
             assert await _wait(ctl.ready_to_program, 2.0)
-        finally:
-            await switch.close()
-            await ctl.stop()
 
     asyncio.run(scenario())
 
@@ -97,24 +99,15 @@ async def _session_with_table(ctl: SwitchController, switch: Switch, paths: list
 def test_after_a_restart_half_a_table_then_a_pause_is_not_complete(tmp_path: Path) -> None:
     async def scenario() -> None:
         ctl = _live_controller(tmp_path, ready_quiet_s=0.3)
-        await ctl.start(active=False)
-        ctl.active = True
-        switch = await Switch.connect(ctl.link.socket_path)
-        try:
+        async with _running(ctl) as switch:
             await _session_with_table(ctl, switch, _prefixes(20))
             await switch.say(_state("down"))
             assert await _wait(lambda: ctl.session.state == "down")
-        finally:
-            await switch.close()
-            await ctl.stop()
         assert (tmp_path / "run" / "sw1.table-size").read_text() == "20\n"
 
         # topfib restarted: the new process knows the table had 20 paths
         ctl = _live_controller(tmp_path, ready_quiet_s=0.3)
-        await ctl.start(active=False)
-        ctl.active = True
-        switch = await Switch.connect(ctl.link.socket_path)
-        try:
+        async with _running(ctl) as switch:
             await switch.say(_state("up"), _announce(NH1, *_prefixes(10)))
             await asyncio.sleep(1.0)  # the dump pauses for more than three times the quiet
             assert not ctl.ready_to_program(), "half a table counted as complete"
@@ -123,9 +116,6 @@ def test_after_a_restart_half_a_table_then_a_pause_is_not_complete(tmp_path: Pat
             assert await _wait(ctl.ready_to_program, 5.0)
             # the known size is reached: the plain quiet, not twice the pause
             assert 0.25 <= time.monotonic() - began < PAUSE_FACTOR * 0.9
-        finally:
-            await switch.close()
-            await ctl.stop()
 
     asyncio.run(scenario())
 
@@ -133,10 +123,7 @@ def test_after_a_restart_half_a_table_then_a_pause_is_not_complete(tmp_path: Pat
 def test_on_a_first_session_a_paused_dump_needs_twice_its_pause_of_quiet(tmp_path: Path) -> None:
     async def scenario() -> None:
         ctl = _live_controller(tmp_path, ready_quiet_s=0.6)
-        await ctl.start(active=False)
-        ctl.active = True
-        switch = await Switch.connect(ctl.link.socket_path)
-        try:
+        async with _running(ctl) as switch:
             await switch.say(_state("up"), _announce(NH1, *_prefixes(10)))
             await asyncio.sleep(0.5)  # a pause, shorter than the quiet: measured 0.4-0.5 s
             assert not ctl.ready_to_program()
@@ -145,8 +132,5 @@ def test_on_a_first_session_a_paused_dump_needs_twice_its_pause_of_quiet(tmp_pat
             assert await _wait(ctl.ready_to_program, 3.0)
             ready_after = time.monotonic() - began
             assert PAUSE_FACTOR * 0.4 - 0.05 <= ready_after < PAUSE_FACTOR * 0.5 + 0.3, ready_after
-        finally:
-            await switch.close()
-            await ctl.stop()
 
     asyncio.run(scenario())

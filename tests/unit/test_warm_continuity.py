@@ -9,7 +9,18 @@ import threading
 import time
 from pathlib import Path
 
-from tests.unit.test_switch_controller import NEIGHBOR, NH1, P1, P2, Switch, _announce, _eor, _state, _wait
+from tests.unit.test_switch_controller import (
+    NEIGHBOR,
+    NH1,
+    P1,
+    P2,
+    Switch,
+    _announce,
+    _eor,
+    _running,
+    _state,
+    _wait,
+)
 from topfib.collector.accounting.prefix_rates import PrefixRates
 from topfib.controller.config import TopfibConfig
 from topfib.controller.selection.model import SelectedRoute, new_route
@@ -60,12 +71,7 @@ def test_the_carried_fib_stays_when_programming_did_not_complete(tmp_path: Path)
     async def scenario() -> None:
         wall = [1_000_000.0]
         ctl, _keeper = _setup(tmp_path, wall)
-        await ctl.start(active=False)
-        ctl.active = True
-        reader, writer = await asyncio.open_unix_connection(str(ctl.link.socket_path))
-        switch = SessionDropSwitch(reader, writer)
-        await switch.say("#topfib-bridge pid=4242 pgid=4242 dropped=0")
-        try:
+        async with _running(ctl, SessionDropSwitch) as switch:
             ctl.carry_incumbents(_carried(wall[0]))
             await switch.say(_state("up"), _announce(NH1, (P1, 1), (P2, 1)), _eor("ipv4"), _eor("ipv6"))
             assert await _wait(ctl.ready_to_program)
@@ -74,9 +80,6 @@ def test_the_carried_fib_stays_when_programming_did_not_complete(tmp_path: Path)
             assert any(f" {P1} " in command for command in switch.commands)
             assert ctl.installed == {}
             assert set(ctl.continuity_routes()) == {CARRIED_ROUTE}, "a failed programming dropped it"
-        finally:
-            await switch.close()
-            await ctl.stop()
 
     asyncio.run(scenario())
 
