@@ -72,8 +72,12 @@ def clear_adj_rib_out_command(neighbor: str) -> str:
     return f"{_neighbor(neighbor)} clear adj-rib out"
 
 
+# The families of topfib's session with a switch (exabgp/topfib.conf.template configures these).
+SESSION_FAMILIES = ("ipv4 unicast", "ipv6 unicast")
+
+
 def end_of_rib_commands(neighbor: str) -> list[str]:
     """The ExaBGP API lines sending End-of-RIB to ``neighbor`` for both families topfib programs
     (with graceful restart the switch then drops the stale routes not announced again)."""
     head = _neighbor(neighbor)
-    return [f"{head} announce eor {family}" for family in ("ipv4 unicast", "ipv6 unicast")]
+    return [f"{head} announce eor {family}" for family in SESSION_FAMILIES]

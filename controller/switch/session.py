@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from topfib.collector.rib.rib import Rib
+from topfib.controller.exabgp.commands import SESSION_FAMILIES
 from topfib.controller.exabgp.link import ExabgpLink
 from topfib.controller.switch.table_readiness import (
     QUIET_CHECK_S,
@@ -41,6 +42,11 @@ class SessionInfo:
     ready: bool = False  # the switch's table was complete once: programming may go on
     end_of_rib_sent: bool = False  # graceful restart: topfib's End-of-RIB went out on this session
 
+    @property
+    def every_family_ended(self) -> bool:
+        """The switch sent End-of-RIB for every family of the session."""
+        return self.eor_families.issuperset(SESSION_FAMILIES)
+
 
 def table_complete(info: SessionInfo, now: float, quiet_for: float, *,
                    quiet_s: float = READY_QUIET_S, max_wait_s: float = READY_MAX_WAIT_S) -> bool:
@@ -52,7 +58,7 @@ def table_complete(info: SessionInfo, now: float, quiet_for: float, *,
     """
     if info.state != "up" or info.up_at is None:
         return False
-    if {"ipv4 unicast", "ipv6 unicast"} <= info.eor_families:
+    if info.every_family_ended:
         return True
     return now - info.up_at >= max_wait_s or quiet_for >= quiet_s
 
@@ -152,7 +158,7 @@ class SessionTracker:
         rule may judge complete a table the switch still holds back (BIRD, to a restarted peer,
         for ~3 s)."""
         info = self.info
-        if {"ipv4 unicast", "ipv6 unicast"} <= info.eor_families:
+        if info.every_family_ended:
             return True
         now = self._clock()
         if info.first_eor_at is not None and now - info.first_eor_at >= SECOND_FAMILY_WAIT_S:
