@@ -131,7 +131,7 @@ class StateConfig(_Strict):
 
 class ExabgpConfig(_Strict):
     executable: str = ""
-    reactor_speed: float = Field(2.0, gt=0)
+    reactor_speed: float = Field(10.0, gt=0)
     restart_backoff_max_s: float = Field(30.0, gt=0)
     netns: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")
     runtime_dir: str | None = None

@@ -45,6 +45,7 @@ ACCEPT_BATCH = 64  # connections accepted per wake-up, so one busy listener cann
 RESOURCE_PAUSE_S = 0.25  # accept retry delay after EMFILE and the like
 RESERVED_FDS = 128  # descriptors kept for everything else: Redis, ExaBGP pipes, files, sFlow sockets
 LOG_INTERVAL_S = 60.0
+MAIN_LOOP_TICK_S = 1.0  # uvicorn ticks every 0.1 s; see ApiServer.main_loop
 
 
 def install_log_budget() -> None:
@@ -205,6 +206,7 @@ class ApiServer(uvicorn.Server):
         self._max_connections = max_connections
         self.acceptor: Acceptor | None = None
         self._handshakes: set[asyncio.Task[None]] = set()
+        self._exit_requested = asyncio.Event()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         if sockets is None or len(sockets) != 1:
@@ -248,6 +250,21 @@ class ApiServer(uvicorn.Server):
             release()
             conn.close()
             raise
+
+    def request_exit(self) -> None:
+        """Stop serving now (uvicorn's ``should_exit``, and :meth:`main_loop` woken at once)."""
+        self.should_exit = True
+        self._exit_requested.set()
+
+    async def main_loop(self) -> None:
+        """uvicorn's loop, ticking once a second instead of ten times: its tick only refreshes
+        the Date header (once a second anyway) and checks ``should_exit``, which
+        :meth:`request_exit` answers at once. An idle process stays asleep."""
+        tick = 0
+        while not await self.on_tick(tick):
+            tick = (tick + 10) % 864000  # on_tick refreshes the Date header when tick % 10 == 0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._exit_requested.wait(), MAIN_LOOP_TICK_S)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         if self.acceptor is not None:

@@ -293,7 +293,7 @@ class Service:
     async def stop(self) -> None:
         self._stopping.set()
         if self._server is not None:
-            self._server.should_exit = True
+            self._server.request_exit()
         for ctl in self.controllers.values():
             await self.warm.save(ctl)  # the latest state for the next start (only while active)
             await ctl.stop()

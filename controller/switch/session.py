@@ -92,12 +92,14 @@ class SessionTracker:
         self.lost_at: float | None = None  # wall clock of the session loss that left routes stale
         self._quiet = QuietClock()
         self._known_size = KnownTableSize(table_size_path)
+        self._session_up = asyncio.Event()  # wakes watch_quiet, which sleeps while nothing is awaited
 
     def came_up(self) -> None:
         """A new session is up: its table starts to come in."""
         self.info = SessionInfo(state="up", since=self._wall_clock(), up_at=self._clock())
         self.lost_at = None
         self._quiet.restart()
+        self._session_up.set()
 
     def went_down(self, reason: str) -> None:
         """The session is down (or ExaBGP is gone): the next one starts from nothing."""
@@ -168,9 +170,14 @@ class SessionTracker:
     async def watch_quiet(self, wake: Callable[[], None]) -> None:
         """Measure how long the switch's table has been quiet while the session waits for it."""
         while True:
+            if self.info.state != "up" or self.info.ready:
+                # nothing to measure until a session comes up: sleep (an idle switch costs no wake-ups)
+                self._quiet.restart()
+                self._session_up.clear()
+                await self._session_up.wait()
+                continue
             await asyncio.sleep(QUIET_CHECK_S)
             if self.info.state != "up" or self.info.ready:
-                self._quiet.restart()
                 continue
             self._quiet.check(self._clock(), self.updates)
             if self.ready_to_program():

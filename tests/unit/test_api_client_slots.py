@@ -47,7 +47,7 @@ async def serving(max_connections: int, per_client: int) -> AsyncIterator[int]:
     try:
         yield int(sock.getsockname()[1])
     finally:
-        server.should_exit = True
+        server.request_exit()
         await asyncio.wait_for(task, 10)
 
 

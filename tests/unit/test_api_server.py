@@ -56,7 +56,7 @@ async def serving(max_connections: int = 100, read_timeout_s: float = 0.3) -> As
     try:
         yield server
     finally:
-        server.should_exit = True
+        server.request_exit()
         await asyncio.wait_for(task, 10)
 
 
@@ -97,6 +97,28 @@ def test_accepted_connections_have_tcp_nodelay() -> None:
             sockets = [c.transport.get_extra_info("socket") for c in server.server_state.connections]
             assert sockets and all(s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for s in sockets)
             writer.close()
+    run(body)
+
+
+def test_an_idle_server_ticks_once_a_second_and_exits_at_once_when_asked() -> None:
+    async def body() -> None:
+        async with serving() as server:
+            ticks = 0
+            on_tick = server.on_tick
+
+            async def counted(counter: int) -> bool:
+                nonlocal ticks
+                ticks += 1
+                return await on_tick(counter)
+
+            server.on_tick = counted  # type: ignore[method-assign]
+            await asyncio.sleep(2.5)
+            assert 1 <= ticks <= 4  # uvicorn's own loop ticks 25 times in 2.5 s
+            date = dict(server.server_state.default_headers)[b"date"]
+            assert date  # the Date header is still kept fresh
+            asked = asyncio.get_running_loop().time()
+        # serving()'s exit calls request_exit() and waits for serve() to return
+        assert asyncio.get_running_loop().time() - asked < 0.5
     run(body)
 
 

@@ -43,7 +43,7 @@ async def tls_serving(api: ApiConfig) -> AsyncIterator[tuple[ApiServer, int]]:
     try:
         yield server, int(sock.getsockname()[1])
     finally:
-        server.should_exit = True
+        server.request_exit()
         await asyncio.wait_for(task, 10)
 
 

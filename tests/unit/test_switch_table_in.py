@@ -4,11 +4,13 @@ or ready_max_wait_s after the session came up (a switch that sends none)."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from pathlib import Path
 
 from topfib.collector.rib.rib import Rib
 from topfib.controller.switch.session import SECOND_FAMILY_WAIT_S, SessionTracker
+from topfib.controller.switch.table_readiness import QUIET_CHECK_S
 
 
 class _NoLink:
@@ -54,3 +56,38 @@ def test_without_any_end_of_rib_the_table_counts_in_after_ready_max_wait(tmp_pat
     assert not sessions.switch_table_in()
     clock[0] += 1.0
     assert sessions.switch_table_in()
+
+
+def test_the_quiet_watch_sleeps_until_a_session_comes_up_then_wakes_the_loop_once_ready(
+        tmp_path: Path) -> None:
+    async def body() -> None:
+        clock = [100.0]
+        sessions = SessionTracker(Rib(), threading.Lock(), _NoLink(), tmp_path / "size",  # type: ignore[arg-type]
+                                  is_active=lambda: True, clock=lambda: clock[0],
+                                  wall_clock=lambda: clock[0], ready_quiet_s=1.0, ready_max_wait_s=5.0)
+        restarts = 0
+        restart = sessions._quiet.restart
+
+        def counted() -> None:
+            nonlocal restarts
+            restarts += 1
+            restart()
+
+        sessions._quiet.restart = counted  # type: ignore[method-assign]
+        woken = asyncio.Event()
+        watch = asyncio.create_task(sessions.watch_quiet(woken.set))
+        await asyncio.sleep(QUIET_CHECK_S * 5)
+        assert restarts <= 1  # no session: it waits, no wake-ups (it used to poll every QUIET_CHECK_S)
+        sessions.came_up()
+        sessions.end_of_rib("ipv4 unicast")
+        sessions.end_of_rib("ipv6 unicast")
+        clock[0] += 6.0  # past ready_max_wait_s: the table counts as complete
+        await asyncio.wait_for(woken.wait(), QUIET_CHECK_S * 20)
+        assert sessions.info.ready
+        sessions.went_down("test")
+        restarts_when_down = restarts
+        await asyncio.sleep(QUIET_CHECK_S * 5)
+        assert restarts - restarts_when_down <= 1  # asleep again
+        watch.cancel()
+
+    asyncio.run(body())
