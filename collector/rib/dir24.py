@@ -4,14 +4,15 @@ owning length, so a batch lookup is one gather.
 
 Adds and removes repaint only their own range (a /24 is one cell, a /16 256 cells) and are
 buffered until the next lookup, so a burst of updates is painted with a few vectorised writes.
-The per-length hash maps of :class:`~topfib.collector.rib.lpm.LpmTable` stay the truth: this
-table is painted from them.
+:class:`~topfib.collector.rib.lpm.LpmTable` stays the truth (which ids are present, which
+prefix covers which): this table is painted from it.
 """
 
 from __future__ import annotations
 
 from array import array
 from collections.abc import Iterator
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -37,11 +38,23 @@ def _unpack_pending(packed: array[int]) -> Iterator[tuple[int, int, int]]:
         yield value & 0xFFFFFFFF, (value >> 32) & 63, value >> 38
 
 
-class Dir24:
-    """The IPv4 DIR-24 table of prefixes ≤ /24, painted lazily from ``tables``."""
+class Dir24Source(Protocol):
+    """What the table is painted from (read, never written)."""
 
-    def __init__(self, tables: list[dict[int, int]]) -> None:
-        self._tables = tables  # the IPv4 per-length maps (network → id): read, never written
+    def present(self, prefix_id: int) -> bool: ...
+
+    def cover(self, network: int, length: int) -> int: ...
+
+    def length_of_v4(self, prefix_id: int) -> int: ...
+
+    def short_v4(self) -> tuple[Int64Array, Int64Array, Int64Array]: ...
+
+
+class Dir24:
+    """The IPv4 DIR-24 table of prefixes ≤ /24, painted lazily from ``source``."""
+
+    def __init__(self, source: Dir24Source) -> None:
+        self._source = source
         # zero-filled (calloc) on the first change, so untouched pages cost nothing
         self.ids: npt.NDArray[np.int32] | None = None
         self.owner: npt.NDArray[np.uint8] | None = None
@@ -64,10 +77,10 @@ class Dir24:
         if len(self.pending_remove) > _FULL_REPAINT_REMOVALS:
             self._repaint_all()
             return
-        tables = self._tables
+        present = self._source.present
         removed_ids = []
         for network, length, prefix_id in _unpack_pending(self.pending_remove):
-            if tables[length].get(network) == prefix_id:
+            if present(prefix_id):
                 continue  # removed and added back since: its cells are still right
             self._unpaint(network, length, prefix_id)
             removed_ids.append(prefix_id)
@@ -84,7 +97,7 @@ class Dir24:
             maybe_gone = np.flatnonzero(np.isin(ids, np.array(removed_ids, dtype=np.int64)))
             keep = np.ones(ids.size, dtype=bool)
             for index in maybe_gone.tolist():
-                keep[index] = tables[int(lengths[index])].get(int(networks[index])) == int(ids[index])
+                keep[index] = present(int(ids[index]))
             networks, lengths, ids = networks[keep], lengths[keep], ids[keep]
         for length in np.unique(lengths).tolist():
             selected = lengths == length
@@ -96,12 +109,10 @@ class Dir24:
         self.owner.fill(0)
         del self.pending_add[:]
         del self.pending_remove[:]
-        for length in range(DIR_BITS + 1):
-            table = self._tables[length]
-            if table:
-                networks = np.fromiter(table.keys(), dtype=np.int64, count=len(table))
-                ids = np.fromiter(table.values(), dtype=np.int64, count=len(table))
-                self._paint(networks >> 8, length, ids, only_shorter=False)
+        networks, lengths, ids = self._source.short_v4()
+        for length in np.unique(lengths).tolist():  # shortest first: longer ones paint over them
+            selected = lengths == length
+            self._paint(networks[selected] >> 8, length, ids[selected], only_shorter=False)
 
     def _paint(self, blocks: Int64Array, length: int, ids: Int64Array, only_shorter: bool) -> None:
         """Write ``ids`` over the cells of prefixes of one length (≤ 24) starting at ``blocks``.
@@ -142,13 +153,7 @@ class Dir24:
         owned = segment == prefix_id + 1
         if not owned.any():
             return
-        parent_id, parent_owner = -1, 0
-        tables = self._tables
-        for shorter in range(length - 1, -1, -1):
-            if tables[shorter]:
-                found = tables[shorter].get((network >> (32 - shorter)) << (32 - shorter))
-                if found is not None:
-                    parent_id, parent_owner = found, shorter + 1
-                    break
+        parent_id = self._source.cover(network, length)
+        parent_owner = self._source.length_of_v4(parent_id) + 1 if parent_id >= 0 else 0
         segment[owned] = parent_id + 1
         self.owner[cells][owned] = parent_owner

@@ -22,14 +22,24 @@ id never names two different prefixes; ``-1`` means no match.
 
 from __future__ import annotations
 
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
-from topfib.collector.common.prefixes import IPV4, IPV6, PrefixError, parse_address, split_prefix
+from topfib.collector.common.prefixes import (
+    IPV4,
+    IPV6,
+    PrefixError,
+    format_network,
+    parse_address,
+    split_canonical,
+    split_prefix,
+)
 from topfib.collector.rib.dir24 import DIR_BITS, Dir24, pack_pending
+from topfib.collector.rib.keymap import KeyIds
 from topfib.collector.rib.more_specifics import MoreSpecificsIndex
 
 _MASK64 = (1 << 64) - 1
@@ -49,17 +59,29 @@ class LpmTable:
     """Prefixes of both families; ``lookup`` returns the longest matching prefix string."""
 
     def __init__(self, prefixes: Iterable[str] = ()) -> None:
-        self._ids: dict[str, int] = {}
-        self._prefix_by_id: list[str] = []
+        # Every prefix ever added, by key (network << 8 | length), to its id: an id is never
+        # reused, so a re-added prefix gets its old id back (IPv4 in flat arrays: see keymap).
+        self._v4_ids = KeyIds()
+        self._v6_ids: dict[int, int] = {}
+        # Per id, for the life of the table: length (+256 for IPv6), IPv4 network (IPv6: in
+        # _v6_network), and whether it is in the table now. Names are formatted when asked, so a
+        # full table holds no prefix string.
+        self._length_of = array("H")
+        self._network_of = array("I")
+        self._v6_network: dict[int, int] = {}
+        self._present = bytearray()
+        # Network → id per length, for the lengths that single lookups and the sorted arrays
+        # read: IPv4 longer than /24 and IPv6. IPv4 up to /24 is in the DIR-24 table.
         self._by_len: dict[int, list[dict[int, int]]] = {
             IPV4: [{} for _ in range(33)],
             IPV6: [{} for _ in range(129)],
         }
+        self._length_counts = {IPV4: [0] * 33, IPV6: [0] * 129}
         self._counts = {IPV4: 0, IPV6: 0}
         self._lengths_desc: dict[int, list[int] | None] = {IPV4: [], IPV6: []}
         # DIR-24 for IPv4 lengths ≤ 24; its change buffers and painting method bound here, so
         # add/remove and lookups reach them as directly as before
-        self._dir24_index = Dir24(self._by_len[IPV4])
+        self._dir24_index = Dir24(self)
         self._pending_add = self._dir24_index.pending_add
         self._pending_remove = self._dir24_index.pending_remove
         self._dir24 = self._dir24_index.painted
@@ -93,51 +115,85 @@ class LpmTable:
     def __contains__(self, prefix: object) -> bool:
         return isinstance(prefix, str) and self.id_of(prefix) is not None
 
+    def locate(self, prefix: str, parsed: tuple[int, int, int] | None = None
+               ) -> tuple[tuple[int, int, int] | None, int]:
+        """(``split_prefix(prefix)``, the id it has or had here, else -1); (None, -1) when
+        ``prefix`` is not a canonical prefix string. ``parsed`` is trusted as given."""
+        if parsed is None:
+            split = split_canonical(prefix)
+            if split is None or split[0] != prefix:
+                return None, -1
+            parsed = split[1]
+        family, network, length = parsed
+        if family == IPV4:
+            return parsed, self._v4_ids.get((network << 8) | length)
+        return parsed, self._v6_ids.get((network << 8) | length, -1)
+
     def knows(self, prefix: str) -> bool:
         """True if ``prefix`` was ever added: it is then a valid canonical prefix string."""
-        return prefix in self._ids
+        return self.locate(prefix)[1] >= 0
 
     def id_of(self, prefix: str) -> int | None:
         """The id of ``prefix`` while it is in the table, else None."""
-        prefix_id = self._ids.get(prefix)
-        if prefix_id is None:
-            return None
-        family, network, length = split_prefix(prefix)
-        return prefix_id if self._by_len[family][length].get(network) == prefix_id else None
+        prefix_id = self.locate(prefix)[1]
+        return prefix_id if prefix_id >= 0 and self._present[prefix_id] else None
+
+    def present(self, prefix_id: int) -> bool:
+        """Whether the prefix of ``prefix_id`` is in the table now."""
+        return bool(self._present[prefix_id])
+
+    def family_of_id(self, prefix_id: int) -> int:
+        return IPV6 if self._length_of[prefix_id] >= 256 else IPV4
 
     def prefixes(self) -> Iterator[str]:
-        for family in (IPV4, IPV6):
-            for table in self._by_len[family]:
-                for prefix_id in table.values():
-                    yield self._prefix_by_id[prefix_id]
+        """Every prefix in the table: IPv4 then IPv6, by length, then by id."""
+        ids, lengths, _ = self._v4_short()
+        long_v4 = [(length, i) for length in range(DIR_BITS + 1, 33) for i in self._by_len[IPV4][length].values()]
+        order = np.lexsort((ids, lengths))
+        for prefix_id in ids[order].tolist():
+            yield self.prefix_of_id(prefix_id)
+        for _, prefix_id in sorted(long_v4):
+            yield self.prefix_of_id(prefix_id)
+        for table in self._by_len[IPV6]:
+            for prefix_id in sorted(table.values()):
+                yield self.prefix_of_id(prefix_id)
 
-    def add(self, prefix: str, parsed: tuple[int, int, int] | None = None) -> None:
-        """Add a canonical prefix string (host bits must be zero). Adding twice is a no-op.
+    def add(self, prefix: str, parsed: tuple[int, int, int] | None = None) -> int:
+        """Add a prefix (host bits must be zero); its id. Adding twice is a no-op.
 
         ``parsed`` is ``split_prefix(prefix)`` when the caller has it already (trusted as given).
         """
         family, network, length = parsed if parsed is not None else split_prefix(prefix)
-        table = self._by_len[family][length]
-        if network in table:
-            return
-        prefix_id = self._ids.get(prefix)
-        if prefix_id is None:
-            prefix_id = len(self._prefix_by_id)
-            self._ids[prefix] = prefix_id
-            self._prefix_by_id.append(prefix)
-        if not table:
-            self._lengths_desc[family] = None
-        table[network] = prefix_id
-        self._counts[family] += 1
-        self._more_specifics[family].added((network << 8) | length, prefix_id)
+        key = (network << 8) | length
+        prefix_id = self._v4_ids.get(key) if family == IPV4 else self._v6_ids.get(key, -1)
+        if prefix_id < 0:
+            # what an id names is written before the id can be found or looked up
+            prefix_id = len(self._present)
+            self._present.append(0)
+            if family == IPV4:
+                self._length_of.append(length)
+                self._network_of.append(network)
+                self._v4_ids.insert(key, prefix_id)
+            else:
+                self._length_of.append(256 + length)
+                self._network_of.append(0)
+                self._v6_network[prefix_id] = network
+                self._v6_ids[key] = prefix_id
+        elif self._present[prefix_id]:
+            return prefix_id
+        self._present[prefix_id] = 1
+        self._count_length(family, length, +1)
+        self._more_specifics[family].added(key, prefix_id)
         if family == IPV4 and length <= DIR_BITS:
             self._pending_add.append((prefix_id << 38) | (length << 32) | network)  # pack_pending, inlined
-        else:
-            self._sorted.pop((family, length), None)
-            if family == IPV4:
-                self._count_long_block(network >> 8, +1)
-            elif length >= 16:
-                self._count_v6_block(network, length, +1)
+            return prefix_id
+        self._by_len[family][length][network] = prefix_id
+        self._sorted.pop((family, length), None)
+        if family == IPV4:
+            self._count_long_block(network >> 8, +1)
+        elif length >= 16:
+            self._count_v6_block(network, length, +1)
+        return prefix_id
 
     def remove(self, prefix: str) -> None:
         """Remove a prefix; removing an absent prefix is a no-op."""
@@ -145,22 +201,68 @@ class LpmTable:
             family, network, length = split_prefix(prefix)
         except PrefixError:
             return
-        table = self._by_len[family][length]
-        prefix_id = table.pop(network, None)
-        if prefix_id is None:
+        key = (network << 8) | length
+        prefix_id = self._v4_ids.get(key) if family == IPV4 else self._v6_ids.get(key, -1)
+        if prefix_id >= 0:
+            self.remove_id(prefix_id)
+
+    def remove_id(self, prefix_id: int) -> None:
+        """Remove the prefix of ``prefix_id``; a no-op when it is not in the table."""
+        if not self._present[prefix_id]:
             return
-        if not table:
-            self._lengths_desc[family] = None
-        self._counts[family] -= 1
+        self._present[prefix_id] = 0
+        length = self._length_of[prefix_id]
+        if length >= 256:
+            family, length, network = IPV6, length - 256, self._v6_network[prefix_id]
+        else:
+            family, network = IPV4, self._network_of[prefix_id]
+        self._count_length(family, length, -1)
         self._more_specifics[family].removed((network << 8) | length)
         if family == IPV4 and length <= DIR_BITS:
             self._pending_remove.append(pack_pending(network, length, prefix_id))
-        else:
-            self._sorted.pop((family, length), None)
-            if family == IPV4:
-                self._count_long_block(network >> 8, -1)
-            elif length >= 16:
-                self._count_v6_block(network, length, -1)
+            return
+        del self._by_len[family][length][network]
+        self._sorted.pop((family, length), None)
+        if family == IPV4:
+            self._count_long_block(network >> 8, -1)
+        elif length >= 16:
+            self._count_v6_block(network, length, -1)
+
+    def _count_length(self, family: int, length: int, delta: int) -> None:
+        counts = self._length_counts[family]
+        counts[length] += delta
+        self._counts[family] += delta
+        if counts[length] == (1 if delta > 0 else 0):  # the set of lengths changed
+            self._lengths_desc[family] = None
+
+    # -- what the DIR-24 table paints from ------------------------------------------------------
+
+    def cover(self, network: int, length: int) -> int:
+        """Id of the longest IPv4 prefix in the table shorter than ``length`` covering ``network``, or -1."""
+        counts, present, ids = self._length_counts[IPV4], self._present, self._v4_ids
+        for shorter in range(length - 1, -1, -1):
+            if counts[shorter]:
+                found = ids.get(((network >> (32 - shorter)) << (40 - shorter)) | shorter)
+                if found >= 0 and present[found]:
+                    return found
+        return -1
+
+    def length_of_v4(self, prefix_id: int) -> int:
+        return self._length_of[prefix_id]
+
+    def _v4_short(self) -> tuple[Int64Array, Int64Array, Int64Array]:
+        """(ids, lengths, networks) of the IPv4 prefixes up to /24 in the table, by id."""
+        # copies through bytes: a numpy view would pin the growable arrays' buffers
+        lengths = np.frombuffer(self._length_of.tobytes(), dtype=np.uint16)
+        present = np.frombuffer(bytes(self._present), dtype=np.uint8)[:lengths.size]
+        ids = np.flatnonzero(present.astype(bool) & (lengths <= DIR_BITS))
+        networks = np.frombuffer(self._network_of.tobytes(), dtype=np.uint32)[ids].astype(np.int64)
+        return ids.astype(np.int64), lengths[ids].astype(np.int64), networks
+
+    def short_v4(self) -> tuple[Int64Array, Int64Array, Int64Array]:
+        """(networks, lengths, ids) of the IPv4 prefixes up to /24 in the table."""
+        ids, lengths, networks = self._v4_short()
+        return networks, lengths, ids
 
     def _count_long_block(self, block: int, delta: int) -> None:
         count = self._long_blocks.get(block, 0) + delta
@@ -212,8 +314,8 @@ class LpmTable:
     def _lengths(self, family: int) -> list[int]:
         lengths = self._lengths_desc[family]
         if lengths is None:
-            tables = self._by_len[family]
-            lengths = [length for length in range(len(tables) - 1, -1, -1) if tables[length]]
+            counts = self._length_counts[family]
+            lengths = [length for length in range(len(counts) - 1, -1, -1) if counts[length]]
             self._lengths_desc[family] = lengths
         return lengths
 
@@ -268,7 +370,7 @@ class LpmTable:
 
     def lookup_int(self, family: int, address: int) -> str | None:
         found = self.lookup_id_int(family, address)
-        return self._prefix_by_id[found] if found >= 0 else None
+        return self.prefix_of_id(found) if found >= 0 else None
 
     def lookup(self, address: str) -> str | None:
         family, value = parse_address(address)
@@ -281,11 +383,16 @@ class LpmTable:
             high = np.array([a >> 64 for a in addresses], dtype=np.uint64)
             low = np.array([a & _MASK64 for a in addresses], dtype=np.uint64)
             ids = self.lookup_v6_ids(high, low)
-        names = self._prefix_by_id
-        return [names[i] if i >= 0 else None for i in ids.tolist()]
+        name = self.prefix_of_id
+        return [name(i) if i >= 0 else None for i in ids.tolist()]
 
     def prefix_of_id(self, prefix_id: int) -> str:
-        return self._prefix_by_id[prefix_id]
+        """The prefix string of an id (also after the prefix left the table); IndexError if none."""
+        length = self._length_of[prefix_id]
+        if length < 256:
+            network = self._network_of[prefix_id]
+            return f"{network >> 24}.{(network >> 16) & 255}.{(network >> 8) & 255}.{network & 255}/{length}"
+        return format_network(IPV6, self._v6_network[prefix_id], length - 256)
 
     # -- batched lookups ------------------------------------------------------------------------
 
@@ -412,13 +519,15 @@ class LpmTable:
         bits = 32 if family == IPV4 else 128
         last = network | ((1 << (bits - length)) - 1)
         ids = self._more_specifics[family].between((network << 8) | (length + 1), (last << 8) | 255)
-        names = self._prefix_by_id
-        return [names[i] for i in ids]
+        return [self.prefix_of_id(i) for i in ids]
 
     def _key_id_pairs(self, family: int) -> Callable[[], Iterator[tuple[int, int]]]:
         tables = self._by_len[family]
 
         def pairs() -> Iterator[tuple[int, int]]:
+            if family == IPV4:
+                ids, lengths, networks = self._v4_short()
+                yield from zip(((networks << 8) | lengths).tolist(), ids.tolist(), strict=True)
             for length, table in enumerate(tables):
                 for network, prefix_id in table.items():
                     yield (network << 8) | length, prefix_id
