@@ -118,20 +118,22 @@ class LpmTable:
     def locate(self, prefix: str, parsed: tuple[int, int, int] | None = None
                ) -> tuple[tuple[int, int, int] | None, int]:
         """(``split_prefix(prefix)``, the id it has or had here, else -1); (None, -1) when
-        ``prefix`` is not a canonical prefix string. ``parsed`` is trusted as given."""
+        ``prefix`` is not a prefix string. ``parsed`` is trusted as given."""
         if parsed is None:
-            split = split_canonical(prefix)
-            if split is None or split[0] != prefix:
+            try:
+                parsed = split_prefix(prefix)
+            except PrefixError:
                 return None, -1
-            parsed = split[1]
         family, network, length = parsed
         if family == IPV4:
             return parsed, self._v4_ids.get((network << 8) | length)
         return parsed, self._v6_ids.get((network << 8) | length, -1)
 
     def knows(self, prefix: str) -> bool:
-        """True if ``prefix`` was ever added: it is then a valid canonical prefix string."""
-        return self.locate(prefix)[1] >= 0
+        """True if ``prefix`` was ever added and is written canonically: it is then a valid
+        canonical prefix string (the JSON parser skips checking it again)."""
+        split = split_canonical(prefix)
+        return split is not None and split[0] == prefix and self.locate(prefix, split[1])[1] >= 0
 
     def id_of(self, prefix: str) -> int | None:
         """The id of ``prefix`` while it is in the table, else None."""
