@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from array import array
 
+import numpy as np
+
 _GOLDEN = 0x9E3779B97F4A7C15  # Fibonacci hashing: spreads consecutive networks over the table
 _MASK64 = (1 << 64) - 1
 _MAX_LOAD = 0.7
@@ -66,9 +68,28 @@ class KeyIds:
         slots[index] = stored
 
     def _grow(self) -> None:
-        slots, values, shift = self._table
-        bigger = _empty(64 - shift + 1)
-        for stored, value in zip(slots, values, strict=True):
-            if stored:
-                self._place(bigger, stored, value)
-        self._table = bigger  # one assignment: readers see the old table or the whole new one
+        """Rehash into twice the slots, vectorised: in rounds, every key not placed yet claims its
+        current slot if free (one winner per slot), the others move on one slot, so every slot
+        between a key's home and its place is taken, as lookups need."""
+        old_slots, old_values, shift = self._table
+        shift -= 1
+        keys = np.frombuffer(old_slots, dtype=np.uint64)  # old arrays never change size: safe views
+        occupied = np.flatnonzero(keys)
+        keys, ids = keys[occupied], np.frombuffer(old_values, dtype=np.int32)[occupied]
+        size = 1 << (64 - shift)
+        slots = np.zeros(size, dtype=np.uint64)
+        values = np.zeros(size, dtype=np.int32)
+        target = (keys * np.uint64(_GOLDEN)) >> np.uint64(shift)  # wraps mod 2**64, as _place's mask
+        waiting = np.arange(keys.size)
+        while waiting.size:
+            at = target[waiting]
+            free = slots[at] == 0
+            claim, first = np.unique(at[free], return_index=True)
+            winners = waiting[np.flatnonzero(free)[first]]
+            slots[claim], values[claim] = keys[winners], ids[winners]
+            placed = np.zeros(keys.size, dtype=bool)
+            placed[winners] = True
+            waiting = waiting[~placed[waiting]]
+            target[waiting] = (target[waiting] + np.uint64(1)) & np.uint64(size - 1)
+        # one assignment: readers see the old table or the whole new one
+        self._table = (array("Q", slots.tobytes()), array("i", values.tobytes()), shift)

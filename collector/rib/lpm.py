@@ -165,9 +165,14 @@ class LpmTable:
 
         ``parsed`` is ``split_prefix(prefix)`` when the caller has it already (trusted as given).
         """
-        family, network, length = parsed if parsed is not None else split_prefix(prefix)
+        if parsed is None:
+            parsed = split_prefix(prefix)
+        return self.add_located(parsed, self.locate(prefix, parsed)[1])
+
+    def add_located(self, parsed: tuple[int, int, int], prefix_id: int) -> int:
+        """:meth:`add` of a prefix already located (``prefix_id`` from :meth:`locate`, -1: new)."""
+        family, network, length = parsed
         key = (network << 8) | length
-        prefix_id = self._v4_ids.get(key) if family == IPV4 else self._v6_ids.get(key, -1)
         if prefix_id < 0:
             # what an id names is written before the id can be found or looked up
             prefix_id = len(self._present)

@@ -237,7 +237,7 @@ class Rib:
                     self.refused_special_use += 1
                     count_filtered("rib", refused)
                     return None
-            prefix_id = self.lpm.add(prefix, parsed)
+            prefix_id = self.lpm.add_located(parsed, prefix_id)
             entry = self._intern(session, path)
             if prefix_id >= len(routes):
                 routes.extend([None] * (prefix_id + 1 - len(routes)))
