@@ -25,6 +25,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import cast
 
+import numpy as np
+
 from topfib.collector.common.prefixes import IPV4, IPV6, split_prefix
 from topfib.collector.common.special_use import SpecialUseFilter, count_filtered
 from topfib.collector.rib.events import EndOfRib, Event, Notification, RouteUpdate, SessionState
@@ -114,7 +116,10 @@ class Rib:
         self._sort_keys: dict[tuple[str, int], _SortKey] = {}
         self._path_counts = {IPV4: 0, IPV6: 0}
         self._session_paths: dict[str, int] = {}
-        self._changed: set[str] = set()
+        # By LPM id, 1 where the best path changed since the last drain: a table load marks a
+        # million prefixes without holding a million strings (named when drained).
+        self._changed = bytearray()
+        self._any_changed = False
 
     # -- queries --------------------------------------------------------------------------------
 
@@ -167,8 +172,11 @@ class Rib:
 
     def drain_changed(self) -> set[str]:
         """Prefixes whose best path changed (or which disappeared) since the last drain."""
-        changed, self._changed = self._changed, set()
-        return changed
+        if not self._any_changed:
+            return set()
+        flags, self._changed, self._any_changed = self._changed, bytearray(len(self._changed)), False
+        ids = np.flatnonzero(np.frombuffer(flags, dtype=np.uint8))
+        return set(map(self.lpm.prefix_of_id, ids.tolist()))
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -245,7 +253,7 @@ class Rib:
             self._path_counts[IPV6 if ":" in prefix else IPV4] += 1
             session_paths = self._session_paths
             session_paths[session] = session_paths.get(session, 0) + 1
-            self._changed.add(prefix)
+            self._mark(prefix_id)
             return _rib_change(prefix, path)
         entries = _entries(stored)
         old_best = entries[0][1]
@@ -267,7 +275,7 @@ class Rib:
             kept = self._ordered(kept)
         routes[prefix_id] = _pack(kept)
         best = kept[0][1]
-        return self._changed_to(prefix, best) if best != old_best else None
+        return self._changed_to(prefix_id, prefix, best) if best != old_best else None
 
     def withdraw(self, session: str, prefix: str, peer: str, path_id: int) -> RibChange | None:
         """Remove one path; the prefix goes when its last path does. Unknown paths are ignored."""
@@ -283,7 +291,7 @@ class Rib:
             self._count_path(prefix, session, -1)
             self._routes[prefix_id] = None
             self.lpm.remove_id(prefix_id)
-            return self._changed_to(prefix, None)
+            return self._changed_to(prefix_id, prefix, None)
         entries = _entries(stored)
         position = next((i for i, (owner, path) in enumerate(entries)
                          if owner == session and path.peer == peer and path.path_id == path_id), -1)
@@ -295,11 +303,11 @@ class Rib:
         if not rest:
             self._routes[prefix_id] = None
             self.lpm.remove_id(prefix_id)
-            return self._changed_to(prefix, None)
+            return self._changed_to(prefix_id, prefix, None)
         # with MED compared per neighbour AS, even a path that lost can have decided the winner
         rest = self._ordered(rest)
         self._routes[prefix_id] = _pack(rest)
-        return self._changed_to(prefix, rest[0][1]) if rest[0][1] != entries[0][1] else None
+        return self._changed_to(prefix_id, prefix, rest[0][1]) if rest[0][1] != entries[0][1] else None
 
     def drop_session(self, session: str, family: int | None = None) -> list[RibChange]:
         """Remove every path of ``session`` (of one family, if given): one change per prefix
@@ -327,17 +335,24 @@ class Rib:
             if not kept:
                 self._routes[prefix_id] = None
                 lpm.remove_id(prefix_id)
-                changes.append(self._changed_to(prefix, None))
+                changes.append(self._changed_to(prefix_id, prefix, None))
                 continue
             self._routes[prefix_id] = _pack(kept)
             if kept[0][1] != old_best:
-                changes.append(self._changed_to(prefix, kept[0][1]))
+                changes.append(self._changed_to(prefix_id, prefix, kept[0][1]))
         return changes
 
     # -- bookkeeping ----------------------------------------------------------------------------
 
-    def _changed_to(self, prefix: str, best: BgpPath | None) -> RibChange:
-        self._changed.add(prefix)
+    def _mark(self, prefix_id: int) -> None:
+        changed = self._changed
+        if prefix_id >= len(changed):
+            changed.extend(bytes(max(prefix_id + 1 - len(changed), len(changed) // 2)))
+        changed[prefix_id] = 1
+        self._any_changed = True
+
+    def _changed_to(self, prefix_id: int, prefix: str, best: BgpPath | None) -> RibChange:
+        self._mark(prefix_id)
         return _rib_change(prefix, best)
 
     def _intern(self, session: str, path: BgpPath) -> _Entry:
