@@ -45,7 +45,7 @@ class Dir24Source(Protocol):
 
     def cover(self, network: int, length: int) -> int: ...
 
-    def length_of_v4(self, prefix_id: int) -> int: ...
+    def lengths(self) -> npt.NDArray[np.uint16]: ...
 
     def short_v4(self) -> tuple[Int64Array, Int64Array, Int64Array]: ...
 
@@ -57,7 +57,9 @@ class Dir24:
         self._source = source
         # zero-filled (calloc) on the first change, so untouched pages cost nothing
         self.ids: npt.NDArray[np.int32] | None = None
-        self.owner: npt.NDArray[np.uint8] | None = None
+        # Which length owns a cell is the length of the id in it: length + 1 by ``id + 1`` (0:
+        # none), taken from the source when painting (an id's length never changes).
+        self._owner_of: npt.NDArray[np.uint8] = np.zeros(1, dtype=np.uint8)
         # Buffered changes, packed by pack_pending: 8 bytes each, so a full table's worth waiting
         # for its first lookup costs 8 MB, not 100. The owner appends; cleared in place.
         self.pending_add = array("Q")
@@ -71,9 +73,12 @@ class Dir24:
         return self.ids
 
     def _flush(self) -> None:
-        if self.ids is None or self.owner is None:
+        if self.ids is None:
             self.ids = np.zeros(_DIR_SIZE, dtype=np.int32)
-            self.owner = np.zeros(_DIR_SIZE, dtype=np.uint8)
+        lengths = self._source.lengths()
+        owner_of = np.zeros(lengths.size + 1, dtype=np.uint8)
+        owner_of[1:] = np.minimum(lengths, DIR_BITS) + 1  # IPv6 ids (≥ 256) are never in a cell
+        self._owner_of = owner_of
         if len(self.pending_remove) > _FULL_REPAINT_REMOVALS:
             self._repaint_all()
             return
@@ -104,9 +109,8 @@ class Dir24:
             self._paint(networks[selected] >> 8, length, ids[selected], only_shorter=True)
 
     def _repaint_all(self) -> None:
-        assert self.ids is not None and self.owner is not None
+        assert self.ids is not None
         self.ids.fill(0)
-        self.owner.fill(0)
         del self.pending_add[:]
         del self.pending_remove[:]
         networks, lengths, ids = self._source.short_v4()
@@ -119,20 +123,18 @@ class Dir24:
 
         With ``only_shorter``, cells owned by a longer prefix keep their owner.
         """
-        assert self.ids is not None and self.owner is not None
-        dir_ids, owner = self.ids, self.owner
+        assert self.ids is not None
+        dir_ids, owner_of = self.ids, self._owner_of
         span = 1 << (DIR_BITS - length)
         owner_value = length + 1
         if span >= 4096:  # few such prefixes (≤ 4096): slice by slice
             for block, prefix_id in zip(blocks.tolist(), ids.tolist(), strict=True):
                 window = slice(block, block + span)
                 if only_shorter:
-                    writable = owner[window] <= owner_value
+                    writable = owner_of[dir_ids[window]] <= owner_value
                     dir_ids[window][writable] = prefix_id + 1
-                    owner[window][writable] = owner_value
                 else:
                     dir_ids[window] = prefix_id + 1
-                    owner[window] = owner_value
             return
         per_chunk = max(1, _PAINT_CHUNK // span)
         offsets = np.arange(span, dtype=np.int64)
@@ -140,20 +142,16 @@ class Dir24:
             cells = (blocks[start:start + per_chunk, None] + offsets).ravel()
             values = np.repeat(ids[start:start + per_chunk] + 1, span).astype(np.int32)
             if only_shorter:
-                writable = owner[cells] <= owner_value
+                writable = owner_of[dir_ids[cells]] <= owner_value
                 cells, values = cells[writable], values[writable]
             dir_ids[cells] = values
-            owner[cells] = owner_value
 
     def _unpaint(self, network: int, length: int, prefix_id: int) -> None:
         """Hand the cells a removed prefix still owns to its longest present cover."""
-        assert self.ids is not None and self.owner is not None
+        assert self.ids is not None
         cells = slice(network >> 8, (network >> 8) + (1 << (DIR_BITS - length)))
         segment = self.ids[cells]
         owned = segment == prefix_id + 1
         if not owned.any():
             return
-        parent_id = self._source.cover(network, length)
-        parent_owner = self._source.length_of_v4(parent_id) + 1 if parent_id >= 0 else 0
-        segment[owned] = parent_id + 1
-        self.owner[cells][owned] = parent_owner
+        segment[owned] = self._source.cover(network, length) + 1

@@ -254,13 +254,14 @@ class LpmTable:
                     return found
         return -1
 
-    def length_of_v4(self, prefix_id: int) -> int:
-        return self._length_of[prefix_id]
+    def lengths(self) -> npt.NDArray[np.uint16]:
+        """Length by id (IPv6: 256 + length), a copy: a view would pin the growable array."""
+        return np.frombuffer(self._length_of.tobytes(), dtype=np.uint16)
 
     def _v4_short(self) -> tuple[Int64Array, Int64Array, Int64Array]:
         """(ids, lengths, networks) of the IPv4 prefixes up to /24 in the table, by id."""
         # copies through bytes: a numpy view would pin the growable arrays' buffers
-        lengths = np.frombuffer(self._length_of.tobytes(), dtype=np.uint16)
+        lengths = self.lengths()
         present = np.frombuffer(bytes(self._present), dtype=np.uint8)[:lengths.size]
         ids = np.flatnonzero(present.astype(bool) & (lengths <= DIR_BITS))
         networks = np.frombuffer(self._network_of.tobytes(), dtype=np.uint32)[ids].astype(np.int64)
