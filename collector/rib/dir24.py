@@ -17,6 +17,8 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from topfib.collector.rib.heap import BULK, trim_heap
+
 DIR_BITS = 24
 _DIR_SIZE = 1 << DIR_BITS
 # Above this many buffered removals, repainting the whole DIR-24 table is cheaper than one by one.
@@ -81,6 +83,7 @@ class Dir24:
         self._owner_of = owner_of
         if len(self.pending_remove) > _FULL_REPAINT_REMOVALS:
             self._repaint_all()
+            trim_heap()
             return
         present = self._source.present
         removed_ids = []
@@ -107,6 +110,9 @@ class Dir24:
         for length in np.unique(lengths).tolist():
             selected = lengths == length
             self._paint(networks[selected] >> 8, length, ids[selected], only_shorter=True)
+        if ids.size >= BULK:
+            del networks, lengths, ids, packed
+            trim_heap()
 
     def _repaint_all(self) -> None:
         assert self.ids is not None

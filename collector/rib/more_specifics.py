@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import numpy.typing as npt
 
+from topfib.collector.rib.heap import BULK, trim_heap
+
 MAX_OVERLAY = 20_000
 KeyIdPairs = Callable[[], Iterable[tuple[int, int]]]
 
@@ -71,6 +73,9 @@ class MoreSpecificsIndex:
         keys, ids = flat[0::2].astype(np.uint64), flat[1::2].astype(np.int32)
         order = np.argsort(keys)
         self._base_keys, self._base_ids = keys[order], ids[order]
+        if keys.size >= BULK:
+            del flat, keys, ids, order
+            trim_heap()
 
     def between(self, first: int, last: int) -> list[int]:
         """Ids of the keys in [first, last], in key order."""
