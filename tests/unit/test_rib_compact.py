@@ -15,7 +15,7 @@ from topfib.collector.rib.rib import Rib
 
 def test_key_ids_match_a_dict_across_growth() -> None:
     rng = random.Random(4)
-    keys, truth = KeyIds(), {}
+    keys, truth = KeyIds(), dict[int, int]()
     for _ in range(20_000):
         key = rng.randrange(1 << 40)
         if key not in truth:
