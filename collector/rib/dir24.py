@@ -4,17 +4,20 @@ owning length, so a batch lookup is one gather.
 
 Adds and removes repaint only their own range (a /24 is one cell, a /16 256 cells) and are
 buffered until the next lookup, so a burst of updates is painted with a few vectorised writes.
-The per-length hash maps of :class:`~topfib.collector.rib.lpm.LpmTable` stay the truth: this
-table is painted from them.
+:class:`~topfib.collector.rib.lpm.LpmTable` stays the truth (which ids are present, which
+prefix covers which): this table is painted from it.
 """
 
 from __future__ import annotations
 
 from array import array
 from collections.abc import Iterator
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
+
+from topfib.collector.rib.heap import BULK, trim_heap
 
 DIR_BITS = 24
 _DIR_SIZE = 1 << DIR_BITS
@@ -37,14 +40,28 @@ def _unpack_pending(packed: array[int]) -> Iterator[tuple[int, int, int]]:
         yield value & 0xFFFFFFFF, (value >> 32) & 63, value >> 38
 
 
-class Dir24:
-    """The IPv4 DIR-24 table of prefixes ≤ /24, painted lazily from ``tables``."""
+class Dir24Source(Protocol):
+    """What the table is painted from (read, never written)."""
 
-    def __init__(self, tables: list[dict[int, int]]) -> None:
-        self._tables = tables  # the IPv4 per-length maps (network → id): read, never written
+    def present(self, prefix_id: int) -> bool: ...
+
+    def cover(self, network: int, length: int) -> int: ...
+
+    def lengths(self) -> npt.NDArray[np.uint16]: ...
+
+    def short_v4(self) -> tuple[Int64Array, Int64Array, Int64Array]: ...
+
+
+class Dir24:
+    """The IPv4 DIR-24 table of prefixes ≤ /24, painted lazily from ``source``."""
+
+    def __init__(self, source: Dir24Source) -> None:
+        self._source = source
         # zero-filled (calloc) on the first change, so untouched pages cost nothing
         self.ids: npt.NDArray[np.int32] | None = None
-        self.owner: npt.NDArray[np.uint8] | None = None
+        # Which length owns a cell is the length of the id in it: length + 1 by ``id + 1`` (0:
+        # none), taken from the source when painting (an id's length never changes).
+        self._owner_of: npt.NDArray[np.uint8] = np.zeros(1, dtype=np.uint8)
         # Buffered changes, packed by pack_pending: 8 bytes each, so a full table's worth waiting
         # for its first lookup costs 8 MB, not 100. The owner appends; cleared in place.
         self.pending_add = array("Q")
@@ -58,16 +75,20 @@ class Dir24:
         return self.ids
 
     def _flush(self) -> None:
-        if self.ids is None or self.owner is None:
+        if self.ids is None:
             self.ids = np.zeros(_DIR_SIZE, dtype=np.int32)
-            self.owner = np.zeros(_DIR_SIZE, dtype=np.uint8)
+        lengths = self._source.lengths()
+        owner_of = np.zeros(lengths.size + 1, dtype=np.uint8)
+        owner_of[1:] = np.minimum(lengths, DIR_BITS) + 1  # IPv6 ids (≥ 256) are never in a cell
+        self._owner_of = owner_of
         if len(self.pending_remove) > _FULL_REPAINT_REMOVALS:
             self._repaint_all()
+            trim_heap()
             return
-        tables = self._tables
+        present = self._source.present
         removed_ids = []
         for network, length, prefix_id in _unpack_pending(self.pending_remove):
-            if tables[length].get(network) == prefix_id:
+            if present(prefix_id):
                 continue  # removed and added back since: its cells are still right
             self._unpaint(network, length, prefix_id)
             removed_ids.append(prefix_id)
@@ -84,44 +105,42 @@ class Dir24:
             maybe_gone = np.flatnonzero(np.isin(ids, np.array(removed_ids, dtype=np.int64)))
             keep = np.ones(ids.size, dtype=bool)
             for index in maybe_gone.tolist():
-                keep[index] = tables[int(lengths[index])].get(int(networks[index])) == int(ids[index])
+                keep[index] = present(int(ids[index]))
             networks, lengths, ids = networks[keep], lengths[keep], ids[keep]
         for length in np.unique(lengths).tolist():
             selected = lengths == length
             self._paint(networks[selected] >> 8, length, ids[selected], only_shorter=True)
+        if ids.size >= BULK:
+            del networks, lengths, ids, packed
+            trim_heap()
 
     def _repaint_all(self) -> None:
-        assert self.ids is not None and self.owner is not None
+        assert self.ids is not None
         self.ids.fill(0)
-        self.owner.fill(0)
         del self.pending_add[:]
         del self.pending_remove[:]
-        for length in range(DIR_BITS + 1):
-            table = self._tables[length]
-            if table:
-                networks = np.fromiter(table.keys(), dtype=np.int64, count=len(table))
-                ids = np.fromiter(table.values(), dtype=np.int64, count=len(table))
-                self._paint(networks >> 8, length, ids, only_shorter=False)
+        networks, lengths, ids = self._source.short_v4()
+        for length in np.unique(lengths).tolist():  # shortest first: longer ones paint over them
+            selected = lengths == length
+            self._paint(networks[selected] >> 8, length, ids[selected], only_shorter=False)
 
     def _paint(self, blocks: Int64Array, length: int, ids: Int64Array, only_shorter: bool) -> None:
         """Write ``ids`` over the cells of prefixes of one length (≤ 24) starting at ``blocks``.
 
         With ``only_shorter``, cells owned by a longer prefix keep their owner.
         """
-        assert self.ids is not None and self.owner is not None
-        dir_ids, owner = self.ids, self.owner
+        assert self.ids is not None
+        dir_ids, owner_of = self.ids, self._owner_of
         span = 1 << (DIR_BITS - length)
         owner_value = length + 1
         if span >= 4096:  # few such prefixes (≤ 4096): slice by slice
             for block, prefix_id in zip(blocks.tolist(), ids.tolist(), strict=True):
                 window = slice(block, block + span)
                 if only_shorter:
-                    writable = owner[window] <= owner_value
+                    writable = owner_of[dir_ids[window]] <= owner_value
                     dir_ids[window][writable] = prefix_id + 1
-                    owner[window][writable] = owner_value
                 else:
                     dir_ids[window] = prefix_id + 1
-                    owner[window] = owner_value
             return
         per_chunk = max(1, _PAINT_CHUNK // span)
         offsets = np.arange(span, dtype=np.int64)
@@ -129,26 +148,16 @@ class Dir24:
             cells = (blocks[start:start + per_chunk, None] + offsets).ravel()
             values = np.repeat(ids[start:start + per_chunk] + 1, span).astype(np.int32)
             if only_shorter:
-                writable = owner[cells] <= owner_value
+                writable = owner_of[dir_ids[cells]] <= owner_value
                 cells, values = cells[writable], values[writable]
             dir_ids[cells] = values
-            owner[cells] = owner_value
 
     def _unpaint(self, network: int, length: int, prefix_id: int) -> None:
         """Hand the cells a removed prefix still owns to its longest present cover."""
-        assert self.ids is not None and self.owner is not None
+        assert self.ids is not None
         cells = slice(network >> 8, (network >> 8) + (1 << (DIR_BITS - length)))
         segment = self.ids[cells]
         owned = segment == prefix_id + 1
         if not owned.any():
             return
-        parent_id, parent_owner = -1, 0
-        tables = self._tables
-        for shorter in range(length - 1, -1, -1):
-            if tables[shorter]:
-                found = tables[shorter].get((network >> (32 - shorter)) << (32 - shorter))
-                if found is not None:
-                    parent_id, parent_owner = found, shorter + 1
-                    break
-        segment[owned] = parent_id + 1
-        self.owner[cells][owned] = parent_owner
+        segment[owned] = self._source.cover(network, length) + 1

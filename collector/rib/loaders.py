@@ -24,6 +24,7 @@ from pathlib import Path
 from topfib.collector.common.compressed import StreamStatus, read_chunks
 from topfib.collector.common.log_budget import LogLimiter
 from topfib.collector.common.prefixes import PrefixError
+from topfib.collector.rib.heap import trim_heap
 from topfib.collector.rib.mrt import TABLE_DUMP, TABLE_DUMP_V2, MrtRibDecoder
 from topfib.collector.rib.pfx2as import Pfx2asError, Pfx2asParser
 from topfib.collector.rib.rib import PRELOAD_SESSION, Rib
@@ -80,6 +81,7 @@ def load_rib_file(path: Path, rib: Rib, session: str = PRELOAD_SESSION) -> LoadR
         _load_pfx2as(rest, rib, session, report, limiter)
     else:
         _load_mrt(rest, rib, session, report)
+    trim_heap()  # the load's temporaries are gone: hand their memory back
     report.stream_error = status.error
     report.seconds = time.perf_counter() - started
     if status.error:

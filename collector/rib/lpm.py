@@ -2,8 +2,9 @@
 
 Layout, chosen for a full table that changes all the time:
 
-* **Per-length hash maps** (network int → prefix id) are the truth. Membership, single IPv6
-  lookups and "which prefix covers this one" questions go through them.
+* **Ids** (stable, never reused) by key ``network << 8 | length`` (:mod:`keymap` for IPv4), and per
+  id its length, network and presence: no prefix string is kept (names are formatted when asked).
+  Per-length maps (network → id) only for IPv4 longer than /24 and IPv6, for single lookups.
 * **IPv4 batches: DIR-24** (:mod:`topfib.collector.rib.dir24`): one cell per /24 block naming the
   longest prefix ≤ /24 covering it, painted lazily, so a batch lookup is one gather. Prefixes
   longer than /24 are rare; addresses in a /24 block that holds any go through small per-length
@@ -22,14 +23,25 @@ id never names two different prefixes; ``-1`` means no match.
 
 from __future__ import annotations
 
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
-from topfib.collector.common.prefixes import IPV4, IPV6, PrefixError, parse_address, split_prefix
+from topfib.collector.common.prefixes import (
+    IPV4,
+    IPV6,
+    PrefixError,
+    format_network,
+    parse_address,
+    split_canonical,
+    split_prefix,
+)
 from topfib.collector.rib.dir24 import DIR_BITS, Dir24, pack_pending
+from topfib.collector.rib.keymap import KeyIds
+from topfib.collector.rib.lpm_v6 import _sorted_match, lookup_v6_ids
 from topfib.collector.rib.more_specifics import MoreSpecificsIndex
 
 _MASK64 = (1 << 64) - 1
@@ -38,28 +50,33 @@ Int64Array = npt.NDArray[np.int64]
 UInt64Array = npt.NDArray[np.uint64]
 
 
-def _sorted_match(keys: UInt64Array, values: Int64Array, query: UInt64Array) -> Int64Array:
-    """values[i] where keys[i] == query, else -1 (keys sorted ascending, non-empty)."""
-    pos = np.searchsorted(keys, query)
-    np.minimum(pos, keys.size - 1, out=pos)
-    return np.where(keys[pos] == query, values[pos], -1)
-
-
 class LpmTable:
     """Prefixes of both families; ``lookup`` returns the longest matching prefix string."""
 
     def __init__(self, prefixes: Iterable[str] = ()) -> None:
-        self._ids: dict[str, int] = {}
-        self._prefix_by_id: list[str] = []
+        # Every prefix ever added, by key (network << 8 | length), to its id: an id is never
+        # reused, so a re-added prefix gets its old id back (IPv4 in flat arrays: see keymap).
+        self._v4_ids = KeyIds()
+        self._v6_ids: dict[int, int] = {}
+        # Per id, for the life of the table: length (+256 for IPv6), IPv4 network (IPv6: in
+        # _v6_network), and whether it is in the table now. Names are formatted when asked, so a
+        # full table holds no prefix string.
+        self._length_of = array("H")
+        self._network_of = array("I")
+        self._v6_network: dict[int, int] = {}
+        self._present = bytearray()
+        # Network → id per length, for the lengths that single lookups and the sorted arrays
+        # read: IPv4 longer than /24 and IPv6. IPv4 up to /24 is in the DIR-24 table.
         self._by_len: dict[int, list[dict[int, int]]] = {
             IPV4: [{} for _ in range(33)],
             IPV6: [{} for _ in range(129)],
         }
+        self._length_counts = {IPV4: [0] * 33, IPV6: [0] * 129}
         self._counts = {IPV4: 0, IPV6: 0}
         self._lengths_desc: dict[int, list[int] | None] = {IPV4: [], IPV6: []}
         # DIR-24 for IPv4 lengths ≤ 24; its change buffers and painting method bound here, so
         # add/remove and lookups reach them as directly as before
-        self._dir24_index = Dir24(self._by_len[IPV4])
+        self._dir24_index = Dir24(self)
         self._pending_add = self._dir24_index.pending_add
         self._pending_remove = self._dir24_index.pending_remove
         self._dir24 = self._dir24_index.painted
@@ -93,51 +110,93 @@ class LpmTable:
     def __contains__(self, prefix: object) -> bool:
         return isinstance(prefix, str) and self.id_of(prefix) is not None
 
+    def locate(self, prefix: str, parsed: tuple[int, int, int] | None = None
+               ) -> tuple[tuple[int, int, int] | None, int]:
+        """(``split_prefix(prefix)``, the id it has or had here, else -1); (None, -1) when
+        ``prefix`` is not a prefix string. ``parsed`` is trusted as given."""
+        if parsed is None:
+            try:
+                parsed = split_prefix(prefix)
+            except PrefixError:
+                return None, -1
+        family, network, length = parsed
+        if family == IPV4:
+            return parsed, self._v4_ids.get((network << 8) | length)
+        return parsed, self._v6_ids.get((network << 8) | length, -1)
+
     def knows(self, prefix: str) -> bool:
-        """True if ``prefix`` was ever added: it is then a valid canonical prefix string."""
-        return prefix in self._ids
+        """True if ``prefix`` was ever added and is written canonically: it is then a valid
+        canonical prefix string (the JSON parser skips checking it again)."""
+        split = split_canonical(prefix)
+        return split is not None and split[0] == prefix and self.locate(prefix, split[1])[1] >= 0
 
     def id_of(self, prefix: str) -> int | None:
         """The id of ``prefix`` while it is in the table, else None."""
-        prefix_id = self._ids.get(prefix)
-        if prefix_id is None:
-            return None
-        family, network, length = split_prefix(prefix)
-        return prefix_id if self._by_len[family][length].get(network) == prefix_id else None
+        prefix_id = self.locate(prefix)[1]
+        return prefix_id if prefix_id >= 0 and self._present[prefix_id] else None
+
+    def present(self, prefix_id: int) -> bool:
+        """Whether the prefix of ``prefix_id`` is in the table now."""
+        return bool(self._present[prefix_id])
+
+    def family_of_id(self, prefix_id: int) -> int:
+        return IPV6 if self._length_of[prefix_id] >= 256 else IPV4
 
     def prefixes(self) -> Iterator[str]:
-        for family in (IPV4, IPV6):
-            for table in self._by_len[family]:
-                for prefix_id in table.values():
-                    yield self._prefix_by_id[prefix_id]
+        """Every prefix in the table: IPv4 then IPv6, by length, then by id."""
+        ids, lengths, _ = self._v4_short()
+        tables = self._by_len[IPV4]
+        long_v4 = [(length, i) for length in range(DIR_BITS + 1, 33) for i in tables[length].values()]
+        order = np.lexsort((ids, lengths))
+        for prefix_id in ids[order].tolist():
+            yield self.prefix_of_id(prefix_id)
+        for _, prefix_id in sorted(long_v4):
+            yield self.prefix_of_id(prefix_id)
+        for table in self._by_len[IPV6]:
+            for prefix_id in sorted(table.values()):
+                yield self.prefix_of_id(prefix_id)
 
-    def add(self, prefix: str, parsed: tuple[int, int, int] | None = None) -> None:
-        """Add a canonical prefix string (host bits must be zero). Adding twice is a no-op.
+    def add(self, prefix: str, parsed: tuple[int, int, int] | None = None) -> int:
+        """Add a prefix (host bits must be zero); its id. Adding twice is a no-op.
 
         ``parsed`` is ``split_prefix(prefix)`` when the caller has it already (trusted as given).
         """
-        family, network, length = parsed if parsed is not None else split_prefix(prefix)
-        table = self._by_len[family][length]
-        if network in table:
-            return
-        prefix_id = self._ids.get(prefix)
-        if prefix_id is None:
-            prefix_id = len(self._prefix_by_id)
-            self._ids[prefix] = prefix_id
-            self._prefix_by_id.append(prefix)
-        if not table:
-            self._lengths_desc[family] = None
-        table[network] = prefix_id
-        self._counts[family] += 1
-        self._more_specifics[family].added((network << 8) | length, prefix_id)
+        if parsed is None:
+            parsed = split_prefix(prefix)
+        return self.add_located(parsed, self.locate(prefix, parsed)[1])
+
+    def add_located(self, parsed: tuple[int, int, int], prefix_id: int) -> int:
+        """:meth:`add` of a prefix already located (``prefix_id`` from :meth:`locate`, -1: new)."""
+        family, network, length = parsed
+        key = (network << 8) | length
+        if prefix_id < 0:
+            # what an id names is written before the id can be found or looked up
+            prefix_id = len(self._present)
+            self._present.append(0)
+            if family == IPV4:
+                self._length_of.append(length)
+                self._network_of.append(network)
+                self._v4_ids.insert(key, prefix_id)
+            else:
+                self._length_of.append(256 + length)
+                self._network_of.append(0)
+                self._v6_network[prefix_id] = network
+                self._v6_ids[key] = prefix_id
+        elif self._present[prefix_id]:
+            return prefix_id
+        self._present[prefix_id] = 1
+        self._count_length(family, length, +1)
+        self._more_specifics[family].added(key, prefix_id)
         if family == IPV4 and length <= DIR_BITS:
             self._pending_add.append((prefix_id << 38) | (length << 32) | network)  # pack_pending, inlined
-        else:
-            self._sorted.pop((family, length), None)
-            if family == IPV4:
-                self._count_long_block(network >> 8, +1)
-            elif length >= 16:
-                self._count_v6_block(network, length, +1)
+            return prefix_id
+        self._by_len[family][length][network] = prefix_id
+        self._sorted.pop((family, length), None)
+        if family == IPV4:
+            self._count_long_block(network >> 8, +1)
+        elif length >= 16:
+            self._count_v6_block(network, length, +1)
+        return prefix_id
 
     def remove(self, prefix: str) -> None:
         """Remove a prefix; removing an absent prefix is a no-op."""
@@ -145,22 +204,69 @@ class LpmTable:
             family, network, length = split_prefix(prefix)
         except PrefixError:
             return
-        table = self._by_len[family][length]
-        prefix_id = table.pop(network, None)
-        if prefix_id is None:
+        key = (network << 8) | length
+        prefix_id = self._v4_ids.get(key) if family == IPV4 else self._v6_ids.get(key, -1)
+        if prefix_id >= 0:
+            self.remove_id(prefix_id)
+
+    def remove_id(self, prefix_id: int) -> None:
+        """Remove the prefix of ``prefix_id``; a no-op when it is not in the table."""
+        if not self._present[prefix_id]:
             return
-        if not table:
-            self._lengths_desc[family] = None
-        self._counts[family] -= 1
+        self._present[prefix_id] = 0
+        length = self._length_of[prefix_id]
+        if length >= 256:
+            family, length, network = IPV6, length - 256, self._v6_network[prefix_id]
+        else:
+            family, network = IPV4, self._network_of[prefix_id]
+        self._count_length(family, length, -1)
         self._more_specifics[family].removed((network << 8) | length)
         if family == IPV4 and length <= DIR_BITS:
             self._pending_remove.append(pack_pending(network, length, prefix_id))
-        else:
-            self._sorted.pop((family, length), None)
-            if family == IPV4:
-                self._count_long_block(network >> 8, -1)
-            elif length >= 16:
-                self._count_v6_block(network, length, -1)
+            return
+        del self._by_len[family][length][network]
+        self._sorted.pop((family, length), None)
+        if family == IPV4:
+            self._count_long_block(network >> 8, -1)
+        elif length >= 16:
+            self._count_v6_block(network, length, -1)
+
+    def _count_length(self, family: int, length: int, delta: int) -> None:
+        counts = self._length_counts[family]
+        counts[length] += delta
+        self._counts[family] += delta
+        if counts[length] == (1 if delta > 0 else 0):  # the set of lengths changed
+            self._lengths_desc[family] = None
+
+    # -- what the DIR-24 table paints from ------------------------------------------------------
+
+    def cover(self, network: int, length: int) -> int:
+        """Id of the longest IPv4 prefix in the table shorter than ``length`` covering ``network``, or -1."""
+        counts, present, ids = self._length_counts[IPV4], self._present, self._v4_ids
+        for shorter in range(length - 1, -1, -1):
+            if counts[shorter]:
+                found = ids.get(((network >> (32 - shorter)) << (40 - shorter)) | shorter)
+                if found >= 0 and present[found]:
+                    return found
+        return -1
+
+    def lengths(self) -> npt.NDArray[np.uint16]:
+        """Length by id (IPv6: 256 + length), a copy: a view would pin the growable array."""
+        return np.frombuffer(self._length_of.tobytes(), dtype=np.uint16)
+
+    def _v4_short(self) -> tuple[Int64Array, Int64Array, Int64Array]:
+        """(ids, lengths, networks) of the IPv4 prefixes up to /24 in the table, by id."""
+        # copies through bytes: a numpy view would pin the growable arrays' buffers
+        lengths = self.lengths()
+        present = np.frombuffer(bytes(self._present), dtype=np.uint8)[:lengths.size]
+        ids = np.flatnonzero(present.astype(bool) & (lengths <= DIR_BITS))
+        networks = np.frombuffer(self._network_of.tobytes(), dtype=np.uint32)[ids].astype(np.int64)
+        return ids.astype(np.int64), lengths[ids].astype(np.int64), networks
+
+    def short_v4(self) -> tuple[Int64Array, Int64Array, Int64Array]:
+        """(networks, lengths, ids) of the IPv4 prefixes up to /24 in the table."""
+        ids, lengths, networks = self._v4_short()
+        return networks, lengths, ids
 
     def _count_long_block(self, block: int, delta: int) -> None:
         count = self._long_blocks.get(block, 0) + delta
@@ -212,8 +318,8 @@ class LpmTable:
     def _lengths(self, family: int) -> list[int]:
         lengths = self._lengths_desc[family]
         if lengths is None:
-            tables = self._by_len[family]
-            lengths = [length for length in range(len(tables) - 1, -1, -1) if tables[length]]
+            counts = self._length_counts[family]
+            lengths = [length for length in range(len(counts) - 1, -1, -1) if counts[length]]
             self._lengths_desc[family] = lengths
         return lengths
 
@@ -268,7 +374,7 @@ class LpmTable:
 
     def lookup_int(self, family: int, address: int) -> str | None:
         found = self.lookup_id_int(family, address)
-        return self._prefix_by_id[found] if found >= 0 else None
+        return self.prefix_of_id(found) if found >= 0 else None
 
     def lookup(self, address: str) -> str | None:
         family, value = parse_address(address)
@@ -281,11 +387,16 @@ class LpmTable:
             high = np.array([a >> 64 for a in addresses], dtype=np.uint64)
             low = np.array([a & _MASK64 for a in addresses], dtype=np.uint64)
             ids = self.lookup_v6_ids(high, low)
-        names = self._prefix_by_id
-        return [names[i] if i >= 0 else None for i in ids.tolist()]
+        name = self.prefix_of_id
+        return [name(i) if i >= 0 else None for i in ids.tolist()]
 
     def prefix_of_id(self, prefix_id: int) -> str:
-        return self._prefix_by_id[prefix_id]
+        """The prefix string of an id (also after the prefix left the table); IndexError if none."""
+        length = self._length_of[prefix_id]
+        if length < 256:
+            network = self._network_of[prefix_id]
+            return f"{network >> 24}.{(network >> 16) & 255}.{(network >> 8) & 255}.{network & 255}/{length}"
+        return format_network(IPV6, self._v6_network[prefix_id], length - 256)
 
     # -- batched lookups ------------------------------------------------------------------------
 
@@ -312,70 +423,9 @@ class LpmTable:
         return out
 
     def lookup_v6_ids(self, high: npt.NDArray[np.uint64], low: npt.NDArray[np.uint64]) -> Int64Array:
-        """Ids of the longest matches of IPv6 addresses given as (high, low) 64-bit halves.
-
-        Each address carries the set of lengths its /16 and /32 blocks hold (bit L-16; bit 49 for
-        lengths above /64). Rounds try every address's longest remaining candidate length, grouped
-        by length, and drop the bit on a miss; the work is the candidates an address really has,
-        not the lengths of the whole table. Lengths below /16 are tried last.
-        """
-        high = np.asarray(high, dtype=np.uint64)
-        low = np.asarray(low, dtype=np.uint64)
-        if high.shape != low.shape:
-            raise ValueError("high and low halves differ in length")
-        out = np.full(high.shape, -1, dtype=np.int64)
-        if not high.size:
-            return out
-        candidates = self._v6_mask16[(high >> np.uint64(48)).astype(np.intp)] | (
-            self._v6_masks32(high) << np.uint64(16))
-        pending = np.flatnonzero(candidates)
-        while pending.size:
-            # frexp gives floor(log2(x)) + 1: the highest set bit (all bits < 53, exact in a double)
-            top = np.frexp(candidates[pending].astype(np.float64))[1] - 1
-            order = np.argsort(top, kind="stable")
-            pending, top = pending[order], top[order]
-            bits, starts = np.unique(top, return_index=True)
-            ends = [*starts[1:].tolist(), pending.size]
-            for bit, start, end in zip(bits.tolist(), starts.tolist(), ends, strict=True):
-                group = pending[start:end]
-                found = self._match_v6_group(bit, group, high, low)
-                out[group] = np.where(found >= 0, found, out[group])
-                candidates[group] &= ~np.uint64(1 << bit)
-            pending = pending[(out[pending] < 0) & (candidates[pending] != 0)]
-        short = [length for length in self._lengths(IPV6) if length < 16]
-        if short:
-            unmatched = np.flatnonzero(out < 0)
-            for length in short:
-                if not unmatched.size:
-                    break
-                keys, ids = self._sorted_arrays(IPV6, length)
-                mask = np.uint64((_MASK64 << (64 - length)) & _MASK64) if length else np.uint64(0)
-                found = _sorted_match(keys, ids, high[unmatched] & mask)
-                hit = found >= 0
-                out[unmatched[hit]] = found[hit]
-                unmatched = unmatched[~hit]
-        return out
-
-    def _match_v6_group(self, bit: int, group: Int64Array, high: UInt64Array, low: UInt64Array) -> Int64Array:
-        """Matches of the addresses ``group`` at the length(s) of candidate bit ``bit``."""
-        if bit < 49:
-            length = bit + 16
-            keys, ids = self._sorted_arrays(IPV6, length)
-            mask = np.uint64((_MASK64 << (64 - length)) & _MASK64)
-            return _sorted_match(keys, ids, high[group] & mask)
-        # Bit 49: some prefix longer than /64 in the block; try those lengths, longest first.
-        found = np.full(group.size, -1, dtype=np.int64)
-        tables = self._by_len[IPV6]
-        for length in self._lengths(IPV6):
-            if length <= 64:
-                break
-            keys, _ = self._sorted_arrays(IPV6, length)
-            shift = 128 - length
-            for position in np.flatnonzero((found < 0) & np.isin(high[group], keys)).tolist():
-                index = int(group[position])
-                address = (int(high[index]) << 64) | int(low[index])
-                found[position] = tables[length].get((address >> shift) << shift, -1)
-        return found
+        """Ids of the longest matches of IPv6 addresses given as (high, low) 64-bit halves
+        (see :func:`topfib.collector.rib.lpm_v6.lookup_v6_ids`)."""
+        return lookup_v6_ids(self, high, low)
 
     def _match_long_v4(self, addresses: UInt64Array) -> Int64Array:
         """Longest match among IPv4 prefixes longer than /24 (the slow path; such prefixes are rare)."""
@@ -412,13 +462,15 @@ class LpmTable:
         bits = 32 if family == IPV4 else 128
         last = network | ((1 << (bits - length)) - 1)
         ids = self._more_specifics[family].between((network << 8) | (length + 1), (last << 8) | 255)
-        names = self._prefix_by_id
-        return [names[i] for i in ids]
+        return [self.prefix_of_id(i) for i in ids]
 
     def _key_id_pairs(self, family: int) -> Callable[[], Iterator[tuple[int, int]]]:
         tables = self._by_len[family]
 
         def pairs() -> Iterator[tuple[int, int]]:
+            if family == IPV4:
+                ids, lengths, networks = self._v4_short()
+                yield from zip(((networks << 8) | lengths).tolist(), ids.tolist(), strict=True)
             for length, table in enumerate(tables):
                 for network, prefix_id in table.items():
                     yield (network << 8) | length, prefix_id

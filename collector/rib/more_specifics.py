@@ -19,19 +19,21 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import numpy.typing as npt
 
+from topfib.collector.rib.heap import BULK, trim_heap
+
 MAX_OVERLAY = 20_000
 KeyIdPairs = Callable[[], Iterable[tuple[int, int]]]
 
 
 class MoreSpecificsIndex:
     """Keys and ids of one family. ``wide`` keys (IPv6, 136 bits) live in Python lists; IPv4 keys
-    (40 bits) in numpy arrays, 16 bytes a prefix."""
+    (40 bits) in numpy arrays, 12 bytes a prefix (ids fit 32 bits: see dir24's 26-bit ids)."""
 
     def __init__(self, wide: bool, pairs: KeyIdPairs) -> None:
         self._wide = wide
         self._pairs = pairs
         self._base_keys: npt.NDArray[np.uint64] | list[int] | None = None
-        self._base_ids: npt.NDArray[np.int64] | list[int] = []
+        self._base_ids: npt.NDArray[np.int32] | list[int] = []
         self._added_keys: list[int] = []
         self._added_ids: dict[int, int] = {}
         self._removed: set[int] = set()
@@ -68,9 +70,12 @@ class MoreSpecificsIndex:
             self._base_ids = [prefix_id for _, prefix_id in ordered]
             return
         flat = np.fromiter((value for pair in self._pairs() for value in pair), dtype=np.int64)
-        keys, ids = flat[0::2].astype(np.uint64), flat[1::2].copy()
+        keys, ids = flat[0::2].astype(np.uint64), flat[1::2].astype(np.int32)
         order = np.argsort(keys)
         self._base_keys, self._base_ids = keys[order], ids[order]
+        if keys.size >= BULK:
+            del flat, keys, ids, order
+            trim_heap()
 
     def between(self, first: int, last: int) -> list[int]:
         """Ids of the keys in [first, last], in key order."""

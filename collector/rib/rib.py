@@ -8,8 +8,9 @@ Changes come back as :class:`RibChange` (new best path, or ``None`` when the pre
 also accumulate in a drainable set, for a consumer that polls. The :class:`LpmTable` holds exactly
 the prefixes that have at least one path.
 
-Memory, for a full table: per prefix one dict entry holding its (session, path) pair, or a tuple
-of pairs best-first when it has several (so ``best`` is an index, not a computation). Pairs are
+Memory, for a full table: per prefix one list slot (indexed by its LPM id, so no prefix string
+and no dict entry is kept) holding its (session, path) pair, or a tuple of pairs best-first when
+it has several (so ``best`` is an index, not a computation). Pairs are
 interned by path identity and refcounted (churn does not leak); producers share one ``BgpPath`` per
 distinct attribute set, so a million prefixes hold tens of thousands of paths.
 
@@ -24,7 +25,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from topfib.collector.common.prefixes import IPV4, IPV6, prefix_family, split_prefix
+import numpy as np
+
+from topfib.collector.common.prefixes import IPV4, IPV6, split_prefix
 from topfib.collector.common.special_use import SpecialUseFilter, count_filtered
 from topfib.collector.rib.events import EndOfRib, Event, Notification, RouteUpdate, SessionState
 from topfib.collector.rib.lpm import LpmTable
@@ -102,7 +105,8 @@ class Rib:
         # select, resolve a request to, or announce it. Counted once per refused announce.
         self.special_use = special_use
         self.refused_special_use = 0
-        self._routes: dict[str, _Stored] = {}
+        # By LPM id (ids are stable, never reused): the prefix's paths, None while it has none.
+        self._routes: list[_Stored | None] = []
         # Shared (session, path) pairs, by (session, id(path)): producers already share one Path
         # per distinct attribute set, and an identity lookup hashes none of its fields (an entry
         # keeps its path alive, so the id cannot be reused while the pair is here). Refcounted
@@ -112,22 +116,29 @@ class Rib:
         self._sort_keys: dict[tuple[str, int], _SortKey] = {}
         self._path_counts = {IPV4: 0, IPV6: 0}
         self._session_paths: dict[str, int] = {}
-        self._changed: set[str] = set()
+        # By LPM id, 1 where the best path changed since the last drain: a table load marks a
+        # million prefixes without holding a million strings (named when drained).
+        self._changed = bytearray()
+        self._any_changed = False
 
     # -- queries --------------------------------------------------------------------------------
 
+    def _stored(self, prefix_id: int) -> _Stored | None:
+        routes = self._routes
+        return routes[prefix_id] if 0 <= prefix_id < len(routes) else None
+
     def best(self, prefix: str) -> BgpPath | None:
-        stored = self._routes.get(prefix)
+        stored = self._stored(self.lpm.locate(prefix)[1])
         return _entries(stored)[0][1] if stored is not None else None
 
     def paths(self, prefix: str) -> list[BgpPath]:
         """All paths of ``prefix``, best first."""
-        stored = self._routes.get(prefix)
+        stored = self._stored(self.lpm.locate(prefix)[1])
         return [path for _, path in _entries(stored)] if stored is not None else []
 
     def sessions_of(self, prefix: str) -> list[tuple[str, BgpPath]]:
         """(session, path) pairs of ``prefix``, best first."""
-        stored = self._routes.get(prefix)
+        stored = self._stored(self.lpm.locate(prefix)[1])
         return list(_entries(stored)) if stored is not None else []
 
     def longest_match(self, ip: str) -> str | None:
@@ -142,13 +153,15 @@ class Rib:
         return self.lpm.more_specifics(prefix)
 
     def __contains__(self, prefix: object) -> bool:
-        return prefix in self._routes
+        return isinstance(prefix, str) and self._stored(self.lpm.locate(prefix)[1]) is not None
 
     def __len__(self) -> int:
-        return len(self._routes)
+        return len(self.lpm)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._routes)
+        """Every prefix with a path, in LPM id order (strings made as they are reached)."""
+        name = self.lpm.prefix_of_id
+        return (name(prefix_id) for prefix_id, stored in enumerate(self._routes) if stored is not None)
 
     def counts(self) -> RibCounts:
         return RibCounts(self.lpm.count(IPV4), self.lpm.count(IPV6),
@@ -159,8 +172,11 @@ class Rib:
 
     def drain_changed(self) -> set[str]:
         """Prefixes whose best path changed (or which disappeared) since the last drain."""
-        changed, self._changed = self._changed, set()
-        return changed
+        if not self._any_changed:
+            return set()
+        flags, self._changed, self._any_changed = self._changed, bytearray(len(self._changed)), False
+        ids = np.flatnonzero(np.frombuffer(flags, dtype=np.uint8))
+        return set(map(self.lpm.prefix_of_id, ids.tolist()))
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -216,24 +232,28 @@ class Rib:
         caller passes ``parsed`` (its ``split_prefix`` result). A prefix the special-use filter
         refuses is not stored (None).
         """
-        stored = self._routes.get(prefix)
+        parsed, prefix_id = self.lpm.locate(prefix, parsed)
+        routes = self._routes
+        stored = routes[prefix_id] if 0 <= prefix_id < len(routes) else None
         if stored is None:  # a new prefix (a whole table is loaded this way): cheap bookkeeping
+            if parsed is None:
+                parsed = split_prefix(prefix)  # raises PrefixError: not a prefix
             special_use = self.special_use
             if special_use is not None:
-                if parsed is None:
-                    parsed = split_prefix(prefix)
                 refused = special_use.reason_parsed(*parsed)
                 if refused is not None:
                     self.refused_special_use += 1
                     count_filtered("rib", refused)
                     return None
-            self.lpm.add(prefix, parsed)
+            prefix_id = self.lpm.add_located(parsed, prefix_id)
             entry = self._intern(session, path)
-            self._routes[prefix] = entry
+            if prefix_id >= len(routes):
+                routes.extend([None] * (prefix_id + 1 - len(routes)))
+            routes[prefix_id] = entry
             self._path_counts[IPV6 if ":" in prefix else IPV4] += 1
             session_paths = self._session_paths
             session_paths[session] = session_paths.get(session, 0) + 1
-            self._changed.add(prefix)
+            self._mark(prefix_id)
             return _rib_change(prefix, path)
         entries = _entries(stored)
         old_best = entries[0][1]
@@ -253,13 +273,14 @@ class Rib:
         kept.append(self._intern(session, path))
         if len(kept) > 1:
             kept = self._ordered(kept)
-        self._routes[prefix] = _pack(kept)
+        routes[prefix_id] = _pack(kept)
         best = kept[0][1]
-        return self._changed_to(prefix, best) if best != old_best else None
+        return self._changed_to(prefix_id, prefix, best) if best != old_best else None
 
     def withdraw(self, session: str, prefix: str, peer: str, path_id: int) -> RibChange | None:
         """Remove one path; the prefix goes when its last path does. Unknown paths are ignored."""
-        stored = self._routes.get(prefix)
+        prefix_id = self.lpm.locate(prefix)[1]
+        stored = self._stored(prefix_id)
         if stored is None:
             return None
         if type(stored[0]) is str:  # one path (most prefixes): no search, nothing left after
@@ -268,9 +289,9 @@ class Rib:
                 return None
             self._release(stored)
             self._count_path(prefix, session, -1)
-            del self._routes[prefix]
-            self.lpm.remove(prefix)
-            return self._changed_to(prefix, None)
+            self._routes[prefix_id] = None
+            self.lpm.remove_id(prefix_id)
+            return self._changed_to(prefix_id, prefix, None)
         entries = _entries(stored)
         position = next((i for i, (owner, path) in enumerate(entries)
                          if owner == session and path.peer == peer and path.path_id == path_id), -1)
@@ -280,13 +301,13 @@ class Rib:
         self._count_path(prefix, session, -1)
         rest = [*entries[:position], *entries[position + 1:]]
         if not rest:
-            del self._routes[prefix]
-            self.lpm.remove(prefix)
-            return self._changed_to(prefix, None)
+            self._routes[prefix_id] = None
+            self.lpm.remove_id(prefix_id)
+            return self._changed_to(prefix_id, prefix, None)
         # with MED compared per neighbour AS, even a path that lost can have decided the winner
         rest = self._ordered(rest)
-        self._routes[prefix] = _pack(rest)
-        return self._changed_to(prefix, rest[0][1]) if rest[0][1] != entries[0][1] else None
+        self._routes[prefix_id] = _pack(rest)
+        return self._changed_to(prefix_id, prefix, rest[0][1]) if rest[0][1] != entries[0][1] else None
 
     def drop_session(self, session: str, family: int | None = None) -> list[RibChange]:
         """Remove every path of ``session`` (of one family, if given): one change per prefix
@@ -294,13 +315,17 @@ class Rib:
         if not self._session_paths.get(session):
             return []
         changes: list[RibChange] = []
+        lpm = self.lpm
         doomed = [
-            prefix for prefix, stored in self._routes.items()
-            if (family is None or prefix_family(prefix) == family)
+            prefix_id for prefix_id, stored in enumerate(self._routes)
+            if stored is not None and (family is None or lpm.family_of_id(prefix_id) == family)
             and any(entry[0] == session for entry in _entries(stored))
         ]
-        for prefix in doomed:
-            entries = _entries(self._routes[prefix])
+        for prefix_id in doomed:
+            prefix = lpm.prefix_of_id(prefix_id)
+            stored = self._routes[prefix_id]
+            assert stored is not None
+            entries = _entries(stored)
             old_best = entries[0][1]
             kept = self._ordered([entry for entry in entries if entry[0] != session])
             for entry in entries:
@@ -308,19 +333,26 @@ class Rib:
                     self._release(entry)
                     self._count_path(prefix, session, -1)
             if not kept:
-                del self._routes[prefix]
-                self.lpm.remove(prefix)
-                changes.append(self._changed_to(prefix, None))
+                self._routes[prefix_id] = None
+                lpm.remove_id(prefix_id)
+                changes.append(self._changed_to(prefix_id, prefix, None))
                 continue
-            self._routes[prefix] = _pack(kept)
+            self._routes[prefix_id] = _pack(kept)
             if kept[0][1] != old_best:
-                changes.append(self._changed_to(prefix, kept[0][1]))
+                changes.append(self._changed_to(prefix_id, prefix, kept[0][1]))
         return changes
 
     # -- bookkeeping ----------------------------------------------------------------------------
 
-    def _changed_to(self, prefix: str, best: BgpPath | None) -> RibChange:
-        self._changed.add(prefix)
+    def _mark(self, prefix_id: int) -> None:
+        changed = self._changed
+        if prefix_id >= len(changed):
+            changed.extend(bytes(max(prefix_id + 1 - len(changed), len(changed) // 2)))
+        changed[prefix_id] = 1
+        self._any_changed = True
+
+    def _changed_to(self, prefix_id: int, prefix: str, best: BgpPath | None) -> RibChange:
+        self._mark(prefix_id)
         return _rib_change(prefix, best)
 
     def _intern(self, session: str, path: BgpPath) -> _Entry:

@@ -1,0 +1,85 @@
+"""The compact RIB/LPM layout: id hash, per-id arrays, changed flags (memory work of issue 21)."""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import numpy as np
+
+from topfib.collector.rib.keymap import KeyIds
+from topfib.collector.rib.lpm import LpmTable
+from topfib.collector.rib.paths import BgpPath
+from topfib.collector.rib.rib import Rib
+
+
+def test_key_ids_match_a_dict_across_growth() -> None:
+    rng = random.Random(4)
+    keys, truth = KeyIds(), dict[int, int]()
+    for _ in range(20_000):
+        key = rng.randrange(1 << 40)
+        if key not in truth:
+            truth[key] = len(truth)
+            keys.insert(key, truth[key])
+    assert all(keys.get(key) == value for key, value in truth.items())
+    assert keys.get((1 << 40) + 7) == -1 and len(keys) == len(truth)
+
+
+def test_churn_keeps_ids_and_does_not_grow() -> None:
+    rib = Rib()
+    path = BgpPath(next_hop="192.0.2.1", as_path=(64500,), peer="192.0.2.1")
+    prefixes = [f"10.{i // 256}.{i % 256}.0/24" for i in range(2000)]
+    for prefix in prefixes:
+        rib.announce("s", prefix, path)
+    ids = [rib.lpm.id_of(p) for p in prefixes]
+    sizes = (len(rib.lpm._present), len(rib._routes), len(rib.lpm._v4_ids))
+    for _ in range(3):
+        for prefix in prefixes:
+            rib.withdraw("s", prefix, "192.0.2.1", 0)
+        assert len(rib) == 0 and rib.lpm.lookup("10.0.0.1") is None
+        for prefix in prefixes:
+            rib.announce("s", prefix, path)
+    assert [rib.lpm.id_of(p) for p in prefixes] == ids
+    assert (len(rib.lpm._present), len(rib._routes), len(rib.lpm._v4_ids)) == sizes
+    assert len(rib._interned) == 1 and rib.drain_changed() == set(prefixes)
+
+
+def test_names_come_back_canonical_and_knows_is_strict() -> None:
+    table = LpmTable(["2001:db8:0::/48", "192.0.2.0/24"])
+    assert sorted(table.prefixes()) == ["192.0.2.0/24", "2001:db8::/48"]
+    assert table.knows("2001:db8::/48") and not table.knows("2001:db8:0::/48")
+    assert "2001:db8:0::/48" in table  # any valid spelling finds the prefix
+
+
+def test_lookups_during_apply_never_see_a_torn_state() -> None:
+    """One thread adds and removes (as the event loop does), another resolves prefixes and names
+    ids (the reads that take no lazy state): each answer is a complete entry, never a torn one."""
+    table = LpmTable(["10.0.0.0/8"])
+    table.settle()
+    covering = {f"10.{i}.0.0/16" for i in range(64)} | {"10.0.0.0/8"}
+    stop = threading.Event()
+    bad: list[str] = []
+
+    def reader() -> None:
+        while not stop.is_set():
+            for i in range(64):
+                found = table.id_of(f"10.{i}.0.0/16")
+                if found is not None and table.prefix_of_id(found) not in covering:
+                    bad.append(table.prefix_of_id(found))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for _ in range(30):
+            for i in range(64):
+                table.add(f"10.{i}.0.0/16")
+            table.settle()
+            for i in range(64):
+                table.remove(f"10.{i}.0.0/16")
+            table.settle()
+    finally:
+        stop.set()
+        thread.join()
+    assert not bad
+    ids = table.lookup_v4_ids(np.array([0x0A010101], dtype=np.uint32))
+    assert table.prefix_of_id(int(ids[0])) == "10.0.0.0/8"
