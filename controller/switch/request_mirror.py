@@ -88,6 +88,7 @@ class RequestMirror:
 
     def _apply(self, changes: RequestChanges) -> None:
         before: dict[str, OnDemandRequest] | None = None
+        version = self.version
         if changes.full:
             self.full_reads += 1
             self._by_ip.clear()
@@ -95,8 +96,8 @@ class RequestMirror:
             self._expiries.clear()
             self._held = 0
         self._apply_entries(changes.ended, changes.active, full=changes.full)
-        if before is not None and before != self._wanted:  # settled afresh: moved only if it differs
-            self.version += 1
+        if before is not None:  # settled afresh from nothing: moved only if it ends up otherwise
+            self.version = version + (before != self._wanted)
         self._cursor = changes.cursor
 
     def _apply_entries(self, ended: list[tuple[str, str]], active: list[RequestEntry], *,
