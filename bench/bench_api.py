@@ -1,6 +1,6 @@
 """API throughput and latency through ``topfib run``, as access points use it: kept-alive connections.
 
-``python -m bench.bench_api [--duration S] [--connections N] [--replicas R] [--nice -10]``
+``python -m bench.bench_api [--duration S] [--connections N] [--replicas R] [--nice -10] [--memory-posts]``
 
 Each store (memory, then a fresh ``redis-server``) gets its own ``topfib run`` (the whole
 process: collector thread, switch control loop with a stand-in ExaBGP that sleeps, API) and is
@@ -12,6 +12,7 @@ measured over loopback with:
 
 With ``--replicas R`` (R ≥ 2) R ``topfib run`` share the Redis (one holds the switch's lease) and
 each gets its own wrk at once: the total is what R API processes sustain together.
+``--memory-posts`` runs only the first bar's load (in memory, one-IP POSTs), to iterate on it.
 
 Bars (issue 16): in memory, ≥ 3,000 POST/s with p99 ≤ 20 ms over 16 connections and a sequential
 p99 ≤ 5 ms; with Redis ≥ 2,000 IPs/s per process and ≥ 20,000 IPs/s in 100-IP POSTs.
@@ -269,6 +270,28 @@ def measure_replicas(store_url: str, workdir: Path, args: argparse.Namespace) ->
             stop(process)
 
 
+def memory_posts(args: argparse.Namespace) -> int:
+    """The first bar alone: one ``topfib run`` on the memory store, one-IP POSTs."""
+    if shutil.which("wrk") is None:
+        print("wrk not found (apt-get install wrk)", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        token = new_token()
+        lua = scripts(workdir, token)
+        process, port = start_topfib("memory://", token, workdir, args.nice)
+        try:
+            run_wrk(process.pid, port, "/v1/requests", lua["post1"], 1, args.connections, args.nice)  # warm
+            run = run_wrk(process.pid, port, "/v1/requests", lua["post1"], args.duration, args.connections,
+                          args.nice)
+        finally:
+            stop(process)
+    report("memory", {"post 1 IP": run})
+    met = run.rate >= 3000 and run.p99_ms <= 20 and run.errors == 0
+    print(f"bar memory ≥ 3000 POST/s, p99 ≤ 20 ms: {'met' if met else 'NOT met'}")
+    return 0 if met else 1
+
+
 def report(name: str, runs: dict[str, Run]) -> None:
     for what, run in runs.items():
         ips = run.rate * (100 if what == "post 100 IPs" else 1)
@@ -285,7 +308,11 @@ def main() -> int:
                         help="topfib run processes sharing Redis (0: skip)")
     parser.add_argument("--nice", type=int, default=0,
                         help="scheduling niceness of topfib, wrk and redis (e.g. -10 on a shared machine)")
+    parser.add_argument("--memory-posts", action="store_true",
+                        help="only the in-memory one-IP POSTs (the first bar), to iterate on it")
     args = parser.parse_args()
+    if args.memory_posts:
+        return memory_posts(args)
     for tool in ("wrk", "redis-server"):
         if shutil.which(tool) is None:
             print(f"{tool} not found (apt-get install {tool})", file=sys.stderr)

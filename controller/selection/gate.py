@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from topfib.controller.selection.model import OnDemandRequest, SelectionPolicy
+from topfib.controller.selection.model import SelectionPolicy
 
 IDLE_SELECT_S = 30.0  # a view refresh while nothing can be programmed and no input changed
 VIEW_MIN_S = 1.0  # while nothing can be programmed, changed inputs are selected on at most this often
@@ -27,7 +27,9 @@ class SelectionInputs:
 
     ready_to_program: bool
     policy: SelectionPolicy
-    requests: frozenset[OnDemandRequest]
+    # the request mirror's version (RequestMirror.version): moves exactly when the wanted set does,
+    # where a set of tens of thousands of requests cost milliseconds to build and compare
+    requests: int
     pins: tuple[str, ...]
     rib_changes: int  # a running count of route updates from the switch (any may move a best path)
     session: tuple[str, float | None] = ("down", None)  # state and since when: a drop empties the RIB

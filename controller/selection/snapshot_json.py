@@ -57,9 +57,16 @@ class SelectionJson:
         ))
 
     def _answer_texts(self, answers: tuple[RequestAnswer, ...]) -> list[str]:
-        found = list(map(self._text_of.get, answers))
-        for index in compress(range(len(found)), map(is_, found, repeat(None))):
-            found[index] = answer_json(answers[index])
-        texts = cast(list[str], found)
-        self._text_of = dict(zip(answers, texts, strict=True))
+        # SLICE at a time: each C-level map over tens of thousands of answers would hold the GIL,
+        # and so the event loop's thread, for milliseconds
+        texts: list[str] = []
+        text_of: dict[RequestAnswer, str] = {}
+        for start in range(0, len(answers), SLICE):
+            some = answers[start:start + SLICE]
+            found = list(map(self._text_of.get, some))
+            for index in compress(range(len(found)), map(is_, found, repeat(None))):
+                found[index] = answer_json(some[index])
+            texts += cast(list[str], found)
+            text_of.update(zip(some, cast(list[str], found), strict=True))
+        self._text_of = text_of
         return texts

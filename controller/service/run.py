@@ -339,6 +339,15 @@ class EarlyHangups:
         self.pending = True
 
 
+def freeze_start_up_heap() -> None:
+    """Once started, the objects built so far (modules, the API app, config, controllers, a RIB
+    file's routes) live as long as the process: moved out of the collector's generations, a full
+    collection no longer walks them (~20 ms of held event loop each under API load). Collected
+    first, so start-up's garbage cycles are freed rather than kept for good."""
+    gc.collect()
+    gc.freeze()
+
+
 async def serve(config: TopfibConfig, config_path: Path, early: EarlyHangups | None = None) -> None:
     service = Service(config)
     stop = asyncio.Event()
@@ -346,6 +355,7 @@ async def serve(config: TopfibConfig, config_path: Path, early: EarlyHangups | N
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await service.start()
+    freeze_start_up_heap()
     loop.add_signal_handler(signal.SIGHUP, service.reload, config_path)
     if early is not None and early.pending:
         service.reload(config_path)

@@ -37,7 +37,6 @@ from topfib.controller.selection.gate import SelectionGate, SelectionInputs
 from topfib.controller.selection.model import SelectedRoute, share_of
 from topfib.controller.selection.observed_paths import ObservedPathRib
 from topfib.controller.selection.select import (
-    OnDemandRequest,
     Selection,
     SelectionPolicy,
     select,
@@ -346,12 +345,15 @@ class SwitchController:
         self.continuity.expire(wall_now)
         await self._refresh_policy()
         requests, pins = await self.inputs.read(wall_now)
-        inputs = self._selection_inputs(requests, pins)
+        inputs = self._selection_inputs(pins)
         if self.selection is not None and not self.schedule.gate.needed(inputs, now):
             _m_skipped.inc(switch=self.name)
             self._prune_rates(now)
             return
         self.schedule.gate.selected(inputs, now)
+        # the API's turn between reading the inputs and selecting (each holds the shared event loop
+        # for milliseconds with tens of thousands of requests; a store over the network yields anyway)
+        await asyncio.sleep(0)
         # taken before the selection reads the RIB (no await until it has): see below
         switch_table_in = self.sessions.switch_table_in()
         with self.rib_lock:
@@ -407,10 +409,10 @@ class SwitchController:
             with self.rib_lock:
                 self.rates.prune(self.name, now, PRUNE_BELOW_BYTES_PER_S)
 
-    def _selection_inputs(self, requests: list[OnDemandRequest], pins: list[str]) -> SelectionInputs:
+    def _selection_inputs(self, pins: list[str]) -> SelectionInputs:
         return SelectionInputs(
             ready_to_program=self.ready_to_program(), policy=self.policy,
-            requests=frozenset(requests), pins=tuple(pins), rib_changes=self.sessions.updates,
+            requests=self.requests.version, pins=tuple(pins), rib_changes=self.sessions.updates,
             session=(self.sessions.info.state, self.sessions.info.since),
         )
 

@@ -8,6 +8,8 @@ import threading
 from pathlib import Path
 from unittest import mock
 
+import pytest
+
 from topfib.collector.accounting.prefix_rates import PrefixRates
 from topfib.controller.config import TopfibConfig
 from topfib.controller.selection.model import OnDemandRequest
@@ -99,5 +101,68 @@ def test_take_arrived_gives_only_what_came_in_since_the_last_call_and_gives_up_p
         await mirror.refresh(store, T0 + 2)
         assert mirror.take_arrived(3) is None  # a full read's worth: the selection's, not the fast path's
         assert mirror.take_arrived(3) == []
+
+    asyncio.run(scenario())
+
+
+def test_the_version_moves_exactly_when_the_wanted_set_does() -> None:
+    """The selection gate compares versions: a change missed would leave the view stale, a move
+    without one would select for nothing."""
+    async def scenario() -> None:
+        store, mirror = MemoryStore(), RequestMirror("sw1")
+        await store.add_requests([req("203.0.113.1", ttl=100)], LIMITS, T0)
+        await mirror.refresh(store, T0)
+        first = mirror.version
+        assert first > 0
+        await mirror.refresh(store, T0 + 1)  # nothing changed
+        assert mirror.version == first
+        await store.add_requests([req("203.0.113.1", ttl=100)], LIMITS, T0 + 1)  # the same entry again
+        await store.add_requests([req("203.0.113.1", ap="ap2", at=T0 - 5, ttl=10)], LIMITS, T0 + 1)  # older
+        await mirror.refresh(store, T0 + 1)
+        assert mirror.version == first  # logged as changes, but the newest entry still speaks
+        await store.add_requests([req("203.0.113.2")], LIMITS, T0 + 2)
+        await mirror.refresh(store, T0 + 2)
+        second = mirror.version
+        assert second > first
+        await mirror.refresh(store, T0 + 5.5)  # ap2's older entry expired: nothing wanted moved
+        assert mirror.version == second
+        mirror._cursor = None  # a full read of the same requests
+        await mirror.refresh(store, T0 + 6)
+        assert mirror.full_reads == 2 and mirror.version == second
+        await mirror.refresh(store, T0 + 60)  # .2 expires
+        assert mirror.version > second
+        assert wanted(await mirror.refresh(store, T0 + 60)) == [("203.0.113.1", T0 + 100, T0)]
+
+    asyncio.run(scenario())
+
+
+def test_changes_applied_in_slices_end_as_one_read_of_everything_would() -> None:
+    """Slices hand the event loop back; ends come before renewals, and the cursor moves only once
+    every slice is in (a refresh cancelled midway reads everything next time)."""
+    async def scenario() -> None:
+        store, sliced = MemoryStore(), RequestMirror("sw1")
+        await store.add_requests([req(f"203.0.113.{i}", ttl=100) for i in range(1, 8)], LIMITS, T0)
+        await sliced.refresh(store, T0)
+        for i in (1, 2, 3):
+            await store.remove_requests("ap1", f"203.0.113.{i}", T0 + 1)
+        await store.add_requests([req("203.0.113.2", ap="ap1", at=T0 + 1)]
+                                 + [req(f"203.0.113.{i}", ap="ap2", at=T0 + 1) for i in range(4, 9)],
+                                 LIMITS, T0 + 1)
+        with mock.patch("topfib.controller.switch.request_mirror.APPLY_SLICE", 2), \
+                mock.patch("asyncio.sleep", wraps=asyncio.sleep) as yielded:
+            got = await sliced.refresh(store, T0 + 1)
+        assert yielded.call_count == 3  # 2 ends and 6 entries (.2 renewed is one) in 4 slices of 2
+        whole = RequestMirror("sw1")
+        assert wanted(got) == wanted(await whole.refresh(store, T0 + 1))
+        assert sliced.full_reads == 1
+
+        await store.add_requests([req(f"203.0.113.{i}", ap="ap3", at=T0 + 2) for i in range(20, 26)],
+                                 LIMITS, T0 + 2)
+        with mock.patch("topfib.controller.switch.request_mirror.APPLY_SLICE", 2), \
+                mock.patch("asyncio.sleep", side_effect=asyncio.CancelledError), \
+                pytest.raises(asyncio.CancelledError):
+            await sliced.refresh(store, T0 + 2)
+        assert wanted(await sliced.refresh(store, T0 + 2)) == wanted(await whole.refresh(store, T0 + 2))
+        assert sliced.full_reads == 2  # cancelled midway: read everything again
 
     asyncio.run(scenario())

@@ -80,7 +80,7 @@ def test_without_a_session_a_burst_of_changed_inputs_selects_at_most_once_per_vi
 
     def inputs(requests: int, ready: bool = False) -> SelectionInputs:
         return SelectionInputs(ready_to_program=ready, policy=SelectionPolicy(cap_ipv4=10, cap_ipv6=10),
-                               requests=frozenset(), pins=tuple(str(i) for i in range(requests)),
+                               requests=0, pins=tuple(str(i) for i in range(requests)),
                                rib_changes=0)
 
     gate = SelectionGate()
@@ -101,7 +101,7 @@ def test_a_session_drop_alone_is_a_changed_input() -> None:
 
     def inputs(session: tuple[str, float | None]) -> SelectionInputs:
         return SelectionInputs(ready_to_program=False, policy=SelectionPolicy(cap_ipv4=10, cap_ipv6=10),
-                               requests=frozenset(), pins=(), rib_changes=7, session=session)
+                               requests=0, pins=(), rib_changes=7, session=session)
 
     gate = SelectionGate()
     gate.selected(inputs(("up", 50.0)), 100.0)

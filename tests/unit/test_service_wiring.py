@@ -67,3 +67,39 @@ def test_a_sentinel_url_reaches_the_store_and_the_leases_through_the_sentinels(t
     plain = Service(config({"url": "redis://127.0.0.1:1/0"}), runtime_dir=tmp_path)
     assert all(lease._claim_s == 0.0 for lease in plain.leases.values())  # no replication to lose it
     asyncio.run(_close(plain))
+
+
+def test_the_start_up_heap_is_frozen_once_after_the_service_started(tmp_path: Path) -> None:
+    """gc.freeze() once, after Service.start (what it built is long-lived), not before nor again."""
+    import gc
+    import os
+    import signal
+    from unittest import mock
+
+    from topfib.controller.service import run
+
+    calls: list[str] = []
+
+    class FakeService:
+        def __init__(self, _config: TopfibConfig) -> None:
+            pass
+
+        async def start(self) -> None:
+            calls.append("start")
+            asyncio.get_running_loop().call_soon(os.kill, os.getpid(), signal.SIGTERM)
+
+        def reload(self, _path: Path) -> None:
+            calls.append("reload")
+
+        async def stop(self) -> None:
+            calls.append("stop")
+
+    def collect() -> int:
+        calls.append("collect")
+        return 0
+
+    with (mock.patch.object(run, "Service", FakeService),
+          mock.patch.object(gc, "collect", side_effect=collect),
+          mock.patch.object(gc, "freeze", side_effect=lambda: calls.append("freeze"))):
+        asyncio.run(run.serve(config({"url": "memory://"}), tmp_path / "topfib.toml"))
+    assert calls == ["start", "collect", "freeze", "stop"]
