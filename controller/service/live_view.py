@@ -60,7 +60,7 @@ class LiveView:
             return "rejected", f"unknown switch {switch}"
         if prefix in ctl.installed:
             return "installed", None
-        ctl.wake()  # the API asks right after storing a request: decide on it now, not next period
+        ctl.request_arrived()  # the API asks right after storing a request: decide on it now
         selection = ctl.selection
         answer = self._answer_of(switch, selection.requests).get(ip) if selection is not None else None
         if answer is not None:

@@ -21,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 from topfib.collector.accounting.path_rates import PathRates
@@ -154,12 +155,14 @@ class SwitchController:
         )
         self._tick_lock = asyncio.Lock()
         self.wake_event = asyncio.Event()  # set to run the next loop iteration now
+        self._request_event = asyncio.Event()  # set when the API stored a request (see request_arrived)
         self.requests = RequestMirror(self.name)  # the store's active requests, read by changes
         self._last_prune = clock()
         self.inputs = StoreInputs(self.name, store, self.requests)
         self.schedule = SelectionSchedule(clock, self.wake, gate)
         self._reactor_task: asyncio.Task[None] | None = None
         self._quiet_watch: asyncio.Task[None] | None = None
+        self._request_task: asyncio.Task[None] | None = None
         self.continuity = Continuity(self.name, self.programmer, self.sessions, switch=lambda: self.switch,
                                      max_age_s=lambda: self.config.state.max_age_s, wall_clock=wall_clock)
         self.fast_path = RequestFastPath(
@@ -221,6 +224,8 @@ class SwitchController:
         self._reactor_task = asyncio.create_task(self.reactor.run(), name=f"react-{self.name}")
         self._quiet_watch = asyncio.create_task(self.sessions.watch_quiet(self.wake),
                                                 name=f"quiet-{self.name}")
+        self._request_task = asyncio.create_task(
+            self.fast_path.admit_as_they_arrive(self._request_event, self.wake), name=f"requests-{self.name}")
         self.active = False
         if active:
             await self.activate()
@@ -249,12 +254,12 @@ class SwitchController:
 
     async def stop(self) -> None:
         await self.deactivate(STOPPING)
-        for task in (self._reactor_task, self._quiet_watch):
+        for task in (self._reactor_task, self._quiet_watch, self._request_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._reactor_task = self._quiet_watch = None
+        self._reactor_task = self._quiet_watch = self._request_task = None
         await self.programmer.stop()
         self.schedule.cancel()
         await self.link.stop()
@@ -299,8 +304,13 @@ class SwitchController:
         self.wake()
 
     def wake(self) -> None:
-        """Run the next iteration now instead of at the end of the period (a new request)."""
+        """Run the next iteration now instead of at the end of the period."""
         self.wake_event.set()
+
+    def request_arrived(self) -> None:
+        """The API stored a request for this switch: the fast path decides on it now, without
+        waiting for an iteration under way (its selection and programming take tens of ms)."""
+        self._request_event.set()
 
     async def _refresh_policy(self) -> SelectionPolicy:
         self.policy = await self.inputs.effective_policy(self.switch)
@@ -344,6 +354,7 @@ class SwitchController:
         wall_now = self._wall_clock()
         self.continuity.expire(wall_now)
         await self._refresh_policy()
+        self.fast_path.begin_inputs()
         requests, pins = await self.inputs.read(wall_now)
         inputs = self._selection_inputs(pins)
         if self.selection is not None and not self.schedule.gate.needed(inputs, now):
@@ -380,6 +391,9 @@ class SwitchController:
             requests=requests, pins=pins, incumbents=previous, evidence=evidence,
             cache=self._unit_cache,
         )
+        late = self.fast_path.admitted_since_inputs()  # announced while this selection read or waited
+        if late:
+            self.selection = replace(self.selection, routes={**late, **self.selection.routes})
         _m_loop.inc(switch=self.name)
         self._prune_rates(now)
         if self.ready_to_program():
@@ -392,7 +406,7 @@ class SwitchController:
             # the carried FIB stays. Without, the switch holds none of them and may send no
             # End-of-RIB at all (FRR sends it only to a peer that does graceful restart).
             table_in = switch_table_in or not self.switch.graceful_restart_s
-            if await self.programmer.program(self.selection.desired()) and table_in:
+            if await self.programmer.program(self._desired) and table_in:
                 await self.programmer.end_of_rib_once()
                 self.continuity.programmed()
             self.schedule.programmed(self._clock() - began)  # waiting on ExaBGP: the loop was free
@@ -401,6 +415,12 @@ class SwitchController:
 
     def _set_selection(self, selection: Selection) -> None:
         self.selection = selection
+
+    def _desired(self) -> dict[str, str]:
+        """The selection's desired FIB as the programming run plans it (under the program lock,
+        so a request the fast path admitted while the run waited for it is in)."""
+        assert self.selection is not None
+        return self.selection.desired()
 
     def _prune_rates(self, now: float) -> None:
         if now - self._last_prune >= PRUNE_EVERY_S:

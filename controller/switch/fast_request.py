@@ -19,7 +19,9 @@ room, and only once ExaBGP confirmed that announces the admitted prefixes (still
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import logging
 import threading
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -41,6 +43,8 @@ from topfib.controller.state.store import Store
 from topfib.controller.switch.loop_metrics import _m_fast
 from topfib.controller.switch.programmer import UNUSABLE_NEXT_HOPS, Programmer
 from topfib.controller.switch.request_mirror import RequestMirror
+
+log = logging.getLogger(__name__)
 
 # More requests arriving between two iterations than this (a full read of the store): the
 # request fast path leaves them all to the selection.
@@ -179,11 +183,43 @@ class RequestFastPath:
         self._wall_clock = wall_clock
         # the addresses the last selection answered (see fast_admissions)
         self._answered: tuple[tuple[RequestAnswer, ...], frozenset[str]] = ((), frozenset())
+        self._admitting = asyncio.Lock()  # the request task and the control loop's tick both admit
+        # admitted since the selection under way read its inputs (see begin_inputs)
+        self._since_inputs: dict[str, SelectedRoute] = {}
+
+    def begin_inputs(self) -> None:
+        """A selection is reading its inputs: what is admitted from now on may be missing from
+        them, so :meth:`admitted_since_inputs` hands it to that selection to keep."""
+        self._since_inputs = {}
+
+    def admitted_since_inputs(self) -> dict[str, SelectedRoute]:
+        """Routes admitted since :meth:`begin_inputs`: the selection keeps them (its inputs may
+        lack their requests), else its programming would withdraw what was just announced."""
+        return dict(self._since_inputs)
+
+    async def admit_as_they_arrive(self, arrived: asyncio.Event, wake: Callable[[], None]) -> None:
+        """Admit whenever ``arrived`` is set (the API stored a request), not at the control loop's
+        next tick, which may be busy selecting and programming for tens of ms; what is left to the
+        selection calls ``wake`` (the loop's next iteration now), what is all taken lets the
+        selection keep its period."""
+        while True:
+            await arrived.wait()
+            arrived.clear()
+            try:
+                if not await self.admit():
+                    wake()
+            except Exception:  # the task must outlive one bad batch; the loop's tick retries
+                log.exception("switch %s: the request fast path failed", self._name)
+                wake()
 
     async def admit(self) -> bool:
         """New requests' prefixes announced now where that is safe, the rest left to the
         selection that follows. True when it announced some and left none to the selection
         (which then need not run before its period)."""
+        async with self._admitting:
+            return await self._admit()
+
+    async def _admit(self) -> bool:
         if self._selection() is None or not self._may_admit():
             return False
         wall_now = self._wall_clock()
@@ -221,7 +257,8 @@ class RequestFastPath:
             routes = {p: r for p, r in selection.routes.items() if p not in displaced}
             for admission in admitted:  # the score is the next selection's to fill in
                 prefix, next_hop = admission.prefix, admission.next_hop
-                routes[prefix] = new_route(prefix, next_hop, "request", wall_now, 0.0)
+                route = new_route(prefix, next_hop, "request", wall_now, 0.0)
+                routes[prefix] = self._since_inputs[prefix] = route
             self._set_selection(replace(selection, routes=routes))  # the next selection's incumbents
             announces = programmer.within_caps([step for step in changes.steps if step.action == "announce"])
             if not announces or not await programmer.send_steps(announces):

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 
 from topfib.collector.common.metrics import REGISTRY
@@ -342,15 +342,17 @@ class Programmer:
             alive = self._rib.best(prefix) is not None
         return "displaced" if alive else "no live path"
 
-    async def program(self, desired: dict[str, str]) -> bool:
-        """Make the installed routes ``desired`` (prefix → next-hop), within the caps. True when
-        every line was tried on the session this began on (the switch's table complete)."""
-        # Preloaded (file) paths carry no real next-hop: they rank traffic but are never announced.
-        desired = {prefix: nh for prefix, nh in desired.items() if nh not in UNUSABLE_NEXT_HOPS}
+    async def program(self, wanted: Callable[[], Mapping[str, str]]) -> bool:
+        """Make the installed routes ``wanted()`` (prefix → next-hop), within the caps; it is
+        asked once the program lock is held, so what the request fast path announced while this
+        run waited for the lock is in it. True when every line was tried on the session this
+        began on (the switch's table complete)."""
         sessions = self._sessions
         async with self.lock:
             if not await self.forget_announced_locked():
                 return False
+            # Preloaded (file) paths carry no real next-hop: they rank traffic but are never announced.
+            desired = {prefix: nh for prefix, nh in wanted().items() if nh not in UNUSABLE_NEXT_HOPS}
             with self._rib_lock:
                 changes = plan(desired, self.installed, rib=self._route_view, unusable=UNUSABLE_NEXT_HOPS)
             withdraws = [step for step in changes.steps if step.action == "withdraw"]

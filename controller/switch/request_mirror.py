@@ -51,10 +51,16 @@ class RequestMirror:
         self._arrived: set[str] = set()  # IPs whose wanted request is new or renewed (take_arrived)
         # moves whenever the wanted set does, and only then (the selection gate's input)
         self.version = 0
+        # the request fast path's task and the control loop both refresh: one read at a time
+        self._reading = asyncio.Lock()
 
     async def refresh(self, store: Store, now: float) -> list[OnDemandRequest]:
         """The requests active at ``now`` after reading the store's changes; during a store
         outage the ones held (still expiring on time), and everything again once it answers."""
+        async with self._reading:
+            return await self._refresh(store, now)
+
+    async def _refresh(self, store: Store, now: float) -> list[OnDemandRequest]:
         try:
             changes = await store.request_changes(self.switch, self._cursor, now)
         except StoreUnavailable:
@@ -64,7 +70,7 @@ class RequestMirror:
             raise
         else:
             if changes.full and len(changes.active) > OFFLOAD_ENTRIES:
-                await asyncio.to_thread(self._apply, changes)  # only this task touches the mirror
+                await asyncio.to_thread(self._apply, changes)  # no other refresh meanwhile (_reading)
             elif changes.full:
                 self._apply(changes)
             else:
@@ -73,8 +79,8 @@ class RequestMirror:
         return list(self._wanted.values())
 
     async def _apply_in_slices(self, changes: RequestChanges) -> None:
-        """Changes since the cursor, the event loop handed back every APPLY_SLICE of them (only
-        this task reads or writes the mirror, so what the API does in between cannot interleave).
+        """Changes since the cursor, the event loop handed back every APPLY_SLICE of them (one
+        refresh at a time writes the mirror, so what the API does in between cannot interleave).
         Ends before actives, as :meth:`_apply`. The cursor moves once all are in: a refresh
         cancelled midway reads everything next time."""
         self._cursor = None

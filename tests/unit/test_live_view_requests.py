@@ -15,7 +15,7 @@ class FakeController:
     installed: dict[str, str] = field(default_factory=dict)
     woken: int = 0
 
-    def wake(self) -> None:
+    def request_arrived(self) -> None:
         self.woken += 1
 
 

@@ -198,3 +198,51 @@ def test_a_cap_lowered_since_the_last_selection_holds_for_the_fast_path(tmp_path
         assert withdraw < announce and calls == []  # by the fast path, under the new cap
 
     _run(tmp_path, 4, body)
+
+
+def test_a_request_arriving_is_announced_by_its_own_task_without_waiting_for_a_tick(tmp_path: Path) -> None:
+    async def body(ctl: SwitchController, switch: Switch, calls: list[list[str]]) -> None:
+        await ctl.store.set_pin(Pin(prefix=P[0], by="op", since=0.0))
+        await ctl.tick()
+        calls.clear()
+        ctl.wake_event.clear()  # the service's loop clears it before each tick
+        await _request(ctl, "16.1.4.9")
+        ctl.request_arrived()  # what the API does after storing it; no tick runs here
+        assert await _wait(lambda: P[4] in ctl.installed)
+        assert calls == [] and not ctl.wake_event.is_set()  # all taken: the selection keeps its period
+
+    _run(tmp_path, 3, body)
+
+
+def test_a_request_announced_while_a_selection_reads_its_inputs_is_kept_by_that_selection(
+        tmp_path: Path) -> None:
+    """The selection's inputs lack the request: its programming must not withdraw what the fast
+    path announced meanwhile (a flap), and the cap holds at every command."""
+    async def body(ctl: SwitchController, switch: Switch, calls: list[list[str]]) -> None:
+        await ctl.store.set_pin(Pin(prefix=P[0], by="op", since=0.0))
+        now = time.monotonic()
+        ctl.rates.add("sw1", P[1], 9e6, 6e3, now)
+        ctl.rates.add("sw1", P[2], 1e6, 7e2, now)  # the lowest TopN route
+        await ctl.tick()
+        assert ctl.installed == {P[0]: NH1, P[1]: NH1, P[2]: NH1}
+        start = len(switch.commands)
+        read = ctl.inputs.read
+
+        async def read_then_a_request_arrives(wall_now: float) -> Any:
+            inputs = await read(wall_now)
+            await _request(ctl, "16.1.4.9")
+            assert await ctl.fast_path.admit()  # as the request task would, meanwhile
+            return inputs
+
+        ctl.inputs.read = read_then_a_request_arrives  # type: ignore[method-assign]
+        ctl.schedule.last_selection -= ctl.switch.loop_period_s  # the period is over
+        ctl.rates.add("sw1", P[3], 5e6, 3e3, now)  # a changed input: the selection runs
+        await ctl.tick()
+        assert len(calls) == 2  # that selection ran (after the first one)
+        sent = switch.commands[start:]
+        assert not any(" withdraw " in c and P[4] in c for c in sent)  # kept: no flap
+        assert P[4] in ctl.installed
+        assert max(_fib_sizes(switch.commands)) <= 3  # never above the cap, at any command
+        assert ctl.selection is not None and ctl.selection.routes[P[4]].reason == "request"
+
+    _run(tmp_path, 3, body)
