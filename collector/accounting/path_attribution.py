@@ -4,7 +4,10 @@ else the prefix's best path (issue "flow to path").
 Per switch, what the RIB says about a prefix (its best path's next hop and first AS, and for a
 prefix with several paths all of them) is cached by LPM prefix id and re-read every
 ``refresh_s`` seconds or when the switch's LPM table object changes, so a batch costs a few numpy
-gathers plus one Python lookup per prefix seen for the first time since the refresh. Only
+gathers plus one Python lookup per prefix seen for the first time since the refresh. That
+re-read first asks the RIB for the prefix's paths token (the same object for as long as its paths
+are): an unchanged prefix keeps its decision, so the refresh costs ~0.3 µs per prefix in
+traffic instead of rebuilding every decision (~4 µs each, most of accounting's cost). Only
 samples of multi-path prefixes that carry a next hop need a decision; their distinct (prefix,
 next hop) pairs are matched once per batch.
 
@@ -45,6 +48,10 @@ class PathSource(Protocol):
         """All paths of ``prefix``, best first."""
         ...
 
+    def paths_token(self, prefix: str) -> object | None:
+        """The same object (``is``) for as long as ``paths(prefix)`` is unchanged; None: no paths."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Attribution:
@@ -65,6 +72,9 @@ class _SwitchCache:
     best_asn: U32Array = field(default_factory=lambda: np.zeros(_INITIAL_IDS, np.uint32))
     # multi-path prefixes: row of their paths in row_hops/row_asn (-1: single path)
     multi_row: npt.NDArray[np.int32] = field(default_factory=lambda: np.full(_INITIAL_IDS, -1, np.int32))
+    # the RIB's paths token each decision was built from (kept alive here, so never reused)
+    tokens: list[object | None] = field(default_factory=lambda: [None] * _INITIAL_IDS)
+    free_rows: list[int] = field(default_factory=list)
     row_hops: IntArray = field(default_factory=lambda: np.full((_INITIAL_ROWS, ROW_PATHS), -1, np.int64))
     row_asn: U32Array = field(default_factory=lambda: np.zeros((_INITIAL_ROWS, ROW_PATHS), np.uint32))
     rows_used: int = 0
@@ -74,15 +84,19 @@ class _SwitchCache:
     hop_index: dict[str, int] = field(default_factory=dict)  # canonical name → id
     rib_hop: dict[str, int] = field(default_factory=dict)  # a RIB next hop as written → id
 
-    def forget_decisions(self) -> None:
+    def recheck_decisions(self) -> None:
+        """Every prefix is checked against the RIB again when next seen (its token, at least)."""
+        self.resolved[:] = False
+
+    def restart_hops(self) -> None:
+        """A new next-hop numbering: every decision is rebuilt."""
+        self.hop_names, self.hop_index, self.rib_hop = [], {}, {}
         self.resolved[:] = False
         self.multi_row[:] = -1
         self.rows_used = 0
         self.overflow.clear()
-
-    def restart_hops(self) -> None:
-        self.hop_names, self.hop_index, self.rib_hop = [], {}, {}
-        self.forget_decisions()
+        self.tokens = [None] * len(self.tokens)
+        self.free_rows.clear()
 
     def grow(self, size: int) -> None:
         if size <= len(self.resolved):
@@ -92,21 +106,37 @@ class _SwitchCache:
         self.best_hop = np.concatenate((self.best_hop, np.full(size - len(self.best_hop), -1, np.int32)))
         self.best_asn = np.concatenate((self.best_asn, np.zeros(size - len(self.best_asn), np.uint32)))
         self.multi_row = np.concatenate((self.multi_row, np.full(size - len(self.multi_row), -1, np.int32)))
+        self.tokens.extend([None] * (size - len(self.tokens)))
+
+    def drop_row(self, prefix_id: int) -> None:
+        """The prefix has one path or none now: its row is free for another."""
+        row = int(self.multi_row[prefix_id])
+        if row >= 0:
+            self.free_rows.append(row)
+            self.multi_row[prefix_id] = -1
+        self.overflow.pop(prefix_id, None)
 
     def add_row(self, prefix_id: int, described: tuple[tuple[int, int], ...]) -> None:
-        if self.rows_used == len(self.row_hops):
-            grown = len(self.row_hops) * 2
-            self.row_hops = np.concatenate((self.row_hops, np.full_like(self.row_hops, -1)))[:grown]
-            self.row_asn = np.concatenate((self.row_asn, np.zeros_like(self.row_asn)))[:grown]
-        row = self.rows_used
-        self.rows_used += 1
+        row = int(self.multi_row[prefix_id])
+        if row < 0 and self.free_rows:
+            row = self.free_rows.pop()
+        if row < 0:
+            if self.rows_used == len(self.row_hops):
+                grown = len(self.row_hops) * 2
+                self.row_hops = np.concatenate((self.row_hops, np.full_like(self.row_hops, -1)))[:grown]
+                self.row_asn = np.concatenate((self.row_asn, np.zeros_like(self.row_asn)))[:grown]
+            row = self.rows_used
+            self.rows_used += 1
         self.row_hops[row] = -1
+        self.row_asn[row] = 0
         for k, (hop, asn) in enumerate(described[:ROW_PATHS]):
             self.row_hops[row, k] = hop
             self.row_asn[row, k] = asn
         self.multi_row[prefix_id] = row
         if len(described) > ROW_PATHS:
             self.overflow[prefix_id] = described
+        else:
+            self.overflow.pop(prefix_id, None)
 
 
 class PathAttributor:
@@ -156,7 +186,7 @@ class PathAttributor:
             cache.restart_hops()
         elif now - cache.refreshed_at >= self._refresh_s:
             cache.refreshed_at = now
-            cache.forget_decisions()
+            cache.recheck_decisions()
         routed = np.flatnonzero(prefix_ids >= 0)
         if not len(routed):
             return Attribution(hop_ids, peer_asn, cache.hop_names)
@@ -234,12 +264,19 @@ class PathAttributor:
         return found
 
     def _resolve(self, cache: _SwitchCache, rib: PathSource, lpm: LpmTable, ids: list[int]) -> None:
+        cache.resolved[ids] = True
+        tokens, prefix_of_id, paths_token = cache.tokens, lpm.prefix_of_id, rib.paths_token
         for prefix_id in ids:
-            paths = rib.paths(lpm.prefix_of_id(prefix_id))
-            cache.resolved[prefix_id] = True
+            prefix = prefix_of_id(prefix_id)
+            token = paths_token(prefix)
+            if token is not None and tokens[prefix_id] is token:
+                continue  # the same paths as when decided: the decision stands
+            tokens[prefix_id] = token
+            paths = rib.paths(prefix)
             if not paths:  # the LPM table and the RIB disagree for a moment: no path to name
                 cache.best_hop[prefix_id] = -1
                 cache.best_asn[prefix_id] = 0
+                cache.drop_row(prefix_id)
                 continue
             described = tuple(
                 (self._rib_hop_id(cache, path.next_hop), path.as_path[0] if path.as_path else 0)
@@ -248,3 +285,5 @@ class PathAttributor:
             cache.best_hop[prefix_id], cache.best_asn[prefix_id] = described[0]
             if len(described) > 1:
                 cache.add_row(prefix_id, described)
+            else:
+                cache.drop_row(prefix_id)
