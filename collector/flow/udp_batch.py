@@ -113,16 +113,20 @@ class BatchReceiver:
         self._words[:, _NAMELEN_WORD] = _SOCKADDR_BYTES
         self._address_cache: dict[bytes, str] = {}
         self.truncated = 0  # datagrams longer than max_datagram, dropped
+        # the last call took fewer than ``batch``: the queue was empty then, no need to ask again
+        self.emptied = False
 
     def receive(self) -> list[tuple[bytes, str]]:
         """What is queued now, up to ``batch`` datagrams; [] when nothing is. Raises OSError."""
         assert _RECVMMSG is not None
         count = _RECVMMSG(self._sock.fileno(), self._headers, self._batch, MSG_DONTWAIT, None)
         if count < 0:
+            self.emptied = True
             code = ctypes.get_errno()
             if code in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
                 return []
             raise OSError(code, os.strerror(code))
+        self.emptied = count < self._batch
         words = self._words[:count]
         lengths = words[:, _LEN_WORD].tolist()
         name_lengths = words[:, _NAMELEN_WORD].tolist()
