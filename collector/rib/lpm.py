@@ -287,6 +287,9 @@ class LpmTable:
     def prefix_of_id(self, prefix_id: int) -> str:
         return self._prefix_by_id[prefix_id]
 
+    def prefixes_of_ids(self, prefix_ids: list[int]) -> list[str]:
+        return list(map(self._prefix_by_id.__getitem__, prefix_ids))
+
     # -- batched lookups ------------------------------------------------------------------------
 
     def lookup_v4_ids(self, addresses: npt.NDArray[np.uint32]) -> Int64Array:

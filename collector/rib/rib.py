@@ -125,11 +125,11 @@ class Rib:
         stored = self._routes.get(prefix)
         return [path for _, path in _entries(stored)] if stored is not None else []
 
-    def paths_token(self, prefix: str) -> object | None:
-        """An object that stays the same (``is``) for as long as ``paths(prefix)`` does, so a cache
-        of what the paths say can be checked with one look-up; None when the prefix has none.
-        (What is stored is immutable and replaced on every change; a holder keeps it alive.)"""
-        return self._routes.get(prefix)
+    def paths_tokens(self, prefixes: list[str]) -> list[object | None]:
+        """Per prefix, an object that stays the same (``is``) for as long as its ``paths`` do, so a
+        cache of what the paths say is checked with one look-up; None when it has none. (What is
+        stored is immutable and replaced on every change; a holder keeps it alive.)"""
+        return list(map(self._routes.get, prefixes))
 
     def sessions_of(self, prefix: str) -> list[tuple[str, BgpPath]]:
         """(session, path) pairs of ``prefix``, best first."""
