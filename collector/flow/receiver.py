@@ -46,12 +46,13 @@ _DRAIN_LIMIT = 4096  # datagrams per socket per wake-up, so one busy socket cann
 _SOCKET_DROPS_PERIOD_S = 5.0
 _RECV_BATCH = 1024  # datagrams per recvmmsg: 9.4 MB of buffers per socket, 4 GIL round trips per drain
 _MERGE_SAMPLES = 65536  # most samples merged into one accounting call
-# Wake-up coalescing: a wake-up that emptied the sockets is followed by a wait, so that wake-ups
-# come at most every _MAX_LINGER_S: at 10⁴-10⁵ datagrams/s each one (poll, recvmmsg, decoder call,
-# GIL hand-offs, tens of µs of fixed cost) then reads tens to hundreds of datagrams, not one or
-# two. The period is also kept under a quarter of what the smallest receive buffer holds at
+# Wake-up coalescing: after a drain that got fewer than _LINGER_BELOW datagrams, the thread waits
+# up to _MAX_LINGER_S before polling again, so that at 10⁴ datagrams/s each wake-up (poll,
+# recvmmsg, decoder call, GIL hand-offs: ~5 µs of fixed cost) reads tens of datagrams, not one or
+# two. The wait is also kept under a quarter of what the smallest receive buffer holds at
 # _PEAK_QUEUE_BYTES_PER_S (10⁶ samples/s of 7-sample datagrams, each charged 2.3 kB by the kernel),
 # so it cannot overflow a buffer that would not overflow anyway.
+_LINGER_BELOW = 64
 _MAX_LINGER_S = 0.002
 _PEAK_QUEUE_BYTES_PER_S = 330e6
 
@@ -268,21 +269,17 @@ class FlowReceiver:
         poller.register(self._wake_r, select.POLLIN)
         stop_poller = select.poll()  # the linger: a wait that stop() still ends at once
         stop_poller.register(self._wake_r, select.POLLIN)
-        linger = self._linger_s
+        linger_ms = self._linger_s * 1000.0
         pending = 0
         next_flush = self._clock() + self._flush_interval_s
         next_drops = self._clock() + _SOCKET_DROPS_PERIOD_S
         while not self._stopping.is_set():
             timeout_ms = max(0.0, (next_flush - self._clock()) * 1000.0)
-            drained, limited = 0, False  # limited: a drain stopped at _DRAIN_LIMIT, more is queued
-            events = poller.poll(timeout_ms if pending else max(timeout_ms, 50.0))
-            woke = self._clock()
-            for fd, _ in events:
+            drained = 0
+            for fd, _ in poller.poll(timeout_ms if pending else max(timeout_ms, 50.0)):
                 endpoint = by_fd.get(fd)
                 if endpoint is not None:
-                    count = self._drain(endpoint)
-                    drained += count
-                    limited |= count >= _DRAIN_LIMIT
+                    drained += self._drain(endpoint)
             pending += drained
             now = self._clock()
             if pending >= self._flush_datagrams or (now >= next_flush and pending):
@@ -295,11 +292,8 @@ class FlowReceiver:
                 self._log.flush(now)
                 self.collector.flush_logs(now)
                 next_drops = now + _SOCKET_DROPS_PERIOD_S
-            if drained and not limited:
-                # the sockets are empty: let datagrams queue up until the next wake-up is due
-                rest = woke + linger - self._clock()
-                if rest > 0:
-                    stop_poller.poll(rest * 1000.0)
+            if 0 < drained < _LINGER_BELOW:
+                stop_poller.poll(linger_ms)  # let more datagrams queue up before the next wake-up
 
     def _hand_over(self, now: float, block: bool = False) -> None:
         """Pass what was decoded since the last hand-over to the accounting thread."""

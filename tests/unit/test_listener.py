@@ -314,7 +314,7 @@ def test_the_linger_is_bounded_by_the_receive_buffer() -> None:
     assert linger_s(1 << 20) == pytest.approx(4 * linger_s(256 << 10))
 
 
-def test_a_wake_up_that_emptied_the_socket_waits_for_more(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_wake_up_that_found_little_waits_so_the_next_reads_many(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("topfib.collector.flow.receiver.linger_s", lambda _: 0.5)
     decoder = RecordingDecoder()
     listener = make_listener(["127.0.0.1:0"], decoder, Registry())
