@@ -287,8 +287,9 @@ class LpmTable:
     def prefix_of_id(self, prefix_id: int) -> str:
         return self._prefix_by_id[prefix_id]
 
-    def prefixes_of_ids(self, prefix_ids: list[int]) -> list[str]:
-        return list(map(self._prefix_by_id.__getitem__, prefix_ids))
+    def known_id(self, prefix: str) -> int:
+        """The id of a prefix that was added once (in the table or removed since); KeyError if never."""
+        return self._ids[prefix]
 
     # -- batched lookups ------------------------------------------------------------------------
 

@@ -24,6 +24,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import cast
 
+import numpy as np
+import numpy.typing as npt
+
 from topfib.collector.common.prefixes import IPV4, IPV6, prefix_family, split_prefix
 from topfib.collector.common.special_use import SpecialUseFilter, count_filtered
 from topfib.collector.rib.events import EndOfRib, Event, Notification, RouteUpdate, SessionState
@@ -113,6 +116,8 @@ class Rib:
         self._path_counts = {IPV4: 0, IPV6: 0}
         self._session_paths: dict[str, int] = {}
         self._changed: set[str] = set()
+        self._versions = np.zeros(1024, np.uint64)  # see path_versions
+        self._version = 0
 
     # -- queries --------------------------------------------------------------------------------
 
@@ -125,11 +130,11 @@ class Rib:
         stored = self._routes.get(prefix)
         return [path for _, path in _entries(stored)] if stored is not None else []
 
-    def paths_tokens(self, prefixes: list[str]) -> list[object | None]:
-        """Per prefix, an object that stays the same (``is``) for as long as its ``paths`` do, so a
-        cache of what the paths say is checked with one look-up; None when it has none. (What is
-        stored is immutable and replaced on every change; a holder keeps it alive.)"""
-        return list(map(self._routes.get, prefixes))
+    def path_versions(self) -> npt.NDArray[np.uint64]:
+        """Per LPM id of :attr:`lpm`, a number that changes whenever that prefix's paths do (0: not
+        changed since the table was created; ids past the end: 0 too), so a cache of what the
+        paths say is checked for a whole batch of ids in numpy. Read it under the RIB's lock."""
+        return self._versions
 
     def sessions_of(self, prefix: str) -> list[tuple[str, BgpPath]]:
         """(session, path) pairs of ``prefix``, best first."""
@@ -236,6 +241,7 @@ class Rib:
             self.lpm.add(prefix, parsed)
             entry = self._intern(session, path)
             self._routes[prefix] = entry
+            self._touch(prefix)
             self._path_counts[IPV6 if ":" in prefix else IPV4] += 1
             session_paths = self._session_paths
             session_paths[session] = session_paths.get(session, 0) + 1
@@ -260,6 +266,7 @@ class Rib:
         if len(kept) > 1:
             kept = self._ordered(kept)
         self._routes[prefix] = _pack(kept)
+        self._touch(prefix)
         best = kept[0][1]
         return self._changed_to(prefix, best) if best != old_best else None
 
@@ -275,6 +282,7 @@ class Rib:
             self._release(stored)
             self._count_path(prefix, session, -1)
             del self._routes[prefix]
+            self._touch(prefix)
             self.lpm.remove(prefix)
             return self._changed_to(prefix, None)
         entries = _entries(stored)
@@ -285,6 +293,7 @@ class Rib:
         self._release(entries[position])
         self._count_path(prefix, session, -1)
         rest = [*entries[:position], *entries[position + 1:]]
+        self._touch(prefix)
         if not rest:
             del self._routes[prefix]
             self.lpm.remove(prefix)
@@ -309,6 +318,7 @@ class Rib:
             entries = _entries(self._routes[prefix])
             old_best = entries[0][1]
             kept = self._ordered([entry for entry in entries if entry[0] != session])
+            self._touch(prefix)
             for entry in entries:
                 if entry[0] == session:
                     self._release(entry)
@@ -324,6 +334,16 @@ class Rib:
         return changes
 
     # -- bookkeeping ----------------------------------------------------------------------------
+
+    def _touch(self, prefix: str) -> None:
+        """The paths of ``prefix`` (in the LPM table: it was added once) have just changed."""
+        prefix_id = self.lpm.known_id(prefix)
+        if prefix_id >= len(self._versions):
+            grown = np.zeros(max(2 * len(self._versions), prefix_id + 1), np.uint64)
+            grown[: len(self._versions)] = self._versions
+            self._versions = grown
+        self._version += 1
+        self._versions[prefix_id] = self._version
 
     def _changed_to(self, prefix: str, best: BgpPath | None) -> RibChange:
         self._changed.add(prefix)
