@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
+import numpy.typing as npt
 
 from topfib.collector.common.prefixes import IPV4, IPV6, split_prefix
 from topfib.collector.common.special_use import SpecialUseFilter, count_filtered
@@ -120,6 +121,8 @@ class Rib:
         # million prefixes without holding a million strings (named when drained).
         self._changed = bytearray()
         self._any_changed = False
+        self._versions = np.zeros(1024, np.uint64)  # see path_versions
+        self._version = 0
 
     # -- queries --------------------------------------------------------------------------------
 
@@ -135,6 +138,12 @@ class Rib:
         """All paths of ``prefix``, best first."""
         stored = self._stored(self.lpm.locate(prefix)[1])
         return [path for _, path in _entries(stored)] if stored is not None else []
+
+    def path_versions(self) -> npt.NDArray[np.uint64]:
+        """Per LPM id of :attr:`lpm`, a number that changes whenever that prefix's paths do (0: not
+        changed since the table was created; ids past the end: 0 too), so a cache of what the
+        paths say is checked for a whole batch of ids in numpy. Read it under the RIB's lock."""
+        return self._versions
 
     def sessions_of(self, prefix: str) -> list[tuple[str, BgpPath]]:
         """(session, path) pairs of ``prefix``, best first."""
@@ -250,6 +259,7 @@ class Rib:
             if prefix_id >= len(routes):
                 routes.extend([None] * (prefix_id + 1 - len(routes)))
             routes[prefix_id] = entry
+            self._touch(prefix_id)
             self._path_counts[IPV6 if ":" in prefix else IPV4] += 1
             session_paths = self._session_paths
             session_paths[session] = session_paths.get(session, 0) + 1
@@ -274,6 +284,7 @@ class Rib:
         if len(kept) > 1:
             kept = self._ordered(kept)
         routes[prefix_id] = _pack(kept)
+        self._touch(prefix_id)
         best = kept[0][1]
         return self._changed_to(prefix_id, prefix, best) if best != old_best else None
 
@@ -290,6 +301,7 @@ class Rib:
             self._release(stored)
             self._count_path(prefix, session, -1)
             self._routes[prefix_id] = None
+            self._touch(prefix_id)
             self.lpm.remove_id(prefix_id)
             return self._changed_to(prefix_id, prefix, None)
         entries = _entries(stored)
@@ -300,6 +312,7 @@ class Rib:
         self._release(entries[position])
         self._count_path(prefix, session, -1)
         rest = [*entries[:position], *entries[position + 1:]]
+        self._touch(prefix_id)
         if not rest:
             self._routes[prefix_id] = None
             self.lpm.remove_id(prefix_id)
@@ -328,6 +341,7 @@ class Rib:
             entries = _entries(stored)
             old_best = entries[0][1]
             kept = self._ordered([entry for entry in entries if entry[0] != session])
+            self._touch(prefix_id)
             for entry in entries:
                 if entry[0] == session:
                     self._release(entry)
@@ -343,6 +357,15 @@ class Rib:
         return changes
 
     # -- bookkeeping ----------------------------------------------------------------------------
+
+    def _touch(self, prefix_id: int) -> None:
+        """The paths of the prefix with this LPM id have just changed (see path_versions)."""
+        if prefix_id >= len(self._versions):
+            grown = np.zeros(max(2 * len(self._versions), prefix_id + 1), np.uint64)
+            grown[: len(self._versions)] = self._versions
+            self._versions = grown
+        self._version += 1
+        self._versions[prefix_id] = self._version
 
     def _mark(self, prefix_id: int) -> None:
         changed = self._changed

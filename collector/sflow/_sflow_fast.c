@@ -10,6 +10,8 @@
 #include <Python.h>
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -1180,8 +1182,103 @@ error:
     return NULL;
 }
 
+#ifdef __linux__
+/* The text of a socket address as collector/flow/udp_batch.py's _address gives it ("?": neither family). */
+static PyObject *socket_address_text(const uint8_t *name, size_t size) {
+    sa_family_t family;
+    if (size < sizeof family) return PyUnicode_FromString("?");
+    memcpy(&family, name, sizeof family);
+    if (family == AF_INET && size >= sizeof(struct sockaddr_in))
+        return format_address(1, name + offsetof(struct sockaddr_in, sin_addr));
+    if (family == AF_INET6 && size >= sizeof(struct sockaddr_in6))
+        return format_address(2, name + offsetof(struct sockaddr_in6, sin6_addr));
+    return PyUnicode_FromString("?");
+}
+
+/* unpack_mmsg(headers, count, cache) -> (pairs, truncated): the (payload, source text) pairs of the
+ * first ``count`` messages of a recvmmsg header array (a writable buffer of struct mmsghdr, laid out
+ * by collector/flow/udp_batch.py), truncated ones skipped and counted; each msg_namelen is reset
+ * for the next call. ``cache`` maps raw socket addresses (bytes) to their text (the caller bounds
+ * it); consecutive messages from one source share its text object. */
+static PyObject *unpack_mmsg(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyDict_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "unpack_mmsg(headers, count, cache: dict)");
+        return NULL;
+    }
+    Py_ssize_t count = PyLong_AsSsize_t(args[1]);
+    if (count == -1 && PyErr_Occurred()) return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_WRITABLE) < 0) return NULL;
+    PyObject *pairs = NULL;
+    if (count < 0 || (size_t)count > (size_t)view.len / sizeof(struct mmsghdr)) {
+        PyErr_SetString(PyExc_ValueError, "unpack_mmsg: count exceeds the header array");
+        goto error;
+    }
+    pairs = PyList_New(0);
+    if (!pairs) goto error;
+    struct mmsghdr *headers = (struct mmsghdr *)view.buf;
+    long truncated = 0;
+    PyObject *source = NULL; /* borrowed from the cache, which only grows during the call */
+    const uint8_t *last_name = NULL;
+    socklen_t last_size = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        struct msghdr *message = &headers[i].msg_hdr;
+        socklen_t name_size = message->msg_namelen;
+        message->msg_namelen = sizeof(struct sockaddr_in6); /* the kernel wrote the actual length */
+        if (message->msg_flags & MSG_TRUNC) {
+            truncated++;
+            continue;
+        }
+        if (name_size > sizeof(struct sockaddr_in6)) name_size = sizeof(struct sockaddr_in6);
+        const uint8_t *name = (const uint8_t *)message->msg_name;
+        if (!source || name_size != last_size || memcmp(name, last_name, name_size) != 0) {
+            PyObject *key = PyBytes_FromStringAndSize((const char *)name, name_size);
+            if (!key) goto error;
+            source = PyDict_GetItemWithError(args[2], key);
+            if (!source) {
+                if (PyErr_Occurred() || !(source = socket_address_text(name, name_size))) {
+                    Py_DECREF(key);
+                    goto error;
+                }
+                int failed = PyDict_SetItem(args[2], key, source);
+                Py_DECREF(source); /* the cache holds it */
+                if (failed < 0) {
+                    Py_DECREF(key);
+                    goto error;
+                }
+            }
+            Py_DECREF(key);
+            last_name = name;
+            last_size = name_size;
+        }
+        size_t size = headers[i].msg_len;
+        if (size > message->msg_iov[0].iov_len) size = message->msg_iov[0].iov_len;
+        PyObject *payload = PyBytes_FromStringAndSize((const char *)message->msg_iov[0].iov_base, (Py_ssize_t)size);
+        if (!payload) goto error;
+        PyObject *pair = PyTuple_Pack(2, payload, source);
+        Py_DECREF(payload);
+        if (!pair || PyList_Append(pairs, pair) < 0) {
+            Py_XDECREF(pair);
+            goto error;
+        }
+        Py_DECREF(pair);
+    }
+    PyBuffer_Release(&view);
+    return Py_BuildValue("(Nl)", pairs, truncated);
+
+error:
+    PyBuffer_Release(&view);
+    Py_XDECREF(pairs);
+    return NULL;
+}
+#endif
+
 static PyMethodDef module_methods[] = {
     {"screen", (PyCFunction)(void (*)(void))screen, METH_FASTCALL, "screen(pairs, heads_by_source) -> (admitted, others)"},
+#ifdef __linux__
+    {"unpack_mmsg", (PyCFunction)(void (*)(void))unpack_mmsg, METH_FASTCALL,
+     "unpack_mmsg(headers, count, cache) -> (pairs, truncated)"},
+#endif
     {NULL, NULL, 0, NULL},
 };
 

@@ -39,3 +39,7 @@ class Decoder:
 def screen(
     pairs: list[tuple[bytes, str]], heads_by_source: dict[str, tuple[bytes, ...]], /
 ) -> tuple[list[tuple[bytes, str]], list[tuple[bytes, str]]]: ...
+
+def unpack_mmsg(
+    headers: memoryview, count: int, cache: dict[bytes, str], /
+) -> tuple[list[tuple[bytes, str]], int]: ...

@@ -18,6 +18,7 @@ from topfib.collector.common.metrics import Registry
 from topfib.collector.flow.receiver import (
     MAX_DATAGRAM,
     FlowReceiver,
+    linger_s,
     open_udp_socket,
     parse_listen,
     set_receive_buffer,
@@ -32,6 +33,7 @@ class RecordingDecoder:
 
     def __init__(self, fail_on: bytes | None = None) -> None:
         self.fed: list[tuple[bytes, str]] = []
+        self.calls: list[int] = []  # datagrams per feed_many call
         self.takes: list[int] = []
         self._since_take = 0
         self._fail_on = fail_on
@@ -45,6 +47,7 @@ class RecordingDecoder:
     def feed_many(self, datagrams: list[tuple[bytes, str]]) -> None:
         if any(d == self._fail_on for d, _ in datagrams):
             raise RuntimeError("decoder bug")
+        self.calls.append(len(datagrams))
         for datagram, exporter in datagrams:
             self.feed(datagram, exporter)
 
@@ -303,3 +306,39 @@ def test_start_lowers_the_gil_switch_interval_only() -> None:
         assert sys.getswitchinterval() == pytest.approx(0.002)
     finally:
         sys.setswitchinterval(original)
+
+
+def test_the_linger_is_bounded_by_the_receive_buffer() -> None:
+    assert linger_s(32 << 20) == linger_s(4 << 20) == 0.002  # the cap: ~300 datagrams at 10⁶ samples/s
+    assert 0 < linger_s(256 << 10) < 0.001  # a small buffer: a quarter of what it holds at the peak rate
+    assert linger_s(1 << 20) == pytest.approx(4 * linger_s(256 << 10))
+
+
+def test_a_wake_up_that_found_little_waits_so_the_next_reads_many(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("topfib.collector.flow.receiver.linger_s", lambda _: 0.5)
+    decoder = RecordingDecoder()
+    listener = make_listener(["127.0.0.1:0"], decoder, Registry())
+    listener.start()
+    try:
+        host, port = listener.addresses[0]
+        send([b"first"], host, port)
+        wait_for(lambda: listener.received == 1)
+        send([b"more-%d" % i for i in range(5)], host, port)  # arrive while it lingers
+        wait_for(lambda: listener.received == 6)
+    finally:
+        listener.stop()
+    assert decoder.calls == [1, 5]
+
+
+def test_stop_ends_a_linger_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("topfib.collector.flow.receiver.linger_s", lambda _: 60.0)
+    decoder = RecordingDecoder()
+    listener = make_listener(["127.0.0.1:0"], decoder, Registry())
+    listener.start()
+    host, port = listener.addresses[0]
+    send([b"one"], host, port)
+    wait_for(lambda: listener.received == 1)
+    began = time.monotonic()
+    listener.stop()
+    assert time.monotonic() - began < 30.0  # not the minute-long linger
+    assert decoder.fed == [(b"one", "127.0.0.1")]

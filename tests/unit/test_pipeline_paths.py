@@ -231,3 +231,57 @@ def test_quiet_paths_are_pruned_by_the_collector() -> None:
     assert path_rates.path_count("edge1") == 1
     collector.flush(61.0)
     assert path_rates.path_count("edge1") == 0
+
+
+class CountingRib(Rib):
+    """A RIB that counts how often attribution reads a prefix's paths."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def paths(self, prefix: str) -> list[BgpPath]:
+        self.reads += 1
+        return super().paths(prefix)
+
+
+def test_a_refresh_rereads_only_prefixes_whose_paths_changed() -> None:
+    rib = CountingRib()
+    rib.announce("192.0.2.1", MULTI, BEST)
+    rib.announce("192.0.2.2", MULTI, OTHER)
+    rib.announce("192.0.2.1", SINGLE, BgpPath(next_hop="192.0.2.1", peer="192.0.2.1"))
+    rows: list[tuple[str, str | None, int, float]] = [
+        ("198.51.100.7", "192.0.2.2", 1, 1.0), ("203.0.113.5", "192.0.2.2", 1, 1.0)
+    ]
+    collector, _, matrix = make_collector([batch_of(rows, ["192.0.2.2"]) for _ in range(4)], rib)
+    collector.flush(0.0)
+    assert rib.reads == 2
+    collector.flush(10.0)  # refreshed, nothing changed: the decisions stand, no path read again
+    assert rib.reads == 2
+    rib.withdraw("192.0.2.2", MULTI, "192.0.2.2", 0)  # the path the first sample names is gone
+    collector.flush(20.0)
+    assert rib.reads == 3  # MULTI only
+    rib.announce("192.0.2.2", MULTI, OTHER)  # and back
+    collector.flush(30.0)
+    assert [call.next_hops for call in matrix.calls] == [
+        ["192.0.2.2", "192.0.2.1"], ["192.0.2.2", "192.0.2.1"], ["192.0.2.1", "192.0.2.1"],
+        ["192.0.2.2", "192.0.2.1"],
+    ]
+    assert [call.peer_asn for call in matrix.calls][-2:] == [[64500, 0], [64501, 0]]
+
+
+def test_a_prefix_that_changes_paths_again_and_again_reuses_its_cache_row() -> None:
+    attributor = PathAttributor(lambda _: rib, refresh_s=1.0)
+    rib = Rib()
+    rib.announce("192.0.2.1", MULTI, BEST)
+    ids = np.array([rib.lpm.id_of(MULTI)], np.int64)
+    hops = np.array([0], np.int32)
+    for step in range(6):
+        if step % 2:
+            rib.withdraw("192.0.2.2", MULTI, "192.0.2.2", 0)
+        else:
+            rib.announce("192.0.2.2", MULTI, OTHER)
+        attribution = attributor.attribute("edge1", rib.lpm, ids, hops, ["192.0.2.2"], float(step))
+        expected = "192.0.2.1" if step % 2 else "192.0.2.2"
+        assert attribution.hop_names[int(attribution.hop_ids[0])] == expected
+    assert attributor._cache("edge1").rows_used == 1

@@ -190,3 +190,33 @@ def test_session_down_reports_one_change_per_prefix() -> None:
     assert rib.drop_session("10.0.0.1") == [RibChange(P, survivor)]
     assert rib.drain_changed() == {P}
     assert rib.session_path_counts() == {"10.0.0.2": 1} and rib.counts().ipv4_paths == 1
+
+
+def test_path_versions_change_exactly_when_a_prefixs_paths_do() -> None:
+    rib = Rib()
+    first = BgpPath(next_hop="192.0.2.1", peer="192.0.2.1")
+    second = BgpPath(next_hop="192.0.2.2", peer="192.0.2.2", local_pref=50)
+    prefix, other = "198.51.100.0/24", "203.0.113.0/24"
+    rib.announce("192.0.2.1", other, first)
+    rib.announce("192.0.2.1", prefix, first)
+
+    def version(name: str) -> int:
+        return int(rib.path_versions()[rib.lpm.locate(name)[1]])
+
+    untouched = version(other)
+    seen = [version(prefix)]
+    for step in (
+        lambda: rib.announce("192.0.2.2", prefix, second),  # a second path, not the best
+        lambda: rib.withdraw("192.0.2.2", prefix, "192.0.2.2", 0),
+        lambda: rib.announce("192.0.2.2", prefix, second),
+        lambda: rib.drop_session("192.0.2.2"),
+        lambda: rib.withdraw("192.0.2.1", prefix, "192.0.2.1", 0),  # gone
+        lambda: rib.announce("192.0.2.1", prefix, first),  # back, with the same LPM id
+    ):
+        step()
+        seen.append(version(prefix))
+    assert len(set(seen)) == len(seen)  # every change gave a new version
+    rib.announce("192.0.2.1", prefix, first)  # the same path again: no change
+    rib.withdraw("192.0.2.9", prefix, "192.0.2.9", 0)  # an unknown path: no change
+    assert version(prefix) == seen[-1]
+    assert version(other) == untouched
