@@ -32,7 +32,7 @@ class SelectionInputs:
     requests: int
     pins: tuple[str, ...]
     rib_changes: int  # a running count of route updates from the switch (any may move a best path)
-    session: tuple[str, float | None] = ("down", None)  # state and since when: a drop empties the RIB
+    session: tuple[bool, float | None] = (False, None)  # up, since when: a drop empties the RIB
 
 
 class SelectionGate:

@@ -280,7 +280,7 @@ class SwitchController:
             self._session_lost("ExaBGP bridge disconnected")
 
     def _session_lost(self, reason: str) -> None:
-        if self.session.state != "down":
+        if self.session.state == "up":  # a failed attempt to connect is the diagnosis's to report
             log.log(logging.WARNING if self.active else logging.INFO,  # not active: we stopped it
                     "switch %s: BGP session down (%s); nothing counts as installed", self.name, reason)
         self.sessions.went_down(reason)
@@ -433,7 +433,7 @@ class SwitchController:
         return SelectionInputs(
             ready_to_program=self.ready_to_program(), policy=self.policy,
             requests=self.requests.version, pins=tuple(pins), rib_changes=self.sessions.updates,
-            session=(self.sessions.info.state, self.sessions.info.since),
+            session=self.sessions.identity(),
         )
 
     # --- warm state (controller/service/warm_keeper.py) ---------------------------------------------------

@@ -137,6 +137,13 @@ class SessionTracker:
         preload = self._rib.preload_session
         return sum(n for session, n in self._rib.session_path_counts().items() if session != preload)
 
+    def identity(self) -> tuple[bool, float | None]:
+        """Which up session this is, as the selection gate sees it: a drop changes it (the RIB
+        loses the session's paths); the attempts of a session that never comes up (connect,
+        fail, every few seconds) do not, so they cost no selection."""
+        info = self.info
+        return (True, info.since) if info.state == "up" else (False, None)
+
     def ready_to_program(self) -> bool:
         """Active, session up, and the switch's table complete (see :func:`table_complete`)."""
         info = self.info

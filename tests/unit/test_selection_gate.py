@@ -99,11 +99,11 @@ def test_a_session_drop_alone_is_a_changed_input() -> None:
     from topfib.controller.selection.gate import VIEW_MIN_S, SelectionGate, SelectionInputs
     from topfib.controller.selection.model import SelectionPolicy
 
-    def inputs(session: tuple[str, float | None]) -> SelectionInputs:
+    def inputs(session: tuple[bool, float | None]) -> SelectionInputs:
         return SelectionInputs(ready_to_program=False, policy=SelectionPolicy(cap_ipv4=10, cap_ipv6=10),
                                requests=0, pins=(), rib_changes=7, session=session)
 
     gate = SelectionGate()
-    gate.selected(inputs(("up", 50.0)), 100.0)
-    assert not gate.needed(inputs(("up", 50.0)), 100.0 + VIEW_MIN_S)
-    assert gate.needed(inputs(("down", 100.5)), 100.0 + VIEW_MIN_S)
+    gate.selected(inputs((True, 50.0)), 100.0)
+    assert not gate.needed(inputs((True, 50.0)), 100.0 + VIEW_MIN_S)
+    assert gate.needed(inputs((False, None)), 100.0 + VIEW_MIN_S)

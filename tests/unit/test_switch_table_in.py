@@ -91,3 +91,24 @@ def test_the_quiet_watch_sleeps_until_a_session_comes_up_then_wakes_the_loop_onc
         watch.cancel()
 
     asyncio.run(body())
+
+
+def test_the_session_identity_moves_with_an_up_session_not_with_failed_attempts(tmp_path: Path) -> None:
+    """The selection gate's session input: a switch that refuses every connect (ExaBGP retries every
+    few seconds: connected, then down) costs no selection; a drop and a new session do."""
+    clock = [100.0]
+    sessions = _tracker(tmp_path, clock)
+    never_up = sessions.identity()
+    for _ in range(3):
+        clock[0] += 5.0
+        sessions.changed_to("connected")
+        sessions.went_down("closing connection")
+        assert sessions.identity() == never_up
+    sessions.came_up()
+    first = sessions.identity()
+    assert first != never_up
+    clock[0] += 5.0
+    sessions.went_down("hold timer expired")
+    assert sessions.identity() == never_up  # the drop moved it
+    sessions.came_up()
+    assert sessions.identity() not in (first, never_up)
