@@ -108,3 +108,36 @@ def test_a_new_request_the_fast_path_cannot_take_is_left_to_the_selection_at_onc
     answered = _plan(RIB, [routes[0]], [_request("10.0.6.1")], cap=1, answered=("10.0.6.1",))
     assert not answered.left_to_selection
     assert not _plan(RIB, routes, [_request("10.0.0.1")], cap=1).left_to_selection  # its prefix is in
+
+
+def test_inside_another_by_integer_masks_agrees_with_ipaddress_and_keys_follow_admissions() -> None:
+    import random
+
+    from topfib.controller.switch.fast_request import _inside_another, _RouteKeys
+
+    rng = random.Random(7)
+    prefixes: set[str] = set()
+    while len(prefixes) < 300:  # from a small space, so that many nest
+        if rng.random() < 0.7:
+            length = rng.choice((8, 12, 14, 16, 20, 24, 32))
+            address = (16 << 24) | (rng.randrange(4) << 16) | rng.getrandbits(16)
+            prefixes.add(str(ipaddress.ip_network((address >> (32 - length) << (32 - length), length))))
+        else:
+            length = rng.choice((32, 40, 48, 64, 128))
+            address = (0x2001 << 112) | (rng.getrandbits(16) << 96) | rng.getrandbits(64)
+            prefixes.add(str(ipaddress.ip_network((address >> (128 - length) << (128 - length), length))))
+    ordered = sorted(prefixes)
+    routes = {p: _route(p, "topn") for p in ordered[:150]}
+    keys = _RouteKeys()
+    inside = 0
+    for prefix in ordered:
+        network = ipaddress.ip_network(prefix)
+        expected = any(str(network.supernet(new_prefix=n)) in routes for n in range(network.prefixlen))
+        assert _inside_another(prefix, keys.of(routes)) == expected, prefix
+        inside += expected
+    assert 20 < inside < len(ordered) - 20  # both answers were tested
+    # an admission replaces one route by another: the kept keys are those of a rebuild
+    removed, added = ordered[3], ordered[200]
+    moved = {p: r for p, r in routes.items() if p != removed} | {added: _route(added, "request")}
+    keys.follow(routes, moved, [removed], [added])
+    assert keys.of(moved) == _RouteKeys().of(moved)
