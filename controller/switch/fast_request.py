@@ -67,33 +67,41 @@ class FastAdmission:
     displaces: str | None
 
 
-class _RouteKeys:
-    """The (family, network, length) of every prefix of one selection's routes, built once per
-    routes mapping: whether a prefix lies inside one of them is then a few integer masks, where
-    formatting each supernet as a string cost ~50 µs a candidate (a fast admission scanning a
-    full table's low-scored routes held the event loop for tens of ms)."""
+class _RoutesIndex:
+    """What the fast path asks of one selection's routes, built once per routes mapping and kept
+    across fast admissions (each replaces a TopN route by a request): the (family, network,
+    length) of every prefix, so whether a prefix lies inside one of them is a few integer masks
+    (formatting each supernet as a string cost ~50 µs a candidate), and the TopN routes lowest
+    score first (ties: the last prefix first), so the drop order is a filter, not a sort per
+    admission. A full table's admissions held the event loop for tens of ms without them."""
 
     def __init__(self) -> None:
         self._routes: Mapping[str, SelectedRoute] | None = None
-        self._keys: set[tuple[int, int, int]] = set()
+        self.keys: set[tuple[int, int, int]] = set()
+        self.topn_by_score: list[SelectedRoute] = []
 
-    def of(self, routes: Mapping[str, SelectedRoute]) -> set[tuple[int, int, int]]:
+    def of(self, routes: Mapping[str, SelectedRoute]) -> _RoutesIndex:
         if routes is not self._routes:
-            self._keys = {split_prefix(prefix) for prefix in routes}
+            self.keys = {split_prefix(prefix) for prefix in routes}
+            topn = [route for route in routes.values() if route.reason == "topn"]
+            topn.sort(key=lambda route: prefix_sort_key(route.prefix), reverse=True)
+            topn.sort(key=lambda route: route.score)
+            self.topn_by_score = topn
             self._routes = routes
-        return self._keys
+        return self
 
     def follow(self, old: Mapping[str, SelectedRoute], new: Mapping[str, SelectedRoute],
-               removed: Iterable[str], added: Iterable[str]) -> None:
-        """``new`` is ``old`` less ``removed`` plus ``added`` (a fast admission): keep the keys."""
+               removed: Collection[str], added: Iterable[str]) -> None:
+        """``new`` is ``old`` less ``removed`` plus ``added``, requests (a fast admission)."""
         if old is self._routes:
-            self._keys.difference_update(map(split_prefix, removed))
-            self._keys.update(map(split_prefix, added))
+            self.keys.difference_update(map(split_prefix, removed))
+            self.keys.update(map(split_prefix, added))
+            self.topn_by_score = [route for route in self.topn_by_score if route.prefix not in removed]
             self._routes = new
 
 
 def _inside_another(prefix: str, keys: set[tuple[int, int, int]]) -> bool:
-    """Whether a shorter prefix holding ``prefix`` is among ``keys`` (see :class:`_RouteKeys`)."""
+    """Whether a shorter prefix holding ``prefix`` is among ``keys`` (see :class:`_RoutesIndex`)."""
     family, network, length = split_prefix(prefix)
     bits = V4_BITS if family == IPV4 else V6_BITS
     for shorter in range(length):
@@ -104,18 +112,21 @@ def _inside_another(prefix: str, keys: set[tuple[int, int, int]]) -> bool:
 
 
 def _drop_order(
-    routes: Mapping[str, SelectedRoute], held: Collection[str], policy: SelectionPolicy, now: float
+    index: _RoutesIndex, held: Collection[str], policy: SelectionPolicy, now: float
 ) -> list[SelectedRoute]:
-    """Held TopN routes in the order the next selection would drop them (first: first dropped)."""
-    topn = [route for route in routes.values() if route.reason == "topn" and route.prefix in held]
-    topn.sort(key=lambda route: prefix_sort_key(route.prefix), reverse=True)
-    topn.sort(key=lambda route: (now - route.since < policy.min_dwell_s, route.score))
-    return topn
+    """Held TopN routes in the order the next selection would drop them (first: first dropped):
+    one outside its dwell time before one inside it, then the lowest score, then the last prefix."""
+    outside: list[SelectedRoute] = []
+    dwelling: list[SelectedRoute] = []
+    for route in index.topn_by_score:
+        if route.prefix in held:
+            (dwelling if now - route.since < policy.min_dwell_s else outside).append(route)
+    return outside + dwelling
 
 
 def _displaceable(route: SelectedRoute, keys: set[tuple[int, int, int]], rib: RibView) -> bool:
     """Withdrawing ``route`` alone hides nothing and leaves no dependency behind (``keys``: the
-    routes', see :class:`_RouteKeys`)."""
+    routes', see :class:`_RoutesIndex`)."""
     return not _inside_another(route.prefix, keys) and not rib.more_specifics(route.prefix)
 
 
@@ -128,14 +139,14 @@ def fast_admissions(
     now: float,
     unusable: Collection[str] = (),
     answered: Collection[str] = (),
-    route_keys: _RouteKeys | None = None,
+    routes_index: _RoutesIndex | None = None,
 ) -> FastPlan:
     """The requests of ``requests`` that may be installed at once, newest first.
 
     ``routes``: the last selection's desired FIB (requests in it are answered already);
     ``held``: what the switch may hold from topfib (installed and stale); ``now``: wall clock;
     ``answered``: the addresses the last selection answered (a new request is none of them);
-    ``route_keys``: kept by the caller across calls on the same ``routes``.
+    ``routes_index``: kept by the caller across calls on the same ``routes``.
     """
     caps = policy.caps()
     used = dict.fromkeys(caps, 0)
@@ -166,12 +177,12 @@ def fast_admissions(
             if used.get(table, 0) < caps.get(table, 0):
                 used[table] = used.get(table, 0) + 1
             else:
+                index = (routes_index or _RoutesIndex()).of(routes)
                 if evictable is None:
-                    evictable = _drop_order(routes, held, policy, now)
+                    evictable = _drop_order(index, held, policy, now)
                 # checked lazily: a RIB look-up per candidate, and the first usually qualifies
-                keys = (route_keys or _RouteKeys()).of(routes)
                 victim = next((r for r in evictable if policy.table_of(r.prefix) == table
-                               and _displaceable(r, keys, rib)), None)
+                               and _displaceable(r, index.keys, rib)), None)
                 if victim is None:
                     left |= new
                     continue
@@ -217,7 +228,7 @@ class RequestFastPath:
         self._wall_clock = wall_clock
         # the addresses the last selection answered (see fast_admissions)
         self._answered: tuple[tuple[RequestAnswer, ...], frozenset[str]] = ((), frozenset())
-        self._route_keys = _RouteKeys()
+        self._routes_index = _RoutesIndex()
         self._admitting = asyncio.Lock()  # the request task and the control loop's tick both admit
         # admitted since the selection under way read its inputs (see begin_inputs)
         self._since_inputs: dict[str, SelectedRoute] = {}
@@ -276,7 +287,7 @@ class RequestFastPath:
             with self._rib_lock:
                 fast = fast_admissions(requests, selection.routes, programmer.held(), self._route_view,
                                        self._policy(), wall_now, UNUSABLE_NEXT_HOPS, self._answered[1],
-                                       self._route_keys)
+                                       self._routes_index)
             admitted = fast.admitted
             if not admitted:
                 return False
@@ -295,7 +306,7 @@ class RequestFastPath:
                 prefix, next_hop = admission.prefix, admission.next_hop
                 route = new_route(prefix, next_hop, "request", wall_now, 0.0)
                 routes[prefix] = self._since_inputs[prefix] = route
-            self._route_keys.follow(selection.routes, routes, displaced, (a.prefix for a in admitted))
+            self._routes_index.follow(selection.routes, routes, displaced, (a.prefix for a in admitted))
             self._set_selection(replace(selection, routes=routes))  # the next selection's incumbents
             announces = programmer.within_caps([step for step in changes.steps if step.action == "announce"])
             if not announces or not await programmer.send_steps(announces):

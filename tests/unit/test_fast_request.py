@@ -110,10 +110,10 @@ def test_a_new_request_the_fast_path_cannot_take_is_left_to_the_selection_at_onc
     assert not _plan(RIB, routes, [_request("10.0.0.1")], cap=1).left_to_selection  # its prefix is in
 
 
-def test_inside_another_by_integer_masks_agrees_with_ipaddress_and_keys_follow_admissions() -> None:
+def test_inside_another_by_integer_masks_agrees_with_ipaddress_and_the_index_follows_admissions() -> None:
     import random
 
-    from topfib.controller.switch.fast_request import _inside_another, _RouteKeys
+    from topfib.controller.switch.fast_request import _inside_another, _RoutesIndex
 
     rng = random.Random(7)
     prefixes: set[str] = set()
@@ -128,16 +128,31 @@ def test_inside_another_by_integer_masks_agrees_with_ipaddress_and_keys_follow_a
             prefixes.add(str(ipaddress.ip_network((address >> (128 - length) << (128 - length), length))))
     ordered = sorted(prefixes)
     routes = {p: _route(p, "topn") for p in ordered[:150]}
-    keys = _RouteKeys()
+    index = _RoutesIndex()
     inside = 0
     for prefix in ordered:
         network = ipaddress.ip_network(prefix)
         expected = any(str(network.supernet(new_prefix=n)) in routes for n in range(network.prefixlen))
-        assert _inside_another(prefix, keys.of(routes)) == expected, prefix
+        assert _inside_another(prefix, index.of(routes).keys) == expected, prefix
         inside += expected
     assert 20 < inside < len(ordered) - 20  # both answers were tested
     # an admission replaces one route by another: the kept keys are those of a rebuild
     removed, added = ordered[3], ordered[200]
     moved = {p: r for p, r in routes.items() if p != removed} | {added: _route(added, "request")}
-    keys.follow(routes, moved, [removed], [added])
-    assert keys.of(moved) == _RouteKeys().of(moved)
+    index.follow(routes, moved, {removed}, [added])
+    rebuilt = _RoutesIndex().of(moved)
+    assert index.of(moved).keys == rebuilt.keys and index.topn_by_score == rebuilt.topn_by_score
+
+
+
+def test_the_drop_order_lowest_score_outside_dwell_first_ties_last_prefix_first() -> None:
+    from topfib.controller.switch.fast_request import _drop_order, _RoutesIndex
+
+    routes = [_route("10.0.1.0/24", "topn", 5.0), _route("10.0.2.0/24", "topn", 1.0, since=NOW - 1),
+              _route("10.0.3.0/24", "topn", 1.0), _route("10.0.4.0/24", "topn", 1.0),
+              _route("10.0.5.0/24", "request"), _route("10.0.6.0/24", "topn", 0.5)]
+    by_prefix = {route.prefix: route for route in routes}
+    held = set(by_prefix) - {"10.0.6.0/24"}  # not held: not offered
+    policy = SelectionPolicy(cap_ipv4=9, cap_ipv6=1, min_dwell_s=10.0)
+    order = _drop_order(_RoutesIndex().of(by_prefix), held, policy, NOW)
+    assert [r.prefix for r in order] == ["10.0.4.0/24", "10.0.3.0/24", "10.0.1.0/24", "10.0.2.0/24"]
