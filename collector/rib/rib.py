@@ -14,8 +14,8 @@ it has several (so ``best`` is an index, not a computation). Pairs are
 interned by path identity and refcounted (churn does not leak); producers share one ``BgpPath`` per
 distinct attribute set, so a million prefixes hold tens of thousands of paths.
 
-Wiring for the service: parse with ``ExabgpJsonParser(known_prefix=rib.lpm.knows)`` and feed
-every event to :meth:`Rib.apply`; preload ``rib_file`` with
+Wiring for the service: parse with :class:`ExabgpJsonParser` (its events carry each prefix parsed,
+so the RIB does not parse it again) and feed every event to :meth:`Rib.apply`; preload ``rib_file`` with
 :func:`topfib.collector.rib.loaders.load_rib_file`.
 """
 
@@ -189,7 +189,7 @@ class Rib:
         """
         if isinstance(event, RouteUpdate):
             if event.path is None:
-                change = self.withdraw(event.neighbor, event.prefix, event.neighbor, event.path_id)
+                change = self.withdraw(event.neighbor, event.prefix, event.neighbor, event.path_id, event.parsed)
             else:
                 change = self.announce(event.neighbor, event.prefix, event.path, event.parsed)
             return [change] if change is not None else []
@@ -214,7 +214,7 @@ class Rib:
             if type(event) is RouteUpdate:  # nearly every event: dispatched inline
                 path = event.path
                 if path is None:
-                    change = withdraw(event.neighbor, event.prefix, event.neighbor, event.path_id)
+                    change = withdraw(event.neighbor, event.prefix, event.neighbor, event.path_id, event.parsed)
                 else:
                     change = announce(event.neighbor, event.prefix, path, event.parsed)
                 if change is not None:
@@ -277,9 +277,11 @@ class Rib:
         best = kept[0][1]
         return self._changed_to(prefix_id, prefix, best) if best != old_best else None
 
-    def withdraw(self, session: str, prefix: str, peer: str, path_id: int) -> RibChange | None:
-        """Remove one path; the prefix goes when its last path does. Unknown paths are ignored."""
-        prefix_id = self.lpm.locate(prefix)[1]
+    def withdraw(self, session: str, prefix: str, peer: str, path_id: int,
+                 parsed: tuple[int, int, int] | None = None) -> RibChange | None:
+        """Remove one path; the prefix goes when its last path does. Unknown paths are ignored.
+        ``parsed``: ``split_prefix(prefix)`` when the caller has it (trusted, as in :meth:`announce`)."""
+        prefix_id = self.lpm.locate(prefix, parsed)[1]
         stored = self._stored(prefix_id)
         if stored is None:
             return None
