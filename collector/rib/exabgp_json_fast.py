@@ -31,7 +31,8 @@ except ImportError:  # pragma: no cover - orjson is a dependency; json still wor
     _attribute_key = json.dumps
 
 
-def prefix_of(text: str, known: Callable[[str], bool] | None) -> tuple[str, tuple[int, int, int] | None] | None:
+def prefix_of(text: str, known: Callable[[str], bool] | None
+              ) -> tuple[str, tuple[int, int, int] | None] | None:
     """(prefix, ``split_prefix`` key or None) of an NLRI text, or None: not a prefix. The parser's
     rule, on every path (the C scanner's ``prefix_of`` too): a canonical text is taken as it is,
     with its key; ``known`` is asked only about any other text, and its yes takes the text as

@@ -189,7 +189,8 @@ class Rib:
         """
         if isinstance(event, RouteUpdate):
             if event.path is None:
-                change = self.withdraw(event.neighbor, event.prefix, event.neighbor, event.path_id, event.parsed)
+                change = self.withdraw(event.neighbor, event.prefix, event.neighbor, event.path_id,
+                                       event.parsed)
             else:
                 change = self.announce(event.neighbor, event.prefix, event.path, event.parsed)
             return [change] if change is not None else []
@@ -214,7 +215,8 @@ class Rib:
             if type(event) is RouteUpdate:  # nearly every event: dispatched inline
                 path = event.path
                 if path is None:
-                    change = withdraw(event.neighbor, event.prefix, event.neighbor, event.path_id, event.parsed)
+                    change = withdraw(event.neighbor, event.prefix, event.neighbor, event.path_id,
+                                      event.parsed)
                 else:
                     change = announce(event.neighbor, event.prefix, path, event.parsed)
                 if change is not None:
@@ -247,10 +249,12 @@ class Rib:
                     return None
             prefix_id = self.lpm.add_located(parsed, prefix_id)
             entry = self._intern(session, path)
-            if prefix_id >= len(routes):
-                routes.extend([None] * (prefix_id + 1 - len(routes)))
-            routes[prefix_id] = entry
-            self._path_counts[IPV6 if ":" in prefix else IPV4] += 1
+            if prefix_id < len(routes):  # an id the table had before
+                routes[prefix_id] = entry
+            else:
+                routes.extend([None] * (prefix_id - len(routes)))  # usually nothing: the next id
+                routes.append(entry)
+            self._path_counts[parsed[0]] += 1
             session_paths = self._session_paths
             session_paths[session] = session_paths.get(session, 0) + 1
             self._mark(prefix_id)
