@@ -141,3 +141,16 @@ def test_a_rib_fed_keys_ends_as_one_fed_none() -> None:
     assert all(keyed.sessions_of(p) == plain.sessions_of(p) for p in prefixes)
     for address in ("10.0.0.1", "10.1.2.3", "10.2.19.9", "11.0.0.1", "2001:db8:3::1"):
         assert keyed.longest_match(address) == plain.longest_match(address)
+
+
+def test_python_fallback_probes_match_a_dict_across_growth(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the C extension KeyIds runs on probe_py/place_py: the same map."""
+    monkeypatch.setattr(keymap, "_probe", probe_py)
+    monkeypatch.setattr(keymap, "_place", place_py)
+    rng = random.Random(11)
+    ids, truth = KeyIds(), dict[int, int]()
+    for key in rng.sample(range(1 << 40), 5000):
+        assert ids.get(key) == -1
+        truth[key] = len(truth)
+        ids.insert(key, truth[key])
+    assert all(ids.get(key) == value for key, value in truth.items()) and len(ids) == len(truth)
