@@ -249,15 +249,22 @@ class Rib:
                     return None
             prefix_id = self.lpm.add_located(parsed, prefix_id)
             entry = self._intern(session, path)
-            if prefix_id < len(routes):  # an id the table had before
+            if prefix_id == len(routes):  # the next id: the usual case
+                routes.append(entry)
+            elif prefix_id < len(routes):  # an id the table had before
                 routes[prefix_id] = entry
             else:
-                routes.extend([None] * (prefix_id - len(routes)))  # usually nothing: the next id
+                routes.extend([None] * (prefix_id - len(routes)))
                 routes.append(entry)
             self._path_counts[parsed[0]] += 1
             session_paths = self._session_paths
             session_paths[session] = session_paths.get(session, 0) + 1
-            self._mark(prefix_id)
+            changed = self._changed
+            if prefix_id < len(changed):  # _mark, inlined: once per new prefix of a table load
+                changed[prefix_id] = 1
+                self._any_changed = True
+            else:
+                self._mark(prefix_id)
             return _rib_change(prefix, path)
         entries = _entries(stored)
         old_best = entries[0][1]
