@@ -20,7 +20,7 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 stale=0
-for f in pyproject.toml setup.py collector/sflow/_sflow_fast.c collector/rib/_exabgp_fast.c; do
+for f in pyproject.toml setup.py collector/sflow/_sflow_fast.c collector/rib/_exabgp_fast.c collector/rib/_keymap_fast.c; do
     [ -f .venv/.installed ] && [ ! "$f" -nt .venv/.installed ] || stale=1
 done
 if [ "$stale" -eq 1 ]; then

@@ -417,34 +417,22 @@ static int ipv4_address(const char *s, Py_ssize_t n, uint32_t *out) {
     return OK;
 }
 
-/* The canonical prefix of an NLRI text and, if `want_key` and the text is not a known prefix,
- * its (family, network, length) key; as topfib.collector.common.prefixes.split_canonical. */
-static int prefix_of(Scanner *self, const char *s, Py_ssize_t n, int want_key, PyObject **prefix, PyObject **key) {
-    *key = NULL;
-    PyObject *text = ascii(s, n);
-    if (!text) return ERR;
-    if (self->known_prefix != Py_None) {
-        PyObject *answer = PyObject_CallOneArg(self->known_prefix, text);
-        int known = answer ? PyObject_IsTrue(answer) : -1;
-        Py_XDECREF(answer);
-        if (known) {
-            if (known < 0) Py_CLEAR(text);
-            *prefix = text;
-            return text ? OK : ERR;
-        }
-    }
+/* A canonical prefix text parsed by the scanner itself: (canonical str, key) where `text` is a
+ * valid prefix (`*canonical` is `text` itself when written canonically), NO where it is not one.
+ * IPv4 is read here; IPv6 goes through Python's split_canonical. */
+static int parse_prefix(Scanner *self, PyObject *text, const char *s, Py_ssize_t n, PyObject **canonical,
+                        PyObject **key) {
     const char *slash = memchr(s, '/', (size_t)n);
     const char *length_text = slash ? slash + 1 : NULL;
     Py_ssize_t length_len = slash ? s + n - length_text : 0;
-    if (length_len < 1 || length_len > 3) goto not_ours;
+    if (length_len < 1 || length_len > 3) return NO;
     unsigned length = 0;
     for (Py_ssize_t i = 0; i < length_len; i++) {
-        if (!is_digit(length_text[i])) goto not_ours;
+        if (!is_digit(length_text[i])) return NO;
         length = length * 10 + (unsigned)(length_text[i] - '0');
     }
-    if (memchr(s, ':', (size_t)(slash - s))) { /* IPv6: Python's split_canonical */
+    if (memchr(s, ':', (size_t)(slash - s))) {
         PyObject *split = PyObject_CallOneArg(self->split_canonical, text);
-        Py_DECREF(text);
         if (!split) return ERR;
         if (split == Py_None) {
             Py_DECREF(split);
@@ -457,37 +445,69 @@ static int prefix_of(Scanner *self, const char *s, Py_ssize_t n, int want_key, P
             PyErr_SetString(PyExc_TypeError, "split_canonical must return (str, tuple) or None");
             return ERR;
         }
-        *prefix = Py_NewRef(PyTuple_GET_ITEM(split, 0));
-        if (want_key) *key = Py_NewRef(PyTuple_GET_ITEM(split, 1));
+        *canonical = Py_NewRef(PyTuple_GET_ITEM(split, 0));
+        *key = Py_NewRef(PyTuple_GET_ITEM(split, 1));
         Py_DECREF(split);
         return OK;
     }
     uint32_t network;
-    if (ipv4_address(s, slash - s, &network) != OK || length > 32) goto not_ours;
-    if (length < 32 && (network & (0xFFFFFFFFu >> length))) goto not_ours; /* host bits set */
+    if (ipv4_address(s, slash - s, &network) != OK || length > 32) return NO;
+    if (length < 32 && (network & (0xFFFFFFFFu >> length))) return NO; /* host bits set */
+    PyObject *network_number = PyLong_FromUnsignedLong(network);
+    PyObject *length_number = network_number ? PyLong_FromUnsignedLong(length) : NULL;
+    *key = length_number ? PyTuple_Pack(3, V4_FAMILY_NUMBER, network_number, length_number) : NULL;
+    Py_XDECREF(network_number);
+    Py_XDECREF(length_number);
+    if (!*key) return ERR;
     if (length_len > 1 && length_text[0] == '0') { /* "/024" is /24, written "/24" */
-        char canonical[32];
-        int written = snprintf(canonical, sizeof canonical, "%u.%u.%u.%u/%u", network >> 24,
-                               (network >> 16) & 255, (network >> 8) & 255, network & 255, length);
-        Py_SETREF(text, ascii(canonical, written));
-        if (!text) return ERR;
-    }
-    if (want_key) {
-        PyObject *network_number = PyLong_FromUnsignedLong(network);
-        PyObject *length_number = network_number ? PyLong_FromUnsignedLong(length) : NULL;
-        *key = length_number ? PyTuple_Pack(3, V4_FAMILY_NUMBER, network_number, length_number) : NULL;
-        Py_XDECREF(network_number);
-        Py_XDECREF(length_number);
-        if (!*key) {
-            Py_DECREF(text);
+        char written[32];
+        int size = snprintf(written, sizeof written, "%u.%u.%u.%u/%u", network >> 24, (network >> 16) & 255,
+                            (network >> 8) & 255, network & 255, length);
+        *canonical = ascii(written, size);
+        if (!*canonical) {
+            Py_CLEAR(*key);
             return ERR;
         }
+    } else {
+        *canonical = Py_NewRef(text); /* inet_pton refuses leading zeros in the address */
     }
-    *prefix = text;
     return OK;
-not_ours:
+}
+
+/* The prefix of an NLRI text and its (family, network, length) key (None when the text is taken
+ * on known_prefix's word), as the Python paths' prefix_of: a canonical text is taken as it is;
+ * known_prefix is asked only about any other text. */
+static int prefix_of(Scanner *self, const char *s, Py_ssize_t n, PyObject **prefix, PyObject **key) {
+    PyObject *canonical = NULL;
+    *key = NULL;
+    PyObject *text = ascii(s, n);
+    if (!text) return ERR;
+    int r = parse_prefix(self, text, s, n, &canonical, key);
+    if (r == OK && PyUnicode_IS_ASCII(canonical) && PyUnicode_GET_LENGTH(canonical) == n && memcmp(PyUnicode_DATA(canonical), s, (size_t)n) == 0) {
+        Py_DECREF(canonical);
+        *prefix = text;
+        return OK;
+    }
+    if (r != ERR && self->known_prefix != Py_None) {
+        PyObject *answer = PyObject_CallOneArg(self->known_prefix, text);
+        int known = answer ? PyObject_IsTrue(answer) : -1;
+        Py_XDECREF(answer);
+        if (known > 0) {
+            Py_XDECREF(canonical);
+            Py_CLEAR(*key);
+            *prefix = text;
+            return OK;
+        }
+        if (known < 0) r = ERR;
+    }
     Py_DECREF(text);
-    return NO;
+    if (r != OK) {
+        Py_XDECREF(canonical);
+        Py_CLEAR(*key);
+        return r;
+    }
+    *prefix = canonical;
+    return OK;
 }
 
 /* A path-information string: dotted quad (ExaBGP's rendering) or decimal digits, as
@@ -537,7 +557,7 @@ static int path_information(Cur *c, uint32_t *out) {
 }
 
 /* One NLRI (an object with "nlri" and maybe "path-information", or a bare string). */
-static int nlri(Scanner *self, Cur *c, int want_key, PyObject **prefix, uint32_t *path_id, PyObject **key) {
+static int nlri(Scanner *self, Cur *c, PyObject **prefix, uint32_t *path_id, PyObject **key) {
     const char *text = NULL, *name;
     Py_ssize_t text_len = 0, len;
     int count = 0, r, seen_info = 0;
@@ -559,7 +579,7 @@ static int nlri(Scanner *self, Cur *c, int want_key, PyObject **prefix, uint32_t
     } else {
         return NO;
     }
-    return prefix_of(self, text, text_len, want_key, prefix, key);
+    return prefix_of(self, text, text_len, prefix, key);
 }
 
 /* "ipv4 unicast" / "ipv6 unicast", each at most once in an object. */
@@ -594,11 +614,12 @@ static int withdraws(Scanner *self, Span span, PyObject *peer, PyObject *events)
         while ((r = element(&c, &items)) == OK) {
             PyObject *prefix, *key;
             uint32_t path_id;
-            if ((r = nlri(self, &c, 0, &prefix, &path_id, &key)) != OK) return r;
+            if ((r = nlri(self, &c, &prefix, &path_id, &key)) != OK) return r;
             PyObject *id = PyLong_FromUnsignedLong(path_id);
-            PyObject *event = id ? new_update(self, peer, family, prefix, id, Py_None, NULL) : NULL;
+            PyObject *event = id ? new_update(self, peer, family, prefix, id, Py_None, key) : NULL;
             Py_XDECREF(id);
             Py_DECREF(prefix);
+            Py_XDECREF(key);
             if (!event) return ERR;
             r = PyList_Append(events, event);
             Py_DECREF(event);
@@ -893,7 +914,7 @@ static int announced(Scanner *self, Cur *c, PyObject *parsed, PyObject *family, 
     while ((r = element(c, &items)) == OK) {
         PyObject *prefix, *key;
         uint32_t path_id;
-        if ((r = nlri(self, c, 1, &prefix, &path_id, &key)) != OK) return r;
+        if ((r = nlri(self, c, &prefix, &path_id, &key)) != OK) return r;
         PyObject *id = PyLong_FromUnsignedLong(path_id);
         PyObject *path = id ? path_of(self, parsed, hop, peer, id) : NULL;
         PyObject *event = path ? new_update(self, peer, family, prefix, id, path, key) : NULL;

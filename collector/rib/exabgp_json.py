@@ -42,9 +42,9 @@ from collections.abc import Callable
 from typing import Any
 
 from topfib.collector.common.log_budget import LogLimiter
-from topfib.collector.common.prefixes import IPV4, PrefixError, format_network, split_canonical, split_prefix
+from topfib.collector.common.prefixes import PrefixError, split_canonical, split_prefix
 from topfib.collector.rib.events import Event, RouteUpdate
-from topfib.collector.rib.exabgp_json_fast import FastUpdatePath
+from topfib.collector.rib.exabgp_json_fast import FastUpdatePath, prefix_of
 from topfib.collector.rib.exabgp_json_values import (
     FAMILIES,
     Attributes,
@@ -92,8 +92,9 @@ class ExabgpJsonParser:
     def __init__(self, clock: Callable[[], float] = time.monotonic, log_interval_s: float = 60.0,
                  known_prefix: Callable[[str], bool] | None = None, fast: bool = True,
                  native: bool = True) -> None:
-        """``known_prefix`` (e.g. ``rib.lpm.knows``) says a string is a canonical prefix already
-        validated: re-announcements of known prefixes then skip parsing the prefix again.
+        """``known_prefix`` is asked only about an NLRI text that is not a canonical prefix (every
+        path parses the text first: cheaper than any lookup by string); its yes takes the text as
+        written (``rib.lpm.knows`` never says yes to such a text, so it changes nothing).
         ``fast=False`` parses every line by the reference path only, ``native=False`` skips the C
         scanner (tests compare the three paths)."""
         self.fast = fast
@@ -228,7 +229,7 @@ class ExabgpJsonParser:
             for nlri in nlris:
                 parsed = self._nlri(nlri, peer)
                 if parsed is not None:
-                    events.append(RouteUpdate(peer, family, parsed[0], parsed[1], None))
+                    events.append(RouteUpdate(peer, family, parsed[0], parsed[1], None, parsed[2]))
 
     def _announces(self, peer: str, announce: Any, attributes: Attributes | None,
                    events: list[Event], as_withdraw: bool = False) -> None:
@@ -295,17 +296,16 @@ class ExabgpJsonParser:
         if not isinstance(text, str):
             self._bad("bad_nlri", f"nlri {nlri!r} from {peer}")
             return None
-        key: tuple[int, int, int] | None = None
-        if self._known_prefix is not None and self._known_prefix(text):
-            prefix = text
-        else:
+        split = prefix_of(text, self._known_prefix)
+        if split is None:
             try:
-                key = split_prefix(text)
+                split_prefix(text)  # raises where split_canonical said None: its message says why
+                detail = f"invalid prefix {text!r}"
             except PrefixError as exc:
-                self._bad("bad_prefix", f"{exc} from {peer}")
-                return None
-            # inet_pton refuses leading zeros, so a valid IPv4 text is canonical unless its length is.
-            prefix = text if key[0] == IPV4 and text.endswith(f"/{key[2]}") else format_network(*key)
+                detail = str(exc)
+            self._bad("bad_prefix", f"{detail} from {peer}")
+            return None
+        prefix, key = split
         if path_info is None:
             return prefix, 0, key
         path_id = self._path_ids.get(path_info) if isinstance(path_info, str) else None

@@ -31,6 +31,20 @@ except ImportError:  # pragma: no cover - orjson is a dependency; json still wor
     _attribute_key = json.dumps
 
 
+def prefix_of(text: str, known: Callable[[str], bool] | None
+              ) -> tuple[str, tuple[int, int, int] | None] | None:
+    """(prefix, ``split_prefix`` key or None) of an NLRI text, or None: not a prefix. The parser's
+    rule, on every path (the C scanner's ``prefix_of`` too): a canonical text is taken as it is,
+    with its key; ``known`` is asked only about any other text, and its yes takes the text as
+    written (key None); else a valid text becomes its canonical form."""
+    split = split_canonical(text)
+    if split is not None and split[0] == text:
+        return split
+    if known is not None and known(text):
+        return text, None
+    return split
+
+
 class FastUpdatePath:
     """The fast path of one :class:`~topfib.collector.rib.exabgp_json.ExabgpJsonParser`."""
 
@@ -83,7 +97,7 @@ class FastUpdatePath:
                     parsed = self._fast_nlri(nlri)
                     if parsed is None:
                         return None
-                    events.append(new_route_update(peer, family, parsed[0], parsed[1], None, None))
+                    events.append(new_route_update(peer, family, parsed[0], parsed[1], None, parsed[2]))
         announce = update.get("announce")
         if announce is not None:
             attributes = update.get("attribute", {})
@@ -125,14 +139,15 @@ class FastUpdatePath:
                 text, path_info = nlri, None
             else:
                 return False
-            key: tuple[int, int, int] | None = None
-            if known is not None and known(text):
-                prefix = text
-            else:
-                split = split_canonical(text)
-                if split is None:
-                    return False
+            split = split_canonical(text)
+            if split is not None and split[0] == text:  # canonical: known_prefix is not asked
                 prefix, key = split
+            elif known is not None and known(text):
+                prefix, key = text, None
+            elif split is not None:
+                prefix, key = split
+            else:
+                return False
             path_id = 0
             if path_info is not None:
                 cached_id = path_ids.get(path_info) if type(path_info) is str else None
@@ -160,15 +175,10 @@ class FastUpdatePath:
             text = nlri
         else:
             return None
-        key: tuple[int, int, int] | None = None
-        known = self._known_prefix
-        if known is not None and known(text):
-            prefix = text
-        else:
-            split = split_canonical(text)
-            if split is None:
-                return None
-            prefix, key = split
+        split = prefix_of(text, self._known_prefix)
+        if split is None:
+            return None
+        prefix, key = split
         if path_info is None:
             return prefix, 0, key
         path_id = self._path_ids.get(path_info) if type(path_info) is str else None

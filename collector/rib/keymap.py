@@ -13,6 +13,8 @@ sees either no entry or a complete one.
 from __future__ import annotations
 
 from array import array
+from collections.abc import Callable
+from typing import TypeAlias
 
 import numpy as np
 
@@ -20,52 +22,72 @@ _GOLDEN = 0x9E3779B97F4A7C15  # Fibonacci hashing: spreads consecutive networks 
 _MASK64 = (1 << 64) - 1
 _MAX_LOAD = 0.7
 
+# (slots: key + 1 per slot, 0 = empty; values; hash shift)
+Table: TypeAlias = "tuple[array[int], array[int], int]"
 
-def _empty(bits: int) -> tuple[array[int], array[int], int]:
+
+def _empty(bits: int) -> Table:
     size = 1 << bits
     return array("Q", bytes(8 * size)), array("i", bytes(4 * size)), 64 - bits
+
+
+def probe_py(table: Table, key: int) -> int:
+    """The id stored for ``key`` in ``table``, -1 if none (the reference of the C ``probe``)."""
+    slots, values, shift = table
+    stored = key + 1
+    mask = len(slots) - 1
+    index = ((stored * _GOLDEN) & _MASK64) >> shift
+    while True:
+        found = slots[index]
+        if found == stored:
+            return values[index]
+        if not found:
+            return -1
+        index = (index + 1) & mask
+
+
+def place_py(table: Table, key: int, value: int) -> None:
+    """Store ``key`` (not in ``table`` yet) in its first free slot (the reference of the C ``place``)."""
+    slots, values, shift = table
+    stored = key + 1
+    mask = len(slots) - 1
+    index = ((stored * _GOLDEN) & _MASK64) >> shift
+    while slots[index]:
+        index = (index + 1) & mask
+    values[index] = value  # the value first: a reader that finds the key finds its value
+    slots[index] = stored
+
+
+_probe: Callable[[Table, int], int]
+_place: Callable[[Table, int, int], None]
+try:  # the same probes in C (collector/rib/_keymap_fast.c): the RIB probes once per update's prefix
+    from topfib.collector.rib._keymap_fast import place as _place
+    from topfib.collector.rib._keymap_fast import probe as _probe
+except ImportError:  # pragma: no cover - built by setup.py (optional)
+    _probe, _place = probe_py, place_py
 
 
 class KeyIds:
     """``key`` (0 ≤ key < 2**64 - 1) → id (0 ≤ id < 2**31); a missing key reads as -1."""
 
     def __init__(self) -> None:
-        # (slots: key + 1 per slot, 0 = empty; values; hash shift), replaced whole when it grows
-        self._table = _empty(10)
+        # replaced whole when it grows
+        self._table: Table = _empty(10)
         self._count = 0
+        self._limit = int(_MAX_LOAD * 1024)  # entries allowed before the table grows
 
     def __len__(self) -> int:
         return self._count
 
     def get(self, key: int) -> int:
-        slots, values, shift = self._table
-        stored = key + 1
-        mask = len(slots) - 1
-        index = ((stored * _GOLDEN) & _MASK64) >> shift
-        while True:
-            found = slots[index]
-            if found == stored:
-                return values[index]
-            if not found:
-                return -1
-            index = (index + 1) & mask
+        return _probe(self._table, key)
 
     def insert(self, key: int, value: int) -> None:
         """Add a key that is not in the map yet (the caller checked with :meth:`get`)."""
-        if (self._count + 1) > _MAX_LOAD * len(self._table[0]):
+        if self._count >= self._limit:
             self._grow()
-        self._place(self._table, key + 1, value)
+        _place(self._table, key, value)
         self._count += 1
-
-    @staticmethod
-    def _place(table: tuple[array[int], array[int], int], stored: int, value: int) -> None:
-        slots, values, shift = table
-        mask = len(slots) - 1
-        index = ((stored * _GOLDEN) & _MASK64) >> shift
-        while slots[index]:
-            index = (index + 1) & mask
-        values[index] = value  # the value first: a reader that finds the key finds its value
-        slots[index] = stored
 
     def _grow(self) -> None:
         """Rehash into twice the slots, vectorised: in rounds, every key not placed yet claims its
@@ -93,3 +115,4 @@ class KeyIds:
             target[waiting] = (target[waiting] + np.uint64(1)) & np.uint64(size - 1)
         # one assignment: readers see the old table or the whole new one
         self._table = (array("Q", slots.tobytes()), array("i", values.tobytes()), shift)
+        self._limit = int(_MAX_LOAD * size)

@@ -185,7 +185,11 @@ class LpmTable:
         elif self._present[prefix_id]:
             return prefix_id
         self._present[prefix_id] = 1
-        self._count_length(family, length, +1)
+        counts = self._length_counts[family]  # _count_length(family, length, +1), inlined: per new prefix
+        counts[length] += 1
+        self._counts[family] += 1
+        if counts[length] == 1:
+            self._lengths_desc[family] = None
         self._more_specifics[family].added(key, prefix_id)
         if family == IPV4 and length <= DIR_BITS:
             self._pending_add.append((prefix_id << 38) | (length << 32) | network)  # pack_pending, inlined

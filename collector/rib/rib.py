@@ -14,8 +14,8 @@ it has several (so ``best`` is an index, not a computation). Pairs are
 interned by path identity and refcounted (churn does not leak); producers share one ``BgpPath`` per
 distinct attribute set, so a million prefixes hold tens of thousands of paths.
 
-Wiring for the service: parse with ``ExabgpJsonParser(known_prefix=rib.lpm.knows)`` and feed
-every event to :meth:`Rib.apply`; preload ``rib_file`` with
+Wiring for the service: parse with :class:`ExabgpJsonParser` (its events carry each prefix parsed,
+so the RIB does not parse it again) and feed every event to :meth:`Rib.apply`; preload ``rib_file`` with
 :func:`topfib.collector.rib.loaders.load_rib_file`.
 """
 
@@ -198,7 +198,8 @@ class Rib:
         """
         if isinstance(event, RouteUpdate):
             if event.path is None:
-                change = self.withdraw(event.neighbor, event.prefix, event.neighbor, event.path_id)
+                change = self.withdraw(event.neighbor, event.prefix, event.neighbor, event.path_id,
+                                       event.parsed)
             else:
                 change = self.announce(event.neighbor, event.prefix, event.path, event.parsed)
             return [change] if change is not None else []
@@ -223,7 +224,8 @@ class Rib:
             if type(event) is RouteUpdate:  # nearly every event: dispatched inline
                 path = event.path
                 if path is None:
-                    change = withdraw(event.neighbor, event.prefix, event.neighbor, event.path_id)
+                    change = withdraw(event.neighbor, event.prefix, event.neighbor, event.path_id,
+                                      event.parsed)
                 else:
                     change = announce(event.neighbor, event.prefix, path, event.parsed)
                 if change is not None:
@@ -256,14 +258,23 @@ class Rib:
                     return None
             prefix_id = self.lpm.add_located(parsed, prefix_id)
             entry = self._intern(session, path)
-            if prefix_id >= len(routes):
-                routes.extend([None] * (prefix_id + 1 - len(routes)))
-            routes[prefix_id] = entry
+            if prefix_id == len(routes):  # the next id: the usual case
+                routes.append(entry)
+            elif prefix_id < len(routes):  # an id the table had before
+                routes[prefix_id] = entry
+            else:
+                routes.extend([None] * (prefix_id - len(routes)))
+                routes.append(entry)
             self._touch(prefix_id)
-            self._path_counts[IPV6 if ":" in prefix else IPV4] += 1
+            self._path_counts[parsed[0]] += 1
             session_paths = self._session_paths
             session_paths[session] = session_paths.get(session, 0) + 1
-            self._mark(prefix_id)
+            changed = self._changed
+            if prefix_id < len(changed):  # _mark, inlined: once per new prefix of a table load
+                changed[prefix_id] = 1
+                self._any_changed = True
+            else:
+                self._mark(prefix_id)
             return _rib_change(prefix, path)
         entries = _entries(stored)
         old_best = entries[0][1]
@@ -288,9 +299,11 @@ class Rib:
         best = kept[0][1]
         return self._changed_to(prefix_id, prefix, best) if best != old_best else None
 
-    def withdraw(self, session: str, prefix: str, peer: str, path_id: int) -> RibChange | None:
-        """Remove one path; the prefix goes when its last path does. Unknown paths are ignored."""
-        prefix_id = self.lpm.locate(prefix)[1]
+    def withdraw(self, session: str, prefix: str, peer: str, path_id: int,
+                 parsed: tuple[int, int, int] | None = None) -> RibChange | None:
+        """Remove one path; the prefix goes when its last path does. Unknown paths are ignored.
+        ``parsed``: ``split_prefix(prefix)`` when the caller has it (trusted, as in :meth:`announce`)."""
+        prefix_id = self.lpm.locate(prefix, parsed)[1]
         stored = self._stored(prefix_id)
         if stored is None:
             return None

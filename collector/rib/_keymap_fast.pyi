@@ -1,0 +1,6 @@
+"""Type stub for the C probes (collector/rib/_keymap_fast.c); see collector/rib/keymap.py."""
+
+from array import array
+
+def probe(table: tuple[array[int], array[int], int], key: int, /) -> int: ...
+def place(table: tuple[array[int], array[int], int], key: int, value: int, /) -> None: ...
