@@ -40,7 +40,7 @@ MAX_HOPS: Final = 1 << 16
 _INITIAL_IDS = 1024
 _INITIAL_ROWS = 256
 ROW_PATHS: Final = 4  # paths of a prefix matched in numpy; more go through a Python lookup
-_UNDECIDED = np.uint64(2**64 - 1)  # a version no RIB reaches
+_UNDECIDED = np.uint32(2**32 - 1)  # a version no RIB reaches (Rib._touch skips it)
 
 
 class PathSource(Protocol):
@@ -50,7 +50,7 @@ class PathSource(Protocol):
         """All paths of ``prefix``, best first."""
         ...
 
-    def path_versions(self) -> npt.NDArray[np.uint64]:
+    def path_versions(self) -> npt.NDArray[np.uint32]:
         """Per LPM id, a number that changes whenever that prefix's paths do (ids past the end: 0)."""
         ...
 
@@ -75,7 +75,7 @@ class _SwitchCache:
     # multi-path prefixes: row of their paths in row_hops/row_asn (-1: single path)
     multi_row: npt.NDArray[np.int32] = field(default_factory=lambda: np.full(_INITIAL_IDS, -1, np.int32))
     # the RIB's path version each decision was built from (_UNDECIDED: none yet)
-    versions: npt.NDArray[np.uint64] = field(default_factory=lambda: np.full(_INITIAL_IDS, _UNDECIDED))
+    versions: npt.NDArray[np.uint32] = field(default_factory=lambda: np.full(_INITIAL_IDS, _UNDECIDED))
     free_rows: list[int] = field(default_factory=list)
     row_hops: IntArray = field(default_factory=lambda: np.full((_INITIAL_ROWS, ROW_PATHS), -1, np.int64))
     row_asn: U32Array = field(default_factory=lambda: np.zeros((_INITIAL_ROWS, ROW_PATHS), np.uint32))
@@ -269,7 +269,7 @@ class PathAttributor:
         """Decide the path of ``ids`` (distinct), reading again only prefixes whose paths changed."""
         cache.resolved[ids] = True
         known = rib.path_versions()
-        current = np.zeros(len(ids), np.uint64)
+        current = np.zeros(len(ids), np.uint32)
         inside = ids < len(known)
         current[inside] = known[ids[inside]]
         stale = cache.versions[ids] != current

@@ -121,8 +121,7 @@ class Rib:
         # million prefixes without holding a million strings (named when drained).
         self._changed = bytearray()
         self._any_changed = False
-        self._versions = np.zeros(1024, np.uint64)  # see path_versions
-        self._version = 0
+        self._versions = np.zeros(1024, np.uint32)  # see path_versions
 
     # -- queries --------------------------------------------------------------------------------
 
@@ -139,7 +138,7 @@ class Rib:
         stored = self._stored(self.lpm.locate(prefix)[1])
         return [path for _, path in _entries(stored)] if stored is not None else []
 
-    def path_versions(self) -> npt.NDArray[np.uint64]:
+    def path_versions(self) -> npt.NDArray[np.uint32]:
         """Per LPM id of :attr:`lpm`, a number that changes whenever that prefix's paths do (0: not
         changed since the table was created; ids past the end: 0 too), so a cache of what the
         paths say is checked for a whole batch of ids in numpy. Read it under the RIB's lock."""
@@ -373,12 +372,13 @@ class Rib:
 
     def _touch(self, prefix_id: int) -> None:
         """The paths of the prefix with this LPM id have just changed (see path_versions)."""
-        if prefix_id >= len(self._versions):
-            grown = np.zeros(max(2 * len(self._versions), prefix_id + 1), np.uint64)
-            grown[: len(self._versions)] = self._versions
-            self._versions = grown
-        self._version += 1
-        self._versions[prefix_id] = self._version
+        versions = self._versions
+        if prefix_id >= len(versions):
+            grown = np.zeros(max(2 * len(versions), prefix_id + 1), np.uint32)
+            grown[: len(versions)] = versions
+            self._versions = versions = grown
+        # a count per prefix (4 bytes a prefix of a full table), never 2**32 - 1 (a reader's "none")
+        versions[prefix_id] = (int(versions[prefix_id]) + 1) % (2**32 - 1)
 
     def _mark(self, prefix_id: int) -> None:
         changed = self._changed

@@ -220,3 +220,13 @@ def test_path_versions_change_exactly_when_a_prefixs_paths_do() -> None:
     rib.withdraw("192.0.2.9", prefix, "192.0.2.9", 0)  # an unknown path: no change
     assert version(prefix) == seen[-1]
     assert version(other) == untouched
+
+
+def test_a_path_version_wraps_around_without_taking_the_readers_none_value() -> None:
+    rib = Rib()
+    path = BgpPath(next_hop="192.0.2.1", peer="192.0.2.1")
+    rib.announce("192.0.2.1", "198.51.100.0/24", path)
+    prefix_id = rib.lpm.locate("198.51.100.0/24")[1]
+    rib.path_versions()[prefix_id] = 2**32 - 2  # as after four billion changes
+    rib.withdraw("192.0.2.1", "198.51.100.0/24", "192.0.2.1", 0)
+    assert int(rib.path_versions()[prefix_id]) == 0  # 2**32 - 1 means "not decided" to a reader
