@@ -21,7 +21,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 
 from topfib.collector.accounting.path_rates import PathRates
@@ -354,8 +353,7 @@ class SwitchController:
         wall_now = self._wall_clock()
         self.continuity.expire(wall_now)
         await self._refresh_policy()
-        self.fast_path.begin_inputs()
-        requests, pins = await self.inputs.read(wall_now)
+        _, pins = await self.inputs.read(wall_now)
         inputs = self._selection_inputs(pins)
         if self.selection is not None and not self.schedule.gate.needed(inputs, now):
             _m_skipped.inc(switch=self.name)
@@ -385,15 +383,14 @@ class SwitchController:
             self.rib.lpm.settle()
         # Selection itself runs without the lock, so the collector's threads keep accounting: the
         # RIB only changes on this (the event loop's) thread, and the settled LPM is read-only
-        # until then; scores and evidence are this iteration's own copies.
+        # until then; scores and evidence are this iteration's own copies. The requests are the
+        # mirror's as of now, not as read above: what the request fast path announced during the
+        # awaits since is among them, so the selection places it itself within the caps.
         self.selection = select(
             scores=scores, rib=self.route_view, policy=self.policy, now=wall_now,
-            requests=requests, pins=pins, incumbents=previous, evidence=evidence,
+            requests=self.requests.wanted(), pins=pins, incumbents=previous, evidence=evidence,
             cache=self._unit_cache,
         )
-        late = self.fast_path.admitted_since_inputs()  # announced while this selection read or waited
-        if late:
-            self.selection = replace(self.selection, routes={**late, **self.selection.routes})
         _m_loop.inc(switch=self.name)
         self._prune_rates(now)
         if self.ready_to_program():

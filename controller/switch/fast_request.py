@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 
@@ -29,6 +30,9 @@ from topfib.collector.common.prefixes import IPV4, V4_BITS, V6_BITS, prefix_sort
 from topfib.collector.rib.rib import Rib
 from topfib.controller.program.plan import plan
 from topfib.controller.selection.model import (
+    TABLE_IPV4,
+    TABLE_IPV4_24,
+    TABLE_IPV6,
     OnDemandRequest,
     RequestAnswer,
     RibView,
@@ -79,6 +83,22 @@ class _RoutesIndex:
         self._routes: Mapping[str, SelectedRoute] | None = None
         self.keys: set[tuple[int, int, int]] = set()
         self.topn_by_score: list[SelectedRoute] = []
+        self._kinds = Counter[str]()  # routes per kind (see _kind): their room, per table
+
+    @staticmethod
+    def _kind(prefix: str) -> str:
+        return "v6" if ":" in prefix else "v4/24" if prefix.endswith("/24") else "v4"
+
+    def used(self, policy: SelectionPolicy) -> dict[str, int]:
+        """Routes per FIB table under ``policy`` (whether /24s have a table of their own)."""
+        kinds = self._kinds
+        used = dict.fromkeys(policy.caps(), 0)
+        used[TABLE_IPV6] = kinds["v6"]
+        if policy.cap_ipv4_24:
+            used[TABLE_IPV4], used[TABLE_IPV4_24] = kinds["v4"], kinds["v4/24"]
+        else:
+            used[TABLE_IPV4] = kinds["v4"] + kinds["v4/24"]
+        return used
 
     def of(self, routes: Mapping[str, SelectedRoute]) -> _RoutesIndex:
         if routes is not self._routes:
@@ -87,6 +107,7 @@ class _RoutesIndex:
             topn.sort(key=lambda route: prefix_sort_key(route.prefix), reverse=True)
             topn.sort(key=lambda route: route.score)
             self.topn_by_score = topn
+            self._kinds = Counter(map(self._kind, routes))
             self._routes = routes
         return self
 
@@ -97,6 +118,8 @@ class _RoutesIndex:
             self.keys.difference_update(map(split_prefix, removed))
             self.keys.update(map(split_prefix, added))
             self.topn_by_score = [route for route in self.topn_by_score if route.prefix not in removed]
+            self._kinds.subtract(map(self._kind, removed))
+            self._kinds.update(map(self._kind, added))
             self._routes = new
 
 
@@ -111,16 +134,14 @@ def _inside_another(prefix: str, keys: set[tuple[int, int, int]]) -> bool:
     return False
 
 
-def _drop_order(
-    index: _RoutesIndex, held: Collection[str], policy: SelectionPolicy, now: float
-) -> list[SelectedRoute]:
-    """Held TopN routes in the order the next selection would drop them (first: first dropped):
-    one outside its dwell time before one inside it, then the lowest score, then the last prefix."""
+def _drop_order(index: _RoutesIndex, policy: SelectionPolicy, now: float) -> list[SelectedRoute]:
+    """The selection's TopN routes (installed or still to be) in the order the next selection
+    would drop them (first: first dropped): one outside its dwell time before one inside it, then
+    the lowest score, then the last prefix."""
     outside: list[SelectedRoute] = []
     dwelling: list[SelectedRoute] = []
     for route in index.topn_by_score:
-        if route.prefix in held:
-            (dwelling if now - route.since < policy.min_dwell_s else outside).append(route)
+        (dwelling if now - route.since < policy.min_dwell_s else outside).append(route)
     return outside + dwelling
 
 
@@ -149,10 +170,14 @@ def fast_admissions(
     ``routes_index``: kept by the caller across calls on the same ``routes``.
     """
     caps = policy.caps()
-    used = dict.fromkeys(caps, 0)
+    # The room taken: what the switch may hold and what the selection wants, which a programming
+    # run under way may not have installed yet (its room is spoken for).
+    index = (routes_index or _RoutesIndex()).of(routes)
+    used = index.used(policy)
     for held_prefix in held:
-        held_table = policy.table_of(held_prefix)
-        used[held_table] = used.get(held_table, 0) + 1
+        if held_prefix not in routes:
+            held_table = policy.table_of(held_prefix)
+            used[held_table] = used.get(held_table, 0) + 1
     evictable: list[SelectedRoute] | None = None  # worked out only when a table is full
     admitted: list[FastAdmission] = []
     seen: set[str] = set()
@@ -177,9 +202,8 @@ def fast_admissions(
             if used.get(table, 0) < caps.get(table, 0):
                 used[table] = used.get(table, 0) + 1
             else:
-                index = (routes_index or _RoutesIndex()).of(routes)
                 if evictable is None:
-                    evictable = _drop_order(index, held, policy, now)
+                    evictable = _drop_order(index, policy, now)
                 # checked lazily: a RIB look-up per candidate, and the first usually qualifies
                 victim = next((r for r in evictable if policy.table_of(r.prefix) == table
                                and _displaceable(r, index.keys, rib)), None)
@@ -230,18 +254,6 @@ class RequestFastPath:
         self._answered: tuple[tuple[RequestAnswer, ...], frozenset[str]] = ((), frozenset())
         self._routes_index = _RoutesIndex()
         self._admitting = asyncio.Lock()  # the request task and the control loop's tick both admit
-        # admitted since the selection under way read its inputs (see begin_inputs)
-        self._since_inputs: dict[str, SelectedRoute] = {}
-
-    def begin_inputs(self) -> None:
-        """A selection is reading its inputs: what is admitted from now on may be missing from
-        them, so :meth:`admitted_since_inputs` hands it to that selection to keep."""
-        self._since_inputs = {}
-
-    def admitted_since_inputs(self) -> dict[str, SelectedRoute]:
-        """Routes admitted since :meth:`begin_inputs`: the selection keeps them (its inputs may
-        lack their requests), else its programming would withdraw what was just announced."""
-        return dict(self._since_inputs)
 
     async def admit_as_they_arrive(self, arrived: asyncio.Event, wake: Callable[[], None]) -> None:
         """Admit whenever ``arrived`` is set (the API stored a request), not at the control loop's
@@ -292,8 +304,10 @@ class RequestFastPath:
             if not admitted:
                 return False
             installed = programmer.installed
-            displaced = {a.displaces: installed[a.displaces] for a in admitted
-                         if a.displaces is not None and a.displaces in installed}
+            # a victim the selection wanted but a programming run has not installed yet leaves the
+            # selection only: nothing to withdraw
+            victims = {a.displaces for a in admitted if a.displaces is not None}
+            displaced = {victim: installed[victim] for victim in victims if victim in installed}
             changes = plan({a.prefix: a.next_hop for a in admitted}, displaced)
             withdraws = [step for step in changes.steps if step.action == "withdraw"]
             # withdraws confirmed before any announce: the switch never holds more than the cap
@@ -301,12 +315,12 @@ class RequestFastPath:
                 return False
             selection = self._selection()
             assert selection is not None
-            routes = {p: r for p, r in selection.routes.items() if p not in displaced}
+            routes = {p: r for p, r in selection.routes.items() if p not in victims}
             for admission in admitted:  # the score is the next selection's to fill in
                 prefix, next_hop = admission.prefix, admission.next_hop
                 route = new_route(prefix, next_hop, "request", wall_now, 0.0)
-                routes[prefix] = self._since_inputs[prefix] = route
-            self._routes_index.follow(selection.routes, routes, displaced, (a.prefix for a in admitted))
+                routes[prefix] = route
+            self._routes_index.follow(selection.routes, routes, victims, (a.prefix for a in admitted))
             self._set_selection(replace(selection, routes=routes))  # the next selection's incumbents
             announces = programmer.within_caps([step for step in changes.steps if step.action == "announce"])
             if not announces or not await programmer.send_steps(announces):

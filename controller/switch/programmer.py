@@ -375,18 +375,21 @@ class Programmer:
                 if sessions.info is not session or not sessions.ready_to_program():
                     return False
                 await self._refresh_policy()
+                now_wanted = wanted()  # the request fast path may have displaced one since
                 with self._rib_lock:
-                    live = [step for step in map(self._still_wanted, window) if step.prefixes]
+                    live = [step for step in (self._still_wanted(step, now_wanted) for step in window)
+                            if step.prefixes]
                 live = self.within_caps(live)
                 if live:
                     await self.send_steps(live)
         return sessions.info is session and sessions.ready_to_program()  # every line was tried
 
-    def _still_wanted(self, step: Step) -> Step:
-        """``step`` (an announce) without the prefixes whose best next-hop is no longer its own."""
+    def _still_wanted(self, step: Step, wanted: Mapping[str, str]) -> Step:
+        """``step`` (an announce) without the prefixes no longer ``wanted`` or whose best next-hop
+        is no longer its own."""
         kept = []
         for prefix in step.prefixes:
             best = self._route_view.best(prefix)
-            if best is not None and best.next_hop == step.next_hop:
+            if best is not None and best.next_hop == step.next_hop and prefix in wanted:
                 kept.append(prefix)
         return step if len(kept) == len(step.prefixes) else replace(step, prefixes=tuple(kept))

@@ -156,6 +156,10 @@ class RequestMirror:
             self.version += 1
         self._arrived.add(ip)
 
+    def wanted(self) -> list[OnDemandRequest]:
+        """The requests held now (as the last refresh, or one under way, left them)."""
+        return list(self._wanted.values())
+
     def take_arrived(self, limit: int) -> list[OnDemandRequest] | None:
         """The active requests new or renewed since the last call (the request fast path's work,
         proportional to what arrived); None when more than ``limit`` did (a full read: left to

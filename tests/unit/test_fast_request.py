@@ -152,7 +152,8 @@ def test_the_drop_order_lowest_score_outside_dwell_first_ties_last_prefix_first(
               _route("10.0.3.0/24", "topn", 1.0), _route("10.0.4.0/24", "topn", 1.0),
               _route("10.0.5.0/24", "request"), _route("10.0.6.0/24", "topn", 0.5)]
     by_prefix = {route.prefix: route for route in routes}
-    held = set(by_prefix) - {"10.0.6.0/24"}  # not held: not offered
+    # 10.0.6.0/24 is not installed yet (a programming run under way): it may go all the same
     policy = SelectionPolicy(cap_ipv4=9, cap_ipv6=1, min_dwell_s=10.0)
-    order = _drop_order(_RoutesIndex().of(by_prefix), held, policy, NOW)
-    assert [r.prefix for r in order] == ["10.0.4.0/24", "10.0.3.0/24", "10.0.1.0/24", "10.0.2.0/24"]
+    order = _drop_order(_RoutesIndex().of(by_prefix), policy, NOW)
+    assert [r.prefix for r in order] == ["10.0.6.0/24", "10.0.4.0/24", "10.0.3.0/24", "10.0.1.0/24",
+                                         "10.0.2.0/24"]
