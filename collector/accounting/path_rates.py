@@ -8,29 +8,29 @@ traffic goes). Memory is bounded per switch: :meth:`PathRates.prune` forgets qui
 switch that reaches ``max_paths`` evicts its quietest tenth before taking new ones.
 
 Samples come in as (prefix id, next-hop id) pairs from the collector's attribution, with the
-functions that name them; an id pair → slot cache keeps a batch to one ``np.unique`` and a few
-numpy operations. The cache is valid for one naming (``naming`` token): a new LPM table or a
-reset next-hop table invalidates it.
+functions that name them; slot caches (``topfib.collector.accounting.path_slots``) keep a batch
+to a few numpy passes, no sort of the batch. The caches are valid for one naming (``naming``
+token): a new LPM table or a reset next-hop table invalidates them.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 # the same epoch-scaled decay as the prefix rates (its Σw² row is unused here)
 from topfib.collector.accounting.decayed_rates import Decay
+from topfib.collector.accounting.path_slots import HOP_BITS, SwitchPaths
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 _BYTES, _PACKETS, _SAMPLES = 0, 1, 2
 _INITIAL_CAPACITY = 256
-HOP_BITS = 24  # next-hop ids below 2^24 (the attribution bounds its table far below)
 MAX_PATHS = 200_000  # per switch: ~50 MB at most (arrays, names and dict entries)
 EVICT_SHARE = 0.1  # share of a full switch's paths evicted (the quietest) to make room
 
@@ -63,51 +63,6 @@ class PathRow:
     slow: tuple[float, float, float]
 
 
-@dataclass
-class _SwitchPaths:
-    fast: Decay
-    slow: Decay
-    first_seen: float
-    path_of_slot: list[tuple[str, str] | None] = field(default_factory=list)
-    slot_of_path: dict[tuple[str, str], int] = field(default_factory=dict)
-    slots_of_prefix: dict[str, dict[str, int]] = field(default_factory=dict)  # prefix → next hop → slot
-    free_slots: list[int] = field(default_factory=list)
-    naming: object = None  # the naming the key cache was built for
-    # id pair key → slot cache: sorted keys and their slots (searched in numpy)
-    cache_keys: IntArray = field(default_factory=lambda: np.empty(0, np.int64))
-    cache_slots: IntArray = field(default_factory=lambda: np.empty(0, np.int64))
-    released: list[int] = field(default_factory=list)  # slots freed since the cache was filtered
-
-    def clear_cache(self) -> None:
-        self.cache_keys = np.empty(0, np.int64)
-        self.cache_slots = np.empty(0, np.int64)
-        self.released.clear()
-
-    def filter_cache(self) -> None:
-        """Drop cached keys whose slot was freed (it may now hold another path)."""
-        if self.released:
-            keep = ~np.isin(self.cache_slots, np.array(self.released, np.int64))
-            self.cache_keys, self.cache_slots = self.cache_keys[keep], self.cache_slots[keep]
-            self.released.clear()
-
-    def cached(self, keys: IntArray) -> IntArray:
-        """The cached slot of each key, -1 when not cached."""
-        if not len(self.cache_keys):
-            return np.full(len(keys), -1, np.int64)
-        position = np.minimum(np.searchsorted(self.cache_keys, keys), len(self.cache_keys) - 1)
-        return np.where(self.cache_keys[position] == keys, self.cache_slots[position], -1)
-
-    def remember(self, keys: IntArray, slots: IntArray) -> None:
-        merged_keys = np.concatenate((self.cache_keys, keys))
-        order = np.argsort(merged_keys, kind="stable")
-        self.cache_keys = merged_keys[order]
-        self.cache_slots = np.concatenate((self.cache_slots, slots))[order]
-
-    @property
-    def capacity(self) -> int:
-        return int(self.fast.values.shape[1])
-
-
 class PathRates:
     """Decayed byte/packet rates per (switch, prefix, next hop). Thread-safe."""
 
@@ -122,7 +77,7 @@ class PathRates:
         self.slow_half_life_s = slow_half_life_s
         self.max_paths = max_paths
         self.evicted = 0  # paths evicted because a switch was full
-        self._switches: dict[str, _SwitchPaths] = {}
+        self._switches: dict[str, SwitchPaths] = {}
         self._lock = threading.Lock()
 
     # ----------------------------------------------------------------------------- writing
@@ -155,30 +110,55 @@ class PathRates:
             )
         if not len(prefix_ids):
             return
-        keys = (prefix_ids.astype(np.int64) << HOP_BITS) | hop_ids.astype(np.int64)
-        unique, inverse = np.unique(keys, return_inverse=True)
-        inverse = inverse.reshape(-1)
-        sums: FloatArray = np.stack(
-            (
-                np.bincount(inverse, nbytes, len(unique)),
-                np.bincount(inverse, packets, len(unique)),
-                np.bincount(inverse, minlength=len(unique)).astype(np.float64),
-            )
-        )
+        prefix_ids, hop_ids = prefix_ids.astype(np.int64, copy=False), hop_ids.astype(np.int64, copy=False)
         with self._lock:
             paths = self._switch(switch, now)
             if paths.naming is not naming:
                 paths.naming = naming
                 paths.clear_cache()
-            slots = self._slots(paths, unique, prefix_of_id, hop_names, now)
+            evicted = self.evicted
+            slots = self._sample_slots(paths, prefix_ids, hop_ids, prefix_of_id, hop_names, now)
+            if self.evicted != evicted:  # slots found before the eviction may have been freed
+                slots = self._sample_slots(paths, prefix_ids, hop_ids, prefix_of_id, hop_names, now, False)
+            distinct, inverse = paths.group(slots)
+            sums: FloatArray = np.stack(
+                (
+                    np.bincount(inverse, nbytes, len(distinct)),
+                    np.bincount(inverse, packets, len(distinct)),
+                    np.bincount(inverse, minlength=len(distinct)).astype(np.float64),
+                )
+            )
             for decay in (paths.fast, paths.slow):
                 weighted: FloatArray = sums * decay.weight(now)
-                decay.values[:, slots] += weighted
+                decay.values[:, distinct] += weighted
 
-    def _switch(self, switch: str, now: float) -> _SwitchPaths:
+    def _sample_slots(
+        self,
+        paths: SwitchPaths,
+        prefix_ids: IntArray,
+        hop_ids: IntArray,
+        prefix_of_id: Callable[[int], str],
+        hop_names: Sequence[str],
+        now: float,
+        may_evict: bool = True,
+    ) -> IntArray:
+        """The slot of each sample's path: by its prefix's primary path, else by the key cache
+        (allocating slots for paths seen for the first time)."""
+        paths.filter_cache()
+        slots = paths.primary_slots(prefix_ids, hop_ids)
+        missing = np.flatnonzero(slots < 0)
+        if len(missing):
+            keys = (prefix_ids[missing] << HOP_BITS) | hop_ids[missing]
+            unique, inverse = np.unique(keys, return_inverse=True)
+            unique_slots = self._slots(paths, unique, prefix_of_id, hop_names, now, may_evict)
+            paths.set_primaries(unique, unique_slots)
+            slots[missing] = unique_slots[inverse.reshape(-1)]
+        return slots
+
+    def _switch(self, switch: str, now: float) -> SwitchPaths:
         paths = self._switches.get(switch)
         if paths is None:
-            paths = _SwitchPaths(
+            paths = SwitchPaths(
                 Decay(self.fast_half_life_s, _INITIAL_CAPACITY),
                 Decay(self.slow_half_life_s, _INITIAL_CAPACITY),
                 first_seen=now,
@@ -188,11 +168,12 @@ class PathRates:
 
     def _slots(
         self,
-        paths: _SwitchPaths,
+        paths: SwitchPaths,
         keys: IntArray,
         prefix_of_id: Callable[[int], str],
         hop_names: Sequence[str],
         now: float,
+        may_evict: bool = True,
     ) -> IntArray:
         paths.filter_cache()
         slots = paths.cached(keys)
@@ -200,7 +181,7 @@ class PathRates:
         if not len(missing):
             return slots
         overflow = len(paths.slot_of_path) + len(missing) - self.max_paths
-        if overflow > 0:
+        if overflow > 0 and may_evict:
             # make room before any slot of this batch is used, so none is reused under it
             self._evict_quietest(paths, now, max(overflow, int(self.max_paths * EVICT_SHARE)))
             paths.filter_cache()
@@ -218,7 +199,7 @@ class PathRates:
         return slots
 
     @staticmethod
-    def _allocate(paths: _SwitchPaths, path: tuple[str, str]) -> int:
+    def _allocate(paths: SwitchPaths, path: tuple[str, str]) -> int:
         if paths.free_slots:
             slot = paths.free_slots.pop()
             paths.path_of_slot[slot] = path
@@ -233,7 +214,7 @@ class PathRates:
         paths.slots_of_prefix.setdefault(path[0], {})[path[1]] = slot
         return slot
 
-    def _evict_quietest(self, paths: _SwitchPaths, now: float, count: int) -> None:
+    def _evict_quietest(self, paths: SwitchPaths, now: float, count: int) -> None:
         score = self._score_array(paths, now)
         used = np.array([slot for slot, path in enumerate(paths.path_of_slot) if path is not None], np.int64)
         quietest = used[np.argsort(score[used], kind="stable")[:count]]
@@ -242,7 +223,7 @@ class PathRates:
         self.evicted += len(quietest)
 
     @staticmethod
-    def _release(paths: _SwitchPaths, slot: int) -> None:
+    def _release(paths: SwitchPaths, slot: int) -> None:
         path = paths.path_of_slot[slot]
         assert path is not None
         for decay in (paths.fast, paths.slow):
@@ -284,13 +265,13 @@ class PathRates:
 
     # ----------------------------------------------------------------------------- reading
 
-    def _score_array(self, paths: _SwitchPaths, now: float) -> FloatArray:
+    def _score_array(self, paths: SwitchPaths, now: float) -> FloatArray:
         used = len(paths.path_of_slot)
         fast = paths.fast.values[_BYTES, :used] * paths.fast.rate_factor(now, paths.first_seen)
         slow = paths.slow.values[_BYTES, :used] * paths.slow.rate_factor(now, paths.first_seen)
         return np.maximum(fast, slow)
 
-    def _reading(self, paths: _SwitchPaths, slot: int, now: float) -> PathRate:
+    def _reading(self, paths: SwitchPaths, slot: int, now: float) -> PathRate:
         path = paths.path_of_slot[slot]
         assert path is not None
         fast_rate = paths.fast.rate_factor(now, paths.first_seen)
