@@ -276,7 +276,9 @@ class FlowReceiver:
         while not self._stopping.is_set():
             timeout_ms = max(0.0, (next_flush - self._clock()) * 1000.0)
             drained = 0
-            for fd, _ in poller.poll(timeout_ms if pending else max(timeout_ms, 50.0)):
+            # nothing pending: nothing to flush, so sleep until a datagram (or the drop counters' turn)
+            idle_ms = max(timeout_ms, (next_drops - self._clock()) * 1000.0)
+            for fd, _ in poller.poll(timeout_ms if pending else idle_ms):
                 endpoint = by_fd.get(fd)
                 if endpoint is not None:
                     drained += self._drain(endpoint)
