@@ -1,0 +1,109 @@
+"""The no-route answers of the last selections, kept per request so the next one reuses them.
+
+Every selection answers every active request: tens of thousands while access points are busy,
+most of them the same requests with the same answers as a second before. Building a fresh
+answer for each held the event loop (which the API shares) ~5 ms a selection, and fed the
+garbage collector ~30,000 tracked objects a second (a named tuple is never untracked).
+
+Only "no-route" answers are kept: they do not depend on placement (the cap, pins, the other
+requests), only on the request and on the RIB (its address has no longest match, or that match
+has no live path). What invalidates a kept answer:
+
+- its request expiring: entries leave at their ``expires_at`` (a heap), before any look-up;
+- a RIB change: the longest match of an address, and the liveness of that match, change only
+  with a changed prefix containing the address; :class:`AddressMatches` drops exactly those
+  addresses (:meth:`UnitCache.forget`) and notes them, and the answers of a noted address go.
+  So only answers of addresses it remembers are kept, and they go with whatever it drops
+  (pruning, a cleared cache);
+- NaN times are never kept: NaN orders no subset of requests as it orders the whole
+  (``_place_requests`` then places every request from scratch).
+
+The other answers ("installed", "rejected", "expired") are recomputed every selection.
+"""
+
+from __future__ import annotations
+
+import heapq
+from itertools import compress, count, repeat
+from operator import attrgetter, eq, itemgetter
+
+from topfib.controller.selection.model import OnDemandRequest, RequestAnswer
+from topfib.controller.selection.request_memo import KEEP_FACTOR, KEEP_SLACK, AddressMatches
+
+_IP = attrgetter("ip")
+_EXPIRES_AT = attrgetter("expires_at")
+_CREATED_AT = attrgetter("created_at")
+_STATUS = itemgetter(1)
+
+
+class AnswerMemo:
+    """Request → its no-route answer, valid while :class:`AddressMatches` keeps its address."""
+
+    def __init__(self, addresses: AddressMatches) -> None:
+        self._addresses = addresses
+        self._answers: dict[OnDemandRequest, RequestAnswer] = {}
+        # (expires_at, tie-break, request) of every kept answer; entries of dropped ones linger
+        self._expiries: list[tuple[float, int, OnDemandRequest]] = []
+        self._order = count()
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+    def clear(self) -> None:
+        self._answers.clear()
+        self._expiries.clear()
+
+    def lookup(self, requests: list[OnDemandRequest], now: float) -> list[RequestAnswer | None]:
+        """The kept answer of each of ``requests`` (active at ``now``), None where there is none."""
+        self._invalidate(now)
+        found = list(map(self._answers.get, requests))
+        if len(self._answers) > KEEP_FACTOR * len(requests) + KEEP_SLACK:  # most asked no longer
+            self._answers = {r: a for r, a in zip(requests, found, strict=True) if a is not None}
+            self._rebuild_expiries()
+        return found
+
+    def remember(self, requests: list[OnDemandRequest], answers: list[RequestAnswer]) -> None:
+        """Keep the no-route answers among ``answers`` (those of ``requests``, just placed)."""
+        self._invalidate(None)
+        no_route = list(compress(range(len(answers)), map(eq, map(_STATUS, answers), repeat("no-route"))))
+        if not no_route:
+            return
+        candidates = list(map(requests.__getitem__, no_route))
+        expiries = list(map(_EXPIRES_AT, candidates))
+        created = list(map(_CREATED_AT, candidates))
+        held = map(self._addresses.__contains__, map(_IP, candidates))
+        # held: its address is remembered, so its RIB changes are noted; x == x: x is not NaN
+        keep = list(map(all, zip(held, map(eq, expiries, expiries), map(eq, created, created), strict=True)))
+        kept = list(compress(candidates, keep))
+        self._answers.update(zip(kept, compress(map(answers.__getitem__, no_route), keep), strict=True))
+        self._add_expiries(list(compress(expiries, keep)), kept)
+
+    def _add_expiries(self, expiries: list[float], requests: list[OnDemandRequest]) -> None:
+        entries = list(zip(expiries, map(next, repeat(self._order, len(requests))), requests, strict=True))
+        if len(entries) > len(self._expiries):
+            self._expiries += entries
+            heapq.heapify(self._expiries)
+        else:
+            for entry in entries:
+                heapq.heappush(self._expiries, entry)
+
+    def _invalidate(self, now: float | None) -> None:
+        """Drop the answers of addresses dropped since, then (``now`` given) of expired requests."""
+        dropped_all, dropped = self._addresses.take_drops()
+        if dropped_all:
+            self.clear()
+        elif dropped and self._answers:
+            gone = set(dropped)
+            keys = list(self._answers)
+            for request in compress(keys, map(gone.__contains__, map(_IP, keys))):
+                del self._answers[request]
+        expiries, answers = self._expiries, self._answers
+        if now is not None:
+            while expiries and expiries[0][0] <= now:
+                answers.pop(heapq.heappop(expiries)[2], None)  # equal requests expire together
+        if len(expiries) > 2 * len(answers) + 1024:
+            self._rebuild_expiries()
+
+    def _rebuild_expiries(self) -> None:
+        self._expiries = []
+        self._add_expiries(list(map(_EXPIRES_AT, self._answers)), list(self._answers))
