@@ -71,7 +71,7 @@ class AnswerMemo:
         candidates = list(map(requests.__getitem__, no_route))
         expiries = list(map(_EXPIRES_AT, candidates))
         created = list(map(_CREATED_AT, candidates))
-        held = map(self._addresses.__contains__, map(_IP, candidates))
+        held = map(self._addresses.remembered().__contains__, map(_IP, candidates))
         # held: its address is remembered, so its RIB changes are noted; x == x: x is not NaN
         keep = list(map(all, zip(held, map(eq, expiries, expiries), map(eq, created, created), strict=True)))
         kept = list(compress(candidates, keep))

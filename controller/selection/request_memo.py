@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import bisect
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, KeysView, Sequence
 from enum import Enum
 from itertools import compress, repeat
 from operator import is_
@@ -87,6 +87,10 @@ class AddressMatches:
 
     def __contains__(self, ip: object) -> bool:
         return ip in self._match
+
+    def remembered(self) -> KeysView[str]:
+        """The addresses remembered (a live view: ``in`` without a Python call per address)."""
+        return self._match.keys()
 
     def clear(self) -> None:
         self._match.clear()
