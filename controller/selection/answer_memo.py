@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import heapq
 from itertools import compress, count, repeat
-from operator import attrgetter, eq, itemgetter
+from math import isnan
+from operator import attrgetter, eq, is_not, itemgetter, not_
 
 from topfib.controller.selection.model import OnDemandRequest, RequestAnswer
 from topfib.controller.selection.request_memo import KEEP_FACTOR, KEEP_SLACK, AddressMatches
@@ -37,13 +38,21 @@ _STATUS = itemgetter(1)
 
 
 class AnswerMemo:
-    """Request → its no-route answer, valid while :class:`AddressMatches` keeps its address."""
+    """Request → its no-route answer, valid while :class:`AddressMatches` keeps its address.
+
+    Keyed by the request object's identity, which the control loop's request mirror keeps while
+    the request stands: a look-up hashes an int, not the request's fields (tens of thousands of
+    objects scattered in memory), so it does not read the request at all. An equal request in
+    another object is simply not found (answered afresh). The memo holds each request it keys,
+    so no other object can take its id meanwhile.
+    """
 
     def __init__(self, addresses: AddressMatches) -> None:
         self._addresses = addresses
-        self._answers: dict[OnDemandRequest, RequestAnswer] = {}
-        # (expires_at, tie-break, request) of every kept answer; entries of dropped ones linger
-        self._expiries: list[tuple[float, int, OnDemandRequest]] = []
+        self._answers: dict[int, RequestAnswer] = {}  # id(request) → its answer
+        self._requests: dict[int, OnDemandRequest] = {}  # id(request) → request: holds it
+        # (expires_at, tie-break, id(request)) of every kept answer; entries of dropped ones linger
+        self._expiries: list[tuple[float, int, int]] = []
         self._order = count()
 
     def __len__(self) -> int:
@@ -51,15 +60,16 @@ class AnswerMemo:
 
     def clear(self) -> None:
         self._answers.clear()
+        self._requests.clear()
         self._expiries.clear()
 
     def lookup(self, requests: list[OnDemandRequest], now: float) -> list[RequestAnswer | None]:
         """The kept answer of each of ``requests`` (active at ``now``), None where there is none."""
         self._invalidate(now)
-        found = list(map(self._answers.get, requests))
+        found = list(map(self._answers.get, map(id, requests)))
         if len(self._answers) > KEEP_FACTOR * len(requests) + KEEP_SLACK:  # most asked no longer
-            self._answers = {r: a for r, a in zip(requests, found, strict=True) if a is not None}
-            self._rebuild_expiries()
+            hits = list(compress(requests, map(is_not, found, repeat(None))))
+            self._keep(list(map(id, hits)))
         return found
 
     def remember(self, requests: list[OnDemandRequest], answers: list[RequestAnswer]) -> None:
@@ -71,15 +81,19 @@ class AnswerMemo:
         candidates = list(map(requests.__getitem__, no_route))
         expiries = list(map(_EXPIRES_AT, candidates))
         created = list(map(_CREATED_AT, candidates))
-        held = map(self._addresses.remembered().__contains__, map(_IP, candidates))
-        # held: its address is remembered, so its RIB changes are noted; x == x: x is not NaN
-        keep = list(map(all, zip(held, map(eq, expiries, expiries), map(eq, created, created), strict=True)))
+        # its address remembered, so its RIB changes are noted
+        keep = list(map(self._addresses.remembered().__contains__, map(_IP, candidates)))
+        if any(map(isnan, expiries)) or any(map(isnan, created)):  # rare: never kept
+            times = zip(expiries, created, strict=True)
+            keep = [held and not (isnan(e) or isnan(c)) for held, (e, c) in zip(keep, times, strict=True)]
         kept = list(compress(candidates, keep))
-        self._answers.update(zip(kept, compress(map(answers.__getitem__, no_route), keep), strict=True))
-        self._add_expiries(list(compress(expiries, keep)), kept)
+        ids = list(map(id, kept))
+        self._answers.update(zip(ids, compress(map(answers.__getitem__, no_route), keep), strict=True))
+        self._requests.update(zip(ids, kept, strict=True))
+        self._add_expiries(list(compress(expiries, keep)), ids)
 
-    def _add_expiries(self, expiries: list[float], requests: list[OnDemandRequest]) -> None:
-        entries = list(zip(expiries, map(next, repeat(self._order, len(requests))), requests, strict=True))
+    def _add_expiries(self, expiries: list[float], ids: list[int]) -> None:
+        entries = list(zip(expiries, map(next, repeat(self._order, len(ids))), ids, strict=True))
         if len(entries) > len(self._expiries):
             self._expiries += entries
             heapq.heapify(self._expiries)
@@ -94,16 +108,25 @@ class AnswerMemo:
             self.clear()
         elif dropped and self._answers:
             gone = set(dropped)
-            keys = list(self._answers)
-            for request in compress(keys, map(gone.__contains__, map(_IP, keys))):
-                del self._answers[request]
-        expiries, answers = self._expiries, self._answers
+            ids, held = list(self._requests), list(self._requests.values())
+            self._keep(list(compress(ids, map(not_, map(gone.__contains__, map(_IP, held))))))
+        expiries, answers, requests = self._expiries, self._answers, self._requests
         if now is not None:
             while expiries and expiries[0][0] <= now:
-                answers.pop(heapq.heappop(expiries)[2], None)  # equal requests expire together
+                key = heapq.heappop(expiries)[2]
+                request = requests.get(key)
+                if request is not None and request.expires_at <= now:  # not a later one of that id
+                    del answers[key], requests[key]
         if len(expiries) > 2 * len(answers) + 1024:
             self._rebuild_expiries()
 
+    def _keep(self, ids: list[int]) -> None:
+        """Forget every answer but those of ``ids`` (kept ones)."""
+        answers, requests = self._answers, self._requests
+        self._answers = dict(zip(ids, map(answers.__getitem__, ids), strict=True))
+        self._requests = dict(zip(ids, map(requests.__getitem__, ids), strict=True))
+        self._rebuild_expiries()
+
     def _rebuild_expiries(self) -> None:
         self._expiries = []
-        self._add_expiries(list(map(_EXPIRES_AT, self._answers)), list(self._answers))
+        self._add_expiries(list(map(_EXPIRES_AT, self._requests.values())), list(self._requests))
