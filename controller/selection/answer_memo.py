@@ -51,7 +51,7 @@ class AnswerMemo:
         self._addresses = addresses
         self._answers: dict[int, RequestAnswer] = {}  # id(request) → its answer
         self._requests: dict[int, OnDemandRequest] = {}  # id(request) → request: holds it
-        # (expires_at, tie-break, id(request)) of every kept answer; entries of dropped ones linger
+        # (expires_at, tie-break, id(request)) of every kept answer; those of dropped ones linger
         self._expiries: list[tuple[float, int, int]] = []
         self._order = count()
 
@@ -117,7 +117,7 @@ class AnswerMemo:
                 request = requests.get(key)
                 if request is not None and request.expires_at <= now:  # not a later one of that id
                     del answers[key], requests[key]
-        if len(expiries) > 2 * len(answers) + 1024:
+        if len(expiries) > KEEP_FACTOR * len(answers) + KEEP_SLACK:
             self._rebuild_expiries()
 
     def _keep(self, ids: list[int]) -> None:
@@ -125,7 +125,7 @@ class AnswerMemo:
         answers, requests = self._answers, self._requests
         self._answers = dict(zip(ids, map(answers.__getitem__, ids), strict=True))
         self._requests = dict(zip(ids, map(requests.__getitem__, ids), strict=True))
-        self._rebuild_expiries()
+        # the expiries of the others linger (skipped when they come up) until there are too many
 
     def _rebuild_expiries(self) -> None:
         self._expiries = []
