@@ -26,7 +26,7 @@ from __future__ import annotations
 import heapq
 from itertools import compress, count, repeat
 from math import isnan
-from operator import attrgetter, eq, is_not, itemgetter, not_
+from operator import attrgetter, eq, itemgetter, not_
 
 from topfib.controller.selection.model import OnDemandRequest, RequestAnswer
 from topfib.controller.selection.request_memo import KEEP_FACTOR, KEEP_SLACK, AddressMatches
@@ -44,13 +44,15 @@ class AnswerMemo:
     the request stands: a look-up hashes an int, not the request's fields (tens of thousands of
     objects scattered in memory), so it does not read the request at all. An equal request in
     another object is simply not found (answered afresh). The memo holds each request it keys,
-    so no other object can take its id meanwhile.
+    so no other object can take its id meanwhile. One answer per address: a renewed request (a
+    new object) replaces its predecessor's, so the memo is bounded as :class:`AddressMatches` is.
     """
 
     def __init__(self, addresses: AddressMatches) -> None:
         self._addresses = addresses
         self._answers: dict[int, RequestAnswer] = {}  # id(request) → its answer
         self._requests: dict[int, OnDemandRequest] = {}  # id(request) → request: holds it
+        self._key_of_ip: dict[str, int] = {}  # address → id(its request)
         # (expires_at, tie-break, id(request)) of every kept answer; those of dropped ones linger
         self._expiries: list[tuple[float, int, int]] = []
         self._order = count()
@@ -61,16 +63,13 @@ class AnswerMemo:
     def clear(self) -> None:
         self._answers.clear()
         self._requests.clear()
+        self._key_of_ip.clear()
         self._expiries.clear()
 
     def lookup(self, requests: list[OnDemandRequest], now: float) -> list[RequestAnswer | None]:
         """The kept answer of each of ``requests`` (active at ``now``), None where there is none."""
         self._invalidate(now)
-        found = list(map(self._answers.get, map(id, requests)))
-        if len(self._answers) > KEEP_FACTOR * len(requests) + KEEP_SLACK:  # most asked no longer
-            hits = list(compress(requests, map(is_not, found, repeat(None))))
-            self._keep(list(map(id, hits)))
-        return found
+        return list(map(self._answers.get, map(id, requests)))
 
     def remember(self, requests: list[OnDemandRequest], answers: list[RequestAnswer]) -> None:
         """Keep the no-route answers among ``answers`` (those of ``requests``, just placed)."""
@@ -87,7 +86,12 @@ class AnswerMemo:
             times = zip(expiries, created, strict=True)
             keep = [held and not (isnan(e) or isnan(c)) for held, (e, c) in zip(keep, times, strict=True)]
         kept = list(compress(candidates, keep))
-        ids = list(map(id, kept))
+        ids, ips = list(map(id, kept)), list(map(_IP, kept))
+        for key in map(self._key_of_ip.get, ips):
+            if key is not None:  # its predecessor at that address
+                self._answers.pop(key, None)
+                self._requests.pop(key, None)
+        self._key_of_ip.update(zip(ips, ids, strict=True))
         self._answers.update(zip(ids, compress(map(answers.__getitem__, no_route), keep), strict=True))
         self._requests.update(zip(ids, kept, strict=True))
         self._add_expiries(list(compress(expiries, keep)), ids)
@@ -111,12 +115,15 @@ class AnswerMemo:
             ids, held = list(self._requests), list(self._requests.values())
             self._keep(list(compress(ids, map(not_, map(gone.__contains__, map(_IP, held))))))
         expiries, answers, requests = self._expiries, self._answers, self._requests
+        key_of_ip = self._key_of_ip
         if now is not None:
             while expiries and expiries[0][0] <= now:
                 key = heapq.heappop(expiries)[2]
                 request = requests.get(key)
                 if request is not None and request.expires_at <= now:  # not a later one of that id
                     del answers[key], requests[key]
+                    if key_of_ip.get(request.ip) == key:
+                        del key_of_ip[request.ip]
         if len(expiries) > KEEP_FACTOR * len(answers) + KEEP_SLACK:
             self._rebuild_expiries()
 
@@ -125,6 +132,7 @@ class AnswerMemo:
         answers, requests = self._answers, self._requests
         self._answers = dict(zip(ids, map(answers.__getitem__, ids), strict=True))
         self._requests = dict(zip(ids, map(requests.__getitem__, ids), strict=True))
+        self._key_of_ip = dict(zip(map(_IP, self._requests.values()), self._requests, strict=True))
         # the expiries of the others linger (skipped when they come up) until there are too many
 
     def _rebuild_expiries(self) -> None:

@@ -161,3 +161,13 @@ def test_an_address_pruned_then_covered_by_a_new_route_is_not_answered_from_the_
         cache.forget(rib.drain_changed())
         answers = select(scores={}, rib=rib, policy=policy, now=0.0, requests=[gone], cache=cache).requests
     assert [a.status for a in answers] == ["installed"]
+
+
+def test_a_renewed_request_replaces_its_predecessor_in_the_memo() -> None:
+    rib, cache = Rib(), UnitCache()
+    policy = SelectionPolicy(cap_ipv4=5, cap_ipv6=5)
+    for renewal in range(5):
+        request = OnDemandRequest("198.18.0.1", 100.0 + renewal, float(renewal))
+        answers = select(scores={}, rib=rib, policy=policy, now=0.0, requests=[request], cache=cache).requests
+        assert [a.status for a in answers] == ["no-route"]
+    assert len(cache.answers) == 1
