@@ -168,8 +168,10 @@ def new_routes(
 class RequestAnswer(NamedTuple):
     """What became of one on-demand request.
 
-    A named tuple: built in C, and of strings only, so the garbage collector stops tracking it
-    (tens of thousands stay alive between selections while access points are busy).
+    A named tuple, built in C. Unlike a plain tuple of strings it stays tracked by the garbage
+    collector (CPython untracks exact tuples only), so selection reuses the previous answer
+    where it can (:class:`topfib.controller.selection.answer_memo.AnswerMemo`) rather than
+    build tens of thousands afresh each time.
     """
 
     ip: str

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import bisect
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, KeysView, Sequence
 from enum import Enum
 from itertools import compress, repeat
 from operator import is_
@@ -28,6 +28,8 @@ from topfib.controller.selection.model import RibView
 # More remembered addresses than this many times those asked for: the rest are dropped.
 KEEP_FACTOR: Final = 2
 KEEP_SLACK: Final = 10_000
+# Dropped addresses noted for the answer memo beyond this many: noted as "everything dropped".
+MAX_NOTED_DROPS: Final = 50_000
 _BITS = {4: 32, 6: 128}
 _MISSING = object()
 
@@ -67,16 +69,28 @@ def canonical_address(ip: str) -> tuple[int, int] | None:
 
 
 class AddressMatches:
-    """Longest RIB match per requested address, valid until :meth:`forget_inside` says otherwise."""
+    """Longest RIB match per requested address, valid until :meth:`forget_inside` says otherwise.
+
+    Every address it drops is noted until :meth:`take_drops` (the answer memo's invalidation).
+    """
 
     def __init__(self) -> None:
         self._match: dict[str, str | None] = {}
         self._ip_of: dict[int, dict[int, str]] = {4: {}, 6: {}}  # address int → its string
         self._sorted: dict[int, list[int]] = {4: [], 6: []}  # remembered addresses, for bisection
         self._unsorted: dict[int, list[int]] = {4: [], 6: []}  # added since they were last sorted
+        self._dropped: list[str] = []  # since the last take_drops
+        self._dropped_all = False  # cleared (or too many drops to note) since the last take_drops
 
     def __len__(self) -> int:
         return len(self._match)
+
+    def __contains__(self, ip: object) -> bool:
+        return ip in self._match
+
+    def remembered(self) -> KeysView[str]:
+        """The addresses remembered (a live view: ``in`` without a Python call per address)."""
+        return self._match.keys()
 
     def clear(self) -> None:
         self._match.clear()
@@ -84,17 +98,35 @@ class AddressMatches:
             self._ip_of[family].clear()
             self._sorted[family].clear()
             self._unsorted[family].clear()
+        self._dropped_all, self._dropped = True, []
 
-    def resolve(self, rib: RibView, ips: list[str]) -> list[Match]:
+    def take_drops(self) -> tuple[bool, list[str]]:
+        """(everything dropped, the addresses dropped) since the last call."""
+        drops = (self._dropped_all, self._dropped)
+        self._dropped_all, self._dropped = False, []
+        return drops
+
+    def _note_drops(self, ips: list[str]) -> None:
+        if not self._dropped_all:
+            self._dropped += ips
+            if len(self._dropped) > MAX_NOTED_DROPS:
+                self._dropped_all, self._dropped = True, []
+
+    def resolve(self, rib: RibView, ips: list[str], *, prune: bool = True) -> list[Match]:
         """The longest match of each of ``ips`` (:attr:`Unresolvable.INVALID` where
-        ``rib.longest_match`` raises ValueError)."""
+        ``rib.longest_match`` raises ValueError). ``prune``: ``ips`` are all the addresses asked
+        for (else the caller prunes, :meth:`oversized`)."""
         found = cast(list[Match | object], list(map(self._match.get, ips, repeat(_MISSING))))
         absent = list(compress(range(len(found)), map(is_, found, repeat(_MISSING))))
         if absent:
             self._resolve_into(rib, ips, absent, found)
-        if len(self._match) > KEEP_FACTOR * len(ips) + KEEP_SLACK:
-            self._keep_only(ips)
+        if prune and self.oversized(len(ips)):
+            self.keep_only(ips)
         return cast(list[Match], found)
+
+    def oversized(self, asked: int) -> bool:
+        """More remembered than ``asked`` addresses warrant: time for :meth:`keep_only`."""
+        return len(self._match) > KEEP_FACTOR * asked + KEEP_SLACK
 
     def _resolve_into(
         self, rib: RibView, ips: list[str], absent: list[int], found: list[Match | object]
@@ -149,14 +181,19 @@ class AddressMatches:
         if start == end:
             return
         ip_of, match = self._ip_of[family], self._match
+        dropped = []
         for address in addresses[start:end]:
             ip = ip_of.pop(address, None)
             if ip is not None:  # None: the same address listed twice, dropped already
                 del match[ip]
+                dropped.append(ip)
         del addresses[start:end]
+        self._note_drops(dropped)
 
-    def _keep_only(self, ips: list[str]) -> None:
+    def keep_only(self, ips: list[str]) -> None:
+        """Forget every address but ``ips``."""
         wanted = set(ips)
+        self._note_drops([ip for ip in self._match if ip not in wanted])
         for family in _BITS:
             ip_of = self._ip_of[family]
             self._ip_of[family] = {a: ip for a, ip in ip_of.items() if ip in wanted}

@@ -114,26 +114,53 @@ def _place_requests(
 ) -> tuple[RequestAnswer, ...]:
     """Answers in the order given; requests with a live route placed newest first.
 
+    A request whose no-route answer the cache kept (:class:`~.answer_memo.AnswerMemo`: still no route, not
+    expired) gets that very answer; the rest are answered by :func:`_answer_all`. No-route
+    requests are not placed, so leaving them out changes no placement; with a NaN time among
+    the rest, though, every request is answered afresh (see :func:`_answer_all`).
+    """
+    given = list(requests)
+    addresses, memo = fib.cache.addresses, fib.cache.answers
+    if addresses.oversized(len(given)):
+        addresses.keep_only(list(map(_IP, given)))
+    found = memo.lookup(given, now)
+    missing = list(compress(range(len(given)), map(is_, found, repeat(None))))
+    if not missing:
+        return cast(tuple[RequestAnswer, ...], tuple(found))
+    if len(missing) < len(given):
+        rest = list(map(given.__getitem__, missing))
+        if not any(map(isnan, map(_CREATED_AT, rest))):
+            answers = _answer_all(fib, rest, now)
+            memo.remember(rest, answers)
+            for index, answer in zip(missing, answers, strict=True):
+                found[index] = answer
+            return cast(tuple[RequestAnswer, ...], tuple(found))
+    answers = _answer_all(fib, given, now)
+    memo.remember(given, answers)
+    return tuple(answers)
+
+
+def _answer_all(fib: FibDraft, given: list[OnDemandRequest], now: float) -> list[RequestAnswer]:
+    """Fresh answers to ``given``, in that order; requests with a live route placed newest first.
+
     Only "installed" and "rejected" depend on what was placed before (expired, invalid address
     and no route do not), so only the requests with a live route are sorted and placed, making
     the same calls to ``try_install`` in the same order as placing them all would. The rest is
-    C-level maps (the longest matches are the :class:`UnitCache`'s): tens of thousands of
-    requests hold the control loop, which the API shares, a few milliseconds.
+    C-level maps (the longest matches are the :class:`UnitCache`'s).
     """
-    given = list(requests)
     ips = list(map(_IP, given))
     request_ids = list(map(_REQUEST_ID, given))
     if any(map(le, map(_EXPIRES_AT, given), repeat(now))):  # rare: the mirror drops them on time
         expired = list(map(le, map(_EXPIRES_AT, given), repeat(now)))
         active = list(compress(range(len(given)), map(not_, expired)))  # only these are looked up
         matches: list[Match] = [None] * len(given)
-        for index, match in zip(active, fib.cache.addresses.resolve(fib.rib, [ips[i] for i in active]),
-                                strict=True):
+        for index, match in zip(active, fib.cache.addresses.resolve(fib.rib, [ips[i] for i in active],
+                                                                    prune=False), strict=True):
             matches[index] = match
         outcomes = list(map(_outcomes(fib, matches).__getitem__, matches))
         outcomes = [_EXPIRED if gone else outcome for outcome, gone in zip(outcomes, expired, strict=True)]
     else:
-        matches = fib.cache.addresses.resolve(fib.rib, ips)
+        matches = fib.cache.addresses.resolve(fib.rib, ips, prune=False)
         outcomes = list(map(_outcomes(fib, matches).__getitem__, matches))
     live = list(compress(range(len(given)), map(is_, outcomes, repeat(None))))
     if live:
@@ -154,7 +181,7 @@ def _place_requests(
         outcomes[index] = ("installed", prefix, "") if installed else ("rejected", prefix, why_not)
     done = cast(list[Outcome], outcomes)
     statuses, prefixes, reasons = (map(itemgetter(field), done) for field in range(3))
-    return tuple(map(_new_answer, zip(ips, statuses, prefixes, reasons, request_ids, strict=True)))
+    return list(map(_new_answer, zip(ips, statuses, prefixes, reasons, request_ids, strict=True)))
 
 
 def _keep_dwelling(fib: FibDraft, min_dwell_s: float) -> None:

@@ -12,7 +12,8 @@ Invalidation is the caller's job and must be exact: every prefix whose best path
 or disappeared goes to :meth:`UnitCache.forget` (``Rib.drain_changed()`` gives exactly that set)
 before the next selection. A changed prefix also voids the units of every cached prefix covering
 it (their closures may now need it, or no longer need it), and the longest matches of the
-requested addresses inside it (it may have appeared). Without a cache passed in, selection
+requested addresses inside it (it may have appeared), and with them their requests' no-route
+answers (:class:`topfib.controller.selection.answer_memo.AnswerMemo`). Without a cache passed in, selection
 uses a fresh one per call, which is the old per-call memo.
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from topfib.collector.common.prefixes import PrefixError, format_network, prefix_sort_key, split_prefix
+from topfib.controller.selection.answer_memo import AnswerMemo
 from topfib.controller.selection.closure import unit_of
 from topfib.controller.selection.model import RibView
 from topfib.controller.selection.name_kinds import NameKinds, NamePositions
@@ -53,6 +55,7 @@ class UnitCache:
         self.name_kinds = NameKinds()
         self.name_positions = NamePositions()  # of the scored names, by identity
         self.addresses = AddressMatches()  # requested address → longest match
+        self.answers = AnswerMemo(self.addresses)  # request → its no-route answer
 
     def __len__(self) -> int:
         return len(self._next_hops)
