@@ -32,7 +32,6 @@ from topfib.controller.program.plan import plan
 from topfib.controller.selection.model import (
     TABLE_IPV4,
     TABLE_IPV4_24,
-    TABLE_IPV6,
     OnDemandRequest,
     RequestAnswer,
     RibView,
@@ -71,6 +70,10 @@ class FastAdmission:
     displaces: str | None
 
 
+# Which table a prefix takes when /24s have one of their own (SelectionPolicy.table_of's rule).
+_SPLIT_TABLES = SelectionPolicy(cap_ipv4=1, cap_ipv6=1, cap_ipv4_24=1)
+
+
 class _RoutesIndex:
     """What the fast path asks of one selection's routes, built once per routes mapping and kept
     across fast admissions (each replaces a TopN route by a request): the (family, network,
@@ -83,21 +86,16 @@ class _RoutesIndex:
         self._routes: Mapping[str, SelectedRoute] | None = None
         self.keys: set[tuple[int, int, int]] = set()
         self.topn_by_score: list[SelectedRoute] = []
-        self._kinds = Counter[str]()  # routes per kind (see _kind): their room, per table
-
-    @staticmethod
-    def _kind(prefix: str) -> str:
-        return "v6" if ":" in prefix else "v4/24" if prefix.endswith("/24") else "v4"
+        # routes per table with /24s apart (_SPLIT_TABLES), merged back for a policy without
+        self._tables = Counter[str]()
 
     def used(self, policy: SelectionPolicy) -> dict[str, int]:
         """Routes per FIB table under ``policy`` (whether /24s have a table of their own)."""
-        kinds = self._kinds
         used = dict.fromkeys(policy.caps(), 0)
-        used[TABLE_IPV6] = kinds["v6"]
-        if policy.cap_ipv4_24:
-            used[TABLE_IPV4], used[TABLE_IPV4_24] = kinds["v4"], kinds["v4/24"]
-        else:
-            used[TABLE_IPV4] = kinds["v4"] + kinds["v4/24"]
+        for table, count in self._tables.items():
+            if table == TABLE_IPV4_24 and not policy.cap_ipv4_24:
+                table = TABLE_IPV4
+            used[table] = used.get(table, 0) + count
         return used
 
     def of(self, routes: Mapping[str, SelectedRoute]) -> _RoutesIndex:
@@ -107,7 +105,7 @@ class _RoutesIndex:
             topn.sort(key=lambda route: prefix_sort_key(route.prefix), reverse=True)
             topn.sort(key=lambda route: route.score)
             self.topn_by_score = topn
-            self._kinds = Counter(map(self._kind, routes))
+            self._tables = Counter(map(_SPLIT_TABLES.table_of, routes))
             self._routes = routes
         return self
 
@@ -118,8 +116,8 @@ class _RoutesIndex:
             self.keys.difference_update(map(split_prefix, removed))
             self.keys.update(map(split_prefix, added))
             self.topn_by_score = [route for route in self.topn_by_score if route.prefix not in removed]
-            self._kinds.subtract(map(self._kind, removed))
-            self._kinds.update(map(self._kind, added))
+            self._tables.subtract(map(_SPLIT_TABLES.table_of, removed))
+            self._tables.update(map(_SPLIT_TABLES.table_of, added))
             self._routes = new
 
 

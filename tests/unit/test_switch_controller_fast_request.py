@@ -62,6 +62,16 @@ async def _request(ctl: SwitchController, ip: str, requested_at: float = WALL) -
     )
 
 
+async def _pin_and_two_topn(ctl: SwitchController) -> float:
+    """P[0] pinned, P[1] and P[2] (the lowest) TopN, one selection; returns the rates' clock."""
+    await ctl.store.set_pin(Pin(prefix=P[0], by="op", since=0.0))
+    now = time.monotonic()
+    ctl.rates.add("sw1", P[1], 9e6, 6e3, now)
+    ctl.rates.add("sw1", P[2], 1e6, 7e2, now)  # the lowest TopN route
+    await ctl.tick()
+    return now
+
+
 def _run(tmp_path: Path, cap_v4: int, body: Any) -> None:
     """Session up with P[0..5] via NH1, COVER via NH1 and INSIDE via NH2; ``body(ctl, switch, calls)``
     where ``calls`` holds, per selection, the commands sent before it."""
@@ -93,11 +103,7 @@ def _run(tmp_path: Path, cap_v4: int, body: Any) -> None:
 
 def test_a_request_displaces_the_lowest_topn_route_before_a_selection_which_agrees(tmp_path: Path) -> None:
     async def body(ctl: SwitchController, switch: Switch, calls: list[list[str]]) -> None:
-        await ctl.store.set_pin(Pin(prefix=P[0], by="op", since=0.0))
-        now = time.monotonic()
-        ctl.rates.add("sw1", P[1], 9e6, 6e3, now)
-        ctl.rates.add("sw1", P[2], 1e6, 7e2, now)  # the lowest TopN route
-        await ctl.tick()
+        await _pin_and_two_topn(ctl)
         assert ctl.installed == {P[0]: NH1, P[1]: NH1, P[2]: NH1}
         calls.clear()
         await _request(ctl, "16.1.4.9")
@@ -180,11 +186,7 @@ def test_no_room_and_no_topn_route_to_displace_leaves_the_request_to_the_selecti
 
 def test_a_cap_lowered_since_the_last_selection_holds_for_the_fast_path(tmp_path: Path) -> None:
     async def body(ctl: SwitchController, switch: Switch, calls: list[list[str]]) -> None:
-        await ctl.store.set_pin(Pin(prefix=P[0], by="op", since=0.0))
-        now = time.monotonic()
-        ctl.rates.add("sw1", P[1], 9e6, 6e3, now)
-        ctl.rates.add("sw1", P[2], 1e6, 7e2, now)
-        await ctl.tick()
+        await _pin_and_two_topn(ctl)
         assert ctl.installed == {P[0]: NH1, P[1]: NH1, P[2]: NH1}  # cap 4: one free
         await ctl.store.update_config_overrides("sw1", {"fib_cap_ipv4": 3}, set())  # an operator's PUT
         calls.clear()
@@ -219,11 +221,7 @@ def test_a_request_announced_while_a_selection_reads_its_inputs_is_kept_by_that_
     """The selection's inputs lack the request: its programming must not withdraw what the fast
     path announced meanwhile (a flap), and the cap holds at every command."""
     async def body(ctl: SwitchController, switch: Switch, calls: list[list[str]]) -> None:
-        await ctl.store.set_pin(Pin(prefix=P[0], by="op", since=0.0))
-        now = time.monotonic()
-        ctl.rates.add("sw1", P[1], 9e6, 6e3, now)
-        ctl.rates.add("sw1", P[2], 1e6, 7e2, now)  # the lowest TopN route
-        await ctl.tick()
+        now = await _pin_and_two_topn(ctl)
         assert ctl.installed == {P[0]: NH1, P[1]: NH1, P[2]: NH1}
         start = len(switch.commands)
         read = ctl.inputs.read
