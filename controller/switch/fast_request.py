@@ -280,7 +280,7 @@ class RequestFastPath:
         if self._selection() is None or not self._may_admit():
             return False
         wall_now = self._wall_clock()
-        await self._requests.refresh(self._store, wall_now)
+        await self._requests.update(self._store, wall_now)
         requests = self._requests.take_arrived(FAST_PATH_MAX_REQUESTS)
         if not requests:  # the common tick: no store read of the overrides for nothing
             return False

@@ -55,12 +55,17 @@ class RequestMirror:
         self._reading = asyncio.Lock()
 
     async def refresh(self, store: Store, now: float) -> list[OnDemandRequest]:
-        """The requests active at ``now`` after reading the store's changes; during a store
-        outage the ones held (still expiring on time), and everything again once it answers."""
-        async with self._reading:
-            return await self._refresh(store, now)
+        """The requests active at ``now`` after :meth:`update`."""
+        await self.update(store, now)
+        return self.wanted()
 
-    async def _refresh(self, store: Store, now: float) -> list[OnDemandRequest]:
+    async def update(self, store: Store, now: float) -> None:
+        """Read the store's changes and expire what ended by ``now``; during a store outage keep
+        the ones held (still expiring on time), and read everything again once it answers."""
+        async with self._reading:
+            await self._update(store, now)
+
+    async def _update(self, store: Store, now: float) -> None:
         try:
             changes = await store.request_changes(self.switch, self._cursor, now)
         except StoreUnavailable:
@@ -76,7 +81,6 @@ class RequestMirror:
             else:
                 await self._apply_in_slices(changes)
         self._expire(now)
-        return list(self._wanted.values())
 
     async def _apply_in_slices(self, changes: RequestChanges) -> None:
         """Changes since the cursor, the event loop handed back every APPLY_SLICE of them (one
