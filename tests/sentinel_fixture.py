@@ -81,9 +81,12 @@ class SentinelDeployment:
     def start(self) -> None:
         self.start_server("a")
         self.start_server("b", replica_of=self.ports["a"])
+        # The replica first: a sentinel learns of replicas from the master's INFO, which it asks at
+        # once and then every 10 s; started before the replica is linked it would wait those 10 s.
+        replica_linked = self._wait(self._replica_linked, _READY_TIMEOUT_S)
         for index in range(3):
             self._start_sentinel(index)
-        if not self._wait(self._ready, _READY_TIMEOUT_S):
+        if not replica_linked or not self._wait(self._ready, _READY_TIMEOUT_S):
             self.stop()
             raise RuntimeError(f"sentinel deployment not ready; logs in {self.directory}")
 
@@ -97,9 +100,12 @@ class SentinelDeployment:
             time.sleep(0.05)
         return False
 
-    def _ready(self) -> bool:
+    def _replica_linked(self) -> bool:
         info = _ask(self.ports["b"], "INFO", "replication")
-        if not isinstance(info, dict) or info.get("master_link_status") != "up":
+        return isinstance(info, dict) and info.get("master_link_status") == "up"
+
+    def _ready(self) -> bool:
+        if not self._replica_linked():
             return False
         for port in self.sentinel_ports:
             state = _ask(port, "SENTINEL", "MASTER", SERVICE)

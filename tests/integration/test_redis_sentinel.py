@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.api_support import anyio_backend  # noqa: F401
+from tests.integration.lab import async_wait_until
 from topfib.controller.state.lease import RedisLease
 from topfib.controller.state.redis_connect import redis_client
 from topfib.controller.state.redis_store import RedisStore
@@ -114,7 +115,8 @@ async def test_master_killed_under_load_loses_no_acknowledged_write_and_recovers
 
     try:
         writer = asyncio.create_task(load())
-        await asyncio.sleep(2)
+        # writes flowing (acknowledged by the replica) before the kill
+        assert await async_wait_until(lambda: len(acknowledged) >= 20, 10.0), f"{refused} refused"
         killed = sentinel_deployment.kill_master()
         killed_at = time.monotonic()
         before = len(acknowledged)
@@ -130,10 +132,10 @@ async def test_master_killed_under_load_loses_no_acknowledged_write_and_recovers
         assert await asyncio.to_thread(sentinel_deployment.wait_role, killed, "slave", 20.0), \
             "Sentinel did not turn the restarted old master into a replica"
         rejoined_s = time.monotonic() - killed_at
-        await asyncio.sleep(3)
+        resumed = await async_wait_until(lambda: len(acknowledged) > during + 50, 10.0)
         stop.set()
         await writer
-        assert len(acknowledged) > during + 50, "writes did not resume once a replica was back"
+        assert resumed, "writes did not resume once a replica was back"
         stored = await store.active_requests("edge1", T0)
         lost = {e.ip for e in acknowledged} - {e.ip for e in stored}
         assert not lost, f"{len(lost)} acknowledged writes lost in the failover, e.g. {sorted(lost)[:3]}"

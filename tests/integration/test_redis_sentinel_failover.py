@@ -27,7 +27,7 @@ from tests.integration.fault_support import (
     watch_fib_peak,
     write_config,
 )
-from tests.integration.lab import Lab, lab_unavailable_reason
+from tests.integration.lab import Lab, async_wait_until, lab_unavailable_reason
 from tests.integration.test_faults_process import _assert_within_cap, _listed, _pin
 
 if TYPE_CHECKING:
@@ -146,7 +146,10 @@ async def _failover(lab: Lab, deployment: SentinelDeployment) -> None:
             with owners_watch as owners, contextlib.ExitStack() as stack:
                 for load in loads:
                     stack.enter_context(load)
-                await asyncio.sleep(3)
+                # the load flowing on both APIs (~50/s) before the kill
+                assert await async_wait_until(
+                    lambda: sum(len(load.answered_200) for load in loads) >= 100, 15.0), [
+                    load.statuses for load in loads]
                 killed = deployment.kill_master()
                 killed_at = time.monotonic()
                 promoted = None
