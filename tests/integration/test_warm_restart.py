@@ -20,6 +20,7 @@ import pytest
 from tests.integration.fault_support import (
     AGENT,
     VIEWER_TOKEN,
+    PeakWatcher,
     PersistentRedis,
     TopfibProcess,
     host_in,
@@ -33,7 +34,11 @@ pytestmark = pytest.mark.integration
 
 CAP_V4, CAP_V6 = 60, 10
 DATAGRAMS_PER_S = 300  # 5 samples each: 1,500 samples/s
-SETTLE_S = 20.0  # steady traffic before the restart
+# Steady traffic before the restart until the selection has settled: no FIB change for QUIET_S
+# (five snapshot intervals, 25 loop periods), at most SETTLE_S. A FIB still changing at the
+# restart would leave the snapshot behind it, and the Jaccard bar allows no swap of 70 routes.
+SETTLE_S = 20.0
+QUIET_S = 5.0
 
 
 @pytest.fixture
@@ -87,6 +92,18 @@ def coverage(proc: TopfibProcess) -> float:
     return values[0] if values else 0.0
 
 
+async def settled(watch: PeakWatcher, quiet_s: float, at_most_s: float) -> float:
+    """Wait until the FIB has not changed (no route added or removed) for ``quiet_s``, or
+    ``at_most_s`` have passed; the seconds waited."""
+    began = time.monotonic()
+    events, quiet_since = watch.events, began
+    while (now := time.monotonic()) - quiet_since < quiet_s and now - began < at_most_s:
+        await asyncio.sleep(0.1)
+        if watch.events != events:
+            events, quiet_since = watch.events, time.monotonic()
+    return time.monotonic() - began
+
+
 def jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b) if a | b else 1.0
 
@@ -125,7 +142,8 @@ async def _restart_keeps_the_fib(lab: Lab, store_url: str, sigkill: bool, takeov
                 full = CAP_V4 + CAP_V6
                 assert await watch.wait_for(lambda fib: len(fib) >= full, 60.0), (
                     f"FIB never filled: {watch.count(4)} + {watch.count(6)} routes {first.log()[-3000:]}")
-                await asyncio.sleep(SETTLE_S)
+                settled_s = await settled(watch, QUIET_S, SETTLE_S)
+                print(f"\nFIB unchanged for {QUIET_S:g} s after {settled_s:.1f} s of traffic")
                 before = set(watch.routes)
                 covered_before = await asyncio.to_thread(coverage, first)
                 assert covered_before > 0, "no coverage published before the restart"
