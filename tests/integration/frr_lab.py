@@ -98,6 +98,8 @@ def frr_config(import_limit: int, log_path: str, next_hop_self: bool = False, to
                 f" exit-address-family\n")
 
     restart = " bgp graceful-restart\n" if graceful_restart else ""
+    # coalesce-time: FRR waits 1 s (its default) after a session comes up before sending its table;
+    # 0.1 s saves a second per session set-up in every FRR test (the flap test has ten).
     return f"""log file {log_path} informational
 !
 route-map FROM-TOPFIB permit 10
@@ -116,6 +118,7 @@ exit
 router bgp {PEER_AS}
  bgp router-id {SW_V4}
  bgp bestpath compare-routerid
+ coalesce-time 100
 {restart} no bgp default ipv4-unicast
  neighbor {topfib} remote-as {LOCAL_AS}
  neighbor {topfib} timers connect 1

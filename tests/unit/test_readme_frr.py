@@ -20,6 +20,7 @@ LAB_ONLY = [
     rf"bgp router-id {re.escape(SW_V4)}",  # the switch's own, site-specific
     r"no bgp default ipv4-unicast",  # families activated explicitly
     r"neighbor \S+ timers connect 1",  # a quick reconnect for the flap tests
+    r"coalesce-time 100",  # updates 0.1 s after a session comes up, not 1 s: the tests' time
     r"neighbor \S+ remote-as 645\d\d",  # the peers' sessions: the site's own
     r"neighbor (?:192\.168\.50\.1[123]|fd50::1[123]) activate",
 ]
