@@ -27,6 +27,9 @@ from topfib.controller.demo.netns_lab import unavailable_reason
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
+# --duration of the runs that stop by it: the demo settles (routes in the FIB, every request
+# answered, coverage measured) within ~5 s, even on the full table (the Ctrl-C test)
+DEMO_DURATION_S = 12
 
 
 @pytest.fixture
@@ -100,8 +103,8 @@ def test_the_readme_demo_command_with_duration_on_the_bundled_table(tmp_path: Pa
     table falls back to the bundled extract."""
     if _setup_would_reinstall():
         pytest.skip("scripts/setup.sh would reinstall the venv here: run the suite through scripts/test.sh")
-    proc = subprocess.Popen([str(REPO / "scripts" / "demo.sh"), "--duration", "25"], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    proc = subprocess.Popen([str(REPO / "scripts" / "demo.sh"), "--duration", str(DEMO_DURATION_S)],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "TOPFIB_CORPUS": str(tmp_path)})
     output, _ = proc.communicate(timeout=150)
     assert proc.returncode == 0, output[-3000:]
@@ -168,7 +171,8 @@ def test_demo_on_the_full_table_stops_cleanly_on_ctrl_c() -> None:
 
 def test_demo_with_the_exabgp_stand_in(tmp_path: Path) -> None:
     """The switch stand-in used without root: a second ExaBGP on 127.0.0.2 counts what it receives."""
-    proc = _start(["--duration", "25"], env={"TOPFIB_CORPUS": str(tmp_path), "TOPFIB_DEMO_SWITCH": "exabgp"})
+    proc = _start(["--duration", str(DEMO_DURATION_S)],
+                  env={"TOPFIB_CORPUS": str(tmp_path), "TOPFIB_DEMO_SWITCH": "exabgp"})
     output, _ = proc.communicate(timeout=150)
     assert proc.returncode == 0, output[-3000:]
     assert "a second ExaBGP on 127.0.0.2" in output

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_demo import _assert_worked_and_left_nothing, _summary
+from tests.integration.test_demo import DEMO_DURATION_S, _assert_worked_and_left_nothing, _summary
 from tests.wheel_support import REPO, build_wheel
 from topfib.controller.demo.netns_lab import unavailable_reason
 
@@ -82,8 +82,8 @@ def test_the_demo_runs_from_the_installed_wheel(installed: Path, outside: Path) 
     if reason is not None:
         pytest.skip(f"the namespace demo needs root, ip and BIRD 2: {reason}")
     # TOPFIB_CORPUS without the table: the demo uses the extract shipped in the wheel
-    proc = subprocess.run([str(installed / "topfib"), "demo", "--duration", "20"], cwd=outside,
-                          env=_outside_env(TOPFIB_CORPUS=str(outside)), stdout=subprocess.PIPE,
+    proc = subprocess.run([str(installed / "topfib"), "demo", "--duration", str(DEMO_DURATION_S)],
+                          cwd=outside, env=_outside_env(TOPFIB_CORPUS=str(outside)), stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=150, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "bundled extract" in proc.stdout
