@@ -11,6 +11,7 @@ Traffic goes to topfib's sFlow port on 127.0.0.1 only; the labs' namespaces are 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,8 +28,8 @@ pytestmark = pytest.mark.integration
 
 GRACEFUL_RESTART_S = 60
 END_OF_RIB_LOGGED = "End-of-RIB sent"
-# As many prefixes as the caps, so the selection cannot change: a few seconds of traffic give
-# every prefix samples, and the warm snapshot (every second) the whole FIB.
+# As many prefixes as the caps, so the selection cannot change: once the FIB is full, the next
+# warm snapshot (every second) holds all of it; GR_SETTLE_S bounds the wait for that snapshot.
 GR_SETTLE_S = 5.0
 # The caps, and as many prefixes: 1 % of the FIB is two routes, so the bar can tell a switch that
 # rewrites its routes one at a time (FRR's zebra: each IPv6 route a delete and an add, ~0.1 ms
@@ -111,6 +112,15 @@ def _cap(lab: Lab, family: int) -> int:
     return len(lab.prefixes_v4 if family == 4 else lab.prefixes_v6)
 
 
+def _snapshot_holds(lab: Lab, fib: set[str]) -> bool:
+    """The warm snapshot in ``state.directory`` has every route of ``fib``, desired and rated."""
+    try:
+        doc = json.loads((lab.workdir / "state" / f"{lab.switch_config().name}.warm.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return fib <= {row[0] for row in doc["desired"]} and fib <= {row[0] for row in doc["rates"]}
+
+
 def _config(lab: Lab, tag: str, graceful_restart_s: int) -> Path:
     state = lab.workdir / "state"
     return write_config(lab, lab.workdir / f"{tag}.toml", cap_v4=_cap(lab, 4), cap_v6=_cap(lab, 6),
@@ -139,7 +149,8 @@ async def planned_restart(lab: Lab, *, sigkill: bool = False, settle_s: float = 
                 if graceful_restart_s:
                     assert await async_wait_until(lambda: END_OF_RIB_LOGGED in first.log(), 10.0), (
                         first.log()[-2000:])
-                await asyncio.sleep(settle_s)
+                assert await async_wait_until(lambda: _snapshot_holds(lab, set(watch.routes)), settle_s), (
+                    "no warm snapshot with the whole FIB")
                 before = set(watch.routes)
                 assert watch.peak_v4 <= cap_v4 and watch.peak_v6 <= cap_v6, "over a cap before the restart"
                 watch.mark_low()
