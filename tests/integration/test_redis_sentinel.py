@@ -169,8 +169,14 @@ async def test_one_lease_holder_acts_at_a_time_across_a_failover(
         await round_of_holds(10)
         assert acting_seen == {"A"}  # the first to claim; B stands by
         killed = sentinel_deployment.kill_master()
-        await round_of_holds(40)  # the failover, then a while on the promoted replica
-        assert sentinel_deployment.name_of(sentinel_deployment.master_port()) not in (None, killed)
+        on_promoted = 0
+        for _ in range(40):  # the failover, then 10 rounds (two TTLs) on the promoted replica
+            await round_of_holds(1)
+            if sentinel_deployment.name_of(sentinel_deployment.master_port()) not in (None, killed):
+                on_promoted += 1
+                if on_promoted == 10:
+                    break
+        assert on_promoted == 10, "no replica promoted, or not for long enough"
         assert overlaps == 0, "two holders acted at once"
         assert sum([await lease.hold() for lease in leases]) == 1, "nobody acts after the failover"
     finally:
