@@ -33,7 +33,7 @@ from topfib.collector.sflow.encode import FlowSampleSpec, encode_datagram
 pytestmark = pytest.mark.integration
 
 CAP_V4, CAP_V6 = 60, 10
-DATAGRAMS_PER_S = 300  # 5 samples each: 1,500 samples/s
+DATAGRAMS_PER_S = 600  # 5 samples each: 3,000 samples/s
 # Steady traffic before the restart until the selection has settled: no FIB change for QUIET_S
 # (five snapshot intervals, 25 loop periods), at most SETTLE_S. A FIB still changing at the
 # restart would leave the snapshot behind it, and the Jaccard bar allows no swap of 70 routes.
