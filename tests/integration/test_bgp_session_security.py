@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Iterator
@@ -54,9 +55,10 @@ def lab_factory() -> Iterator[list[Lab]]:
     if reason is not None:
         pytest.skip(reason)
     labs: list[Lab] = []
-    yield labs
-    for lab in labs:
-        lab.close()
+    with contextlib.ExitStack() as cleanup:  # every lab closed, even if closing one fails
+        yield labs
+        for lab in labs:
+            cleanup.callback(lab.close)
 
 
 def _lab(labs: list[Lab], **settings: object) -> Lab:
