@@ -129,10 +129,11 @@ def wrapped_exabgp(directory: Path, label: str, python: str | None,
             link.symlink_to(Path(exabgp.__file__).parent)
         environment = f"PYTHONPATH={shlex.quote(str(only_exabgp))} "
     wrapper = directory / "exabgp-wrapped"
-    interpreter = shlex.quote(python or sys.executable)
-    # -P: the launcher's directory must not shadow standard modules (as the runner starts it)
+    # -P (as the runner starts it): the current directory must not shadow standard modules;
+    # another interpreter may not know it (PyPy 3.9), and it does not run from the launcher's folder
+    interpreter = shlex.quote(python) if python is not None else f"{shlex.quote(sys.executable)} -P"
     code = shlex.quote(load + start)
-    wrapper.write_text(f"#!/bin/sh\n{environment}exec {interpreter} -P -c {code} \"$@\"\n")
+    wrapper.write_text(f"#!/bin/sh\n{environment}exec {interpreter} -c {code} \"$@\"\n")
     wrapper.chmod(0o755)
     original = topfib.controller.exabgp.runner.default_exabgp_argv
     topfib.controller.exabgp.runner.default_exabgp_argv = lambda: [str(wrapper)]
