@@ -3,6 +3,7 @@ route handed to ExaBGP is copied without a deep copy when nothing in it is rewri
 
 from __future__ import annotations
 
+import gc
 import select
 import subprocess
 import sys
@@ -14,7 +15,14 @@ from typing import Any
 
 import pytest
 
-from topfib.controller.exabgp.launch import copy_routes_without_deep_copy, skip_wait_while_api_work_is_queued
+from topfib.controller.exabgp.launch import (
+    COMMAND_STEPS_PER_TURN,
+    GC_FIRST_GENERATION_THRESHOLD,
+    collect_garbage_less_often,
+    copy_routes_without_deep_copy,
+    run_more_command_steps_a_turn,
+    skip_wait_while_api_work_is_queued,
+)
 from topfib.controller.exabgp.runner import LAUNCHER, ExabgpRunner, default_exabgp_argv
 
 loop = pytest.importorskip("exabgp.reactor.loop")
@@ -119,3 +127,17 @@ def test_next_hop_self_and_internal_attributes_take_exabgps_own_path(recorded_re
     assert Neighbor.remove_self(None, own) is own
     assert Neighbor.remove_self(None, watched) is watched
     assert recorded_remove_self == [own, watched]
+
+
+def test_more_command_steps_a_turn_and_fewer_collections_keep_the_older_generations() -> None:
+    from exabgp.reactor.asynchronous import ASYNC
+
+    limit, thresholds = ASYNC.LIMIT, gc.get_threshold()
+    try:
+        assert run_more_command_steps_a_turn()
+        collect_garbage_less_often()
+        assert ASYNC.LIMIT == COMMAND_STEPS_PER_TURN
+        assert gc.get_threshold() == (GC_FIRST_GENERATION_THRESHOLD, *thresholds[1:])
+    finally:
+        ASYNC.LIMIT = limit
+        gc.set_threshold(*thresholds)
