@@ -1,14 +1,14 @@
-"""What naming the family of every prefix costs ExaBGP: topfib's lines vs the ``attributes`` form.
+"""What the form of its lines costs ExaBGP: topfib's ``attributes`` lines vs per-prefix statements.
 
     sudo .venv/bin/python -m bench.bench_command_form [--routes 10000] [--rounds 2]
 
 In the integration lab (BIRD 2 switch, ExaBGP at topfib's reactor speed 0.1), alternately:
 
-- attributes (the baseline): ``announce|withdraw attributes [next-hop NH] nlri P1 … P1000`` —
-  ExaBGP takes the family of the line from its last prefix (unsafe: see controller/program/plan.py);
-- topfib: ``announce ipv4 unicast P1 next-hop NH ; unicast P2 next-hop NH …``, 1,000 a line
-  (``topfib.controller.exabgp.commands.render_commands``);
-- one a line: the same with one prefix per line (what topfib falls back to after an ``error``).
+- topfib (the baseline): ``announce|withdraw attributes [next-hop NH] nlri P1 … P1000``
+  (``topfib.controller.exabgp.commands.render_commands``: no 224/4 prefix last on a line);
+- statements: ``announce ipv4 unicast P1 next-hop NH ; unicast P2 next-hop NH …``, 1,000 a line
+  (what topfib writes for a line of 224/4 prefixes only);
+- one a line: topfib's lines with one prefix each (what topfib falls back to after an ``error``).
 
 Each programs ``routes`` prefixes from an empty FIB and withdraws them all again; time runs from
 the first line written until the switch's kernel FIB holds exactly the expected set. Prints the
@@ -31,12 +31,13 @@ from topfib.controller.program.plan import Action, Plan, Step
 BATCH = 1000
 
 
-def batched(verb: str, prefixes: list[str]) -> list[str]:
+def statements(verb: str, prefixes: list[str]) -> list[str]:
     lines = []
     for start in range(0, len(prefixes), BATCH):
         hop = NEXT_HOPS_V4[(start // BATCH) % len(NEXT_HOPS_V4)]
-        head = f"neighbor {SW_V4} {verb} attributes" + (f" next-hop {hop}" if verb == "announce" else "")
-        lines.append(f"{head} nlri {' '.join(prefixes[start:start + BATCH])}")
+        tail = f" next-hop {hop}" if verb == "announce" else ""
+        body = " ; ".join(f"unicast {prefix}{tail}" for prefix in prefixes[start:start + BATCH])
+        lines.append(f"neighbor {SW_V4} {verb} ipv4 {body}")
     return lines
 
 
@@ -51,7 +52,7 @@ def family_lines(chunk: int) -> Callable[[str, list[str]], list[str]]:
     return render
 
 
-FORMS = {"attributes": batched, "topfib": family_lines(BATCH), "one a line": family_lines(1)}
+FORMS = {"topfib": family_lines(BATCH), "statements": statements, "one a line": family_lines(1)}
 
 
 async def measure(lab: Lab, routes: int, rounds: int) -> dict[str, list[tuple[float, float, float, float]]]:
@@ -88,13 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     with Lab(routes_v4=args.routes, routes_v6=10, import_limit=args.routes) as lab:
         results = asyncio.run(measure(lab, args.routes, max(1, args.rounds)))
     print(f"{args.routes:,} routes, best of {args.rounds} round(s)")
-    print(f"{'':<26}" + "".join(f"{form:>12}" for form in FORMS) + "   (ratio to attributes)")
+    print(f"{'':<26}" + "".join(f"{form:>12}" for form in FORMS) + "   (ratio to topfib)")
     for phase, (time_at, cpu_at) in (("program from empty", (0, 1)), ("withdraw all", (2, 3))):
         best = {form: min(runs, key=lambda r: r[time_at]) for form, runs in results.items()}
         for name, at in ((f"{phase} (s)", time_at), ("  ExaBGP CPU (s)", cpu_at)):
-            base = best["attributes"][at]
+            base = best["topfib"][at]
             print(f"{name:<26}" + "".join(f"{best[form][at]:>12.2f}" for form in FORMS) + "   "
-                  + " ".join(f"{best[form][at] / base:.2f}x" for form in FORMS if form != "attributes"))
+                  + " ".join(f"{best[form][at] / base:.2f}x" for form in FORMS if form != "topfib"))
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; ExaBGP reactor speed 0.1, "
           "ExaBGP and BIRD at nice -10")
     return 0

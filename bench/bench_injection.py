@@ -1,7 +1,7 @@
 """Route injection through ExaBGP into a BIRD switch's kernel FIB, at two reactor speeds.
 
     sudo .venv/bin/python -m bench.bench_injection [--routes 30000] [--replace 1000] [--batch 1000]
-                                                   [--profile DIR] [--exabgp-python PYPY3]
+                                                   [--profile DIR] [--py-spy DIR] [--exabgp-python PYPY3]
 
 Uses the integration lab (two network namespaces, BIRD 2 holding ``routes + replace`` peer
 prefixes with up to three paths each). For the reactor speed ``topfib run`` gives ExaBGP by default
@@ -16,8 +16,9 @@ are the product's (``topfib.controller.exabgp.commands.render_commands``), a nex
 
 With ``--profile DIR`` ExaBGP runs under cProfile (slower: compare its figures only with each
 other); each run's stats go to DIR/exabgp-<label>.prof and the top functions are printed. With
-``--exabgp-python`` ExaBGP (this venv's copy of its package, alone on the path) runs under that
-interpreter instead, e.g. Debian's ``pypy3``.
+``--py-spy DIR`` py-spy samples ExaBGP while it programs (no slow-down; ``pip install py-spy``)
+and its busiest functions are printed. With ``--exabgp-python`` ExaBGP (this venv's copy of its
+package, alone on the path) runs under that interpreter instead, e.g. Debian's ``pypy3``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from pathlib import Path
 import exabgp
 
 import topfib.controller.exabgp.runner
+from bench.sampled_profile import sampled_profile
 from tests.integration.lab import (
     NEXT_HOPS_V4,
     SW_V4,
@@ -50,6 +52,7 @@ from tests.integration.lab import (
 )
 from topfib.controller.config import ExabgpConfig
 from topfib.controller.exabgp.commands import render_commands
+from topfib.controller.exabgp.runner import LAUNCHER
 from topfib.controller.program.plan import Action, Plan, Step
 
 PROGRAM_BAR_S = 5.0
@@ -108,11 +111,15 @@ def commands(verb: str, prefixes: list[str], batch: int) -> list[str]:
 def wrapped_exabgp(directory: Path, label: str, python: str | None,
                    profile: bool) -> Iterator[Path | None]:
     """ExaBGP started by the runner meanwhile runs under ``python`` (None: this interpreter) and,
-    with ``profile``, under cProfile: yields where its stats are written on exit."""
+    with ``profile``, under cProfile: yields where its stats are written on exit. It still goes
+    through topfib's launcher (controller/exabgp/launch.py), as ``topfib run`` starts it."""
     directory.mkdir(parents=True, exist_ok=True)
     stats = directory / f"exabgp-{label.replace(' ', '-')}.prof" if profile else None
-    start = "main()" if stats is None else f"import cProfile; cProfile.run('main()', {str(stats)!r})"
-    code = f"import sys; from exabgp.application.main import main; sys.argv[0] = 'exabgp'; {start}"
+    load = ("import importlib.util as u, sys; "
+            f"s = u.spec_from_file_location('topfib_launch', {str(LAUNCHER)!r}); "
+            "m = u.module_from_spec(s); s.loader.exec_module(m); ")
+    start = ("sys.exit(m.main())" if stats is None
+             else f"import cProfile; cProfile.run('m.main()', {str(stats)!r})")
     environment = ""
     if python is not None:  # only ExaBGP's package on the path: not this venv's CPython modules
         only_exabgp = directory / "exabgp-only"
@@ -122,15 +129,18 @@ def wrapped_exabgp(directory: Path, label: str, python: str | None,
             link.symlink_to(Path(exabgp.__file__).parent)
         environment = f"PYTHONPATH={shlex.quote(str(only_exabgp))} "
     wrapper = directory / "exabgp-wrapped"
-    interpreter = shlex.quote(python or sys.executable)
-    wrapper.write_text(f"#!/bin/sh\n{environment}exec {interpreter} -c {shlex.quote(code)} \"$@\"\n")
+    # -P (as the runner starts it): the current directory must not shadow standard modules;
+    # another interpreter may not know it (PyPy 3.9), and it does not run from the launcher's folder
+    interpreter = shlex.quote(python) if python is not None else f"{shlex.quote(sys.executable)} -P"
+    code = shlex.quote(load + start)
+    wrapper.write_text(f"#!/bin/sh\n{environment}exec {interpreter} -c {code} \"$@\"\n")
     wrapper.chmod(0o755)
-    original = topfib.controller.exabgp.runner.default_exabgp_executable
-    topfib.controller.exabgp.runner.default_exabgp_executable = lambda: str(wrapper)
+    original = topfib.controller.exabgp.runner.default_exabgp_argv
+    topfib.controller.exabgp.runner.default_exabgp_argv = lambda: [str(wrapper)]
     try:
         yield stats
     finally:
-        topfib.controller.exabgp.runner.default_exabgp_executable = original
+        topfib.controller.exabgp.runner.default_exabgp_argv = original
 
 
 def print_profile(stats: Path, top: int = 25) -> None:
@@ -161,7 +171,7 @@ async def timed(lab: Lab, session: ExabgpSession, lines: list[str], expected: se
 
 
 async def measure(lab: Lab, label: str, speed: float | None, routes: int, replace: int,
-                  batch: int, niceness: int) -> Result:
+                  batch: int, niceness: int, samples: Path | None = None) -> Result:
     installed = lab.prefixes_v4[:routes]
     leaving = installed[:replace]
     arriving = lab.prefixes_v4[routes:routes + replace]
@@ -179,8 +189,10 @@ async def measure(lab: Lab, label: str, speed: float | None, routes: int, replac
             raise RuntimeError("no End-of-RIB from the switch")
         if await asyncio.to_thread(fib_prefixes, lab):
             raise RuntimeError("FIB not empty at start")
-        program_s, program_cpu = await timed(lab, session, commands("announce", installed, batch),
-                                             set(installed), 120)
+        where = samples / f"exabgp-{label.replace(' ', '-')}-program.txt" if samples else None
+        with sampled_profile(session.runner.pid, where):
+            program_s, program_cpu = await timed(lab, session, commands("announce", installed, batch),
+                                                 set(installed), 120)
         target = (set(installed) - set(leaving)) | set(arriving)
         # Withdraw first, then announce: the order a capped FIB needs.
         replace_lines = commands("withdraw", leaving, batch) + commands("announce", arriving, batch)
@@ -258,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=1,
                         help="alternate the speeds this often; keep the best")
     parser.add_argument("--profile", type=Path, help="run ExaBGP under cProfile, stats into this directory")
+    parser.add_argument("--py-spy", type=Path, dest="samples",
+                        help="sample ExaBGP with py-spy while it programs, stacks into this directory")
     parser.add_argument("--exabgp-python", help="run ExaBGP under this interpreter (e.g. pypy3)")
     args = parser.parse_args(argv)
     reason = lab_unavailable_reason()
@@ -275,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
                 with (wrapped_exabgp(args.profile or Path(tempfile.mkdtemp()), label, args.exabgp_python,
                                      args.profile is not None)
                       if wrapping else contextlib.nullcontext()) as stats:
-                    results.append(asyncio.run(measure(lab, label, speed, *work)))
+                    results.append(asyncio.run(measure(lab, label, speed, *work, args.samples)))
                 if stats is not None:
                     print_profile(stats)
         baseline, fast = best(baselines), best(fasts)

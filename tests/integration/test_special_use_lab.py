@@ -187,7 +187,7 @@ async def _special_use_never_reaches_the_switch(lab: Lab) -> None:
 
 async def _every_acknowledged_line_is_in_the_fib(lab: Lab) -> None:
     """A line whose last prefix is in 224/4 used to become ipv4/multicast: ExaBGP dropped every
-    prefix on it and still answered ``done``. Now each line names ipv4 unicast."""
+    prefix on it and still answered ``done``. Now such a prefix never ends an ``attributes`` line."""
     ordinary = [p for p in lab.prefixes_v4 if p.endswith("/24")][:3]
     desired = {prefix: NEXT_HOPS_V4[0] for prefix in [*ordinary, "224.0.0.0/4"]}
     rendered = [entry for step in plan(desired, {}).steps for entry in render_step(step, SW_V4)]

@@ -1,7 +1,9 @@
-"""The ExaBGP launcher: the reactor does not sleep in poll() while API commands are queued."""
+"""The ExaBGP launcher: the reactor does not sleep in poll() while API commands are queued, and a
+route handed to ExaBGP is copied without a deep copy when nothing in it is rewritten."""
 
 from __future__ import annotations
 
+import gc
 import select
 import subprocess
 import sys
@@ -13,7 +15,14 @@ from typing import Any
 
 import pytest
 
-from topfib.controller.exabgp.launch import skip_wait_while_api_work_is_queued
+from topfib.controller.exabgp.launch import (
+    COMMAND_STEPS_PER_TURN,
+    GC_FIRST_GENERATION_THRESHOLD,
+    collect_garbage_less_often,
+    copy_routes_without_deep_copy,
+    run_more_command_steps_a_turn,
+    skip_wait_while_api_work_is_queued,
+)
 from topfib.controller.exabgp.runner import LAUNCHER, ExabgpRunner, default_exabgp_argv
 
 loop = pytest.importorskip("exabgp.reactor.loop")
@@ -55,3 +64,80 @@ def test_the_venv_exabgp_runs_through_the_launcher_and_a_configured_one_as_it_is
     # run from its own directory, the launcher must not import controller/selection/select.py as ``select``
     done = subprocess.run([*argv, "version"], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0 and "ExaBGP" in done.stdout, done.stderr
+
+
+@pytest.fixture
+def recorded_remove_self() -> Iterator[list[Any]]:
+    """Neighbor.remove_self replaced by a recorder of what reaches ExaBGP's own path, then wrapped."""
+    from exabgp.bgp.neighbor import Neighbor
+
+    original = Neighbor.remove_self
+    reached: list[Any] = []
+
+    def recorder(neighbor: Any, change: Any) -> Any:
+        reached.append(change)
+        return change
+
+    Neighbor.remove_self = recorder
+    try:
+        assert copy_routes_without_deep_copy()
+        assert copy_routes_without_deep_copy()  # twice: wrapped once only
+        yield reached
+    finally:
+        Neighbor.remove_self = original
+
+
+def _parsed(statements: str) -> list[Any]:
+    """Routes as ExaBGP 5's API parses ``announce ipv4 STATEMENTS``."""
+    from exabgp.configuration.configuration import Configuration
+    from exabgp.environment import getenv
+    from exabgp.logger import log
+
+    log.init(getenv())
+    log.silence()
+    configuration: Any = Configuration([])
+    configuration.static.clear()
+    assert configuration.partial("ipv4", statements, "announce")
+    configuration.scope.to_context()
+    changes: list[Any] = configuration.scope.pop_routes()
+    return changes
+
+
+def test_a_route_with_its_own_next_hop_gets_its_own_nlri_and_shares_its_attributes(
+        recorded_remove_self: list[Any]) -> None:
+    from exabgp.bgp.message import Action
+    from exabgp.bgp.neighbor import Neighbor
+
+    change = _parsed("unicast 10.0.0.0/24 next-hop 192.0.2.1 local-preference 200")[0]
+    change.nlri.action = Action.ANNOUNCE
+    before = (change.index(), change.extensive(), change.attributes.index())
+    copied = Neighbor.remove_self(None, change)
+    assert not recorded_remove_self
+    assert copied is not change and copied.nlri is not change.nlri and copied.attributes is change.attributes
+    assert (copied.index(), copied.extensive(), copied.attributes.index()) == before
+    copied.nlri.action = Action.WITHDRAW  # what ExaBGP does to the copy must not reach the original
+    assert change.nlri.action == Action.ANNOUNCE
+
+
+def test_next_hop_self_and_internal_attributes_take_exabgps_own_path(recorded_remove_self: list[Any]) -> None:
+    from exabgp.bgp.neighbor import Neighbor
+
+    own = _parsed("unicast 10.0.0.0/24 next-hop self")[0]
+    watched = _parsed("unicast 10.0.1.0/24 next-hop 192.0.2.1 watchdog w1")[0]
+    assert Neighbor.remove_self(None, own) is own
+    assert Neighbor.remove_self(None, watched) is watched
+    assert recorded_remove_self == [own, watched]
+
+
+def test_more_command_steps_a_turn_and_fewer_collections_keep_the_older_generations() -> None:
+    from exabgp.reactor.asynchronous import ASYNC
+
+    limit, thresholds = ASYNC.LIMIT, gc.get_threshold()
+    try:
+        assert run_more_command_steps_a_turn()
+        collect_garbage_less_often()
+        assert ASYNC.LIMIT == COMMAND_STEPS_PER_TURN
+        assert gc.get_threshold() == (GC_FIRST_GENERATION_THRESHOLD, *thresholds[1:])
+    finally:
+        ASYNC.LIMIT = limit
+        gc.set_threshold(*thresholds)

@@ -119,7 +119,7 @@ def test_stale_routes_count_against_the_cap_until_the_switch_pruned_them(tmp_pat
         clock = [1000.0]
         ctl = _controller(tmp_path, 120, cap_v4=2, clock=clock)
         async with _running(ctl) as switch:
-            announce_p3 = f"neighbor {NEIGHBOR} announce ipv4 unicast {P3} next-hop {NH2}"
+            announce_p3 = f"neighbor {NEIGHBOR} announce attributes next-hop {NH2} nlri {P3}"
             await _pin(ctl, P1, P2)
             await _session_up(ctl, switch)
             await ctl.tick()
@@ -257,7 +257,7 @@ class CapLoweringSwitch(Switch):
         while line := await self.reader.readline():
             command = line.decode().strip()
             self.commands.append(command)
-            if " announce ipv4 unicast " in command and self.on_first_announce is not None:
+            if " announce attributes " in command and self.on_first_announce is not None:
                 lower, self.on_first_announce = self.on_first_announce, None
                 await lower()
             await self.say("done")

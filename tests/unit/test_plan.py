@@ -17,7 +17,7 @@ NH1, NH2 = "192.0.2.1", "192.0.2.2"
 NH6 = "2001:db8::1"
 
 
-def test_golden_withdraws_first_then_announces_every_prefix_naming_its_family() -> None:
+def test_golden_withdraws_first_then_announces_one_line_per_next_hop() -> None:
     installed = {"198.51.100.0/24": NH1, "203.0.113.0/24": NH1, "2001:db8:9::/48": NH6, "10.0.0.0/8": NH2}
     desired = {
         "203.0.113.0/24": NH2,  # next-hop change: one re-announce
@@ -28,51 +28,48 @@ def test_golden_withdraws_first_then_announces_every_prefix_naming_its_family() 
         "2001:db8:1::/48": NH6,
     }
     assert render_commands(plan(desired, installed), SWITCH) == [
-        "neighbor 10.0.0.2 withdraw ipv4 unicast 198.51.100.0/24",
-        "neighbor 10.0.0.2 withdraw ipv6 unicast 2001:db8:9::/48",
-        "neighbor 10.0.0.2 announce ipv4 unicast 192.0.2.0/24 next-hop 192.0.2.1"
-        " ; unicast 198.18.0.0/15 next-hop 192.0.2.1",
-        "neighbor 10.0.0.2 announce ipv4 unicast 100.64.0.0/10 next-hop 192.0.2.2"
-        " ; unicast 203.0.113.0/24 next-hop 192.0.2.2",
-        "neighbor 10.0.0.2 announce ipv6 unicast 2001:db8:1::/48 next-hop 2001:db8::1",
+        "neighbor 10.0.0.2 withdraw attributes nlri 198.51.100.0/24",
+        "neighbor 10.0.0.2 withdraw attributes nlri 2001:db8:9::/48",
+        "neighbor 10.0.0.2 announce attributes next-hop 192.0.2.1 nlri 192.0.2.0/24 198.18.0.0/15",
+        "neighbor 10.0.0.2 announce attributes next-hop 192.0.2.2 nlri 100.64.0.0/10 203.0.113.0/24",
+        "neighbor 10.0.0.2 announce attributes next-hop 2001:db8::1 nlri 2001:db8:1::/48",
     ]
 
 
 def test_golden_issue_example() -> None:
     first = plan({"198.51.100.0/24": NH1, "203.0.113.0/24": NH1}, {})
     assert render_commands(first, SWITCH) == [
-        "neighbor 10.0.0.2 announce ipv4 unicast 198.51.100.0/24 next-hop 192.0.2.1"
-        " ; unicast 203.0.113.0/24 next-hop 192.0.2.1",
+        "neighbor 10.0.0.2 announce attributes next-hop 192.0.2.1 nlri 198.51.100.0/24 203.0.113.0/24",
     ]
     second = plan({"203.0.113.0/24": NH1}, {"198.51.100.0/24": NH1, "203.0.113.0/24": NH1})
-    assert render_commands(second, SWITCH) == ["neighbor 10.0.0.2 withdraw ipv4 unicast 198.51.100.0/24"]
+    assert render_commands(second, SWITCH) == ["neighbor 10.0.0.2 withdraw attributes nlri 198.51.100.0/24"]
 
 
 def test_golden_a_multicast_first_octet_never_changes_the_family_of_a_line() -> None:
-    """Issue 15: a last prefix in 224.0.0.0/4 used to turn a batched line into ipv4/multicast."""
+    """Issue 15: a last prefix in 224.0.0.0/4 used to turn a batched line into ipv4/multicast: a
+    prefix outside it goes last, and a line with none names the family of each prefix."""
     desired = {"10.0.0.0/8": NH1, "224.0.0.0/4": NH1}
     lines = render_commands(plan(desired, {}), SWITCH)
-    assert lines == [
-        "neighbor 10.0.0.2 announce ipv4 unicast 10.0.0.0/8 next-hop 192.0.2.1"
-        " ; unicast 224.0.0.0/4 next-hop 192.0.2.1",
-    ]
+    assert lines == ["neighbor 10.0.0.2 announce attributes next-hop 192.0.2.1 nlri 224.0.0.0/4 10.0.0.0/8"]
     assert [row[1:4] for line in lines for row in _exabgp_parse(line)] == [
-        ("ipv4", "unicast", "10.0.0.0/8"), ("ipv4", "unicast", "224.0.0.0/4")]
+        ("ipv4", "unicast", "224.0.0.0/4"), ("ipv4", "unicast", "10.0.0.0/8")]
     withdraw = render_commands(plan({}, desired), SWITCH)
-    assert withdraw == ["neighbor 10.0.0.2 withdraw ipv4 unicast 10.0.0.0/8 ; unicast 224.0.0.0/4"]
+    assert withdraw == ["neighbor 10.0.0.2 withdraw attributes nlri 224.0.0.0/4 10.0.0.0/8"]
     assert [row[:4] for row in _exabgp_parse(withdraw[0])] == [
-        ("withdraw", "ipv4", "unicast", "10.0.0.0/8"), ("withdraw", "ipv4", "unicast", "224.0.0.0/4")]
+        ("withdraw", "ipv4", "unicast", "224.0.0.0/4"), ("withdraw", "ipv4", "unicast", "10.0.0.0/8")]
+    only_multicast = render_commands(plan({"224.0.0.0/8": NH1, "239.1.0.0/16": NH1}, {}), SWITCH)
+    assert only_multicast == ["neighbor 10.0.0.2 announce ipv4 unicast 224.0.0.0/8 next-hop 192.0.2.1"
+                              " ; unicast 239.1.0.0/16 next-hop 192.0.2.1"]
+    assert [row[1:4] for row in _exabgp_parse(only_multicast[0])] == [
+        ("ipv4", "unicast", "224.0.0.0/8"), ("ipv4", "unicast", "239.1.0.0/16")]
 
 
 def test_ipv6_neighbor_and_chunking() -> None:
     desired = {f"10.0.{i}.0/24": NH1 for i in range(5)}
     lines = render_commands(plan(desired, {}), "2001:db8::2", chunk=2)
-    hop = " next-hop 192.0.2.1"
-    assert lines == [
-        f"neighbor 2001:db8::2 announce ipv4 unicast 10.0.0.0/24{hop} ; unicast 10.0.1.0/24{hop}",
-        f"neighbor 2001:db8::2 announce ipv4 unicast 10.0.2.0/24{hop} ; unicast 10.0.3.0/24{hop}",
-        f"neighbor 2001:db8::2 announce ipv4 unicast 10.0.4.0/24{hop}",
-    ]
+    head = "neighbor 2001:db8::2 announce attributes next-hop 192.0.2.1 nlri"
+    assert lines == [f"{head} 10.0.0.0/24 10.0.1.0/24", f"{head} 10.0.2.0/24 10.0.3.0/24",
+                     f"{head} 10.0.4.0/24"]
     assert (
         len(render_commands(plan({f"10.{i // 256}.{i % 256}.0/24": NH1 for i in range(2500)}, {}), SWITCH))
         == 3
@@ -83,8 +80,8 @@ def test_render_step_pairs_each_line_with_its_prefixes() -> None:
     step = Step("withdraw", 6, None, ("2001:db8::/48", "2001:db8:1::/48", "2001:db8:2::/48"))
     assert render_step(step, SWITCH, chunk=2) == [
         (("2001:db8::/48", "2001:db8:1::/48"),
-         "neighbor 10.0.0.2 withdraw ipv6 unicast 2001:db8::/48 ; unicast 2001:db8:1::/48"),
-        (("2001:db8:2::/48",), "neighbor 10.0.0.2 withdraw ipv6 unicast 2001:db8:2::/48"),
+         "neighbor 10.0.0.2 withdraw attributes nlri 2001:db8::/48 2001:db8:1::/48"),
+        (("2001:db8:2::/48",), "neighbor 10.0.0.2 withdraw attributes nlri 2001:db8:2::/48"),
     ]
 
 
@@ -156,8 +153,8 @@ def test_a_prefix_of_another_family_than_the_line_is_refused() -> None:
 
 
 def _exabgp_parse(line: str) -> list[tuple[str, str, str, str, str]]:
-    """(action, afi, safi, prefix, next-hop) per NLRI, as ExaBGP 5's API reads ``line`` (the
-    parsing of ``exabgp.reactor.api.API.api_announce_v4``/``_v6``)."""
+    """(action, afi, safi, prefix, next-hop) per NLRI in line order, as ExaBGP 5's API reads
+    ``line`` (the parsing of ``exabgp.reactor.api.API.api_attributes`` or ``api_announce_v4``/``_v6``)."""
     from exabgp.configuration.configuration import Configuration
     from exabgp.environment import getenv
     from exabgp.logger import log
@@ -168,11 +165,14 @@ def _exabgp_parse(line: str) -> list[tuple[str, str, str, str, str]]:
     descriptions, command = extract_neighbors(line)
     assert descriptions == [[f"neighbor {SWITCH}"]]
     action, rest = command.split(" ", 1)
-    section, rest = rest.split(" ", 1)
-    assert section in ("ipv4", "ipv6")
     configuration: Any = Configuration([])
     configuration.static.clear()
-    assert configuration.partial(section, rest, action)
+    if rest.startswith("attributes "):  # the action is ExaBGP's command's, not the parser's
+        assert configuration.partial("static", rest)
+    else:
+        section, rest = rest.split(" ", 1)
+        assert section in ("ipv4", "ipv6")
+        assert configuration.partial(section, rest, action)
     assert not configuration.scope.location()
     configuration.scope.to_context()
     changes = configuration.scope.pop_routes()

@@ -55,12 +55,11 @@ def test_each_prefix_changes_once_and_a_next_hop_change_is_one_announce(
         if step.action == "announce":
             assert all(desired[p] == step.next_hop for p in step.prefixes)
     lines = render_commands(result, "10.0.0.2", chunk=3)
-    statements = [part.split() for line in lines for part in line.split(" ; ")]
-    assert [words[-1] if words[-2] == "unicast" else words[-3] for words in statements] == touched
-    for line in lines:  # every prefix names its line's family, which is the prefix's own
-        family = line.split()[3]
-        assert family == ("ipv6" if ":" in line.split()[5] else "ipv4")
-        assert all(" unicast " in f" {part} " for part in line.split(" ; "))
+    parsed = [row for line in lines for row in _exabgp_parse(line)]
+    assert [row[3] for row in parsed] == touched  # no 224/4 prefix here: lines keep the plan's order
+    for action, afi, safi, prefix, _ in parsed:  # every prefix is the unicast of its own family
+        assert (afi, safi) == ("ipv6" if ":" in prefix else "ipv4", "unicast")
+        assert action == ("withdraw" if prefix in installed and prefix not in desired else "announce")
 
 
 # IPv4 prefixes with many in 224.0.0.0/4 (ExaBGP reads a first octet 224–239 as multicast) and IPv6
@@ -87,7 +86,7 @@ def test_exabgp_reads_every_rendered_prefix_as_the_unicast_of_its_family(
     lines = [entry for step in result.steps for entry in render_step(step, "10.0.0.2", chunk)]
     for prefixes, line in lines:
         parsed = _exabgp_parse(line)
-        assert [row[3] for row in parsed] == list(prefixes)
+        assert sorted(row[3] for row in parsed) == sorted(prefixes)  # a 224/4 prefix may move up
         for row in parsed:
             assert row[:3] == (action, "ipv6" if ":" in row[3] else "ipv4", "unicast")
     assert sorted(p for prefixes, _ in lines for p in prefixes) == sorted(fib)

@@ -217,7 +217,7 @@ def test_a_prefix_losing_its_last_path_is_withdrawn_without_a_loop_iteration(tmp
             loops = ctl.selection
             await switch.say(_withdraw((P2, 1)))
             assert await _wait(lambda: P2 not in ctl.installed), "never withdrawn"
-            assert switch.commands == [f"neighbor {NEIGHBOR} withdraw ipv4 unicast {P2}"]
+            assert switch.commands == [f"neighbor {NEIGHBOR} withdraw attributes nlri {P2}"]
             assert ctl.selection is loops  # no selection ran for it
             assert ctl.installed == {P1: NH1, P3: NH2}
 
@@ -236,7 +236,7 @@ def test_a_moved_best_path_is_re_pointed_once_the_burst_settles_and_never_if_the
             await switch.say(_withdraw((P1, 1)))
             assert await _wait(lambda: ctl.installed.get(P1) == NH2), "never re-pointed"
             assert 0.04 <= time.monotonic() - began < 0.25
-            assert switch.commands == [f"neighbor {NEIGHBOR} announce ipv4 unicast {P1} next-hop {NH2}"]
+            assert switch.commands == [f"neighbor {NEIGHBOR} announce attributes next-hop {NH2} nlri {P1}"]
             switch.commands.clear()
             # P1 back on NH1 (best again, NH2 still alive): re-pointed after 0.3 s of quiet
             began = time.monotonic()
@@ -450,7 +450,7 @@ def test_a_refused_clear_keeps_programming_back(tmp_path: Path) -> None:
             switch.refuse.clear()
             switch.commands.clear()
             await ctl.tick()  # the clear again first, confirmed now, then the plan
-            announce = f"neighbor {NEIGHBOR} announce ipv4 unicast {P1} next-hop {NH1}"
+            announce = f"neighbor {NEIGHBOR} announce attributes next-hop {NH1} nlri {P1}"
             assert switch.commands == [CLEAR, announce]
             assert ctl.installed == {P1: NH1}
 

@@ -48,15 +48,12 @@ def test_an_error_for_one_prefix_leaves_only_that_prefix_uninstalled(tmp_path: P
                 await ctl.store.set_pin(Pin(prefix=prefix, by="op", since=0.0))
             await ctl.tick()
             # the refused line is sent again a prefix a line: only the refused prefix is left out
-            one = f"unicast {{}} next-hop {NH1}"
-            assert switch.commands == [
-                f"neighbor {NEIGHBOR} announce ipv4 " + " ; ".join(one.format(p) for p in (P1, P2, P3)),
-                *(f"neighbor {NEIGHBOR} announce ipv4 " + one.format(p) for p in (P1, P2, P3)),
-            ]
+            head = f"neighbor {NEIGHBOR} announce attributes next-hop {NH1} nlri"
+            assert switch.commands == [f"{head} {P1} {P2} {P3}", *(f"{head} {p}" for p in (P1, P2, P3))]
             assert ctl.installed == {P1: NH1, P3: NH1}
             await ctl.tick()  # tried again at the next iteration, never counted as installed
             assert P2 not in ctl.installed
-            assert switch.commands[-1] == f"neighbor {NEIGHBOR} announce ipv4 unicast {P2} next-hop {NH1}"
+            assert switch.commands[-1] == f"neighbor {NEIGHBOR} announce attributes next-hop {NH1} nlri {P2}"
 
     asyncio.run(scenario())
 
@@ -102,7 +99,7 @@ class DownBeforeAckSwitch(Switch):
         while line := await self.reader.readline():
             command = line.decode().strip()
             self.commands.append(command)
-            if " announce ipv4 " in command and len(self.commands) == 1:
+            if " announce attributes " in command and len(self.commands) == 1:
                 await self.say(_state("down"))
             await self.say("done")
 
@@ -115,7 +112,7 @@ def test_an_ack_after_the_session_ended_is_never_counted_as_installed(tmp_path: 
             assert await _wait(ctl.ready_to_program)
             await ctl.store.set_pin(Pin(prefix=P1, by="op", since=0.0))
             await ctl.tick()
-            assert switch.commands == [f"neighbor {NEIGHBOR} announce ipv4 unicast {P1} next-hop {NH1}"]
+            assert switch.commands == [f"neighbor {NEIGHBOR} announce attributes next-hop {NH1} nlri {P1}"]
             assert ctl.session.state == "down"
             assert ctl.installed == {}, "a route acked after the session ended counted as installed"
             # ExaBGP holds it in its adj-rib-out: forgotten before the next session is programmed

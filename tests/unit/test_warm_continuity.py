@@ -40,7 +40,7 @@ class SessionDropSwitch(Switch):
         while line := await self.reader.readline():
             command = line.decode().strip()
             self.commands.append(command)
-            if " announce ipv4 " in command:
+            if " announce attributes " in command:
                 await self.say(_state("down"))
             await self.say("done")
 
@@ -77,7 +77,7 @@ def test_the_carried_fib_stays_when_programming_did_not_complete(tmp_path: Path)
             assert await _wait(ctl.ready_to_program)
             await ctl.store.set_pin(Pin(prefix=P1, by="op", since=0.0))
             await ctl.tick()
-            assert any(f" {P1} " in command for command in switch.commands)
+            assert any(f" {P1} " in f"{command} " for command in switch.commands)
             assert ctl.installed == {}
             assert set(ctl.continuity_routes()) == {CARRIED_ROUTE}, "a failed programming dropped it"
 
