@@ -26,7 +26,7 @@ from bench.bench_collector import WORKDIR, send
 from bench.bench_tables import bench_table, load_traffic
 from bench.daemon_cpu import CLK_TCK, NICE
 from bench.gen_traffic import AGENTS, Traffic
-from bench.topfib_daemons import TopfibRun
+from bench.topfib_daemons import TopfibRun, accounted
 
 
 @dataclass(frozen=True)
@@ -70,15 +70,17 @@ def thread_times(pid: int) -> dict[int, ThreadTimes]:
 
 def measure(topfib: TopfibRun, traffic: Traffic, rate: float, passes: int) -> None:
     """One stream of ``passes`` over ``traffic`` at ``rate``: each busy thread's share."""
+    counted = accounted(topfib.metrics())
     before = thread_times(topfib.pid)
     started = time.monotonic()
     sent, achieved = send(traffic, topfib.sflow_port, rate, passes)
     time.sleep(1.0)  # the last hand-over (0.5 s) and its accounting
     after = thread_times(topfib.pid)
+    lost = 1.0 - (accounted(topfib.metrics()) - counted) / sent
     per_million = 1e6 / sent
     print(
         f"sent {sent:,} samples at {achieved:,.0f}/s in {time.monotonic() - started:.1f} s; "
-        f"load average {os.getloadavg()[0]:.2f}"
+        f"loss {100 * lost:.3f} %; load average {os.getloadavg()[0]:.2f}"
     )
     total = 0.0
     for tid, now in sorted(after.items()):
