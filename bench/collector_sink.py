@@ -31,7 +31,7 @@ from topfib.collector.accounting.flow_gate import FlowGate, SwitchFlowSources
 from topfib.collector.accounting.pipeline import Collector
 from topfib.collector.accounting.prefix_rates import PrefixRates
 from topfib.collector.common.metrics import Registry
-from topfib.collector.flow.receiver import FlowReceiver
+from topfib.collector.flow.receiver import FLUSH_INTERVAL_S, FlowReceiver
 from topfib.collector.rib.lpm import LpmTable
 from topfib.collector.sflow.fast import FastSflowDecoder
 
@@ -78,7 +78,7 @@ def main() -> int:
     parser.add_argument("--half-life", type=float, default=1e9)
     parser.add_argument("--v4-table", type=Path, default=V4_TABLE)
     parser.add_argument("--v6-table", type=Path, default=V6_TABLE)
-    parser.add_argument("--flush-interval", type=float, default=0.05)
+    parser.add_argument("--flush-interval", type=float, default=FLUSH_INTERVAL_S)
     parser.add_argument(
         "--switch-interval", type=float, default=0.0, help="sys.setswitchinterval (0: Python's default)"
     )

@@ -1,7 +1,7 @@
 """From decoded sample batches to per-prefix rates: agent → switch, prefix lookup, accounting.
 
 :class:`Collector` is the pure core of the sFlow service: the listener feeds it datagrams and
-calls :meth:`Collector.flush` every few tens of milliseconds; everything here is computation on
+calls :meth:`Collector.flush` every half second or so; everything here is computation on
 the batch plus counters, with ``now`` passed in.
 
 Metrics (all counters):

@@ -46,14 +46,26 @@ _DRAIN_LIMIT = 4096  # datagrams per socket per wake-up, so one busy socket cann
 _SOCKET_DROPS_PERIOD_S = 5.0
 _RECV_BATCH = 1024  # datagrams per recvmmsg: 9.4 MB of buffers per socket, 4 GIL round trips per drain
 _MERGE_SAMPLES = 65536  # most samples merged into one accounting call
+# Hand-overs: each accounting call has a fixed cost far above its ~0.3 ms of numpy calls measured
+# alone (in `topfib run` the call runs with caches the listener and the other threads cooled, and
+# wakes a thread): at 10⁵ samples/s the accounting thread cost 0.55 CPU-s per 10⁶ samples with
+# 50-ms batches, 0.33 with 0.2-s ones, 0.23 with 0.5-s ones, and the listener less too. Half a
+# second delays nothing that matters: rates decay over 30 s, and a matrix interval (60 s by default) may get
+# up to that much of the previous one's last traffic. At high rates the datagram count hands over
+# first (8192 datagrams: ~57k samples, 57 ms at 10⁶ samples/s).
+FLUSH_INTERVAL_S = 0.5
+FLUSH_DATAGRAMS = 8192
 # Wake-up coalescing: after a drain that got fewer than _LINGER_BELOW datagrams, the thread waits
-# up to _MAX_LINGER_S before polling again, so that at 10⁴ datagrams/s each wake-up (poll,
-# recvmmsg, decoder call, GIL hand-offs: ~5 µs of fixed cost) reads tens of datagrams, not one or
-# two. The wait is also kept under a quarter of what the smallest receive buffer holds at
-# _PEAK_QUEUE_BYTES_PER_S (10⁶ samples/s of 7-sample datagrams, each charged 2.3 kB by the kernel),
-# so it cannot overflow a buffer that would not overflow anyway.
-_LINGER_BELOW = 64
-_MAX_LINGER_S = 0.002
+# up to _MAX_LINGER_S before polling again, so that each wake-up reads tens of datagrams, not one or
+# two. A wake-up costs far more in service than its ~7 µs of Python (poll, recvmmsg, decoder call):
+# ~0.1 ms a wake-up of ~30 datagrams measured in `topfib run` at 10⁵ samples/s (context switches,
+# GIL hand-offs, caches the other threads cooled); a 2-ms linger made ~440 wake-ups a second there,
+# a 4-ms one half as many. The wait is also kept under a quarter of what the smallest receive buffer
+# holds at _PEAK_QUEUE_BYTES_PER_S (10⁶ samples/s of 7-sample datagrams, each charged 2.3 kB by the
+# kernel; poll rounds it up to whole milliseconds), so it cannot overflow a buffer that would not
+# overflow anyway.
+_LINGER_BELOW = 256
+_MAX_LINGER_S = 0.005
 _PEAK_QUEUE_BYTES_PER_S = 330e6
 
 
@@ -141,8 +153,8 @@ class FlowReceiver:
         listen: list[str],
         receive_buffer_bytes: int = 32 * 1024 * 1024,
         clock: Callable[[], float] = time.monotonic,
-        flush_interval_s: float = 0.05,
-        flush_datagrams: int = 4096,
+        flush_interval_s: float = FLUSH_INTERVAL_S,
+        flush_datagrams: int = FLUSH_DATAGRAMS,
         max_queued_batches: int = 64,
         gil_switch_interval_s: float | None = 0.001,
         registry: Registry = REGISTRY,
