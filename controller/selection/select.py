@@ -17,11 +17,11 @@ so the result does not depend on mapping order (active and standby agree).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from itertools import compress, repeat
 from math import isnan
-from operator import attrgetter, is_, itemgetter, le, not_
+from operator import attrgetter, is_, is_not, itemgetter, le, not_
 from typing import cast
 
 from topfib.collector.common.prefixes import prefix_sort_key
@@ -49,7 +49,9 @@ __all__ = [
     "Selection",
     "SelectionPolicy",
     "UnitCache",
+    "answer_ahead",
     "select",
+    "unanswered",
 ]
 
 
@@ -95,14 +97,14 @@ _NO_PATH = "no peer path"
 _new_answer = partial(tuple.__new__, RequestAnswer)  # RequestAnswer(*fields), in C
 
 
-def _outcomes(fib: FibDraft, matches: list[Match]) -> dict[Match, Outcome | None]:
+def _outcomes(next_hop_of: Callable[[str], str | None], matches: list[Match]) -> dict[Match, Outcome | None]:
     """Per distinct longest match: the outcome of its requests (expiry aside) when it does not
     depend on what was placed before them, None when they have a live route to place."""
     outcomes: dict[Match, Outcome | None] = {}
     for match in set(matches):
         if match is Unresolvable.INVALID:  # the API validates addresses; a stray one must not stop selection
             outcomes[match] = _INVALID
-        elif match is None or fib.next_hop_of(match) is None:
+        elif match is None or next_hop_of(match) is None:
             outcomes[match] = ("no-route", match, _NO_PATH)
         else:
             outcomes[match] = None
@@ -140,6 +142,34 @@ def _place_requests(
     return tuple(answers)
 
 
+def _unplaced(
+    cache: UnitCache, rib: RibView, given: list[OnDemandRequest], now: float
+) -> tuple[list[str], list[str], list[Match], list[Outcome | None]]:
+    """(addresses, request ids, longest matches, outcomes) of ``given``: the outcome of each
+    request that does not depend on placement (expired, invalid address, no route), None for
+    those with a live route to place."""
+    ips = list(map(_IP, given))
+    request_ids = list(map(_REQUEST_ID, given))
+    if any(map(le, map(_EXPIRES_AT, given), repeat(now))):  # rare: the mirror drops them on time
+        expired = list(map(le, map(_EXPIRES_AT, given), repeat(now)))
+        active = list(compress(range(len(given)), map(not_, expired)))  # only these are looked up
+        matches: list[Match] = [None] * len(given)
+        for index, match in zip(active, cache.addresses.resolve(rib, [ips[i] for i in active], prune=False),
+                                strict=True):
+            matches[index] = match
+        outcomes = list(map(_outcomes(cache.next_hop, matches).__getitem__, matches))
+        outcomes = [_EXPIRED if gone else outcome for outcome, gone in zip(outcomes, expired, strict=True)]
+    else:
+        matches = cache.addresses.resolve(rib, ips, prune=False)
+        outcomes = list(map(_outcomes(cache.next_hop, matches).__getitem__, matches))
+    return ips, request_ids, matches, outcomes
+
+
+def _answers(ips: list[str], request_ids: list[str], outcomes: list[Outcome]) -> list[RequestAnswer]:
+    statuses, prefixes, reasons = (map(itemgetter(field), outcomes) for field in range(3))
+    return list(map(_new_answer, zip(ips, statuses, prefixes, reasons, request_ids, strict=True)))
+
+
 def _answer_all(fib: FibDraft, given: list[OnDemandRequest], now: float) -> list[RequestAnswer]:
     """Fresh answers to ``given``, in that order; requests with a live route placed newest first.
 
@@ -148,20 +178,7 @@ def _answer_all(fib: FibDraft, given: list[OnDemandRequest], now: float) -> list
     the same calls to ``try_install`` in the same order as placing them all would. The rest is
     C-level maps (the longest matches are the :class:`UnitCache`'s).
     """
-    ips = list(map(_IP, given))
-    request_ids = list(map(_REQUEST_ID, given))
-    if any(map(le, map(_EXPIRES_AT, given), repeat(now))):  # rare: the mirror drops them on time
-        expired = list(map(le, map(_EXPIRES_AT, given), repeat(now)))
-        active = list(compress(range(len(given)), map(not_, expired)))  # only these are looked up
-        matches: list[Match] = [None] * len(given)
-        for index, match in zip(active, fib.cache.addresses.resolve(fib.rib, [ips[i] for i in active],
-                                                                    prune=False), strict=True):
-            matches[index] = match
-        outcomes = list(map(_outcomes(fib, matches).__getitem__, matches))
-        outcomes = [_EXPIRED if gone else outcome for outcome, gone in zip(outcomes, expired, strict=True)]
-    else:
-        matches = fib.cache.addresses.resolve(fib.rib, ips, prune=False)
-        outcomes = list(map(_outcomes(fib, matches).__getitem__, matches))
+    ips, request_ids, matches, outcomes = _unplaced(fib.cache, fib.rib, given, now)
     live = list(compress(range(len(given)), map(is_, outcomes, repeat(None))))
     if live:
         created = list(map(_CREATED_AT, given))
@@ -179,9 +196,29 @@ def _answer_all(fib: FibDraft, given: list[OnDemandRequest], now: float) -> list
         prefix = cast(str, matches[index])
         installed, why_not = fib.try_install(prefix, "request")
         outcomes[index] = ("installed", prefix, "") if installed else ("rejected", prefix, why_not)
-    done = cast(list[Outcome], outcomes)
-    statuses, prefixes, reasons = (map(itemgetter(field), done) for field in range(3))
-    return list(map(_new_answer, zip(ips, statuses, prefixes, reasons, request_ids, strict=True)))
+    return _answers(ips, request_ids, cast(list[Outcome], outcomes))
+
+
+def unanswered(cache: UnitCache, requests: list[OnDemandRequest], now: float) -> list[OnDemandRequest]:
+    """The requests of ``requests`` (active at ``now``) whose answer the cache does not keep."""
+    return list(compress(requests, map(is_, cache.answers.lookup(requests, now), repeat(None))))
+
+
+def answer_ahead(cache: UnitCache, rib: RibView, requests: list[OnDemandRequest], now: float) -> None:
+    """Ahead of a selection on ``rib``: keep the answers of ``requests`` that no placement
+    changes (no route) in ``cache``, as the selection would, so that it reuses them.
+
+    For a caller that spreads the answers to thousands of new requests (~5 µs each) over several
+    turns of an event loop it shares, rather than leave them all to one selection. Valid under the
+    cache's rule: every RIB change until that selection reaches :meth:`UnitCache.forget` first.
+    """
+    cache.bind(rib)
+    ips, request_ids, _, outcomes = _unplaced(cache, rib, requests, now)
+    unplaceable = list(map(is_not, outcomes, repeat(None)))
+    if any(unplaceable):
+        done = cast(list[Outcome], list(compress(outcomes, unplaceable)))
+        answers = _answers(list(compress(ips, unplaceable)), list(compress(request_ids, unplaceable)), done)
+        cache.answers.remember(list(compress(requests, unplaceable)), answers)
 
 
 def _keep_dwelling(fib: FibDraft, min_dwell_s: float) -> None:

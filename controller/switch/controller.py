@@ -44,6 +44,7 @@ from topfib.controller.selection.select import (
 from topfib.controller.selection.snapshot_json import SelectionJson
 from topfib.controller.selection.unit_cache import UnitCache
 from topfib.controller.state.store import Store, StoreUnavailable
+from topfib.controller.switch.answer_ahead import answer_new_requests
 from topfib.controller.switch.continuity import Continuity
 from topfib.controller.switch.fast_request import RequestFastPath
 from topfib.controller.switch.ingest import ExabgpIngest
@@ -353,16 +354,16 @@ class SwitchController:
         wall_now = self._wall_clock()
         self.continuity.expire(wall_now)
         await self._refresh_policy()
-        _, pins = await self.inputs.read(wall_now)
+        requests, pins = await self.inputs.read(wall_now)
         inputs = self._selection_inputs(pins)
         if self.selection is not None and not self.schedule.gate.needed(inputs, now):
             _m_skipped.inc(switch=self.name)
             self._prune_rates(now)
             return
         self.schedule.gate.selected(inputs, now)
-        # the API's turn between reading the inputs and selecting (each holds the shared event loop
-        # for milliseconds with tens of thousands of requests; a store over the network yields anyway)
-        await asyncio.sleep(0)
+        # the API's turns between reading the inputs and selecting: new requests are answered in
+        # slices (thousands a second would hold the shared event loop for tens of ms in one go)
+        await answer_new_requests(self._unit_cache, self.route_view, self.rib_lock, requests, wall_now)
         # taken before the selection reads the RIB (no await until it has): see below
         switch_table_in = self.sessions.switch_table_in()
         with self.rib_lock:
