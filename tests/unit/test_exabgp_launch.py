@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import select
+import shutil
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from topfib.controller.exabgp import launch
 from topfib.controller.exabgp.launch import (
     COMMAND_STEPS_PER_TURN,
     GC_FIRST_GENERATION_THRESHOLD,
@@ -135,9 +137,71 @@ def test_more_command_steps_a_turn_and_fewer_collections_keep_the_older_generati
     limit, thresholds = ASYNC.LIMIT, gc.get_threshold()
     try:
         assert run_more_command_steps_a_turn()
-        collect_garbage_less_often()
+        assert collect_garbage_less_often()
         assert ASYNC.LIMIT == COMMAND_STEPS_PER_TURN
         assert gc.get_threshold() == (GC_FIRST_GENERATION_THRESHOLD, *thresholds[1:])
     finally:
         ASYNC.LIMIT = limit
         gc.set_threshold(*thresholds)
+
+
+def test_an_interpreter_without_gc_thresholds_keeps_its_collector(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(launch, "gc", SimpleNamespace(collect=gc.collect))  # PyPy's gc has no thresholds
+    thresholds = gc.get_threshold()
+    assert not collect_garbage_less_often()
+    assert gc.get_threshold() == thresholds
+
+
+@pytest.fixture
+def hooks_restored() -> Iterator[None]:
+    from exabgp.bgp.neighbor import Neighbor
+    from exabgp.reactor.asynchronous import ASYNC
+    from exabgp.rib.outgoing import OutgoingRIB
+
+    wait, remove_self, updates = loop.Reactor._wait_for_io, Neighbor.remove_self, OutgoingRIB.updates
+    limit, thresholds = ASYNC.LIMIT, gc.get_threshold()
+    try:
+        yield
+    finally:
+        loop.Reactor._wait_for_io, Neighbor.remove_self, OutgoingRIB.updates = wait, remove_self, updates
+        ASYNC.LIMIT = limit
+        gc.set_threshold(*thresholds)
+
+
+@pytest.mark.usefixtures("hooks_restored")
+def test_main_installs_every_hook_before_exabgps_main_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    import exabgp.application.main
+    from exabgp.bgp.neighbor import Neighbor
+    from exabgp.reactor.asynchronous import ASYNC
+    from exabgp.rib.outgoing import OutgoingRIB
+
+    def installed() -> list[bool]:
+        return [getattr(loop.Reactor._wait_for_io, "skips_queued_wait", False),
+                getattr(Neighbor.remove_self, "copies_nlri_only", False),
+                getattr(OutgoingRIB.updates, "sends_latest_only", False),
+                ASYNC.LIMIT == COMMAND_STEPS_PER_TURN, gc.get_threshold()[0] == GC_FIRST_GENERATION_THRESHOLD]
+
+    assert not any(installed())
+    seen: list[list[bool]] = []
+
+    def exabgp_main() -> int:
+        seen.append(installed())
+        return 3
+
+    monkeypatch.setattr(exabgp.application.main, "main", exabgp_main)
+    monkeypatch.setattr(sys, "argv", ["launch.py", "version"])
+    assert launch.main() == 3
+    assert seen == [[True] * 5]
+    assert sys.argv == ["exabgp", "version"]
+
+
+@pytest.mark.skipif(shutil.which("pypy3") is None, reason="no pypy3 on this machine")
+def test_the_launcher_runs_exabgp_under_pypy(tmp_path: Path) -> None:
+    """As ``bench_injection --exabgp-python pypy3`` runs it: ExaBGP's package alone on the path."""
+    (tmp_path / "exabgp").symlink_to(Path(loop.__file__).parent.parent)
+    code = ("import importlib.util as u, sys; "
+            f"s = u.spec_from_file_location('topfib_launch', {str(LAUNCHER)!r}); "
+            "m = u.module_from_spec(s); s.loader.exec_module(m); sys.exit(m.main())")
+    done = subprocess.run(["pypy3", "-c", code, "version"], capture_output=True, text=True, timeout=120,
+                          check=False, env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0 and "PyPy" in done.stdout, done.stderr
