@@ -11,7 +11,11 @@ selection has the request among its inputs and places it before TopN, so it keep
   makes room: the one the next selection drops first (one outside its dwell time before one
   inside it, then the lowest score, then the last in prefix order). Never a pin, a request or a
   dependency, nor a route with more-specifics in the RIB (it may have dependencies) or inside
-  another desired route (without it, its traffic would follow that cover).
+  another desired route (without it, its traffic would follow that cover). While the switch
+  itself is full (a programming run has yet to withdraw what the selection dropped), only an
+  installed TopN route makes room: one the selection wanted but the switch does not hold frees
+  no slot there, and the announce would be trimmed to the cap (the request then waited for the
+  next selection and its programming: half of bench.soak's requests did).
 
 Anything else waits for the full selection. :class:`RequestFastPath` withdraws the routes making
 room, and only once ExaBGP confirmed that announces the admitted prefixes (still trimmed to the caps).
@@ -159,22 +163,28 @@ def fast_admissions(
     unusable: Collection[str] = (),
     answered: Collection[str] = (),
     routes_index: _RoutesIndex | None = None,
+    installed: Collection[str] | None = None,
 ) -> FastPlan:
     """The requests of ``requests`` that may be installed at once, newest first.
 
     ``routes``: the last selection's desired FIB (requests in it are answered already);
     ``held``: what the switch may hold from topfib (installed and stale); ``now``: wall clock;
     ``answered``: the addresses the last selection answered (a new request is none of them);
-    ``routes_index``: kept by the caller across calls on the same ``routes``.
+    ``routes_index``: kept by the caller across calls on the same ``routes``;
+    ``installed``: the held prefixes a withdraw removes (None: all of them; not the stale ones).
     """
     caps = policy.caps()
+    withdrawable = held if installed is None else installed
     # The room taken: what the switch may hold and what the selection wants, which a programming
-    # run under way may not have installed yet (its room is spoken for).
+    # run under way may not have installed yet (its room is spoken for); and what the switch may
+    # hold alone (a victim it does not hold makes no room there).
     index = (routes_index or _RoutesIndex()).of(routes)
     used = index.used(policy)
+    on_switch = dict.fromkeys(caps, 0)
     for held_prefix in held:
+        held_table = policy.table_of(held_prefix)
+        on_switch[held_table] = on_switch.get(held_table, 0) + 1
         if held_prefix not in routes:
-            held_table = policy.table_of(held_prefix)
             used[held_table] = used.get(held_table, 0) + 1
     evictable: list[SelectedRoute] | None = None  # worked out only when a table is full
     admitted: list[FastAdmission] = []
@@ -197,19 +207,25 @@ def fast_admissions(
         displaces: str | None = None
         table = policy.table_of(prefix)
         if prefix not in held:  # a held (stale) prefix is replaced in place
-            if used.get(table, 0) < caps.get(table, 0):
+            cap = caps.get(table, 0)
+            if used.get(table, 0) < cap:
                 used[table] = used.get(table, 0) + 1
+                on_switch[table] = on_switch.get(table, 0) + 1
             else:
                 if evictable is None:
                     evictable = _drop_order(index, policy, now)
+                switch_full = on_switch.get(table, 0) >= cap
                 # checked lazily: a RIB look-up per candidate, and the first usually qualifies
                 victim = next((r for r in evictable if policy.table_of(r.prefix) == table
+                               and (not switch_full or r.prefix in withdrawable)
                                and _displaceable(r, index.keys, rib)), None)
                 if victim is None:
                     left |= new
                     continue
                 evictable.remove(victim)
                 displaces = victim.prefix
+                if displaces not in withdrawable:  # the switch takes one more
+                    on_switch[table] = on_switch.get(table, 0) + 1
         seen.add(prefix)
         admitted.append(FastAdmission(prefix, best.next_hop, displaces))
     return FastPlan(admitted, left)
@@ -298,7 +314,7 @@ class RequestFastPath:
             with self._rib_lock:
                 fast = fast_admissions(requests, selection.routes, programmer.held(), self._route_view,
                                        self._policy(), wall_now, UNUSABLE_NEXT_HOPS, self._answered[1],
-                                       self._routes_index)
+                                       self._routes_index, programmer.installed)
             admitted = fast.admitted
             if not admitted:  # none to announce: the selection is needed only for what it was left
                 # (a request the current selection placed already needs none: 25 a second in
