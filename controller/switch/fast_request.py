@@ -114,7 +114,7 @@ class _RoutesIndex:
         return self
 
     def follow(self, old: Mapping[str, SelectedRoute], new: Mapping[str, SelectedRoute],
-               removed: Collection[str], added: Iterable[str]) -> None:
+               removed: Collection[str], added: Collection[str]) -> None:
         """``new`` is ``old`` less ``removed`` plus ``added``, requests (a fast admission)."""
         if old is self._routes:
             self.keys.difference_update(map(split_prefix, removed))
@@ -337,7 +337,7 @@ class RequestFastPath:
                 prefix, next_hop = admission.prefix, admission.next_hop
                 route = new_route(prefix, next_hop, "request", wall_now, 0.0)
                 routes[prefix] = route
-            self._routes_index.follow(selection.routes, routes, victims, (a.prefix for a in admitted))
+            self._routes_index.follow(selection.routes, routes, victims, [a.prefix for a in admitted])
             self._set_selection(replace(selection, routes=routes))  # the next selection's incumbents
             announces = programmer.within_caps([step for step in changes.steps if step.action == "announce"])
             if not announces or not await programmer.send_steps(announces):

@@ -143,6 +143,14 @@ def test_inside_another_by_integer_masks_agrees_with_ipaddress_and_the_index_fol
     index.follow(routes, moved, {removed}, [added])
     rebuilt = _RoutesIndex().of(moved)
     assert index.of(moved).keys == rebuilt.keys and index.topn_by_score == rebuilt.topn_by_score
+    # a second admission with room (nothing removed): the room counts follow as well (a generator
+    # of the added prefixes was spent by the keys before the counts saw it: each fast admission went
+    # uncounted until the next selection, and the next one found room the switch did not have)
+    grown = moved | {ordered[201]: _route(ordered[201], "request")}
+    index.follow(moved, grown, set(), [ordered[201]])
+    policy = SelectionPolicy(cap_ipv4=1000, cap_ipv6=1000)
+    assert index.of(grown).used(policy) == _RoutesIndex().of(grown).used(policy)
+    assert sum(index.used(policy).values()) == len(grown)
 
 
 
