@@ -27,10 +27,11 @@ import asyncio
 import logging
 import threading
 from collections import Counter
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
+from operator import attrgetter
 
-from topfib.collector.common.prefixes import IPV4, V4_BITS, V6_BITS, prefix_sort_key, split_prefix
+from topfib.collector.common.prefixes import IPV4, V4_BITS, V6_BITS, split_prefix
 from topfib.collector.rib.rib import Rib
 from topfib.controller.program.plan import plan
 from topfib.controller.selection.model import (
@@ -74,6 +75,7 @@ class FastAdmission:
     displaces: str | None
 
 
+_SCORE = attrgetter("score")
 # Which table a prefix takes when /24s have one of their own (SelectionPolicy.table_of's rule).
 _SPLIT_TABLES = SelectionPolicy(cap_ipv4=1, cap_ipv6=1, cap_ipv4_24=1)
 
@@ -103,11 +105,12 @@ class _RoutesIndex:
         return used
 
     def of(self, routes: Mapping[str, SelectedRoute]) -> _RoutesIndex:
-        if routes is not self._routes:
-            self.keys = {split_prefix(prefix) for prefix in routes}
+        if routes is not self._routes:  # after each selection: the first admission waits for it
+            keyed = {prefix: split_prefix(prefix) for prefix in routes}  # prefix_sort_key's order too
+            self.keys = set(keyed.values())
             topn = [route for route in routes.values() if route.reason == "topn"]
-            topn.sort(key=lambda route: prefix_sort_key(route.prefix), reverse=True)
-            topn.sort(key=lambda route: route.score)
+            topn.sort(key=lambda route: keyed[route.prefix], reverse=True)
+            topn.sort(key=_SCORE)
             self.topn_by_score = topn
             self._tables = Counter(map(_SPLIT_TABLES.table_of, routes))
             self._routes = routes
@@ -136,15 +139,14 @@ def _inside_another(prefix: str, keys: set[tuple[int, int, int]]) -> bool:
     return False
 
 
-def _drop_order(index: _RoutesIndex, policy: SelectionPolicy, now: float) -> list[SelectedRoute]:
+def _drop_order(index: _RoutesIndex, policy: SelectionPolicy, now: float) -> Iterator[SelectedRoute]:
     """The selection's TopN routes (installed or still to be) in the order the next selection
     would drop them (first: first dropped): one outside its dwell time before one inside it, then
-    the lowest score, then the last prefix."""
-    outside: list[SelectedRoute] = []
-    dwelling: list[SelectedRoute] = []
-    for route in index.topn_by_score:
-        (dwelling if now - route.since < policy.min_dwell_s else outside).append(route)
-    return outside + dwelling
+    the lowest score, then the last prefix. Lazily: the first usually makes room, and a full
+    table's thousand routes cost a fifth of a millisecond to partition per admission."""
+    dwell = policy.min_dwell_s
+    yield from (route for route in index.topn_by_score if now - route.since >= dwell)
+    yield from (route for route in index.topn_by_score if now - route.since < dwell)
 
 
 def _displaceable(route: SelectedRoute, keys: set[tuple[int, int, int]], rib: RibView) -> bool:
@@ -186,7 +188,7 @@ def fast_admissions(
         on_switch[held_table] = on_switch.get(held_table, 0) + 1
         if held_prefix not in routes:
             used[held_table] = used.get(held_table, 0) + 1
-    evictable: list[SelectedRoute] | None = None  # worked out only when a table is full
+    displaced: set[str] = set()  # victims of earlier admissions in this call
     admitted: list[FastAdmission] = []
     seen: set[str] = set()
     left = False
@@ -212,18 +214,17 @@ def fast_admissions(
                 used[table] = used.get(table, 0) + 1
                 on_switch[table] = on_switch.get(table, 0) + 1
             else:
-                if evictable is None:
-                    evictable = _drop_order(index, policy, now)
                 switch_full = on_switch.get(table, 0) >= cap
                 # checked lazily: a RIB look-up per candidate, and the first usually qualifies
-                victim = next((r for r in evictable if policy.table_of(r.prefix) == table
+                victim = next((r for r in _drop_order(index, policy, now) if r.prefix not in displaced
+                               and policy.table_of(r.prefix) == table
                                and (not switch_full or r.prefix in withdrawable)
                                and _displaceable(r, index.keys, rib)), None)
                 if victim is None:
                     left |= new
                     continue
-                evictable.remove(victim)
                 displaces = victim.prefix
+                displaced.add(displaces)
                 if displaces not in withdrawable:  # the switch takes one more
                     on_switch[table] = on_switch.get(table, 0) + 1
         seen.add(prefix)
@@ -332,7 +333,9 @@ class RequestFastPath:
                 return False
             selection = self._selection()
             assert selection is not None
-            routes = {p: r for p, r in selection.routes.items() if p not in victims}
+            routes = dict(selection.routes)  # a copy in C: a comprehension cost 0.3 ms a request
+            for victim in victims:
+                routes.pop(victim, None)
             for admission in admitted:  # the score is the next selection's to fill in
                 prefix, next_hop = admission.prefix, admission.next_hop
                 route = new_route(prefix, next_hop, "request", wall_now, 0.0)
