@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from operator import attrgetter
@@ -35,8 +34,6 @@ from topfib.collector.common.prefixes import IPV4, V4_BITS, V6_BITS, split_prefi
 from topfib.collector.rib.rib import Rib
 from topfib.controller.program.plan import plan
 from topfib.controller.selection.model import (
-    TABLE_IPV4,
-    TABLE_IPV4_24,
     OnDemandRequest,
     RequestAnswer,
     RibView,
@@ -50,6 +47,7 @@ from topfib.controller.state.store import Store
 from topfib.controller.switch.loop_metrics import _m_fast
 from topfib.controller.switch.programmer import UNUSABLE_NEXT_HOPS, Programmer
 from topfib.controller.switch.request_mirror import RequestMirror
+from topfib.controller.switch.table_counts import TableCounts
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +74,6 @@ class FastAdmission:
 
 
 _SCORE = attrgetter("score")
-# Which table a prefix takes when /24s have one of their own (SelectionPolicy.table_of's rule).
-_SPLIT_TABLES = SelectionPolicy(cap_ipv4=1, cap_ipv6=1, cap_ipv4_24=1)
 
 
 class _RoutesIndex:
@@ -92,17 +88,11 @@ class _RoutesIndex:
         self._routes: Mapping[str, SelectedRoute] | None = None
         self.keys: set[tuple[int, int, int]] = set()
         self.topn_by_score: list[SelectedRoute] = []
-        # routes per table with /24s apart (_SPLIT_TABLES), merged back for a policy without
-        self._tables = Counter[str]()
+        self._tables = TableCounts()
 
     def used(self, policy: SelectionPolicy) -> dict[str, int]:
         """Routes per FIB table under ``policy`` (whether /24s have a table of their own)."""
-        used = dict.fromkeys(policy.caps(), 0)
-        for table, count in self._tables.items():
-            if table == TABLE_IPV4_24 and not policy.cap_ipv4_24:
-                table = TABLE_IPV4
-            used[table] = used.get(table, 0) + count
-        return used
+        return self._tables.under(policy)
 
     def of(self, routes: Mapping[str, SelectedRoute]) -> _RoutesIndex:
         if routes is not self._routes:  # after each selection: the first admission waits for it
@@ -112,7 +102,7 @@ class _RoutesIndex:
             topn.sort(key=lambda route: keyed[route.prefix], reverse=True)
             topn.sort(key=_SCORE)
             self.topn_by_score = topn
-            self._tables = Counter(map(_SPLIT_TABLES.table_of, routes))
+            self._tables = TableCounts(routes)
             self._routes = routes
         return self
 
@@ -123,8 +113,8 @@ class _RoutesIndex:
             self.keys.difference_update(map(split_prefix, removed))
             self.keys.update(map(split_prefix, added))
             self.topn_by_score = [route for route in self.topn_by_score if route.prefix not in removed]
-            self._tables.subtract(map(_SPLIT_TABLES.table_of, removed))
-            self._tables.update(map(_SPLIT_TABLES.table_of, added))
+            self._tables.remove(removed)
+            self._tables.add(added)
             self._routes = new
 
 
