@@ -250,6 +250,8 @@ def test_two_fast_admissions_between_selections_count_the_first_one(tmp_path: Pa
     async def body(ctl: SwitchController, switch: Switch, calls: list[list[str]]) -> None:
         await _pin_and_two_topn(ctl)
         assert ctl.installed == {P[0]: NH1, P[1]: NH1, P[2]: NH1}  # cap 4: one free
+        # the selection was indexed as it was made, not on the first request's way
+        assert ctl.selection is not None and ctl.fast_path._routes_index._routes is ctl.selection.routes
         calls.clear()
         await _request(ctl, "16.1.4.9")
         await ctl.tick()  # the free slot
