@@ -102,6 +102,9 @@ def proc_figures(pid: int) -> dict[str, int]:
     }
 
 
+SLOW_S = 0.020  # issue 21's bar for the p99
+
+
 def p99(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] if ordered else float("nan")
@@ -225,6 +228,11 @@ async def soak(args: argparse.Namespace, lab: Lab) -> bool:
         f"median overall {sorted(lat for _, lat in latencies)[len(latencies) // 2] * 1000:.0f} ms; "
         f"as polled: p99 overall {p99(polled) * 1000:.0f} ms, "
         f"median {sorted(polled)[len(polled) // 2] * 1000:.0f} ms"
+    )
+    slow = [at for at, lat in latencies if at >= 60 and lat > SLOW_S]  # after warm-up
+    print(
+        f"after warm-up: {len(slow)} requests over {SLOW_S * 1000:.0f} ms, in "
+        f"{len({int(at) for at in slow})} distinct seconds (a stall bunches them; load spreads them)"
     )
     print(
         f"RSS after 1 min {warm['rss_kib'] / 1024:.1f} MiB, at the end {end['rss_kib'] / 1024:.1f} MiB "
