@@ -108,8 +108,14 @@ class _RoutesIndex:
 
     def follow(self, old: Mapping[str, SelectedRoute], new: Mapping[str, SelectedRoute],
                removed: Collection[str], added: Collection[str]) -> None:
-        """``new`` is ``old`` less ``removed`` plus ``added``, requests (a fast admission)."""
-        if old is self._routes:
+        """``new`` is ``old`` less ``removed`` plus ``added``, requests (a fast admission). Not so
+        when a selection made during the admission's awaits is ``old`` (it placed the request
+        itself, or no longer had the victim): then rebuilt when next asked, never miscounted."""
+        if old is not self._routes:
+            return
+        if any(prefix not in old for prefix in removed) or any(prefix in old for prefix in added):
+            self._routes = None
+        else:
             self.keys.difference_update(map(split_prefix, removed))
             self.keys.update(map(split_prefix, added))
             self.topn_by_score = [route for route in self.topn_by_score if route.prefix not in removed]

@@ -151,6 +151,16 @@ def test_inside_another_by_integer_masks_agrees_with_ipaddress_and_the_index_fol
     policy = SelectionPolicy(cap_ipv4=1000, cap_ipv6=1000)
     assert index.of(grown).used(policy) == _RoutesIndex().of(grown).used(policy)
     assert sum(index.used(policy).values()) == len(grown)
+    # a selection made during the admission's awaits placed the request itself and dropped the
+    # victim: the admission's routes are not that selection's less a victim plus a request, and the
+    # index must not count them as if they were (it is rebuilt)
+    victim, request = ordered[5], ordered[202]
+    selected = {p: r for p, r in grown.items() if p != victim} | {request: _route(request, "request")}
+    index.of(selected)
+    admitted = dict(selected) | {request: _route(request, "request")}
+    index.follow(selected, admitted, {victim}, [request])
+    assert index.of(admitted).used(policy) == _RoutesIndex().of(admitted).used(policy)
+    assert index.topn_by_score == _RoutesIndex().of(admitted).topn_by_score
 
 
 
