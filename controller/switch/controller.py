@@ -392,6 +392,7 @@ class SwitchController:
             requests=self.requests.wanted(), pins=pins, incumbents=previous, evidence=evidence,
             cache=self._unit_cache,
         )
+        self.fast_path.selected(self.selection)
         _m_loop.inc(switch=self.name)
         self._prune_rates(now)
         if self.ready_to_program():

@@ -41,11 +41,12 @@ def _request(ip: str, created_at: float = NOW - 1, expires_at: float = NOW + 60)
 
 
 def _plan(rib: FakeRib, routes: list[SelectedRoute], requests: list[OnDemandRequest], cap: int,
-          min_dwell_s: float = 0.0, held: set[str] | None = None, answered: tuple[str, ...] = ()) -> FastPlan:
+          min_dwell_s: float = 0.0, held: set[str] | None = None, answered: tuple[str, ...] = (),
+          installed: set[str] | None = None) -> FastPlan:
     by_prefix = {route.prefix: route for route in routes}
     policy = SelectionPolicy(cap_ipv4=cap, cap_ipv6=1, min_dwell_s=min_dwell_s)
     return fast_admissions(requests, by_prefix, set(by_prefix) if held is None else held, rib, policy, NOW,
-                           unusable={"0.0.0.0"}, answered=answered)
+                           unusable={"0.0.0.0"}, answered=answered, installed=installed)
 
 
 def _admit(rib: FakeRib, routes: list[SelectedRoute], requests: list[OnDemandRequest], cap: int,
@@ -142,6 +143,24 @@ def test_inside_another_by_integer_masks_agrees_with_ipaddress_and_the_index_fol
     index.follow(routes, moved, {removed}, [added])
     rebuilt = _RoutesIndex().of(moved)
     assert index.of(moved).keys == rebuilt.keys and index.topn_by_score == rebuilt.topn_by_score
+    # a second admission with room (nothing removed): the room counts follow as well (a generator
+    # of the added prefixes was spent by the keys before the counts saw it: each fast admission went
+    # uncounted until the next selection, and the next one found room the switch did not have)
+    grown = moved | {ordered[201]: _route(ordered[201], "request")}
+    index.follow(moved, grown, set(), [ordered[201]])
+    policy = SelectionPolicy(cap_ipv4=1000, cap_ipv6=1000)
+    assert index.of(grown).used(policy) == _RoutesIndex().of(grown).used(policy)
+    assert sum(index.used(policy).values()) == len(grown)
+    # a selection made during the admission's awaits placed the request itself and dropped the
+    # victim: the admission's routes are not that selection's less a victim plus a request, and the
+    # index must not count them as if they were (it is rebuilt)
+    victim, request = ordered[5], ordered[202]
+    selected = {p: r for p, r in grown.items() if p != victim} | {request: _route(request, "request")}
+    index.of(selected)
+    admitted = dict(selected) | {request: _route(request, "request")}
+    index.follow(selected, admitted, {victim}, [request])
+    assert index.of(admitted).used(policy) == _RoutesIndex().of(admitted).used(policy)
+    assert index.topn_by_score == _RoutesIndex().of(admitted).topn_by_score
 
 
 
@@ -157,3 +176,32 @@ def test_the_drop_order_lowest_score_outside_dwell_first_ties_last_prefix_first(
     order = _drop_order(_RoutesIndex().of(by_prefix), policy, NOW)
     assert [r.prefix for r in order] == ["10.0.6.0/24", "10.0.4.0/24", "10.0.3.0/24", "10.0.1.0/24",
                                          "10.0.2.0/24"]
+
+
+def test_a_full_switch_makes_room_only_by_a_victim_it_holds() -> None:
+    # the selection wants the pin and two TopN routes, the lowest (10.0.2.0/24) not yet installed;
+    # the switch holds the pin, 10.0.1.0/24 and 10.0.5.0/24 (dropped, its withdraw still to come)
+    routes = [_route("10.0.0.0/24", "pinned"), _route("10.0.1.0/24", "topn", score=2.0),
+              _route("10.0.2.0/24", "topn", score=1.0)]
+    installed = {"10.0.0.0/24", "10.0.1.0/24", "10.0.5.0/24"}
+    # withdrawing 10.0.2.0/24 frees nothing on the switch: the announce would be trimmed to the cap
+    assert _admit_with(routes, [_request("10.0.6.1")], held=installed, installed=installed) == [
+        FastAdmission("10.0.6.0/24", NH, "10.0.1.0/24")]
+    # a second request finds no victim the switch holds: left to the selection
+    plan = _plan(RIB, routes, [_request("10.0.6.1"), _request("10.0.7.1", created_at=NOW - 2)], cap=3,
+                 held=installed, installed=installed)
+    assert plan.admitted == [FastAdmission("10.0.6.0/24", NH, "10.0.1.0/24")] and plan.left_to_selection
+    # a stale prefix counts on the switch but a withdraw does not remove it
+    stale = {"10.0.0.0/24", "10.0.1.0/24", "10.0.5.0/24"}
+    assert _admit_with(routes, [_request("10.0.6.1")], held=stale, installed={"10.0.0.0/24"}) == []
+    # with a free slot on the switch the selection's first drop goes, installed or not; then the
+    # switch is full and the next request takes the installed one
+    held = {"10.0.0.0/24", "10.0.1.0/24"}
+    assert _admit_with(routes, [_request("10.0.6.1"), _request("10.0.7.1", created_at=NOW - 2)],
+                       held=held, installed=held) == [FastAdmission("10.0.6.0/24", NH, "10.0.2.0/24"),
+                                                      FastAdmission("10.0.7.0/24", NH, "10.0.1.0/24")]
+
+
+def _admit_with(routes: list[SelectedRoute], requests: list[OnDemandRequest], *, held: set[str],
+                installed: set[str]) -> list[FastAdmission]:
+    return _plan(RIB, routes, requests, cap=3, held=held, installed=installed).admitted

@@ -244,3 +244,24 @@ def test_a_request_announced_while_a_selection_reads_its_inputs_is_kept_by_that_
         assert ctl.selection is not None and ctl.selection.routes[P[4]].reason == "request"
 
     _run(tmp_path, 3, body)
+
+
+def test_two_fast_admissions_between_selections_count_the_first_one(tmp_path: Path) -> None:
+    async def body(ctl: SwitchController, switch: Switch, calls: list[list[str]]) -> None:
+        await _pin_and_two_topn(ctl)
+        assert ctl.installed == {P[0]: NH1, P[1]: NH1, P[2]: NH1}  # cap 4: one free
+        # the selection was indexed as it was made, not on the first request's way
+        assert ctl.selection is not None and ctl.fast_path._routes_index._routes is ctl.selection.routes
+        calls.clear()
+        await _request(ctl, "16.1.4.9")
+        await ctl.tick()  # the free slot
+        assert ctl.installed == {P[0]: NH1, P[1]: NH1, P[2]: NH1, P[4]: NH1} and calls == []
+        await _request(ctl, "16.1.5.9")
+        await ctl.tick()
+        # the table is full with the first admission: the lowest TopN route goes, still no selection
+        # (counted as free, the announce was trimmed to the cap and the request waited for one)
+        assert calls == []
+        assert ctl.installed == {P[0]: NH1, P[1]: NH1, P[4]: NH1, P[5]: NH1}
+        assert max(_fib_sizes(switch.commands)) <= 4
+
+    _run(tmp_path, 4, body)
