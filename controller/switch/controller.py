@@ -44,7 +44,7 @@ from topfib.controller.selection.select import (
 from topfib.controller.selection.snapshot_json import SelectionJson
 from topfib.controller.selection.unit_cache import UnitCache
 from topfib.controller.state.store import Store, StoreUnavailable
-from topfib.controller.switch.answer_ahead import answer_new_requests
+from topfib.controller.selection.answer_ahead import answer_new_requests
 from topfib.controller.switch.continuity import Continuity
 from topfib.controller.switch.fast_request import RequestFastPath
 from topfib.controller.switch.ingest import ExabgpIngest

@@ -8,8 +8,8 @@ from unittest import mock
 
 from topfib.collector.rib.rib import Rib
 from topfib.controller.selection.select import OnDemandRequest, SelectionPolicy, UnitCache, select
-from topfib.controller.switch import answer_ahead
-from topfib.controller.switch.answer_ahead import answer_new_requests
+from topfib.controller.selection import answer_ahead
+from topfib.controller.selection.answer_ahead import answer_new_requests
 
 
 def test_new_requests_are_answered_in_slices_with_the_loop_handed_back() -> None:
