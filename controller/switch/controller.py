@@ -33,6 +33,7 @@ from topfib.controller.config import SwitchConfig, TopfibConfig
 from topfib.controller.exabgp.config import BridgeCommand, write_exabgp_config
 from topfib.controller.exabgp.link import ExabgpLink
 from topfib.controller.exabgp.runner import ExabgpRunner
+from topfib.controller.selection.answer_ahead import answer_new_requests
 from topfib.controller.selection.gate import SelectionGate, SelectionInputs
 from topfib.controller.selection.model import SelectedRoute, share_of
 from topfib.controller.selection.observed_paths import ObservedPathRib
@@ -44,7 +45,6 @@ from topfib.controller.selection.select import (
 from topfib.controller.selection.snapshot_json import SelectionJson
 from topfib.controller.selection.unit_cache import UnitCache
 from topfib.controller.state.store import Store, StoreUnavailable
-from topfib.controller.selection.answer_ahead import answer_new_requests
 from topfib.controller.switch.continuity import Continuity
 from topfib.controller.switch.fast_request import RequestFastPath
 from topfib.controller.switch.ingest import ExabgpIngest

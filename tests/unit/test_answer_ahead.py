@@ -7,9 +7,9 @@ import threading
 from unittest import mock
 
 from topfib.collector.rib.rib import Rib
-from topfib.controller.selection.select import OnDemandRequest, SelectionPolicy, UnitCache, select
 from topfib.controller.selection import answer_ahead
 from topfib.controller.selection.answer_ahead import answer_new_requests
+from topfib.controller.selection.select import OnDemandRequest, SelectionPolicy, UnitCache, select
 
 
 def test_new_requests_are_answered_in_slices_with_the_loop_handed_back() -> None:
