@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterable, Mapping
 
 from topfib.controller.config import SwitchConfig
 from topfib.controller.selection.model import SelectedRoute, Selection
+from topfib.controller.switch.bgp_session.session import SessionTracker
 from topfib.controller.switch.programmer import Programmer
-from topfib.controller.switch.session import SessionTracker
 
 log = logging.getLogger(__name__)
 

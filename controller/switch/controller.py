@@ -2,7 +2,7 @@
 
 The shell around the pure parts, wiring the units of controller/switch: JSON lines from the
 bridge go through the parser into the RIB; the session and its table's readiness are tracked by
-:class:`~topfib.controller.switch.session.SessionTracker`; each :meth:`SwitchController.tick`
+:class:`~topfib.controller.switch.bgp_session.session.SessionTracker`; each :meth:`SwitchController.tick`
 reads requests, pins and overrides from the store, selects (when :func:`selection_delay` says so)
 and hands the result to :class:`~topfib.controller.switch.programmer.Programmer`, which plans
 against what ExaBGP has acknowledged and sends the commands; between iterations
@@ -14,13 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from topfib.collector.accounting.path_rates import PathRates
@@ -42,9 +40,12 @@ from topfib.controller.selection.select import (
     SelectionPolicy,
     select,
 )
-from topfib.controller.selection.snapshot_json import SelectionJson
 from topfib.controller.selection.unit_cache import UnitCache
-from topfib.controller.state.store import Store, StoreUnavailable
+from topfib.controller.state.store import Store
+from topfib.controller.switch.bgp_session.self_next_hop import SelfNextHopFilter
+from topfib.controller.switch.bgp_session.session import SessionInfo, SessionTracker
+from topfib.controller.switch.bgp_session.session_diagnosis import SessionDiagnosis
+from topfib.controller.switch.bgp_session.table_readiness import READY_MAX_WAIT_S, READY_QUIET_S
 from topfib.controller.switch.continuity import Continuity
 from topfib.controller.switch.fast_request import RequestFastPath
 from topfib.controller.switch.ingest import ExabgpIngest
@@ -54,10 +55,7 @@ from topfib.controller.switch.programmer import Programmer
 from topfib.controller.switch.reactor import SETTLE_MAX_S, SETTLE_QUIET_S, Reactor
 from topfib.controller.switch.request_mirror import RequestMirror
 from topfib.controller.switch.schedule import SelectionSchedule
-from topfib.controller.switch.self_next_hop import SelfNextHopFilter
-from topfib.controller.switch.session import SessionInfo, SessionTracker
-from topfib.controller.switch.session_diagnosis import SessionDiagnosis
-from topfib.controller.switch.table_readiness import READY_MAX_WAIT_S, READY_QUIET_S
+from topfib.controller.switch.snapshots import SnapshotPublisher
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +113,7 @@ class SwitchController:
         # next-hops and no-cache-hiding units of the RIB, kept across selections (invalidated
         # by the RIB's changed prefixes before each one)
         self._unit_cache = UnitCache()
-        self._desired_json = SelectionJson()  # the desired_fib snapshot, unchanged answers not re-encoded
-        # its own thread (one per switch, made at the first snapshot and kept): encoding every
-        # iteration in the loop's shared pool would grow that pool whenever it overlaps other work
-        self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"snapshot-{self.name}")
+        self.snapshots = SnapshotPublisher(self.name, store)
         self.policy = SelectionPolicy.from_switch(switch)
         self.active = False  # runs ExaBGP for the switch (holds its lease when there is one)
         self._clock = clock
@@ -264,7 +259,7 @@ class SwitchController:
         self.schedule.cancel()
         await self.link.stop()
         self._session_lost(STOPPING)
-        self._encoder.shutdown(wait=False, cancel_futures=True)
+        self.snapshots.close()
 
     # --- ExaBGP input --------------------------------------------------------------------------
 
@@ -410,7 +405,7 @@ class SwitchController:
                 self.continuity.programmed()
             self.schedule.programmed(self._clock() - began)  # waiting on ExaBGP: the loop was free
         self._publish_gauges(scores, candidates.total)
-        await self._publish_snapshots()
+        await self.snapshots.publish(self.selection, self.installed)
 
     def _set_selection(self, selection: Selection) -> None:
         self.selection = selection
@@ -482,17 +477,3 @@ class SwitchController:
         publish_gauges(self.name, session_up=self.session.state == "up", occupancy=self.occupancy(),
                        desired=self.selection.usage if self.selection is not None else None,
                        coverage=self.coverage(scores, total))
-
-    async def _publish_snapshots(self) -> None:
-        if self.selection is None:
-            return
-        try:
-            # encoded off the event loop (the API's): a FIB of 20k routes is tens of milliseconds
-            desired = await asyncio.get_running_loop().run_in_executor(
-                self._encoder, self._desired_json.encode, self.selection)
-            await self.store.put_snapshot(self.name, "desired_fib", desired)
-            await self.store.put_snapshot(
-                self.name, "installed_fib", json.dumps(dict(sorted(self.installed.items())))
-            )
-        except StoreUnavailable:
-            pass

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from topfib.collector.rib.events import EndOfRib, Notification, RouteUpdate, SessionState
 from topfib.collector.rib.exabgp_json import ExabgpJsonParser
 from topfib.collector.rib.rib import Rib, RibChange
-from topfib.controller.switch.self_next_hop import SelfNextHopFilter
-from topfib.controller.switch.session import SessionTracker
+from topfib.controller.switch.bgp_session.self_next_hop import SelfNextHopFilter
+from topfib.controller.switch.bgp_session.session import SessionTracker
 
 log = logging.getLogger(__name__)
 

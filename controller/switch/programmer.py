@@ -29,7 +29,7 @@ from topfib.controller.exabgp.link import ExabgpLink, ExabgpLinkDown
 from topfib.controller.program.plan import Step, plan
 from topfib.controller.selection.observed_paths import ObservedPathRib
 from topfib.controller.selection.select import Selection, SelectionPolicy
-from topfib.controller.switch.session import SessionTracker
+from topfib.controller.switch.bgp_session.session import SessionTracker
 from topfib.controller.switch.table_counts import TableCounts
 
 log = logging.getLogger(__name__)

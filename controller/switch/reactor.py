@@ -15,8 +15,8 @@ from collections.abc import Callable
 from topfib.collector.rib.rib import Rib, RibChange
 from topfib.controller.program.plan import plan
 from topfib.controller.selection.observed_paths import ObservedPathRib
+from topfib.controller.switch.bgp_session.session import SessionTracker
 from topfib.controller.switch.programmer import UNUSABLE_NEXT_HOPS, Programmer
-from topfib.controller.switch.session import SessionTracker
 
 log = logging.getLogger(__name__)
 

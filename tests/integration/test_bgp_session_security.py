@@ -22,7 +22,7 @@ from tests.integration.lab import Lab, async_wait_until, lab_unavailable_reason,
 from tests.integration.test_end_to_end import _free_port
 from topfib.controller.config import TopfibConfig
 from topfib.controller.service.run import Service
-from topfib.controller.switch.session_diagnosis import SessionDiagnosis
+from topfib.controller.switch.bgp_session.session_diagnosis import SessionDiagnosis
 
 pytestmark = pytest.mark.integration
 

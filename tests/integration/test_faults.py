@@ -33,7 +33,7 @@ from tests.integration.paused_feed import PausedFeedFrrLab, withdraw_commands
 from topfib.controller.config import TopfibConfig
 from topfib.controller.service.run import Service
 from topfib.controller.state.store import Pin
-from topfib.controller.switch.table_readiness import READY_QUIET_S
+from topfib.controller.switch.bgp_session.table_readiness import READY_QUIET_S
 
 pytestmark = pytest.mark.integration
 

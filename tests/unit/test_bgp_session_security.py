@@ -33,7 +33,7 @@ from topfib.controller.config import ConfigError, SwitchConfig, parse_config
 from topfib.controller.exabgp.config import BridgeCommand, write_exabgp_config
 from topfib.controller.exabgp.runner import default_exabgp_executable, exabgp_environment
 from topfib.controller.state.store import MemoryStore
-from topfib.controller.switch.session_diagnosis import SessionDiagnosis, read_tcp_drop_counters
+from topfib.controller.switch.bgp_session.session_diagnosis import SessionDiagnosis, read_tcp_drop_counters
 
 # every character ExaBGP's tokeniser treats as syntax or escape
 PASSWORD = 'To p"s\\e{c}r;e#t\'[x]'

@@ -25,7 +25,7 @@ from topfib.collector.rib.events import Event, RouteUpdate, SessionState
 from topfib.collector.rib.paths import BgpPath
 from topfib.controller.config import SwitchConfig
 from topfib.controller.state.store import Pin
-from topfib.controller.switch.self_next_hop import SelfNextHopFilter
+from topfib.controller.switch.bgp_session.self_next_hop import SelfNextHopFilter
 
 OWN_V6 = "fd99::2"
 

@@ -18,10 +18,10 @@ from topfib.controller.config import TopfibConfig
 from topfib.controller.program.plan import Step
 from topfib.controller.selection.gate import SelectionGate
 from topfib.controller.state.store import MemoryStore, Pin, RequestEntry
+from topfib.controller.switch.bgp_session.session import SessionInfo, table_complete
+from topfib.controller.switch.bgp_session.table_readiness import QuietClock
 from topfib.controller.switch.controller import SwitchController
 from topfib.controller.switch.programmer import _windows
-from topfib.controller.switch.session import SessionInfo, table_complete
-from topfib.controller.switch.table_readiness import QuietClock
 
 TABLE = "\n".join(
     ["10.0.0.0\t16\t64500", "10.0.1.0\t24\t64501", "10.0.2.0\t24\t64502", "192.0.2.0\t24\t64503",

@@ -1,4 +1,4 @@
-"""When the switch's whole table is in (controller/switch/session.py switch_table_in): End-of-RIB
+"""When the switch's whole table is in (controller/switch/bgp_session/session.py switch_table_in): End-of-RIB
 for both families; one family's and no other within SECOND_FAMILY_WAIT_S (a one-family switch);
 or ready_max_wait_s after the session came up (a switch that sends none)."""
 
@@ -9,8 +9,8 @@ import threading
 from pathlib import Path
 
 from topfib.collector.rib.rib import Rib
-from topfib.controller.switch.session import SECOND_FAMILY_WAIT_S, SessionTracker
-from topfib.controller.switch.table_readiness import QUIET_CHECK_S
+from topfib.controller.switch.bgp_session.session import SECOND_FAMILY_WAIT_S, SessionTracker
+from topfib.controller.switch.bgp_session.table_readiness import QUIET_CHECK_S
 
 
 class _NoLink:

@@ -19,8 +19,7 @@ from tests.unit.test_switch_controller import (
     _state,
     _wait,
 )
-from topfib.controller.switch.controller import SwitchController
-from topfib.controller.switch.table_readiness import (
+from topfib.controller.switch.bgp_session.table_readiness import (
     MIN_TABLE_SHARE,
     PAUSE_FACTOR,
     SHORT_TABLE_QUIET_S,
@@ -28,6 +27,7 @@ from topfib.controller.switch.table_readiness import (
     QuietClock,
     needed_quiet,
 )
+from topfib.controller.switch.controller import SwitchController
 
 
 def test_the_longest_pause_is_the_longest_quiet_an_update_ended() -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from topfib.collector.rib.rib import Rib
 from topfib.controller.exabgp.commands import SESSION_FAMILIES
 from topfib.controller.exabgp.link import ExabgpLink
-from topfib.controller.switch.table_readiness import (
+from topfib.controller.switch.bgp_session.table_readiness import (
     QUIET_CHECK_S,
     READY_MAX_WAIT_S,
     READY_QUIET_S,
