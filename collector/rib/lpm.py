@@ -23,6 +23,7 @@ id never names two different prefixes; ``-1`` means no match.
 
 from __future__ import annotations
 
+import weakref
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -40,6 +41,7 @@ from topfib.collector.common.prefixes import (
     split_prefix,
 )
 from topfib.collector.rib.dir24 import DIR_BITS, Dir24, pack_pending
+from topfib.collector.rib.heap import BULK, trim_heap
 from topfib.collector.rib.keymap import KeyIds
 from topfib.collector.rib.lpm_v6 import _sorted_match, lookup_v6_ids
 from topfib.collector.rib.more_specifics import MoreSpecificsIndex
@@ -466,14 +468,21 @@ class LpmTable:
         bits = 32 if family == IPV4 else 128
         last = network | ((1 << (bits - length)) - 1)
         ids = self._more_specifics[family].between((network << 8) | (length + 1), (last << 8) | 255)
-        return [self.prefix_of_id(i) for i in ids]
+        names = list(map(self.prefix_of_id, ids))
+        if len(ids) >= BULK:  # a big answer's id list (8 bytes an id) stays on the heap once freed
+            del ids
+            trim_heap()
+        return names
 
     def _key_id_pairs(self, family: int) -> Callable[[], Iterator[tuple[int, int]]]:
         tables = self._by_len[family]
+        owner_ref = weakref.ref(self)  # the index is this table's: no cycle to wait for the collector
 
         def pairs() -> Iterator[tuple[int, int]]:
             if family == IPV4:
-                ids, lengths, networks = self._v4_short()
+                owner = owner_ref()
+                assert owner is not None, "the index outlived its table"
+                ids, lengths, networks = owner._v4_short()
                 yield from zip(((networks << 8) | lengths).tolist(), ids.tolist(), strict=True)
             for length, table in enumerate(tables):
                 for network, prefix_id in table.items():

@@ -85,13 +85,13 @@ class MoreSpecificsIndex:
         assert base_keys is not None
         if isinstance(base_keys, list):
             start, end = bisect.bisect_left(base_keys, first), bisect.bisect_right(base_keys, last)
-            keys, ids = base_keys[start:end], list(base_ids[start:end])
         else:
             start = int(np.searchsorted(base_keys, np.uint64(first)))
             end = int(np.searchsorted(base_keys, np.uint64(last), side="right"))
-            keys, ids = base_keys[start:end].tolist(), np.asarray(base_ids)[start:end].tolist()
+        ids = list(base_ids[start:end]) if isinstance(base_ids, list) else base_ids[start:end].tolist()
         if not self._removed and not self._added_keys:
-            return ids
+            return ids  # the keys are needed only to merge the overlay in (a full table's are 1M ints)
+        keys = base_keys[start:end] if isinstance(base_keys, list) else base_keys[start:end].tolist()
         base = [(k, i) for k, i in zip(keys, ids, strict=True) if k not in self._removed]
         lo, hi = bisect.bisect_left(self._added_keys, first), bisect.bisect_right(self._added_keys, last)
         extra = [(k, self._added_ids[k]) for k in self._added_keys[lo:hi]]

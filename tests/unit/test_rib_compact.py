@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import random
 import threading
+import weakref
 
 import numpy as np
 
@@ -83,3 +85,22 @@ def test_lookups_during_apply_never_see_a_torn_state() -> None:
     assert not bad
     ids = table.lookup_v4_ids(np.array([0x0A010101], dtype=np.uint32))
     assert table.prefix_of_id(int(ids[0])) == "10.0.0.0/8"
+
+
+def test_a_dropped_rib_is_freed_at_once_without_the_cyclic_collector() -> None:
+    """No reference cycle inside a RIB (its LPM table, DIR-24 table, more-specifics index): a
+    dropped table's memory goes back with the last reference, not at the next GC run."""
+    rib = Rib()
+    path = BgpPath(next_hop="192.0.2.1")
+    for prefix in ("10.0.0.0/8", "10.1.0.0/16", "10.1.2.128/25", "2001:db8::/32"):
+        rib.announce("s", prefix, path)
+    rib.lpm.lookup_v4_ids(np.zeros(1, dtype=np.uint32))  # paint the DIR-24 table
+    assert rib.more_specifics("0.0.0.0/0") == ["10.0.0.0/8", "10.1.0.0/16", "10.1.2.128/25"]
+    assert rib.more_specifics("::/0") == ["2001:db8::/32"]
+    rib_ref, lpm_ref = weakref.ref(rib), weakref.ref(rib.lpm)
+    gc.disable()
+    try:
+        del rib
+        assert rib_ref() is None and lpm_ref() is None
+    finally:
+        gc.enable()
