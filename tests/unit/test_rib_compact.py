@@ -43,7 +43,7 @@ def test_churn_keeps_ids_and_does_not_grow() -> None:
             rib.announce("s", prefix, path)
     assert [rib.lpm.id_of(p) for p in prefixes] == ids
     assert (len(rib.lpm._present), len(rib._routes), len(rib.lpm._v4_ids)) == sizes
-    assert len(rib._interned) == 1 and rib.drain_changed() == set(prefixes)
+    assert len(rib._shared) == 1 and rib.drain_changed() == set(prefixes)
 
 
 def test_names_come_back_canonical_and_knows_is_strict() -> None:
