@@ -56,15 +56,16 @@ class LpmTable:
     """Prefixes of both families; ``lookup`` returns the longest matching prefix string."""
 
     def __init__(self, prefixes: Iterable[str] = ()) -> None:
-        # Every prefix ever added, by key (network << 8 | length), to its id: an id is never
-        # reused, so a re-added prefix gets its old id back (IPv4 in flat arrays: see keymap).
-        self._v4_ids = KeyIds()
-        self._v6_ids: dict[int, int] = {}
         # Per id, for the life of the table: length (+256 for IPv6), IPv4 network (IPv6: in
         # _v6_network), and whether it is in the table now. Names are formatted when asked, so a
         # full table holds no prefix string.
         self._length_of = array("H")
         self._network_of = array("I")
+        # Every prefix ever added to its id: an id is never reused, so a re-added prefix gets its
+        # old id back. IPv4 in a flat slot array that reads networks from _network_of (see
+        # keymap); IPv6 by key network << 8 | length.
+        self._v4_ids = KeyIds(self._network_of)
+        self._v6_ids: dict[int, int] = {}
         self._v6_network: dict[int, int] = {}
         self._present = bytearray()
         # Network → id per length, for the lengths that single lookups and the sorted arrays
@@ -123,7 +124,7 @@ class LpmTable:
                 return None, -1
         family, network, length = parsed
         if family == IPV4:
-            return parsed, self._v4_ids.get((network << 8) | length)
+            return parsed, self._v4_ids.get(network, length)
         return parsed, self._v6_ids.get((network << 8) | length, -1)
 
     def knows(self, prefix: str) -> bool:
@@ -178,7 +179,7 @@ class LpmTable:
             if family == IPV4:
                 self._length_of.append(length)
                 self._network_of.append(network)
-                self._v4_ids.insert(key, prefix_id)
+                self._v4_ids.insert(network, length, prefix_id)
             else:
                 self._length_of.append(256 + length)
                 self._network_of.append(0)
@@ -210,8 +211,8 @@ class LpmTable:
             family, network, length = split_prefix(prefix)
         except PrefixError:
             return
-        key = (network << 8) | length
-        prefix_id = self._v4_ids.get(key) if family == IPV4 else self._v6_ids.get(key, -1)
+        prefix_id = (self._v4_ids.get(network, length) if family == IPV4
+                     else self._v6_ids.get((network << 8) | length, -1))
         if prefix_id >= 0:
             self.remove_id(prefix_id)
 
@@ -251,7 +252,7 @@ class LpmTable:
         counts, present, ids = self._length_counts[IPV4], self._present, self._v4_ids
         for shorter in range(length - 1, -1, -1):
             if counts[shorter]:
-                found = ids.get(((network >> (32 - shorter)) << (40 - shorter)) | shorter)
+                found = ids.get((network >> (32 - shorter)) << (32 - shorter), shorter)
                 if found >= 0 and present[found]:
                     return found
         return -1

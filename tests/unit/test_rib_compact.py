@@ -6,10 +6,12 @@ import gc
 import random
 import threading
 import weakref
+from array import array
 
 import numpy as np
+import pytest
 
-from topfib.collector.rib.keymap import KeyIds
+from topfib.collector.rib.keymap import MAX_ID, KeyIds
 from topfib.collector.rib.lpm import LpmTable
 from topfib.collector.rib.paths import BgpPath
 from topfib.collector.rib.rib import Rib
@@ -17,14 +19,20 @@ from topfib.collector.rib.rib import Rib
 
 def test_key_ids_match_a_dict_across_growth() -> None:
     rng = random.Random(4)
-    keys, truth = KeyIds(), dict[int, int]()
+    networks = array("I")
+    keys, truth = KeyIds(networks), dict[tuple[int, int], int]()
     for _ in range(20_000):
-        key = rng.randrange(1 << 40)
-        if key not in truth:
-            truth[key] = len(truth)
-            keys.insert(key, truth[key])
-    assert all(keys.get(key) == value for key, value in truth.items())
-    assert keys.get((1 << 40) + 7) == -1 and len(keys) == len(truth)
+        length = rng.choice((8, 16, 24, 24, 24, 32))
+        prefix = (rng.randrange(1 << 32) >> (32 - length) << (32 - length), length)
+        if prefix not in truth:
+            truth[prefix] = len(networks)
+            networks.append(prefix[0])  # the owner names the id before inserting it
+            keys.insert(*prefix, truth[prefix])
+    assert all(keys.get(*prefix) == value for prefix, value in truth.items())
+    absent = next((network, 24) for network in range(0, 1 << 32, 256) if (network, 24) not in truth)
+    assert keys.get(*absent) == -1 and len(keys) == len(truth)
+    with pytest.raises(OverflowError):
+        keys.insert(0, 0, MAX_ID + 1)
 
 
 def test_churn_keeps_ids_and_does_not_grow() -> None:
