@@ -44,7 +44,7 @@ from topfib.collector.rib.dir24 import DIR_BITS, Dir24, pack_pending
 from topfib.collector.rib.heap import BULK, trim_heap
 from topfib.collector.rib.keymap import KeyIds
 from topfib.collector.rib.lpm_v6 import _sorted_match, lookup_v6_ids
-from topfib.collector.rib.more_specifics import MoreSpecificsIndex
+from topfib.collector.rib.more_specifics import MoreSpecificsIndex, id_key
 
 _MASK64 = (1 << 64) - 1
 
@@ -97,8 +97,10 @@ class LpmTable:
         self._v6_mask32_by_block: dict[int, int] = {}
         # (family, length) -> (sorted keys, ids); absent = to rebuild.
         self._sorted: dict[tuple[int, int], tuple[UInt64Array, Int64Array]] = {}
-        self._more_specifics = {family: MoreSpecificsIndex(family == IPV6, self._key_id_pairs(family))
-                                for family in (IPV4, IPV6)}
+        self._more_specifics = {
+            family: MoreSpecificsIndex(family == IPV6, self._key_id_pairs(family), id_key(
+                self._network_of, self._length_of, self._v6_network if family == IPV6 else None))
+            for family in (IPV4, IPV6)}
         for prefix in prefixes:
             self.add(prefix)
 
