@@ -13,9 +13,9 @@ Layout, chosen for a full table that changes all the time:
   length changed), and per /16 and /32 block the set of lengths the block holds. Each address
   tries only its own block's lengths, longest first, in rounds grouped by length. Lengths above
   /64 (rare) are filtered by their high 64 bits, then confirmed in the hash map.
-* **More-specifics index** (:mod:`topfib.collector.rib.more_specifics`): sorted ``network << 8 | length``
-  keys per family, in which the prefixes inside P form one run; route churn goes to a small
-  overlay instead of forcing a rebuild.
+* **More-specifics index** (:mod:`topfib.collector.rib.more_specifics`): ids per family sorted by
+  ``network << 8 | length`` (keys read from the per-id arrays), in which the prefixes inside P
+  form one run; route churn goes to a small overlay instead of forcing a rebuild.
 
 Ids: a prefix keeps the same id for the life of the table (also across remove and re-add), so an
 id never names two different prefixes; ``-1`` means no match.
