@@ -31,8 +31,13 @@ MAX_ID = (1 << (32 - LENGTH_BITS)) - 2  # id + 1 must fit the slot's upper 26 bi
 Table: TypeAlias = "tuple[array[int], int]"
 
 
+def _slots(size: int) -> array[int]:
+    """``size`` zero slots, allocated exactly (from bytes, an array over-allocates by 1/16)."""
+    return array("I", [0]) * size
+
+
 def _empty(bits: int) -> Table:
-    return array("I", bytes(4 << bits)), 64 - bits
+    return _slots(1 << bits), 64 - bits
 
 
 def _home(network: int, length: int, shift: int) -> int:
@@ -127,6 +132,8 @@ class KeyIds:
             placed[winners] = True
             waiting = waiting[~placed[waiting]]
             target[waiting] = (target[waiting] + np.uint64(1)) & np.uint64(size - 1)
+        grown = _slots(size)
+        np.frombuffer(grown, dtype=np.uint32)[:] = slots  # a temporary view: grown stays resizable
         # one assignment: readers see the old table or the whole new one
-        self._table = (array("I", slots.tobytes()), shift)
+        self._table = (grown, shift)
         self._limit = int(_MAX_LOAD * size)
