@@ -152,4 +152,9 @@ static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT, "_keymap_fast", "KeyIds probes in C (see collector/rib/keymap.py).", -1, methods,
 };
 
-PyMODINIT_FUNC PyInit__keymap_fast(void) { return PyModule_Create(&module_def); }
+PyMODINIT_FUNC PyInit__keymap_fast(void) {
+    PyObject *module = PyModule_Create(&module_def);
+    /* keymap.py uses these probes only for the slot layout it writes (a stale build: the fallback) */
+    if (module && PyModule_AddIntConstant(module, "SLOT_LAYOUT", 2) < 0) Py_CLEAR(module);
+    return module;
+}

@@ -71,9 +71,13 @@ def place_py(table: Table, network: int, length: int, prefix_id: int) -> None:
 
 _probe: Callable[[Table, array[int], int, int], int]
 _place: Callable[[Table, int, int, int], None]
+SLOT_LAYOUT = 2  # (id + 1) << 6 | length; a C build of another layout is not used
 try:  # the same probes in C (collector/rib/_keymap_fast.c): the RIB probes once per update's prefix
-    from topfib.collector.rib._keymap_fast import place as _place
-    from topfib.collector.rib._keymap_fast import probe as _probe
+    from topfib.collector.rib import _keymap_fast
+
+    if getattr(_keymap_fast, "SLOT_LAYOUT", None) != SLOT_LAYOUT:
+        raise ImportError("_keymap_fast was built for another slot layout: rebuild it")
+    _probe, _place = _keymap_fast.probe, _keymap_fast.place
 except ImportError:  # pragma: no cover - built by setup.py (optional)
     _probe, _place = probe_py, place_py
 

@@ -167,3 +167,9 @@ def test_python_fallback_probes_match_a_dict_across_growth(monkeypatch: pytest.M
     assert all(ids.get(*prefix) == value for value, prefix in enumerate(prefixes)) and len(ids) == 5000
     fresh = KeyIds(array("I"))
     assert fresh.get(0, 0) == -1 and fresh.get(networks[7], 33) == -1
+
+
+@needs_c
+def test_the_c_build_of_this_slot_layout_is_the_one_in_use() -> None:
+    """A build of another layout (stale .so) is refused: KeyIds falls back to the Python probes."""
+    assert _keymap_fast.SLOT_LAYOUT == keymap.SLOT_LAYOUT and keymap._probe is _keymap_fast.probe
