@@ -10,6 +10,7 @@ prefix covers which): this table is painted from it.
 
 from __future__ import annotations
 
+import weakref
 from array import array
 from collections.abc import Iterator
 from typing import Protocol
@@ -56,7 +57,9 @@ class Dir24:
     """The IPv4 DIR-24 table of prefixes ≤ /24, painted lazily from ``source``."""
 
     def __init__(self, source: Dir24Source) -> None:
-        self._source = source
+        # Weak: the source owns this table, and a cycle would keep a dropped RIB's memory until
+        # the cyclic collector runs.
+        self._source_ref = weakref.ref(source)
         # zero-filled (calloc) on the first change, so untouched pages cost nothing
         self.ids: npt.NDArray[np.int32] | None = None
         # Which length owns a cell is the length of the id in it: length + 1 by ``id + 1`` (0:
@@ -66,6 +69,13 @@ class Dir24:
         # for its first lookup costs 8 MB, not 100. The owner appends; cleared in place.
         self.pending_add = array("Q")
         self.pending_remove = array("Q")
+
+    @property
+    def _source(self) -> Dir24Source:
+        source = self._source_ref()
+        if source is None:
+            raise ReferenceError("the DIR-24 table's source is gone")
+        return source
 
     def painted(self) -> npt.NDArray[np.int32] | None:
         """The table (``id + 1`` per /24 block, 0: none) with every buffered change painted in;

@@ -1,13 +1,16 @@
-"""An insert-only map from integer keys to prefix ids, without a Python object per entry.
+"""An insert-only map from IPv4 prefixes (network, length) to prefix ids, 4 bytes a slot.
 
 A dict of a million int keys holds a million key objects, a million value objects and ~40 bytes
-of table per entry (~100 MB); here two flat arrays (open addressing, linear probing) hold 12
-bytes per slot, at most 70 % full. Keys are never removed: an LPM id names one prefix for the
-life of its table, so the map only grows.
+of table per entry (~100 MB). Here one flat array (open addressing, linear probing, at most 70 %
+full) holds per slot ``(id + 1) << 6 | length`` (0 = empty): the network is not stored again,
+the owner's per-id network array already names it (so a full table's map is 8 MB, where a key and
+a value per slot took 24). A probe compares the length in the slot, then the id's network.
+Keys are never removed: an LPM id names one prefix for the life of its table, so the map only
+grows. Ids are below 2**26 (also the limit of the DIR-24 change buffer's packing).
 
-Thread safety (readers on other threads, one writer): the slot and value arrays of a size are
-published together as one tuple, and a new key's value is written before its key, so a reader
-sees either no entry or a complete one.
+Thread safety (readers on other threads, one writer): the owner writes an id's network before
+the id is inserted, and a grown slot array is published as one assignment, so a reader sees
+either no entry or a complete one.
 """
 
 from __future__ import annotations
@@ -21,98 +24,120 @@ import numpy as np
 _GOLDEN = 0x9E3779B97F4A7C15  # Fibonacci hashing: spreads consecutive networks over the table
 _MASK64 = (1 << 64) - 1
 _MAX_LOAD = 0.7
+LENGTH_BITS = 6
+MAX_ID = (1 << (32 - LENGTH_BITS)) - 2  # id + 1 must fit the slot's upper 26 bits
 
-# (slots: key + 1 per slot, 0 = empty; values; hash shift)
-Table: TypeAlias = "tuple[array[int], array[int], int]"
+# (slots: (id + 1) << 6 | length per slot, 0 = empty; hash shift)
+Table: TypeAlias = "tuple[array[int], int]"
+
+
+def _slots(size: int) -> array[int]:
+    """``size`` zero slots, allocated exactly (from bytes, an array over-allocates by 1/16)."""
+    return array("I", [0]) * size
 
 
 def _empty(bits: int) -> Table:
-    size = 1 << bits
-    return array("Q", bytes(8 * size)), array("i", bytes(4 * size)), 64 - bits
+    return _slots(1 << bits), 64 - bits
 
 
-def probe_py(table: Table, key: int) -> int:
-    """The id stored for ``key`` in ``table``, -1 if none (the reference of the C ``probe``)."""
-    slots, values, shift = table
-    stored = key + 1
+def _home(network: int, length: int, shift: int) -> int:
+    return ((((network << 8) | length) + 1) * _GOLDEN & _MASK64) >> shift
+
+
+def probe_py(table: Table, networks: array[int], network: int, length: int) -> int:
+    """The id of (network, length) in ``table``, -1 if none (the reference of the C ``probe``)."""
+    slots, shift = table
     mask = len(slots) - 1
-    index = ((stored * _GOLDEN) & _MASK64) >> shift
+    index = _home(network, length, shift)
     while True:
-        found = slots[index]
-        if found == stored:
-            return values[index]
-        if not found:
+        slot = slots[index]
+        if not slot:
             return -1
+        if slot & 63 == length and networks[(slot >> LENGTH_BITS) - 1] == network:
+            return (slot >> LENGTH_BITS) - 1
         index = (index + 1) & mask
 
 
-def place_py(table: Table, key: int, value: int) -> None:
-    """Store ``key`` (not in ``table`` yet) in its first free slot (the reference of the C ``place``)."""
-    slots, values, shift = table
-    stored = key + 1
+def place_py(table: Table, network: int, length: int, prefix_id: int) -> None:
+    """Store (network, length) → ``prefix_id`` (not in ``table`` yet) in its first free slot
+    (the reference of the C ``place``)."""
+    slots, shift = table
     mask = len(slots) - 1
-    index = ((stored * _GOLDEN) & _MASK64) >> shift
+    index = _home(network, length, shift)
     while slots[index]:
         index = (index + 1) & mask
-    values[index] = value  # the value first: a reader that finds the key finds its value
-    slots[index] = stored
+    slots[index] = ((prefix_id + 1) << LENGTH_BITS) | length
 
 
-_probe: Callable[[Table, int], int]
-_place: Callable[[Table, int, int], None]
+_probe: Callable[[Table, array[int], int, int], int]
+_place: Callable[[Table, int, int, int], None]
+SLOT_LAYOUT = 2  # (id + 1) << 6 | length; a C build of another layout is not used
 try:  # the same probes in C (collector/rib/_keymap_fast.c): the RIB probes once per update's prefix
-    from topfib.collector.rib._keymap_fast import place as _place
-    from topfib.collector.rib._keymap_fast import probe as _probe
+    from topfib.collector.rib import _keymap_fast
+
+    if getattr(_keymap_fast, "SLOT_LAYOUT", None) != SLOT_LAYOUT:
+        raise ImportError("_keymap_fast was built for another slot layout: rebuild it")
+    _probe, _place = _keymap_fast.probe, _keymap_fast.place
 except ImportError:  # pragma: no cover - built by setup.py (optional)
     _probe, _place = probe_py, place_py
 
 
 class KeyIds:
-    """``key`` (0 ≤ key < 2**64 - 1) → id (0 ≤ id < 2**31); a missing key reads as -1."""
+    """(network, length) → id (0 ≤ id ≤ MAX_ID, length < 64); a missing prefix reads as -1.
 
-    def __init__(self) -> None:
-        # replaced whole when it grows
-        self._table: Table = _empty(10)
+    ``networks`` is the owner's array of each id's network (uint32), written before an insert.
+    """
+
+    def __init__(self, networks: array[int]) -> None:
+        self._networks = networks
+        self._table: Table = _empty(10)  # replaced whole when it grows
         self._count = 0
         self._limit = int(_MAX_LOAD * 1024)  # entries allowed before the table grows
 
     def __len__(self) -> int:
         return self._count
 
-    def get(self, key: int) -> int:
-        return _probe(self._table, key)
+    def get(self, network: int, length: int) -> int:
+        return _probe(self._table, self._networks, network, length)
 
-    def insert(self, key: int, value: int) -> None:
-        """Add a key that is not in the map yet (the caller checked with :meth:`get`)."""
+    def insert(self, network: int, length: int, prefix_id: int) -> None:
+        """Add a prefix that is not in the map yet (the caller checked with :meth:`get`), whose
+        network ``networks[prefix_id]`` already holds."""
+        if not 0 <= prefix_id <= MAX_ID:
+            raise OverflowError(f"prefix id {prefix_id} does not fit a slot (at most {MAX_ID})")
         if self._count >= self._limit:
             self._grow()
-        _place(self._table, key, value)
+        _place(self._table, network, length, prefix_id)
         self._count += 1
 
     def _grow(self) -> None:
         """Rehash into twice the slots, vectorised: in rounds, every key not placed yet claims its
         current slot if free (one winner per slot), the others move on one slot, so every slot
         between a key's home and its place is taken, as lookups need."""
-        old_slots, old_values, shift = self._table
+        old_slots, shift = self._table
         shift -= 1
-        keys = np.frombuffer(old_slots, dtype=np.uint64)  # old arrays never change size: safe views
-        occupied = np.flatnonzero(keys)
-        keys, ids = keys[occupied], np.frombuffer(old_values, dtype=np.int32)[occupied]
+        stored = np.frombuffer(old_slots, dtype=np.uint32)  # old arrays never change size: a safe view
+        stored = stored[stored != 0]
+        lengths = (stored & np.uint32(63)).astype(np.uint64)
+        networks = np.frombuffer(self._networks, dtype=np.uint32)[(stored >> np.uint32(LENGTH_BITS)) - 1]
+        keys = ((networks.astype(np.uint64) << np.uint64(8)) | lengths) + np.uint64(1)
         size = 1 << (64 - shift)
-        slots = np.zeros(size, dtype=np.uint64)
-        values = np.zeros(size, dtype=np.int32)
-        target = (keys * np.uint64(_GOLDEN)) >> np.uint64(shift)  # wraps mod 2**64, as _place's mask
-        waiting = np.arange(keys.size)
+        slots = np.zeros(size, dtype=np.uint32)
+        target = (keys * np.uint64(_GOLDEN)) >> np.uint64(shift)  # wraps mod 2**64, as _home's mask
+        del networks, lengths, keys
+        waiting = np.arange(stored.size)
         while waiting.size:
             at = target[waiting]
             free = slots[at] == 0
             claim, first = np.unique(at[free], return_index=True)
             winners = waiting[np.flatnonzero(free)[first]]
-            slots[claim], values[claim] = keys[winners], ids[winners]
-            placed = np.zeros(keys.size, dtype=bool)
+            slots[claim] = stored[winners]
+            placed = np.zeros(stored.size, dtype=bool)
             placed[winners] = True
             waiting = waiting[~placed[waiting]]
             target[waiting] = (target[waiting] + np.uint64(1)) & np.uint64(size - 1)
+        grown = _slots(size)
+        np.frombuffer(grown, dtype=np.uint32)[:] = slots  # a temporary view: grown stays resizable
         # one assignment: readers see the old table or the whole new one
-        self._table = (array("Q", slots.tobytes()), array("i", values.tobytes()), shift)
+        self._table = (grown, shift)
         self._limit = int(_MAX_LOAD * size)

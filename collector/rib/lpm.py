@@ -13,9 +13,9 @@ Layout, chosen for a full table that changes all the time:
   length changed), and per /16 and /32 block the set of lengths the block holds. Each address
   tries only its own block's lengths, longest first, in rounds grouped by length. Lengths above
   /64 (rare) are filtered by their high 64 bits, then confirmed in the hash map.
-* **More-specifics index** (:mod:`topfib.collector.rib.more_specifics`): sorted ``network << 8 | length``
-  keys per family, in which the prefixes inside P form one run; route churn goes to a small
-  overlay instead of forcing a rebuild.
+* **More-specifics index** (:mod:`topfib.collector.rib.more_specifics`): ids per family sorted by
+  ``network << 8 | length`` (keys read from the per-id arrays), in which the prefixes inside P
+  form one run; route churn goes to a small overlay instead of forcing a rebuild.
 
 Ids: a prefix keeps the same id for the life of the table (also across remove and re-add), so an
 id never names two different prefixes; ``-1`` means no match.
@@ -23,6 +23,7 @@ id never names two different prefixes; ``-1`` means no match.
 
 from __future__ import annotations
 
+import weakref
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -40,9 +41,10 @@ from topfib.collector.common.prefixes import (
     split_prefix,
 )
 from topfib.collector.rib.dir24 import DIR_BITS, Dir24, pack_pending
+from topfib.collector.rib.heap import BULK, trim_heap
 from topfib.collector.rib.keymap import KeyIds
 from topfib.collector.rib.lpm_v6 import _sorted_match, lookup_v6_ids
-from topfib.collector.rib.more_specifics import MoreSpecificsIndex
+from topfib.collector.rib.more_specifics import MoreSpecificsIndex, id_key
 
 _MASK64 = (1 << 64) - 1
 
@@ -54,15 +56,16 @@ class LpmTable:
     """Prefixes of both families; ``lookup`` returns the longest matching prefix string."""
 
     def __init__(self, prefixes: Iterable[str] = ()) -> None:
-        # Every prefix ever added, by key (network << 8 | length), to its id: an id is never
-        # reused, so a re-added prefix gets its old id back (IPv4 in flat arrays: see keymap).
-        self._v4_ids = KeyIds()
-        self._v6_ids: dict[int, int] = {}
         # Per id, for the life of the table: length (+256 for IPv6), IPv4 network (IPv6: in
         # _v6_network), and whether it is in the table now. Names are formatted when asked, so a
         # full table holds no prefix string.
         self._length_of = array("H")
         self._network_of = array("I")
+        # Every prefix ever added to its id: an id is never reused, so a re-added prefix gets its
+        # old id back. IPv4 in a flat slot array that reads networks from _network_of (see
+        # keymap); IPv6 by key network << 8 | length.
+        self._v4_ids = KeyIds(self._network_of)
+        self._v6_ids: dict[int, int] = {}
         self._v6_network: dict[int, int] = {}
         self._present = bytearray()
         # Network → id per length, for the lengths that single lookups and the sorted arrays
@@ -94,8 +97,10 @@ class LpmTable:
         self._v6_mask32_by_block: dict[int, int] = {}
         # (family, length) -> (sorted keys, ids); absent = to rebuild.
         self._sorted: dict[tuple[int, int], tuple[UInt64Array, Int64Array]] = {}
-        self._more_specifics = {family: MoreSpecificsIndex(family == IPV6, self._key_id_pairs(family))
-                                for family in (IPV4, IPV6)}
+        self._more_specifics = {
+            family: MoreSpecificsIndex(family == IPV6, self._key_id_pairs(family), id_key(
+                self._network_of, self._length_of, self._v6_network if family == IPV6 else None))
+            for family in (IPV4, IPV6)}
         for prefix in prefixes:
             self.add(prefix)
 
@@ -121,7 +126,7 @@ class LpmTable:
                 return None, -1
         family, network, length = parsed
         if family == IPV4:
-            return parsed, self._v4_ids.get((network << 8) | length)
+            return parsed, self._v4_ids.get(network, length)
         return parsed, self._v6_ids.get((network << 8) | length, -1)
 
     def knows(self, prefix: str) -> bool:
@@ -176,7 +181,7 @@ class LpmTable:
             if family == IPV4:
                 self._length_of.append(length)
                 self._network_of.append(network)
-                self._v4_ids.insert(key, prefix_id)
+                self._v4_ids.insert(network, length, prefix_id)
             else:
                 self._length_of.append(256 + length)
                 self._network_of.append(0)
@@ -208,8 +213,8 @@ class LpmTable:
             family, network, length = split_prefix(prefix)
         except PrefixError:
             return
-        key = (network << 8) | length
-        prefix_id = self._v4_ids.get(key) if family == IPV4 else self._v6_ids.get(key, -1)
+        prefix_id = (self._v4_ids.get(network, length) if family == IPV4
+                     else self._v6_ids.get((network << 8) | length, -1))
         if prefix_id >= 0:
             self.remove_id(prefix_id)
 
@@ -249,7 +254,7 @@ class LpmTable:
         counts, present, ids = self._length_counts[IPV4], self._present, self._v4_ids
         for shorter in range(length - 1, -1, -1):
             if counts[shorter]:
-                found = ids.get(((network >> (32 - shorter)) << (40 - shorter)) | shorter)
+                found = ids.get((network >> (32 - shorter)) << (32 - shorter), shorter)
                 if found >= 0 and present[found]:
                     return found
         return -1
@@ -466,14 +471,21 @@ class LpmTable:
         bits = 32 if family == IPV4 else 128
         last = network | ((1 << (bits - length)) - 1)
         ids = self._more_specifics[family].between((network << 8) | (length + 1), (last << 8) | 255)
-        return [self.prefix_of_id(i) for i in ids]
+        names = list(map(self.prefix_of_id, ids))
+        if len(ids) >= BULK:  # a big answer's id list (8 bytes an id) stays on the heap once freed
+            del ids
+            trim_heap()
+        return names
 
     def _key_id_pairs(self, family: int) -> Callable[[], Iterator[tuple[int, int]]]:
         tables = self._by_len[family]
+        owner_ref = weakref.ref(self)  # the index is this table's: no cycle to wait for the collector
 
         def pairs() -> Iterator[tuple[int, int]]:
             if family == IPV4:
-                ids, lengths, networks = self._v4_short()
+                owner = owner_ref()
+                assert owner is not None, "the index outlived its table"
+                ids, lengths, networks = owner._v4_short()
                 yield from zip(((networks << 8) | lengths).tolist(), ids.tolist(), strict=True)
             for length, table in enumerate(tables):
                 for network, prefix_id in table.items():

@@ -1,9 +1,22 @@
-"""A BGP path as topfib keeps it, and the deterministic best-path order (RFC 4271 §9.1.2.2)."""
+"""A BGP path as topfib keeps it, the deterministic best-path order (RFC 4271 §9.1.2.2), and the
+(session, path) pairs a RIB's prefixes share.
+
+A full table names a million prefixes but, as producers share one ``BgpPath`` per distinct
+attribute set, only tens of thousands of pairs: each prefix's slot holds a shared pair, found by
+(session, ``id(path)``) so no path field is hashed (a pair keeps its path alive, so the id cannot
+be reused while the pair is here). Memory per pair, as most pairs are held by one prefix (every
+pair of a peer whose paths are not shared): the pair and one int key in its session's map. How
+many prefixes hold a pair is kept only beyond the first, and a sort key only for a pair that was
+ever ordered against another; both by ``id(pair)`` (unique while the pair is interned), so
+neither needs a key tuple.
+"""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
+from typing import cast
 
 ORIGIN_RANK = {"igp": 0, "egp": 1, "incomplete": 2}
 
@@ -53,6 +66,9 @@ def neighbor_as(path: BgpPath, skip_as: int | None = None) -> int:
     return 0
 
 
+# Next hops and peers are few (a switch's neighbours): parsing each once makes a sort key cheap,
+# and keys of many paths then share the (version, address) ints instead of holding copies.
+@functools.lru_cache(maxsize=4096)
 def _address_key(text: str) -> tuple[int, int]:
     try:
         address = ipaddress.ip_address(text) if text else None
@@ -141,3 +157,72 @@ def new_path(next_hop: str, as_path: tuple[int, ...], origin: str, local_pref: i
     _set_peer(path, peer)
     _set_path_id(path, path_id)
     return path
+
+
+Entry = tuple[str, BgpPath]
+# (preloaded?, *best_path_key, session): a live path always beats a preloaded file path (whose
+# next hop may be synthetic); among live paths the best is exactly topfib.collector.rib.paths.best_path's.
+SortKey = tuple[int | str, ...]
+
+
+class SharedEntries:
+    """Interned (session, path) pairs of one RIB, with the refcount that lets churn free them."""
+
+    def __init__(self, preload_session: str, rules: BestPathRules) -> None:
+        self._preload_session = preload_session
+        self._rules = rules
+        self._by_session: dict[str, dict[int, Entry]] = {}  # session → id(path) → pair
+        self._extra_holders: dict[int, int] = {}  # id(pair) → holders beyond the first
+        self._sort_keys: dict[int, SortKey] = {}  # id(pair) → its sort key, once ordered
+
+    def __len__(self) -> int:
+        return sum(map(len, self._by_session.values()))
+
+    def intern(self, session: str, path: BgpPath) -> Entry:
+        """The shared pair for (session, path), with one more holder."""
+        shared = self._by_session.get(session)
+        if shared is None:
+            shared = self._by_session[session] = {}
+        entry = shared.get(id(path))
+        if entry is None:
+            entry = shared[id(path)] = (session, path)
+        else:
+            extra = self._extra_holders
+            extra[id(entry)] = extra.get(id(entry), 0) + 1
+        return entry
+
+    def release(self, entry: Entry) -> None:
+        """One holder fewer; the pair goes with its last holder."""
+        extra = self._extra_holders.pop(id(entry), 0)
+        if extra > 1:
+            self._extra_holders[id(entry)] = extra - 1
+        elif not extra:
+            session = entry[0]
+            shared = self._by_session[session]
+            del shared[id(entry[1])]
+            if not shared:
+                del self._by_session[session]
+            self._sort_keys.pop(id(entry), None)
+
+    def sort_key(self, entry: Entry) -> SortKey:
+        """(preloaded?, *best_path_key, session), computed once per pair that gets ordered."""
+        key = self._sort_keys.get(id(entry))
+        if key is None:
+            session = entry[0]
+            key = (session == self._preload_session, *best_path_key(entry[1], self._rules), session)
+            self._sort_keys[id(entry)] = key
+        return key
+
+    def ordered(self, entries: list[Entry] | tuple[Entry, ...]) -> list[Entry]:
+        """``entries`` sorted by key, with the best (RFC 4271: see best_position) moved first."""
+        if len(entries) < 2:
+            return list(entries)
+        sort_key = self.sort_key
+        keyed = sorted([(sort_key(entry), index) for index, entry in enumerate(entries)])
+        ordered = [entries[index] for _, index in keyed]
+        if keyed[1][0][:TIER_LEN + 1] == keyed[0][0][:TIER_LEN + 1]:  # a contest
+            # the keys without the session: it only orders equal keys, it does not decide
+            best = best_position(cast(list[PathKey], [key[:-1] for key, _ in keyed]), TIER_LEN + 1)
+            if best:
+                ordered.insert(0, ordered.pop(best))
+        return ordered

@@ -32,24 +32,14 @@ from topfib.collector.common.prefixes import IPV4, IPV6, split_prefix
 from topfib.collector.common.special_use import SpecialUseFilter, count_filtered
 from topfib.collector.rib.events import EndOfRib, Event, Notification, RouteUpdate, SessionState
 from topfib.collector.rib.lpm import LpmTable
-from topfib.collector.rib.paths import (
-    DEFAULT_RULES,
-    TIER_LEN,
-    BestPathRules,
-    BgpPath,
-    best_path_key,
-    best_position,
-)
+from topfib.collector.rib.paths import DEFAULT_RULES, BestPathRules, BgpPath, SharedEntries
+from topfib.collector.rib.paths import Entry as _Entry
 
 PRELOAD_SESSION = "file"
 
-_Entry = tuple[str, BgpPath]  # (session, path), shared between prefixes
 # One path is stored as its entry itself (no 1-tuple around it: a full table is mostly single-path
 # prefixes); several as a tuple of entries, best first.
 _Stored = _Entry | tuple[_Entry, ...]
-# ((preloaded?, *best_path_key), session): a live path always beats a preloaded file path (whose
-# next hop may be synthetic); among live paths the best is exactly topfib.collector.rib.paths.best_path's.
-_SortKey = tuple[tuple[int, ...], str]
 
 
 def _entries(stored: _Stored) -> tuple[_Entry, ...]:
@@ -108,13 +98,10 @@ class Rib:
         self.refused_special_use = 0
         # By LPM id (ids are stable, never reused): the prefix's paths, None while it has none.
         self._routes: list[_Stored | None] = []
-        # Shared (session, path) pairs, by (session, id(path)): producers already share one Path
-        # per distinct attribute set, and an identity lookup hashes none of its fields (an entry
-        # keeps its path alive, so the id cannot be reused while the pair is here). Refcounted
-        # so churn does not leak; sort keys only for pairs that were ever ordered.
-        self._interned: dict[tuple[str, int], _Entry] = {}
-        self._refs: dict[tuple[str, int], int] = {}
-        self._sort_keys: dict[tuple[str, int], _SortKey] = {}
+        # The (session, path) pairs the slots hold, shared between prefixes and refcounted
+        self._shared = SharedEntries(preload_session, rules)
+        self._intern, self._release, self._ordered = (
+            self._shared.intern, self._shared.release, self._shared.ordered)
         self._path_counts = {IPV4: 0, IPV6: 0}
         self._session_paths: dict[str, int] = {}
         # By LPM id, 1 where the best path changed since the last drain: a table load marks a
@@ -390,45 +377,6 @@ class Rib:
     def _changed_to(self, prefix_id: int, prefix: str, best: BgpPath | None) -> RibChange:
         self._mark(prefix_id)
         return _rib_change(prefix, best)
-
-    def _intern(self, session: str, path: BgpPath) -> _Entry:
-        pair = (session, id(path))
-        entry = self._interned.get(pair)
-        if entry is None:
-            entry = self._interned[pair] = (session, path)
-            self._refs[pair] = 1
-        else:
-            self._refs[pair] += 1
-        return entry
-
-    def _sort_key(self, entry: _Entry) -> _SortKey:
-        """((preloaded?, *best_path_key), session), computed once per pair that gets ordered."""
-        pair = (entry[0], id(entry[1]))
-        key = self._sort_keys.get(pair)
-        if key is None:
-            key = ((entry[0] == self.preload_session, *best_path_key(entry[1], self.rules)), entry[0])
-            self._sort_keys[pair] = key
-        return key
-
-    def _ordered(self, entries: list[_Entry] | tuple[_Entry, ...]) -> list[_Entry]:
-        """``entries`` sorted by key, with the best (RFC 4271: see best_position) moved first."""
-        sort_key = self._sort_key
-        keyed = sorted([(sort_key(entry), index) for index, entry in enumerate(entries)])
-        ordered = [entries[index] for _, index in keyed]
-        if len(keyed) > 1 and keyed[1][0][0][:TIER_LEN + 1] == keyed[0][0][0][:TIER_LEN + 1]:  # a contest
-            best = best_position([key[0] for key, _ in keyed], TIER_LEN + 1)
-            if best:
-                ordered.insert(0, ordered.pop(best))
-        return ordered
-
-    def _release(self, entry: _Entry) -> None:
-        pair = (entry[0], id(entry[1]))
-        refs = self._refs[pair] - 1
-        if refs > 0:
-            self._refs[pair] = refs
-        else:
-            del self._refs[pair], self._interned[pair]
-            self._sort_keys.pop(pair, None)
 
     def _count_path(self, prefix: str, session: str, delta: int) -> None:
         family = IPV6 if ":" in prefix else IPV4

@@ -133,12 +133,15 @@ def test_interned_paths_are_shared_and_released() -> None:
     for prefix in prefixes:
         rib.announce("10.0.0.1", prefix, shared)
     assert all(rib.paths(p)[0] is shared for p in prefixes)
-    assert len(rib._interned) == 1
+    assert len(rib._shared) == 1
     rib.announce("10.0.0.1", prefixes[0], path("10.0.0.1", as_path=(1, 2, 3)))  # equal, not shared
-    assert rib.paths(prefixes[0]) == [shared] and len(rib._interned) == 2
+    assert rib.paths(prefixes[0]) == [shared] and len(rib._shared) == 2
+    rib.announce("10.0.0.2", prefixes[1], path("10.0.0.2"))  # ordered against the shared one
+    rib.drop_session("10.0.0.2")
     for prefix in prefixes:
         rib.withdraw("10.0.0.1", prefix, "10.0.0.1", 0)
-    assert len(rib._interned) == 0
+    assert len(rib._shared) == 0
+    assert not rib._shared._extra_holders and not rib._shared._sort_keys and not rib._shared._by_session
 
 
 def test_random_churn_keeps_lpm_and_best_in_sync() -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 import random
 import threading
+import weakref
+from array import array
 
 import numpy as np
+import pytest
 
-from topfib.collector.rib.keymap import KeyIds
+from topfib.collector.rib.keymap import MAX_ID, KeyIds
 from topfib.collector.rib.lpm import LpmTable
 from topfib.collector.rib.paths import BgpPath
 from topfib.collector.rib.rib import Rib
@@ -15,14 +19,20 @@ from topfib.collector.rib.rib import Rib
 
 def test_key_ids_match_a_dict_across_growth() -> None:
     rng = random.Random(4)
-    keys, truth = KeyIds(), dict[int, int]()
+    networks = array("I")
+    keys, truth = KeyIds(networks), dict[tuple[int, int], int]()
     for _ in range(20_000):
-        key = rng.randrange(1 << 40)
-        if key not in truth:
-            truth[key] = len(truth)
-            keys.insert(key, truth[key])
-    assert all(keys.get(key) == value for key, value in truth.items())
-    assert keys.get((1 << 40) + 7) == -1 and len(keys) == len(truth)
+        length = rng.choice((8, 16, 24, 24, 24, 32))
+        prefix = (rng.randrange(1 << 32) >> (32 - length) << (32 - length), length)
+        if prefix not in truth:
+            truth[prefix] = len(networks)
+            networks.append(prefix[0])  # the owner names the id before inserting it
+            keys.insert(*prefix, truth[prefix])
+    assert all(keys.get(*prefix) == value for prefix, value in truth.items())
+    absent = next((network, 24) for network in range(0, 1 << 32, 256) if (network, 24) not in truth)
+    assert keys.get(*absent) == -1 and len(keys) == len(truth)
+    with pytest.raises(OverflowError):
+        keys.insert(0, 0, MAX_ID + 1)
 
 
 def test_churn_keeps_ids_and_does_not_grow() -> None:
@@ -41,7 +51,7 @@ def test_churn_keeps_ids_and_does_not_grow() -> None:
             rib.announce("s", prefix, path)
     assert [rib.lpm.id_of(p) for p in prefixes] == ids
     assert (len(rib.lpm._present), len(rib._routes), len(rib.lpm._v4_ids)) == sizes
-    assert len(rib._interned) == 1 and rib.drain_changed() == set(prefixes)
+    assert len(rib._shared) == 1 and rib.drain_changed() == set(prefixes)
 
 
 def test_names_come_back_canonical_and_knows_is_strict() -> None:
@@ -83,3 +93,22 @@ def test_lookups_during_apply_never_see_a_torn_state() -> None:
     assert not bad
     ids = table.lookup_v4_ids(np.array([0x0A010101], dtype=np.uint32))
     assert table.prefix_of_id(int(ids[0])) == "10.0.0.0/8"
+
+
+def test_a_dropped_rib_is_freed_at_once_without_the_cyclic_collector() -> None:
+    """No reference cycle inside a RIB (its LPM table, DIR-24 table, more-specifics index): a
+    dropped table's memory goes back with the last reference, not at the next GC run."""
+    rib = Rib()
+    path = BgpPath(next_hop="192.0.2.1")
+    for prefix in ("10.0.0.0/8", "10.1.0.0/16", "10.1.2.128/25", "2001:db8::/32"):
+        rib.announce("s", prefix, path)
+    rib.lpm.lookup_v4_ids(np.zeros(1, dtype=np.uint32))  # paint the DIR-24 table
+    assert rib.more_specifics("0.0.0.0/0") == ["10.0.0.0/8", "10.1.0.0/16", "10.1.2.128/25"]
+    assert rib.more_specifics("::/0") == ["2001:db8::/32"]
+    rib_ref, lpm_ref = weakref.ref(rib), weakref.ref(rib.lpm)
+    gc.disable()
+    try:
+        del rib
+        assert rib_ref() is None and lpm_ref() is None
+    finally:
+        gc.enable()

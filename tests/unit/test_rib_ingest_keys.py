@@ -28,42 +28,58 @@ needs_c = pytest.mark.skipif(_keymap_fast is None, reason="C extension not built
 
 
 def _copy(table: keymap.Table) -> keymap.Table:
-    return array("Q", table[0]), array("i", table[1]), table[2]
+    return array("I", table[0]), table[1]
+
+
+def _filled(count: int, rng: random.Random) -> tuple[KeyIds, array[int], list[tuple[int, int]]]:
+    """A map of ``count`` random prefixes (ids in order) and the networks array it reads."""
+    networks = array("I")
+    ids = KeyIds(networks)
+    prefixes: dict[tuple[int, int], None] = {}
+    while len(prefixes) < count:
+        length = rng.randrange(33)
+        prefixes[(rng.randrange(1 << 32) >> (32 - length) << (32 - length), length)] = None
+    for value, (network, length) in enumerate(prefixes):
+        networks.append(network)
+        ids.insert(network, length, value)
+    return ids, networks, list(prefixes)
 
 
 @needs_c
 def test_c_probes_equal_the_python_reference() -> None:
     rng = random.Random(7)
-    ids = KeyIds()
-    keys = rng.sample(range(1 << 40), 3000)
-    for value, key in enumerate(keys):
-        ids.insert(key, value)
+    ids, networks, prefixes = _filled(3000, rng)
     table = ids._table
-    absent = [rng.randrange(1 << 40, 1 << 63) for _ in range(500)] + [0, (1 << 64) - 2]
-    for key in keys + absent:
-        assert _keymap_fast.probe(table, key) == probe_py(table, key)
-    assert [_keymap_fast.probe(table, key) for key in keys] == list(range(len(keys)))
+    known = set(prefixes)
+    absent = [(network, length + 1) for network, length in prefixes[:300] if length < 32]
+    absent += [(rng.randrange(1 << 32), 32) for _ in range(300)] + [(0, 63), ((1 << 32) - 1, 0)]
+    absent = [prefix for prefix in absent if prefix not in known]
+    for prefix in prefixes + absent:
+        assert _keymap_fast.probe(table, networks, *prefix) == probe_py(table, networks, *prefix)
+    assert [_keymap_fast.probe(table, networks, *prefix) for prefix in prefixes] == list(range(len(prefixes)))
     ours, theirs = _copy(table), _copy(table)
-    for value, key in enumerate(absent[:100]):  # same slots written, in the same order
-        _keymap_fast.place(ours, key, 5000 + value)
-        place_py(theirs, key, 5000 + value)
+    for value, (network, length) in enumerate(absent[:100]):  # same slots written, in the same order
+        _keymap_fast.place(ours, network, length, 5000 + value)
+        place_py(theirs, network, length, 5000 + value)
     assert ours == theirs
 
 
 @needs_c
 @pytest.mark.parametrize("call", [
-    lambda t: _keymap_fast.probe(t, -1),
-    lambda t: _keymap_fast.probe(t, (1 << 64) - 1),  # its stored form would be 0: empty
-    lambda t: _keymap_fast.place(t, 5, 1 << 31),
-    lambda t: _keymap_fast.probe((t[0], t[1]), 5),  # type: ignore[arg-type]
-    lambda t: _keymap_fast.probe((t[0], t[1], t[2] - 1), 5),  # shift does not fit the size
-    lambda t: _keymap_fast.probe((t[1], t[0], t[2]), 5),  # arrays swapped
-    lambda t: _keymap_fast.place((bytes(t[0]), t[1], t[2]), 5, 1),  # type: ignore[arg-type]  # read-only
+    lambda t, n, last: _keymap_fast.probe(t, n, -1, 8),
+    lambda t, n, last: _keymap_fast.probe(t, n, 1 << 32, 8),
+    lambda t, n, last: _keymap_fast.probe(t, n, 5, 64),  # does not fit the slot's 6 bits
+    lambda t, n, last: _keymap_fast.place(t, 5, 8, 1 << 26),  # id + 1 does not fit 26 bits
+    lambda t, n, last: _keymap_fast.probe((t[0],), n, 5, 8),  # type: ignore[arg-type]
+    lambda t, n, last: _keymap_fast.probe((t[0], t[1] - 1), n, 5, 8),  # shift does not fit the size
+    lambda t, n, last: _keymap_fast.probe(t, array("Q", n), 0, 8),  # networks of another width
+    lambda t, n, last: _keymap_fast.probe(t, n[:1], *last),  # a slot names an id past the networks
+    lambda t, n, last: _keymap_fast.place((bytes(t[0]), t[1]), 5, 8, 1),  # type: ignore[arg-type]  # read-only
 ])
 def test_c_probes_refuse_what_is_not_a_table_or_key(call: Any) -> None:
-    table = KeyIds()._table
+    ids, networks, prefixes = _filled(200, random.Random(1))
     with pytest.raises((TypeError, ValueError, OverflowError, BufferError)):
-        call(table)
+        call(ids._table, networks, prefixes[-1])
 
 
 def _parsers(known: Any = None) -> list[ExabgpJsonParser]:
@@ -147,10 +163,13 @@ def test_python_fallback_probes_match_a_dict_across_growth(monkeypatch: pytest.M
     """Without the C extension KeyIds runs on probe_py/place_py: the same map."""
     monkeypatch.setattr(keymap, "_probe", probe_py)
     monkeypatch.setattr(keymap, "_place", place_py)
-    rng = random.Random(11)
-    ids, truth = KeyIds(), dict[int, int]()
-    for key in rng.sample(range(1 << 40), 5000):
-        assert ids.get(key) == -1
-        truth[key] = len(truth)
-        ids.insert(key, truth[key])
-    assert all(ids.get(key) == value for key, value in truth.items()) and len(ids) == len(truth)
+    ids, networks, prefixes = _filled(5000, random.Random(11))
+    assert all(ids.get(*prefix) == value for value, prefix in enumerate(prefixes)) and len(ids) == 5000
+    fresh = KeyIds(array("I"))
+    assert fresh.get(0, 0) == -1 and fresh.get(networks[7], 33) == -1
+
+
+@needs_c
+def test_the_c_build_of_this_slot_layout_is_the_one_in_use() -> None:
+    """A build of another layout (stale .so) is refused: KeyIds falls back to the Python probes."""
+    assert _keymap_fast.SLOT_LAYOUT == keymap.SLOT_LAYOUT and keymap._probe is _keymap_fast.probe
