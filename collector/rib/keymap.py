@@ -27,6 +27,16 @@ _MAX_LOAD = 0.7
 LENGTH_BITS = 6
 MAX_ID = (1 << (32 - LENGTH_BITS)) - 2  # id + 1 must fit the slot's upper 26 bits
 
+
+class IdSpaceExhausted(OverflowError):
+    """Every prefix id up to :data:`MAX_ID` is taken: the table cannot hold another prefix."""
+
+    def __init__(self, prefix_id: int, max_id: int) -> None:
+        super().__init__(f"prefix id space exhausted: id {prefix_id} is past the limit of "
+                         f"{max_id + 1} prefix ids (ids are never reused)")
+        self.max_id = max_id
+
+
 # (slots: (id + 1) << 6 | length per slot, 0 = empty; hash shift)
 Table: TypeAlias = "tuple[array[int], int]"
 
@@ -104,7 +114,7 @@ class KeyIds:
         """Add a prefix that is not in the map yet (the caller checked with :meth:`get`), whose
         network ``networks[prefix_id]`` already holds."""
         if not 0 <= prefix_id <= MAX_ID:
-            raise OverflowError(f"prefix id {prefix_id} does not fit a slot (at most {MAX_ID})")
+            raise IdSpaceExhausted(prefix_id, MAX_ID)
         if self._count >= self._limit:
             self._grow()
         _place(self._table, network, length, prefix_id)

@@ -40,9 +40,10 @@ from topfib.collector.common.prefixes import (
     split_canonical,
     split_prefix,
 )
+from topfib.collector.rib import keymap
 from topfib.collector.rib.dir24 import DIR_BITS, Dir24, pack_pending
 from topfib.collector.rib.heap import BULK, trim_heap
-from topfib.collector.rib.keymap import KeyIds
+from topfib.collector.rib.keymap import IdSpaceExhausted, KeyIds
 from topfib.collector.rib.lpm_v6 import _sorted_match, lookup_v6_ids
 from topfib.collector.rib.more_specifics import MoreSpecificsIndex, id_key
 
@@ -68,6 +69,7 @@ class LpmTable:
         self._v6_ids: dict[int, int] = {}
         self._v6_network: dict[int, int] = {}
         self._present = bytearray()
+        self.max_id = keymap.MAX_ID  # of both families' ids, one counter (26 bits: keymap, DIR-24)
         # Network → id per length, for the lengths that single lookups and the sorted arrays
         # read: IPv4 longer than /24 and IPv6. IPv4 up to /24 is in the DIR-24 table.
         self._by_len: dict[int, list[dict[int, int]]] = {
@@ -171,12 +173,15 @@ class LpmTable:
         return self.add_located(parsed, self.locate(prefix, parsed)[1])
 
     def add_located(self, parsed: tuple[int, int, int], prefix_id: int) -> int:
-        """:meth:`add` of a prefix already located (``prefix_id`` from :meth:`locate`, -1: new)."""
+        """:meth:`add` of a prefix already located (``prefix_id`` from :meth:`locate`, -1: new);
+        a new prefix past :attr:`max_id` raises :class:`IdSpaceExhausted`, the table unchanged."""
         family, network, length = parsed
         key = (network << 8) | length
         if prefix_id < 0:
-            # what an id names is written before the id can be found or looked up
             prefix_id = len(self._present)
+            if prefix_id > self.max_id:  # checked before anything is written: a retry leaks nothing
+                raise IdSpaceExhausted(prefix_id, self.max_id)
+            # what an id names is written before the id can be found or looked up
             self._present.append(0)
             if family == IPV4:
                 self._length_of.append(length)

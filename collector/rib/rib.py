@@ -21,6 +21,8 @@ so the RIB does not parse it again) and feed every event to :meth:`Rib.apply`; p
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -28,14 +30,23 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 
+from topfib.collector.common.log_budget import LogLimiter
+from topfib.collector.common.metrics import REGISTRY
 from topfib.collector.common.prefixes import IPV4, IPV6, split_prefix
 from topfib.collector.common.special_use import SpecialUseFilter, count_filtered
 from topfib.collector.rib.events import EndOfRib, Event, Notification, RouteUpdate, SessionState
+from topfib.collector.rib.keymap import IdSpaceExhausted
 from topfib.collector.rib.lpm import LpmTable
 from topfib.collector.rib.paths import DEFAULT_RULES, BestPathRules, BgpPath, SharedEntries
 from topfib.collector.rib.paths import Entry as _Entry
 
 PRELOAD_SESSION = "file"
+
+log = logging.getLogger(__name__)
+REFUSED_FULL = REGISTRY.counter(
+    "topfib_rib_full_refused_total",
+    "Announces of a new prefix refused because the RIB's prefix id space is exhausted",
+)
 
 # One path is stored as its entry itself (no 1-tuple around it: a full table is mostly single-path
 # prefixes); several as a tuple of entries, best first.
@@ -96,6 +107,9 @@ class Rib:
         # select, resolve a request to, or announce it. Counted once per refused announce.
         self.special_use = special_use
         self.refused_special_use = 0
+        # Announces of a new prefix refused because every prefix id is taken (see apply_all)
+        self.refused_full = 0
+        self._full_log = LogLimiter()
         # By LPM id (ids are stable, never reused): the prefix's paths, None while it has none.
         self._routes: list[_Stored | None] = []
         # The (session, path) pairs the slots hold, shared between prefixes and refcounted
@@ -187,7 +201,11 @@ class Rib:
                 change = self.withdraw(event.neighbor, event.prefix, event.neighbor, event.path_id,
                                        event.parsed)
             else:
-                change = self.announce(event.neighbor, event.prefix, event.path, event.parsed)
+                try:
+                    change = self.announce(event.neighbor, event.prefix, event.path, event.parsed)
+                except IdSpaceExhausted as exc:  # refused, as in apply_all
+                    self._refuse_full(event.prefix, exc)
+                    return []
             return [change] if change is not None else []
         if isinstance(event, SessionState):
             if event.state in ("up", "down"):
@@ -203,7 +221,10 @@ class Rib:
         raise TypeError(f"not a RIB event: {event!r}")
 
     def apply_all(self, events: Iterable[Event]) -> list[RibChange]:
-        """:meth:`apply` each event in order; the changes of all of them."""
+        """:meth:`apply` each event in order; the changes of all of them.
+
+        A new prefix the table has no id left for is refused (counted, logged within a budget)
+        and the rest applied: one ExaBGP line's changes are returned whole, never half applied."""
         changes: list[RibChange] = []
         announce, withdraw = self.announce, self.withdraw
         for event in events:
@@ -213,12 +234,22 @@ class Rib:
                     change = withdraw(event.neighbor, event.prefix, event.neighbor, event.path_id,
                                       event.parsed)
                 else:
-                    change = announce(event.neighbor, event.prefix, path, event.parsed)
+                    try:  # free on the happy path (3.11's zero-cost exceptions)
+                        change = announce(event.neighbor, event.prefix, path, event.parsed)
+                    except IdSpaceExhausted as exc:
+                        self._refuse_full(event.prefix, exc)
+                        continue
                 if change is not None:
                     changes.append(change)
             else:
                 changes.extend(self.apply(event))
         return changes
+
+    def _refuse_full(self, prefix: str, exc: IdSpaceExhausted) -> None:
+        self.refused_full += 1
+        REFUSED_FULL.inc()
+        self._full_log.warn("rib-full", time.monotonic(),
+                            f"RIB full, announce of {prefix} refused: {exc}")
 
     def announce(self, session: str, prefix: str, path: BgpPath,
                  parsed: tuple[int, int, int] | None = None) -> RibChange | None:
@@ -227,7 +258,8 @@ class Rib:
         ``prefix`` must be canonical (the loaders and the JSON parser ensure it); a new prefix is
         validated by the LPM table before anything is stored (:class:`PrefixError`), unless the
         caller passes ``parsed`` (its ``split_prefix`` result). A prefix the special-use filter
-        refuses is not stored (None).
+        refuses is not stored (None). A new prefix past the id space raises
+        :class:`IdSpaceExhausted` before anything is stored.
         """
         parsed, prefix_id = self.lpm.locate(prefix, parsed)
         routes = self._routes
