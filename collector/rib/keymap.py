@@ -15,6 +15,7 @@ either no entry or a complete one.
 
 from __future__ import annotations
 
+import logging
 from array import array
 from collections.abc import Callable
 from typing import TypeAlias
@@ -26,6 +27,9 @@ _MASK64 = (1 << 64) - 1
 _MAX_LOAD = 0.7
 LENGTH_BITS = 6
 MAX_ID = (1 << (32 - LENGTH_BITS)) - 2  # id + 1 must fit the slot's upper 26 bits
+REBUILD_HINT = "rebuild it: pip install -e . (or scripts/setup.sh)"
+
+log = logging.getLogger(__name__)
 
 
 class IdSpaceExhausted(OverflowError):
@@ -85,8 +89,12 @@ SLOT_LAYOUT = 2  # (id + 1) << 6 | length; a C build of another layout is not us
 try:  # the same probes in C (collector/rib/_keymap_fast.c): the RIB probes once per update's prefix
     from topfib.collector.rib import _keymap_fast
 
-    if getattr(_keymap_fast, "SLOT_LAYOUT", None) != SLOT_LAYOUT:
-        raise ImportError("_keymap_fast was built for another slot layout: rebuild it")
+    built_layout = getattr(_keymap_fast, "SLOT_LAYOUT", None)
+    if built_layout != SLOT_LAYOUT:
+        # a stale build works, slowly, through the Python probes: say so once, with the fix
+        log.warning("_keymap_fast was built for slot layout %s, not %s: using the slower Python "
+                    "probes; %s", built_layout, SLOT_LAYOUT, REBUILD_HINT)
+        raise ImportError("_keymap_fast was built for another slot layout")
     _probe, _place = _keymap_fast.probe, _keymap_fast.place
 except ImportError:  # pragma: no cover - built by setup.py (optional)
     _probe, _place = probe_py, place_py

@@ -489,7 +489,8 @@ class LpmTable:
         def pairs() -> Iterator[tuple[int, int]]:
             if family == IPV4:
                 owner = owner_ref()
-                assert owner is not None, "the index outlived its table"
+                if owner is None:  # not an assert: it must hold under python -O too
+                    raise ReferenceError("the more-specifics index outlived its LPM table")
                 ids, lengths, networks = owner._v4_short()
                 yield from zip(((networks << 8) | lengths).tolist(), ids.tolist(), strict=True)
             for length, table in enumerate(tables):

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import sys
+import types
 
 import pytest
 
+import topfib.collector.rib as rib_package
+from topfib.collector.common.prefixes import IPV4
 from topfib.collector.rib import keymap
 from topfib.collector.rib.events import RouteUpdate
 from topfib.collector.rib.keymap import IdSpaceExhausted
@@ -98,3 +103,24 @@ def test_lpm_table_add_checks_the_limit_before_writing(monkeypatch: pytest.Monke
             table.add(prefix)
     assert len(table._present) == len(table._length_of) == 2 and len(table._v6_network) == 1
 
+
+def test_the_index_of_a_dropped_table_says_so() -> None:
+    pairs = LpmTable(["10.0.0.0/8"])._key_id_pairs(IPV4)
+    with pytest.raises(ReferenceError, match="outlived its LPM table"):
+        next(pairs())
+
+
+def test_a_stale_c_build_is_reported_with_the_rebuild_command(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    stale = types.ModuleType("_keymap_fast")
+    stale.SLOT_LAYOUT = keymap.SLOT_LAYOUT - 1  # type: ignore[attr-defined]
+    monkeypatch.setattr(rib_package, "_keymap_fast", stale, raising=False)
+    monkeypatch.setitem(sys.modules, "topfib.collector.rib._keymap_fast", stale)
+    spec = importlib.util.spec_from_file_location("keymap_stale_copy", keymap.__file__)
+    assert spec is not None and spec.loader is not None
+    copy = importlib.util.module_from_spec(spec)
+    with caplog.at_level(logging.WARNING, logger="keymap_stale_copy"):
+        spec.loader.exec_module(copy)
+    assert copy._probe is copy.probe_py
+    [record] = caplog.records
+    assert "pip install -e ." in record.getMessage() and "scripts/setup.sh" in record.getMessage()
