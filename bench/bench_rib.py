@@ -391,15 +391,15 @@ def main() -> int:
                         help="only the ingest benchmark (prefixes read from the IPv4 table, no RIB load)")
     parser.add_argument("--service-gc", action="store_true",
                         help="the GC threshold `topfib run` sets "
-                             "(topfib.controller.service.run.GC_YOUNG_THRESHOLD)")
+                             "(topfib.controller.service.run.GC_THRESHOLDS)")
     parser.add_argument("--parser", choices=("c", "python"), default="c",
                         help="ingest through the C scanner (when built) or the Python fast path only")
     args = parser.parse_args()
     native = args.parser == "c"
     if args.service_gc:
-        from topfib.controller.service.run import GC_YOUNG_THRESHOLD
+        from topfib.controller.service.run import GC_THRESHOLDS
 
-        gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
+        gc.set_threshold(*GC_THRESHOLDS)
     if args.ingest_only:
         bench_ingest(table_prefixes(args.ingest), args.per_line, native)
         return 0

@@ -11,7 +11,7 @@ still); the first call and the steady call without a cache are printed too. Each
 starts after ``gc.collect()``: a full collection walks every object of the million-prefix RIB
 (hundreds of ms), and which call it lands in is chance, not the selection's cost.
 
-``--service-gc``: the service's collector settings (young threshold ``GC_YOUNG_THRESHOLD``, the
+``--service-gc``: the service's collector settings (thresholds ``GC_THRESHOLDS``, the
 loaded RIB frozen out of collection) instead of Python's defaults, under which the 30k routes a
 selection builds set off dozens of young collections.
 
@@ -78,9 +78,9 @@ def main() -> None:
     static_rib = synthetic_peer_rib({p: b for p in prefixes if (b := live_rib.best(p)) is not None})
     print(f"{args.rib.name}: {len(prefixes)} prefixes loaded in {time.perf_counter() - started:.1f} s")
     if args.service_gc:
-        from topfib.controller.service.run import GC_YOUNG_THRESHOLD
+        from topfib.controller.service.run import GC_THRESHOLDS
 
-        gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
+        gc.set_threshold(*GC_THRESHOLDS)
         gc.freeze()  # as the service does once the RIB file is loaded
 
     rng = np.random.default_rng(1)

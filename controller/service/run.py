@@ -45,7 +45,14 @@ from topfib.controller.state.store import MemoryStore, Store
 from topfib.controller.switch.controller import SwitchController
 
 log = logging.getLogger(__name__)
-GC_YOUNG_THRESHOLD = 50_000
+# The cyclic collector's thresholds (young, generation 1, generation 2) in `topfib run` and the
+# benches that stand for it. Python's default young threshold (700) took ~20 % of ExaBGP JSON
+# ingest with a full table. Under API load every stored request leaves a few long-lived objects,
+# so a young collection frees nothing and holds the event loop for as long as its threshold is
+# big: 50,000 held it 8-12 ms about once a second (bench_api). 10,000 holds it 2-4 ms; the
+# generation-1 threshold of 20 keeps generation-1 collections (which rescan what the last young
+# ones kept) as rare as 20,000 x 10 would, at which bench_rib's ingest was no slower.
+GC_THRESHOLDS = (10_000, 20, 10)
 
 
 def make_store(url: str, replica_acks: int = 0) -> Store:
@@ -380,9 +387,7 @@ def run_service(config_path: Path, log_format: LogFormat = LogFormat.TEXT) -> in
     if missing is not None:
         print(f"{config_path}: {missing}", file=sys.stderr)
         return 2
-    # A full table is millions of long-lived objects: the default young-generation threshold
-    # (700) runs the cyclic GC so often that it took ~20 % of ExaBGP JSON ingest.
-    gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
+    gc.set_threshold(*GC_THRESHOLDS)
     try:
         asyncio.run(serve(config, config_path, early))
     except ConfigError as exc:  # a socket the config names cannot be bound; nothing was started

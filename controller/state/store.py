@@ -204,15 +204,16 @@ class MemoryStore:
                 self._per_ap[ap_key] = self._per_ap.get(ap_key, 0) + 1
             self._requests[key] = entry
             heapq.heappush(self._expiries, (entry.expires_at, key))
-            self._log_change(entry.switch, entry.ap, entry.ip)
+            self._log_change(key)
             accepted.append(True)
         return accepted
 
-    def _log_change(self, switch: str, ap: str, ip: str) -> None:
-        log = self._changes.setdefault(switch, _ChangeLog())
+    def _log_change(self, key: tuple[str, str, str]) -> None:
+        # keyed by the request's own key tuple: no other tuple per write for the collector to track
+        log = self._changes.setdefault(key[0], _ChangeLog())
         log.sequence += 1
-        log.members[(ap, ip)] = log.sequence
-        log.members.move_to_end((ap, ip))
+        log.members[key] = log.sequence
+        log.members.move_to_end(key)
         if len(log.members) > self._change_log_max + change_log_slack(self._change_log_max):
             while len(log.members) > self._change_log_max:
                 log.trimmed = log.members.popitem(last=False)[1]
@@ -225,12 +226,12 @@ class MemoryStore:
             active = [e for e in self._requests.values() if e.switch == switch]
             return RequestChanges(cursor, True, active)
         active, ended = [], []
-        for (ap, ip), sequence in reversed(log.members.items()):
+        for key, sequence in reversed(log.members.items()):
             if sequence <= since.sequence:
                 break
-            entry = self._requests.get((switch, ap, ip))
+            entry = self._requests.get(key)
             if entry is None:
-                ended.append((ap, ip))
+                ended.append((key[1], key[2]))
             else:
                 active.append(entry)
         return RequestChanges(cursor, False, active, ended)
@@ -240,7 +241,7 @@ class MemoryStore:
         keys = [k for k in self._requests if k[1] == ap and k[2] == ip]
         for key in keys:
             self._drop(key)
-            self._log_change(key[0], ap, ip)
+            self._log_change(key)
         return len(keys)
 
     async def active_requests(self, switch: str | None, now: float) -> list[RequestEntry]:
@@ -284,11 +285,11 @@ class MemoryStore:
 
 @dataclass(slots=True)
 class _ChangeLog:
-    """One switch's request changes: (ap, ip) → sequence of its last change, oldest first."""
+    """One switch's request changes: (switch, ap, ip) → sequence of its last change, oldest first."""
 
     sequence: int = 0
     trimmed: int = 0  # the newest sequence dropped from ``members``
-    members: OrderedDict[tuple[str, str], int] = field(default_factory=OrderedDict)
+    members: OrderedDict[tuple[str, str, str], int] = field(default_factory=OrderedDict)
 
 
 def request_order(entry: RequestEntry) -> tuple[float, str, str, str]:

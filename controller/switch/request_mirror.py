@@ -43,7 +43,9 @@ class RequestMirror:
     def __init__(self, switch: str) -> None:
         self.switch = switch
         self._cursor: RequestCursor | None = None
-        self._by_ip: dict[str, dict[str, RequestEntry]] = {}  # ip → ap → entry
+        # ip → its entry, or ap → entry once several APs asked for it: no dict per IP in the usual
+        # case, one long-lived object fewer per request for the garbage collector to scan
+        self._by_ip: dict[str, RequestEntry | dict[str, RequestEntry]] = {}
         self._wanted: dict[str, OnDemandRequest] = {}  # ip → what selection gets
         self._expiries: list[tuple[float, str, str]] = []  # (expires_at, ip, ap); stale items skipped
         self._held = 0  # entries in _by_ip
@@ -114,14 +116,11 @@ class RequestMirror:
                        full: bool = False) -> None:
         touched: set[str] = set()
         for ap, ip in ended:
-            held = self._by_ip.get(ip)
-            if held is not None and held.pop(ap, None) is not None:
+            if self._release(ip, ap):
                 self._held -= 1
                 touched.add(ip)
         for entry in active:
-            held = self._by_ip.setdefault(entry.ip, {})
-            self._held += entry.ap not in held
-            held[entry.ap] = entry
+            self._held += self._hold(entry)
             if full:
                 self._expiries.append((entry.expires_at, entry.ip, entry.ap))
             else:
@@ -132,28 +131,73 @@ class RequestMirror:
         for ip in touched:
             self._settle(ip)
         if len(self._expiries) > 2 * self._held + 1024:  # refreshed entries left their old expiries
-            self._expiries = [(e.expires_at, e.ip, e.ap) for group in self._by_ip.values()
-                              for e in group.values()]
+            self._expiries = [(e.expires_at, e.ip, e.ap) for e in self.held_entries()]
             heapq.heapify(self._expiries)
+
+    def held_entries(self) -> list[RequestEntry]:
+        """Every entry held (of every AP, not only the newest per IP)."""
+        held: list[RequestEntry] = []
+        for group in self._by_ip.values():
+            if isinstance(group, RequestEntry):
+                held.append(group)
+            else:
+                held += group.values()
+        return held
+
+    def _hold(self, entry: RequestEntry) -> bool:
+        """Hold ``entry`` in place of its AP's entry for its IP; True when that AP held none."""
+        held = self._by_ip.get(entry.ip)
+        if held is None:
+            self._by_ip[entry.ip] = entry
+            return True
+        if isinstance(held, RequestEntry):
+            if held.ap == entry.ap:
+                self._by_ip[entry.ip] = entry
+                return False
+            self._by_ip[entry.ip] = {held.ap: held, entry.ap: entry}
+            return True
+        new = entry.ap not in held
+        held[entry.ap] = entry
+        return new
+
+    def _entry(self, ip: str, ap: str) -> RequestEntry | None:
+        held = self._by_ip.get(ip)
+        if isinstance(held, RequestEntry):
+            return held if held.ap == ap else None
+        return held.get(ap) if held is not None else None
+
+    def _release(self, ip: str, ap: str) -> bool:
+        """Drop ``ap``'s entry for ``ip``; True when there was one."""
+        held = self._by_ip.get(ip)
+        if held is None:
+            return False
+        if isinstance(held, RequestEntry):
+            if held.ap != ap:
+                return False
+            del self._by_ip[ip]
+            return True
+        if held.pop(ap, None) is None:
+            return False
+        if len(held) == 1:
+            self._by_ip[ip] = next(iter(held.values()))
+        return True
 
     def _expire(self, now: float) -> None:
         while self._expiries and self._expiries[0][0] <= now:
             expires_at, ip, ap = heapq.heappop(self._expiries)
-            held = self._by_ip.get(ip)
-            entry = held.get(ap) if held is not None else None
-            if held is not None and entry is not None and entry.expires_at == expires_at:
-                del held[ap]
+            entry = self._entry(ip, ap)
+            if entry is not None and entry.expires_at == expires_at:
+                self._release(ip, ap)
                 self._held -= 1
                 self._settle(ip)
 
     def _settle(self, ip: str) -> None:
         held = self._by_ip.get(ip)
-        if not held:
-            self._by_ip.pop(ip, None)
+        if held is None:
             if self._wanted.pop(ip, None) is not None:
                 self.version += 1
             return
-        newest = next(iter(held.values())) if len(held) == 1 else newest_of(held)
+        newest = held if isinstance(held, RequestEntry) else newest_of(held)
         request = OnDemandRequest(ip=ip, expires_at=newest.expires_at, created_at=newest.requested_at)
         if self._wanted.get(ip) != request:
             self._wanted[ip] = request

@@ -111,7 +111,7 @@ steps = st.lists(st.tuples(
 
 
 def held(mirror: RequestMirror) -> set[tuple[str, str, float]]:
-    return {(ap, ip, e.expires_at) for ip, group in mirror._by_ip.items() for ap, e in group.items()}
+    return {(e.ap, e.ip, e.expires_at) for e in mirror.held_entries()}
 
 
 async def run_steps(redis_url: str, change_log_max: int, plan: list[tuple[float, object, bool]]) -> None:

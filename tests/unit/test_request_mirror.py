@@ -4,6 +4,7 @@ outage; the controller no longer reads every active request each iteration."""
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 from pathlib import Path
 from unittest import mock
@@ -164,5 +165,28 @@ def test_changes_applied_in_slices_end_as_one_read_of_everything_would() -> None
             await sliced.refresh(store, T0 + 2)
         assert wanted(await sliced.refresh(store, T0 + 2)) == wanted(await whole.refresh(store, T0 + 2))
         assert sliced.full_reads == 2  # cancelled midway: read everything again
+
+    asyncio.run(scenario())
+
+
+def test_an_ip_asked_for_by_several_aps_in_turn_stays_as_a_full_read_would_see_it() -> None:
+    """The mirror holds an IP's entry alone and a per-AP group only while several APs ask: adds,
+    renewals, ends and expiries in any order leave it as a fresh read of the store."""
+    rng = random.Random(7)
+
+    async def scenario() -> None:
+        store, mirror = MemoryStore(), RequestMirror("sw1")
+        for step in range(400):
+            now = T0 + step
+            ip, ap = f"203.0.113.{rng.randrange(4)}", f"ap{rng.randrange(3)}"
+            if rng.random() < 0.3:
+                await store.remove_requests(ap, ip, now)
+            else:
+                await store.add_requests([req(ip, ap, at=now, ttl=rng.choice([1, 3, 8]))], LIMITS, now)
+            got = await mirror.refresh(store, now)
+            assert wanted(got) == wanted(await RequestMirror("sw1").refresh(store, now))
+            held = sorted((e.ap, e.ip, e.expires_at) for e in mirror.held_entries())
+            assert held == sorted((e.ap, e.ip, e.expires_at) for e in await store.active_requests("sw1", now))
+        assert mirror.full_reads == 1
 
     asyncio.run(scenario())
