@@ -31,6 +31,13 @@ topfib counted it installed), and an announce then a withdraw could go out the o
 update passes, seconds' worth while a large one is being sent, so topfib's withdraw and
 re-announce of a flapping or displaced prefix can share one. The launcher sends only the last
 change queued for each route: what the peer must end with (an announce replaces the route).
+
+Across routes the same group order put a batch's announces ahead of its withdraws whenever their
+next-hop's group was started first (an announce window, then the withdraws making room, then
+more announces, all queued while an earlier batch was being sent): the switch briefly held more
+than its cap, and a switch enforcing it (BIRD's ``import limit … action block``, a full ASIC)
+drops the excess announce for good. The launcher sends each batch's withdraws first; once only
+the last change of each route is left, that order is always safe.
 """
 
 from __future__ import annotations
@@ -156,11 +163,65 @@ def send_only_the_latest_change_of_a_route() -> bool:
     return True
 
 
+WITHDRAWS = "withdraws:"  # prefixes the group of a batch's withdraws, ahead of every other group
+
+
+def put_withdraws_first(rib: Any) -> None:
+    """Reorder ``rib``'s queue (an ExaBGP 5 ``OutgoingRIB``) so that every queued withdraw comes
+    before every queued announce: each attribute group's withdraws move to a group of their own
+    (same attributes, which a withdraw does not send) placed ahead of all others."""
+    buckets = getattr(rib, "_new_attr_af_nlri", None)
+    attributes = getattr(rib, "_new_attribute", None)
+    if not isinstance(buckets, dict) or not isinstance(attributes, dict):
+        return
+    from exabgp.bgp.message import Action
+
+    withdraw = Action.WITHDRAW
+    withdraws_first: dict[Any, Any] = {}
+    announces: dict[Any, Any] = {}
+    for attr_index, per_family in buckets.items():
+        for family, changes in per_family.items():
+            withdrawn = {index: change for index, change in changes.items() if change.nlri.action == withdraw}
+            if not withdrawn:
+                announces.setdefault(attr_index, {})[family] = changes
+                continue
+            key = (WITHDRAWS, attr_index)
+            withdraws_first.setdefault(key, {})[family] = type(changes)(withdrawn)
+            attributes[key] = attributes[attr_index]
+            if len(withdrawn) < len(changes):
+                announces.setdefault(attr_index, {})[family] = type(changes)(
+                    {index: change for index, change in changes.items() if index not in withdrawn})
+    if withdraws_first:
+        rib._new_attr_af_nlri = {**withdraws_first, **announces}
+
+
+def send_withdraws_before_announces() -> bool:
+    """Wrap ``OutgoingRIB.updates`` so that each batch sends its withdraws first (see
+    :func:`put_withdraws_first`); False when this ExaBGP has no such method."""
+    try:
+        from exabgp.rib.outgoing import OutgoingRIB
+    except ImportError:
+        return False
+    original: Callable[[Any, bool], Iterator[Any]] | None = getattr(OutgoingRIB, "updates", None)
+    if original is None or getattr(original, "sends_withdraws_first", False):
+        return original is not None
+
+    def updates(rib: Any, grouped: bool) -> Iterator[Any]:
+        put_withdraws_first(rib)
+        yield from original(rib, grouped)
+
+    updates.sends_withdraws_first = True  # type: ignore[attr-defined]
+    updates.sends_latest_only = getattr(original, "sends_latest_only", False)  # type: ignore[attr-defined]
+    OutgoingRIB.updates = updates
+    return True
+
+
 def install_hooks() -> None:
     """Every change above, each where this ExaBGP (and interpreter) allows it."""
     skip_wait_while_api_work_is_queued()
     copy_routes_without_deep_copy()
     send_only_the_latest_change_of_a_route()
+    send_withdraws_before_announces()  # after: a route's superseded changes are gone by then
     run_more_command_steps_a_turn()
     collect_garbage_less_often()
 

@@ -179,6 +179,7 @@ def test_main_installs_every_hook_before_exabgps_main_runs(monkeypatch: pytest.M
         return [getattr(loop.Reactor._wait_for_io, "skips_queued_wait", False),
                 getattr(Neighbor.remove_self, "copies_nlri_only", False),
                 getattr(OutgoingRIB.updates, "sends_latest_only", False),
+                getattr(OutgoingRIB.updates, "sends_withdraws_first", False),
                 ASYNC.LIMIT == COMMAND_STEPS_PER_TURN, gc.get_threshold()[0] == GC_FIRST_GENERATION_THRESHOLD]
 
     assert not any(installed())
@@ -191,7 +192,7 @@ def test_main_installs_every_hook_before_exabgps_main_runs(monkeypatch: pytest.M
     monkeypatch.setattr(exabgp.application.main, "main", exabgp_main)
     monkeypatch.setattr(sys, "argv", ["launch.py", "version"])
     assert launch.main() == 3
-    assert seen == [[True] * 5]
+    assert seen == [[True] * 6]
     assert sys.argv == ["exabgp", "version"]
 
 

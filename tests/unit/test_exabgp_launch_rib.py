@@ -14,6 +14,7 @@ from topfib.controller.exabgp.commands import clear_adj_rib_out_command, render_
 from topfib.controller.exabgp.launch import (
     copy_routes_without_deep_copy,
     send_only_the_latest_change_of_a_route,
+    send_withdraws_before_announces,
 )
 from topfib.controller.program.plan import Step
 
@@ -164,6 +165,9 @@ def test_the_hooks_build_the_same_updates_and_adj_rib_out_as_exabgp_as_it_is() -
     with_shallow_copies = run(lines)
     assert send_only_the_latest_change_of_a_route()
     assert run(lines) == with_shallow_copies
+    # and the withdraws first: this script's batches already send theirs first
+    assert send_withdraws_before_announces()
+    assert run(lines) == with_shallow_copies
     assert all(answer for answer in with_shallow_copies if isinstance(answer, bool))
     updates = [message for step in with_shallow_copies if isinstance(step, list) for message in step
                if isinstance(message, bytes)]
@@ -221,3 +225,35 @@ def test_the_last_change_of_a_route_in_a_batch_is_the_one_sent() -> None:
     assert say("neighbor 10.0.0.2 announce attributes next-hop 192.0.2.2 nlri 10.4.0.0/24")
     assert sorted(_prefixes_sent(reactor)) == [("announce", "10.4.0.0/24"), ("withdraw", "10.3.0.0/24"),
                                                ("withdraw", "10.5.0.0/24"), ("withdraw", "10.6.0.0/24")]
+
+
+@pytest.mark.parametrize("hooked", [False, True])
+@pytest.mark.usefixtures("exabgp_as_it_is")
+def test_a_batch_sends_its_withdraws_before_its_announces(hooked: bool) -> None:
+    if hooked:
+        assert send_only_the_latest_change_of_a_route()
+        assert send_withdraws_before_announces()
+        assert send_withdraws_before_announces()  # twice: wrapped once only
+    reactor = FakeReactor()
+    say = reactor.command
+    assert say("neighbor 10.0.0.2 announce attributes next-hop 192.0.2.1 nlri 10.2.0.0/24 10.3.0.0/24")
+    list(reactor.outgoing()[0].updates(True))
+    # one batch: an announce window starts next-hop 1's group, a withdraw makes room, and a
+    # second announce through next-hop 1 joins the group started before the withdraw
+    assert say("neighbor 10.0.0.2 announce attributes next-hop 192.0.2.1 nlri 10.1.0.0/24")
+    assert say("neighbor 10.0.0.2 withdraw attributes nlri 10.2.0.0/24")
+    assert say("neighbor 10.0.0.2 announce attributes next-hop 192.0.2.1 nlri 10.4.0.0/24")
+    # and a route announced then withdrawn in the same batch: only its withdraw goes out
+    assert say("neighbor 10.0.0.2 announce attributes next-hop 192.0.2.1 nlri 10.5.0.0/24")
+    assert say("neighbor 10.0.0.2 withdraw attributes nlri 10.5.0.0/24")
+    sent = _prefixes_sent(reactor)
+    if not hooked:  # ExaBGP 5.0.15 as it is: the announces of the older group go out first
+        assert sent[0] == ("announce", "10.1.0.0/24")
+        return
+    withdrawn = [prefix for action, prefix in sent if action == "withdraw"]
+    assert sorted(withdrawn) == ["10.2.0.0/24", "10.5.0.0/24"]
+    assert sent[:2] == [("withdraw", prefix) for prefix in withdrawn]
+    assert sent[2:] == [("announce", "10.1.0.0/24"), ("announce", "10.4.0.0/24")]
+    # the next batch is unaffected by the reordering of this one
+    assert say("neighbor 10.0.0.2 announce attributes next-hop 192.0.2.2 nlri 10.6.0.0/24")
+    assert _prefixes_sent(reactor) == [("announce", "10.6.0.0/24")]
