@@ -11,14 +11,17 @@ selection has the request among its inputs and places it before TopN, so it keep
   makes room: the one the next selection drops first (one outside its dwell time before one
   inside it, then the lowest score, then the last in prefix order). Never a pin, a request or a
   dependency, nor a route with more-specifics in the RIB (it may have dependencies) or inside
-  another desired route (without it, its traffic would follow that cover). While the switch
+  another desired route (without it, its traffic would follow that cover). A TopN route a new
+  request is served by is a request route from then on (in the fast path's copy of the selection,
+  until the next selection), so never a victim either. While the switch
   itself is full (a programming run has yet to withdraw what the selection dropped), only an
   installed TopN route makes room: one the selection wanted but the switch does not hold frees
   no slot there, and the announce would be trimmed to the cap (the request then waited for the
   next selection and its programming: half of bench.soak's requests did).
 
 Anything else waits for the full selection. :class:`RequestFastPath` withdraws the routes making
-room, and only once ExaBGP confirmed that announces the admitted prefixes (still trimmed to the caps).
+room, and only once ExaBGP confirmed that announces the admitted prefixes (still trimmed to the caps);
+if a selection was made meanwhile, only those it placed itself (it may have rejected the request).
 """
 
 from __future__ import annotations
@@ -62,6 +65,9 @@ class FastPlan:
 
     admitted: list[FastAdmission]
     left_to_selection: bool
+    # TopN routes of the selection that new requests are served by: request routes from now on
+    # (see RequestFastPath), never a later admission's victim before the next selection
+    protected: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,18 +113,21 @@ class _RoutesIndex:
         return self
 
     def follow(self, old: Mapping[str, SelectedRoute], new: Mapping[str, SelectedRoute],
-               removed: Collection[str], added: Collection[str]) -> None:
-        """``new`` is ``old`` less ``removed`` plus ``added``, requests (a fast admission). Not so
-        when a selection made during the admission's awaits is ``old`` (it placed the request
-        itself, or no longer had the victim): then rebuilt when next asked, never miscounted."""
+               removed: Collection[str], added: Collection[str], retagged: Collection[str] = ()) -> None:
+        """``new`` is ``old`` less ``removed`` plus ``added``, requests (a fast admission), with
+        ``retagged`` TopN routes now request routes. Not so when a selection made during the
+        admission's awaits is ``old`` (it placed the request itself, or no longer had the victim):
+        then rebuilt when next asked, never miscounted."""
         if old is not self._routes:
             return
-        if any(prefix not in old for prefix in removed) or any(prefix in old for prefix in added):
+        if (any(prefix not in old for prefix in removed) or any(prefix in old for prefix in added)
+                or any(prefix not in old for prefix in retagged)):
             self._routes = None
         else:
             self.keys.difference_update(map(split_prefix, removed))
             self.keys.update(map(split_prefix, added))
-            self.topn_by_score = [route for route in self.topn_by_score if route.prefix not in removed]
+            gone = set(removed).union(retagged)
+            self.topn_by_score = [route for route in self.topn_by_score if route.prefix not in gone]
             self._tables.remove(removed)
             self._tables.add(added)
             self._routes = new
@@ -184,17 +193,17 @@ def fast_admissions(
         on_switch[held_table] = on_switch.get(held_table, 0) + 1
         if held_prefix not in routes:
             used[held_table] = used.get(held_table, 0) + 1
-    displaced: set[str] = set()  # victims of earlier admissions in this call
     admitted: list[FastAdmission] = []
     seen: set[str] = set()
     left = False
     active = [request for request in requests if request.expires_at > now]
     active.sort(key=lambda r: (-r.created_at, r.ip, r.request_id))  # the order selection places them
-    for request in active:
-        try:
-            prefix = rib.longest_match(request.ip)
-        except ValueError:
-            prefix = None
+    covering = [(request, _covering(rib, request.ip)) for request in active]
+    # a TopN route a new request is served by stays: never a victim, whichever request came first
+    protected = frozenset(prefix for _, prefix in covering
+                          if prefix is not None and prefix in routes and routes[prefix].reason == "topn")
+    spoken_for = set(protected)  # and the victims of earlier admissions in this call
+    for request, prefix in covering:
         if prefix is not None and (prefix in routes or prefix in seen):
             continue
         new = request.ip not in answered
@@ -212,7 +221,7 @@ def fast_admissions(
             else:
                 switch_full = on_switch.get(table, 0) >= cap
                 # checked lazily: a RIB look-up per candidate, and the first usually qualifies
-                victim = next((r for r in _drop_order(index, policy, now) if r.prefix not in displaced
+                victim = next((r for r in _drop_order(index, policy, now) if r.prefix not in spoken_for
                                and policy.table_of(r.prefix) == table
                                and (not switch_full or r.prefix in withdrawable)
                                and _displaceable(r, index.keys, rib)), None)
@@ -220,12 +229,19 @@ def fast_admissions(
                     left |= new
                     continue
                 displaces = victim.prefix
-                displaced.add(displaces)
+                spoken_for.add(displaces)
                 if displaces not in withdrawable:  # the switch takes one more
                     on_switch[table] = on_switch.get(table, 0) + 1
         seen.add(prefix)
         admitted.append(FastAdmission(prefix, best.next_hop, displaces))
-    return FastPlan(admitted, left)
+    return FastPlan(admitted, left, protected)
+
+
+def _covering(rib: RibView, ip: str) -> str | None:
+    try:
+        return rib.longest_match(ip)
+    except ValueError:
+        return None
 
 
 class RequestFastPath:
@@ -325,6 +341,7 @@ class RequestFastPath:
             if not admitted:  # none to announce: the selection is needed only for what it was left
                 # (a request the current selection placed already needs none: 25 a second in
                 # bench.soak once selections read the mirror as they run)
+                self._commit(selection, (), (), fast.protected, wall_now)
                 return not fast.left_to_selection
             installed = programmer.installed
             # a victim the selection wanted but a programming run has not installed yet leaves the
@@ -336,19 +353,34 @@ class RequestFastPath:
             # withdraws confirmed before any announce: the switch never holds more than the cap
             if withdraws and not await programmer.send_steps(withdraws):
                 return False
-            selection = self._selection()
-            assert selection is not None
-            routes = dict(selection.routes)  # a copy in C: a comprehension cost 0.3 ms a request
-            for victim in victims:
-                routes.pop(victim, None)
-            for admission in admitted:  # the score is the next selection's to fill in
-                prefix, next_hop = admission.prefix, admission.next_hop
-                route = new_route(prefix, next_hop, "request", wall_now, 0.0)
-                routes[prefix] = route
-            self._routes_index.follow(selection.routes, routes, victims, [a.prefix for a in admitted])
-            self._set_selection(replace(selection, routes=routes))  # the next selection's incumbents
+            current = self._selection()
+            assert current is not None
+            if current is selection:
+                self._commit(selection, victims, admitted, fast.protected, wall_now)
+            else:  # a selection made during the withdraw decided without this plan (it may have
+                # rejected a request for new pins): announce only what it placed, as it placed it
+                changes = plan({a.prefix: current.routes[a.prefix].next_hop for a in admitted
+                                if a.prefix in current.routes}, {})
             announces = programmer.within_caps([step for step in changes.steps if step.action == "announce"])
             if not announces or not await programmer.send_steps(announces):
                 return False
             _m_fast.inc(sum(len(step.prefixes) for step in announces), switch=self._name)
             return not fast.left_to_selection and all(a.prefix in programmer.installed for a in admitted)
+
+    def _commit(self, selection: Selection, victims: Collection[str], admitted: Collection[FastAdmission],
+                protected: Collection[str], now: float) -> None:
+        """The selection as the fast path leaves it, the next selection's incumbents: ``victims``
+        out, ``admitted`` in, and the TopN routes new requests are served by (``protected``) made
+        request routes, so no admission takes them as victims before the next selection."""
+        retagged = [prefix for prefix in protected if selection.routes[prefix].reason == "topn"]
+        if not victims and not admitted and not retagged:
+            return
+        routes = dict(selection.routes)  # a copy in C: a comprehension cost 0.3 ms a request
+        for victim in victims:
+            routes.pop(victim, None)
+        for prefix in retagged:
+            routes[prefix] = routes[prefix]._replace(reason="request")
+        for admission in admitted:  # the score is the next selection's to fill in
+            routes[admission.prefix] = new_route(admission.prefix, admission.next_hop, "request", now, 0.0)
+        self._routes_index.follow(selection.routes, routes, victims, [a.prefix for a in admitted], retagged)
+        self._set_selection(replace(selection, routes=routes))

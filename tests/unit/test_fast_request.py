@@ -205,3 +205,23 @@ def test_a_full_switch_makes_room_only_by_a_victim_it_holds() -> None:
 def _admit_with(routes: list[SelectedRoute], requests: list[OnDemandRequest], *, held: set[str],
                 installed: set[str]) -> list[FastAdmission]:
     return _plan(RIB, routes, requests, cap=3, held=held, installed=installed).admitted
+
+
+def test_a_topn_route_a_new_request_is_served_by_is_no_victim_in_this_call_nor_the_next() -> None:
+    routes = [_route("10.0.0.0/24", "pinned"), _route("10.0.1.0/24", "topn", score=1.0),
+              _route("10.0.2.0/24", "topn", score=5.0)]
+    # the newest request is inside the lowest TopN route, an older one needs room
+    both = _plan(RIB, routes, [_request("10.0.1.9"), _request("10.0.6.1", created_at=NOW - 2)], cap=3)
+    assert both.admitted == [FastAdmission("10.0.6.0/24", NH, "10.0.2.0/24")]
+    assert both.protected == {"10.0.1.0/24"}
+    # in the other order too: the victim is chosen before the request for it is looked at
+    older = _plan(RIB, routes, [_request("10.0.6.1"), _request("10.0.1.9", created_at=NOW - 2)], cap=3)
+    assert older.admitted == [FastAdmission("10.0.6.0/24", NH, "10.0.2.0/24")]
+    # the first call's plan protects it; the caller makes it a request route (RequestFastPath._commit)
+    first = _plan(RIB, routes, [_request("10.0.1.9")], cap=3)
+    assert first.admitted == [] and not first.left_to_selection and first.protected == {"10.0.1.0/24"}
+    retagged = [r._replace(reason="request") if r.prefix in first.protected else r for r in routes]
+    second = _plan(RIB, retagged, [_request("10.0.6.1")], cap=3)
+    assert second.admitted == [FastAdmission("10.0.6.0/24", NH, "10.0.2.0/24")]
+    # a pin or request route is no victim anyway: nothing to protect
+    assert _plan(RIB, routes, [_request("10.0.0.9")], cap=3).protected == frozenset()
