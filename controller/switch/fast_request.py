@@ -13,11 +13,13 @@ selection has the request among its inputs and places it before TopN, so it keep
   dependency, nor a route with more-specifics in the RIB (it may have dependencies) or inside
   another desired route (without it, its traffic would follow that cover). A TopN route a new
   request is served by is a request route from then on (in the fast path's copy of the selection,
-  until the next selection), so never a victim either. While the switch
-  itself is full (a programming run has yet to withdraw what the selection dropped), only an
-  installed TopN route makes room: one the selection wanted but the switch does not hold frees
-  no slot there, and the announce would be trimmed to the cap (the request then waited for the
-  next selection and its programming: half of bench.soak's requests did).
+  until the next selection), so never a victim either. While the switch itself is full (a
+  programming run has yet to withdraw what the selection dropped), only an installed route makes
+  room there: first one the selection dropped (withdrawn early, by the same checks; a TopN route
+  still leaves the selection if that is full too, installed or not), else an installed TopN route.
+  One the selection wanted but the switch does not hold frees no slot, and the announce would be
+  trimmed to the cap (the request then waited for the next selection and its programming: half
+  of bench.soak's requests did).
 
 Anything else waits for the full selection. :class:`RequestFastPath` withdraws the routes making
 room, and only once ExaBGP confirmed that announces the admitted prefixes (still trimmed to the caps);
@@ -72,11 +74,13 @@ class FastPlan:
 
 @dataclass(frozen=True, slots=True)
 class FastAdmission:
-    """A requested prefix to announce now, and the TopN route withdrawn first to make room."""
+    """A requested prefix to announce now, the TopN route it displaces from the selection, and
+    the installed route the selection dropped already withdrawn to make room on a full switch."""
 
     prefix: str
     next_hop: str
     displaces: str | None
+    frees: str | None = None
 
 
 _SCORE = attrgetter("score")
@@ -154,10 +158,10 @@ def _drop_order(index: _RoutesIndex, policy: SelectionPolicy, now: float) -> Ite
     yield from (route for route in index.topn_by_score if now - route.since < dwell)
 
 
-def _displaceable(route: SelectedRoute, keys: set[tuple[int, int, int]], rib: RibView) -> bool:
-    """Withdrawing ``route`` alone hides nothing and leaves no dependency behind (``keys``: the
+def _displaceable(prefix: str, keys: set[tuple[int, int, int]], rib: RibView) -> bool:
+    """Withdrawing ``prefix`` alone hides nothing and leaves no dependency behind (``keys``: the
     routes', see :class:`_RoutesIndex`)."""
-    return not _inside_another(route.prefix, keys) and not rib.more_specifics(route.prefix)
+    return not _inside_another(prefix, keys) and not rib.more_specifics(prefix)
 
 
 def fast_admissions(
@@ -186,7 +190,7 @@ def fast_admissions(
     # run under way may not have installed yet (its room is spoken for); and what the switch may
     # hold alone (a victim it does not hold makes no room there).
     index = (routes_index or _RoutesIndex()).of(routes)
-    used = index.used(policy)
+    used, wanted = index.used(policy), index.used(policy)
     on_switch = dict.fromkeys(caps, 0)
     for held_prefix in held:
         held_table = policy.table_of(held_prefix)
@@ -202,7 +206,9 @@ def fast_admissions(
     # a TopN route a new request is served by stays: never a victim, whichever request came first
     protected = frozenset(prefix for _, prefix in covering
                           if prefix is not None and prefix in routes and routes[prefix].reason == "topn")
-    spoken_for = set(protected)  # and the victims of earlier admissions in this call
+    # and the victims of earlier admissions in this call, and what a new request is served by
+    spoken_for = set(protected).union(prefix for _, prefix in covering if prefix is not None)
+    dropped: list[str] | None = None  # installed, no longer selected: the next run withdraws them
     for request, prefix in covering:
         if prefix is not None and (prefix in routes or prefix in seen):
             continue
@@ -212,6 +218,7 @@ def fast_admissions(
             left |= new
             continue
         displaces: str | None = None
+        frees: str | None = None
         table = policy.table_of(prefix)
         if prefix not in held:  # a held (stale) prefix is replaced in place
             cap = caps.get(table, 0)
@@ -220,20 +227,34 @@ def fast_admissions(
                 on_switch[table] = on_switch.get(table, 0) + 1
             else:
                 switch_full = on_switch.get(table, 0) >= cap
-                # checked lazily: a RIB look-up per candidate, and the first usually qualifies
-                victim = next((r for r in _drop_order(index, policy, now) if r.prefix not in spoken_for
-                               and policy.table_of(r.prefix) == table
-                               and (not switch_full or r.prefix in withdrawable)
-                               and _displaceable(r, index.keys, rib)), None)
-                if victim is None:
-                    left |= new
-                    continue
-                displaces = victim.prefix
-                spoken_for.add(displaces)
-                if displaces not in withdrawable:  # the switch takes one more
-                    on_switch[table] = on_switch.get(table, 0) + 1
+                if switch_full:  # a dropped route makes room there before a wanted one
+                    if dropped is None:
+                        dropped = sorted(p for p in withdrawable if p not in routes)
+                    frees = next((p for p in dropped if p not in spoken_for and policy.table_of(p) == table
+                                  and _displaceable(p, index.keys, rib)), None)
+                if frees is None or wanted.get(table, 0) >= cap:  # the selection has no room either
+                    # checked lazily: a RIB look-up per candidate, and the first usually qualifies
+                    victim = next((r for r in _drop_order(index, policy, now) if r.prefix not in spoken_for
+                                   and policy.table_of(r.prefix) == table
+                                   and (not switch_full or frees is not None or r.prefix in withdrawable)
+                                   and _displaceable(r.prefix, index.keys, rib)), None)
+                    if victim is None:
+                        left |= new
+                        continue
+                    displaces = victim.prefix
+                    spoken_for.add(displaces)
+                    if displaces in withdrawable:  # the victim makes the room on the switch
+                        frees = None
+                    elif frees is None:  # the switch takes one more
+                        on_switch[table] = on_switch.get(table, 0) + 1
+                    else:
+                        used[table] -= 1  # the victim, the freed route out, the request in
+                if frees is not None:
+                    spoken_for.add(frees)
+        if displaces is None:  # the selection's copy takes one more
+            wanted[table] = wanted.get(table, 0) + 1
         seen.add(prefix)
-        admitted.append(FastAdmission(prefix, best.next_hop, displaces))
+        admitted.append(FastAdmission(prefix, best.next_hop, displaces, frees))
     return FastPlan(admitted, left, protected)
 
 
@@ -347,7 +368,8 @@ class RequestFastPath:
             # a victim the selection wanted but a programming run has not installed yet leaves the
             # selection only: nothing to withdraw
             victims = {a.displaces for a in admitted if a.displaces is not None}
-            displaced = {victim: installed[victim] for victim in victims if victim in installed}
+            freed = {a.frees for a in admitted if a.frees is not None}
+            displaced = {victim: installed[victim] for victim in victims | freed if victim in installed}
             changes = plan({a.prefix: a.next_hop for a in admitted}, displaced)
             withdraws = [step for step in changes.steps if step.action == "withdraw"]
             # withdraws confirmed before any announce: the switch never holds more than the cap

@@ -180,10 +180,11 @@ def test_the_drop_order_lowest_score_outside_dwell_first_ties_last_prefix_first(
 
 def test_a_full_switch_makes_room_only_by_a_victim_it_holds() -> None:
     # the selection wants the pin and two TopN routes, the lowest (10.0.2.0/24) not yet installed;
-    # the switch holds the pin, 10.0.1.0/24 and 10.0.5.0/24 (dropped, its withdraw still to come)
+    # the switch holds the pin, 10.0.1.0/24 and 10.1.0.0/16 (dropped, its withdraw still to come;
+    # with more-specifics in the RIB, not one the fast path may withdraw early)
     routes = [_route("10.0.0.0/24", "pinned"), _route("10.0.1.0/24", "topn", score=2.0),
               _route("10.0.2.0/24", "topn", score=1.0)]
-    installed = {"10.0.0.0/24", "10.0.1.0/24", "10.0.5.0/24"}
+    installed = {"10.0.0.0/24", "10.0.1.0/24", "10.1.0.0/16"}
     # withdrawing 10.0.2.0/24 frees nothing on the switch: the announce would be trimmed to the cap
     assert _admit_with(routes, [_request("10.0.6.1")], held=installed, installed=installed) == [
         FastAdmission("10.0.6.0/24", NH, "10.0.1.0/24")]
@@ -225,3 +226,23 @@ def test_a_topn_route_a_new_request_is_served_by_is_no_victim_in_this_call_nor_t
     assert second.admitted == [FastAdmission("10.0.6.0/24", NH, "10.0.2.0/24")]
     # a pin or request route is no victim anyway: nothing to protect
     assert _plan(RIB, routes, [_request("10.0.0.9")], cap=3).protected == frozenset()
+
+
+def test_a_full_switch_withdraws_a_route_the_selection_dropped_before_a_wanted_one() -> None:
+    dropped = "10.0.5.0/24"  # installed, no longer selected: awaiting the next run's withdraw
+    routes = [_route("10.0.0.0/24", "pinned"), _route("10.0.1.0/24", "topn", score=1.0),
+              _route("10.0.2.0/24", "topn", score=5.0)]
+    on_switch = {"10.0.0.0/24", "10.0.1.0/24", "10.0.2.0/24", dropped}
+    # the selection has room, only the switch has none: the dropped route makes it, no TopN is lost
+    plan = _plan(RIB, routes, [_request("10.0.6.1")], cap=4, held=on_switch, installed=on_switch)
+    assert plan.admitted == [FastAdmission("10.0.6.0/24", NH, None, dropped)]
+    # the selection is full too, its lowest TopN route not installed yet: that one leaves the
+    # selection, the dropped one the switch (not the installed 10.0.1.0/24 the selection wants)
+    wanted = [*routes, _route("10.0.3.0/24", "topn", score=0.5)]
+    plan = _plan(RIB, wanted, [_request("10.0.6.1")], cap=4, held=on_switch, installed=on_switch)
+    assert plan.admitted == [FastAdmission("10.0.6.0/24", NH, "10.0.3.0/24", dropped)]
+    # one dropped route frees one slot: a second request takes an installed TopN route
+    two = _plan(RIB, routes, [_request("10.0.6.1"), _request("10.0.7.1", created_at=NOW - 2)], cap=4,
+                held=on_switch, installed=on_switch)
+    assert two.admitted == [FastAdmission("10.0.6.0/24", NH, None, dropped),
+                            FastAdmission("10.0.7.0/24", NH, "10.0.1.0/24")]
