@@ -11,14 +11,19 @@ selection has the request among its inputs and places it before TopN, so it keep
   makes room: the one the next selection drops first (one outside its dwell time before one
   inside it, then the lowest score, then the last in prefix order). Never a pin, a request or a
   dependency, nor a route with more-specifics in the RIB (it may have dependencies) or inside
-  another desired route (without it, its traffic would follow that cover). While the switch
-  itself is full (a programming run has yet to withdraw what the selection dropped), only an
-  installed TopN route makes room: one the selection wanted but the switch does not hold frees
-  no slot there, and the announce would be trimmed to the cap (the request then waited for the
-  next selection and its programming: half of bench.soak's requests did).
+  another desired route (without it, its traffic would follow that cover). A TopN route a new
+  request is served by is a request route from then on (in the fast path's copy of the selection,
+  until the next selection), so never a victim either. While the switch itself is full (a
+  programming run has yet to withdraw what the selection dropped), only an installed route makes
+  room there: first one the selection dropped (withdrawn early, by the same checks; a TopN route
+  still leaves the selection if that is full too, installed or not), else an installed TopN route.
+  One the selection wanted but the switch does not hold frees no slot, and the announce would be
+  trimmed to the cap (the request then waited for the next selection and its programming: half
+  of bench.soak's requests did).
 
 Anything else waits for the full selection. :class:`RequestFastPath` withdraws the routes making
-room, and only once ExaBGP confirmed that announces the admitted prefixes (still trimmed to the caps).
+room, and only once ExaBGP confirmed that announces the admitted prefixes (still trimmed to the caps);
+if a selection was made meanwhile, only those it placed itself (it may have rejected the request).
 """
 
 from __future__ import annotations
@@ -62,15 +67,20 @@ class FastPlan:
 
     admitted: list[FastAdmission]
     left_to_selection: bool
+    # TopN routes of the selection that new requests are served by: request routes from now on
+    # (see RequestFastPath), never a later admission's victim before the next selection
+    protected: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
 class FastAdmission:
-    """A requested prefix to announce now, and the TopN route withdrawn first to make room."""
+    """A requested prefix to announce now, the TopN route it displaces from the selection, and
+    the installed route the selection dropped already withdrawn to make room on a full switch."""
 
     prefix: str
     next_hop: str
     displaces: str | None
+    frees: str | None = None
 
 
 _SCORE = attrgetter("score")
@@ -107,18 +117,21 @@ class _RoutesIndex:
         return self
 
     def follow(self, old: Mapping[str, SelectedRoute], new: Mapping[str, SelectedRoute],
-               removed: Collection[str], added: Collection[str]) -> None:
-        """``new`` is ``old`` less ``removed`` plus ``added``, requests (a fast admission). Not so
-        when a selection made during the admission's awaits is ``old`` (it placed the request
-        itself, or no longer had the victim): then rebuilt when next asked, never miscounted."""
+               removed: Collection[str], added: Collection[str], retagged: Collection[str] = ()) -> None:
+        """``new`` is ``old`` less ``removed`` plus ``added``, requests (a fast admission), with
+        ``retagged`` TopN routes now request routes. Not so when a selection made during the
+        admission's awaits is ``old`` (it placed the request itself, or no longer had the victim):
+        then rebuilt when next asked, never miscounted."""
         if old is not self._routes:
             return
-        if any(prefix not in old for prefix in removed) or any(prefix in old for prefix in added):
+        if (any(prefix not in old for prefix in removed) or any(prefix in old for prefix in added)
+                or any(prefix not in old for prefix in retagged)):
             self._routes = None
         else:
             self.keys.difference_update(map(split_prefix, removed))
             self.keys.update(map(split_prefix, added))
-            self.topn_by_score = [route for route in self.topn_by_score if route.prefix not in removed]
+            gone = set(removed).union(retagged)
+            self.topn_by_score = [route for route in self.topn_by_score if route.prefix not in gone]
             self._tables.remove(removed)
             self._tables.add(added)
             self._routes = new
@@ -145,10 +158,10 @@ def _drop_order(index: _RoutesIndex, policy: SelectionPolicy, now: float) -> Ite
     yield from (route for route in index.topn_by_score if now - route.since < dwell)
 
 
-def _displaceable(route: SelectedRoute, keys: set[tuple[int, int, int]], rib: RibView) -> bool:
-    """Withdrawing ``route`` alone hides nothing and leaves no dependency behind (``keys``: the
+def _displaceable(prefix: str, keys: set[tuple[int, int, int]], rib: RibView) -> bool:
+    """Withdrawing ``prefix`` alone hides nothing and leaves no dependency behind (``keys``: the
     routes', see :class:`_RoutesIndex`)."""
-    return not _inside_another(route.prefix, keys) and not rib.more_specifics(route.prefix)
+    return not _inside_another(prefix, keys) and not rib.more_specifics(prefix)
 
 
 def fast_admissions(
@@ -177,24 +190,26 @@ def fast_admissions(
     # run under way may not have installed yet (its room is spoken for); and what the switch may
     # hold alone (a victim it does not hold makes no room there).
     index = (routes_index or _RoutesIndex()).of(routes)
-    used = index.used(policy)
+    used, wanted = index.used(policy), index.used(policy)
     on_switch = dict.fromkeys(caps, 0)
     for held_prefix in held:
         held_table = policy.table_of(held_prefix)
         on_switch[held_table] = on_switch.get(held_table, 0) + 1
         if held_prefix not in routes:
             used[held_table] = used.get(held_table, 0) + 1
-    displaced: set[str] = set()  # victims of earlier admissions in this call
     admitted: list[FastAdmission] = []
     seen: set[str] = set()
     left = False
     active = [request for request in requests if request.expires_at > now]
     active.sort(key=lambda r: (-r.created_at, r.ip, r.request_id))  # the order selection places them
-    for request in active:
-        try:
-            prefix = rib.longest_match(request.ip)
-        except ValueError:
-            prefix = None
+    covering = [(request, _covering(rib, request.ip)) for request in active]
+    # a TopN route a new request is served by stays: never a victim, whichever request came first
+    protected = frozenset(prefix for _, prefix in covering
+                          if prefix is not None and prefix in routes and routes[prefix].reason == "topn")
+    # and the victims of earlier admissions in this call, and what a new request is served by
+    spoken_for = set(protected).union(prefix for _, prefix in covering if prefix is not None)
+    dropped: list[str] | None = None  # installed, no longer selected: the next run withdraws them
+    for request, prefix in covering:
         if prefix is not None and (prefix in routes or prefix in seen):
             continue
         new = request.ip not in answered
@@ -203,6 +218,7 @@ def fast_admissions(
             left |= new
             continue
         displaces: str | None = None
+        frees: str | None = None
         table = policy.table_of(prefix)
         if prefix not in held:  # a held (stale) prefix is replaced in place
             cap = caps.get(table, 0)
@@ -211,21 +227,42 @@ def fast_admissions(
                 on_switch[table] = on_switch.get(table, 0) + 1
             else:
                 switch_full = on_switch.get(table, 0) >= cap
-                # checked lazily: a RIB look-up per candidate, and the first usually qualifies
-                victim = next((r for r in _drop_order(index, policy, now) if r.prefix not in displaced
-                               and policy.table_of(r.prefix) == table
-                               and (not switch_full or r.prefix in withdrawable)
-                               and _displaceable(r, index.keys, rib)), None)
-                if victim is None:
-                    left |= new
-                    continue
-                displaces = victim.prefix
-                displaced.add(displaces)
-                if displaces not in withdrawable:  # the switch takes one more
-                    on_switch[table] = on_switch.get(table, 0) + 1
+                if switch_full:  # a dropped route makes room there before a wanted one
+                    if dropped is None:
+                        dropped = sorted(p for p in withdrawable if p not in routes)
+                    frees = next((p for p in dropped if p not in spoken_for and policy.table_of(p) == table
+                                  and _displaceable(p, index.keys, rib)), None)
+                if frees is None or wanted.get(table, 0) >= cap:  # the selection has no room either
+                    # checked lazily: a RIB look-up per candidate, and the first usually qualifies
+                    victim = next((r for r in _drop_order(index, policy, now) if r.prefix not in spoken_for
+                                   and policy.table_of(r.prefix) == table
+                                   and (not switch_full or frees is not None or r.prefix in withdrawable)
+                                   and _displaceable(r.prefix, index.keys, rib)), None)
+                    if victim is None:
+                        left |= new
+                        continue
+                    displaces = victim.prefix
+                    spoken_for.add(displaces)
+                    if displaces in withdrawable:  # the victim makes the room on the switch
+                        frees = None
+                    elif frees is None:  # the switch takes one more
+                        on_switch[table] = on_switch.get(table, 0) + 1
+                    else:
+                        used[table] -= 1  # the victim, the freed route out, the request in
+                if frees is not None:
+                    spoken_for.add(frees)
+        if displaces is None:  # the selection's copy takes one more
+            wanted[table] = wanted.get(table, 0) + 1
         seen.add(prefix)
-        admitted.append(FastAdmission(prefix, best.next_hop, displaces))
-    return FastPlan(admitted, left)
+        admitted.append(FastAdmission(prefix, best.next_hop, displaces, frees))
+    return FastPlan(admitted, left, protected)
+
+
+def _covering(rib: RibView, ip: str) -> str | None:
+    try:
+        return rib.longest_match(ip)
+    except ValueError:
+        return None
 
 
 class RequestFastPath:
@@ -325,30 +362,47 @@ class RequestFastPath:
             if not admitted:  # none to announce: the selection is needed only for what it was left
                 # (a request the current selection placed already needs none: 25 a second in
                 # bench.soak once selections read the mirror as they run)
+                self._commit(selection, (), (), fast.protected, wall_now)
                 return not fast.left_to_selection
             installed = programmer.installed
             # a victim the selection wanted but a programming run has not installed yet leaves the
             # selection only: nothing to withdraw
             victims = {a.displaces for a in admitted if a.displaces is not None}
-            displaced = {victim: installed[victim] for victim in victims if victim in installed}
+            freed = {a.frees for a in admitted if a.frees is not None}
+            displaced = {victim: installed[victim] for victim in victims | freed if victim in installed}
             changes = plan({a.prefix: a.next_hop for a in admitted}, displaced)
             withdraws = [step for step in changes.steps if step.action == "withdraw"]
             # withdraws confirmed before any announce: the switch never holds more than the cap
             if withdraws and not await programmer.send_steps(withdraws):
                 return False
-            selection = self._selection()
-            assert selection is not None
-            routes = dict(selection.routes)  # a copy in C: a comprehension cost 0.3 ms a request
-            for victim in victims:
-                routes.pop(victim, None)
-            for admission in admitted:  # the score is the next selection's to fill in
-                prefix, next_hop = admission.prefix, admission.next_hop
-                route = new_route(prefix, next_hop, "request", wall_now, 0.0)
-                routes[prefix] = route
-            self._routes_index.follow(selection.routes, routes, victims, [a.prefix for a in admitted])
-            self._set_selection(replace(selection, routes=routes))  # the next selection's incumbents
+            current = self._selection()
+            assert current is not None
+            if current is selection:
+                self._commit(selection, victims, admitted, fast.protected, wall_now)
+            else:  # a selection made during the withdraw decided without this plan (it may have
+                # rejected a request for new pins): announce only what it placed, as it placed it
+                changes = plan({a.prefix: current.routes[a.prefix].next_hop for a in admitted
+                                if a.prefix in current.routes}, {})
             announces = programmer.within_caps([step for step in changes.steps if step.action == "announce"])
             if not announces or not await programmer.send_steps(announces):
                 return False
             _m_fast.inc(sum(len(step.prefixes) for step in announces), switch=self._name)
             return not fast.left_to_selection and all(a.prefix in programmer.installed for a in admitted)
+
+    def _commit(self, selection: Selection, victims: Collection[str], admitted: Collection[FastAdmission],
+                protected: Collection[str], now: float) -> None:
+        """The selection as the fast path leaves it, the next selection's incumbents: ``victims``
+        out, ``admitted`` in, and the TopN routes new requests are served by (``protected``) made
+        request routes, so no admission takes them as victims before the next selection."""
+        retagged = [prefix for prefix in protected if selection.routes[prefix].reason == "topn"]
+        if not victims and not admitted and not retagged:
+            return
+        routes = dict(selection.routes)  # a copy in C: a comprehension cost 0.3 ms a request
+        for victim in victims:
+            routes.pop(victim, None)
+        for prefix in retagged:
+            routes[prefix] = routes[prefix]._replace(reason="request")
+        for admission in admitted:  # the score is the next selection's to fill in
+            routes[admission.prefix] = new_route(admission.prefix, admission.next_hop, "request", now, 0.0)
+        self._routes_index.follow(selection.routes, routes, victims, [a.prefix for a in admitted], retagged)
+        self._set_selection(replace(selection, routes=routes))

@@ -12,7 +12,16 @@ from typing import Any
 import pytest
 
 from tests.unit.test_switch_controller import Switch
-from tests.unit.test_switch_controller_fast_request import COVER, INSIDE, NH1, NH2, P, _request, _run
+from tests.unit.test_switch_controller_fast_request import (
+    COVER,
+    INSIDE,
+    NH1,
+    NH2,
+    P,
+    _pin_and_two_topn,
+    _request,
+    _run,
+)
 from topfib.controller.state.store import Pin
 from topfib.controller.switch.controller import SwitchController
 
@@ -116,5 +125,42 @@ def test_fast_path_admitting_between_select_and_program_over_fills_the_selection
         over = len(ctl.selection.desired()) > 3
         assert COVER not in ctl.installed or ctl.installed.get(INSIDE) == NH2, ctl.installed
         assert not over, ctl.selection.desired()
+
+    _run(tmp_path, 3, body)
+
+
+def test_a_selection_made_during_the_victims_withdraw_decides_what_the_fast_path_announces(
+        tmp_path: Path) -> None:
+    """While the victim's withdraw is out, two new pins take the room and a selection answers the
+    request 'rejected': the fast path must not force the request into that selection (cap+1
+    desired, a pin trimmed), only announce what it placed."""
+    async def body(ctl: SwitchController, switch: Switch, calls: list[list[str]]) -> None:
+        await _pin_and_two_topn(ctl)  # cap 3: P0 pinned, P1 and P2 TopN
+        assert ctl.installed == {P[0]: NH1, P[1]: NH1, P[2]: NH1}
+        real_send = ctl.programmer.send_steps
+        selecting: list[asyncio.Task[None]] = []
+
+        async def send(steps: Any) -> bool:
+            if not selecting and any(step.action == "withdraw" for step in steps):
+                await ctl.store.set_pin(Pin(prefix=P[3], by="op", since=0.0))
+                await ctl.store.set_pin(Pin(prefix=P[5], by="op", since=0.0))
+                before = ctl.selection
+                ctl.schedule.last_selection -= ctl.switch.loop_period_s
+                selecting.append(asyncio.create_task(ctl._select_and_program(ctl._clock())))
+                for _ in range(300):  # until it selected; its programming waits for the lock
+                    if ctl.selection is not before:
+                        break
+                    await asyncio.sleep(0.01)
+            return await real_send(steps)
+
+        ctl.programmer.send_steps = send  # type: ignore[method-assign]
+        await _request(ctl, "16.1.4.9")
+        await ctl.fast_path.admit()
+        await selecting[0]
+        assert ctl.selection is not None
+        assert {a.ip: a.status for a in ctl.selection.requests}["16.1.4.9"] == "rejected"
+        assert len(ctl.selection.desired()) <= 3, ctl.selection.desired()
+        assert max(len(state) for state in _states(switch.commands)) <= 3
+        assert ctl.installed == {P[0]: NH1, P[3]: NH1, P[5]: NH1}
 
     _run(tmp_path, 3, body)

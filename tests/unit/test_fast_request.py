@@ -180,10 +180,11 @@ def test_the_drop_order_lowest_score_outside_dwell_first_ties_last_prefix_first(
 
 def test_a_full_switch_makes_room_only_by_a_victim_it_holds() -> None:
     # the selection wants the pin and two TopN routes, the lowest (10.0.2.0/24) not yet installed;
-    # the switch holds the pin, 10.0.1.0/24 and 10.0.5.0/24 (dropped, its withdraw still to come)
+    # the switch holds the pin, 10.0.1.0/24 and 10.1.0.0/16 (dropped, its withdraw still to come;
+    # with more-specifics in the RIB, not one the fast path may withdraw early)
     routes = [_route("10.0.0.0/24", "pinned"), _route("10.0.1.0/24", "topn", score=2.0),
               _route("10.0.2.0/24", "topn", score=1.0)]
-    installed = {"10.0.0.0/24", "10.0.1.0/24", "10.0.5.0/24"}
+    installed = {"10.0.0.0/24", "10.0.1.0/24", "10.1.0.0/16"}
     # withdrawing 10.0.2.0/24 frees nothing on the switch: the announce would be trimmed to the cap
     assert _admit_with(routes, [_request("10.0.6.1")], held=installed, installed=installed) == [
         FastAdmission("10.0.6.0/24", NH, "10.0.1.0/24")]
@@ -205,3 +206,43 @@ def test_a_full_switch_makes_room_only_by_a_victim_it_holds() -> None:
 def _admit_with(routes: list[SelectedRoute], requests: list[OnDemandRequest], *, held: set[str],
                 installed: set[str]) -> list[FastAdmission]:
     return _plan(RIB, routes, requests, cap=3, held=held, installed=installed).admitted
+
+
+def test_a_topn_route_a_new_request_is_served_by_is_no_victim_in_this_call_nor_the_next() -> None:
+    routes = [_route("10.0.0.0/24", "pinned"), _route("10.0.1.0/24", "topn", score=1.0),
+              _route("10.0.2.0/24", "topn", score=5.0)]
+    # the newest request is inside the lowest TopN route, an older one needs room
+    both = _plan(RIB, routes, [_request("10.0.1.9"), _request("10.0.6.1", created_at=NOW - 2)], cap=3)
+    assert both.admitted == [FastAdmission("10.0.6.0/24", NH, "10.0.2.0/24")]
+    assert both.protected == {"10.0.1.0/24"}
+    # in the other order too: the victim is chosen before the request for it is looked at
+    older = _plan(RIB, routes, [_request("10.0.6.1"), _request("10.0.1.9", created_at=NOW - 2)], cap=3)
+    assert older.admitted == [FastAdmission("10.0.6.0/24", NH, "10.0.2.0/24")]
+    # the first call's plan protects it; the caller makes it a request route (RequestFastPath._commit)
+    first = _plan(RIB, routes, [_request("10.0.1.9")], cap=3)
+    assert first.admitted == [] and not first.left_to_selection and first.protected == {"10.0.1.0/24"}
+    retagged = [r._replace(reason="request") if r.prefix in first.protected else r for r in routes]
+    second = _plan(RIB, retagged, [_request("10.0.6.1")], cap=3)
+    assert second.admitted == [FastAdmission("10.0.6.0/24", NH, "10.0.2.0/24")]
+    # a pin or request route is no victim anyway: nothing to protect
+    assert _plan(RIB, routes, [_request("10.0.0.9")], cap=3).protected == frozenset()
+
+
+def test_a_full_switch_withdraws_a_route_the_selection_dropped_before_a_wanted_one() -> None:
+    dropped = "10.0.5.0/24"  # installed, no longer selected: awaiting the next run's withdraw
+    routes = [_route("10.0.0.0/24", "pinned"), _route("10.0.1.0/24", "topn", score=1.0),
+              _route("10.0.2.0/24", "topn", score=5.0)]
+    on_switch = {"10.0.0.0/24", "10.0.1.0/24", "10.0.2.0/24", dropped}
+    # the selection has room, only the switch has none: the dropped route makes it, no TopN is lost
+    plan = _plan(RIB, routes, [_request("10.0.6.1")], cap=4, held=on_switch, installed=on_switch)
+    assert plan.admitted == [FastAdmission("10.0.6.0/24", NH, None, dropped)]
+    # the selection is full too, its lowest TopN route not installed yet: that one leaves the
+    # selection, the dropped one the switch (not the installed 10.0.1.0/24 the selection wants)
+    wanted = [*routes, _route("10.0.3.0/24", "topn", score=0.5)]
+    plan = _plan(RIB, wanted, [_request("10.0.6.1")], cap=4, held=on_switch, installed=on_switch)
+    assert plan.admitted == [FastAdmission("10.0.6.0/24", NH, "10.0.3.0/24", dropped)]
+    # one dropped route frees one slot: a second request takes an installed TopN route
+    two = _plan(RIB, routes, [_request("10.0.6.1"), _request("10.0.7.1", created_at=NOW - 2)], cap=4,
+                held=on_switch, installed=on_switch)
+    assert two.admitted == [FastAdmission("10.0.6.0/24", NH, None, dropped),
+                            FastAdmission("10.0.7.0/24", NH, "10.0.1.0/24")]

@@ -5,6 +5,7 @@ displaced, a prefix with more-specifics waits for the full selection, and that s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import threading
 import time
@@ -265,3 +266,35 @@ def test_two_fast_admissions_between_selections_count_the_first_one(tmp_path: Pa
         assert max(_fib_sizes(switch.commands)) <= 4
 
     _run(tmp_path, 4, body)
+
+
+def test_a_request_served_by_a_topn_route_keeps_it_against_a_later_fast_admission(tmp_path: Path) -> None:
+    async def body(ctl: SwitchController, switch: Switch, calls: list[list[str]]) -> None:
+        await _pin_and_two_topn(ctl)  # cap 3: P0 pinned, P1 and P2 (the lowest) TopN, all installed
+        assert ctl.installed == {P[0]: NH1, P[1]: NH1, P[2]: NH1}
+        calls.clear()
+        await _request(ctl, "16.1.2.9")  # a user inside P2
+        assert await ctl.fast_path.admit()  # placed already: the selection keeps its period
+        assert ctl.selection is not None and ctl.selection.routes[P[2]].reason == "request"
+        await _request(ctl, "16.1.4.9", requested_at=WALL + 1)
+        assert await ctl.fast_path.admit()
+        assert calls == []  # no selection ran
+        assert ctl.installed == {P[0]: NH1, P[2]: NH1, P[4]: NH1}  # P1 made room, not P2
+
+    _run(tmp_path, 3, body)
+
+
+def test_a_full_switch_withdraws_a_route_the_selection_dropped_not_one_it_wants(tmp_path: Path) -> None:
+    async def body(ctl: SwitchController, switch: Switch, calls: list[list[str]]) -> None:
+        await _pin_and_two_topn(ctl)  # cap 3: P0 pinned, P1 and P2 (the lowest) TopN, all installed
+        assert ctl.selection is not None and ctl.installed == {P[0]: NH1, P[1]: NH1, P[2]: NH1}
+        # a selection dropped P1; its programming run (P1's withdraw) has yet to come
+        routes = {prefix: route for prefix, route in ctl.selection.routes.items() if prefix != P[1]}
+        ctl.selection = dataclasses.replace(ctl.selection, routes=routes)
+        await _request(ctl, "16.1.4.9")
+        assert await ctl.fast_path.admit()
+        assert max(_fib_sizes(switch.commands)) <= 3
+        assert ctl.installed == {P[0]: NH1, P[2]: NH1, P[4]: NH1}  # P2, still wanted, stays
+        assert set(ctl.selection.desired()) == {P[0], P[2], P[4]}
+
+    _run(tmp_path, 3, body)

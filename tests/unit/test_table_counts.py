@@ -83,3 +83,21 @@ def test_occupancy_follows_acks_resets_and_stale_routes_as_a_recount_would(tmp_p
             taken = [p for p in kept_prefixes if policy.table_of(p) == table]
             offered = [p for p in fresh if policy.table_of(p) == table]
             assert len(taken) == min(len(offered), max(room.get(table, 0), 0))
+
+
+def test_trimming_decides_once_whether_stale_routes_count() -> None:
+    """The clock passing the stale window's end during one trim (between what counts as held and the
+    room left) must not let fresh prefixes take the room of stale ones announced back in place."""
+    policy = SelectionPolicy(cap_ipv4=8, cap_ipv6=3)
+    programmer = _programmer(policy, [0.0])
+    installed = tuple(f"10.{i}.0.0/16" for i in range(6))
+    stale = ("10.20.0.0/16", "10.21.0.0/16")
+    fresh = ("10.30.0.0/16", "10.31.0.0/16")
+    programmer.hold_as_stale(stale)
+    programmer._apply_acks([(Step("announce", 4, "192.0.2.1", installed), installed)], late=False)
+    assert programmer.stale_until is not None
+    looks = iter([0.0, 0.0])  # the first two looks inside the window, the rest past it
+    end = programmer.stale_until
+    programmer._clock = lambda: next(looks, end)
+    kept = programmer.within_caps([Step("announce", 4, "192.0.2.1", stale + fresh)])
+    assert len(installed) + sum(len(step.prefixes) for step in kept) <= 8
