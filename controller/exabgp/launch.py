@@ -143,24 +143,31 @@ def drop_superseded_changes(rib: Any) -> None:
             del changes[index]
 
 
-def send_only_the_latest_change_of_a_route() -> bool:
-    """Wrap ``OutgoingRIB.updates`` so that it first drops the superseded changes (see
-    :func:`drop_superseded_changes`); False when this ExaBGP has no such method."""
+def _prepare_each_batch(prepare: Callable[[Any], None], marker: str) -> bool:
+    """Wrap ``OutgoingRIB.updates`` so that ``prepare`` reorders the queue first (at the first
+    next(), as ExaBGP takes its snapshot of it); the wrapper carries ``marker``, and the markers of
+    what it wraps, so that no step is wrapped twice. False when this ExaBGP has no such method."""
     try:
         from exabgp.rib.outgoing import OutgoingRIB
     except ImportError:
         return False
     original: Callable[[Any, bool], Iterator[Any]] | None = getattr(OutgoingRIB, "updates", None)
-    if original is None or getattr(original, "sends_latest_only", False):
+    if original is None or getattr(original, marker, False):
         return original is not None
 
     def updates(rib: Any, grouped: bool) -> Iterator[Any]:
-        drop_superseded_changes(rib)  # at the first next(), as ExaBGP takes its snapshot
+        prepare(rib)
         yield from original(rib, grouped)
 
-    updates.sends_latest_only = True  # type: ignore[attr-defined]
+    updates.__dict__.update(getattr(original, "__dict__", {}))
+    setattr(updates, marker, True)
     OutgoingRIB.updates = updates
     return True
+
+
+def send_only_the_latest_change_of_a_route() -> bool:
+    """Each batch drops its superseded changes first: see :func:`drop_superseded_changes`."""
+    return _prepare_each_batch(drop_superseded_changes, "sends_latest_only")
 
 
 WITHDRAWS = "withdraws:"  # prefixes the group of a batch's withdraws, ahead of every other group
@@ -196,24 +203,8 @@ def put_withdraws_first(rib: Any) -> None:
 
 
 def send_withdraws_before_announces() -> bool:
-    """Wrap ``OutgoingRIB.updates`` so that each batch sends its withdraws first (see
-    :func:`put_withdraws_first`); False when this ExaBGP has no such method."""
-    try:
-        from exabgp.rib.outgoing import OutgoingRIB
-    except ImportError:
-        return False
-    original: Callable[[Any, bool], Iterator[Any]] | None = getattr(OutgoingRIB, "updates", None)
-    if original is None or getattr(original, "sends_withdraws_first", False):
-        return original is not None
-
-    def updates(rib: Any, grouped: bool) -> Iterator[Any]:
-        put_withdraws_first(rib)
-        yield from original(rib, grouped)
-
-    updates.sends_withdraws_first = True  # type: ignore[attr-defined]
-    updates.sends_latest_only = getattr(original, "sends_latest_only", False)  # type: ignore[attr-defined]
-    OutgoingRIB.updates = updates
-    return True
+    """Each batch sends its withdraws first: see :func:`put_withdraws_first`."""
+    return _prepare_each_batch(put_withdraws_first, "sends_withdraws_first")
 
 
 def install_hooks() -> None:
