@@ -127,26 +127,31 @@ def collect_garbage_less_often() -> bool:
     return True
 
 
-def drop_superseded_changes(rib: Any) -> None:
+AfterSnapshot = Callable[[], None]
+
+
+def drop_superseded_changes(rib: Any) -> AfterSnapshot | None:
     """Leave in ``rib``'s queue (an ExaBGP 5 ``OutgoingRIB``) only the last change queued for each
     route: ``_new_nlri`` holds it, by route; ``_new_attr_af_nlri`` every queued change, by
     attributes and family."""
     latest = getattr(rib, "_new_nlri", None)
     buckets = getattr(rib, "_new_attr_af_nlri", None)
     if not isinstance(latest, dict) or not isinstance(buckets, dict):
-        return
+        return None
     queues = [changes for per_family in buckets.values() for changes in per_family.values()]
     if sum(map(len, queues)) <= len(latest):  # the common case: no route queued twice
-        return
+        return None
     for changes in queues:
         for index in [index for index, change in changes.items() if latest.get(index) is not change]:
             del changes[index]
+    return None
 
 
-def _prepare_each_batch(prepare: Callable[[Any], None], marker: str) -> bool:
+def _prepare_each_batch(prepare: Callable[[Any], AfterSnapshot | None], marker: str) -> bool:
     """Wrap ``OutgoingRIB.updates`` so that ``prepare`` reorders the queue first (at the first
-    next(), as ExaBGP takes its snapshot of it); the wrapper carries ``marker``, and the markers of
-    what it wraps, so that no step is wrapped twice. False when this ExaBGP has no such method."""
+    next(), as ExaBGP takes its snapshot of it); what ``prepare`` returns runs right after that
+    snapshot. The wrapper carries ``marker``, and the markers of what it wraps, so that no step is
+    wrapped twice. False when this ExaBGP has no such method."""
     try:
         from exabgp.rib.outgoing import OutgoingRIB
     except ImportError:
@@ -156,8 +161,15 @@ def _prepare_each_batch(prepare: Callable[[Any], None], marker: str) -> bool:
         return original is not None
 
     def updates(rib: Any, grouped: bool) -> Iterator[Any]:
-        prepare(rib)
-        yield from original(rib, grouped)
+        after_snapshot = prepare(rib)
+        batch = original(rib, grouped)
+        first = next(batch, None)  # ExaBGP's snapshot: the queue it sends now, the next one empty
+        if after_snapshot is not None:
+            after_snapshot()
+        if first is None:
+            return
+        yield first
+        yield from batch
 
     updates.__dict__.update(getattr(original, "__dict__", {}))
     setattr(updates, marker, True)
@@ -173,14 +185,17 @@ def send_only_the_latest_change_of_a_route() -> bool:
 WITHDRAWS = "withdraws:"  # prefixes the group of a batch's withdraws, ahead of every other group
 
 
-def put_withdraws_first(rib: Any) -> None:
+def put_withdraws_first(rib: Any) -> AfterSnapshot | None:
     """Reorder ``rib``'s queue (an ExaBGP 5 ``OutgoingRIB``) so that every queued withdraw comes
     before every queued announce: each attribute group's withdraws move to a group of their own
-    (same attributes, which a withdraw does not send) placed ahead of all others."""
+    (same attributes, which a withdraw does not send) placed ahead of all others. A route refresh
+    (the peer asked for every route again) goes out ahead of all groups, with the newest queued
+    announces in it: when the batch has withdraws, the refresh waits for the next batch (see
+    :func:`_defer_refresh`)."""
     buckets = getattr(rib, "_new_attr_af_nlri", None)
     attributes = getattr(rib, "_new_attribute", None)
     if not isinstance(buckets, dict) or not isinstance(attributes, dict):
-        return
+        return None
     from exabgp.bgp.message import Action
 
     withdraw = Action.WITHDRAW
@@ -188,7 +203,7 @@ def put_withdraws_first(rib: Any) -> None:
     announces: dict[Any, Any] = {}
     for attr_index, per_family in buckets.items():
         for family, changes in per_family.items():
-            withdrawn = {index: change for index, change in changes.items() if change.nlri.action == withdraw}
+            withdrawn = {index: change for index, change in changes.items() if change.nlri.action is withdraw}
             if not withdrawn:
                 announces.setdefault(attr_index, {})[family] = changes
                 continue
@@ -198,8 +213,28 @@ def put_withdraws_first(rib: Any) -> None:
             if len(withdrawn) < len(changes):
                 announces.setdefault(attr_index, {})[family] = type(changes)(
                     {index: change for index, change in changes.items() if index not in withdrawn})
-    if withdraws_first:
-        rib._new_attr_af_nlri = {**withdraws_first, **announces}
+    if not withdraws_first:
+        return None
+    rib._new_attr_af_nlri = {**withdraws_first, **announces}
+    return _defer_refresh(rib)
+
+
+def _defer_refresh(rib: Any) -> AfterSnapshot | None:
+    """Take ``rib``'s pending route refresh out of this batch and ask for it again once ExaBGP has
+    taken the batch: as if the peer had asked just then, so the refresh carries the routes as they
+    are after this batch (its changes captured now would re-announce what the batch withdraws)."""
+    changes, families = getattr(rib, "_refresh_changes", None), getattr(rib, "_refresh_families", None)
+    if not isinstance(changes, list) or not isinstance(families, set) or not (changes or families):
+        return None
+    enhanced = bool(families)
+    asked = {*families, *(change.nlri.family().afi_safi() for change in changes)}
+    rib._refresh_changes, rib._refresh_families = [], set()
+
+    def ask_again() -> None:
+        for family in asked:
+            rib.resend(enhanced, family)
+
+    return ask_again
 
 
 def send_withdraws_before_announces() -> bool:
@@ -212,7 +247,9 @@ def install_hooks() -> None:
     skip_wait_while_api_work_is_queued()
     copy_routes_without_deep_copy()
     send_only_the_latest_change_of_a_route()
-    send_withdraws_before_announces()  # after: a route's superseded changes are gone by then
+    # wraps the step above, so it runs first; the superseded changes it copies into its withdraw
+    # groups are dropped by identity all the same
+    send_withdraws_before_announces()
     run_more_command_steps_a_turn()
     collect_garbage_less_often()
 

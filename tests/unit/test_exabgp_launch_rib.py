@@ -257,3 +257,31 @@ def test_a_batch_sends_its_withdraws_before_its_announces(hooked: bool) -> None:
     # the next batch is unaffected by the reordering of this one
     assert say("neighbor 10.0.0.2 announce attributes next-hop 192.0.2.2 nlri 10.6.0.0/24")
     assert _prefixes_sent(reactor) == [("announce", "10.6.0.0/24")]
+
+
+@pytest.mark.usefixtures("exabgp_as_it_is")
+def test_a_route_refresh_waits_for_the_batch_that_makes_room() -> None:
+    """The switch asks for every route again (BIRD ``reload in``) while a withdraw making room and
+    the announce it makes room for are queued: ExaBGP sends a refresh ahead of every group, with
+    the newest announces in it, so the refresh goes with a later batch instead, carrying the
+    routes as they are then (not as they were when the switch asked)."""
+    assert send_only_the_latest_change_of_a_route()
+    assert send_withdraws_before_announces()
+    reactor = FakeReactor()
+    say = reactor.command
+    rib = reactor.outgoing()[0]
+    assert say("neighbor 10.0.0.2 announce attributes next-hop 192.0.2.1 nlri 10.1.0.0/24 10.3.0.0/24")
+    assert sorted(_prefixes_sent(reactor)) == [("announce", "10.1.0.0/24"), ("announce", "10.3.0.0/24")]
+    assert say("neighbor 10.0.0.2 withdraw attributes nlri 10.1.0.0/24")
+    assert say("neighbor 10.0.0.2 announce attributes next-hop 192.0.2.1 nlri 10.2.0.0/24")
+    rib.resend(False)  # what ExaBGP does on a ROUTE-REFRESH from the peer
+    assert _prefixes_sent(reactor) == [("withdraw", "10.1.0.0/24"), ("announce", "10.2.0.0/24")]
+    assert rib.pending()  # the refresh, still to come
+    # another batch with a withdraw first: the refresh must not bring back what it withdraws
+    assert say("neighbor 10.0.0.2 withdraw attributes nlri 10.3.0.0/24")
+    assert _prefixes_sent(reactor) == [("withdraw", "10.3.0.0/24")]
+    assert _prefixes_sent(reactor) == [("announce", "10.2.0.0/24")]  # every route the switch should hold
+    assert not rib.pending()
+    # a refresh with no withdraw queued goes out at once, as ExaBGP sends it
+    rib.resend(False)
+    assert _prefixes_sent(reactor) == [("announce", "10.2.0.0/24")]
