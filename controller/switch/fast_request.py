@@ -175,6 +175,7 @@ def fast_admissions(
     answered: Collection[str] = (),
     routes_index: _RoutesIndex | None = None,
     installed: Collection[str] | None = None,
+    held_counts: TableCounts | None = None,
 ) -> FastPlan:
     """The requests of ``requests`` that may be installed at once, newest first.
 
@@ -182,7 +183,8 @@ def fast_admissions(
     ``held``: what the switch may hold from topfib (installed and stale); ``now``: wall clock;
     ``answered``: the addresses the last selection answered (a new request is none of them);
     ``routes_index``: kept by the caller across calls on the same ``routes``;
-    ``installed``: the held prefixes a withdraw removes (None: all of them; not the stale ones).
+    ``installed``: the held prefixes a withdraw removes (None: all of them; not the stale ones);
+    ``held_counts``: ``held`` per table, as the programmer keeps them (None: counted here).
     """
     caps = policy.caps()
     withdrawable = held if installed is None else installed
@@ -191,11 +193,10 @@ def fast_admissions(
     # hold alone (a victim it does not hold makes no room there).
     index = (routes_index or _RoutesIndex()).of(routes)
     used, wanted = index.used(policy), index.used(policy)
-    on_switch = dict.fromkeys(caps, 0)
+    on_switch = (held_counts or TableCounts(held)).under(policy)
     for held_prefix in held:
-        held_table = policy.table_of(held_prefix)
-        on_switch[held_table] = on_switch.get(held_table, 0) + 1
         if held_prefix not in routes:
+            held_table = policy.table_of(held_prefix)
             used[held_table] = used.get(held_table, 0) + 1
     admitted: list[FastAdmission] = []
     seen: set[str] = set()
@@ -354,10 +355,12 @@ class RequestFastPath:
                 return False
             if not await programmer.forget_announced_locked():
                 return False
+            held, held_counts = programmer.held_counted()  # its per-table counts, not recounted
             with self._rib_lock:
-                fast = fast_admissions(requests, selection.routes, programmer.held(), self._route_view,
+                fast = fast_admissions(requests, selection.routes, held, self._route_view,
                                        self._policy(), wall_now, UNUSABLE_NEXT_HOPS,
-                                       self._answered_by(selection), self._routes_index, programmer.installed)
+                                       self._answered_by(selection), self._routes_index, programmer.installed,
+                                       held_counts)
             admitted = fast.admitted
             if not admitted:  # none to announce: the selection is needed only for what it was left
                 # (a request the current selection placed already needs none: 25 a second in

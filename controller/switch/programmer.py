@@ -174,9 +174,9 @@ class Programmer:
         """Per table: (prefixes counting against the cap, that is :meth:`held`, cap). Without
         stale prefixes (graceful restart) from counts kept as acks arrive: the request fast path
         asks on every admission, and recounting a full table cost it ~0.3 ms."""
-        return self._occupancy(self._held_counted()[1])
+        return self._occupancy(self.held_counted()[1])
 
-    def _held_counted(self) -> tuple[Collection[str], TableCounts]:
+    def held_counted(self) -> tuple[Collection[str], TableCounts]:
         """:meth:`held` and its counts per table, the stale window looked at once (the clock may
         pass its end between two looks)."""
         if self._stale_counts():
@@ -192,7 +192,7 @@ class Programmer:
     def within_caps(self, steps: list[Step]) -> list[Step]:
         """Announce steps trimmed so that new prefixes never take a table past its cap."""
         policy = self._policy()
-        held, counts = self._held_counted()
+        held, counts = self.held_counted()
         room = {table: cap - used for table, (used, cap) in self._occupancy(counts).items()}
         kept: list[Step] = []
         for step in steps:
